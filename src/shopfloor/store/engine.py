@@ -1,0 +1,58 @@
+"""Engine construction: SQLite (WAL, synchronous=FULL so a 2xx is durable) or PostgreSQL, same Core code."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=False,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        # Read-only work opts out with ``conn.execution_options(sqlite_begin="DEFERRED")``.
+        # pysqlite's own transaction handling is broken (no BEGIN before SELECT, no SAVEPOINT support);
+        # with isolation_level=None we emit BEGIN IMMEDIATE ourselves so writers queue on the lock up front
+        # instead of failing on lock upgrade.
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - exercised by every SQLite test
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+
+        return engine
+    return create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+    )
+
+
+def make_unpooled_engine(url: str) -> Engine:
+    """An engine for one-shot CLI work (no pool left behind)."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        eng = make_engine(url)
+        return eng
+    return create_engine(url, poolclass=NullPool)

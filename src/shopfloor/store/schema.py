@@ -1,0 +1,3 @@
+"""The full schema: importing this module registers every area's tables on the shared ``metadata``."""
+
+from .tables import metadata  # noqa: F401
