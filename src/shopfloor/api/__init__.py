@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI). Public entry point: ``create_app``."""
