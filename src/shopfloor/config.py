@@ -20,9 +20,6 @@ class Settings(BaseSettings):
     # --- buy path -------------------------------------------------------------------------------
     reservation_ttl_s: int = Field(default=900, ge=1, description="How long an unpaid reservation holds stock.")
     sweep_interval_s: float = Field(default=5.0, gt=0)
-    max_lines_per_order: int = Field(default=50, ge=1)
-    max_qty_per_line: int = Field(default=10_000, ge=1)
-    idempotency_key_max_len: int = Field(default=200, ge=8)
     # Group commit: concurrent checkouts are applied in one transaction (a savepoint each) by one writer.
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)

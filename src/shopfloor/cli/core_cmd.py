@@ -1,13 +1,18 @@
-"""Core commands: db, keys, serve, worker, outbox, demo, bench."""
+"""Core commands: db, keys, serve, worker, outbox."""
 
 from __future__ import annotations
+
+import signal
+import time
 
 import typer
 
 from ..config import Settings
-from .output import console
+from .output import console, fail, print_json
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+outbox_app = typer.Typer(help="Outbox (side-effect queue) inspection and repair.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -16,9 +21,171 @@ def db_upgrade() -> None:
     from ..store.migrate import upgrade_database
 
     settings = Settings()
-    upgrade_database(settings.database_url)
+    try:
+        upgrade_database(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - show a one-line error, not a traceback
+        fail(f"database upgrade failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     console.print("[green]database is at the latest schema[/]")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: list[str] = typer.Option(..., "--scope", help="admin, storefront or ingest (repeatable)."),
+    name: str = typer.Option("cli", "--name", help="A label for the key."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Create an API key and print it (it cannot be shown again)."""
+    from ..bootstrap import build_container
+    from ..domain.errors import DomainError
+    from ..store.keys import create_api_key
+    from ..store.migrate import upgrade_database
+
+    settings = Settings()
+    upgrade_database(settings.database_url)
+    c = build_container(settings)
+    try:
+        key_id, secret = create_api_key(c.engine, scope, name, c.clock.now())
+    except DomainError as exc:
+        fail(f"--scope: {exc.message}")
+    finally:
+        c.close()
+    if json_out:
+        print_json({"id": key_id, "key": secret, "scopes": sorted(set(scope))})
+    else:
+        typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List keys (ids, scopes, created/revoked; never the secrets)."""
+    from ..bootstrap import build_container
+    from ..store.keys import list_api_keys
+
+    c = build_container(Settings())
+    rows = list_api_keys(c.engine)
+    c.close()
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        console.print(f"{r['id']}  {','.join(r['scopes']):<24} {r['name']:<16} revoked={bool(r['revoked_at'])}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (key_...).")) -> None:
+    """Revoke a key (takes effect within the auth cache TTL, 5 s)."""
+    from ..bootstrap import build_container
+    from ..store.keys import revoke_api_key
+
+    c = build_container(Settings())
+    ok = revoke_api_key(c.engine, key_id, c.clock.now())
+    c.close()
+    if not ok:
+        fail(f"key_id: no key {key_id}")
+    console.print(f"revoked {key_id}")
+
+
+@outbox_app.command("status")
+def outbox_status_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Pending, delivered and dead-lettered events, by type."""
+    from ..bootstrap import build_container
+    from ..orders import outbox_status
+
+    c = build_container(Settings())
+    st = outbox_status(c.engine)
+    c.close()
+    if json_out:
+        print_json(st)
+        return
+    from rich.table import Table
+
+    t = Table(title="outbox")
+    for col in ("type", "status", "count"):
+        t.add_column(col)
+    for row in st["by_type"]:
+        t.add_row(row["type"], row["status"], str(row["count"]))
+    console.print(t)
+    console.print(f"pending={st['pending']} delivered={st['delivered']} dead={st['dead']} "
+                  f"oldest pending={st['oldest_pending_at']}")
+    for d in st["dead_letters"]:
+        console.print(f"[red]dead[/] {d['event_id']} {d['type']} {d['aggregate_id']}: {d['last_error']}")
+
+
+@outbox_app.command("requeue-dead")
+def outbox_requeue() -> None:
+    """Put dead-lettered events back into the queue after fixing their cause."""
+    from ..bootstrap import build_container
+    from ..orders import requeue_dead
+
+    c = build_container(Settings())
+    n = requeue_dead(c.engine, c.clock)
+    c.close()
+    console.print(f"requeued {n} events")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Server processes."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run migrations, then serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from ..store.migrate import upgrade_database
+
+    settings = Settings()
+    try:
+        upgrade_database(settings.database_url)
+    except Exception as exc:  # noqa: BLE001
+        fail(f"database upgrade failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    uvicorn.run(
+        "shopfloor.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level=log_level, access_log=False, http="httptools", loop="uvloop",
+    )
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
+) -> None:
+    """Deliver outbox events (at least once, deduplicated) and sweep expired reservations."""
+    from ..bootstrap import build_container, build_worker
+    from ..orders import release_expired_reservations
+    from ..store.migrate import upgrade_database
+
+    settings = Settings()
+    upgrade_database(settings.database_url)
+    c = build_container(settings)
+    w = build_worker(c)
+    if once:
+        release_expired_reservations(c.engine, c.clock)
+        n = w.drain()
+        console.print(f"processed {n} events")
+        c.close()
+        return
+    stopping = {"flag": False}
+
+    def _stop(*_):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    last_sweep = 0.0
+
+    def tick() -> None:
+        nonlocal last_sweep
+        if time.monotonic() - last_sweep >= settings.sweep_interval_s:
+            release_expired_reservations(c.engine, c.clock)
+            last_sweep = time.monotonic()
+
+    console.print("[green]worker running[/] (Ctrl-C to stop)")
+    w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
+    c.close()
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(outbox_app, name="outbox")
+    app.command("serve")(serve)
+    app.command("worker")(worker)

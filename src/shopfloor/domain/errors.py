@@ -78,3 +78,18 @@ class PaymentDeclined(DomainError):
 class InvalidTransition(DomainError):
     code = "invalid_transition"
     status = 409
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class ServiceUnavailable(DomainError):
+    code = "service_unavailable"
+    status = 503

@@ -198,3 +198,15 @@ api_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
 )
+
+warehouse_tasks = Table(
+    "warehouse_tasks",
+    metadata,
+    Column("order_id", String(40), ForeignKey("orders.id"), primary_key=True),
+    Column("warehouse", String(64), primary_key=True),
+    Column("lines", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # open -> sent (webhook acknowledged)
+    Column("webhook_attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+)

@@ -1,0 +1,57 @@
+"""One place that maps exceptions to the error envelope ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from .responses import FastJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_error", 429: "too_many_requests",
+}
+
+
+def envelope(status: int, code: str, message: str, details: list | None = None, headers=None) -> FastJSONResponse:
+    return FastJSONResponse(
+        {"error": {"code": code, "message": message, "details": details or []}}, status_code=status, headers=headers
+    )
+
+
+def _field_name(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError):
+        return envelope(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        details = []
+        for err in exc.errors():
+            field = "body" if err.get("type") == "json_invalid" else _field_name(err.get("loc", ()))
+            details.append({"field": field, "message": err.get("msg", ""), "type": err.get("type", "")})
+        code = "malformed_json" if any(d["type"] == "json_invalid" for d in details) else "validation_error"
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        return envelope(422, code, f"{first['field']}: {first['message']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return envelope(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - safety net
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "internal_error", "internal error; it has been logged")

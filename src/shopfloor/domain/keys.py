@@ -1,0 +1,33 @@
+"""API keys: generation and hashing. Keys are 256-bit random tokens, so a plain SHA-256 is the right hash
+(no slow KDF is needed for high-entropy secrets; it keeps per-request auth cheap)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+SCOPES = ("storefront", "admin", "ingest")
+KEY_PREFIX = "sf_"
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """Return (key_id, secret_key, key_hash). Only the hash is stored; the key is shown once."""
+    key_id = "key_" + secrets.token_hex(6)
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key_id, secret, hash_api_key(secret)
+
+
+def hash_api_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def validate_scopes(scopes: list[str]) -> list[str]:
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        from .errors import InvalidInput
+
+        raise InvalidInput(
+            f"scopes must be a non-empty subset of {', '.join(SCOPES)}",
+            [{"field": "scope", "invalid": bad}],
+        )
+    return sorted(set(scopes))

@@ -1,0 +1,256 @@
+"""Outbox worker: delivers events at least once, with retries, backoff and a dead-letter state.
+
+Handlers are idempotent: each (handler, event_id) that completed is recorded in ``processed_events`` and skipped
+on redelivery. Events are claimed with a lease (``locked_until``); on PostgreSQL the claim uses
+``FOR UPDATE SKIP LOCKED`` so several workers share the queue without blocking each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Protocol
+
+from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..domain.clock import Clock
+from ..store.tables import outbox, processed_events
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    id: int
+    event_id: str
+    type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+class RetryLater(Exception):
+    """A handler asks for a retry after ``delay_s`` without counting it as a failure (e.g. payment pending)."""
+
+    def __init__(self, reason: str, delay_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+class EventHandler(Protocol):
+    name: str
+    event_types: frozenset[str]
+
+    def handle(self, event: OutboxEvent) -> None: ...
+
+
+@dataclass
+class FunctionHandler:
+    name: str
+    event_types: frozenset[str]
+    fn: Callable[[OutboxEvent], None]
+
+    def handle(self, event: OutboxEvent) -> None:
+        self.fn(event)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        handlers: Iterable[EventHandler] = (),
+        *,
+        batch_size: int = 50,
+        lease_s: float = 30.0,
+        max_attempts: int = 8,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 60.0,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.handlers: list[EventHandler] = list(handlers)
+        self.batch_size = batch_size
+        self.lease = timedelta(seconds=lease_s)
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self._is_pg = engine.dialect.name == "postgresql"
+
+    def add_handler(self, handler: EventHandler) -> None:
+        self.handlers.append(handler)
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.backoff_max_s, self.backoff_base_s * (2 ** max(attempts - 1, 0)))
+
+    # --- claiming --------------------------------------------------------------------------------------
+
+    def claim(self) -> list[OutboxEvent]:
+        now = self.clock.now()
+        ready = and_(
+            outbox.c.status == "pending",
+            outbox.c.available_at <= now,
+            or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+        )
+        q = select(outbox).where(ready).order_by(outbox.c.id).limit(self.batch_size)
+        if self._is_pg:
+            q = q.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(locked_until=now + self.lease))
+        return [
+            OutboxEvent(r.id, r.event_id, r.type, r.aggregate_id, r.payload, r.attempts, r.created_at)
+            for r in rows
+        ]
+
+    # --- processing ------------------------------------------------------------------------------------
+
+    def _already_processed(self, handler: str, event_id: str) -> bool:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            return (
+                conn.execute(
+                    select(processed_events.c.event_id).where(
+                        processed_events.c.handler == handler, processed_events.c.event_id == event_id
+                    )
+                ).first()
+                is not None
+            )
+
+    def _mark_processed(self, handler: str, event_id: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(processed_events).values(handler=handler, event_id=event_id, processed_at=self.clock.now())
+                )
+        except IntegrityError:
+            pass  # another worker finished the same handler first: fine, the effect happened once in effect
+
+    def process(self, event: OutboxEvent) -> None:
+        """Run every subscribed handler that has not yet completed for this event."""
+        for handler in self.handlers:
+            if event.type not in handler.event_types:
+                continue
+            if self._already_processed(handler.name, event.event_id):
+                continue
+            handler.handle(event)
+            self._mark_processed(handler.name, event.event_id)
+
+    def _finish(self, event: OutboxEvent, error: BaseException | None) -> None:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            if error is None:
+                conn.execute(
+                    update(outbox).where(outbox.c.id == event.id).values(
+                        status="delivered", delivered_at=now, locked_until=None, last_error=None
+                    )
+                )
+                return
+            if isinstance(error, RetryLater):
+                delay = error.delay_s if error.delay_s is not None else self.backoff(event.attempts + 1)
+                conn.execute(
+                    update(outbox).where(outbox.c.id == event.id).values(
+                        available_at=now + timedelta(seconds=delay), locked_until=None,
+                        last_error=f"retry: {error}"[:2000],
+                    )
+                )
+                return
+            attempts = event.attempts + 1
+            message = f"{type(error).__name__}: {error}"[:2000]
+            if attempts >= self.max_attempts:
+                conn.execute(
+                    update(outbox).where(outbox.c.id == event.id).values(
+                        status="dead", attempts=attempts, locked_until=None, last_error=message
+                    )
+                )
+                log.error("outbox event %s (%s) dead-lettered after %d attempts: %s",
+                          event.event_id, event.type, attempts, message)
+            else:
+                conn.execute(
+                    update(outbox).where(outbox.c.id == event.id).values(
+                        attempts=attempts, locked_until=None, last_error=message,
+                        available_at=now + timedelta(seconds=self.backoff(attempts)),
+                    )
+                )
+
+    def run_once(self) -> int:
+        """Claim and process one batch. Returns how many events were handled (successfully or not)."""
+        events = self.claim()
+        for event in events:
+            try:
+                self.process(event)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
+                if not isinstance(exc, RetryLater):
+                    log.warning("handler failed for %s %s: %s", event.type, event.event_id, exc)
+                self._finish(event, exc)
+            else:
+                self._finish(event, None)
+        return len(events)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Process until nothing is ready (tests, demo)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def run_forever(self, poll_interval_s: float, stop: Callable[[], bool] = lambda: False,
+                    tick: Callable[[], None] | None = None) -> None:
+        while not stop():
+            n = self.run_once()
+            if tick is not None:
+                tick()
+            if n == 0:
+                time.sleep(poll_interval_s)
+
+
+def requeue_dead(engine: Engine, clock: Clock) -> int:
+    """Put dead-lettered events back in the queue (after the cause was fixed)."""
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(outbox).where(outbox.c.status == "dead").values(
+                status="pending", attempts=0, available_at=clock.now(), locked_until=None
+            )
+        )
+    return res.rowcount
+
+
+def outbox_status(engine: Engine) -> dict[str, Any]:
+    from sqlalchemy import func
+
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+        counts = {r[0]: int(r[1]) for r in conn.execute(
+            select(outbox.c.status, func.count()).group_by(outbox.c.status))}
+        by_type = [
+            {"type": r[0], "status": r[1], "count": int(r[2])}
+            for r in conn.execute(
+                select(outbox.c.type, outbox.c.status, func.count()).group_by(outbox.c.type, outbox.c.status)
+            )
+        ]
+        oldest = conn.execute(
+            select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+        ).scalar()
+        dead = [
+            {"event_id": r.event_id, "type": r.type, "aggregate_id": r.aggregate_id, "attempts": r.attempts,
+             "last_error": r.last_error}
+            for r in conn.execute(
+                select(outbox).where(outbox.c.status == "dead").order_by(outbox.c.id.desc()).limit(20)
+            )
+        ]
+    return {
+        "pending": counts.get("pending", 0),
+        "delivered": counts.get("delivered", 0),
+        "dead": counts.get("dead", 0),
+        "oldest_pending_at": oldest.isoformat() if oldest else None,
+        "by_type": by_type,
+        "dead_letters": dead,
+    }
