@@ -233,6 +233,15 @@ class CheckoutService:
                 # undo our work and replay theirs.
                 sp.rollback()
                 continue
+            except OperationalError:
+                raise  # the whole batch retries (lock timeout, lost connection)
+            except Exception:
+                # One bad command must not sink the batch: undo it alone and report it unsettled (no
+                # idempotency record, so a retry with the same key runs afresh).
+                log.exception("checkout failed for one command; batch continues")
+                sp.rollback()
+                exc = ServiceUnavailable("checkout failed; retry with the same Idempotency-Key")
+                return CheckoutResult(exc.status, error_body(exc))
         exc = ServiceUnavailable("could not settle this idempotency key; retry")
         return CheckoutResult(exc.status, error_body(exc))
 
