@@ -32,7 +32,7 @@ from ..domain.errors import (
     UnknownSku,
 )
 from ..domain.orders import ORDER_PLACED, OrderStatus
-from ..domain.stock import OrderLineRequest, merge_lines, plan_allocation
+from ..domain.stock import Allocation, OrderLineRequest, StockLevel, merge_lines, plan_allocation
 from ..store import orders_repo as repo
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,13 @@ class CheckoutService:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    if time.monotonic() >= deadline:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         break
-                    time.sleep(0.0002)
-                    continue
+                    try:
+                        nxt = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     self._queue.put(None)
                     break
@@ -166,19 +169,19 @@ class CheckoutService:
             self._apply_batch(batch)
 
     def _apply_batch(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
+        results = None
         for attempt in range(5):
             try:
                 results = self._apply_batch_once([cmd for cmd, _ in batch])
                 break
-            except OperationalError as exc:  # lock timeouts, serialization failures, lost connections
+            except (OperationalError, IntegrityError) as exc:
+                # Lock timeouts, serialization failures, lost connections, or another process committing one of
+                # our idempotency keys first: the whole batch rolled back, so re-run it (replays are detected).
                 log.warning("checkout batch failed (attempt %d): %s", attempt + 1, exc.__class__.__name__)
                 time.sleep(0.01 * (attempt + 1))
             except Exception:  # pragma: no cover - unexpected; fail the batch rather than hang callers
                 log.exception("checkout batch failed")
-                results = None
                 break
-        else:
-            results = None
         if results is None:
             err = ServiceUnavailable("the order store is temporarily unavailable; retry with the same key")
             for _, fut in batch:
@@ -197,58 +200,61 @@ class CheckoutService:
                 fut.set_result(res)
 
     def _apply_batch_once(self, cmds: list[PlaceOrder]) -> list[CheckoutResult]:
+        """One transaction for the whole batch: reads are batched, each reservation is a guarded UPDATE, and the
+        order/line/reservation/outbox/idempotency rows are written with one executemany per table."""
         now = self.clock.now()
         results: list[CheckoutResult] = []
         with self.engine.begin() as conn:
-            for cmd in cmds:
-                results.append(self._apply_one(conn, cmd, now))
+            scope_keys = [(f"{c.api_key_id}:checkout", c.idempotency_key) for c in cmds]
+            prior = repo.get_idempotency_records(conn, scope_keys)
+            all_skus = sorted({l.sku for c in cmds for l in c.lines})
+            prices = repo.load_prices(conn, all_skus)
+            levels: dict[tuple[str, str], StockLevel] = {
+                (lvl.sku, lvl.warehouse): lvl for lvl in repo.load_levels(conn, all_skus)
+            }
+            warehouses = self._warehouses.get(conn)
+            pending = repo.PendingWrites()
+            settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
+            for cmd, sk in zip(cmds, scope_keys):
+                results.append(self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses,
+                                               pending))
+            pending.flush(conn)
         return results
 
-    def _apply_one(self, conn: Connection, cmd: PlaceOrder, now: datetime) -> CheckoutResult:
-        scope = f"{cmd.api_key_id}:checkout"
-        for _ in range(3):
-            prior = repo.get_idempotency_record(conn, scope, cmd.idempotency_key)
-            if prior is not None:
-                if prior.request_hash != cmd.request_hash:
-                    exc = IdempotencyKeyReused(cmd.idempotency_key[:16])
-                    return CheckoutResult(exc.status, error_body(exc))
-                return CheckoutResult(prior.status_code, orjson.loads(prior.response), replayed=True)
-            sp = conn.begin_nested()
-            try:
-                try:
-                    status_code, body = 201, self._place(conn, cmd, now)
-                    created = True
-                except DomainError as exc:
-                    sp.rollback()
-                    sp = conn.begin_nested()
-                    status_code, body, created = exc.status, error_body(exc), False
-                repo.save_idempotency_record(
-                    conn, scope, cmd.idempotency_key, cmd.request_hash, status_code,
-                    orjson.dumps(body).decode(), now,
-                )
-                sp.commit()
-                return CheckoutResult(status_code, body, created=created)
-            except IntegrityError:
-                # Another process committed the same idempotency key first (PostgreSQL, several servers):
-                # undo our work and replay theirs.
-                sp.rollback()
-                continue
-            except OperationalError:
-                raise  # the whole batch retries (lock timeout, lost connection)
-            except Exception:
-                # One bad command must not sink the batch: undo it alone and report it unsettled (no
-                # idempotency record, so a retry with the same key runs afresh).
-                log.exception("checkout failed for one command; batch continues")
-                sp.rollback()
-                exc = ServiceUnavailable("checkout failed; retry with the same Idempotency-Key")
+    def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending) -> CheckoutResult:
+        seen = settled.get(sk)
+        if seen is None and sk in prior:
+            r = prior[sk]
+            seen = (r.request_hash, r.status_code, orjson.loads(r.response))
+        if seen is not None:
+            if seen[0] != cmd.request_hash:
+                exc = IdempotencyKeyReused(cmd.idempotency_key[:16])
                 return CheckoutResult(exc.status, error_body(exc))
-        exc = ServiceUnavailable("could not settle this idempotency key; retry")
-        return CheckoutResult(exc.status, error_body(exc))
+            return CheckoutResult(seen[1], seen[2], replayed=True)
+        created = False
+        try:
+            body = self._place(conn, cmd, now, prices, levels, warehouses, pending)
+            status_code, created = 201, True
+        except DomainError as exc:
+            status_code, body = exc.status, error_body(exc)
+        settled[sk] = (cmd.request_hash, status_code, body)
+        pending.add_idempotency(sk[0], sk[1], cmd.request_hash, status_code, orjson.dumps(body).decode(), now)
+        return CheckoutResult(status_code, body, created=created)
 
-    def _place(self, conn: Connection, cmd: PlaceOrder, now: datetime) -> dict[str, Any]:
+    def _reserve(self, conn: Connection, allocations: list[Allocation]) -> bool:
+        """Apply the guarded updates; a multi-row reservation runs in a savepoint so a late miss undoes it."""
+        if len(allocations) == 1:
+            return repo.try_reserve(conn, allocations) is None
+        sp = conn.begin_nested()
+        if repo.try_reserve(conn, allocations) is None:
+            sp.commit()
+            return True
+        sp.rollback()
+        return False
+
+    def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending) -> dict[str, Any]:
         lines = merge_lines(cmd.lines)
         sku_ids = [l.sku for l in lines]
-        prices = repo.load_prices(conn, sku_ids)
         missing = [s for s in sku_ids if s not in prices]
         if missing:
             raise UnknownSku(missing)
@@ -258,21 +264,23 @@ class CheckoutService:
                 "all lines of one order must share a currency",
                 [{"field": "lines", "currencies": sorted(currencies)}],
             )
-        warehouses = self._warehouses.get(conn)
-        for _ in range(_MAX_REPLANS):
-            levels = repo.load_levels(conn, sku_ids)
-            allocations = plan_allocation(lines, levels, warehouses, cmd.country, cmd.postal_code)
-            sp = conn.begin_nested()
-            failed = repo.try_reserve(conn, allocations)
-            if failed is None:
-                sp.commit()
+        wanted = set(sku_ids)
+        for attempt in range(_MAX_REPLANS):
+            current = [lvl for key, lvl in levels.items() if key[0] in wanted]
+            allocations = plan_allocation(lines, current, warehouses, cmd.country, cmd.postal_code)
+            if self._reserve(conn, allocations):
+                for a in allocations:
+                    lvl = levels[(a.sku, a.warehouse)]
+                    levels[(a.sku, a.warehouse)] = StockLevel(a.sku, a.warehouse, lvl.on_hand, lvl.reserved + a.qty)
                 break
-            sp.rollback()  # a concurrent writer took the stock between our read and write: plan again
+            # Another process changed these rows since we read them: refresh and plan again.
+            for lvl in repo.load_levels(conn, sku_ids):
+                levels[(lvl.sku, lvl.warehouse)] = lvl
         else:
-            levels = repo.load_levels(conn, sku_ids)
             avail: dict[str, int] = {}
-            for lvl in levels:
-                avail[lvl.sku] = avail.get(lvl.sku, 0) + max(lvl.available, 0)
+            for key, lvl in levels.items():
+                if key[0] in wanted:
+                    avail[lvl.sku] = avail.get(lvl.sku, 0) + max(lvl.available, 0)
             raise OutOfStock(
                 [{"sku": l.sku, "requested": l.qty, "available": avail.get(l.sku, 0)} for l in lines]
             )
@@ -284,8 +292,8 @@ class CheckoutService:
         split = len({a.warehouse for a in allocations}) > 1
         ship_to = {"country": cmd.country, "postal_code": cmd.postal_code}
         payment = {"token_last4": str(cmd.payment.get("token", ""))[-4:], "state": "pending"}
-        repo.insert_order(
-            conn, order_id=order_id, status=OrderStatus.PAYMENT_PENDING.value, api_key_id=cmd.api_key_id,
+        pending.add_order(
+            order_id=order_id, status=OrderStatus.PAYMENT_PENDING.value, api_key_id=cmd.api_key_id,
             idempotency_key=cmd.idempotency_key, ship_to=ship_to, payment=payment, total=total,
             currency=currency, split=split, allocations=allocations, unit_prices=unit_prices,
             expires_at=expires_at, now=now, shipping=cmd.extra.get("shipping"), promise=cmd.extra.get("promise"),
@@ -304,8 +312,8 @@ class CheckoutService:
             body["shipping"] = cmd.extra["shipping"]
         if cmd.extra.get("promise") is not None:
             body["promise"] = cmd.extra["promise"]
-        repo.enqueue_event(
-            conn, ORDER_PLACED, order_id,
+        pending.add_event(
+            ORDER_PLACED, order_id,
             {"order_id": order_id, "total": total, "currency": currency, "payment_token": cmd.payment.get("token"),
              "lines": body["lines"], "ship_to": ship_to, "api_key_id": cmd.api_key_id},
             now,

@@ -69,6 +69,73 @@ def get_idempotency_record(conn: Connection, scope: str, key: str):
     ).first()
 
 
+def get_idempotency_records(conn: Connection, scope_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Look up many (scope, key) pairs in one statement."""
+    if not scope_keys:
+        return {}
+    wanted = set(scope_keys)
+    rows = conn.execute(
+        select(idempotency_keys.c.scope, idempotency_keys.c.key, idempotency_keys.c.request_hash,
+               idempotency_keys.c.status_code, idempotency_keys.c.response)
+        .where(idempotency_keys.c.key.in_(sorted({k for _, k in wanted})))
+    ).all()
+    return {(r.scope, r.key): r for r in rows if (r.scope, r.key) in wanted}
+
+
+_insert_idem = insert(idempotency_keys)
+_insert_order = insert(orders)
+_insert_lines = insert(order_lines)
+_insert_reservations = insert(reservations)
+_insert_outbox = insert(outbox)
+
+
+class PendingWrites:
+    """Rows collected while a batch of checkouts is applied, written with one executemany per table."""
+
+    __slots__ = ("idempotency", "orders", "lines", "reservations", "events")
+
+    def __init__(self) -> None:
+        self.idempotency: list[dict] = []
+        self.orders: list[dict] = []
+        self.lines: list[dict] = []
+        self.reservations: list[dict] = []
+        self.events: list[dict] = []
+
+    def add_order(self, *, order_id: str, status: str, api_key_id: str, idempotency_key: str, ship_to: dict,
+                  payment: dict, total: int, currency: str, split: bool, allocations: Sequence[Allocation],
+                  unit_prices: dict[str, int], expires_at: datetime, now: datetime, shipping: dict | None = None,
+                  promise: dict | None = None) -> None:
+        self.orders.append(dict(
+            id=order_id, status=status, api_key_id=api_key_id, idempotency_key=idempotency_key, ship_to=ship_to,
+            payment=payment, total=total, currency=currency, shipping=shipping, promise=promise,
+            split=1 if split else 0, reservation_expires_at=expires_at, created_at=now, updated_at=now,
+        ))
+        for i, a in enumerate(allocations, start=1):
+            self.lines.append({"order_id": order_id, "line_no": i, "sku": a.sku, "warehouse": a.warehouse,
+                               "qty": a.qty, "unit_price": unit_prices[a.sku]})
+            self.reservations.append({"order_id": order_id, "sku": a.sku, "warehouse": a.warehouse, "qty": a.qty,
+                                      "state": "active", "expires_at": expires_at})
+
+    def add_event(self, event_type: str, aggregate_id: str, payload: dict, now: datetime) -> str:
+        event_id = new_id("evt")
+        self.events.append(dict(event_id=event_id, type=event_type, aggregate_id=aggregate_id, payload=payload,
+                                status="pending", attempts=0, available_at=now, created_at=now))
+        return event_id
+
+    def add_idempotency(self, scope: str, key: str, request_hash: str, status_code: int, response: str,
+                        now: datetime) -> None:
+        self.idempotency.append(dict(scope=scope, key=key, request_hash=request_hash, status_code=status_code,
+                                     response=response, created_at=now))
+
+    def flush(self, conn: Connection) -> None:
+        # Parents before children (foreign keys).
+        for stmt, rows in ((_insert_order, self.orders), (_insert_lines, self.lines),
+                           (_insert_reservations, self.reservations), (_insert_outbox, self.events),
+                           (_insert_idem, self.idempotency)):
+            if rows:
+                conn.execute(stmt, rows)
+
+
 def save_idempotency_record(
     conn: Connection, scope: str, key: str, request_hash: str, status_code: int, response: str, now: datetime
 ) -> None:
