@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from .runtime import free_port
 
 _WRK_CHECKOUT_LUA = r"""
 local counter = 0
@@ -75,12 +76,6 @@ function done(summary, latency, requests)
   io.write("STATUS_JSON {" .. table.concat(parts, ", ") .. "}\n")
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

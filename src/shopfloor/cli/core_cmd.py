@@ -189,3 +189,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(outbox_app, name="outbox")
     app.command("serve")(serve)
     app.command("worker")(worker)
+    app.command("demo")(demo)
+
+
+def demo(
+    once: bool = typer.Option(False, "--once", help="Exit after the summary instead of serving until Ctrl-C."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port for the demo server."),
+    shoppers: int = typer.Option(400, min=1, max=100_000, help="Simulated checkouts in the burst."),
+    workdir: str = typer.Option("var/demo", help="Where the demo store (SQLite), logs and mail are written."),
+) -> None:
+    """A fresh demo store: real-data catalog, 3 warehouses, shoppers, a flash sale and a summary."""
+    from pathlib import Path
+
+    from ..demo import run_demo
+
+    run_demo(once=once, port=port, workdir=Path(workdir), shoppers=shoppers, console=console)

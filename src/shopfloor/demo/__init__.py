@@ -1,0 +1,270 @@
+"""``shopfloor demo``: a fresh store with a real-data catalog, a burst of shoppers and a flash sale, then a summary.
+
+The catalog and demand come from a small derived sample of UCI Online Retail II (CC BY 4.0, see
+``data/ATTRIBUTION.md``), so the demo needs nothing outside the package.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress
+from rich.table import Table
+
+from ..runtime import ServerProcess, WorkerProcess
+
+WAREHOUSES = {
+    "gb-south": {"region": "gb-south", "country": "GB",
+                 "postal_prefixes": ["E", "EC", "N", "NW", "SE", "SW", "W", "WC", "BR", "CR", "KT", "BN", "RH",
+                                     "GU", "SO", "PO", "OX", "RG", "CB", "CT"]},
+    "gb-north": {"region": "gb-north", "country": "GB",
+                 "postal_prefixes": ["M", "L", "LS", "B", "S", "NE", "G", "EH", "BD", "HD", "WA", "YO", "NG",
+                                     "DE", "ST", "CH", "PR", "BL", "AB", "DD"]},
+    "de-central": {"region": "eu-central", "country": "DE", "postal_prefixes": []},
+}
+DESTINATIONS = [("GB", "EC1A 1BB"), ("GB", "SW1A 2AA"), ("GB", "M1 1AE"), ("GB", "LS1 4DY"), ("GB", "B1 1AA"),
+                ("GB", "BN1 1AA"), ("GB", "G1 1XQ"), ("DE", "10115"), ("DE", "80331"), ("GB", "OX1 2JD")]
+FLASH_SKU, FLASH_UNITS, FLASH_BUYERS = "FLASH-001", 50, 300
+SCARCE_SKU = "SCARCE-001"
+
+
+def load_catalog() -> list[dict[str, Any]]:
+    text = resources.files("shopfloor.demo").joinpath("data/catalog.csv").read_text()
+    return list(csv.DictReader(text.splitlines()))
+
+
+@dataclass
+class DemoReport:
+    url: str = ""
+    admin_key: str = ""
+    storefront_key: str = ""
+    orders: list[dict] = field(default_factory=list)
+    refused: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    flash_sold: int = 0
+    flash_refused: int = 0
+    sold_out: list[str] = field(default_factory=list)
+    split: int = 0
+    outbox: dict = field(default_factory=dict)
+    sections: list[tuple[str, Any]] = field(default_factory=list)  # extra panels from other areas
+
+    def p(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+class DemoStore:
+    """Talks to the running demo server over HTTP, like any storefront would."""
+
+    def __init__(self, url: str, admin_key: str, storefront_key: str) -> None:
+        self.url = url
+        self.admin = {"Authorization": f"Bearer {admin_key}"}
+        self.shop = {"Authorization": f"Bearer {storefront_key}"}
+        self.client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64))
+
+    def put(self, path: str, body: Any) -> httpx.Response:
+        r = self.client.put(path, json=body, headers=self.admin)
+        r.raise_for_status()
+        return r
+
+    def checkout(self, lines: list[dict], country: str, postal: str, token: str = "tok_ok") -> tuple[int, dict, float]:
+        body = {"lines": lines, "ship_to": {"country": country, "postal_code": postal}, "payment": {"token": token}}
+        headers = {**self.shop, "Idempotency-Key": uuid.uuid4().hex}
+        t0 = time.perf_counter()
+        for _ in range(5):
+            try:
+                r = self.client.post("/v1/checkouts", json=body, headers=headers)
+                return r.status_code, r.json(), (time.perf_counter() - t0) * 1000
+            except httpx.TransportError:
+                time.sleep(0.1)  # retry with the same key: never a second order
+        return 0, {}, (time.perf_counter() - t0) * 1000
+
+
+def seed_store(store: DemoStore, catalog: list[dict], rng: random.Random) -> None:
+    for wid, w in WAREHOUSES.items():
+        store.put(f"/v1/warehouses/{wid}", w)
+    for item in catalog:
+        store.put(f"/v1/skus/{item['sku']}", {"name": item["name"], "category": item["category"],
+                                                "price": int(item["price"]), "currency": "GBP"})
+        popularity = int(item["invoices"])
+        for wid in WAREHOUSES:
+            share = 0.45 if wid != "de-central" else 0.1
+            units = max(0, int(popularity * share * rng.uniform(0.02, 0.06)))
+            store.put(f"/v1/stock/{item['sku']}/{wid}", {"on_hand": units})
+    store.put(f"/v1/skus/{FLASH_SKU}", {"name": "Limited Edition Lantern (flash sale)", "category": "lighting",
+                                         "price": 1999, "currency": "GBP"})
+    store.put(f"/v1/stock/{FLASH_SKU}/gb-south", {"on_hand": FLASH_UNITS})
+    store.put(f"/v1/skus/{SCARCE_SKU}", {"name": "Hand-Thrown Cake Stand", "category": "kitchen", "price": 3499,
+                                          "currency": "GBP"})
+    for wid in ("gb-south", "gb-north"):
+        store.put(f"/v1/stock/{SCARCE_SKU}/{wid}", {"on_hand": 4})
+
+
+def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: int, rng: random.Random,
+                 progress: Progress) -> None:
+    weights = [int(c["invoices"]) for c in catalog]
+    lock = threading.Lock()
+    baskets = []
+    for i in range(n):
+        k = rng.choice([1, 1, 1, 2, 3])
+        lines = {c["sku"]: rng.randint(1, 3) for c in rng.choices(catalog, weights=weights, k=k)}
+        if i % 25 == 0:
+            lines = {SCARCE_SKU: 5}  # more than any one warehouse holds: a split shipment
+        dest = rng.choice(DESTINATIONS)
+        baskets.append(([{"sku": s, "qty": q} for s, q in lines.items()], dest))
+    task = progress.add_task("shoppers", total=n)
+
+    def buy(basket):
+        lines, (country, postal) = basket
+        status, body, ms = store.checkout(lines, country, postal)
+        with lock:
+            report.latencies_ms.append(ms)
+            if status == 201:
+                report.orders.append(body)
+                report.split += int(body.get("split_shipment", False))
+            elif status == 409:
+                report.refused += 1
+            else:
+                report.errors += 1
+        progress.advance(task)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(buy, baskets))
+
+
+def run_flash_sale(store: DemoStore, report: DemoReport, progress: Progress) -> None:
+    task = progress.add_task(f"flash sale: {FLASH_BUYERS} buyers, {FLASH_UNITS} units", total=FLASH_BUYERS)
+    lock = threading.Lock()
+    start = threading.Event()
+
+    def buy(i):
+        start.wait()
+        status, body, _ = store.checkout([{"sku": FLASH_SKU, "qty": 1}], *DESTINATIONS[i % len(DESTINATIONS)])
+        with lock:
+            if status == 201:
+                report.flash_sold += 1
+            elif status == 409:
+                report.flash_refused += 1
+        progress.advance(task)
+
+    with ThreadPoolExecutor(64) as pool:
+        futs = [pool.submit(buy, i) for i in range(FLASH_BUYERS)]
+        start.set()
+        for f in futs:
+            f.result()
+
+
+#: Extra demo steps contributed by other areas: (title, fn(store, report, console)) run after the shoppers.
+EXTRA_STEPS: list[tuple[str, Callable[[DemoStore, DemoReport, Console], None]]] = []
+
+
+def print_summary(console: Console, report: DemoReport) -> None:
+    t = Table(title="shopfloor demo: buy path", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    total = len(report.latencies_ms)
+    t.add_row("checkouts attempted", str(total))
+    t.add_row("orders accepted (201)", str(len(report.orders)))
+    t.add_row("refused, out of stock (409)", str(report.refused))
+    t.add_row("other errors", str(report.errors))
+    t.add_row("split shipments", str(report.split))
+    t.add_row("checkout latency p50 / p99", f"{report.p(0.5):.0f} ms / {report.p(0.99):.0f} ms")
+    t.add_row("flash sale sold / refused", f"{report.flash_sold} / {report.flash_refused}  (of {FLASH_UNITS} units)")
+    t.add_row("sold-out SKUs", ", ".join(report.sold_out[:8]) + (" ..." if len(report.sold_out) > 8 else "")
+              or "none")
+    t.add_row("outbox delivered / pending / dead",
+              f"{report.outbox.get('delivered', 0)} / {report.outbox.get('pending', 0)} / {report.outbox.get('dead', 0)}")
+    console.print(t)
+    for title, renderable in report.sections:
+        console.print(Panel(renderable, title=title))
+    lines = [f"API docs:      {report.url}/docs", f"OpenAPI:       {report.url}/openapi.json"]
+    for o in report.orders[:3]:
+        lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
+                     f"{report.url}/v1/orders/{o['order_id']}")
+    lines.append(f"admin key:     {report.admin_key}")
+    console.rule("try it")
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/demo"), shoppers: int = 400,
+             seed: int = 42, console: Console | None = None) -> DemoReport:
+    from ..store.engine import make_engine
+    from ..store.keys import create_api_key
+    from ..store.migrate import upgrade_database
+
+    console = console or Console()
+    rng = random.Random(seed)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    db_url = f"sqlite:///{(workdir / 'shopfloor.db').resolve()}"
+    upgrade_database(db_url)
+    engine = make_engine(db_url)
+    now = datetime.now(timezone.utc)
+    _, admin_key = create_api_key(engine, ["admin"], "demo-admin", now)
+    _, shop_key = create_api_key(engine, ["storefront"], "demo-storefront", now)
+    engine.dispose()
+    env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
+    server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
+    worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
+    report = DemoReport(url=server.url, admin_key=admin_key, storefront_key=shop_key)
+    store = DemoStore(server.url, admin_key, shop_key)
+    try:
+        catalog = load_catalog()
+        with Progress(console=console, transient=True) as progress:
+            t = progress.add_task("seeding catalog and stock", total=None)
+            seed_store(store, catalog, rng)
+            progress.remove_task(t)
+            run_shoppers(store, catalog, report, shoppers, rng, progress)
+            run_flash_sale(store, report, progress)
+        for title, step in EXTRA_STEPS:
+            with console.status(title):
+                step(store, report, console)
+        for item in catalog + [{"sku": FLASH_SKU}, {"sku": SCARCE_SKU}]:
+            s = store.client.get(f"/v1/stock/{item['sku']}", headers=store.admin).json()
+            if s.get("available", 1) == 0:
+                report.sold_out.append(item["sku"])
+        deadline = time.monotonic() + 30
+        from ..orders import outbox_status
+
+        eng = make_engine(db_url)
+        while time.monotonic() < deadline:
+            report.outbox = outbox_status(eng)
+            if report.outbox["pending"] == 0:
+                break
+            time.sleep(0.5)
+        eng.dispose()
+        print_summary(console, report)
+        if not once:
+            console.print(f"[green]serving on {server.url}[/] — Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        store.client.close()
+        worker.stop()
+        server.stop()
+    return report
+
+
+__all__ = ["DemoReport", "DemoStore", "EXTRA_STEPS", "run_demo"]

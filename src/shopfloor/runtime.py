@@ -1,0 +1,113 @@
+"""Running the real server and worker as child processes (demo, benchmarks, game days, tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(db_url: str, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["SHOPFLOOR_DATABASE_URL"] = db_url
+    src = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+class ServerProcess:
+    """``shopfloor serve`` in its own process group, so a kill -9 takes the supervisor and workers down at once."""
+
+    def __init__(self, db_url: str, port: int | None = None, workers: int = 1, env: dict | None = None,
+                 log_path: Path | None = None, host: str = "127.0.0.1", pin_core: int | None = None) -> None:
+        self.db_url = db_url
+        self.host = host
+        self.port = port or free_port()
+        self.workers = workers
+        self.env = env
+        self.log_path = log_path
+        self.pin_core = pin_core
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> "ServerProcess":
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        pin = ["taskset", "-c", str(self.pin_core)] if self.pin_core is not None else []
+        self.proc = subprocess.Popen(
+            pin + [sys.executable, "-m", "shopfloor", "serve", "--host", self.host, "--port", str(self.port),
+                   "--workers", str(self.workers)],
+            env=child_env(self.db_url, self.env), stdout=out, stderr=out, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+class WorkerProcess:
+    """``shopfloor worker`` in its own process group."""
+
+    def __init__(self, db_url: str, env: dict | None = None, log_path: Path | None = None) -> None:
+        self.db_url = db_url
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shopfloor", "worker"], env=child_env(self.db_url, self.env),
+            stdout=out, stderr=out, start_new_session=True,
+        )
+        return self
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
