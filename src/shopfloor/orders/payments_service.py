@@ -25,10 +25,13 @@ from .payments import (
     PaymentRouter,
     RouterPolicy,
 )
+from .fraud import FraudScreen, policy_from_settings
+from .notify import ConfirmationMailer, build_mailer
 from .runtime_config import SharedJsonStore
 from .shipping import ProvisionalRateTable, RateQuoter, ShippingQuoter
 from .sim_gateway import RATES_SERVICE, FaultConfig, FaultPatch, FaultStore, SimulatedProcessor, SimulatedRateService
 from .sim_gateway import ledger as sim_ledger
+from .webhooks import WarehouseWebhook, build_warehouse_webhook
 
 PROCESSOR_ORDER_KEY = "processor_order"
 
@@ -80,6 +83,8 @@ class PaymentsService:
     * ``router`` - :class:`PaymentRouter` (authorize / capture / void / status, breakers, metrics)
     * ``faults`` - :class:`FaultStore` for the simulated services (``None`` when real adapters are used)
     * ``shipping`` - :class:`ShippingQuoter` (inline quote with provisional fallback, reconcile)
+    * ``mailer`` - :class:`ConfirmationMailer`; ``webhook`` - :class:`WarehouseWebhook` or ``None``;
+      ``fraud`` - :class:`FraudScreen`
     """
 
     def __init__(
@@ -93,6 +98,9 @@ class PaymentsService:
         faults: FaultStore | None,
         order_store: SharedJsonStore,
         health_store: ProcessorHealthStore,
+        mailer: ConfirmationMailer,
+        webhook: WarehouseWebhook | None,
+        fraud: FraudScreen,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -102,6 +110,9 @@ class PaymentsService:
         self.faults = faults
         self._order_store = order_store
         self.health_store = health_store
+        self.mailer = mailer
+        self.webhook = webhook
+        self.fraud = fraud
 
     # -- payments -----------------------------------------------------------------------------------------------
     def authorize_inline(self, attempt: PaymentAttempt, **kw: Any) -> AuthorizationResult:
@@ -143,6 +154,8 @@ class PaymentsService:
         self.router.flush_health()
         self.router.close()
         self.shipping.close()
+        if self.webhook is not None:
+            self.webhook.close()
 
 
 def build_payments_service(
@@ -234,6 +247,11 @@ def build_payments_service(
         faults=faults,
         order_store=order_store,
         health_store=health_store,
+        mailer=build_mailer(settings, engine, clock),
+        webhook=build_warehouse_webhook(settings, clock),
+        fraud=FraudScreen(
+            engine, policy_from_settings(settings), clock, history_orders=settings.fraud_history_orders
+        ),
     )
 
 
