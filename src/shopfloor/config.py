@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,3 +36,62 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    # --- payments ---------------------------------------------------------------------------------
+    # Processor routing. The order is the boot default; `PUT /v1/admin/processors/order` overrides it at runtime
+    # (persisted in the database so every server process follows it).
+    payments_processors: list[str] = Field(
+        default=["primary", "secondary"], min_length=1, description="Processors in failover order."
+    )
+    payments_checkout_budget_s: float = Field(
+        default=2.0, gt=0, description="Time checkout may spend authorizing inline before accepting as pending."
+    )
+    payments_worker_budget_s: float = Field(default=10.0, gt=0, description="Budget for one worker retry.")
+    payments_call_timeout_s: float = Field(default=0.8, gt=0, description="Timeout of one processor call.")
+    payments_status_timeout_s: float = Field(default=0.5, gt=0, description="Timeout of a status look-up.")
+    payments_breaker_window_s: float = Field(default=10.0, gt=0, description="Breaker sliding window length.")
+    payments_breaker_min_calls: int = Field(default=10, ge=1, description="Calls in the window before it may open.")
+    payments_breaker_failure_pct: float = Field(default=50.0, gt=0, le=100)
+    payments_breaker_open_s: float = Field(default=5.0, gt=0, description="How long an open breaker rejects.")
+    payments_breaker_half_open_probes: int = Field(default=2, ge=1, description="Successes needed to close.")
+    payments_pending_backoff_base_s: float = Field(default=1.0, gt=0)
+    payments_pending_backoff_max_s: float = Field(default=120.0, gt=0)
+    payments_runtime_cache_ttl_s: float = Field(
+        default=0.5, ge=0, description="How long a process caches fault config and processor order."
+    )
+    payments_health_snapshot_interval_s: float = Field(default=2.0, gt=0)
+    payments_call_threads: int = Field(default=32, ge=1, description="Threads that run processor calls.")
+    # Boot-time fault configuration of the simulated processors / rate service, e.g.
+    # SHOPFLOOR_PAYMENTS_SIM_FAULTS='{"primary": {"latency_ms": 80, "error_rate": 0.01}}'.
+    payments_sim_faults: dict[str, dict] = Field(default_factory=dict)
+    payments_sim_seed: int | None = Field(default=None, description="Seed for the simulators' dice.")
+    shipping_quote_timeout_s: float = Field(default=0.25, gt=0, description="Inline rate-quote timeout.")
+    shipping_reconcile_timeout_s: float = Field(default=2.0, gt=0)
+    # Provisional shipping estimates by destination country ("*" = any other), used when the rate service fails.
+    shipping_provisional_rates: dict[str, dict] = Field(
+        default_factory=lambda: {
+            "US": {"amount": 899, "currency": "USD", "days": 5},
+            "CA": {"amount": 1499, "currency": "USD", "days": 7},
+            "BR": {"amount": 2490, "currency": "BRL", "days": 9},
+            "DE": {"amount": 690, "currency": "EUR", "days": 3},
+            "*": {"amount": 1999, "currency": "USD", "days": 10},
+        }
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP host; unset = write mail to maildir_path.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="orders@shopfloor.local")
+    smtp_timeout_s: float = Field(default=5.0, gt=0)
+    smtp_starttls: bool = Field(default=False)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    maildir_path: Path | None = Field(default=None, description="Maildir folder; default <data_dir>/maildir.")
+    warehouse_webhook_url: str | None = Field(default=None, description="Warehouse handoff endpoint.")
+    warehouse_webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+    warehouse_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_signature_tolerance_s: int = Field(default=300, ge=1)
+    fraud_hold_threshold: int = Field(default=60, ge=1, description="Score at or above which orders go on_hold.")
+    fraud_velocity_window_s: int = Field(default=3600, ge=1)
+    fraud_velocity_max_per_customer: int = Field(default=5, ge=1)
+    fraud_velocity_max_per_token: int = Field(default=3, ge=1)
+    fraud_amount_outlier_factor: float = Field(default=5.0, gt=1)
+    fraud_history_orders: int = Field(default=500, ge=10, description="Recent orders used as 'typical'.")

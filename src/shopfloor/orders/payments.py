@@ -1,0 +1,824 @@
+"""Payment processors behind one protocol, and a router that fails over without ever charging twice.
+
+The safety argument, in short:
+
+* One *attempt key* per payment attempt. The caller stores it with the order before the first processor call and
+  passes the same key on every retry. Each processor deduplicates by key, so re-sending it to the same processor
+  can never create a second charge.
+* The router only moves on to the next processor after an error that **certainly did not charge**
+  (:class:`DefinitelyNotCharged`: connection refused, an explicit "not processed" 5xx). After an ambiguous outcome
+  (:class:`OutcomeUnknown`: timeout, lost response, anything unexpected) it asks that processor for the key's
+  ``status`` before doing anything else. If the status cannot be learnt in the time left, the processor stays a
+  *suspect* and the result is ``pending``: nobody else is tried until a later retry has resolved it.
+* Declines are definite and are never retried elsewhere.
+
+Breakers (one per processor, sliding time window with a minimum number of calls and a failure percentage, an open
+period, then half-open probes) keep a sick processor from eating the checkout budget.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a processor answers
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessorResponse:
+    """A definite answer from a processor: ``approved`` or declined with a reason."""
+
+    approved: bool
+    reference: str | None = None
+    decline_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeStatus:
+    """What a processor holds for one idempotency key. ``found=False``: it never processed that key."""
+
+    processor: str
+    idempotency_key: str
+    found: bool
+    authorized: bool = False
+    declined: bool = False
+    captured: bool = False
+    voided: bool = False
+    amount: int | None = None
+    currency: str | None = None
+    order_id: str | None = None
+    reference: str | None = None
+    decline_reason: str | None = None
+
+
+class PaymentError(Exception):
+    """Base class of processor call failures."""
+
+    def __init__(self, processor: str, message: str) -> None:
+        super().__init__(f"{processor}: {message}")
+        self.processor = processor
+        self.message = message
+
+
+class DefinitelyNotCharged(PaymentError):
+    """The request certainly had no effect (never reached the processor, or it said so). Safe to fail over."""
+
+
+class ConnectionRefused(DefinitelyNotCharged):
+    """TCP connection refused / DNS failure: the request never left us."""
+
+
+class ProcessorUnavailable(DefinitelyNotCharged):
+    """An explicit 5xx that the processor documents as "not processed" (e.g. 503 before processing)."""
+
+    def __init__(self, processor: str, message: str, status_code: int = 503) -> None:
+        super().__init__(processor, message)
+        self.status_code = status_code
+
+
+class OutcomeUnknown(PaymentError):
+    """We do not know whether the request took effect (timeout, lost response). Ask ``status`` first."""
+
+
+class ProcessorTimeout(OutcomeUnknown):
+    """No answer within the call timeout."""
+
+
+class BreakerOpen(DefinitelyNotCharged):
+    """The router did not call the processor because its breaker is open."""
+
+
+class PaymentRetryable(Exception):
+    """Capture/void could not be completed now; retrying with the same key is safe (the outbox retries)."""
+
+    def __init__(self, processor: str, operation: str, cause: Exception) -> None:
+        super().__init__(f"{operation} at {processor} failed, retry later: {cause}")
+        self.processor = processor
+        self.operation = operation
+        self.cause = cause
+
+
+class PaymentRejected(Exception):
+    """Capture/void definitely refused by the processor (e.g. authorization voided). Retrying will not help."""
+
+    def __init__(self, processor: str, operation: str, reason: str | None) -> None:
+        super().__init__(f"{operation} at {processor} rejected: {reason}")
+        self.processor = processor
+        self.operation = operation
+        self.reason = reason
+
+
+@runtime_checkable
+class PaymentProcessor(Protocol):
+    """The contract every gateway adapter implements (see docs/payments.md).
+
+    Every method takes the attempt's idempotency key and must be idempotent by it: the same key never creates a
+    second charge, and re-sending it returns the first outcome. ``timeout_s`` is the most the call may take.
+    Failures must be raised as :class:`DefinitelyNotCharged` only when the request certainly had no effect, and
+    as :class:`OutcomeUnknown` otherwise; the router treats any other exception as an unknown outcome.
+    """
+
+    name: str
+
+    def authorize(
+        self, idempotency_key: str, amount: int, currency: str, token: str, order_id: str, *, timeout_s: float
+    ) -> ProcessorResponse: ...
+
+    def capture(self, idempotency_key: str, amount: int, currency: str, *, timeout_s: float) -> ProcessorResponse: ...
+
+    def void(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse: ...
+
+    def status(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus: ...
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Circuit breaker
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+BREAKER_GAUGE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    window_s: float = 10.0
+    min_calls: int = 10
+    failure_pct: float = 50.0
+    open_s: float = 5.0
+    half_open_probes: int = 2
+
+
+class CircuitBreaker:
+    """Sliding-time-window breaker.
+
+    CLOSED: outcomes go into a window of the last ``window_s`` seconds; once it holds at least ``min_calls`` calls
+    and ``failure_pct`` percent of them failed, the breaker OPENs. OPEN: ``allow()`` is false for ``open_s``
+    seconds, then the breaker is HALF_OPEN. HALF_OPEN: up to ``half_open_probes`` calls are let through at a time;
+    one failure re-opens it, ``half_open_probes`` successes close it with an empty window.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_state_change: Callable[[str, BreakerState], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self._now = monotonic
+        self._on_change = on_state_change
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._window: deque[tuple[float, bool]] = deque()  # (time, failed)
+        self._opened_at = 0.0
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+
+    # -- queries ------------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            self._maybe_half_open(self._now())
+            return self._state
+
+    def window(self) -> tuple[int, int]:
+        """(calls, failures) in the current window."""
+        with self._lock:
+            self._prune(self._now())
+            return len(self._window), sum(1 for _, failed in self._window if failed)
+
+    # -- protocol -----------------------------------------------------------------------------------------------
+    def allow(self) -> bool:
+        """May a call go through now? In HALF_OPEN a ``True`` reserves a probe: report its outcome."""
+        with self._lock:
+            self._maybe_half_open(self._now())
+            if self._state is BreakerState.CLOSED:
+                return True
+            if self._state is BreakerState.OPEN:
+                return False
+            if self._probes_in_flight + self._probe_successes < self.policy.half_open_probes:
+                self._probes_in_flight += 1
+                return True
+            return False
+
+    def record_success(self) -> None:
+        with self._lock:
+            now = self._now()
+            if self._state is BreakerState.HALF_OPEN:
+                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+                self._probe_successes += 1
+                if self._probe_successes >= self.policy.half_open_probes:
+                    self._window.clear()
+                    self._set(BreakerState.CLOSED)
+                return
+            if self._state is BreakerState.CLOSED:
+                self._window.append((now, False))
+                self._prune(now)
+
+    def record_failure(self) -> None:
+        with self._lock:
+            now = self._now()
+            if self._state is BreakerState.HALF_OPEN:
+                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+                self._open(now)
+                return
+            if self._state is BreakerState.OPEN:
+                return  # a straggler that started before the breaker opened
+            self._window.append((now, True))
+            self._prune(now)
+            calls = len(self._window)
+            failures = sum(1 for _, failed in self._window if failed)
+            if calls >= self.policy.min_calls and failures * 100.0 >= self.policy.failure_pct * calls:
+                self._open(now)
+
+    def release(self) -> None:
+        """Give back a probe reserved by ``allow()`` that was not used."""
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _prune(self, now: float) -> None:
+        horizon = now - self.policy.window_s
+        while self._window and self._window[0][0] < horizon:
+            self._window.popleft()
+
+    def _open(self, now: float) -> None:
+        self._opened_at = now
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._set(BreakerState.OPEN)
+
+    def _maybe_half_open(self, now: float) -> None:
+        if self._state is BreakerState.OPEN and now - self._opened_at >= self.policy.open_s:
+            self._probes_in_flight = 0
+            self._probe_successes = 0
+            self._set(BreakerState.HALF_OPEN)
+
+    def _set(self, state: BreakerState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        log.info("payment breaker %s -> %s", self.name, state)
+        if self._on_change is not None:
+            self._on_change(self.name, state)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------------------
+
+
+class PaymentMetrics:
+    """Prometheus metrics per processor. One set per registry, so building many routers never re-registers."""
+
+    _by_registry: dict[int, tuple[CollectorRegistry, PaymentMetrics]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "shopfloor_payment_attempts_total",
+            "Calls made to a payment processor.",
+            ["processor", "operation"],
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "shopfloor_payment_outcomes_total",
+            "Outcomes of payment processor calls (approved, declined, not_charged, unknown, breaker_open).",
+            ["processor", "operation", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "shopfloor_payment_latency_seconds",
+            "Latency of payment processor calls.",
+            ["processor", "operation"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "shopfloor_payment_breaker_state",
+            "Breaker state per processor: 0 closed, 1 half-open, 2 open.",
+            ["processor"],
+            registry=registry,
+        )
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry | None = None) -> PaymentMetrics:
+        registry = registry if registry is not None else REGISTRY
+        with cls._lock:
+            hit = cls._by_registry.get(id(registry))
+            if hit is not None and hit[0] is registry:
+                return hit[1]
+            metrics = cls(registry)
+            cls._by_registry[id(registry)] = (registry, metrics)
+            return metrics
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Router
+# --------------------------------------------------------------------------------------------------------------
+
+
+class AuthOutcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    """One payment attempt. ``idempotency_key`` is stored with the order before the first call.
+
+    ``suspects``: processors that may hold a charge under this key whose outcome is not yet known. A fresh
+    checkout passes ``frozenset()``. A retry passes the ``suspects`` of the previous result. ``None`` means "we do
+    not know" (e.g. the process died during the inline call): every configured processor is then asked for the
+    key's status before anything is charged.
+    """
+
+    idempotency_key: str
+    order_id: str
+    amount: int
+    currency: str
+    token: str
+    suspects: frozenset[str] | None = frozenset()
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    processor: str
+    operation: str
+    outcome: str
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationResult:
+    """The router's answer. ``pending`` means "accept the order, retry later with the same key and suspects"."""
+
+    outcome: AuthOutcome
+    idempotency_key: str
+    processor: str | None = None
+    reference: str | None = None
+    decline_reason: str | None = None
+    pending_reason: str | None = None
+    suspects: frozenset[str] = frozenset()
+    calls: tuple[CallRecord, ...] = ()
+
+    @property
+    def approved(self) -> bool:
+        return self.outcome is AuthOutcome.APPROVED
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary for the order's ``payment`` column (no card data)."""
+        return {
+            "outcome": str(self.outcome),
+            "attempt_key": self.idempotency_key,
+            "processor": self.processor,
+            "reference": self.reference,
+            "decline_reason": self.decline_reason,
+            "pending_reason": self.pending_reason,
+            "suspects": sorted(self.suspects),
+            "calls": [
+                {
+                    "processor": c.processor,
+                    "operation": c.operation,
+                    "outcome": c.outcome,
+                    "latency_ms": round(c.latency_ms, 1),
+                    **({"error": c.error} if c.error else {}),
+                }
+                for c in self.calls
+            ],
+        }
+
+
+def new_attempt_key(order_id: str) -> str:
+    """A fresh idempotency key for one payment attempt of ``order_id``."""
+    return f"pay_{order_id}_{uuid.uuid4().hex[:16]}"
+
+
+def pending_retry_delay_s(
+    retry_no: int, *, base_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with full jitter for retrying a pending payment (``retry_no`` starts at 1)."""
+    cap = min(max_s, base_s * (2 ** max(0, retry_no - 1)))
+    return (rng or random).uniform(cap / 2, cap)
+
+
+@dataclass(frozen=True)
+class RouterPolicy:
+    call_timeout_s: float = 0.8
+    status_timeout_s: float = 0.5
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    min_call_s: float = 0.02  # below this much budget a call is not worth starting
+    health_snapshot_interval_s: float = 2.0
+    threads: int = 32
+
+
+class PaymentRouter:
+    """Routes authorizations over an ordered list of processors with breakers, timeouts and a time budget.
+
+    Thread-safe; one instance per process. The processor order comes from ``order_source`` (a callable, so that
+    it can follow a shared runtime setting) and may be changed with :meth:`set_order`.
+    """
+
+    def __init__(
+        self,
+        processors: Mapping[str, PaymentProcessor] | Iterable[PaymentProcessor],
+        *,
+        policy: RouterPolicy | None = None,
+        order_source: Callable[[], Sequence[str]] | None = None,
+        order_sink: Callable[[Sequence[str]], None] | None = None,
+        registry: CollectorRegistry | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        health_sink: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        if not isinstance(processors, Mapping):
+            processors = {p.name: p for p in processors}
+        if not processors:
+            raise ValueError("a payment router needs at least one processor")
+        self._processors: dict[str, PaymentProcessor] = dict(processors)
+        self.policy = policy or RouterPolicy()
+        self._monotonic = monotonic
+        self._metrics = PaymentMetrics.for_registry(registry)
+        self._breakers = {
+            name: CircuitBreaker(
+                name, self.policy.breaker, monotonic=monotonic, on_state_change=self._on_breaker_change
+            )
+            for name in self._processors
+        }
+        for name in self._processors:
+            self._metrics.breaker_state.labels(processor=name).set(0)
+        self._local_order: list[str] = list(self._processors)
+        self._order_source = order_source
+        self._order_sink = order_sink
+        self._executor: cf.ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._counters: dict[str, dict[str, int]] = {n: {} for n in self._processors}
+        self._counters_lock = threading.Lock()
+        self._health_sink = health_sink
+        self._last_snapshot = 0.0
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    # -- configuration ------------------------------------------------------------------------------------------
+    @property
+    def processor_names(self) -> list[str]:
+        return list(self._processors)
+
+    def processor(self, name: str) -> PaymentProcessor:
+        return self._processors[name]
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return self._breakers[name]
+
+    def order(self) -> list[str]:
+        """The current failover order (unknown names from a shared setting are ignored)."""
+        names = list(self._order_source()) if self._order_source is not None else None
+        if not names:
+            names = self._local_order
+        return [n for n in names if n in self._processors]
+
+    def set_order(self, names: Sequence[str]) -> list[str]:
+        """Change the failover order. Raises ``ValueError`` naming unknown or repeated processors."""
+        names = list(names)
+        unknown = [n for n in names if n not in self._processors]
+        if unknown:
+            raise ValueError(f"unknown processor(s): {', '.join(unknown)}")
+        if len(set(names)) != len(names) or not names:
+            raise ValueError("processor order must list each processor at most once and not be empty")
+        self._local_order = names
+        if self._order_sink is not None:
+            self._order_sink(names)
+        return names
+
+    # -- authorize ----------------------------------------------------------------------------------------------
+    def authorize(
+        self,
+        attempt: PaymentAttempt,
+        *,
+        budget_s: float,
+        before_call: Callable[[str, str], None] | None = None,
+    ) -> AuthorizationResult:
+        """Authorize ``attempt`` within ``budget_s`` seconds; never raises for processor trouble.
+
+        ``before_call(idempotency_key, processor)`` runs before each authorize request (a write-ahead hook for
+        callers that record which processors were contacted). Must be called outside any open database
+        transaction of the caller: the processors are other systems and may take seconds.
+        """
+        deadline = self._monotonic() + budget_s
+        key = attempt.idempotency_key
+        calls: list[CallRecord] = []
+        order = self.order()
+        if attempt.suspects is None:
+            suspects = set(self._processors)
+        else:
+            suspects = set(attempt.suspects)
+
+        # 1. Resolve earlier ambiguous outcomes first: a processor that may have charged blocks everyone else.
+        rank = {n: i for i, n in enumerate(order)}
+        for name in sorted(suspects, key=lambda n: rank.get(n, len(rank))):
+            if name not in self._processors:
+                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="suspect_unknown")
+            status = self._status(name, key, deadline, calls)
+            if status is None:
+                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="status_unknown")
+            resolved = self._resolved(name, key, status, calls, suspects)
+            if resolved is not None:
+                return resolved
+            suspects.discard(name)
+
+        # 2. Walk the processors in order, failing over only on certain non-charges.
+        skipped_open = 0
+        for name in order:
+            if deadline - self._monotonic() < self.policy.min_call_s:
+                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="budget_exhausted")
+            breaker = self._breakers[name]
+            if not breaker.allow():
+                skipped_open += 1
+                self._count(name, "authorize", "breaker_open")
+                calls.append(CallRecord(name, "authorize", "breaker_open", 0.0))
+                continue
+            if before_call is not None:
+                try:
+                    before_call(key, name)
+                except Exception:
+                    breaker.release()
+                    raise
+            proc = self._processors[name]
+            timeout = min(self.policy.call_timeout_s, deadline - self._monotonic())
+            try:
+                resp = self._call(
+                    name,
+                    "authorize",
+                    lambda p=proc, t=timeout: p.authorize(
+                        key, attempt.amount, attempt.currency, attempt.token, attempt.order_id, timeout_s=t
+                    ),
+                    timeout,
+                    calls,
+                )
+            except DefinitelyNotCharged:
+                breaker.record_failure()
+                continue
+            except OutcomeUnknown:
+                breaker.record_failure()
+                suspects.add(name)
+                status = self._status(name, key, deadline, calls)
+                if status is None:
+                    reason = "budget_exhausted" if deadline <= self._monotonic() else "status_unknown"
+                    return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason=reason)
+                resolved = self._resolved(name, key, status, calls, suspects)
+                if resolved is not None:
+                    return resolved
+                suspects.discard(name)
+                continue
+            breaker.record_success()
+            outcome = AuthOutcome.APPROVED if resp.approved else AuthOutcome.DECLINED
+            return self._result(
+                outcome,
+                key,
+                calls,
+                frozenset(),
+                processor=name,
+                reference=resp.reference,
+                decline_reason=resp.decline_reason,
+            )
+        reason = "all_breakers_open" if skipped_open == len(order) else "no_processor_available"
+        return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason=reason)
+
+    def _resolved(
+        self, name: str, key: str, status: ChargeStatus, calls: list[CallRecord], suspects: set[str]
+    ) -> AuthorizationResult | None:
+        """Turn a found charge into a final result; ``None`` when the processor never processed the key."""
+        if not status.found:
+            return None
+        if status.authorized and not status.voided:
+            return self._result(
+                AuthOutcome.APPROVED, key, calls, frozenset(), processor=name, reference=status.reference
+            )
+        if status.declined:
+            return self._result(
+                AuthOutcome.DECLINED,
+                key,
+                calls,
+                frozenset(),
+                processor=name,
+                reference=status.reference,
+                decline_reason=status.decline_reason or "declined",
+            )
+        # Found but voided: that charge was released; the key is spent at this processor.
+        return self._result(
+            AuthOutcome.DECLINED, key, calls, frozenset(), processor=name, decline_reason="authorization_voided"
+        )
+
+    def _status(
+        self, name: str, key: str, deadline: float, calls: list[CallRecord]
+    ) -> ChargeStatus | None:
+        """Ask ``name`` about ``key``; ``None`` when it cannot tell us in the time left."""
+        remaining = deadline - self._monotonic()
+        if remaining < self.policy.min_call_s:
+            calls.append(CallRecord(name, "status", "skipped_no_budget", 0.0))
+            return None
+        timeout = min(self.policy.status_timeout_s, remaining)
+        proc = self._processors[name]
+        breaker = self._breakers[name]
+        try:
+            status = self._call(
+                name, "status", lambda p=proc, t=timeout: p.status(key, timeout_s=t), timeout, calls
+            )
+        except PaymentError:
+            breaker.record_failure()
+            return None
+        breaker.record_success()
+        return status
+
+    # -- capture / void (worker side) ----------------------------------------------------------------------------
+    def capture(
+        self, processor: str, idempotency_key: str, amount: int, currency: str, *, timeout_s: float | None = None
+    ) -> ProcessorResponse:
+        """Capture at the processor that authorized. Idempotent by key; raises :class:`PaymentRetryable` when the
+        outcome is not known or the processor is unavailable, :class:`PaymentRejected` on a definite refusal."""
+        return self._settle(
+            processor,
+            "capture",
+            lambda p, t: p.capture(idempotency_key, amount, currency, timeout_s=t),
+            timeout_s,
+        )
+
+    def void(self, processor: str, idempotency_key: str, *, timeout_s: float | None = None) -> ProcessorResponse:
+        """Release an authorization (e.g. an order cancelled before capture). Same error contract as capture."""
+        return self._settle(processor, "void", lambda p, t: p.void(idempotency_key, timeout_s=t), timeout_s)
+
+    def status(self, processor: str, idempotency_key: str, *, timeout_s: float | None = None) -> ChargeStatus:
+        """Look a key up at one processor (raises :class:`PaymentRetryable` when it cannot answer)."""
+        timeout = timeout_s or self.policy.status_timeout_s
+        proc = self._proc_or_fail(processor)
+        try:
+            return self._call(processor, "status", lambda: proc.status(idempotency_key, timeout_s=timeout), timeout, [])
+        except PaymentError as exc:
+            raise PaymentRetryable(processor, "status", exc) from exc
+
+    def _settle(
+        self,
+        processor: str,
+        operation: str,
+        fn: Callable[[PaymentProcessor, float], ProcessorResponse],
+        timeout_s: float | None,
+    ) -> ProcessorResponse:
+        proc = self._proc_or_fail(processor)
+        breaker = self._breakers[processor]
+        if not breaker.allow():
+            self._count(processor, operation, "breaker_open")
+            raise PaymentRetryable(processor, operation, BreakerOpen(processor, "breaker open"))
+        timeout = timeout_s or self.policy.call_timeout_s
+        try:
+            resp = self._call(processor, operation, lambda: fn(proc, timeout), timeout, [])
+        except PaymentError as exc:
+            breaker.record_failure()
+            raise PaymentRetryable(processor, operation, exc) from exc
+        breaker.record_success()
+        if not resp.approved:
+            raise PaymentRejected(processor, operation, resp.decline_reason)
+        return resp
+
+    def _proc_or_fail(self, processor: str) -> PaymentProcessor:
+        try:
+            return self._processors[processor]
+        except KeyError:
+            raise ValueError(f"unknown processor: {processor}") from None
+
+    # -- calls, metrics, health ---------------------------------------------------------------------------------
+    def _pool(self) -> cf.ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = cf.ThreadPoolExecutor(
+                    max_workers=self.policy.threads, thread_name_prefix="payments"
+                )
+            return self._executor
+
+    def _call(self, name: str, operation: str, fn: Callable[[], Any], timeout: float, calls: list[CallRecord]):
+        """Run one processor call with a hard timeout, recording metrics and the call trail."""
+        self._metrics.attempts.labels(processor=name, operation=operation).inc()
+        started = self._monotonic()
+        future = self._pool().submit(fn)
+        outcome = "approved"
+        error: str | None = None
+        try:
+            try:
+                result = future.result(timeout=max(timeout, 0.0))
+            except cf.TimeoutError:
+                future.cancel()
+                raise ProcessorTimeout(name, f"no answer within {timeout:.3f}s") from None
+            except (DefinitelyNotCharged, OutcomeUnknown):
+                raise
+            except Exception as exc:  # an adapter bug or transport error we cannot classify: assume unknown
+                raise OutcomeUnknown(name, f"unexpected {type(exc).__name__}: {exc}") from exc
+        except DefinitelyNotCharged as exc:
+            outcome, error = "not_charged", exc.message
+            raise
+        except OutcomeUnknown as exc:
+            outcome, error = "unknown", exc.message
+            raise
+        else:
+            if isinstance(result, ProcessorResponse) and not result.approved:
+                outcome = "declined"
+            elif isinstance(result, ChargeStatus):
+                outcome = "found" if result.found else "not_found"
+            return result
+        finally:
+            elapsed = self._monotonic() - started
+            self._metrics.latency.labels(processor=name, operation=operation).observe(elapsed)
+            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
+            calls.append(CallRecord(name, operation, outcome, elapsed * 1000.0, error))
+            self._count(name, operation, outcome)
+
+    def _count(self, name: str, operation: str, outcome: str) -> None:
+        with self._counters_lock:
+            c = self._counters.setdefault(name, {})
+            c[f"{operation}:{outcome}"] = c.get(f"{operation}:{outcome}", 0) + 1
+        if outcome == "breaker_open":
+            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
+        self._maybe_snapshot()
+
+    def _on_breaker_change(self, name: str, state: BreakerState) -> None:
+        self._metrics.breaker_state.labels(processor=name).set(BREAKER_GAUGE_VALUE[state])
+
+    def health(self) -> list[dict[str, Any]]:
+        """Breaker state, window and cumulative counters per processor, as this process sees them."""
+        out = []
+        order = self.order()
+        for name in self._processors:
+            breaker = self._breakers[name]
+            calls, failures = breaker.window()
+            with self._counters_lock:
+                counters = dict(self._counters.get(name, {}))
+            out.append(
+                {
+                    "processor": name,
+                    "position": order.index(name) if name in order else None,
+                    "breaker_state": str(breaker.state),
+                    "window_calls": calls,
+                    "window_failures": failures,
+                    "window_failure_pct": round(100.0 * failures / calls, 1) if calls else 0.0,
+                    "counters": counters,
+                }
+            )
+        return out
+
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        if self._health_sink is None:
+            return
+        now = self._monotonic()
+        if not force and now - self._last_snapshot < self.policy.health_snapshot_interval_s:
+            return
+        self._last_snapshot = now
+        try:
+            self._health_sink(self.health())
+        except Exception:  # health reporting must never break a payment
+            log.warning("could not persist payment health snapshot", exc_info=True)
+
+    def flush_health(self) -> None:
+        self._maybe_snapshot(force=True)
+
+    def _result(
+        self,
+        outcome: AuthOutcome,
+        key: str,
+        calls: list[CallRecord],
+        suspects: Iterable[str],
+        **kw: Any,
+    ) -> AuthorizationResult:
+        return AuthorizationResult(
+            outcome=outcome, idempotency_key=key, suspects=frozenset(suspects), calls=tuple(calls), **kw
+        )
+
+    def close(self) -> None:
+        with self._executor_lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None

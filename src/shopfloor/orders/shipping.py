@@ -1,0 +1,190 @@
+"""Shipping quotes that never hold checkout hostage: a live carrier rate when it answers in time, otherwise a
+provisional estimate from a configured table, flagged and reconciled later by the worker."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..domain.clock import Clock
+from .payments import BreakerPolicy, CircuitBreaker
+
+DEFAULT_WEIGHT_G = 1000
+
+
+@dataclass(frozen=True)
+class RateQuote:
+    amount: int  # minor units
+    currency: str
+    days: int
+    carrier: str
+    service: str
+
+
+class RateServiceError(Exception):
+    """The rate service failed; ``reason`` is ``timeout``, ``error`` or ``unavailable``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RateQuoter(Protocol):
+    """A carrier-rate service. Raises :class:`RateServiceError` on failure; must respect ``timeout_s``."""
+
+    def quote(self, country: str, postal_code: str | None, weight_g: int, *, timeout_s: float) -> RateQuote: ...
+
+
+class ProvisionalRateTable:
+    """Configured fallback estimates per destination country; ``"*"`` covers every other country."""
+
+    def __init__(self, rows: Mapping[str, tuple[int, str, int]]) -> None:
+        if "*" not in rows:
+            raise ValueError("the provisional rate table needs a '*' row for other countries")
+        self._rows = {k.upper(): v for k, v in rows.items()}
+
+    @classmethod
+    def from_settings(cls, table: Mapping[str, Mapping[str, Any]]) -> ProvisionalRateTable:
+        rows: dict[str, tuple[int, str, int]] = {}
+        for country, row in table.items():
+            try:
+                amount, currency, days = int(row["amount"]), str(row["currency"]).upper(), int(row["days"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"shipping_provisional_rates[{country!r}] needs integer amount, currency and days"
+                ) from exc
+            if amount < 0 or days < 0 or len(currency) != 3:
+                raise ValueError(f"shipping_provisional_rates[{country!r}] has a negative value or bad currency")
+            rows[country] = (amount, currency, days)
+        return cls(rows)
+
+    def estimate(self, country: str) -> tuple[int, str, int]:
+        return self._rows.get(country.upper(), self._rows["*"])
+
+
+class QuoteUnavailable(Exception):
+    """Reconciliation could not get a live quote yet (the outbox retries)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"live shipping quote unavailable: {reason}")
+        self.reason = reason
+
+
+class ShippingQuoter:
+    """Quotes for checkout (bounded by ``timeout_s``, a breaker skips a dead service) and reconciliation."""
+
+    def __init__(
+        self,
+        quoter: RateQuoter,
+        table: ProvisionalRateTable,
+        *,
+        clock: Clock,
+        timeout_s: float = 0.25,
+        reconcile_timeout_s: float = 2.0,
+        breaker_policy: BreakerPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        threads: int = 16,
+    ) -> None:
+        self._quoter = quoter
+        self._table = table
+        self._clock = clock
+        self.timeout_s = timeout_s
+        self.reconcile_timeout_s = reconcile_timeout_s
+        self.breaker = CircuitBreaker("rates", breaker_policy or BreakerPolicy(), monotonic=monotonic)
+        self._threads = threads
+        self._executor: cf.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def quote_for_checkout(
+        self, country: str, postal_code: str | None = None, weight_g: int = DEFAULT_WEIGHT_G
+    ) -> dict[str, Any]:
+        """A live quote, or a provisional one ``{"provisional": true, "reason": ...}``. Never raises for the
+        rate service's trouble and never takes much longer than ``timeout_s``."""
+        if not self.breaker.allow():
+            return self.provisional(country, "rate_service_circuit_open")
+        try:
+            quote = self._bounded(country, postal_code, weight_g, self.timeout_s)
+        except RateServiceError as exc:
+            self.breaker.record_failure()
+            return self.provisional(country, exc.reason)
+        self.breaker.record_success()
+        return self._live(quote)
+
+    def provisional(self, country: str, reason: str) -> dict[str, Any]:
+        amount, currency, days = self._table.estimate(country)
+        return {
+            "provisional": True,
+            "reason": reason,
+            "amount": amount,
+            "currency": currency,
+            "days": days,
+            "source": "provisional_table",
+            "quoted_at": self._clock.now().isoformat(),
+        }
+
+    def reconcile(
+        self,
+        shipping: Mapping[str, Any],
+        country: str,
+        postal_code: str | None = None,
+        weight_g: int = DEFAULT_WEIGHT_G,
+    ) -> dict[str, Any] | None:
+        """For the worker: replace a provisional quote by a live one, keeping the estimate alongside.
+
+        Returns the new ``shipping`` document, or ``None`` when there is nothing to reconcile. Raises
+        :class:`QuoteUnavailable` while the rate service still fails, so the outbox retries with backoff.
+        """
+        if not shipping.get("provisional"):
+            return None
+        try:
+            quote = self._bounded(country, postal_code, weight_g, self.reconcile_timeout_s)
+        except RateServiceError as exc:
+            self.breaker.record_failure()
+            raise QuoteUnavailable(exc.reason) from exc
+        self.breaker.record_success()
+        estimate = {k: v for k, v in shipping.items() if k != "provisional_estimate"}
+        live = self._live(quote)
+        live["provisional_estimate"] = estimate
+        live["reconciled_at"] = self._clock.now().isoformat()
+        if estimate.get("currency") == quote.currency and "amount" in estimate:
+            live["difference"] = quote.amount - int(estimate["amount"])
+        return live
+
+    def _live(self, quote: RateQuote) -> dict[str, Any]:
+        return {
+            "provisional": False,
+            "amount": quote.amount,
+            "currency": quote.currency,
+            "days": quote.days,
+            "carrier": quote.carrier,
+            "service": quote.service,
+            "source": "rate_service",
+            "quoted_at": self._clock.now().isoformat(),
+        }
+
+    def _bounded(self, country: str, postal_code: str | None, weight_g: int, timeout_s: float) -> RateQuote:
+        """Call the quoter with a hard deadline, whether or not the adapter honours ``timeout_s`` itself."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = cf.ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="rates")
+            pool = self._executor
+        future = pool.submit(self._quoter.quote, country, postal_code, weight_g, timeout_s=timeout_s)
+        try:
+            return future.result(timeout=timeout_s)
+        except cf.TimeoutError:
+            future.cancel()
+            raise RateServiceError("timeout", f"no rate within {timeout_s:.3f}s") from None
+        except RateServiceError:
+            raise
+        except Exception as exc:  # a transport error of a real adapter
+            raise RateServiceError("error", f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None

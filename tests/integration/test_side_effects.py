@@ -1,0 +1,133 @@
+"""Confirmation mail (maildir, a real aiosmtpd server, SMTP down) and fraud screening over real databases."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from shopfloor.config import Settings
+from shopfloor.domain.clock import FixedClock
+from shopfloor.domain.fraud import FraudPolicy
+from shopfloor.orders.fraud import FraudScreen
+from shopfloor.orders.notify import (
+    ConfirmationMailer,
+    MailDeliveryError,
+    MaildirTransport,
+    SmtpTransport,
+    build_mailer,
+    confirmation_message,
+)
+from shopfloor.store.engine import make_engine
+from shopfloor.store.tables import orders
+
+T0 = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+CLOCK = FixedClock(T0)
+ORDER = {
+    "id": "ord_1",
+    "total": 4599,
+    "currency": "USD",
+    "ship_to": {"email": "ada@example.com", "country": "US"},
+    "lines": [{"sku": "SKU-1", "qty": 2}],
+    "shipping": {"provisional": True, "amount": 899, "currency": "USD", "days": 5},
+}
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+def test_without_an_smtp_host_mail_goes_to_a_maildir_once(engine, tmp_path):
+    mailer = build_mailer(Settings(data_dir=tmp_path), engine, CLOCK)
+    assert isinstance(mailer.transport, MaildirTransport)
+    assert mailer.send_confirmation(ORDER) == "sent"
+    assert mailer.send_confirmation(ORDER) == "already_sent"
+    box = mailbox.Maildir(tmp_path / "maildir", create=False)
+    [msg] = list(box)
+    assert msg["Message-ID"] == "<order-ord_1.confirmation@shopfloor.local>"
+    assert "45.99 USD" in msg.get_payload() and "estimate" in msg.get_payload()
+
+
+def test_maildir_delivery_itself_is_idempotent_by_message_id(tmp_path):
+    transport = MaildirTransport(tmp_path / "md")
+    mailer_msg = confirmation_message(ORDER, sender="a@b.c", recipient="x@y.z", clock=CLOCK)
+    transport.send(mailer_msg)
+    transport.send(mailer_msg)
+    assert len(list(mailbox.Maildir(tmp_path / "md"))) == 1
+
+
+def test_smtp_down_raises_then_the_retry_is_delivered_exactly_once(engine):
+    port = free_port()
+    mailer = ConfirmationMailer(SmtpTransport("127.0.0.1", port, timeout_s=2), engine, CLOCK, sender="shop@x.test")
+    with pytest.raises(MailDeliveryError):
+        mailer.send_confirmation(ORDER)
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert mailer.send_confirmation(ORDER) == "sent"
+        assert mailer.send_confirmation(ORDER) == "already_sent"
+    finally:
+        controller.stop()
+    [(rcpts, msg)] = inbox.messages
+    assert rcpts == ["ada@example.com"]
+    assert msg["Message-ID"] == "<order-ord_1.confirmation@x.test>"
+    assert msg["Subject"] == "Your order ord_1 is confirmed"
+
+
+def test_an_order_without_an_email_is_skipped(engine, tmp_path):
+    mailer = ConfirmationMailer(MaildirTransport(tmp_path), engine, CLOCK, sender="s@x")
+    assert mailer.send_confirmation({**ORDER, "ship_to": {}}) == "no_recipient"
+
+
+def _insert_order(conn, oid, *, total=5000, minutes_ago=0, email_="c@x", token="tok", country="US", card="US"):
+    at = T0 - timedelta(minutes=minutes_ago)
+    conn.execute(
+        orders.insert().values(
+            id=oid, status="authorized", ship_to={"email": email_, "country": country},
+            payment={"token": token, "card_country": card}, total=total, currency="USD",
+            created_at=at, updated_at=at,
+        )
+    )
+
+
+def test_fraud_screen_reads_history_from_the_orders_table(engine):
+    with engine.begin() as conn:
+        for i in range(20):
+            _insert_order(conn, f"h{i}", minutes_ago=600 + i, email_=f"h{i}@x", token=f"t{i}")
+        for i in range(4):
+            _insert_order(conn, f"v{i}", minutes_ago=10 + i, email_="burst@x", token="hot")
+        _insert_order(conn, "target", total=90_000, email_="burst@x", token="hot", card="NG")
+        _insert_order(conn, "calm", email_="calm@x", token="calm")
+    screen = FraudScreen(engine, FraudPolicy(max_orders_per_customer=3, max_orders_per_token=3), CLOCK)
+    target = screen.assess("target")
+    assert {r.rule for r in target.reasons} == {
+        "customer_velocity", "card_velocity", "amount_outlier", "card_country_mismatch"
+    }
+    assert target.hold
+    calm = screen.assess("calm")
+    assert calm.score == 0 and not calm.hold
+    with pytest.raises(LookupError):
+        screen.assess("nope")

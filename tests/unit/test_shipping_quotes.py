@@ -1,0 +1,90 @@
+"""Shipping quotes: live rates, provisional fallbacks with reasons, breaker, reconciliation."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from shopfloor.domain.clock import FixedClock
+from shopfloor.orders.payments import BreakerPolicy
+from shopfloor.orders.shipping import (
+    ProvisionalRateTable,
+    QuoteUnavailable,
+    RateQuote,
+    RateServiceError,
+    ShippingQuoter,
+)
+
+CLOCK = FixedClock(datetime(2026, 11, 27, 12, tzinfo=timezone.utc))
+TABLE = ProvisionalRateTable.from_settings(
+    {"US": {"amount": 899, "currency": "USD", "days": 5}, "*": {"amount": 1999, "currency": "USD", "days": 10}}
+)
+
+
+class FakeRates:
+    def __init__(self, mode="ok"):
+        self.mode = mode
+        self.calls = 0
+
+    def quote(self, country, postal_code, weight_g, *, timeout_s):
+        self.calls += 1
+        if self.mode == "error":
+            raise RateServiceError("error", "503")
+        if self.mode == "blackhole":  # ignores its timeout entirely
+            time.sleep(1.0)
+        return RateQuote(700 + weight_g // 1000 * 100, "USD", 3, "simcarrier", "ground")
+
+
+def quoter(rates, **kw):
+    return ShippingQuoter(rates, TABLE, clock=CLOCK, timeout_s=0.05, reconcile_timeout_s=0.05,
+                          breaker_policy=BreakerPolicy(min_calls=3, failure_pct=50, open_s=30), **kw)
+
+
+def test_a_live_quote_is_not_provisional():
+    q = quoter(FakeRates()).quote_for_checkout("US", "10001", 2000)
+    assert q["provisional"] is False and q["amount"] == 900 and q["source"] == "rate_service"
+
+
+def test_an_error_falls_back_to_the_table_with_the_reason():
+    q = quoter(FakeRates("error")).quote_for_checkout("US")
+    assert q == {**q, "provisional": True, "reason": "error", "amount": 899, "currency": "USD", "days": 5}
+
+
+def test_a_blackholed_service_is_cut_off_at_the_timeout_even_if_the_adapter_ignores_it():
+    q = quoter(FakeRates("blackhole"))
+    started = time.monotonic()
+    result = q.quote_for_checkout("BR")
+    assert time.monotonic() - started < 0.3
+    assert result["provisional"] and result["reason"] == "timeout" and result["amount"] == 1999
+    q.close()
+
+
+def test_an_open_breaker_answers_provisionally_without_calling_the_service():
+    rates = FakeRates("error")
+    q = quoter(rates)
+    for _ in range(3):
+        q.quote_for_checkout("US")
+    result = q.quote_for_checkout("US")
+    assert rates.calls == 3 and result["reason"] == "rate_service_circuit_open"
+
+
+def test_reconcile_keeps_the_estimate_next_to_the_live_rate():
+    rates = FakeRates("error")
+    q = quoter(rates)
+    provisional = q.quote_for_checkout("US", weight_g=1000)
+    with pytest.raises(QuoteUnavailable):
+        q.reconcile(provisional, "US", weight_g=1000)
+    rates.mode = "ok"
+    final = q.reconcile(provisional, "US", weight_g=1000)
+    assert final["provisional"] is False and final["amount"] == 800
+    assert final["provisional_estimate"]["amount"] == 899 and final["difference"] == -99
+    assert q.reconcile(final, "US") is None
+
+
+def test_the_provisional_table_needs_a_catch_all_row_and_valid_values():
+    with pytest.raises(ValueError, match=r"\*"):
+        ProvisionalRateTable.from_settings({"US": {"amount": 1, "currency": "USD", "days": 1}})
+    with pytest.raises(ValueError, match="US"):
+        ProvisionalRateTable.from_settings({"US": {"amount": "x"}, "*": {"amount": 1, "currency": "USD", "days": 1}})
