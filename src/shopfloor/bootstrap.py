@@ -33,6 +33,7 @@ class Container:
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
     """Build engine, clock and services from settings. Opens no connection and starts no thread."""
     from .orders import BuyPath, CheckoutService
+    from .orders.payment_flow import PaymentSettlement
 
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
@@ -44,13 +45,39 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         batch_max_size=settings.batch_max_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
     )
-    container.services["buy_path"] = BuyPath(checkout)
+    payments = build_payments(settings, engine, clock)
+    settlement = PaymentSettlement(
+        engine, clock, pending_backoff_base_s=settings.payments_pending_backoff_base_s,
+        pending_backoff_max_s=settings.payments_pending_backoff_max_s,
+    )
+    container.services["payments"] = payments
+    container.services["buy_path"] = BuyPath(checkout, payments, settlement)
     return container
+
+
+def simulator_engine(settings: Settings, engine: Engine) -> Engine:
+    """The simulated gateway is another system: on SQLite it keeps its ledger in its own file (its own write
+    lock, so it never queues behind the order store); on PostgreSQL it shares the server."""
+    if not settings.is_sqlite:
+        return engine
+    from .store.schema import metadata
+    from .store.payments_tables import sim_gateway_charges, sim_gateway_faults
+
+    path = settings.database_url.split("///", 1)[1] if "///" in settings.database_url else "shopfloor.db"
+    sim_url = f"sqlite:///{path}-gateway.db" if path != ":memory:" else "sqlite://"
+    sim = make_engine(sim_url)
+    metadata.create_all(sim, tables=[sim_gateway_charges, sim_gateway_faults])
+    return sim
+
+
+def build_payments(settings: Settings, engine: Engine, clock: Clock):
+    from .orders.payments_service import build_payments_service
+
+    return build_payments_service(settings, engine, clock, sim_engine=simulator_engine(settings, engine))
 
 
 def build_worker(container: Container):
     """The outbox worker with every side-effect handler registered."""
-    from .domain.orders import ORDER_PLACED
     from .orders import OutboxWorker, WarehouseHandoff
 
     s = container.settings
@@ -59,8 +86,24 @@ def build_worker(container: Container):
         batch_size=s.outbox_batch_size, max_attempts=s.outbox_max_attempts,
         backoff_base_s=s.outbox_backoff_base_s, backoff_max_s=s.outbox_backoff_max_s,
     )
-    worker.add_handler(
-        WarehouseHandoff(container.engine, container.clock, frozenset({ORDER_PLACED}),
-                         frozenset({"payment_pending", "authorized", "captured"}))
+    from .orders.payment_flow import (
+        PAYMENT_CAPTURED,
+        ConfirmationMail,
+        PaymentRetry,
+        ScreenAndCapture,
+        ShippingReconcile,
+        WarehouseWebhookDelivery,
     )
+
+    engine, clock = container.engine, container.clock
+    payments = container.services["payments"]
+    settlement = container.services["buy_path"].settlement
+    worker.add_handler(PaymentRetry(engine, clock, payments, settlement,
+                                    inline_grace_s=s.payments_checkout_budget_s + 5.0))
+    worker.add_handler(ScreenAndCapture(engine, clock, payments))
+    worker.add_handler(ConfirmationMail(engine, payments.mailer))
+    worker.add_handler(ShippingReconcile(engine, clock, payments.shipping))
+    worker.add_handler(WarehouseHandoff(engine, clock, frozenset({PAYMENT_CAPTURED}), frozenset({"captured"})))
+    if payments.webhook is not None:
+        worker.add_handler(WarehouseWebhookDelivery(engine, clock, payments.webhook))
     return worker

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from .responses import FastJSONResponse
 
 from .. import __version__
@@ -12,7 +13,7 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .routes import catalog, checkout
+from .routes import catalog, checkout, payments
 
 
 def create_app(container: Container) -> FastAPI:
@@ -39,6 +40,7 @@ def create_app(container: Container) -> FastAPI:
 
     app.include_router(catalog.router)
     app.include_router(checkout.router)
+    app.include_router(payments.router)
     return app
 
 

@@ -291,7 +291,15 @@ class CheckoutService:
         expires_at = now + self.reservation_ttl
         split = len({a.warehouse for a in allocations}) > 1
         ship_to = {"country": cmd.country, "postal_code": cmd.postal_code}
-        payment = {"token_last4": str(cmd.payment.get("token", ""))[-4:], "state": "pending"}
+        token = str(cmd.payment.get("token", ""))
+        # Never the raw token: a fingerprint is enough for fraud velocity rules and support look-ups.
+        payment = {"token": "fp_" + hashlib.sha256(token.encode()).hexdigest()[:20], "token_last4": token[-4:],
+                   "state": "pending", "attempt_key": cmd.extra.get("payment_attempt_key")}
+        for extra_field in ("customer_id", "billing_country"):
+            if cmd.payment.get(extra_field):
+                payment[extra_field] = cmd.payment[extra_field]
+        if cmd.extra.get("email"):
+            ship_to["email"] = cmd.extra["email"]
         pending.add_order(
             order_id=order_id, status=OrderStatus.PAYMENT_PENDING.value, api_key_id=cmd.api_key_id,
             idempotency_key=cmd.idempotency_key, ship_to=ship_to, payment=payment, total=total,

@@ -153,10 +153,12 @@ class OutboxWorker:
                 )
                 return
             if isinstance(error, RetryLater):
+                # An expected wait (dependency down, payment pending): back off, but never dead-letter.
                 delay = error.delay_s if error.delay_s is not None else self.backoff(event.attempts + 1)
                 conn.execute(
                     update(outbox).where(outbox.c.id == event.id).values(
                         available_at=now + timedelta(seconds=delay), locked_until=None,
+                        attempts=event.attempts + (0 if error.delay_s is not None else 1),
                         last_error=f"retry: {error}"[:2000],
                     )
                 )

@@ -113,6 +113,7 @@ class PaymentsService:
         self.mailer = mailer
         self.webhook = webhook
         self.fraud = fraud
+        self.sim_engine: Engine | None = None
 
     # -- payments -----------------------------------------------------------------------------------------------
     def authorize_inline(self, attempt: PaymentAttempt, **kw: Any) -> AuthorizationResult:
@@ -148,7 +149,7 @@ class PaymentsService:
         return self._faults_or_fail().put(name, patch)
 
     def ledger(self, processor: str) -> list[dict[str, Any]]:
-        return sim_ledger(self.engine, processor)
+        return sim_ledger(self.sim_engine or self.engine, processor)
 
     def close(self) -> None:
         self.router.flush_health()
@@ -167,6 +168,7 @@ def build_payments_service(
     processors: dict[str, PaymentProcessor] | None = None,
     rate_quoter: RateQuoter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    sim_engine: Engine | None = None,
 ) -> PaymentsService:
     """Build the payments area for one process.
 
@@ -174,14 +176,15 @@ def build_payments_service(
     ``engine``; pass ``processors`` / ``rate_quoter`` to plug in real adapters (see docs/payments.md).
     """
     ttl = settings.payments_runtime_cache_ttl_s
+    sim = sim_engine or engine  # the simulators are another system; they may keep their ledger elsewhere
     faults: FaultStore | None = None
     if processors is None or rate_quoter is None:
-        faults = FaultStore(engine, clock, defaults=settings.payments_sim_faults, ttl_s=ttl)
+        faults = FaultStore(sim, clock, defaults=settings.payments_sim_faults, ttl_s=ttl)
     if processors is None:
         seed = settings.payments_sim_seed
         processors = {
             name: SimulatedProcessor(
-                name, engine, faults, clock, seed=None if seed is None else seed + i, sleep=sleep
+                name, sim, faults, clock, seed=None if seed is None else seed + i, sleep=sleep
             )
             for i, name in enumerate(settings.payments_processors)
         }
@@ -238,7 +241,7 @@ def build_payments_service(
             half_open_probes=settings.payments_breaker_half_open_probes,
         ),
     )
-    return PaymentsService(
+    service = PaymentsService(
         settings=settings,
         engine=engine,
         clock=clock,
@@ -253,6 +256,8 @@ def build_payments_service(
             engine, policy_from_settings(settings), clock, history_orders=settings.fraud_history_orders
         ),
     )
+    service.sim_engine = sim
+    return service
 
 
 __all__ = [

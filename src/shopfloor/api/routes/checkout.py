@@ -30,11 +30,15 @@ class ShipToIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     country: str = Field(pattern=r"^[A-Za-z]{2}$", examples=["US"])
     postal_code: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*$", examples=["94107"])
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                              description="Where the confirmation goes.")
 
 
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", examples=["tok_ok"])
+    customer_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    billing_country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
 
 
 class CheckoutIn(BaseModel):
@@ -73,7 +77,8 @@ async def create_checkout(
         lines=tuple(OrderLineRequest(l.sku, l.qty) for l in body.lines),
         country=body.ship_to.country.upper(),
         postal_code=body.ship_to.postal_code.upper(),
-        payment=payload["payment"],
+        payment={k: v for k, v in payload["payment"].items() if v is not None},
+        extra={"email": body.ship_to.email} if body.ship_to.email else {},
     )
     buy_path = c.services["buy_path"]
     result = await buy_path.checkout(cmd)

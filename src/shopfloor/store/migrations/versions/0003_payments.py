@@ -9,7 +9,7 @@ import shopfloor.store.tables
 
 
 revision = "0003_payments"
-down_revision = "0001_foundation"
+down_revision = "0002_warehouse_tasks"
 branch_labels = None
 depends_on = None
 

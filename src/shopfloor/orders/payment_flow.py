@@ -1,0 +1,307 @@
+"""Payment outcomes applied to orders, and the worker's side-effect handlers that follow acceptance.
+
+Flow (each arrow is an outbox event committed with the state change that caused it):
+
+    checkout commits order (payment_pending) + OrderPlaced
+      -> inline authorization within the budget (outside any DB transaction)
+         approved -> authorized + PaymentAuthorized      declined -> declined, stock released (402)
+         no answer in time -> stays payment_pending + PaymentPending (the worker retries, same key)
+    PaymentAuthorized -> fraud screen -> on_hold | capture -> captured + PaymentCaptured
+    PaymentAuthorized -> confirmation mail (once, by Message-ID)
+    PaymentCaptured   -> warehouse handoff (task rows, stock consumed) + OrderHandedOff -> signed webhook
+    OrderPlaced       -> provisional shipping quote reconciled when the rate service answers again
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select, update
+
+from ..domain.clock import Clock
+from ..domain.orders import ORDER_PLACED, OrderStatus
+from ..store import orders_repo as repo
+from ..store.tables import idempotency_keys, orders, warehouse_tasks
+from .outbox import OutboxEvent, RetryLater
+from .payments import AuthOutcome, AuthorizationResult, PaymentAttempt, PaymentRejected, PaymentRetryable
+
+log = logging.getLogger(__name__)
+
+PAYMENT_AUTHORIZED = "PaymentAuthorized"
+PAYMENT_PENDING = "PaymentPending"
+PAYMENT_CAPTURED = "PaymentCaptured"
+ORDER_DECLINED = "OrderDeclined"
+ORDER_ON_HOLD = "OrderOnHold"
+ORDER_HANDED_OFF = "OrderHandedOff"
+
+
+def _payment_doc(order_payment: dict | None, result: AuthorizationResult) -> dict[str, Any]:
+    doc = dict(order_payment or {})
+    doc.update(result.to_json())
+    doc["state"] = str(result.outcome)
+    return doc
+
+
+def decline_body(order_id: str, result: AuthorizationResult) -> dict[str, Any]:
+    return {"error": {
+        "code": "payment_declined",
+        "message": "the payment was declined; the reserved stock has been released",
+        "details": [{"order_id": order_id, "reason": result.decline_reason or "declined",
+                     "processor": result.processor}],
+    }}
+
+
+class PaymentSettlement:
+    """Applies an authorization result to an order in one transaction (status compare-and-set)."""
+
+    def __init__(self, engine: Engine, clock: Clock, *, pending_backoff_base_s: float = 1.0,
+                 pending_backoff_max_s: float = 120.0) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.base = pending_backoff_base_s
+        self.cap = pending_backoff_max_s
+
+    def retry_delay(self, retry_no: int) -> float:
+        return min(self.cap, self.base * (2 ** max(0, retry_no - 1)))
+
+    def apply(self, order_id: str, result: AuthorizationResult, *, retry_no: int = 1,
+              idempotency_scope: tuple[str, str] | None = None, response_body: dict | None = None
+              ) -> tuple[int, dict[str, Any] | None]:
+        """Record ``result`` on the order. Returns (http status for a checkout response, body or None).
+
+        When ``idempotency_scope`` is given, the stored idempotency response is replaced by the final one, so a
+        replay of the checkout sees the outcome rather than the provisional ``payment_pending``.
+        """
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
+                               .where(orders.c.id == order_id)).first()
+            if row is None:
+                raise LookupError(order_id)
+            payment = _payment_doc(row.payment, result)
+            status_code, body = 201, None
+            if row.status != OrderStatus.PAYMENT_PENDING.value:
+                return status_code, None  # settled elsewhere (worker, sweeper): nothing to change
+            if result.outcome is AuthOutcome.APPROVED:
+                repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
+                                         OrderStatus.AUTHORIZED.value, now, payment=payment,
+                                         reservation_expires_at=None)
+                repo.enqueue_event(conn, PAYMENT_AUTHORIZED, order_id, {
+                    "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key,
+                    "amount": int(row.total), "currency": row.currency}, now)
+                if response_body is not None:
+                    body = {**response_body, "status": OrderStatus.AUTHORIZED.value,
+                            "payment": {"state": "authorized", "processor": result.processor}}
+            elif result.outcome is AuthOutcome.DECLINED:
+                repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
+                                         OrderStatus.DECLINED.value, now, payment=payment,
+                                         reservation_expires_at=None)
+                repo.release_reservations(conn, order_id)
+                repo.enqueue_event(conn, ORDER_DECLINED, order_id,
+                                   {"order_id": order_id, "reason": result.decline_reason}, now)
+                status_code, body = 402, decline_body(order_id, result)
+            else:
+                repo.update_order_fields(conn, order_id, now, payment=payment)
+                delay = self.retry_delay(retry_no)
+                event_id = repo.enqueue_event(conn, PAYMENT_PENDING, order_id, {
+                    "order_id": order_id, "attempt_key": result.idempotency_key, "retry_no": retry_no}, now)
+                from ..store.tables import outbox
+
+                conn.execute(update(outbox).where(outbox.c.event_id == event_id)
+                             .values(available_at=now + timedelta(seconds=delay)))
+                if response_body is not None:
+                    body = {**response_body, "payment": {"state": "pending", "reason": result.pending_reason,
+                                                         "retry_in_s": round(delay, 1)}}
+            if idempotency_scope is not None and body is not None:
+                conn.execute(update(idempotency_keys).where(
+                    idempotency_keys.c.scope == idempotency_scope[0], idempotency_keys.c.key == idempotency_scope[1]
+                ).values(status_code=status_code, response=orjson.dumps(body).decode()))
+        return status_code, body
+
+
+class PaymentRetry:
+    """Worker handler: finish authorizations the checkout could not settle inline (same attempt key)."""
+
+    name = "payment_retry"
+    event_types = frozenset({ORDER_PLACED, PAYMENT_PENDING})
+
+    def __init__(self, engine: Engine, clock: Clock, payments, settlement: PaymentSettlement,
+                 inline_grace_s: float) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.payments = payments
+        self.settlement = settlement
+        self.inline_grace = timedelta(seconds=inline_grace_s)
+
+    def handle(self, event: OutboxEvent) -> None:
+        order_id = event.payload["order_id"]
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            row = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+        if row is None:
+            return
+        payment = row.payment or {}
+        if event.type == ORDER_PLACED:
+            if "outcome" in payment:
+                return  # the checkout settled (or scheduled) this payment itself
+            if self.clock.now() - row.created_at < self.inline_grace:
+                # The checkout may still be authorizing inline: let it finish before we touch the processors.
+                remaining = (row.created_at + self.inline_grace - self.clock.now()).total_seconds()
+                raise RetryLater("inline authorization may be in flight", delay_s=max(remaining, 0.1))
+        suspects = payment.get("suspects")
+        suspect_set = None if suspects is None else frozenset(suspects)
+        if event.type == ORDER_PLACED:
+            suspect_set = None  # the inline call's fate is unknown: ask every processor first
+        attempt_key = payment.get("attempt_key") or event.payload.get("attempt_key")
+        if row.status == OrderStatus.CANCELLED.value:
+            self._void_if_charged(attempt_key, suspect_set)
+            return
+        if row.status != OrderStatus.PAYMENT_PENDING.value:
+            return
+        token = self._token_for(order_id)
+        attempt = PaymentAttempt(attempt_key, order_id, int(row.total), row.currency, token, suspect_set)
+        result = self.payments.authorize_retry(attempt)
+        retry_no = int(event.payload.get("retry_no", 0)) + 1
+        self.settlement.apply(order_id, result, retry_no=retry_no)
+
+    def _token_for(self, order_id: str) -> str:
+        from ..store.tables import outbox
+
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            payload = conn.execute(select(outbox.c.payload).where(
+                outbox.c.aggregate_id == order_id, outbox.c.type == ORDER_PLACED)).scalar()
+        return (payload or {}).get("payment_token") or ""
+
+    def _void_if_charged(self, attempt_key: str | None, suspects: frozenset[str] | None) -> None:
+        if not attempt_key:
+            return
+        names = self.payments.processor_names() if suspects is None else sorted(suspects)
+        for name in names:
+            try:
+                st = self.payments.router.status(name, attempt_key)
+            except PaymentRetryable as exc:
+                raise RetryLater(f"status unknown at {name}") from exc
+            if getattr(st, "authorized", False) and not getattr(st, "voided", False):
+                try:
+                    self.payments.router.void(name, attempt_key)
+                except PaymentRetryable as exc:
+                    raise RetryLater(f"void pending at {name}") from exc
+
+
+class ScreenAndCapture:
+    """Worker handler: fraud screening, then capture at the processor that authorized."""
+
+    name = "screen_and_capture"
+    event_types = frozenset({PAYMENT_AUTHORIZED})
+
+    def __init__(self, engine: Engine, clock: Clock, payments) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.payments = payments
+
+    def handle(self, event: OutboxEvent) -> None:
+        p = event.payload
+        order_id = p["order_id"]
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            row = conn.execute(select(orders.c.status, orders.c.payment).where(orders.c.id == order_id)).first()
+        if row is None or row.status != OrderStatus.AUTHORIZED.value:
+            return  # already captured, on hold or cancelled
+        assessment = self.payments.fraud.assess(order_id)
+        now = self.clock.now()
+        if assessment.hold:
+            with self.engine.begin() as conn:
+                doc = {**(row.payment or {}), "fraud": assessment.to_json()}
+                if repo.update_order_status(conn, order_id, [OrderStatus.AUTHORIZED.value],
+                                            OrderStatus.ON_HOLD.value, now, payment=doc):
+                    repo.enqueue_event(conn, ORDER_ON_HOLD, order_id,
+                                       {"order_id": order_id, "fraud": assessment.to_json()}, now)
+            return
+        try:
+            self.payments.router.capture(p["processor"], p["attempt_key"], int(p["amount"]), p["currency"])
+        except PaymentRetryable as exc:
+            raise RetryLater(f"capture not confirmed: {exc}") from exc
+        except PaymentRejected:
+            raise
+        with self.engine.begin() as conn:
+            doc = {**(row.payment or {}), "fraud": assessment.to_json(), "state": "captured",
+                   "captured_at": now.isoformat()}
+            if repo.update_order_status(conn, order_id, [OrderStatus.AUTHORIZED.value],
+                                        OrderStatus.CAPTURED.value, now, payment=doc):
+                repo.enqueue_event(conn, PAYMENT_CAPTURED, order_id, {"order_id": order_id}, now)
+
+
+class ConfirmationMail:
+    name = "confirmation_mail"
+    event_types = frozenset({PAYMENT_AUTHORIZED})
+
+    def __init__(self, engine: Engine, mailer) -> None:
+        self.engine = engine
+        self.mailer = mailer
+
+    def handle(self, event: OutboxEvent) -> None:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            row = conn.execute(select(orders).where(orders.c.id == event.payload["order_id"])).mappings().first()
+            lines = repo.get_order(conn, event.payload["order_id"])["lines"] if row else []
+        if row is None:
+            return
+        from .notify import MailDeliveryError
+
+        try:
+            self.mailer.send_confirmation({**dict(row), "lines": lines})
+        except MailDeliveryError as exc:  # SMTP down: keep retrying with backoff until it is back
+            raise RetryLater(f"mail not delivered: {exc}") from exc
+
+
+class ShippingReconcile:
+    name = "shipping_reconcile"
+    event_types = frozenset({ORDER_PLACED})
+
+    def __init__(self, engine: Engine, clock: Clock, shipping) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.shipping = shipping
+
+    def handle(self, event: OutboxEvent) -> None:
+        order_id = event.payload["order_id"]
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            row = conn.execute(select(orders.c.shipping, orders.c.ship_to).where(orders.c.id == order_id)).first()
+        if row is None or not row.shipping or not row.shipping.get("provisional"):
+            return
+        from .shipping import QuoteUnavailable
+
+        try:
+            doc = self.shipping.reconcile(row.shipping, row.ship_to["country"], row.ship_to.get("postal_code"))
+        except QuoteUnavailable as exc:
+            raise RetryLater(f"rate service still unavailable: {exc}") from exc
+        if doc is None:
+            return
+        with self.engine.begin() as conn:
+            repo.update_order_fields(conn, order_id, self.clock.now(), shipping=doc)
+
+
+class WarehouseWebhookDelivery:
+    """Worker handler: POST the signed handoff to the warehouse system (when one is configured)."""
+
+    name = "warehouse_webhook"
+    event_types = frozenset({ORDER_HANDED_OFF})
+
+    def __init__(self, engine: Engine, clock: Clock, webhook) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.webhook = webhook
+
+    def handle(self, event: OutboxEvent) -> None:
+        from .webhooks import WebhookDeliveryError
+
+        try:
+            self.webhook.deliver(event.event_id, {"type": event.type, **event.payload})
+        except WebhookDeliveryError as exc:
+            if exc.retryable:
+                raise RetryLater(str(exc)) from exc
+            raise
+        with self.engine.begin() as conn:
+            conn.execute(update(warehouse_tasks).where(warehouse_tasks.c.order_id == event.payload["order_id"])
+                         .values(status="sent", sent_at=self.clock.now(),
+                                 webhook_attempts=warehouse_tasks.c.webhook_attempts + 1))
