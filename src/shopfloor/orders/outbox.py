@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Protocol
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, and_, or_, select, update
 
 from ..domain.clock import Clock
 from ..store.tables import outbox, processed_events
@@ -112,87 +111,110 @@ class OutboxWorker:
 
     # --- processing ------------------------------------------------------------------------------------
 
-    def _already_processed(self, handler: str, event_id: str) -> bool:
+    def _processed(self, event_ids: list[str]) -> dict[str, set[str]]:
+        """Which handlers already completed, for a whole batch of events in one read."""
+        done: dict[str, set[str]] = {e: set() for e in event_ids}
+        if not event_ids:
+            return done
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            return (
-                conn.execute(
-                    select(processed_events.c.event_id).where(
-                        processed_events.c.handler == handler, processed_events.c.event_id == event_id
-                    )
-                ).first()
-                is not None
-            )
-
-    def _mark_processed(self, handler: str, event_id: str) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(processed_events).values(handler=handler, event_id=event_id, processed_at=self.clock.now())
+            for handler, event_id in conn.execute(
+                select(processed_events.c.handler, processed_events.c.event_id).where(
+                    processed_events.c.event_id.in_(event_ids)
                 )
-        except IntegrityError:
-            pass  # another worker finished the same handler first: fine, the effect happened once in effect
+            ):
+                done[event_id].add(handler)
+        return done
 
-    def process(self, event: OutboxEvent) -> None:
-        """Run every subscribed handler that has not yet completed for this event."""
+    def process(self, event: OutboxEvent, done: set[str] | None = None) -> tuple[list[str], BaseException | None]:
+        """Run every subscribed handler that has not completed yet. Returns (handlers completed now, error)."""
+        done = done if done is not None else self._processed([event.event_id])[event.event_id]
+        completed: list[str] = []
         for handler in self.handlers:
-            if event.type not in handler.event_types:
+            if event.type not in handler.event_types or handler.name in done:
                 continue
-            if self._already_processed(handler.name, event.event_id):
-                continue
-            handler.handle(event)
-            self._mark_processed(handler.name, event.event_id)
+            try:
+                handler.handle(event)
+            except Exception as exc:  # noqa: BLE001 - recorded on the event, retried with backoff
+                if not isinstance(exc, RetryLater):
+                    log.warning("handler %s failed for %s %s: %s", handler.name, event.type, event.event_id, exc)
+                return completed, exc
+            completed.append(handler.name)
+        return completed, None
 
-    def _finish(self, event: OutboxEvent, error: BaseException | None) -> None:
+    def _insert_ignore(self):
+        if self._is_pg:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(processed_events).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(processed_events).on_conflict_do_nothing()
+
+    def _finish_batch(self, outcomes: list[tuple[OutboxEvent, list[str], BaseException | None]]) -> None:
+        """Record completed handlers and each event's fate in one transaction for the whole batch.
+
+        A crash before this commit re-runs handlers that had completed; they are idempotent, so that is safe.
+        """
         now = self.clock.now()
+        processed_rows = [
+            {"handler": h, "event_id": ev.event_id, "processed_at": now}
+            for ev, completed, _ in outcomes for h in completed
+        ]
+        delivered = [ev.id for ev, _, err in outcomes if err is None]
         with self.engine.begin() as conn:
-            if error is None:
+            if processed_rows:
+                conn.execute(self._insert_ignore(), processed_rows)
+            if delivered:
                 conn.execute(
-                    update(outbox).where(outbox.c.id == event.id).values(
+                    update(outbox).where(outbox.c.id.in_(delivered)).values(
                         status="delivered", delivered_at=now, locked_until=None, last_error=None
                     )
                 )
-                return
-            if isinstance(error, RetryLater):
-                # An expected wait (dependency down, payment pending): back off, but never dead-letter.
-                delay = error.delay_s if error.delay_s is not None else self.backoff(event.attempts + 1)
-                conn.execute(
-                    update(outbox).where(outbox.c.id == event.id).values(
-                        available_at=now + timedelta(seconds=delay), locked_until=None,
-                        attempts=event.attempts + (0 if error.delay_s is not None else 1),
-                        last_error=f"retry: {error}"[:2000],
-                    )
+            for ev, _, err in outcomes:
+                if err is not None:
+                    self._record_failure(conn, ev, err, now)
+
+    def _record_failure(self, conn, event: OutboxEvent, error: BaseException, now: datetime) -> None:
+        if isinstance(error, RetryLater):
+            # An expected wait (dependency down, payment pending): back off, but never dead-letter.
+            delay = error.delay_s if error.delay_s is not None else self.backoff(event.attempts + 1)
+            conn.execute(
+                update(outbox).where(outbox.c.id == event.id).values(
+                    available_at=now + timedelta(seconds=delay), locked_until=None,
+                    attempts=event.attempts + (0 if error.delay_s is not None else 1),
+                    last_error=f"retry: {error}"[:2000],
                 )
-                return
-            attempts = event.attempts + 1
-            message = f"{type(error).__name__}: {error}"[:2000]
-            if attempts >= self.max_attempts:
-                conn.execute(
-                    update(outbox).where(outbox.c.id == event.id).values(
-                        status="dead", attempts=attempts, locked_until=None, last_error=message
-                    )
+            )
+            return
+        attempts = event.attempts + 1
+        message = f"{type(error).__name__}: {error}"[:2000]
+        if attempts >= self.max_attempts:
+            conn.execute(
+                update(outbox).where(outbox.c.id == event.id).values(
+                    status="dead", attempts=attempts, locked_until=None, last_error=message
                 )
-                log.error("outbox event %s (%s) dead-lettered after %d attempts: %s",
-                          event.event_id, event.type, attempts, message)
-            else:
-                conn.execute(
-                    update(outbox).where(outbox.c.id == event.id).values(
-                        attempts=attempts, locked_until=None, last_error=message,
-                        available_at=now + timedelta(seconds=self.backoff(attempts)),
-                    )
+            )
+            log.error("outbox event %s (%s) dead-lettered after %d attempts: %s",
+                      event.event_id, event.type, attempts, message)
+        else:
+            conn.execute(
+                update(outbox).where(outbox.c.id == event.id).values(
+                    attempts=attempts, locked_until=None, last_error=message,
+                    available_at=now + timedelta(seconds=self.backoff(attempts)),
                 )
+            )
 
     def run_once(self) -> int:
         """Claim and process one batch. Returns how many events were handled (successfully or not)."""
         events = self.claim()
+        if not events:
+            return 0
+        done = self._processed([e.event_id for e in events])
+        outcomes = []
         for event in events:
-            try:
-                self.process(event)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
-                if not isinstance(exc, RetryLater):
-                    log.warning("handler failed for %s %s: %s", event.type, event.event_id, exc)
-                self._finish(event, exc)
-            else:
-                self._finish(event, None)
+            completed, error = self.process(event, done[event.event_id])
+            outcomes.append((event, completed, error))
+        self._finish_batch(outcomes)
         return len(events)
 
     def drain(self, max_rounds: int = 1000) -> int:
