@@ -124,7 +124,9 @@ class RollingDemandModel:
         pooled_inv = max(num.sum(), 0.0) / den.sum() if den.sum() > 0 else 1.0 / cfg.default_dispersion
         # shrink each series' 1/k towards the pooled value with a weight worth a share of the average evidence
         prior_w = cfg.dispersion_prior_weight * (den.mean() if den.size and den.mean() > 0 else 1.0)
-        inv = (np.maximum(num, 0.0) + prior_w * pooled_inv) / (den + prior_w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = (np.maximum(num, 0.0) + prior_w * pooled_inv) / (den + prior_w)
+        inv = np.where(np.isfinite(inv), inv, pooled_inv)
         with np.errstate(divide="ignore"):
             size = np.where(inv > 0, 1.0 / inv, math.inf)
         return np.maximum(size, cfg.min_size)
