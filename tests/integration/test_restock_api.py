@@ -182,6 +182,8 @@ def test_cli_imports_purchase_orders_and_prints_the_plan(client, db_url, tmp_pat
     assert r.stdout.splitlines()[0].startswith("sku,warehouse,supplier")
     r = runner.invoke(app, ["restock", "plan", "--json"])
     assert json.loads(r.stdout)["summary"]["lines"] == 3
+    r = runner.invoke(app, ["restock", "plan"])
+    assert r.exit_code == 0 and "Restock actions" in r.output and "Sell-out risks" in r.output
 
 
 def test_plan_and_import_need_a_reachable_schema(tmp_path, monkeypatch):
