@@ -1,5 +1,19 @@
 """Planning: restock plans (and, alongside, capacity plans) plus the simulators that backtest them.
 
-Submodules are imported explicitly (``from shopfloor.planning.restock import build_restock_plan``) so that
-importing this package stays cheap; each area adds its own modules next to these.
+Each area exports its public names in its own block below; keep blocks independent so they merge cleanly.
 """
+
+# --- restock ---
+from .lead_time import DemandOutlook, EmpiricalDemand, NegBinomialDemand, fill_rate_base_stock  # noqa: F401
+from .restock import (  # noqa: F401
+    CatalogEntry,
+    PolicyBook,
+    ReplenishmentPolicy,
+    RestockPlan,
+    StockPosition,
+    build_restock_plan,
+    inventory_position,
+    projected_stockout_day,
+    round_order_quantity,
+)
+from .restock_service import RestockPlanner, outlooks_from_history  # noqa: F401
