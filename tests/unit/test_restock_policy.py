@@ -221,3 +221,19 @@ def test_plan_csv_rows_have_every_column():
     plan = build_restock_plan([StockPosition("A", "W1", 1, 0)], {("A", "W1"): _flat(2.0)}, {}, PolicyBook(), AS_OF)
     row = plan.csv_rows()[0]
     assert list(row) == list(plan.CSV_COLUMNS) and row["order_qty"] > 0
+
+
+def test_vectorised_plan_numbers_equal_the_one_line_path():
+    rng = np.random.default_rng(11)
+    positions, outlooks = [], {}
+    book = PolicyBook.from_mapping({"skus": {"S3": {"lead_time_days": 3, "service_level": 0.99, "moq": 7}}})
+    for i in range(12):
+        pos = StockPosition(f"S{i}", "W1", int(rng.integers(0, 60)), int(rng.integers(0, 5)),
+                            ((date(2026, 3, 4 + i % 5), 6),) if i % 3 == 0 else ())
+        positions.append(pos)
+        outlooks[(pos.sku, "W1")] = DemandOutlook(rng.gamma(1.0, 3.0, size=30), float(rng.uniform(0.5, 50)))
+    outlooks[("S5", "W1")] = DemandOutlook(np.zeros(30), 2.0)
+    plan = build_restock_plan(positions, outlooks, {}, book, AS_OF)
+    for line, pos in zip(plan.lines, sorted(positions, key=lambda p: p.sku)):
+        one = plan_line(pos, outlooks[(pos.sku, "W1")], book.for_sku(pos.sku), AS_OF)
+        assert line.to_dict() == one.to_dict()

@@ -51,6 +51,9 @@ class RollingDemandModel:
         self.level = np.zeros(n_series)
         self._profile_buf = np.zeros((n_series, self.cfg.profile_days))
         self._profile_wd = np.full(self.cfg.profile_days, -1, dtype=np.int64)
+        # running per-weekday totals over the ring buffer, so the profile costs O(n) per day, not O(n * days)
+        self._wd_sum = np.zeros((n_series, 7))
+        self._wd_cnt = np.zeros(7, dtype=np.int64)
         # past forecasts of the horizon total (ring, indexed by origin day) and the realised running totals
         self._pending = np.zeros((n_series, horizon))  # forecast made `horizon - j` days ago
         self._pending_demand = np.zeros((n_series, horizon))
@@ -73,8 +76,14 @@ class RollingDemandModel:
         else:
             self.level = self.cfg.alpha * d + (1 - self.cfg.alpha) * self.level
         slot = self.days_seen % self.cfg.profile_days
+        old_wd = self._profile_wd[slot]
+        if old_wd >= 0:
+            self._wd_sum[:, old_wd] -= self._profile_buf[:, slot]
+            self._wd_cnt[old_wd] -= 1
         self._profile_buf[:, slot] = d
         self._profile_wd[slot] = weekday
+        self._wd_sum[:, weekday] += d
+        self._wd_cnt[weekday] += 1
         self._last_weekday = weekday
         # every pending origin accumulates today's demand; the oldest one is complete after H days
         self._pending_demand += d[:, None]
@@ -94,20 +103,14 @@ class RollingDemandModel:
     # --- queries -------------------------------------------------------------------------------------------
     def weekday_profile(self) -> np.ndarray:
         """(n_series, 7) multiplicative weekday factors averaging 1 over the week."""
-        filled = min(self.days_seen, self.cfg.profile_days)
+        filled = int(self._wd_cnt.sum())
         if filled == 0:
             return np.ones((self.n, 7))
-        buf = self._profile_buf[:, :filled] if self.days_seen < self.cfg.profile_days else self._profile_buf
-        wd = self._profile_wd[:filled] if self.days_seen < self.cfg.profile_days else self._profile_wd
-        overall = buf.mean(axis=1)
+        overall = self._wd_sum.sum(axis=1) / filled
         prior = self.cfg.profile_prior_days
-        prof = np.ones((self.n, 7))
-        for w in range(7):
-            cols = wd == w
-            cnt = int(cols.sum())
-            tot = buf[:, cols].sum(axis=1) if cnt else np.zeros(self.n)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                prof[:, w] = np.where(overall > 0, (tot + prior * overall) / ((cnt + prior) * overall), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prof = (self._wd_sum + prior * overall[:, None]) / ((self._wd_cnt[None, :] + prior) * overall[:, None])
+        prof = np.where(overall[:, None] > 0, prof, 1.0)
         return prof / prof.mean(axis=1, keepdims=True)
 
     def daily_means(self, days: int) -> np.ndarray:

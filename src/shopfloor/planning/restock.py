@@ -318,33 +318,62 @@ class RestockPlan:
         return [{k: ln.to_dict()[k] for k in self.CSV_COLUMNS} for ln in self.lines]
 
 
-def plan_line(
-    position: StockPosition, outlook: DemandOutlook, policy: ReplenishmentPolicy, as_of: date
-) -> RestockLine:
-    """The restock decision for one SKU x warehouse, as of the end of day ``as_of``."""
-    lead, review = policy.lead_time_days, policy.review_days
-    ip = inventory_position(position.on_hand, position.on_order, position.reserved)
-    lead_dist = outlook.over(0, lead)
-    protect = outlook.over(0, lead + review)
-    reorder_point = lead_dist.quantile(policy.service_level)
-    order_up_to = protect.quantile(policy.service_level)
-    qty = round_order_quantity(order_up_to - ip, policy.moq, policy.pack_size) if ip < order_up_to else 0
+def _receipt_days(position: StockPosition, as_of: date) -> dict[int, int]:
     receipts: dict[int, int] = {}
     for when, units in position.open_receipts:
         day = max((when - as_of).days, 1)
         receipts[day] = receipts.get(day, 0) + units
-    stockout = projected_stockout_day(position.available, outlook.daily_means, receipts)
+    return receipts
+
+
+def _usable_day(receipts: Mapping[int, int], lead: int, horizon: int) -> int:
     # First day new stock can be sold: the earliest open receipt (sellable on its expected day), or an order
     # placed today (it arrives at the end of day ``as_of + lead`` and sells from the day after).
-    usable_day = min(min(receipts) if receipts else lead + 1, lead + 1, outlook.horizon + 1)
-    p_stockout = (
-        outlook.over(0, usable_day - 1).prob_exceeds(position.available) if usable_day > 1 else 0.0
-    )
-    review_mean = float(outlook.daily_means[lead : lead + review].sum())
-    expected_fill = None
-    if review_mean > 0:
-        short = protect.expected_shortfall(max(ip + qty, 0)) - lead_dist.expected_shortfall(max(ip + qty, 0))
-        expected_fill = float(min(max(1.0 - max(short, 0.0) / review_mean, 0.0), 1.0))
+    return min(min(receipts) if receipts else lead + 1, lead + 1, horizon + 1)
+
+
+@dataclass(frozen=True)
+class _LineNumbers:
+    reorder_point: int
+    order_up_to: int
+    stockout_probability: float
+    expected_fill_rate: float | None
+
+
+def plan_line(
+    position: StockPosition,
+    outlook: DemandOutlook,
+    policy: ReplenishmentPolicy,
+    as_of: date,
+    *,
+    _numbers: _LineNumbers | None = None,
+) -> RestockLine:
+    """The restock decision for one SKU x warehouse, as of the end of day ``as_of``."""
+    lead, review = policy.lead_time_days, policy.review_days
+    ip = inventory_position(position.on_hand, position.on_order, position.reserved)
+    receipts = _receipt_days(position, as_of)
+    usable_day = _usable_day(receipts, lead, outlook.horizon)
+    lead_dist = outlook.over(0, lead)
+    if _numbers is None:
+        protect = outlook.over(0, lead + review)
+        reorder_point = lead_dist.quantile(policy.service_level)
+        order_up_to = protect.quantile(policy.service_level)
+    else:
+        reorder_point, order_up_to = _numbers.reorder_point, _numbers.order_up_to
+    qty = round_order_quantity(order_up_to - ip, policy.moq, policy.pack_size) if ip < order_up_to else 0
+    stockout = projected_stockout_day(position.available, outlook.daily_means, receipts)
+    if _numbers is None:
+        p_stockout = (
+            outlook.over(0, usable_day - 1).prob_exceeds(position.available) if usable_day > 1 else 0.0
+        )
+        review_mean = float(outlook.daily_means[lead : lead + review].sum())
+        expected_fill = None
+        if review_mean > 0:
+            level = max(ip + qty, 0)
+            short = protect.expected_shortfall(level) - lead_dist.expected_shortfall(level)
+            expected_fill = float(min(max(1.0 - max(short, 0.0) / review_mean, 0.0), 1.0))
+    else:
+        p_stockout, expected_fill = _numbers.stockout_probability, _numbers.expected_fill_rate
     return RestockLine(
         sku=position.sku,
         warehouse=position.warehouse,
@@ -371,6 +400,95 @@ def plan_line(
     )
 
 
+class AlternativeIndex:
+    """In-stock SKUs per category, most available first, for quick "offer instead" look-ups."""
+
+    def __init__(
+        self, catalog: Mapping[str, CatalogEntry], positions: Iterable[StockPosition], exclude: set[tuple[str, str]]
+    ) -> None:
+        self.catalog = catalog
+        by_cat: dict[str, list[StockPosition]] = {}
+        by_cat_wh: dict[tuple[str, str], list[StockPosition]] = {}
+        for p in positions:
+            if p.available <= 0 or (p.sku, p.warehouse) in exclude or p.sku not in catalog:
+                continue
+            cat = catalog[p.sku].category
+            by_cat.setdefault(cat, []).append(p)
+            by_cat_wh.setdefault((cat, p.warehouse), []).append(p)
+        order = lambda p: (-p.available, p.sku, p.warehouse)  # noqa: E731
+        self.by_cat = {k: sorted(v, key=order) for k, v in by_cat.items()}
+        self.by_cat_wh = {k: sorted(v, key=order) for k, v in by_cat_wh.items()}
+
+    def for_sku(self, sku: str, warehouse: str, limit: int) -> tuple[Alternative, ...]:
+        """Same category, other SKUs, in stock: same warehouse first, then anywhere; one entry per SKU."""
+        entry = self.catalog.get(sku)
+        if entry is None or limit <= 0:
+            return ()
+        seen = {sku}
+        out: list[Alternative] = []
+        for pool in (self.by_cat_wh.get((entry.category, warehouse), []), self.by_cat.get(entry.category, [])):
+            for p in pool:
+                if p.sku in seen:
+                    continue
+                seen.add(p.sku)
+                out.append(Alternative(p.sku, self.catalog[p.sku].name, p.warehouse, p.available))
+                if len(out) >= limit:
+                    return tuple(out)
+        return tuple(out)
+
+
+def _batch_numbers(
+    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date
+) -> list[_LineNumbers | None]:
+    """Vectorised quantiles, stockout probabilities and fill rates for negative-binomial outlooks.
+
+    Same numbers as the scalar path in :func:`plan_line` (tests check it), without thousands of scipy calls.
+    Sample-path outlooks get ``None`` and take the scalar path.
+    """
+    idx = [i for i, (_, o, _) in enumerate(items) if o.sample_paths is None]
+    out: list[_LineNumbers | None] = [None] * len(items)
+    if not idx:
+        return out
+    m = len(idx)
+    m_lead, m_prot, m_until, size, sl, ip, up_qty = (np.zeros(m) for _ in range(7))
+    avail = np.zeros(m)
+    for j, i in enumerate(idx):
+        pos, o, pol = items[i]
+        lead, review = pol.lead_time_days, pol.review_days
+        m_lead[j] = o.daily_means[:lead].sum()
+        m_prot[j] = o.daily_means[: lead + review].sum()
+        m_until[j] = o.daily_means[: _usable_day(_receipt_days(pos, as_of), lead, o.horizon) - 1].sum()
+        size[j] = o.dispersion
+        sl[j] = pol.service_level
+        ip[j] = inventory_position(pos.on_hand, pos.on_order, pos.reserved)
+        avail[j] = pos.available
+    from scipy import stats
+
+    from .lead_time import _nb_params, nb_expected_shortfall
+
+    def ppf(mean):
+        r, p = _nb_params(mean, size)
+        with np.errstate(invalid="ignore"):
+            q = stats.nbinom.ppf(sl, r, p)
+        return np.where(mean > 0, np.nan_to_num(q), 0).astype(np.int64)
+
+    rop, upto = ppf(m_lead), ppf(m_prot)
+    r_u, p_u = _nb_params(m_until, size)
+    p_stock = np.where(m_until > 0, stats.nbinom.sf(np.floor(avail), r_u, p_u), 0.0)
+    for j, i in enumerate(idx):
+        pol = items[i][2]
+        up_qty[j] = ip[j] + (round_order_quantity(upto[j] - ip[j], pol.moq, pol.pack_size) if ip[j] < upto[j] else 0)
+    level = np.maximum(up_qty, 0)
+    review_mean = m_prot - m_lead
+    short = nb_expected_shortfall(m_prot, size, level) - nb_expected_shortfall(m_lead, size, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fill = np.clip(1.0 - np.maximum(short, 0.0) / review_mean, 0.0, 1.0)
+    for j, i in enumerate(idx):
+        out[i] = _LineNumbers(int(rop[j]), int(upto[j]), float(p_stock[j]),
+                              float(fill[j]) if review_mean[j] > 0 else None)
+    return out
+
+
 def find_alternatives(
     sku: str,
     warehouse: str,
@@ -380,25 +498,7 @@ def find_alternatives(
     limit: int,
 ) -> tuple[Alternative, ...]:
     """In-stock SKUs from the same category, same warehouse first, most available first."""
-    entry = catalog.get(sku)
-    if entry is None or limit <= 0:
-        return ()
-    candidates = [
-        p for p in positions
-        if p.sku != sku and p.available > 0 and (p.sku, p.warehouse) not in exclude
-        and p.sku in catalog and catalog[p.sku].category == entry.category
-    ]
-    candidates.sort(key=lambda p: (p.warehouse != warehouse, -p.available, p.sku, p.warehouse))
-    seen: set[str] = set()
-    out: list[Alternative] = []
-    for p in candidates:
-        if p.sku in seen:
-            continue
-        seen.add(p.sku)
-        out.append(Alternative(p.sku, catalog[p.sku].name, p.warehouse, p.available))
-        if len(out) >= limit:
-            break
-    return tuple(out)
+    return AlternativeIndex(catalog, positions, exclude).for_sku(sku, warehouse, limit)
 
 
 def build_restock_plan(
@@ -420,7 +520,7 @@ def build_restock_plan(
     if not 0 < risk_threshold <= 1:
         raise ValueError("risk_threshold must be in (0, 1]")
     positions = list(positions)
-    lines: list[RestockLine] = []
+    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]] = []
     for pos in sorted(positions, key=lambda p: (p.sku, p.warehouse)):
         policy = policies.for_sku(pos.sku, pos.supplier)
         need = policy.lead_time_days + policy.review_days
@@ -432,14 +532,17 @@ def build_restock_plan(
                 f"outlook for {pos.sku}@{pos.warehouse} covers {outlook.horizon} days, "
                 f"policy needs {need} (lead time + review)"
             )
-        lines.append(plan_line(pos, outlook, policy, as_of))
+        items.append((pos, outlook, policy))
+    numbers = _batch_numbers(items, as_of)
+    lines = [plan_line(pos, o, pol, as_of, _numbers=num) for (pos, o, pol), num in zip(items, numbers)]
     at_risk = [ln for ln in lines if ln.stockout_probability >= risk_threshold]
     at_risk_keys = {(ln.sku, ln.warehouse) for ln in at_risk}
     by_key = {(p.sku, p.warehouse): p for p in positions}
+    alternatives = AlternativeIndex(catalog, positions, at_risk_keys)
     risks = []
     for ln in sorted(at_risk, key=lambda x: (-x.stockout_probability, x.sku, x.warehouse)):
         entry = catalog.get(ln.sku, CatalogEntry(ln.sku, ln.sku, ""))
-        alts = find_alternatives(ln.sku, ln.warehouse, catalog, positions, at_risk_keys, max_alternatives)
+        alts = alternatives.for_sku(ln.sku, ln.warehouse, max_alternatives)
         actions = ["suppress_promotion"] + (["offer_alternatives"] if alts else [])
         if ln.order_qty > 0:
             actions.append("place_order")
