@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .lead_time import DemandOutlook, fill_rate_base_stock
+from .lead_time import DemandOutlook
 
 
 # --- policy configuration -------------------------------------------------------------------------------
@@ -559,8 +559,8 @@ def build_restock_plan(
 
 
 __all__ = [
-    "Alternative", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine", "RestockPlan",
-    "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives", "fill_rate_base_stock",
+    "Alternative", "AlternativeIndex", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine", "RestockPlan",
+    "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives",
     "inventory_position", "plan_line", "projected_stockout_day", "round_order_quantity",
     "round_order_quantities",
 ]

@@ -17,7 +17,7 @@ backtest free of look-ahead by construction; ``tests/unit/test_restock_sim.py`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
