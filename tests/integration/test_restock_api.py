@@ -186,6 +186,17 @@ def test_cli_imports_purchase_orders_and_prints_the_plan(client, db_url, tmp_pat
     assert r.exit_code == 0 and "Restock actions" in r.output and "Sell-out risks" in r.output
 
 
+def test_demo_summary_prints_actions_and_risks(client, monkeypatch):
+    from shopfloor.cli import output
+    from shopfloor.cli.restock_cmd import show_restock_summary
+
+    monkeypatch.setattr(output.console, "width", 200)
+    with output.console.capture() as cap:
+        show_restock_summary(client.container, top=3)
+    text = cap.get()
+    assert "TEA-1" in text and "suppress_promotion" in text and "TEA-2" in text
+
+
 def test_plan_and_import_need_a_reachable_schema(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     from typer.testing import CliRunner

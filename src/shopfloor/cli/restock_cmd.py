@@ -66,19 +66,26 @@ def print_plan_summary(plan, top: int = 10) -> None:
     actions = sorted((ln for ln in plan.lines if ln.order_qty > 0), key=lambda x: (not x.urgent, -x.order_qty))
     t = Table(title=f"Restock actions as of {plan.as_of} ({len(actions)} orders)")
     for col in ("sku", "warehouse", "position", "reorder pt", "order-up-to", "order qty", "stockout", "urgent"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for ln in actions[:top]:
         t.add_row(ln.sku, ln.warehouse, str(ln.inventory_position), str(ln.reorder_point), str(ln.order_up_to),
                   str(ln.order_qty), str(ln.projected_stockout_date or "-"), "yes" if ln.urgent else "")
     console.print(t)
     r = Table(title=f"Sell-out risks ({len(plan.risks)})")
     for col in ("sku", "warehouse", "available", "P(stockout)", "replenished", "actions", "alternatives"):
-        r.add_column(col)
+        r.add_column(col, overflow="fold")
     for risk in plan.risks[:top]:
         r.add_row(risk.sku, risk.warehouse, str(risk.available), f"{risk.stockout_probability:.0%}",
                   str(risk.next_replenishment), ", ".join(risk.actions),
                   ", ".join(a.sku for a in risk.alternatives) or "-")
     console.print(r)
+
+
+def show_restock_summary(container, top: int = 5) -> None:
+    """For ``shopfloor demo``: print the top restock actions and sell-out risks of the container's store."""
+    from ..store.restock import build_restock_planner
+
+    print_plan_summary(build_restock_planner(container).plan(), top=top)
 
 
 @restock_app.command("import-pos")
@@ -170,7 +177,7 @@ def backtest_cmd(
     t = Table(title=f"Restock backtest ({result['data']['series']} series, {result['data']['scored_days']} scored days)")
     for col in ("target", "our fill", "our on-hand", "baseline fill @z", "baseline on-hand @z",
                 "baseline on-hand @ our fill", "reduction"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in result["targets"]:
         t.add_row(f"{r['target']:.2f}", f"{r['ours']['fill_rate']:.4f}", f"{r['ours']['avg_on_hand']:.2f}",
                   f"{r['baseline_at_target_z']['fill_rate']:.4f}", f"{r['baseline_at_target_z']['avg_on_hand']:.2f}",
