@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     # --- data directories -----------------------------------------------------------------------
     data_dir: Path = Field(default=Path("var"), description="Where maildir, reports and plans are written.")
     log_level: str = Field(default="info")
+    # --- restock ---
+    restock_policy_file: Path | None = Field(
+        default=None,
+        description="TOML/JSON restock policy: [defaults], [suppliers.<name>], [skus.<sku>] with lead_time_days, "
+        "review_days, service_level, moq, pack_size, supplier. None: built-in defaults (7, 1, 0.95, 1, 1).",
+    )
+    restock_history_days: int = Field(default=182, ge=14, description="Days of order history the demand model fits on.")
+    restock_outlook_days: int = Field(default=56, ge=1, description="Days ahead for projected stockout dates.")
+    restock_risk_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="Sell-out risk when P(stockout before replenishment) >= this."
+    )
+    restock_max_alternatives: int = Field(default=3, ge=0, description="In-stock alternatives listed per risk.")
 
     @property
     def is_sqlite(self) -> bool:

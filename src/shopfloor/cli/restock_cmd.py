@@ -1,9 +1,191 @@
-"""`shopfloor restock` commands."""
+"""`shopfloor restock` commands: plan, import-pos, backtest."""
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
+from pathlib import Path
+
 import typer
+
+from .output import console, fail, print_json
+
+restock_app = typer.Typer(help="Restock planning: what to reorder, where and when; sell-out risks.", no_args_is_help=True)
+
+
+def _container():
+    from ..bootstrap import build_container
+    from ..config import Settings
+
+    try:
+        return build_container(Settings())
+    except Exception as exc:  # pydantic validation of SHOPFLOOR_* variables
+        fail(f"settings: {exc}")
+
+
+@restock_app.command("plan")
+def plan_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the full plan (lines and sell-out risks) as JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print one CSV row per SKU x warehouse."),
+    sku: str = typer.Option(None, "--sku", help="Only this SKU."),
+    warehouse: str = typer.Option(None, "--warehouse", help="Only this warehouse."),
+    top: int = typer.Option(10, "--top", min=1, help="Rows per table in the human-readable output."),
+) -> None:
+    """Build today's restock plan from SHOPFLOOR_DATABASE_URL (stock, open purchase orders, order history)."""
+    if as_json and as_csv:
+        fail("choose one of --json and --csv")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store.restock import build_restock_planner
+
+    container = _container()
+    try:
+        plan = build_restock_planner(container).plan(sku=sku, warehouse=warehouse)
+    except ValueError as exc:
+        fail(f"restock_policy_file: {exc}")
+    except SQLAlchemyError as exc:
+        fail(f"database_url: cannot read the store ({type(exc).__name__}); run `shopfloor db upgrade` first?")
+    finally:
+        container.close()
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(plan.CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(plan.csv_rows())
+        return
+    print_plan_summary(plan, top=top)
+
+
+def print_plan_summary(plan, top: int = 10) -> None:
+    """Rich tables: top restock actions (by urgency, then units) and the sell-out risks."""
+    from rich.table import Table
+
+    actions = sorted((ln for ln in plan.lines if ln.order_qty > 0), key=lambda x: (not x.urgent, -x.order_qty))
+    t = Table(title=f"Restock actions as of {plan.as_of} ({len(actions)} orders)")
+    for col in ("sku", "warehouse", "position", "reorder pt", "order-up-to", "order qty", "stockout", "urgent"):
+        t.add_column(col, overflow="fold")
+    for ln in actions[:top]:
+        t.add_row(ln.sku, ln.warehouse, str(ln.inventory_position), str(ln.reorder_point), str(ln.order_up_to),
+                  str(ln.order_qty), str(ln.projected_stockout_date or "-"), "yes" if ln.urgent else "")
+    console.print(t)
+    r = Table(title=f"Sell-out risks ({len(plan.risks)})")
+    for col in ("sku", "warehouse", "available", "P(stockout)", "replenished", "actions", "alternatives"):
+        r.add_column(col, overflow="fold")
+    for risk in plan.risks[:top]:
+        r.add_row(risk.sku, risk.warehouse, str(risk.available), f"{risk.stockout_probability:.0%}",
+                  str(risk.next_replenishment), ", ".join(risk.actions),
+                  ", ".join(a.sku for a in risk.alternatives) or "-")
+    console.print(r)
+
+
+def show_restock_summary(container, top: int = 5) -> None:
+    """For ``shopfloor demo``: print the top restock actions and sell-out risks of the container's store."""
+    from ..store.restock import build_restock_planner
+
+    print_plan_summary(build_restock_planner(container).plan(), top=top)
+
+
+@restock_app.command("import-pos")
+def import_pos_cmd(
+    file: Path = typer.Argument(..., help="CSV with header po_id,sku,warehouse,qty,expected_at[,status][,supplier]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Create or update purchase orders from a CSV file (all rows or none)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..domain.errors import DomainError
+    from ..planning.purchase_orders import parse_purchase_orders_csv
+    from ..store.restock import RestockRepository
+
+    if not file.is_file():
+        fail(f"FILE: {file} does not exist")
+    try:
+        pos = parse_purchase_orders_csv(file.read_text(encoding="utf-8-sig"))
+    except DomainError as exc:
+        fail(f"{file.name}: {exc.message}")
+    except UnicodeDecodeError:
+        fail(f"{file.name}: not a UTF-8 text file")
+    container = _container()
+    try:
+        stored = RestockRepository(container.engine).upsert_purchase_orders(pos, container.clock.now())
+    except DomainError as exc:
+        fail(f"{file.name}: {exc.message}")
+    except SQLAlchemyError as exc:
+        fail(f"database_url: cannot write purchase orders ({type(exc).__name__}); run `shopfloor db upgrade` first?")
+    finally:
+        container.close()
+    created = sum(1 for _, c in stored if c)
+    result = {"imported": len(stored), "created": created, "updated": len(stored) - created}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"[green]imported {result['imported']} purchase orders[/] ({created} new, {result['updated']} updated)")
+
+
+def _parse_levels(text: str) -> list[float]:
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--service-levels: {text!r} is not a comma-separated list of numbers")
+    if not levels or any(not 0.5 < x < 1 for x in levels):
+        fail("--service-levels: each level must be between 0.5 and 1 (exclusive)")
+    return levels
+
+
+@restock_app.command("backtest")
+def backtest_cmd(
+    history: Path = typer.Option(..., "--history", help="Long demand file: unique_id,ds,y or M5 long (item_id,store_id,date,value); CSV(.gz) or Parquet."),
+    service_levels: str = typer.Option("0.90,0.95,0.98", "--service-levels", help="Comma-separated fill-rate targets."),
+    lead_time: int = typer.Option(7, "--lead-time", min=0, help="Supplier lead time in days."),
+    review_days: int = typer.Option(1, "--review-days", min=1, help="Days between reviews (1 = daily)."),
+    test_days: int = typer.Option(364, "--test-days", min=28, help="Scored days at the end of the history."),
+    warmup_days: int = typer.Option(91, "--warmup-days", min=0, help="Simulated but unscored days before them."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    plot_out: Path = typer.Option(None, "--plot-out", help="Save the fill-rate vs on-hand trade-off PNG here."),
+) -> None:
+    """Lost-sales periodic-review simulation: our policy vs MA + z*sigma*sqrt(L+R) on held-out demand."""
+    from rich.progress import Progress
+
+    from ..planning.restock_backtest import load_demand_panel, plot_tradeoff, run_restock_backtest
+
+    levels = _parse_levels(service_levels)
+    try:
+        panel = load_demand_panel(history)
+    except ValueError as exc:
+        fail(f"--history: {exc}")
+    steps = 17 + len(levels)
+    with Progress(transient=True, console=console if not as_json else None, disable=as_json) as prog:
+        task = prog.add_task("simulating", total=steps)
+        try:
+            result = run_restock_backtest(
+                panel, service_levels=levels, lead_time=lead_time, review_days=review_days,
+                test_days=test_days, warmup_days=warmup_days,
+                progress=lambda msg: prog.update(task, advance=1, description=msg),
+            )
+        except ValueError as exc:
+            fail(f"--history: {exc}")
+    if plot_out is not None:
+        result["plot"] = str(plot_tradeoff(result, plot_out))
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Restock backtest ({result['data']['series']} series, {result['data']['scored_days']} scored days)")
+    for col in ("target", "our fill", "our on-hand", "baseline fill @z", "baseline on-hand @z",
+                "baseline on-hand @ our fill", "reduction"):
+        t.add_column(col, overflow="fold")
+    for r in result["targets"]:
+        t.add_row(f"{r['target']:.2f}", f"{r['ours']['fill_rate']:.4f}", f"{r['ours']['avg_on_hand']:.2f}",
+                  f"{r['baseline_at_target_z']['fill_rate']:.4f}", f"{r['baseline_at_target_z']['avg_on_hand']:.2f}",
+                  str(r["baseline_on_hand_at_equal_fill"]), f"{r['inventory_reduction_pct']}%")
+    console.print(t)
+    console.print(json.dumps({"runtime_s": result["runtime_s"], "plot": result.get("plot")}))
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this area's commands to the root app (nothing yet)."""
+    """Attach ``shopfloor restock ...`` to the root app."""
+    app.add_typer(restock_app, name="restock")

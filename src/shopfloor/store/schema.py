@@ -2,3 +2,5 @@
 
 from .tables import metadata  # noqa: F401
 from . import payments_tables  # noqa: F401,E402
+from . import promise_tables  # noqa: F401,E402
+from . import restock_tables  # noqa: F401,E402

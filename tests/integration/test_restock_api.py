@@ -1,0 +1,210 @@
+"""Restock HTTP routes and CLI against a real, migrated database (SQLite always, PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+
+from shopfloor.api.routes.restock import router
+from shopfloor.bootstrap import build_container
+from shopfloor.config import Settings
+from shopfloor.domain.clock import FixedClock
+from shopfloor.domain.errors import DomainError
+from shopfloor.store.tables import order_lines, orders, skus, stock, warehouses
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+ADMIN = "Bearer admin-key"
+READER = "Bearer reader-key"
+
+
+class FakeAuthenticator:
+    """Same interface as the real one: ``require(header, scopes)`` returns a key id or raises."""
+
+    keys = {ADMIN: ("k-admin", {"admin"}), READER: ("k-reader", {"restock:read"})}
+
+    def require(self, header, scopes):
+        if header not in self.keys:
+            raise HTTPException(401, "missing or invalid API key")
+        key_id, granted = self.keys[header]
+        if not granted & set(scopes):
+            raise HTTPException(403, "insufficient scope")
+        return key_id
+
+
+def _seed(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.insert(warehouses), [
+            {"id": "W1", "region": "north", "country": "DE", "postal_prefixes": [], "updated_at": NOW},
+            {"id": "W2", "region": "south", "country": "DE", "postal_prefixes": [], "updated_at": NOW},
+        ])
+        conn.execute(sa.insert(skus), [
+            {"sku": "TEA-1", "name": "Green tea", "category": "tea", "price": 499, "currency": "EUR", "updated_at": NOW},
+            {"sku": "TEA-2", "name": "Black tea", "category": "tea", "price": 399, "currency": "EUR", "updated_at": NOW},
+            {"sku": "MUG-1", "name": "Mug", "category": "kitchen", "price": 999, "currency": "EUR", "updated_at": NOW},
+        ])
+        conn.execute(sa.insert(stock), [
+            {"sku": "TEA-1", "warehouse": "W1", "on_hand": 6, "reserved": 2, "updated_at": NOW},
+            {"sku": "TEA-2", "warehouse": "W1", "on_hand": 80, "reserved": 0, "updated_at": NOW},
+            {"sku": "MUG-1", "warehouse": "W1", "on_hand": 50, "reserved": 0, "updated_at": NOW},
+        ])
+        # 60 days of history: TEA-1 sells 8/day, TEA-2 1/day; cancelled orders are not demand
+        n = 0
+        for d in range(1, 61):
+            day = NOW - timedelta(days=d)
+            for sku, qty, status in (("TEA-1", 8, "captured"), ("TEA-2", 1, "shipped"), ("MUG-1", 30, "cancelled")):
+                n += 1
+                oid = f"o{n}"
+                conn.execute(sa.insert(orders).values(
+                    id=oid, status=status, ship_to={}, payment={}, total=0, currency="EUR",
+                    created_at=day, updated_at=day,
+                ))
+                conn.execute(sa.insert(order_lines).values(
+                    order_id=oid, line_no=1, sku=sku, warehouse="W1", qty=qty, unit_price=100,
+                ))
+
+
+@pytest.fixture
+def client(db_url, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[defaults]\nlead_time_days = 7\n[skus."TEA-1"]\nmoq = 20\npack_size = 12\n')
+    container = build_container(Settings(database_url=db_url, restock_policy_file=policy), clock=FixedClock(NOW))
+    _seed(container.engine)
+    app = FastAPI()
+    app.state.container = container
+    app.state.authenticator = FakeAuthenticator()
+
+    @app.exception_handler(DomainError)
+    def _domain(_req: Request, exc: DomainError):
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, exc.status)
+
+    app.include_router(router)
+    with TestClient(app) as c:
+        c.container = container
+        yield c
+    container.close()
+
+
+def _po(**over):
+    body = {"sku": "TEA-1", "warehouse": "W1", "qty": 24, "expected_at": "2026-03-06T09:00:00Z", "supplier": "leafco"}
+    body.update(over)
+    return body
+
+
+def test_put_creates_then_updates_a_purchase_order(client):
+    r = client.put("/v1/purchase-orders/PO-1", json=_po(), headers={"Authorization": ADMIN})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "open" and r.json()["qty"] == 24
+    r = client.put("/v1/purchase-orders/PO-1", json=_po(qty=36), headers={"Authorization": ADMIN})
+    assert r.status_code == 200 and r.json()["qty"] == 36
+    listed = client.get("/v1/purchase-orders", headers={"Authorization": READER}).json()
+    assert [(p["po_id"], p["qty"]) for p in listed] == [("PO-1", 36)]
+
+
+def test_received_purchase_order_is_final(client):
+    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers={"Authorization": ADMIN}).status_code == 201
+    # an identical replay is fine, a change is a conflict
+    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers={"Authorization": ADMIN}).status_code == 200
+    r = client.put("/v1/purchase-orders/PO-2", json=_po(status="open"), headers={"Authorization": ADMIN})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
+
+
+def test_purchase_order_routes_need_the_right_scope(client):
+    assert client.put("/v1/purchase-orders/PO-3", json=_po()).status_code == 401
+    assert client.put("/v1/purchase-orders/PO-3", json=_po(), headers={"Authorization": READER}).status_code == 403
+    assert client.get("/v1/plans/restock", headers={"Authorization": READER}).status_code == 403
+
+
+@pytest.mark.parametrize("body, field", [
+    (_po(qty=0), "qty"), (_po(expected_at="2026-03-06T09:00:00"), "expected_at"), (_po(status="lost"), "status"),
+    ({**_po(), "colour": "red"}, "colour"),
+])
+def test_bad_purchase_order_bodies_are_rejected_with_the_field(client, body, field):
+    r = client.put("/v1/purchase-orders/PO-4", json=body, headers={"Authorization": ADMIN})
+    assert r.status_code == 422
+    assert field in r.text
+
+
+def test_unknown_sku_or_warehouse_is_a_clear_422(client):
+    r = client.put("/v1/purchase-orders/PO-5", json=_po(sku="NOPE"), headers={"Authorization": ADMIN})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_sku"
+    r = client.put("/v1/purchase-orders/PO-5", json=_po(warehouse="W9"), headers={"Authorization": ADMIN})
+    assert r.status_code == 422 and "W9" in r.json()["error"]["message"]
+
+
+def test_restock_plan_orders_the_fast_seller_and_flags_it_as_a_sell_out_risk(client):
+    client.put("/v1/purchase-orders/PO-6", json=_po(qty=12), headers={"Authorization": ADMIN})
+    client.put("/v1/purchase-orders/PO-7", json=_po(qty=99, status="cancelled"), headers={"Authorization": ADMIN})
+    r = client.get("/v1/plans/restock", headers={"Authorization": ADMIN})
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["as_of"] == "2026-03-02"
+    lines = {(ln["sku"], ln["warehouse"]): ln for ln in plan["lines"]}
+    tea = lines[("TEA-1", "W1")]
+    assert tea["on_order"] == 12  # the cancelled PO does not count
+    assert tea["inventory_position"] == 6 + 12 - 2
+    assert tea["mean_daily_demand"] == pytest.approx(8, rel=0.2)
+    assert tea["order_qty"] >= 20 and tea["order_qty"] % 12 == 0
+    assert tea["order_up_to"] > tea["reorder_point"] > tea["inventory_position"]
+    assert tea["projected_stockout_date"] == "2026-03-03"  # 4 available, ~8 a day, the PO lands on the 6th
+    assert lines[("MUG-1", "W1")]["mean_daily_demand"] == 0  # only cancelled orders: no demand
+    risks = {r["sku"]: r for r in plan["sell_out_risks"]}
+    assert "suppress_promotion" in risks["TEA-1"]["actions"]
+    assert [a["sku"] for a in risks["TEA-1"]["alternatives"]] == ["TEA-2"]
+    only = client.get("/v1/plans/restock", params={"sku": "TEA-2"}, headers={"Authorization": ADMIN}).json()
+    assert [ln["sku"] for ln in only["lines"]] == ["TEA-2"]
+
+
+def test_cli_imports_purchase_orders_and_prints_the_plan(client, db_url, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    runner = CliRunner()
+    good = tmp_path / "pos.csv"
+    good.write_text("po_id,sku,warehouse,qty,expected_at,supplier\nA1,TEA-2,W1,10,2026-03-10,leafco\nA2,MUG-1,W1,5,2026-03-12T08:00:00Z,\n")
+    r = runner.invoke(app, ["restock", "import-pos", str(good), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"imported": 2, "created": 2, "updated": 0}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("po_id,sku,warehouse,qty,expected_at\nB1,TEA-2,W1,ten,2026-03-10\n")
+    r = runner.invoke(app, ["restock", "import-pos", str(bad)])
+    assert r.exit_code == 2 and "line 2: qty" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["restock", "plan", "--csv"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("sku,warehouse,supplier")
+    r = runner.invoke(app, ["restock", "plan", "--json"])
+    assert json.loads(r.stdout)["summary"]["lines"] == 3
+    r = runner.invoke(app, ["restock", "plan"])
+    assert r.exit_code == 0 and "Restock actions" in r.output and "Sell-out risks" in r.output
+
+
+def test_demo_summary_prints_actions_and_risks(client, monkeypatch):
+    from shopfloor.cli import output
+    from shopfloor.cli.restock_cmd import show_restock_summary
+
+    monkeypatch.setattr(output.console, "width", 200)
+    with output.console.capture() as cap:
+        show_restock_summary(client.container, top=3)
+    text = cap.get()
+    assert "TEA-1" in text and "suppress_promotion" in text and "TEA-2" in text
+
+
+def test_plan_and_import_need_a_reachable_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["restock", "plan", "--json"])
+    assert r.exit_code == 2 and "database_url" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["restock", "plan", "--json", "--csv"])
+    assert r.exit_code == 2 and "choose one" in r.output
