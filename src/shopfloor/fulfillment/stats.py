@@ -1,0 +1,451 @@
+"""Fulfillment statistics: per warehouse, per region, per lane and calibration state, updated event by event.
+
+Everything is keyed state (``wh:<id>``, ``proc:<region>``, ``lane:<origin>|<dest>|<carrier>``, ``cal:<level>``,
+``net``) so a store can persist, lock and reload exactly the keys an event touches. ``FulfillmentStats`` is pure
+Python and fast; ``shopfloor.store.promise`` persists it and the backtest drives it in memory.
+
+Times inside the statistics are hours since the Unix epoch (floats); durations are hours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from ..domain.clock import ensure_utc
+from ..domain.promise import adapt_level
+from .sketch import DecayingCounter, DecayingHistogram
+
+EVENT_TYPES = ("approved", "picked", "packed", "handed_to_carrier", "delivered", "exception")
+ANY = "*"
+
+
+def to_hours(at: datetime) -> float:
+    return ensure_utc(at).timestamp() / 3600.0
+
+
+def from_hours(h: float) -> datetime:
+    return datetime.fromtimestamp(h * 3600.0, tz=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentEvent:
+    """One fact from a warehouse or carrier feed. ``placed_at`` (when the customer ordered) is optional; without
+    it, processing is measured from ``approved``. ``origin_region`` is needed only for warehouses the store does not
+    know (e.g. marketplace sellers)."""
+
+    event_id: str
+    order_id: str
+    type: str
+    at: datetime
+    warehouse: str
+    carrier: str | None = None
+    country: str | None = None
+    postal_code: str | None = None
+    region: str | None = None
+    placed_at: datetime | None = None
+    origin_region: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_TYPES:
+            raise ValueError(f"type must be one of {', '.join(EVENT_TYPES)}")
+        if self.at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+
+
+@dataclass(slots=True)
+class OrderTrack:
+    """What is known about one order's journey; events merge into it in any order."""
+
+    order_id: str
+    warehouse: str | None = None
+    origin_region: str | None = None
+    dest_region: str | None = None
+    carrier: str | None = None
+    placed_h: float | None = None
+    approved_h: float | None = None
+    handed_h: float | None = None
+    delivered_h: float | None = None
+    exception: bool = False
+    proc_recorded: bool = False
+    transit_recorded: bool = False
+    # The promise shown for this order (for calibration feedback), if the engine recorded one.
+    promise_conf: float | None = None
+    promise_p50_h: float | None = None
+    promise_due_h: float | None = None  # end of the promised day
+    outcome: str | None = None  # "hit" | "miss"
+
+    @property
+    def start_h(self) -> float | None:
+        return self.placed_h if self.placed_h is not None else self.approved_h
+
+    @property
+    def in_backlog(self) -> bool:
+        return self.start_h is not None and self.handed_h is None and self.delivered_h is None and not self.exception
+
+    @property
+    def in_transit(self) -> bool:
+        return self.handed_h is not None and self.delivered_h is None and not self.exception
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "OrderTrack":
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class StatsConfig:
+    """Half-lives (hours) and thresholds of the statistics. Policy, so it comes from Settings."""
+
+    processing_half_life_h: float = 24.0 * 21
+    transit_half_life_h: float = 24.0 * 21
+    rate_half_life_h: float = 24.0 * 3
+    residual_half_life_h: float = 24.0 * 30
+    pack_target_h: float = 48.0
+    min_lane_weight: float = 8.0
+    min_processing_weight: float = 5.0
+    aci_gamma: float = 0.005  # step of the adaptive-conformal level update per resolved promise
+
+
+# --------------------------------------------------------------------------------------------------------------
+# State objects. Each has to_dict/from_dict; the store writes them as JSON rows keyed by name.
+
+
+@dataclass
+class WarehouseState:
+    processing: DecayingHistogram
+    cutoff: DecayingCounter  # [0..23]: orders started in that UTC hour; [24..47]: of those, handed off same day
+    handoffs: DecayingCounter  # [handoffs, missed pack target]
+    arrivals: DecayingCounter  # orders started (volume)
+    backlog: int = 0
+    in_transit: int = 0
+    last_event_h: float | None = None
+
+    @classmethod
+    def new(cls, cfg: StatsConfig) -> "WarehouseState":
+        return cls(
+            DecayingHistogram(cfg.processing_half_life_h),
+            DecayingCounter(cfg.processing_half_life_h, 48),
+            DecayingCounter(cfg.rate_half_life_h, 2),
+            DecayingCounter(cfg.rate_half_life_h, 1),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": "wh",
+            "processing": self.processing.to_dict(),
+            "cutoff": self.cutoff.to_dict(),
+            "handoffs": self.handoffs.to_dict(),
+            "arrivals": self.arrivals.to_dict(),
+            "backlog": self.backlog,
+            "in_transit": self.in_transit,
+            "last_event_h": self.last_event_h,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WarehouseState":
+        return cls(
+            DecayingHistogram.from_dict(d["processing"]),
+            DecayingCounter.from_dict(d["cutoff"]),
+            DecayingCounter.from_dict(d["handoffs"]),
+            DecayingCounter.from_dict(d["arrivals"]),
+            int(d["backlog"]),
+            int(d.get("in_transit", 0)),
+            d.get("last_event_h"),
+        )
+
+    def learned_cutoff_hour(self, at_h: float, min_orders: float = 3.0, share: float = 0.5) -> float | None:
+        """The latest start hour whose orders still usually leave the same day (None: not enough data)."""
+        best = None
+        for h in range(24):
+            n = self.cutoff.value(at_h, h)
+            if n >= min_orders and self.cutoff.value(at_h, 24 + h) / n >= share:
+                best = h + 1.0
+        return best
+
+
+@dataclass
+class HistState:
+    hist: DecayingHistogram
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": "hist", "hist": self.hist.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HistState":
+        return cls(DecayingHistogram.from_dict(d["hist"]))
+
+
+@dataclass
+class CalibrationState:
+    """Online calibration for one confidence level: the adaptive quantile level and recent residuals."""
+
+    target: float
+    level: float
+    residuals: DecayingHistogram  # actual total / promised p50 (ratio)
+    outcomes: DecayingCounter  # [misses, resolved]
+
+    @classmethod
+    def new(cls, target: float, cfg: StatsConfig) -> "CalibrationState":
+        return cls(target, target, DecayingHistogram(cfg.residual_half_life_h, "ratio"),
+                   DecayingCounter(cfg.residual_half_life_h, 2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": "cal", "target": self.target, "level": self.level,
+                "residuals": self.residuals.to_dict(), "outcomes": self.outcomes.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CalibrationState":
+        return cls(float(d["target"]), float(d["level"]), DecayingHistogram.from_dict(d["residuals"]),
+                   DecayingCounter.from_dict(d["outcomes"]))
+
+
+@dataclass
+class NetworkState:
+    """Network-wide live load: what is waiting for handoff and what is on the road, and recent flows."""
+
+    backlog: int = 0
+    in_transit: int = 0
+    flows: DecayingCounter | None = None  # [started, handed off, delivered]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": "net", "backlog": self.backlog, "in_transit": self.in_transit,
+                "flows": self.flows.to_dict() if self.flows else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NetworkState":
+        return cls(int(d["backlog"]), int(d["in_transit"]),
+                   DecayingCounter.from_dict(d["flows"]) if d.get("flows") else None)
+
+
+def state_from_dict(d: dict[str, Any]):
+    kind = d["t"]
+    if kind == "wh":
+        return WarehouseState.from_dict(d)
+    if kind == "hist":
+        return HistState.from_dict(d)
+    if kind == "cal":
+        return CalibrationState.from_dict(d)
+    if kind == "net":
+        return NetworkState.from_dict(d)
+    raise ValueError(f"unknown state kind {kind!r}")
+
+
+def cal_key(confidence: float) -> str:
+    return f"cal:{confidence:.3f}"
+
+
+def lane_keys(origin: str | None, dest: str | None, carrier: str | None) -> list[str]:
+    """Lane keys from the most specific to the broadest; the engine uses the first with enough data."""
+    o = origin or ANY
+    d = dest or ANY
+    keys = []
+    if carrier:
+        keys.append(f"lane:{o}|{d}|{carrier}")
+    keys += [f"lane:{o}|{d}", f"lane:{o}|{ANY}", f"lane:{ANY}|{d}", f"lane:{ANY}|{ANY}"]
+    seen: dict[str, None] = {}
+    for k in keys:
+        seen.setdefault(k, None)
+    return list(seen)
+
+
+def processing_keys(warehouse: str | None, region: str | None) -> list[str]:
+    keys = []
+    if warehouse:
+        keys.append(f"wh:{warehouse}")
+    if region:
+        keys.append(f"proc:{region}")
+    keys.append(f"proc:{ANY}")
+    return keys
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FulfillmentStats:
+    """All keyed state plus the merge rules. The store loads/saves ``states``; nothing here does I/O."""
+
+    config: StatsConfig = field(default_factory=StatsConfig)
+    states: dict[str, Any] = field(default_factory=dict)
+
+    # ----- access
+    def get(self, key: str):
+        return self.states.get(key)
+
+    def _wh(self, wid: str) -> WarehouseState:
+        key = f"wh:{wid}"
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = WarehouseState.new(self.config)
+        return st
+
+    def _hist(self, key: str, half_life: float) -> DecayingHistogram:
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = HistState(DecayingHistogram(half_life))
+        return st.hist
+
+    def _net(self) -> NetworkState:
+        st = self.states.get("net")
+        if st is None:
+            st = self.states["net"] = NetworkState(flows=DecayingCounter(self.config.rate_half_life_h, 3))
+        return st
+
+    def calibration(self, confidence: float) -> CalibrationState:
+        key = cal_key(confidence)
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = CalibrationState.new(confidence, self.config)
+        return st
+
+    # ----- which keys an event may touch (the store locks and loads these before ``apply``)
+    @staticmethod
+    def keys_for(track: OrderTrack) -> list[str]:
+        keys = ["net"]
+        keys += processing_keys(track.warehouse, track.origin_region)
+        keys += lane_keys(track.origin_region, track.dest_region, track.carrier)
+        if track.promise_conf is not None:
+            keys.append(cal_key(track.promise_conf))
+        return sorted(set(keys))
+
+    # ----- the merge rules
+    def apply(self, track: OrderTrack, ev: FulfillmentEvent, origin_region: str | None = None) -> OrderTrack:
+        """Merge one event into its order's track and update every statistic it completes. Returns the track.
+
+        Idempotency is the caller's job (by ``event_id``); out-of-order arrival is handled here: a duration is
+        recorded as soon as both of its ends are known, whichever arrives first.
+        """
+        t = to_hours(ev.at)
+        was_backlog, was_transit = track.in_backlog, track.in_transit
+        track.warehouse = track.warehouse or ev.warehouse
+        track.origin_region = track.origin_region or ev.origin_region or origin_region
+        track.dest_region = track.dest_region or ev.region or ev.country
+        track.carrier = track.carrier or ev.carrier
+        if ev.placed_at is not None and track.placed_h is None:
+            track.placed_h = to_hours(ev.placed_at)
+            self._wh(track.warehouse).arrivals.add(track.placed_h)
+            self._net().flows.add(track.placed_h, 0)
+        if ev.type == "approved":
+            if track.approved_h is None and track.placed_h is None:
+                self._wh(track.warehouse).arrivals.add(t)
+                self._net().flows.add(t, 0)
+            track.approved_h = t if track.approved_h is None else min(track.approved_h, t)
+        elif ev.type == "handed_to_carrier":
+            track.handed_h = t if track.handed_h is None else min(track.handed_h, t)
+        elif ev.type == "delivered":
+            track.delivered_h = t if track.delivered_h is None else min(track.delivered_h, t)
+        elif ev.type == "exception":
+            track.exception = True
+
+        wh = self._wh(track.warehouse)
+        wh.last_event_h = t if wh.last_event_h is None else max(wh.last_event_h, t)
+        self._record_durations(track)
+        net = self._net()
+        d_backlog = int(track.in_backlog) - int(was_backlog)
+        d_transit = int(track.in_transit) - int(was_transit)
+        wh.backlog = max(0, wh.backlog + d_backlog)
+        wh.in_transit = max(0, wh.in_transit + d_transit)
+        net.backlog = max(0, net.backlog + d_backlog)
+        net.in_transit = max(0, net.in_transit + d_transit)
+        return track
+
+    def _record_durations(self, track: OrderTrack) -> None:
+        cfg = self.config
+        start = track.start_h
+        if not track.proc_recorded and start is not None and track.handed_h is not None:
+            track.proc_recorded = True
+            proc = max(0.0, track.handed_h - start)
+            wh = self._wh(track.warehouse)
+            wh.processing.add(proc, track.handed_h)
+            if track.origin_region:
+                self._hist(f"proc:{track.origin_region}", cfg.processing_half_life_h).add(proc, track.handed_h)
+            self._hist(f"proc:{ANY}", cfg.processing_half_life_h).add(proc, track.handed_h)
+            start_dt = from_hours(start)
+            same_day = from_hours(track.handed_h).date() == start_dt.date()
+            wh.cutoff.add(track.handed_h, start_dt.hour)
+            if same_day:
+                wh.cutoff.add(track.handed_h, 24 + start_dt.hour)
+            wh.handoffs.add(track.handed_h, 0)
+            if proc > cfg.pack_target_h:
+                wh.handoffs.add(track.handed_h, 1)
+            self._net().flows.add(track.handed_h, 1)
+        if not track.transit_recorded and track.handed_h is not None and track.delivered_h is not None:
+            track.transit_recorded = True
+            transit = max(0.0, track.delivered_h - track.handed_h)
+            for key in lane_keys(track.origin_region, track.dest_region, track.carrier):
+                self._hist(key, cfg.transit_half_life_h).add(transit, track.delivered_h)
+            self._net().flows.add(track.delivered_h, 2)
+        if track.delivered_h is not None and track.promise_conf is not None and track.outcome is None:
+            self.resolve_promise(track, track.delivered_h)
+
+    # ----- calibration feedback
+    def resolve_promise(self, track: OrderTrack, at_h: float) -> None:
+        """Record whether a promise was kept: on delivery, or as a miss once its day has passed undelivered."""
+        if track.promise_conf is None or track.outcome is not None or track.promise_due_h is None:
+            return
+        delivered = track.delivered_h
+        if delivered is not None:
+            missed = delivered > track.promise_due_h
+        elif at_h > track.promise_due_h:
+            missed = True
+        else:
+            return
+        track.outcome = "miss" if missed else "hit"
+        cal = self.calibration(track.promise_conf)
+        cal.level = adapt_level(cal.level, cal.target, missed, self.config.aci_gamma)
+        cal.outcomes.add(at_h if delivered is None else delivered, 1)
+        if missed:
+            cal.outcomes.add(at_h if delivered is None else delivered, 0)
+        if delivered is not None and track.promise_p50_h and track.placed_h is not None:
+            ratio = max(delivered - track.placed_h, 0.0) / track.promise_p50_h
+            cal.residuals.add(ratio, delivered)
+
+    # ----- queries used by the engine
+    def processing_hist(self, warehouse: str, region: str | None, at_h: float
+                        ) -> tuple[DecayingHistogram | None, bool]:
+        """The warehouse's processing-time sketch, or its region's or the network's when it has too little recent
+        data; (sketch, fell_back)."""
+        keys = processing_keys(warehouse, region)
+        for i, key in enumerate(keys):
+            st = self.states.get(key)
+            hist = None if st is None else (st.processing if isinstance(st, WarehouseState) else st.hist)
+            if hist is not None and hist.weight(at_h) >= self.config.min_processing_weight:
+                return hist, i > 0
+        return None, True
+
+    def lane_hist(self, origin: str | None, dest: str | None, carrier: str | None, at_h: float
+                  ) -> tuple[DecayingHistogram | None, str | None, bool]:
+        """The most specific lane with enough recency-weighted data: (sketch, key, fell_back).
+
+        Dropping an unknown-carrier detail is not a fallback; going broader than origin -> destination is.
+        """
+        keys = lane_keys(origin, dest, carrier)
+        exact = f"lane:{origin or ANY}|{dest or ANY}"
+        exact_idx = keys.index(exact)
+        for i, key in enumerate(keys):
+            st = self.states.get(key)
+            if st is not None and st.hist.weight(at_h) >= self.config.min_lane_weight:
+                return st.hist, key, i > exact_idx
+        last = self.states.get(keys[-1])
+        if last is not None and last.hist.ref is not None:
+            return last.hist, keys[-1], True
+        return None, None, True
+
+
+def new_stats(config: StatsConfig | None = None, states: Iterable[tuple[str, dict[str, Any]]] = ()) -> FulfillmentStats:
+    stats = FulfillmentStats(config or StatsConfig())
+    for key, data in states:
+        stats.states[key] = state_from_dict(data)
+    return stats
+
+
+def is_finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

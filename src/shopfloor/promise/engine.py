@@ -1,0 +1,344 @@
+"""The promise engine: stock status plus a delivery window from live fulfillment statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Mapping, Protocol, Sequence
+
+from ..domain.catalog import Warehouse
+from ..domain.clock import Clock, SystemClock, ensure_utc
+from ..domain.promise import (
+    REASON_AFTER_CUTOFF,
+    REASON_BACKORDER_ETA,
+    REASON_CALIBRATION,
+    REASON_NO_HISTORY,
+    REASON_SURGE,
+    BusinessCalendar,
+    DegradationPolicy,
+    LiveSignals,
+    PromiseStatus,
+    availability_status,
+    degrade,
+    end_of_day,
+    merge_reasons,
+    ship_date,
+)
+from ..domain.stock import StockLevel
+from ..fulfillment.stats import FulfillmentStats, OrderTrack, to_hours
+
+
+class StockReader(Protocol):
+    """Where stock levels and warehouses come from (the store, or an in-memory fake)."""
+
+    def stock_levels(self, sku: str) -> Sequence[StockLevel]: ...
+
+    def warehouses(self) -> Mapping[str, Warehouse]: ...
+
+
+class IncomingStock(Protocol):
+    """Open purchase orders: the expected arrival of ``qty`` more units of ``sku`` (None when none is known)."""
+
+    def backorder_eta(self, sku: str, qty: int, at: datetime) -> tuple[datetime, str | None] | None: ...
+
+
+class StatsSource(Protocol):
+    """Current fulfillment statistics (possibly cached and refreshed) and where issued promises are recorded."""
+
+    def current(self) -> FulfillmentStats: ...
+
+    def record_promise(self, order_id: str, window: "DeliveryWindow") -> None: ...
+
+
+class NoIncomingStock:
+    def backorder_eta(self, sku: str, qty: int, at: datetime) -> tuple[datetime, str | None] | None:
+        return None
+
+
+class InMemoryStats:
+    """A ``StatsSource`` over one in-memory ``FulfillmentStats`` (backtests, tests)."""
+
+    def __init__(self, stats: FulfillmentStats) -> None:
+        self.stats = stats
+        self.tracks: dict[str, OrderTrack] = {}
+
+    def current(self) -> FulfillmentStats:
+        return self.stats
+
+    def record_promise(self, order_id: str, window: "DeliveryWindow") -> None:
+        track = self.tracks.setdefault(order_id, OrderTrack(order_id))
+        window.attach_to(track)
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseConfig:
+    """Promise policy. ``region_map`` maps country -> postal prefix -> region for destinations."""
+
+    confidence: float = 0.9
+    limited_threshold: int = 5
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    degradation: DegradationPolicy = field(default_factory=DegradationPolicy)
+    region_map: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    default_processing_h: float = 48.0
+    default_transit_h: float = 24.0 * 5
+    min_residual_weight: float = 30.0
+    use_calibration: bool = True
+    network_load_signal: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryWindow:
+    warehouse: str
+    placed_at: datetime
+    ship_by: date
+    deliver_by: date
+    eta_p50: date
+    p50_hours: float
+    confidence: float
+    provisional: bool
+    reasons: tuple[str, ...]
+
+    def attach_to(self, track: OrderTrack) -> None:
+        track.warehouse = track.warehouse or self.warehouse
+        track.placed_h = track.placed_h if track.placed_h is not None else to_hours(self.placed_at)
+        track.promise_conf = self.confidence
+        track.promise_p50_h = self.p50_hours
+        track.promise_due_h = to_hours(end_of_day(self.deliver_by))
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    sku: str
+    qty: int
+    status: PromiseStatus
+    warehouse: str | None
+    ship_by: date | None
+    deliver_by: date | None
+    eta_p50: date | None
+    confidence: float
+    provisional: bool
+    reasons: tuple[str, ...]
+    available: int
+    backorder_expected_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "qty": self.qty,
+            "status": str(self.status),
+            "warehouse": self.warehouse,
+            "ship_by": self.ship_by.isoformat() if self.ship_by else None,
+            "deliver_by": self.deliver_by.isoformat() if self.deliver_by else None,
+            "eta_p50": self.eta_p50.isoformat() if self.eta_p50 else None,
+            "confidence": self.confidence,
+            "provisional": self.provisional,
+            "reasons": list(self.reasons),
+            "available": self.available,
+            "backorder_expected_at": self.backorder_expected_at.isoformat() if self.backorder_expected_at else None,
+        }
+
+
+class PromiseEngine:
+    """Availability and delivery promises. ``promise_for`` is the single-SKU hot path; ``promises_for`` batches."""
+
+    def __init__(
+        self,
+        stock: StockReader | None,
+        stats: StatsSource,
+        config: PromiseConfig | None = None,
+        *,
+        incoming: IncomingStock | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.stock = stock
+        self.stats = stats
+        self.config = config or PromiseConfig()
+        self.incoming = incoming or NoIncomingStock()
+        self.clock = clock or SystemClock()
+
+    # ------------------------------------------------------------------ destinations
+    def destination_region(self, country: str, postal_code: str) -> str:
+        """Region of a destination: the longest matching configured postal prefix, else the country code."""
+        country = country.upper()
+        prefixes = self.config.region_map.get(country) or {}
+        best, best_len = country, -1
+        for prefix, region in prefixes.items():
+            if postal_code.startswith(prefix) and len(prefix) > best_len:
+                best, best_len = region, len(prefix)
+        return best
+
+    # ------------------------------------------------------------------ the delivery window
+    def delivery_window(
+        self,
+        warehouse: str,
+        origin_region: str | None,
+        dest_region: str | None,
+        at: datetime,
+        *,
+        carrier: str | None = None,
+        confidence: float | None = None,
+    ) -> DeliveryWindow:
+        """When an order placed ``at`` and shipped from ``warehouse`` ships and arrives, at ``confidence``."""
+        cfg = self.config
+        conf = cfg.confidence if confidence is None else confidence
+        at = ensure_utc(at)
+        at_h = to_hours(at)
+        stats = self.stats.current()
+        reasons: list[str] = []
+        provisional = False
+
+        proc_hist, proc_fb = stats.processing_hist(warehouse, origin_region, at_h)
+        if proc_hist is None:
+            proc_p50, proc_q = cfg.default_processing_h, cfg.default_processing_h * 2
+            reasons.append(REASON_NO_HISTORY)
+            provisional = True
+        else:
+            proc_p50, proc_q = proc_hist.quantile(0.5), proc_hist.quantile(conf)
+        lane, _, lane_fb = stats.lane_hist(origin_region, dest_region, carrier, at_h)
+        if lane is None:
+            tr_p50, tr_q = cfg.default_transit_h, cfg.default_transit_h * 2
+            if REASON_NO_HISTORY not in reasons:
+                reasons.append(REASON_NO_HISTORY)
+            provisional = True
+        else:
+            tr_p50, tr_q = lane.quantile(0.5), lane.quantile(conf)
+
+        wh = stats.get(f"wh:{warehouse}")
+        feed_age = None if wh is None or wh.last_event_h is None else max(0.0, at_h - wh.last_event_h)
+        signals = LiveSignals(
+            feed_age_h=feed_age,
+            backlog=0 if wh is None else wh.backlog,
+            handoff_rate_per_h=0.0 if wh is None else wh.handoffs.rate_per_unit(at_h, 0),
+            normal_processing_h=proc_p50,
+            missed_pack_share=_share(wh, at_h),
+            lane_fallback=lane_fb and lane is not None,
+            processing_fallback=proc_fb and proc_hist is not None,
+        )
+        adj = degrade(signals, cfg.degradation)
+        extra_h = adj.extra_processing_h
+        if cfg.network_load_signal:
+            net_extra = self._network_extra_h(stats, at_h)
+            if net_extra > 0:
+                extra_h += net_extra
+                reasons.append(REASON_SURGE)
+        p50_h = proc_p50 + extra_h + tr_p50
+
+        cal = stats.get(f"cal:{conf:.3f}") if cfg.use_calibration else None
+        if cal is not None and cal.residuals.weight(at_h) >= cfg.min_residual_weight:
+            level = cal.level
+            ratio = cal.residuals.quantile(level)
+            total_q_h = p50_h * ratio
+            if abs(level - conf) > 0.01:
+                reasons.append(REASON_CALIBRATION)
+        else:
+            # No feedback yet: the sum of the two quantiles (conservative, since they rarely peak together).
+            total_q_h = proc_q + extra_h + tr_q
+
+        ship_h = proc_q + extra_h
+        ship_by = ship_date(cfg.calendar, at, ship_h)
+        if ship_by == cfg.calendar.first_ship_day(at) and ship_by != at.date():
+            reasons.append(REASON_AFTER_CUTOFF)
+        if adj.min_ship_workdays:
+            floor = cfg.calendar.add_workdays(at.date(), adj.min_ship_workdays)
+            ship_by = max(ship_by, floor)
+        deliver_by = (at + timedelta(hours=total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
+        deliver_by = max(deliver_by, ship_by)
+        eta = (at + timedelta(hours=p50_h)).date()
+        eta = min(max(eta, ship_by), deliver_by)
+        return DeliveryWindow(
+            warehouse=warehouse,
+            placed_at=at,
+            ship_by=ship_by,
+            deliver_by=deliver_by,
+            eta_p50=eta,
+            p50_hours=p50_h,
+            confidence=conf,
+            provisional=provisional or adj.provisional,
+            reasons=tuple(merge_reasons(adj.reasons, reasons)),
+        )
+
+    def _network_extra_h(self, stats: FulfillmentStats, at_h: float) -> float:
+        """Extra processing when the whole network's handoff backlog outgrows its throughput (a surge)."""
+        net = stats.get("net")
+        glob = stats.get("proc:*")
+        if net is None or net.flows is None or glob is None:
+            return 0.0
+        rate = net.flows.rate_per_unit(at_h, 1)
+        normal = glob.hist.quantile(0.5) or 0.0
+        if rate <= 0 or normal <= 0:
+            return 0.0
+        wait = net.backlog / rate
+        trigger = self.config.degradation.backlog_ratio_trigger * normal
+        return min(wait - normal, self.config.degradation.max_backlog_widen_h) if wait > trigger else 0.0
+
+    # ------------------------------------------------------------------ promises
+    def promise_for(self, sku: str, qty: int, country: str, postal_code: str, at: datetime | None = None) -> Promise:
+        """The promise for ``qty`` of ``sku`` shipped to ``country``/``postal_code``, as of ``at`` (default now)."""
+        if self.stock is None:
+            raise RuntimeError("this engine has no stock reader; use delivery_window")
+        at = ensure_utc(at) if at is not None else self.clock.now()
+        return self._promise(sku, qty, country, postal_code, at, self.stock.warehouses())
+
+    def promises_for(self, requests: Sequence[tuple[str, int, str, str]], at: datetime | None = None) -> list[Promise]:
+        """Batch form for listing pages: one clock reading and one warehouse lookup for all requests."""
+        if self.stock is None:
+            raise RuntimeError("this engine has no stock reader; use delivery_window")
+        at = ensure_utc(at) if at is not None else self.clock.now()
+        whs = self.stock.warehouses()
+        return [self._promise(s, q, c, p, at, whs) for s, q, c, p in requests]
+
+    def _promise(self, sku: str, qty: int, country: str, postal_code: str, at: datetime,
+                 whs: Mapping[str, Warehouse]) -> Promise:
+        if qty <= 0:
+            raise ValueError("qty must be positive")
+        levels = [lv for lv in self.stock.stock_levels(sku) if lv.warehouse in whs]
+        dest = self.destination_region(country, postal_code)
+        total = sum(max(lv.available, 0) for lv in levels)
+        candidates = [lv for lv in levels if lv.available >= qty]
+        conf = self.config.confidence
+        if not candidates:
+            eta = self.incoming.backorder_eta(sku, qty, at)
+            status = availability_status(total, qty, self.config.limited_threshold, eta is not None)
+            if eta is None:
+                return Promise(sku, qty, status, None, None, None, None, conf, False, (), total)
+            arrival, wid = eta
+            arrival = ensure_utc(arrival)
+            window = None
+            if wid is not None and wid in whs:
+                w = whs[wid]
+                window = self.delivery_window(wid, w.region, dest, max(arrival, at))
+            reasons = (REASON_BACKORDER_ETA,) + (window.reasons if window else ())
+            return Promise(sku, qty, status, wid, window.ship_by if window else None,
+                           window.deliver_by if window else None, window.eta_p50 if window else None,
+                           conf, True, reasons, total, arrival)
+        best: tuple | None = None
+        for lv in candidates:
+            w = whs[lv.warehouse]
+            window = self.delivery_window(lv.warehouse, w.region, dest, at)
+            local = w.prefix_match_len(country, postal_code)
+            key = (window.deliver_by, window.provisional, -local, lv.warehouse)
+            if best is None or key < best[0]:
+                best = (key, lv, window)
+        assert best is not None
+        _, lv, window = best
+        status = availability_status(lv.available, qty, self.config.limited_threshold, False)
+        return Promise(sku, qty, status, lv.warehouse, window.ship_by, window.deliver_by, window.eta_p50, conf,
+                       window.provisional, window.reasons, total)
+
+    def record_promise(self, order_id: str, window: DeliveryWindow) -> None:
+        """Remember the promise shown for an order, so its outcome feeds online calibration."""
+        self.stats.record_promise(order_id, window)
+
+
+def _share(wh: Any, at_h: float) -> float:
+    if wh is None:
+        return 0.0
+    total = wh.handoffs.value(at_h, 0)
+    if total < 3:
+        return 0.0
+    return wh.handoffs.value(at_h, 1) / total
+
+
+def days(a: date, b: date) -> int:
+    return (b - a).days
+
