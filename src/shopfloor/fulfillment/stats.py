@@ -242,18 +242,42 @@ def cal_key(confidence: float) -> str:
     return f"cal:{confidence:.3f}"
 
 
+def region_chain(region: str | None) -> list[str]:
+    """A hierarchical region ``"SP/04"`` and its ancestors: ``["SP/04", "SP"]``."""
+    if not region:
+        return []
+    parts = region.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts) - 1, -1, -1)]
+
+
 def lane_keys(origin: str | None, dest: str | None, carrier: str | None) -> list[str]:
-    """Lane keys from the most specific to the broadest; the engine uses the first with enough data."""
+    """Lane keys from the most specific to the broadest. Destinations may be hierarchical (``"SP/04"``): the
+    chain narrows the destination before it drops the origin, and drops the origin before going network-wide."""
     o = origin or ANY
-    d = dest or ANY
+    dests = region_chain(dest)
     keys = []
-    if carrier:
-        keys.append(f"lane:{o}|{d}|{carrier}")
-    keys += [f"lane:{o}|{d}", f"lane:{o}|{ANY}", f"lane:{ANY}|{d}", f"lane:{ANY}|{ANY}"]
+    if carrier and dests:
+        keys.append(f"lane:{o}|{dests[0]}|{carrier}")
+    keys += [f"lane:{o}|{d}" for d in dests]
+    if origin:
+        keys += [f"lane:{ANY}|{d}" for d in dests]
+    keys += [f"lane:{o}|{ANY}", f"lane:{ANY}|{ANY}"]
     seen: dict[str, None] = {}
     for k in keys:
         seen.setdefault(k, None)
     return list(seen)
+
+
+def blended_quantile(chain: list[tuple[DecayingHistogram, float]], q: float, prior_weight: float) -> float | None:
+    """Quantile shrunk towards broader levels: each level's estimate is its own quantile weighted by its recent
+    sample mass, plus ``prior_weight`` pseudo-samples of the next broader level's estimate (empirical Bayes)."""
+    est: float | None = None
+    for hist, w in reversed(chain):
+        own = hist.quantile(q)
+        if own is None:
+            continue
+        est = own if est is None else (w * own + prior_weight * est) / (w + prior_weight)
+    return est
 
 
 def processing_keys(warehouse: str | None, region: str | None) -> list[str]:
@@ -409,35 +433,39 @@ class FulfillmentStats:
             cal.residuals.add(ratio, delivered)
 
     # ----- queries used by the engine
-    def processing_hist(self, warehouse: str, region: str | None, at_h: float
-                        ) -> tuple[DecayingHistogram | None, bool]:
-        """The warehouse's processing-time sketch, or its region's or the network's when it has too little recent
-        data; (sketch, fell_back)."""
-        keys = processing_keys(warehouse, region)
-        for i, key in enumerate(keys):
+    def _chain(self, keys: list[str], at_h: float) -> list[tuple[DecayingHistogram, float]]:
+        chain = []
+        for key in keys:
             st = self.states.get(key)
-            hist = None if st is None else (st.processing if isinstance(st, WarehouseState) else st.hist)
-            if hist is not None and hist.weight(at_h) >= self.config.min_processing_weight:
-                return hist, i > 0
-        return None, True
+            if st is None:
+                continue
+            hist = st.processing if isinstance(st, WarehouseState) else st.hist
+            w = hist.weight(at_h)
+            if w > 0:
+                chain.append((hist, w))
+        return chain
 
-    def lane_hist(self, origin: str | None, dest: str | None, carrier: str | None, at_h: float
-                  ) -> tuple[DecayingHistogram | None, str | None, bool]:
-        """The most specific lane with enough recency-weighted data: (sketch, key, fell_back).
+    def processing_chain(self, warehouse: str, region: str | None, at_h: float
+                         ) -> tuple[list[tuple[DecayingHistogram, float]], bool]:
+        """Processing sketches from the warehouse to the network, and whether the warehouse alone is too thin."""
+        chain = self._chain(processing_keys(warehouse, region), at_h)
+        st = self.states.get(f"wh:{warehouse}")
+        own = 0.0 if st is None else st.processing.weight(at_h)
+        return chain, own < self.config.min_processing_weight
 
-        Dropping an unknown-carrier detail is not a fallback; going broader than origin -> destination is.
-        """
+    def lane_chain(self, origin: str | None, dest: str | None, carrier: str | None, at_h: float
+                   ) -> tuple[list[tuple[DecayingHistogram, float]], bool]:
+        """Transit sketches from the exact lane to the network, and whether the lane had to fall back (its own
+        origin -> destination data is thinner than ``min_lane_weight``; an unknown carrier is not a fallback)."""
         keys = lane_keys(origin, dest, carrier)
-        exact = f"lane:{origin or ANY}|{dest or ANY}"
-        exact_idx = keys.index(exact)
-        for i, key in enumerate(keys):
-            st = self.states.get(key)
-            if st is not None and st.hist.weight(at_h) >= self.config.min_lane_weight:
-                return st.hist, key, i > exact_idx
-        last = self.states.get(keys[-1])
-        if last is not None and last.hist.ref is not None:
-            return last.hist, keys[-1], True
-        return None, None, True
+        chain = self._chain(keys, at_h)
+        exact = [k for k in keys[:2] if k.count("|") == 1][:1]
+        st = self.states.get(exact[0]) if exact else None
+        own = 0.0 if st is None else st.hist.weight(at_h)
+        if carrier:
+            cst = self.states.get(keys[0])
+            own = max(own, 0.0 if cst is None else cst.hist.weight(at_h))
+        return chain, own < self.config.min_lane_weight
 
 
 def new_stats(config: StatsConfig | None = None, states: Iterable[tuple[str, dict[str, Any]]] = ()) -> FulfillmentStats:

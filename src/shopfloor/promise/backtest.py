@@ -66,6 +66,15 @@ def _ts(value: Any) -> datetime | None:
     return ts.to_pydatetime().replace(tzinfo=timezone.utc)
 
 
+def _dest_region(state: Any, zip_prefix: Any) -> str:
+    """``"<state>/<first two zip digits>"``: Brazilian CEPs are geographic, so the prefix separates a state's
+    capital area from its interior. Olist strips leading zeros from the 5-digit prefix."""
+    st = state if isinstance(state, str) else "?"
+    if isinstance(zip_prefix, str) and zip_prefix.strip().isdigit():
+        return f"{st}/{zip_prefix.strip().zfill(5)[:2]}"
+    return st
+
+
 def load_olist(orders: Path, items: Path, customers: Path, sellers: Path) -> list[ReplayOrder]:
     """Join the four Olist tables into replay orders (seller = origin, customer = destination)."""
     import pandas as pd
@@ -104,7 +113,7 @@ def load_olist(orders: Path, items: Path, customers: Path, sellers: Path) -> lis
             purchased_at=purchased,
             seller=r.seller_id,
             origin_region=r.seller_state if isinstance(r.seller_state, str) else "?",
-            dest_region=r.customer_state if isinstance(r.customer_state, str) else "?",
+            dest_region=_dest_region(r.customer_state, r.customer_zip_code_prefix),
             postal_code=str(r.customer_zip_code_prefix) if isinstance(r.customer_zip_code_prefix, str) else "",
             approved_at=_ts(r.order_approved_at),
             handed_at=_ts(r.order_delivered_carrier_date),
@@ -121,7 +130,7 @@ def default_backtest_config(confidence: float) -> tuple[PromiseConfig, StatsConf
     policy = DegradationPolicy(stale_feed_after_h=None, backlog_ratio_trigger=2.0, missed_pack_trigger=1.1)
     cfg = PromiseConfig(confidence=confidence, calendar=BusinessCalendar(cutoff_hour=24.0), degradation=policy,
                         default_processing_h=72.0, default_transit_h=24.0 * 10)
-    return cfg, StatsConfig()
+    return cfg, StatsConfig(processing_half_life_h=24.0 * 42, transit_half_life_h=24.0 * 60)
 
 
 def order_events(o: ReplayOrder) -> list[FulfillmentEvent]:

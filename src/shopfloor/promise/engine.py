@@ -25,7 +25,7 @@ from ..domain.promise import (
     ship_date,
 )
 from ..domain.stock import StockLevel
-from ..fulfillment.stats import FulfillmentStats, OrderTrack, to_hours
+from ..fulfillment.stats import FulfillmentStats, OrderTrack, blended_quantile, to_hours
 
 
 class StockReader(Protocol):
@@ -94,6 +94,7 @@ class DeliveryWindow:
     deliver_by: date
     eta_p50: date
     p50_hours: float
+    basis_hours: float  # the statistics' own estimate, before calibration; residuals are measured against it
     confidence: float
     provisional: bool
     reasons: tuple[str, ...]
@@ -102,7 +103,7 @@ class DeliveryWindow:
         track.warehouse = track.warehouse or self.warehouse
         track.placed_h = track.placed_h if track.placed_h is not None else to_hours(self.placed_at)
         track.promise_conf = self.confidence
-        track.promise_p50_h = self.p50_hours
+        track.promise_p50_h = self.basis_hours
         track.promise_due_h = to_hours(end_of_day(self.deliver_by))
 
 
@@ -187,21 +188,23 @@ class PromiseEngine:
         reasons: list[str] = []
         provisional = False
 
-        proc_hist, proc_fb = stats.processing_hist(warehouse, origin_region, at_h)
-        if proc_hist is None:
+        k = stats.config.min_lane_weight
+        proc_chain, proc_fb = stats.processing_chain(warehouse, origin_region, at_h)
+        if not proc_chain:
             proc_p50, proc_q = cfg.default_processing_h, cfg.default_processing_h * 2
             reasons.append(REASON_NO_HISTORY)
             provisional = True
         else:
-            proc_p50, proc_q = proc_hist.quantile(0.5), proc_hist.quantile(conf)
-        lane, _, lane_fb = stats.lane_hist(origin_region, dest_region, carrier, at_h)
-        if lane is None:
+            kp = stats.config.min_processing_weight
+            proc_p50, proc_q = blended_quantile(proc_chain, 0.5, kp), blended_quantile(proc_chain, conf, kp)
+        lane_chain, lane_fb = stats.lane_chain(origin_region, dest_region, carrier, at_h)
+        if not lane_chain:
             tr_p50, tr_q = cfg.default_transit_h, cfg.default_transit_h * 2
             if REASON_NO_HISTORY not in reasons:
                 reasons.append(REASON_NO_HISTORY)
             provisional = True
         else:
-            tr_p50, tr_q = lane.quantile(0.5), lane.quantile(conf)
+            tr_p50, tr_q = blended_quantile(lane_chain, 0.5, k), blended_quantile(lane_chain, conf, k)
 
         wh = stats.get(f"wh:{warehouse}")
         feed_age = None if wh is None or wh.last_event_h is None else max(0.0, at_h - wh.last_event_h)
@@ -211,8 +214,8 @@ class PromiseEngine:
             handoff_rate_per_h=0.0 if wh is None else wh.handoffs.rate_per_unit(at_h, 0),
             normal_processing_h=proc_p50,
             missed_pack_share=_share(wh, at_h),
-            lane_fallback=lane_fb and lane is not None,
-            processing_fallback=proc_fb and proc_hist is not None,
+            lane_fallback=lane_fb and bool(lane_chain),
+            processing_fallback=proc_fb and bool(proc_chain),
         )
         adj = degrade(signals, cfg.degradation)
         extra_h = adj.extra_processing_h
@@ -221,13 +224,16 @@ class PromiseEngine:
             if net_extra > 0:
                 extra_h += net_extra
                 reasons.append(REASON_SURGE)
-        p50_h = proc_p50 + extra_h + tr_p50
+        base_h = proc_p50 + extra_h + tr_p50
+        p50_h = base_h
 
         cal = stats.get(f"cal:{conf:.3f}") if cfg.use_calibration else None
         if cal is not None and cal.residuals.weight(at_h) >= cfg.min_residual_weight:
             level = cal.level
             ratio = cal.residuals.quantile(level)
-            total_q_h = p50_h * ratio
+            total_q_h = base_h * ratio
+            # The median of the sum is not the sum of the medians: recent residuals say by how much.
+            p50_h = base_h * cal.residuals.quantile(0.5)
             if abs(level - conf) > 0.01:
                 reasons.append(REASON_CALIBRATION)
         else:
@@ -244,7 +250,7 @@ class PromiseEngine:
         deliver_by = (at + timedelta(hours=total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
         deliver_by = max(deliver_by, ship_by)
         eta = (at + timedelta(hours=p50_h)).date()
-        eta = min(max(eta, ship_by), deliver_by)
+        eta = min(max(eta, at.date()), deliver_by)
         return DeliveryWindow(
             warehouse=warehouse,
             placed_at=at,
@@ -252,6 +258,7 @@ class PromiseEngine:
             deliver_by=deliver_by,
             eta_p50=eta,
             p50_hours=p50_h,
+            basis_hours=base_h,
             confidence=conf,
             provisional=provisional or adj.provisional,
             reasons=tuple(merge_reasons(adj.reasons, reasons)),
