@@ -272,11 +272,17 @@ def blended_quantile(chain: list[tuple[DecayingHistogram, float]], q: float, pri
     """Quantile shrunk towards broader levels: each level's estimate is its own quantile weighted by its recent
     sample mass, plus ``prior_weight`` pseudo-samples of the next broader level's estimate (empirical Bayes)."""
     est: float | None = None
+    last_w = None
     for hist, w in reversed(chain):
+        # A level holding exactly the same mass as the broader one holds the same samples: counting it again would
+        # let one sample pull the estimate several times.
+        if last_w is not None and abs(w - last_w) <= 1e-9 * max(w, 1.0):
+            continue
         own = hist.quantile(q)
         if own is None:
             continue
         est = own if est is None else (w * own + prior_weight * est) / (w + prior_weight)
+        last_w = w
     return est
 
 
