@@ -48,8 +48,9 @@ def test_orders_after_the_cutoff_ship_the_next_working_day():
 def test_multi_day_processing_counts_working_days_and_skips_holidays():
     cal = BusinessCalendar(cutoff_hour=14, holidays=frozenset({date(2024, 5, 7)}))
     mon = datetime(2024, 5, 6, 9, tzinfo=timezone.utc)
-    assert ship_date(cal, mon, 6) == date(2024, 5, 6)
-    assert ship_date(cal, mon, 48) == date(2024, 5, 8)  # Tuesday is a holiday
+    assert ship_date(cal, mon, 4) == date(2024, 5, 6)
+    assert ship_date(cal, mon, 6) == date(2024, 5, 8)  # ready after the cutoff; Tuesday is a holiday
+    assert ship_date(cal, mon, 24) == date(2024, 5, 8)
 
 
 def test_stale_feed_removes_fast_claims_widens_and_flags():

@@ -85,14 +85,11 @@ class BusinessCalendar:
 
 
 def ship_date(calendar: BusinessCalendar, at: datetime, processing_h: float) -> date:
-    """The day an order placed at ``at`` leaves the warehouse when processing takes ``processing_h`` hours.
-
-    Processing shorter than a working day ships on the first ship day (honouring the cutoff); longer processing
-    adds whole working days on top of it.
-    """
-    first = calendar.first_ship_day(at)
-    extra_days = max(0, math.ceil(max(processing_h, 0.0) / 24.0 - 1e-9) - 1) if processing_h > 24 else 0
-    return calendar.add_workdays(first, extra_days)
+    """The day an order placed at ``at`` leaves the warehouse when processing takes ``processing_h`` hours: the
+    parcel is ready at ``at + processing_h`` and goes out that working day if it is ready before the cutoff, else
+    on the next working day."""
+    ready = at + timedelta(hours=max(processing_h, 0.0))
+    return calendar.first_ship_day(ready)
 
 
 def end_of_day(d: date) -> datetime:

@@ -116,8 +116,9 @@ class SqlFulfillmentStore:
                     event_id=ev.event_id, order_id=ev.order_id, type=ev.type, at=ev.at, warehouse=ev.warehouse,
                     carrier=ev.carrier, country=ev.country, postal_code=ev.postal_code, region=ev.region,
                     placed_at=ev.placed_at, origin_region=ev.origin_region, received_at=now,
-                ).on_conflict_do_nothing())
-                if res.rowcount == 1:
+                ).on_conflict_do_nothing().returning(fulfillment_events.c.event_id))
+                # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+                if res.first() is not None:
                     new.append(ev)
             tracks = self._load_tracks(conn, [e.order_id for e in new])
             regions = self._warehouse_regions(conn, [e.warehouse for e in new])
