@@ -84,6 +84,9 @@ class PromiseConfig:
     min_residual_weight: float = 30.0
     use_calibration: bool = True
     network_load_signal: bool = True
+    # Memoise delivery windows per (warehouse, lane, minute) while the statistics object is unchanged. Only for
+    # sources that swap in a new statistics object on change (the SQL source does; the in-memory one does not).
+    cache_windows: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,7 @@ class PromiseEngine:
         self.config = config or PromiseConfig()
         self.incoming = incoming or NoIncomingStock()
         self.clock = clock or SystemClock()
+        self._windows: dict[tuple, DeliveryWindow] = {}
 
     # ------------------------------------------------------------------ destinations
     def destination_region(self, country: str, postal_code: str) -> str:
@@ -183,8 +187,24 @@ class PromiseEngine:
         cfg = self.config
         conf = cfg.confidence if confidence is None else confidence
         at = ensure_utc(at)
-        at_h = to_hours(at)
         stats = self.stats.current()
+        if cfg.cache_windows:
+            at = at.replace(second=0, microsecond=0)
+            key = (warehouse, origin_region, dest_region, carrier, conf, at, id(stats))
+            hit = self._windows.get(key)
+            if hit is not None:
+                return hit
+            if len(self._windows) > 8192:
+                self._windows.clear()
+            window = self._window(warehouse, origin_region, dest_region, at, carrier, conf, stats)
+            self._windows[key] = window
+            return window
+        return self._window(warehouse, origin_region, dest_region, at, carrier, conf, stats)
+
+    def _window(self, warehouse: str, origin_region: str | None, dest_region: str | None, at: datetime,
+                carrier: str | None, conf: float, stats: FulfillmentStats) -> DeliveryWindow:
+        cfg = self.config
+        at_h = to_hours(at)
         reasons: list[str] = []
         provisional = False
 
@@ -292,13 +312,18 @@ class PromiseEngine:
             raise RuntimeError("this engine has no stock reader; use delivery_window")
         at = ensure_utc(at) if at is not None else self.clock.now()
         whs = self.stock.warehouses()
-        return [self._promise(s, q, c, p, at, whs) for s, q, c, p in requests]
+        many = getattr(self.stock, "stock_levels_many", None)
+        levels = many([r[0] for r in requests]) if callable(many) else None
+        return [self._promise(s, q, c, p, at, whs, None if levels is None else levels.get(s, []))
+                for s, q, c, p in requests]
 
     def _promise(self, sku: str, qty: int, country: str, postal_code: str, at: datetime,
-                 whs: Mapping[str, Warehouse]) -> Promise:
+                 whs: Mapping[str, Warehouse], levels: Sequence[StockLevel] | None = None) -> Promise:
         if qty <= 0:
             raise ValueError("qty must be positive")
-        levels = [lv for lv in self.stock.stock_levels(sku) if lv.warehouse in whs]
+        if levels is None:
+            levels = self.stock.stock_levels(sku)
+        levels = [lv for lv in levels if lv.warehouse in whs]
         dest = self.destination_region(country, postal_code)
         total = sum(max(lv.available, 0) for lv in levels)
         candidates = [lv for lv in levels if lv.available >= qty]

@@ -29,6 +29,7 @@ def promise_config(settings: Settings) -> PromiseConfig:
         calendar=BusinessCalendar(cutoff_hour=settings.promise_cutoff_hour),
         degradation=policy,
         region_map=settings.promise_region_map,
+        cache_windows=True,
     )
 
 

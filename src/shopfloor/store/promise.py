@@ -256,6 +256,16 @@ class SqlStockReader:
             rows = conn.execute(self._stmt.where(stock.c.sku == sku)).all()
         return [StockLevel(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
+    def stock_levels_many(self, skus: Sequence[str]) -> dict[str, list[StockLevel]]:
+        """Levels of many SKUs in one query (listing pages)."""
+        out: dict[str, list[StockLevel]] = {s: [] for s in skus}
+        uniq = sorted(set(skus))
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            for i in range(0, len(uniq), 500):
+                for r in conn.execute(self._stmt.where(stock.c.sku.in_(uniq[i:i + 500]))):
+                    out[r[0]].append(StockLevel(r[0], r[1], int(r[2]), int(r[3])))
+        return out
+
     def warehouses(self) -> Mapping[str, Warehouse]:
         now = time.monotonic()
         if now - self._loaded > self.ttl:
