@@ -68,7 +68,8 @@ class DecayingHistogram:
         edges = self.edges
         v = min(max(value, edges[0]), edges[-1] - 1e-9)
         i = min(bisect_right(edges, v) - 1, len(self.weights) - 1)
-        self.weights[i] += weight * self._factor(t)
+        # A negative weight removes an earlier sample (same value and time); clamp float dust at zero.
+        self.weights[i] = max(0.0, self.weights[i] + weight * self._factor(t))
 
     def weight(self, at: float) -> float:
         """Effective number of samples as of ``at`` (each decayed by its age)."""
@@ -146,7 +147,7 @@ class DecayingCounter:
             self.values = [v * shrink for v in self.values]
             self.ref = t
             exponent = 0.0
-        self.values[index] += amount * 2.0**exponent
+        self.values[index] = max(0.0, self.values[index] + amount * 2.0**exponent)
 
     def value(self, at: float, index: int = 0) -> float:
         """The decayed count as of ``at``."""

@@ -76,7 +76,10 @@ class OrderTrack:
     promise_conf: float | None = None
     promise_p50_h: float | None = None
     promise_due_h: float | None = None  # end of the promised day
-    outcome: str | None = None  # "hit" | "miss"
+    outcome: str | None = None  # "hit" | "miss", known once the promised day has passed
+    residual_recorded: bool = False
+    residual_h: float | None = None  # when the residual entered the sketch (its time weight)
+    residual_ratio: float | None = None
 
     @property
     def start_h(self) -> float | None:
@@ -183,28 +186,57 @@ class HistState:
         return cls(DecayingHistogram.from_dict(d["hist"]))
 
 
+# Residuals are also kept per band of the promise's basis (Mondrian conformal): short promises carry relatively
+# more fixed overhead (weekends, handoff days), so one pooled ratio over-widens them and under-widens long ones.
+BASIS_BANDS_H = (24.0 * 6, 24.0 * 9, 24.0 * 13)
+
+
+def basis_band(basis_h: float) -> str:
+    for i, edge in enumerate(BASIS_BANDS_H):
+        if basis_h < edge:
+            return str(i)
+    return str(len(BASIS_BANDS_H))
+
+
 @dataclass
 class CalibrationState:
     """Online calibration for one confidence level: the adaptive quantile level and recent residuals."""
 
     target: float
     level: float
-    residuals: DecayingHistogram  # actual total / promised p50 (ratio)
+    residuals: DecayingHistogram  # actual total / promise basis (ratio), all promises
     outcomes: DecayingCounter  # [misses, resolved]
+    bands: dict[str, DecayingHistogram] = field(default_factory=dict)  # the same, per basis band
 
     @classmethod
     def new(cls, target: float, cfg: StatsConfig) -> "CalibrationState":
         return cls(target, target, DecayingHistogram(cfg.residual_half_life_h, "ratio"),
                    DecayingCounter(cfg.residual_half_life_h, 2))
 
+    def add(self, ratio: float, basis_h: float, t: float, weight: float = 1.0) -> None:
+        self.residuals.add(ratio, t, weight)
+        band = basis_band(basis_h)
+        hist = self.bands.get(band)
+        if hist is None:
+            hist = self.bands[band] = DecayingHistogram(self.residuals.half_life, "ratio")
+        hist.add(ratio, t, weight)
+
+    def sketch_for(self, basis_h: float, at_h: float, min_weight: float) -> DecayingHistogram | None:
+        band = self.bands.get(basis_band(basis_h))
+        if band is not None and band.weight(at_h) >= min_weight:
+            return band
+        return self.residuals if self.residuals.weight(at_h) >= min_weight else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"t": "cal", "target": self.target, "level": self.level,
-                "residuals": self.residuals.to_dict(), "outcomes": self.outcomes.to_dict()}
+                "residuals": self.residuals.to_dict(), "outcomes": self.outcomes.to_dict(),
+                "bands": {k: v.to_dict() for k, v in self.bands.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CalibrationState":
         return cls(float(d["target"]), float(d["level"]), DecayingHistogram.from_dict(d["residuals"]),
-                   DecayingCounter.from_dict(d["outcomes"]))
+                   DecayingCounter.from_dict(d["outcomes"]),
+                   {k: DecayingHistogram.from_dict(v) for k, v in d.get("bands", {}).items()})
 
 
 @dataclass
@@ -236,6 +268,16 @@ def state_from_dict(d: dict[str, Any]):
     if kind == "net":
         return NetworkState.from_dict(d)
     raise ValueError(f"unknown state kind {kind!r}")
+
+
+def day_score(delivered_h: float, placed_h: float, basis_h: float) -> float:
+    """Conformal score of a delivery: from order to the START of the delivery day, over the promise's basis.
+
+    A promise ``date(placed + basis * q)`` is kept exactly when this score is at most ``q`` (a day starts before a
+    time iff the day is on or before that time's date), so its quantile calibrates calendar-day promises exactly.
+    """
+    day_start = math.floor(delivered_h / 24.0) * 24.0
+    return max(day_start - placed_h, 0.0) / basis_h
 
 
 def cal_key(confidence: float) -> str:
@@ -413,30 +455,64 @@ class FulfillmentStats:
             for key in lane_keys(track.origin_region, track.dest_region, track.carrier):
                 self._hist(key, cfg.transit_half_life_h).add(transit, track.delivered_h)
             self._net().flows.add(track.delivered_h, 2)
-        if track.delivered_h is not None and track.promise_conf is not None and track.outcome is None:
-            self.resolve_promise(track, track.delivered_h)
+        if track.delivered_h is not None and track.promise_conf is not None:
+            self.record_residual(track)
+        if track.exception and track.delivered_h is None and track.promise_conf is not None:
+            self.void_promise(track)
 
     # ----- calibration feedback
-    def resolve_promise(self, track: OrderTrack, at_h: float) -> None:
-        """Record whether a promise was kept: on delivery, or as a miss once its day has passed undelivered."""
+    def resolve_promise(self, track: OrderTrack, at_h: float) -> bool:
+        """Once a promised day has passed (``at_h`` after its end), record whether it was kept.
+
+        Every promise resolves at its own deadline, kept or not, and only then enters the residual sketch: adding
+        orders at delivery would let fast orders in sooner than slow ones and bias the sketch towards speed. An order
+        still on its way enters just above its promised ratio (a lower bound) and moves to its true ratio on
+        delivery, with its original time weight. Returns True when it resolved.
+        """
         if track.promise_conf is None or track.outcome is not None or track.promise_due_h is None:
-            return
-        delivered = track.delivered_h
-        if delivered is not None:
-            missed = delivered > track.promise_due_h
-        elif at_h > track.promise_due_h:
-            missed = True
-        else:
-            return
+            return False
+        if at_h <= track.promise_due_h:
+            return False
+        missed = track.delivered_h is None or track.delivered_h > track.promise_due_h
         track.outcome = "miss" if missed else "hit"
         cal = self.calibration(track.promise_conf)
         cal.level = adapt_level(cal.level, cal.target, missed, self.config.aci_gamma)
-        cal.outcomes.add(at_h if delivered is None else delivered, 1)
+        cal.outcomes.add(at_h, 1)
         if missed:
-            cal.outcomes.add(at_h if delivered is None else delivered, 0)
-        if delivered is not None and track.promise_p50_h and track.placed_h is not None:
-            ratio = max(delivered - track.placed_h, 0.0) / track.promise_p50_h
-            cal.residuals.add(ratio, delivered)
+            cal.outcomes.add(at_h, 0)
+        if track.promise_p50_h and track.placed_h is not None:
+            end = track.delivered_h if track.delivered_h is not None else at_h
+            track.residual_h = at_h
+            track.residual_ratio = day_score(end, track.placed_h, track.promise_p50_h)
+            cal.add(track.residual_ratio, track.promise_p50_h, at_h)
+            if track.delivered_h is not None:
+                track.residual_recorded = True
+        return True
+
+    def void_promise(self, track: OrderTrack) -> None:
+        """A cancelled or lost order says nothing about delivery speed: take back what its deadline recorded."""
+        if track.outcome == "void":
+            return
+        if track.outcome is not None and track.residual_h is not None and not track.residual_recorded:
+            cal = self.calibration(track.promise_conf)
+            cal.add(track.residual_ratio, track.promise_p50_h, track.residual_h, weight=-1.0)
+            cal.outcomes.add(track.residual_h, 1, -1.0)
+            if track.outcome == "miss":
+                cal.outcomes.add(track.residual_h, 0, -1.0)
+        track.outcome = "void"
+        track.residual_recorded = True
+
+    def record_residual(self, track: OrderTrack) -> None:
+        """On delivery after the deadline, move the order's provisional residual to its true ratio."""
+        if (track.residual_recorded or track.delivered_h is None or track.residual_h is None
+                or track.residual_ratio is None or not track.promise_p50_h or track.placed_h is None):
+            return
+        track.residual_recorded = True
+        cal = self.calibration(track.promise_conf)
+        ratio = day_score(track.delivered_h, track.placed_h, track.promise_p50_h)
+        cal.add(track.residual_ratio, track.promise_p50_h, track.residual_h, weight=-1.0)
+        cal.add(ratio, track.promise_p50_h, track.residual_h)
+        track.residual_ratio = ratio
 
     # ----- queries used by the engine
     def _chain(self, keys: list[str], at_h: float) -> list[tuple[DecayingHistogram, float]]:

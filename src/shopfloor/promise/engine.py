@@ -84,6 +84,7 @@ class PromiseConfig:
     min_residual_weight: float = 30.0
     use_calibration: bool = True
     network_load_signal: bool = True
+    coverage_gain: float = 1.0  # level += gain * (confidence - recent on-time rate)
     # Memoise delivery windows per (warehouse, lane, minute) while the statistics object is unchanged. Only for
     # sources that swap in a new statistics object on change (the SQL source does; the in-memory one does not).
     cache_windows: bool = False
@@ -248,12 +249,18 @@ class PromiseEngine:
         p50_h = base_h
 
         cal = stats.get(f"cal:{conf:.3f}") if cfg.use_calibration else None
-        if cal is not None and cal.residuals.weight(at_h) >= cfg.min_residual_weight:
+        sketch = cal.sketch_for(base_h, at_h, cfg.min_residual_weight) if cal is not None else None
+        if sketch is not None:
             level = cal.level
-            ratio = cal.residuals.quantile(level)
-            total_q_h = base_h * ratio
+            resolved = cal.outcomes.value(at_h, 1)
+            if cfg.coverage_gain and resolved >= cfg.min_residual_weight:
+                # Proportional feedback on the recent realised on-time rate (the level itself also integrates
+                # misses when aci_gamma > 0): promise more cautiously while recent promises were missed.
+                realised = 1.0 - cal.outcomes.value(at_h, 0) / resolved
+                level = min(0.995, max(0.5, level + cfg.coverage_gain * (conf - realised)))
+            total_q_h = base_h * sketch.quantile(level)
             # The median of the sum is not the sum of the medians: recent residuals say by how much.
-            p50_h = base_h * cal.residuals.quantile(0.5)
+            p50_h = base_h * sketch.quantile(0.5)
             if abs(level - conf) > 0.01:
                 reasons.append(REASON_CALIBRATION)
         else:

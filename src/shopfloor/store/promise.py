@@ -144,8 +144,7 @@ class SqlFulfillmentStore:
             for t in overdue:
                 if t.order_id in tracks:
                     t = tracks[t.order_id]
-                if t.outcome is None and t.delivered_h is None:
-                    stats.resolve_promise(t, now_h)
+                if stats.resolve_promise(t, now_h):
                     resolved += 1
                 tracks[t.order_id] = t
             self._save_tracks(conn, tracks.values(), now)
@@ -166,8 +165,8 @@ class SqlFulfillmentStore:
             track = self._load_tracks(conn, [order_id]).get(order_id) or OrderTrack(order_id)
             window.attach_to(track)
             stats = FulfillmentStats(self.config, self._load_states(conn, [cal_key(window.confidence)]))
-            if track.delivered_h is not None:
-                stats.resolve_promise(track, track.delivered_h)
+            stats.record_residual(track)
+            stats.resolve_promise(track, to_hours(now))
             self._save_tracks(conn, [track], now)
             self._save_states(conn, stats.states, seq, now)
 
