@@ -172,3 +172,37 @@ def test_missed_promises_raise_the_calibrated_quantile_level():
     assert overdue.outcome is None  # not due yet: nothing known
     stats.resolve_promise(overdue, 21.0)
     assert overdue.outcome == "miss"
+
+
+def _resolved_history(stats, n, miss_every, conf=0.9):
+    for i in range(n):
+        placed = i * 5.0
+        t = OrderTrack(f"r{i}", placed_h=placed, promise_conf=conf, promise_p50_h=100.0,
+                       promise_due_h=placed + 150.0, delivered_h=placed + (400.0 if i % miss_every == 0 else 90.0))
+        stats.resolve_promise(t, placed + 151.0)
+
+
+def test_recent_misses_make_the_engine_promise_more_cautiously():
+    calm, stormy = FulfillmentStats(), FulfillmentStats()
+    _resolved_history(calm, 200, miss_every=10)  # 10% late: on target
+    _resolved_history(stormy, 200, miss_every=3)  # 33% late
+    at = datetime.fromtimestamp(1200 * 3600, tz=timezone.utc)
+    windows = []
+    for st in (calm, stormy):
+        eng = PromiseEngine(None, InMemoryStats(st), PromiseConfig(
+            degradation=DegradationPolicy(stale_feed_after_h=None), coverage_gain=0.5, network_load_signal=False))
+        windows.append(eng.delivery_window("w", "N", "BR", at))
+    assert windows[1].deliver_by > windows[0].deliver_by
+    assert "calibration_adjusted" in windows[1].reasons
+
+
+def test_a_cancelled_order_takes_back_its_overdue_miss():
+    stats = FulfillmentStats()
+    track = OrderTrack("c", warehouse="w", placed_h=0.0, promise_conf=0.9, promise_p50_h=100.0, promise_due_h=150.0)
+    stats.resolve_promise(track, 151.0)
+    cal = stats.calibration(0.9)
+    assert track.outcome == "miss" and cal.outcomes.value(151.0, 0) > 0
+    stats.apply(track, FulfillmentEvent(event_id="x", order_id="c", type="exception", warehouse="w", country="BR",
+                                        at=datetime.fromtimestamp(200 * 3600, tz=timezone.utc)))
+    assert track.outcome == "void"
+    assert cal.outcomes.value(151.0, 0) == 0 and cal.residuals.weight(151.0) == 0

@@ -110,11 +110,14 @@ class StatsConfig:
     processing_half_life_h: float = 24.0 * 21
     transit_half_life_h: float = 24.0 * 21
     rate_half_life_h: float = 24.0 * 3
-    residual_half_life_h: float = 24.0 * 30
+    residual_half_life_h: float = 24.0 * 21
     pack_target_h: float = 48.0
     min_lane_weight: float = 8.0
     min_processing_weight: float = 5.0
-    aci_gamma: float = 0.005  # step of the adaptive-conformal level update per resolved promise
+    # Step of the integrating adaptive-conformal update per resolved promise. Off by default: outcomes are known
+    # only at each promise's deadline (2-3 weeks later), and an integrator with that much delay oscillated in
+    # replays; the engine's proportional feedback on the recent on-time rate (coverage_gain) is stable.
+    aci_gamma: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------

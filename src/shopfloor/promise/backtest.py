@@ -129,8 +129,9 @@ def default_backtest_config(confidence: float) -> tuple[PromiseConfig, StatsConf
     rule is off; carriers deliver every day, but sellers hand off on working days."""
     policy = DegradationPolicy(stale_feed_after_h=None, backlog_ratio_trigger=2.0, missed_pack_trigger=1.1)
     cfg = PromiseConfig(confidence=confidence, calendar=BusinessCalendar(cutoff_hour=24.0), degradation=policy,
-                        default_processing_h=72.0, default_transit_h=24.0 * 10)
-    return cfg, StatsConfig(processing_half_life_h=24.0 * 42, transit_half_life_h=24.0 * 60)
+                        default_processing_h=72.0, default_transit_h=24.0 * 10, coverage_gain=0.5)
+    return cfg, StatsConfig(processing_half_life_h=24.0 * 42, transit_half_life_h=24.0 * 60,
+                            residual_half_life_h=24.0 * 21, aci_gamma=0.0)
 
 
 def order_events(o: ReplayOrder) -> list[FulfillmentEvent]:

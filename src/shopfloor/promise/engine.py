@@ -84,7 +84,7 @@ class PromiseConfig:
     min_residual_weight: float = 30.0
     use_calibration: bool = True
     network_load_signal: bool = True
-    coverage_gain: float = 1.0  # level += gain * (confidence - recent on-time rate)
+    coverage_gain: float = 0.5  # level += gain * (confidence - recent on-time rate)
     # Memoise delivery windows per (warehouse, lane, minute) while the statistics object is unchanged. Only for
     # sources that swap in a new statistics object on change (the SQL source does; the in-memory one does not).
     cache_windows: bool = False
