@@ -81,3 +81,23 @@ def test_csv_has_exactly_the_agreed_columns(tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS == ("order_id", "purchased_at", "promised_date", "eta_p50_date",
                                               "delivered_date", "reference_date")
     assert len(rows) == 201
+
+
+def test_live_signals_recover_quickly_from_an_abrupt_slowdown():
+    from dataclasses import replace as dc_replace
+
+    from shopfloor.promise.backtest import default_backtest_config
+
+    orders = generated_orders(2000, slow_after=T0 + timedelta(hours=7 * 1000))
+    window = (orders[1000].purchased_at, orders[1300].purchased_at)
+
+    def first_weeks_on_time(live: bool) -> float:
+        cfg, sc = default_backtest_config(0.9)
+        if not live:
+            cfg = dc_replace(cfg, eta_drift_signal=False, coverage_gain=0.0)
+        rows = replay(orders, confidence=0.9, score_from=window[0], config=cfg, stats_config=sc).rows
+        hit = [r.delivered_date <= r.promised_date for r in rows if r.purchased_at < window[1]]
+        return sum(hit) / len(hit)
+
+    live, static = first_weeks_on_time(True), first_weeks_on_time(False)
+    assert live > static + 0.1

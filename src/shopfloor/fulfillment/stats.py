@@ -76,6 +76,9 @@ class OrderTrack:
     promise_conf: float | None = None
     promise_p50_h: float | None = None
     promise_due_h: float | None = None  # end of the promised day
+    promise_eta_h: float | None = None  # end of the median ETA day (checked first: an earlier, noisier signal)
+    eta_late: bool | None = None
+    eta_checked_h: float | None = None
     outcome: str | None = None  # "hit" | "miss", known once the promised day has passed
     residual_recorded: bool = False
     residual_h: float | None = None  # when the residual entered the sketch (its time weight)
@@ -88,6 +91,15 @@ class OrderTrack:
     @property
     def in_backlog(self) -> bool:
         return self.start_h is not None and self.handed_h is None and self.delivered_h is None and not self.exception
+
+    @property
+    def next_check_h(self) -> float | None:
+        """When this order's promise next says something: its ETA day's end, then its promised day's end."""
+        if self.promise_conf is None or self.outcome is not None:
+            return None
+        if self.eta_late is None and self.promise_eta_h is not None:
+            return self.promise_eta_h
+        return self.promise_due_h
 
     @property
     def in_transit(self) -> bool:
@@ -111,6 +123,7 @@ class StatsConfig:
     transit_half_life_h: float = 24.0 * 21
     rate_half_life_h: float = 24.0 * 3
     residual_half_life_h: float = 24.0 * 21
+    eta_half_life_h: float = 24.0 * 7
     pack_target_h: float = 48.0
     min_lane_weight: float = 8.0
     min_processing_weight: float = 5.0
@@ -210,11 +223,12 @@ class CalibrationState:
     residuals: DecayingHistogram  # actual total / promise basis (ratio), all promises
     outcomes: DecayingCounter  # [misses, resolved]
     bands: dict[str, DecayingHistogram] = field(default_factory=dict)  # the same, per basis band
+    eta: DecayingCounter | None = None  # [late against the median ETA, checked]: a faster drift signal
 
     @classmethod
     def new(cls, target: float, cfg: StatsConfig) -> "CalibrationState":
         return cls(target, target, DecayingHistogram(cfg.residual_half_life_h, "ratio"),
-                   DecayingCounter(cfg.residual_half_life_h, 2))
+                   DecayingCounter(cfg.residual_half_life_h, 2), {}, DecayingCounter(cfg.eta_half_life_h, 2))
 
     def add(self, ratio: float, basis_h: float, t: float, weight: float = 1.0) -> None:
         self.residuals.add(ratio, t, weight)
@@ -233,13 +247,15 @@ class CalibrationState:
     def to_dict(self) -> dict[str, Any]:
         return {"t": "cal", "target": self.target, "level": self.level,
                 "residuals": self.residuals.to_dict(), "outcomes": self.outcomes.to_dict(),
-                "bands": {k: v.to_dict() for k, v in self.bands.items()}}
+                "bands": {k: v.to_dict() for k, v in self.bands.items()},
+                "eta": self.eta.to_dict() if self.eta else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CalibrationState":
         return cls(float(d["target"]), float(d["level"]), DecayingHistogram.from_dict(d["residuals"]),
                    DecayingCounter.from_dict(d["outcomes"]),
-                   {k: DecayingHistogram.from_dict(v) for k, v in d.get("bands", {}).items()})
+                   {k: DecayingHistogram.from_dict(v) for k, v in d.get("bands", {}).items()},
+                   DecayingCounter.from_dict(d["eta"]) if d.get("eta") else None)
 
 
 @dataclass
@@ -474,6 +490,16 @@ class FulfillmentStats:
         """
         if track.promise_conf is None or track.outcome is not None or track.promise_due_h is None:
             return False
+        if track.eta_late is None and track.promise_eta_h is not None and at_h > track.promise_eta_h:
+            # Half-time check: was the order delivered by its median ETA? Half of them should be.
+            track.eta_late = track.delivered_h is None or track.delivered_h > track.promise_eta_h
+            track.eta_checked_h = at_h
+            cal = self.calibration(track.promise_conf)
+            if cal.eta is None:
+                cal.eta = DecayingCounter(self.config.eta_half_life_h, 2)
+            cal.eta.add(at_h, 1)
+            if track.eta_late:
+                cal.eta.add(at_h, 0)
         if at_h <= track.promise_due_h:
             return False
         missed = track.delivered_h is None or track.delivered_h > track.promise_due_h
@@ -502,6 +528,12 @@ class FulfillmentStats:
             cal.outcomes.add(track.residual_h, 1, -1.0)
             if track.outcome == "miss":
                 cal.outcomes.add(track.residual_h, 0, -1.0)
+        if track.eta_late is not None and track.eta_checked_h is not None:
+            cal = self.calibration(track.promise_conf)
+            if cal.eta is not None:
+                cal.eta.add(track.eta_checked_h, 1, -1.0)
+                if track.eta_late:
+                    cal.eta.add(track.eta_checked_h, 0, -1.0)
         track.outcome = "void"
         track.residual_recorded = True
 

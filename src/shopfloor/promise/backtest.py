@@ -190,11 +190,14 @@ def replay(
         while due and due[0][0] < t:
             _, oid = heapq.heappop(due)
             stats.resolve_promise(tracks[oid], t)
+            nxt = tracks[oid].next_check_h
+            if nxt is not None:
+                heapq.heappush(due, (nxt, oid))
         if kind == "promise":
             o: ReplayOrder = payload
             w = engine.delivery_window(o.seller, o.origin_region, o.dest_region, o.purchased_at)
             engine.record_promise(o.order_id, w)
-            heapq.heappush(due, (tracks[o.order_id].promise_due_h, o.order_id))
+            heapq.heappush(due, (tracks[o.order_id].next_check_h, o.order_id))
             if score_from is None or o.purchased_at >= score_from:
                 rows.append(ScoredOrder(o.order_id, o.purchased_at, w.deliver_by, w.eta_p50,
                                         None, o.reference, w.reasons))

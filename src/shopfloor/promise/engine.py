@@ -12,6 +12,7 @@ from ..domain.promise import (
     REASON_AFTER_CUTOFF,
     REASON_BACKORDER_ETA,
     REASON_CALIBRATION,
+    REASON_DRIFT,
     REASON_NO_HISTORY,
     REASON_SURGE,
     BusinessCalendar,
@@ -84,7 +85,11 @@ class PromiseConfig:
     min_residual_weight: float = 30.0
     use_calibration: bool = True
     network_load_signal: bool = True
-    coverage_gain: float = 0.5  # level += gain * (confidence - recent on-time rate)
+    coverage_gain: float = 0.5
+    # Scale promises by the recent share of orders late against their median ETA (see _drift_factor).
+    eta_drift_signal: bool = True
+    eta_drift_deadband: float = 0.1
+    eta_drift_max: float = 1.6  # level += gain * (confidence - recent on-time rate)
     # Memoise delivery windows per (warehouse, lane, minute) while the statistics object is unchanged. Only for
     # sources that swap in a new statistics object on change (the SQL source does; the in-memory one does not).
     cache_windows: bool = False
@@ -109,6 +114,7 @@ class DeliveryWindow:
         track.promise_conf = self.confidence
         track.promise_p50_h = self.basis_hours
         track.promise_due_h = to_hours(end_of_day(self.deliver_by))
+        track.promise_eta_h = to_hours(end_of_day(self.eta_p50))
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,13 +258,18 @@ class PromiseEngine:
         sketch = cal.sketch_for(base_h, at_h, cfg.min_residual_weight) if cal is not None else None
         if sketch is not None:
             level = cal.level
+            # Only ever widens, and only the promised date: the median ETA stays the statistics' best guess.
+            drift = self._drift_factor(cal, sketch, at_h) if cfg.eta_drift_signal else 1.0
+            drift = max(1.0, drift)
+            if drift > 1.0:
+                reasons.append(REASON_DRIFT)
             resolved = cal.outcomes.value(at_h, 1)
             if cfg.coverage_gain and resolved >= cfg.min_residual_weight:
                 # Proportional feedback on the recent realised on-time rate (the level itself also integrates
                 # misses when aci_gamma > 0): promise more cautiously while recent promises were missed.
                 realised = 1.0 - cal.outcomes.value(at_h, 0) / resolved
                 level = min(0.995, max(0.5, level + cfg.coverage_gain * (conf - realised)))
-            total_q_h = base_h * sketch.quantile(level)
+            total_q_h = base_h * drift * sketch.quantile(level)
             # The median of the sum is not the sum of the medians: recent residuals say by how much.
             p50_h = base_h * sketch.quantile(0.5)
             if abs(level - conf) > 0.01:
@@ -290,6 +301,29 @@ class PromiseEngine:
             provisional=provisional or adj.provisional,
             reasons=tuple(merge_reasons(adj.reasons, reasons)),
         )
+
+    def _drift_factor(self, cal: Any, sketch: Any, at_h: float) -> float:
+        """How much slower (or faster) recent orders run than the residual sketch expects, as a scale factor.
+
+        Half of all orders should arrive by their median ETA. If recently a share ``late`` did not, and the change is
+        a change of scale, the old score distribution puts the new median at its ``1 - late`` quantile: the factor is
+        ``median / Q(1 - late)``. Known at the ETA day, about half the wait of the promised day.
+        """
+        cfg = self.config
+        eta = cal.eta
+        if eta is None:
+            return 1.0
+        checked = eta.value(at_h, 1)
+        if checked < cfg.min_residual_weight:
+            return 1.0
+        late = eta.value(at_h, 0) / checked
+        if abs(late - 0.5) < cfg.eta_drift_deadband:
+            return 1.0
+        q_new = sketch.quantile(min(0.95, max(0.05, 1.0 - late)))
+        median = sketch.quantile(0.5)
+        if not q_new or not median:
+            return 1.0
+        return min(cfg.eta_drift_max, max(1.0 / cfg.eta_drift_max, median / q_new))
 
     def _network_extra_h(self, stats: FulfillmentStats, at_h: float) -> float:
         """Extra processing when the whole network's handoff backlog outgrows its throughput (a surge)."""

@@ -95,9 +95,9 @@ class SqlFulfillmentStore:
     def _save_tracks(self, conn: Connection, tracks: Iterable[OrderTrack], now: datetime) -> None:
         rows = []
         for t in tracks:
-            pending = t.promise_due_h is not None and t.outcome is None
+            check = t.next_check_h
             rows.append({"order_id": t.order_id, "track": t.to_json(),
-                         "promise_due_at": from_hours(t.promise_due_h) if pending else None, "updated_at": now})
+                         "promise_due_at": from_hours(check) if check is not None else None, "updated_at": now})
         _upsert(conn, fulfillment_orders, rows, "order_id")
 
     def _warehouse_regions(self, conn: Connection, ids: Iterable[str]) -> dict[str, str]:
