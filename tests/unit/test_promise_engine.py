@@ -15,6 +15,7 @@ from shopfloor.domain.promise import (
 )
 from shopfloor.domain.stock import StockLevel
 from shopfloor.fulfillment import FulfillmentEvent, FulfillmentStats, OrderTrack, StatsConfig
+from shopfloor.fulfillment.stats import to_hours
 from shopfloor.promise import InMemoryStats, PromiseConfig, PromiseEngine
 
 MON = datetime(2024, 5, 6, 9, tzinfo=timezone.utc)
@@ -206,3 +207,37 @@ def test_a_cancelled_order_takes_back_its_overdue_miss():
                                         at=datetime.fromtimestamp(200 * 3600, tz=timezone.utc)))
     assert track.outcome == "void"
     assert cal.outcomes.value(151.0, 0) == 0 and cal.residuals.weight(151.0) == 0
+
+
+def test_a_learned_cutoff_moves_late_orders_to_the_next_day():
+    stats = FulfillmentStats(StatsConfig(min_lane_weight=5))
+    tracks: dict[str, OrderTrack] = {}
+    # Orders started before 12:00 UTC leave within 2 h; orders after 12:00 wait until the next morning.
+    for d in range(1, 15):
+        for hour in (*range(12), 13):
+            start = MON - timedelta(days=d) + timedelta(hours=hour - 9)
+            handed = start + timedelta(hours=2) if hour < 12 else start.replace(hour=8) + timedelta(days=1)
+            oid = f"c{d}-{hour}"
+            common = dict(order_id=oid, warehouse="north", country="BR", region="BR", placed_at=start,
+                          origin_region="N")
+            for typ, at in (("approved", start), ("handed_to_carrier", handed)):
+                stats.apply(tracks.setdefault(oid, OrderTrack(oid)),
+                            FulfillmentEvent(event_id=f"{oid}{typ}", type=typ, at=at, **common))
+    assert stats.get("wh:north").learned_cutoff_hour(to_hours(MON)) == 12.0
+    eng = PromiseEngine(None, InMemoryStats(stats), PromiseConfig(
+        calendar=BusinessCalendar(cutoff_hour=18), degradation=DegradationPolicy(stale_feed_after_h=None)))
+    morning = eng.delivery_window("north", "N", "BR", MON.replace(hour=9))
+    afternoon = eng.delivery_window("north", "N", "BR", MON.replace(hour=14))
+    assert morning.ship_by == date(2024, 5, 6)
+    assert afternoon.ship_by == date(2024, 5, 7) and "after_cutoff" in afternoon.reasons
+
+
+def test_checkout_can_record_the_promise_it_showed():
+    eng, stats = engine([StockLevel("sku1", "north", 100, 0)])
+    history(stats)
+    p = eng.promise_for("sku1", 1, "BR", "01000")
+    eng.record_promise("order-1", p)
+    track = eng.stats.tracks["order-1"]
+    assert track.promise_conf == 0.9 and track.promise_due_h is not None and track.warehouse == "north"
+    eng.record_promise("order-2", eng.promise_for("nothing", 1, "BR", "01000"))  # unavailable: nothing to record
+    assert "order-2" not in eng.stats.tracks

@@ -85,6 +85,7 @@ class PromiseConfig:
     min_residual_weight: float = 30.0
     use_calibration: bool = True
     network_load_signal: bool = True
+    learn_cutoff: bool = True  # use a warehouse's learned same-day cutoff when earlier than the configured one
     coverage_gain: float = 0.5
     # Scale promises by the recent share of orders late against their median ETA (see _drift_factor).
     eta_drift_signal: bool = True
@@ -131,6 +132,7 @@ class Promise:
     reasons: tuple[str, ...]
     available: int
     backorder_expected_at: datetime | None = None
+    window: DeliveryWindow | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,12 +280,19 @@ class PromiseEngine:
             # No feedback yet: the sum of the two quantiles (conservative, since they rarely peak together).
             total_q_h = proc_q + extra_h + tr_q
 
+        calendar = cfg.calendar
         ship_h = proc_q + extra_h
-        ship_by = ship_date(cfg.calendar, at, ship_h)
-        if ship_by == cfg.calendar.first_ship_day(at) and ship_by != at.date():
+        ship_by = ship_date(calendar, at, ship_h)
+        learned = wh.learned_cutoff_hour(at_h) if (wh is not None and cfg.learn_cutoff) else None
+        start_hour = at.hour + at.minute / 60
+        if learned is not None and start_hour >= learned and ship_by == at.date():
+            # The warehouse's own recent behaviour: orders started this late have mostly not left the same day.
+            ship_by = calendar.next_workday(at.date() + timedelta(days=1))
+        if ship_by != at.date() and ship_by == calendar.next_workday(at.date() + timedelta(days=1)) and (
+                start_hour >= calendar.cutoff_hour or (learned is not None and start_hour >= learned)):
             reasons.append(REASON_AFTER_CUTOFF)
         if adj.min_ship_workdays:
-            floor = cfg.calendar.add_workdays(at.date(), adj.min_ship_workdays)
+            floor = calendar.add_workdays(at.date(), adj.min_ship_workdays)
             ship_by = max(ship_by, floor)
         deliver_by = (at + timedelta(hours=total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
         deliver_by = max(deliver_by, ship_by)
@@ -383,7 +392,7 @@ class PromiseEngine:
             reasons = (REASON_BACKORDER_ETA,) + (window.reasons if window else ())
             return Promise(sku, qty, status, wid, window.ship_by if window else None,
                            window.deliver_by if window else None, window.eta_p50 if window else None,
-                           conf, True, reasons, total, arrival)
+                           conf, True, reasons, total, arrival, window=window)
         best: tuple | None = None
         for lv in candidates:
             w = whs[lv.warehouse]
@@ -396,11 +405,14 @@ class PromiseEngine:
         _, lv, window = best
         status = availability_status(lv.available, qty, self.config.limited_threshold, False)
         return Promise(sku, qty, status, lv.warehouse, window.ship_by, window.deliver_by, window.eta_p50, conf,
-                       window.provisional, window.reasons, total)
+                       window.provisional, window.reasons, total, window=window)
 
-    def record_promise(self, order_id: str, window: DeliveryWindow) -> None:
-        """Remember the promise shown for an order, so its outcome feeds online calibration."""
-        self.stats.record_promise(order_id, window)
+    def record_promise(self, order_id: str, promise: "Promise | DeliveryWindow") -> None:
+        """Remember the promise shown for an order (checkout calls this after placing it), so that its outcome
+        feeds online calibration. Promises without a delivery window (unavailable) are ignored."""
+        window = promise.window if isinstance(promise, Promise) else promise
+        if window is not None:
+            self.stats.record_promise(order_id, window)
 
 
 def _share(wh: Any, at_h: float) -> float:
