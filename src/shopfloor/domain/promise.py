@@ -7,7 +7,6 @@ here, as every timestamp in the system is UTC).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum

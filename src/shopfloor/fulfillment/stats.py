@@ -590,7 +590,3 @@ def new_stats(config: StatsConfig | None = None, states: Iterable[tuple[str, dic
     for key, data in states:
         stats.states[key] = state_from_dict(data)
     return stats
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

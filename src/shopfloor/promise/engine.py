@@ -423,7 +423,3 @@ def _share(wh: Any, at_h: float) -> float:
         return 0.0
     return wh.handoffs.value(at_h, 1) / total
 
-
-def days(a: date, b: date) -> int:
-    return (b - a).days
-
