@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/olist"))
     ap.add_argument("--score-from", default="2017-07-01")
     ap.add_argument("--plot", type=Path, default=Path("docs/img/promise_calibration.png"))
-    ap.add_argument("--levels", default="0.8,0.9,0.95,0.96,0.97")
+    ap.add_argument("--levels", default="0.8,0.9,0.95,0.96,0.965,0.97")
     args = ap.parse_args()
     d = args.data
     orders = load_olist(d / "sample2017_olist_orders.csv", d / "sample2017_olist_order_items.csv",
