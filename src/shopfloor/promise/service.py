@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
@@ -67,10 +68,16 @@ def build_promise_service(settings: Settings, engine: Engine, clock: Clock | Non
     return PromiseService(store, source, eng, clock)
 
 
+_build_lock = threading.Lock()
+
+
 def promise_service(container) -> PromiseService:
     """The container's promise service, built on first use (the integrator may register it in bootstrap)."""
     svc = container.services.get("promise")
     if svc is None:
-        svc = container.services["promise"] = build_promise_service(container.settings, container.engine,
-                                                                    container.clock)
+        with _build_lock:  # routes run in a thread pool: build it once
+            svc = container.services.get("promise")
+            if svc is None:
+                svc = container.services["promise"] = build_promise_service(
+                    container.settings, container.engine, container.clock)
     return svc
