@@ -44,6 +44,25 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1, description="Sell-out risk when P(stockout before replenishment) >= this."
     )
     restock_max_alternatives: int = Field(default=3, ge=0, description="In-stock alternatives listed per risk.")
+    # --- promise ---------------------------------------------------------------------------------
+    promise_confidence: float = Field(default=0.9, gt=0.5, lt=1.0, description="Confidence of deliver_by.")
+    promise_limited_threshold: int = Field(default=5, ge=1, description="Fewer units left than this: limited.")
+    promise_stale_feed_after_h: float = Field(default=24.0, gt=0, description="Warehouse feed age that degrades.")
+    promise_stale_widen_days: int = Field(default=2, ge=0)
+    promise_backlog_ratio_trigger: float = Field(default=1.5, gt=0)
+    promise_pack_target_h: float = Field(default=48.0, gt=0)
+    promise_missed_pack_trigger: float = Field(default=0.25, ge=0, le=1)
+    promise_cutoff_hour: float = Field(default=14.0, ge=0, le=24, description="UTC hour after which orders ship "
+                                       "the next working day.")
+    promise_min_lane_weight: float = Field(default=8.0, gt=0)
+    promise_half_life_days: float = Field(default=21.0, gt=0, description="Recency weighting of the statistics.")
+    promise_region_map: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="country -> postal prefix -> destination region.")
+    promise_stats_refresh_s: float = Field(default=2.0, ge=0)
+    promise_cache_max_age_s: int = Field(default=30, ge=0)
+    promise_cache_swr_s: int = Field(default=120, ge=0)
+    promise_max_batch: int = Field(default=200, ge=1)
+    fulfillment_max_batch: int = Field(default=1000, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,141 @@
+"""Promise and fulfillment-event routes. Thin: validation here, the work in shopfloor.promise."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from ...bootstrap import Container
+from ...domain.errors import InvalidInput
+from ...fulfillment.stats import FulfillmentEvent
+from ...promise.service import promise_service
+from ..deps import get_container, require_scope
+
+router = APIRouter()
+
+_ID = r"^[A-Za-z0-9_.:\-/]+$"
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=120, pattern=_ID)
+    order_id: str = Field(min_length=1, max_length=120, pattern=_ID)
+    type: Literal["approved", "picked", "packed", "handed_to_carrier", "delivered", "exception"]
+    at: AwareDatetime
+    warehouse: str = Field(min_length=1, max_length=64)
+    carrier: str | None = Field(default=None, min_length=1, max_length=64)
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+    postal_code: str | None = Field(default=None, min_length=1, max_length=16)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
+    placed_at: AwareDatetime | None = None
+    origin_region: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _destination(self) -> "EventIn":
+        if self.country is None and self.region is None:
+            raise ValueError("an event needs a destination: country (with postal_code) or region")
+        return self
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(min_length=1, max_length=10_000)
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class PromiseOut(BaseModel):
+    sku: str
+    qty: int
+    status: Literal["in_stock", "limited", "backorder", "unavailable"]
+    warehouse: str | None
+    ship_by: date | None
+    deliver_by: date | None
+    eta_p50: date | None
+    confidence: float
+    provisional: bool
+    reasons: list[str]
+    available: int
+    backorder_expected_at: datetime | None
+
+
+class PromiseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(default=1, ge=1, le=10_000)
+    country: str = Field(pattern=r"^[A-Za-z]{2}$")
+    postal_code: str = Field(default="", max_length=16)
+
+
+class PromiseBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[PromiseRequest] = Field(min_length=1, max_length=1000)
+
+
+class PromiseBatchOut(BaseModel):
+    promises: list[PromiseOut]
+
+
+def _cache_headers(response: Response, container: Container) -> None:
+    s = container.settings
+    response.headers["Cache-Control"] = (
+        f"public, max-age={s.promise_cache_max_age_s}, stale-while-revalidate={s.promise_cache_swr_s}"
+    )
+    response.headers["Vary"] = "Accept-Encoding"
+
+
+@router.post("/v1/fulfillment/events", response_model=IngestOut, tags=["fulfillment"])
+def ingest_events(
+    batch: EventBatch,
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("ingest", "admin")),
+) -> IngestOut:
+    """Fulfillment events, batched. Idempotent by ``event_id``; any order of arrival."""
+    if len(batch.events) > container.settings.fulfillment_max_batch:
+        raise InvalidInput(
+            f"at most {container.settings.fulfillment_max_batch} events per batch",
+            [{"field": "events", "max": container.settings.fulfillment_max_batch, "got": len(batch.events)}],
+        )
+    events = [FulfillmentEvent(**e.model_dump()) for e in batch.events]
+    result = promise_service(container).ingest(events)
+    return IngestOut(accepted=result.accepted, duplicates=result.duplicates)
+
+
+@router.get("/v1/promise", response_model=PromiseOut, tags=["promise"])
+def get_promise(
+    response: Response,
+    sku: str = Query(min_length=1, max_length=64),
+    qty: int = Query(default=1, ge=1, le=10_000),
+    country: str = Query(pattern=r"^[A-Za-z]{2}$"),
+    postal_code: str = Query(default="", max_length=16),
+    container: Container = Depends(get_container),
+) -> dict:
+    """The promise for one SKU and destination. Public and CDN-cacheable (short max-age, stale-while-revalidate)."""
+    promise = promise_service(container).engine.promise_for(sku, qty, country, postal_code)
+    _cache_headers(response, container)
+    return promise.to_dict()
+
+
+@router.post("/v1/promises", response_model=PromiseBatchOut, tags=["promise"])
+def batch_promises(
+    batch: PromiseBatch,
+    response: Response,
+    container: Container = Depends(get_container),
+) -> dict:
+    """Promises for many SKUs at once (listing pages)."""
+    if len(batch.items) > container.settings.promise_max_batch:
+        raise InvalidInput(
+            f"at most {container.settings.promise_max_batch} items per batch",
+            [{"field": "items", "max": container.settings.promise_max_batch, "got": len(batch.items)}],
+        )
+    engine = promise_service(container).engine
+    promises = engine.promises_for([(i.sku, i.qty, i.country, i.postal_code) for i in batch.items])
+    _cache_headers(response, container)
+    return {"promises": [p.to_dict() for p in promises]}

@@ -1,0 +1,276 @@
+"""Persistence for the promise area: idempotent event ingest, keyed statistics, stock reads.
+
+Ingest transactions first bump the ``stats_seq`` counter row, which serialises statistic writers on every backend
+(SQLite writers are serialised anyway; on PostgreSQL the row lock does it). Writers therefore never lose each
+other's updates, and readers refresh incrementally: every state row carries the ``seq`` of its last write.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..domain.catalog import Warehouse
+from ..domain.stock import StockLevel
+from ..fulfillment.stats import (
+    FulfillmentEvent,
+    FulfillmentStats,
+    OrderTrack,
+    StatsConfig,
+    cal_key,
+    from_hours,
+    state_from_dict,
+    to_hours,
+)
+from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
+from .tables import stock, warehouses
+
+SEQ = "stats_seq"
+
+
+def _insert(conn: Connection, table):
+    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+
+
+def _upsert(conn: Connection, table, rows: list[dict[str, Any]], key: str) -> None:
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    cols = [c for c in rows[0] if c != key]
+    stmt = stmt.on_conflict_do_update(index_elements=[key], set_={c: getattr(stmt.excluded, c) for c in cols})
+    conn.execute(stmt, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    overdue_resolved: int = 0
+
+
+class SqlFulfillmentStore:
+    """Fulfillment events in, keyed statistics out, on SQLite or PostgreSQL (Core, parameterised)."""
+
+    def __init__(self, engine: Engine, config: StatsConfig | None = None) -> None:
+        self.engine = engine
+        self.config = config or StatsConfig()
+
+    # ------------------------------------------------------------------ helpers
+    def _next_seq(self, conn: Connection) -> int:
+        conn.execute(_insert(conn, promise_meta).values(name=SEQ, value=0).on_conflict_do_nothing())
+        conn.execute(update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1))
+        return int(conn.execute(select(promise_meta.c.value).where(promise_meta.c.name == SEQ)).scalar_one())
+
+    def _load_states(self, conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
+        keys = sorted(set(keys))
+        out: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):
+            rows = conn.execute(select(fulfillment_stats.c.key, fulfillment_stats.c.state)
+                                .where(fulfillment_stats.c.key.in_(keys[i:i + 500])))
+            for key, text in rows:
+                out[key] = state_from_dict(json.loads(text))
+        return out
+
+    def _save_states(self, conn: Connection, states: Mapping[str, Any], seq: int, now: datetime) -> None:
+        rows = [{"key": k, "state": json.dumps(v.to_dict(), separators=(",", ":")), "seq": seq, "updated_at": now}
+                for k, v in sorted(states.items())]
+        _upsert(conn, fulfillment_stats, rows, "key")
+
+    def _load_tracks(self, conn: Connection, order_ids: Iterable[str]) -> dict[str, OrderTrack]:
+        ids = sorted(set(order_ids))
+        out: dict[str, OrderTrack] = {}
+        for i in range(0, len(ids), 500):
+            for oid, text in conn.execute(select(fulfillment_orders.c.order_id, fulfillment_orders.c.track)
+                                          .where(fulfillment_orders.c.order_id.in_(ids[i:i + 500]))):
+                out[oid] = OrderTrack.from_json(text)
+        return out
+
+    def _save_tracks(self, conn: Connection, tracks: Iterable[OrderTrack], now: datetime) -> None:
+        rows = []
+        for t in tracks:
+            check = t.next_check_h
+            rows.append({"order_id": t.order_id, "track": t.to_json(),
+                         "promise_due_at": from_hours(check) if check is not None else None, "updated_at": now})
+        _upsert(conn, fulfillment_orders, rows, "order_id")
+
+    def _warehouse_regions(self, conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(ids))
+        return dict(conn.execute(select(warehouses.c.id, warehouses.c.region).where(warehouses.c.id.in_(ids))).all())
+
+    # ------------------------------------------------------------------ writes
+    def ingest(self, events: Sequence[FulfillmentEvent], now: datetime) -> IngestResult:
+        """Store new events (by ``event_id``; repeats are counted and ignored) and fold them into the statistics,
+        in one transaction. Events may arrive in any order. Overdue recorded promises are resolved as misses."""
+        with self.engine.begin() as conn:
+            seq = self._next_seq(conn)
+            new: list[FulfillmentEvent] = []
+            for ev in events:
+                res = conn.execute(_insert(conn, fulfillment_events).values(
+                    event_id=ev.event_id, order_id=ev.order_id, type=ev.type, at=ev.at, warehouse=ev.warehouse,
+                    carrier=ev.carrier, country=ev.country, postal_code=ev.postal_code, region=ev.region,
+                    placed_at=ev.placed_at, origin_region=ev.origin_region, received_at=now,
+                ).on_conflict_do_nothing().returning(fulfillment_events.c.event_id))
+                # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+                if res.first() is not None:
+                    new.append(ev)
+            tracks = self._load_tracks(conn, [e.order_id for e in new])
+            regions = self._warehouse_regions(conn, [e.warehouse for e in new])
+            keys: set[str] = set()
+            for ev in new:
+                probe = tracks.get(ev.order_id) or OrderTrack(ev.order_id)
+                probe = OrderTrack.from_json(probe.to_json())
+                probe.warehouse = probe.warehouse or ev.warehouse
+                probe.origin_region = probe.origin_region or ev.origin_region or regions.get(ev.warehouse)
+                probe.dest_region = probe.dest_region or ev.region or ev.country
+                probe.carrier = probe.carrier or ev.carrier
+                keys.update(FulfillmentStats.keys_for(probe))
+            overdue = self._overdue(conn, now)
+            for t in overdue:
+                if t.promise_conf is not None:
+                    keys.add(cal_key(t.promise_conf))
+            stats = FulfillmentStats(self.config, self._load_states(conn, keys))
+            for ev in sorted(new, key=lambda e: (e.at, e.event_id)):
+                track = tracks.setdefault(ev.order_id, OrderTrack(ev.order_id))
+                stats.apply(track, ev, origin_region=regions.get(ev.warehouse))
+            now_h = to_hours(now)
+            resolved = 0
+            for t in overdue:
+                if t.order_id in tracks:
+                    t = tracks[t.order_id]
+                if stats.resolve_promise(t, now_h):
+                    resolved += 1
+                tracks[t.order_id] = t
+            self._save_tracks(conn, tracks.values(), now)
+            self._save_states(conn, stats.states, seq, now)
+        return IngestResult(len(new), len(events) - len(new), resolved)
+
+    def _overdue(self, conn: Connection, now: datetime) -> list[OrderTrack]:
+        rows = conn.execute(select(fulfillment_orders.c.track)
+                            .where(fulfillment_orders.c.promise_due_at.is_not(None),
+                                   fulfillment_orders.c.promise_due_at < now)
+                            .order_by(fulfillment_orders.c.order_id).limit(5000))
+        return [OrderTrack.from_json(t) for (t,) in rows]
+
+    def record_promise(self, order_id: str, window: Any, now: datetime) -> None:
+        """Remember the promise shown for ``order_id`` (a ``DeliveryWindow``) for calibration feedback."""
+        with self.engine.begin() as conn:
+            seq = self._next_seq(conn)
+            track = self._load_tracks(conn, [order_id]).get(order_id) or OrderTrack(order_id)
+            window.attach_to(track)
+            stats = FulfillmentStats(self.config, self._load_states(conn, [cal_key(window.confidence)]))
+            stats.record_residual(track)
+            stats.resolve_promise(track, to_hours(now))
+            self._save_tracks(conn, [track], now)
+            self._save_states(conn, stats.states, seq, now)
+
+    # ------------------------------------------------------------------ reads
+    def _reader(self):
+        return self.engine.connect().execution_options(sqlite_begin="DEFERRED")
+
+    def current_seq(self) -> int:
+        with self._reader() as conn:
+            v = conn.execute(select(promise_meta.c.value).where(promise_meta.c.name == SEQ)).scalar()
+            return int(v or 0)
+
+    def load_changed(self, after_seq: int) -> tuple[int, dict[str, Any]]:
+        """States written after ``after_seq``, and the highest seq seen."""
+        with self._reader() as conn:
+            rows = conn.execute(select(fulfillment_stats.c.key, fulfillment_stats.c.state, fulfillment_stats.c.seq)
+                                .where(fulfillment_stats.c.seq > after_seq)).all()
+        top = after_seq
+        out = {}
+        for key, text, seq in rows:
+            out[key] = state_from_dict(json.loads(text))
+            top = max(top, int(seq))
+        return top, out
+
+    def event_count(self) -> int:
+        with self._reader() as conn:
+            return int(conn.execute(select(func.count()).select_from(fulfillment_events)).scalar_one())
+
+    def track(self, order_id: str) -> OrderTrack | None:
+        with self._reader() as conn:
+            return self._load_tracks(conn, [order_id]).get(order_id)
+
+
+class SqlStatsSource:
+    """The engine's ``StatsSource`` over the database: an in-memory copy refreshed incrementally (at most every
+    ``refresh_s`` seconds, and only the rows whose seq moved), so the hot path rarely touches the database."""
+
+    def __init__(self, store: SqlFulfillmentStore, refresh_s: float = 2.0, clock: Any = None) -> None:
+        self.store = store
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._stats = FulfillmentStats(store.config)
+        self._seq = 0
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.refresh_s:
+            return
+        with self._lock:
+            if not force and now - self._checked < self.refresh_s:
+                return
+            self._checked = now
+            if self.store.current_seq() == self._seq:
+                return
+            top, changed = self.store.load_changed(self._seq)
+            states = dict(self._stats.states)
+            states.update(changed)
+            self._stats = FulfillmentStats(self.store.config, states)
+            self._seq = top
+
+    def current(self) -> FulfillmentStats:
+        self.refresh()
+        return self._stats
+
+    def record_promise(self, order_id: str, window: Any) -> None:
+        from datetime import timezone
+
+        now = self.clock.now() if self.clock else datetime.now(timezone.utc)
+        self.store.record_promise(order_id, window, now)
+
+
+class SqlStockReader:
+    """Stock levels per SKU (one indexed query) and warehouses (cached for ``warehouse_ttl_s``)."""
+
+    def __init__(self, engine: Engine, warehouse_ttl_s: float = 30.0) -> None:
+        self.engine = engine
+        self.ttl = warehouse_ttl_s
+        self._whs: dict[str, Warehouse] = {}
+        self._loaded = float("-inf")
+        self._stmt = select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)
+
+    def stock_levels(self, sku: str) -> Sequence[StockLevel]:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            rows = conn.execute(self._stmt.where(stock.c.sku == sku)).all()
+        return [StockLevel(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def stock_levels_many(self, skus: Sequence[str]) -> dict[str, list[StockLevel]]:
+        """Levels of many SKUs in one query (listing pages)."""
+        out: dict[str, list[StockLevel]] = {s: [] for s in skus}
+        uniq = sorted(set(skus))
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            for i in range(0, len(uniq), 500):
+                for r in conn.execute(self._stmt.where(stock.c.sku.in_(uniq[i:i + 500]))):
+                    out[r[0]].append(StockLevel(r[0], r[1], int(r[2]), int(r[3])))
+        return out
+
+    def warehouses(self) -> Mapping[str, Warehouse]:
+        now = time.monotonic()
+        if now - self._loaded > self.ttl:
+            with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+                rows = conn.execute(select(warehouses.c.id, warehouses.c.region, warehouses.c.country,
+                                           warehouses.c.postal_prefixes)).all()
+            self._whs = {r[0]: Warehouse(r[0], r[1], r[2], tuple(r[3] or ())) for r in rows}
+            self._loaded = now
+        return self._whs
