@@ -51,7 +51,13 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         pending_backoff_max_s=settings.payments_pending_backoff_max_s,
     )
     container.services["payments"] = payments
-    container.services["buy_path"] = BuyPath(checkout, payments, settlement)
+    from .promise.service import build_promise_service
+    from .store.restock import OpenPurchaseOrders
+
+    promise = build_promise_service(settings, engine, clock, incoming=OpenPurchaseOrders(engine))
+    container.services["promise"] = promise
+    container.services["buy_path"] = BuyPath(checkout, payments, settlement,
+                                             promise=promise.engine if settings.checkout_promise else None)
     return container
 
 

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     # Group commit: concurrent checkouts are applied in one transaction (a savepoint each) by one writer.
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)
+    checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)

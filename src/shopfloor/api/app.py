@@ -13,7 +13,7 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .routes import catalog, checkout, payments
+from .routes import catalog, checkout, payments, promise, restock
 
 
 def create_app(container: Container) -> FastAPI:
@@ -41,6 +41,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(checkout.router)
     app.include_router(payments.router)
+    app.include_router(promise.router)
+    app.include_router(restock.router)
     return app
 
 

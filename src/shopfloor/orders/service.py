@@ -12,6 +12,27 @@ from .payment_flow import PaymentSettlement
 from .payments import PaymentAttempt
 
 
+_STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
+
+
+def combine_promises(promises: list) -> dict[str, Any] | None:
+    """One promise for a whole order: the latest dates and the worst status of its lines, every reason kept."""
+    if not promises:
+        return None
+    docs = [p.to_dict() for p in promises]
+    dated = [d for d in docs if d.get("deliver_by")]
+    worst = max(docs, key=lambda d: _STATUS_RANK.get(d["status"], 9))
+    reasons = sorted({r for d in docs for r in (d.get("reasons") or [])})
+    return {
+        "status": worst["status"],
+        "ship_by": max((d["ship_by"] for d in dated if d.get("ship_by")), default=None),
+        "deliver_by": max((d["deliver_by"] for d in dated), default=None),
+        "provisional": any(d.get("provisional") for d in docs),
+        "reasons": reasons,
+        "lines": docs,
+    }
+
+
 class BuyPath:
     """Checkout orchestration. The order is durable before any processor is called; the processors and the rate
     service are other systems, so they are never called inside a database transaction."""
@@ -29,10 +50,16 @@ class BuyPath:
             extra["shipping"] = await asyncio.to_thread(
                 self.payments.shipping.quote_for_checkout, cmd.country, cmd.postal_code)
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
+        promises = None
         if self.promise is not None:
-            extra["promise"] = await asyncio.to_thread(self.promise.promise_for_order, cmd)
+            promises = await asyncio.to_thread(self._line_promises, cmd)
+            extra["promise"] = combine_promises(promises)
         cmd = replace(cmd, extra=extra)
         result = await asyncio.wrap_future(self.checkout_service.submit(cmd))
+        dated = [p for p in promises or [] if p.deliver_by is not None]
+        if result.created and dated:
+            # The order's promise is its slowest line; its outcome feeds the engine's online calibration.
+            self.promise.record_promise(result.body["order_id"], max(dated, key=lambda p: p.deliver_by))
         if not result.created or self.payments is None:
             return result
         order_id = result.body["order_id"]
@@ -46,6 +73,12 @@ class BuyPath:
         if body is None:
             return result
         return CheckoutResult(status, body, created=True)
+
+    def _line_promises(self, cmd: PlaceOrder) -> list:
+        merged: dict[str, int] = {}
+        for line in cmd.lines:
+            merged[line.sku] = merged.get(line.sku, 0) + line.qty
+        return [self.promise.promise_for(sku, qty, cmd.country, cmd.postal_code) for sku, qty in merged.items()]
 
     def close(self) -> None:
         self.checkout_service.close()

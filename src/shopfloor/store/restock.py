@@ -173,3 +173,29 @@ def build_restock_planner(container: Any) -> "RestockPlanner":
         risk_threshold=s.restock_risk_threshold,
         max_alternatives=s.restock_max_alternatives,
     )
+
+
+class OpenPurchaseOrders:
+    """Backorder ETAs for the promise engine: the earliest open purchase order(s) that cover ``qty``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def backorder_eta(self, sku: str, qty: int, at: datetime) -> tuple[datetime, str | None] | None:
+        from sqlalchemy import select
+
+        from .restock_tables import purchase_orders as po
+
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            rows = conn.execute(
+                select(po.c.warehouse, po.c.qty, po.c.expected_at)
+                .where(po.c.sku == sku, po.c.status == "open", po.c.expected_at >= at)
+                .order_by(po.c.expected_at)
+                .limit(100)
+            ).all()
+        covered = 0
+        for r in rows:
+            covered += int(r.qty)
+            if covered >= qty:
+                return r.expected_at, r.warehouse
+        return None
