@@ -1,0 +1,1 @@
+"""Control tower: funnel metrics, anomaly detection, rules that act."""
