@@ -10,7 +10,7 @@ Model (robust and explainable, every number in an alert can be recomputed by han
 * ``seasonal offset``: the median, over the last ``season_periods`` periods (default: days), of how far values in
   the same time-of-day slot sat from the level at the time. Slots come from the timestamp, not the row index, so
   missing timestamps do not shift the season. The offset is used only once at least two periods have been seen
-  and it shrinks the residual spread (it must earn its place).
+  and it shrinks the mean absolute residual (it must earn its place).
 * ``scale``: 1.4826 x MAD of recent residuals (a robust standard deviation), with a floor for flat series.
 * ``score`` = |observed - expected| / scale. Alert when the score reaches the bar: the larger of ``threshold``
   and ``novelty`` x the ``novelty_quantile`` of the last ``score_window`` scores (so a metric whose residuals are
@@ -177,7 +177,7 @@ class SeasonalRobustDetector:
         self._recent_signed: deque[float] = deque(maxlen=max(shift_run, 1))
         self._abs_sum = 0.0
         self._slot_cache: dict[int, tuple[int, float | None]] = {}
-        self._scales: tuple[float, float | None] | None = None
+        self._scales: tuple[float, float | None, bool] | None = None
         self._since_rescale = 0
         self.rescale_every = rescale_every
         self.novelty = novelty
@@ -251,12 +251,11 @@ class SeasonalRobustDetector:
                 and len(self._resid_seasonal) >= 30
             )
             use_season = False
-            plain_scale, seasonal_scale = self._current_scales(seasonal_ready)
+            plain_scale, seasonal_scale, season_helps = self._current_scales(seasonal_ready)
             scale = plain_scale
-            if seasonal_ready and seasonal_scale is not None:
-                if seasonal_scale < self.season_gain_required * plain_scale:
-                    use_season = True
-                    scale = seasonal_scale
+            if seasonal_ready and seasonal_scale is not None and season_helps:
+                use_season = True
+                scale = seasonal_scale
             expected = level + (offset if use_season else 0.0)
             residual = value - expected
             if self._seen >= self.min_history:
@@ -269,8 +268,13 @@ class SeasonalRobustDetector:
         self._seen += 1
         return alert
 
-    def _current_scales(self, seasonal_ready: bool) -> tuple[float, float | None]:
-        """Robust residual scales, refreshed every ``rescale_every`` points (they move slowly)."""
+    def _current_scales(self, seasonal_ready: bool) -> tuple[float, float | None, bool]:
+        """Robust residual scales, refreshed every ``rescale_every`` points (they move slowly).
+
+        The seasonal offset must earn its place: it is used when it cuts the mean absolute residual by the
+        ``season_gain_required`` factor (mean, not median, so that a sharp daily edge that touches few points
+        still counts).
+        """
         self._since_rescale += 1
         if (
             self._scales is None
@@ -278,9 +282,16 @@ class SeasonalRobustDetector:
             or (seasonal_ready and self._scales[1] is None)
         ):
             floor = 1e-6 * (self._abs_sum / max(self._seen, 1)) + 1e-9
-            plain = robust_scale(self._resid_plain.values(), floor)
-            seasonal = robust_scale(self._resid_seasonal.values(), floor) if seasonal_ready else None
-            self._scales = (plain, seasonal)
+            plain_resid = self._resid_plain.values()
+            plain = robust_scale(plain_resid, floor)
+            seasonal, helps = None, False
+            if seasonal_ready:
+                seasonal_resid = self._resid_seasonal.values()
+                seasonal = robust_scale(seasonal_resid, floor)
+                l1_plain = float(np.mean(np.abs(plain_resid - _median(plain_resid))))
+                l1_seasonal = float(np.mean(np.abs(seasonal_resid - _median(seasonal_resid))))
+                helps = l1_seasonal < self.season_gain_required * l1_plain
+            self._scales = (plain, seasonal, helps)
             self._since_rescale = 0
             if self.novelty > 0 and len(self._scores) >= 100:
                 self._score_bar = self.novelty * float(np.quantile(self._scores.values(), self.novelty_quantile))
