@@ -47,4 +47,7 @@ class Settings(BaseSettings):
     tower_smtp_port: int = Field(default=25, ge=1, le=65535)
     tower_mail_from: str = Field(default="shopfloor@localhost")
     tower_beacon_max_batch: int = Field(default=1000, ge=1, description="Most events in one beacon POST.")
+    tower_beacon_flush_s: float = Field(
+        default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
+    )
     tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")

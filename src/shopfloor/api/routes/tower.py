@@ -15,7 +15,7 @@ from ...domain.clock import ensure_utc
 from ...domain.errors import InvalidInput
 from ...store.tower import TowerRepository
 from ...tower import dashboard_data
-from ...tower.service import aggregate_events
+from ...tower.service import FunnelBuffer, aggregate_events
 from ..deps import get_container, require_scope
 
 router = APIRouter()
@@ -48,6 +48,14 @@ def _repo(container: Container) -> TowerRepository:
     return repo
 
 
+def _buffer(container: Container) -> FunnelBuffer:
+    buf = container.services.get("tower.funnel_buffer")
+    if buf is None:
+        buf = container.services.setdefault(
+            "tower.funnel_buffer", FunnelBuffer(_repo(container), container.settings.tower_beacon_flush_s))
+    return buf
+
+
 @router.post("/v1/events/storefront", status_code=202, tags=["tower"])
 def ingest_storefront_events(
     batch: StorefrontBatch,
@@ -67,7 +75,7 @@ def ingest_storefront_events(
                                [{"field": f"events[{i}].at", "value": at.isoformat()}])
         folded.append((at, ev.type, ev.page_load_ms))
     rows = aggregate_events(folded)
-    _repo(container).add_funnel_counts(rows)
+    _buffer(container).add(rows)
     metrics = container.services.get("tower.metrics")
     if metrics is not None:
         metrics.observe_storefront(Tally(ev.type for ev in batch.events),
