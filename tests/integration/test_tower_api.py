@@ -185,3 +185,32 @@ def test_buffered_beacons_are_group_committed_and_flushed_on_close(db_url):
     buf.close()
     assert {r["stage"]: r["count"] for r in repo.funnel_series(*window)}["page_view"] == 6
     engine.dispose()
+
+
+def test_the_funnel_monitor_learns_from_history_and_stores_an_alert_for_a_traffic_drop(db_url):
+    import math
+
+    from shopfloor.store.engine import make_engine
+    from shopfloor.tower.monitor import FunnelMonitor, MonitorSignals
+
+    engine = make_engine(db_url)
+    repo = TowerRepository(engine)
+    start = NOW.replace(second=0) - timedelta(hours=8)
+    rows = []
+    for k in range(8 * 60):
+        n = int(200 + 50 * math.sin(k / 60) + (k * 37 % 11))
+        rows.append({"minute": start + timedelta(minutes=k), "stage": "page_view", "count": n,
+                     "latency_ms_sum": 900.0 * n, "latency_count": n})
+    repo.add_funnel_counts(rows)
+    clock = FixedClock(NOW)
+    monitor = FunnelMonitor(repo, clock, warmup_minutes=8 * 60)
+    assert monitor.tick() == []  # warm-up replay stores nothing
+    repo.add_funnel_counts([{"minute": NOW.replace(second=0), "stage": "page_view", "count": 12,
+                             "latency_ms_sum": 12 * 900.0, "latency_count": 12}])
+    clock.advance(minutes=1)
+    [alert] = [a for a in monitor.tick() if a.metric == "traffic"]
+    assert alert.kind == "dip" and alert.observed == 12 and alert.lower > 12
+    stored = repo.list_alerts()
+    assert stored[0]["metric"] == "traffic" and stored[0]["source"] == "detector"
+    assert MonitorSignals(monitor).values({"anomaly_score_traffic"})["anomaly_score_traffic"] >= alert.score - 1e-9
+    engine.dispose()

@@ -75,9 +75,15 @@ def run_cmd(
         extra = StaticSignals(data)
     container = build_container(settings)
     try:
-        engine = build_rule_engine(container, ruleset, extra_signals=extra)
+        from ..store.tower import TowerRepository
+        from ..tower.monitor import FunnelMonitor, MonitorSignals
+
+        # The funnel monitor runs in the same loop: it stores anomaly alerts and feeds anomaly_score_* signals.
+        monitor = FunnelMonitor(TowerRepository(container.engine), container.clock)
+        engine = build_rule_engine(container, ruleset, extra_signals=extra, more_signals=[MonitorSignals(monitor)])
         while True:
             try:
+                monitor.tick()
                 results = engine.run_once(dry_run=dry_run)
             except Exception as exc:  # e.g. database not migrated: say so in one line
                 fail(f"rules run failed: {type(exc).__name__}: {exc}", code=1)

@@ -177,6 +177,7 @@ class SeasonalRobustDetector:
         self._recent_signed: deque[float] = deque(maxlen=max(shift_run, 1))
         self._abs_sum = 0.0
         self._slot_cache: dict[int, tuple[int, float | None]] = {}
+        self.last_score: float | None = None  # the latest point's score (exposed as a rules signal)
         self._scales: tuple[float, float | None, bool] | None = None
         self._since_rescale = 0
         self.rescale_every = rescale_every
@@ -299,6 +300,7 @@ class SeasonalRobustDetector:
 
     def _judge(self, ts: datetime, value: float, expected: float, residual: float, scale: float) -> Alert | None:
         score = abs(residual) / scale
+        self.last_score = score
         signed = residual / scale
         self._recent_signed.append(signed)
         self._scores.append(score)

@@ -181,8 +181,13 @@ class DatabaseSignals:
 
 
 def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvider | None = None,
-                      services: Mapping[str, Any] | None = None) -> RuleEngine:
-    """Assemble a :class:`RuleEngine` from the container: DB-backed log/state plus whatever ports are bound."""
+                      services: Mapping[str, Any] | None = None,
+                      more_signals: Iterable[SignalProvider] = ()) -> RuleEngine:
+    """Assemble a :class:`RuleEngine` from the container: DB-backed log/state plus whatever ports are bound.
+
+    Signals are asked in this order: ``extra_signals`` (e.g. a JSON file on the CLI), the bound
+    ``tower.signals`` provider, ``more_signals`` (e.g. the funnel monitor's anomaly scores), then the database.
+    """
     services = dict(container.services if services is None else services)
     settings = container.settings
     repo = services.get("tower.repository") or TowerRepository(container.engine)
@@ -195,6 +200,7 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
     mailer = services.get("tower.mailer") or SmtpMailer(settings.tower_smtp_host, settings.tower_smtp_port,
                                                          settings.tower_mail_from)
     providers = [p for p in (extra_signals, services.get("tower.signals")) if p is not None]
+    providers.extend(more_signals)
     providers.append(DatabaseSignals(repo, container.clock, settings.tower_signal_window_s))
     actions = {
         "scale": ScaleAction(services.get("tower.capacity"), scaler=services.get("tower.scaler"), http=http,
