@@ -85,3 +85,27 @@ def test_without_multiprocess_the_process_registry_is_rendered():
     FunnelMetrics(reg).promise_lookups.inc()
     body, content_type = render_latest(reg)
     assert b"shopfloor_promise_lookups_total 1.0" in body and content_type.startswith("text/plain")
+
+
+def test_http_middleware_labels_requests_by_route_template():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from shopfloor.tower.metrics import http_metrics_middleware
+
+    reg = CollectorRegistry()
+    metrics = FunnelMetrics(reg)
+    app = FastAPI()
+    app.middleware("http")(http_metrics_middleware(metrics))
+
+    @app.get("/v1/skus/{sku}/alternatives")
+    def alternatives(sku: str) -> dict:
+        return {"sku": sku}
+
+    with TestClient(app) as client:
+        client.get("/v1/skus/A-1/alternatives")
+        client.get("/v1/skus/B-2/alternatives")
+        client.get("/nowhere")
+    text = exposition(reg)
+    assert 'shopfloor_http_requests_total{method="GET",route="/v1/skus/{sku}/alternatives",status="200"} 2.0' in text
+    assert 'route="unmatched",status="404"} 1.0' in text

@@ -91,3 +91,23 @@ def collector_registry_for_scrape(process_registry: CollectorRegistry) -> Collec
 def render_latest(registry: CollectorRegistry) -> tuple[bytes, str]:
     """Body and content type for a ``/metrics`` response."""
     return generate_latest(collector_registry_for_scrape(registry)), CONTENT_TYPE_LATEST
+
+
+def http_metrics_middleware(metrics: FunnelMetrics):
+    """A function for ``app.middleware("http")`` that counts requests and times them by route *template*
+    (``/v1/skus/{sku}/alternatives``, not the raw path, so label cardinality stays bounded)."""
+    import time
+
+    async def middleware(request, call_next):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.observe_http(template, request.method, status, time.perf_counter() - started)
+
+    return middleware
