@@ -13,7 +13,8 @@ anomalies_app = typer.Typer(help="Anomaly detection: backtests on labelled serie
 
 
 def _resolve_series(series: Path, windows: dict, labels: Path) -> tuple[dict[str, Path], list[str]]:
-    """Map label keys ("realX/file.csv") to files. A directory scores every labelled series found under it."""
+    """Map label keys ("realX/file.csv") to files. A directory scores every labelled series found under it
+    (as DIR/realX/file.csv, DIR/data/realX/file.csv or DIR/file.csv)."""
     if series.is_file():
         name = series.name
         keys = [k for k in windows if k == name or k.endswith("/" + name)]
@@ -25,7 +26,7 @@ def _resolve_series(series: Path, windows: dict, labels: Path) -> tuple[dict[str
     found: dict[str, Path] = {}
     skipped: list[str] = []
     for key in sorted(windows):
-        for candidate in (series / key, series / Path(key).name):
+        for candidate in (series / key, series / "data" / key, series / Path(key).name):
             if candidate.is_file():
                 found[key] = candidate
                 break
