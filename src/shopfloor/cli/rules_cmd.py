@@ -54,7 +54,7 @@ def run_cmd(
     from ..config import Settings
     from ..tower.actions import StaticSignals
     from ..tower.rules import RuleError, load_rules_file
-    from ..tower.service import build_rule_engine
+    from ..tower.service import TowerLoop
 
     if once and every is not None:
         fail("--once and --every cannot be used together")
@@ -75,16 +75,11 @@ def run_cmd(
         extra = StaticSignals(data)
     container = build_container(settings)
     try:
-        from ..store.tower import TowerRepository
-        from ..tower.monitor import FunnelMonitor, MonitorSignals
-
         # The funnel monitor runs in the same loop: it stores anomaly alerts and feeds anomaly_score_* signals.
-        monitor = FunnelMonitor(TowerRepository(container.engine), container.clock)
-        engine = build_rule_engine(container, ruleset, extra_signals=extra, more_signals=[MonitorSignals(monitor)])
+        loop = TowerLoop(container, ruleset, extra_signals=extra)
         while True:
             try:
-                monitor.tick()
-                results = engine.run_once(dry_run=dry_run)
+                results = loop.tick(dry_run=dry_run)
             except Exception as exc:  # e.g. database not migrated: say so in one line
                 fail(f"rules run failed: {type(exc).__name__}: {exc}", code=1)
             _report(results, as_json, dry_run)

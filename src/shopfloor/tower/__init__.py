@@ -29,13 +29,13 @@ from .anomaly import Alert, RollingZScoreDetector, SeasonalRobustDetector, Strea
 from .metrics import FunnelMetrics, http_metrics_middleware, render_latest
 from .monitor import FunnelMonitor, MonitorSignals
 from .rules import DEFAULT_SIGNALS, RuleError, RuleSet, SignalCatalog, load_rules_file, parse_condition, parse_rules
-from .service import DatabaseSignals, FunnelBuffer, FunnelRecorder, build_rule_engine
+from .service import DatabaseSignals, FunnelBuffer, FunnelRecorder, TowerLoop, build_rule_engine
 
 __all__ = [
     "ActionLog", "Alert", "AlternativesSource", "CapacityPlanSource", "CompositeSignals", "DEFAULT_SIGNALS",
     "DatabaseSignals", "FunnelBuffer", "FunnelMetrics", "FunnelMonitor", "FunnelRecorder", "InMemoryActionLog",
     "Mailer", "MonitorSignals", "PaymentRouting", "RollingZScoreDetector", "RuleEngine", "RuleError", "RuleSet",
-    "Scaler", "SeasonalRobustDetector", "SignalCatalog", "SignalProvider", "StaticSignals", "StreamingDetector",
+    "Scaler", "SeasonalRobustDetector", "SignalCatalog", "SignalProvider", "StaticSignals", "StreamingDetector", "TowerLoop",
     "WarmListSource", "build_rule_engine", "detect", "http_metrics_middleware", "load_rules_file",
     "parse_condition", "parse_rules", "render_latest",
 ]

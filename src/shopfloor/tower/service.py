@@ -188,7 +188,8 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
     Signals are asked in this order: ``extra_signals`` (e.g. a JSON file on the CLI), the bound
     ``tower.signals`` provider, ``more_signals`` (e.g. the funnel monitor's anomaly scores), then the database.
     """
-    services = dict(container.services if services is None else services)
+    # Adapters built here (HTTP client) are kept in container.services so container.close() closes them.
+    services = container.services if services is None else dict(services)
     settings = container.settings
     repo = services.get("tower.repository") or TowerRepository(container.engine)
     http = services.get("tower.http")
@@ -212,3 +213,23 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
         "alert": AlertAction(repo, http=http, mailer=mailer),
     }
     return RuleEngine(rules, CompositeSignals(*providers), actions, repo, container.clock)
+
+
+class TowerLoop:
+    """One evaluation step for a worker: judge new funnel minutes, then evaluate the rules.
+
+    ``shopfloor rules run`` calls ``tick`` once or every N seconds; the integrator's worker can schedule the same
+    object next to its outbox loop.
+    """
+
+    def __init__(self, container, rules: RuleSet, *, extra_signals: SignalProvider | None = None) -> None:
+        from .monitor import FunnelMonitor, MonitorSignals
+
+        self.repo = container.services.get("tower.repository") or TowerRepository(container.engine)
+        self.monitor = FunnelMonitor(self.repo, container.clock)
+        self.engine = build_rule_engine(container, rules, extra_signals=extra_signals,
+                                        more_signals=[MonitorSignals(self.monitor)])
+
+    def tick(self, *, dry_run: bool = False):
+        self.monitor.tick()
+        return self.engine.run_once(dry_run=dry_run)
