@@ -8,34 +8,59 @@ Public entry points (import from here; the submodules hold the details):
   and the ports the integrator binds (:class:`SignalProvider`, :class:`CapacityPlanSource`, :class:`Scaler`,
   :class:`PaymentRouting`, :class:`WarmListSource`, :class:`AlternativesSource`, :class:`Mailer`)
 
-Importing this package opens no connection and starts no thread.
+Importing this package opens no connection, starts no thread, and loads a submodule only when one of its
+names is first used (so ``import shopfloor.tower.metrics`` stays light).
 """
 
-from .actions import (
-    ActionLog,
-    AlternativesSource,
-    CapacityPlanSource,
-    CompositeSignals,
-    InMemoryActionLog,
-    Mailer,
-    PaymentRouting,
-    RuleEngine,
-    Scaler,
-    SignalProvider,
-    StaticSignals,
-    WarmListSource,
-)
-from .anomaly import Alert, RollingZScoreDetector, SeasonalRobustDetector, StreamingDetector, detect
-from .metrics import FunnelMetrics, http_metrics_middleware, render_latest
-from .monitor import FunnelMonitor, MonitorSignals
-from .rules import DEFAULT_SIGNALS, RuleError, RuleSet, SignalCatalog, load_rules_file, parse_condition, parse_rules
-from .service import DatabaseSignals, FunnelBuffer, FunnelRecorder, TowerLoop, build_rule_engine
+from __future__ import annotations
 
-__all__ = [
-    "ActionLog", "Alert", "AlternativesSource", "CapacityPlanSource", "CompositeSignals", "DEFAULT_SIGNALS",
-    "DatabaseSignals", "FunnelBuffer", "FunnelMetrics", "FunnelMonitor", "FunnelRecorder", "InMemoryActionLog",
-    "Mailer", "MonitorSignals", "PaymentRouting", "RollingZScoreDetector", "RuleEngine", "RuleError", "RuleSet",
-    "Scaler", "SeasonalRobustDetector", "SignalCatalog", "SignalProvider", "StaticSignals", "StreamingDetector", "TowerLoop",
-    "WarmListSource", "build_rule_engine", "detect", "http_metrics_middleware", "load_rules_file",
-    "parse_condition", "parse_rules", "render_latest",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ActionLog": "actions",
+    "AlternativesSource": "actions",
+    "CapacityPlanSource": "actions",
+    "CompositeSignals": "actions",
+    "InMemoryActionLog": "actions",
+    "Mailer": "actions",
+    "PaymentRouting": "actions",
+    "RuleEngine": "actions",
+    "Scaler": "actions",
+    "SignalProvider": "actions",
+    "StaticSignals": "actions",
+    "WarmListSource": "actions",
+    "Alert": "anomaly",
+    "RollingZScoreDetector": "anomaly",
+    "SeasonalRobustDetector": "anomaly",
+    "StreamingDetector": "anomaly",
+    "detect": "anomaly",
+    "FunnelMetrics": "metrics",
+    "http_metrics_middleware": "metrics",
+    "render_latest": "metrics",
+    "FunnelMonitor": "monitor",
+    "MonitorSignals": "monitor",
+    "DEFAULT_SIGNALS": "rules",
+    "RuleError": "rules",
+    "RuleSet": "rules",
+    "SignalCatalog": "rules",
+    "load_rules_file": "rules",
+    "parse_condition": "rules",
+    "parse_rules": "rules",
+    "DatabaseSignals": "service",
+    "FunnelBuffer": "service",
+    "FunnelRecorder": "service",
+    "TowerLoop": "service",
+    "build_rule_engine": "service",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

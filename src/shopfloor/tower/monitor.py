@@ -74,7 +74,11 @@ class FunnelMonitor:
         for row in self.repo.funnel_series(since, upto):
             by_minute[row["minute"]][row["stage"]] = row
         alerts: list[Alert] = []
-        minute = min(by_minute) if warming and by_minute else since
+        if warming and not by_minute:
+            # No history at all: start judging from now on; a week of invented zeros would teach nothing.
+            self.last_minute = upto - timedelta(minutes=1)
+            return []
+        minute = min(by_minute) if warming else since
         while minute < upto:
             rows = by_minute.get(minute, {})
             for name, metric in self.metrics.items():
