@@ -62,6 +62,32 @@ def make_app():
     return app
 
 
+def _pg_admin(url: str):
+    from sqlalchemy import create_engine
+
+    from shopfloor.store.engine import normalise_url
+
+    return create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
+
+
+def _create_pg_database(url: str) -> str:
+    import uuid
+
+    name = f"sf_bench_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin(url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+def _drop_pg_database(url: str, throwaway: str) -> None:
+    admin = _pg_admin(url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{throwaway.rsplit("/", 1)[1]}" WITH (FORCE)')
+    admin.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,7 +138,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="events per POST")
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each phase")
     ap.add_argument("--concurrency", type=int, default=4, help="client threads")
-    ap.add_argument("--database-url", default="", help="default: a fresh SQLite file (WAL, synchronous=FULL)")
+    ap.add_argument("--database-url", default="",
+                    help="default: a fresh SQLite file (WAL, synchronous=FULL); for a PostgreSQL URL a throwaway "
+                         "database is created on that server and dropped afterwards")
     ap.add_argument("--flush-s", type=float, default=1.0, help="group-commit interval (0: commit per request)")
     args = ap.parse_args()
 
@@ -120,7 +148,12 @@ def main() -> None:
     from shopfloor.store.migrate import upgrade_database
 
     tmp = tempfile.mkdtemp(prefix="beacon-bench-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+    throwaway = None
+    if args.database_url.startswith("postgres"):
+        throwaway = _create_pg_database(args.database_url)  # never touch the given database's own tables
+        url = throwaway
+    else:
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
     upgrade_database(url)
     port = _free_port()
     env = {**os.environ, "SHOPFLOOR_DATABASE_URL": url, "SHOPFLOOR_TOWER_BEACON_FLUSH_S": str(args.flush_s),
@@ -161,6 +194,8 @@ def main() -> None:
     with eng.connect() as conn:
         stored = int(conn.execute(select(func.sum(funnel_minutes.c.count))).scalar() or 0)
     eng.dispose()
+    if throwaway:
+        _drop_pg_database(args.database_url, throwaway)
     events_sent = b_n * args.batch
     p = lambda lat, q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None  # noqa: E731
     result = {
