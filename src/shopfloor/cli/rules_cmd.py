@@ -81,7 +81,9 @@ def run_cmd(
             try:
                 results = loop.tick(dry_run=dry_run)
             except Exception as exc:  # e.g. database not migrated: say so in one line
-                fail(f"rules run failed: {type(exc).__name__}: {exc}", code=1)
+                first_line = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                fail(f"rules run failed: {type(exc).__name__}: {first_line} "
+                     "(is the database migrated? run `shopfloor db upgrade`)", code=1)
             _report(results, as_json, dry_run)
             if every is None:
                 break
