@@ -214,3 +214,24 @@ def test_the_funnel_monitor_learns_from_history_and_stores_an_alert_for_a_traffi
     assert stored[0]["metric"] == "traffic" and stored[0]["source"] == "detector"
     assert MonitorSignals(monitor).values({"anomaly_score_traffic"})["anomaly_score_traffic"] >= alert.score - 1e-9
     engine.dispose()
+
+
+def test_a_failed_flush_keeps_the_rows_and_does_not_fail_the_request():
+    from shopfloor.tower.service import FunnelBuffer, aggregate_events
+
+    class FlakyRepo:
+        def __init__(self):
+            self.calls, self.rows = 0, []
+
+        def add_funnel_counts(self, rows):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("database is down")
+            self.rows.extend(rows)
+            return len(rows)
+
+    repo = FlakyRepo()
+    buf = FunnelBuffer(repo, flush_interval_s=0)
+    buf.add(aggregate_events([(NOW, "page_view", None)] * 2))  # flush fails, no exception
+    buf.add(aggregate_events([(NOW, "page_view", None)]))  # flush succeeds with both batches
+    assert [(r["stage"], r["count"]) for r in repo.rows] == [("page_view", 3)]

@@ -209,3 +209,17 @@ def test_a_webhook_answering_an_error_marks_the_action_failed():
 def test_composite_signals_take_the_first_provider_that_knows_a_value():
     combined = CompositeSignals(StaticSignals({"a": None, "b": 2}), StaticSignals({"a": 1, "b": 3}))
     assert combined.values({"a", "b", "c"}) == {"a": 1, "b": 2, "c": None}
+
+
+def test_scale_refuses_a_plan_without_a_replica_count(tmp_path):
+    class NoReplicas(FakePlans):
+        def capacity_plan(self):
+            return {"by_hour": [3, 4]}
+
+    doc = {"rules": [{"name": "surge", "when": "traffic_rpm > 1", "actions": [{"type": "scale"}]}]}
+    log = InMemoryActionLog()
+    engine = RuleEngine(parse_rules(doc), StaticSignals({"traffic_rpm": 5}),
+                        {"scale": ScaleAction(NoReplicas(), emit_dir=tmp_path)}, log, FixedClock(T0))
+    assert engine.run_once()[0].actions[0]["status"] == "failed"
+    assert "no valid 'replicas'" in log.entries[0].error
+    assert list(tmp_path.iterdir()) == []

@@ -240,7 +240,10 @@ class ScaleAction:
     def execute(self, spec: ActionSpec, ctx: ActionContext) -> Outcome:
         plans = _need(self.plans, "capacity plan source")
         plan = dict(plans.capacity_plan())
-        replicas = int(plan.get("replicas", 0))
+        if not isinstance(plan.get("replicas"), int) or plan["replicas"] < 0:
+            # never scale to a guessed number (a missing field must not become "0 replicas")
+            raise ValueError(f"capacity plan has no valid 'replicas' (got {plan.get('replicas')!r})")
+        replicas = plan["replicas"]
         replicas = max(replicas, int(spec.params.get("min_replicas", replicas)))
         replicas = min(replicas, int(spec.params.get("max_replicas", replicas)))
         plan["replicas"] = replicas

@@ -15,6 +15,7 @@ Integration points (bound by the integrator in ``bootstrap.build_container``; ev
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -34,6 +35,8 @@ from .actions import (
     WarmCachesAction,
 )
 from .rules import RuleSet
+
+log = logging.getLogger(__name__)
 
 STOREFRONT_STAGES = ("page_view", "product_view", "add_to_cart", "checkout_started")
 # Server-side stages the app records through FunnelRecorder (names shared with the dashboard JSON).
@@ -84,7 +87,11 @@ class FunnelBuffer:
             self._merge(rows)
             due = (self._now() - self._last_flush >= self.flush_interval_s) or len(self._pending) >= self.max_keys
         if due:
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the events are accepted and kept; failing this request would invite a re-send
+                log.warning("funnel rollup flush failed; %d rows kept for the next flush", len(self._pending),
+                            exc_info=True)
 
     def _merge(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
