@@ -127,3 +127,15 @@ class Settings(BaseSettings):
     fraud_velocity_max_per_token: int = Field(default=3, ge=1)
     fraud_amount_outlier_factor: float = Field(default=5.0, gt=1)
     fraud_history_orders: int = Field(default=500, ge=10, description="Recent orders used as 'typical'.")
+    # --- tower ----------------------------------------------------------------------------------
+    tower_rules_file: Path = Field(default=Path("rules.yaml"), description="Rules file for `shopfloor rules run`.")
+    tower_rules_interval_s: float = Field(default=60.0, gt=0, description="How often the worker evaluates rules.")
+    tower_http_timeout_s: float = Field(default=5.0, gt=0, description="Timeout for webhooks and cache warming.")
+    tower_smtp_host: str = Field(default="127.0.0.1", description="SMTP server for mail alerts.")
+    tower_smtp_port: int = Field(default=25, ge=1, le=65535)
+    tower_mail_from: str = Field(default="shopfloor@localhost")
+    tower_beacon_max_batch: int = Field(default=1000, ge=1, description="Most events in one beacon POST.")
+    tower_beacon_flush_s: float = Field(
+        default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
+    )
+    tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")

@@ -1,0 +1,150 @@
+"""Tower routes: storefront beacons in; suppressions/alternatives for the storefront; alerts, actions and funnel
+JSON for the admin dashboard."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from datetime import datetime, timedelta
+from typing import Literal, Optional
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...bootstrap import Container
+from ...domain.clock import ensure_utc
+from ...domain.errors import InvalidInput
+from ...store.tower import TowerRepository
+from ...tower import dashboard_data
+from ...tower.service import FunnelBuffer, aggregate_events
+from ..deps import get_container, require_scope
+
+router = APIRouter()
+
+StorefrontEventType = Literal["page_view", "product_view", "add_to_cart", "checkout_started"]
+MAX_PAST = timedelta(hours=24)
+MAX_FUTURE = timedelta(minutes=5)
+
+
+class StorefrontEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: StorefrontEventType
+    at: Optional[datetime] = Field(None, description="When it happened (UTC); default: when received.")
+    page_load_ms: Optional[float] = Field(None, ge=0, le=600_000, description="Page-load time in ms.")
+    sku: Optional[str] = Field(None, min_length=1, max_length=64)
+    session: Optional[str] = Field(None, min_length=1, max_length=128)
+
+
+class StorefrontBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[StorefrontEvent] = Field(..., min_length=1, max_length=1000)
+
+
+def _repo(container: Container) -> TowerRepository:
+    repo = container.services.get("tower.repository")
+    if repo is None:
+        repo = container.services.setdefault("tower.repository", TowerRepository(container.engine))
+    return repo
+
+
+def _buffer(container: Container) -> FunnelBuffer:
+    buf = container.services.get("tower.funnel_buffer")
+    if buf is None:
+        buf = container.services.setdefault(
+            "tower.funnel_buffer", FunnelBuffer(_repo(container), container.settings.tower_beacon_flush_s))
+    return buf
+
+
+@router.post("/v1/events/storefront", status_code=202, tags=["tower"])
+def ingest_storefront_events(
+    batch: StorefrontBatch,
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("storefront")),
+) -> dict:
+    """Accept a batch of storefront beacons; they are folded into per-minute funnel rollups in one statement."""
+    if len(batch.events) > container.settings.tower_beacon_max_batch:
+        raise InvalidInput(f"at most {container.settings.tower_beacon_max_batch} events per batch",
+                           [{"field": "events", "max": container.settings.tower_beacon_max_batch}])
+    now = container.clock.now()
+    folded = []
+    for i, ev in enumerate(batch.events):
+        at = now if ev.at is None else ensure_utc(ev.at)
+        if at < now - MAX_PAST or at > now + MAX_FUTURE:
+            raise InvalidInput("event time is outside the accepted range (24 h back, 5 min ahead)",
+                               [{"field": f"events[{i}].at", "value": at.isoformat()}])
+        folded.append((at, ev.type, ev.page_load_ms))
+    rows = aggregate_events(folded)
+    _buffer(container).add(rows)
+    metrics = container.services.get("tower.metrics")
+    if metrics is not None:
+        metrics.observe_storefront(Tally(ev.type for ev in batch.events),
+                                   [ev.page_load_ms / 1000.0 for ev in batch.events if ev.page_load_ms is not None])
+    return {"accepted": len(batch.events), "rollup_rows": len(rows)}
+
+
+@router.get("/v1/promotions/suppressed", tags=["tower"])
+def suppressed_promotions(
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("storefront", "admin")),
+) -> dict:
+    """SKUs whose promotion is suppressed right now, with alternatives to promote instead."""
+    return {"suppressions": _repo(container).active_suppressions(container.clock.now())}
+
+
+@router.get("/v1/skus/{sku}/alternatives", tags=["tower"])
+def sku_alternatives(
+    sku: str = Path(..., min_length=1, max_length=64),
+    limit: int = Query(3, ge=1, le=20),
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("storefront", "admin")),
+) -> dict:
+    """Alternatives for a SKU whose promotion is suppressed (empty when it is not suppressed)."""
+    now = container.clock.now()
+    current = _repo(container).get_suppression(sku, now)
+    alternatives = list(current["alternatives"])[:limit] if current else []
+    return {"sku": sku, "suppressed": current is not None, "alternatives": alternatives,
+            "until": current["until"] if current else None}
+
+
+@router.get("/v1/tower/alerts", tags=["tower"])
+def tower_alerts(
+    hours: float = Query(24, gt=0, le=24 * 90),
+    limit: int = Query(100, ge=1, le=1000),
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("admin")),
+) -> dict:
+    """Alerts raised in the last ``hours``, newest first."""
+    return {"alerts": dashboard_data.recent_alerts(_repo(container), container.clock.now(), hours, limit)}
+
+
+@router.get("/v1/tower/actions", tags=["tower"])
+def tower_actions(
+    limit: int = Query(100, ge=1, le=1000),
+    rule: Optional[str] = Query(None, max_length=120),
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("admin")),
+) -> dict:
+    """The action log, newest first: what ran, why, the values seen, before and after."""
+    return {"actions": dashboard_data.recent_actions(_repo(container), limit, rule)}
+
+
+@router.get("/v1/tower/funnel", tags=["tower"])
+def tower_funnel(
+    minutes: int = Query(60, ge=1, le=24 * 60),
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("admin")),
+) -> dict:
+    """Per-minute series per funnel stage plus step conversion, for the dashboard."""
+    repo, now = _repo(container), container.clock.now()
+    return {"series": dashboard_data.funnel_series(repo, now, minutes),
+            "conversion": dashboard_data.funnel_conversion(repo, now, minutes)}
+
+
+@router.get("/v1/tower/degradations", tags=["tower"])
+def tower_degradations(
+    container: Container = Depends(get_container),
+    _key: str = Depends(require_scope("admin")),
+) -> dict:
+    """Warehouses whose promises are degraded right now (read by the promise engine too)."""
+    return {"degradations": _repo(container).active_degradations(container.clock.now())}

@@ -1,0 +1,179 @@
+"""Queries for the control-tower tables (SQLAlchemy Core, parameterised; SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .tower_tables import alerts, funnel_minutes, promise_degradations, promotion_suppressions, tower_actions
+
+
+def _upsert(engine: Engine, table):
+    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+class TowerRepository:
+    """Funnel rollups, alerts, the action log, suppressions and degradations. Implements the tower's ports
+    (``ActionLog``, ``TowerState``, ``AlternativesSource``) on a database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- funnel rollups -------------------------------------------------------------------------------------------
+    def add_funnel_counts(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert pre-aggregated rows ``{minute, stage, count, latency_ms_sum, latency_count}`` in one statement."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        stmt = _upsert(self.engine, funnel_minutes)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["minute", "stage"],
+            set_={
+                "count": funnel_minutes.c.count + stmt.excluded.count,
+                "latency_ms_sum": funnel_minutes.c.latency_ms_sum + stmt.excluded.latency_ms_sum,
+                "latency_count": funnel_minutes.c.latency_count + stmt.excluded.latency_count,
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+        return len(rows)
+
+    def funnel_series(self, since: datetime, until: datetime, stages: Iterable[str] | None = None) -> list[dict]:
+        """Per-minute rows in ``[since, until)``, oldest first, with mean latency where there is any."""
+        q = select(funnel_minutes).where(funnel_minutes.c.minute >= since, funnel_minutes.c.minute < until)
+        if stages:
+            q = q.where(funnel_minutes.c.stage.in_(list(stages)))
+        q = q.order_by(funnel_minutes.c.minute, funnel_minutes.c.stage)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(q).mappings():
+                row = dict(r)
+                row["latency_ms_mean"] = row["latency_ms_sum"] / row["latency_count"] if row["latency_count"] else None
+                out.append(row)
+            return out
+
+    def funnel_totals(self, since: datetime, until: datetime) -> dict[str, int]:
+        q = (select(funnel_minutes.c.stage, func.sum(funnel_minutes.c.count))
+             .where(funnel_minutes.c.minute >= since, funnel_minutes.c.minute < until)
+             .group_by(funnel_minutes.c.stage))
+        with self.engine.connect() as conn:
+            return {stage: int(total or 0) for stage, total in conn.execute(q)}
+
+    # -- alerts ---------------------------------------------------------------------------------------------------
+    def add_alert(self, *, at: datetime, source: str, metric: str, kind: str, message: str = "",
+                  observed: float | None = None, expected: float | None = None, lower: float | None = None,
+                  upper: float | None = None, score: float | None = None) -> int:
+        with self.engine.begin() as conn:
+            res = conn.execute(alerts.insert().values(
+                at=at, source=source, metric=metric, kind=kind, message=message, observed=observed,
+                expected=expected, lower=lower, upper=upper, score=score))
+            return int(res.inserted_primary_key[0])
+
+    def list_alerts(self, *, since: datetime | None = None, limit: int = 100) -> list[dict]:
+        q = select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(limit)
+        if since is not None:
+            q = q.where(alerts.c.at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def count_alerts_since(self, since: datetime) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(alerts).where(alerts.c.at >= since)).scalar())
+
+    # -- action log (ActionLog port) ------------------------------------------------------------------------------
+    def record(self, entry) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(tower_actions.insert().values(
+                at=entry.at, rule=entry.rule, action_key=entry.action_key, action_type=entry.action_type,
+                status=entry.status, dry_run=entry.dry_run, reason=entry.reason,
+                signal_values=entry.signal_values, before=entry.before, after=entry.after, error=entry.error))
+
+    def last_fired(self, action_key: str, dry_run: bool) -> datetime | None:
+        status = "dry_run" if dry_run else "applied"
+        q = select(func.max(tower_actions.c.at)).where(
+            tower_actions.c.action_key == action_key, tower_actions.c.dry_run == dry_run,
+            tower_actions.c.status == status)
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar()
+        if value is None:
+            return None
+        if isinstance(value, str) or value.tzinfo is None:  # some drivers hand MAX() back unprocessed
+            return tower_actions.c.at.type.process_result_value(value, self.engine.dialect)
+        return value
+
+    def list_actions(self, *, limit: int = 100, rule: str | None = None) -> list[dict]:
+        q = select(tower_actions).order_by(tower_actions.c.at.desc(), tower_actions.c.id.desc()).limit(limit)
+        if rule:
+            q = q.where(tower_actions.c.rule == rule)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    # -- suppressions and degradations (TowerState port) ----------------------------------------------------------
+    def get_suppression(self, sku: str, now: datetime) -> dict | None:
+        q = select(promotion_suppressions).where(
+            and_(promotion_suppressions.c.sku == sku, promotion_suppressions.c.until > now))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        return _jsonable_row(row)
+
+    def suppress_promotion(self, sku: str, reason: str, alternatives: list[str], until: datetime,
+                           now: datetime) -> None:
+        stmt = _upsert(self.engine, promotion_suppressions).values(
+            sku=sku, reason=reason, alternatives=list(alternatives), until=until, created_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["sku"], set_={
+            "reason": stmt.excluded.reason, "alternatives": stmt.excluded.alternatives,
+            "until": stmt.excluded.until, "created_at": stmt.excluded.created_at})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def active_suppressions(self, now: datetime) -> list[dict]:
+        q = select(promotion_suppressions).where(promotion_suppressions.c.until > now).order_by(
+            promotion_suppressions.c.sku)
+        with self.engine.connect() as conn:
+            return [_jsonable_row(r) for r in conn.execute(q).mappings()]
+
+    def alternatives_for(self, sku: str, limit: int = 3, now: datetime | None = None) -> list[str]:
+        q = select(promotion_suppressions.c.alternatives, promotion_suppressions.c.until).where(
+            promotion_suppressions.c.sku == sku)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None or (now is not None and row.until <= now):
+            return []
+        return list(row.alternatives or [])[:limit]
+
+    def get_degradation(self, warehouse: str, now: datetime) -> dict | None:
+        q = select(promise_degradations).where(
+            and_(promise_degradations.c.warehouse == warehouse, promise_degradations.c.until > now))
+        with self.engine.connect() as conn:
+            return _jsonable_row(conn.execute(q).mappings().first())
+
+    def degrade_promises(self, warehouse: str, reason: str, extra_days: int, until: datetime,
+                         now: datetime) -> None:
+        stmt = _upsert(self.engine, promise_degradations).values(
+            warehouse=warehouse, reason=reason, extra_days=extra_days, until=until, created_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["warehouse"], set_={
+            "reason": stmt.excluded.reason, "extra_days": stmt.excluded.extra_days,
+            "until": stmt.excluded.until, "created_at": stmt.excluded.created_at})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def active_degradations(self, now: datetime) -> list[dict]:
+        q = select(promise_degradations).where(promise_degradations.c.until > now).order_by(
+            promise_degradations.c.warehouse)
+        with self.engine.connect() as conn:
+            return [_jsonable_row(r) for r in conn.execute(q).mappings()]
+
+    def purge_expired(self, now: datetime) -> int:
+        with self.engine.begin() as conn:
+            n = conn.execute(delete(promotion_suppressions).where(promotion_suppressions.c.until <= now)).rowcount
+            n += conn.execute(delete(promise_degradations).where(promise_degradations.c.until <= now)).rowcount
+        return n
+
+
+def _jsonable_row(row) -> dict | None:
+    if row is None:
+        return None
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}

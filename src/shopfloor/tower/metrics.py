@@ -1,0 +1,113 @@
+"""Prometheus metrics for the whole funnel, on a registry passed in (never the global default).
+
+Multiprocess mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set (several uvicorn workers), each process writes its
+samples there and :func:`collector_registry_for_scrape` builds the registry ``/metrics`` should expose, which merges
+every worker's files. Gauges are not used, so no multiprocess gauge mode has to be chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONFIRMATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class FunnelMetrics:
+    """Counters and histograms for every funnel stage. Build one per process with the registry to write to."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "shopfloor") -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r, ns = self.registry, namespace
+        self.checkout_attempts = Counter("checkout_attempts", "Checkout attempts by outcome.", ["outcome"],
+                                         namespace=ns, registry=r)
+        self.checkout_latency = Histogram("checkout_latency_seconds", "Checkout request latency.",
+                                          namespace=ns, registry=r, buckets=LATENCY_BUCKETS)
+        self.promise_lookups = Counter("promise_lookups", "Promise lookups served.", namespace=ns, registry=r)
+        self.reservations = Counter("reservations", "Stock reservations by outcome.", ["outcome"],
+                                    namespace=ns, registry=r)
+        self.payment_attempts = Counter("payment_attempts", "Payment attempts by processor and outcome.",
+                                        ["processor", "outcome"], namespace=ns, registry=r)
+        self.order_confirmation = Histogram("order_confirmation_seconds",
+                                            "Time from checkout start to order confirmation.",
+                                            namespace=ns, registry=r, buckets=CONFIRMATION_BUCKETS)
+        self.warehouse_handoffs = Counter("warehouse_handoffs", "Orders handed to a warehouse.", ["warehouse"],
+                                          namespace=ns, registry=r)
+        self.fulfillment_events = Counter("fulfillment_events", "Fulfillment events by type.", ["type"],
+                                          namespace=ns, registry=r)
+        self.storefront_events = Counter("storefront_events", "Storefront beacon events by type.", ["type"],
+                                         namespace=ns, registry=r)
+        self.storefront_page_load = Histogram("storefront_page_load_seconds", "Page-load time from beacons.",
+                                              namespace=ns, registry=r,
+                                              buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0))
+        self.http_requests = Counter("http_requests", "HTTP requests by route template, method and status.",
+                                     ["route", "method", "status"], namespace=ns, registry=r)
+        self.http_request_seconds = Histogram("http_request_seconds", "HTTP request latency by route template.",
+                                              ["route"], namespace=ns, registry=r, buckets=LATENCY_BUCKETS)
+
+    # Small helpers so call sites read as sentences and label values stay consistent.
+    def observe_checkout(self, outcome: str, seconds: float) -> None:
+        self.checkout_attempts.labels(outcome=outcome).inc()
+        self.checkout_latency.observe(seconds)
+
+    def observe_payment(self, processor: str, outcome: str) -> None:
+        self.payment_attempts.labels(processor=processor, outcome=outcome).inc()
+
+    def observe_storefront(self, counts: Mapping[str, int], page_loads_s: list[float] | None = None) -> None:
+        for kind, n in counts.items():
+            self.storefront_events.labels(type=kind).inc(n)
+        for s in page_loads_s or ():
+            self.storefront_page_load.observe(s)
+
+    def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
+        self.http_request_seconds.labels(route=route).observe(seconds)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+def build_metrics(registry: CollectorRegistry | None = None) -> FunnelMetrics:
+    """The process's metrics. In multiprocess mode the values go to files, so any registry works for writing."""
+    return FunnelMetrics(registry if registry is not None else CollectorRegistry())
+
+
+def collector_registry_for_scrape(process_registry: CollectorRegistry) -> CollectorRegistry:
+    """The registry ``/metrics`` exposes: all workers' files in multiprocess mode, else this process's registry."""
+    path = multiprocess_dir()
+    if not path:
+        return process_registry
+    from prometheus_client import multiprocess
+
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, path=path)
+    return merged
+
+
+def render_latest(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Body and content type for a ``/metrics`` response."""
+    return generate_latest(collector_registry_for_scrape(registry)), CONTENT_TYPE_LATEST
+
+
+def http_metrics_middleware(metrics: FunnelMetrics):
+    """A function for ``app.middleware("http")`` that counts requests and times them by route *template*
+    (``/v1/skus/{sku}/alternatives``, not the raw path, so label cardinality stays bounded)."""
+    import time
+
+    async def middleware(request, call_next):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.observe_http(template, request.method, status, time.perf_counter() - started)
+
+    return middleware

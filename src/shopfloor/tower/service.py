@@ -1,0 +1,242 @@
+"""Tower services: funnel ingest, signals computed from the tower's own tables, and rule-engine assembly.
+
+Integration points (bound by the integrator in ``bootstrap.build_container``; every one is optional):
+
+``container.services`` key   -> Protocol (see ``tower.actions``)
+  "tower.signals"            -> SignalProvider (forecasts, breaker states, feed ages ...); asked before the DB
+  "tower.capacity"           -> CapacityPlanSource     (scale)
+  "tower.scaler"             -> Scaler                 (scale, mode apply)
+  "tower.payment_routing"    -> PaymentRouting         (reorder_processors)
+  "tower.warm_list"          -> WarmListSource         (warm_caches without explicit urls)
+  "tower.alternatives"       -> AlternativesSource     (suppress_promotion without explicit alternatives)
+  "tower.mailer"             -> Mailer                 (alert, channel mail; default: SMTP from settings)
+  "tower.http"               -> HttpClient             (webhooks, warming; default: an httpx.Client)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from ..domain.clock import Clock
+from ..store.tower import TowerRepository
+from .actions import (
+    AlertAction,
+    CompositeSignals,
+    DegradePromisesAction,
+    ReorderProcessorsAction,
+    RuleEngine,
+    ScaleAction,
+    SignalProvider,
+    SmtpMailer,
+    SuppressPromotionAction,
+    WarmCachesAction,
+)
+from .rules import RuleSet
+
+log = logging.getLogger(__name__)
+
+STOREFRONT_STAGES = ("page_view", "product_view", "add_to_cart", "checkout_started")
+# Server-side stages the app records through FunnelRecorder (names shared with the dashboard JSON).
+SERVER_STAGES = ("promise_lookup", "checkout_attempt", "checkout_succeeded", "reservation_ok", "payment_ok",
+                 "order_confirmed", "warehouse_handoff", "carrier_handoff", "delivered")
+
+
+def minute_of(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def aggregate_events(events: Iterable[tuple[datetime, str, float | None]]) -> list[dict[str, Any]]:
+    """Fold ``(timestamp, stage, latency_ms)`` events into one row per (minute, stage)."""
+    acc: dict[tuple[datetime, str], list[float]] = defaultdict(lambda: [0, 0.0, 0])
+    for ts, stage, latency in events:
+        cell = acc[(minute_of(ts), stage)]
+        cell[0] += 1
+        if latency is not None:
+            cell[1] += float(latency)
+            cell[2] += 1
+    return [{"minute": m, "stage": s, "count": c, "latency_ms_sum": ls, "latency_count": lc}
+            for (m, s), (c, ls, lc) in acc.items()]
+
+
+class FunnelBuffer:
+    """Folds rollup rows in memory and writes them in one upsert at most every ``flush_interval_s`` (group commit).
+
+    Beacon requests then share commits instead of paying one fsync each. The price, stated plainly: beacons
+    acknowledged in the last ``flush_interval_s`` are lost if the process dies (``close`` flushes on a clean
+    shutdown). ``flush_interval_s=0`` writes through on every call. The request that finds the buffer due does the
+    flush, so no background thread is needed. A failed write puts the rows back for the next flush.
+    """
+
+    def __init__(self, repo: TowerRepository, flush_interval_s: float = 1.0, max_keys: int = 10_000,
+                 monotonic=None) -> None:
+        import threading
+        import time
+
+        self.repo, self.flush_interval_s, self.max_keys = repo, flush_interval_s, max_keys
+        self._now = monotonic or time.monotonic
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[tuple[datetime, str], list[float]] = {}
+        self._last_flush = self._now()
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._merge(rows)
+            due = (self._now() - self._last_flush >= self.flush_interval_s) or len(self._pending) >= self.max_keys
+        if due:
+            try:
+                self.flush()
+            except Exception:  # the events are accepted and kept; failing this request would invite a re-send
+                log.warning("funnel rollup flush failed; %d rows kept for the next flush", len(self._pending),
+                            exc_info=True)
+
+    def _merge(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for r in rows:
+            cell = self._pending.setdefault((r["minute"], r["stage"]), [0, 0.0, 0])
+            cell[0] += r["count"]
+            cell[1] += r["latency_ms_sum"]
+            cell[2] += r["latency_count"]
+
+    def flush(self) -> int:
+        """Write everything pending now; returns the number of rollup rows written."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                self._last_flush = self._now()
+            rows = [{"minute": m, "stage": s, "count": c, "latency_ms_sum": ls, "latency_count": lc}
+                    for (m, s), (c, ls, lc) in pending.items()]
+            if not rows:
+                return 0
+            try:
+                return self.repo.add_funnel_counts(rows)
+            except Exception:
+                with self._lock:
+                    self._merge(rows)
+                raise
+
+    def close(self) -> None:
+        self.flush()
+
+
+class FunnelRecorder:
+    """Records server-side funnel stages into the per-minute rollups (call ``record``; rows go out per call batch).
+
+    The checkout/promise/fulfillment code calls ``record("checkout_attempt", now, latency_ms)``; the dashboard then
+    works from the database alone, without a Prometheus server.
+    """
+
+    def __init__(self, repo: TowerRepository) -> None:
+        self.repo = repo
+
+    def record(self, stage: str, at: datetime, latency_ms: float | None = None, count: int = 1) -> None:
+        self.repo.add_funnel_counts([{
+            "minute": minute_of(at), "stage": stage, "count": count,
+            "latency_ms_sum": float(latency_ms or 0.0) * count if latency_ms is not None else 0.0,
+            "latency_count": count if latency_ms is not None else 0,
+        }])
+
+
+class DatabaseSignals:
+    """Signals the tower can compute from its own tables (funnel rollups and alerts)."""
+
+    NAMES = ("traffic_rpm", "add_to_cart_rate", "conversion_rate", "checkout_attempts_per_min",
+             "checkout_success_rate", "checkout_latency_ms", "page_load_ms", "open_alerts")
+
+    def __init__(self, repo: TowerRepository, clock: Clock, window_s: int = 900) -> None:
+        self.repo, self.clock, self.window_s = repo, clock, window_s
+
+    def values(self, names: set[str]) -> dict[str, Any]:
+        wanted = set(names) & set(self.NAMES)
+        out: dict[str, Any] = {n: None for n in names}
+        if not wanted:
+            return out
+        now = minute_of(self.clock.now())
+        since = now - timedelta(seconds=self.window_s)
+        rows = self.repo.funnel_series(since, now)
+        totals: dict[str, int] = defaultdict(int)
+        lat: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        last_minute: dict[str, int] = defaultdict(int)
+        for r in rows:
+            totals[r["stage"]] += r["count"]
+            lat[r["stage"]][0] += r["latency_ms_sum"]
+            lat[r["stage"]][1] += r["latency_count"]
+            if r["minute"] == now - timedelta(minutes=1):
+                last_minute[r["stage"]] += r["count"]
+
+        def ratio(a: str, b: str) -> float | None:
+            return totals[a] / totals[b] if totals[b] else None
+
+        def mean_latency(stage: str) -> float | None:
+            s, c = lat[stage]
+            return s / c if c else None
+
+        computed = {
+            "traffic_rpm": last_minute["page_view"],
+            "add_to_cart_rate": ratio("add_to_cart", "product_view"),
+            "conversion_rate": ratio("order_confirmed", "product_view"),
+            "checkout_attempts_per_min": last_minute["checkout_attempt"],
+            "checkout_success_rate": ratio("checkout_succeeded", "checkout_attempt"),
+            "checkout_latency_ms": mean_latency("checkout_attempt"),
+            "page_load_ms": mean_latency("page_view"),
+            "open_alerts": self.repo.count_alerts_since(now - timedelta(seconds=self.window_s)),
+        }
+        out.update({n: computed[n] for n in wanted})
+        return out
+
+
+def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvider | None = None,
+                      services: Mapping[str, Any] | None = None,
+                      more_signals: Iterable[SignalProvider] = ()) -> RuleEngine:
+    """Assemble a :class:`RuleEngine` from the container: DB-backed log/state plus whatever ports are bound.
+
+    Signals are asked in this order: ``extra_signals`` (e.g. a JSON file on the CLI), the bound
+    ``tower.signals`` provider, ``more_signals`` (e.g. the funnel monitor's anomaly scores), then the database.
+    """
+    # Adapters built here (HTTP client) are kept in container.services so container.close() closes them.
+    services = container.services if services is None else dict(services)
+    settings = container.settings
+    repo = services.get("tower.repository") or TowerRepository(container.engine)
+    http = services.get("tower.http")
+    if http is None:
+        import httpx
+
+        http = httpx.Client(timeout=settings.tower_http_timeout_s)
+        services["tower.http"] = http
+    mailer = services.get("tower.mailer") or SmtpMailer(settings.tower_smtp_host, settings.tower_smtp_port,
+                                                         settings.tower_mail_from)
+    providers = [p for p in (extra_signals, services.get("tower.signals")) if p is not None]
+    providers.extend(more_signals)
+    providers.append(DatabaseSignals(repo, container.clock, settings.tower_signal_window_s))
+    actions = {
+        "scale": ScaleAction(services.get("tower.capacity"), scaler=services.get("tower.scaler"), http=http,
+                             emit_dir=settings.data_dir / "plans"),
+        "warm_caches": WarmCachesAction(http, services.get("tower.warm_list")),
+        "reorder_processors": ReorderProcessorsAction(services.get("tower.payment_routing")),
+        "suppress_promotion": SuppressPromotionAction(repo, services.get("tower.alternatives")),
+        "degrade_promises": DegradePromisesAction(repo),
+        "alert": AlertAction(repo, http=http, mailer=mailer),
+    }
+    return RuleEngine(rules, CompositeSignals(*providers), actions, repo, container.clock)
+
+
+class TowerLoop:
+    """One evaluation step for a worker: judge new funnel minutes, then evaluate the rules.
+
+    ``shopfloor rules run`` calls ``tick`` once or every N seconds; the integrator's worker can schedule the same
+    object next to its outbox loop.
+    """
+
+    def __init__(self, container, rules: RuleSet, *, extra_signals: SignalProvider | None = None) -> None:
+        from .monitor import FunnelMonitor, MonitorSignals
+
+        self.repo = container.services.get("tower.repository") or TowerRepository(container.engine)
+        self.monitor = FunnelMonitor(self.repo, container.clock)
+        self.engine = build_rule_engine(container, rules, extra_signals=extra_signals,
+                                        more_signals=[MonitorSignals(self.monitor)])
+
+    def tick(self, *, dry_run: bool = False):
+        self.monitor.tick()
+        return self.engine.run_once(dry_run=dry_run)

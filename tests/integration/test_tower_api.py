@@ -1,0 +1,237 @@
+"""Tower routes on a real database: beacons roll up per minute, storefront reads, admin reads, auth, 422s."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+
+from shopfloor.bootstrap import build_container
+from shopfloor.config import Settings
+from shopfloor.domain.clock import FixedClock
+from shopfloor.domain.errors import DomainError
+from shopfloor.store.tower import TowerRepository
+from shopfloor.tower.actions import LogEntry
+
+NOW = datetime(2026, 6, 1, 10, 30, 15, tzinfo=timezone.utc)
+KEYS = {"Bearer sf-store": ("key-store", {"storefront"}), "Bearer sf-admin": ("key-admin", {"admin"})}
+STORE = {"Authorization": "Bearer sf-store"}
+ADMIN = {"Authorization": "Bearer sf-admin"}
+
+
+class FakeAuthenticator:
+    """Same interface as the integrator's: returns the key id or raises 401/403."""
+
+    def require(self, header, scopes):
+        if header not in KEYS:
+            raise HTTPException(401, "missing or invalid API key")
+        key_id, granted = KEYS[header]
+        if not granted & set(scopes):
+            raise HTTPException(403, "key lacks scope")
+        return key_id
+
+
+@pytest.fixture
+def client(db_url):
+    from shopfloor.api.routes.tower import router
+
+    app = FastAPI()
+    app.state.container = build_container(Settings(database_url=db_url, tower_beacon_flush_s=0),
+                                              clock=FixedClock(NOW))
+    app.state.authenticator = FakeAuthenticator()
+
+    @app.exception_handler(DomainError)
+    def _domain(_req: Request, exc: DomainError):
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+                            status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_req: Request, exc: RequestValidationError):
+        details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error": {"code": "invalid_input", "message": "invalid request", "details": details}},
+                            status_code=422)
+
+    app.include_router(router)
+    with TestClient(app) as c:
+        c.container = app.state.container
+        yield c
+    app.state.container.close()
+
+
+def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(client):
+    minute = NOW.replace(second=0)
+    batch = {"events": [
+        {"type": "page_view", "at": minute.isoformat(), "page_load_ms": 800},
+        {"type": "page_view", "at": (minute + timedelta(seconds=10)).isoformat(), "page_load_ms": 1200},
+        {"type": "product_view", "sku": "SKU-1"},
+        {"type": "add_to_cart", "at": (minute - timedelta(minutes=1)).isoformat()},
+    ]}
+    r = client.post("/v1/events/storefront", json=batch, headers=STORE)
+    assert r.status_code == 202 and r.json() == {"accepted": 4, "rollup_rows": 3}
+    client.post("/v1/events/storefront", json={"events": [{"type": "page_view", "page_load_ms": 1000}]},
+                headers=STORE)
+    repo = TowerRepository(client.container.engine)
+    rows = {(r["minute"], r["stage"]): r for r in repo.funnel_series(minute - timedelta(minutes=5),
+                                                                      minute + timedelta(minutes=1))}
+    pv = rows[(minute, "page_view")]
+    assert (pv["count"], pv["latency_ms_sum"], pv["latency_count"]) == (3, 3000.0, 3)
+    assert rows[(minute, "product_view")]["count"] == 1
+    assert rows[(minute - timedelta(minutes=1), "add_to_cart")]["latency_count"] == 0
+    funnel = client.get("/v1/tower/funnel?minutes=5", headers=ADMIN).json()
+    assert funnel["series"]["series"]["page_view"]["count"][-1] == 3
+    assert funnel["series"]["series"]["page_view"]["latency_ms_mean"][-1] == 1000.0
+    steps = {s["stage"]: s for s in funnel["conversion"]["steps"]}
+    assert steps["product_view"]["from_first"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"events": [{"type": "purchase"}]}, "events.0.type"),
+        ({"events": [{"type": "page_view", "page_load_ms": -1}]}, "events.0.page_load_ms"),
+        ({"events": [{"type": "page_view", "colour": "red"}]}, "events.0.colour"),
+        ({"events": []}, "events"),
+        ({}, "events"),
+    ],
+)
+def test_bad_beacons_are_refused_with_422_naming_the_field(client, body, field):
+    r = client.post("/v1/events/storefront", json=body, headers=STORE)
+    assert r.status_code == 422
+    assert field in [d["field"] for d in r.json()["error"]["details"]]
+
+
+def test_beacons_from_far_in_the_past_are_refused_naming_the_event(client):
+    old = (NOW - timedelta(days=2)).isoformat()
+    r = client.post("/v1/events/storefront", json={"events": [{"type": "page_view"}, {"type": "page_view",
+                                                                                     "at": old}]}, headers=STORE)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "events[1].at"
+
+
+def test_beacons_need_a_storefront_key(client):
+    body = {"events": [{"type": "page_view"}]}
+    assert client.post("/v1/events/storefront", json=body).status_code == 401
+    assert client.post("/v1/events/storefront", json=body, headers=ADMIN).status_code == 403
+
+
+def test_suppressed_promotions_and_alternatives_are_served_to_the_storefront(client):
+    repo = TowerRepository(client.container.engine)
+    repo.suppress_promotion("SKU-1", "low cover", ["SKU-2", "SKU-3"], NOW + timedelta(hours=6), NOW)
+    repo.suppress_promotion("SKU-9", "expired", ["SKU-8"], NOW - timedelta(minutes=1), NOW - timedelta(hours=7))
+    listed = client.get("/v1/promotions/suppressed", headers=STORE).json()["suppressions"]
+    assert [s["sku"] for s in listed] == ["SKU-1"]
+    alt = client.get("/v1/skus/SKU-1/alternatives?limit=1", headers=STORE).json()
+    assert alt == {"sku": "SKU-1", "suppressed": True, "alternatives": ["SKU-2"],
+                   "until": (NOW + timedelta(hours=6)).isoformat()}
+    assert client.get("/v1/skus/SKU-9/alternatives", headers=STORE).json()["suppressed"] is False
+
+
+def test_admin_reads_alerts_and_the_action_log_with_before_and_after(client):
+    repo = TowerRepository(client.container.engine)
+    repo.add_alert(at=NOW - timedelta(minutes=3), source="detector", metric="checkout_rate", kind="dip",
+                   observed=0.4, expected=0.9, lower=0.8, upper=1.0, score=7.5, message="checkout rate dropped")
+    repo.record(LogEntry(NOW, "stripe_failing", "stripe_failing#0:reorder_processors", "reorder_processors",
+                         "applied", False, "payment_success_rate_stripe < 0.85",
+                         {"payment_success_rate_stripe": 0.6}, {"order": ["stripe", "adyen"]},
+                         {"order": ["adyen", "stripe"]}))
+    assert repo.last_fired("stripe_failing#0:reorder_processors", False) == NOW
+    assert repo.last_fired("stripe_failing#0:reorder_processors", True) is None
+    alerts = client.get("/v1/tower/alerts", headers=ADMIN).json()["alerts"]
+    assert alerts[0]["metric"] == "checkout_rate" and alerts[0]["lower"] == 0.8 and alerts[0]["observed"] == 0.4
+    actions = client.get("/v1/tower/actions", headers=ADMIN).json()["actions"]
+    assert actions[0]["before"] == {"order": ["stripe", "adyen"]}
+    assert actions[0]["after"] == {"order": ["adyen", "stripe"]}
+    assert actions[0]["signal_values"] == {"payment_success_rate_stripe": 0.6}
+    assert client.get("/v1/tower/actions", headers=STORE).status_code == 403
+
+
+def test_database_signals_come_from_the_rollups(client):
+    from shopfloor.tower.service import DatabaseSignals, FunnelRecorder
+
+    repo = TowerRepository(client.container.engine)
+    rec = FunnelRecorder(repo)
+    last = NOW.replace(second=0) - timedelta(minutes=1)
+    for stage, n in (("page_view", 40), ("product_view", 20), ("add_to_cart", 5)):
+        rec.record(stage, last, count=n)
+    rec.record("checkout_attempt", last, latency_ms=300.0, count=4)
+    rec.record("checkout_succeeded", last, count=3)
+    sig = DatabaseSignals(repo, client.container.clock).values(
+        {"traffic_rpm", "add_to_cart_rate", "checkout_success_rate", "checkout_latency_ms", "traffic_baseline"})
+    assert sig == {"traffic_rpm": 40, "add_to_cart_rate": 0.25, "checkout_success_rate": 0.75,
+                   "checkout_latency_ms": 300.0, "traffic_baseline": None}
+
+
+def test_buffered_beacons_are_group_committed_and_flushed_on_close(db_url):
+    from shopfloor.store.engine import make_engine
+    from shopfloor.tower.service import FunnelBuffer, aggregate_events
+
+    ticks = [0.0]
+    engine = make_engine(db_url)
+    repo = TowerRepository(engine)
+    buf = FunnelBuffer(repo, flush_interval_s=1.0, monotonic=lambda: ticks[0])
+    minute = NOW.replace(second=0)
+    window = (minute, minute + timedelta(minutes=1))
+    buf.add(aggregate_events([(NOW, "page_view", 100.0)] * 3))
+    buf.add(aggregate_events([(NOW, "page_view", None)] * 2))
+    assert repo.funnel_series(*window) == []  # not due yet
+    ticks[0] = 1.0
+    buf.add(aggregate_events([(NOW, "add_to_cart", None)]))
+    got = {r["stage"]: (r["count"], r["latency_count"]) for r in repo.funnel_series(*window)}
+    assert got == {"page_view": (5, 3), "add_to_cart": (1, 0)}
+    buf.add(aggregate_events([(NOW, "page_view", None)]))
+    buf.close()
+    assert {r["stage"]: r["count"] for r in repo.funnel_series(*window)}["page_view"] == 6
+    engine.dispose()
+
+
+def test_the_funnel_monitor_learns_from_history_and_stores_an_alert_for_a_traffic_drop(db_url):
+    import math
+
+    from shopfloor.store.engine import make_engine
+    from shopfloor.tower.monitor import FunnelMonitor, MonitorSignals
+
+    engine = make_engine(db_url)
+    repo = TowerRepository(engine)
+    start = NOW.replace(second=0) - timedelta(hours=8)
+    rows = []
+    for k in range(8 * 60):
+        n = int(200 + 50 * math.sin(k / 60) + (k * 37 % 11))
+        rows.append({"minute": start + timedelta(minutes=k), "stage": "page_view", "count": n,
+                     "latency_ms_sum": 900.0 * n, "latency_count": n})
+    repo.add_funnel_counts(rows)
+    clock = FixedClock(NOW)
+    monitor = FunnelMonitor(repo, clock, warmup_minutes=8 * 60)
+    assert monitor.tick() == []  # warm-up replay stores nothing
+    repo.add_funnel_counts([{"minute": NOW.replace(second=0), "stage": "page_view", "count": 12,
+                             "latency_ms_sum": 12 * 900.0, "latency_count": 12}])
+    clock.advance(minutes=1)
+    [alert] = [a for a in monitor.tick() if a.metric == "traffic"]
+    assert alert.kind == "dip" and alert.observed == 12 and alert.lower > 12
+    stored = repo.list_alerts()
+    assert stored[0]["metric"] == "traffic" and stored[0]["source"] == "detector"
+    assert MonitorSignals(monitor).values({"anomaly_score_traffic"})["anomaly_score_traffic"] >= alert.score - 1e-9
+    engine.dispose()
+
+
+def test_a_failed_flush_keeps_the_rows_and_does_not_fail_the_request():
+    from shopfloor.tower.service import FunnelBuffer, aggregate_events
+
+    class FlakyRepo:
+        def __init__(self):
+            self.calls, self.rows = 0, []
+
+        def add_funnel_counts(self, rows):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("database is down")
+            self.rows.extend(rows)
+            return len(rows)
+
+    repo = FlakyRepo()
+    buf = FunnelBuffer(repo, flush_interval_s=0)
+    buf.add(aggregate_events([(NOW, "page_view", None)] * 2))  # flush fails, no exception
+    buf.add(aggregate_events([(NOW, "page_view", None)]))  # flush succeeds with both batches
+    assert [(r["stage"], r["count"]) for r in repo.rows] == [("page_view", 3)]
