@@ -56,9 +56,31 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
 
     promise = build_promise_service(settings, engine, clock, incoming=OpenPurchaseOrders(engine))
     container.services["promise"] = promise
+    observer = build_tower(container)
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
-                                             promise=promise.engine if settings.checkout_promise else None)
+                                             promise=promise.engine if settings.checkout_promise else None,
+                                             observer=observer)
     return container
+
+
+def build_tower(container: Container):
+    """Metrics, funnel rollups and the ports the rules engine acts through."""
+    from prometheus_client import CollectorRegistry
+
+    from .tower.metrics import build_metrics
+    from .tower.observer import FunnelObserver
+    from .store.tower import TowerRepository
+    from .tower.service import FunnelBuffer
+
+    s = container.settings
+    metrics = build_metrics(CollectorRegistry())
+    repo = TowerRepository(container.engine)
+    buffer = FunnelBuffer(repo, s.tower_beacon_flush_s)
+    container.services["tower.metrics"] = metrics
+    container.services["tower.repository"] = repo
+    container.services["tower.funnel_buffer"] = buffer
+    container.services["tower.payment_routing"] = container.services["payments"]
+    return FunnelObserver(metrics, buffer, container.clock)
 
 
 def simulator_engine(settings: Settings, engine: Engine) -> Engine:

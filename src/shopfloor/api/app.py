@@ -13,7 +13,8 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .routes import catalog, checkout, payments, promise, restock
+from .middleware import RequestMetricsMiddleware
+from .routes import catalog, checkout, payments, promise, restock, tower
 
 
 def create_app(container: Container) -> FastAPI:
@@ -38,11 +39,28 @@ def create_app(container: Container) -> FastAPI:
         """Liveness. Touches no database."""
         return {"status": "ok"}
 
+    metrics = container.services.get("tower.metrics")
+    observers = list(container.services.get("http.observers", []))
+    if metrics is not None:
+        observers.insert(0, metrics.observe_http)
+        from fastapi import Response
+
+        from ..tower.metrics import render_latest
+
+        @app.get("/metrics", tags=["ops"], include_in_schema=False)
+        async def prometheus_metrics():
+            """Prometheus exposition (multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set)."""
+            body, ctype = render_latest(metrics.registry)
+            return Response(body, media_type=ctype)
+
+    app.add_middleware(RequestMetricsMiddleware, observers=observers)
+
     app.include_router(catalog.router)
     app.include_router(checkout.router)
     app.include_router(payments.router)
     app.include_router(promise.router)
     app.include_router(restock.router)
+    app.include_router(tower.router)
     return app
 
 

@@ -8,7 +8,7 @@ import time
 import typer
 
 from ..config import Settings
-from .output import console, fail, print_json
+from .output import console, err_console, fail, print_json
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -171,16 +171,34 @@ def worker(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     last_sweep = 0.0
+    last_tower = 0.0
+    tower_loop = _tower_loop(c)
 
     def tick() -> None:
-        nonlocal last_sweep
+        nonlocal last_sweep, last_tower
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
             release_expired_reservations(c.engine, c.clock)
             last_sweep = time.monotonic()
+        if time.monotonic() - last_tower >= settings.tower_rules_interval_s:
+            last_tower = time.monotonic()
+            try:
+                tower_loop.tick()
+            except Exception as exc:  # noqa: BLE001 - the control tower must never stop deliveries
+                err_console.print(f"[yellow]tower tick failed:[/] {type(exc).__name__}: {exc}")
 
     console.print("[green]worker running[/] (Ctrl-C to stop)")
     w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
     c.close()
+
+
+def _tower_loop(c):
+    """Funnel anomaly detection every tick, plus the rules file when one exists."""
+    from ..tower.rules import RuleSet, load_rules_file
+    from ..tower.service import TowerLoop
+
+    path = c.settings.tower_rules_file
+    rules = load_rules_file(path) if path and path.exists() else RuleSet()
+    return TowerLoop(c, rules)
 
 
 def register(app: typer.Typer) -> None:

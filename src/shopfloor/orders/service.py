@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -38,13 +39,22 @@ class BuyPath:
     service are other systems, so they are never called inside a database transaction."""
 
     def __init__(self, checkout: CheckoutService, payments: Any = None, settlement: PaymentSettlement | None = None,
-                 promise: Any = None) -> None:
+                 promise: Any = None, observer: Any = None) -> None:
         self.checkout_service = checkout
         self.payments = payments
         self.settlement = settlement
         self.promise = promise
+        self.observer = observer
 
     async def checkout(self, cmd: PlaceOrder) -> CheckoutResult:
+        started = time.perf_counter()
+        result, payment = await self._checkout(cmd)
+        if self.observer is not None and not result.replayed:
+            self.observer.checkout_finished(result.status_code, time.perf_counter() - started, result.body,
+                                            payment, self.promise is not None)
+        return result
+
+    async def _checkout(self, cmd: PlaceOrder) -> tuple[CheckoutResult, dict | None]:
         extra = dict(cmd.extra)
         if self.payments is not None:
             extra["shipping"] = await asyncio.to_thread(
@@ -61,7 +71,7 @@ class BuyPath:
             # The order's promise is its slowest line; its outcome feeds the engine's online calibration.
             self.promise.record_promise(result.body["order_id"], max(dated, key=lambda p: p.deliver_by))
         if not result.created or self.payments is None:
-            return result
+            return result, None
         order_id = result.body["order_id"]
         attempt = PaymentAttempt(extra["payment_attempt_key"], order_id, int(result.body["total"]),
                                  result.body["currency"], str(cmd.payment.get("token", "")), frozenset())
@@ -70,9 +80,10 @@ class BuyPath:
             self.settlement.apply, order_id, auth, retry_no=1,
             idempotency_scope=(f"{cmd.api_key_id}:checkout", cmd.idempotency_key), response_body=result.body,
         )
+        payment = {"processor": auth.processor, "outcome": str(auth.outcome)}
         if body is None:
-            return result
-        return CheckoutResult(status, body, created=True)
+            return result, payment
+        return CheckoutResult(status, body, created=True), payment
 
     def _line_promises(self, cmd: PlaceOrder) -> list:
         merged: dict[str, int] = {}
