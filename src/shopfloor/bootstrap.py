@@ -134,4 +134,22 @@ def build_worker(container: Container):
     worker.add_handler(WarehouseHandoff(engine, clock, frozenset({PAYMENT_CAPTURED}), frozenset({"captured"})))
     if payments.webhook is not None:
         worker.add_handler(WarehouseWebhookDelivery(engine, clock, payments.webhook))
+    observer = container.services["buy_path"].observer
+    if observer is not None:
+        from .orders.outbox import FunctionHandler
+        from .orders.payment_flow import ORDER_HANDED_OFF, PAYMENT_AUTHORIZED
+
+        def funnel_stage(event) -> None:
+            latency_ms = (clock.now() - event.created_at).total_seconds() * 1000.0
+            if event.type == PAYMENT_AUTHORIZED:
+                observer.stage("order_confirmed", latency_ms)
+                observer.metrics.order_confirmation.observe(latency_ms / 1000.0)
+            else:
+                observer.stage("warehouse_handoff", latency_ms)
+                for wh in event.payload.get("warehouses", []):
+                    observer.metrics.warehouse_handoffs.labels(warehouse=wh).inc()
+            observer.buffer.flush()
+
+        worker.add_handler(FunctionHandler("funnel_stages", frozenset({PAYMENT_AUTHORIZED, ORDER_HANDED_OFF}),
+                                           funnel_stage))
     return worker
