@@ -388,3 +388,372 @@ def run_backtest(
         seconds=time.perf_counter() - t0,
         config=cfg,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Live plan: replicas per time slot for the next hours
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapacityPolicy:
+    """Planning policy (built from Settings by :func:`policy_from_settings`).
+
+    capacity_per_minute: requests one replica serves per minute at the p99 SLO (the checkout benchmark's
+        measured requests/s x 60).
+    lag_minutes: time from asking for a replica to it serving traffic (image pull, start, readiness).
+    headroom: multiplier on the upper-quantile forecast.
+    quantile: which upper quantile of minute demand to plan for.
+    slot_minutes / horizon_minutes: the plan's grain and length.
+    scale_in_slots: a lower slot count only takes effect after this many slots (conservative scale-in).
+    """
+
+    capacity_per_minute: float
+    lag_minutes: int = 10
+    headroom: float = 1.0
+    quantile: float = 0.95
+    target_utilization: float = 0.7
+    slot_minutes: int = 15
+    horizon_minutes: int = 180
+    min_replicas: int = 1
+    max_replicas: int = 50
+    scale_in_slots: int = 1
+
+    def validate(self) -> "CapacityPolicy":
+        _check_positive("capacity_per_replica", self.capacity_per_minute)
+        _check_non_negative_int("lag_minutes", self.lag_minutes)
+        _check_positive("headroom", self.headroom)
+        if not 0.5 <= self.quantile < 1:
+            raise CapacityInputError("quantile", f"must be in [0.5, 1), got {self.quantile}")
+        if not 0 < self.target_utilization <= 1:
+            raise CapacityInputError("target_utilization", "must be in (0, 1]")
+        if self.slot_minutes < 1 or self.horizon_minutes < self.slot_minutes:
+            raise CapacityInputError("horizon_minutes", "must be at least one slot long")
+        if self.min_replicas < 1 or self.max_replicas < self.min_replicas:
+            raise CapacityInputError("max_replicas", "need 1 <= min_replicas <= max_replicas")
+        _check_non_negative_int("scale_in_slots", self.scale_in_slots)
+        return self
+
+
+def policy_from_settings(settings: Any, **overrides: Any) -> CapacityPolicy:
+    """A :class:`CapacityPolicy` from ``shopfloor.config.Settings`` (``capacity_*`` fields), with overrides."""
+    values = dict(
+        capacity_per_minute=settings.capacity_per_replica_rps * 60.0,
+        lag_minutes=settings.capacity_lag_minutes,
+        headroom=settings.capacity_headroom,
+        quantile=settings.capacity_forecast_quantile,
+        target_utilization=settings.capacity_target_utilization,
+        slot_minutes=settings.capacity_slot_minutes,
+        horizon_minutes=settings.capacity_horizon_minutes,
+        min_replicas=settings.capacity_min_replicas,
+        max_replicas=settings.capacity_max_replicas,
+        scale_in_slots=settings.capacity_scale_in_slots,
+    )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return CapacityPolicy(**values).validate()
+
+
+@dataclass(frozen=True)
+class CapacitySlot:
+    """Replicas that must be *ready* from ``start`` to ``end``; ask for them at ``request_at`` (= start - lag)."""
+
+    start: datetime
+    end: datetime
+    request_at: datetime
+    replicas: int
+    forecast_mean_rpm: float
+    forecast_upper_rpm: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "request_at": self.request_at.isoformat(),
+            "replicas": self.replicas,
+            "forecast_mean_rpm": round(self.forecast_mean_rpm, 2),
+            "forecast_upper_rpm": round(self.forecast_upper_rpm, 2),
+        }
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The next hours' replica schedule plus the reactive floor the live autoscaler keeps applying."""
+
+    generated_at: datetime
+    policy: CapacityPolicy
+    slots: list[CapacitySlot]
+    reactive_floor_now: int
+    last_minute_requests: float
+    observed_minutes: int
+    forecast: pd.DataFrame = field(repr=False, compare=False, default_factory=pd.DataFrame)
+
+    @property
+    def peak_replicas(self) -> int:
+        return max((s.replicas for s in self.slots), default=self.policy.min_replicas)
+
+    def windows(self) -> list[CapacitySlot]:
+        """Consecutive slots with the same replica count merged into one window (for cron triggers)."""
+        merged: list[CapacitySlot] = []
+        for slot in self.slots:
+            if merged and merged[-1].replicas == slot.replicas and merged[-1].end == slot.start:
+                prev = merged[-1]
+                merged[-1] = CapacitySlot(
+                    start=prev.start,
+                    end=slot.end,
+                    request_at=prev.request_at,
+                    replicas=prev.replicas,
+                    forecast_mean_rpm=max(prev.forecast_mean_rpm, slot.forecast_mean_rpm),
+                    forecast_upper_rpm=max(prev.forecast_upper_rpm, slot.forecast_upper_rpm),
+                )
+            else:
+                merged.append(slot)
+        return merged
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.policy
+        return {
+            "generated_at": self.generated_at.isoformat(),
+            "observed_minutes": self.observed_minutes,
+            "last_minute_requests": self.last_minute_requests,
+            "reactive_floor_now": self.reactive_floor_now,
+            "peak_replicas": self.peak_replicas,
+            "policy": {
+                "capacity_per_replica_rpm": p.capacity_per_minute,
+                "capacity_per_replica_rps": round(p.capacity_per_minute / 60.0, 3),
+                "lag_minutes": p.lag_minutes,
+                "headroom": p.headroom,
+                "quantile": p.quantile,
+                "target_utilization": p.target_utilization,
+                "slot_minutes": p.slot_minutes,
+                "horizon_minutes": p.horizon_minutes,
+                "min_replicas": p.min_replicas,
+                "max_replicas": p.max_replicas,
+            },
+            "slots": [s.to_dict() for s in self.slots],
+            "windows": [s.to_dict() for s in self.windows()],
+        }
+
+
+def plan_capacity(
+    series: pd.Series,
+    policy: CapacityPolicy,
+    *,
+    now: datetime,
+    history_days: int = 8,
+) -> CapacityPlan:
+    """Plan replicas per slot for ``policy.horizon_minutes`` after ``now`` from a per-minute request series.
+
+    ``series`` is indexed by UTC minute (absent minutes are zero traffic); only minutes before ``now`` are used.
+    Each slot gets ``ceil(max upper-quantile forecast in the slot x headroom / capacity)`` replicas, never below
+    the HPA signal of the last observed minute for the first slot nor ``min_replicas``, capped at
+    ``max_replicas``. A drop in the count is delayed by ``scale_in_slots`` slots.
+    """
+    from ..forecast.traffic import to_minute_grid
+
+    policy.validate()
+    now = _utc_minute(now)
+    if series.index.tz is None:
+        series = series.tz_localize("UTC")
+    series = series[series.index < pd.Timestamp(now)]
+    if not series.empty:
+        series = series[series.index >= pd.Timestamp(now) - pd.Timedelta(days=history_days)]
+    if series.empty:
+        series = pd.Series([0.0], index=pd.DatetimeIndex([pd.Timestamp(now) - pd.Timedelta(minutes=1)]))
+    grid = to_minute_grid(series)
+    # Minutes between the last recorded rollup and ``now`` had no traffic recorded: count them as zero.
+    gap = int((pd.Timestamp(now) - grid.index[-1]) / pd.Timedelta(minutes=1)) - 1
+    values = np.concatenate([grid.to_numpy(dtype=float), np.zeros(max(gap, 0))])
+
+    forecaster = OnlineTrafficForecaster(OnlineForecastConfig(quantile=policy.quantile))
+    for i, v in enumerate(values):
+        if i % 10 == 0 and i >= forecaster.config.level_minutes:
+            forecaster.forecast(15)  # builds the error pool the upper quantile is read from
+        forecaster.observe(v)
+    fc = forecaster.forecast(policy.horizon_minutes + policy.lag_minutes)
+    last = float(values[-1])
+    tu = Fraction(policy.target_utilization).limit_denominator(1000)
+    floor_now = hpa_desired(last, 1, policy.capacity_per_minute, tu)
+
+    slots: list[CapacitySlot] = []
+    raw_counts: list[int] = []
+    for start_k in range(0, policy.horizon_minutes, policy.slot_minutes):
+        end_k = min(start_k + policy.slot_minutes, policy.horizon_minutes)
+        upper = float(fc.upper[start_k:end_k].max())
+        mean = float(fc.mean[start_k:end_k].max())
+        need = math.ceil(upper * policy.headroom / policy.capacity_per_minute - 1e-9)
+        if start_k == 0:
+            need = max(need, floor_now)
+        raw_counts.append(min(max(need, policy.min_replicas), policy.max_replicas))
+        start = now + timedelta(minutes=start_k)
+        slots.append(
+            CapacitySlot(
+                start=start,
+                end=now + timedelta(minutes=end_k),
+                request_at=start - timedelta(minutes=policy.lag_minutes),
+                replicas=0,
+                forecast_mean_rpm=mean,
+                forecast_upper_rpm=upper,
+            )
+        )
+    held = []
+    for i, count in enumerate(raw_counts):
+        window = raw_counts[max(0, i - policy.scale_in_slots) : i + 1]
+        held.append(max(window))
+    slots = [
+        CapacitySlot(s.start, s.end, s.request_at, n, s.forecast_mean_rpm, s.forecast_upper_rpm)
+        for s, n in zip(slots, held)
+    ]
+    return CapacityPlan(
+        generated_at=now,
+        policy=policy,
+        slots=slots,
+        reactive_floor_now=floor_now,
+        last_minute_requests=last,
+        observed_minutes=len(values),
+        forecast=fc.to_frame(now),
+    )
+
+
+def _utc_minute(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise CapacityInputError("now", "must be timezone-aware (UTC)")
+    return value.astimezone(timezone.utc).replace(second=0, microsecond=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache-warm list
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarmUrlTemplates:
+    """URL templates for the cache-warm list. ``{sku}`` and ``{country}`` are filled in (URL-encoded)."""
+
+    product: str = "/v1/products/{sku}"
+    promise: str = "/v1/promise?sku={sku}&country={country}"
+    default_country: str = "US"
+
+
+@dataclass(frozen=True)
+class WarmEntry:
+    url: str
+    kind: str
+    sku: str
+    region: str | None
+    expected_demand: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cache_warm_list(
+    demand_forecast: pd.DataFrame,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    top_n: int = 50,
+    value_col: str = "mean",
+    templates: WarmUrlTemplates | None = None,
+) -> list[WarmEntry]:
+    """The product and promise URLs expected to be hottest in ``[window_start, window_end)``.
+
+    ``demand_forecast`` is a long forecast frame: ``unique_id`` is ``sku`` or ``sku/region``, ``ds`` the period,
+    and ``value_col`` (default ``mean``) the expected demand. Demand is summed over the window; the ``top_n``
+    SKUs get their product URL, and each of their hottest (sku, region) pairs a promise URL, hottest first.
+    """
+    from urllib.parse import quote
+
+    templates = templates or WarmUrlTemplates()
+    if top_n < 1:
+        raise CapacityInputError("top_n", "must be at least 1")
+    for col in ("unique_id", "ds", value_col):
+        if col not in demand_forecast.columns:
+            raise CapacityInputError(col, f"missing column {col!r} in the demand forecast frame")
+    if demand_forecast.empty:
+        return []
+    frame = demand_forecast[["unique_id", "ds", value_col]].copy()
+    ds = pd.to_datetime(frame["ds"])
+    if ds.dt.tz is None:
+        ds = ds.dt.tz_localize("UTC")
+    frame["ds"] = ds
+    start, end = pd.Timestamp(window_start), pd.Timestamp(window_end)
+    frame = frame[(frame["ds"] >= start) & (frame["ds"] < end)]
+    if frame.empty:
+        return []
+    parts = frame["unique_id"].astype(str).str.split("/", n=1, expand=True)
+    frame["sku"] = parts[0]
+    frame["region"] = parts[1] if parts.shape[1] > 1 else None
+    frame[value_col] = pd.to_numeric(frame[value_col], errors="coerce").fillna(0).clip(lower=0)
+    per_pair = frame.groupby(["sku", "region"], dropna=False)[value_col].sum().reset_index()
+    per_sku = per_pair.groupby("sku")[value_col].sum().sort_values(ascending=False, kind="stable")
+    entries: list[WarmEntry] = []
+    for sku, total in per_sku.head(top_n).items():
+        if total <= 0:
+            break
+        entries.append(WarmEntry(templates.product.format(sku=quote(str(sku), safe="")), "product", sku, None, float(total)))
+    hot = per_pair[per_pair["sku"].isin(per_sku.head(top_n).index)].sort_values(
+        [value_col, "sku"], ascending=[False, True], kind="stable"
+    )
+    for row in hot.head(top_n).itertuples(index=False):
+        value = float(getattr(row, value_col))
+        if value <= 0:
+            break
+        region = row.region if isinstance(row.region, str) and row.region else None
+        country = region if region and len(region) == 2 and region.isalpha() else templates.default_country
+        url = templates.promise.format(sku=quote(str(row.sku), safe=""), country=quote(country.upper(), safe=""))
+        entries.append(WarmEntry(url, "promise", row.sku, region, value))
+    entries.sort(key=lambda e: (-e.expected_demand, e.kind, e.url))
+    return entries
+
+
+def demand_frame_from_recent_counts(
+    counts: Mapping[str, float] | pd.DataFrame,
+    *,
+    window_start: datetime,
+    window_minutes: int,
+    lookback_minutes: int,
+) -> pd.DataFrame:
+    """Fallback "forecast" when no demand model has run: recent order counts scaled to the next window.
+
+    ``counts`` maps ``unique_id`` (``sku`` or ``sku/region``) to units ordered in the last ``lookback_minutes``,
+    or is a frame with ``unique_id`` and ``count``. Returns a long frame (``unique_id``, ``ds``, ``mean``) with one
+    row per id at ``window_start``: the recent rate times the window length (a naive, level-only forecast).
+    """
+    if lookback_minutes <= 0 or window_minutes <= 0:
+        raise CapacityInputError("lookback_minutes", "lookback and window must be positive")
+    if isinstance(counts, pd.DataFrame):
+        for col in ("unique_id", "count"):
+            if col not in counts.columns:
+                raise CapacityInputError(col, f"missing column {col!r} in recent counts")
+        items: Iterable[tuple[str, float]] = zip(counts["unique_id"].astype(str), counts["count"].astype(float))
+    else:
+        items = ((str(k), float(v)) for k, v in counts.items())
+    rows = [
+        {"unique_id": uid, "ds": pd.Timestamp(window_start), "mean": c * window_minutes / lookback_minutes}
+        for uid, c in items
+    ]
+    return pd.DataFrame(rows, columns=["unique_id", "ds", "mean"])
+
+
+__all__ = [
+    "BacktestReport",
+    "CapacityInputError",
+    "CapacityPlan",
+    "CapacityPolicy",
+    "CapacitySlot",
+    "HpaReactivePlanner",
+    "PredictiveConfig",
+    "PredictivePlanner",
+    "ReplicaSet",
+    "SimulationResult",
+    "WarmEntry",
+    "WarmUrlTemplates",
+    "cache_warm_list",
+    "demand_frame_from_recent_counts",
+    "hpa_desired",
+    "plan_capacity",
+    "policy_from_settings",
+    "quantile_column",
+    "run_backtest",
+    "simulate",
+]
