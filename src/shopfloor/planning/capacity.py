@@ -131,8 +131,10 @@ class PredictiveConfig:
     headroom: multiplier on the upper-quantile forecast before dividing by per-replica capacity.
     refit_every: minutes between scheduled re-forecasts (a surge above the upper forecast re-forecasts at once).
     scale_in_window: minutes a lower target must persist before replicas are removed (conservative scale-in).
-    surge_factor: when the last minute exceeds ``surge_factor x`` the upper forecast, the planner also plans
-        for that minute's rate continuing to grow at the recent pace for ``lag`` minutes (flash crowds).
+    surge_factor / surge_minutes: a surge (flash crowd) is one minute above ``surge_factor x`` the upper forecast,
+        or ``surge_minutes`` consecutive minutes above it (0 disables). On a surge the planner re-forecasts at once
+        and also plans for the current rate growing at the recent pace (times ``surge_extrapolation``) until
+        newly requested replicas are ready.
     forecast: knobs of the online traffic forecaster.
     """
 
@@ -140,6 +142,8 @@ class PredictiveConfig:
     refit_every: int = 10
     scale_in_window: int = 5
     surge_factor: float = 2.0
+    surge_minutes: int = 0
+    surge_extrapolation: float = 1.0
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -170,6 +174,7 @@ class PredictivePlanner:
         self._last: float | None = None
         self._prev: deque[float] = deque(maxlen=6)
         self._surge = False
+        self._over = 0  # consecutive minutes above the upper forecast
         self._targets: deque[int] = deque(maxlen=self.config.scale_in_window)
         self.forecasts_made = 0
 
@@ -177,8 +182,13 @@ class PredictivePlanner:
         fc = self._fc
         if fc is not None:
             k = self.forecaster.observed - fc.origin
-            if 0 <= k < len(fc.upper) and demand > fc.upper[k] * self.config.surge_factor:
-                self._surge = True
+            if 0 <= k < len(fc.upper):
+                above = demand > fc.upper[k]
+                self._over = self._over + 1 if above else 0
+                if demand > fc.upper[k] * self.config.surge_factor or (
+                    self.config.surge_minutes and self._over >= self.config.surge_minutes
+                ):
+                    self._surge = True
         self.forecaster.observe(demand)
         self._last = demand
         self._prev.append(demand)
@@ -196,12 +206,13 @@ class PredictivePlanner:
         window = fc.upper[k0 : k0 + self.lag + 1]
         peak = float(window.max()) if len(window) else 0.0
         if self._surge and self._last is not None and len(self._prev) >= 2:
-            # A flash crowd: the forecast was beaten. Plan for the last minute's rate continuing to climb at the
-            # pace of the last few minutes until freshly requested replicas are ready.
-            oldest = self._prev[0]
-            steps = max(len(self._prev) - 1, 1)
-            slope = max((self._last - oldest) / steps, 0.0)
-            peak = max(peak, self._last + slope * (self.lag + 1))
+            # A flash crowd: the forecast was beaten. Plan for the current rate (last two minutes) continuing to
+            # climb at the pace of the last few minutes until freshly requested replicas are ready.
+            prev = list(self._prev)
+            now_rate = sum(prev[-2:]) / len(prev[-2:])
+            half = len(prev) // 2
+            slope = max((sum(prev[half:]) / (len(prev) - half) - sum(prev[:half]) / half) / max(half, 1), 0.0)
+            peak = max(peak, now_rate + slope * (self.lag + 1) * self.config.surge_extrapolation)
         self._surge = False
         return math.ceil(peak * self.config.headroom / self.capacity - 1e-9)
 
