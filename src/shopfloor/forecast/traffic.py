@@ -203,6 +203,7 @@ class OnlineForecastConfig:
     """Knobs of :class:`OnlineTrafficForecaster` (defaults tuned on generic web traffic, not one trace).
 
     level_minutes: the recent window whose mean is the current level.
+    fast_level_minutes: a shorter window whose mean replaces the level when higher (0 disables).
     history_days: how many previous days vote on the time-of-day growth (their median is used).
     smooth_minutes: half-width of the moving average applied to past days before taking ratios.
     quantile: the upper quantile reported (of one minute's demand).
@@ -210,7 +211,8 @@ class OnlineForecastConfig:
     min_base: past-day windows with less mean traffic than this do not vote (outages, empty nights).
     """
 
-    level_minutes: int = 10
+    level_minutes: int = 20
+    fast_level_minutes: int = 5
     history_days: int = 7
     smooth_minutes: int = 7
     quantile: float = 0.9
@@ -276,11 +278,16 @@ class OnlineTrafficForecaster:
         return z
 
     def level(self) -> float:
-        """Mean count of the last ``level_minutes`` observed minutes (0 before any data)."""
+        """Current level: mean of the last ``level_minutes`` minutes, or of the last ``fast_level_minutes`` when
+        that is higher (rises are followed fast, falls smoothly). 0 before any data."""
         m = min(self.config.level_minutes, self._n)
         if m == 0:
             return 0.0
-        return float(self._y[self._n - m : self._n].mean())
+        slow = float(self._y[self._n - m : self._n].mean())
+        f = min(self.config.fast_level_minutes, self._n)
+        if f <= 0:
+            return slow
+        return max(slow, float(self._y[self._n - f : self._n].mean()))
 
     def seasonal_ratio(self, horizon: int) -> np.ndarray:
         """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window)."""
