@@ -151,3 +151,16 @@ def test_capacity_plan_route_rejects_bad_query_values(db_url):
         res = client.get("/v1/plans/capacity", params={"horizon_minutes": 5}, headers={"Authorization": "Bearer admin-key"})
     assert res.status_code == 422
     app.state.container.close()
+
+
+def test_demo_section_prints_the_plan_and_warm_list(db_url, capsys):
+    from shopfloor.cli.capacity_cmd import print_demo_capacity
+
+    container = build_container(Settings(database_url=db_url), clock=FixedClock(NOW))
+    try:
+        record_requests(container.engine, NOW - timedelta(minutes=1), "/v1/promise", count=120)
+        body = print_demo_capacity(container, hours=1)
+    finally:
+        container.close()
+    assert len(body["slots"]) == 4 and body["last_minute_requests"] == 120
+    assert "capacity plan" in capsys.readouterr().out

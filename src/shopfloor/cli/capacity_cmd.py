@@ -247,6 +247,29 @@ def plan(
         console.print(f"wrote {', '.join(body['k8s_files'])}")
 
 
+def print_demo_capacity(container, *, hours: int = 3) -> dict:
+    """For ``shopfloor demo``: print the next ``hours`` of capacity plan and the cache-warm list for the store.
+
+    Plans from the ``request_minutes`` rollups in the container's database (the request-metrics middleware fills
+    them); with no traffic recorded yet the plan is the minimum replica count. Returns the plan dict.
+    """
+    from ..planning.capacity_service import CapacityService
+
+    svc = container.services.get("capacity") or CapacityService(container.engine, container.settings, container.clock)
+    the_plan = svc.plan(horizon_minutes=hours * 60)
+    entries, source = svc.warm_list(the_plan)
+    body = the_plan.to_dict()
+    body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
+    console.print(
+        f"[bold]capacity plan[/] next {hours} h (observed {body['observed_minutes']} min of traffic, "
+        f"reactive floor now {body['reactive_floor_now']}):"
+    )
+    for w in body["windows"]:
+        console.print(f"  {w['start']} -> {w['end']}: {w['replicas']} replicas (request at {w['request_at']})")
+    console.print(f"[bold]cache-warm list[/] ({source}): " + (", ".join(e.url for e in entries[:10]) or "(empty)"))
+    return body
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``shopfloor capacity ...`` to the root app."""
     app.add_typer(capacity_app, name="capacity")
