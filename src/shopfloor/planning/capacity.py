@@ -135,6 +135,8 @@ class PredictiveConfig:
         or ``surge_minutes`` consecutive minutes above it (0 disables). On a surge the planner re-forecasts at once
         and also plans for the current rate growing at the recent pace (times ``surge_extrapolation``) until
         newly requested replicas are ready.
+    trend_ratio / trend_window: also treat as a surge a climb where the mean of the last half of the last
+        ``trend_window`` minutes exceeds ``trend_ratio x`` the first half's (and 3 Poisson sigmas); 0 disables.
     forecast: knobs of the online traffic forecaster.
     """
 
@@ -144,6 +146,8 @@ class PredictiveConfig:
     surge_factor: float = 2.0
     surge_minutes: int = 0
     surge_extrapolation: float = 1.0
+    trend_ratio: float = 0.0
+    trend_window: int = 6
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -172,7 +176,7 @@ class PredictivePlanner:
         self.forecaster = OnlineTrafficForecaster(self.config.forecast)
         self._fc: TrafficForecast | None = None
         self._last: float | None = None
-        self._prev: deque[float] = deque(maxlen=6)
+        self._prev: deque[float] = deque(maxlen=max(self.config.trend_window, 2))
         self._surge = False
         self._over = 0  # consecutive minutes above the upper forecast
         self._targets: deque[int] = deque(maxlen=self.config.scale_in_window)
@@ -192,6 +196,14 @@ class PredictivePlanner:
         self.forecaster.observe(demand)
         self._last = demand
         self._prev.append(demand)
+        if self.config.trend_ratio > 0 and len(self._prev) == self._prev.maxlen:
+            # A sustained climb (one-off ramps that no previous day predicts): the last half of the window is
+            # well above the first half, by more than Poisson-like noise.
+            prev = list(self._prev)
+            half = len(prev) // 2
+            early, late = sum(prev[:half]) / half, sum(prev[half:]) / (len(prev) - half)
+            if late > early * self.config.trend_ratio and late - early > 3.0 * math.sqrt(early + 1.0):
+                self._surge = True
 
     def _horizon(self) -> int:
         return self.config.refit_every + self.lag + 1

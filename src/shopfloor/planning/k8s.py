@@ -9,6 +9,10 @@
   ``minReplicas`` raised to the plan's peak for the horizon (coarser, but never below the plan). Apply one or the
   other, not both: two autoscalers on one Deployment fight.
 
+Cron triggers name a date (minute hour day month), so each fires once in the coming hours (and would again a year
+later): regenerate and re-apply the plan every slot or so (a Kubernetes CronJob running
+``shopfloor capacity plan --k8s-out``), which also re-forecasts with the newest traffic.
+
 Everything is plain dicts (YAML via PyYAML); tests validate them against vendored JSON schemas.
 """
 
