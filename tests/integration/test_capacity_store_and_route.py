@@ -164,3 +164,28 @@ def test_demo_section_prints_the_plan_and_warm_list(db_url, capsys):
         container.close()
     assert len(body["slots"]) == 4 and body["last_minute_requests"] == 120
     assert "capacity plan" in capsys.readouterr().out
+
+
+def test_rollup_buffer_flushes_many_requests_as_one_batch_and_keeps_counts_on_failure(db_url):
+    from shopfloor.store.capacity import RequestRollupBuffer
+
+    engine = make_engine(db_url)
+    try:
+        buf = RequestRollupBuffer()
+        for i in range(50):
+            buf.add(NOW + timedelta(seconds=i), "/v1/promise", error=(i % 10 == 0), latency_ms=2.0)
+        buf.add(NOW + timedelta(minutes=1), "/v1/orders")
+        assert buf.pending() == 2
+
+        class Broken:
+            def begin(self):
+                raise RuntimeError("db down")
+
+        with pytest.raises(Exception):
+            buf.flush(Broken())  # not an Engine: treated as a connection, whose execute is missing
+        assert buf.pending() == 2  # nothing lost
+        assert buf.flush(engine) == 2 and buf.pending() == 0
+        row = request_rollup(engine, NOW, "/v1/promise")
+        assert (row["count"], row["errors"], row["latency_ms_sum"]) == (50, 5, 100.0)
+    finally:
+        engine.dispose()

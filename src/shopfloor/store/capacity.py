@@ -137,3 +137,54 @@ def recent_order_units(bind: Engine | Connection, since: datetime) -> Counter:
         country = (ship_to or {}).get("country") if isinstance(ship_to, dict) else None
         units[f"{sku}/{str(country).upper()}" if country else str(sku)] += int(qty)
     return units
+
+
+class RequestRollupBuffer:
+    """Thread-safe in-process accumulator for request rollups, flushed as one upsert batch.
+
+    The HTTP middleware calls :meth:`add` per request (a dict update under a lock, no I/O) and something periodic
+    (the app's lifespan task, every few seconds) calls :meth:`flush`, so the database sees one statement per
+    flush instead of one per request. On a failed flush the counts are put back and retried next time.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[datetime, str], list[float]] = {}
+
+    def add(self, at: datetime, route: str, *, error: bool = False, latency_ms: float = 0.0) -> None:
+        key = (floor_minute(at), route)
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                self._rows[key] = [1, int(error), float(latency_ms)]
+            else:
+                row[0] += 1
+                row[1] += int(error)
+                row[2] += float(latency_ms)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def flush(self, bind: Engine | Connection) -> int:
+        """Write everything accumulated so far; returns the number of (minute, route) rows written."""
+        with self._lock:
+            rows, self._rows = self._rows, {}
+        if not rows:
+            return 0
+        batch = [
+            {"minute": m, "route": r, "count": int(c), "errors": int(e), "latency_ms_sum": lat}
+            for (m, r), (c, e, lat) in rows.items()
+        ]
+        try:
+            return record_request_batch(bind, batch)
+        except Exception:
+            with self._lock:
+                for key, (c, e, lat) in rows.items():
+                    row = self._rows.setdefault(key, [0, 0, 0.0])
+                    row[0] += c
+                    row[1] += e
+                    row[2] += lat
+            raise
