@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..forecast.traffic import (
+    MINUTES_PER_DAY,
     OnlineForecastConfig,
     OnlineTrafficForecaster,
     TrafficForecast,
@@ -588,11 +589,16 @@ def plan_capacity(
     values = np.concatenate([grid.to_numpy(dtype=float), np.zeros(max(gap, 0))])
 
     forecaster = OnlineTrafficForecaster(OnlineForecastConfig(quantile=policy.quantile))
+    horizon = policy.horizon_minutes
+    past_forecasts: list[tuple[int, np.ndarray]] = []
     for i, v in enumerate(values):
         if i % 10 == 0 and i >= forecaster.config.level_minutes:
-            forecaster.forecast(15)  # builds the error pool the upper quantile is read from
+            forecaster.forecast(15)  # builds the short-horizon error pool the upper quantile is read from
+        if i % 30 == 0 and i >= MINUTES_PER_DAY and i + 1 < len(values):
+            past_forecasts.append((i, forecaster.forecast(horizon).mean))
         forecaster.observe(v)
-    fc = forecaster.forecast(policy.horizon_minutes + policy.lag_minutes)
+    fc = forecaster.forecast(horizon + policy.lag_minutes)
+    upper = _horizon_aware_upper(fc, values, past_forecasts, policy)
     last = float(values[-1])
     tu = Fraction(policy.target_utilization).limit_denominator(1000)
     floor_now = hpa_desired(last, 1, policy.capacity_per_minute, tu)
@@ -601,9 +607,9 @@ def plan_capacity(
     raw_counts: list[int] = []
     for start_k in range(0, policy.horizon_minutes, policy.slot_minutes):
         end_k = min(start_k + policy.slot_minutes, policy.horizon_minutes)
-        upper = float(fc.upper[start_k:end_k].max())
+        slot_upper = float(upper[start_k:end_k].max())
         mean = float(fc.mean[start_k:end_k].max())
-        need = math.ceil(upper * policy.headroom / policy.capacity_per_minute - 1e-9)
+        need = math.ceil(slot_upper * policy.headroom / policy.capacity_per_minute - 1e-9)
         if start_k == 0:
             need = max(need, floor_now)
         raw_counts.append(min(max(need, policy.min_replicas), policy.max_replicas))
@@ -615,7 +621,7 @@ def plan_capacity(
                 request_at=start - timedelta(minutes=policy.lag_minutes),
                 replicas=0,
                 forecast_mean_rpm=mean,
-                forecast_upper_rpm=upper,
+                forecast_upper_rpm=slot_upper,
             )
         )
     held = []
@@ -635,6 +641,43 @@ def plan_capacity(
         observed_minutes=len(values),
         forecast=fc.to_frame(now),
     )
+
+
+def _horizon_aware_upper(
+    fc: TrafficForecast,
+    values: np.ndarray,
+    past_forecasts: list[tuple[int, np.ndarray]],
+    policy: CapacityPolicy,
+) -> np.ndarray:
+    """Upper band per minute ahead that widens with the horizon.
+
+    The forecaster's own band is calibrated on its first 15 minutes; hours ahead the level has drifted more. The
+    replay kept a forecast every 30 minutes, so the standardised errors of those at each slot's horizons are
+    known: their ``quantile`` gives that slot's band (never narrower than the short-horizon one). Slots with
+    fewer than 50 scored errors keep the short-horizon band.
+    """
+    upper = fc.upper.copy()
+    if not past_forecasts:
+        return upper
+    n = len(values)
+    for start_k in range(0, policy.horizon_minutes, policy.slot_minutes):
+        end_k = min(start_k + policy.slot_minutes, policy.horizon_minutes)
+        errs = []
+        for origin, mean in past_forecasts:
+            lo, hi = origin + start_k, min(origin + end_k, n)
+            if hi <= lo:
+                continue
+            m = mean[start_k : start_k + (hi - lo)]
+            errs.append((values[lo:hi] - m) / np.sqrt(m + 1.0))
+        if not errs:
+            continue
+        pool = np.concatenate(errs)
+        if len(pool) < 50:
+            continue
+        z = max(float(np.quantile(pool, policy.quantile)), 0.0)
+        m = fc.mean[start_k:end_k]
+        upper[start_k:end_k] = np.maximum(upper[start_k:end_k], m + z * np.sqrt(m + 1.0))
+    return upper
 
 
 def _utc_minute(value: datetime) -> datetime:
