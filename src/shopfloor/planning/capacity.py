@@ -136,6 +136,10 @@ class PredictiveConfig:
         or ``surge_minutes`` consecutive minutes above it (0 disables). On a surge the planner re-forecasts at once
         and also plans for the current rate growing at the recent pace (times ``surge_extrapolation``) until
         newly requested replicas are ready.
+    cost_budget: keep replica-minutes within ``1 + cost_budget`` of what target tracking alone (a shadow HPA fed
+        the same observed minutes) has spent so far, by scaling the forecast band (upper - mean) by a factor in
+        [band_scale_min, band_scale_max], nudged by ``band_step`` each minute; 0 disables (band scale stays 1).
+    upper_cap_over_mean: if > 0, the band never exceeds this multiple of the mean forecast.
     trend_ratio / trend_window: also treat as a surge a climb where the mean of the last half of the last
         ``trend_window`` minutes exceeds ``trend_ratio x`` the first half's (and 3 Poisson sigmas); 0 disables.
     forecast: knobs of the online traffic forecaster.
@@ -148,6 +152,11 @@ class PredictiveConfig:
     surge_minutes: int = 0
     surge_extrapolation: float = 1.0
     trend_ratio: float = 0.0
+    upper_cap_over_mean: float = 0.0
+    cost_budget: float = 0.0
+    band_step: float = 0.005
+    band_scale_min: float = 0.05
+    band_scale_max: float = 2.0
     trend_window: int = 6
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
@@ -182,6 +191,12 @@ class PredictivePlanner:
         self._over = 0  # consecutive minutes above the upper forecast
         self._targets: deque[int] = deque(maxlen=self.config.scale_in_window)
         self.forecasts_made = 0
+        # Cost budget: a shadow of the reactive HPA on the same observations, and a scale on the forecast band.
+        self._shadow = HpaReactivePlanner(capacity, target_utilization=self.target_utilization)
+        self._shadow_count = 1
+        self._shadow_cost = 0
+        self._own_cost = 0
+        self.band_scale = 1.0
 
     def observe(self, demand: float) -> None:
         fc = self._fc
@@ -195,6 +210,7 @@ class PredictivePlanner:
                 ):
                     self._surge = True
         self.forecaster.observe(demand)
+        self._shadow.observe(demand)
         self._last = demand
         self._prev.append(demand)
         if self.config.trend_ratio > 0 and len(self._prev) == self._prev.maxlen:
@@ -216,8 +232,14 @@ class PredictivePlanner:
             fc = self._fc = self.forecaster.forecast(self._horizon())
             self.forecasts_made += 1
         k0 = n - fc.origin
-        window = fc.upper[k0 : k0 + self.lag + 1]
+        means = fc.mean[k0 : k0 + self.lag + 1]
+        window = means + self.band_scale * (fc.upper[k0 : k0 + self.lag + 1] - means)
         peak = float(window.max()) if len(window) else 0.0
+        if self.config.upper_cap_over_mean > 0:
+            # Cap the noise band at a multiple of the mean forecast: on very bursty series the upper quantile of
+            # one minute would otherwise keep far more replicas than the target-tracking floor for little gain.
+            if len(means):
+                peak = min(peak, float(means.max()) * self.config.upper_cap_over_mean)
         if self._surge and self._last is not None and len(self._prev) >= 2:
             # A flash crowd: the forecast was beaten. Plan for the current rate (last two minutes) continuing to
             # climb at the pace of the last few minutes until freshly requested replicas are ready.
@@ -231,14 +253,33 @@ class PredictivePlanner:
 
     def target(self, minute: int, requested: int, ready: int) -> int:
         if self._last is None:
+            self._shadow_count = max(self._shadow_count, requested)
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
         predicted = self._need_from_forecast(minute)
         raw = max(floor, predicted, 1)
         self._targets.append(raw)
-        if raw >= requested:
-            return raw
-        return min(requested, max(self._targets))
+        out = raw if raw >= requested else min(requested, max(self._targets))
+        self._track_budget(minute, out)
+        return out
+
+    def _track_budget(self, minute: int, decided: int) -> None:
+        """Steer the band scale so replica-minutes stay within ``cost_budget`` of target tracking alone.
+
+        The shadow HPA sees the same observed minutes and, like the real one, decides from demand alone, so its
+        replica-minutes so far are exactly what the reactive baseline would have spent.
+        """
+        self._shadow_count = max(1, self._shadow.target(minute, self._shadow_count, self._shadow_count))
+        self._shadow_cost += self._shadow_count
+        self._own_cost += max(decided, 1)
+        budget = self.config.cost_budget
+        if budget <= 0:
+            return
+        step = self.config.band_step
+        if self._own_cost > (1.0 + budget) * self._shadow_cost:
+            self.band_scale = max(self.config.band_scale_min, self.band_scale * (1.0 - step))
+        else:
+            self.band_scale = min(self.config.band_scale_max, self.band_scale * (1.0 + step))
 
 
 # ---------------------------------------------------------------------------------------------------------------
