@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -31,11 +31,12 @@ def _seasonal_trace(days: int = 4, base: float = 60.0, seed: int = 3) -> np.ndar
 
 
 def test_hpa_desired_is_ceil_of_observed_over_seventy_percent_of_capacity_and_at_least_one():
-    assert hpa_desired(0, 1, 10, __import__("fractions").Fraction(7, 10)) == 1
-    assert hpa_desired(7, 1, 10, __import__("fractions").Fraction(7, 10)) == 1  # exactly 70%: no float drift
-    assert hpa_desired(14, 3, 10, __import__("fractions").Fraction(7, 10)) == 2
-    assert hpa_desired(30, 1, 10, __import__("fractions").Fraction(7, 10)) == 5  # 30/7 = 4.29
-    assert hpa_desired(30.5, 2, 10, __import__("fractions").Fraction(7, 10)) == 5  # fractional demand path
+    seventy = Fraction(7, 10)
+    assert hpa_desired(0, 1, 10, seventy) == 1
+    assert hpa_desired(7, 1, 10, seventy) == 1  # exactly 70%: no float drift
+    assert hpa_desired(14, 3, 10, seventy) == 2
+    assert hpa_desired(30, 1, 10, seventy) == 5  # 30/7 = 4.29
+    assert hpa_desired(30.5, 2, 10, seventy) == 5  # fractional demand path
 
 
 def test_hpa_scales_up_after_one_minute_of_observation_lag_and_replicas_are_ready_lag_minutes_later():
@@ -121,8 +122,6 @@ def test_simulator_shows_a_planner_only_the_minutes_before_the_one_it_decides():
 
 
 def test_predictive_target_is_never_below_the_reactive_hpa_signal():
-    from fractions import Fraction
-
     demand = _seasonal_trace(days=3)
     demand[3000:3030] *= 4  # a flash crowd
     planner = PredictivePlanner(20, 10)
@@ -179,4 +178,22 @@ def test_negative_lag_is_rejected_naming_the_field():
     with pytest.raises(CapacityInputError) as err:
         simulate([1, 2], HpaReactivePlanner(1), capacity=1, lag=-1)
     assert err.value.field == "lag_minutes"
-    assert math.isfinite(1)
+
+
+def test_the_shadow_hpa_inside_the_planner_spends_exactly_what_the_reactive_baseline_spends():
+    demand = _seasonal_trace(days=2)
+    planner = PredictivePlanner(12, 10)
+    simulate(demand, planner, capacity=12, lag=10)
+    reactive = simulate(demand, HpaReactivePlanner(12), capacity=12, lag=10)
+    assert planner._shadow_cost == reactive.replica_minutes
+
+
+def test_a_cost_budget_keeps_replica_minutes_near_the_budget_over_target_tracking():
+    from shopfloor.forecast.traffic import OnlineForecastConfig
+
+    demand = _seasonal_trace(days=4)
+    wide = OnlineForecastConfig(quantile=0.99)
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(forecast=wide))
+    capped = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_budget=0.02, forecast=wide))
+    assert free.to_dict()["replica_minutes_ratio"] > 1.04
+    assert capped.to_dict()["replica_minutes_ratio"] < 1.03

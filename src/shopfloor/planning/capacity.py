@@ -254,6 +254,7 @@ class PredictivePlanner:
     def target(self, minute: int, requested: int, ready: int) -> int:
         if self._last is None:
             self._shadow_count = max(self._shadow_count, requested)
+            self._track_budget(minute, requested)
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
         predicted = self._need_from_forecast(minute)
