@@ -64,6 +64,29 @@ class Settings(BaseSettings):
     promise_cache_swr_s: int = Field(default=120, ge=0)
     promise_max_batch: int = Field(default=200, ge=1)
     fulfillment_max_batch: int = Field(default=1000, ge=1)
+    # --- capacity -------------------------------------------------------------------------------
+    # Per-replica capacity: requests/s one API replica serves within the p99 SLO. It must come from the checkout
+    # benchmark's measured RPS at the p99 SLO; 200 is a placeholder until the integrator sets it from that run.
+    capacity_per_replica_rps: float = Field(default=200.0, gt=0)
+    capacity_lag_minutes: int = Field(default=10, ge=0, description="Pod request -> ready (pull, start, probe).")
+    capacity_headroom: float = Field(default=1.0, gt=0, description="Multiplier on the upper-quantile forecast.")
+    capacity_forecast_quantile: float = Field(default=0.95, ge=0.5, lt=1)
+    capacity_target_utilization: float = Field(default=0.7, gt=0, le=1, description="Reactive (HPA) target.")
+    capacity_slot_minutes: int = Field(default=15, ge=1)
+    capacity_horizon_minutes: int = Field(default=180, ge=1)
+    capacity_scale_in_slots: int = Field(default=1, ge=0)
+    capacity_min_replicas: int = Field(default=2, ge=1)
+    capacity_max_replicas: int = Field(default=50, ge=1)
+    capacity_history_days: int = Field(default=8, ge=1, description="Request rollups read for the plan.")
+    capacity_deployment: str = Field(default="shopfloor-api")
+    capacity_namespace: str = Field(default="shopfloor")
+    capacity_prometheus_url: str = Field(default="http://prometheus-operated.monitoring.svc:9090")
+    capacity_rps_query: str = Field(default='sum(rate(http_requests_total{service="shopfloor-api"}[2m]))')
+    capacity_cron_timezone: str = Field(default="Etc/UTC")
+    capacity_warm_top_n: int = Field(default=50, ge=1)
+    capacity_warm_product_url: str = Field(default="/v1/products/{sku}")
+    capacity_warm_promise_url: str = Field(default="/v1/promise?sku={sku}&country={country}")
+    capacity_warm_default_country: str = Field(default="US", min_length=2, max_length=2)
 
     @property
     def is_sqlite(self) -> bool:

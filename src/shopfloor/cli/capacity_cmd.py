@@ -1,9 +1,275 @@
-"""`shopfloor capacity` commands."""
+"""`shopfloor capacity` commands: backtest the predictive planner, and plan the next hours (+ KEDA manifests)."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
 import typer
+
+from .output import console, err_console, fail, print_json
+
+capacity_app = typer.Typer(
+    help="Traffic forecasting and predictive capacity planning (KEDA/Kubernetes plans).", no_args_is_help=True
+)
+
+
+def _load_trace(trace: Path, tz: str):
+    from ..forecast.traffic import TraceError, read_request_trace
+
+    try:
+        return read_request_trace(trace, tz=tz)
+    except TraceError as exc:
+        fail(f"--trace {exc.field}: {exc.message}" if exc.field != "trace" else f"--trace: {exc.message}")
+    except Exception as exc:  # unknown time zone and the like
+        fail(f"--tz: {exc}")
+
+
+@capacity_app.command("backtest")
+def backtest(
+    trace: Path = typer.Option(..., "--trace", help="CSV with columns minute,count (requests per minute)."),
+    capacity_per_replica: float | None = typer.Option(
+        None,
+        "--capacity-per-replica",
+        help="Requests per minute one replica serves (trace units). Default: ceil(peak minute / 20).",
+    ),
+    lag_minutes: int = typer.Option(10, "--lag-minutes", help="Minutes from requesting a replica to it being ready."),
+    schedule_out: Path | None = typer.Option(
+        None, "--schedule-out", help="Write the predictive schedule (minute,demand,requested,ready) as CSV here."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of demand and both planners' ready capacity."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of naive timestamps in the trace (e.g. Etc/GMT+4)."),
+    quantile: float = typer.Option(0.95, "--quantile", help="Upper quantile of minute demand the planner covers."),
+    headroom: float = typer.Option(1.0, "--headroom", help="Multiplier on the upper-quantile forecast."),
+    refit_every: int = typer.Option(10, "--refit-every", help="Minutes between scheduled re-forecasts."),
+    scale_in_window: int = typer.Option(5, "--scale-in-window", help="Minutes a lower target must last to scale in."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report (stdout) instead of a table."),
+) -> None:
+    """Replay the trace strictly forward through the reactive HPA baseline and the predictive planner.
+
+    Minutes missing from the trace count as zero demand. Both planners follow the same rules: replicas are ready
+    `lag` minutes after their request, removed at once, and cost from request to removal.
+    """
+    from ..forecast.traffic import OnlineForecastConfig
+    from ..planning.capacity import CapacityInputError, PredictiveConfig, run_backtest
+
+    if capacity_per_replica is not None and not (math.isfinite(capacity_per_replica) and capacity_per_replica > 0):
+        fail(f"--capacity-per-replica: must be a positive number, got {capacity_per_replica}")
+    if lag_minutes < 0:
+        fail(f"--lag-minutes: must be >= 0, got {lag_minutes}")
+    if not 0.5 <= quantile < 1:
+        fail(f"--quantile: must be in [0.5, 1), got {quantile}")
+    if headroom <= 0:
+        fail(f"--headroom: must be positive, got {headroom}")
+    if refit_every < 1:
+        fail(f"--refit-every: must be >= 1, got {refit_every}")
+    if scale_in_window < 1:
+        fail(f"--scale-in-window: must be >= 1, got {scale_in_window}")
+    series = _load_trace(trace, tz)
+    peak = float(series.max())
+    if capacity_per_replica is None:
+        capacity_per_replica = float(max(1, math.ceil(peak / 20)))
+    config = PredictiveConfig(
+        headroom=headroom,
+        refit_every=refit_every,
+        scale_in_window=scale_in_window,
+        forecast=OnlineForecastConfig(quantile=quantile),
+    )
+    from rich.progress import Progress
+
+    try:
+        with Progress(console=err_console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("replaying minutes", total=len(series))
+            report = run_backtest(
+                series.to_numpy(dtype=float),
+                capacity=capacity_per_replica,
+                lag=lag_minutes,
+                config=config,
+                start=series.index[0].to_pydatetime(),
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    except CapacityInputError as exc:
+        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+    out = report.to_dict()
+    out["trace"] = str(trace)
+    out["peak_minute"] = peak
+    if schedule_out is not None:
+        schedule_out.parent.mkdir(parents=True, exist_ok=True)
+        report.schedule_frame().to_csv(schedule_out, index=False)
+        out["schedule_out"] = str(schedule_out)
+    if plot is not None:
+        from ..planning.capacity_plot import plot_backtest
+
+        out["plot"] = str(plot_backtest(report, plot))
+    if as_json:
+        print_json(out)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"capacity backtest: {trace.name} (C={capacity_per_replica:g}/min, lag={lag_minutes} min)")
+    for col in ("planner", "violation minutes", "replica-minutes"):
+        table.add_column(col)
+    table.add_row("reactive HPA", str(out["reactive"]["violation_minutes"]), str(out["reactive"]["replica_minutes"]))
+    table.add_row("predictive", str(out["predictive"]["violation_minutes"]), str(out["predictive"]["replica_minutes"]))
+    console.print(table)
+    console.print(
+        f"violations {out['violation_reduction_pct']}% fewer, replica-minutes {out['extra_replica_minutes_pct']}% more"
+    )
+
+
+@capacity_app.command("plan")
+def plan(
+    trace: Path | None = typer.Option(
+        None, "--trace", help="Plan from this minute,count CSV instead of the database's request rollups."
+    ),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of naive timestamps in the trace."),
+    now: str | None = typer.Option(
+        None, "--now", help="Plan as of this UTC time (ISO 8601). Default: now, or just after the trace's end."
+    ),
+    capacity_rps: float | None = typer.Option(
+        None, "--capacity-rps", help="Requests/s per replica at the p99 SLO (default: settings)."
+    ),
+    lag_minutes: int | None = typer.Option(None, "--lag-minutes", help="Replica boot lag (default: settings)."),
+    horizon_minutes: int | None = typer.Option(None, "--horizon-minutes", help="Plan length (default: settings)."),
+    slot_minutes: int | None = typer.Option(None, "--slot-minutes", help="Plan grain (default: settings)."),
+    demand_forecast: Path | None = typer.Option(
+        None, "--demand-forecast", help="CSV/Parquet demand forecast (unique_id=sku or sku/region, ds, mean) for "
+        "the cache-warm list. Default: recent order counts from the database."
+    ),
+    k8s_out: Path | None = typer.Option(
+        None, "--k8s-out", help="Write scaledobject.yaml (KEDA) and hpa-fallback.yaml into this directory."
+    ),
+    deployment: str | None = typer.Option(None, "--deployment", help="Deployment to scale (default: settings)."),
+    namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: settings)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list."""
+    import pandas as pd
+
+    from ..config import Settings
+    from ..planning.capacity import (
+        CapacityInputError,
+        WarmUrlTemplates,
+        cache_warm_list,
+        plan_capacity,
+        policy_from_settings,
+    )
+    from ..planning.k8s import options_from_settings, write_manifests
+
+    settings = Settings()
+    at: datetime | None = None
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--now: {now!r} is not an ISO 8601 timestamp")
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    if capacity_rps is not None and not (math.isfinite(capacity_rps) and capacity_rps > 0):
+        fail(f"--capacity-rps: must be a positive number, got {capacity_rps}")
+    forecast_frame = None
+    if demand_forecast is not None:
+        if not demand_forecast.is_file():
+            fail(f"--demand-forecast: file not found: {demand_forecast}")
+        try:
+            forecast_frame = (
+                pd.read_parquet(demand_forecast)
+                if demand_forecast.suffix == ".parquet"
+                else pd.read_csv(demand_forecast)
+            )
+        except Exception as exc:
+            fail(f"--demand-forecast: cannot read {demand_forecast}: {exc}")
+    overrides = dict(
+        capacity_per_minute=None if capacity_rps is None else capacity_rps * 60.0,
+        lag_minutes=lag_minutes,
+        horizon_minutes=horizon_minutes,
+        slot_minutes=slot_minutes,
+    )
+    try:
+        options = options_from_settings(settings, deployment=deployment, namespace=namespace)
+        if trace is not None:
+            series = _load_trace(trace, tz)
+            at = at or (series.index[-1] + pd.Timedelta(minutes=1)).to_pydatetime()
+            policy = policy_from_settings(settings, **overrides)
+            the_plan = plan_capacity(series, policy, now=at, history_days=settings.capacity_history_days)
+            entries, source = [], "none"
+            if forecast_frame is not None:
+                templates = WarmUrlTemplates(
+                    settings.capacity_warm_product_url,
+                    settings.capacity_warm_promise_url,
+                    settings.capacity_warm_default_country,
+                )
+                entries = cache_warm_list(
+                    forecast_frame,
+                    window_start=the_plan.generated_at,
+                    window_end=the_plan.generated_at + timedelta(minutes=policy.horizon_minutes),
+                    top_n=settings.capacity_warm_top_n,
+                    templates=templates,
+                )
+                source = "demand_forecast"
+        else:
+            from ..bootstrap import build_container
+            from ..planning.capacity_service import CapacityService
+
+            container = build_container(settings)
+            try:
+                svc = CapacityService(container.engine, settings, container.clock)
+                the_plan = svc.plan(at, **overrides)
+                entries, source = svc.warm_list(the_plan, forecast_frame)
+            except CapacityInputError:
+                raise
+            except Exception as exc:  # database unreachable or not migrated
+                fail(f"database_url: cannot read request rollups ({type(exc).__name__}: {exc})")
+            finally:
+                container.close()
+    except CapacityInputError as exc:
+        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+    body = the_plan.to_dict()
+    body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
+    if k8s_out is not None:
+        body["k8s_files"] = [str(p) for p in write_manifests(the_plan, options, k8s_out)]
+    if as_json:
+        print_json(body)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"capacity plan from {body['generated_at']} (reactive floor now: {body['reactive_floor_now']})")
+    for col in ("ready from", "until", "request at", "replicas", "upper rpm"):
+        table.add_column(col)
+    for w in body["windows"]:
+        table.add_row(w["start"], w["end"], w["request_at"], str(w["replicas"]), str(w["forecast_upper_rpm"]))
+    console.print(table)
+    if entries:
+        console.print(f"cache-warm list ({source}):")
+        for e in entries[:20]:
+            console.print(f"  {e.url}  ({e.expected_demand:.1f})")
+    if k8s_out is not None:
+        console.print(f"wrote {', '.join(body['k8s_files'])}")
+
+
+def print_demo_capacity(container, *, hours: int = 3) -> dict:
+    """For ``shopfloor demo``: print the next ``hours`` of capacity plan and the cache-warm list for the store.
+
+    Plans from the ``request_minutes`` rollups in the container's database (the request-metrics middleware fills
+    them); with no traffic recorded yet the plan is the minimum replica count. Returns the plan dict.
+    """
+    from ..planning.capacity_service import CapacityService
+
+    svc = container.services.get("capacity") or CapacityService(container.engine, container.settings, container.clock)
+    the_plan = svc.plan(horizon_minutes=hours * 60)
+    entries, source = svc.warm_list(the_plan)
+    body = the_plan.to_dict()
+    body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
+    console.print(
+        f"[bold]capacity plan[/] next {hours} h (observed {body['observed_minutes']} min of traffic, "
+        f"reactive floor now {body['reactive_floor_now']}):"
+    )
+    for w in body["windows"]:
+        console.print(f"  {w['start']} -> {w['end']}: {w['replicas']} replicas (request at {w['request_at']})")
+    console.print(f"[bold]cache-warm list[/] ({source}): " + (", ".join(e.url for e in entries[:10]) or "(empty)"))
+    return body
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this area's commands to the root app (nothing yet)."""
+    """Attach ``shopfloor capacity ...`` to the root app."""
+    app.add_typer(capacity_app, name="capacity")

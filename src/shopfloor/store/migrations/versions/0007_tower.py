@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import shopfloor.store.tables
 
 revision = "0007_tower"
-down_revision = "0005_restock"
+down_revision = "0006_capacity"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,46 @@
+"""``GET /v1/plans/capacity``: the next hours' replica plan, cache-warm list and (optionally) manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from ...bootstrap import Container
+from ...domain.errors import InvalidInput
+from ...planning.capacity import CapacityInputError
+from ...planning.capacity_service import CapacityService
+from ..deps import get_container, require_scope
+
+router = APIRouter()
+
+
+def capacity_service(container: Container) -> CapacityService:
+    """The registered service, or one built on the container's engine (the integrator may register it)."""
+    svc = container.services.get("capacity")
+    if svc is None:
+        svc = CapacityService(engine=container.engine, settings=container.settings, clock=container.clock)
+    return svc
+
+
+@router.get("/v1/plans/capacity", tags=["plans"])
+def get_capacity_plan(
+    horizon_minutes: int | None = Query(default=None, ge=15, le=7 * 24 * 60, description="Plan length."),
+    slot_minutes: int | None = Query(default=None, ge=1, le=24 * 60, description="Plan grain."),
+    manifests: bool = Query(default=False, description="Include the KEDA ScaledObject and HPA fallback."),
+    _key: str = Depends(require_scope("admin")),
+    container: Container = Depends(get_container),
+) -> dict[str, Any]:
+    """Replicas per slot from the upper-quantile traffic forecast over the recorded request rollups, never below
+    the reactive (HPA) signal, plus the product/promise URLs to warm before the window opens."""
+    svc = capacity_service(container)
+    try:
+        plan = svc.plan(horizon_minutes=horizon_minutes, slot_minutes=slot_minutes)
+        body = plan.to_dict()
+        entries, source = svc.warm_list(plan)
+        body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
+        if manifests:
+            body["manifests"] = svc.manifests(plan)
+    except CapacityInputError as exc:
+        raise InvalidInput(exc.message, [{"field": exc.field}]) from exc
+    return body

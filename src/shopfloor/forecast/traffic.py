@@ -1,0 +1,374 @@
+"""Traffic (request-rate) forecasting at minute and 5-minute grain.
+
+Two forecasters, one frame convention (Nixtla long frames: ``unique_id``, ``ds``, ``y`` in; the model alias plus
+quantile columns such as ``q_0.9`` out):
+
+* :func:`forecast_traffic_mstl` fits statsforecast's ``MSTL`` with daily and weekly seasonality. It is the
+  batch model: good for the next hours' plan, too heavy to refit every few minutes over two months of minutes.
+* :class:`OnlineTrafficForecaster` is the online model used by the capacity planner and its backtest. It keeps
+  the series as it arrives and re-forecasts in microseconds: the recent level times the growth that the same
+  time of day showed on the previous days (daily seasonality, with the same weekday last week weighted in for
+  the weekly cycle), and an upper quantile from its own recent standardised errors. It never sees a value
+  before it has been passed to :meth:`OnlineTrafficForecaster.observe`, which is what makes backtests honest.
+
+Reading traces: :func:`read_request_trace` loads a ``minute,count`` CSV onto a full minute grid where missing
+minutes are zero demand (the server saw no requests), with errors that name the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+MINUTES_PER_DAY = 1440
+MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
+
+
+class TraceError(ValueError):
+    """A traffic trace that cannot be used. ``field`` names the offending column or option."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input: traces and long frames
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
+    """Read a ``minute,count`` CSV into a per-minute series on a complete grid (missing minutes are 0).
+
+    ``minute`` is parsed as a timestamp in ``tz`` (naive values are taken to be in that zone) and converted to UTC.
+    Raises :class:`TraceError` naming the field when the file is missing, a column is absent, a value does not
+    parse, counts are negative, or minutes repeat.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError("trace", f"file not found: {path}")
+    try:
+        raw = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise TraceError("trace", f"cannot read CSV {path}: {exc}") from exc
+    for col in ("minute", "count"):
+        if col not in raw.columns:
+            raise TraceError(col, f"missing column {col!r} in {path} (columns: {', '.join(map(str, raw.columns))})")
+    if raw.empty:
+        raise TraceError("trace", f"{path} has no rows")
+    minutes = pd.to_datetime(raw["minute"], errors="coerce")
+    if minutes.isna().any():
+        row = int(minutes.isna().to_numpy().argmax())
+        raise TraceError("minute", f"row {row + 2} has an unparseable timestamp {raw['minute'].iloc[row]!r}")
+    counts = pd.to_numeric(raw["count"], errors="coerce")
+    if counts.isna().any():
+        row = int(counts.isna().to_numpy().argmax())
+        raise TraceError("count", f"row {row + 2} is not a number: {raw['count'].iloc[row]!r}")
+    if (counts < 0).any():
+        row = int((counts < 0).to_numpy().argmax())
+        raise TraceError("count", f"row {row + 2} is negative: {counts.iloc[row]}")
+    minutes = minutes.dt.floor("min")
+    if minutes.dt.tz is None:
+        minutes = minutes.dt.tz_localize(tz)
+    minutes = minutes.dt.tz_convert("UTC")
+    if minutes.duplicated().any():
+        dup = minutes[minutes.duplicated()].iloc[0]
+        raise TraceError("minute", f"minute {dup.isoformat()} appears more than once")
+    series = pd.Series(counts.to_numpy(dtype=float), index=pd.DatetimeIndex(minutes), name="y").sort_index()
+    return to_minute_grid(series)
+
+
+def to_minute_grid(series: pd.Series) -> pd.Series:
+    """Reindex a per-minute series onto every minute between its first and last (absent minutes are 0)."""
+    if series.empty:
+        return series.astype(float)
+    idx = pd.date_range(series.index.min(), series.index.max(), freq="min")
+    return series.reindex(idx, fill_value=0.0).astype(float).rename("y")
+
+
+def to_long_frame(series: pd.Series, unique_id: str = "requests") -> pd.DataFrame:
+    """A per-minute (or any grain) series as a Nixtla long frame (``unique_id``, ``ds``, ``y``)."""
+    return pd.DataFrame({"unique_id": unique_id, "ds": series.index, "y": series.to_numpy(dtype=float)})
+
+
+def aggregate_frame(frame: pd.DataFrame, freq: str = "5min") -> pd.DataFrame:
+    """Sum a long frame to a coarser grain (``"5min"``, ``"h"``): request counts add up."""
+    out = (
+        frame.set_index("ds")
+        .groupby("unique_id")["y"]
+        .resample(freq, label="left", closed="left")
+        .sum()
+        .reset_index()
+    )
+    return out[["unique_id", "ds", "y"]]
+
+
+def quantile_column(q: float) -> str:
+    """The frame column name for quantile ``q`` (``0.9`` -> ``"q_0.9"``)."""
+    return f"q_{round(q, 4):g}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch model: statsforecast MSTL
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def forecast_traffic_mstl(
+    frame: pd.DataFrame,
+    *,
+    horizon: int,
+    freq: str = "5min",
+    quantiles: Sequence[float] = (0.9,),
+    weekly: bool = True,
+) -> pd.DataFrame:
+    """Fit MSTL (daily + weekly seasonality, AutoETS trend) per series and forecast ``horizon`` steps.
+
+    ``frame`` is a long frame at grain ``freq`` (``"min"`` or ``"5min"``). Weekly seasonality is used only when
+    the series holds at least two weeks. Returns ``unique_id``, ``ds``, ``MSTL`` and one ``q_<q>`` column per
+    upper quantile in ``quantiles`` (values must lie in (0.5, 1)). Forecasts are clipped at zero.
+    """
+    from statsforecast import StatsForecast
+    from statsforecast.models import MSTL, AutoETS
+
+    if horizon < 1:
+        raise TraceError("horizon", "must be at least 1")
+    for q in quantiles:
+        if not 0.5 < q < 1:
+            raise TraceError("quantiles", f"{q} is not an upper quantile in (0.5, 1)")
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).total_seconds() / 60
+    day = int(round(MINUTES_PER_DAY / step))
+    week = int(round(MINUTES_PER_WEEK / step))
+    shortest = int(frame.groupby("unique_id").size().min())
+    seasons = [day]
+    if weekly and shortest >= 2 * week:
+        seasons.append(week)
+    if shortest < 2 * day:
+        raise TraceError("frame", f"MSTL needs at least two days of history ({2 * day} rows); got {shortest}")
+    model = MSTL(season_length=seasons, trend_forecaster=AutoETS(model="ZZN"))
+    sf = StatsForecast(models=[model], freq=freq, n_jobs=1)
+    levels = sorted({int(round((2 * q - 1) * 100)) for q in quantiles})
+    data = frame[["unique_id", "ds", "y"]].copy()
+    data["ds"] = pd.to_datetime(data["ds"]).dt.tz_localize(None) if _is_tz(data["ds"]) else data["ds"]
+    fc = sf.forecast(df=data, h=horizon, level=levels)
+    fc = fc.reset_index() if "unique_id" not in fc.columns else fc
+    out = fc[["unique_id", "ds", "MSTL"]].copy()
+    for q in quantiles:
+        level = int(round((2 * q - 1) * 100))
+        out[quantile_column(q)] = fc[f"MSTL-hi-{level}"].to_numpy()
+    num = [c for c in out.columns if c not in ("unique_id", "ds")]
+    out[num] = out[num].clip(lower=0)
+    if _is_tz(frame["ds"]):
+        out["ds"] = pd.to_datetime(out["ds"]).dt.tz_localize("UTC")
+    return out
+
+
+def _is_tz(col: pd.Series) -> bool:
+    return getattr(pd.to_datetime(col).dt, "tz", None) is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Online model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficForecast:
+    """Forecast for the ``len(mean)`` minutes starting at minute index ``origin`` (0 = first observed minute)."""
+
+    origin: int
+    mean: np.ndarray
+    upper: np.ndarray
+    quantile: float
+
+    def to_frame(self, start: datetime, unique_id: str = "requests", alias: str = "OnlineSeasonal") -> pd.DataFrame:
+        """As a long frame: ``unique_id``, ``ds`` (UTC minutes from ``start``), ``<alias>``, ``q_<quantile>``."""
+        start = pd.Timestamp(start)
+        start = start.tz_localize(timezone.utc) if start.tzinfo is None else start.tz_convert(timezone.utc)
+        ds = pd.date_range(start, periods=len(self.mean), freq="min")
+        return pd.DataFrame(
+            {"unique_id": unique_id, "ds": ds, alias: self.mean, quantile_column(self.quantile): self.upper}
+        )
+
+
+@dataclass(frozen=True)
+class OnlineForecastConfig:
+    """Knobs of :class:`OnlineTrafficForecaster` (defaults tuned on generic web traffic, not one trace).
+
+    level_minutes: the recent window whose mean is the current level.
+    fast_level_minutes: a shorter window whose mean replaces the level when higher (0 disables).
+    history_days: how many previous days vote on the time-of-day growth (their median is used).
+    smooth_minutes: half-width of the moving average applied to past days before taking ratios.
+    quantile: the upper quantile reported (of one minute's demand).
+    residual_minutes: how many recent standardised errors the quantile is taken from.
+    min_base: past-day windows with less mean traffic than this do not vote (outages, empty nights).
+    """
+
+    level_minutes: int = 20
+    fast_level_minutes: int = 5
+    history_days: int = 7
+    smooth_minutes: int = 7
+    quantile: float = 0.9
+    residual_minutes: int = 3 * MINUTES_PER_DAY
+    min_base: float = 1.0
+
+
+class OnlineTrafficForecaster:
+    """Per-minute request forecaster updated one minute at a time (see the module docstring).
+
+    Usage: call :meth:`observe` with each completed minute's count, and :meth:`forecast` whenever a new plan is
+    wanted. Errors are scored against every forecast's first minutes as actuals arrive, so the upper quantile
+    adapts online (wider on bursty days, narrower on calm ones).
+    """
+
+    def __init__(self, config: OnlineForecastConfig | None = None) -> None:
+        self.config = config or OnlineForecastConfig()
+        if not 0.5 <= self.config.quantile < 1:
+            raise TraceError("quantile", f"{self.config.quantile} is not in [0.5, 1)")
+        self._y = np.zeros(MINUTES_PER_WEEK, dtype=float)
+        self._n = 0
+        # Ring buffer of standardised errors; the quantile is refreshed at most every 30 new errors.
+        self._errors = np.zeros(self.config.residual_minutes, dtype=float)
+        self._n_errors = 0
+        self._pending: deque[tuple[int, float]] = deque()  # (minute index, predicted mean) awaiting actuals
+        self._q_cache: tuple[int, float] | None = None
+
+    @property
+    def observed(self) -> int:
+        """How many minutes have been observed."""
+        return self._n
+
+    def history(self) -> np.ndarray:
+        """A copy of every observed minute, oldest first."""
+        return self._y[: self._n].copy()
+
+    def observe(self, value: float) -> None:
+        """Record the count of the next minute (after it has fully elapsed)."""
+        if self._n == len(self._y):
+            self._y = np.concatenate([self._y, np.zeros(len(self._y), dtype=float)])
+        value = float(value)
+        self._y[self._n] = value
+        while self._pending and self._pending[0][0] <= self._n:
+            idx, pred = self._pending.popleft()
+            if idx == self._n:
+                self._errors[self._n_errors % len(self._errors)] = (value - pred) / math.sqrt(pred + 1.0)
+                self._n_errors += 1
+        self._n += 1
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        for v in values:
+            self.observe(v)
+
+    def _error_quantile(self) -> float:
+        if self._q_cache is not None and self._n_errors - self._q_cache[0] < 30:
+            return self._q_cache[1]
+        if self._n_errors < 30:
+            # Before enough errors exist, assume Poisson-like noise (z of the quantile, plus a margin).
+            return float(_normal_ppf(self.config.quantile)) * 1.5
+        pool = self._errors[: min(self._n_errors, len(self._errors))]
+        z = float(np.quantile(pool, self.config.quantile))
+        self._q_cache = (self._n_errors, z)
+        return z
+
+    def level(self) -> float:
+        """Current level: mean of the last ``level_minutes`` minutes, or of the last ``fast_level_minutes`` when
+        that is higher (rises are followed fast, falls smoothly). 0 before any data."""
+        m = min(self.config.level_minutes, self._n)
+        if m == 0:
+            return 0.0
+        slow = float(self._y[self._n - m : self._n].mean())
+        f = min(self.config.fast_level_minutes, self._n)
+        if f <= 0:
+            return slow
+        return max(slow, float(self._y[self._n - f : self._n].mean()))
+
+    def seasonal_ratio(self, horizon: int) -> np.ndarray:
+        """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window)."""
+        cfg = self.config
+        n, m, w = self._n, cfg.level_minutes, cfg.smooth_minutes
+        ratios = []
+        weights = []
+        kernel = np.ones(2 * w + 1) / (2 * w + 1)
+        for day in range(1, cfg.history_days + 1):
+            anchor = n - day * MINUTES_PER_DAY
+            lo = anchor - max(m, w)
+            hi = anchor + horizon + w
+            if lo < 0 or hi > n:
+                continue
+            base = float(self._y[anchor - m : anchor].mean())
+            if base < cfg.min_base:
+                continue
+            seg = self._y[anchor - w : anchor + horizon + w]
+            smooth = np.convolve(seg, kernel, mode="valid")[:horizon]
+            ratios.append(smooth / base)
+            # The same weekday last week carries the weekly pattern (weekend vs weekday shape): weight it double.
+            weights.append(2.0 if day == 7 else 1.0)
+        if not ratios:
+            return np.ones(horizon)
+        stack = np.vstack(ratios)
+        if len(ratios) == 1:
+            return stack[0]
+        return _weighted_median(stack, np.asarray(weights))
+
+    def forecast(self, horizon: int) -> TrafficForecast:
+        """Mean and upper-quantile forecasts of the next ``horizon`` minutes (from minute index ``observed``)."""
+        if horizon < 1:
+            raise TraceError("horizon", "must be at least 1")
+        lvl = self.level()
+        ratio = self.seasonal_ratio(horizon)
+        mean = np.maximum(lvl * ratio, 0.0)
+        z = max(self._error_quantile(), 0.0)
+        upper = mean + z * np.sqrt(mean + 1.0)
+        # Score the first minutes of every forecast later (keeps the error pool about the horizons we act on).
+        for k in range(min(horizon, 15)):
+            self._pending.append((self._n + k, float(mean[k])))
+        return TrafficForecast(origin=self._n, mean=mean, upper=upper, quantile=self.config.quantile)
+
+
+def _weighted_median(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    order = np.argsort(stack, axis=0)
+    sorted_vals = np.take_along_axis(stack, order, axis=0)
+    sorted_w = weights[order]
+    cum = np.cumsum(sorted_w, axis=0)
+    half = weights.sum() / 2.0
+    idx = (cum >= half).argmax(axis=0)
+    return sorted_vals[idx, np.arange(stack.shape[1])]
+
+
+def _normal_ppf(q: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
+
+
+def forecast_traffic_online(
+    series: pd.Series,
+    *,
+    horizon: int,
+    config: OnlineForecastConfig | None = None,
+    unique_id: str = "requests",
+) -> pd.DataFrame:
+    """Replay a per-minute series through :class:`OnlineTrafficForecaster` and forecast the next ``horizon``.
+
+    Returns a long frame (``unique_id``, ``ds``, ``OnlineSeasonal``, ``q_<quantile>``) starting one minute after
+    the series' last minute.
+    """
+    if series.empty:
+        raise TraceError("series", "no traffic observed yet")
+    model = OnlineTrafficForecaster(config)
+    values = series.to_numpy(dtype=float)
+    # Replay in one pass, forecasting every 5 minutes, so the error pool behind the quantile is populated.
+    for i, v in enumerate(values):
+        if i % 5 == 0 and i >= model.config.level_minutes:
+            model.forecast(15)
+        model.observe(v)
+    fc = model.forecast(horizon)
+    start = pd.Timestamp(series.index[-1]) + pd.Timedelta(minutes=1)
+    return fc.to_frame(start.to_pydatetime(), unique_id=unique_id)

@@ -1,0 +1,89 @@
+"""Capacity planning from the database: request rollups in, plan + manifests + cache-warm list out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from ..domain.clock import Clock
+from ..store.capacity import recent_order_units, request_totals
+from .capacity import (
+    CapacityPlan,
+    WarmEntry,
+    WarmUrlTemplates,
+    cache_warm_list,
+    demand_frame_from_recent_counts,
+    plan_capacity,
+    policy_from_settings,
+)
+from .k8s import hpa_fallback, options_from_settings, scaled_object
+
+
+def series_from_totals(rows: list[tuple[datetime, int]]) -> pd.Series:
+    """``request_totals`` rows as a per-minute UTC series (absent minutes are not filled here)."""
+    if not rows:
+        return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float, name="y")
+    idx = pd.DatetimeIndex([pd.Timestamp(m) for m, _ in rows])
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    return pd.Series([float(c) for _, c in rows], index=idx, name="y")
+
+
+@dataclass
+class CapacityService:
+    """Builds the capacity plan from the ``request_minutes`` rollups (``settings`` = ``shopfloor.config.Settings``)."""
+
+    engine: Engine
+    settings: Any
+    clock: Clock
+
+    def traffic(self, now: datetime | None = None) -> pd.Series:
+        now = now or self.clock.now()
+        since = now - timedelta(days=self.settings.capacity_history_days)
+        return series_from_totals(request_totals(self.engine, since, now))
+
+    def plan(self, now: datetime | None = None, **policy_overrides: Any) -> CapacityPlan:
+        now = now or self.clock.now()
+        policy = policy_from_settings(self.settings, **policy_overrides)
+        return plan_capacity(
+            self.traffic(now), policy, now=now, history_days=self.settings.capacity_history_days
+        )
+
+    def manifests(self, plan: CapacityPlan, **option_overrides: Any) -> dict[str, dict]:
+        options = options_from_settings(self.settings, **option_overrides)
+        return {"scaledobject": scaled_object(plan, options), "hpa_fallback": hpa_fallback(plan, options)}
+
+    def warm_list(
+        self,
+        plan: CapacityPlan,
+        demand_forecast: pd.DataFrame | None = None,
+        *,
+        lookback_minutes: int = 24 * 60,
+    ) -> tuple[list[WarmEntry], str]:
+        """Warm list for the plan's first slot window. Uses ``demand_forecast`` (``unique_id, ds, mean``) when
+        given, otherwise recent order counts. Returns the entries and which source was used."""
+        s = self.settings
+        templates = WarmUrlTemplates(
+            product=s.capacity_warm_product_url,
+            promise=s.capacity_warm_promise_url,
+            default_country=s.capacity_warm_default_country,
+        )
+        start = plan.generated_at
+        end = start + timedelta(minutes=plan.policy.horizon_minutes)
+        source = "demand_forecast"
+        if demand_forecast is None:
+            units = recent_order_units(self.engine, start - timedelta(minutes=lookback_minutes))
+            demand_forecast = demand_frame_from_recent_counts(
+                units,
+                window_start=start,
+                window_minutes=plan.policy.horizon_minutes,
+                lookback_minutes=lookback_minutes,
+            )
+            source = "recent_orders"
+        entries = cache_warm_list(
+            demand_forecast, window_start=start, window_end=end, top_n=s.capacity_warm_top_n, templates=templates
+        )
+        return entries, source

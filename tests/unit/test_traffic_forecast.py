@@ -1,0 +1,119 @@
+"""Traffic forecasting: trace reading, the online forecaster, and MSTL at 5-minute grain."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopfloor.forecast.traffic import (
+    OnlineForecastConfig,
+    OnlineTrafficForecaster,
+    TraceError,
+    aggregate_frame,
+    forecast_traffic_mstl,
+    forecast_traffic_online,
+    read_request_trace,
+    to_long_frame,
+)
+
+
+def _daily(days: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 1440)
+    rate = 100 * (1 + 0.8 * np.sin(2 * np.pi * t / 1440))
+    return rng.poisson(rate).astype(float)
+
+
+def test_trace_minutes_missing_from_the_file_become_zero_demand(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("minute,count\n2026-01-01 00:00:00,5\n2026-01-01 00:03:00,7\n")
+    series = read_request_trace(path)
+    assert series.tolist() == [5.0, 0.0, 0.0, 7.0]
+    assert str(series.index.tz) == "UTC"
+
+
+def test_trace_naive_times_are_read_in_the_given_zone_and_stored_as_utc(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("minute,count\n1995-07-01 00:00:00,5\n")
+    series = read_request_trace(path, tz="Etc/GMT+4")  # UTC-4
+    assert series.index[0] == pd.Timestamp("1995-07-01 04:00", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        ("when,count\n2026-01-01 00:00,1\n", "minute"),
+        ("minute,n\n2026-01-01 00:00,1\n", "count"),
+        ("minute,count\nnot-a-date,1\n", "minute"),
+        ("minute,count\n2026-01-01 00:00,-1\n", "count"),
+        ("minute,count\n2026-01-01 00:00,x\n", "count"),
+        ("minute,count\n2026-01-01 00:00,1\n2026-01-01 00:00,2\n", "minute"),
+    ],
+)
+def test_bad_traces_raise_an_error_naming_the_field(tmp_path, content, field):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(TraceError) as err:
+        read_request_trace(path)
+    assert err.value.field == field
+
+
+def test_missing_trace_file_is_reported(tmp_path):
+    with pytest.raises(TraceError) as err:
+        read_request_trace(tmp_path / "nope.csv")
+    assert err.value.field == "trace"
+
+
+def test_online_forecaster_anticipates_the_daily_rise_from_previous_days():
+    values = _daily(4)
+    model = OnlineTrafficForecaster()
+    # Stop at a trough-to-peak ramp: minute 1440*3 + 0 has rate 100 and is rising to 180 at +360.
+    model.observe_many(values[: 3 * 1440])
+    fc = model.forecast(360)
+    assert 80 < fc.mean[0] < 120
+    assert 150 < fc.mean[-1] < 210  # a flat (level-only) forecast would say ~100
+    assert (fc.upper >= fc.mean).all()
+
+
+def test_online_upper_quantile_covers_about_the_requested_share_of_minutes():
+    values = _daily(5, seed=2)
+    model = OnlineTrafficForecaster(OnlineForecastConfig(quantile=0.9))
+    hits = total = 0
+    for i, v in enumerate(values):
+        if i >= 2 * 1440 and i % 10 == 0:
+            fc = model.forecast(10)
+            actual = values[i : i + 10]
+            hits += int((actual <= fc.upper[: len(actual)]).sum())
+            total += len(actual)
+        model.observe(v)
+    assert 0.84 < hits / total < 0.96
+
+
+def test_online_forecast_frame_follows_the_long_frame_convention():
+    idx = pd.date_range("2026-01-01", periods=3 * 1440, freq="min", tz="UTC")
+    frame = forecast_traffic_online(pd.Series(_daily(3), index=idx), horizon=30)
+    assert list(frame.columns) == ["unique_id", "ds", "OnlineSeasonal", "q_0.9"]
+    assert frame["ds"].iloc[0] == idx[-1] + pd.Timedelta(minutes=1) and len(frame) == 30
+
+
+def test_mstl_forecasts_five_minute_traffic_with_an_upper_quantile():
+    idx = pd.date_range("2026-01-01", periods=4 * 1440, freq="min", tz="UTC")
+    five = aggregate_frame(to_long_frame(pd.Series(_daily(4), index=idx)), "5min")
+    assert len(five) == 4 * 288 and five["y"].sum() == _daily(4).sum()
+    fc = forecast_traffic_mstl(five, horizon=48, freq="5min", quantiles=(0.9,))
+    assert list(fc.columns) == ["unique_id", "ds", "MSTL", "q_0.9"]
+    assert (fc["q_0.9"] >= fc["MSTL"]).all()
+    truth = _daily(5)[4 * 1440 : 4 * 1440 + 240].reshape(-1, 5).sum(axis=1)
+    mape = np.mean(np.abs(fc["MSTL"].to_numpy() - truth) / truth)
+    assert mape < 0.15
+
+
+def test_mstl_refuses_less_than_two_days():
+    idx = pd.date_range("2026-01-01", periods=1440, freq="min", tz="UTC")
+    five = aggregate_frame(to_long_frame(pd.Series(_daily(1), index=idx)), "5min")
+    with pytest.raises(TraceError) as err:
+        forecast_traffic_mstl(five, horizon=12)
+    assert err.value.field == "frame"
