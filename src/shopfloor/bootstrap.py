@@ -80,6 +80,11 @@ def build_tower(container: Container):
     container.services["tower.repository"] = repo
     container.services["tower.funnel_buffer"] = buffer
     container.services["tower.payment_routing"] = container.services["payments"]
+    from .tower.request_rollups import RequestRollups
+
+    rollups = RequestRollups(container.engine)
+    container.services["request_rollups"] = rollups
+    container.services["http.observers"] = [rollups.observe]
     return FunnelObserver(metrics, buffer, container.clock)
 
 
