@@ -23,9 +23,11 @@ class Container:
     services: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
-        for svc in self.services.values():
+        closed: set[int] = set()
+        for svc in self.services.values():  # a service registered under two names is closed once
             close = getattr(svc, "close", None)
-            if callable(close):
+            if callable(close) and id(svc) not in closed:
+                closed.add(id(svc))
                 close()
         self.engine.dispose()
 
