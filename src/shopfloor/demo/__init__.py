@@ -73,10 +73,11 @@ class DemoReport:
 class DemoStore:
     """Talks to the running demo server over HTTP, like any storefront would."""
 
-    def __init__(self, url: str, admin_key: str, storefront_key: str) -> None:
+    def __init__(self, url: str, admin_key: str, storefront_key: str, ingest_key: str = "") -> None:
         self.url = url
         self.admin = {"Authorization": f"Bearer {admin_key}"}
         self.shop = {"Authorization": f"Bearer {storefront_key}"}
+        self.ingest = {"Authorization": f"Bearer {ingest_key}"}
         self.client = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64))
 
     def put(self, path: str, body: Any) -> httpx.Response:
@@ -171,8 +172,14 @@ def run_flash_sale(store: DemoStore, report: DemoReport, progress: Progress) -> 
             f.result()
 
 
-#: Extra demo steps contributed by other areas: (title, fn(store, report, console)) run after the shoppers.
-EXTRA_STEPS: list[tuple[str, Callable[[DemoStore, DemoReport, Console], None]]] = []
+def _extra_steps() -> list[tuple[str, Callable[[DemoStore, DemoReport, Console], None]]]:
+    """Steps run after the shoppers: (status line, fn(store, report, console))."""
+    from . import steps
+
+    return [
+        ("primary payment processor outage", steps.payment_outage),
+        ("delivery promises before and after a warehouse delay", steps.promises_before_and_after_delay),
+    ]
 
 
 def print_summary(console: Console, report: DemoReport) -> None:
@@ -221,12 +228,13 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     now = datetime.now(timezone.utc)
     _, admin_key = create_api_key(engine, ["admin"], "demo-admin", now)
     _, shop_key = create_api_key(engine, ["storefront"], "demo-storefront", now)
+    _, ingest_key = create_api_key(engine, ["ingest"], "demo-ingest", now)
     engine.dispose()
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
     server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
     report = DemoReport(url=server.url, admin_key=admin_key, storefront_key=shop_key)
-    store = DemoStore(server.url, admin_key, shop_key)
+    store = DemoStore(server.url, admin_key, shop_key, ingest_key)
     try:
         catalog = load_catalog()
         with Progress(console=console, transient=True) as progress:
@@ -235,14 +243,14 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
             progress.remove_task(t)
             run_shoppers(store, catalog, report, shoppers, rng, progress)
             run_flash_sale(store, report, progress)
-        for title, step in EXTRA_STEPS:
+        for title, step in _extra_steps():
             with console.status(title):
                 step(store, report, console)
         for item in catalog + [{"sku": FLASH_SKU}, {"sku": SCARCE_SKU}]:
             s = store.client.get(f"/v1/stock/{item['sku']}", headers=store.admin).json()
             if s.get("available", 1) == 0:
                 report.sold_out.append(item["sku"])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         from ..orders import outbox_status
 
         eng = make_engine(db_url)
@@ -267,4 +275,4 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     return report
 
 
-__all__ = ["DemoReport", "DemoStore", "EXTRA_STEPS", "run_demo"]
+__all__ = ["DemoReport", "DemoStore", "run_demo"]

@@ -1,0 +1,114 @@
+"""Extra demo steps: a payment outage with failover, and promises before/after a warehouse delay."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+from rich.console import Console
+from rich.table import Table
+
+PROMISE_DESTINATIONS = [("GB", "EC1A 1BB"), ("GB", "M1 1AE"), ("DE", "10115")]
+ORIGIN_REGION = {"gb-south": "gb-south", "gb-north": "gb-north", "de-central": "eu-central"}
+
+
+def payment_outage(store, report, console: Console, n: int = 120) -> None:
+    """Take the primary processor down, keep selling, and show where the money went."""
+    catalog_skus = [o["lines"][0]["sku"] for o in report.orders[:50]] or ["85123A"]
+    store.put("/v1/admin/processors/primary/faults", {"down": True})
+    time.sleep(1.0)  # the processes' fault caches refresh
+    results, lock = [], threading.Lock()
+
+    def buy(i):
+        status, body, ms = store.checkout([{"sku": catalog_skus[i % len(catalog_skus)], "qty": 1}], "GB",
+                                          "EC1A 1BB", token=f"tok_outage_{i}")
+        with lock:
+            results.append((status, body, ms))
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(buy, range(n)))
+    finally:
+        store.put("/v1/admin/processors/primary/faults", {"down": False})
+    ok = [b for s, b, _ in results if s == 201]
+    ids = {b["order_id"] for b in ok}
+    by_processor = {}
+    for name in ("primary", "secondary"):
+        ledger = store.client.get(f"/v1/admin/processors/{name}/ledger", headers=store.admin).json()
+        by_processor[name] = sum(1 for c in ledger if c["order_id"] in ids and c["authorized"])
+    lat = sorted(ms for _, _, ms in results)
+    t = Table(show_header=False)
+    t.add_row("checkouts during the outage", str(n))
+    t.add_row("accepted", f"{len(ok)} ({100 * len(ok) / n:.1f}%)")
+    t.add_row("authorized by primary / secondary", f"{by_processor['primary']} / {by_processor['secondary']}")
+    t.add_row("p50 / p99 latency", f"{statistics.median(lat):.0f} ms / {lat[int(0.99 * (len(lat) - 1))]:.0f} ms")
+    report.sections.append(("payment outage: primary processor hard down, failover to secondary", t))
+
+
+def _history_events(rng: random.Random, now: datetime, slow: dict[str, float] | None = None) -> list[dict]:
+    events = []
+    slow = slow or {}
+    for wid, origin in ORIGIN_REGION.items():
+        for i in range(60):
+            placed = now - timedelta(days=rng.uniform(2, 28))
+            country, postal = rng.choice(PROMISE_DESTINATIONS)
+            handoff_h = rng.lognormvariate(2.8, 0.4) * slow.get(wid, 1.0)
+            same_country = (country == "DE") == (wid == "de-central")
+            transit_d = rng.lognormvariate(0.4 if same_country else 1.1, 0.35)
+            oid = f"hist-{wid}-{i}-{uuid.uuid4().hex[:6]}"
+            base = {"order_id": oid, "warehouse": wid, "country": country, "postal_code": postal,
+                    "origin_region": origin, "placed_at": placed.isoformat()}
+            for kind, at in (("approved", placed + timedelta(hours=0.5)),
+                             ("handed_to_carrier", placed + timedelta(hours=handoff_h)),
+                             ("delivered", placed + timedelta(hours=handoff_h, days=transit_d))):
+                if at < now:
+                    events.append({**base, "event_id": f"{oid}-{kind}", "type": kind, "at": at.isoformat()})
+    return events
+
+
+def _promise_table(store, sku: str, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("destination", "status", "warehouse", "deliver by", "provisional", "reasons"):
+        t.add_column(col, no_wrap=col != "reasons")
+    for country, postal in PROMISE_DESTINATIONS:
+        p = store.client.get("/v1/promise", params={"sku": sku, "qty": 1, "country": country,
+                                                     "postal_code": postal}).json()
+        t.add_row(f"{country} {postal}", p.get("status", "?"), str(p.get("warehouse")),
+                  str(p.get("deliver_by", ""))[:10], str(p.get("provisional")), ", ".join(p.get("reasons", []))[:60])
+    return t
+
+
+def promises_before_and_after_delay(store, report, console: Console) -> None:
+    """Feed a month of fulfillment history, show promises, then simulate a backlog at the London warehouse."""
+    rng = random.Random(7)
+    now = datetime.now(timezone.utc)
+    headers = store.ingest
+    events = _history_events(rng, now)
+    for i in range(0, len(events), 500):
+        store.client.post("/v1/fulfillment/events", json={"events": events[i:i + 500]}, headers=headers)
+    sku = "85123A"
+    for o in report.orders:  # a popular SKU that is still in stock
+        candidate = o["lines"][0]["sku"]
+        if store.client.get(f"/v1/stock/{candidate}", headers=store.admin).json().get("available", 0) > 20:
+            sku = candidate
+            break
+    before = _promise_table(store, sku, f"promises for {sku} before the delay")
+    # The delay: London accepts a surge of orders but hands none of them to carriers.
+    backlog = []
+    for i in range(250):
+        oid = f"surge-{i}-{uuid.uuid4().hex[:6]}"
+        placed = now - timedelta(hours=rng.uniform(1, 30))
+        backlog.append({"event_id": f"{oid}-approved", "order_id": oid, "type": "approved", "at": placed.isoformat(),
+                        "warehouse": "gb-south", "country": "GB", "postal_code": "EC1A 1BB",
+                        "origin_region": "gb-south", "placed_at": placed.isoformat()})
+    store.client.post("/v1/fulfillment/events", json={"events": backlog}, headers=headers)
+    after = _promise_table(store, sku, "after a 250-order handoff backlog builds at gb-south")
+    grid = Table.grid()
+    grid.add_row(before)
+    grid.add_row(after)
+    report.sections.append(("delivery promises react to a warehouse delay", grid))
