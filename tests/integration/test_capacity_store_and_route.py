@@ -189,3 +189,19 @@ def test_rollup_buffer_flushes_many_requests_as_one_batch_and_keeps_counts_on_fa
         assert (row["count"], row["errors"], row["latency_ms_sum"]) == (50, 5, 100.0)
     finally:
         engine.dispose()
+
+
+def test_rollup_buffer_observer_matches_the_request_metrics_middleware_signature(db_url):
+    from shopfloor.store.capacity import RequestRollupBuffer
+
+    engine = make_engine(db_url)
+    try:
+        buf = RequestRollupBuffer()
+        observe = buf.observer(FixedClock(NOW + timedelta(seconds=5)))
+        observe("/v1/orders/{order_id}", "GET", 200, 0.004)
+        observe("/v1/orders/{order_id}", "GET", 503, 0.006)
+        buf.flush(engine)
+        row = request_rollup(engine, NOW, "/v1/orders/{order_id}")
+        assert (row["count"], row["errors"]) == (2, 1) and abs(row["latency_ms_sum"] - 10.0) < 1e-9
+    finally:
+        engine.dispose()
