@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     capacity_rps_query: str = Field(default='sum(rate(http_requests_total{service="shopfloor-api"}[2m]))')
     capacity_cron_timezone: str = Field(default="Etc/UTC")
     capacity_warm_top_n: int = Field(default=50, ge=1)
-    capacity_warm_product_url: str = Field(default="/v1/products/{sku}")
+    # Product URL to warm: the availability read a product page makes; point it at the storefront page if cached.
+    capacity_warm_product_url: str = Field(default="/v1/stock/{sku}")
     capacity_warm_promise_url: str = Field(default="/v1/promise?sku={sku}&country={country}")
     capacity_warm_default_country: str = Field(default="US", min_length=2, max_length=2)
 

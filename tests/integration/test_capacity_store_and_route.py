@@ -189,3 +189,54 @@ def test_rollup_buffer_flushes_many_requests_as_one_batch_and_keeps_counts_on_fa
         assert (row["count"], row["errors"], row["latency_ms_sum"]) == (50, 5, 100.0)
     finally:
         engine.dispose()
+
+
+def test_rollup_buffer_observer_matches_the_request_metrics_middleware_signature(db_url):
+    from shopfloor.store.capacity import RequestRollupBuffer
+
+    engine = make_engine(db_url)
+    try:
+        buf = RequestRollupBuffer()
+        observe = buf.observer(FixedClock(NOW + timedelta(seconds=5)))
+        observe("/v1/orders/{order_id}", "GET", 200, 0.004)
+        observe("/v1/orders/{order_id}", "GET", 503, 0.006)
+        buf.flush(engine)
+        row = request_rollup(engine, NOW, "/v1/orders/{order_id}")
+        assert (row["count"], row["errors"]) == (2, 1) and abs(row["latency_ms_sum"] - 10.0) < 1e-9
+    finally:
+        engine.dispose()
+
+
+def test_plan_command_reads_the_database_and_writes_manifests(db_url, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    engine = make_engine(db_url)
+    try:
+        record_request_batch(
+            engine, [{"minute": NOW - timedelta(minutes=i), "route": "/v1/promise", "count": 900} for i in range(1, 61)]
+        )
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    res = CliRunner().invoke(
+        app, ["capacity", "plan", "--now", NOW.isoformat(), "--capacity-rps", "5", "--k8s-out", str(tmp_path), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["observed_minutes"] == 60 and body["last_minute_requests"] == 900
+    assert body["reactive_floor_now"] == 5  # ceil(900 / (0.7 x 300))
+    assert (tmp_path / "scaledobject.yaml").exists() and body["cache_warm"]["source"] == "recent_orders"
+
+
+def test_plan_command_on_an_unmigrated_database_is_a_one_line_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    res = CliRunner().invoke(app, ["capacity", "plan", "--json"])
+    assert res.exit_code == 2 and "database_url" in res.output and "Traceback" not in res.output

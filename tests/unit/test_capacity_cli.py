@@ -102,3 +102,15 @@ def test_plan_from_a_trace_writes_valid_manifests(trace, tmp_path):
 def test_plan_rejects_an_invalid_namespace(trace):
     res = runner.invoke(app, ["capacity", "plan", "--trace", str(trace), "--namespace", "Bad_NS", "--json"])
     assert res.exit_code == 2 and "--namespace" in res.output
+
+
+def test_schedule_minutes_are_written_like_the_trace_wrote_them(trace, tmp_path):
+    out = tmp_path / "S.csv"
+    res = runner.invoke(app, ["capacity", "backtest", "--trace", str(trace), "--tz", "Etc/GMT+4",
+                              "--schedule-out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    schedule = pd.read_csv(out)
+    source = pd.read_csv(trace)
+    merged = source.merge(schedule, on="minute", how="left")
+    assert merged["demand"].notna().all() and (merged["demand"] == merged["count"]).all()
+    assert schedule["minute"].iloc[0] == "2026-01-01 00:00:00"

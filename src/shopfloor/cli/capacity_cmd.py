@@ -96,7 +96,12 @@ def backtest(
     out["peak_minute"] = peak
     if schedule_out is not None:
         schedule_out.parent.mkdir(parents=True, exist_ok=True)
-        report.schedule_frame().to_csv(schedule_out, index=False)
+        from ..forecast.traffic import format_minutes_like_source
+
+        schedule = report.schedule_frame()
+        # Same minute labels as the input file, so the schedule joins back onto the trace row for row.
+        schedule["minute"] = format_minutes_like_source(series.index, series.attrs.get("source_tz"))
+        schedule.to_csv(schedule_out, index=False)
         out["schedule_out"] = str(schedule_out)
     if plot is not None:
         from ..planning.capacity_plot import plot_backtest

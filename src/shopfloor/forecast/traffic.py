@@ -76,14 +76,26 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
         row = int((counts < 0).to_numpy().argmax())
         raise TraceError("count", f"row {row + 2} is negative: {counts.iloc[row]}")
     minutes = minutes.dt.floor("min")
-    if minutes.dt.tz is None:
+    naive = minutes.dt.tz is None
+    if naive:
         minutes = minutes.dt.tz_localize(tz)
     minutes = minutes.dt.tz_convert("UTC")
     if minutes.duplicated().any():
         dup = minutes[minutes.duplicated()].iloc[0]
         raise TraceError("minute", f"minute {dup.isoformat()} appears more than once")
     series = pd.Series(counts.to_numpy(dtype=float), index=pd.DatetimeIndex(minutes), name="y").sort_index()
-    return to_minute_grid(series)
+    grid = to_minute_grid(series)
+    # Remember how the file wrote its minutes, so outputs keyed by minute can be written the same way.
+    grid.attrs["source_tz"] = tz if naive else None
+    return grid
+
+
+def format_minutes_like_source(index: pd.DatetimeIndex, source_tz: str | None) -> list[str]:
+    """Minute labels as the trace wrote them: naive local ``YYYY-MM-DD HH:MM:SS`` in ``source_tz`` when the file
+    had naive timestamps, ISO 8601 UTC (``...Z``) otherwise."""
+    if source_tz:
+        return list(index.tz_convert(source_tz).tz_localize(None).strftime("%Y-%m-%d %H:%M:%S"))
+    return list(index.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def to_minute_grid(series: pd.Series) -> pd.Series:

@@ -737,7 +737,7 @@ def _utc_minute(value: datetime) -> datetime:
 class WarmUrlTemplates:
     """URL templates for the cache-warm list. ``{sku}`` and ``{country}`` are filled in (URL-encoded)."""
 
-    product: str = "/v1/products/{sku}"
+    product: str = "/v1/stock/{sku}"
     promise: str = "/v1/promise?sku={sku}&country={country}"
     default_country: str = "US"
 

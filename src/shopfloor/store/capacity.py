@@ -164,6 +164,17 @@ class RequestRollupBuffer:
                 row[1] += int(error)
                 row[2] += float(latency_ms)
 
+    def observer(self, clock, *, error_status: int = 500):
+        """An observer for ``api.middleware.RequestMetricsMiddleware``: ``(route, method, status, seconds)``.
+
+        Records the request in the minute ``clock.now()`` falls in; statuses >= ``error_status`` count as errors.
+        """
+
+        def observe(route: str, method: str, status: int, seconds: float) -> None:
+            self.add(clock.now(), route, error=status >= error_status, latency_ms=seconds * 1000.0)
+
+        return observe
+
     def pending(self) -> int:
         with self._lock:
             return len(self._rows)
