@@ -100,7 +100,7 @@ def simulator_engine(settings: Settings, engine: Engine) -> Engine:
 
     path = settings.database_url.split("///", 1)[1] if "///" in settings.database_url else "shopfloor.db"
     sim_url = f"sqlite:///{path}-gateway.db" if path != ":memory:" else "sqlite://"
-    sim = make_engine(sim_url)
+    sim = make_engine(sim_url, synchronous="NORMAL")  # a stand-in for someone else's system
     metadata.create_all(sim, tables=[sim_gateway_charges, sim_gateway_faults])
     return sim
 

@@ -74,6 +74,16 @@ def error_body(exc: DomainError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    exc: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    fn: Callable[[Connection], Any]
+
+
 class _WarehouseCache:
     """Warehouses change rarely; re-read them at most every ``ttl`` seconds."""
 
@@ -123,6 +133,15 @@ class CheckoutService:
         self._ensure_thread()
         fut: Future = Future()
         self._queue.put((cmd, fut))
+        return fut
+
+    def submit_work(self, work: Callable[[Connection], Any]) -> Future:
+        """Run ``work(conn)`` inside the next group-commit transaction (in its own savepoint). The future resolves to
+        its return value, or to the exception it raised, after the commit. Used for small follow-up writes on the
+        hot path (payment settlement), which would otherwise each pay for their own commit and fsync."""
+        self._ensure_thread()
+        fut: Future = Future()
+        self._queue.put((_Work(work), fut))
         return fut
 
     def place_order(self, cmd: PlaceOrder, timeout: float = 30.0) -> CheckoutResult:
@@ -184,19 +203,27 @@ class CheckoutService:
                 break
         if results is None:
             err = ServiceUnavailable("the order store is temporarily unavailable; retry with the same key")
-            for _, fut in batch:
-                if not fut.done():
+            for cmd, fut in batch:
+                if fut.done():
+                    continue
+                if isinstance(cmd, _Work):
+                    fut.set_exception(err)
+                else:
                     fut.set_result(CheckoutResult(err.status, error_body(err)))
             return
         self.batches += 1
         self.batched_commands += len(batch)
         if self.on_committed is not None:
             try:
-                self.on_committed(results)
+                self.on_committed([r for r in results if isinstance(r, CheckoutResult)])
             except Exception:  # pragma: no cover
                 log.exception("on_committed hook failed")
         for (_, fut), res in zip(batch, results):
-            if not fut.done():
+            if fut.done():
+                continue
+            if isinstance(res, _Failed):
+                fut.set_exception(res.exc)
+            else:
                 fut.set_result(res)
 
     def _apply_batch_once(self, cmds: list[PlaceOrder]) -> list[CheckoutResult]:
@@ -205,9 +232,10 @@ class CheckoutService:
         now = self.clock.now()
         results: list[CheckoutResult] = []
         with self.engine.begin() as conn:
-            scope_keys = [(f"{c.api_key_id}:checkout", c.idempotency_key) for c in cmds]
-            prior = repo.get_idempotency_records(conn, scope_keys)
-            all_skus = sorted({l.sku for c in cmds for l in c.lines})
+            scope_keys = [(f"{c.api_key_id}:checkout", c.idempotency_key) if isinstance(c, PlaceOrder) else None
+                          for c in cmds]
+            prior = repo.get_idempotency_records(conn, [k for k in scope_keys if k is not None])
+            all_skus = sorted({l.sku for c in cmds if isinstance(c, PlaceOrder) for l in c.lines})
             prices = repo.load_prices(conn, all_skus)
             levels: dict[tuple[str, str], StockLevel] = {
                 (lvl.sku, lvl.warehouse): lvl for lvl in repo.load_levels(conn, all_skus)
@@ -216,10 +244,27 @@ class CheckoutService:
             pending = repo.PendingWrites()
             settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
             for cmd, sk in zip(cmds, scope_keys):
+                if isinstance(cmd, _Work):
+                    results.append(self._apply_work(conn, cmd))
+                    continue
                 results.append(self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses,
                                                pending))
             pending.flush(conn)
         return results
+
+    @staticmethod
+    def _apply_work(conn: Connection, work: _Work) -> Any:
+        sp = conn.begin_nested()
+        try:
+            out = work.fn(conn)
+        except (OperationalError, IntegrityError):
+            sp.rollback()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed back to the submitter
+            sp.rollback()
+            return _Failed(exc)
+        sp.commit()
+        return out
 
     def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending) -> CheckoutResult:
         seen = settled.get(sk)

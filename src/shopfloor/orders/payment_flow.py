@@ -67,58 +67,62 @@ class PaymentSettlement:
     def retry_delay(self, retry_no: int) -> float:
         return min(self.cap, self.base * (2 ** max(0, retry_no - 1)))
 
-    def apply(self, order_id: str, result: AuthorizationResult, *, retry_no: int = 1,
-              idempotency_scope: tuple[str, str] | None = None, response_body: dict | None = None
-              ) -> tuple[int, dict[str, Any] | None]:
+    def apply(self, order_id: str, result: AuthorizationResult, **kw: Any) -> tuple[int, dict[str, Any] | None]:
+        """:meth:`apply_in` in a transaction of its own (the worker's path)."""
+        with self.engine.begin() as conn:
+            return self.apply_in(conn, order_id, result, **kw)
+
+    def apply_in(self, conn, order_id: str, result: AuthorizationResult, *, retry_no: int = 1,
+                 idempotency_scope: tuple[str, str] | None = None, response_body: dict | None = None
+                 ) -> tuple[int, dict[str, Any] | None]:
         """Record ``result`` on the order. Returns (http status for a checkout response, body or None).
 
         When ``idempotency_scope`` is given, the stored idempotency response is replaced by the final one, so a
         replay of the checkout sees the outcome rather than the provisional ``payment_pending``.
         """
         now = self.clock.now()
-        with self.engine.begin() as conn:
-            row = conn.execute(select(orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
-                               .where(orders.c.id == order_id)).first()
-            if row is None:
-                raise LookupError(order_id)
-            payment = _payment_doc(row.payment, result)
-            status_code, body = 201, None
-            if row.status != OrderStatus.PAYMENT_PENDING.value:
-                return status_code, None  # settled elsewhere (worker, sweeper): nothing to change
-            if result.outcome is AuthOutcome.APPROVED:
-                repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
-                                         OrderStatus.AUTHORIZED.value, now, payment=payment,
-                                         reservation_expires_at=None)
-                repo.enqueue_event(conn, PAYMENT_AUTHORIZED, order_id, {
-                    "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key,
-                    "amount": int(row.total), "currency": row.currency}, now)
-                if response_body is not None:
-                    body = {**response_body, "status": OrderStatus.AUTHORIZED.value,
-                            "payment": {"state": "authorized", "processor": result.processor}}
-            elif result.outcome is AuthOutcome.DECLINED:
-                repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
-                                         OrderStatus.DECLINED.value, now, payment=payment,
-                                         reservation_expires_at=None)
-                repo.release_reservations(conn, order_id)
-                repo.enqueue_event(conn, ORDER_DECLINED, order_id,
-                                   {"order_id": order_id, "reason": result.decline_reason}, now)
-                status_code, body = 402, decline_body(order_id, result)
-            else:
-                repo.update_order_fields(conn, order_id, now, payment=payment)
-                delay = self.retry_delay(retry_no)
-                event_id = repo.enqueue_event(conn, PAYMENT_PENDING, order_id, {
-                    "order_id": order_id, "attempt_key": result.idempotency_key, "retry_no": retry_no}, now)
-                from ..store.tables import outbox
+        row = conn.execute(select(orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
+                           .where(orders.c.id == order_id)).first()
+        if row is None:
+            raise LookupError(order_id)
+        payment = _payment_doc(row.payment, result)
+        status_code, body = 201, None
+        if row.status != OrderStatus.PAYMENT_PENDING.value:
+            return status_code, None  # settled elsewhere (worker, sweeper): nothing to change
+        if result.outcome is AuthOutcome.APPROVED:
+            repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
+                                     OrderStatus.AUTHORIZED.value, now, payment=payment,
+                                     reservation_expires_at=None)
+            repo.enqueue_event(conn, PAYMENT_AUTHORIZED, order_id, {
+                "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key,
+                "amount": int(row.total), "currency": row.currency}, now)
+            if response_body is not None:
+                body = {**response_body, "status": OrderStatus.AUTHORIZED.value,
+                        "payment": {"state": "authorized", "processor": result.processor}}
+        elif result.outcome is AuthOutcome.DECLINED:
+            repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
+                                     OrderStatus.DECLINED.value, now, payment=payment,
+                                     reservation_expires_at=None)
+            repo.release_reservations(conn, order_id)
+            repo.enqueue_event(conn, ORDER_DECLINED, order_id,
+                               {"order_id": order_id, "reason": result.decline_reason}, now)
+            status_code, body = 402, decline_body(order_id, result)
+        else:
+            repo.update_order_fields(conn, order_id, now, payment=payment)
+            delay = self.retry_delay(retry_no)
+            event_id = repo.enqueue_event(conn, PAYMENT_PENDING, order_id, {
+                "order_id": order_id, "attempt_key": result.idempotency_key, "retry_no": retry_no}, now)
+            from ..store.tables import outbox
 
-                conn.execute(update(outbox).where(outbox.c.event_id == event_id)
-                             .values(available_at=now + timedelta(seconds=delay)))
-                if response_body is not None:
-                    body = {**response_body, "payment": {"state": "pending", "reason": result.pending_reason,
-                                                         "retry_in_s": round(delay, 1)}}
-            if idempotency_scope is not None and body is not None:
-                conn.execute(update(idempotency_keys).where(
-                    idempotency_keys.c.scope == idempotency_scope[0], idempotency_keys.c.key == idempotency_scope[1]
-                ).values(status_code=status_code, response=orjson.dumps(body).decode()))
+            conn.execute(update(outbox).where(outbox.c.event_id == event_id)
+                         .values(available_at=now + timedelta(seconds=delay)))
+            if response_body is not None:
+                body = {**response_body, "payment": {"state": "pending", "reason": result.pending_reason,
+                                                     "retry_in_s": round(delay, 1)}}
+        if idempotency_scope is not None and body is not None:
+            conn.execute(update(idempotency_keys).where(
+                idempotency_keys.c.scope == idempotency_scope[0], idempotency_keys.c.key == idempotency_scope[1]
+            ).values(status_code=status_code, response=orjson.dumps(body).decode()))
         return status_code, body
 
 

@@ -76,10 +76,11 @@ class BuyPath:
         attempt = PaymentAttempt(extra["payment_attempt_key"], order_id, int(result.body["total"]),
                                  result.body["currency"], str(cmd.payment.get("token", "")), frozenset())
         auth = await asyncio.to_thread(self.payments.authorize_inline, attempt)
-        status, body = await asyncio.to_thread(
-            self.settlement.apply, order_id, auth, retry_no=1,
-            idempotency_scope=(f"{cmd.api_key_id}:checkout", cmd.idempotency_key), response_body=result.body,
-        )
+        scope = (f"{cmd.api_key_id}:checkout", cmd.idempotency_key)
+        # Settlement rides the next group commit instead of paying for its own transaction and fsync.
+        status, body = await asyncio.wrap_future(self.checkout_service.submit_work(
+            lambda conn: self.settlement.apply_in(conn, order_id, auth, retry_no=1, idempotency_scope=scope,
+                                                  response_body=result.body)))
         payment = {"processor": auth.processor, "outcome": str(auth.outcome)}
         if body is None:
             return result, payment

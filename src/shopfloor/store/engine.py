@@ -13,7 +13,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous: str = "FULL") -> Engine:
+    """``synchronous`` applies to SQLite only: FULL (the default) makes every commit survive power loss."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError("synchronous must be FULL or NORMAL")
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -29,7 +32,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
