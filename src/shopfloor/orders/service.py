@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -11,6 +13,12 @@ from typing import Any
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder
 from .payment_flow import PaymentSettlement
 from .payments import PaymentAttempt
+
+log = logging.getLogger(__name__)
+
+
+async def _none() -> None:
+    return None
 
 
 _STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
@@ -45,6 +53,7 @@ class BuyPath:
         self.settlement = settlement
         self.promise = promise
         self.observer = observer
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-path-bookkeeping")
 
     async def checkout(self, cmd: PlaceOrder) -> CheckoutResult:
         started = time.perf_counter()
@@ -56,20 +65,24 @@ class BuyPath:
 
     async def _checkout(self, cmd: PlaceOrder) -> tuple[CheckoutResult, dict | None]:
         extra = dict(cmd.extra)
+        # The rate quote and the promise are independent reads: run them side by side.
+        quote_task = (asyncio.to_thread(self.payments.shipping.quote_for_checkout, cmd.country, cmd.postal_code)
+                      if self.payments is not None else None)
+        promise_task = asyncio.to_thread(self._line_promises, cmd) if self.promise is not None else None
+        quote, promises = await asyncio.gather(quote_task or _none(), promise_task or _none())
         if self.payments is not None:
-            extra["shipping"] = await asyncio.to_thread(
-                self.payments.shipping.quote_for_checkout, cmd.country, cmd.postal_code)
+            extra["shipping"] = quote
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
-        promises = None
-        if self.promise is not None:
-            promises = await asyncio.to_thread(self._line_promises, cmd)
+        if promises is not None:
             extra["promise"] = combine_promises(promises)
         cmd = replace(cmd, extra=extra)
         result = await asyncio.wrap_future(self.checkout_service.submit(cmd))
         dated = [p for p in promises or [] if p.deliver_by is not None]
         if result.created and dated:
-            # The order's promise is its slowest line; its outcome feeds the engine's online calibration.
-            self.promise.record_promise(result.body["order_id"], max(dated, key=lambda p: p.deliver_by))
+            # The order's promise is its slowest line; its outcome feeds the engine's online calibration. That is
+            # bookkeeping with its own write, so it runs off the request path, one at a time.
+            self._background.submit(self._record_promise, result.body["order_id"],
+                                    max(dated, key=lambda p: p.deliver_by))
         if not result.created or self.payments is None:
             return result, None
         order_id = result.body["order_id"]
@@ -92,7 +105,14 @@ class BuyPath:
             merged[line.sku] = merged.get(line.sku, 0) + line.qty
         return [self.promise.promise_for(sku, qty, cmd.country, cmd.postal_code) for sku, qty in merged.items()]
 
+    def _record_promise(self, order_id: str, promise: Any) -> None:
+        try:
+            self.promise.record_promise(order_id, promise)
+        except Exception:  # noqa: BLE001 - calibration bookkeeping must never fail a checkout
+            log.warning("could not record the promise of %s", order_id, exc_info=True)
+
     def close(self) -> None:
+        self._background.shutdown(wait=True)
         self.checkout_service.close()
         if self.payments is not None:
             self.payments.close()
