@@ -50,6 +50,7 @@ def load_catalog() -> list[dict[str, Any]]:
 @dataclass
 class DemoReport:
     url: str = ""
+    db_url: str = ""
     admin_key: str = ""
     storefront_key: str = ""
     orders: list[dict] = field(default_factory=list)
@@ -179,6 +180,8 @@ def _extra_steps() -> list[tuple[str, Callable[[DemoStore, DemoReport, Console],
     return [
         ("primary payment processor outage", steps.payment_outage),
         ("delivery promises before and after a warehouse delay", steps.promises_before_and_after_delay),
+        ("restock and capacity plans", lambda store, report, console: steps.plan_ahead(
+            store, report, console, report.db_url)),
     ]
 
 
@@ -233,7 +236,7 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
     server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
-    report = DemoReport(url=server.url, admin_key=admin_key, storefront_key=shop_key)
+    report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key)
     store = DemoStore(server.url, admin_key, shop_key, ingest_key)
     try:
         catalog = load_catalog()

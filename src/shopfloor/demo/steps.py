@@ -112,3 +112,92 @@ def promises_before_and_after_delay(store, report, console: Console) -> None:
     grid.add_row(before)
     grid.add_row(after)
     report.sections.append(("delivery promises react to a warehouse delay", grid))
+
+
+def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int = 3) -> dict:
+    """Give the fresh demo store a past: daily orders replayed from the UCI Online Retail II sample (shifted so
+    the last sample day is yesterday) and per-minute request counts for the last ``traffic_days`` days. The
+    request counts are synthetic: each day's order volume from the sample spread over a diurnal curve."""
+    import csv
+    import gzip
+    import io
+    import math
+    from collections import defaultdict
+    from importlib import resources
+
+    from sqlalchemy import insert
+
+    from ..store.capacity import record_request_batch
+    from ..store.engine import make_engine
+    from ..store.tables import order_lines, orders, skus
+
+    rng = random.Random(seed)
+    raw = resources.files("shopfloor.demo").joinpath("data/daily_demand.csv.gz").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
+    last = max(r["date"] for r in rows)
+    last_day = datetime.fromisoformat(last).date()
+    today = datetime.now(timezone.utc).date()
+    shift = today - timedelta(days=1) - last_day
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        prices = {r.sku: (int(r.price), r.currency) for r in conn.execute(skus.select())}
+    order_rows, line_rows = [], []
+    per_day = defaultdict(int)
+    for r in rows:
+        day = datetime.fromisoformat(r["date"]).date() + shift
+        if (today - day).days > days or r["sku"] not in prices:
+            continue
+        wh = ("gb-south" if rng.random() < 0.6 else "gb-north") if r["market"] == "GB" else "de-central"
+        at = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=rng.uniform(8, 20))
+        oid = f"ord_hist{uuid.uuid4().hex[:24]}"
+        qty = max(1, int(r["qty"]))
+        price, currency = prices[r["sku"]]
+        order_rows.append(dict(id=oid, status="delivered", api_key_id=None, idempotency_key=None,
+                               ship_to={"country": "GB" if r["market"] == "GB" else "DE", "postal_code": "EC1A 1BB"},
+                               payment={"state": "captured"}, total=qty * price, currency=currency, shipping=None,
+                               promise=None, split=0, reservation_expires_at=None, created_at=at, updated_at=at))
+        line_rows.append(dict(order_id=oid, line_no=1, sku=r["sku"], warehouse=wh, qty=qty, unit_price=price))
+        per_day[day] += 1
+    with engine.begin() as conn:
+        for i in range(0, len(order_rows), 5000):
+            conn.execute(insert(orders), order_rows[i:i + 5000])
+            conn.execute(insert(order_lines), line_rows[i:i + 5000])
+    # Synthetic per-minute traffic: ~40 requests per order, a diurnal curve peaking in the evening, Poisson noise.
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    rollups = []
+    for m in range(traffic_days * 1440, 0, -1):
+        t = now - timedelta(minutes=m)
+        daily_orders = per_day.get(t.date(), per_day.get(t.date() - timedelta(days=7), 60))
+        hour = t.hour + t.minute / 60
+        shape = 0.35 + 0.65 * math.exp(-((hour - 19.5) ** 2) / 18) + 0.4 * math.exp(-((hour - 12) ** 2) / 8)
+        lam = max(1.0, daily_orders * 40 / 1440 * shape * 1.6)
+        count = max(0, int(rng.gauss(lam, math.sqrt(lam))))
+        rollups.append({"minute": t, "route": "/v1/checkouts" if m % 7 == 0 else "/v1/promise", "count": count,
+                        "errors": 0, "latency_ms_sum": count * 12.0})
+    for i in range(0, len(rollups), 2000):
+        record_request_batch(engine, rollups[i:i + 2000])
+    engine.dispose()
+    return {"orders": len(order_rows), "traffic_minutes": len(rollups)}
+
+
+def plan_ahead(store, report, console: Console, db_url: str) -> None:
+    """Restock actions, sell-out risks, the next hours' capacity plan and the cache-warm list for the demo store."""
+    from ..bootstrap import build_container
+    from ..cli import capacity_cmd, restock_cmd
+    from ..cli.output import console as cli_console
+    from ..config import Settings
+
+    history = seed_history(db_url)
+    container = build_container(Settings(database_url=db_url))
+    try:
+        with cli_console.capture() as cap:
+            cli_console.print(f"history: {history['orders']} past orders (UCI Online Retail II sample), "
+                              f"{history['traffic_minutes']} minutes of request counts")
+            restock_cmd.show_restock_summary(container, top=5)
+            capacity_cmd.print_demo_capacity(container, hours=3)
+    finally:
+        container.close()
+    from rich.text import Text
+
+    report.sections.append(("planning ahead: restock, sell-out risk, capacity and cache warming",
+                            Text.from_ansi(cap.get())))
