@@ -258,3 +258,15 @@ def test_health_snapshots_are_persisted_for_the_cli(db_url):
     finally:
         svc.close()
         engine.dispose()
+
+
+def test_voiding_an_unseen_key_cancels_it_so_a_late_request_cannot_charge(engine):
+    from shopfloor.orders.payments import AttemptKeyCancelled
+
+    gw = gateway(engine)
+    assert gw.void("late", timeout_s=5).approved
+    with pytest.raises(AttemptKeyCancelled):
+        gw.authorize("late", 100, "USD", "t", "o", timeout_s=5)
+    assert charges(engine) == []
+    status = gw.status("late", timeout_s=5)
+    assert status.found and status.voided and not status.authorized
