@@ -261,11 +261,15 @@ class SimulatedProcessor(_FaultedService):
         row = None
         for _ in range(3):
             try:
+                void_it = update(t).where(and_(where, ~t.c.captured, ~t.c.voided)).values(voided=True, voided_at=now)
                 with self._engine.begin() as conn:
-                    conn.execute(
-                        update(t).where(and_(where, ~t.c.captured, ~t.c.voided)).values(voided=True, voided_at=now)
-                    )
+                    conn.execute(void_it)
                     row = conn.execute(select(t).where(where)).mappings().first()
+                    if row is not None and not row["voided"] and not row["captured"]:
+                        # Under READ COMMITTED the authorization can commit between our UPDATE and SELECT:
+                        # it is visible now, so void it for real before answering.
+                        conn.execute(void_it)
+                        row = conn.execute(select(t).where(where)).mappings().first()
                     if row is None:
                         conn.execute(
                             t.insert().values(
@@ -284,7 +288,7 @@ class SimulatedProcessor(_FaultedService):
                                 voided_at=now,
                             )
                         )
-                        row = {"captured": False, "reference": None}
+                        row = {"captured": False, "voided": True, "reference": None}
                 break
             except IntegrityError:  # the authorization arrived concurrently: void that one instead
                 continue
@@ -293,6 +297,8 @@ class SimulatedProcessor(_FaultedService):
             raise ProcessorUnavailable(self.name, "503 conflict, not processed", 503)
         if row["captured"]:
             return ProcessorResponse(False, row["reference"], "already_captured")
+        if not row.get("voided", True):  # pragma: no cover - defensive: never claim a cancel that did not happen
+            raise ProcessorTimeout(self.name, "void not confirmed")
         return ProcessorResponse(True, row["reference"])
 
     def status(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
