@@ -258,3 +258,53 @@ def test_health_snapshots_are_persisted_for_the_cli(db_url):
     finally:
         svc.close()
         engine.dispose()
+
+
+def test_voiding_an_unseen_key_cancels_it_so_a_late_request_cannot_charge(engine):
+    from shopfloor.orders.payments import AttemptKeyCancelled
+
+    gw = gateway(engine)
+    assert gw.void("late", timeout_s=5).approved
+    with pytest.raises(AttemptKeyCancelled):
+        gw.authorize("late", 100, "USD", "t", "o", timeout_s=5)
+    assert charges(engine) == []
+    status = gw.status("late", timeout_s=5)
+    assert status.found and status.voided and not status.authorized
+
+
+def test_a_void_racing_an_authorization_that_commits_mid_transaction_still_cancels_it(db_url):
+    """PostgreSQL READ COMMITTED: the authorization commits after the void's UPDATE but before its SELECT."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE), so this interleaving cannot occur there")
+    from sqlalchemy import event
+
+    from shopfloor.store.payments_tables import sim_gateway_charges
+
+    engine = make_engine(db_url)
+    other = make_engine(db_url)
+    try:
+        gw = gateway(engine)
+        conn = other.connect()
+        tx = conn.begin()
+        conn.execute(sim_gateway_charges.insert().values(
+            processor="primary", idempotency_key="race", order_id="o", amount=100, currency="USD",
+            reference="pri_x", authorized=True, declined=False, captured=False, voided=False,
+            capture_requests=0, created_at=datetime.now(timezone.utc), authorized_at=datetime.now(timezone.utc),
+        ))
+        fired = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def commit_the_authorization_now(c, cursor, statement, params, context, executemany):
+            if not fired and statement.lstrip().upper().startswith("SELECT") and "sim_gateway_charges" in statement:
+                fired.append(True)
+                tx.commit()
+
+        # The void's UPDATE runs first and sees nothing; the authorization commits just before its SELECT.
+        assert gw.void("race", timeout_s=5).approved
+        conn.close()
+        assert fired
+        [row] = ledger(engine, "primary")
+        assert row["voided"] is True and row["authorized"] is True
+    finally:
+        engine.dispose()
+        other.dispose()

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from shopfloor.orders.payments import (
+    AttemptKeyCancelled,
     AuthOutcome,
     BreakerPolicy,
     BreakerState,
@@ -47,6 +48,7 @@ class ScriptedProcessor:
         self.name = name
         self.script = list(script or [])
         self.status_script = list(status_script or [])
+        self.void_script: list[str] = []
         self.default = "approve"
         self.ledger: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []
@@ -70,6 +72,8 @@ class ScriptedProcessor:
             raise ProcessorTimeout(self.name, "timeout")
         if action == "boom":
             raise RuntimeError("adapter bug")
+        if self.ledger.get(idempotency_key, {}).get("voided"):
+            raise AttemptKeyCancelled(self.name, "cancelled key")
         with self.lock:
             entry = self.ledger.setdefault(
                 idempotency_key, {"authorized": action != "decline", "declined": action == "decline"}
@@ -91,6 +95,12 @@ class ScriptedProcessor:
 
     def void(self, idempotency_key, *, timeout_s):
         self.calls.append(("void", idempotency_key))
+        if self._next(self.void_script) == "timeout":
+            raise ProcessorTimeout(self.name, "void timeout")
+        entry = self.ledger.setdefault(idempotency_key, {"authorized": False, "declined": False})
+        if entry.get("captured"):
+            return ProcessorResponse(False, None, "already_captured")
+        entry["voided"] = True
         return ProcessorResponse(True, None)
 
     def status(self, idempotency_key, *, timeout_s):
@@ -105,7 +115,7 @@ class ScriptedProcessor:
             return ChargeStatus(self.name, idempotency_key, found=False)
         return ChargeStatus(
             self.name, idempotency_key, found=True, authorized=entry["authorized"], declined=entry["declined"],
-            reference=f"ref-{idempotency_key}",
+            voided=entry.get("voided", False), reference=f"ref-{idempotency_key}",
         )
 
     def authorize_calls(self) -> int:
@@ -226,11 +236,29 @@ def test_after_a_lost_response_the_router_asks_status_and_finds_the_charge_witho
     assert secondary.calls == [] and len(primary.ledger) == 1
 
 
-def test_after_a_timeout_that_did_not_charge_the_router_fails_over():
+def test_after_a_timeout_that_did_not_charge_the_router_cancels_the_key_there_and_fails_over():
     primary, secondary = ScriptedProcessor("primary", ["timeout"]), ScriptedProcessor("secondary")
     result = make_router(primary, secondary).authorize(attempt(), budget_s=2)
     assert result.outcome is AuthOutcome.APPROVED and result.processor == "secondary"
-    assert [op for op, _ in primary.calls] == ["authorize", "status"]
+    assert [op for op, _ in primary.calls] == ["authorize", "status", "void"]
+    with pytest.raises(AttemptKeyCancelled):  # a late arrival of the first request cannot charge any more
+        primary.authorize("k1", 1000, "USD", "tok", "o1", timeout_s=1)
+
+
+def test_when_the_technical_cancel_fails_the_attempt_stays_pending_on_that_processor():
+    primary, secondary = ScriptedProcessor("primary", ["timeout"]), ScriptedProcessor("secondary")
+    primary.void_script = ["timeout"]
+    result = make_router(primary, secondary).authorize(attempt(), budget_s=2)
+    assert result.outcome is AuthOutcome.PENDING and result.suspects == frozenset({"primary"})
+    assert secondary.calls == []
+
+
+def test_a_cancelled_key_is_skipped_without_tripping_the_breaker():
+    primary, secondary = ScriptedProcessor("primary"), ScriptedProcessor("secondary")
+    primary.ledger["k1"] = {"authorized": False, "declined": False, "voided": True}
+    router = make_router(primary, secondary)
+    result = router.authorize(attempt(), budget_s=2)
+    assert result.processor == "secondary" and router.breaker("primary").window() == (1, 0)
 
 
 def test_when_status_cannot_be_learnt_the_result_is_pending_and_nobody_else_is_tried():
@@ -264,6 +292,7 @@ def test_a_retry_whose_suspect_never_charged_moves_on_with_the_same_key():
     retry = router.authorize(attempt(suspects=first.suspects), budget_s=2)
     assert retry.outcome is AuthOutcome.APPROVED and retry.processor == "secondary"
     assert secondary.calls == [("authorize", "k1")]
+    assert [op for op, _ in primary.calls] == ["authorize", "status", "status", "void", "authorize"]
 
 
 def test_unknown_history_asks_every_processor_for_the_key_before_charging():
@@ -325,15 +354,52 @@ def test_all_breakers_open_returns_pending_at_once():
 def test_an_unexpected_adapter_exception_counts_as_an_unknown_outcome():
     primary, secondary = ScriptedProcessor("primary", ["boom"]), ScriptedProcessor("secondary")
     result = make_router(primary, secondary).authorize(attempt(), budget_s=2)
-    assert result.calls[0].outcome == "unknown" and result.calls[1].operation == "status"
-    assert result.processor == "secondary"  # status said "never seen", so failover was safe
+    assert [c.operation for c in result.calls] == ["authorize", "status", "void", "authorize"]
+    assert result.calls[0].outcome == "unknown"
+    assert result.processor == "secondary"  # never seen, and cancelled there, so failover was safe
 
 
 def test_the_write_ahead_hook_runs_before_each_processor_call():
     seen = []
     primary, secondary = ScriptedProcessor("primary", ["refuse"]), ScriptedProcessor("secondary")
-    make_router(primary, secondary).authorize(attempt(), budget_s=2, before_call=lambda k, p: seen.append((k, p)))
-    assert seen == [("k1", "primary"), ("k1", "secondary")]
+    make_router(primary, secondary).authorize(
+        attempt(), budget_s=2, before_call=lambda k, p, op: seen.append((k, p, op))
+    )
+    assert seen == [("k1", "primary", "authorize"), ("k1", "secondary", "authorize")]
+
+
+def test_the_write_ahead_hook_also_announces_technical_cancels():
+    seen = []
+    primary, secondary = ScriptedProcessor("primary", ["timeout"]), ScriptedProcessor("secondary")
+    make_router(primary, secondary).authorize(
+        attempt(), budget_s=2, before_call=lambda k, p, op: seen.append((p, op))
+    )
+    assert seen == [("primary", "authorize"), ("primary", "void"), ("secondary", "authorize")]
+
+
+def test_after_a_cancel_was_sent_the_processor_can_only_end_cancelled_even_if_the_charge_lands_later():
+    primary, secondary = ScriptedProcessor("primary", ["timeout"]), ScriptedProcessor("secondary")
+    primary.void_script = ["timeout"]
+    router = make_router(primary, secondary)
+    first = router.authorize(attempt(), budget_s=2)
+    assert first.outcome is AuthOutcome.PENDING and first.cancelling == frozenset({"primary"})
+    primary.ledger["k1"] = {"authorized": True, "declined": False}  # the lost request is processed late
+    retry = router.authorize(
+        PaymentAttempt.for_retry(first.to_json(), order_id="o1", amount=1000, currency="USD", token="tok"),
+        budget_s=2,
+    )
+    assert retry.outcome is AuthOutcome.APPROVED and retry.processor == "secondary"
+    assert primary.ledger["k1"]["voided"] is True
+
+
+def test_for_retry_rebuilds_the_attempt_from_the_stored_result_or_assumes_unknown_history():
+    stored = {"attempt_key": "k9", "suspects": ["primary"], "cancelling": ["primary"]}
+    a = PaymentAttempt.for_retry(stored, order_id="o", amount=1, currency="USD", token="t")
+    assert a.idempotency_key == "k9" and a.suspects == {"primary"} and a.cancelling == {"primary"}
+    crashed = PaymentAttempt.for_retry({"attempt_key": "k9"}, order_id="o", amount=1, currency="USD", token="t")
+    assert crashed.suspects is None
+    with pytest.raises(ValueError):
+        PaymentAttempt.for_retry({}, order_id="o", amount=1, currency="USD", token="t")
 
 
 def test_processor_order_rejects_unknown_and_repeated_names():
@@ -390,3 +456,16 @@ def test_pending_retry_delay_grows_exponentially_and_is_capped():
     delays = [pending_retry_delay_s(n, base_s=1, max_s=30, rng=rng) for n in range(1, 10)]
     assert 0.5 <= delays[0] <= 1 and 4 <= delays[3] <= 8
     assert all(d <= 30 for d in delays) and delays[-1] >= 15
+
+
+def test_a_key_cancelled_everywhere_asks_for_a_new_attempt_and_for_retry_makes_one():
+    primary, secondary = ScriptedProcessor("primary"), ScriptedProcessor("secondary")
+    for proc in (primary, secondary):
+        proc.ledger["k1"] = {"authorized": False, "declined": False, "voided": True}
+    router = make_router(primary, secondary)
+    result = router.authorize(attempt(), budget_s=2)
+    assert result.outcome is AuthOutcome.PENDING and result.key_exhausted
+    assert result.pending_reason == "attempt_key_exhausted"
+    fresh = PaymentAttempt.for_retry(result.to_json(), order_id="o1", amount=1000, currency="USD", token="t")
+    assert fresh.idempotency_key != "k1" and fresh.suspects == frozenset()
+    assert router.authorize(fresh, budget_s=2).approved

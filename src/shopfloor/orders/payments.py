@@ -94,6 +94,11 @@ class ProcessorUnavailable(DefinitelyNotCharged):
         self.status_code = status_code
 
 
+class AttemptKeyCancelled(DefinitelyNotCharged):
+    """The key was cancelled at this processor (a technical cancel after a timeout): it will never charge under
+    it. Not a sign of an unhealthy processor."""
+
+
 class OutcomeUnknown(PaymentError):
     """We do not know whether the request took effect (timeout, lost response). Ask ``status`` first."""
 
@@ -134,6 +139,11 @@ class PaymentProcessor(Protocol):
     second charge, and re-sending it returns the first outcome. ``timeout_s`` is the most the call may take.
     Failures must be raised as :class:`DefinitelyNotCharged` only when the request certainly had no effect, and
     as :class:`OutcomeUnknown` otherwise; the router treats any other exception as an unknown outcome.
+
+    ``void`` of a key the processor has not seen is a *technical cancel*: it must succeed and make any later
+    ``authorize`` with that key fail with :class:`AttemptKeyCancelled`. (A gateway that cannot do this should
+    raise :class:`OutcomeUnknown` from such a void; the router then never fails over after an ambiguous outcome
+    there, and the attempt stays pending until the processor answers.)
     """
 
     name: str
@@ -356,9 +366,11 @@ class PaymentAttempt:
     """One payment attempt. ``idempotency_key`` is stored with the order before the first call.
 
     ``suspects``: processors that may hold a charge under this key whose outcome is not yet known. A fresh
-    checkout passes ``frozenset()``. A retry passes the ``suspects`` of the previous result. ``None`` means "we do
-    not know" (e.g. the process died during the inline call): every configured processor is then asked for the
-    key's status before anything is charged.
+    checkout passes ``frozenset()``; a retry passes what the previous result said (see :meth:`for_retry`).
+    ``None`` means "we do not know" (e.g. the process died during the inline call): every configured processor is
+    then asked for the key's status before anything is charged.
+    ``cancelling``: suspects to which a technical cancel was already sent; such a processor can only end as
+    cancelled for this attempt, never as the approver (the cancel may still land).
     """
 
     idempotency_key: str
@@ -367,6 +379,35 @@ class PaymentAttempt:
     currency: str
     token: str
     suspects: frozenset[str] | None = frozenset()
+    cancelling: frozenset[str] = frozenset()
+
+    @classmethod
+    def for_retry(
+        cls, stored: Mapping[str, Any] | None, *, order_id: str, amount: int, currency: str, token: str,
+        idempotency_key: str | None = None,
+    ) -> PaymentAttempt:
+        """Rebuild the attempt from what was stored with the order (``AuthorizationResult.to_json()``).
+
+        When no result was stored (the process died mid-call), ``suspects`` is ``None``: unknown history.
+        """
+        stored = stored or {}
+        if stored.get("key_exhausted"):
+            # Every processor confirmed the old key is cancelled: start a new attempt (persist its key first).
+            return cls(new_attempt_key(order_id), order_id, amount, currency, token, frozenset(), frozenset())
+        key = idempotency_key or stored.get("attempt_key")
+        if not key:
+            raise ValueError("a retry needs the stored attempt key")
+        if "suspects" not in stored:
+            return cls(key, order_id, amount, currency, token, None, frozenset())
+        return cls(
+            key,
+            order_id,
+            amount,
+            currency,
+            token,
+            frozenset(stored.get("suspects") or ()),
+            frozenset(stored.get("cancelling") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -380,7 +421,8 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class AuthorizationResult:
-    """The router's answer. ``pending`` means "accept the order, retry later with the same key and suspects"."""
+    """The router's answer. ``pending`` means "accept the order, retry later with the same key, ``suspects`` and
+    ``cancelling``" (store :meth:`to_json` and rebuild with :meth:`PaymentAttempt.for_retry`)."""
 
     outcome: AuthOutcome
     idempotency_key: str
@@ -389,6 +431,10 @@ class AuthorizationResult:
     decline_reason: str | None = None
     pending_reason: str | None = None
     suspects: frozenset[str] = frozenset()
+    cancelling: frozenset[str] = frozenset()
+    #: True when the key is cancelled at every processor: no charge exists anywhere under it, and the next try
+    #: must be a new attempt with a new key (``PaymentAttempt.for_retry`` does that).
+    key_exhausted: bool = False
     calls: tuple[CallRecord, ...] = ()
 
     @property
@@ -405,6 +451,8 @@ class AuthorizationResult:
             "decline_reason": self.decline_reason,
             "pending_reason": self.pending_reason,
             "suspects": sorted(self.suspects),
+            "cancelling": sorted(self.cancelling),
+            "key_exhausted": self.key_exhausted,
             "calls": [
                 {
                     "processor": c.processor,
@@ -416,6 +464,19 @@ class AuthorizationResult:
                 for c in self.calls
             ],
         }
+
+
+@dataclass
+class _Run:
+    """Mutable state of one ``authorize`` call."""
+
+    attempt: PaymentAttempt
+    deadline: float
+    before_call: Callable[[str, str, str], None] | None
+    suspects: set[str]
+    cancelling: set[str]
+    calls: list[CallRecord] = field(default_factory=list)
+    cancelled_at: set[str] = field(default_factory=set)  # processors where the key is certainly dead
 
 
 def new_attempt_key(order_id: str) -> str:
@@ -523,55 +584,53 @@ class PaymentRouter:
         attempt: PaymentAttempt,
         *,
         budget_s: float,
-        before_call: Callable[[str, str], None] | None = None,
+        before_call: Callable[[str, str, str], None] | None = None,
     ) -> AuthorizationResult:
         """Authorize ``attempt`` within ``budget_s`` seconds; never raises for processor trouble.
 
-        ``before_call(idempotency_key, processor)`` runs before each authorize request (a write-ahead hook for
-        callers that record which processors were contacted). Must be called outside any open database
-        transaction of the caller: the processors are other systems and may take seconds.
+        ``before_call(idempotency_key, processor, operation)`` runs before each ``authorize`` and each technical
+        cancel (``void``) request: a write-ahead hook for callers that want the contacted processors on disk
+        before the request leaves. Call this outside any open database transaction of the caller: processors are
+        other systems and may take seconds.
         """
-        deadline = self._monotonic() + budget_s
-        key = attempt.idempotency_key
-        calls: list[CallRecord] = []
+        run = _Run(
+            attempt=attempt,
+            deadline=self._monotonic() + budget_s,
+            before_call=before_call,
+            suspects=set(self._processors) if attempt.suspects is None else set(attempt.suspects),
+            cancelling=set(attempt.cancelling),
+        )
         order = self.order()
-        if attempt.suspects is None:
-            suspects = set(self._processors)
-        else:
-            suspects = set(attempt.suspects)
 
         # 1. Resolve earlier ambiguous outcomes first: a processor that may have charged blocks everyone else.
         rank = {n: i for i, n in enumerate(order)}
-        for name in sorted(suspects, key=lambda n: rank.get(n, len(rank))):
+        for name in sorted(run.suspects, key=lambda n: (rank.get(n, len(rank)), n)):
             if name not in self._processors:
-                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="suspect_unknown")
-            status = self._status(name, key, deadline, calls)
-            if status is None:
-                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="status_unknown")
-            resolved = self._resolved(name, key, status, calls, suspects)
+                return self._pending(run, "suspect_unknown")
+            resolved = self._resolve_suspect(run, name)
             if resolved is not None:
                 return resolved
-            suspects.discard(name)
 
         # 2. Walk the processors in order, failing over only on certain non-charges.
         skipped_open = 0
+        key = attempt.idempotency_key
         for name in order:
-            if deadline - self._monotonic() < self.policy.min_call_s:
-                return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason="budget_exhausted")
+            if run.deadline - self._monotonic() < self.policy.min_call_s:
+                return self._pending(run, "budget_exhausted")
             breaker = self._breakers[name]
             if not breaker.allow():
                 skipped_open += 1
                 self._count(name, "authorize", "breaker_open")
-                calls.append(CallRecord(name, "authorize", "breaker_open", 0.0))
+                run.calls.append(CallRecord(name, "authorize", "breaker_open", 0.0))
                 continue
             if before_call is not None:
                 try:
-                    before_call(key, name)
+                    before_call(key, name, "authorize")
                 except Exception:
                     breaker.release()
                     raise
             proc = self._processors[name]
-            timeout = min(self.policy.call_timeout_s, deadline - self._monotonic())
+            timeout = min(self.policy.call_timeout_s, run.deadline - self._monotonic())
             try:
                 resp = self._call(
                     name,
@@ -580,60 +639,112 @@ class PaymentRouter:
                         key, attempt.amount, attempt.currency, attempt.token, attempt.order_id, timeout_s=t
                     ),
                     timeout,
-                    calls,
+                    run.calls,
                 )
+            except AttemptKeyCancelled:
+                breaker.record_success()
+                run.cancelled_at.add(name)
+                continue
             except DefinitelyNotCharged:
                 breaker.record_failure()
                 continue
             except OutcomeUnknown:
                 breaker.record_failure()
-                suspects.add(name)
-                status = self._status(name, key, deadline, calls)
-                if status is None:
-                    reason = "budget_exhausted" if deadline <= self._monotonic() else "status_unknown"
-                    return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason=reason)
-                resolved = self._resolved(name, key, status, calls, suspects)
+                run.suspects.add(name)
+                resolved = self._resolve_suspect(run, name)
                 if resolved is not None:
                     return resolved
-                suspects.discard(name)
                 continue
             breaker.record_success()
             outcome = AuthOutcome.APPROVED if resp.approved else AuthOutcome.DECLINED
-            return self._result(
-                outcome,
-                key,
-                calls,
-                frozenset(),
-                processor=name,
-                reference=resp.reference,
-                decline_reason=resp.decline_reason,
-            )
-        reason = "all_breakers_open" if skipped_open == len(order) else "no_processor_available"
-        return self._result(AuthOutcome.PENDING, key, calls, suspects, pending_reason=reason)
+            return self._final(run, outcome, name, resp.reference, resp.decline_reason)
+        if not run.suspects and run.cancelled_at >= set(order):
+            return self._pending(run, "attempt_key_exhausted", key_exhausted=True)
+        return self._pending(run, "all_breakers_open" if skipped_open == len(order) else "no_processor_available")
 
-    def _resolved(
-        self, name: str, key: str, status: ChargeStatus, calls: list[CallRecord], suspects: set[str]
-    ) -> AuthorizationResult | None:
-        """Turn a found charge into a final result; ``None`` when the processor never processed the key."""
-        if not status.found:
+    def _resolve_suspect(self, run: _Run, name: str) -> AuthorizationResult | None:
+        """Settle what ``name`` holds under the key after an ambiguous outcome.
+
+        Returns a final result when the processor holds a live authorization (approved) or a decline, a pending
+        result when that cannot be learnt in the time left, and ``None`` (after removing ``name`` from the
+        suspects) when the key certainly holds no live charge there, so moving on is safe. "Not found" alone is
+        no proof, as the request may still be in flight at the processor: the key is then cancelled there
+        (technical cancel via ``void``) so that a late arrival cannot charge. Once a cancel was sent, the
+        processor can only end as cancelled for this attempt, because that cancel may still land.
+        """
+        key = run.attempt.idempotency_key
+        status = self._status(name, key, run.deadline, run.calls)
+        if status is None:
+            return self._pending(run, self._why_unknown(run))
+        if status.found and status.declined:
+            return self._final(run, AuthOutcome.DECLINED, name, status.reference, status.decline_reason or "declined")
+        if status.found and status.voided:
+            self._cleared(run, name)
             return None
-        if status.authorized and not status.voided:
-            return self._result(
-                AuthOutcome.APPROVED, key, calls, frozenset(), processor=name, reference=status.reference
-            )
-        if status.declined:
-            return self._result(
-                AuthOutcome.DECLINED,
-                key,
-                calls,
-                frozenset(),
-                processor=name,
-                reference=status.reference,
-                decline_reason=status.decline_reason or "declined",
-            )
-        # Found but voided: that charge was released; the key is spent at this processor.
-        return self._result(
-            AuthOutcome.DECLINED, key, calls, frozenset(), processor=name, decline_reason="authorization_voided"
+        live = status.found and status.authorized
+        if live and name not in run.cancelling:
+            return self._final(run, AuthOutcome.APPROVED, name, status.reference)
+        if live and status.captured:  # money moved there: that is the payment, whatever we sent before
+            return self._final(run, AuthOutcome.APPROVED, name, status.reference)
+        # Not found (or live but already being cancelled): cancel the key there before moving on.
+        remaining = run.deadline - self._monotonic()
+        if remaining < self.policy.min_call_s:
+            return self._pending(run, "budget_exhausted")
+        if run.before_call is not None:
+            run.before_call(key, name, "void")
+        run.cancelling.add(name)
+        timeout = min(self.policy.status_timeout_s, remaining)
+        proc = self._processors[name]
+        try:
+            resp = self._call(name, "void", lambda p=proc, t=timeout: p.void(key, timeout_s=t), timeout, run.calls)
+        except PaymentError:
+            self._breakers[name].record_failure()
+            return self._pending(run, self._why_unknown(run))
+        self._breakers[name].record_success()
+        if resp.approved:
+            self._cleared(run, name)
+            return None
+        # The cancel was refused because the charge was captured in the meantime: that is the payment.
+        status = self._status(name, key, run.deadline, run.calls)
+        if status is not None and status.found and status.authorized and status.captured:
+            return self._final(run, AuthOutcome.APPROVED, name, status.reference)
+        return self._pending(run, self._why_unknown(run))
+
+    def _why_unknown(self, run: _Run) -> str:
+        return "budget_exhausted" if run.deadline - self._monotonic() < self.policy.min_call_s else "status_unknown"
+
+    @staticmethod
+    def _cleared(run: _Run, name: str) -> None:
+        run.suspects.discard(name)
+        run.cancelling.discard(name)
+        run.cancelled_at.add(name)
+
+    def _final(
+        self,
+        run: _Run,
+        outcome: AuthOutcome,
+        processor: str,
+        reference: str | None,
+        decline_reason: str | None = None,
+    ) -> AuthorizationResult:
+        return AuthorizationResult(
+            outcome=outcome,
+            idempotency_key=run.attempt.idempotency_key,
+            processor=processor,
+            reference=reference,
+            decline_reason=None if outcome is AuthOutcome.APPROVED else decline_reason,
+            calls=tuple(run.calls),
+        )
+
+    def _pending(self, run: _Run, reason: str, *, key_exhausted: bool = False) -> AuthorizationResult:
+        return AuthorizationResult(
+            outcome=AuthOutcome.PENDING,
+            idempotency_key=run.attempt.idempotency_key,
+            pending_reason=reason,
+            key_exhausted=key_exhausted,
+            suspects=frozenset(run.suspects),
+            cancelling=frozenset(run.cancelling & run.suspects),
+            calls=tuple(run.calls),
         )
 
     def _status(
@@ -804,18 +915,6 @@ class PaymentRouter:
 
     def flush_health(self) -> None:
         self._maybe_snapshot(force=True)
-
-    def _result(
-        self,
-        outcome: AuthOutcome,
-        key: str,
-        calls: list[CallRecord],
-        suspects: Iterable[str],
-        **kw: Any,
-    ) -> AuthorizationResult:
-        return AuthorizationResult(
-            outcome=outcome, idempotency_key=key, suspects=frozenset(suspects), calls=tuple(calls), **kw
-        )
 
     def close(self) -> None:
         with self._executor_lock:

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from ..domain.clock import Clock
 from ..store.payments_tables import sim_gateway_charges, sim_gateway_faults
 from .payments import (
+    AttemptKeyCancelled,
     ChargeStatus,
     ConnectionRefused,
     ProcessorResponse,
@@ -208,6 +209,8 @@ class SimulatedProcessor(_FaultedService):
         cfg, latency = self._before_processing(timeout_s)
         decline = self._dice.hit(cfg.decline_rate)
         row = self._record_authorization(idempotency_key, order_id, amount, currency, token, decline)
+        if row["voided"]:
+            raise AttemptKeyCancelled(self.name, f"idempotency key {idempotency_key} was cancelled")
         self._lose_response(cfg, latency, timeout_s)
         if row["amount"] != amount or row["currency"] != currency or row["order_id"] != order_id:
             return ProcessorResponse(False, row["reference"], "idempotency_key_reused")
@@ -249,20 +252,53 @@ class SimulatedProcessor(_FaultedService):
         return ProcessorResponse(True, row["reference"])
 
     def void(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
+        """Release an authorization; for a key never seen, record a cancelled key (technical cancel) so that a
+        late-arriving authorize with it cannot charge."""
         cfg, latency = self._before_processing(timeout_s)
         now = self._clock.now()
         t = sim_gateway_charges
-        with self._engine.begin() as conn:
-            where = and_(t.c.processor == self.name, t.c.idempotency_key == idempotency_key)
-            conn.execute(
-                update(t).where(and_(where, ~t.c.captured, ~t.c.voided)).values(voided=True, voided_at=now)
-            )
-            row = conn.execute(select(t).where(where)).mappings().first()
+        where = and_(t.c.processor == self.name, t.c.idempotency_key == idempotency_key)
+        row = None
+        for _ in range(3):
+            try:
+                void_it = update(t).where(and_(where, ~t.c.captured, ~t.c.voided)).values(voided=True, voided_at=now)
+                with self._engine.begin() as conn:
+                    conn.execute(void_it)
+                    row = conn.execute(select(t).where(where)).mappings().first()
+                    if row is not None and not row["voided"] and not row["captured"]:
+                        # Under READ COMMITTED the authorization can commit between our UPDATE and SELECT:
+                        # it is visible now, so void it for real before answering.
+                        conn.execute(void_it)
+                        row = conn.execute(select(t).where(where)).mappings().first()
+                    if row is None:
+                        conn.execute(
+                            t.insert().values(
+                                processor=self.name,
+                                idempotency_key=idempotency_key,
+                                order_id="",
+                                amount=0,
+                                currency="",
+                                reference=f"{self.name[:3]}_cancel_{uuid.uuid4().hex[:12]}",
+                                authorized=False,
+                                declined=False,
+                                captured=False,
+                                voided=True,
+                                capture_requests=0,
+                                created_at=now,
+                                voided_at=now,
+                            )
+                        )
+                        row = {"captured": False, "voided": True, "reference": None}
+                break
+            except IntegrityError:  # the authorization arrived concurrently: void that one instead
+                continue
         self._lose_response(cfg, latency, timeout_s)
-        if row is None:
-            return ProcessorResponse(False, None, "unknown_authorization")
+        if row is None:  # pragma: no cover - three lost races in a row
+            raise ProcessorUnavailable(self.name, "503 conflict, not processed", 503)
         if row["captured"]:
             return ProcessorResponse(False, row["reference"], "already_captured")
+        if not row.get("voided", True):  # pragma: no cover - defensive: never claim a cancel that did not happen
+            raise ProcessorTimeout(self.name, "void not confirmed")
         return ProcessorResponse(True, row["reference"])
 
     def status(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
