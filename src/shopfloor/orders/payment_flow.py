@@ -155,9 +155,7 @@ class PaymentRetry:
                 remaining = (row.created_at + self.inline_grace - self.clock.now()).total_seconds()
                 raise RetryLater("inline authorization may be in flight", delay_s=max(remaining, 0.1))
         suspects = payment.get("suspects")
-        suspect_set = None if suspects is None else frozenset(suspects)
-        if event.type == ORDER_PLACED:
-            suspect_set = None  # the inline call's fate is unknown: ask every processor first
+        suspect_set = None if suspects is None or event.type == ORDER_PLACED else frozenset(suspects)
         attempt_key = payment.get("attempt_key") or event.payload.get("attempt_key")
         if row.status == OrderStatus.CANCELLED.value:
             self._void_if_charged(attempt_key, suspect_set)
@@ -165,7 +163,16 @@ class PaymentRetry:
         if row.status != OrderStatus.PAYMENT_PENDING.value:
             return
         token = self._token_for(order_id)
-        attempt = PaymentAttempt(attempt_key, order_id, int(row.total), row.currency, token, suspect_set)
+        # For OrderPlaced the inline call's fate is unknown (no stored result): every processor is asked first.
+        stored = {"attempt_key": attempt_key} if event.type == ORDER_PLACED else payment
+        attempt = PaymentAttempt.for_retry(stored, order_id=order_id, amount=int(row.total), currency=row.currency,
+                                           token=token)
+        if attempt.idempotency_key != attempt_key:
+            # The old key is cancelled everywhere: persist the new attempt's key before the first call.
+            with self.engine.begin() as conn:
+                repo.update_order_fields(conn, order_id, self.clock.now(),
+                                         payment={**payment, "attempt_key": attempt.idempotency_key,
+                                                  "previous_attempt_key": attempt_key, "key_exhausted": False})
         result = self.payments.authorize_retry(attempt)
         retry_no = int(event.payload.get("retry_no", 0)) + 1
         self.settlement.apply(order_id, result, retry_no=retry_no)
