@@ -47,7 +47,12 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         batch_max_size=settings.batch_max_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
     )
-    payments = build_payments(settings, engine, clock)
+    from prometheus_client import CollectorRegistry
+
+    # One metrics registry per process: payments and the funnel both register on it and /metrics exposes it.
+    registry = CollectorRegistry(auto_describe=True)
+    container.services["metrics.registry"] = registry
+    payments = build_payments(settings, engine, clock, registry)
     settlement = PaymentSettlement(
         engine, clock, pending_backoff_base_s=settings.payments_pending_backoff_base_s,
         pending_backoff_max_s=settings.payments_pending_backoff_max_s,
@@ -67,15 +72,13 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
 
 def build_tower(container: Container):
     """Metrics, funnel rollups and the ports the rules engine acts through."""
-    from prometheus_client import CollectorRegistry
-
     from .tower.metrics import build_metrics
     from .tower.observer import FunnelObserver
     from .store.tower import TowerRepository
     from .tower.service import FunnelBuffer
 
     s = container.settings
-    metrics = build_metrics(CollectorRegistry())
+    metrics = build_metrics(container.services["metrics.registry"])
     repo = TowerRepository(container.engine)
     buffer = FunnelBuffer(repo, s.tower_beacon_flush_s)
     container.services["tower.metrics"] = metrics
@@ -105,10 +108,11 @@ def simulator_engine(settings: Settings, engine: Engine) -> Engine:
     return sim
 
 
-def build_payments(settings: Settings, engine: Engine, clock: Clock):
+def build_payments(settings: Settings, engine: Engine, clock: Clock, registry=None):
     from .orders.payments_service import build_payments_service
 
-    return build_payments_service(settings, engine, clock, sim_engine=simulator_engine(settings, engine))
+    return build_payments_service(settings, engine, clock, registry=registry,
+                                  sim_engine=simulator_engine(settings, engine))
 
 
 def build_worker(container: Container):

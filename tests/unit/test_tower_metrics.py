@@ -36,7 +36,7 @@ def test_funnel_metrics_write_to_the_registry_they_are_given():
     for line in (
         'shopfloor_checkout_attempts_total{outcome="ok"} 1.0',
         'shopfloor_checkout_latency_seconds_count 2.0',
-        'shopfloor_payment_attempts_total{outcome="declined",processor="stripe"} 1.0',
+        'shopfloor_checkout_payments_total{outcome="declined",processor="stripe"} 1.0',
         'shopfloor_reservations_total{outcome="ok"} 1.0',
         'shopfloor_promise_lookups_total 3.0',
         'shopfloor_order_confirmation_seconds_bucket{le="2.5"} 1.0',
@@ -52,8 +52,11 @@ def test_funnel_metrics_write_to_the_registry_they_are_given():
 
 
 def test_every_grafana_query_uses_a_metric_we_export():
+    from shopfloor.orders.payments import PaymentMetrics
+
     reg = CollectorRegistry()
     FunnelMetrics(reg)
+    PaymentMetrics(reg)  # the app exposes both on one registry
     exported = set()
     for fam in reg.collect():
         suffixes = ("_total",) if fam.type == "counter" else ("_bucket", "_sum", "_count")

@@ -29,7 +29,9 @@ class FunnelMetrics:
         self.promise_lookups = Counter("promise_lookups", "Promise lookups served.", namespace=ns, registry=r)
         self.reservations = Counter("reservations", "Stock reservations by outcome.", ["outcome"],
                                     namespace=ns, registry=r)
-        self.payment_attempts = Counter("payment_attempts", "Payment attempts by processor and outcome.",
+        # Per-call processor metrics (shopfloor_payment_*) come from the payment router; this counts each
+        # checkout's final payment outcome by the processor that settled it.
+        self.payment_attempts = Counter("checkout_payments", "Checkout payment outcomes by processor.",
                                         ["processor", "outcome"], namespace=ns, registry=r)
         self.order_confirmation = Histogram("order_confirmation_seconds",
                                             "Time from checkout start to order confirmation.",
