@@ -28,6 +28,23 @@ def child_env(db_url: str, extra: dict | None = None) -> dict:
     return env
 
 
+def _kill_group(proc: subprocess.Popen | None, sig: int) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=10)
+
+
+def _stop_group(proc: subprocess.Popen | None, grace_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL it if it has not exited within ``grace_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc, signal.SIGKILL)
+
+
 class ServerProcess:
     """``shopfloor serve`` in its own process group, so a kill -9 takes the supervisor and workers down at once."""
 
@@ -67,18 +84,10 @@ class ServerProcess:
         raise RuntimeError("server did not become healthy")
 
     def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        _kill_group(self.proc, signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        _stop_group(self.proc, 15)
 
 
 class WorkerProcess:
@@ -99,15 +108,7 @@ class WorkerProcess:
         return self
 
     def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        _kill_group(self.proc, signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        _stop_group(self.proc, 20)

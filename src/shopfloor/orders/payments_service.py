@@ -196,16 +196,17 @@ def build_payments_service(
         engine, payments_runtime, key_column="key", value_column="value", clock=clock, ttl_s=ttl
     )
     health_store = ProcessorHealthStore(engine, clock)
+    breaker_policy = BreakerPolicy(
+        window_s=settings.payments_breaker_window_s,
+        min_calls=settings.payments_breaker_min_calls,
+        failure_pct=settings.payments_breaker_failure_pct,
+        open_s=settings.payments_breaker_open_s,
+        half_open_probes=settings.payments_breaker_half_open_probes,
+    )
     policy = RouterPolicy(
         call_timeout_s=settings.payments_call_timeout_s,
         status_timeout_s=settings.payments_status_timeout_s,
-        breaker=BreakerPolicy(
-            window_s=settings.payments_breaker_window_s,
-            min_calls=settings.payments_breaker_min_calls,
-            failure_pct=settings.payments_breaker_failure_pct,
-            open_s=settings.payments_breaker_open_s,
-            half_open_probes=settings.payments_breaker_half_open_probes,
-        ),
+        breaker=breaker_policy,
         health_snapshot_interval_s=settings.payments_health_snapshot_interval_s,
         threads=settings.payments_call_threads,
     )
@@ -233,13 +234,7 @@ def build_payments_service(
         clock=clock,
         timeout_s=settings.shipping_quote_timeout_s,
         reconcile_timeout_s=settings.shipping_reconcile_timeout_s,
-        breaker_policy=BreakerPolicy(
-            window_s=settings.payments_breaker_window_s,
-            min_calls=settings.payments_breaker_min_calls,
-            failure_pct=settings.payments_breaker_failure_pct,
-            open_s=settings.payments_breaker_open_s,
-            half_open_probes=settings.payments_breaker_half_open_probes,
-        ),
+        breaker_policy=breaker_policy,
     )
     service = PaymentsService(
         settings=settings,
