@@ -144,6 +144,8 @@ def backtest_cmd(
     for name, value in (("--horizon", horizon), ("--windows", windows), ("--step", step)):
         if value < 1:
             fail(f"{name}: must be a positive integer")
+    if conformal_windows < 2:
+        fail("--conformal-windows: conformal intervals need at least 2 calibration windows")
     frame = _load_history(history, from_db, db_url)
     spec = BacktestSpec(horizon=horizon, windows=windows, step=step, conformal_windows=conformal_windows)
     try:
@@ -171,7 +173,7 @@ def backtest_cmd(
     cols = ["rmsse", "wrmsse", "spl", "wspl", "coverage_50", "coverage_95"]
     table.add_column("model")
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c.replace("coverage_", "cov"), justify="right")
     for name, scores in result["models"].items():
         table.add_row(name, *("-" if scores.get(c) is None else f"{scores[c]:.4f}" for c in cols))
     console.print(table)
