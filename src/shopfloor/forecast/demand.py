@@ -127,7 +127,9 @@ def forecast_distribution(
     if cfg.group_column and cfg.group_column in history.columns:
         g = history[[ID, cfg.group_column]].drop_duplicates(ID)
         group_of = dict(zip(g[ID].astype(str), g[cfg.group_column].astype(str)))
-    hist = validate_history(history)
+    d = cfg.dispersion
+    keep = max(cfg.stats_max_days, cfg.lgbm.train_days + 64, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    hist = validate_history(history, keep_days=keep)
     covs = covariate_columns(hist)
     fut = validate_future(future, covs) if future is not None else None
 

@@ -72,12 +72,13 @@ def covariate_columns(frame: pd.DataFrame) -> list[str]:
     return cols
 
 
-def validate_history(history: pd.DataFrame) -> pd.DataFrame:
+def validate_history(history: pd.DataFrame, keep_days: int | None = None) -> pd.DataFrame:
     """Check and normalise a history frame; return a copy sorted by ``unique_id, ds`` with gaps filled.
 
     Rules: ``unique_id, ds, y`` must exist; ``y`` must be numeric, finite and non-negative; ``(unique_id, ds)`` must
     be unique. Missing days inside a series are filled with ``y = 0`` (no sale recorded means no sale) and
-    covariates carried forward from the previous day.
+    covariates carried forward from the previous day. ``keep_days`` keeps only each series' last ``keep_days``
+    days (checked after trimming), which bounds time and memory on large panels.
     """
     if not isinstance(history, pd.DataFrame):
         raise ForecastInputError("history must be a pandas DataFrame")
@@ -90,8 +91,14 @@ def validate_history(history: pd.DataFrame) -> pd.DataFrame:
         raise ForecastInputError("history has no rows", None)
     covs = covariate_columns(history)
     out = history[[ID, TIME, TARGET, *covs]].copy()
-    out[ID] = out[ID].astype(str)
     out[TIME] = _parse_ds(out, "history")
+    if keep_days is not None:
+        last = out.groupby(ID, sort=False, observed=True)[TIME].transform("max")
+        recent = out[TIME] > last - pd.Timedelta(days=keep_days)
+        if not recent.all():
+            out = out[recent.to_numpy()]
+        del last, recent
+    out[ID] = out[ID].astype(str)
     y = pd.to_numeric(out[TARGET], errors="coerce")
     bad = y.isna() & out[TARGET].notna()
     if bad.any():

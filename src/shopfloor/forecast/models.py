@@ -70,6 +70,7 @@ class LGBMConfig:
     min_child_samples: int = 100
     tweedie_variance_power: float = 1.1
     seed: int = 0
+    block_rows: int = 4_000_000
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +107,7 @@ def stats_forecast(
         out = sf.forecast(df=df, h=horizon)
     out = out.reset_index(drop=True) if ID in out.columns else out.reset_index()
     out[ID] = out[ID].astype(str)
+    out[TIME] = pd.to_datetime(out[TIME])  # the fugue path returns dates as text
     return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, *members]]
 
 
@@ -172,21 +174,44 @@ def lgbm_forecast(
         date_features=["dayofweek", "day", "month"],
         num_threads=n_jobs,
     )
-    prep = mlf.preprocess(df, static_features=[], dropna=True, keep_last_n=64)
-    last_ds = df[TIME].max()
-    prep = prep[prep[TIME] > last_ds - pd.Timedelta(days=cfg.train_days)]
-    if len(prep) > cfg.max_rows:
-        prep = prep.sample(n=cfg.max_rows, random_state=cfg.seed)
-    if prep.empty:
-        raise ValueError("no training rows after lag features (series too short)")
-    X = prep.drop(columns=[ID, TIME, TARGET])
-    y = prep[TARGET].to_numpy()
-    del prep
+    X, y = _training_rows(mlf, df, cfg)
     mlf.fit_models(X, y)
     del X, y
+    # Only the recent tail is needed to roll the lags forward over the horizon.
+    mlf.preprocess(df.groupby(ID, sort=False).tail(_STATE_DAYS), static_features=[], dropna=False,
+                   keep_last_n=_STATE_DAYS)
     out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
     return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, "lgbm"]]
+
+
+_STATE_DAYS = 64  # >= largest lag (28) + longest window on it (28)
+
+
+def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature rows for training, built a block of series at a time and subsampled to ``cfg.max_rows``,
+    so that peak memory stays bounded on large panels."""
+    sizes = df.groupby(ID, sort=False).size()
+    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - _STATE_DAYS, 0), cfg.train_days).sum())
+    frac = min(1.0, cfg.max_rows / est_rows) if est_rows else 1.0
+    bounds = np.concatenate([[0], np.cumsum(sizes.to_numpy())])
+    per_block = max(1, int(cfg.block_rows // max(1, sizes.mean())))
+    last_ds = df[TIME].max()
+    rng = np.random.default_rng(cfg.seed)
+    xs, ys = [], []
+    for lo in range(0, len(sizes), per_block):
+        hi = min(lo + per_block, len(sizes))
+        part = df.iloc[bounds[lo]:bounds[hi]]
+        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=_STATE_DAYS)
+        prep = prep[prep[TIME] > last_ds - pd.Timedelta(days=cfg.train_days)]
+        if frac < 1.0:
+            prep = prep[rng.random(len(prep)) < frac]
+        ys.append(prep[TARGET].to_numpy(dtype="float32"))
+        xs.append(prep.drop(columns=[ID, TIME, TARGET]).astype("float32"))
+        del prep
+    if not xs or sum(len(v) for v in ys) == 0:
+        raise ValueError("no training rows after lag features (series too short)")
+    return pd.concat(xs, ignore_index=True), np.concatenate(ys)
 
 
 def cold_start_rate(
