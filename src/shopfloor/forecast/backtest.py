@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .demand import ForecastConfig, forecast_demand
+from .demand import ForecastConfig, forecast_demand, run_member
 from .frames import ID, QUANTILE_COLUMNS, TARGET, TIME, covariate_columns, validate_history
 from .metrics import per_series_scores, summarize
 
@@ -101,10 +101,18 @@ def backtest(
         test = hist[(hist[TIME] > cutoff) & (hist[TIME] <= end)]
         future = test[[ID, TIME, *covs]]
         row: dict[str, Any] = {"cutoff": str(cutoff.date()), "scores": {}}
+        memo: dict[str, pd.DataFrame] = {}
+
+        def shared(member, *args, _memo=memo):
+            # Ensembles in one window share each member's forecast (same training data, same cutoff).
+            if member not in _memo:
+                _memo[member] = run_member(member, *args)
+            return _memo[member]
+
         for name in names:
             if progress:
                 progress(f"window {k + 1}/{len(cuts)}: {name}")
-            fc = forecast_demand(train, spec.horizon, future, model=name, config=cfg, n_jobs=n_jobs)
+            fc = forecast_demand(train, spec.horizon, future, model=name, config=cfg, n_jobs=n_jobs, runner=shared)
             row["scores"][name] = summarize(per_series_scores(fc, test, train))
         if baselines:
             if progress:

@@ -26,7 +26,7 @@ from .frames import (
 log = logging.getLogger(__name__)
 
 # Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+ets"
+DEFAULT_MODEL = "lgbm+swa"
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ForecastConfig:
     dispersion: DispersionConfig = field(default_factory=DispersionConfig)
 
 
-def _run_member(
+def run_member(
     member: str, hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
     cfg: ForecastConfig, n_jobs: int, dask_client: Any,
 ) -> pd.DataFrame:
@@ -72,7 +72,7 @@ def point_forecast(
     """
     cfg = config or ForecastConfig()
     members = _models.parse_spec(spec)
-    run = runner or _run_member
+    run = runner or run_member
     grid = horizon_dates(hist, horizon)
     fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
     fallbacks: dict[str, str] = {}
@@ -99,6 +99,7 @@ def point_forecast(
 def forecast_distribution(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None = None, *, model: str = "auto",
     config: ForecastConfig | None = None, n_jobs: int = 1, dask_client: Any = None,
+    runner: Callable[..., pd.DataFrame] | None = None,
 ) -> DemandDistribution:
     """Probabilistic daily demand forecast: per ``unique_id, ds`` a mean and a negative-binomial dispersion.
 
@@ -111,6 +112,8 @@ def forecast_distribution(
         ensemble like ``"lgbm+ets"``.
     dask_client: a ``distributed.Client``; statistical members then run on it through statsforecast's fugue
         backend.
+    runner: advanced hook replacing how one ensemble member is run (see :func:`point_forecast`); backtests use
+        it to share member forecasts between ensembles.
 
     Returns a :class:`DemandDistribution`; ``.quantile_frame()`` gives mean + quantiles, ``.sample_paths()`` and
     ``.lead_time_demand()`` serve restock planning.
@@ -142,7 +145,8 @@ def forecast_distribution(
     if not warm.empty:
         warm = warm.reset_index(drop=True)
         point, fallbacks = point_forecast(
-            warm, horizon, spec, future=fut, covariates=covs, config=cfg, n_jobs=n_jobs, dask_client=dask_client
+            warm, horizon, spec, future=fut, covariates=covs, config=cfg, n_jobs=n_jobs, dask_client=dask_client,
+            runner=runner,
         )
         parts.append(point)
     if not cold.empty:
@@ -163,13 +167,15 @@ def forecast_distribution(
 def forecast_demand(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None = None, *, model: str = "auto",
     config: ForecastConfig | None = None, n_jobs: int = 1, dask_client: Any = None,
+    runner: Callable[..., pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """``unique_id, ds, mean, q_0.005 ... q_0.995``: never negative, quantiles never crossing.
 
     Same arguments as :func:`forecast_distribution`.
     """
     dist = forecast_distribution(
-        history, horizon, future, model=model, config=config, n_jobs=n_jobs, dask_client=dask_client
+        history, horizon, future, model=model, config=config, n_jobs=n_jobs, dask_client=dask_client,
+        runner=runner,
     )
     out = dist.quantile_frame()
     out.attrs["model"] = dist.model

@@ -63,10 +63,11 @@ class LGBMConfig:
     """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows."""
 
     train_days: int = 540
-    max_rows: int = 3_000_000
-    n_estimators: int = 500
-    learning_rate: float = 0.05
-    num_leaves: int = 63
+    max_rows: int = 2_000_000
+    n_estimators: int = 300
+    learning_rate: float = 0.07
+    num_leaves: int = 31
+    max_bin: int = 127
     min_child_samples: int = 100
     tweedie_variance_power: float = 1.1
     seed: int = 0
@@ -157,7 +158,7 @@ def lgbm_forecast(
             x_future = x_future.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
     params = dict(
         objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power, n_estimators=cfg.n_estimators,
-        learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves, min_child_samples=cfg.min_child_samples,
+        learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves, max_bin=cfg.max_bin, min_child_samples=cfg.min_child_samples,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed,
         n_jobs=n_jobs, verbosity=-1, **cfg.extra_params,
     )
