@@ -339,3 +339,16 @@ def test_backtest_reports_baselines_and_targets():
     assert set(res["targets"]["met"]) == {
         "accuracy_vs_ets_5pct", "accuracy_vs_snaive_20pct", "spl_vs_conformal_ets_10pct", "coverage_95_within_3pts"
     }
+
+
+def test_lead_time_demand_handles_per_series_lead_times_in_batches():
+    panel = make_panel(n_series=3, n_days=90, covariates=False)
+    dist = forecast_distribution(panel, 10, model="wa28")
+    ltd = dist.lead_time_demand({"sku0/north": 3, "sku1/north": 10}, quantiles=(0.5, 0.99), n_paths=3000,
+                                batch_series=2).set_index("unique_id")
+    means = dist.frame.assign(step=dist.frame.groupby("unique_id").cumcount() + 1)
+    assert ltd.loc["sku0/north", "mean"] == pytest.approx(means.query("unique_id == 'sku0/north' and step <= 3")["mean"].sum())
+    assert ltd.loc["sku2/north", "lead_time_days"] == 0 and ltd.loc["sku2/north", "q_0.99"] == 0
+    # a 10-day total has a median near its mean and an upper tail above it
+    row = ltd.loc["sku1/north"]
+    assert row["q_0.99"] > row["mean"] and abs(row["q_0.5"] - row["mean"]) <= 0.25 * row["mean"] + 1
