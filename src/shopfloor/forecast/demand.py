@@ -26,7 +26,7 @@ from .frames import (
 log = logging.getLogger(__name__)
 
 # Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+swa"
+DEFAULT_MODEL = "lgbm+tsb+swa"
 
 
 @dataclass(frozen=True)
