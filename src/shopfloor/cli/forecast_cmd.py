@@ -1,9 +1,187 @@
-"""`shopfloor forecast` commands."""
+"""`shopfloor forecast` commands: forecast from files or the database, and rolling-origin backtests.
+
+    shopfloor forecast --history F --horizon H [--future F] --out forecast.parquet
+    shopfloor forecast --from-db --horizon H --out forecast.parquet
+    shopfloor forecast backtest --history F --horizon 28 --windows 3 --step 28 --json
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .output import console, fail, print_json
+
+forecast_app = typer.Typer(
+    name="forecast",
+    help="Probabilistic demand forecasts (mean + nine quantiles) and rolling-origin backtests.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str]):
+    from shopfloor.forecast import ForecastInputError, read_frame
+
+    if from_db:
+        from shopfloor.config import Settings
+        from shopfloor.store.engine import make_unpooled_engine
+        from shopfloor.store.forecast_queries import daily_sku_region_demand
+
+        engine = make_unpooled_engine(db_url or Settings().database_url)
+        try:
+            frame = daily_sku_region_demand(engine)
+        finally:
+            engine.dispose()
+        if frame.empty:
+            fail("from-db: no accepted orders found to build demand series")
+        return frame
+    if history is None:
+        fail("--history: give a history file (CSV or Parquet) or use --from-db")
+    try:
+        return read_frame(history)
+    except ForecastInputError as exc:
+        fail(f"--history: {exc}")
+    except Exception as exc:  # noqa: BLE001 - unreadable file: one line, no traceback
+        fail(f"--history: cannot read {history}: {exc}")
+
+
+def _run_forecast(
+    history: Optional[Path], horizon: int, future: Optional[Path], out: Path, model: str, from_db: bool,
+    db_url: Optional[str], n_jobs: int, as_json: bool,
+) -> None:
+    from shopfloor.forecast import ForecastInputError, forecast_demand, read_frame, write_frame
+
+    if horizon < 1:
+        fail("--horizon: must be a positive number of days")
+    frame = _load_history(history, from_db, db_url)
+    fut = None
+    if future is not None:
+        try:
+            fut = read_frame(future)
+        except Exception as exc:  # noqa: BLE001
+            fail(f"--future: cannot read {future}: {exc}")
+    try:
+        with console.status(f"forecasting {horizon} days ahead", spinner="dots") if not as_json else _null():
+            result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs)
+    except ForecastInputError as exc:
+        where = f"column '{exc.column}'" if exc.column else "input"
+        fail(f"{where}: {exc}")
+    write_frame(result, out)
+    summary = {
+        "out": str(out),
+        "rows": int(len(result)),
+        "series": int(result["unique_id"].nunique()),
+        "horizon": horizon,
+        "model": result.attrs.get("model"),
+        "fallback_series": len(result.attrs.get("fallbacks", {})),
+        "cold_start_series": len(result.attrs.get("cold_start", [])),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(
+            f"wrote {summary['rows']} rows for {summary['series']} series to {out} "
+            f"(model {summary['model']}, {summary['fallback_series']} fallbacks, "
+            f"{summary['cold_start_series']} cold-start)"
+        )
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@forecast_app.callback()
+def forecast(
+    ctx: typer.Context,
+    history: Optional[Path] = typer.Option(None, "--history", help="Long frame unique_id, ds, y (+ numeric covariates), CSV or Parquet."),
+    horizon: int = typer.Option(28, "--horizon", help="Days to forecast."),
+    future: Optional[Path] = typer.Option(None, "--future", help="Covariates over the horizon: unique_id, ds + the history's covariate columns."),
+    out: Path = typer.Option(Path("forecast.parquet"), "--out", help="Output file (.parquet or .csv)."),
+    model: str = typer.Option("auto", "--model", help="auto (backtested default), a model name, or an ensemble like lgbm+ets."),
+    from_db: bool = typer.Option(False, "--from-db", help="Build SKU x region x day series from accepted orders in the database."),
+    db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db (default: SHOPFLOOR_DATABASE_URL)."),
+    n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+) -> None:
+    """Forecast daily demand: writes unique_id, ds, mean and nine quantiles (q_0.005 .. q_0.995)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if history is None and not from_db:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    _run_forecast(history, horizon, future, out, model, from_db, db_url, n_jobs, as_json)
+
+
+@forecast_app.command("backtest")
+def backtest_cmd(
+    history: Optional[Path] = typer.Option(None, "--history", help="Long frame unique_id, ds, y (+ covariates)."),
+    horizon: int = typer.Option(28, "--horizon", help="Days forecast from each origin."),
+    windows: int = typer.Option(3, "--windows", help="Number of rolling origins."),
+    step: int = typer.Option(28, "--step", help="Days between origins."),
+    model: list[str] = typer.Option(["auto"], "--model", help="Model(s) to score (repeatable); baselines are always added."),
+    conformal_windows: int = typer.Option(3, "--conformal-windows", help="Calibration windows for the baselines' conformal intervals."),
+    from_db: bool = typer.Option(False, "--from-db", help="Backtest on SKU x region x day series from the database."),
+    db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db."),
+    n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full JSON result."),
+) -> None:
+    """Rolling-origin backtest with RMSSE, dollar-weighted RMSSE, scaled pinball and 50/95 % coverage."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from shopfloor.forecast import BacktestSpec, ForecastInputError, backtest
+
+    for name, value in (("--horizon", horizon), ("--windows", windows), ("--step", step)):
+        if value < 1:
+            fail(f"{name}: must be a positive integer")
+    if conformal_windows < 2:
+        fail("--conformal-windows: conformal intervals need at least 2 calibration windows")
+    frame = _load_history(history, from_db, db_url)
+    spec = BacktestSpec(horizon=horizon, windows=windows, step=step, conformal_windows=conformal_windows)
+    try:
+        if as_json:
+            result = backtest(frame, spec, models=tuple(model), n_jobs=n_jobs)
+        else:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+                task = bar.add_task("backtest", total=None)
+                result = backtest(
+                    frame, spec, models=tuple(model), n_jobs=n_jobs,
+                    progress=lambda msg: bar.update(task, description=msg),
+                )
+    except ForecastInputError as exc:
+        where = f"column '{exc.column}'" if exc.column else "input"
+        fail(f"{where}: {exc}")
+    except ValueError as exc:
+        fail(f"backtest: {exc}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"backtest h={horizon}, {windows} windows, step {step}")
+    cols = ["rmsse", "wrmsse", "spl", "wspl", "coverage_50", "coverage_95"]
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c.replace("coverage_", "cov"), justify="right")
+    for name, scores in result["models"].items():
+        table.add_row(name, *("-" if scores.get(c) is None else f"{scores[c]:.4f}" for c in cols))
+    console.print(table)
+    if "targets" in result:
+        console.print({k: v for k, v in result["targets"].items() if k != "met"})
+        console.print({"met": result["targets"]["met"]})
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this area's commands to the root app (nothing yet)."""
+    """Attach ``shopfloor forecast`` (and ``forecast backtest``) to the root app."""
+    app.add_typer(forecast_app, name="forecast")

@@ -1,0 +1,184 @@
+"""The forecasting pipeline: validate, split cold/warm series, run the point model with per-series fallback,
+attach a negative-binomial distribution, and emit the mean plus nine quantiles."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import models as _models
+from .distribution import DemandDistribution, DispersionConfig, estimate_dispersion
+from .frames import (
+    ID,
+    TARGET,
+    TIME,
+    ForecastInputError,
+    covariate_columns,
+    horizon_dates,
+    validate_future,
+    validate_history,
+)
+
+log = logging.getLogger(__name__)
+
+# Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
+DEFAULT_MODEL = "lgbm+tsb+swa"
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Forecasting policy. ``default_model`` is what ``model="auto"`` means.
+
+    cold_start_days: series with fewer days of history than this are forecast by the cold-start rate model;
+    cold_start_prior_days: pseudo-days of the group/global prior in that rate model;
+    group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
+    stats_max_days: history kept for the statistical models.
+    """
+
+    default_model: str = DEFAULT_MODEL
+    cold_start_days: int = 28
+    cold_start_prior_days: float = 14.0
+    group_column: str | None = None
+    stats_max_days: int = 728
+    lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
+    dispersion: DispersionConfig = field(default_factory=DispersionConfig)
+
+
+def run_member(
+    member: str, hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
+    cfg: ForecastConfig, n_jobs: int, dask_client: Any,
+) -> pd.DataFrame:
+    if member == "lgbm":
+        return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs)
+    return _models.stats_forecast(
+        hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
+    )
+
+
+def point_forecast(
+    hist: pd.DataFrame, horizon: int, spec: str, *, future: pd.DataFrame | None = None,
+    covariates: list[str] | None = None, config: ForecastConfig | None = None, n_jobs: int = 1,
+    dask_client: Any = None, runner: Callable[..., pd.DataFrame] | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Point forecast ``unique_id, ds, mean`` for a validated history, with per-series fallback.
+
+    Each ensemble member runs on its own; a member that raises is replaced for every series, and a member's
+    non-finite values are replaced for that series, by the trailing 28-day mean. Returns the frame and a
+    ``{unique_id: reason}`` map of the fallbacks taken.
+    """
+    cfg = config or ForecastConfig()
+    members = _models.parse_spec(spec)
+    run = runner or run_member
+    grid = horizon_dates(hist, horizon)
+    fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
+    fallbacks: dict[str, str] = {}
+    columns = []
+    for member in members:
+        try:
+            out = run(member, hist, horizon, future, covariates or [], cfg, n_jobs, dask_client)
+            vals = grid.merge(out[[ID, TIME, member]], on=[ID, TIME], how="left")[member].to_numpy(dtype="float64")
+        except Exception as exc:  # noqa: BLE001 - any model failure falls back; the reason is reported
+            log.warning("model %s failed for all series, using fallback: %s", member, exc)
+            for uid in grid[ID].unique():
+                fallbacks.setdefault(uid, f"{member} failed: {type(exc).__name__}: {exc}"[:200])
+            vals = fallback.copy()
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            for uid in grid.loc[bad, ID].unique():
+                fallbacks.setdefault(uid, f"{member} returned non-finite values")
+            vals = np.where(bad, fallback, vals)
+        columns.append(np.maximum(vals, 0.0))
+    grid["mean"] = np.mean(columns, axis=0)
+    return grid, fallbacks
+
+
+def forecast_distribution(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None = None, *, model: str = "auto",
+    config: ForecastConfig | None = None, n_jobs: int = 1, dask_client: Any = None,
+    runner: Callable[..., pd.DataFrame] | None = None,
+) -> DemandDistribution:
+    """Probabilistic daily demand forecast: per ``unique_id, ds`` a mean and a negative-binomial dispersion.
+
+    Parameters
+    ----------
+    history: long frame ``unique_id, ds, y`` (+ numeric covariates), daily.
+    horizon: days ahead (any positive number; models are recursive, so 56 works as well as 28).
+    future: ``unique_id, ds`` + covariate values over the horizon. Covariates missing from it are not used.
+    model: ``"auto"`` (the backtested default), a name from :data:`shopfloor.forecast.MODEL_NAMES`, or an
+        ensemble like ``"lgbm+ets"``.
+    dask_client: a ``distributed.Client``; statistical members then run on it through statsforecast's fugue
+        backend.
+    runner: advanced hook replacing how one ensemble member is run (see :func:`point_forecast`); backtests use
+        it to share member forecasts between ensembles.
+
+    Returns a :class:`DemandDistribution`; ``.quantile_frame()`` gives mean + quantiles, ``.sample_paths()`` and
+    ``.lead_time_demand()`` serve restock planning.
+    """
+    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ForecastInputError(f"horizon must be a positive integer, got {horizon!r}", "horizon")
+    cfg = config or ForecastConfig()
+    spec = cfg.default_model if model == "auto" else model
+    try:
+        _models.parse_spec(spec)
+    except ValueError as exc:
+        raise ForecastInputError(str(exc), "model") from None
+    group_of = None
+    if cfg.group_column and cfg.group_column in history.columns:
+        g = history[[ID, cfg.group_column]].drop_duplicates(ID)
+        group_of = dict(zip(g[ID].astype(str), g[cfg.group_column].astype(str)))
+    d = cfg.dispersion
+    keep = max(cfg.stats_max_days, cfg.lgbm.train_days + 64, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    hist = validate_history(history, keep_days=keep)
+    covs = covariate_columns(hist)
+    fut = validate_future(future, covs) if future is not None else None
+
+    n_obs = hist.groupby(ID, sort=True).size()
+    cold_ids = n_obs.index[n_obs < cfg.cold_start_days]
+    is_cold = hist[ID].isin(cold_ids)
+    warm, cold = hist[~is_cold], hist[is_cold]
+
+    parts, fallbacks = [], {}
+    if not warm.empty:
+        warm = warm.reset_index(drop=True)
+        point, fallbacks = point_forecast(
+            warm, horizon, spec, future=fut, covariates=covs, config=cfg, n_jobs=n_jobs, dask_client=dask_client,
+            runner=runner,
+        )
+        parts.append(point)
+    if not cold.empty:
+        parts.append(
+            _models.cold_start_rate(
+                cold, warm, horizon, prior_days=cfg.cold_start_prior_days, group_of=group_of
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True).sort_values([ID, TIME]).reset_index(drop=True)
+    alpha = estimate_dispersion(hist, cfg.dispersion)
+    step = frame.groupby(ID, sort=False).cumcount().to_numpy() + 1
+    base = frame[ID].map(alpha).to_numpy(dtype="float64")
+    frame["dispersion"] = base * (1.0 + cfg.dispersion.growth * (step - 1) / 28.0)
+    frame["mean"] = frame["mean"].clip(lower=0.0)
+    return DemandDistribution(frame=frame, model=spec, fallbacks=fallbacks, cold_start=[str(c) for c in cold_ids])
+
+
+def forecast_demand(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None = None, *, model: str = "auto",
+    config: ForecastConfig | None = None, n_jobs: int = 1, dask_client: Any = None,
+    runner: Callable[..., pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """``unique_id, ds, mean, q_0.005 ... q_0.995``: never negative, quantiles never crossing.
+
+    Same arguments as :func:`forecast_distribution`.
+    """
+    dist = forecast_distribution(
+        history, horizon, future, model=model, config=config, n_jobs=n_jobs, dask_client=dask_client,
+        runner=runner,
+    )
+    out = dist.quantile_frame()
+    out.attrs["model"] = dist.model
+    out.attrs["fallbacks"] = dist.fallbacks
+    out.attrs["cold_start"] = dist.cold_start
+    return out

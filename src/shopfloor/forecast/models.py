@@ -1,0 +1,244 @@
+"""Point-forecast models: statsforecast locals, a global LightGBM (mlforecast), ensembles, and safe fallbacks.
+
+A *model spec* is a name from :data:`MODEL_NAMES` or several joined by ``+`` (an equal-weight mean ensemble,
+e.g. ``"lgbm+ets"``). Each member returns one column of non-negative point forecasts on the
+``unique_id, ds`` horizon grid. The statistical members run through statsforecast, so passing a Dask (or Spark,
+Ray) DataFrame engine via ``dask_client`` runs them on a cluster through statsforecast's fugue backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .frames import ID, TARGET, TIME, horizon_dates
+
+SEASON = 7
+
+
+def _stats_factories() -> dict[str, Callable[[], Any]]:
+    from statsforecast.models import (
+        ADIDA,
+        IMAPA,
+        TSB,
+        AutoETS,
+        CrostonSBA,
+        SeasonalNaive,
+        SeasonalWindowAverage,
+        WindowAverage,
+    )
+
+    return {
+        "ets": lambda: AutoETS(season_length=SEASON, alias="ets"),
+        "croston_sba": lambda: CrostonSBA(alias="croston_sba"),
+        "adida": lambda: ADIDA(alias="adida"),
+        "imapa": lambda: IMAPA(alias="imapa"),
+        "tsb": lambda: TSB(alpha_d=0.1, alpha_p=0.1, alias="tsb"),
+        "snaive": lambda: SeasonalNaive(season_length=SEASON, alias="snaive"),
+        "swa": lambda: SeasonalWindowAverage(season_length=SEASON, window_size=4, alias="swa"),
+        "wa28": lambda: WindowAverage(window_size=28, alias="wa28"),
+    }
+
+
+STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "wa28")
+MODEL_NAMES = (*STATS_MODELS, "lgbm")
+
+
+def parse_spec(spec: str) -> list[str]:
+    """Split ``"a+b"`` into members and check each is known."""
+    members = [m.strip().lower() for m in spec.split("+") if m.strip()]
+    if not members:
+        raise ValueError("empty model spec")
+    unknown = [m for m in members if m not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)} (join with '+')")
+    return members
+
+
+@dataclass(frozen=True)
+class LGBMConfig:
+    """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows."""
+
+    train_days: int = 540
+    max_rows: int = 2_000_000
+    n_estimators: int = 300
+    learning_rate: float = 0.07
+    num_leaves: int = 31
+    max_bin: int = 127
+    min_child_samples: int = 100
+    tweedie_variance_power: float = 1.1
+    seed: int = 0
+    block_rows: int = 4_000_000
+    extra_params: dict[str, Any] = field(default_factory=dict)
+
+
+def trailing_mean_forecast(history: pd.DataFrame, horizon: int, window: int = 28) -> pd.DataFrame:
+    """Flat forecast = mean of each series' last ``window`` days. The fallback of last resort: it cannot fail."""
+    tail = history.groupby(ID, sort=True).tail(window)
+    level = tail.groupby(ID, sort=True)[TARGET].mean()
+    grid = horizon_dates(history, horizon)
+    grid["fallback"] = np.repeat(level.to_numpy(dtype="float64"), horizon)
+    return grid
+
+
+def stats_forecast(
+    history: pd.DataFrame, horizon: int, members: list[str], *, n_jobs: int = 1, max_days: int | None = 728,
+    dask_client: Any = None,
+) -> pd.DataFrame:
+    """Forecast ``members`` (statsforecast models) on ``unique_id, ds, y``; one column per member."""
+    from statsforecast import StatsForecast
+
+    factories = _stats_factories()
+    df = history[[ID, TIME, TARGET]]
+    if max_days:
+        df = df.groupby(ID, sort=False).tail(max_days)
+    sf = StatsForecast(
+        models=[factories[m]() for m in members], freq="D", n_jobs=n_jobs,
+        fallback_model=factories["wa28"]() if dask_client is None else None,
+    )
+    if dask_client is not None:
+        import dask.dataframe as dd
+
+        ddf = dd.from_pandas(df.reset_index(drop=True), npartitions=max(1, len(dask_client.nthreads())))
+        out = sf.forecast(df=ddf, h=horizon).compute()
+    else:
+        out = sf.forecast(df=df, h=horizon)
+    out = out.reset_index(drop=True) if ID in out.columns else out.reset_index()
+    out[ID] = out[ID].astype(str)
+    out[TIME] = pd.to_datetime(out[TIME])  # the fugue path returns dates as text
+    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, *members]]
+
+
+def _price_features(frame: pd.DataFrame, ref_max: pd.Series) -> pd.DataFrame:
+    """Relative price and week-on-week price change (both NaN while not on sale)."""
+    out = frame
+    if "price" in out.columns:
+        mx = out[ID].map(ref_max).astype("float32")
+        out["price_rel"] = (out["price"] / mx).astype("float32")
+        prev = out.groupby(ID, sort=False)["price"].shift(7)
+        out["price_chg"] = (out["price"] / prev).astype("float32")
+    return out
+
+
+def lgbm_forecast(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
+    config: LGBMConfig | None = None, n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Global LightGBM (Tweedie) through mlforecast, predicted recursively so any horizon works.
+
+    Features: lags 1/7/14/28, rolling and day-of-week rolling means, calendar (day of week, day of month, month),
+    and the covariates (plus relative price and price change when ``price`` is present). Covariates are used only
+    when ``future`` provides them for the horizon.
+    """
+    import lightgbm as lgb
+    from mlforecast import MLForecast
+    from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
+
+    cfg = config or LGBMConfig()
+    covs = [c for c in covariates if future is not None and c in future.columns]
+    keep = cfg.train_days + 64
+    df = history.groupby(ID, sort=False).tail(keep)[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
+    x_future = None
+    if covs:
+        grid = horizon_dates(history, horizon)
+        x_future = grid.merge(future[[ID, TIME, *covs]], on=[ID, TIME], how="left")
+        # Rows absent from the future file carry the last known value forward (price stays, flags stay).
+        last = df.groupby(ID, sort=True)[covs].last()
+        for c in covs:
+            x_future[c] = x_future[c].fillna(x_future[ID].map(last[c]))
+        if "price" in covs:
+            ref_max = df.groupby(ID)["price"].max()
+            both = pd.concat([df[[ID, TIME, *covs]], x_future], ignore_index=True).sort_values([ID, TIME])
+            both = _price_features(both, ref_max)
+            extra = ["price_rel", "price_chg"]
+            df = df.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
+            x_future = x_future.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
+    params = dict(
+        objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power, n_estimators=cfg.n_estimators,
+        learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves, max_bin=cfg.max_bin, min_child_samples=cfg.min_child_samples,
+        subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed,
+        n_jobs=n_jobs, verbosity=-1, **cfg.extra_params,
+    )
+    mlf = MLForecast(
+        models={"lgbm": lgb.LGBMRegressor(**params)},
+        freq="D",
+        lags=[1, 7, 14, 28],
+        lag_transforms={
+            1: [RollingMean(window_size=7), RollingMean(window_size=28)],
+            7: [RollingMean(window_size=7), RollingMean(window_size=28),
+                SeasonalRollingMean(season_length=7, window_size=4)],
+            28: [RollingMean(window_size=28)],
+        },
+        date_features=["dayofweek", "day", "month"],
+        num_threads=n_jobs,
+    )
+    X, y = _training_rows(mlf, df, cfg)
+    mlf.fit_models(X, y)
+    del X, y
+    # Only the recent tail is needed to roll the lags forward over the horizon.
+    mlf.preprocess(df.groupby(ID, sort=False).tail(_STATE_DAYS), static_features=[], dropna=False,
+                   keep_last_n=_STATE_DAYS)
+    out = mlf.predict(horizon, X_df=x_future)
+    out[ID] = out[ID].astype(str)
+    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, "lgbm"]]
+
+
+_STATE_DAYS = 64  # >= largest lag (28) + longest window on it (28)
+
+
+def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature rows for training, built a block of series at a time and subsampled to ``cfg.max_rows``,
+    so that peak memory stays bounded on large panels."""
+    sizes = df.groupby(ID, sort=False).size()
+    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - _STATE_DAYS, 0), cfg.train_days).sum())
+    frac = min(1.0, cfg.max_rows / est_rows) if est_rows else 1.0
+    bounds = np.concatenate([[0], np.cumsum(sizes.to_numpy())])
+    per_block = max(1, int(cfg.block_rows // max(1, sizes.mean())))
+    last_ds = df[TIME].max()
+    rng = np.random.default_rng(cfg.seed)
+    xs, ys = [], []
+    for lo in range(0, len(sizes), per_block):
+        hi = min(lo + per_block, len(sizes))
+        part = df.iloc[bounds[lo]:bounds[hi]]
+        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=_STATE_DAYS)
+        prep = prep[prep[TIME] > last_ds - pd.Timedelta(days=cfg.train_days)]
+        if frac < 1.0:
+            prep = prep[rng.random(len(prep)) < frac]
+        ys.append(prep[TARGET].to_numpy(dtype="float32"))
+        xs.append(prep.drop(columns=[ID, TIME, TARGET]).astype("float32"))
+        del prep
+    if not xs or sum(len(v) for v in ys) == 0:
+        raise ValueError("no training rows after lag features (series too short)")
+    return pd.concat(xs, ignore_index=True), np.concatenate(ys)
+
+
+def cold_start_rate(
+    cold: pd.DataFrame, warm: pd.DataFrame, horizon: int, *, recent_days: int = 28, prior_days: float = 14.0,
+    group_of: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Rate model for new SKUs: a Bayesian shrinkage of the series' own daily rate towards a prior.
+
+    The prior is the median recent daily rate of established series in the same group (``group_of`` maps
+    ``unique_id`` to e.g. category) or, failing that, of all established series. With ``n`` days of history the
+    forecast is ``(sum(y) + prior_days * prior) / (n + prior_days)``, flat over the horizon.
+    """
+    if warm.empty:
+        recent = pd.Series(dtype="float64")
+    else:
+        recent = warm.groupby(ID, sort=True).tail(recent_days).groupby(ID)[TARGET].mean()
+    global_prior = float(recent.median()) if len(recent) else float(cold[TARGET].mean())
+    group_prior: dict[str, float] = {}
+    if group_of:
+        groups = pd.Series({u: group_of.get(u) for u in recent.index}, dtype="object")
+        group_prior = recent.groupby(groups).median().to_dict()
+    stats_ = cold.groupby(ID, sort=True)[TARGET].agg(["sum", "size"])
+    prior = np.array(
+        [group_prior.get((group_of or {}).get(u), global_prior) for u in stats_.index], dtype="float64"
+    )
+    rate = (stats_["sum"].to_numpy() + prior_days * prior) / (stats_["size"].to_numpy() + prior_days)
+    grid = horizon_dates(cold, horizon)
+    grid["mean"] = np.repeat(rate, horizon)
+    return grid

@@ -1,0 +1,354 @@
+"""Forecasting core on small generated panels: output contract, fallbacks, cold start, metrics, input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopfloor.forecast import (
+    QUANTILE_COLUMNS,
+    BacktestSpec,
+    DispersionConfig,
+    ForecastConfig,
+    ForecastInputError,
+    LGBMConfig,
+    backtest,
+    estimate_dispersion,
+    evaluate,
+    forecast_demand,
+    forecast_distribution,
+    nb_quantiles,
+    per_series_scores,
+    pinball,
+    point_forecast,
+    series_scales,
+    validate_history,
+)
+
+FAST = ForecastConfig(lgbm=LGBMConfig(n_estimators=30, num_leaves=15, min_child_samples=20, train_days=200))
+
+
+def make_panel(n_series: int = 6, n_days: int = 150, seed: int = 1, covariates: bool = True) -> pd.DataFrame:
+    """Weekly-seasonal smooth series and intermittent ones, with price (NaN off sale), snap and event."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2024-01-01", periods=n_days, freq="D")
+    rows = []
+    for i in range(n_series):
+        level = 0.3 if i % 2 else 5.0 + i
+        season = 1.0 + 0.4 * np.sin(2 * np.pi * np.arange(n_days) / 7)
+        lam = level * season
+        y = rng.poisson(lam)
+        frame = pd.DataFrame({"unique_id": f"sku{i}/north", "ds": days, "y": y.astype(float)})
+        if covariates:
+            price = np.full(n_days, 2.0 + i, dtype=float)
+            price[:10] = np.nan  # not on sale yet
+            frame["y"] = np.where(np.isnan(price), 0.0, frame["y"])
+            frame["price"] = price
+            frame["snap"] = (days.day <= 10).astype(int)
+            frame["event"] = (days.dayofyear % 30 == 0).astype(int)
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def future_for(panel: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    last = panel["ds"].max()
+    days = pd.date_range(last + pd.Timedelta(days=1), periods=horizon, freq="D")
+    out = []
+    for uid, grp in panel.groupby("unique_id"):
+        out.append(pd.DataFrame({"unique_id": uid, "ds": days, "price": grp["price"].iloc[-1],
+                                 "snap": (days.day <= 10).astype(int), "event": 0}))
+    return pd.concat(out, ignore_index=True)
+
+
+def assert_contract(fc: pd.DataFrame, n_series: int, horizon: int) -> None:
+    assert list(fc.columns) == ["unique_id", "ds", "mean", *QUANTILE_COLUMNS]
+    assert len(fc) == n_series * horizon
+    values = fc[["mean", *QUANTILE_COLUMNS]].to_numpy()
+    assert np.isfinite(values).all()
+    assert (values >= 0).all()
+    q = fc[list(QUANTILE_COLUMNS)].to_numpy()
+    assert (np.diff(q, axis=1) >= 0).all()
+
+
+def test_default_forecast_has_mean_and_nine_non_negative_non_crossing_quantiles():
+    panel = make_panel()
+    fc = forecast_demand(panel, 14, future_for(panel, 14), config=FAST)
+    assert_contract(fc, 6, 14)
+    assert fc["ds"].min() == panel["ds"].max() + pd.Timedelta(days=1)
+
+
+def test_horizon_56_forecasts_every_day_and_stays_sensible():
+    panel = make_panel(n_days=200)
+    fc = forecast_demand(panel, 56, future_for(panel, 56), config=FAST)
+    assert_contract(fc, 6, 56)
+    # The smooth series' forecast level in days 29..56 stays near its history level (no recursive blow-up).
+    late = fc[fc["ds"] > panel["ds"].max() + pd.Timedelta(days=28)]
+    ratio = late.groupby("unique_id")["mean"].mean() / panel.groupby("unique_id")["y"].mean()
+    smooth = [u for u in ratio.index if int(u[3]) % 2 == 0]
+    assert ratio[smooth].between(0.6, 1.5).all(), ratio
+
+
+@pytest.mark.parametrize("model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "lgbm", "tsb+snaive"])
+def test_every_candidate_model_meets_the_output_contract(model):
+    panel = make_panel(n_series=4, n_days=120)
+    fc = forecast_demand(panel, 7, future_for(panel, 7), model=model, config=FAST)
+    assert_contract(fc, 4, 7)
+
+
+def test_forecast_without_future_file_ignores_covariates():
+    panel = make_panel(n_series=4, n_days=120)
+    fc = forecast_demand(panel, 7, None, model="lgbm", config=FAST)
+    assert_contract(fc, 4, 7)
+
+
+def test_failing_model_falls_back_to_trailing_mean_for_every_series():
+    panel = validate_history(make_panel(n_series=3, covariates=False))
+
+    def runner(member, hist, horizon, *rest):
+        raise RuntimeError("boom")
+
+    point, fallbacks = point_forecast(panel, 5, "ets", runner=runner)
+    assert set(fallbacks) == set(panel["unique_id"])
+    assert all("boom" in reason for reason in fallbacks.values())
+    expected = panel.groupby("unique_id").tail(28).groupby("unique_id")["y"].mean()
+    got = point.groupby("unique_id")["mean"].first()
+    assert np.allclose(got.to_numpy(), expected.reindex(got.index).to_numpy())
+
+
+def test_nan_from_a_model_falls_back_only_for_that_series():
+    panel = validate_history(make_panel(n_series=3, covariates=False))
+
+    def runner(member, hist, horizon, *rest):
+        from shopfloor.forecast.frames import horizon_dates
+
+        grid = horizon_dates(hist, horizon)
+        grid[member] = 1.0
+        grid.loc[grid["unique_id"] == "sku1/north", member] = np.nan
+        return grid
+
+    point, fallbacks = point_forecast(panel, 5, "ets", runner=runner)
+    assert list(fallbacks) == ["sku1/north"]
+    assert (point.loc[point["unique_id"] != "sku1/north", "mean"] == 1.0).all()
+    assert np.isfinite(point["mean"]).all()
+
+
+def test_new_sku_with_short_history_gets_a_shrunk_rate_forecast():
+    panel = make_panel(n_series=4, n_days=120, covariates=False)
+    new = pd.DataFrame({"unique_id": "new/north", "ds": pd.date_range(panel["ds"].max() - pd.Timedelta(days=4),
+                        periods=5, freq="D"), "y": [3.0, 0.0, 4.0, 2.0, 1.0]})
+    dist = forecast_distribution(pd.concat([panel, new]), 7, model="tsb", config=FAST)
+    assert dist.cold_start == ["new/north"]
+    fc = dist.quantile_frame()
+    rate = fc.loc[fc["unique_id"] == "new/north", "mean"]
+    assert len(rate) == 7 and rate.nunique() == 1
+    own = new["y"].mean()
+    prior = panel.groupby("unique_id").tail(28).groupby("unique_id")["y"].mean().median()
+    assert min(own, prior) <= rate.iloc[0] <= max(own, prior)
+
+
+def test_cold_start_uses_the_group_prior_when_a_group_column_is_given():
+    panel = make_panel(n_series=4, n_days=120, covariates=False)
+    panel["category"] = np.where(panel["unique_id"].isin(["sku0/north", "sku2/north"]), "big", "small")
+    new = pd.DataFrame({"unique_id": "new/north", "ds": [panel["ds"].max()], "y": [0.0], "category": "big"})
+    cfg = ForecastConfig(group_column="category", lgbm=FAST.lgbm)
+    fc = forecast_demand(pd.concat([panel, new]), 3, model="wa28", config=cfg)
+    big = panel[panel["category"] == "big"].groupby("unique_id").tail(28).groupby("unique_id")["y"].mean().median()
+    expected = 14.0 * big / (1 + 14.0)
+    assert fc.loc[fc["unique_id"] == "new/north", "mean"].iloc[0] == pytest.approx(expected)
+
+
+def test_all_zero_series_forecasts_zero_everywhere():
+    panel = make_panel(n_series=2, n_days=90, covariates=False)
+    panel.loc[panel["unique_id"] == "sku1/north", "y"] = 0.0
+    fc = forecast_demand(panel, 7, model="wa28")
+    zero = fc[fc["unique_id"] == "sku1/north"]
+    assert (zero[["mean", *QUANTILE_COLUMNS]].to_numpy() == 0).all()
+
+
+def test_nb_quantiles_match_scipy_and_collapse_to_zero_for_zero_mean():
+    from scipy import stats
+
+    q = nb_quantiles(np.array([4.0, 0.0]), np.array([0.5, 0.5]), (0.1, 0.5, 0.9))
+    n, p = 2.0, 2.0 / (2.0 + 4.0)
+    assert q[0].tolist() == stats.nbinom.ppf([0.1, 0.5, 0.9], n, p).tolist()
+    assert q[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_dispersion_is_near_zero_for_poisson_and_large_for_overdispersed_series():
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2023-01-01", periods=400, freq="D")
+    poisson = pd.DataFrame({"unique_id": "p", "ds": days, "y": rng.poisson(10, 400).astype(float)})
+    lam = rng.gamma(shape=1.0, scale=10.0, size=400)  # NB with alpha = 1
+    over = pd.DataFrame({"unique_id": "o", "ds": days, "y": rng.poisson(lam).astype(float)})
+    alpha = estimate_dispersion(pd.concat([poisson, over]), DispersionConfig(shrink_days=0))
+    assert alpha["p"] < 0.05
+    assert 0.6 < alpha["o"] < 1.5
+
+
+def test_sample_paths_and_lead_time_demand_agree_with_the_mean():
+    panel = make_panel(n_series=2, n_days=90, covariates=False)
+    dist = forecast_distribution(panel, 10, model="wa28")
+    index, paths = dist.sample_paths(n_paths=4000, seed=1)
+    assert paths.shape == (4000, 20) and (paths >= 0).all()
+    assert np.allclose(paths.mean(axis=0), dist.frame["mean"], rtol=0.1, atol=0.05)
+    ltd = dist.lead_time_demand(7, quantiles=(0.5, 0.95))
+    first7 = dist.frame.groupby("unique_id").head(7).groupby("unique_id")["mean"].sum()
+    assert np.allclose(ltd.set_index("unique_id")["mean"], first7)
+    assert (ltd["q_0.95"] >= ltd["q_0.5"]).all()
+
+
+# --- metrics against hand-computed values ---------------------------------------------------------------------
+
+def _tiny():
+    train = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=5),
+                          "y": [0.0, 2.0, 4.0, 2.0, 4.0], "price": [1.0, 1.0, 1.0, 1.0, 1.0]})
+    actual = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-01-06", periods=2), "y": [3.0, 5.0]})
+    fc = actual[["unique_id", "ds"]].copy()
+    fc["mean"] = [2.0, 3.0]
+    for c in QUANTILE_COLUMNS:
+        fc[c] = [2.0, 3.0]
+    return train, actual, fc
+
+
+def test_rmsse_and_spl_match_hand_computed_values():
+    train, actual, fc = _tiny()
+    # Scale from the first non-zero sale: y = 2,4,2,4 -> diffs 2,-2,2 -> MSE 4, MAE 2.
+    scales = series_scales(train)
+    assert scales.loc["a", "rmsse_scale"] == pytest.approx(4.0)
+    assert scales.loc["a", "spl_scale"] == pytest.approx(2.0)
+    res = evaluate(fc, actual, train)
+    # errors 1 and 2 -> MSE 2.5 -> RMSSE sqrt(2.5 / 4)
+    assert res["rmsse"] == pytest.approx(np.sqrt(2.5 / 4))
+    # all quantiles equal the forecast: pinball per day = mean_q(q) * err = 0.5 * err -> mean 0.75, / MAE 2
+    assert res["spl"] == pytest.approx(0.75 / 2.0)
+    assert res["coverage_95"] == 0.0 and res["coverage_50"] == 0.0
+
+
+def test_pinball_loss_is_asymmetric_as_defined():
+    loss = pinball(np.array([10.0]), np.array([[8.0, 12.0]]), (0.9, 0.9))
+    assert loss.tolist() == [[pytest.approx(1.8), pytest.approx(0.2)]]
+
+
+def test_dollar_weighted_rmsse_weights_by_recent_revenue():
+    train, actual, fc = _tiny()
+    train_b = train.assign(unique_id="b", price=3.0)
+    actual_b = actual.assign(unique_id="b")
+    fc_b = fc.assign(unique_id="b", mean=[3.0, 5.0])  # perfect -> RMSSE 0
+    res = evaluate(pd.concat([fc, fc_b]), pd.concat([actual, actual_b]), pd.concat([train, train_b]))
+    # revenue: a = 12 * 1, b = 12 * 3 -> weights 0.25 / 0.75
+    assert res["wrmsse"] == pytest.approx(0.25 * np.sqrt(2.5 / 4))
+    assert res["rmsse"] == pytest.approx(0.5 * np.sqrt(2.5 / 4))
+
+
+def test_coverage_counts_actuals_inside_inclusive_bounds():
+    train, actual, fc = _tiny()
+    fc["q_0.025"], fc["q_0.975"] = [0.0, 0.0], [3.0, 4.0]
+    fc["q_0.25"], fc["q_0.75"] = [3.0, 5.0], [3.0, 5.0]
+    per = per_series_scores(fc, actual, train)
+    assert per.loc["a", "cov95"] == 0.5
+    assert per.loc["a", "cov50"] == 1.0
+
+
+def test_rmsse_agrees_with_utilsforecast():
+    from utilsforecast.losses import rmsse
+
+    train, actual, fc = _tiny()
+    train = train[train["y"].cumsum() > 0]  # utilsforecast scales on all given history
+    ours = evaluate(fc, actual, train)["rmsse"]
+    theirs = rmsse(actual.merge(fc[["unique_id", "ds", "mean"]]), models=["mean"], seasonality=1, train_df=train)
+    assert ours == pytest.approx(float(theirs["mean"].iloc[0]))
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("missing", ["unique_id", "ds", "y"])
+def test_missing_required_column_is_named(missing):
+    panel = make_panel(n_series=1, n_days=40).drop(columns=[missing])
+    with pytest.raises(ForecastInputError) as err:
+        forecast_demand(panel, 7)
+    assert err.value.column == missing and missing in str(err.value)
+
+
+def test_non_numeric_y_is_rejected_naming_the_column():
+    panel = make_panel(n_series=1, n_days=40)
+    panel["y"] = panel["y"].astype(object)
+    panel.loc[3, "y"] = "lots"
+    with pytest.raises(ForecastInputError, match="'y' must be numeric") as err:
+        forecast_demand(panel, 7)
+    assert err.value.column == "y"
+
+
+def test_duplicate_rows_are_rejected_naming_the_key():
+    panel = make_panel(n_series=1, n_days=40)
+    panel = pd.concat([panel, panel.iloc[[5]]])
+    with pytest.raises(ForecastInputError, match="duplicate") as err:
+        forecast_demand(panel, 7)
+    assert err.value.column == "unique_id, ds"
+
+
+def test_negative_demand_and_bad_dates_are_rejected():
+    panel = make_panel(n_series=1, n_days=40)
+    with pytest.raises(ForecastInputError) as err:
+        forecast_demand(panel.assign(y=-1.0), 7)
+    assert err.value.column == "y"
+    with pytest.raises(ForecastInputError) as err:
+        forecast_demand(panel.assign(ds="not a date"), 7)
+    assert err.value.column == "ds"
+
+
+def test_unknown_model_and_bad_horizon_are_rejected():
+    panel = make_panel(n_series=1, n_days=40)
+    with pytest.raises(ForecastInputError) as err:
+        forecast_demand(panel, 7, model="prophet")
+    assert err.value.column == "model"
+    with pytest.raises(ForecastInputError) as err:
+        forecast_demand(panel, 0)
+    assert err.value.column == "horizon"
+
+
+def test_gaps_inside_a_series_are_filled_with_zero_demand():
+    panel = make_panel(n_series=1, n_days=40, covariates=False).drop(index=[10, 11])
+    hist = validate_history(panel)
+    assert len(hist) == 40
+    assert hist.loc[10:11, "y"].tolist() == [0.0, 0.0]
+
+
+# --- backtest ------------------------------------------------------------------------------------------------
+
+def test_backtest_never_lets_a_model_see_data_after_its_cutoff():
+    panel = make_panel(n_series=3, n_days=120, covariates=False)
+    spec = BacktestSpec(horizon=7, windows=2, step=7, conformal_windows=1)
+    first = backtest(panel, spec, models=("wa28",), baselines=False)
+    # Changing demand after the last cutoff + horizon of window 1 must not change window 1's scores.
+    cut2 = pd.Timestamp(first["cutoffs"][1])
+    poisoned = panel.copy()
+    poisoned.loc[poisoned["ds"] > cut2, "y"] += 1000.0
+    second = backtest(poisoned, spec, models=("wa28",), baselines=False)
+    assert first["windows"][0]["scores"] == second["windows"][0]["scores"]
+    assert first["windows"][1]["scores"] != second["windows"][1]["scores"]
+
+
+def test_backtest_reports_baselines_and_targets():
+    panel = make_panel(n_series=3, n_days=120)
+    spec = BacktestSpec(horizon=7, windows=1, step=7, conformal_windows=2)
+    res = backtest(panel, spec, models=("tsb",), config=FAST)
+    assert set(res["models"]) == {"tsb", "baseline:snaive", "baseline:ets"}
+    for scores in res["models"].values():
+        assert {"rmsse", "wrmsse", "spl", "coverage_50", "coverage_95"} <= set(scores)
+    assert set(res["targets"]["met"]) == {
+        "accuracy_vs_ets_5pct", "accuracy_vs_snaive_20pct", "spl_vs_conformal_ets_10pct", "coverage_95_within_3pts"
+    }
+
+
+def test_lead_time_demand_handles_per_series_lead_times_in_batches():
+    panel = make_panel(n_series=3, n_days=90, covariates=False)
+    dist = forecast_distribution(panel, 10, model="wa28")
+    ltd = dist.lead_time_demand({"sku0/north": 3, "sku1/north": 10}, quantiles=(0.5, 0.99), n_paths=3000,
+                                batch_series=2).set_index("unique_id")
+    means = dist.frame.assign(step=dist.frame.groupby("unique_id").cumcount() + 1)
+    assert ltd.loc["sku0/north", "mean"] == pytest.approx(means.query("unique_id == 'sku0/north' and step <= 3")["mean"].sum())
+    assert ltd.loc["sku2/north", "lead_time_days"] == 0 and ltd.loc["sku2/north", "q_0.99"] == 0
+    # a 10-day total has a median near its mean and an upper tail above it
+    row = ltd.loc["sku1/north"]
+    assert row["q_0.99"] > row["mean"] and abs(row["q_0.5"] - row["mean"]) <= 0.25 * row["mean"] + 1

@@ -1,0 +1,101 @@
+"""`shopfloor forecast` and `shopfloor forecast backtest` through Typer's CliRunner on generated files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from shopfloor.cli.main import app
+from shopfloor.forecast import QUANTILE_COLUMNS
+
+runner = CliRunner()
+
+
+def _write_panel(path, n_series=3, n_days=100, horizon=0):
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2024-01-01", periods=n_days + horizon, freq="D")
+    frames = []
+    for i in range(n_series):
+        frames.append(pd.DataFrame({
+            "unique_id": f"sku{i}/west", "ds": days, "y": rng.poisson(2 + i, len(days)).astype(float),
+            "price": np.where(np.arange(len(days)) < 5, np.nan, 3.0 + i), "snap": (days.day < 10).astype(int),
+            "event": 0,
+        }))
+    full = pd.concat(frames, ignore_index=True)
+    hist = full[full["ds"] < days[0] + pd.Timedelta(days=n_days)]
+    hist.to_csv(path, index=False)
+    return full
+
+
+def test_forecast_without_subcommand_writes_the_quantile_file(tmp_path):
+    hist = tmp_path / "history.csv"
+    full = _write_panel(hist, horizon=56)
+    fut = tmp_path / "future.parquet"
+    full[full["ds"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=100)].drop(columns="y").to_parquet(fut)
+    out = tmp_path / "fc.parquet"
+    res = runner.invoke(app, ["forecast", "--history", str(hist), "--horizon", "56", "--future", str(fut),
+                              "--out", str(out), "--model", "wa28+tsb", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["rows"] == 3 * 56 and summary["model"] == "wa28+tsb"
+    fc = pd.read_parquet(out)
+    assert list(fc.columns) == ["unique_id", "ds", "mean", *QUANTILE_COLUMNS]
+    assert (fc[list(QUANTILE_COLUMNS)].diff(axis=1).iloc[:, 1:] >= 0).all().all()
+
+
+def test_forecast_backtest_subcommand_prints_json_with_baselines(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--horizon", "7", "--windows", "2",
+                              "--step", "7", "--model", "wa28", "--conformal-windows", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert set(result["models"]) == {"wa28", "baseline:snaive", "baseline:ets"}
+    assert len(result["cutoffs"]) == 2 and "targets" in result
+
+
+def test_forecast_backtest_prints_a_table_for_people(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--horizon", "7", "--windows", "1",
+                              "--model", "wa28", "--conformal-windows", "2"])
+    assert res.exit_code == 0, res.output
+    assert "baseline:ets" in res.output and "cov95" in res.output
+
+
+def test_backtest_rejects_a_single_conformal_window(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--conformal-windows", "1"])
+    assert res.exit_code == 2 and "--conformal-windows" in res.output
+
+
+def test_missing_column_gives_a_one_line_error_naming_it(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    pd.read_csv(hist).drop(columns="y").to_csv(hist, index=False)
+    res = runner.invoke(app, ["forecast", "--history", str(hist), "--horizon", "7", "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2
+    assert "'y'" in res.output and "Traceback" not in res.output
+
+
+def test_duplicate_rows_give_a_one_line_error(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    df = pd.read_csv(hist)
+    pd.concat([df, df.head(1)]).to_csv(hist, index=False)
+    res = runner.invoke(app, ["forecast", "--history", str(hist), "--horizon", "7", "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2 and "duplicate" in res.output
+
+
+def test_missing_history_file_is_reported(tmp_path):
+    res = runner.invoke(app, ["forecast", "--history", str(tmp_path / "nope.csv"), "--horizon", "7"])
+    assert res.exit_code == 2 and "--history" in res.output
+
+
+def test_forecast_help_lists_backtest():
+    res = runner.invoke(app, ["forecast", "--help"])
+    assert res.exit_code == 0 and "backtest" in res.output and "--history" in res.output
