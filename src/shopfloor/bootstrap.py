@@ -64,6 +64,11 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     promise = build_promise_service(settings, engine, clock, incoming=OpenPurchaseOrders(engine))
     container.services["promise"] = promise
     observer = build_tower(container)
+    from .promise.degradations import RuleDegradedEngine
+
+    repo = container.services["tower.repository"]
+    promise.engine = RuleDegradedEngine(
+        promise.engine, lambda now: {d["warehouse"]: d for d in repo.active_degradations(now)}, clock)
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
