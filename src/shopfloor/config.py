@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     promise_cache_max_age_s: int = Field(default=30, ge=0)
     promise_cache_swr_s: int = Field(default=120, ge=0)
     promise_max_batch: int = Field(default=200, ge=1)
+    promise_weekend_weight: float = Field(default=0.2, gt=0, le=1, description="Weight of Saturday/Sunday hours "
+                                          "in fulfillment durations (1: calendar time; parcels rarely move then).")
     fulfillment_max_batch: int = Field(default=1000, ge=1)
 
     @property

@@ -138,3 +138,39 @@ def test_lane_keys_go_from_carrier_lane_to_network():
         "lane:SP|RJ/20|correios", "lane:SP|RJ/20", "lane:SP|RJ", "lane:*|RJ/20", "lane:*|RJ", "lane:SP|*",
         "lane:*|*",
     ]
+
+
+def test_work_clock_skips_most_of_the_weekend_and_round_trips():
+    from datetime import datetime, timezone
+    from shopfloor.fulfillment.stats import WorkClock, from_hours
+
+    clock = WorkClock(0.2)
+    fri = to_hours(datetime(2017, 7, 7, 20, tzinfo=timezone.utc))
+    # 4 working hours to Friday midnight, then 48 weekend hours count 9.6: 10 h from Friday 20:00 is Sunday 06:00
+    assert from_hours(clock.forward(fri, 10.0)) == datetime(2017, 7, 9, 6, tzinfo=timezone.utc)
+    mon = to_hours(datetime(2017, 7, 10, 8, tzinfo=timezone.utc))
+    assert clock.span(mon, mon + 24) == 24.0
+    for t in (fri, mon, fri + 30.5, mon + 1000.25):
+        assert abs(clock.back(clock.at(t)) - t) < 1e-9
+    assert WorkClock(1.0).span(fri, fri + 50) == 50.0
+
+
+def test_a_thursday_order_gets_a_later_promise_than_a_monday_order_on_a_working_day_clock():
+    from datetime import datetime, timezone
+    from shopfloor.fulfillment.stats import FulfillmentEvent
+    from shopfloor.promise.engine import InMemoryStats, PromiseEngine
+
+    stats = FulfillmentStats(StatsConfig(min_lane_weight=3, weekend_weight=0.1))
+    start = datetime(2017, 3, 6, 10, tzinfo=timezone.utc)  # a Monday
+    for i in range(40):
+        placed = start + timedelta(days=i)
+        track = OrderTrack(f"o{i}")
+        for kind, at in (("handed_to_carrier", placed + timedelta(days=1)), ("delivered", placed + timedelta(days=3))):
+            stats.apply(track, FulfillmentEvent(f"o{i}{kind}", f"o{i}", kind, at, "w1", region="RJ",
+                                                placed_at=placed, origin_region="SP"))
+    engine = PromiseEngine(None, InMemoryStats(stats))
+    mon = datetime(2017, 4, 17, 10, tzinfo=timezone.utc)
+    thu = datetime(2017, 4, 20, 10, tzinfo=timezone.utc)
+    d_mon = (engine.delivery_window("w1", "SP", "RJ", mon).eta_p50 - mon.date()).days
+    d_thu = (engine.delivery_window("w1", "SP", "RJ", thu).eta_p50 - thu.date()).days
+    assert d_thu > d_mon

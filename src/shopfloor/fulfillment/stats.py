@@ -31,6 +31,50 @@ def from_hours(h: float) -> datetime:
     return datetime.fromtimestamp(h * 3600.0, tz=timezone.utc)
 
 
+_MONDAY_H = 96.0  # 1970-01-05 00:00 UTC, the first Monday after the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class WorkClock:
+    """Hours that count: weekdays fully, Saturdays and Sundays at ``weekend_weight`` (0 < w <= 1).
+
+    Parcels are picked, handed off and delivered on working days, so an order placed on Friday evening waits out the
+    weekend before anything happens. Durations measured on this clock (and promises counted forward on it) make a
+    Thursday order's promise longer in calendar days than a Monday order's, from the same statistics. ``w = 1`` is
+    plain calendar time. ``at``/``back`` map calendar hours since the epoch to working hours and back (``back`` of
+    ``at`` is the identity; the map is strictly increasing).
+    """
+
+    weekend_weight: float = 1.0
+
+    def at(self, t: float) -> float:
+        w = self.weekend_weight
+        if w >= 1.0:
+            return t
+        u = t - _MONDAY_H
+        week = math.floor(u / 168.0)
+        r = u - week * 168.0
+        return week * (120.0 + 48.0 * w) + min(r, 120.0) + w * max(0.0, r - 120.0)
+
+    def back(self, v: float) -> float:
+        w = self.weekend_weight
+        if w >= 1.0:
+            return v
+        period = 120.0 + 48.0 * w
+        week = math.floor(v / period)
+        rem = v - week * period
+        r = rem if rem <= 120.0 else 120.0 + (rem - 120.0) / w
+        return week * 168.0 + r + _MONDAY_H
+
+    def span(self, a: float, b: float) -> float:
+        """Working hours between calendar hours ``a`` and ``b``."""
+        return self.at(b) - self.at(a)
+
+    def forward(self, a: float, hours: float) -> float:
+        """The calendar hour ``hours`` working hours after calendar hour ``a``."""
+        return self.back(self.at(a) + hours)
+
+
 @dataclass(frozen=True, slots=True)
 class FulfillmentEvent:
     """One fact from a warehouse or carrier feed. ``placed_at`` (when the customer ordered) is optional; without
@@ -131,6 +175,12 @@ class StatsConfig:
     # only at each promise's deadline (2-3 weeks later), and an integrator with that much delay oscillated in
     # replays; the engine's proportional feedback on the recent on-time rate (coverage_gain) is stable.
     aci_gamma: float = 0.0
+    # Weight of Saturday/Sunday hours in every duration (1: calendar time). See ``WorkClock``.
+    weekend_weight: float = 1.0
+
+    @property
+    def clock(self) -> WorkClock:
+        return WorkClock(self.weekend_weight)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -289,14 +339,15 @@ def state_from_dict(d: dict[str, Any]):
     raise ValueError(f"unknown state kind {kind!r}")
 
 
-def day_score(delivered_h: float, placed_h: float, basis_h: float) -> float:
+def day_score(delivered_h: float, placed_h: float, basis_h: float, clock: WorkClock | None = None) -> float:
     """Conformal score of a delivery: from order to the START of the delivery day, over the promise's basis.
 
     A promise ``date(placed + basis * q)`` is kept exactly when this score is at most ``q`` (a day starts before a
     time iff the day is on or before that time's date), so its quantile calibrates calendar-day promises exactly.
     """
     day_start = math.floor(delivered_h / 24.0) * 24.0
-    return max(day_start - placed_h, 0.0) / basis_h
+    span = day_start - placed_h if clock is None else clock.span(placed_h, day_start)
+    return max(span, 0.0) / basis_h
 
 
 def cal_key(confidence: float) -> str:
@@ -453,7 +504,7 @@ class FulfillmentStats:
         start = track.start_h
         if not track.proc_recorded and start is not None and track.handed_h is not None:
             track.proc_recorded = True
-            proc = max(0.0, track.handed_h - start)
+            proc = max(0.0, cfg.clock.span(start, track.handed_h))
             wh = self._wh(track.warehouse)
             wh.processing.add(proc, track.handed_h)
             if track.origin_region:
@@ -470,7 +521,7 @@ class FulfillmentStats:
             self._net().flows.add(track.handed_h, 1)
         if not track.transit_recorded and track.handed_h is not None and track.delivered_h is not None:
             track.transit_recorded = True
-            transit = max(0.0, track.delivered_h - track.handed_h)
+            transit = max(0.0, cfg.clock.span(track.handed_h, track.delivered_h))
             for key in lane_keys(track.origin_region, track.dest_region, track.carrier):
                 self._hist(key, cfg.transit_half_life_h).add(transit, track.delivered_h)
             self._net().flows.add(track.delivered_h, 2)
@@ -512,7 +563,7 @@ class FulfillmentStats:
         if track.promise_p50_h and track.placed_h is not None:
             end = track.delivered_h if track.delivered_h is not None else at_h
             track.residual_h = at_h
-            track.residual_ratio = day_score(end, track.placed_h, track.promise_p50_h)
+            track.residual_ratio = day_score(end, track.placed_h, track.promise_p50_h, self.config.clock)
             cal.add(track.residual_ratio, track.promise_p50_h, at_h)
             if track.delivered_h is not None:
                 track.residual_recorded = True
@@ -544,7 +595,7 @@ class FulfillmentStats:
             return
         track.residual_recorded = True
         cal = self.calibration(track.promise_conf)
-        ratio = day_score(track.delivered_h, track.placed_h, track.promise_p50_h)
+        ratio = day_score(track.delivered_h, track.placed_h, track.promise_p50_h, self.config.clock)
         cal.add(track.residual_ratio, track.promise_p50_h, track.residual_h, weight=-1.0)
         cal.add(ratio, track.promise_p50_h, track.residual_h)
         track.residual_ratio = ratio

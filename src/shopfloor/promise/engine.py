@@ -26,7 +26,7 @@ from ..domain.promise import (
     ship_date,
 )
 from ..domain.stock import StockLevel
-from ..fulfillment.stats import FulfillmentStats, OrderTrack, blended_quantile, to_hours
+from ..fulfillment.stats import FulfillmentStats, OrderTrack, blended_quantile, from_hours, to_hours
 
 
 class StockReader(Protocol):
@@ -281,7 +281,9 @@ class PromiseEngine:
             total_q_h = proc_q + extra_h + tr_q
 
         calendar = cfg.calendar
-        ship_h = proc_q + extra_h
+        # Durations above are working hours of the statistics' clock; dates are counted forward on it.
+        wc = stats.config.clock
+        ship_h = wc.forward(at_h, proc_q + extra_h) - at_h
         ship_by = ship_date(calendar, at, ship_h)
         learned = wh.learned_cutoff_hour(at_h) if (wh is not None and cfg.learn_cutoff) else None
         start_hour = at.hour + at.minute / 60
@@ -294,9 +296,9 @@ class PromiseEngine:
         if adj.min_ship_workdays:
             floor = calendar.add_workdays(at.date(), adj.min_ship_workdays)
             ship_by = max(ship_by, floor)
-        deliver_by = (at + timedelta(hours=total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
+        deliver_by = from_hours(wc.forward(at_h, total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
         deliver_by = max(deliver_by, ship_by)
-        eta = (at + timedelta(hours=p50_h)).date()
+        eta = from_hours(wc.forward(at_h, p50_h)).date()
         eta = min(max(eta, at.date()), deliver_by)
         return DeliveryWindow(
             warehouse=warehouse,
