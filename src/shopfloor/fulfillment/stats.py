@@ -177,6 +177,10 @@ class StatsConfig:
     aci_gamma: float = 0.0
     # Weight of Saturday/Sunday hours in every duration (1: calendar time). See ``WorkClock``.
     weekend_weight: float = 1.0
+    # In-flight (censored) promised orders kept for the Kaplan-Meier score estimate (0: not kept), and their
+    # recency half-life. Kept as one state row per confidence, so sized for replays and small shops.
+    flight_keep_h: float = 0.0
+    flight_half_life_h: float = 24.0 * 21
 
     @property
     def clock(self) -> WorkClock:
@@ -326,6 +330,40 @@ class NetworkState:
                    DecayingCounter.from_dict(d["flows"]) if d.get("flows") else None)
 
 
+@dataclass
+class FlightState:
+    """Recent promised orders for one confidence level, delivered or still on their way: ``order_id -> [placed_h,
+    basis_h, delivered_h | None]``. The engine reads it as a censored sample (Kaplan-Meier): an order not yet
+    delivered ``x`` hours after it was placed is evidence that the score distribution reaches past ``x / basis``,
+    long before its promised day says whether it was kept. Entries older than ``keep_h`` are dropped."""
+
+    orders: dict[str, list] = field(default_factory=dict)
+    keep_h: float = 24.0 * 70
+    version: int = 0
+
+    def put(self, order_id: str, placed_h: float, basis_h: float, delivered_h: float | None) -> None:
+        self.orders[order_id] = [placed_h, basis_h, delivered_h]
+        self.version += 1
+        newest = max(placed_h, delivered_h or placed_h)
+        if self.version % 256 == 0:
+            self.orders = {k: v for k, v in self.orders.items() if v[0] >= newest - self.keep_h}
+
+    def drop(self, order_id: str) -> None:
+        if self.orders.pop(order_id, None) is not None:
+            self.version += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": "flight", "orders": self.orders, "keep_h": self.keep_h, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FlightState":
+        return cls(dict(d["orders"]), float(d.get("keep_h", 24.0 * 70)), int(d.get("version", 0)))
+
+
+def flight_key(confidence: float) -> str:
+    return f"km:{confidence:.3f}"
+
+
 def state_from_dict(d: dict[str, Any]):
     kind = d["t"]
     if kind == "wh":
@@ -336,6 +374,8 @@ def state_from_dict(d: dict[str, Any]):
         return CalibrationState.from_dict(d)
     if kind == "net":
         return NetworkState.from_dict(d)
+    if kind == "flight":
+        return FlightState.from_dict(d)
     raise ValueError(f"unknown state kind {kind!r}")
 
 
@@ -448,6 +488,13 @@ class FulfillmentStats:
             st = self.states[key] = CalibrationState.new(confidence, self.config)
         return st
 
+    def flights(self, confidence: float) -> FlightState:
+        key = flight_key(confidence)
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = FlightState(keep_h=self.config.flight_keep_h)
+        return st
+
     # ----- which keys an event may touch (the store locks and loads these before ``apply``)
     @staticmethod
     def keys_for(track: OrderTrack) -> list[str]:
@@ -456,6 +503,7 @@ class FulfillmentStats:
         keys += lane_keys(track.origin_region, track.dest_region, track.carrier)
         if track.promise_conf is not None:
             keys.append(cal_key(track.promise_conf))
+            keys.append(flight_key(track.promise_conf))
         return sorted(set(keys))
 
     # ----- the merge rules
@@ -525,6 +573,15 @@ class FulfillmentStats:
             for key in lane_keys(track.origin_region, track.dest_region, track.carrier):
                 self._hist(key, cfg.transit_half_life_h).add(transit, track.delivered_h)
             self._net().flows.add(track.delivered_h, 2)
+        if (cfg.flight_keep_h > 0 and track.promise_conf is not None and track.promise_p50_h
+                and track.placed_h is not None):
+            if track.exception and track.delivered_h is None:
+                self.flights(track.promise_conf).drop(track.order_id)
+            else:
+                entry = self.flights(track.promise_conf).orders.get(track.order_id)
+                if entry is None or entry[2] != track.delivered_h:
+                    self.flights(track.promise_conf).put(track.order_id, track.placed_h, track.promise_p50_h,
+                                                         track.delivered_h)
         if track.delivered_h is not None and track.promise_conf is not None:
             self.record_residual(track)
         if track.exception and track.delivered_h is None and track.promise_conf is not None:
