@@ -174,3 +174,25 @@ def test_a_thursday_order_gets_a_later_promise_than_a_monday_order_on_a_working_
     d_mon = (engine.delivery_window("w1", "SP", "RJ", mon).eta_p50 - mon.date()).days
     d_thu = (engine.delivery_window("w1", "SP", "RJ", thu).eta_p50 - thu.date()).days
     assert d_thu > d_mon
+
+
+def test_kaplan_meier_counts_orders_still_in_flight_as_evidence_of_a_longer_tail():
+    from shopfloor.fulfillment.stats import WorkClock
+    from shopfloor.fulfillment.survival import score_curve
+
+    clock = WorkClock(1.0)
+    now = 24.0 * 1000
+    # 20 delivered orders with scores 0.1 .. 2.0 (basis 240 h, deliveries at day starts), no censoring:
+    delivered = [(now - 24.0 * 30, 240.0, now - 24.0 * 30 + 24.0 * k) for k in range(1, 21)]
+    plain = score_curve(delivered, now, clock, half_life_h=1e9)
+    assert plain.quantile(0.5) == pytest.approx(1.0) and plain.quantile(1.0) == pytest.approx(2.0)
+    assert plain.in_flight == 0
+    # Add 20 recent orders placed 5 days ago and not delivered yet (each will score at least 0.5): only deliveries
+    # count as events, so the median moves up; ignoring them (or waiting for their deadlines) would not show it.
+    waiting = [(now - 24.0 * 5, 240.0, None)] * 20
+    both = score_curve(delivered + waiting, now, clock, half_life_h=1e9)
+    assert both.in_flight == pytest.approx(20)
+    assert both.quantile(0.5) > plain.quantile(0.5)
+    # A delivery after ``now`` is not known yet: it is censored, never an event.
+    future = score_curve([(now - 48.0, 240.0, now + 5.0)], now, clock, half_life_h=1e9)
+    assert future.quantile(0.1) is None

