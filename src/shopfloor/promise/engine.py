@@ -184,7 +184,7 @@ class PromiseEngine:
         self.incoming = incoming or NoIncomingStock()
         self.clock = clock or SystemClock()
         self._windows: dict[tuple, DeliveryWindow] = {}
-        self._km: dict[tuple, tuple[int, Any]] = {}
+        self._km: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ destinations
     def destination_region(self, country: str, postal_code: str) -> str:
@@ -347,7 +347,7 @@ class PromiseEngine:
 
     def _km_curve(self, stats: FulfillmentStats, conf: float, basis_h: float, at_h: float) -> Any:
         """The Kaplan-Meier score curve of recent promises at ``conf`` in the basis band of ``basis_h`` (all bands
-        pooled when the band is thin), memoised per refresh period while the in-flight set is unchanged."""
+        pooled when the band is thin), memoised per refresh period."""
         flights = stats.get(flight_key(conf))
         if flights is None:
             return None
@@ -357,8 +357,9 @@ class PromiseEngine:
         key = (id(flights), band, slot)
         # One curve per refresh period, computed as of the period's start from what is known at the first ask (a
         # later delivery within the period counts as still in flight at that instant: no look-ahead).
+        # Entries hold the state object itself, so its id cannot be reused by another while cached.
         hit = self._km.get(key)
-        if hit is not None:
+        if hit is not None and hit[2] is flights:
             return hit[1]
         if len(self._km) > 4096:
             self._km.clear()
@@ -366,18 +367,18 @@ class PromiseEngine:
         sc = stats.config
         arr_key = (id(flights), slot)
         arr = self._km.get(arr_key)
-        if arr is None:
+        if arr is None or arr[2] is not flights:
             arr = entries_array(flights.orders.values())
             arr = arr[arr[:, 0] >= t - sc.flight_keep_h]
             bands = np.array([basis_band(b) for b in arr[:, 1]])
-            arr = self._km[arr_key] = (arr, bands)
-        arr, bands = arr
+            arr = self._km[arr_key] = (arr, bands, flights)
+        arr, bands, _ = arr
         curve = curve_from_array(arr[bands == band], t, sc.clock, sc.flight_half_life_h)
         if curve is None or curve.weight < cfg.km_min_weight:
             curve = curve_from_array(arr, t, sc.clock, sc.flight_half_life_h)
         if curve is not None and curve.weight < cfg.km_min_weight:
             curve = None
-        self._km[key] = (flights.version, curve)
+        self._km[key] = (flights.version, curve, flights)
         return curve
 
     def _drift_factor(self, cal: Any, sketch: Any, at_h: float) -> float:
