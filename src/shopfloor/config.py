@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     promise_cache_max_age_s: int = Field(default=30, ge=0)
     promise_cache_swr_s: int = Field(default=120, ge=0)
     promise_max_batch: int = Field(default=200, ge=1)
+    promise_weekend_weight: float = Field(default=0.2, gt=0, le=1, description="Weight of Saturday/Sunday hours "
+                                          "in fulfillment durations (1: calendar time; parcels rarely move then).")
     fulfillment_max_batch: int = Field(default=1000, ge=1)
     # --- capacity -------------------------------------------------------------------------------
     # Per-replica capacity: requests/s one API replica serves within the p99 SLO. It must come from the checkout

@@ -121,7 +121,10 @@ def test_ingest_is_idempotent_and_order_independent(db_url):
     from shopfloor.fulfillment import FulfillmentStats, OrderTrack
     from shopfloor.store.promise import SqlFulfillmentStore
 
-    mem = FulfillmentStats()
+    from shopfloor.config import Settings
+    from shopfloor.promise.service import stats_config
+
+    mem = FulfillmentStats(stats_config(Settings(database_url=db_url)))
     tracks: dict = {}
     for e in sorted(events, key=lambda e: e["at"]):
         ev = FulfillmentEvent(**{**e, "at": datetime.fromisoformat(e["at"]),

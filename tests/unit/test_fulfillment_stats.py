@@ -138,3 +138,61 @@ def test_lane_keys_go_from_carrier_lane_to_network():
         "lane:SP|RJ/20|correios", "lane:SP|RJ/20", "lane:SP|RJ", "lane:*|RJ/20", "lane:*|RJ", "lane:SP|*",
         "lane:*|*",
     ]
+
+
+def test_work_clock_skips_most_of_the_weekend_and_round_trips():
+    from datetime import datetime, timezone
+    from shopfloor.fulfillment.stats import WorkClock, from_hours
+
+    clock = WorkClock(0.2)
+    fri = to_hours(datetime(2017, 7, 7, 20, tzinfo=timezone.utc))
+    # 4 working hours to Friday midnight, then 48 weekend hours count 9.6: 10 h from Friday 20:00 is Sunday 06:00
+    assert from_hours(clock.forward(fri, 10.0)) == datetime(2017, 7, 9, 6, tzinfo=timezone.utc)
+    mon = to_hours(datetime(2017, 7, 10, 8, tzinfo=timezone.utc))
+    assert clock.span(mon, mon + 24) == 24.0
+    for t in (fri, mon, fri + 30.5, mon + 1000.25):
+        assert abs(clock.back(clock.at(t)) - t) < 1e-9
+    assert WorkClock(1.0).span(fri, fri + 50) == 50.0
+
+
+def test_a_thursday_order_gets_a_later_promise_than_a_monday_order_on_a_working_day_clock():
+    from datetime import datetime, timezone
+    from shopfloor.fulfillment.stats import FulfillmentEvent
+    from shopfloor.promise.engine import InMemoryStats, PromiseEngine
+
+    stats = FulfillmentStats(StatsConfig(min_lane_weight=3, weekend_weight=0.1))
+    start = datetime(2017, 3, 6, 10, tzinfo=timezone.utc)  # a Monday
+    for i in range(40):
+        placed = start + timedelta(days=i)
+        track = OrderTrack(f"o{i}")
+        for kind, at in (("handed_to_carrier", placed + timedelta(days=1)), ("delivered", placed + timedelta(days=3))):
+            stats.apply(track, FulfillmentEvent(f"o{i}{kind}", f"o{i}", kind, at, "w1", region="RJ",
+                                                placed_at=placed, origin_region="SP"))
+    engine = PromiseEngine(None, InMemoryStats(stats))
+    mon = datetime(2017, 4, 17, 10, tzinfo=timezone.utc)
+    thu = datetime(2017, 4, 20, 10, tzinfo=timezone.utc)
+    d_mon = (engine.delivery_window("w1", "SP", "RJ", mon).eta_p50 - mon.date()).days
+    d_thu = (engine.delivery_window("w1", "SP", "RJ", thu).eta_p50 - thu.date()).days
+    assert d_thu > d_mon
+
+
+def test_kaplan_meier_counts_orders_still_in_flight_as_evidence_of_a_longer_tail():
+    from shopfloor.fulfillment.stats import WorkClock
+    from shopfloor.fulfillment.survival import score_curve
+
+    clock = WorkClock(1.0)
+    now = 24.0 * 1000
+    # 20 delivered orders with scores 0.1 .. 2.0 (basis 240 h, deliveries at day starts), no censoring:
+    delivered = [(now - 24.0 * 30, 240.0, now - 24.0 * 30 + 24.0 * k) for k in range(1, 21)]
+    plain = score_curve(delivered, now, clock, half_life_h=1e9)
+    assert plain.quantile(0.5) == pytest.approx(1.0) and plain.quantile(1.0) == pytest.approx(2.0)
+    assert plain.in_flight == 0
+    # Add 20 recent orders placed 5 days ago and not delivered yet (each will score at least 0.5): only deliveries
+    # count as events, so the median moves up; ignoring them (or waiting for their deadlines) would not show it.
+    waiting = [(now - 24.0 * 5, 240.0, None)] * 20
+    both = score_curve(delivered + waiting, now, clock, half_life_h=1e9)
+    assert both.in_flight == pytest.approx(20)
+    assert both.quantile(0.5) > plain.quantile(0.5)
+    # A delivery after ``now`` is not known yet: it is censored, never an event.
+    future = score_curve([(now - 48.0, 240.0, now + 5.0)], now, clock, half_life_h=1e9)
+    assert future.quantile(0.1) is None

@@ -32,6 +32,7 @@ REASON_BACKORDER_ETA = "backorder_eta"
 REASON_CALIBRATION = "calibration_adjusted"
 REASON_SURGE = "volume_surge"
 REASON_DRIFT = "recent_deliveries_slower"  # or faster: the median-ETA check says the statistics lag
+REASON_IN_FLIGHT = "in_flight_slower"  # orders still on their way already run past what the promise assumed
 
 
 def availability_status(available: int, qty: int, limited_threshold: int, backorder_known: bool) -> PromiseStatus:

@@ -31,6 +31,50 @@ def from_hours(h: float) -> datetime:
     return datetime.fromtimestamp(h * 3600.0, tz=timezone.utc)
 
 
+_MONDAY_H = 96.0  # 1970-01-05 00:00 UTC, the first Monday after the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class WorkClock:
+    """Hours that count: weekdays fully, Saturdays and Sundays at ``weekend_weight`` (0 < w <= 1).
+
+    Parcels are picked, handed off and delivered on working days, so an order placed on Friday evening waits out the
+    weekend before anything happens. Durations measured on this clock (and promises counted forward on it) make a
+    Thursday order's promise longer in calendar days than a Monday order's, from the same statistics. ``w = 1`` is
+    plain calendar time. ``at``/``back`` map calendar hours since the epoch to working hours and back (``back`` of
+    ``at`` is the identity; the map is strictly increasing).
+    """
+
+    weekend_weight: float = 1.0
+
+    def at(self, t: float) -> float:
+        w = self.weekend_weight
+        if w >= 1.0:
+            return t
+        u = t - _MONDAY_H
+        week = math.floor(u / 168.0)
+        r = u - week * 168.0
+        return week * (120.0 + 48.0 * w) + min(r, 120.0) + w * max(0.0, r - 120.0)
+
+    def back(self, v: float) -> float:
+        w = self.weekend_weight
+        if w >= 1.0:
+            return v
+        period = 120.0 + 48.0 * w
+        week = math.floor(v / period)
+        rem = v - week * period
+        r = rem if rem <= 120.0 else 120.0 + (rem - 120.0) / w
+        return week * 168.0 + r + _MONDAY_H
+
+    def span(self, a: float, b: float) -> float:
+        """Working hours between calendar hours ``a`` and ``b``."""
+        return self.at(b) - self.at(a)
+
+    def forward(self, a: float, hours: float) -> float:
+        """The calendar hour ``hours`` working hours after calendar hour ``a``."""
+        return self.back(self.at(a) + hours)
+
+
 @dataclass(frozen=True, slots=True)
 class FulfillmentEvent:
     """One fact from a warehouse or carrier feed. ``placed_at`` (when the customer ordered) is optional; without
@@ -131,6 +175,16 @@ class StatsConfig:
     # only at each promise's deadline (2-3 weeks later), and an integrator with that much delay oscillated in
     # replays; the engine's proportional feedback on the recent on-time rate (coverage_gain) is stable.
     aci_gamma: float = 0.0
+    # Weight of Saturday/Sunday hours in every duration (1: calendar time). See ``WorkClock``.
+    weekend_weight: float = 1.0
+    # In-flight (censored) promised orders kept for the Kaplan-Meier score estimate (0: not kept), and their
+    # recency half-life. Kept as one state row per confidence, so sized for replays and small shops.
+    flight_keep_h: float = 0.0
+    flight_half_life_h: float = 24.0 * 21
+
+    @property
+    def clock(self) -> WorkClock:
+        return WorkClock(self.weekend_weight)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -276,6 +330,40 @@ class NetworkState:
                    DecayingCounter.from_dict(d["flows"]) if d.get("flows") else None)
 
 
+@dataclass
+class FlightState:
+    """Recent promised orders for one confidence level, delivered or still on their way: ``order_id -> [placed_h,
+    basis_h, delivered_h | None]``. The engine reads it as a censored sample (Kaplan-Meier): an order not yet
+    delivered ``x`` hours after it was placed is evidence that the score distribution reaches past ``x / basis``,
+    long before its promised day says whether it was kept. Entries older than ``keep_h`` are dropped."""
+
+    orders: dict[str, list] = field(default_factory=dict)
+    keep_h: float = 24.0 * 70
+    version: int = 0
+
+    def put(self, order_id: str, placed_h: float, basis_h: float, delivered_h: float | None) -> None:
+        self.orders[order_id] = [placed_h, basis_h, delivered_h]
+        self.version += 1
+        newest = max(placed_h, delivered_h or placed_h)
+        if self.version % 256 == 0:
+            self.orders = {k: v for k, v in self.orders.items() if v[0] >= newest - self.keep_h}
+
+    def drop(self, order_id: str) -> None:
+        if self.orders.pop(order_id, None) is not None:
+            self.version += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": "flight", "orders": self.orders, "keep_h": self.keep_h, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FlightState":
+        return cls(dict(d["orders"]), float(d.get("keep_h", 24.0 * 70)), int(d.get("version", 0)))
+
+
+def flight_key(confidence: float) -> str:
+    return f"km:{confidence:.3f}"
+
+
 def state_from_dict(d: dict[str, Any]):
     kind = d["t"]
     if kind == "wh":
@@ -286,17 +374,20 @@ def state_from_dict(d: dict[str, Any]):
         return CalibrationState.from_dict(d)
     if kind == "net":
         return NetworkState.from_dict(d)
+    if kind == "flight":
+        return FlightState.from_dict(d)
     raise ValueError(f"unknown state kind {kind!r}")
 
 
-def day_score(delivered_h: float, placed_h: float, basis_h: float) -> float:
+def day_score(delivered_h: float, placed_h: float, basis_h: float, clock: WorkClock | None = None) -> float:
     """Conformal score of a delivery: from order to the START of the delivery day, over the promise's basis.
 
     A promise ``date(placed + basis * q)`` is kept exactly when this score is at most ``q`` (a day starts before a
     time iff the day is on or before that time's date), so its quantile calibrates calendar-day promises exactly.
     """
     day_start = math.floor(delivered_h / 24.0) * 24.0
-    return max(day_start - placed_h, 0.0) / basis_h
+    span = day_start - placed_h if clock is None else clock.span(placed_h, day_start)
+    return max(span, 0.0) / basis_h
 
 
 def cal_key(confidence: float) -> str:
@@ -397,6 +488,13 @@ class FulfillmentStats:
             st = self.states[key] = CalibrationState.new(confidence, self.config)
         return st
 
+    def flights(self, confidence: float) -> FlightState:
+        key = flight_key(confidence)
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = FlightState(keep_h=self.config.flight_keep_h)
+        return st
+
     # ----- which keys an event may touch (the store locks and loads these before ``apply``)
     @staticmethod
     def keys_for(track: OrderTrack) -> list[str]:
@@ -405,6 +503,7 @@ class FulfillmentStats:
         keys += lane_keys(track.origin_region, track.dest_region, track.carrier)
         if track.promise_conf is not None:
             keys.append(cal_key(track.promise_conf))
+            keys.append(flight_key(track.promise_conf))
         return sorted(set(keys))
 
     # ----- the merge rules
@@ -453,7 +552,7 @@ class FulfillmentStats:
         start = track.start_h
         if not track.proc_recorded and start is not None and track.handed_h is not None:
             track.proc_recorded = True
-            proc = max(0.0, track.handed_h - start)
+            proc = max(0.0, cfg.clock.span(start, track.handed_h))
             wh = self._wh(track.warehouse)
             wh.processing.add(proc, track.handed_h)
             if track.origin_region:
@@ -470,10 +569,19 @@ class FulfillmentStats:
             self._net().flows.add(track.handed_h, 1)
         if not track.transit_recorded and track.handed_h is not None and track.delivered_h is not None:
             track.transit_recorded = True
-            transit = max(0.0, track.delivered_h - track.handed_h)
+            transit = max(0.0, cfg.clock.span(track.handed_h, track.delivered_h))
             for key in lane_keys(track.origin_region, track.dest_region, track.carrier):
                 self._hist(key, cfg.transit_half_life_h).add(transit, track.delivered_h)
             self._net().flows.add(track.delivered_h, 2)
+        if (cfg.flight_keep_h > 0 and track.promise_conf is not None and track.promise_p50_h
+                and track.placed_h is not None):
+            if track.exception and track.delivered_h is None:
+                self.flights(track.promise_conf).drop(track.order_id)
+            else:
+                entry = self.flights(track.promise_conf).orders.get(track.order_id)
+                if entry is None or entry[2] != track.delivered_h:
+                    self.flights(track.promise_conf).put(track.order_id, track.placed_h, track.promise_p50_h,
+                                                         track.delivered_h)
         if track.delivered_h is not None and track.promise_conf is not None:
             self.record_residual(track)
         if track.exception and track.delivered_h is None and track.promise_conf is not None:
@@ -512,7 +620,7 @@ class FulfillmentStats:
         if track.promise_p50_h and track.placed_h is not None:
             end = track.delivered_h if track.delivered_h is not None else at_h
             track.residual_h = at_h
-            track.residual_ratio = day_score(end, track.placed_h, track.promise_p50_h)
+            track.residual_ratio = day_score(end, track.placed_h, track.promise_p50_h, self.config.clock)
             cal.add(track.residual_ratio, track.promise_p50_h, at_h)
             if track.delivered_h is not None:
                 track.residual_recorded = True
@@ -544,7 +652,7 @@ class FulfillmentStats:
             return
         track.residual_recorded = True
         cal = self.calibration(track.promise_conf)
-        ratio = day_score(track.delivered_h, track.placed_h, track.promise_p50_h)
+        ratio = day_score(track.delivered_h, track.placed_h, track.promise_p50_h, self.config.clock)
         cal.add(track.residual_ratio, track.promise_p50_h, track.residual_h, weight=-1.0)
         cal.add(ratio, track.promise_p50_h, track.residual_h)
         track.residual_ratio = ratio

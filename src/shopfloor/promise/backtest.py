@@ -131,7 +131,8 @@ def default_backtest_config(confidence: float) -> tuple[PromiseConfig, StatsConf
     cfg = PromiseConfig(confidence=confidence, calendar=BusinessCalendar(cutoff_hour=24.0), degradation=policy,
                         default_processing_h=72.0, default_transit_h=24.0 * 10, coverage_gain=0.5)
     return cfg, StatsConfig(processing_half_life_h=24.0 * 42, transit_half_life_h=24.0 * 60,
-                            residual_half_life_h=24.0 * 21, aci_gamma=0.0)
+                            residual_half_life_h=24.0 * 21, aci_gamma=0.0, weekend_weight=0.2,
+                            flight_keep_h=24.0 * 70)
 
 
 def order_events(o: ReplayOrder) -> list[FulfillmentEvent]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
 
 from ..domain.catalog import Warehouse
 from ..domain.clock import Clock, SystemClock, ensure_utc
@@ -13,6 +17,7 @@ from ..domain.promise import (
     REASON_BACKORDER_ETA,
     REASON_CALIBRATION,
     REASON_DRIFT,
+    REASON_IN_FLIGHT,
     REASON_NO_HISTORY,
     REASON_SURGE,
     BusinessCalendar,
@@ -26,7 +31,9 @@ from ..domain.promise import (
     ship_date,
 )
 from ..domain.stock import StockLevel
-from ..fulfillment.stats import FulfillmentStats, OrderTrack, blended_quantile, to_hours
+from ..fulfillment.stats import (FulfillmentStats, OrderTrack, basis_band, blended_quantile, flight_key, from_hours,
+                                 to_hours)
+from ..fulfillment.survival import curve_from_array, entries_array
 
 
 class StockReader(Protocol):
@@ -94,6 +101,14 @@ class PromiseConfig:
     # Memoise delivery windows per (warehouse, lane, minute) while the statistics object is unchanged. Only for
     # sources that swap in a new statistics object on change (the SQL source does; the in-memory one does not).
     cache_windows: bool = False
+    # Kaplan-Meier over recent promised orders, in-flight ones as censored (fulfillment.survival): "off", "widen"
+    # (promise at least that quantile) or "replace" (use it instead of the deadline-resolved residuals when it
+    # reaches the level). Recomputed at most every ``km_refresh_h`` hours of the clock.
+    km_scores: str = "widen"
+    km_refresh_h: float = 6.0
+    km_min_weight: float = 30.0
+    km_margin: float = 1.0  # widen when the in-flight quantile exceeds the residuals' by more than this factor
+    km_anchor: str = "level"  # compare the two at the promise's level, or at the median (steadier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +184,7 @@ class PromiseEngine:
         self.incoming = incoming or NoIncomingStock()
         self.clock = clock or SystemClock()
         self._windows: dict[tuple, DeliveryWindow] = {}
+        self._km: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ destinations
     def destination_region(self, country: str, postal_code: str) -> str:
@@ -271,9 +287,25 @@ class PromiseEngine:
                 # misses when aci_gamma > 0): promise more cautiously while recent promises were missed.
                 realised = 1.0 - cal.outcomes.value(at_h, 0) / resolved
                 level = min(0.995, max(0.5, level + cfg.coverage_gain * (conf - realised)))
-            total_q_h = base_h * drift * sketch.quantile(level)
+            q_level, q_mid = sketch.quantile(level), sketch.quantile(0.5)
+            curve = self._km_curve(stats, conf, base_h, at_h) if cfg.km_scores != "off" else None
+            if curve is not None:
+                km_level, km_mid = curve.quantile(level), curve.quantile(0.5)
+                if cfg.km_scores == "replace":
+                    q_level = km_level if km_level is not None else q_level
+                    q_mid = km_mid if km_mid is not None else q_mid
+                else:
+                    # Widen-only, and only past a margin: small gaps are sampling noise of either estimate.
+                    if cfg.km_anchor == "median":
+                        factor = km_mid / q_mid if (km_mid and q_mid) else 1.0
+                    else:
+                        factor = km_level / q_level if (km_level and q_level) else 1.0
+                    if factor > cfg.km_margin:
+                        q_level *= min(factor, cfg.eta_drift_max)
+                        reasons.append(REASON_IN_FLIGHT)
+            total_q_h = base_h * drift * q_level
             # The median of the sum is not the sum of the medians: recent residuals say by how much.
-            p50_h = base_h * sketch.quantile(0.5)
+            p50_h = base_h * q_mid
             if abs(level - conf) > 0.01:
                 reasons.append(REASON_CALIBRATION)
         else:
@@ -281,7 +313,9 @@ class PromiseEngine:
             total_q_h = proc_q + extra_h + tr_q
 
         calendar = cfg.calendar
-        ship_h = proc_q + extra_h
+        # Durations above are working hours of the statistics' clock; dates are counted forward on it.
+        wc = stats.config.clock
+        ship_h = wc.forward(at_h, proc_q + extra_h) - at_h
         ship_by = ship_date(calendar, at, ship_h)
         learned = wh.learned_cutoff_hour(at_h) if (wh is not None and cfg.learn_cutoff) else None
         start_hour = at.hour + at.minute / 60
@@ -294,9 +328,9 @@ class PromiseEngine:
         if adj.min_ship_workdays:
             floor = calendar.add_workdays(at.date(), adj.min_ship_workdays)
             ship_by = max(ship_by, floor)
-        deliver_by = (at + timedelta(hours=total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
+        deliver_by = from_hours(wc.forward(at_h, total_q_h)).date() + timedelta(days=adj.extra_delivery_days)
         deliver_by = max(deliver_by, ship_by)
-        eta = (at + timedelta(hours=p50_h)).date()
+        eta = from_hours(wc.forward(at_h, p50_h)).date()
         eta = min(max(eta, at.date()), deliver_by)
         return DeliveryWindow(
             warehouse=warehouse,
@@ -310,6 +344,42 @@ class PromiseEngine:
             provisional=provisional or adj.provisional,
             reasons=tuple(merge_reasons(adj.reasons, reasons)),
         )
+
+    def _km_curve(self, stats: FulfillmentStats, conf: float, basis_h: float, at_h: float) -> Any:
+        """The Kaplan-Meier score curve of recent promises at ``conf`` in the basis band of ``basis_h`` (all bands
+        pooled when the band is thin), memoised per refresh period."""
+        flights = stats.get(flight_key(conf))
+        if flights is None:
+            return None
+        cfg = self.config
+        band = basis_band(basis_h)
+        slot = math.floor(at_h / cfg.km_refresh_h)
+        key = (id(flights), band, slot)
+        # One curve per refresh period, computed as of the period's start from what is known at the first ask (a
+        # later delivery within the period counts as still in flight at that instant: no look-ahead).
+        # Entries hold the state object itself, so its id cannot be reused by another while cached.
+        hit = self._km.get(key)
+        if hit is not None and hit[2] is flights:
+            return hit[1]
+        if len(self._km) > 4096:
+            self._km.clear()
+        t = slot * cfg.km_refresh_h
+        sc = stats.config
+        arr_key = (id(flights), slot)
+        arr = self._km.get(arr_key)
+        if arr is None or arr[2] is not flights:
+            arr = entries_array(flights.orders.values())
+            arr = arr[arr[:, 0] >= t - sc.flight_keep_h]
+            bands = np.array([basis_band(b) for b in arr[:, 1]])
+            arr = self._km[arr_key] = (arr, bands, flights)
+        arr, bands, _ = arr
+        curve = curve_from_array(arr[bands == band], t, sc.clock, sc.flight_half_life_h)
+        if curve is None or curve.weight < cfg.km_min_weight:
+            curve = curve_from_array(arr, t, sc.clock, sc.flight_half_life_h)
+        if curve is not None and curve.weight < cfg.km_min_weight:
+            curve = None
+        self._km[key] = (flights.version, curve, flights)
+        return curve
 
     def _drift_factor(self, cal: Any, sketch: Any, at_h: float) -> float:
         """How much slower (or faster) recent orders run than the residual sketch expects, as a scale factor.

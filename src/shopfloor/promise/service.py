@@ -37,7 +37,8 @@ def promise_config(settings: Settings) -> PromiseConfig:
 def stats_config(settings: Settings) -> StatsConfig:
     hl = settings.promise_half_life_days * 24.0
     return StatsConfig(processing_half_life_h=hl, transit_half_life_h=hl, pack_target_h=settings.promise_pack_target_h,
-                       min_lane_weight=settings.promise_min_lane_weight)
+                       min_lane_weight=settings.promise_min_lane_weight,
+                       weekend_weight=settings.promise_weekend_weight)
 
 
 @dataclass
