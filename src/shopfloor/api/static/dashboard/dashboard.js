@@ -69,7 +69,7 @@
                        ["forecast/min, next 60 min", num(d.summary.forecast_next_60m_per_min)],
                        [`upper quantile`, "q" + d.quantile], ["minutes of history", num(d.summary.observed_minutes, 0)]]),
         chart: {type: "line", data: {labels, datasets: [
-          line("requests/min", pad(d.requests, 0, h), COLORS[0]),
+          line("requests/min", pad(d.requests, 0, h), COLORS[0], {pointRadius: 2}),
           line("forecast (1 min ahead)", pad(d.forecast_mean, 0, h), COLORS[1], {borderDash: [4, 3]}),
           line("forecast upper", pad(d.forecast_upper, 0, h), "#86efac", {borderWidth: 1}),
           line("forecast next hour", pad(d.future_mean, n, 0), COLORS[3], {borderDash: [6, 3]}),
@@ -125,7 +125,7 @@
                             ["breaker", (p) => badge(p.worst_state)],
                             ["window calls", (p) => num(p.window_calls, 0), "num"],
                             ["window failures", (p) => num(p.window_failure_pct, 1) + "%", "num"],
-                            ["replicas reporting", (p) => num(p.instances.length, 0), "num"]], procs),
+                            ["processes reporting", (p) => num(p.instances.length, 0), "num"]], procs),
       };
     },
 
