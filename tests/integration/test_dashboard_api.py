@@ -170,3 +170,64 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
 
     plans = client.get("/dashboard/api/plans").json()
     assert plans["state"] == "ready" and plans["capacity"]["slots"]
+
+
+def _h(at: datetime) -> float:
+    return at.timestamp() / 3600.0
+
+
+def test_fulfillment_inventory_and_promise_panels_compute_from_the_feed_and_recorded_promises(env):
+    from shopfloor.fulfillment.stats import OrderTrack
+    from shopfloor.store.promise_tables import fulfillment_orders
+    from tests.support.store import seed
+
+    client, container = env["client"], env["container"]
+    seed(container.engine, {"wh-a": ("eu-west", "DE", ["1"]), "wh-b": ("eu-east", "PL", ["0"])},
+         {"SKU-1": 1000}, {("SKU-1", "wh-a"): 10, ("SKU-1", "wh-b"): 5}, now=NOW - timedelta(hours=3))
+    placed = NOW - timedelta(hours=50)
+    legs = {"o1": (2, 2, 24), "o2": (4, 3, 30), "o3": (6, 4, None)}  # pick/pack, handoff, transit hours
+    events = []
+    for oid, (pick, handoff, transit) in legs.items():
+        times = {"approved": placed, "packed": placed + timedelta(hours=pick),
+                 "handed_to_carrier": placed + timedelta(hours=pick + handoff)}
+        if transit is not None:
+            times["delivered"] = times["handed_to_carrier"] + timedelta(hours=transit)
+        events += [{"event_id": f"{oid}-{kind}", "order_id": oid, "type": kind, "at": at.isoformat(),
+                    "warehouse": "wh-a", "carrier": "ups", "country": "DE", "postal_code": "10115",
+                    "placed_at": placed.isoformat()} for kind, at in times.items()]
+    admin = {"Authorization": f"Bearer {env['admin']}"}
+    assert client.post("/v1/fulfillment/events", json={"events": events}, headers=admin).status_code == 200
+
+    day_end = datetime(2026, 11, 28, tzinfo=timezone.utc)  # end of the promised day 2026-11-27
+    tracks = [
+        OrderTrack("p-kept", promise_conf=0.9, promise_due_h=_h(day_end), delivered_h=_h(NOW - timedelta(hours=2))),
+        OrderTrack("p-late", promise_conf=0.9, promise_due_h=_h(day_end - timedelta(days=2)),
+                   delivered_h=_h(day_end - timedelta(days=2) + timedelta(hours=12))),  # a day late
+        OrderTrack("p-overdue", promise_conf=0.9, promise_due_h=_h(day_end - timedelta(days=7))),
+        OrderTrack("p-pending", promise_conf=0.9, promise_due_h=_h(day_end + timedelta(days=8))),
+        OrderTrack("no-promise", delivered_h=_h(NOW)),
+    ]
+    with container.engine.begin() as conn:
+        conn.execute(fulfillment_orders.insert(), [{"order_id": t.order_id, "track": t.to_json(),
+                                                    "promise_due_at": None, "updated_at": NOW} for t in tracks])
+    _login(client, env["admin"])
+
+    delays = client.get("/dashboard/api/fulfillment").json()
+    assert delays["state"] == "ready" and delays["orders"] == 3
+    [wh] = delays["warehouses"]
+    assert wh["warehouse"] == "wh-a"
+    assert wh["pick_pack_h"] == {"p50": 4.0, "p90": 5.6} and wh["handoff_h"] == {"p50": 3.0, "p90": 3.8}
+    assert delays["lanes"] == [{"origin": "eu-west", "destination": "DE", "carrier": "ups", "deliveries": 2,
+                                "transit_h": {"p50": 27.0, "p90": 29.4}}]
+
+    inventory = client.get("/dashboard/api/inventory").json()
+    feeds = {f["warehouse"]: f for f in inventory["feeds"]}
+    assert feeds["wh-a"]["events"] == 11 and feeds["wh-a"]["stale"] is False
+    assert feeds["wh-a"]["stock_age_h"] == 3.0
+    assert feeds["wh-b"]["events"] == 0 and feeds["wh-b"]["stale"] is True and feeds["wh-b"]["feed_age_h"] is None
+
+    promise = client.get("/dashboard/api/promise").json()
+    assert (promise["kept"], promise["missed"], promise["pending"]) == (1, 2, 1)
+    assert promise["on_time_rate"] == round(1 / 3, 4)
+    assert promise["lateness_days"] == [{"days": 0, "orders": 1}, {"days": 1, "orders": 1}]
+    assert promise["by_confidence"] == [{"confidence": 0.9, "kept": 1, "resolved": 3, "on_time_rate": 0.3333}]
