@@ -66,18 +66,19 @@ def _quantiles(values: list[float], qs=(0.5, 0.9)) -> dict[str, float | None]:
 class _TtlCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[int, str], tuple[float, Any]] = {}
+        self._items: dict[tuple[int, str], tuple[float, Any, Any]] = {}
 
-    def get(self, container, name: str, ttl_s: float, build: Callable[[], Any]) -> Any:
+    def get(self, container, name: str, ttl_s: float, build: Callable[[], Any], version: Any = None) -> Any:
+        """The cached value unless older than ``ttl_s`` or built for another ``version`` (e.g. another minute)."""
         key = (id(container), name)
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and now - hit[0] < ttl_s:
+            if hit is not None and now - hit[0] < ttl_s and hit[2] == version:
                 return hit[1]
         value = build()
         with self._lock:
-            self._items[key] = (time.monotonic(), value)
+            self._items[key] = (time.monotonic(), value, version)
         return value
 
     def clear(self) -> None:
@@ -107,6 +108,14 @@ def traffic_totals(engine, since: datetime, until: datetime) -> dict[datetime, t
 
 
 def traffic_panel(container, now: datetime, minutes: int = 120, horizon: int = 60) -> dict[str, Any]:
+    """Cached :func:`build_traffic_panel`: it only changes when a minute completes (replaying a week of minutes
+    takes about half a second), so it is rebuilt when the minute turns or after 15 s (late rollup flushes)."""
+    minute = now.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    return PLAN_CACHE.get(container, f"traffic:{minutes}:{horizon}", 15.0,
+                          lambda: build_traffic_panel(container, now, minutes, horizon), version=minute)
+
+
+def build_traffic_panel(container, now: datetime, minutes: int = 120, horizon: int = 60) -> dict[str, Any]:
     """Requests per minute for the last ``minutes`` next to what the online traffic forecaster expected for each
     of those minutes one minute ahead, and its mean and upper-quantile forecast for the next ``horizon`` minutes.
 
