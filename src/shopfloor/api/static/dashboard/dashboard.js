@@ -216,7 +216,7 @@
                   ["on order", (l) => num(l.on_order, 0), "num"], ["reorder point", (l) => num(l.reorder_point, 0), "num"],
                   ["order up to", (l) => num(l.order_up_to, 0), "num"], ["order qty", (l) => num(l.order_qty, 0), "num"],
                   ["order by", (l) => esc(l.order_by || "-")], ["P(stockout)", (l) => pct(l.stockout_probability), "num"],
-                  ["urgent", (l) => (l.urgent ? badge("bad") : "")]], r.lines || [])
+                  ["urgent", (l) => (l.urgent ? '<span class="badge bad">urgent</span>' : "")]], r.lines || [])
           + (c.error ? `<p class="error">${esc(c.error)}</p>` : "")
           + table("capacity plan", [["from", (s) => esc(when(s.start))], ["to", (s) => esc(hhmm(s.end))],
                   ["request at", (s) => esc(hhmm(s.request_at))], ["replicas", (s) => num(s.replicas, 0), "num"],
