@@ -165,3 +165,14 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
     )
     tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")
+    # --- dashboard --------------------------------------------------------------------------------
+    # Signs the /dashboard session cookie (HMAC-SHA256). Unset: a random secret per process, so sessions end on
+    # restart and are NOT shared between server processes; set it (SHOPFLOOR_DASHBOARD_SESSION_SECRET) when the
+    # server runs more than one worker or replica.
+    dashboard_session_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(__import__("secrets").token_urlsafe(32)),
+        description="HMAC-SHA256 key for dashboard session cookies; default random per process.",
+    )
+    dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600,
+                                         description="How long a dashboard login lasts.")
+    dashboard_refresh_s: float = Field(default=5.0, ge=1, description="How often the dashboard page refreshes.")

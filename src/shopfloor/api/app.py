@@ -14,7 +14,7 @@ from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .middleware import RequestMetricsMiddleware
-from .routes import capacity, catalog, checkout, payments, promise, restock, tower
+from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
 
 
 def create_app(container: Container) -> FastAPI:
@@ -62,6 +62,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(restock.router)
     app.include_router(tower.router)
     app.include_router(capacity.router)
+    dashboard.mount(app)
     return app
 
 

@@ -209,6 +209,7 @@ def print_summary(console: Console, report: DemoReport) -> None:
         lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
                      f"{report.url}/v1/orders/{o['order_id']}")
     lines.append(f"admin key:     {report.admin_key}")
+    lines.append(f"dashboard:     {report.url}/dashboard (log in with the admin key)")
     console.rule("try it")
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)

@@ -27,8 +27,8 @@ class RequestRollups:
         self._last = time.monotonic()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        if route in ("/healthz", "/metrics", "unmatched"):
-            return  # probes and scrapes are not storefront traffic
+        if route in ("/healthz", "/metrics", "unmatched") or route.startswith("/dashboard"):
+            return  # probes, scrapes and the admin dashboard's polling are not storefront traffic
         minute = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         with self._lock:
             cell = self._cells.setdefault((minute, route), [0, 0, 0.0])

@@ -1,0 +1,177 @@
+"""``/dashboard``: the admin page of the control tower (login with an admin API key, then a signed session cookie).
+
+Thin routes: sessions are in :mod:`shopfloor.api.session`, panel data in :mod:`shopfloor.tower.dashboard_panels`,
+the page and its script in ``api/static/dashboard`` and Chart.js in ``api/static/vendor``. Call :func:`mount` once
+on the app: it includes the router and serves the static files.
+
+The key typed into the form is checked once and never stored, logged or echoed; the cookie holds only the key's
+id, signed with HMAC-SHA256 (``dashboard_session_secret``), HttpOnly and SameSite=Strict, for
+``dashboard_session_ttl_s``. Every request re-checks that the key still exists, is not revoked and is an admin key.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+
+from ...bootstrap import Container
+from ...domain.errors import DomainError, NotFound, Unauthorized
+from ...store.tables import api_keys
+from ...tower.dashboard_panels import PANELS
+from ..deps import get_container
+from ..session import InvalidSession, Session, SessionSigner
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+COOKIE = "shopfloor_dashboard"
+COOKIE_PATH = "/dashboard"
+MAX_FORM_BYTES = 4096
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # Everything is served from here (Chart.js is vendored): no third-party origin is needed.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+}
+
+
+def session_signer(container: Container) -> SessionSigner:
+    signer = container.services.get("dashboard.sessions")
+    if signer is None:
+        s = container.settings
+        signer = container.services.setdefault(
+            "dashboard.sessions",
+            SessionSigner(s.dashboard_session_secret.get_secret_value(), s.dashboard_session_ttl_s))
+    return signer
+
+
+def _admin_key_active(container: Container, key_id: str) -> bool:
+    with container.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+        row = conn.execute(select(api_keys.c.scopes).where(api_keys.c.id == key_id,
+                                                           api_keys.c.revoked_at.is_(None))).first()
+    return row is not None and "admin" in (row.scopes or [])
+
+
+def current_session(request: Request, container: Container) -> Session:
+    """The request's valid session; raises :class:`InvalidSession` otherwise (also for revoked or demoted keys)."""
+    session = session_signer(container).verify(request.cookies.get(COOKIE), container.clock.now())
+    if not _admin_key_active(container, session.key_id):
+        raise InvalidSession("key_revoked")
+    return session
+
+
+async def require_session(request: Request, container: Container = Depends(get_container)) -> Session:
+    """Dependency for the JSON endpoints: 401 (error envelope) without a valid session."""
+    try:
+        return current_session(request, container)
+    except InvalidSession as exc:
+        raise Unauthorized("dashboard session missing, invalid or expired; log in at /dashboard/login",
+                           [{"reason": exc.reason}]) from None
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+def login_page(message: str | None = None, status: int = 200) -> HTMLResponse:
+    template = (STATIC_DIR / "dashboard" / "login.html").read_text(encoding="utf-8")
+    notice = f'<p class="error" role="alert" id="login-error">{html.escape(message)}</p>' if message else ""
+    return _html(template.replace("<!--NOTICE-->", notice), status)
+
+
+def _clear_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+@router.get("/dashboard/login")
+def login_form(request: Request, container: Container = Depends(get_container)) -> Response:
+    """The login form (or straight to the dashboard when the session is still valid)."""
+    try:
+        current_session(request, container)
+        return RedirectResponse("/dashboard", status_code=303)
+    except InvalidSession:
+        return login_page()
+
+
+@router.post("/dashboard/login")
+async def login(request: Request, container: Container = Depends(get_container)) -> Response:
+    """Check the posted admin key; on success set the session cookie and go to the dashboard."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        return login_page("The form is too large.", 413)
+    form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=8)
+    key = (form.get("key") or [""])[0].strip()
+    if not key:
+        return login_page("Enter an admin API key.", 401)
+    try:
+        key_id = request.app.state.authenticator.require("Bearer " + key, ("admin",))
+    except DomainError as exc:  # Unauthorized (401) or Forbidden (403); the key itself is never logged
+        log.info("dashboard login refused: %s", exc.code)
+        text = ("That key does not have the admin scope." if exc.status == 403
+                else "That key is not valid (unknown or revoked).")
+        return login_page(text, exc.status)
+    now = container.clock.now()
+    signer = session_signer(container)
+    response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(COOKIE, signer.issue(key_id, now), max_age=signer.ttl_s, path=COOKIE_PATH,
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    log.info("dashboard login for key %s", key_id)
+    return response
+
+
+@router.post("/dashboard/logout")
+def logout() -> Response:
+    response = RedirectResponse("/dashboard/login", status_code=303, headers={"Cache-Control": "no-store"})
+    _clear_cookie(response)
+    return response
+
+
+@router.get("/dashboard")
+def dashboard_page(request: Request, container: Container = Depends(get_container)) -> Response:
+    """The dashboard page; without a valid session, a redirect to the login form."""
+    try:
+        current_session(request, container)
+    except InvalidSession:
+        response = RedirectResponse("/dashboard/login", status_code=303, headers={"Cache-Control": "no-store"})
+        if request.cookies.get(COOKIE):
+            _clear_cookie(response)
+        return response
+    template = (STATIC_DIR / "dashboard" / "index.html").read_text(encoding="utf-8")
+    refresh_ms = int(container.settings.dashboard_refresh_s * 1000)
+    return _html(template.replace("__REFRESH_MS__", str(refresh_ms)))
+
+
+@router.get("/dashboard/api/panels")
+def panel_names(_session: Session = Depends(require_session)) -> dict:
+    return {"panels": list(PANELS)}
+
+
+@router.get("/dashboard/api/{panel}")
+def panel_data(panel: str, response: Response, container: Container = Depends(get_container),
+               _session: Session = Depends(require_session)) -> dict:
+    """One panel's JSON (``state`` is ``ready`` or ``empty``)."""
+    build = PANELS.get(panel)
+    if build is None:
+        raise NotFound(f"no dashboard panel {panel!r}", [{"field": "panel", "known": list(PANELS)}])
+    response.headers["Cache-Control"] = "no-store"
+    return build(container, container.clock.now())
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard routes and its static files (``/dashboard/static``) to ``app``."""
+    app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
