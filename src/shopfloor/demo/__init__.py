@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import httpx
 from rich.console import Console
-from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
@@ -203,7 +202,8 @@ def print_summary(console: Console, report: DemoReport) -> None:
               f"{report.outbox.get('delivered', 0)} / {report.outbox.get('pending', 0)} / {report.outbox.get('dead', 0)}")
     console.print(t)
     for title, renderable in report.sections:
-        console.print(Panel(renderable, title=title))
+        console.rule(title)
+        console.print(renderable)
     lines = [f"API docs:      {report.url}/docs", f"OpenAPI:       {report.url}/openapi.json"]
     for o in report.orders[:3]:
         lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
