@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
+    buy_path_threads: int = Field(default=64, ge=4, le=1024,
+                                  description="Threads for blocking checkout calls (quotes, promises, processors).")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,6 +21,12 @@ from .routes import capacity, catalog, checkout, dashboard, payments, promise, r
 def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Checkout hands blocking calls (rate quote, promise, processor authorization) to the loop's default
+        # executor; its stock size (cores + 4) would cap the concurrent checkouts of a process at about six.
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=container.settings.buy_path_threads, thread_name_prefix="buy-path"))
         yield
         container.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
@@ -41,10 +43,39 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
         # pysqlite's own transaction handling is broken (no BEGIN before SELECT, no SAVEPOINT support);
         # with isolation_level=None we emit BEGIN IMMEDIATE ourselves so writers queue on the lock up front
         # instead of failing on lock upgrade.
+        # SQLite has one writer at a time. Threads of this process queue on a Python lock (woken at once when it
+        # is released) instead of spinning in SQLite's busy handler, which sleeps in coarse steps and turned
+        # in-process write contention into tens of milliseconds of idle waiting per transaction. Other
+        # processes still meet at the database lock (busy_timeout).
+        write_lock = threading.Lock()
+
+        def _release(info) -> None:
+            if info.pop("sf_write_lock", False):
+                write_lock.release()
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - exercised by every SQLite test
             mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-            conn.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+            if mode == "DEFERRED":
+                conn.exec_driver_sql("BEGIN DEFERRED")
+                return
+            if not conn.info.get("sf_write_lock"):
+                # Held until the connection goes back to the pool (after its commit or rollback). The timeout
+                # means a mistake can only cost a wait, never a deadlock: SQLite's own lock still guards writes.
+                conn.info["sf_write_lock"] = write_lock.acquire(timeout=30)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "reset")
+        def _sqlite_reset(dbapi_conn, record, *args):  # pragma: no cover - the connection is back in the pool
+            _release(record.info)
+
+        @event.listens_for(engine, "close")
+        def _sqlite_close(dbapi_conn, record):  # pragma: no cover
+            _release(record.info)
+
+        @event.listens_for(engine, "invalidate")
+        def _sqlite_invalidate(dbapi_conn, record, exc):  # pragma: no cover
+            _release(record.info)
 
         return engine
     return create_engine(
