@@ -95,7 +95,10 @@ def build_tower(container: Container):
     rollups = RequestRollups(container.engine)
     container.services["request_rollups"] = rollups
     container.services["http.observers"] = [rollups.observe]
-    return FunnelObserver(metrics, buffer, container.clock)
+    # The buy path's own stages flush from a background thread (the caller is the event loop).
+    stage_buffer = FunnelBuffer(repo, s.tower_beacon_flush_s, background=True)
+    container.services["tower.stage_buffer"] = stage_buffer
+    return FunnelObserver(metrics, stage_buffer, container.clock)
 
 
 def simulator_engine(settings: Settings, engine: Engine) -> Engine:

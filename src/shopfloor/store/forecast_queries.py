@@ -48,7 +48,7 @@ def daily_sku_region_demand(
         .group_by(order_lines.c.sku, warehouses.c.region, day)
         .order_by(order_lines.c.sku, warehouses.c.region, day)
     )
-    with engine.connect() as conn:
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
         rows = conn.execute(stmt).all()
     if not rows:
         return pd.DataFrame({"unique_id": pd.Series(dtype="str"), "ds": pd.Series(dtype="datetime64[ns]"),

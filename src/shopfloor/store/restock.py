@@ -90,12 +90,12 @@ class RestockRepository:
         if warehouse:
             q = q.where(purchase_orders.c.warehouse == warehouse)
         q = q.order_by(purchase_orders.c.expected_at, purchase_orders.c.po_id).limit(limit).offset(offset)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [_po_dict(r) for r in conn.execute(q)]
 
     # --- planner data source --------------------------------------------------------------------------------
     def positions(self) -> list[StockPosition]:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             rows = conn.execute(
                 select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved).order_by(
                     stock.c.sku, stock.c.warehouse
@@ -129,7 +129,7 @@ class RestockRepository:
         return out
 
     def catalog(self) -> dict[str, CatalogEntry]:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return {
                 r.sku: CatalogEntry(r.sku, r.name, r.category)
                 for r in conn.execute(select(skus.c.sku, skus.c.name, skus.c.category))
@@ -144,7 +144,7 @@ class RestockRepository:
             .where(and_(orders.c.status.in_(DEMAND_STATUSES), orders.c.created_at >= since, orders.c.created_at < until))
         )
         out: dict[tuple[str, str], dict[date, int]] = {}
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             for r in conn.execute(q):
                 day = r.created_at.astimezone(timezone.utc).date()
                 bucket = out.setdefault((r.sku, r.warehouse), {})

@@ -47,7 +47,7 @@ class TowerRepository:
         if stages:
             q = q.where(funnel_minutes.c.stage.in_(list(stages)))
         q = q.order_by(funnel_minutes.c.minute, funnel_minutes.c.stage)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             out = []
             for r in conn.execute(q).mappings():
                 row = dict(r)
@@ -59,7 +59,7 @@ class TowerRepository:
         q = (select(funnel_minutes.c.stage, func.sum(funnel_minutes.c.count))
              .where(funnel_minutes.c.minute >= since, funnel_minutes.c.minute < until)
              .group_by(funnel_minutes.c.stage))
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return {stage: int(total or 0) for stage, total in conn.execute(q)}
 
     # -- alerts ---------------------------------------------------------------------------------------------------
@@ -76,11 +76,11 @@ class TowerRepository:
         q = select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(limit)
         if since is not None:
             q = q.where(alerts.c.at >= since)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     def count_alerts_since(self, since: datetime) -> int:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return int(conn.execute(select(func.count()).select_from(alerts).where(alerts.c.at >= since)).scalar())
 
     # -- action log (ActionLog port) ------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class TowerRepository:
         q = select(func.max(tower_actions.c.at)).where(
             tower_actions.c.action_key == action_key, tower_actions.c.dry_run == dry_run,
             tower_actions.c.status == status)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             value = conn.execute(q).scalar()
         if value is None:
             return None
@@ -108,14 +108,14 @@ class TowerRepository:
         q = select(tower_actions).order_by(tower_actions.c.at.desc(), tower_actions.c.id.desc()).limit(limit)
         if rule:
             q = q.where(tower_actions.c.rule == rule)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
     # -- suppressions and degradations (TowerState port) ----------------------------------------------------------
     def get_suppression(self, sku: str, now: datetime) -> dict | None:
         q = select(promotion_suppressions).where(
             and_(promotion_suppressions.c.sku == sku, promotion_suppressions.c.until > now))
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             row = conn.execute(q).mappings().first()
         return _jsonable_row(row)
 
@@ -132,13 +132,13 @@ class TowerRepository:
     def active_suppressions(self, now: datetime) -> list[dict]:
         q = select(promotion_suppressions).where(promotion_suppressions.c.until > now).order_by(
             promotion_suppressions.c.sku)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [_jsonable_row(r) for r in conn.execute(q).mappings()]
 
     def alternatives_for(self, sku: str, limit: int = 3, now: datetime | None = None) -> list[str]:
         q = select(promotion_suppressions.c.alternatives, promotion_suppressions.c.until).where(
             promotion_suppressions.c.sku == sku)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             row = conn.execute(q).first()
         if row is None or (now is not None and row.until <= now):
             return []
@@ -147,7 +147,7 @@ class TowerRepository:
     def get_degradation(self, warehouse: str, now: datetime) -> dict | None:
         q = select(promise_degradations).where(
             and_(promise_degradations.c.warehouse == warehouse, promise_degradations.c.until > now))
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return _jsonable_row(conn.execute(q).mappings().first())
 
     def degrade_promises(self, warehouse: str, reason: str, extra_days: int, until: datetime,
@@ -163,7 +163,7 @@ class TowerRepository:
     def active_degradations(self, now: datetime) -> list[dict]:
         q = select(promise_degradations).where(promise_degradations.c.until > now).order_by(
             promise_degradations.c.warehouse)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [_jsonable_row(r) for r in conn.execute(q).mappings()]
 
     def purge_expired(self, now: datetime) -> int:

@@ -25,6 +25,7 @@ class RequestRollups:
         self._cells: dict[tuple[datetime, str], list[float]] = {}
         self._lock = threading.Lock()
         self._last = time.monotonic()
+        self._flushing = False
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if route in ("/healthz", "/metrics", "unmatched") or route.startswith("/dashboard"):
@@ -36,8 +37,15 @@ class RequestRollups:
             cell[1] += 1 if status >= 500 else 0
             cell[2] += seconds * 1000.0
             due = time.monotonic() - self._last >= self.flush_s
-        if due:
+        if due and not self._flushing:
+            self._flushing = True  # the event loop never waits for the write lock: flush on a short-lived thread
+            threading.Thread(target=self._flush_in_background, name="rollup-flush", daemon=True).start()
+
+    def _flush_in_background(self) -> None:
+        try:
             self.flush()
+        finally:
+            self._flushing = False
 
     def flush(self) -> None:
         with self._lock:

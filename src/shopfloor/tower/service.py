@@ -71,11 +71,12 @@ class FunnelBuffer:
     """
 
     def __init__(self, repo: TowerRepository, flush_interval_s: float = 1.0, max_keys: int = 10_000,
-                 monotonic=None) -> None:
+                 monotonic=None, background: bool = False) -> None:
         import threading
         import time
 
         self.repo, self.flush_interval_s, self.max_keys = repo, flush_interval_s, max_keys
+        self.background = background
         self._now = monotonic or time.monotonic
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -86,12 +87,24 @@ class FunnelBuffer:
         with self._lock:
             self._merge(rows)
             due = (self._now() - self._last_flush >= self.flush_interval_s) or len(self._pending) >= self.max_keys
-        if due:
-            try:
-                self.flush()
-            except Exception:  # the events are accepted and kept; failing this request would invite a re-send
-                log.warning("funnel rollup flush failed; %d rows kept for the next flush", len(self._pending),
-                            exc_info=True)
+        if due and self.background:
+            # Flush on a short-lived thread: when the caller is the event loop it must never wait for the
+            # database's write lock. A flush already in progress picks these rows up next time.
+            import threading
+
+            threading.Thread(target=self._flush_quietly, name="funnel-flush", daemon=True).start()
+        elif due:
+            self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        if not self._flush_lock.acquire(blocking=False):
+            return
+        self._flush_lock.release()
+        try:
+            self.flush()
+        except Exception:  # the events are accepted and kept; failing this request would invite a re-send
+            log.warning("funnel rollup flush failed; %d rows kept for the next flush", len(self._pending),
+                        exc_info=True)
 
     def _merge(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
