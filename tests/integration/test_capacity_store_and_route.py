@@ -95,7 +95,7 @@ def _app(url: str) -> FastAPI:
     from shopfloor.api.routes.capacity import router
 
     app = FastAPI()
-    app.state.container = build_container(Settings(database_url=url, capacity_min_replicas=1), clock=FixedClock(NOW))
+    app.state.container = build_container(Settings(database_url=url, capacity_min_replicas=1, capacity_per_replica_rps=200.0), clock=FixedClock(NOW))
     app.state.authenticator = _FakeAuthenticator()
 
     @app.exception_handler(DomainError)
