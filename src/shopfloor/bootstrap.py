@@ -33,7 +33,8 @@ class Container:
 
 
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
-    """Build engine, clock and services from settings. Opens no connection and starts no thread."""
+    """Build engine, clock and services from settings. Starts no thread; the only connection it opens is to
+    create the simulated gateway's own SQLite file when the store is SQLite."""
     from .orders import BuyPath, CheckoutService
     from .orders.payment_flow import PaymentSettlement
 
