@@ -272,10 +272,10 @@ def test_voiding_an_unseen_key_cancels_it_so_a_late_request_cannot_charge(engine
     assert status.found and status.voided and not status.authorized
 
 
+# PostgreSQL only: SQLite serialises writers (BEGIN IMMEDIATE), so this interleaving cannot occur there.
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_a_void_racing_an_authorization_that_commits_mid_transaction_still_cancels_it(db_url):
     """PostgreSQL READ COMMITTED: the authorization commits after the void's UPDATE but before its SELECT."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE), so this interleaving cannot occur there")
     from sqlalchemy import event
 
     from shopfloor.store.payments_tables import sim_gateway_charges
