@@ -6,14 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.domain.errors import DomainError
+from shopfloor.api.errors import install_error_handlers
+from shopfloor.domain.errors import Forbidden, Unauthorized
 from shopfloor.store.capacity import record_request_batch, record_requests, request_rollup, request_totals
 from shopfloor.store.engine import make_engine
 
@@ -77,18 +77,12 @@ def test_rollup_rejects_more_errors_than_requests(db_url):
 class _FakeAuthenticator:
     """Same interface as the real one: ``require(header, scopes)`` -> key id, or a 401/403 DomainError."""
 
-    class Unauthorized(DomainError):
-        code, status = "unauthorized", 401
-
-    class Forbidden(DomainError):
-        code, status = "forbidden", 403
-
     def require(self, header, scopes):
         if header is None:
-            raise self.Unauthorized("missing API key")
+            raise Unauthorized("missing API key")
         if header == "Bearer admin-key":
             return "key_admin"
-        raise self.Forbidden(f"this key lacks scope {scopes}")
+        raise Forbidden(f"this key lacks scope {scopes}")
 
 
 def _app(url: str) -> FastAPI:
@@ -98,11 +92,7 @@ def _app(url: str) -> FastAPI:
     app.state.container = build_container(Settings(database_url=url, capacity_min_replicas=1, capacity_per_replica_rps=200.0), clock=FixedClock(NOW))
     app.state.authenticator = _FakeAuthenticator()
 
-    @app.exception_handler(DomainError)
-    async def _domain(_req: Request, exc: DomainError):
-        return JSONResponse(
-            {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, status_code=exc.status
-        )
+    install_error_handlers(app)
 
     app.include_router(router)
     return app

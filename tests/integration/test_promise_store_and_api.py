@@ -7,31 +7,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.domain.errors import DomainError
+from shopfloor.api.errors import install_error_handlers
+from shopfloor.domain.errors import Forbidden, Unauthorized
 from shopfloor.fulfillment import FulfillmentEvent
 from shopfloor.fulfillment.stats import to_hours
 from shopfloor.promise.service import build_promise_service
 from shopfloor.store.tables import skus, stock, warehouses
 
 NOW = datetime(2024, 5, 6, 9, tzinfo=timezone.utc)
-
-
-class Unauthorized(DomainError):
-    code = "unauthorized"
-    status = 401
-
-
-class Forbidden(DomainError):
-    code = "forbidden"
-    status = 403
 
 
 class FakeAuthenticator:
@@ -54,16 +43,7 @@ def make_app(url: str) -> FastAPI:
                                           clock=FixedClock(NOW))
     app.state.authenticator = FakeAuthenticator()
 
-    @app.exception_handler(DomainError)
-    def _domain(_: Request, exc: DomainError):
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
-                            status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(_: Request, exc: RequestValidationError):
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": {"code": "invalid_input", "message": "invalid request", "details": details}},
-                            status_code=422)
+    install_error_handlers(app)  # the app's own envelope mapping, not a copy of it
 
     app.include_router(router)
     return app
@@ -212,7 +192,7 @@ def test_bad_events_are_rejected_with_the_error_envelope(db_url, bad, field):
         r = client.post("/v1/fulfillment/events", json=bad, headers=AUTH)
     assert r.status_code == 422
     err = r.json()["error"]
-    assert err["code"] == "invalid_input" and any(field in d["field"] for d in err["details"])
+    assert err["code"] == "validation_error" and any(field in d["field"] for d in err["details"])
 
 
 def test_ingest_needs_a_key_with_the_ingest_scope(db_url):
