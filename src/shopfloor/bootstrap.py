@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from .config import Settings
 from .domain.clock import Clock, SystemClock
-from .store.engine import make_engine
+from .store.engine import WalCheckpointer, make_engine
 
 
 @dataclass
@@ -35,13 +35,20 @@ class Container:
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
     """Build engine, clock and services from settings. Starts no thread; the only connection it opens is to
     create the simulated gateway's own SQLite file when the store is SQLite."""
-    from .orders import BuyPath, CheckoutService
+    from .orders import BuyPath, CheckoutService, promise_bookkeeping
     from .orders.payment_flow import PaymentSettlement
 
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    background_checkpoints = (settings.sqlite_checkpoint_interval_s > 0
+                              and WalCheckpointer.applies_to(settings.database_url))
+    # With a background checkpointer the writers' own checkpoints are only a safety net (40 MB of WAL).
+    engine = make_engine(settings.database_url, wal_autocheckpoint=10_000 if background_checkpoints else 1000)
     clock = clock or SystemClock()
     container = Container(settings=settings, engine=engine, clock=clock)
+    if background_checkpoints:
+        # Started by the server (api.app lifespan); other commands leave checkpoints to their writers.
+        container.services["store.checkpointer"] = WalCheckpointer(settings.database_url,
+                                                                   settings.sqlite_checkpoint_interval_s)
     checkout = CheckoutService(
         engine, clock,
         reservation_ttl_s=settings.reservation_ttl_s,
@@ -70,6 +77,8 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     repo = container.services["tower.repository"]
     promise.engine = RuleDegradedEngine(
         promise.engine, lambda now: {d["warehouse"]: d for d in repo.active_degradations(now)}, clock)
+    if settings.checkout_promise:
+        checkout.after_place = promise_bookkeeping(promise.store.record_promises_in)
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     # Group commit: concurrent checkouts are applied in one transaction (a savepoint each) by one writer.
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)
+    sqlite_checkpoint_interval_s: float = Field(
+        default=0.5, ge=0, le=60,
+        description="SQLite: the server copies the WAL into the database file from a background thread this often "
+                    "(0 = leave it to the committing writers, SQLite's default).")
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")

@@ -469,3 +469,20 @@ def test_a_key_cancelled_everywhere_asks_for_a_new_attempt_and_for_retry_makes_o
     fresh = PaymentAttempt.for_retry(result.to_json(), order_id="o1", amount=1000, currency="USD", token="t")
     assert fresh.idempotency_key != "k1" and fresh.suspects == frozenset()
     assert router.authorize(fresh, budget_s=2).approved
+
+
+def test_an_adapter_that_enforces_its_own_timeout_runs_in_the_callers_thread():
+    seen: list[int] = []
+
+    class Recording(ScriptedProcessor):
+        def authorize(self, *a, **kw):
+            seen.append(threading.get_ident())
+            return super().authorize(*a, **kw)
+
+    pooled, inline = Recording("p"), Recording("q")
+    inline.honours_timeout = True
+    assert make_router(pooled).authorize(attempt("k-pool"), budget_s=1.0).approved
+    assert make_router(inline).authorize(attempt("k-inline"), budget_s=1.0).approved
+    assert seen[0] != threading.get_ident()  # unknown adapters run in the pool under a hard deadline
+    assert seen[1] == threading.get_ident()
+

@@ -88,3 +88,22 @@ def test_the_provisional_table_needs_a_catch_all_row_and_valid_values():
         ProvisionalRateTable.from_settings({"US": {"amount": 1, "currency": "USD", "days": 1}})
     with pytest.raises(ValueError, match="US"):
         ProvisionalRateTable.from_settings({"US": {"amount": "x"}, "*": {"amount": 1, "currency": "USD", "days": 1}})
+
+
+def test_a_service_that_enforces_its_own_timeout_is_called_in_the_callers_thread():
+    import threading
+
+    seen: list[int] = []
+
+    class Inline(FakeRates):
+        honours_timeout = True
+
+        def quote(self, *a, **kw):
+            seen.append(threading.get_ident())
+            return super().quote(*a, **kw)
+
+    q = quoter(Inline())
+    assert q.quote_for_checkout("US", "94107")["provisional"] is False
+    assert seen == [threading.get_ident()]
+    failing = quoter(type("Down", (Inline,), {})("error"))
+    assert failing.quote_for_checkout("US", "94107")["provisional"] is True

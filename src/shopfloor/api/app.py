@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -27,6 +28,15 @@ def create_app(container: Container) -> FastAPI:
 
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=container.settings.buy_path_threads, thread_name_prefix="buy-path"))
+        checkpointer = container.services.get("store.checkpointer")
+        if checkpointer is not None:
+            checkpointer.start()
+        # Everything loaded so far (libraries, schemas, the container) lives as long as the process. Left in the
+        # collector's oldest generation it made every full collection walk it: 160-200 ms stop-the-world pauses
+        # about once per thousand checkouts under load, which set the p99. Collect once now and move the survivors
+        # to the permanent generation, so later full collections only walk objects created while serving.
+        gc.collect()
+        gc.freeze()
         yield
         container.close()
 

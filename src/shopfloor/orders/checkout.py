@@ -84,6 +84,14 @@ class _Work:
     fn: Callable[[Connection], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _Batched:
+    """One item for a handler that applies all of a batch's items at once: ``handler(conn, items) -> results``."""
+
+    handler: Callable[[Connection, list[Any]], list[Any]]
+    item: Any
+
+
 class _WarehouseCache:
     """Warehouses change rarely; re-read them at most every ``ttl`` seconds."""
 
@@ -112,6 +120,7 @@ class CheckoutService:
         batch_max_size: int = 64,
         batch_max_wait_ms: float = 1.0,
         on_committed: Callable[[list[CheckoutResult]], None] | None = None,
+        after_place: Callable[[Connection, list[tuple[PlaceOrder, dict]], datetime], None] | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -119,6 +128,9 @@ class CheckoutService:
         self.batch_max_size = batch_max_size
         self.batch_max_wait = batch_max_wait_ms / 1000.0
         self.on_committed = on_committed
+        # Bookkeeping that must commit with the orders it describes but may never fail them (the promise shown
+        # at checkout, for calibration): called once per batch, in a savepoint, with the orders just placed.
+        self.after_place = after_place
         self._queue: queue.SimpleQueue[tuple[PlaceOrder, Future] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -142,6 +154,15 @@ class CheckoutService:
         self._ensure_thread()
         fut: Future = Future()
         self._queue.put((_Work(work), fut))
+        return fut
+
+    def submit_batched(self, handler: Callable[[Connection, list[Any]], list[Any]], item: Any) -> Future:
+        """Like :meth:`submit_work`, for follow-up writes that can share statements: every item queued for the same
+        ``handler`` in one batch is applied by one ``handler(conn, items)`` call (in a savepoint), which returns
+        one result per item. The future resolves to this item's result after the commit."""
+        self._ensure_thread()
+        fut: Future = Future()
+        self._queue.put((_Batched(handler, item), fut))
         return fut
 
     def place_order(self, cmd: PlaceOrder, timeout: float = 30.0) -> CheckoutResult:
@@ -206,7 +227,7 @@ class CheckoutService:
             for cmd, fut in batch:
                 if fut.done():
                     continue
-                if isinstance(cmd, _Work):
+                if isinstance(cmd, (_Work, _Batched)):
                     fut.set_exception(err)
                 else:
                     fut.set_result(CheckoutResult(err.status, error_body(err)))
@@ -230,7 +251,9 @@ class CheckoutService:
         """One transaction for the whole batch: reads are batched, each reservation is a guarded UPDATE, and the
         order/line/reservation/outbox/idempotency rows are written with one executemany per table."""
         now = self.clock.now()
-        results: list[CheckoutResult] = []
+        results: list[Any] = []
+        batched: dict[Any, list[int]] = {}
+        placed: list[tuple[PlaceOrder, dict]] = []
         with self.engine.begin() as conn:
             scope_keys = [(f"{c.api_key_id}:checkout", c.idempotency_key) if isinstance(c, PlaceOrder) else None
                           for c in cmds]
@@ -243,14 +266,52 @@ class CheckoutService:
             warehouses = self._warehouses.get(conn)
             pending = repo.PendingWrites()
             settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
-            for cmd, sk in zip(cmds, scope_keys):
+            for i, (cmd, sk) in enumerate(zip(cmds, scope_keys)):
                 if isinstance(cmd, _Work):
                     results.append(self._apply_work(conn, cmd))
                     continue
-                results.append(self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses,
-                                               pending))
+                if isinstance(cmd, _Batched):
+                    batched.setdefault(cmd.handler, []).append(i)
+                    results.append(None)
+                    continue
+                res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending)
+                if res.created:
+                    placed.append((cmd, res.body))
+                results.append(res)
             pending.flush(conn)
+            for handler, idx in batched.items():
+                for i, out in zip(idx, self._apply_batched(conn, handler, [cmds[i].item for i in idx])):
+                    results[i] = out
+            if placed and self.after_place is not None:
+                self._after_place(conn, placed, now)
         return results
+
+    @staticmethod
+    def _apply_batched(conn: Connection, handler: Callable, items: list[Any]) -> list[Any]:
+        sp = conn.begin_nested()
+        try:
+            outs = handler(conn, items)
+        except (OperationalError, IntegrityError):
+            sp.rollback()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed back to every submitter of this handler
+            sp.rollback()
+            return [_Failed(exc)] * len(items)
+        sp.commit()
+        return list(outs)
+
+    def _after_place(self, conn: Connection, placed: list[tuple[PlaceOrder, dict]], now: datetime) -> None:
+        sp = conn.begin_nested()
+        try:
+            self.after_place(conn, placed, now)
+        except OperationalError:  # lock timeout, lost connection: the whole batch is retried
+            sp.rollback()
+            raise
+        except Exception:  # noqa: BLE001 - bookkeeping never fails the orders it describes
+            sp.rollback()
+            log.warning("after-place bookkeeping failed for %d orders", len(placed), exc_info=True)
+            return
+        sp.commit()
 
     @staticmethod
     def _apply_work(conn: Connection, work: _Work) -> Any:

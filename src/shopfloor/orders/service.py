@@ -8,10 +8,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Callable
 
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder
-from .payment_flow import PaymentSettlement
+from .payment_flow import PaymentSettlement, Settle
 from .payments import PaymentAttempt
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,21 @@ def combine_promises(promises: list) -> dict[str, Any] | None:
         "reasons": reasons,
         "lines": docs,
     }
+
+
+def promise_bookkeeping(record_in: Callable[[Any, list[tuple[str, Any]], datetime], None]) -> Callable:
+    """A :class:`CheckoutService` ``after_place`` hook that records the promise shown for each new order (its slowest
+    line, put in ``extra["promise_window"]`` by :class:`BuyPath`) in the orders' own group commit, through
+    ``record_in(conn, [(order_id, window)], now)``. That feeds the promise engine's online calibration without a
+    transaction (and an fsync) of its own per order."""
+
+    def hook(conn: Any, placed: list[tuple[PlaceOrder, dict]], now: datetime) -> None:
+        items = [(body["order_id"], cmd.extra["promise_window"]) for cmd, body in placed
+                 if cmd.extra.get("promise_window") is not None]
+        if items:
+            record_in(conn, items, now)
+
+    return hook
 
 
 class BuyPath:
@@ -73,12 +89,15 @@ class BuyPath:
         if self.payments is not None:
             extra["shipping"] = quote
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
+        dated = [p for p in promises or [] if p.deliver_by is not None]
+        in_batch = self.checkout_service.after_place is not None
         if promises is not None:
             extra["promise"] = combine_promises(promises)
+            if dated and in_batch:
+                extra["promise_window"] = max(dated, key=lambda p: p.deliver_by).window
         cmd = replace(cmd, extra=extra)
         result = await asyncio.wrap_future(self.checkout_service.submit(cmd))
-        dated = [p for p in promises or [] if p.deliver_by is not None]
-        if result.created and dated:
+        if result.created and dated and not in_batch:
             # The order's promise is its slowest line; its outcome feeds the engine's online calibration. That is
             # bookkeeping with its own write, so it runs off the request path, one at a time.
             self._background.submit(self._record_promise, result.body["order_id"],
@@ -91,9 +110,8 @@ class BuyPath:
         auth = await asyncio.to_thread(self.payments.authorize_inline, attempt)
         scope = (f"{cmd.api_key_id}:checkout", cmd.idempotency_key)
         # Settlement rides the next group commit instead of paying for its own transaction and fsync.
-        status, body = await asyncio.wrap_future(self.checkout_service.submit_work(
-            lambda conn: self.settlement.apply_in(conn, order_id, auth, retry_no=1, idempotency_scope=scope,
-                                                  response_body=result.body)))
+        status, body = await asyncio.wrap_future(self.checkout_service.submit_batched(
+            self.settlement.apply_many, Settle(order_id, auth, 1, scope, result.body)))
         payment = {"processor": auth.processor, "outcome": str(auth.outcome)}
         if body is None:
             return result, payment
@@ -118,4 +136,4 @@ class BuyPath:
             self.payments.close()
 
 
-__all__ = ["BuyPath"]
+__all__ = ["BuyPath", "promise_bookkeeping"]

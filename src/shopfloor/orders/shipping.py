@@ -34,7 +34,11 @@ class RateServiceError(Exception):
 
 
 class RateQuoter(Protocol):
-    """A carrier-rate service. Raises :class:`RateServiceError` on failure; must respect ``timeout_s``."""
+    """A carrier-rate service. Raises :class:`RateServiceError` on failure; must respect ``timeout_s``.
+
+    ``honours_timeout = True`` (optional) declares that ``quote`` itself returns or raises within ``timeout_s``;
+    :class:`ShippingQuoter` then calls it in the caller's thread instead of through its pool under a hard deadline.
+    """
 
     def quote(self, country: str, postal_code: str | None, weight_g: int, *, timeout_s: float) -> RateQuote: ...
 
@@ -168,6 +172,13 @@ class ShippingQuoter:
 
     def _bounded(self, country: str, postal_code: str | None, weight_g: int, timeout_s: float) -> RateQuote:
         """Call the quoter with a hard deadline, whether or not the adapter honours ``timeout_s`` itself."""
+        if getattr(self._quoter, "honours_timeout", False) is True:
+            try:
+                return self._quoter.quote(country, postal_code, weight_g, timeout_s=timeout_s)
+            except RateServiceError:
+                raise
+            except Exception as exc:  # a transport error of a real adapter
+                raise RateServiceError("error", f"{type(exc).__name__}: {exc}") from exc
         with self._lock:
             if self._executor is None:
                 self._executor = cf.ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="rates")

@@ -147,6 +147,10 @@ class _Dice:
 class _FaultedService:
     """Shared fault handling for the simulated processors and the rate service."""
 
+    #: Every call returns or raises within its ``timeout_s`` (a stall sleeps out the timeout and raises), like an
+    #: HTTP client with a total timeout; callers may skip their own deadline thread.
+    honours_timeout = True
+
     def __init__(
         self,
         name: str,

@@ -161,14 +161,23 @@ class SqlFulfillmentStore:
     def record_promise(self, order_id: str, window: Any, now: datetime) -> None:
         """Remember the promise shown for ``order_id`` (a ``DeliveryWindow``) for calibration feedback."""
         with self.engine.begin() as conn:
-            seq = self._next_seq(conn)
-            track = self._load_tracks(conn, [order_id]).get(order_id) or OrderTrack(order_id)
+            self.record_promises_in(conn, [(order_id, window)], now)
+
+    def record_promises_in(self, conn: Connection, items: Sequence[tuple[str, Any]], now: datetime) -> None:
+        """:meth:`record_promise` for many orders in the caller's transaction (the checkout's group commit)."""
+        if not items:
+            return
+        seq = self._next_seq(conn)
+        tracks = self._load_tracks(conn, [oid for oid, _ in items])
+        stats = FulfillmentStats(self.config, self._load_states(conn, {cal_key(w.confidence) for _, w in items}))
+        now_h = to_hours(now)
+        for order_id, window in items:
+            track = tracks.setdefault(order_id, OrderTrack(order_id))
             window.attach_to(track)
-            stats = FulfillmentStats(self.config, self._load_states(conn, [cal_key(window.confidence)]))
             stats.record_residual(track)
-            stats.resolve_promise(track, to_hours(now))
-            self._save_tracks(conn, [track], now)
-            self._save_states(conn, stats.states, seq, now)
+            stats.resolve_promise(track, now_h)
+        self._save_tracks(conn, tracks.values(), now)
+        self._save_states(conn, stats.states, seq, now)
 
     # ------------------------------------------------------------------ reads
     def _reader(self):
