@@ -9,13 +9,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.api.errors import install_error_handlers
-from shopfloor.domain.errors import Forbidden, Unauthorized
 from shopfloor.store.capacity import record_request_batch, record_requests, request_rollup, request_totals
 from shopfloor.store.engine import make_engine
+from tests.support.store import new_key
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -74,40 +74,31 @@ def test_rollup_rejects_more_errors_than_requests(db_url):
 # --- route -------------------------------------------------------------------------------------------------------
 
 
-class _FakeAuthenticator:
-    """Same interface as the real one: ``require(header, scopes)`` -> key id, or a 401/403 DomainError."""
-
-    def require(self, header, scopes):
-        if header is None:
-            raise Unauthorized("missing API key")
-        if header == "Bearer admin-key":
-            return "key_admin"
-        raise Forbidden(f"this key lacks scope {scopes}")
-
-
-def _app(url: str) -> FastAPI:
-    from shopfloor.api.routes.capacity import router
-
-    app = FastAPI()
-    app.state.container = build_container(Settings(database_url=url, capacity_min_replicas=1, capacity_per_replica_rps=200.0), clock=FixedClock(NOW))
-    app.state.authenticator = _FakeAuthenticator()
-
-    install_error_handlers(app)
-
-    app.include_router(router)
-    return app
+def _app(url: str) -> tuple[FastAPI, dict[str, dict[str, str]]]:
+    """The real app (its Authenticator over the api_keys table, its error handlers) and an Authorization header
+    per scope. The app's lifespan closes the container when the TestClient exits."""
+    container = build_container(Settings(database_url=url, capacity_min_replicas=1, capacity_per_replica_rps=200.0),
+                                clock=FixedClock(NOW))
+    auth = {}
+    for scope in ("admin", "storefront"):
+        _, secret = new_key(container.engine, scope)
+        auth[scope] = {"Authorization": f"Bearer {secret}"}
+    return create_app(container), auth
 
 
 def test_capacity_plan_route_needs_an_admin_key(db_url):
-    app = _app(db_url)
+    app, auth = _app(db_url)
     with TestClient(app) as client:
-        assert client.get("/v1/plans/capacity").status_code == 401
-        assert client.get("/v1/plans/capacity", headers={"Authorization": "Bearer shop"}).status_code == 403
-    app.state.container.close()
+        r = client.get("/v1/plans/capacity")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = client.get("/v1/plans/capacity", headers={"Authorization": "Bearer sf_no-such-key"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = client.get("/v1/plans/capacity", headers=auth["storefront"])
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 def test_capacity_plan_route_plans_from_recorded_traffic(db_url):
-    app = _app(db_url)
+    app, auth = _app(db_url)
     engine = app.state.container.engine
     # Two days of steady 6,000 requests/minute; 200 rps x 60 = 12,000 per replica-minute -> 1 replica, but the
     # last minute's burst of 30,000 makes the reactive floor ceil(30000 / 8400) = 4.
@@ -123,7 +114,7 @@ def test_capacity_plan_route_plans_from_recorded_traffic(db_url):
         res = client.get(
             "/v1/plans/capacity",
             params={"horizon_minutes": 60, "slot_minutes": 15, "manifests": "true"},
-            headers={"Authorization": "Bearer admin-key"},
+            headers=auth["admin"],
         )
     assert res.status_code == 200, res.text
     body = res.json()
@@ -132,15 +123,13 @@ def test_capacity_plan_route_plans_from_recorded_traffic(db_url):
     assert len(body["slots"]) == 4 and body["last_minute_requests"] == 30000
     assert body["manifests"]["scaledobject"]["kind"] == "ScaledObject"
     assert body["cache_warm"]["source"] == "recent_orders"
-    app.state.container.close()
 
 
 def test_capacity_plan_route_rejects_bad_query_values(db_url):
-    app = _app(db_url)
+    app, auth = _app(db_url)
     with TestClient(app) as client:
-        res = client.get("/v1/plans/capacity", params={"horizon_minutes": 5}, headers={"Authorization": "Bearer admin-key"})
+        res = client.get("/v1/plans/capacity", params={"horizon_minutes": 5}, headers=auth["admin"])
     assert res.status_code == 422
-    app.state.container.close()
 
 
 def test_demo_section_prints_the_plan_and_warm_list(db_url, capsys):

@@ -10,43 +10,28 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.api.errors import install_error_handlers
-from shopfloor.domain.errors import Forbidden, Unauthorized
 from shopfloor.fulfillment import FulfillmentEvent
 from shopfloor.fulfillment.stats import to_hours
 from shopfloor.promise.service import build_promise_service
 from shopfloor.store.tables import skus, stock, warehouses
+from tests.support.store import new_key
 
 NOW = datetime(2024, 5, 6, 9, tzinfo=timezone.utc)
 
 
-class FakeAuthenticator:
-    keys = {"Bearer ingest-key": ("k1", {"ingest"}), "Bearer read-key": ("k2", {"read"})}
-
-    def require(self, header, scopes):
-        if header not in self.keys:
-            raise Unauthorized("missing or invalid API key")
-        key_id, granted = self.keys[header]
-        if not granted & set(scopes):
-            raise Forbidden("this key lacks the scope", [{"scopes": list(scopes)}])
-        return key_id
-
-
-def make_app(url: str) -> FastAPI:
-    from shopfloor.api.routes.promise import router
-
-    app = FastAPI()
-    app.state.container = build_container(Settings(database_url=url, promise_stats_refresh_s=0),
-                                          clock=FixedClock(NOW))
-    app.state.authenticator = FakeAuthenticator()
-
-    install_error_handlers(app)  # the app's own envelope mapping, not a copy of it
-
-    app.include_router(router)
-    return app
+def make_app(url: str) -> tuple[FastAPI, dict[str, dict[str, str]]]:
+    """The real app (its Authenticator over the api_keys table, its error handlers) and an Authorization header
+    per scope. The app's lifespan closes the container when the TestClient exits."""
+    container = build_container(Settings(database_url=url, promise_stats_refresh_s=0), clock=FixedClock(NOW))
+    auth = {}
+    for scope in ("ingest", "storefront"):
+        _, secret = new_key(container.engine, scope)
+        auth[scope] = {"Authorization": f"Bearer {secret}"}
+    return create_app(container), auth
 
 
 def seed(url: str) -> None:
@@ -78,20 +63,18 @@ def journeys(n=40, end=NOW):
     return out
 
 
-AUTH = {"Authorization": "Bearer ingest-key"}
-
-
 def test_ingest_is_idempotent_and_order_independent(db_url):
     seed(db_url)
     events = journeys()
     shuffled = events[:]
     random.Random(5).shuffle(shuffled)
-    with TestClient(make_app(db_url)) as client:
-        r = client.post("/v1/fulfillment/events", json={"events": shuffled[:60]}, headers=AUTH)
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        r = client.post("/v1/fulfillment/events", json={"events": shuffled[:60]}, headers=auth["ingest"])
         assert r.status_code == 200 and r.json() == {"accepted": 60, "duplicates": 0}
-        r = client.post("/v1/fulfillment/events", json={"events": events}, headers=AUTH)
+        r = client.post("/v1/fulfillment/events", json={"events": events}, headers=auth["ingest"])
         assert r.json() == {"accepted": len(events) - 60, "duplicates": 60}
-        r = client.post("/v1/fulfillment/events", json={"events": events}, headers=AUTH)
+        r = client.post("/v1/fulfillment/events", json={"events": events}, headers=auth["ingest"])
         assert r.json() == {"accepted": 0, "duplicates": len(events)}
         shuffled_promise = client.get("/v1/promise", params={"sku": "sku1", "country": "BR",
                                                              "postal_code": "01000"}).json()
@@ -122,8 +105,9 @@ def test_ingest_is_idempotent_and_order_independent(db_url):
 
 def test_promise_routes_answer_with_cache_headers(db_url):
     seed(db_url)
-    with TestClient(make_app(db_url)) as client:
-        client.post("/v1/fulfillment/events", json={"events": journeys()}, headers=AUTH)
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        client.post("/v1/fulfillment/events", json={"events": journeys()}, headers=auth["ingest"])
         r = client.get("/v1/promise", params={"sku": "sku1", "qty": 2, "country": "BR", "postal_code": "01000"})
         assert r.status_code == 200
         body = r.json()
@@ -139,8 +123,9 @@ def test_promise_routes_answer_with_cache_headers(db_url):
 
 def test_statistics_survive_a_restart(db_url):
     seed(db_url)
-    with TestClient(make_app(db_url)) as client:
-        client.post("/v1/fulfillment/events", json={"events": journeys()}, headers=AUTH)
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        client.post("/v1/fulfillment/events", json={"events": journeys()}, headers=auth["ingest"])
         first = client.get("/v1/promise", params={"sku": "sku1", "country": "BR", "postal_code": "01000"}).json()
     # A new process: new container, new engine, same database.
     container = build_container(Settings(database_url=db_url), clock=FixedClock(NOW))
@@ -188,23 +173,29 @@ def test_recorded_promises_feed_calibration_and_overdue_ones_count_as_misses(db_
                   "warehouse": "w"}]}, "events"),
 ])
 def test_bad_events_are_rejected_with_the_error_envelope(db_url, bad, field):
-    with TestClient(make_app(db_url)) as client:
-        r = client.post("/v1/fulfillment/events", json=bad, headers=AUTH)
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        r = client.post("/v1/fulfillment/events", json=bad, headers=auth["ingest"])
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "validation_error" and any(field in d["field"] for d in err["details"])
 
 
 def test_ingest_needs_a_key_with_the_ingest_scope(db_url):
-    with TestClient(make_app(db_url)) as client:
-        assert client.post("/v1/fulfillment/events", json={"events": journeys(1)}).status_code == 401
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        r = client.post("/v1/fulfillment/events", json={"events": journeys(1)})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
         r = client.post("/v1/fulfillment/events", json={"events": journeys(1)},
-                        headers={"Authorization": "Bearer read-key"})
-        assert r.status_code == 403
+                        headers={"Authorization": "Bearer sf_no-such-key"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = client.post("/v1/fulfillment/events", json={"events": journeys(1)}, headers=auth["storefront"])
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 def test_bad_promise_queries_are_rejected(db_url):
-    with TestClient(make_app(db_url)) as client:
+    app, _ = make_app(db_url)
+    with TestClient(app) as client:
         assert client.get("/v1/promise", params={"sku": "a", "qty": 0, "country": "BR"}).status_code == 422
         assert client.get("/v1/promise", params={"sku": "a", "country": "Brazil"}).status_code == 422
         assert client.post("/v1/promises", json={"items": []}).status_code == 422

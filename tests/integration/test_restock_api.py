@@ -6,34 +6,34 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from shopfloor.api.routes.restock import router
+from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.domain.errors import DomainError
-from shopfloor.store.tables import order_lines, orders, skus, stock, warehouses
+from shopfloor.domain.keys import new_api_key
+from shopfloor.store.tables import api_keys, order_lines, orders, skus, stock, warehouses
+from tests.support.store import new_key
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
-ADMIN = "Bearer admin-key"
-READER = "Bearer reader-key"
 
 
-class FakeAuthenticator:
-    """Same interface as the real one: ``require(header, scopes)`` returns a key id or raises."""
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
 
-    keys = {ADMIN: ("k-admin", {"admin"}), READER: ("k-reader", {"restock:read"})}
 
-    def require(self, header, scopes):
-        if header not in self.keys:
-            raise HTTPException(401, "missing or invalid API key")
-        key_id, granted = self.keys[header]
-        if not granted & set(scopes):
-            raise HTTPException(403, "insufficient scope")
-        return key_id
+def _restock_reader_key(engine) -> str:
+    """A key holding only ``restock:read``, the read scope GET /v1/purchase-orders accepts besides ``admin``.
+
+    The key issuer (``create_api_key``, ``shopfloor keys create``) refuses that scope: it is not in
+    ``shopfloor.domain.keys.SCOPES``. The row is written directly so that the route's scope check is still tested
+    through the real Authenticator; no key of this kind can be issued in production today."""
+    key_id, secret, key_hash = new_api_key()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(api_keys).values(id=key_id, name="restock-reader", key_hash=key_hash,
+                                                scopes=["restock:read"], created_at=NOW, revoked_at=None))
+    return secret
 
 
 def _seed(engine):
@@ -74,19 +74,15 @@ def client(db_url, tmp_path):
     policy.write_text('[defaults]\nlead_time_days = 7\n[skus."TEA-1"]\nmoq = 20\npack_size = 12\n')
     container = build_container(Settings(database_url=db_url, restock_policy_file=policy), clock=FixedClock(NOW))
     _seed(container.engine)
-    app = FastAPI()
-    app.state.container = container
-    app.state.authenticator = FakeAuthenticator()
-
-    @app.exception_handler(DomainError)
-    def _domain(_req: Request, exc: DomainError):
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, exc.status)
-
-    app.include_router(router)
-    with TestClient(app) as c:
+    _, admin = new_key(container.engine, "admin")
+    _, shop = new_key(container.engine, "storefront")
+    reader = _restock_reader_key(container.engine)
+    # The real app: its Authenticator over the api_keys table and its error handlers (the lifespan closes the
+    # container on exit).
+    with TestClient(create_app(container)) as c:
         c.container = container
+        c.admin, c.reader, c.shop = _bearer(admin), _bearer(reader), _bearer(shop)
         yield c
-    container.close()
 
 
 def _po(**over):
@@ -96,27 +92,36 @@ def _po(**over):
 
 
 def test_put_creates_then_updates_a_purchase_order(client):
-    r = client.put("/v1/purchase-orders/PO-1", json=_po(), headers={"Authorization": ADMIN})
+    r = client.put("/v1/purchase-orders/PO-1", json=_po(), headers=client.admin)
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "open" and r.json()["qty"] == 24
-    r = client.put("/v1/purchase-orders/PO-1", json=_po(qty=36), headers={"Authorization": ADMIN})
+    r = client.put("/v1/purchase-orders/PO-1", json=_po(qty=36), headers=client.admin)
     assert r.status_code == 200 and r.json()["qty"] == 36
-    listed = client.get("/v1/purchase-orders", headers={"Authorization": READER}).json()
-    assert [(p["po_id"], p["qty"]) for p in listed] == [("PO-1", 36)]
+    r = client.get("/v1/purchase-orders", headers=client.reader)  # the read scope is enough to list
+    assert r.status_code == 200, r.text
+    assert [(p["po_id"], p["qty"]) for p in r.json()] == [("PO-1", 36)]
 
 
 def test_received_purchase_order_is_final(client):
-    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers={"Authorization": ADMIN}).status_code == 201
+    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers=client.admin).status_code == 201
     # an identical replay is fine, a change is a conflict
-    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers={"Authorization": ADMIN}).status_code == 200
-    r = client.put("/v1/purchase-orders/PO-2", json=_po(status="open"), headers={"Authorization": ADMIN})
+    assert client.put("/v1/purchase-orders/PO-2", json=_po(status="received"), headers=client.admin).status_code == 200
+    r = client.put("/v1/purchase-orders/PO-2", json=_po(status="open"), headers=client.admin)
     assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"
 
 
+def _refused(response, status: int, code: str) -> bool:
+    return response.status_code == status and response.json()["error"]["code"] == code
+
+
 def test_purchase_order_routes_need_the_right_scope(client):
-    assert client.put("/v1/purchase-orders/PO-3", json=_po()).status_code == 401
-    assert client.put("/v1/purchase-orders/PO-3", json=_po(), headers={"Authorization": READER}).status_code == 403
-    assert client.get("/v1/plans/restock", headers={"Authorization": READER}).status_code == 403
+    assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po()), 401, "unauthorized")
+    assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po(), headers=_bearer("sf_no-such-key")),
+                    401, "unauthorized")
+    assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po(), headers=client.reader), 403, "forbidden")
+    assert _refused(client.get("/v1/plans/restock", headers=client.reader), 403, "forbidden")
+    assert _refused(client.get("/v1/purchase-orders", headers=client.shop), 403, "forbidden")
+    assert client.get("/v1/purchase-orders", headers=client.admin).json() == []  # the refused PUTs wrote nothing
 
 
 @pytest.mark.parametrize("body, field", [
@@ -124,22 +129,22 @@ def test_purchase_order_routes_need_the_right_scope(client):
     ({**_po(), "colour": "red"}, "colour"),
 ])
 def test_bad_purchase_order_bodies_are_rejected_with_the_field(client, body, field):
-    r = client.put("/v1/purchase-orders/PO-4", json=body, headers={"Authorization": ADMIN})
+    r = client.put("/v1/purchase-orders/PO-4", json=body, headers=client.admin)
     assert r.status_code == 422
     assert field in r.text
 
 
 def test_unknown_sku_or_warehouse_is_a_clear_422(client):
-    r = client.put("/v1/purchase-orders/PO-5", json=_po(sku="NOPE"), headers={"Authorization": ADMIN})
+    r = client.put("/v1/purchase-orders/PO-5", json=_po(sku="NOPE"), headers=client.admin)
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_sku"
-    r = client.put("/v1/purchase-orders/PO-5", json=_po(warehouse="W9"), headers={"Authorization": ADMIN})
+    r = client.put("/v1/purchase-orders/PO-5", json=_po(warehouse="W9"), headers=client.admin)
     assert r.status_code == 422 and "W9" in r.json()["error"]["message"]
 
 
 def test_restock_plan_orders_the_fast_seller_and_flags_it_as_a_sell_out_risk(client):
-    client.put("/v1/purchase-orders/PO-6", json=_po(qty=12), headers={"Authorization": ADMIN})
-    client.put("/v1/purchase-orders/PO-7", json=_po(qty=99, status="cancelled"), headers={"Authorization": ADMIN})
-    r = client.get("/v1/plans/restock", headers={"Authorization": ADMIN})
+    client.put("/v1/purchase-orders/PO-6", json=_po(qty=12), headers=client.admin)
+    client.put("/v1/purchase-orders/PO-7", json=_po(qty=99, status="cancelled"), headers=client.admin)
+    r = client.get("/v1/plans/restock", headers=client.admin)
     assert r.status_code == 200, r.text
     plan = r.json()
     assert plan["as_of"] == "2026-03-02"
@@ -155,7 +160,7 @@ def test_restock_plan_orders_the_fast_seller_and_flags_it_as_a_sell_out_risk(cli
     risks = {r["sku"]: r for r in plan["sell_out_risks"]}
     assert "suppress_promotion" in risks["TEA-1"]["actions"]
     assert [a["sku"] for a in risks["TEA-1"]["alternatives"]] == ["TEA-2"]
-    only = client.get("/v1/plans/restock", params={"sku": "TEA-2"}, headers={"Authorization": ADMIN}).json()
+    only = client.get("/v1/plans/restock", params={"sku": "TEA-2"}, headers=client.admin).json()
     assert [ln["sku"] for ln in only["lines"]] == ["TEA-2"]
 
 

@@ -5,61 +5,30 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.domain.errors import DomainError
 from shopfloor.store.tower import TowerRepository
 from shopfloor.tower.actions import LogEntry
+from tests.support.store import new_key
 
 NOW = datetime(2026, 6, 1, 10, 30, 15, tzinfo=timezone.utc)
-KEYS = {"Bearer sf-store": ("key-store", {"storefront"}), "Bearer sf-admin": ("key-admin", {"admin"})}
-STORE = {"Authorization": "Bearer sf-store"}
-ADMIN = {"Authorization": "Bearer sf-admin"}
-
-
-class FakeAuthenticator:
-    """Same interface as the integrator's: returns the key id or raises 401/403."""
-
-    def require(self, header, scopes):
-        if header not in KEYS:
-            raise HTTPException(401, "missing or invalid API key")
-        key_id, granted = KEYS[header]
-        if not granted & set(scopes):
-            raise HTTPException(403, "key lacks scope")
-        return key_id
 
 
 @pytest.fixture
 def client(db_url):
-    from shopfloor.api.routes.tower import router
-
-    app = FastAPI()
-    app.state.container = build_container(Settings(database_url=db_url, tower_beacon_flush_s=0),
-                                              clock=FixedClock(NOW))
-    app.state.authenticator = FakeAuthenticator()
-
-    @app.exception_handler(DomainError)
-    def _domain(_req: Request, exc: DomainError):
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
-                            status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(_req: Request, exc: RequestValidationError):
-        details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": {"code": "invalid_input", "message": "invalid request", "details": details}},
-                            status_code=422)
-
-    app.include_router(router)
-    with TestClient(app) as c:
-        c.container = app.state.container
+    container = build_container(Settings(database_url=db_url, tower_beacon_flush_s=0), clock=FixedClock(NOW))
+    _, store = new_key(container.engine, "storefront")
+    _, admin = new_key(container.engine, "admin")
+    # The real app: its Authenticator over the api_keys table and its error handlers (the lifespan closes the
+    # container on exit).
+    with TestClient(create_app(container)) as c:
+        c.container = container
+        c.store, c.admin = {"Authorization": f"Bearer {store}"}, {"Authorization": f"Bearer {admin}"}
         yield c
-    app.state.container.close()
 
 
 def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(client):
@@ -70,10 +39,10 @@ def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(clie
         {"type": "product_view", "sku": "SKU-1"},
         {"type": "add_to_cart", "at": (minute - timedelta(minutes=1)).isoformat()},
     ]}
-    r = client.post("/v1/events/storefront", json=batch, headers=STORE)
+    r = client.post("/v1/events/storefront", json=batch, headers=client.store)
     assert r.status_code == 202 and r.json() == {"accepted": 4, "rollup_rows": 3}
     client.post("/v1/events/storefront", json={"events": [{"type": "page_view", "page_load_ms": 1000}]},
-                headers=STORE)
+                headers=client.store)
     repo = TowerRepository(client.container.engine)
     rows = {(r["minute"], r["stage"]): r for r in repo.funnel_series(minute - timedelta(minutes=5),
                                                                       minute + timedelta(minutes=1))}
@@ -81,7 +50,7 @@ def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(clie
     assert (pv["count"], pv["latency_ms_sum"], pv["latency_count"]) == (3, 3000.0, 3)
     assert rows[(minute, "product_view")]["count"] == 1
     assert rows[(minute - timedelta(minutes=1), "add_to_cart")]["latency_count"] == 0
-    funnel = client.get("/v1/tower/funnel?minutes=5", headers=ADMIN).json()
+    funnel = client.get("/v1/tower/funnel?minutes=5", headers=client.admin).json()
     assert funnel["series"]["series"]["page_view"]["count"][-1] == 3
     assert funnel["series"]["series"]["page_view"]["latency_ms_mean"][-1] == 1000.0
     steps = {s["stage"]: s for s in funnel["conversion"]["steps"]}
@@ -99,7 +68,7 @@ def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(clie
     ],
 )
 def test_bad_beacons_are_refused_with_422_naming_the_field(client, body, field):
-    r = client.post("/v1/events/storefront", json=body, headers=STORE)
+    r = client.post("/v1/events/storefront", json=body, headers=client.store)
     assert r.status_code == 422
     assert field in [d["field"] for d in r.json()["error"]["details"]]
 
@@ -107,26 +76,33 @@ def test_bad_beacons_are_refused_with_422_naming_the_field(client, body, field):
 def test_beacons_from_far_in_the_past_are_refused_naming_the_event(client):
     old = (NOW - timedelta(days=2)).isoformat()
     r = client.post("/v1/events/storefront", json={"events": [{"type": "page_view"}, {"type": "page_view",
-                                                                                     "at": old}]}, headers=STORE)
+                                                                                     "at": old}]}, headers=client.store)
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "events[1].at"
 
 
 def test_beacons_need_a_storefront_key(client):
     body = {"events": [{"type": "page_view"}]}
-    assert client.post("/v1/events/storefront", json=body).status_code == 401
-    assert client.post("/v1/events/storefront", json=body, headers=ADMIN).status_code == 403
+    r = client.post("/v1/events/storefront", json=body)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = client.post("/v1/events/storefront", json=body, headers={"Authorization": "Bearer sf_no-such-key"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = client.post("/v1/events/storefront", json=body, headers=client.admin)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    refused_nothing_recorded = TowerRepository(client.container.engine).funnel_series(
+        NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    assert refused_nothing_recorded == []
 
 
 def test_suppressed_promotions_and_alternatives_are_served_to_the_storefront(client):
     repo = TowerRepository(client.container.engine)
     repo.suppress_promotion("SKU-1", "low cover", ["SKU-2", "SKU-3"], NOW + timedelta(hours=6), NOW)
     repo.suppress_promotion("SKU-9", "expired", ["SKU-8"], NOW - timedelta(minutes=1), NOW - timedelta(hours=7))
-    listed = client.get("/v1/promotions/suppressed", headers=STORE).json()["suppressions"]
+    listed = client.get("/v1/promotions/suppressed", headers=client.store).json()["suppressions"]
     assert [s["sku"] for s in listed] == ["SKU-1"]
-    alt = client.get("/v1/skus/SKU-1/alternatives?limit=1", headers=STORE).json()
+    alt = client.get("/v1/skus/SKU-1/alternatives?limit=1", headers=client.store).json()
     assert alt == {"sku": "SKU-1", "suppressed": True, "alternatives": ["SKU-2"],
                    "until": (NOW + timedelta(hours=6)).isoformat()}
-    assert client.get("/v1/skus/SKU-9/alternatives", headers=STORE).json()["suppressed"] is False
+    assert client.get("/v1/skus/SKU-9/alternatives", headers=client.store).json()["suppressed"] is False
 
 
 def test_admin_reads_alerts_and_the_action_log_with_before_and_after(client):
@@ -139,13 +115,14 @@ def test_admin_reads_alerts_and_the_action_log_with_before_and_after(client):
                          {"order": ["adyen", "stripe"]}))
     assert repo.last_fired("stripe_failing#0:reorder_processors", False) == NOW
     assert repo.last_fired("stripe_failing#0:reorder_processors", True) is None
-    alerts = client.get("/v1/tower/alerts", headers=ADMIN).json()["alerts"]
+    alerts = client.get("/v1/tower/alerts", headers=client.admin).json()["alerts"]
     assert alerts[0]["metric"] == "checkout_rate" and alerts[0]["lower"] == 0.8 and alerts[0]["observed"] == 0.4
-    actions = client.get("/v1/tower/actions", headers=ADMIN).json()["actions"]
+    actions = client.get("/v1/tower/actions", headers=client.admin).json()["actions"]
     assert actions[0]["before"] == {"order": ["stripe", "adyen"]}
     assert actions[0]["after"] == {"order": ["adyen", "stripe"]}
     assert actions[0]["signal_values"] == {"payment_success_rate_stripe": 0.6}
-    assert client.get("/v1/tower/actions", headers=STORE).status_code == 403
+    r = client.get("/v1/tower/actions", headers=client.store)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 def test_database_signals_come_from_the_rollups(client):
