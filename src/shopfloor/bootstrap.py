@@ -102,7 +102,7 @@ def build_tower(container: Container):
     container.services["tower.payment_routing"] = container.services["payments"]
     from .tower.request_rollups import RequestRollups
 
-    rollups = RequestRollups(container.engine)
+    rollups = RequestRollups(container.engine, clock=container.clock)
     container.services["request_rollups"] = rollups
     container.services["http.observers"] = [rollups.observe]
     # The buy path's own stages flush from a background thread (the caller is the event loop).

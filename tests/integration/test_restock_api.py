@@ -12,8 +12,7 @@ from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
-from shopfloor.domain.keys import new_api_key
-from shopfloor.store.tables import api_keys, order_lines, orders, skus, stock, warehouses
+from shopfloor.store.tables import order_lines, orders, skus, stock, warehouses
 from tests.support.store import new_key
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
@@ -21,19 +20,6 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
 def _bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
-
-
-def _restock_reader_key(engine) -> str:
-    """A key holding only ``restock:read``, the read scope GET /v1/purchase-orders accepts besides ``admin``.
-
-    The key issuer (``create_api_key``, ``shopfloor keys create``) refuses that scope: it is not in
-    ``shopfloor.domain.keys.SCOPES``. The row is written directly so that the route's scope check is still tested
-    through the real Authenticator; no key of this kind can be issued in production today."""
-    key_id, secret, key_hash = new_api_key()
-    with engine.begin() as conn:
-        conn.execute(sa.insert(api_keys).values(id=key_id, name="restock-reader", key_hash=key_hash,
-                                                scopes=["restock:read"], created_at=NOW, revoked_at=None))
-    return secret
 
 
 def _seed(engine):
@@ -76,12 +62,11 @@ def client(db_url, tmp_path):
     _seed(container.engine)
     _, admin = new_key(container.engine, "admin")
     _, shop = new_key(container.engine, "storefront")
-    reader = _restock_reader_key(container.engine)
     # The real app: its Authenticator over the api_keys table and its error handlers (the lifespan closes the
     # container on exit).
     with TestClient(create_app(container)) as c:
         c.container = container
-        c.admin, c.reader, c.shop = _bearer(admin), _bearer(reader), _bearer(shop)
+        c.admin, c.shop = _bearer(admin), _bearer(shop)
         yield c
 
 
@@ -97,7 +82,7 @@ def test_put_creates_then_updates_a_purchase_order(client):
     assert r.json()["status"] == "open" and r.json()["qty"] == 24
     r = client.put("/v1/purchase-orders/PO-1", json=_po(qty=36), headers=client.admin)
     assert r.status_code == 200 and r.json()["qty"] == 36
-    r = client.get("/v1/purchase-orders", headers=client.reader)  # the read scope is enough to list
+    r = client.get("/v1/purchase-orders", headers=client.admin)
     assert r.status_code == 200, r.text
     assert [(p["po_id"], p["qty"]) for p in r.json()] == [("PO-1", 36)]
 
@@ -118,8 +103,8 @@ def test_purchase_order_routes_need_the_right_scope(client):
     assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po()), 401, "unauthorized")
     assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po(), headers=_bearer("sf_no-such-key")),
                     401, "unauthorized")
-    assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po(), headers=client.reader), 403, "forbidden")
-    assert _refused(client.get("/v1/plans/restock", headers=client.reader), 403, "forbidden")
+    assert _refused(client.put("/v1/purchase-orders/PO-3", json=_po(), headers=client.shop), 403, "forbidden")
+    assert _refused(client.get("/v1/plans/restock", headers=client.shop), 403, "forbidden")
     assert _refused(client.get("/v1/purchase-orders", headers=client.shop), 403, "forbidden")
     assert client.get("/v1/purchase-orders", headers=client.admin).json() == []  # the refused PUTs wrote nothing
 

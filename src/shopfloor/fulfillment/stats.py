@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -150,13 +150,17 @@ class OrderTrack:
         return self.handed_h is not None and self.delivered_h is None and not self.exception
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Every field is a scalar, so no deep copy (``asdict``) is needed; this runs once per order at checkout.
+        return json.dumps({name: getattr(self, name) for name in _TRACK_FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "OrderTrack":
         data = json.loads(text)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _TRACK_FIELD_SET})
+
+
+_TRACK_FIELDS = tuple(f.name for f in fields(OrderTrack))
+_TRACK_FIELD_SET = frozenset(_TRACK_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

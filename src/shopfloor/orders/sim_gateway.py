@@ -28,7 +28,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, and_, case, select, update
+from sqlalchemy import Engine, and_, bindparam, case, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import Clock
@@ -327,11 +329,8 @@ class SimulatedProcessor(_FaultedService):
 
     # -- ledger -------------------------------------------------------------------------------------------------
     def _row(self, key: str) -> Mapping[str, Any] | None:
-        t = sim_gateway_charges
         with self._engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            row = conn.execute(
-                select(t).where(and_(t.c.processor == self.name, t.c.idempotency_key == key))
-            ).mappings().first()
+            row = conn.execute(_select_charge, {"b_proc": self.name, "b_key": key}).mappings().first()
             conn.rollback()
         return row
 
@@ -340,9 +339,6 @@ class SimulatedProcessor(_FaultedService):
     ) -> Mapping[str, Any]:
         """Insert the charge once per (processor, key); a concurrent or repeated request reads the first one."""
         now = self._clock.now()
-        existing = self._row(key)
-        if existing is not None:
-            return existing
         values = {
             "processor": self.name,
             "idempotency_key": key,
@@ -360,14 +356,24 @@ class SimulatedProcessor(_FaultedService):
             "created_at": now,
             "authorized_at": None if decline else now,
         }
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(sim_gateway_charges.insert().values(**values))
+        # One statement: the first request with a key inserts; a repeat (or a concurrent twin) inserts nothing and
+        # reads the charge the first one recorded.
+        with self._engine.begin() as conn:
+            inserted = conn.execute(_insert_charge[conn.dialect.name], values).first()
+        if inserted is not None:
             return values
-        except IntegrityError:  # the same key arrived concurrently; the first insert wins
-            row = self._row(key)
-            assert row is not None
-            return row
+        row = self._row(key)
+        assert row is not None
+        return row
+
+
+# Built once per dialect and executed with a parameter dict: no statement construction per authorization.
+_insert_charge = {
+    name: fn(sim_gateway_charges).on_conflict_do_nothing().returning(sim_gateway_charges.c.idempotency_key)
+    for name, fn in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+_select_charge = select(sim_gateway_charges).where(
+    sim_gateway_charges.c.processor == bindparam("b_proc"), sim_gateway_charges.c.idempotency_key == bindparam("b_key"))
 
 
 def _mask_token(token: str) -> str:

@@ -77,7 +77,8 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "reset")
-        def _sqlite_reset(dbapi_conn, record, *args):  # pragma: no cover - the connection is back in the pool
+        def _sqlite_reset(dbapi_conn, record, reset_state):  # pragma: no cover - the connection is back in the pool
+            # (The 2.0 signature: the old one made SQLAlchemy emit a deprecation warning on every pool return.)
             _release(record.info)
 
         @event.listens_for(engine, "close")

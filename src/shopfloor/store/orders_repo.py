@@ -69,16 +69,18 @@ def get_idempotency_record(conn: Connection, scope: str, key: str):
     ).first()
 
 
+_idem_records_stmt = select(
+    idempotency_keys.c.scope, idempotency_keys.c.key, idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
+    idempotency_keys.c.response,
+).where(idempotency_keys.c.key.in_(bindparam("b_keys", expanding=True)))
+
+
 def get_idempotency_records(conn: Connection, scope_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """Look up many (scope, key) pairs in one statement."""
     if not scope_keys:
         return {}
     wanted = set(scope_keys)
-    rows = conn.execute(
-        select(idempotency_keys.c.scope, idempotency_keys.c.key, idempotency_keys.c.request_hash,
-               idempotency_keys.c.status_code, idempotency_keys.c.response)
-        .where(idempotency_keys.c.key.in_(sorted({k for _, k in wanted})))
-    ).all()
+    rows = conn.execute(_idem_records_stmt, {"b_keys": sorted({k for _, k in wanted})}).all()
     return {(r.scope, r.key): r for r in rows if (r.scope, r.key) in wanted}
 
 
@@ -150,17 +152,20 @@ def save_idempotency_record(
 # --- catalog and stock ----------------------------------------------------------------------------------------
 
 
+# Hot-path reads are built once with expanding parameters (no per-call statement construction and cache-key walk).
+_prices_stmt = select(skus.c.sku, skus.c.price, skus.c.currency).where(
+    skus.c.sku.in_(bindparam("b_skus", expanding=True)))
+_levels_stmt = select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved).where(
+    stock.c.sku.in_(bindparam("b_skus", expanding=True)))
+
+
 def load_prices(conn: Connection, sku_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-    rows = conn.execute(select(skus.c.sku, skus.c.price, skus.c.currency).where(skus.c.sku.in_(list(sku_ids))))
+    rows = conn.execute(_prices_stmt, {"b_skus": list(sku_ids)})
     return {r.sku: (int(r.price), r.currency) for r in rows}
 
 
 def load_levels(conn: Connection, sku_ids: Sequence[str]) -> list[StockLevel]:
-    rows = conn.execute(
-        select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved).where(
-            stock.c.sku.in_(list(sku_ids))
-        )
-    )
+    rows = conn.execute(_levels_stmt, {"b_skus": list(sku_ids)})
     return [StockLevel(r.sku, r.warehouse, int(r.on_hand), int(r.reserved)) for r in rows]
 
 

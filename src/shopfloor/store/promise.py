@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..domain.catalog import Warehouse
@@ -39,12 +39,19 @@ def _insert(conn: Connection, table):
     return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
 
 
+_UPSERTS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}
+
+
 def _upsert(conn: Connection, table, rows: list[dict[str, Any]], key: str) -> None:
     if not rows:
         return
-    stmt = _insert(conn, table)
-    cols = [c for c in rows[0] if c != key]
-    stmt = stmt.on_conflict_do_update(index_elements=[key], set_={c: getattr(stmt.excluded, c) for c in cols})
+    cols = tuple(c for c in rows[0] if c != key)
+    cache_key = (conn.dialect.name, table.name, key, cols)
+    stmt = _UPSERTS.get(cache_key)
+    if stmt is None:  # built once per shape: the checkout's promise bookkeeping upserts in every group commit
+        base = _insert(conn, table)
+        stmt = _UPSERTS[cache_key] = base.on_conflict_do_update(
+            index_elements=[key], set_={c: getattr(base.excluded, c) for c in cols})
     conn.execute(stmt, rows)
 
 
@@ -53,6 +60,10 @@ class IngestResult:
     accepted: int
     duplicates: int
     overdue_resolved: int = 0
+
+
+_bump_seq = update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1)
+_read_seq = select(promise_meta.c.value).where(promise_meta.c.name == SEQ)
 
 
 class SqlFulfillmentStore:
@@ -65,8 +76,8 @@ class SqlFulfillmentStore:
     # ------------------------------------------------------------------ helpers
     def _next_seq(self, conn: Connection) -> int:
         conn.execute(_insert(conn, promise_meta).values(name=SEQ, value=0).on_conflict_do_nothing())
-        conn.execute(update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1))
-        return int(conn.execute(select(promise_meta.c.value).where(promise_meta.c.name == SEQ)).scalar_one())
+        conn.execute(_bump_seq)
+        return int(conn.execute(_read_seq).scalar_one())
 
     def _load_states(self, conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
         keys = sorted(set(keys))
@@ -258,10 +269,12 @@ class SqlStockReader:
         self._whs: dict[str, Warehouse] = {}
         self._loaded = float("-inf")
         self._stmt = select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)
+        # Built once: a fresh ``where`` per call cost SQLAlchemy a cache-key walk on the checkout's hot path.
+        self._one = self._stmt.where(stock.c.sku == bindparam("b_sku"))
 
     def stock_levels(self, sku: str) -> Sequence[StockLevel]:
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            rows = conn.execute(self._stmt.where(stock.c.sku == sku)).all()
+            rows = conn.execute(self._one, {"b_sku": sku}).all()
         return [StockLevel(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
     def stock_levels_many(self, skus: Sequence[str]) -> dict[str, list[StockLevel]]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import Engine
 
+from ..domain.clock import Clock, SystemClock
 from ..store.capacity import record_request_batch
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,10 @@ class RequestRollups:
     from the request that finds the buffer due (no background thread). Losing up to ``flush_s`` of counts in a
     crash is acceptable for traffic statistics; a clean shutdown flushes."""
 
-    def __init__(self, engine: Engine, flush_s: float = 2.0) -> None:
+    def __init__(self, engine: Engine, flush_s: float = 2.0, clock: Clock | None = None) -> None:
         self.engine = engine
         self.flush_s = flush_s
+        self.clock = clock or SystemClock()
         self._cells: dict[tuple[datetime, str], list[float]] = {}
         self._lock = threading.Lock()
         self._last = time.monotonic()
@@ -30,7 +32,7 @@ class RequestRollups:
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if route in ("/healthz", "/metrics", "unmatched") or route.startswith("/dashboard"):
             return  # probes, scrapes and the admin dashboard's polling are not storefront traffic
-        minute = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        minute = self.clock.now().replace(second=0, microsecond=0)
         with self._lock:
             cell = self._cells.setdefault((minute, route), [0, 0, 0.0])
             cell[0] += 1

@@ -64,7 +64,7 @@ def list_purchase_orders(
     warehouse: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=10**9),
-    _key: str = Depends(require_scope("admin", "restock:read")),
+    _key: str = Depends(require_scope("admin")),
     container: Container = Depends(get_container),
 ) -> list[PurchaseOrderOut]:
     """Purchase orders by expected arrival, optionally filtered."""
