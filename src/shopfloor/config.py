@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     payments_sim_seed: int | None = Field(default=None, description="Seed for the simulators' dice.")
     shipping_quote_timeout_s: float = Field(default=0.25, gt=0, description="Inline rate-quote timeout.")
     shipping_reconcile_timeout_s: float = Field(default=2.0, gt=0)
+    shipping_breaker_consecutive_failures: int = Field(
+        default=5, ge=0, description="Open the rate-service breaker after this many failed quotes in a row (0: only "
+                                     "the windowed failure percentage opens it).")
     # Provisional shipping estimates by destination country ("*" = any other), used when the rate service fails.
     shipping_provisional_rates: dict[str, dict] = Field(
         default_factory=lambda: {

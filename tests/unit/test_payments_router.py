@@ -486,3 +486,26 @@ def test_an_adapter_that_enforces_its_own_timeout_runs_in_the_callers_thread():
     assert seen[0] != threading.get_ident()  # unknown adapters run in the pool under a hard deadline
     assert seen[1] == threading.get_ident()
 
+
+
+def test_a_run_of_failures_opens_the_breaker_even_when_the_window_is_full_of_successes():
+    now = [0.0]
+    policy = BreakerPolicy(window_s=10, min_calls=4, failure_pct=50, open_s=5, half_open_probes=1,
+                           consecutive_failures=3)
+    br = CircuitBreaker("rates", policy, monotonic=lambda: now[0])
+    for _ in range(100):
+        br.record_success()
+    br.record_failure()
+    br.record_failure()
+    br.record_success()  # a success breaks the run
+    br.record_failure()
+    br.record_failure()
+    assert br.state is BreakerState.CLOSED  # 4 of 104 failed: the percentage alone would never open it
+    br.record_failure()
+    assert br.state is BreakerState.OPEN and not br.allow()
+    plain = CircuitBreaker("p", BreakerPolicy(window_s=10, min_calls=4, failure_pct=50), monotonic=lambda: now[0])
+    for _ in range(100):
+        plain.record_success()
+    for _ in range(10):
+        plain.record_failure()
+    assert plain.state is BreakerState.CLOSED  # off by default: processors keep the windowed rule only

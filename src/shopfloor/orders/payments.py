@@ -184,13 +184,17 @@ class BreakerPolicy:
     failure_pct: float = 50.0
     open_s: float = 5.0
     half_open_probes: int = 2
+    #: Also open after this many failures in a row (0: off). A window full of earlier successes makes the
+    #: percentage rule slow to notice a dependency that just went dark under heavy traffic.
+    consecutive_failures: int = 0
 
 
 class CircuitBreaker:
     """Sliding-time-window breaker.
 
     CLOSED: outcomes go into a window of the last ``window_s`` seconds; once it holds at least ``min_calls`` calls
-    and ``failure_pct`` percent of them failed, the breaker OPENs. OPEN: ``allow()`` is false for ``open_s``
+    and ``failure_pct`` percent of them failed (or ``consecutive_failures`` calls in a row failed, when set), the
+    breaker OPENs. OPEN: ``allow()`` is false for ``open_s``
     seconds, then the breaker is HALF_OPEN. HALF_OPEN: up to ``half_open_probes`` calls are let through at a time;
     one failure re-opens it, ``half_open_probes`` successes close it with an empty window.
     """
@@ -213,6 +217,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_in_flight = 0
         self._probe_successes = 0
+        self._consecutive = 0
 
     # -- queries ------------------------------------------------------------------------------------------------
     @property
@@ -252,6 +257,7 @@ class CircuitBreaker:
                     self._set(BreakerState.CLOSED)
                 return
             if self._state is BreakerState.CLOSED:
+                self._consecutive = 0
                 self._window.append((now, False))
                 self._prune(now)
 
@@ -266,6 +272,10 @@ class CircuitBreaker:
                 return  # a straggler that started before the breaker opened
             self._window.append((now, True))
             self._prune(now)
+            self._consecutive += 1
+            if 0 < self.policy.consecutive_failures <= self._consecutive:
+                self._open(now)
+                return
             calls = len(self._window)
             failures = sum(1 for _, failed in self._window if failed)
             if calls >= self.policy.min_calls and failures * 100.0 >= self.policy.failure_pct * calls:
@@ -285,6 +295,7 @@ class CircuitBreaker:
 
     def _open(self, now: float) -> None:
         self._opened_at = now
+        self._consecutive = 0
         self._probes_in_flight = 0
         self._probe_successes = 0
         self._set(BreakerState.OPEN)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -234,7 +235,10 @@ def build_payments_service(
         clock=clock,
         timeout_s=settings.shipping_quote_timeout_s,
         reconcile_timeout_s=settings.shipping_reconcile_timeout_s,
-        breaker_policy=breaker_policy,
+        # A failed quote costs the checkout a full timeout while the provisional table answers at once, so the
+        # rate breaker also trips on a run of failures instead of waiting for the window's percentage.
+        breaker_policy=replace(breaker_policy,
+                               consecutive_failures=settings.shipping_breaker_consecutive_failures),
     )
     service = PaymentsService(
         settings=settings,
