@@ -201,4 +201,4 @@ class HorizonErrorVariance:
         excess = self.variance(m) - m
         with np.errstate(divide="ignore", invalid="ignore"):
             size = np.where(excess > 1e-9 * np.maximum(m, 1.0), m * m / excess, math.inf)
-        return np.maximum(np.nan_to_num(size, nan=math.inf), min_size)
+        return np.maximum(np.nan_to_num(size, nan=math.inf, posinf=math.inf), min_size)

@@ -77,8 +77,10 @@ class PeriodicForecastModel:
     Drop-in for :class:`~shopfloor.planning.demand_model.RollingDemandModel` where the restock policy is
     concerned (:meth:`observe`, :meth:`daily_means`, :meth:`dispersion`). ``first_day`` is the date of the
     first observed day; forecasting starts once ``forecast_from`` days have been observed (earlier days only
-    feed the history) and re-runs every ``cadence`` days after that. Before the first forecast, and for any
-    day the last forecast does not cover, the means are the SES model's alone.
+    feed the history) and re-runs every ``cadence`` days after that, each time ``horizon`` days ahead (at least
+    ``protection_days + cadence - 1``, so every day until the next forecast has its protection window covered). Before the first forecast, and for any
+    day the last forecast does not cover, the means are the SES model's alone. A series with no demand at all in
+    the history handed to the forecaster gets a zero forecast (a global model would lend it the panel's level).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class PeriodicForecastModel:
         weight: float = 0.5,
         forecast_from: int = 0,
         history_days: int = 800,
+        horizon: int | None = None,
         config: DemandModelConfig | None = None,
     ) -> None:
         if cadence < 1 or protection_days < 1 or history_days < 28:
@@ -107,6 +110,7 @@ class PeriodicForecastModel:
         self.weight = weight
         self.forecast_from = forecast_from
         self.history_days = history_days
+        self.horizon = max(horizon or 0, protection_days + cadence - 1)
         self.ses = RollingDemandModel(self.n, protection_days, config)
         self._cols: deque[np.ndarray] = deque(maxlen=history_days)
         self._forecast: np.ndarray | None = None
@@ -128,10 +132,10 @@ class PeriodicForecastModel:
         if today + 1 >= self.forecast_from and (today + 1 - self.forecast_from) % self.cadence == 0:
             history = np.stack(self._cols, axis=1)
             last_day = self.first_day + timedelta(days=today)
-            horizon = self.protection_days + self.cadence - 1
-            self._forecast = np.maximum(
-                np.nan_to_num(self.forecaster(self.ids, last_day, history, horizon), nan=0.0), 0.0
-            )
+            fc = np.maximum(np.nan_to_num(self.forecaster(self.ids, last_day, history, self.horizon), nan=0.0), 0.0)
+            # a global model lends every series some of the panel's level; one that never sold gets none
+            fc[history.sum(axis=1) <= 0] = 0.0
+            self._forecast = fc
             self._origin = today
             self.forecasts_made += 1
 

@@ -20,7 +20,7 @@ from scipy import stats
 
 from .demand_model import DemandModelConfig
 from .forecast_outlook import ForecastCache, Forecaster, PeriodicForecastModel, forecast_package_means
-from .restock_sim import ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
+from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
 DEMAND_MODELS = ("blend", "forecast", "ses")
 #: Picked by the M5 backtest (docs/benchmarks/restock.md).
@@ -116,6 +116,8 @@ def run_restock_backtest(
     """
     if demand not in DEMAND_MODELS:
         raise ValueError(f"demand must be one of {DEMAND_MODELS}, got {demand!r}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
     for lvl in service_levels:
         if not 0.5 < lvl < 1:
             raise ValueError(f"service level {lvl} must be in (0.5, 1)")
