@@ -214,3 +214,27 @@ def test_a_series_that_never_sold_gets_no_demand_from_the_global_forecast():
         model.observe(demand[:, t], t % 7)
     means = model.daily_means(8)
     assert means[0].sum() > 0 and means[1].sum() == 0
+
+
+def test_forecast_cache_on_disk_serves_a_second_run_without_calling_the_model(tmp_path):
+    hist = np.arange(40, dtype=float).reshape(2, 20)
+    first = RecordingForecaster()
+    a = ForecastCache(first, tmp_path, tag="m")(["a", "b"], DAY0, hist, 5)
+    second = RecordingForecaster()
+    b = ForecastCache(second, tmp_path, tag="m")(["a", "b"], DAY0, hist, 5)
+    other = RecordingForecaster()
+    ForecastCache(other, tmp_path, tag="other-model")(["a", "b"], DAY0, hist, 5)
+    assert np.array_equal(a, b) and len(first.calls) == 1 and not second.calls and len(other.calls) == 1
+
+
+def test_error_variance_leans_towards_recent_volatility_by_its_weight():
+    rng = np.random.default_rng(8)
+    calm, wild = HorizonErrorVariance(1, 4, recent_weight=0.25), HorizonErrorVariance(1, 4, recent_weight=0.0)
+    demand = np.concatenate([np.full(100, 5.0), rng.poisson(5, 28) * rng.integers(0, 3, 28)])
+    for d in demand:
+        for ev in (calm, wild):
+            ev.record(np.array([d]), np.array([20.0]))
+    own = wild.variance(np.array([20.0]))[0]
+    recent = 4 * demand[-28:].var(ddof=1)
+    assert calm.variance(np.array([20.0]))[0] == pytest.approx(max(own**0.75 * recent**0.25, 20.0))
+    assert recent > own  # the last four weeks were wilder than the errors so far

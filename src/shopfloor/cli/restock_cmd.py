@@ -153,14 +153,14 @@ def backtest_cmd(
     """Lost-sales periodic-review simulation: our policy vs MA + z*sigma*sqrt(L+R) on held-out demand."""
     from rich.progress import Progress
 
-    from ..planning.restock_backtest import load_demand_panel, plot_tradeoff, run_restock_backtest
+    from ..planning.restock_backtest import DEFAULT_Z_GRID, load_demand_panel, plot_tradeoff, run_restock_backtest
 
     levels = _parse_levels(service_levels)
     try:
         panel = load_demand_panel(history)
     except ValueError as exc:
         fail(f"--history: {exc}")
-    steps = 17 + len(levels)
+    steps = len(DEFAULT_Z_GRID) + len(levels)
     with Progress(transient=True, console=console if not as_json else None, disable=as_json) as prog:
         task = prog.add_task("simulating", total=steps)
         try:

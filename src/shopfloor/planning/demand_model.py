@@ -145,6 +145,11 @@ class HorizonErrorVariance:
     current forecast. On the M5 backtest this beat the shared-level NB estimate (``Var = M + M**2 / k``, which
     inflates the spread whenever the forecast is high) by 3-10 % of stock at equal fill.
 
+    The result is nudged towards recent volatility: with ``recent_weight`` w it is
+    ``own**(1 - w) * (horizon * var_recent)**w``, ``var_recent`` the sample variance of the last
+    ``recent_days`` daily demands (the baseline's sigma). w = 0.25 held 0.5-1.5 % less stock at equal fill than
+    w = 0 on both M5 windows we tried (2014-15 and 2015-16); w = 0.5 was better on one and worse on the other.
+
     Series with no completed window yet fall back to ``M + M**2 * r`` with ``r`` the pooled relative excess
     variance over the series that have errors (``1 / default_dispersion`` while nobody has).
     Forecasts recorded before day ``start_day`` are ignored (the backtest starts calibrating where its
@@ -152,9 +157,13 @@ class HorizonErrorVariance:
     """
 
     def __init__(self, n_series: int, horizon: int, *, halflife: float = 90.0, start_day: int = 0,
-                 default_dispersion: float = 2.0) -> None:
-        if n_series < 1 or horizon < 1 or halflife <= 0:
-            raise ValueError("n_series, horizon and halflife must be positive")
+                 default_dispersion: float = 2.0, recent_days: int = 28, recent_weight: float = 0.25) -> None:
+        if n_series < 1 or horizon < 1 or halflife <= 0 or recent_days < 2:
+            raise ValueError("n_series, horizon and halflife must be positive, recent_days >= 2")
+        if not 0 <= recent_weight <= 1:
+            raise ValueError(f"recent_weight must be in [0, 1], got {recent_weight!r}")
+        self.recent_weight = recent_weight
+        self._recent = np.zeros((n_series, recent_days))
         self.n = n_series
         self.horizon = horizon
         self.start_day = start_day
@@ -172,6 +181,7 @@ class HorizonErrorVariance:
     def record(self, demand: np.ndarray, forecast_total: np.ndarray) -> None:
         """Demand of the day that just ended, then the forecast of the next ``horizon`` days' total."""
         d = np.asarray(demand, dtype=float)
+        self._recent[:, self.days_seen % self._recent.shape[1]] = d
         self._demand += d[:, None]
         slot = self.days_seen % self.horizon
         if self._valid[slot]:  # made `horizon` days ago: its window ended today
@@ -193,6 +203,10 @@ class HorizonErrorVariance:
         rel = max(self._rel_num.sum(), 0.0) / den if den > 0 else 1.0 / self.default_dispersion
         with np.errstate(divide="ignore", invalid="ignore"):
             own = np.where(self._w > 0, self._sq / self._w, m + rel * m * m)
+        w = self.recent_weight
+        if w > 0 and self.days_seen >= self._recent.shape[1]:
+            recent = self.horizon * self._recent.var(axis=1, ddof=1)
+            own = own ** (1 - w) * recent**w
         return np.maximum(own, m)
 
     def dispersion(self, mean_total: np.ndarray, min_size: float = 0.05) -> np.ndarray:

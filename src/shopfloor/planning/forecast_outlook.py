@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -52,23 +53,38 @@ def forecast_package_means(
 
 
 class ForecastCache:
-    """Memoises a :data:`Forecaster` on (ids, last day, exact history bytes, horizon)."""
+    """Memoises a :data:`Forecaster` on (ids, last day, exact history bytes, horizon).
 
-    def __init__(self, forecaster: Forecaster) -> None:
+    With ``directory`` the forecasts are also kept as ``.npy`` files there, so a re-run of a backtest skips the
+    model fits; ``tag`` (e.g. the model spec) is part of the key, so different models never share an entry.
+    """
+
+    def __init__(self, forecaster: Forecaster, directory: str | Path | None = None, tag: str = "") -> None:
         self.forecaster = forecaster
+        self.directory = Path(directory) if directory is not None else None
+        self.tag = tag
         self._store: dict[str, np.ndarray] = {}
         self.calls = 0
 
     def __call__(self, ids: Sequence[str], last_day: date, history: np.ndarray, horizon: int) -> np.ndarray:
-        h = hashlib.sha1()
+        h = hashlib.sha1(self.tag.encode())
         h.update("\x1f".join(map(str, ids)).encode())
         h.update(f"{last_day.isoformat()}|{horizon}|{history.shape}".encode())
         h.update(np.ascontiguousarray(history, dtype=np.float64).tobytes())
         key = h.hexdigest()
-        if key not in self._store:
-            self.calls += 1
-            self._store[key] = np.asarray(self.forecaster(ids, last_day, history, horizon), dtype=float)
-        return self._store[key]
+        if key in self._store:
+            return self._store[key]
+        path = self.directory / f"{key}.npy" if self.directory is not None else None
+        if path is not None and path.is_file():
+            self._store[key] = np.load(path)
+            return self._store[key]
+        self.calls += 1
+        out = np.asarray(self.forecaster(ids, last_day, history, horizon), dtype=float)
+        self._store[key] = out
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, out)
+        return out
 
 
 class PeriodicForecastModel:

@@ -25,7 +25,7 @@ from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolic
 DEMAND_MODELS = ("blend", "forecast", "ses")
 #: Picked by the M5 backtest (docs/benchmarks/restock.md).
 DEFAULT_DEMAND = "blend"
-DEFAULT_Z_GRID = tuple(np.round(np.arange(-0.5, 3.76, 0.25), 2))
+DEFAULT_Z_GRID = tuple(np.round(np.arange(-0.5, 5.01, 0.25), 2))
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,8 @@ def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: flo
         f"{1 - weight:g} x daily SES x weekday mean",
     }[demand]
     spreads = {
-        "error_variance": "variance = weighted mean square of its own past (L+R)-day errors",
+        "error_variance": "variance = weighted mean square of its own past (L+R)-day errors, nudged to recent "
+        "volatility",
         "nb_shrunk": "NB dispersion from its own (L+R)-day errors, shrunk to pooled",
     }[spread]
     return f"NB lead-time demand quantile ({means}; {spreads}), common quantile level steered by realised fill"
@@ -234,9 +235,14 @@ def plot_tradeoff(result: dict, path: str | Path) -> Path:
     for c in curve[:: max(len(curve) // 6, 1)]:
         ax.annotate(f"z={c['z']:g}", (c["avg_on_hand"], 100 * c["fill_rate"]), fontsize=7,
                     textcoords="offset points", xytext=(4, -10), color="tab:gray")
+    markers = iter(["^--", "v--", "D--", "x--"])
+    for name, variant in result.get("variants", {}).items():
+        pts = variant["targets"]
+        ax.plot([t["ours"]["avg_on_hand"] for t in pts], [100 * t["ours"]["fill_rate"] for t in pts], next(markers),
+                lw=0.8, alpha=0.8, label=f"variant: {name}")
     ours = result["targets"]
     ax.plot([t["ours"]["avg_on_hand"] for t in ours], [100 * t["ours"]["fill_rate"] for t in ours], "s-",
-            color="tab:blue", label="ours: NB lead-time-demand quantile")
+            color="tab:blue", label=f"ours ({result.get('demand_model', 'ses')}, {result.get('spread', 'nb_shrunk')})")
     for t in ours:
         ax.axhline(100 * t["target"], color="tab:blue", lw=0.5, ls=":")
         ax.annotate(f"target {t['target']:.2f}", (t["ours"]["avg_on_hand"], 100 * t["ours"]["fill_rate"]),
