@@ -238,3 +238,13 @@ def test_error_variance_leans_towards_recent_volatility_by_its_weight():
     recent = 4 * demand[-28:].var(ddof=1)
     assert calm.variance(np.array([20.0]))[0] == pytest.approx(max(own**0.75 * recent**0.25, 20.0))
     assert recent > own  # the last four weeks were wilder than the errors so far
+
+
+def test_forecast_cache_keeps_only_its_latest_entries():
+    fc = RecordingForecaster()
+    cache = ForecastCache(fc, max_entries=2)
+    for k in range(3):
+        cache(["a"], DAY0, np.full((1, 20), float(k)), 5)
+    cache(["a"], DAY0, np.full((1, 20), 0.0), 5)  # evicted: fitted again
+    cache(["a"], DAY0, np.full((1, 20), 2.0), 5)  # still there
+    assert cache.calls == 4

@@ -17,6 +17,7 @@ the forecast saw, so a cache can never hand out a forecast made from different d
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from datetime import date, timedelta
 from pathlib import Path
@@ -59,11 +60,14 @@ class ForecastCache:
     model fits; ``tag`` (e.g. the model spec) is part of the key, so different models never share an entry.
     """
 
-    def __init__(self, forecaster: Forecaster, directory: str | Path | None = None, tag: str = "") -> None:
+    def __init__(self, forecaster: Forecaster, directory: str | Path | None = None, tag: str = "",
+                 max_entries: int | None = None) -> None:
         self.forecaster = forecaster
         self.directory = Path(directory) if directory is not None else None
         self.tag = tag
+        self.max_entries = max_entries
         self._store: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
         self.calls = 0
 
     def __call__(self, ids: Sequence[str], last_day: date, history: np.ndarray, horizon: int) -> np.ndarray:
@@ -72,18 +76,22 @@ class ForecastCache:
         h.update(f"{last_day.isoformat()}|{horizon}|{history.shape}".encode())
         h.update(np.ascontiguousarray(history, dtype=np.float64).tobytes())
         key = h.hexdigest()
-        if key in self._store:
-            return self._store[key]
+        with self._lock:
+            if key in self._store:
+                return self._store[key]
         path = self.directory / f"{key}.npy" if self.directory is not None else None
         if path is not None and path.is_file():
-            self._store[key] = np.load(path)
-            return self._store[key]
-        self.calls += 1
-        out = np.asarray(self.forecaster(ids, last_day, history, horizon), dtype=float)
-        self._store[key] = out
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, out)
+            out = np.load(path)
+        else:
+            self.calls += 1
+            out = np.asarray(self.forecaster(ids, last_day, history, horizon), dtype=float)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, out)
+        with self._lock:
+            self._store[key] = out
+            while self.max_entries is not None and len(self._store) > self.max_entries:
+                del self._store[next(iter(self._store))]  # oldest first
         return out
 
 

@@ -9,8 +9,8 @@ compared at *equal achieved fill rate* (linear interpolation of the baseline's c
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 

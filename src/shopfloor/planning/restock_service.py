@@ -13,7 +13,7 @@ import numpy as np
 
 from ..domain.clock import Clock
 from .demand_model import DemandModelConfig, HorizonErrorVariance, RollingDemandModel
-from .forecast_outlook import Forecaster, PeriodicForecastModel, forecast_package_means
+from .forecast_outlook import ForecastCache, Forecaster, PeriodicForecastModel, forecast_package_means
 from .lead_time import DemandOutlook
 from .restock import CatalogEntry, PolicyBook, RestockPlan, StockPosition, build_restock_plan
 
@@ -30,6 +30,21 @@ class RestockDataSource(Protocol):
 
     def daily_demand(self, first_day: date, last_day: date) -> dict[Key, dict[date, int]]:
         """Units demanded per SKU x warehouse per UTC day in ``[first_day, last_day]`` (missing = 0)."""
+
+
+_SHARED_CACHES: dict[str, ForecastCache] = {}
+
+
+def shared_forecast_cache(model: str) -> ForecastCache:
+    """This process's cache of forecast-package calls for plans, one per model spec.
+
+    A plan forecasts from complete past days only, so every plan made on the same day asks the same question; the
+    dashboard re-plans every 30 s and would otherwise refit the global model each time. Entries are keyed by the
+    exact history (a late-arriving order changes the key) and only the latest few are kept.
+    """
+    if model not in _SHARED_CACHES:
+        _SHARED_CACHES[model] = ForecastCache(partial(forecast_package_means, model=model), tag=model, max_entries=8)
+    return _SHARED_CACHES[model]
 
 
 def outlooks_from_history(
@@ -72,7 +87,7 @@ def outlooks_from_history(
     groups: dict[int, list[Key]] = {}
     for key in history:
         groups.setdefault(max(int(horizons.get(key, 8)), 1), []).append(key)
-    fc = forecaster or partial(forecast_package_means, model=forecast_model)
+    fc = forecaster or shared_forecast_cache(forecast_model)
     for horizon, keys in groups.items():
         series = np.stack([np.asarray(history[k], dtype=float) for k in keys])
         n, days = series.shape
