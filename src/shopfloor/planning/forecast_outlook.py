@@ -102,9 +102,10 @@ class PeriodicForecastModel:
     concerned (:meth:`observe`, :meth:`daily_means`, :meth:`dispersion`). ``first_day`` is the date of the
     first observed day; forecasting starts once ``forecast_from`` days have been observed (earlier days only
     feed the history) and re-runs every ``cadence`` days after that, each time ``horizon`` days ahead (at least
-    ``protection_days + cadence - 1``, so every day until the next forecast has its protection window covered). Before the first forecast, and for any
-    day the last forecast does not cover, the means are the SES model's alone. A series with no demand at all in
-    the history handed to the forecaster gets a zero forecast (a global model would lend it the panel's level).
+    ``protection_days + cadence - 1``, so every day until the next forecast has its protection window covered).
+    Before the first forecast, and for any day the last forecast does not cover, the means are the SES model's
+    alone. A series with no demand at all in the history handed to the forecaster gets a zero forecast (a global
+    model would lend it the panel's level).
     """
 
     def __init__(
