@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 
 from shopfloor.planning.demand_model import RollingDemandModel
+from shopfloor.planning.forecast_outlook import PeriodicForecastModel
 from shopfloor.planning.restock_backtest import DemandPanel, run_restock_backtest
 from shopfloor.planning.restock_sim import ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
@@ -71,10 +74,23 @@ def _panel(seed: int, n: int = 12, days: int = 400):
     return rng.poisson(lam).astype(np.int64)
 
 
+def _trailing_mean_forecaster(ids, last_day, history, horizon):
+    return np.repeat(history[:, -28:].mean(axis=1, keepdims=True), horizon, axis=1)
+
+
+def _blend_policy(n):
+    model = PeriodicForecastModel([str(i) for i in range(n)], date(2020, 1, 1), 8, _trailing_mean_forecaster,
+                                  forecast_from=150)
+    return ForecastQuantilePolicy(n, lead_time=7, review_days=1, target_fill=0.95, demand_model=model,
+                                  calibrate_from=149)
+
+
 @pytest.mark.parametrize("make_policy", [
     lambda n: ForecastQuantilePolicy(n, lead_time=7, review_days=1, target_fill=0.95),
+    lambda n: ForecastQuantilePolicy(n, lead_time=7, review_days=1, target_fill=0.95, spread="nb_shrunk"),
+    _blend_policy,
     lambda n: NormalSafetyStockPolicy(n, lead_time=7, review_days=1, z=1.64),
-])
+], ids=["ses-error-variance", "ses-nb-shrunk", "forecast-blend", "baseline"])
 def test_changing_future_demand_does_not_change_earlier_decisions(make_policy):
     demand = _panel(1)
     cut = 300
@@ -117,7 +133,8 @@ def test_backtest_reports_both_policies_and_the_baseline_curve():
 
     demand = _panel(7, n=10, days=300)
     panel = DemandPanel([f"s{i}" for i in range(10)], pd.date_range("2020-01-01", periods=300), demand)
-    out = run_restock_backtest(panel, service_levels=(0.9,), test_days=100, warmup_days=28, z_grid=(0.0, 1.0, 2.0, 3.0))
+    out = run_restock_backtest(panel, service_levels=(0.9,), test_days=100, warmup_days=28, z_grid=(0.0, 1.0, 2.0, 3.0),
+                               forecaster=_trailing_mean_forecaster)
     assert len(out["baseline_curve"]) == 4
     t = out["targets"][0]
     assert 0 < t["ours"]["fill_rate"] <= 1 and t["baseline_at_target_z"]["z"] == pytest.approx(1.2816, abs=1e-3)

@@ -143,30 +143,34 @@ def backtest_cmd(
     review_days: int = typer.Option(1, "--review-days", min=1, help="Days between reviews (1 = daily)."),
     test_days: int = typer.Option(364, "--test-days", min=28, help="Scored days at the end of the history."),
     warmup_days: int = typer.Option(91, "--warmup-days", min=0, help="Simulated but unscored days before them."),
+    demand: str = typer.Option("blend", "--demand", help="Our mean model: blend (shopfloor.forecast re-run weekly + "
+                               "daily SES; default), forecast, or ses."),
+    forecast_model: str = typer.Option("auto", "--forecast-model", help="shopfloor.forecast model spec."),
+    spread: str = typer.Option("error_variance", "--spread", help="error_variance (default) or nb_shrunk."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     plot_out: Path = typer.Option(None, "--plot-out", help="Save the fill-rate vs on-hand trade-off PNG here."),
 ) -> None:
     """Lost-sales periodic-review simulation: our policy vs MA + z*sigma*sqrt(L+R) on held-out demand."""
     from rich.progress import Progress
 
-    from ..planning.restock_backtest import load_demand_panel, plot_tradeoff, run_restock_backtest
+    from ..planning.restock_backtest import DEFAULT_Z_GRID, load_demand_panel, plot_tradeoff, run_restock_backtest
 
     levels = _parse_levels(service_levels)
     try:
         panel = load_demand_panel(history)
     except ValueError as exc:
         fail(f"--history: {exc}")
-    steps = 17 + len(levels)
+    steps = len(DEFAULT_Z_GRID) + len(levels)
     with Progress(transient=True, console=console if not as_json else None, disable=as_json) as prog:
         task = prog.add_task("simulating", total=steps)
         try:
             result = run_restock_backtest(
                 panel, service_levels=levels, lead_time=lead_time, review_days=review_days,
-                test_days=test_days, warmup_days=warmup_days,
-                progress=lambda msg: prog.update(task, advance=1, description=msg),
+                test_days=test_days, warmup_days=warmup_days, demand=demand, forecast_model=forecast_model,
+                spread=spread, progress=lambda msg: prog.update(task, advance=1, description=msg),
             )
         except ValueError as exc:
-            fail(f"--history: {exc}")
+            fail(f"--history: {exc}" if "history" in str(exc) else str(exc))
     if plot_out is not None:
         result["plot"] = str(plot_tradeoff(result, plot_out))
     if as_json:

@@ -4,6 +4,8 @@ Each area exports its public names in its own block below; keep blocks independe
 """
 
 # --- restock ---
+from .demand_model import HorizonErrorVariance  # noqa: F401
+from .forecast_outlook import ForecastCache, PeriodicForecastModel, forecast_package_means  # noqa: F401
 from .lead_time import DemandOutlook, EmpiricalDemand, NegBinomialDemand, fill_rate_base_stock  # noqa: F401
 from .restock import (  # noqa: F401
     CatalogEntry,

@@ -133,3 +133,86 @@ class RollingDemandModel:
         with np.errstate(divide="ignore"):
             size = np.where(inv > 0, 1.0 / inv, math.inf)
         return np.maximum(size, cfg.min_size)
+
+
+class HorizonErrorVariance:
+    """Spread of protection-interval demand from a mean model's *own* out-of-sample errors.
+
+    Each day the caller records the demand of the day that just ended and the model's forecast of the total
+    over the next ``horizon`` days. Once a forecast's window has fully happened its error
+    ``e = D(s+1..s+H) - M_s`` enters a per-series exponentially weighted mean of ``e**2`` (half-life
+    ``halflife`` days). :meth:`variance` is that mean: the variance of the horizon total, *not* rescaled by the
+    current forecast. On the M5 backtest this beat the shared-level NB estimate (``Var = M + M**2 / k``, which
+    inflates the spread whenever the forecast is high) by 3-10 % of stock at equal fill.
+
+    The result is nudged towards recent volatility: with ``recent_weight`` w it is
+    ``own**(1 - w) * (horizon * var_recent)**w``, ``var_recent`` the sample variance of the last
+    ``recent_days`` daily demands (the baseline's sigma). w = 0.25 held 0.5-1.5 % less stock at equal fill than
+    w = 0 on both M5 windows we tried (2014-15 and 2015-16); w = 0.5 was better on one and worse on the other.
+
+    Series with no completed window yet fall back to ``M + M**2 * r`` with ``r`` the pooled relative excess
+    variance over the series that have errors (``1 / default_dispersion`` while nobody has).
+    Forecasts recorded before day ``start_day`` are ignored (the backtest starts calibrating where its
+    forecasts start).
+    """
+
+    def __init__(self, n_series: int, horizon: int, *, halflife: float = 90.0, start_day: int = 0,
+                 default_dispersion: float = 2.0, recent_days: int = 28, recent_weight: float = 0.25) -> None:
+        if n_series < 1 or horizon < 1 or halflife <= 0 or recent_days < 2:
+            raise ValueError("n_series, horizon and halflife must be positive, recent_days >= 2")
+        if not 0 <= recent_weight <= 1:
+            raise ValueError(f"recent_weight must be in [0, 1], got {recent_weight!r}")
+        self.recent_weight = recent_weight
+        self._recent = np.zeros((n_series, recent_days))
+        self.n = n_series
+        self.horizon = horizon
+        self.start_day = start_day
+        self.default_dispersion = default_dispersion
+        self.days_seen = 0
+        self._decay = 0.5 ** (1.0 / halflife)
+        self._forecast = np.zeros((n_series, horizon))
+        self._demand = np.zeros((n_series, horizon))
+        self._valid = np.zeros(horizon, dtype=bool)
+        self._sq = np.zeros(n_series)  # decayed sum of e**2
+        self._w = np.zeros(n_series)  # decayed count
+        self._rel_num = np.zeros(n_series)  # decayed sum of e**2 - M (for the pooled fallback)
+        self._rel_den = np.zeros(n_series)  # decayed sum of M**2
+
+    def record(self, demand: np.ndarray, forecast_total: np.ndarray) -> None:
+        """Demand of the day that just ended, then the forecast of the next ``horizon`` days' total."""
+        d = np.asarray(demand, dtype=float)
+        self._recent[:, self.days_seen % self._recent.shape[1]] = d
+        self._demand += d[:, None]
+        slot = self.days_seen % self.horizon
+        if self._valid[slot]:  # made `horizon` days ago: its window ended today
+            m = self._forecast[:, slot]
+            e = self._demand[:, slot] - m
+            self._sq = self._decay * self._sq + e * e
+            self._w = self._decay * self._w + 1.0
+            self._rel_num = self._decay * self._rel_num + (e * e - m)
+            self._rel_den = self._decay * self._rel_den + m * m
+        self._forecast[:, slot] = np.asarray(forecast_total, dtype=float)
+        self._demand[:, slot] = 0.0
+        self._valid[slot] = self.days_seen >= self.start_day
+        self.days_seen += 1
+
+    def variance(self, mean_total: np.ndarray) -> np.ndarray:
+        """Variance of the next ``horizon`` days' demand total, per series (never below the Poisson ``M``)."""
+        m = np.asarray(mean_total, dtype=float)
+        den = self._rel_den.sum()
+        rel = max(self._rel_num.sum(), 0.0) / den if den > 0 else 1.0 / self.default_dispersion
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = np.where(self._w > 0, self._sq / self._w, m + rel * m * m)
+        w = self.recent_weight
+        if w > 0 and self.days_seen >= self._recent.shape[1]:
+            recent = self.horizon * self._recent.var(axis=1, ddof=1)
+            own = own ** (1 - w) * recent**w
+        return np.maximum(own, m)
+
+    def dispersion(self, mean_total: np.ndarray, min_size: float = 0.05) -> np.ndarray:
+        """The same spread as a negative-binomial size ``k`` for a window with mean ``mean_total``."""
+        m = np.asarray(mean_total, dtype=float)
+        excess = self.variance(m) - m
+        with np.errstate(divide="ignore", invalid="ignore"):
+            size = np.where(excess > 1e-9 * np.maximum(m, 1.0), m * m / excess, math.inf)
+        return np.maximum(np.nan_to_num(size, nan=math.inf, posinf=math.inf), min_size)

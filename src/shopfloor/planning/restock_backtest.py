@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,9 +19,13 @@ import pandas as pd
 from scipy import stats
 
 from .demand_model import DemandModelConfig
-from .restock_sim import ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
+from .forecast_outlook import ForecastCache, Forecaster, PeriodicForecastModel, forecast_package_means
+from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
-DEFAULT_Z_GRID = tuple(np.round(np.arange(-0.5, 3.76, 0.25), 2))
+DEMAND_MODELS = ("blend", "forecast", "ses")
+#: Picked by the M5 backtest (docs/benchmarks/restock.md).
+DEFAULT_DEMAND = "blend"
+DEFAULT_Z_GRID = tuple(np.round(np.arange(-0.5, 5.01, 0.25), 2))
 
 
 @dataclass(frozen=True)
@@ -87,13 +92,32 @@ def run_restock_backtest(
     z_grid: Sequence[float] = DEFAULT_Z_GRID,
     baseline_window: int = 28,
     model_config: DemandModelConfig | None = None,
+    demand: str = DEFAULT_DEMAND,
+    spread: str = "error_variance",
+    forecast_model: str = "auto",
+    forecast_cadence: int = 7,
+    forecast_weight: float = 0.5,
+    calibration_days: int = 182,
+    forecaster: Forecaster | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Simulate both policies over the last ``test_days`` days (after ``warmup_days`` unscored days).
 
     Everything before the simulated span is history the policies learn from; inside it they see each day's
     demand only after it happened.
+
+    ``demand`` picks our policy's mean model: ``"blend"`` (default: ``shopfloor.forecast`` re-run every
+    ``forecast_cadence`` days with ``forecast_model``, weighted ``forecast_weight`` against the daily SES x
+    weekday model), ``"forecast"`` (the forecast package alone, weight 1) or ``"ses"`` (SES x weekday alone).
+    Forecasts start ``calibration_days`` before the simulated span, and so does the error record the spread
+    is fitted on (``spread``, see :class:`ForecastQuantilePolicy`). ``forecaster`` replaces the call into the
+    forecast package (tests use a fake); its results are cached per exact history, so the three targets share
+    one set of forecasts.
     """
+    if demand not in DEMAND_MODELS:
+        raise ValueError(f"demand must be one of {DEMAND_MODELS}, got {demand!r}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
     for lvl in service_levels:
         if not 0.5 < lvl < 1:
             raise ValueError(f"service level {lvl} must be in (0.5, 1)")
@@ -117,9 +141,24 @@ def run_restock_backtest(
         curve.append({"z": float(z), **res.summary()})
         if progress:
             progress(f"baseline z={z:.2f}")
+    calibrate_from = max(start - calibration_days, 0)
+    fc_cache = ForecastCache(forecaster or partial(forecast_package_means, model=forecast_model))
+
+    def mean_model():
+        if demand == "ses":
+            return None  # the policy's own RollingDemandModel
+        return PeriodicForecastModel(
+            panel.ids, panel.dates[0].date(), lead_time + review_days, fc_cache, cadence=forecast_cadence,
+            weight=1.0 if demand == "forecast" else forecast_weight, forecast_from=calibrate_from + 1,
+            config=model_config,
+        )
+
     targets = []
     for lvl in service_levels:
-        pol = ForecastQuantilePolicy(n, lead_time=lead_time, review_days=review_days, target_fill=lvl, config=model_config)
+        pol = ForecastQuantilePolicy(
+            n, lead_time=lead_time, review_days=review_days, target_fill=lvl, config=model_config,
+            demand_model=mean_model(), spread=spread, calibrate_from=calibrate_from,
+        )
         ours = simulate(panel.demand, wd, pol, **sim)
         z = float(stats.norm.ppf(lvl))
         base = simulate(
@@ -155,13 +194,31 @@ def run_restock_backtest(
         },
         "lead_time_days": lead_time,
         "review_days": review_days,
-        "policy": "NB lead-time demand quantile (SES mean x weekday profile, dispersion from own errors), "
-        "common quantile level steered by realised fill",
+        "policy": _policy_text(demand, spread, forecast_model, forecast_cadence, forecast_weight),
+        "demand_model": demand,
+        "spread": spread,
+        "forecast_model": forecast_model if demand != "ses" else None,
+        "forecast_calls": fc_cache.calls,
         "baseline": f"MA({baseline_window}) x (L+R) + z * sigma * sqrt(L+R)",
         "targets": targets,
         "baseline_curve": curve,
         "runtime_s": round(time.perf_counter() - t0, 2),
     }
+
+
+def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: float) -> str:
+    means = {
+        "ses": "SES x weekday mean",
+        "forecast": f"shopfloor.forecast ({model}) mean, re-forecast every {cadence} d",
+        "blend": f"{weight:g} x shopfloor.forecast ({model}, re-forecast every {cadence} d) + "
+        f"{1 - weight:g} x daily SES x weekday mean",
+    }[demand]
+    spreads = {
+        "error_variance": "variance = weighted mean square of its own past (L+R)-day errors, nudged to recent "
+        "volatility",
+        "nb_shrunk": "NB dispersion from its own (L+R)-day errors, shrunk to pooled",
+    }[spread]
+    return f"NB lead-time demand quantile ({means}; {spreads}), common quantile level steered by realised fill"
 
 
 def plot_tradeoff(result: dict, path: str | Path) -> Path:
@@ -178,9 +235,14 @@ def plot_tradeoff(result: dict, path: str | Path) -> Path:
     for c in curve[:: max(len(curve) // 6, 1)]:
         ax.annotate(f"z={c['z']:g}", (c["avg_on_hand"], 100 * c["fill_rate"]), fontsize=7,
                     textcoords="offset points", xytext=(4, -10), color="tab:gray")
+    markers = iter(["^--", "v--", "D--", "x--"])
+    for name, variant in result.get("variants", {}).items():
+        pts = variant["targets"]
+        ax.plot([t["ours"]["avg_on_hand"] for t in pts], [100 * t["ours"]["fill_rate"] for t in pts], next(markers),
+                lw=0.8, alpha=0.8, label=f"variant: {name}")
     ours = result["targets"]
     ax.plot([t["ours"]["avg_on_hand"] for t in ours], [100 * t["ours"]["fill_rate"] for t in ours], "s-",
-            color="tab:blue", label="ours: NB lead-time-demand quantile")
+            color="tab:blue", label=f"ours ({result.get('demand_model', 'ses')}, {result.get('spread', 'nb_shrunk')})")
     for t in ours:
         ax.axhline(100 * t["target"], color="tab:blue", lw=0.5, ls=":")
         ax.annotate(f"target {t['target']:.2f}", (t["ours"]["avg_on_hand"], 100 * t["ours"]["fill_rate"]),

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 from scipy import stats
 
-from .demand_model import DemandModelConfig, RollingDemandModel
+from .demand_model import DemandModelConfig, HorizonErrorVariance, RollingDemandModel
 from .lead_time import _nb_params
 from .restock import round_order_quantities
 
@@ -126,8 +126,31 @@ def simulate(
     return SimulationResult(tot_d, tot_s, oh_sum, max(days - start - warmup, 0), orders, levels)
 
 
+class DemandMeanModel(Protocol):
+    """What the policy needs from a demand model (``RollingDemandModel``, ``PeriodicForecastModel``)."""
+
+    def observe(self, demand: np.ndarray, weekday: int) -> None: ...
+
+    def daily_means(self, days: int) -> np.ndarray: ...
+
+    def dispersion(self) -> np.ndarray: ...
+
+
+SPREADS = ("error_variance", "nb_shrunk")
+
+
 class ForecastQuantilePolicy:
     """Our policy: order up to a quantile of negative-binomial lead-time(+review) demand.
+
+    The mean comes from ``demand_model`` (default: the SES x weekday :class:`RollingDemandModel`; the
+    backtest's default is :class:`~shopfloor.planning.forecast_outlook.PeriodicForecastModel`, the forecast
+    package blended with SES). The spread is ``spread``:
+
+    * ``"error_variance"`` (default): the variance of the protection-interval total is the exponentially
+      weighted mean square of the mean model's *own* past (L+R)-day errors (:class:`HorizonErrorVariance`),
+      turned into an NB size for the current mean;
+    * ``"nb_shrunk"``: the older estimate, ``Var = M + M**2 / k`` with ``k`` from the same errors by moments,
+      shrunk to the pooled value (only available for models with a ``dispersion()``).
 
     All series share one quantile level ``alpha`` (the critical ratio), which is how a portfolio fill-rate
     target is met with the least stock when every unit costs the same to hold. ``alpha`` is steered towards
@@ -145,13 +168,22 @@ class ForecastQuantilePolicy:
         review_days: int,
         target_fill: float,
         config: DemandModelConfig | None = None,
+        demand_model: DemandMeanModel | None = None,
+        spread: str = "error_variance",
+        error_halflife: float = 90.0,
+        calibrate_from: int = 0,
         gain: float = 0.5,
         fill_halflife: float = 14.0,
         initial_level: float | None = None,
     ) -> None:
         if not 0 < target_fill < 1:
             raise ValueError(f"target fill rate must be in (0, 1), got {target_fill!r}")
-        self.model = RollingDemandModel(n_series, lead_time + review_days, config)
+        if spread not in SPREADS:
+            raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
+        protection = lead_time + review_days
+        self.model = demand_model if demand_model is not None else RollingDemandModel(n_series, protection, config)
+        self.errors = HorizonErrorVariance(n_series, protection, halflife=error_halflife, start_day=calibrate_from)
+        self.spread = spread
         self.lead_time = lead_time
         self.review_days = review_days
         self.target_fill = target_fill
@@ -162,6 +194,7 @@ class ForecastQuantilePolicy:
         level = initial_level if initial_level is not None else target_fill
         self._logit = float(np.log(level / (1 - level)))
         self.level_history: list[float] = []
+        self._protect_mean = np.zeros(n_series)
 
     @property
     def quantile_level(self) -> float:
@@ -169,6 +202,8 @@ class ForecastQuantilePolicy:
 
     def observe(self, demand: np.ndarray, weekday: int, sales: np.ndarray | None = None) -> None:
         self.model.observe(demand, weekday)
+        self._protect_mean = self.model.daily_means(self.lead_time + self.review_days).sum(axis=1)
+        self.errors.record(demand, self._protect_mean)
         if sales is not None:
             self._sold = self._decay * self._sold + float(np.sum(sales))
             self._demanded = self._decay * self._demanded + float(np.sum(demand))
@@ -176,12 +211,17 @@ class ForecastQuantilePolicy:
                 achieved = self._sold / self._demanded
                 self._logit = float(np.clip(self._logit + self.gain * (self.target_fill - achieved), 0.0, 8.0))
 
+    def dispersion(self) -> np.ndarray:
+        """NB size of the protection-interval demand per series, for the current mean."""
+        if self.spread == "nb_shrunk":
+            return self.model.dispersion()
+        return self.errors.dispersion(self._protect_mean)
+
     def order_up_to(self) -> np.ndarray:
-        means = self.model.daily_means(self.lead_time + self.review_days)
-        m_protect = means.sum(axis=1)
+        m_protect = self._protect_mean
         alpha = self.quantile_level
         self.level_history.append(alpha)
-        r, p = _nb_params(m_protect, self.model.dispersion())
+        r, p = _nb_params(m_protect, self.dispersion())
         with np.errstate(invalid="ignore"):
             level = stats.nbinom.ppf(alpha, r, p)
         return np.where(m_protect > 0, np.nan_to_num(level), 0).astype(np.int64)
