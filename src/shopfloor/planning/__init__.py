@@ -1,21 +1,49 @@
 """Planning: restock plans (and, alongside, capacity plans) plus the simulators that backtest them.
 
-Each area exports its public names in its own block below; keep blocks independent so they merge cleanly.
+Names are resolved on first use (PEP 562): importing ``shopfloor.planning.purchase_orders`` from the API or the
+store must not load scipy, pandas and LightGBM into every server process (about 250 MB) when only a plan request
+needs them.
 """
 
-# --- restock ---
-from .demand_model import HorizonErrorVariance  # noqa: F401
-from .forecast_outlook import ForecastCache, PeriodicForecastModel, forecast_package_means  # noqa: F401
-from .lead_time import DemandOutlook, EmpiricalDemand, NegBinomialDemand, fill_rate_base_stock  # noqa: F401
-from .restock import (  # noqa: F401
-    CatalogEntry,
-    PolicyBook,
-    ReplenishmentPolicy,
-    RestockPlan,
-    StockPosition,
-    build_restock_plan,
-    inventory_position,
-    projected_stockout_day,
-    round_order_quantity,
-)
-from .restock_service import RestockPlanner, outlooks_from_history  # noqa: F401
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # --- restock ---
+    "HorizonErrorVariance": "demand_model",
+    "ForecastCache": "forecast_outlook",
+    "PeriodicForecastModel": "forecast_outlook",
+    "forecast_package_means": "forecast_outlook",
+    "DemandOutlook": "lead_time",
+    "EmpiricalDemand": "lead_time",
+    "NegBinomialDemand": "lead_time",
+    "fill_rate_base_stock": "lead_time",
+    "CatalogEntry": "restock",
+    "PolicyBook": "restock",
+    "ReplenishmentPolicy": "restock",
+    "RestockPlan": "restock",
+    "StockPosition": "restock",
+    "build_restock_plan": "restock",
+    "inventory_position": "restock",
+    "projected_stockout_day": "restock",
+    "round_order_quantity": "restock",
+    "RestockPlanner": "restock_service",
+    "outlooks_from_history": "restock_service",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

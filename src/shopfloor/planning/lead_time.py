@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
-from scipy import stats
+
+
+def _nbinom():
+    """scipy.stats is loaded on first use: it is large, and importing the planning package must stay cheap."""
+    from scipy import stats
+
+    return stats.nbinom
 
 #: Dispersions above this are treated as Poisson (numerically identical, avoids p -> 1 underflow).
 POISSON_SIZE = 1e6
@@ -79,12 +85,12 @@ class NegBinomialDemand:
             raise ValueError(f"quantile level must be in [0, 1), got {q!r}")
         if self.mean <= 0:
             return 0
-        return int(stats.nbinom.ppf(q, *self._params()))
+        return int(_nbinom().ppf(q, *self._params()))
 
     def prob_exceeds(self, x: float) -> float:
         if self.mean <= 0:
             return 0.0 if x >= 0 else 1.0
-        return float(stats.nbinom.sf(math.floor(x), *self._params()))
+        return float(_nbinom().sf(math.floor(x), *self._params()))
 
     def expected_shortfall(self, s: int) -> float:
         if self.mean <= 0 or s < 0:
@@ -211,7 +217,7 @@ def nb_expected_shortfall(mean: np.ndarray, size: np.ndarray, s: np.ndarray) -> 
     mean = np.asarray(mean, dtype=float)
     s = np.asarray(s, dtype=float)
     r, p = _nb_params(mean, size)
-    out = mean * stats.nbinom.sf(s - 2, r + 1, p) - s * stats.nbinom.sf(s - 1, r, p)
+    out = mean * _nbinom().sf(s - 2, r + 1, p) - s * _nbinom().sf(s - 1, r, p)
     return np.where(mean > 0, np.maximum(out, 0.0), np.maximum(-s, 0.0))
 
 

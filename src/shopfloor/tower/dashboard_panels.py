@@ -21,7 +21,6 @@ from typing import Any, Callable
 import numpy as np
 from sqlalchemy import func, select
 
-from ..forecast.traffic import OnlineForecastConfig, OnlineTrafficForecaster
 from ..fulfillment.stats import OrderTrack, to_hours
 from ..store.capacity_tables import request_minutes
 from ..store.promise_tables import fulfillment_events, fulfillment_orders
@@ -137,6 +136,8 @@ def build_traffic_panel(container, now: datetime, minutes: int = 120, horizon: i
         i = int((m - first) / timedelta(minutes=1))
         values[i], errors[i], latency[i] = c, e, lat
     quantile = s.capacity_forecast_quantile
+    from ..forecast.traffic import OnlineForecastConfig, OnlineTrafficForecaster  # pandas: load on first use
+
     model = OnlineTrafficForecaster(OnlineForecastConfig(quantile=quantile))
     window_start = max(0, n - minutes)
     past_mean = [None] * (n - window_start)

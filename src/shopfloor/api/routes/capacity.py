@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query
 
 from ...bootstrap import Container
 from ...domain.errors import InvalidInput
-from ...planning.capacity import CapacityInputError
-from ...planning.capacity_service import CapacityService
 from ..deps import get_container, require_scope
+
+if TYPE_CHECKING:
+    from ...planning.capacity_service import CapacityService
 
 router = APIRouter()
 
 
-def capacity_service(container: Container) -> CapacityService:
-    """The registered service, or one built on the container's engine (the integrator may register it)."""
+def capacity_service(container: Container) -> "CapacityService":
+    """The registered service, or one built on the container's engine (the integrator may register it). The
+    planning modules (pandas) are imported here, on the first plan request, not when the API starts."""
     svc = container.services.get("capacity")
     if svc is None:
+        from ...planning.capacity_service import CapacityService
+
         svc = CapacityService(engine=container.engine, settings=container.settings, clock=container.clock)
     return svc
 
@@ -33,6 +37,8 @@ def get_capacity_plan(
 ) -> dict[str, Any]:
     """Replicas per slot from the upper-quantile traffic forecast over the recorded request rollups, never below
     the reactive (HPA) signal, plus the product/promise URLs to warm before the window opens."""
+    from ...planning.capacity import CapacityInputError
+
     svc = capacity_service(container)
     try:
         plan = svc.plan(horizon_minutes=horizon_minutes, slot_minutes=slot_minutes)
