@@ -56,8 +56,28 @@ def one_run(database_url: str | None, seconds: int, connections: int) -> dict:
             out["secondary_authorizations"] = sum(1 for o in orders if o["authorized"])
     finally:
         server.stop()
+    out["rates_blackholed"]["provisional_share"] = provisional_share(url, "rates_blackholed-")
     out["p99_rise_primary_down_ms"] = round(out["primary_down"]["p99_ms"] - out["healthy"]["p99_ms"], 1)
     return out
+
+
+def provisional_share(database_url: str, key_prefix: str) -> float | None:
+    """Share of the orders a phase created (by its idempotency-key prefix) that carry a provisional quote."""
+    from sqlalchemy import select
+
+    from shopfloor.store.engine import make_engine
+    from shopfloor.store.tables import orders
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(orders.c.shipping)
+                                .where(orders.c.idempotency_key.like(key_prefix + "%"))).all()
+    finally:
+        engine.dispose()
+    if not rows:
+        return None
+    return round(sum(1 for (doc,) in rows if (doc or {}).get("provisional") is True) / len(rows), 4)
 
 
 def main() -> None:
@@ -81,6 +101,8 @@ def main() -> None:
         "median_primary_down_success_rate": med(lambda r: r["primary_down"]["success_rate"]),
         "median_rates_blackholed_p99_ms": med(lambda r: r["rates_blackholed"]["p99_ms"]),
         "median_rates_blackholed_success_rate": med(lambda r: r["rates_blackholed"]["success_rate"]),
+        "min_rates_blackholed_provisional_share": min(r["rates_blackholed"]["provisional_share"] or 0.0
+                                                      for r in runs),
     }))
 
 
