@@ -26,7 +26,7 @@ from .frames import (
 log = logging.getLogger(__name__)
 
 # Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+tsb+swa"
+DEFAULT_MODEL = "lgbm+tsb+seas_es"
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def forecast_distribution(
         g = history[[ID, cfg.group_column]].drop_duplicates(ID)
         group_of = dict(zip(g[ID].astype(str), g[cfg.group_column].astype(str)))
     d = cfg.dispersion
-    keep = max(cfg.stats_max_days, cfg.lgbm.train_days + 64, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    keep = max(cfg.stats_max_days, cfg.lgbm.train_days + _models.state_days(cfg.lgbm), d.window + d.level_window + d.lag, cfg.cold_start_days)
     hist = validate_history(history, keep_days=keep)
     covs = covariate_columns(hist)
     fut = validate_future(future, covs) if future is not None else None

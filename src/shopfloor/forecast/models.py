@@ -26,6 +26,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         TSB,
         AutoETS,
         CrostonSBA,
+        SeasonalExponentialSmoothingOptimized,
         SeasonalNaive,
         SeasonalWindowAverage,
         WindowAverage,
@@ -39,11 +40,12 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "tsb": lambda: TSB(alpha_d=0.1, alpha_p=0.1, alias="tsb"),
         "snaive": lambda: SeasonalNaive(season_length=SEASON, alias="snaive"),
         "swa": lambda: SeasonalWindowAverage(season_length=SEASON, window_size=4, alias="swa"),
+        "seas_es": lambda: SeasonalExponentialSmoothingOptimized(season_length=SEASON, alias="seas_es"),
         "wa28": lambda: WindowAverage(window_size=28, alias="wa28"),
     }
 
 
-STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "wa28")
+STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
 MODEL_NAMES = (*STATS_MODELS, "lgbm")
 
 
@@ -60,7 +62,11 @@ def parse_spec(spec: str) -> list[str]:
 
 @dataclass(frozen=True)
 class LGBMConfig:
-    """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows."""
+    """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows.
+
+    ``long_levels`` adds slow level features (a 112-day mean ending 28 days back and a 12-week same-weekday
+    mean), which steady the recursive forecast over long horizons.
+    """
 
     train_days: int = 540
     max_rows: int = 2_000_000
@@ -72,6 +78,7 @@ class LGBMConfig:
     tweedie_variance_power: float = 1.1
     seed: int = 0
     block_rows: int = 4_000_000
+    long_levels: bool = True
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,11 +142,11 @@ def lgbm_forecast(
     """
     import lightgbm as lgb
     from mlforecast import MLForecast
-    from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
 
     cfg = config or LGBMConfig()
     covs = [c for c in covariates if future is not None and c in future.columns]
-    keep = cfg.train_days + 64
+    state = state_days(cfg)
+    keep = cfg.train_days + state
     df = history.groupby(ID, sort=False).tail(keep)[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
     x_future = None
     if covs:
@@ -166,12 +173,7 @@ def lgbm_forecast(
         models={"lgbm": lgb.LGBMRegressor(**params)},
         freq="D",
         lags=[1, 7, 14, 28],
-        lag_transforms={
-            1: [RollingMean(window_size=7), RollingMean(window_size=28)],
-            7: [RollingMean(window_size=7), RollingMean(window_size=28),
-                SeasonalRollingMean(season_length=7, window_size=4)],
-            28: [RollingMean(window_size=28)],
-        },
+        lag_transforms=_lag_transforms(cfg.long_levels),
         date_features=["dayofweek", "day", "month"],
         num_threads=n_jobs,
     )
@@ -179,21 +181,42 @@ def lgbm_forecast(
     mlf.fit_models(X, y)
     del X, y
     # Only the recent tail is needed to roll the lags forward over the horizon.
-    mlf.preprocess(df.groupby(ID, sort=False).tail(_STATE_DAYS), static_features=[], dropna=False,
-                   keep_last_n=_STATE_DAYS)
+    mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
     out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
     return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, "lgbm"]]
 
 
+def _lag_transforms(long_levels: bool) -> dict[int, list[Any]]:
+    from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
+
+    tf: dict[int, list[Any]] = {
+        1: [RollingMean(window_size=7), RollingMean(window_size=28)],
+        7: [RollingMean(window_size=7), RollingMean(window_size=28),
+            SeasonalRollingMean(season_length=7, window_size=4)],
+        28: [RollingMean(window_size=28)],
+    }
+    if long_levels:
+        tf[7].append(SeasonalRollingMean(season_length=7, window_size=12))
+        tf[28].append(RollingMean(window_size=112))
+    return tf
+
+
 _STATE_DAYS = 64  # >= largest lag (28) + longest window on it (28)
+_LONG_STATE_DAYS = 144  # lag 28 + a 112-day window, plus slack
+
+
+def state_days(config: LGBMConfig) -> int:
+    """Days of history a series needs for every lag feature (largest lag + longest window on it)."""
+    return _LONG_STATE_DAYS if config.long_levels else _STATE_DAYS
 
 
 def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature rows for training, built a block of series at a time and subsampled to ``cfg.max_rows``,
     so that peak memory stays bounded on large panels."""
     sizes = df.groupby(ID, sort=False).size()
-    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - _STATE_DAYS, 0), cfg.train_days).sum())
+    state = state_days(cfg)
+    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - state, 0), cfg.train_days).sum())
     frac = min(1.0, cfg.max_rows / est_rows) if est_rows else 1.0
     bounds = np.concatenate([[0], np.cumsum(sizes.to_numpy())])
     per_block = max(1, int(cfg.block_rows // max(1, sizes.mean())))
@@ -203,7 +226,7 @@ def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.Data
     for lo in range(0, len(sizes), per_block):
         hi = min(lo + per_block, len(sizes))
         part = df.iloc[bounds[lo]:bounds[hi]]
-        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=_STATE_DAYS)
+        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=state)
         prep = prep[prep[TIME] > last_ds - pd.Timedelta(days=cfg.train_days)]
         if frac < 1.0:
             prep = prep[rng.random(len(prep)) < frac]
