@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from shopfloor.forecast import (
+    DEFAULT_MODEL,
     QUANTILE_COLUMNS,
     BacktestSpec,
     DispersionConfig,
@@ -89,11 +90,40 @@ def test_horizon_56_forecasts_every_day_and_stays_sensible():
     assert ratio[smooth].between(0.6, 1.5).all(), ratio
 
 
-@pytest.mark.parametrize("model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "lgbm", "tsb+snaive"])
+@pytest.mark.parametrize(
+    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "tsb+snaive"]
+)
 def test_every_candidate_model_meets_the_output_contract(model):
     panel = make_panel(n_series=4, n_days=120)
     fc = forecast_demand(panel, 7, future_for(panel, 7), model=model, config=FAST)
     assert_contract(fc, 4, 7)
+
+
+def test_default_model_is_lgbm_tsb_and_seasonal_smoothing():
+    assert DEFAULT_MODEL == "lgbm+tsb+seas_es"
+    assert forecast_demand(make_panel(n_series=2, n_days=120), 3, config=FAST).attrs["model"] == DEFAULT_MODEL
+
+
+def test_lgbm_with_long_level_features_still_trains_on_series_shorter_than_those_windows():
+    panel = make_panel(n_series=4, n_days=90)  # shorter than the 112-day level window at lag 28
+    fc = forecast_demand(panel, 7, future_for(panel, 7), model="lgbm", config=FAST)
+    assert_contract(fc, 4, 7)
+    assert fc.attrs["fallbacks"] == {}
+
+
+def test_lgbm_keeps_enough_history_to_roll_its_long_level_features_forward(monkeypatch):
+    """Forecasts do not change when the model is given more history than ``state_days`` says it needs."""
+    from shopfloor.forecast import models
+
+    assert models.state_days(LGBMConfig()) >= 28 + 112
+    panel = validate_history(make_panel(n_series=4, n_days=500))
+    future = future_for(panel, 28)
+    cfg = LGBMConfig(n_estimators=30, num_leaves=15, min_child_samples=20, train_days=200)
+    covs = ["price", "snap", "event"]
+    needed = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
+    monkeypatch.setattr(models, "_LONG_STATE_DAYS", 290)
+    generous = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
+    assert np.allclose(needed["lgbm"].to_numpy(), generous["lgbm"].to_numpy())
 
 
 def test_forecast_without_future_file_ignores_covariates():

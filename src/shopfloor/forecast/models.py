@@ -197,8 +197,9 @@ def _lag_transforms(long_levels: bool) -> dict[int, list[Any]]:
         28: [RollingMean(window_size=28)],
     }
     if long_levels:
-        tf[7].append(SeasonalRollingMean(season_length=7, window_size=12))
-        tf[28].append(RollingMean(window_size=112))
+        # Partial windows count, so a series needs no more history to train on than without these features.
+        tf[7].append(SeasonalRollingMean(season_length=7, window_size=12, min_samples=4))
+        tf[28].append(RollingMean(window_size=112, min_samples=28))
     return tf
 
 
