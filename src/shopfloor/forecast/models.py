@@ -157,11 +157,14 @@ def lgbm_forecast(
         for c in covs:
             x_future[c] = x_future[c].fillna(x_future[ID].map(last[c]))
         if "price" in covs:
-            ref_max = df.groupby(ID)["price"].max()
-            both = pd.concat([df[[ID, TIME, *covs]], x_future], ignore_index=True).sort_values([ID, TIME])
-            both = _price_features(both, ref_max)
+            ref_max = df.groupby(ID, sort=False)["price"].max()
+            # ``df`` is sorted and gap-free per series, so its features need no concat, sort or merge (each of
+            # those copies the whole panel); the horizon needs only each series' last week before it.
+            df = _price_features(df, ref_max)
             extra = ["price_rel", "price_chg"]
-            df = df.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
+            last_week = df.groupby(ID, sort=False).tail(7)[[ID, TIME, "price"]]
+            both = pd.concat([last_week, x_future[[ID, TIME, "price"]]], ignore_index=True)
+            both = _price_features(both.sort_values([ID, TIME], kind="stable"), ref_max)
             x_future = x_future.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
     params = dict(
         objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power, n_estimators=cfg.n_estimators,
