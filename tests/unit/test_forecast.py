@@ -344,6 +344,33 @@ def test_gaps_inside_a_series_are_filled_with_zero_demand():
     assert hist.loc[10:11, "y"].tolist() == [0.0, 0.0]
 
 
+def test_categorical_ids_in_any_row_order_validate_like_string_ids():
+    panel = make_panel(n_series=3, n_days=30).sample(frac=1.0, random_state=0)  # rows shuffled
+    as_cat = panel.assign(unique_id=pd.Categorical(panel["unique_id"], categories=["zzz", *sorted(panel["unique_id"].unique())]))
+    got, want = validate_history(as_cat), validate_history(panel)
+    assert got["unique_id"].map(type).eq(str).all()
+    pd.testing.assert_frame_equal(got, want)
+    assert want.equals(want.sort_values(["unique_id", "ds"]).reset_index(drop=True))
+
+
+def test_duplicate_rows_with_categorical_ids_are_rejected():
+    panel = make_panel(n_series=2, n_days=20)
+    panel = pd.concat([panel, panel.iloc[[25]]], ignore_index=True)
+    panel["unique_id"] = panel["unique_id"].astype("category")
+    with pytest.raises(ForecastInputError, match="1 duplicate") as err:
+        validate_history(panel)
+    assert "sku1/north" in str(err.value)
+
+
+def test_keep_days_keeps_each_series_own_last_days():
+    panel = make_panel(n_series=2, n_days=60, covariates=False)
+    panel = panel[~((panel["unique_id"] == "sku1/north") & (panel["ds"] > panel["ds"].min() + pd.Timedelta(days=39)))]
+    hist = validate_history(panel.assign(unique_id=panel["unique_id"].astype("category")), keep_days=10)
+    sizes = hist.groupby("unique_id")["ds"].agg(["size", "max"])
+    assert sizes["size"].tolist() == [10, 10]
+    assert sizes.loc["sku1/north", "max"] == panel["ds"].min() + pd.Timedelta(days=39)
+
+
 # --- backtest ------------------------------------------------------------------------------------------------
 
 def test_backtest_never_lets_a_model_see_data_after_its_cutoff():
