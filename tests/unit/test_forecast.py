@@ -409,3 +409,24 @@ def test_lead_time_demand_handles_per_series_lead_times_in_batches():
     # a 10-day total has a median near its mean and an upper tail above it
     row = ltd.loc["sku1/north"]
     assert row["q_0.99"] > row["mean"] and abs(row["q_0.5"] - row["mean"]) <= 0.25 * row["mean"] + 1
+
+
+def test_backtest_scores_only_the_days_from_score_from_on():
+    panel = make_panel(n_series=3, n_days=120, covariates=False)
+    spec = BacktestSpec(horizon=14, windows=1, step=14, score_from=8)
+    first = backtest(panel, spec, models=("wa28",), baselines=False)
+    cutoff = pd.Timestamp(first["cutoffs"][0])
+    early = panel["ds"].between(cutoff + pd.Timedelta(days=1), cutoff + pd.Timedelta(days=7))
+    late = panel["ds"] > cutoff + pd.Timedelta(days=7)
+    # Actuals of days 1..7 are not scored; those of days 8..14 are.
+    assert backtest(panel.assign(y=panel["y"] + 50.0 * early), spec, models=("wa28",), baselines=False)["models"] \
+        == first["models"]
+    assert backtest(panel.assign(y=panel["y"] + 50.0 * late), spec, models=("wa28",), baselines=False)["models"] \
+        != first["models"]
+    assert first["spec"]["score_from"] == 8
+
+
+def test_backtest_rejects_score_from_outside_the_horizon():
+    panel = make_panel(n_series=2, n_days=60, covariates=False)
+    with pytest.raises(ValueError, match="score_from"):
+        backtest(panel, BacktestSpec(horizon=7, windows=1, score_from=8), models=("wa28",), baselines=False)
