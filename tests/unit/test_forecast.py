@@ -91,7 +91,7 @@ def test_horizon_56_forecasts_every_day_and_stays_sensible():
 
 
 @pytest.mark.parametrize(
-    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "tsb+snaive"]
+    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "lgbm_direct", "tsb+snaive"]
 )
 def test_every_candidate_model_meets_the_output_contract(model):
     panel = make_panel(n_series=4, n_days=120)
@@ -99,8 +99,8 @@ def test_every_candidate_model_meets_the_output_contract(model):
     assert_contract(fc, 4, 7)
 
 
-def test_default_model_is_lgbm_tsb_and_seasonal_smoothing():
-    assert DEFAULT_MODEL == "lgbm+tsb+seas_es"
+def test_default_model_is_both_lgbms_tsb_and_seasonal_smoothing():
+    assert DEFAULT_MODEL == "lgbm+lgbm_direct+tsb+seas_es"
     assert forecast_demand(make_panel(n_series=2, n_days=120), 3, config=FAST).attrs["model"] == DEFAULT_MODEL
 
 
@@ -111,7 +111,8 @@ def test_lgbm_with_long_level_features_still_trains_on_series_shorter_than_those
     assert fc.attrs["fallbacks"] == {}
 
 
-def test_lgbm_keeps_enough_history_to_roll_its_long_level_features_forward(monkeypatch):
+@pytest.mark.parametrize("direct", [False, True])
+def test_lgbm_keeps_enough_history_to_roll_its_long_level_features_forward(monkeypatch, direct):
     """Forecasts do not change when the model is given more history than ``state_days`` says it needs."""
     from shopfloor.forecast import models
 
@@ -119,11 +120,24 @@ def test_lgbm_keeps_enough_history_to_roll_its_long_level_features_forward(monke
     panel = validate_history(make_panel(n_series=4, n_days=500))
     future = future_for(panel, 28)
     cfg = LGBMConfig(n_estimators=30, num_leaves=15, min_child_samples=20, train_days=200)
+    if direct:
+        cfg = models.direct_config(cfg)
+        assert models.state_days(cfg) >= 56 + 112
     covs = ["price", "snap", "event"]
     needed = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
     monkeypatch.setattr(models, "_LONG_STATE_DAYS", 290)
     generous = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
     assert np.allclose(needed["lgbm"].to_numpy(), generous["lgbm"].to_numpy())
+
+
+def test_direct_lgbm_uses_no_lag_shorter_than_56_days():
+    """So for every day up to 56 ahead its features are observed demand, never its own earlier predictions."""
+    from shopfloor.forecast import models
+
+    cfg = models.direct_config(LGBMConfig())
+    assert min(models._lags(cfg.min_lag)) >= 56
+    assert min(models._lag_transforms(cfg.long_levels, cfg.min_lag)) >= 56
+    assert min(models._lags(LGBMConfig().min_lag)) == 1
 
 
 def test_forecast_without_future_file_ignores_covariates():

@@ -8,7 +8,7 @@ Ray) DataFrame engine via ``dask_client`` runs them on a cluster through statsfo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -46,7 +46,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
 
 
 STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
-MODEL_NAMES = (*STATS_MODELS, "lgbm")
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct")
 
 
 def parse_spec(spec: str) -> list[str]:
@@ -65,7 +65,9 @@ class LGBMConfig:
     """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows.
 
     ``long_levels`` adds slow level features (a 112-day mean ending 28 days back and a 12-week same-weekday
-    mean), which steady the recursive forecast over long horizons.
+    mean), which steady the recursive forecast over long horizons. ``min_lag`` is the shortest lag: 1 for the
+    recursive ``lgbm`` member; the ``lgbm_direct`` member uses ``direct_min_lag`` (56), so that for every day up
+    to 56 ahead all its lag features are observed demand, never its own earlier predictions.
     """
 
     train_days: int = 540
@@ -79,6 +81,8 @@ class LGBMConfig:
     seed: int = 0
     block_rows: int = 4_000_000
     long_levels: bool = True
+    min_lag: int = 1
+    direct_min_lag: int = 56
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -132,13 +136,14 @@ def _price_features(frame: pd.DataFrame, ref_max: pd.Series) -> pd.DataFrame:
 
 def lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: LGBMConfig | None = None, n_jobs: int = 1,
+    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm",
 ) -> pd.DataFrame:
     """Global LightGBM (Tweedie) through mlforecast, predicted recursively so any horizon works.
 
-    Features: lags 1/7/14/28, rolling and day-of-week rolling means, calendar (day of week, day of month, month),
-    and the covariates (plus relative price and price change when ``price`` is present). Covariates are used only
-    when ``future`` provides them for the horizon.
+    Features: lags 1/7/14/28 (or ``min_lag`` + 0/7/14/21 days), rolling and day-of-week rolling means on the
+    shortest lag (and on lags 7 and 28 when ``min_lag`` is 1), calendar (day of week, day of month, month), and the
+    covariates (plus relative price and price change when ``price`` is present). Covariates are used only when
+    ``future`` provides them for the horizon. The forecast column is called ``name``.
     """
     import lightgbm as lgb
     from mlforecast import MLForecast
@@ -175,8 +180,8 @@ def lgbm_forecast(
     mlf = MLForecast(
         models={"lgbm": lgb.LGBMRegressor(**params)},
         freq="D",
-        lags=[1, 7, 14, 28],
-        lag_transforms=_lag_transforms(cfg.long_levels),
+        lags=_lags(cfg.min_lag),
+        lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
         date_features=["dayofweek", "day", "month"],
         num_threads=n_jobs,
     )
@@ -187,11 +192,25 @@ def lgbm_forecast(
     mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
     out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
-    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, "lgbm"]]
+    out = out.rename(columns={"lgbm": name})
+    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, name]]
 
 
-def _lag_transforms(long_levels: bool) -> dict[int, list[Any]]:
+def _lags(min_lag: int) -> list[int]:
+    return [1, 7, 14, 28] if min_lag <= 1 else [min_lag, min_lag + 7, min_lag + 14, min_lag + 21]
+
+
+def _lag_transforms(long_levels: bool, min_lag: int = 1) -> dict[int, list[Any]]:
     from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
+
+    if min_lag > 1:
+        tf_d: dict[int, list[Any]] = {min_lag: [
+            RollingMean(window_size=7), RollingMean(window_size=28), SeasonalRollingMean(season_length=7, window_size=4),
+        ]}
+        if long_levels:
+            tf_d[min_lag] += [SeasonalRollingMean(season_length=7, window_size=12, min_samples=4),
+                              RollingMean(window_size=112, min_samples=28)]
+        return tf_d
 
     tf: dict[int, list[Any]] = {
         1: [RollingMean(window_size=7), RollingMean(window_size=28)],
@@ -210,9 +229,15 @@ _STATE_DAYS = 64  # >= largest lag (28) + longest window on it (28)
 _LONG_STATE_DAYS = 144  # lag 28 + a 112-day window, plus slack
 
 
+def direct_config(config: LGBMConfig) -> LGBMConfig:
+    """The ``lgbm_direct`` member's settings: ``config`` with ``min_lag = direct_min_lag``."""
+    return replace(config, min_lag=config.direct_min_lag)
+
+
 def state_days(config: LGBMConfig) -> int:
     """Days of history a series needs for every lag feature (largest lag + longest window on it)."""
-    return _LONG_STATE_DAYS if config.long_levels else _STATE_DAYS
+    base = _LONG_STATE_DAYS if config.long_levels else _STATE_DAYS
+    return base + max(0, config.min_lag - 1) if config.min_lag > 1 else base
 
 
 def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.DataFrame, np.ndarray]:
