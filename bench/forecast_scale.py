@@ -1,10 +1,10 @@
 """Scale benchmark: forecast an M5-shaped synthetic panel (30,490 series x 1,941 days) h=28 with the default model.
 
-Reports wall time, series/s and peak RSS as JSON, plus a SeasonalNaive(7) baseline on the same panel in the same
+Reports wall time, series/s and peak memory (RSS, PSS) as JSON, plus a SeasonalNaive(7) baseline on the same panel in the same
 run (wall-time ratio). The panel mixes intermittent (Poisson rate 0.05..1), lumpy (gamma-Poisson) and smooth
 (rate 2..40) series with weekly seasonality, launch dates (price NaN before launch), SNAP and event flags.
 
-    nice -n 10 python bench/forecast_scale.py                  # full run
+    nice -n 19 python bench/forecast_scale.py                  # full run
     python bench/forecast_scale.py --series 2000 --days 800    # quick run
 """
 
@@ -77,10 +77,14 @@ def make_panel(n_series: int, n_days: int, horizon: int, seed: int = 0) -> tuple
 
 
 class PeakRss:
-    """Samples this process tree's RSS (children included) every 0.2 s."""
+    """Samples this process tree's memory every 0.2 s: ``peak`` is the RSS sum (children included; counts pages a
+    forked child shares with its parent once per process, so it overstates), ``peak_pss`` the PSS sum (shared pages
+    split between the processes sharing them: the tree's real footprint) and ``peak_main`` this process's RSS."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_pss = 0
+        self.peak_main = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -88,10 +92,18 @@ class PeakRss:
         me = psutil.Process()
         while not self._stop.is_set():
             try:
-                rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+                procs = [me, *me.children(recursive=True)]
+                rss = pss = 0
+                for i, proc in enumerate(procs):
+                    info = proc.memory_full_info()
+                    rss += info.rss
+                    pss += getattr(info, "pss", info.rss)
+                    if i == 0:
+                        self.peak_main = max(self.peak_main, info.rss)
             except psutil.Error:
-                rss = 0
+                rss = pss = 0
             self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, pss)
             self._stop.wait(0.2)
 
     def __enter__(self):
@@ -110,7 +122,8 @@ def timed(label: str, fn):
     with PeakRss() as rss:
         out = fn()
     return out, {"label": label, "wall_s": round(time.perf_counter() - start, 2),
-                 "cpu_s": round(time.process_time() - cpu0, 2), "peak_rss_gb": round(rss.peak / 1e9, 3)}
+                 "cpu_s": round(time.process_time() - cpu0, 2), "peak_rss_gb": round(rss.peak / 1e9, 3),
+                 "peak_pss_gb": round(rss.peak_pss / 1e9, 3), "peak_main_rss_gb": round(rss.peak_main / 1e9, 3)}
 
 
 def main() -> None:
@@ -153,10 +166,11 @@ def main() -> None:
                     "series_per_cpu_s": round(n / max(our_stats["cpu_s"], 1e-9), 1)},
         "baseline_snaive": {**base_stats, "series_per_s": round(n / base_stats["wall_s"], 1)},
         "wall_ratio_default_over_snaive": round(our_stats["wall_s"] / base_stats["wall_s"], 2),
-        "process_max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
-        "targets": {"wall_s_max": 900, "peak_rss_gb_max": 8.0},
-        "met": {"wall": our_stats["wall_s"] <= 900, "rss": max(our_stats["peak_rss_gb"],
-                                                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6) <= 8.0},
+        "process_max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3),
+        "targets": {"wall_s_max": 900, "memory_gb_max": 8.0},
+        # Memory target: the tree's PSS (what the machine actually holds) and the main process's own high-water mark.
+        "met": {"wall": our_stats["wall_s"] <= 900,
+                "memory": max(our_stats["peak_pss_gb"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9) <= 8.0},
     }
     print(json.dumps(result, indent=2))
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from shopfloor.forecast import (
+    DEFAULT_MODEL,
     QUANTILE_COLUMNS,
     BacktestSpec,
     DispersionConfig,
@@ -89,11 +90,54 @@ def test_horizon_56_forecasts_every_day_and_stays_sensible():
     assert ratio[smooth].between(0.6, 1.5).all(), ratio
 
 
-@pytest.mark.parametrize("model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "lgbm", "tsb+snaive"])
+@pytest.mark.parametrize(
+    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "lgbm_direct", "tsb+snaive"]
+)
 def test_every_candidate_model_meets_the_output_contract(model):
     panel = make_panel(n_series=4, n_days=120)
     fc = forecast_demand(panel, 7, future_for(panel, 7), model=model, config=FAST)
     assert_contract(fc, 4, 7)
+
+
+def test_default_model_is_both_lgbms_tsb_and_seasonal_smoothing():
+    assert DEFAULT_MODEL == "lgbm+lgbm_direct+tsb+seas_es"
+    assert forecast_demand(make_panel(n_series=2, n_days=120), 3, config=FAST).attrs["model"] == DEFAULT_MODEL
+
+
+def test_lgbm_with_long_level_features_still_trains_on_series_shorter_than_those_windows():
+    panel = make_panel(n_series=4, n_days=90)  # shorter than the 112-day level window at lag 28
+    fc = forecast_demand(panel, 7, future_for(panel, 7), model="lgbm", config=FAST)
+    assert_contract(fc, 4, 7)
+    assert fc.attrs["fallbacks"] == {}
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_lgbm_keeps_enough_history_to_roll_its_long_level_features_forward(monkeypatch, direct):
+    """Forecasts do not change when the model is given more history than ``state_days`` says it needs."""
+    from shopfloor.forecast import models
+
+    assert models.state_days(LGBMConfig()) >= 28 + 112
+    panel = validate_history(make_panel(n_series=4, n_days=500))
+    future = future_for(panel, 28)
+    cfg = LGBMConfig(n_estimators=30, num_leaves=15, min_child_samples=20, train_days=200)
+    if direct:
+        cfg = models.direct_config(cfg)
+        assert models.state_days(cfg) >= 56 + 112
+    covs = ["price", "snap", "event"]
+    needed = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
+    monkeypatch.setattr(models, "_LONG_STATE_DAYS", 290)
+    generous = models.lgbm_forecast(panel, 28, future, covs, config=cfg)
+    assert np.allclose(needed["lgbm"].to_numpy(), generous["lgbm"].to_numpy())
+
+
+def test_direct_lgbm_uses_no_lag_shorter_than_56_days():
+    """So for every day up to 56 ahead its features are observed demand, never its own earlier predictions."""
+    from shopfloor.forecast import models
+
+    cfg = models.direct_config(LGBMConfig())
+    assert min(models._lags(cfg.min_lag)) >= 56
+    assert min(models._lag_transforms(cfg.long_levels, cfg.min_lag)) >= 56
+    assert min(models._lags(LGBMConfig().min_lag)) == 1
 
 
 def test_forecast_without_future_file_ignores_covariates():
@@ -314,6 +358,33 @@ def test_gaps_inside_a_series_are_filled_with_zero_demand():
     assert hist.loc[10:11, "y"].tolist() == [0.0, 0.0]
 
 
+def test_categorical_ids_in_any_row_order_validate_like_string_ids():
+    panel = make_panel(n_series=3, n_days=30).sample(frac=1.0, random_state=0)  # rows shuffled
+    as_cat = panel.assign(unique_id=pd.Categorical(panel["unique_id"], categories=["zzz", *sorted(panel["unique_id"].unique())]))
+    got, want = validate_history(as_cat), validate_history(panel)
+    assert got["unique_id"].map(type).eq(str).all()
+    pd.testing.assert_frame_equal(got, want)
+    assert want.equals(want.sort_values(["unique_id", "ds"]).reset_index(drop=True))
+
+
+def test_duplicate_rows_with_categorical_ids_are_rejected():
+    panel = make_panel(n_series=2, n_days=20)
+    panel = pd.concat([panel, panel.iloc[[25]]], ignore_index=True)
+    panel["unique_id"] = panel["unique_id"].astype("category")
+    with pytest.raises(ForecastInputError, match="1 duplicate") as err:
+        validate_history(panel)
+    assert "sku1/north" in str(err.value)
+
+
+def test_keep_days_keeps_each_series_own_last_days():
+    panel = make_panel(n_series=2, n_days=60, covariates=False)
+    panel = panel[~((panel["unique_id"] == "sku1/north") & (panel["ds"] > panel["ds"].min() + pd.Timedelta(days=39)))]
+    hist = validate_history(panel.assign(unique_id=panel["unique_id"].astype("category")), keep_days=10)
+    sizes = hist.groupby("unique_id")["ds"].agg(["size", "max"])
+    assert sizes["size"].tolist() == [10, 10]
+    assert sizes.loc["sku1/north", "max"] == panel["ds"].min() + pd.Timedelta(days=39)
+
+
 # --- backtest ------------------------------------------------------------------------------------------------
 
 def test_backtest_never_lets_a_model_see_data_after_its_cutoff():
@@ -352,3 +423,24 @@ def test_lead_time_demand_handles_per_series_lead_times_in_batches():
     # a 10-day total has a median near its mean and an upper tail above it
     row = ltd.loc["sku1/north"]
     assert row["q_0.99"] > row["mean"] and abs(row["q_0.5"] - row["mean"]) <= 0.25 * row["mean"] + 1
+
+
+def test_backtest_scores_only_the_days_from_score_from_on():
+    panel = make_panel(n_series=3, n_days=120, covariates=False)
+    spec = BacktestSpec(horizon=14, windows=1, step=14, score_from=8)
+    first = backtest(panel, spec, models=("wa28",), baselines=False)
+    cutoff = pd.Timestamp(first["cutoffs"][0])
+    early = panel["ds"].between(cutoff + pd.Timedelta(days=1), cutoff + pd.Timedelta(days=7))
+    late = panel["ds"] > cutoff + pd.Timedelta(days=7)
+    # Actuals of days 1..7 are not scored; those of days 8..14 are.
+    assert backtest(panel.assign(y=panel["y"] + 50.0 * early), spec, models=("wa28",), baselines=False)["models"] \
+        == first["models"]
+    assert backtest(panel.assign(y=panel["y"] + 50.0 * late), spec, models=("wa28",), baselines=False)["models"] \
+        != first["models"]
+    assert first["spec"]["score_from"] == 8
+
+
+def test_backtest_rejects_score_from_outside_the_horizon():
+    panel = make_panel(n_series=2, n_days=60, covariates=False)
+    with pytest.raises(ValueError, match="score_from"):
+        backtest(panel, BacktestSpec(horizon=7, windows=1, score_from=8), models=("wa28",), baselines=False)

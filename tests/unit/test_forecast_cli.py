@@ -99,3 +99,19 @@ def test_missing_history_file_is_reported(tmp_path):
 def test_forecast_help_lists_backtest():
     res = runner.invoke(app, ["forecast", "--help"])
     assert res.exit_code == 0 and "backtest" in res.output and "--history" in res.output
+
+
+def test_backtest_score_from_must_lie_inside_the_horizon(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--horizon", "7", "--score-from", "8"])
+    assert res.exit_code == 2 and "--score-from" in res.output
+
+
+def test_backtest_score_from_is_reported_in_the_json(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--horizon", "14", "--windows", "1",
+                              "--score-from", "8", "--model", "wa28", "--conformal-windows", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["spec"]["score_from"] == 8

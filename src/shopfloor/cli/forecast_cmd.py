@@ -3,6 +3,7 @@
     shopfloor forecast --history F --horizon H [--future F] --out forecast.parquet
     shopfloor forecast --from-db --horizon H --out forecast.parquet
     shopfloor forecast backtest --history F --horizon 28 --windows 3 --step 28 --json
+    shopfloor forecast backtest --history F --horizon 56 --score-from 29 --json   # score days 29..56 only
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def backtest_cmd(
     step: int = typer.Option(28, "--step", help="Days between origins."),
     model: list[str] = typer.Option(["auto"], "--model", help="Model(s) to score (repeatable); baselines are always added."),
     conformal_windows: int = typer.Option(3, "--conformal-windows", help="Calibration windows for the baselines' conformal intervals."),
+    score_from: int = typer.Option(1, "--score-from", help="First horizon day scored (e.g. 29 with --horizon 56 scores days 29..56)."),
     from_db: bool = typer.Option(False, "--from-db", help="Backtest on SKU x region x day series from the database."),
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db."),
     n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
@@ -144,10 +146,14 @@ def backtest_cmd(
     for name, value in (("--horizon", horizon), ("--windows", windows), ("--step", step)):
         if value < 1:
             fail(f"{name}: must be a positive integer")
+    if not 1 <= score_from <= horizon:
+        fail("--score-from: must be between 1 and --horizon")
     if conformal_windows < 2:
         fail("--conformal-windows: conformal intervals need at least 2 calibration windows")
     frame = _load_history(history, from_db, db_url)
-    spec = BacktestSpec(horizon=horizon, windows=windows, step=step, conformal_windows=conformal_windows)
+    spec = BacktestSpec(
+        horizon=horizon, windows=windows, step=step, conformal_windows=conformal_windows, score_from=score_from
+    )
     try:
         if as_json:
             result = backtest(frame, spec, models=tuple(model), n_jobs=n_jobs)
@@ -169,7 +175,8 @@ def backtest_cmd(
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"backtest h={horizon}, {windows} windows, step {step}")
+    scored = f", days {score_from}..{horizon} scored" if score_from > 1 else ""
+    table = Table(title=f"backtest h={horizon}, {windows} windows, step {step}{scored}")
     cols = ["rmsse", "wrmsse", "spl", "wspl", "coverage_50", "coverage_95"]
     table.add_column("model")
     for c in cols:

@@ -28,12 +28,15 @@ _Q_FROM_LEVEL = {
 
 @dataclass(frozen=True)
 class BacktestSpec:
-    """horizon, number of windows, step between cutoffs (days), and conformal windows for the baselines."""
+    """horizon, number of windows, step between cutoffs (days), conformal windows for the baselines, and the first
+    horizon day scored (``score_from=29`` with ``horizon=56`` scores days 29..56 only, as the held-back check does).
+    """
 
     horizon: int = 28
     windows: int = 3
     step: int = 28
     conformal_windows: int = 3
+    score_from: int = 1
 
 
 def cutoffs_for(history: pd.DataFrame, spec: BacktestSpec) -> list[pd.Timestamp]:
@@ -89,6 +92,8 @@ def backtest(
     first model against the baselines.
     """
     spec = spec or BacktestSpec()
+    if not 1 <= spec.score_from <= spec.horizon:
+        raise ValueError(f"score_from must be between 1 and the horizon ({spec.horizon}), got {spec.score_from}")
     cfg = config or ForecastConfig()
     hist = validate_history(history)
     covs = covariate_columns(hist)
@@ -98,8 +103,10 @@ def backtest(
     for k, cutoff in enumerate(cuts):
         train = hist[hist[TIME] <= cutoff]
         end = cutoff + pd.Timedelta(days=spec.horizon)
-        test = hist[(hist[TIME] > cutoff) & (hist[TIME] <= end)]
-        future = test[[ID, TIME, *covs]]
+        horizon_rows = hist[(hist[TIME] > cutoff) & (hist[TIME] <= end)]
+        future = horizon_rows[[ID, TIME, *covs]]
+        # Forecasts cover the whole horizon; only days score_from..horizon are scored.
+        test = horizon_rows[horizon_rows[TIME] > cutoff + pd.Timedelta(days=spec.score_from - 1)]
         row: dict[str, Any] = {"cutoff": str(cutoff.date()), "scores": {}}
         memo: dict[str, pd.DataFrame] = {}
 
@@ -126,7 +133,7 @@ def backtest(
     }
     result = {
         "spec": {"horizon": spec.horizon, "windows": spec.windows, "step": spec.step,
-                 "conformal_windows": spec.conformal_windows},
+                 "conformal_windows": spec.conformal_windows, "score_from": spec.score_from},
         "cutoffs": [w["cutoff"] for w in per_window],
         "n_series": int(hist[ID].nunique()),
         "models": averaged,

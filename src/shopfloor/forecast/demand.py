@@ -26,7 +26,7 @@ from .frames import (
 log = logging.getLogger(__name__)
 
 # Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+tsb+swa"
+DEFAULT_MODEL = "lgbm+lgbm_direct+tsb+seas_es"
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ def run_member(
 ) -> pd.DataFrame:
     if member == "lgbm":
         return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs)
+    if member == "lgbm_direct":
+        return _models.lgbm_forecast(
+            hist, horizon, future, covs, config=_models.direct_config(cfg.lgbm), n_jobs=n_jobs, name=member
+        )
     return _models.stats_forecast(
         hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
     )
@@ -131,7 +135,8 @@ def forecast_distribution(
         g = history[[ID, cfg.group_column]].drop_duplicates(ID)
         group_of = dict(zip(g[ID].astype(str), g[cfg.group_column].astype(str)))
     d = cfg.dispersion
-    keep = max(cfg.stats_max_days, cfg.lgbm.train_days + 64, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    lgbm_days = cfg.lgbm.train_days + max(_models.state_days(cfg.lgbm), _models.state_days(_models.direct_config(cfg.lgbm)))
+    keep = max(cfg.stats_max_days, lgbm_days, d.window + d.level_window + d.lag, cfg.cold_start_days)
     hist = validate_history(history, keep_days=keep)
     covs = covariate_columns(hist)
     fut = validate_future(future, covs) if future is not None else None

@@ -90,15 +90,20 @@ def validate_history(history: pd.DataFrame, keep_days: int | None = None) -> pd.
     if history.empty:
         raise ForecastInputError("history has no rows", None)
     covs = covariate_columns(history)
-    out = history[[ID, TIME, TARGET, *covs]].copy()
-    out[TIME] = _parse_ds(out, "history")
+    ds = _parse_ds(history, "history")
     if keep_days is not None:
-        last = out.groupby(ID, sort=False, observed=True)[TIME].transform("max")
-        recent = out[TIME] > last - pd.Timedelta(days=keep_days)
+        # Trim before copying the other columns: on a large panel most rows are older than the models look.
+        last = ds.groupby(history[ID], sort=False, observed=True).transform("max")
+        recent = (ds > last - pd.Timedelta(days=keep_days)).to_numpy()
+        del last
         if not recent.all():
-            out = out[recent.to_numpy()]
-        del last, recent
-    out[ID] = out[ID].astype(str)
+            ds = ds[recent]
+            history = history.loc[recent, [ID, TARGET, *covs]]
+        del recent
+    out = history[[ID, TARGET, *covs]].copy()
+    out.insert(1, TIME, ds.to_numpy())
+    del ds
+    out[ID] = _ids_as_str(out[ID])
     y = pd.to_numeric(out[TARGET], errors="coerce")
     bad = y.isna() & out[TARGET].notna()
     if bad.any():
@@ -117,16 +122,36 @@ def validate_history(history: pd.DataFrame, keep_days: int | None = None) -> pd.
     out[TARGET] = y.astype("float32")
     for col in covs:
         out[col] = out[col].astype("float32")
-    dup = out.duplicated([ID, TIME])
+    # Sort and find duplicates on integer codes rather than on millions of id strings (GBs of hashing and copies).
+    codes, _ = pd.factorize(out[ID], sort=True)
+    t = out[TIME].to_numpy().view("int64")
+    order = np.lexsort((t, codes))
+    c_sorted, t_sorted = codes[order], t[order]
+    dup = np.zeros(len(order), dtype=bool)
+    dup[1:] = (c_sorted[1:] == c_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])
+    del codes, t, c_sorted, t_sorted
     if dup.any():
-        first = out.loc[dup].iloc[0]
+        first = out.iloc[order[np.flatnonzero(dup)[0]]]
         raise ForecastInputError(
             f"history: {int(dup.sum())} duplicate (unique_id, ds) rows, e.g. ({first[ID]}, {first[TIME].date()}); "
             "aggregate them first",
             f"{ID}, {TIME}",
         )
-    out = out.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+    del dup
+    if not (order[1:] > order[:-1]).all():
+        out = out.take(order)
+    del order
+    out = out.reset_index(drop=True)
     return _fill_gaps(out, covs)
+
+
+def _ids_as_str(ids: pd.Series) -> pd.Series:
+    """Ids as Python strings. A categorical column maps through its categories, so each id is one string object
+    shared by its rows instead of one object per row (on a 22 M-row panel that saves about 1.6 GB)."""
+    if isinstance(ids.dtype, pd.CategoricalDtype) and not ids.isna().any():
+        cats = np.asarray(ids.cat.categories.astype(str), dtype=object)
+        return pd.Series(cats[ids.cat.codes.to_numpy()], index=ids.index, name=ids.name)
+    return ids.astype(str)
 
 
 def _fill_gaps(frame: pd.DataFrame, covs: list[str]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ Ray) DataFrame engine via ``dask_client`` runs them on a cluster through statsfo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +26,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         TSB,
         AutoETS,
         CrostonSBA,
+        SeasonalExponentialSmoothingOptimized,
         SeasonalNaive,
         SeasonalWindowAverage,
         WindowAverage,
@@ -39,12 +40,13 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "tsb": lambda: TSB(alpha_d=0.1, alpha_p=0.1, alias="tsb"),
         "snaive": lambda: SeasonalNaive(season_length=SEASON, alias="snaive"),
         "swa": lambda: SeasonalWindowAverage(season_length=SEASON, window_size=4, alias="swa"),
+        "seas_es": lambda: SeasonalExponentialSmoothingOptimized(season_length=SEASON, alias="seas_es"),
         "wa28": lambda: WindowAverage(window_size=28, alias="wa28"),
     }
 
 
-STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "wa28")
-MODEL_NAMES = (*STATS_MODELS, "lgbm")
+STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct")
 
 
 def parse_spec(spec: str) -> list[str]:
@@ -60,7 +62,13 @@ def parse_spec(spec: str) -> list[str]:
 
 @dataclass(frozen=True)
 class LGBMConfig:
-    """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows."""
+    """Global LightGBM settings. Training uses the last ``train_days`` per series, at most ``max_rows`` rows.
+
+    ``long_levels`` adds slow level features (a 112-day mean ending 28 days back and a 12-week same-weekday
+    mean), which steady the recursive forecast over long horizons. ``min_lag`` is the shortest lag: 1 for the
+    recursive ``lgbm`` member; the ``lgbm_direct`` member uses ``direct_min_lag`` (56), so that for every day up
+    to 56 ahead all its lag features are observed demand, never its own earlier predictions.
+    """
 
     train_days: int = 540
     max_rows: int = 2_000_000
@@ -72,6 +80,9 @@ class LGBMConfig:
     tweedie_variance_power: float = 1.1
     seed: int = 0
     block_rows: int = 4_000_000
+    long_levels: bool = True
+    min_lag: int = 1
+    direct_min_lag: int = 56
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,21 +136,22 @@ def _price_features(frame: pd.DataFrame, ref_max: pd.Series) -> pd.DataFrame:
 
 def lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: LGBMConfig | None = None, n_jobs: int = 1,
+    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm",
 ) -> pd.DataFrame:
     """Global LightGBM (Tweedie) through mlforecast, predicted recursively so any horizon works.
 
-    Features: lags 1/7/14/28, rolling and day-of-week rolling means, calendar (day of week, day of month, month),
-    and the covariates (plus relative price and price change when ``price`` is present). Covariates are used only
-    when ``future`` provides them for the horizon.
+    Features: lags 1/7/14/28 (or ``min_lag`` + 0/7/14/21 days), rolling and day-of-week rolling means on the
+    shortest lag (and on lags 7 and 28 when ``min_lag`` is 1), calendar (day of week, day of month, month), and the
+    covariates (plus relative price and price change when ``price`` is present). Covariates are used only when
+    ``future`` provides them for the horizon. The forecast column is called ``name``.
     """
     import lightgbm as lgb
     from mlforecast import MLForecast
-    from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
 
     cfg = config or LGBMConfig()
     covs = [c for c in covariates if future is not None and c in future.columns]
-    keep = cfg.train_days + 64
+    state = state_days(cfg)
+    keep = cfg.train_days + state
     df = history.groupby(ID, sort=False).tail(keep)[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
     x_future = None
     if covs:
@@ -150,11 +162,14 @@ def lgbm_forecast(
         for c in covs:
             x_future[c] = x_future[c].fillna(x_future[ID].map(last[c]))
         if "price" in covs:
-            ref_max = df.groupby(ID)["price"].max()
-            both = pd.concat([df[[ID, TIME, *covs]], x_future], ignore_index=True).sort_values([ID, TIME])
-            both = _price_features(both, ref_max)
+            ref_max = df.groupby(ID, sort=False)["price"].max()
+            # ``df`` is sorted and gap-free per series, so its features need no concat, sort or merge (each of
+            # those copies the whole panel); the horizon needs only each series' last week before it.
+            df = _price_features(df, ref_max)
             extra = ["price_rel", "price_chg"]
-            df = df.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
+            last_week = df.groupby(ID, sort=False).tail(7)[[ID, TIME, "price"]]
+            both = pd.concat([last_week, x_future[[ID, TIME, "price"]]], ignore_index=True)
+            both = _price_features(both.sort_values([ID, TIME], kind="stable"), ref_max)
             x_future = x_future.merge(both[[ID, TIME, *extra]], on=[ID, TIME], how="left")
     params = dict(
         objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power, n_estimators=cfg.n_estimators,
@@ -165,13 +180,8 @@ def lgbm_forecast(
     mlf = MLForecast(
         models={"lgbm": lgb.LGBMRegressor(**params)},
         freq="D",
-        lags=[1, 7, 14, 28],
-        lag_transforms={
-            1: [RollingMean(window_size=7), RollingMean(window_size=28)],
-            7: [RollingMean(window_size=7), RollingMean(window_size=28),
-                SeasonalRollingMean(season_length=7, window_size=4)],
-            28: [RollingMean(window_size=28)],
-        },
+        lags=_lags(cfg.min_lag),
+        lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
         date_features=["dayofweek", "day", "month"],
         num_threads=n_jobs,
     )
@@ -179,21 +189,63 @@ def lgbm_forecast(
     mlf.fit_models(X, y)
     del X, y
     # Only the recent tail is needed to roll the lags forward over the horizon.
-    mlf.preprocess(df.groupby(ID, sort=False).tail(_STATE_DAYS), static_features=[], dropna=False,
-                   keep_last_n=_STATE_DAYS)
+    mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
     out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
-    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, "lgbm"]]
+    out = out.rename(columns={"lgbm": name})
+    return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, name]]
+
+
+def _lags(min_lag: int) -> list[int]:
+    return [1, 7, 14, 28] if min_lag <= 1 else [min_lag, min_lag + 7, min_lag + 14, min_lag + 21]
+
+
+def _lag_transforms(long_levels: bool, min_lag: int = 1) -> dict[int, list[Any]]:
+    from mlforecast.lag_transforms import RollingMean, SeasonalRollingMean
+
+    if min_lag > 1:
+        tf_d: dict[int, list[Any]] = {min_lag: [
+            RollingMean(window_size=7), RollingMean(window_size=28), SeasonalRollingMean(season_length=7, window_size=4),
+        ]}
+        if long_levels:
+            tf_d[min_lag] += [SeasonalRollingMean(season_length=7, window_size=12, min_samples=4),
+                              RollingMean(window_size=112, min_samples=28)]
+        return tf_d
+
+    tf: dict[int, list[Any]] = {
+        1: [RollingMean(window_size=7), RollingMean(window_size=28)],
+        7: [RollingMean(window_size=7), RollingMean(window_size=28),
+            SeasonalRollingMean(season_length=7, window_size=4)],
+        28: [RollingMean(window_size=28)],
+    }
+    if long_levels:
+        # Partial windows count, so a series needs no more history to train on than without these features.
+        tf[7].append(SeasonalRollingMean(season_length=7, window_size=12, min_samples=4))
+        tf[28].append(RollingMean(window_size=112, min_samples=28))
+    return tf
 
 
 _STATE_DAYS = 64  # >= largest lag (28) + longest window on it (28)
+_LONG_STATE_DAYS = 144  # lag 28 + a 112-day window, plus slack
+
+
+def direct_config(config: LGBMConfig) -> LGBMConfig:
+    """The ``lgbm_direct`` member's settings: ``config`` with ``min_lag = direct_min_lag``."""
+    return replace(config, min_lag=config.direct_min_lag)
+
+
+def state_days(config: LGBMConfig) -> int:
+    """Days of history a series needs for every lag feature (largest lag + longest window on it)."""
+    base = _LONG_STATE_DAYS if config.long_levels else _STATE_DAYS
+    return base + max(0, config.min_lag - 1) if config.min_lag > 1 else base
 
 
 def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature rows for training, built a block of series at a time and subsampled to ``cfg.max_rows``,
     so that peak memory stays bounded on large panels."""
     sizes = df.groupby(ID, sort=False).size()
-    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - _STATE_DAYS, 0), cfg.train_days).sum())
+    state = state_days(cfg)
+    est_rows = int(np.minimum(np.maximum(sizes.to_numpy() - state, 0), cfg.train_days).sum())
     frac = min(1.0, cfg.max_rows / est_rows) if est_rows else 1.0
     bounds = np.concatenate([[0], np.cumsum(sizes.to_numpy())])
     per_block = max(1, int(cfg.block_rows // max(1, sizes.mean())))
@@ -203,7 +255,7 @@ def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.Data
     for lo in range(0, len(sizes), per_block):
         hi = min(lo + per_block, len(sizes))
         part = df.iloc[bounds[lo]:bounds[hi]]
-        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=_STATE_DAYS)
+        prep = mlf.preprocess(part, static_features=[], dropna=True, keep_last_n=state)
         prep = prep[prep[TIME] > last_ds - pd.Timedelta(days=cfg.train_days)]
         if frac < 1.0:
             prep = prep[rng.random(len(prep)) < frac]
