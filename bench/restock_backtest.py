@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     panel = load_demand_panel(args.history)
     if args.end_offset:
         panel = DemandPanel(panel.ids, panel.dates[: -args.end_offset], panel.demand[:, : -args.end_offset])
+    # "auto" names whatever the forecast package's default is today: key the disk cache on the concrete spec.
+    from shopfloor.forecast import DEFAULT_MODEL
+
+    tag = DEFAULT_MODEL if args.forecast_model == "auto" else args.forecast_model
     cache = ForecastCache(partial(forecast_package_means, model=args.forecast_model), args.forecast_cache_dir,
-                          tag=args.forecast_model)
+                          tag=tag)
     common = dict(service_levels=(0.90, 0.95, 0.98), lead_time=args.lead_time, test_days=args.test_days,
                   forecast_model=args.forecast_model, forecaster=cache)
     result = run_restock_backtest(panel, demand=args.demand, spread=args.spread, **common)
