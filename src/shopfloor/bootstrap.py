@@ -42,7 +42,8 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     background_checkpoints = (settings.sqlite_checkpoint_interval_s > 0
                               and WalCheckpointer.applies_to(settings.database_url))
     # With a background checkpointer the writers' own checkpoints are only a safety net (40 MB of WAL).
-    engine = make_engine(settings.database_url, wal_autocheckpoint=10_000 if background_checkpoints else 1000)
+    engine = make_engine(settings.database_url, wal_autocheckpoint=10_000 if background_checkpoints else 1000,
+                         pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
     clock = clock or SystemClock()
     container = Container(settings=settings, engine=engine, clock=clock)
     if background_checkpoints:

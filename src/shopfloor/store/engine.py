@@ -22,11 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous: str = "FULL",
-                wal_autocheckpoint: int = 1000) -> Engine:
+                wal_autocheckpoint: int = 1000, max_overflow: int | None = None) -> Engine:
     """``synchronous`` applies to SQLite only: FULL (the default) makes every commit survive power loss.
     ``wal_autocheckpoint`` (SQLite, pages) is how large the WAL may grow before a committing writer copies it back
     into the database file itself; a process running a :class:`WalCheckpointer` raises it so that this copying
-    leaves the write path (the setting stays as a safety net)."""
+    leaves the write path (the setting stays as a safety net). The pool holds ``pool_size`` connections and opens
+    up to ``max_overflow`` (default ``2 * pool_size``) more under load."""
+    if max_overflow is None:
+        max_overflow = pool_size * 2
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError("synchronous must be FULL or NORMAL")
     url = normalise_url(url)
@@ -36,7 +39,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             pool_size=pool_size,
-            max_overflow=pool_size * 2,
+            max_overflow=max_overflow,
             pool_pre_ping=False,
         )
 
@@ -91,7 +94,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
 
         return engine
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
     )
 
 
