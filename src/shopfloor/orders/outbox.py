@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Protocol
 from sqlalchemy import Engine, and_, or_, select, update
 
 from ..domain.clock import Clock
+from ..store.engine import dialect_insert
 from ..store.tables import outbox, processed_events
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,7 @@ class OutboxWorker:
         return completed, None
 
     def _insert_ignore(self):
-        if self._is_pg:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(processed_events).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(processed_events).on_conflict_do_nothing()
+        return dialect_insert(self.engine, processed_events).on_conflict_do_nothing()
 
     def _finish_batch(self, outcomes: list[tuple[OutboxEvent, list[str], BaseException | None]]) -> None:
         """Record completed handlers and each event's fate in one transaction for the whole batch.

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable
@@ -14,9 +12,6 @@ from typing import Any, Callable
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder
 from .payment_flow import PaymentSettlement, Settle
 from .payments import PaymentAttempt
-
-log = logging.getLogger(__name__)
-
 
 _STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
 
@@ -65,7 +60,6 @@ class BuyPath:
         self.settlement = settlement
         self.promise = promise
         self.observer = observer
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buy-path-bookkeeping")
 
     async def checkout(self, cmd: PlaceOrder) -> CheckoutResult:
         started = time.perf_counter()
@@ -83,19 +77,15 @@ class BuyPath:
         if self.payments is not None:
             extra["shipping"] = quote
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
-        dated = [p for p in promises or [] if p.deliver_by is not None]
-        in_batch = self.checkout_service.after_place is not None
         if promises is not None:
             extra["promise"] = combine_promises(promises)
-            if dated and in_batch:
+            dated = [p for p in promises if p.deliver_by is not None]
+            if dated:
+                # The order's promise is its slowest line. The checkout writer's ``after_place`` hook (see
+                # :func:`promise_bookkeeping`) records it with the order, for the engine's online calibration.
                 extra["promise_window"] = max(dated, key=lambda p: p.deliver_by).window
         cmd = replace(cmd, extra=extra)
         result = await asyncio.wrap_future(self.checkout_service.submit(cmd))
-        if result.created and dated and not in_batch:
-            # The order's promise is its slowest line; its outcome feeds the engine's online calibration. That is
-            # bookkeeping with its own write, so it runs off the request path, one at a time.
-            self._background.submit(self._record_promise, result.body["order_id"],
-                                    max(dated, key=lambda p: p.deliver_by))
         if not result.created or self.payments is None:
             return result, None
         order_id = result.body["order_id"]
@@ -123,14 +113,7 @@ class BuyPath:
             merged[line.sku] = merged.get(line.sku, 0) + line.qty
         return [self.promise.promise_for(sku, qty, cmd.country, cmd.postal_code) for sku, qty in merged.items()]
 
-    def _record_promise(self, order_id: str, promise: Any) -> None:
-        try:
-            self.promise.record_promise(order_id, promise)
-        except Exception:  # noqa: BLE001 - calibration bookkeeping must never fail a checkout
-            log.warning("could not record the promise of %s", order_id, exc_info=True)
-
     def close(self) -> None:
-        self._background.shutdown(wait=True)
         self.checkout_service.close()
         if self.payments is not None:
             self.payments.close()

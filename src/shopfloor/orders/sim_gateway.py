@@ -29,11 +29,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, and_, bindparam, case, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import Clock
+from ..store.engine import dialect_insert
 from ..store.payments_tables import sim_gateway_charges, sim_gateway_faults
 from .payments import (
     AttemptKeyCancelled,
@@ -369,8 +368,9 @@ class SimulatedProcessor(_FaultedService):
 
 # Built once per dialect and executed with a parameter dict: no statement construction per authorization.
 _insert_charge = {
-    name: fn(sim_gateway_charges).on_conflict_do_nothing().returning(sim_gateway_charges.c.idempotency_key)
-    for name, fn in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+    name: dialect_insert(name, sim_gateway_charges).on_conflict_do_nothing()
+    .returning(sim_gateway_charges.c.idempotency_key)
+    for name in ("sqlite", "postgresql")
 }
 _select_charge = select(sim_gateway_charges).where(
     sim_gateway_charges.c.processor == bindparam("b_proc"), sim_gateway_charges.c.idempotency_key == bindparam("b_key"))

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from typing import Iterable, Mapping
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from .capacity_tables import request_minutes
+from .engine import dialect_insert
 from .tables import order_lines, orders
 
 
@@ -22,13 +22,7 @@ def floor_minute(at: datetime) -> datetime:
 
 def _upsert(conn: Connection, rows: list[dict]):
     t = request_minutes
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(t).values(rows)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(t).values(rows)
-    else:  # pragma: no cover - only the two supported backends
-        raise NotImplementedError(f"request rollup upsert is not implemented for {dialect}")
+    stmt = dialect_insert(conn, t).values(rows)
     return stmt.on_conflict_do_update(
         index_elements=[t.c.minute, t.c.route],
         set_={

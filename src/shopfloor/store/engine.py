@@ -5,10 +5,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
+
+
+def dialect_insert(bind: Any, table: Any):
+    """``INSERT`` for ``table`` in the dialect of ``bind`` (an engine, a connection or a dialect name), so callers
+    get ``on_conflict_do_nothing/do_update`` on both supported backends, PostgreSQL and SQLite."""
+    name = bind if isinstance(bind, str) else bind.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upserts are implemented for PostgreSQL and SQLite, not {name}")
 
 
 def normalise_url(url: str) -> str:

@@ -376,32 +376,27 @@ def _active_reservations(conn: Connection, order_id: str) -> list[Allocation]:
 
 def release_reservations(conn: Connection, order_id: str) -> int:
     """Give an order's reserved stock back (cancel, decline, expiry). Idempotent: only active rows move."""
-    allocs = lock_order(_active_reservations(conn, order_id))
-    for a in allocs:
-        res = conn.execute(_release_stmt, {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty})
-        if res.rowcount != 1:  # pragma: no cover - would mean corrupted counters; refuse loudly
-            raise RuntimeError(f"reserved counter for {a.sku}@{a.warehouse} below reservation of {order_id}")
-    if allocs:
-        conn.execute(
-            update(reservations)
-            .where(reservations.c.order_id == order_id, reservations.c.state == "active")
-            .values(state="released")
-        )
-    return len(allocs)
+    return _close_reservations(conn, order_id, _release_stmt, "released")
 
 
 def consume_reservations(conn: Connection, order_id: str) -> int:
     """The goods left the warehouse: reserved and on_hand both drop. Idempotent."""
+    return _close_reservations(conn, order_id, _consume_stmt, "consumed")
+
+
+def _close_reservations(conn: Connection, order_id: str, stock_stmt, state: str) -> int:
+    """Apply ``stock_stmt`` to each active reservation's stock row (in lock order), then mark them ``state``."""
     allocs = lock_order(_active_reservations(conn, order_id))
     for a in allocs:
-        res = conn.execute(_consume_stmt, {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty})
-        if res.rowcount != 1:  # pragma: no cover
-            raise RuntimeError(f"cannot consume reservation of {order_id} for {a.sku}@{a.warehouse}")
+        res = conn.execute(stock_stmt, {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty})
+        if res.rowcount != 1:  # pragma: no cover - would mean corrupted counters; refuse loudly
+            raise RuntimeError(f"stock counters of {a.sku}@{a.warehouse} cannot take the {state} reservation "
+                               f"of {order_id}")
     if allocs:
         conn.execute(
             update(reservations)
             .where(reservations.c.order_id == order_id, reservations.c.state == "active")
-            .values(state="consumed")
+            .values(state=state)
         )
     return len(allocs)
 

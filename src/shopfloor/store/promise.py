@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..domain.catalog import Warehouse
 from ..domain.stock import StockLevel
@@ -29,14 +28,11 @@ from ..fulfillment.stats import (
     state_from_dict,
     to_hours,
 )
+from .engine import dialect_insert
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
 from .tables import stock, warehouses
 
 SEQ = "stats_seq"
-
-
-def _insert(conn: Connection, table):
-    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
 
 
 _UPSERTS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}
@@ -49,7 +45,7 @@ def _upsert(conn: Connection, table, rows: list[dict[str, Any]], key: str) -> No
     cache_key = (conn.dialect.name, table.name, key, cols)
     stmt = _UPSERTS.get(cache_key)
     if stmt is None:  # built once per shape: the checkout's promise bookkeeping upserts in every group commit
-        base = _insert(conn, table)
+        base = dialect_insert(conn, table)
         stmt = _UPSERTS[cache_key] = base.on_conflict_do_update(
             index_elements=[key], set_={c: getattr(base.excluded, c) for c in cols})
     conn.execute(stmt, rows)
@@ -75,7 +71,7 @@ class SqlFulfillmentStore:
 
     # ------------------------------------------------------------------ helpers
     def _next_seq(self, conn: Connection) -> int:
-        conn.execute(_insert(conn, promise_meta).values(name=SEQ, value=0).on_conflict_do_nothing())
+        conn.execute(dialect_insert(conn, promise_meta).values(name=SEQ, value=0).on_conflict_do_nothing())
         conn.execute(_bump_seq)
         return int(conn.execute(_read_seq).scalar_one())
 
@@ -123,7 +119,7 @@ class SqlFulfillmentStore:
             seq = self._next_seq(conn)
             new: list[FulfillmentEvent] = []
             for ev in events:
-                res = conn.execute(_insert(conn, fulfillment_events).values(
+                res = conn.execute(dialect_insert(conn, fulfillment_events).values(
                     event_id=ev.event_id, order_id=ev.order_id, type=ev.type, at=ev.at, warehouse=ev.warehouse,
                     carrier=ev.carrier, country=ev.country, postal_code=ev.postal_code, region=ev.region,
                     placed_at=ev.placed_at, origin_region=ev.origin_region, received_at=now,

@@ -6,13 +6,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Engine, and_, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-
+from .engine import dialect_insert
 from .tower_tables import alerts, funnel_minutes, promise_degradations, promotion_suppressions, tower_actions
-
-
-def _upsert(engine: Engine, table):
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 class TowerRepository:
@@ -28,7 +23,7 @@ class TowerRepository:
         rows = list(rows)
         if not rows:
             return 0
-        stmt = _upsert(self.engine, funnel_minutes)
+        stmt = dialect_insert(self.engine, funnel_minutes)
         stmt = stmt.on_conflict_do_update(
             index_elements=["minute", "stage"],
             set_={
@@ -121,7 +116,7 @@ class TowerRepository:
 
     def suppress_promotion(self, sku: str, reason: str, alternatives: list[str], until: datetime,
                            now: datetime) -> None:
-        stmt = _upsert(self.engine, promotion_suppressions).values(
+        stmt = dialect_insert(self.engine, promotion_suppressions).values(
             sku=sku, reason=reason, alternatives=list(alternatives), until=until, created_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=["sku"], set_={
             "reason": stmt.excluded.reason, "alternatives": stmt.excluded.alternatives,
@@ -152,7 +147,7 @@ class TowerRepository:
 
     def degrade_promises(self, warehouse: str, reason: str, extra_days: int, until: datetime,
                          now: datetime) -> None:
-        stmt = _upsert(self.engine, promise_degradations).values(
+        stmt = dialect_insert(self.engine, promise_degradations).values(
             warehouse=warehouse, reason=reason, extra_days=extra_days, until=until, created_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=["warehouse"], set_={
             "reason": stmt.excluded.reason, "extra_days": stmt.excluded.extra_days,
