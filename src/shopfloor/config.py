@@ -208,3 +208,7 @@ class Settings(BaseSettings):
     dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600,
                                          description="How long a dashboard login lasts.")
     dashboard_refresh_s: float = Field(default=5.0, ge=1, description="How often the dashboard page refreshes.")
+    dashboard_login_max_failures: int = Field(
+        default=10, ge=1, le=10_000, description="Refused dashboard logins per client address before it must wait.")
+    dashboard_login_window_s: float = Field(default=300.0, gt=0, le=86_400,
+                                            description="Window over which refused dashboard logins are counted.")

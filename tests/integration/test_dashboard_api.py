@@ -65,6 +65,28 @@ def test_a_key_without_admin_scope_is_refused(env):
     assert env["client"].get("/dashboard", follow_redirects=False).status_code == 303
 
 
+def test_repeated_refused_logins_are_throttled_with_429_and_retry_after(env):
+    client, container = env["client"], env["container"]
+    limit = container.settings.dashboard_login_max_failures
+    for i in range(limit):
+        assert _login(client, f"sf_live_guess_{i}").status_code == 401
+    r = _login(client, env["admin"])  # even the right key waits until the window has passed
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["retry-after"]) <= container.settings.dashboard_login_window_s
+    assert "Too many refused logins" in r.text and COOKIE not in r.headers.get("set-cookie", "")
+    assert _login(client, "").status_code == 401  # an empty form is answered, not counted or throttled
+
+
+def test_a_successful_login_clears_the_refused_count(env):
+    client, limit = env["client"], env["container"].settings.dashboard_login_max_failures
+    for i in range(limit - 1):
+        assert _login(client, f"sf_live_guess_{i}").status_code == 401
+    assert _login(client, env["admin"]).status_code == 303
+    for i in range(limit - 1):
+        assert _login(client, f"sf_live_guess_again_{i}").status_code == 401
+    assert _login(client, env["admin"]).status_code == 303
+
+
 def test_admin_login_sets_a_signed_httponly_strict_cookie_that_opens_the_page(env, caplog):
     caplog.set_level(logging.DEBUG)
     client = env["client"]

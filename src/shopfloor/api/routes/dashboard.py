@@ -27,6 +27,7 @@ from ...store.tables import api_keys
 from ...tower.dashboard_panels import PANELS
 from ..deps import get_container
 from ..session import InvalidSession, Session, SessionSigner
+from ..throttle import FailedLoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,16 @@ SECURITY_HEADERS = {
                                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",
 }
+
+
+def login_throttle(container: Container) -> FailedLoginThrottle:
+    throttle = container.services.get("dashboard.login_throttle")
+    if throttle is None:
+        s = container.settings
+        throttle = container.services.setdefault(
+            "dashboard.login_throttle",
+            FailedLoginThrottle(s.dashboard_login_max_failures, s.dashboard_login_window_s))
+    return throttle
 
 
 def session_signer(container: Container) -> SessionSigner:
@@ -117,13 +128,23 @@ async def login(request: Request, container: Container = Depends(get_container))
     key = (form.get("key") or [""])[0].strip()
     if not key:
         return login_page("Enter an admin API key.", 401)
+    throttle = login_throttle(container)
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        log.warning("dashboard login throttled for %s (%d s left)", client, wait)
+        page = login_page(f"Too many refused logins from your address; try again in {wait} s.", 429)
+        page.headers["Retry-After"] = str(wait)
+        return page
     try:
         key_id = request.app.state.authenticator.require("Bearer " + key, ("admin",))
     except DomainError as exc:  # Unauthorized (401) or Forbidden (403); the key itself is never logged
+        throttle.failed(client)
         log.info("dashboard login refused: %s", exc.code)
         text = ("That key does not have the admin scope." if exc.status == 403
                 else "That key is not valid (unknown or revoked).")
         return login_page(text, exc.status)
+    throttle.succeeded(client)
     now = container.clock.now()
     signer = session_signer(container)
     response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
