@@ -50,24 +50,22 @@ SECURITY_HEADERS = {
 }
 
 
+def _per_container(container: Container, name: str, build):
+    """The container's ``name`` service, built from its settings on first use (one per process)."""
+    svc = container.services.get(name)
+    if svc is None:
+        svc = container.services.setdefault(name, build(container.settings))
+    return svc
+
+
 def login_throttle(container: Container) -> FailedLoginThrottle:
-    throttle = container.services.get("dashboard.login_throttle")
-    if throttle is None:
-        s = container.settings
-        throttle = container.services.setdefault(
-            "dashboard.login_throttle",
-            FailedLoginThrottle(s.dashboard_login_max_failures, s.dashboard_login_window_s))
-    return throttle
+    return _per_container(container, "dashboard.login_throttle", lambda s: FailedLoginThrottle(
+        s.dashboard_login_max_failures, s.dashboard_login_window_s))
 
 
 def session_signer(container: Container) -> SessionSigner:
-    signer = container.services.get("dashboard.sessions")
-    if signer is None:
-        s = container.settings
-        signer = container.services.setdefault(
-            "dashboard.sessions",
-            SessionSigner(s.dashboard_session_secret.get_secret_value(), s.dashboard_session_ttl_s))
-    return signer
+    return _per_container(container, "dashboard.sessions", lambda s: SessionSigner(
+        s.dashboard_session_secret.get_secret_value(), s.dashboard_session_ttl_s))
 
 
 def _admin_key_active(container: Container, key_id: str) -> bool:
