@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
-from shopfloor.loadtest import run_checkout_benchmark
+from shopfloor.loadtest import run_checkout_benchmark, summarize_checkout_runs
 
 
 def main() -> None:
@@ -28,13 +27,7 @@ def main() -> None:
                                    workers=args.workers)
         runs.append(r)
         print(json.dumps(r), flush=True)
-    keys = ["ceiling_rps", "checkout_rps", "ratio", "checkout_p50_ms", "checkout_p99_ms", "hot_rps", "hot_p99_ms",
-            "server_rss_mb"]
-    summary = {"benchmark": "checkout", "runs": len(runs), "database": runs[0]["database"],
-               **{f"median_{k}": statistics.median(r[k] for r in runs) for k in keys},
-               "oversold": sum(r["oversold"] + r["hot_sku_oversold"] for r in runs),
-               "lost": sum(r["lost"] for r in runs),
-               "duplicate_orders": sum(r["duplicate_orders"] for r in runs)}
+    summary = summarize_checkout_runs(runs)
     print(json.dumps(summary))
 
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -42,6 +43,7 @@ end
 
 function init(args)
   statuses = {}
+  ids = {}
 end
 
 function request()
@@ -60,6 +62,10 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if status == 201 then
+    local id = body:match('"order_id":"([%w_]+)"')
+    if id then ids[#ids + 1] = id end
+  end
 end
 """
 
@@ -74,6 +80,16 @@ function done(summary, latency, requests)
   local parts = {}
   for k, v in pairs(agg) do table.insert(parts, string.format('"%s": %d', k, v)) end
   io.write("STATUS_JSON {" .. table.concat(parts, ", ") .. "}\n")
+  -- The order id of every 201, so that the store check can look each one up.
+  local out = os.getenv("SF_IDS_OUT")
+  if out then
+    local f = io.open(out, "w")
+    for _, t in ipairs(threads) do
+      local got = t:get("ids")
+      if got then for _, id in ipairs(got) do f:write(id, "\n") end end
+    end
+    f:close()
+  end
 end
 """
 
@@ -170,8 +186,9 @@ def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
     return key
 
 
-def verify_store(database_url: str, created_responses: int) -> dict:
-    """Oversold, lost and duplicate checks after a run."""
+def verify_store(database_url: str, created_order_ids: list[str]) -> dict:
+    """Oversold, lost and duplicate checks after a run. ``created_order_ids``: the order id of every 201 the load
+    generator received; an order is lost when its id is not in the store."""
     from sqlalchemy import func, select
 
     from .store import orders_repo as repo
@@ -189,6 +206,11 @@ def verify_store(database_url: str, created_responses: int) -> dict:
         rows = conn.execute(select(stock.c.sku, stock.c.warehouse, stock.c.reserved)).all()
         mismatched = sum(1 for r in rows if int(r.reserved) != active.get((r.sku, r.warehouse), 0))
         n_orders = conn.execute(select(func.count()).select_from(orders)).scalar()
+        wanted = sorted(set(created_order_ids))
+        found = 0
+        for i in range(0, len(wanted), 500):
+            found += conn.execute(select(func.count()).select_from(orders)
+                                  .where(orders.c.id.in_(wanted[i:i + 500]))).scalar()
         dup = conn.execute(
             select(func.count()).select_from(
                 select(orders.c.idempotency_key)
@@ -202,7 +224,7 @@ def verify_store(database_url: str, created_responses: int) -> dict:
     engine.dispose()
     return {
         "oversold": int(oversold) + mismatched,
-        "lost": max(0, created_responses - int(n_orders)),
+        "lost": len(wanted) - int(found),
         "duplicate_orders": int(dup),
         "orders_in_db": int(n_orders),
         "hot_sku_sold": int(hot_reserved or 0),
@@ -210,12 +232,49 @@ def verify_store(database_url: str, created_responses: int) -> dict:
     }
 
 
+def _read_ids(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    ids = path.read_text().split()
+    path.unlink()
+    return ids
+
+
+def ensure_fresh_store(database_url: str) -> None:
+    """Refuse a database that already holds orders: the lost/duplicate checks count every order in it, and the hot
+    SKU's earlier reservations would make its phase sell nothing."""
+    from sqlalchemy import func, inspect, select
+
+    from .store.engine import make_engine
+    from .store.tables import orders
+
+    engine = make_engine(database_url)
+    try:
+        if inspect(engine).has_table(orders.name):
+            with engine.connect() as conn:
+                n = conn.execute(select(func.count()).select_from(orders)).scalar()
+            if n:
+                raise ValueError(f"the benchmark database already holds {n} orders; point it at a fresh, empty "
+                                 "database (one per run)")
+    finally:
+        engine.dispose()
+
+
 def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 10.0, connections: int = 64,
                            n_skus: int = 500, hot_units: int = 2000, server_core: int | None = 0,
-                           client_core: int | None = 1, workers: int = 1) -> dict:
+                           client_core: int | None = 1, workers: int = 1,
+                           progress: Callable[[str], None] | None = None) -> dict:
+    """One benchmark run; ``progress`` is told the name of each phase as it starts."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    say = progress or (lambda _phase: None)
     tmp = Path(tempfile.mkdtemp(prefix="sf-bench-"))
+    if database_url:
+        ensure_fresh_store(database_url)
     database_url = database_url or f"sqlite:///{tmp / 'bench.db'}"
+    say("seeding the store")
     key = seed_bench_store(database_url, n_skus, hot_units)
+    say("starting the server")
     port = free_port()
     env = {**os.environ, "SHOPFLOOR_DATABASE_URL": database_url}
     server = subprocess.Popen(
@@ -235,23 +294,35 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
             raise RuntimeError("server did not start")
         script = tmp / "checkout.lua"
         script.write_text(_WRK_CHECKOUT_LUA + _WRK_STATUS_LUA)
-        wrk_env = {"SF_KEY": key, "SF_NSKUS": str(n_skus)}
+        wrk_env = {"SF_KEY": key, "SF_NSKUS": str(n_skus), "SF_IDS_OUT": str(tmp / "ids.txt")}
+        say("ceiling: /healthz")
         run_wrk(url, "/healthz", 2, connections, core=client_core)  # warm-up
         ceiling = run_wrk(url, "/healthz", seconds, connections, core=client_core)
-        run_wrk(url, "/v1/checkouts", 2, connections, str(script), {**wrk_env, "SF_RUN": "warm"}, client_core)
+        say("checkout warm-up")
+        ids: list[str] = []
+        warm = run_wrk(url, "/v1/checkouts", 2, connections, str(script), {**wrk_env, "SF_RUN": "warm"},
+                       client_core)
+        ids += _read_ids(tmp / "ids.txt")
+        say("checkouts over many SKUs")
         many = run_wrk(url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"},
                        client_core)
+        ids += _read_ids(tmp / "ids.txt")
+        say("hot-SKU flash sale")
         hot = run_wrk(url, "/v1/checkouts", max(seconds / 2, 2), connections, str(script),
                       {**wrk_env, "SF_RUN": "hot", "SF_HOT": "1"}, client_core)
+        ids += _read_ids(tmp / "ids.txt")
         rss = _process_rss_mb(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
-    created = sum(r.statuses.get("201", 0) for r in (many, hot))
-    # the warm-up phase also created orders; count them through the DB check by reading all 201s is not possible
-    # from wrk's warm-up (not parsed), so verification counts orders against all phases' 201s below.
-    checks = verify_store(database_url, created)
-    checks["lost"] = max(0, created - checks["orders_in_db"])
+    # Every phase's 201s, the warm-up's included: each 201's order id must be in the store.
+    created = sum(r.statuses.get("201", 0) for r in (warm, many, hot))
+    say("verifying the store")
+    checks = verify_store(database_url, ids)
+    # A 201 whose body carried no order id would escape the per-id check: count it as unverified.
+    checks["unverified_201"] = created - len(ids)
+    # Orders without a counted 201 are requests still in flight when a phase's clock ran out (wrk drops them).
+    checks["orders_without_counted_201"] = max(0, checks["orders_in_db"] - created)
     result = {
         "benchmark": "checkout",
         "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
@@ -276,3 +347,22 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     result["hot_sku_oversold"] = max(0, result["hot_sku_sold"] - hot_units)
     shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+SUMMARY_KEYS = ("ceiling_rps", "checkout_rps", "ratio", "checkout_p50_ms", "checkout_p99_ms", "hot_rps", "hot_p99_ms",
+                "server_rss_mb")
+
+
+def summarize_checkout_runs(runs: list[dict]) -> dict:
+    """Medians of the headline figures over runs, and the correctness counts summed over them."""
+    import statistics
+
+    return {
+        "benchmark": "checkout", "runs": len(runs), "database": runs[0]["database"],
+        "connections": runs[0]["connections"],
+        **{f"median_{k}": statistics.median(r[k] for r in runs) for k in SUMMARY_KEYS},
+        "oversold": sum(r["oversold"] + r["hot_sku_oversold"] for r in runs),
+        "lost": sum(r["lost"] for r in runs),
+        "duplicate_orders": sum(r["duplicate_orders"] for r in runs),
+        "unverified_201": sum(r["unverified_201"] for r in runs),
+    }

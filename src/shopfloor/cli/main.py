@@ -6,6 +6,7 @@ import typer
 
 from . import (
     anomalies_cmd,
+    bench_cmd,
     capacity_cmd,
     core_cmd,
     forecast_cmd,
@@ -33,3 +34,4 @@ restock_cmd.register(app)
 capacity_cmd.register(app)
 anomalies_cmd.register(app)
 rules_cmd.register(app)
+bench_cmd.register(app)
