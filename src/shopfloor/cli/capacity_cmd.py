@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .output import console, err_console, fail, print_json
+from .output import console, err_console, fail, print_json, require_store
 
 capacity_app = typer.Typer(
     help="Traffic forecasting and predictive capacity planning (KEDA/Kubernetes plans).", no_args_is_help=True
@@ -216,6 +216,7 @@ def plan(
             from ..bootstrap import build_container
             from ..planning.capacity_service import CapacityService
 
+            require_store(settings.database_url)
             container = build_container(settings)
             try:
                 svc = CapacityService(container.engine, settings, container.clock)

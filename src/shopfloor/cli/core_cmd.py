@@ -8,7 +8,7 @@ import time
 import typer
 
 from ..config import Settings
-from .output import console, err_console, fail, print_json
+from .output import console, err_console, fail, open_store, print_json
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -58,10 +58,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List keys (ids, scopes, created/revoked; never the secrets)."""
-    from ..bootstrap import build_container
     from ..store.keys import list_api_keys
 
-    c = build_container(Settings())
+    c = open_store()
     rows = list_api_keys(c.engine)
     c.close()
     if json_out:
@@ -74,10 +73,9 @@ def keys_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (key_...).")) -> None:
     """Revoke a key (takes effect within the auth cache TTL, 5 s)."""
-    from ..bootstrap import build_container
     from ..store.keys import revoke_api_key
 
-    c = build_container(Settings())
+    c = open_store()
     ok = revoke_api_key(c.engine, key_id, c.clock.now())
     c.close()
     if not ok:
@@ -88,10 +86,9 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (key_...)."))
 @outbox_app.command("status")
 def outbox_status_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Pending, delivered and dead-lettered events, by type."""
-    from ..bootstrap import build_container
     from ..orders import outbox_status
 
-    c = build_container(Settings())
+    c = open_store()
     st = outbox_status(c.engine)
     c.close()
     if json_out:
@@ -114,10 +111,9 @@ def outbox_status_cmd(json_out: bool = typer.Option(False, "--json", help="Print
 @outbox_app.command("requeue-dead")
 def outbox_requeue() -> None:
     """Put dead-lettered events back into the queue after fixing their cause."""
-    from ..bootstrap import build_container
     from ..orders import requeue_dead
 
-    c = build_container(Settings())
+    c = open_store()
     n = requeue_dead(c.engine, c.clock)
     c.close()
     console.print(f"requeued {n} events")

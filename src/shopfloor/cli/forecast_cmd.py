@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, print_json
+from .output import console, fail, print_json, require_store
 
 forecast_app = typer.Typer(
     name="forecast",
@@ -31,7 +31,9 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
         from shopfloor.store.engine import make_unpooled_engine
         from shopfloor.store.forecast_queries import daily_sku_region_demand
 
-        engine = make_unpooled_engine(db_url or Settings().database_url)
+        url = db_url or Settings().database_url
+        require_store(url)
+        engine = make_unpooled_engine(url)
         try:
             frame = daily_sku_region_demand(engine)
         finally:

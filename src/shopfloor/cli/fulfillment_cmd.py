@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .output import console, fail, print_json
+from .output import console, fail, open_store, print_json
 
 fulfillment_app = typer.Typer(help="Fulfillment events: import feeds into the promise statistics.",
                               no_args_is_help=True)
@@ -75,13 +75,11 @@ def import_events(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
 ) -> None:
     """Load fulfillment events into the database (idempotent: events already stored are skipped)."""
-    from ..bootstrap import build_container
-    from ..config import Settings
     from ..promise.service import promise_service
 
     if not file.exists():
         fail(f"file: {file} does not exist")
-    container = build_container(Settings())
+    container = open_store()
     accepted = duplicates = 0
     try:
         svc = promise_service(container)

@@ -21,3 +21,41 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Exit with a one-line error naming the problem (never a traceback)."""
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def require_store(database_url: str) -> None:
+    """Exit with a clean error unless ``database_url`` holds a shopfloor store at this code's schema (commands that
+    read or change an existing store; `serve`, `worker` and `db upgrade` migrate instead)."""
+    from pathlib import Path
+
+    from ..store.migrate import current_revision, head_revision
+
+    where = database_url.split("@")[-1]  # never print a password
+    if database_url.startswith("sqlite:///"):
+        path = database_url.split("sqlite:///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).exists():
+            fail(f"database_url: no store at {path}; run `shopfloor db upgrade` (or `shopfloor serve`) first")
+    try:
+        current = current_revision(database_url)
+    except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, missing driver
+        fail(f"database_url: cannot open {where}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    head = head_revision()
+    if current != head:
+        state = "has no shopfloor schema" if current is None else f"is at schema {current}, this code needs {head}"
+        fail(f"database_url: {where} {state}; run `shopfloor db upgrade`")
+
+
+def open_store():
+    """Settings from the environment and the container for an existing, current store; clean errors otherwise."""
+    from pydantic import ValidationError
+
+    from ..bootstrap import build_container
+    from ..config import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"settings: SHOPFLOOR_{str(first['loc'][0]).upper()}: {first['msg']}")
+    require_store(settings.database_url)
+    return build_container(settings)

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import typer
 
-from .output import console, fail, print_json
+from .output import console, fail, open_store, print_json
 
 restock_app = typer.Typer(help="Restock planning: what to reorder, where and when; sell-out risks.", no_args_is_help=True)
 
 
 def _container():
-    from ..bootstrap import build_container
-    from ..config import Settings
-
-    try:
-        return build_container(Settings())
-    except Exception as exc:  # pydantic validation of SHOPFLOOR_* variables
-        fail(f"settings: {exc}")
+    return open_store()
 
 
 @restock_app.command("plan")

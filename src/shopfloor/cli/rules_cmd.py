@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, print_json
+from .output import console, fail, print_json, require_store
 
 rules_app = typer.Typer(help="Rules that turn signals into actions (scale, warm caches, suppress, alert ...).",
                         no_args_is_help=True)
@@ -73,6 +73,7 @@ def run_cmd(
         if not isinstance(data, dict):
             fail("--signals: expected a JSON object of name -> value")
         extra = StaticSignals(data)
+    require_store(settings.database_url)
     container = build_container(settings)
     try:
         # The funnel monitor runs in the same loop: it stores anomaly alerts and feeds anomaly_score_* signals.

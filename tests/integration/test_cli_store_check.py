@@ -1,0 +1,52 @@
+"""Commands that read or change an existing store say how to fix a missing or old schema (never a traceback)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from shopfloor.cli.main import app
+from shopfloor.store.engine import normalise_url
+
+
+def _said(result) -> str:
+    return " ".join(result.output.split())  # rich wraps long lines
+
+COMMANDS = [["outbox", "status"], ["keys", "list"], ["restock", "plan", "--json"], ["payments", "status"],
+            ["capacity", "plan", "--json"], ["forecast", "--from-db", "--horizon", "7", "--out", "x.parquet"]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_missing_sqlite_store_is_named_and_not_created(tmp_path, monkeypatch, args):
+    path = tmp_path / "nothing-here.db"
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "no store at" in _said(r) and "shopfloor db upgrade" in _said(r) and "Traceback" not in r.output
+    assert not path.exists()
+
+
+def test_a_store_without_the_schema_or_behind_it_is_refused_and_a_current_one_works(db_url, monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    runner = CliRunner()
+    assert runner.invoke(app, ["outbox", "status", "--json"]).exit_code == 0  # migrated by the fixture
+    engine = create_engine(normalise_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001_foundation'"))
+    engine.dispose()
+    r = runner.invoke(app, ["keys", "list"])
+    assert r.exit_code == 2 and "is at schema 0001_foundation" in _said(r) and "shopfloor db upgrade" in _said(r)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+    r = runner.invoke(app, ["outbox", "status"])
+    assert r.exit_code == 2 and "has no shopfloor schema" in _said(r)
+
+
+def test_an_unreachable_server_is_named_without_its_password(monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", "postgresql://postgres:s3cret-pw@127.0.0.1:1/nowhere")
+    r = CliRunner().invoke(app, ["keys", "list"])
+    assert r.exit_code == 2 and "cannot open 127.0.0.1:1/nowhere" in _said(r)
+    assert "s3cret-pw" not in r.output and "Traceback" not in r.output
