@@ -115,3 +115,20 @@ def test_backtest_score_from_is_reported_in_the_json(tmp_path):
                               "--score-from", "8", "--model", "wa28", "--conformal-windows", "2", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["spec"]["score_from"] == 8
+
+
+def test_backtest_on_too_short_a_history_says_how_many_days_it_needs(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist, n_days=60)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--horizon", "28", "--windows", "3"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "history spans 60 days" in said and "need at least 112" in said
+
+
+def test_an_absurd_horizon_is_refused_before_any_work(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist)
+    for cmd in (["forecast", "--out", str(tmp_path / "o.csv")], ["forecast", "backtest"]):
+        res = runner.invoke(app, [*cmd, "--history", str(hist), "--horizon", "100000"])
+        assert res.exit_code == 2 and "--horizon" in res.output and "1096" in res.output

@@ -53,3 +53,12 @@ def test_summary_micro_averages_over_series():
     assert out["recall"] == pytest.approx(2 / 4)
     assert out["f1"] == pytest.approx(round(2 * 0.4 * 0.5 / 0.9, 4))
     assert out["median_delay_h"] == pytest.approx(round(1 / 60, 3))
+
+
+def test_labels_that_are_not_json_get_an_error_saying_what_was_expected(tmp_path):
+    from shopfloor.tower.nab import load_windows
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("unique_id,ds,y\na,2024-01-01,1\n")
+    with pytest.raises(ValueError, match="not JSON .*combined_windows.json"):
+        load_windows(bad)

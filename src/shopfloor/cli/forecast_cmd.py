@@ -51,14 +51,18 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
         fail(f"--history: cannot read {history}: {exc}")
 
 
+#: Three years of daily forecasts; beyond that a daily demand model says nothing useful, and the work grows with it.
+MAX_HORIZON_DAYS = 1096
+
+
 def _run_forecast(
     history: Optional[Path], horizon: int, future: Optional[Path], out: Path, model: str, from_db: bool,
     db_url: Optional[str], n_jobs: int, as_json: bool,
 ) -> None:
     from shopfloor.forecast import ForecastInputError, forecast_demand, read_frame, write_frame
 
-    if horizon < 1:
-        fail("--horizon: must be a positive number of days")
+    if not 1 <= horizon <= MAX_HORIZON_DAYS:
+        fail(f"--horizon: must be a number of days from 1 to {MAX_HORIZON_DAYS}")
     frame = _load_history(history, from_db, db_url)
     fut = None
     if future is not None:
@@ -148,6 +152,8 @@ def backtest_cmd(
     for name, value in (("--horizon", horizon), ("--windows", windows), ("--step", step)):
         if value < 1:
             fail(f"{name}: must be a positive integer")
+    if horizon > MAX_HORIZON_DAYS:
+        fail(f"--horizon: at most {MAX_HORIZON_DAYS} days")
     if not 1 <= score_from <= horizon:
         fail("--score-from: must be between 1 and --horizon")
     if conformal_windows < 2:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .demand import ForecastConfig, forecast_demand, run_member
-from .frames import ID, QUANTILE_COLUMNS, TARGET, TIME, covariate_columns, validate_history
+from .frames import ID, QUANTILE_COLUMNS, TARGET, TIME, ForecastInputError, covariate_columns, validate_history
 from .metrics import per_series_scores, summarize
 
 BASELINES = ("snaive", "ets")
@@ -37,6 +37,10 @@ class BacktestSpec:
     step: int = 28
     conformal_windows: int = 3
     score_from: int = 1
+
+
+#: Days of history a backtest needs before its first origin (the cold-start threshold of the forecast pipeline).
+MIN_TRAIN_DAYS = 28
 
 
 def cutoffs_for(history: pd.DataFrame, spec: BacktestSpec) -> list[pd.Timestamp]:
@@ -98,6 +102,14 @@ def backtest(
     hist = validate_history(history)
     covs = covariate_columns(hist)
     cuts = cutoffs_for(hist, spec)
+    first_day = hist[TIME].min()
+    if cuts[0] < first_day + pd.Timedelta(days=MIN_TRAIN_DAYS - 1):
+        span = (hist[TIME].max() - first_day).days + 1
+        need = MIN_TRAIN_DAYS + spec.horizon + spec.step * (spec.windows - 1)
+        raise ForecastInputError(
+            f"history spans {span} days; {spec.windows} window(s) of horizon {spec.horizon} (step {spec.step}) need "
+            f"at least {need}: {MIN_TRAIN_DAYS} days of training before the first origin. Use fewer windows, a "
+            "shorter horizon or more history")
     names = [cfg.default_model if m == "auto" else m for m in models]
     per_window: list[dict[str, Any]] = []
     for k, cutoff in enumerate(cuts):

@@ -54,7 +54,11 @@ def load_series(path: str | Path) -> tuple[list[datetime], np.ndarray]:
 
 def load_windows(path: str | Path) -> dict[str, list[Window]]:
     """Read NAB ``combined_windows.json``: {"realX/file.csv": [[start, end], ...]}."""
-    raw = json.loads(Path(path).read_text())
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); expected NAB's combined_windows.json "
+                         '{"realX/file.csv": [["start", "end"], ...]}') from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by relative series path")
     windows: dict[str, list[Window]] = {}
