@@ -199,3 +199,31 @@ def test_bad_promise_queries_are_rejected(db_url):
         assert client.get("/v1/promise", params={"sku": "a", "qty": 0, "country": "BR"}).status_code == 422
         assert client.get("/v1/promise", params={"sku": "a", "country": "Brazil"}).status_code == 422
         assert client.post("/v1/promises", json={"items": []}).status_code == 422
+
+
+def test_a_checkout_promises_each_line_from_the_warehouse_that_holds_its_reservation(db_url):
+    # "north" serves the destination and holds sku1 only; "south" holds both SKUs, so the order ships whole from
+    # "south" and its promise must say so for both lines (promised alone, sku1 would name "north").
+    seed(db_url)
+    eng = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with eng.begin() as conn:
+        conn.execute(sa.insert(warehouses), [
+            {"id": "south", "region": "S", "country": "BR", "postal_prefixes": ["9"], "updated_at": NOW}])
+        conn.execute(sa.insert(skus), [{"sku": "sku2", "name": "Tea", "category": "home", "price": 500,
+                                        "currency": "BRL", "updated_at": NOW}])
+        conn.execute(sa.insert(stock), [
+            {"sku": "sku1", "warehouse": "south", "on_hand": 50, "reserved": 0, "updated_at": NOW},
+            {"sku": "sku2", "warehouse": "south", "on_hand": 50, "reserved": 0, "updated_at": NOW}])
+    eng.dispose()
+    app, auth = make_app(db_url)
+    with TestClient(app) as client:
+        alone = client.get("/v1/promise", params={"sku": "sku1", "qty": 1, "country": "BR", "postal_code": "01000"})
+        assert alone.json()["warehouse"] == "north"
+        r = client.post("/v1/checkouts", headers={**auth["storefront"], "Idempotency-Key": "two-lines"}, json={
+            "lines": [{"sku": "sku1", "qty": 1}, {"sku": "sku2", "qty": 1}],
+            "ship_to": {"country": "BR", "postal_code": "01000"}, "payment": {"token": "tok_ok"}})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert {line["warehouse"] for line in body["lines"]} == {"south"}
+        assert {line["sku"]: line["warehouse"] for line in body["promise"]["lines"]} == {"sku1": "south",
+                                                                                         "sku2": "south"}

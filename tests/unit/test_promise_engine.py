@@ -241,3 +241,35 @@ def test_checkout_can_record_the_promise_it_showed():
     assert track.promise_conf == 0.9 and track.promise_due_h is not None and track.warehouse == "north"
     eng.record_promise("order-2", eng.promise_for("nothing", 1, "BR", "01000"))  # unavailable: nothing to record
     assert "order-2" not in eng.stats.tracks
+
+
+def test_an_order_promise_names_the_warehouse_that_ships_the_whole_order():
+    # "north" serves the destination and is faster, but only "south" holds both SKUs: the checkout ships the whole
+    # order from "south" (no split), so both lines must be promised from there.
+    levels = [StockLevel("a", "north", 100, 0), StockLevel("a", "south", 100, 0), StockLevel("b", "south", 100, 0)]
+    eng, stats = engine(levels)
+    history(stats, wh="north", origin="N", transit_h=24)
+    history(stats, wh="south", origin="S", transit_h=24 * 6)
+    alone = eng.promise_for("a", 1, "BR", "01000")
+    a, b = eng.promise_for_order([("a", 1), ("b", 2)], "BR", "01000")
+    assert alone.warehouse == "north"
+    assert (a.sku, a.warehouse, b.sku, b.warehouse) == ("a", "south", "b", "south")
+    assert a.deliver_by > alone.deliver_by and a.status == "in_stock"
+
+
+def test_an_order_promise_merges_repeated_skus_and_promises_a_split_line_by_its_slowest_source():
+    levels = [StockLevel("a", "north", 6, 0), StockLevel("a", "south", 6, 0)]
+    eng, stats = engine(levels)
+    history(stats, wh="north", origin="N", transit_h=24)
+    history(stats, wh="south", origin="S", transit_h=24 * 6)
+    (p,) = eng.promise_for_order([("a", 5), ("a", 5)], "BR", "01000")  # 10 units: 6 + 4
+    assert p.qty == 10 and p.warehouse == "south" and p.status == "limited"  # 12 - 10 < 5 left
+    assert p.deliver_by > eng.promise_for("a", 5, "BR", "01000").deliver_by  # "north" alone would be faster
+
+
+def test_an_order_the_stock_cannot_cover_gets_per_line_promises():
+    eng, stats = engine([StockLevel("a", "north", 100, 0), StockLevel("b", "north", 1, 1)])
+    history(stats)
+    a, b = eng.promise_for_order([("a", 1), ("b", 1)], "BR", "01000")
+    assert a.status == "in_stock" and a.warehouse == "north"
+    assert b.status == "unavailable" and b.deliver_by is None

@@ -108,10 +108,8 @@ class BuyPath:
         return quote, promises
 
     def _line_promises(self, cmd: PlaceOrder) -> list:
-        merged: dict[str, int] = {}
-        for line in cmd.lines:
-            merged[line.sku] = merged.get(line.sku, 0) + line.qty
-        return [self.promise.promise_for(sku, qty, cmd.country, cmd.postal_code) for sku, qty in merged.items()]
+        # Each line is promised from the warehouse the order's allocation will ship it from.
+        return self.promise.promise_for_order([(l.sku, l.qty) for l in cmd.lines], cmd.country, cmd.postal_code)
 
     def close(self) -> None:
         self.checkout_service.close()

@@ -46,5 +46,8 @@ class RuleDegradedEngine:
     def promise_for(self, *args: Any, **kwargs: Any) -> Any:
         return self._apply(self._engine.promise_for(*args, **kwargs))
 
+    def promise_for_order(self, *args: Any, **kwargs: Any) -> list:
+        return [self._apply(p) for p in self._engine.promise_for_order(*args, **kwargs)]
+
     def promises_for(self, requests: Sequence, at: datetime | None = None) -> list:
         return [self._apply(p) for p in self._engine.promises_for(requests, at)]

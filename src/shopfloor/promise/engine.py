@@ -30,7 +30,8 @@ from ..domain.promise import (
     merge_reasons,
     ship_date,
 )
-from ..domain.stock import StockLevel
+from ..domain.errors import OutOfStock
+from ..domain.stock import OrderLineRequest, StockLevel, merge_lines, plan_allocation
 from ..fulfillment.stats import (FulfillmentStats, OrderTrack, basis_band, blended_quantile, flight_key, from_hours,
                                  to_hours)
 from ..fulfillment.survival import curve_from_array, entries_array
@@ -437,8 +438,47 @@ class PromiseEngine:
         return [self._promise(s, q, c, p, at, whs, None if levels is None else levels.get(s, []))
                 for s, q, c, p in requests]
 
+    def promise_for_order(self, lines: Sequence[tuple[str, int]], country: str, postal_code: str,
+                          at: datetime | None = None) -> list[Promise]:
+        """One promise per (merged) line of an order, each from the warehouse the checkout will ship it from.
+
+        Checkout allocates by :func:`~shopfloor.domain.stock.plan_allocation`: the whole order from one warehouse
+        when one can ship all of it, split otherwise. A line promised on its own could name a faster warehouse
+        that the order will not ship from; here the same plan is run on the same stock first, so each promise
+        names the warehouse that really ships its line (a line split over several is promised by its slowest
+        source). When the stock cannot cover the order, each line gets its own promise (backorder, unavailable).
+        """
+        if self.stock is None:
+            raise RuntimeError("this engine has no stock reader; use delivery_window")
+        at = ensure_utc(at) if at is not None else self.clock.now()
+        whs = self.stock.warehouses()
+        merged = merge_lines(OrderLineRequest(s, q) for s, q in lines)
+        many = getattr(self.stock, "stock_levels_many", None)
+        if len(merged) > 1 and callable(many):
+            levels = many([l.sku for l in merged])
+        else:  # the common single-line order: one indexed look-up
+            levels = {l.sku: list(self.stock.stock_levels(l.sku)) for l in merged}
+        try:
+            plan = plan_allocation(merged, [lv for l in merged for lv in levels.get(l.sku, []) if lv.warehouse in whs],
+                                   whs, country, postal_code)
+        except OutOfStock:
+            plan = []
+        sources: dict[str, list[str]] = {}
+        for a in plan:
+            sources.setdefault(a.sku, []).append(a.warehouse)
+        out = []
+        for line in merged:
+            lv = levels.get(line.sku, [])
+            froms = sources.get(line.sku) or [None]
+            options = [self._promise(line.sku, line.qty, country, postal_code, at, whs, lv, ship_from=w) for w in froms]
+            out.append(max(options, key=lambda p: (p.deliver_by is not None, p.deliver_by or date.min)))
+        return out
+
     def _promise(self, sku: str, qty: int, country: str, postal_code: str, at: datetime,
-                 whs: Mapping[str, Warehouse], levels: Sequence[StockLevel] | None = None) -> Promise:
+                 whs: Mapping[str, Warehouse], levels: Sequence[StockLevel] | None = None,
+                 ship_from: str | None = None) -> Promise:
+        """``ship_from`` pins the warehouse (the order's allocation chose it; a split line may hold fewer than
+        ``qty`` units there); without it, the warehouse that can ship ``qty`` soonest is chosen."""
         if qty <= 0:
             raise ValueError("qty must be positive")
         if levels is None:
@@ -447,6 +487,9 @@ class PromiseEngine:
         dest = self.destination_region(country, postal_code)
         total = sum(max(lv.available, 0) for lv in levels)
         candidates = [lv for lv in levels if lv.available >= qty]
+        pinned = [lv for lv in levels if lv.warehouse == ship_from and lv.available > 0] if ship_from else []
+        if pinned and total >= qty:
+            candidates = pinned
         conf = self.config.confidence
         if not candidates:
             eta = self.incoming.backorder_eta(sku, qty, at)
@@ -473,7 +516,8 @@ class PromiseEngine:
                 best = (key, lv, window)
         assert best is not None
         _, lv, window = best
-        status = availability_status(lv.available, qty, self.config.limited_threshold, False)
+        status = availability_status(lv.available if lv.available >= qty else total, qty,
+                                     self.config.limited_threshold, False)
         return Promise(sku, qty, status, lv.warehouse, window.ship_by, window.deliver_by, window.eta_p50, conf,
                        window.provisional, window.reasons, total, window=window)
 
