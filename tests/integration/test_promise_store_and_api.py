@@ -34,16 +34,21 @@ def make_app(url: str) -> tuple[FastAPI, dict[str, dict[str, str]]]:
     return create_app(container), auth
 
 
-def seed(url: str) -> None:
+def insert_rows(url: str, rows: dict) -> None:
+    """``{table: [row, ...]}`` inserted in one transaction, parents first (dict order)."""
     eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with eng.begin() as conn:
-        conn.execute(sa.insert(warehouses), [
-            {"id": "north", "region": "N", "country": "BR", "postal_prefixes": ["0"], "updated_at": NOW}])
-        conn.execute(sa.insert(skus), [{"sku": "sku1", "name": "Mug", "category": "home", "price": 1000,
-                                        "currency": "BRL", "updated_at": NOW}])
-        conn.execute(sa.insert(stock), [{"sku": "sku1", "warehouse": "north", "on_hand": 50, "reserved": 0,
-                                         "updated_at": NOW}])
+        for table, values in rows.items():
+            conn.execute(sa.insert(table), [{**v, "updated_at": NOW} for v in values])
     eng.dispose()
+
+
+def seed(url: str) -> None:
+    insert_rows(url, {
+        warehouses: [{"id": "north", "region": "N", "country": "BR", "postal_prefixes": ["0"]}],
+        skus: [{"sku": "sku1", "name": "Mug", "category": "home", "price": 1000, "currency": "BRL"}],
+        stock: [{"sku": "sku1", "warehouse": "north", "on_hand": 50, "reserved": 0}],
+    })
 
 
 def journeys(n=40, end=NOW):
@@ -205,16 +210,12 @@ def test_a_checkout_promises_each_line_from_the_warehouse_that_holds_its_reserva
     # "north" serves the destination and holds sku1 only; "south" holds both SKUs, so the order ships whole from
     # "south" and its promise must say so for both lines (promised alone, sku1 would name "north").
     seed(db_url)
-    eng = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
-    with eng.begin() as conn:
-        conn.execute(sa.insert(warehouses), [
-            {"id": "south", "region": "S", "country": "BR", "postal_prefixes": ["9"], "updated_at": NOW}])
-        conn.execute(sa.insert(skus), [{"sku": "sku2", "name": "Tea", "category": "home", "price": 500,
-                                        "currency": "BRL", "updated_at": NOW}])
-        conn.execute(sa.insert(stock), [
-            {"sku": "sku1", "warehouse": "south", "on_hand": 50, "reserved": 0, "updated_at": NOW},
-            {"sku": "sku2", "warehouse": "south", "on_hand": 50, "reserved": 0, "updated_at": NOW}])
-    eng.dispose()
+    insert_rows(db_url, {
+        warehouses: [{"id": "south", "region": "S", "country": "BR", "postal_prefixes": ["9"]}],
+        skus: [{"sku": "sku2", "name": "Tea", "category": "home", "price": 500, "currency": "BRL"}],
+        stock: [{"sku": "sku1", "warehouse": "south", "on_hand": 50, "reserved": 0},
+                {"sku": "sku2", "warehouse": "south", "on_hand": 50, "reserved": 0}],
+    })
     app, auth = make_app(db_url)
     with TestClient(app) as client:
         alone = client.get("/v1/promise", params={"sku": "sku1", "qty": 1, "country": "BR", "postal_code": "01000"})
