@@ -136,8 +136,13 @@
                        ["SKUs at sell-out risk", d.risks.length], ["stale after", d.stale_after_h + " h"]]),
         chart: {type: "bar", data: {labels: d.feeds.map((f) => f.warehouse), datasets: [
           {label: "feed age (h)", data: d.feeds.map((f) => f.feed_age_h), backgroundColor: COLORS[0]},
-          {label: "stock age (h)", data: d.feeds.map((f) => f.stock_age_h), backgroundColor: COLORS[6]}]},
-          options: {scales: {y: {beginAtZero: true, title: {display: true, text: "hours since last update"}}}}},
+          {label: "stock age (h)", data: d.feeds.map((f) => f.stock_age_h), backgroundColor: COLORS[6]},
+          // The staleness threshold as a line, and the axis at least that tall: a fresh feed is a short bar,
+          // not a full one (an axis auto-scaled to minutes made healthy feeds look maxed out).
+          {type: "line", label: "stale after (h)", data: d.feeds.map(() => d.stale_after_h), borderColor: COLORS[2],
+           borderDash: [6, 4], pointRadius: 0, fill: false}]},
+          options: {scales: {y: {beginAtZero: true, suggestedMax: d.stale_after_h,
+                                 title: {display: true, text: "hours since last update"}}}}},
         table: table("feeds", [["warehouse", (f) => esc(f.warehouse)],
                                ["feed", (f) => badge(f.stale ? "stale" : "fresh")],
                                ["last event received", (f) => esc(when(f.last_received_at))],
