@@ -80,3 +80,11 @@ def test_cli_rejects_several_runs_on_one_database_and_unknown_databases():
     assert r.exit_code == 2 and "unsupported database 'mysql'" in r.output
     r = runner.invoke(app, ["bench", "checkout", "--connections", "0"])
     assert r.exit_code == 2 and "--connections" in r.output
+
+
+def test_an_unreachable_benchmark_database_is_one_line_without_its_password():
+    _wrk_or_skip()
+    r = CliRunner().invoke(app, ["bench", "checkout", "--seconds", "1",
+                                 "--database-url", "postgresql://postgres:s3cret@127.0.0.1:1/x"])
+    assert r.exit_code == 2 and "database_url" in r.output
+    assert "s3cret" not in r.output and "Traceback" not in r.output

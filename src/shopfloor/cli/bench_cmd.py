@@ -44,6 +44,8 @@ def checkout(
                     progress=lambda phase, i=i: bar.update(task, description=f"run {i + 1}/{runs}: {phase}")))
             except (RuntimeError, ValueError) as exc:
                 fail(str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: one line, no traceback
+                fail(f"database_url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             bar.advance(task)
     summary = summarize_checkout_runs(results)
     if as_json:
