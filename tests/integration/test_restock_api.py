@@ -126,6 +126,13 @@ def test_unknown_sku_or_warehouse_is_a_clear_422(client):
     assert r.status_code == 422 and "W9" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1/plans/restock", "/v1/purchase-orders"])
+@pytest.mark.parametrize("param, value", [("sku", "A\x00B"), ("sku", ""), ("warehouse", "W 1"), ("warehouse", "x" * 65)])
+def test_filters_take_only_well_formed_ids(client, path, param, value):
+    r = client.get(path, params={param: value}, headers=client.admin)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == param
+
+
 def test_restock_plan_orders_the_fast_seller_and_flags_it_as_a_sell_out_risk(client):
     client.put("/v1/purchase-orders/PO-6", json=_po(qty=12), headers=client.admin)
     client.put("/v1/purchase-orders/PO-7", json=_po(qty=99, status="cancelled"), headers=client.admin)
