@@ -16,8 +16,11 @@ on one event loop, pinned to one core. Four variants share that container:
 
 The simulated processors and rate service answer with zero latency here (their default is a 20 ms median), so the
 figures are the server's own CPU per checkout, not waiting. The simulated processor still writes its ledger (its
-stand-in for a real client's HTTP call costs about as much). Prints one JSON object per run and a summary with
-medians; ``ratio_cpu`` = CPU per checkout of the variant / of ``order``.
+stand-in for a real client's HTTP call costs about as much). ``--stub-externals`` is a diagnostic: the simulated
+processors' ``authorize`` and the rate service's ``quote`` answer at once (approved; a fixed rate), without their
+ledger writes and fault dice, which separates what the simulators cost from our own routing, settlement and
+thread hand-offs. Prints one JSON object per run and a summary with medians; ``ratio_cpu`` = CPU per checkout of
+the variant / of ``order``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,20 @@ def _zero_latency_env() -> None:
         {name: {"latency_ms": 0} for name in ("primary", "secondary", "rates")})
 
 
-def run_once(database_url: str | None, checkouts: int, concurrency: int, n_skus: int = 500) -> dict:
+def _stub_externals(payments) -> None:
+    """Instant answers from the simulated processors and rate service (diagnostic only)."""
+    from shopfloor.orders.payments import ProcessorResponse
+    from shopfloor.orders.shipping import RateQuote
+
+    for proc in payments.router._processors.values():
+        proc.authorize = lambda key, amount, currency, token, order_id, *, timeout_s: ProcessorResponse(
+            True, f"stub_{key[-12:]}")
+    payments.shipping._quoter.quote = lambda country, postal, weight_g, *, timeout_s: RateQuote(
+        500, "USD", 3, "stubcarrier", "ground")
+
+
+def run_once(database_url: str | None, checkouts: int, concurrency: int, n_skus: int = 500,
+             stub_externals: bool = False) -> dict:
     from shopfloor.bootstrap import build_container
     from shopfloor.config import Settings
     from shopfloor.domain.stock import OrderLineRequest
@@ -55,6 +71,8 @@ def run_once(database_url: str | None, checkouts: int, concurrency: int, n_skus:
     _zero_latency_env()
     c = build_container(Settings())
     full = c.services["buy_path"]
+    if stub_externals:
+        _stub_externals(full.payments)
     paths = {
         "order": BuyPath(full.checkout_service, None, None, promise=None, observer=full.observer),
         "order+promise": BuyPath(full.checkout_service, None, None, promise=full.promise, observer=full.observer),
@@ -85,7 +103,8 @@ def run_once(database_url: str | None, checkouts: int, concurrency: int, n_skus:
         return statuses
 
     out: dict = {"benchmark": "checkout_stages", "database": "postgresql" if url.startswith("postgres") else "sqlite",
-                 "checkouts": checkouts, "concurrency": concurrency, "variants": {}}
+                 "checkouts": checkouts, "concurrency": concurrency, "stub_externals": stub_externals,
+                 "variants": {}}
     loop = asyncio.new_event_loop()
     try:
         for name in VARIANTS:
@@ -115,6 +134,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--core", type=int, default=0, help="CPU core to pin to (-1: no pinning)")
+    ap.add_argument("--stub-externals", action="store_true",
+                    help="diagnostic: simulated processors and rate service answer at once, without their own work")
     args = ap.parse_args()
     if args.checkouts < 1 or args.concurrency < 1 or args.runs < 1:
         ap.error("--checkouts, --concurrency and --runs must be positive")
@@ -122,10 +143,11 @@ def main() -> None:
         os.sched_setaffinity(0, {args.core})
     runs = []
     for _ in range(args.runs):
-        r = run_once(args.database_url, args.checkouts, args.concurrency)
+        r = run_once(args.database_url, args.checkouts, args.concurrency, stub_externals=args.stub_externals)
         runs.append(r)
         print(json.dumps(r), flush=True)
-    summary = {"benchmark": "checkout_stages", "runs": len(runs), "database": runs[0]["database"], "variants": {}}
+    summary = {"benchmark": "checkout_stages", "runs": len(runs), "database": runs[0]["database"],
+               "stub_externals": args.stub_externals, "variants": {}}
     for name in VARIANTS:
         summary["variants"][name] = {
             f"median_{k}": statistics.median(r["variants"][name][k] for r in runs)

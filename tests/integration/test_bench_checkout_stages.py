@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 from shopfloor.store.tables import orders
 
@@ -40,3 +40,23 @@ def test_stages_run_each_variant_and_compare_against_the_order_path(tmp_path, mo
     assert n == 4 * 80
     assert statuses == {"payment_pending": 160, "authorized": 160}
     assert with_promise == 160  # order+promise and full
+
+
+def test_stubbed_externals_skip_the_simulators_but_still_settle_every_order(tmp_path, monkeypatch):
+    mod = _load()
+    url = f"sqlite:///{tmp_path / 'stages.db'}"
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
+    monkeypatch.setenv("SHOPFLOOR_PAYMENTS_SIM_FAULTS", "{}")
+    out = mod.run_once(url, checkouts=40, concurrency=8, n_skus=20, stub_externals=True)
+    assert out["stub_externals"] is True
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(select(orders.c.status, func.count()).group_by(orders.c.status)).all())
+        quotes = [s for (s,) in conn.execute(select(orders.c.shipping)) if s]
+    engine.dispose()
+    assert statuses == {"payment_pending": 160, "authorized": 160}
+    assert quotes and all(q["carrier"] == "stubcarrier" for q in quotes)
+    gateway = create_engine(f"sqlite:///{tmp_path / 'stages.db'}-gateway.db")
+    with gateway.connect() as conn:  # the simulated processor's ledger saw no authorization
+        assert conn.execute(text("SELECT count(*) FROM sim_gateway_charges")).scalar() == 0
+    gateway.dispose()
