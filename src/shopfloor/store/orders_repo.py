@@ -69,10 +69,14 @@ def get_idempotency_record(conn: Connection, scope: str, key: str):
     ).first()
 
 
+# Both columns of the primary key (scope, key) are constrained, so the look-up is an index search per pair. With
+# ``key IN (...)`` alone the leading column was free and every group commit scanned the whole table, a cost that
+# grows with every order ever placed.
 _idem_records_stmt = select(
     idempotency_keys.c.scope, idempotency_keys.c.key, idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
     idempotency_keys.c.response,
-).where(idempotency_keys.c.key.in_(bindparam("b_keys", expanding=True)))
+).where(idempotency_keys.c.scope.in_(bindparam("b_scopes", expanding=True)),
+        idempotency_keys.c.key.in_(bindparam("b_keys", expanding=True)))
 
 
 def get_idempotency_records(conn: Connection, scope_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -80,7 +84,8 @@ def get_idempotency_records(conn: Connection, scope_keys: Sequence[tuple[str, st
     if not scope_keys:
         return {}
     wanted = set(scope_keys)
-    rows = conn.execute(_idem_records_stmt, {"b_keys": sorted({k for _, k in wanted})}).all()
+    rows = conn.execute(_idem_records_stmt, {"b_scopes": sorted({s for s, _ in wanted}),
+                                             "b_keys": sorted({k for _, k in wanted})}).all()
     return {(r.scope, r.key): r for r in rows if (r.scope, r.key) in wanted}
 
 
