@@ -58,6 +58,14 @@ class FunctionHandler:
         self.fn(event)
 
 
+def processed_lookup(handlers: list[str], event_ids: list[str]):
+    """Completed (handler, event_id) pairs among ``handlers`` x ``event_ids``. Both columns of the primary key are
+    constrained, so it is an index search per pair: with ``event_id IN (...)`` alone, every batch the worker
+    claimed scanned every event ever processed."""
+    return select(processed_events.c.handler, processed_events.c.event_id).where(
+        processed_events.c.handler.in_(handlers), processed_events.c.event_id.in_(event_ids))
+
+
 class OutboxWorker:
     def __init__(
         self,
@@ -118,11 +126,7 @@ class OutboxWorker:
         if not event_ids:
             return done
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            for handler, event_id in conn.execute(
-                select(processed_events.c.handler, processed_events.c.event_id).where(
-                    processed_events.c.event_id.in_(event_ids)
-                )
-            ):
+            for handler, event_id in conn.execute(processed_lookup(sorted({h.name for h in self.handlers}), event_ids)):
                 done[event_id].add(handler)
         return done
 

@@ -1,4 +1,5 @@
-"""The group commit's batched idempotency look-up: exact pairs, and an index search rather than a table scan."""
+"""Batched look-ups on composite primary keys (idempotency records, processed outbox events): exact pairs, and an
+index search rather than a scan of a table that grows with every order."""
 
 from __future__ import annotations
 
@@ -38,3 +39,18 @@ def test_batched_lookup_searches_the_primary_key_instead_of_scanning(tmp_path):
         plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
     engine.dispose()
     assert "SEARCH" in plan and "scope=? AND key=?" in plan, plan
+
+
+def test_the_outbox_workers_processed_event_lookup_searches_the_primary_key(tmp_path):
+    from shopfloor.orders.outbox import processed_lookup
+    from shopfloor.store.migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    sql = str(processed_lookup(["capture", "mail"], ["evt_1", "evt_2"]).compile(
+        engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    engine.dispose()
+    assert "SEARCH" in plan and "handler=? AND event_id=?" in plan, plan
