@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,7 +93,8 @@ def test_horizon_56_forecasts_every_day_and_stays_sensible():
 
 
 @pytest.mark.parametrize(
-    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "lgbm_direct", "tsb+snaive"]
+    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "lgbm_direct",
+              "lgbm_direct28", "lgbm_direct14", "lgbm_direct7", "tsb+snaive"]
 )
 def test_every_candidate_model_meets_the_output_contract(model):
     panel = make_panel(n_series=4, n_days=120)
@@ -99,9 +102,48 @@ def test_every_candidate_model_meets_the_output_contract(model):
     assert_contract(fc, 4, 7)
 
 
-def test_default_model_is_both_lgbms_tsb_and_seasonal_smoothing():
-    assert DEFAULT_MODEL == "lgbm+lgbm_direct+tsb+seas_es"
+def test_default_model_is_the_lgbms_tsb_and_seasonal_smoothing():
+    assert DEFAULT_MODEL == "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es"
     assert forecast_demand(make_panel(n_series=2, n_days=120), 3, config=FAST).attrs["model"] == DEFAULT_MODEL
+
+
+def test_direct_chain_members_take_each_day_from_the_shortest_lag_model_that_sees_only_observed_demand(monkeypatch):
+    """``lgbm_direct14`` at h=56: days 1..14 from the min-lag-14 model, 15..28 from min lag 28, 29..56 from the
+    ``lgbm_direct`` model (min lag 56); within one ensemble every direct model is trained once."""
+    from shopfloor.forecast import models
+    from shopfloor.forecast.demand import run_member
+
+    assert models.direct_chain("lgbm_direct7", LGBMConfig()) == [7, 14, 28, 56]
+    assert models.direct_chain("lgbm_direct28", LGBMConfig()) == [28, 56]
+    assert models.direct_chain("lgbm_direct", LGBMConfig()) == [56]
+    assert models.direct_chain("lgbm", LGBMConfig()) == []
+    panel = validate_history(make_panel(n_series=3, n_days=300))
+    future = future_for(panel, 56)
+    covs = ["price", "snap", "event"]
+    calls = []
+    real = models.lgbm_forecast
+
+    def counting(hist, horizon, fut, cv, *, config, n_jobs=1, name="lgbm"):
+        calls.append((config.min_lag, horizon))
+        return real(hist, horizon, fut, cv, config=config, n_jobs=n_jobs, name=name)
+
+    monkeypatch.setattr(models, "lgbm_forecast", counting)
+    fits: dict = {}
+    chain = run_member("lgbm_direct14", panel, 56, future, covs, FAST, 1, None, fits=fits)
+    direct = run_member("lgbm_direct", panel, 56, future, covs, FAST, 1, None, fits=fits)
+    assert sorted(calls) == [(14, 14), (28, 28), (56, 56)]  # lgbm_direct reused the chain's min-lag-56 model
+    step = chain.groupby("unique_id").cumcount().to_numpy() + 1
+    for lag, lo, hi in ((14, 1, 14), (28, 15, 28)):
+        alone = real(panel, lag, future, covs, config=replace(FAST.lgbm, min_lag=lag), name="x")
+        part = chain[(step >= lo) & (step <= hi)].merge(alone, on=["unique_id", "ds"])
+        assert len(part) == 3 * (hi - lo + 1)
+        assert np.allclose(part["lgbm_direct14"], part["x"])
+    late = chain[step > 28].merge(direct, on=["unique_id", "ds"])
+    assert len(late) == 3 * 28 and np.allclose(late["lgbm_direct14"], late["lgbm_direct"])
+    # A horizon inside the first model's reach trains that model only.
+    calls.clear()
+    short = run_member("lgbm_direct7", panel, 5, future, covs, FAST, 1, None)
+    assert calls == [(7, 5)] and len(short) == 15 and np.isfinite(short["lgbm_direct7"]).all()
 
 
 def test_lgbm_with_long_level_features_still_trains_on_series_shorter_than_those_windows():
@@ -225,9 +267,12 @@ def test_dispersion_is_near_zero_for_poisson_and_large_for_overdispersed_series(
     poisson = pd.DataFrame({"unique_id": "p", "ds": days, "y": rng.poisson(10, 400).astype(float)})
     lam = rng.gamma(shape=1.0, scale=10.0, size=400)  # NB with alpha = 1
     over = pd.DataFrame({"unique_id": "o", "ds": days, "y": rng.poisson(lam).astype(float)})
-    alpha = estimate_dispersion(pd.concat([poisson, over]), DispersionConfig(shrink_days=0))
+    alpha = estimate_dispersion(pd.concat([poisson, over]), DispersionConfig(shrink_days=0, scale=1.0))
     assert alpha["p"] < 0.05
     assert 0.6 < alpha["o"] < 1.5
+    # The default scale (0.8) multiplies the estimate.
+    scaled = estimate_dispersion(pd.concat([poisson, over]), DispersionConfig(shrink_days=0))
+    assert scaled["o"] == pytest.approx(0.8 * alpha["o"])
 
 
 def test_sample_paths_and_lead_time_demand_agree_with_the_mean():

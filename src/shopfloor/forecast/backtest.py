@@ -121,11 +121,13 @@ def backtest(
         test = horizon_rows[horizon_rows[TIME] > cutoff + pd.Timedelta(days=spec.score_from - 1)]
         row: dict[str, Any] = {"cutoff": str(cutoff.date()), "scores": {}}
         memo: dict[str, pd.DataFrame] = {}
+        fits: dict = {}
 
-        def shared(member, *args, _memo=memo):
-            # Ensembles in one window share each member's forecast (same training data, same cutoff).
+        def shared(member, *args, _memo=memo, _fits=fits):
+            # Ensembles in one window share each member's forecast (same training data, same cutoff), and the
+            # lgbm_direct* members share their direct models.
             if member not in _memo:
-                _memo[member] = run_member(member, *args)
+                _memo[member] = run_member(member, *args, fits=_fits)
             return _memo[member]
 
         for name in names:

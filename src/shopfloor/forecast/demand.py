@@ -4,7 +4,8 @@ attach a negative-binomial distribution, and emit the mean plus nine quantiles."
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +27,7 @@ from .frames import (
 log = logging.getLogger(__name__)
 
 # Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+lgbm_direct+tsb+seas_es"
+DEFAULT_MODEL = "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es"
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,47 @@ class ForecastConfig:
 
 def run_member(
     member: str, hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
-    cfg: ForecastConfig, n_jobs: int, dask_client: Any,
+    cfg: ForecastConfig, n_jobs: int, dask_client: Any, fits: dict[tuple[int, int], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
+    """One ensemble member's forecast ``unique_id, ds, <member>``. ``fits`` (``(minimum lag, days) -> forecast``)
+    shares the direct LightGBM models between the ``lgbm_direct*`` members of one ensemble (same history), so each
+    is trained once."""
     if member == "lgbm":
         return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs)
-    if member == "lgbm_direct":
-        return _models.lgbm_forecast(
-            hist, horizon, future, covs, config=_models.direct_config(cfg.lgbm), n_jobs=n_jobs, name=member
-        )
+    chain = _models.direct_chain(member, cfg.lgbm)
+    if chain:
+        return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits)
     return _models.stats_forecast(
         hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
     )
+
+
+def _direct_chain_forecast(
+    member: str, chain: list[int], hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
+    cfg: ForecastConfig, n_jobs: int, fits: dict[tuple[int, int], pd.DataFrame] | None,
+) -> pd.DataFrame:
+    """Day ``k`` from the direct model with the smallest minimum lag >= ``k`` (beyond the chain: its last model)."""
+    fits = {} if fits is None else fits
+    grid = horizon_dates(hist, horizon)
+    step = grid.groupby(ID, sort=False).cumcount().to_numpy() + 1
+    values = np.full(len(grid), np.nan)
+    lower = 0
+    for i, lag in enumerate(chain):
+        if lower >= horizon:
+            break
+        last = i == len(chain) - 1
+        days = horizon if last else min(lag, horizon)  # a direct model is never asked beyond its minimum lag
+        key = (lag, days)
+        if key not in fits:
+            fits[key] = _models.lgbm_forecast(
+                hist, days, future, covs, config=replace(cfg.lgbm, min_lag=lag), n_jobs=n_jobs, name="direct"
+            )
+        use = (step > lower) & (step <= days)
+        got = grid.loc[use, [ID, TIME]].merge(fits[key], on=[ID, TIME], how="left")["direct"].to_numpy()
+        values[use] = got
+        lower = days
+    grid[member] = values
+    return grid
 
 
 def point_forecast(
@@ -76,7 +107,7 @@ def point_forecast(
     """
     cfg = config or ForecastConfig()
     members = _models.parse_spec(spec)
-    run = runner or run_member
+    run = runner or partial(run_member, fits={})
     grid = horizon_dates(hist, horizon)
     fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
     fallbacks: dict[str, str] = {}

@@ -46,7 +46,11 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
 
 
 STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
-MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct")
+# ``lgbm_directN`` (N in DIRECT_LAGS): days 1..N from a direct LightGBM whose lags are all >= N, later days from the
+# next longer one in the chain (..., 28, then ``lgbm_direct``'s 56). See :func:`direct_chain`.
+DIRECT_LAGS = (7, 14, 28)
+DIRECT_MEMBERS = tuple(f"lgbm_direct{n}" for n in DIRECT_LAGS)
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS)
 
 
 def parse_spec(spec: str) -> list[str]:
@@ -175,8 +179,9 @@ def lgbm_forecast(
         objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power, n_estimators=cfg.n_estimators,
         learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves, max_bin=cfg.max_bin, min_child_samples=cfg.min_child_samples,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed,
-        n_jobs=n_jobs, verbosity=-1, **cfg.extra_params,
+        n_jobs=n_jobs, verbosity=-1,
     )
+    params.update(cfg.extra_params)  # extra_params may override any of the above
     mlf = MLForecast(
         models={"lgbm": lgb.LGBMRegressor(**params)},
         freq="D",
@@ -232,6 +237,19 @@ _LONG_STATE_DAYS = 144  # lag 28 + a 112-day window, plus slack
 def direct_config(config: LGBMConfig) -> LGBMConfig:
     """The ``lgbm_direct`` member's settings: ``config`` with ``min_lag = direct_min_lag``."""
     return replace(config, min_lag=config.direct_min_lag)
+
+
+def direct_chain(member: str, config: LGBMConfig) -> list[int]:
+    """Minimum lags of the direct models behind a member, shortest first: ``lgbm_direct14`` -> ``[14, 28, 56]``,
+    ``lgbm_direct`` -> ``[56]``; empty for any other member. Forecast day ``k`` comes from the first model in the
+    chain whose minimum lag is >= ``k`` (the last one beyond that), so up to day ``direct_min_lag`` no day uses the
+    model's own predictions."""
+    if member == "lgbm_direct":
+        return [config.direct_min_lag]
+    if member in DIRECT_MEMBERS:
+        first = int(member.removeprefix("lgbm_direct"))
+        return sorted({lag for lag in (*DIRECT_LAGS, config.direct_min_lag) if lag >= first})
+    return []
 
 
 def state_days(config: LGBMConfig) -> int:
