@@ -15,7 +15,6 @@ from . import models as _models
 from .distribution import DemandDistribution, DispersionConfig, estimate_dispersion
 from .frames import (
     ID,
-    TARGET,
     TIME,
     ForecastInputError,
     covariate_columns,
