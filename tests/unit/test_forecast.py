@@ -147,10 +147,23 @@ def test_direct_chain_members_take_each_day_from_the_shortest_lag_model_that_see
 
 
 def test_lgbm_with_long_level_features_still_trains_on_series_shorter_than_those_windows():
-    panel = make_panel(n_series=4, n_days=90)  # shorter than the 112-day level window at lag 28
+    panel = make_panel(n_series=12, n_days=90)  # shorter than the 112-day level window at lag 28
     fc = forecast_demand(panel, 7, future_for(panel, 7), model="lgbm", config=FAST)
-    assert_contract(fc, 4, 7)
+    assert_contract(fc, 12, 7)
     assert fc.attrs["fallbacks"] == {}
+
+
+def test_a_panel_too_small_for_a_global_model_falls_back_per_series_instead_of_to_the_panel_average():
+    # Three flat series (8, 1 and 0 a day) for 60 days leave a handful of training rows: a LightGBM fitted on them
+    # predicted the panel's average (3/day) for every series.
+    days = pd.date_range("2026-01-01", periods=60, freq="D")
+    panel = pd.concat([pd.DataFrame({"unique_id": sku, "ds": days, "y": float(level)})
+                       for sku, level in (("tea", 8), ("mug", 1), ("pot", 0))])
+    fc = forecast_demand(panel, 14, model="lgbm")
+    assert len(fc.attrs["fallbacks"]) == 3
+    assert all("fewer than the" in why for why in fc.attrs["fallbacks"].values())
+    means = fc.groupby("unique_id")["mean"].mean()
+    assert means["tea"] == pytest.approx(8) and means["mug"] == pytest.approx(1) and means["pot"] == 0
 
 
 @pytest.mark.parametrize("direct", [False, True])

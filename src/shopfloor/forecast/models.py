@@ -90,6 +90,10 @@ class LGBMConfig:
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 
+#: A global LightGBM needs at least this many leaves' worth (``min_child_samples``) of training rows.
+MIN_TRAIN_LEAVES = 20
+
+
 def trailing_mean_forecast(history: pd.DataFrame, horizon: int, window: int = 28) -> pd.DataFrame:
     """Flat forecast = mean of each series' last ``window`` days. The fallback of last resort: it cannot fail."""
     tail = history.groupby(ID, sort=True).tail(window)
@@ -280,8 +284,16 @@ def _training_rows(mlf: Any, df: pd.DataFrame, cfg: LGBMConfig) -> tuple[pd.Data
         ys.append(prep[TARGET].to_numpy(dtype="float32"))
         xs.append(prep.drop(columns=[ID, TIME, TARGET]).astype("float32"))
         del prep
-    if not xs or sum(len(v) for v in ys) == 0:
+    rows = sum(len(v) for v in ys)
+    if not xs or rows == 0:
         raise ValueError("no training rows after lag features (series too short)")
+    # With fewer rows than about twenty leaves' worth, a global model learns little beyond the panel's average (with
+    # too few it cannot even split) and would pull every series towards it; the member then fails over to the
+    # per-series fallback instead (tiny or young stores).
+    need = MIN_TRAIN_LEAVES * cfg.min_child_samples
+    if rows < need:
+        raise ValueError(f"{rows} training rows after lag features, fewer than the {need} a global model needs "
+                         "(too few or too short series)")
     return pd.concat(xs, ignore_index=True), np.concatenate(ys)
 
 
