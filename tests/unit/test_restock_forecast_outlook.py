@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from shopfloor.planning.demand_model import HorizonErrorVariance, RollingDemandModel
-from shopfloor.planning.forecast_outlook import ForecastCache, PeriodicForecastModel, forecast_package_means
+from shopfloor.planning.forecast_outlook import (
+    DEFAULT_FORECAST_WEIGHT,
+    ForecastCache,
+    PeriodicForecastModel,
+    forecast_package_means,
+)
 from shopfloor.planning.restock_backtest import DemandPanel, run_restock_backtest
 from shopfloor.planning.restock_service import outlooks_from_history
 from shopfloor.planning.restock_sim import ForecastQuantilePolicy, simulate
@@ -189,7 +194,8 @@ def test_planner_outlooks_blend_the_forecast_with_ses_and_calibrate_on_request()
     assert [c[0] for c in fc.calls] == [last] and fc.calls[0][2] == 30  # one call, whole outlook horizon
     ses = outlooks_from_history(history, last, horizons, 30, demand="ses")
     fc_tea = np.full(30, history[("TEA", "W1")][-14:].mean())
-    assert np.allclose(blend[("TEA", "W1")].daily_means, 0.5 * fc_tea + 0.5 * ses[("TEA", "W1")].daily_means)
+    w = DEFAULT_FORECAST_WEIGHT
+    assert np.allclose(blend[("TEA", "W1")].daily_means, w * fc_tea + (1 - w) * ses[("TEA", "W1")].daily_means)
     assert blend[("TEA", "W1")].horizon == 30
     fc2 = RecordingForecaster()
     outlooks_from_history(history, last, horizons, 30, demand="forecast", forecaster=fc2, calibration_days=28)

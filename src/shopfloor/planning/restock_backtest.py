@@ -19,7 +19,13 @@ import pandas as pd
 from scipy import stats
 
 from .demand_model import DemandModelConfig
-from .forecast_outlook import ForecastCache, Forecaster, PeriodicForecastModel, forecast_package_means
+from .forecast_outlook import (
+    DEFAULT_FORECAST_WEIGHT,
+    ForecastCache,
+    Forecaster,
+    PeriodicForecastModel,
+    forecast_package_means,
+)
 from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
 DEMAND_MODELS = ("blend", "forecast", "ses")
@@ -96,7 +102,7 @@ def run_restock_backtest(
     spread: str = "error_variance",
     forecast_model: str = "auto",
     forecast_cadence: int = 7,
-    forecast_weight: float = 0.5,
+    forecast_weight: float = DEFAULT_FORECAST_WEIGHT,
     calibration_days: int = 182,
     forecaster: Forecaster | None = None,
     progress: Callable[[str], None] | None = None,

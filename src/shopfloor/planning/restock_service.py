@@ -13,7 +13,13 @@ import numpy as np
 
 from ..domain.clock import Clock
 from .demand_model import DemandModelConfig, HorizonErrorVariance, RollingDemandModel
-from .forecast_outlook import ForecastCache, Forecaster, PeriodicForecastModel, forecast_package_means
+from .forecast_outlook import (
+    DEFAULT_FORECAST_WEIGHT,
+    ForecastCache,
+    Forecaster,
+    PeriodicForecastModel,
+    forecast_package_means,
+)
 from .lead_time import DemandOutlook
 from .restock import CatalogEntry, PolicyBook, RestockPlan, StockPosition, build_restock_plan
 
@@ -57,7 +63,7 @@ def outlooks_from_history(
     demand: str = "ses",
     forecaster: Forecaster | None = None,
     forecast_model: str = "auto",
-    forecast_weight: float = 0.5,
+    forecast_weight: float = DEFAULT_FORECAST_WEIGHT,
     cadence: int = 7,
     calibration_days: int = 0,
     spread: str = "error_variance",
