@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demand", default="blend")
     ap.add_argument("--spread", default="error_variance")
     ap.add_argument("--forecast-model", default="auto")
+    ap.add_argument("--forecast-weight", type=float, default=None,
+                    help="share of the forecast package in the blend (default: the policy's DEFAULT_FORECAST_WEIGHT)")
     ap.add_argument("--variants", default="", help="comma-separated demand:spread pairs to run as well")
     ap.add_argument("--plot-out", default=None)
     ap.add_argument("--forecast-cache-dir", default=None,
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
                           tag=tag)
     common = dict(service_levels=(0.90, 0.95, 0.98), lead_time=args.lead_time, test_days=args.test_days,
                   forecast_model=args.forecast_model, forecaster=cache)
+    if args.forecast_weight is not None:
+        if not 0 <= args.forecast_weight <= 1:
+            ap.error("--forecast-weight must be between 0 and 1")
+        common["forecast_weight"] = args.forecast_weight
     result = run_restock_backtest(panel, demand=args.demand, spread=args.spread, **common)
     variants = {}
     for pair in filter(None, args.variants.split(",")):
