@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forecast-model", default="auto")
     ap.add_argument("--forecast-weight", type=float, default=None,
                     help="share of the forecast package in the blend (default: the policy's DEFAULT_FORECAST_WEIGHT)")
+    ap.add_argument("--order-cap", type=float, default=None,
+                    help="capped-base-stock factor of our policy (0 = plain base stock; default: DEFAULT_ORDER_CAP)")
     ap.add_argument("--variants", default="", help="comma-separated demand:spread pairs to run as well")
     ap.add_argument("--plot-out", default=None)
     ap.add_argument("--forecast-cache-dir", default=None,
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.forecast_weight <= 1:
             ap.error("--forecast-weight must be between 0 and 1")
         common["forecast_weight"] = args.forecast_weight
+    if args.order_cap is not None:
+        if not (args.order_cap == 0 or 1 <= args.order_cap <= 100):
+            ap.error("--order-cap must be 0 or between 1 and 100")
+        common["order_cap"] = args.order_cap
     result = run_restock_backtest(panel, demand=args.demand, spread=args.spread, **common)
     variants = {}
     for pair in filter(None, args.variants.split(",")):
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": result["data"],
         "lead_time_days": result["lead_time_days"],
         "policy": result["policy"],
+        "order_cap": result["order_cap"],
         "forecast_calls": cache.calls,
         "targets": [_summary(t) for t in result["targets"]],
         "variants": {

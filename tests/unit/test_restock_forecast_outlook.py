@@ -182,6 +182,12 @@ def test_backtest_blend_calls_the_forecaster_at_weekly_origins_and_shares_them_a
     assert ses["forecast_calls"] == 0
     with pytest.raises(ValueError, match="demand"):
         run_restock_backtest(panel, demand="oracle")
+    with pytest.raises(ValueError, match="order_cap"):
+        run_restock_backtest(panel, order_cap=0.5)
+    assert out["order_cap"] == 1.25 and "capped at 1.25" in out["policy"]
+    plain = run_restock_backtest(panel, service_levels=(0.9,), test_days=100, warmup_days=28, z_grid=(0.0, 2.0),
+                                 demand="ses", order_cap=0)
+    assert plain["order_cap"] == 0 and "uncapped" in plain["policy"]
 
 
 def test_planner_outlooks_blend_the_forecast_with_ses_and_calibrate_on_request():

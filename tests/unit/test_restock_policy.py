@@ -24,6 +24,7 @@ from shopfloor.planning.restock import (
     StockPosition,
     build_restock_plan,
     inventory_position,
+    order_shortfall,
     plan_line,
     projected_stockout_day,
     round_order_quantities,
@@ -137,7 +138,8 @@ def test_policy_book_layers_defaults_supplier_and_sku():
 @pytest.mark.parametrize(
     "data, fragment",
     [({"defaults": {"lead_time": 3}}, "unknown policy key"), ({"skus": {"A": {"moq": 0}}}, "skus.A"),
-     ({"suppliers": {"x": {"service_level": 1.5}}}, "suppliers.x"), ({"sku": {}}, "unknown section")],
+     ({"suppliers": {"x": {"service_level": 1.5}}}, "suppliers.x"), ({"sku": {}}, "unknown section"),
+     ({"defaults": {"order_cap": 0.5}}, "order_cap"), ({"skus": {"B": {"order_cap": True}}}, "skus.B")],
 )
 def test_policy_book_rejects_bad_configuration_naming_where(data, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -161,7 +163,7 @@ def _flat(mean: float, days: int = 30, size: float = math.inf) -> DemandOutlook:
 
 
 def test_plan_line_orders_up_to_the_protection_quantile_in_packs():
-    policy = ReplenishmentPolicy(lead_time_days=7, review_days=1, service_level=0.95, moq=10, pack_size=6)
+    policy = ReplenishmentPolicy(lead_time_days=7, review_days=1, service_level=0.95, moq=10, pack_size=6, order_cap=0)
     pos = StockPosition("A", "W1", on_hand=10, reserved=2, open_receipts=((date(2026, 3, 5), 4),))
     line = plan_line(pos, _flat(3.0), policy, AS_OF)
     up_to = int(stats.poisson.ppf(0.95, 24.0))
@@ -175,6 +177,32 @@ def test_plan_line_orders_up_to_the_protection_quantile_in_packs():
     # available 8; 3/day: day1 5, day2 2, day3 receipt 4 -> 3, day4 0, day5 -3
     assert line.projected_stockout_date == date(2026, 3, 7)
     assert line.next_replenishment == date(2026, 3, 5)
+
+
+def test_capped_base_stock_limits_an_order_while_stock_is_healthy_but_restores_the_reorder_point():
+    # level 80, reorder point 70, L=7, R=1: the cap is ceil(1.25 * 80 / 8) = 13 units per order
+    kw = dict(lead_time_days=7, review_days=1, order_cap=1.25)
+    assert float(order_shortfall(80, 70, 75, **kw)) == 5  # under the cap: the plain shortfall
+    assert float(order_shortfall(80, 70, 60, **kw)) == 13  # capped (plain: 20); position 73 >= reorder point
+    assert float(order_shortfall(80, 70, 40, **kw)) == 30  # the cap would leave 53 < 70: back to the reorder point
+    assert float(order_shortfall(80, 70, 90, **kw)) == 0
+    assert float(order_shortfall(80, 70, 60, lead_time_days=7, review_days=1, order_cap=0)) == 20  # no cap
+    # weekly review: the cap is per review period, 1.25 * 80 * 7 / 14 = 50
+    assert float(order_shortfall(80, 40, 0, lead_time_days=7, review_days=7, order_cap=1.25)) == 50
+    got = order_shortfall(np.array([80, 80, 80]), np.array([70, 70, 70]), np.array([75, 60, 40]), **kw)
+    assert got.tolist() == [5, 13, 30]
+
+
+def test_plan_line_caps_the_order_at_the_reorder_point_when_that_is_more():
+    policy = ReplenishmentPolicy(lead_time_days=7, review_days=1, service_level=0.95, moq=10, pack_size=6)
+    pos = StockPosition("A", "W1", on_hand=10, reserved=2, open_receipts=((date(2026, 3, 5), 4),))
+    line = plan_line(pos, _flat(3.0), policy, AS_OF)
+    # position 12, reorder point 29, level 32: the cap (ceil(1.25 * 32 / 8) = 5) would leave 17 < 29,
+    # so the order restores the reorder point (17 units), then whole packs of 6
+    assert (line.reorder_point, line.order_up_to) == (29, 32)
+    assert line.order_qty == 18
+    healthy = plan_line(StockPosition("A", "W1", on_hand=25, reserved=0), _flat(3.0), policy, AS_OF)
+    assert healthy.order_qty == 12  # shortfall 7 -> capped at 5 -> MOQ 10 -> packs of 6
 
 
 def test_plan_line_orders_nothing_when_position_covers_the_target():

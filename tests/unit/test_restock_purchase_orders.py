@@ -61,6 +61,8 @@ def test_backtest_cli_reports_bad_input_in_one_line(tmp_path):
     assert r.exit_code == 2 and "unique_id, ds, y" in r.output
     r = runner.invoke(app, ["restock", "backtest", "--history", str(bad), "--service-levels", "0.9,abc"])
     assert r.exit_code == 2 and "--service-levels" in r.output
+    r = runner.invoke(app, ["restock", "backtest", "--history", str(bad), "--order-cap", "0.5"])
+    assert r.exit_code == 2 and "--order-cap" in r.output and "Traceback" not in r.output
     short = tmp_path / "s.csv"
     short.write_text("unique_id,ds,y\n" + "".join(f"a,2020-01-{d:02d},1\n" for d in range(1, 29)))
     r = runner.invoke(app, ["restock", "backtest", "--history", str(short)])

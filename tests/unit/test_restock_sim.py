@@ -142,3 +142,39 @@ def test_backtest_reports_both_policies_and_the_baseline_curve():
     assert fills == sorted(fills)  # more safety stock never lowers the fill rate here
     with pytest.raises(ValueError, match="service level"):
         run_restock_backtest(panel, service_levels=(1.2,))
+
+
+class _RecordingPolicy(ForecastQuantilePolicy):
+    """Our policy, recording every order decision the simulator asked it for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def shortfall(self, level, position):
+        out = super().shortfall(level, position)
+        self.calls.append((level.copy(), np.asarray(position).copy(), self._reorder_point.copy(), out))
+        return out
+
+
+def test_simulated_orders_follow_capped_base_stock():
+    rng = np.random.default_rng(11)
+    level = np.repeat(rng.uniform(1, 12, size=(8, 1)), 500, axis=1)
+    level[:, 320:] *= 2.5  # a level shift: the policy's level jumps while stock is still healthy
+    demand = rng.poisson(level)
+    pol = _RecordingPolicy(8, lead_time=7, review_days=1, target_fill=0.95, order_cap=1.25)
+    res = simulate(demand, np.arange(500) % 7, pol, lead_time=7, start=250)
+    assert len(pol.calls) == 250
+    binding = 0
+    for t, (lvl, pos, rop, out) in enumerate(pol.calls):
+        plain = np.maximum(lvl - pos, 0)
+        cap = np.maximum(np.ceil(1.25 * lvl / 8), 1)
+        assert np.all(out <= plain)
+        assert np.all(out <= np.maximum(cap, rop - pos))
+        assert np.all(pos + out >= np.minimum(lvl, rop))  # never left below the reorder point
+        assert np.array_equal(res.orders[:, 250 + t], np.ceil(out).astype(np.int64))
+        binding += int(np.sum(out < plain))
+    assert binding > 0  # the cap did bind somewhere (after the shift)
+    uncapped = ForecastQuantilePolicy(8, lead_time=7, review_days=1, target_fill=0.95, order_cap=0)
+    plain_res = simulate(demand, np.arange(500) % 7, uncapped, lead_time=7, start=250)
+    assert plain_res.orders[:, 320:340].max() > res.orders[:, 320:340].max()

@@ -141,6 +141,9 @@ def backtest_cmd(
                                "daily SES; default), forecast, or ses."),
     forecast_model: str = typer.Option("auto", "--forecast-model", help="shopfloor.forecast model spec."),
     spread: str = typer.Option("error_variance", "--spread", help="error_variance (default) or nb_shrunk."),
+    order_cap: float = typer.Option(None, "--order-cap", help="Capped-base-stock factor of our policy: one order "
+                                    "is at most this x the level's rate per review period (0 = no cap; default "
+                                    "1.25)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     plot_out: Path = typer.Option(None, "--plot-out", help="Save the fill-rate vs on-hand trade-off PNG here."),
 ) -> None:
@@ -150,6 +153,9 @@ def backtest_cmd(
     from ..planning.restock_backtest import DEFAULT_Z_GRID, load_demand_panel, plot_tradeoff, run_restock_backtest
 
     levels = _parse_levels(service_levels)
+    if order_cap is not None and not (order_cap == 0 or 1 <= order_cap <= 100):
+        fail(f"--order-cap: must be 0 (no cap) or between 1 and 100, got {order_cap:g}")
+    extra = {} if order_cap is None else {"order_cap": order_cap}
     try:
         panel = load_demand_panel(history)
     except ValueError as exc:
@@ -161,7 +167,7 @@ def backtest_cmd(
             result = run_restock_backtest(
                 panel, service_levels=levels, lead_time=lead_time, review_days=review_days,
                 test_days=test_days, warmup_days=warmup_days, demand=demand, forecast_model=forecast_model,
-                spread=spread, progress=lambda msg: prog.update(task, advance=1, description=msg),
+                spread=spread, progress=lambda msg: prog.update(task, advance=1, description=msg), **extra,
             )
         except ValueError as exc:
             fail(f"--history: {exc}" if "history" in str(exc) else str(exc))

@@ -7,7 +7,9 @@ Per SKU x warehouse the plan computes
   the stock now on hand and on order is unlikely to last until a new order could arrive) and the
   **order-up-to level** (the ``service_level`` quantile of demand over lead time + review period), both taken
   from the probabilistic lead-time demand distribution of :mod:`shopfloor.planning.lead_time`;
-* the **order quantity** ``order_up_to - position``, raised to the MOQ and rounded up to whole packs;
+* the **order quantity** ``order_up_to - position`` under a *capped base-stock* rule (one order is at most
+  ``order_cap`` times the order-up-to level's rate per review period, unless that would leave the position
+  below the reorder point; see :func:`order_shortfall`), raised to the MOQ and rounded up to whole packs;
 * the **projected stockout date** (first day expected cumulative demand outruns stock plus scheduled receipts);
 * the **sell-out risk**: probability that demand before the next replenishment exceeds what is available, with
   suggested actions (suppress promotion; in-stock alternatives from the same category).
@@ -32,6 +34,11 @@ from .lead_time import DemandOutlook
 
 
 # --- policy configuration -------------------------------------------------------------------------------
+#: Capped base stock: one order is at most this many times ``order_up_to * R / (L + R)``. Picked on the M5
+#: restock backtest (docs/benchmarks/restock.md); 0 turns the cap off (plain base stock).
+DEFAULT_ORDER_CAP = 1.25
+
+
 @dataclass(frozen=True)
 class ReplenishmentPolicy:
     """Replenishment parameters for one SKU (from defaults, its supplier and its own overrides)."""
@@ -42,6 +49,7 @@ class ReplenishmentPolicy:
     moq: int = 1
     pack_size: int = 1
     supplier: str | None = None
+    order_cap: float = DEFAULT_ORDER_CAP
 
     def __post_init__(self) -> None:
         if not isinstance(self.lead_time_days, int) or self.lead_time_days < 0:
@@ -54,6 +62,9 @@ class ReplenishmentPolicy:
             raise ValueError(f"moq must be an integer >= 1, got {self.moq!r}")
         if not isinstance(self.pack_size, int) or self.pack_size < 1:
             raise ValueError(f"pack_size must be an integer >= 1, got {self.pack_size!r}")
+        if (isinstance(self.order_cap, bool) or not isinstance(self.order_cap, (int, float))
+                or not (self.order_cap == 0 or 1 <= self.order_cap <= 100)):
+            raise ValueError(f"order_cap must be 0 (no cap) or a number in [1, 100], got {self.order_cap!r}")
 
 
 _POLICY_KEYS = {f.name for f in fields(ReplenishmentPolicy)}
@@ -159,6 +170,36 @@ def round_order_quantities(raw: np.ndarray, moq: int = 1, pack_size: int = 1) ->
     need = np.ceil(np.maximum(np.asarray(raw, dtype=float), 0)).astype(np.int64)
     need = np.where(need > 0, np.maximum(need, moq), 0)
     return (-(-need // pack_size) * pack_size).astype(np.int64)
+
+
+def order_shortfall(
+    order_up_to: Any,
+    reorder_point: Any,
+    position: Any,
+    *,
+    lead_time_days: int,
+    review_days: int,
+    order_cap: float = DEFAULT_ORDER_CAP,
+) -> np.ndarray:
+    """Units to order before MOQ / pack rounding, under a capped base-stock rule (scalars or arrays).
+
+    Plain base stock orders ``order_up_to - position``. Every unit that overshoots a later, lower level stays on
+    the shelf (stock is not sent back), so orders that chase a burst of demand are expensive. The cap limits one
+    order to ``order_cap * order_up_to * R / (L + R)`` units: ``order_cap`` times the level's own rate per
+    review period. The cap never leaves the position below the ``reorder_point`` (when stock is already that
+    low, the order restores at least the lead-time cover), so it only smooths orders while stock is healthy.
+    ``order_cap=0`` is plain base stock. Capped base stock is the classic near-optimal policy family for lost
+    sales with a lead time (Johansen & Thorstenson 1996; Xin 2021); on the M5 backtest it holds 1-4 % less stock
+    at equal fill than the uncapped rule (docs/benchmarks/restock.md).
+    """
+    up = np.asarray(order_up_to, dtype=float)
+    pos = np.asarray(position, dtype=float)
+    need = np.maximum(up - pos, 0.0)
+    if not order_cap:
+        return need
+    cap = np.maximum(np.ceil(order_cap * up * review_days / max(lead_time_days + review_days, 1)), 1.0)
+    floor = np.maximum(np.asarray(reorder_point, dtype=float) - pos, 0.0)
+    return np.minimum(need, np.maximum(cap, floor))
 
 
 def projected_stockout_day(
@@ -360,7 +401,8 @@ def plan_line(
         order_up_to = protect.quantile(policy.service_level)
     else:
         reorder_point, order_up_to = _numbers.reorder_point, _numbers.order_up_to
-    qty = round_order_quantity(order_up_to - ip, policy.moq, policy.pack_size) if ip < order_up_to else 0
+    qty = round_order_quantity(_policy_shortfall(order_up_to, reorder_point, ip, policy), policy.moq,
+                               policy.pack_size)
     stockout = projected_stockout_day(position.available, outlook.daily_means, receipts)
     if _numbers is None:
         p_stockout = (
@@ -437,6 +479,11 @@ class AlternativeIndex:
         return tuple(out)
 
 
+def _policy_shortfall(order_up_to: int, reorder_point: int, position: int, policy: ReplenishmentPolicy) -> float:
+    return float(order_shortfall(order_up_to, reorder_point, position, lead_time_days=policy.lead_time_days,
+                                 review_days=policy.review_days, order_cap=policy.order_cap))
+
+
 def _batch_numbers(
     items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date
 ) -> list[_LineNumbers | None]:
@@ -477,7 +524,8 @@ def _batch_numbers(
     p_stock = np.where(m_until > 0, stats.nbinom.sf(np.floor(avail), r_u, p_u), 0.0)
     for j, i in enumerate(idx):
         pol = items[i][2]
-        up_qty[j] = ip[j] + (round_order_quantity(upto[j] - ip[j], pol.moq, pol.pack_size) if ip[j] < upto[j] else 0)
+        up_qty[j] = ip[j] + round_order_quantity(_policy_shortfall(upto[j], rop[j], ip[j], pol), pol.moq,
+                                                 pol.pack_size)
     level = np.maximum(up_qty, 0)
     review_mean = m_prot - m_lead
     short = nb_expected_shortfall(m_prot, size, level) - nb_expected_shortfall(m_lead, size, level)
@@ -561,6 +609,7 @@ def build_restock_plan(
 __all__ = [
     "Alternative", "AlternativeIndex", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine", "RestockPlan",
     "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives",
-    "inventory_position", "plan_line", "projected_stockout_day", "round_order_quantity",
+    "DEFAULT_ORDER_CAP", "inventory_position", "order_shortfall", "plan_line", "projected_stockout_day",
+    "round_order_quantity",
     "round_order_quantities",
 ]

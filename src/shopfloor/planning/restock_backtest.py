@@ -26,6 +26,7 @@ from .forecast_outlook import (
     PeriodicForecastModel,
     forecast_package_means,
 )
+from .restock import DEFAULT_ORDER_CAP
 from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
 DEMAND_MODELS = ("blend", "forecast", "ses")
@@ -104,6 +105,7 @@ def run_restock_backtest(
     forecast_cadence: int = 7,
     forecast_weight: float = DEFAULT_FORECAST_WEIGHT,
     calibration_days: int = 182,
+    order_cap: float = DEFAULT_ORDER_CAP,
     forecaster: Forecaster | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
@@ -116,7 +118,9 @@ def run_restock_backtest(
     ``forecast_cadence`` days with ``forecast_model``, weighted ``forecast_weight`` against the daily SES x
     weekday model), ``"forecast"`` (the forecast package alone, weight 1) or ``"ses"`` (SES x weekday alone).
     Forecasts start ``calibration_days`` before the simulated span, and so does the error record the spread
-    is fitted on (``spread``, see :class:`ForecastQuantilePolicy`). ``forecaster`` replaces the call into the
+    is fitted on (``spread``, see :class:`ForecastQuantilePolicy`). ``order_cap`` is the capped-base-stock
+    factor of our policy (:func:`~shopfloor.planning.restock.order_shortfall`; 0 = plain base stock; the
+    baseline is never capped). ``forecaster`` replaces the call into the
     forecast package (tests use a fake); its results are cached per exact history, so the three targets share
     one set of forecasts.
     """
@@ -124,6 +128,8 @@ def run_restock_backtest(
         raise ValueError(f"demand must be one of {DEMAND_MODELS}, got {demand!r}")
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
+    if not (order_cap == 0 or 1 <= order_cap <= 100):
+        raise ValueError(f"order_cap must be 0 (no cap) or in [1, 100], got {order_cap!r}")
     for lvl in service_levels:
         if not 0.5 < lvl < 1:
             raise ValueError(f"service level {lvl} must be in (0.5, 1)")
@@ -163,7 +169,7 @@ def run_restock_backtest(
     for lvl in service_levels:
         pol = ForecastQuantilePolicy(
             n, lead_time=lead_time, review_days=review_days, target_fill=lvl, config=model_config,
-            demand_model=mean_model(), spread=spread, calibrate_from=calibrate_from,
+            demand_model=mean_model(), spread=spread, calibrate_from=calibrate_from, order_cap=order_cap,
         )
         ours = simulate(panel.demand, wd, pol, **sim)
         z = float(stats.norm.ppf(lvl))
@@ -200,9 +206,10 @@ def run_restock_backtest(
         },
         "lead_time_days": lead_time,
         "review_days": review_days,
-        "policy": _policy_text(demand, spread, forecast_model, forecast_cadence, forecast_weight),
+        "policy": _policy_text(demand, spread, forecast_model, forecast_cadence, forecast_weight, order_cap),
         "demand_model": demand,
         "spread": spread,
+        "order_cap": order_cap,
         "forecast_model": forecast_model if demand != "ses" else None,
         "forecast_calls": fc_cache.calls,
         "baseline": f"MA({baseline_window}) x (L+R) + z * sigma * sqrt(L+R)",
@@ -212,7 +219,7 @@ def run_restock_backtest(
     }
 
 
-def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: float) -> str:
+def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: float, order_cap: float) -> str:
     means = {
         "ses": "SES x weekday mean",
         "forecast": f"shopfloor.forecast ({model}) mean, re-forecast every {cadence} d",
@@ -224,7 +231,10 @@ def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: flo
         "volatility",
         "nb_shrunk": "NB dispersion from its own (L+R)-day errors, shrunk to pooled",
     }[spread]
-    return f"NB lead-time demand quantile ({means}; {spreads}), common quantile level steered by realised fill"
+    orders = (f"orders capped at {order_cap:g} x the level's daily rate unless below the reorder point" if order_cap
+              else "uncapped orders")
+    return (f"NB lead-time demand quantile ({means}; {spreads}), common quantile level steered by realised fill; "
+            f"{orders}")
 
 
 def plot_tradeoff(result: dict, path: str | Path) -> Path:
@@ -248,7 +258,8 @@ def plot_tradeoff(result: dict, path: str | Path) -> Path:
                 lw=0.8, alpha=0.8, label=f"variant: {name}")
     ours = result["targets"]
     ax.plot([t["ours"]["avg_on_hand"] for t in ours], [100 * t["ours"]["fill_rate"] for t in ours], "s-",
-            color="tab:blue", label=f"ours ({result.get('demand_model', 'ses')}, {result.get('spread', 'nb_shrunk')})")
+            color="tab:blue", label=f"ours ({result.get('demand_model', 'ses')}, {result.get('spread', 'nb_shrunk')}"
+            + (f", orders capped at {result['order_cap']:g}x" if result.get("order_cap") else "") + ")")
     for t in ours:
         ax.axhline(100 * t["target"], color="tab:blue", lw=0.5, ls=":")
         ax.annotate(f"target {t['target']:.2f}", (t["ours"]["avg_on_hand"], 100 * t["ours"]["fill_rate"]),

@@ -5,8 +5,9 @@ Timeline of one simulated day ``t`` (all series at once, vectorised):
 1. receipts due on day ``t`` arrive (an order placed at the end of day ``t - L - 1`` arrives overnight);
 2. demand ``d_t`` is served from on-hand; what cannot be served is lost (no backorders);
 3. end of day: the policy *observes* ``d_t`` (the only way demand reaches it) and, on review days, returns an
-   order-up-to level S; the order ``S - inventory position`` (rounded for MOQ / pack size) is placed and
-   arrives at the start of day ``t + L + 1``.
+   order-up-to level S; the order ``S - inventory position`` (or the policy's own ``shortfall(S, position)``,
+   e.g. capped base stock; then rounded for MOQ / pack size) is placed and arrives at the start of day
+   ``t + L + 1``.
 
 So the stock raised at the end of day t must cover days t+1 .. t+L+R: the protection interval is L + R days,
 the same convention as the classic ``z * sigma * sqrt(L + R)`` formula.
@@ -25,7 +26,7 @@ from scipy import stats
 
 from .demand_model import DemandModelConfig, HorizonErrorVariance, RollingDemandModel
 from .lead_time import _nb_params
-from .restock import round_order_quantities
+from .restock import DEFAULT_ORDER_CAP, order_shortfall, round_order_quantities
 
 
 class ReviewPolicy(Protocol):
@@ -93,6 +94,7 @@ def simulate(
         raise ValueError("start must leave history before it and days after it")
     for t in range(start):
         policy.observe(demand[:, t], int(weekdays[t]), None)
+    shortfall = getattr(policy, "shortfall", None)
     level = np.asarray(policy.order_up_to(), dtype=np.int64)
     on_hand = level.astype(np.int64).copy()
     arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
@@ -116,7 +118,8 @@ def simulate(
         if (t - start) % review_days == 0:
             level = np.asarray(policy.order_up_to(), dtype=np.int64)
             position = on_hand + pipeline
-            qty = round_order_quantities(level - position, moq, pack_size)
+            raw = shortfall(level, position) if shortfall is not None else level - position
+            qty = round_order_quantities(raw, moq, pack_size)
             arrival_day = t + lead_time + 1
             if arrival_day < arrivals.shape[1]:
                 arrivals[:, arrival_day] += qty
@@ -152,6 +155,9 @@ class ForecastQuantilePolicy:
     * ``"nb_shrunk"``: the older estimate, ``Var = M + M**2 / k`` with ``k`` from the same errors by moments,
       shrunk to the pooled value (only available for models with a ``dispersion()``).
 
+    Orders follow capped base stock (:func:`~shopfloor.planning.restock.order_shortfall`, ``order_cap``; 0 =
+    plain ``S - position``), the same rule the planner uses.
+
     All series share one quantile level ``alpha`` (the critical ratio), which is how a portfolio fill-rate
     target is met with the least stock when every unit costs the same to hold. ``alpha`` is steered towards
     the fill-rate target by an integral controller on the fill rate the policy has *already* achieved (sales
@@ -175,6 +181,7 @@ class ForecastQuantilePolicy:
         gain: float = 0.5,
         fill_halflife: float = 14.0,
         initial_level: float | None = None,
+        order_cap: float = DEFAULT_ORDER_CAP,
     ) -> None:
         if not 0 < target_fill < 1:
             raise ValueError(f"target fill rate must be in (0, 1), got {target_fill!r}")
@@ -195,6 +202,9 @@ class ForecastQuantilePolicy:
         self._logit = float(np.log(level / (1 - level)))
         self.level_history: list[float] = []
         self._protect_mean = np.zeros(n_series)
+        self._lead_mean = np.zeros(n_series)
+        self._reorder_point = np.zeros(n_series, dtype=np.int64)
+        self.order_cap = order_cap
 
     @property
     def quantile_level(self) -> float:
@@ -202,7 +212,9 @@ class ForecastQuantilePolicy:
 
     def observe(self, demand: np.ndarray, weekday: int, sales: np.ndarray | None = None) -> None:
         self.model.observe(demand, weekday)
-        self._protect_mean = self.model.daily_means(self.lead_time + self.review_days).sum(axis=1)
+        means = self.model.daily_means(self.lead_time + self.review_days)
+        self._protect_mean = means.sum(axis=1)
+        self._lead_mean = means[:, : self.lead_time].sum(axis=1)
         self.errors.record(demand, self._protect_mean)
         if sales is not None:
             self._sold = self._decay * self._sold + float(np.sum(sales))
@@ -221,10 +233,19 @@ class ForecastQuantilePolicy:
         m_protect = self._protect_mean
         alpha = self.quantile_level
         self.level_history.append(alpha)
-        r, p = _nb_params(m_protect, self.dispersion())
+        size = self.dispersion()
+        r, p = _nb_params(m_protect, size)
+        r_lead, p_lead = _nb_params(self._lead_mean, size)
         with np.errstate(invalid="ignore"):
             level = stats.nbinom.ppf(alpha, r, p)
+            rop = stats.nbinom.ppf(alpha, r_lead, p_lead) if self.order_cap else np.zeros(len(level))
+        self._reorder_point = np.where(self._lead_mean > 0, np.nan_to_num(rop), 0).astype(np.int64)
         return np.where(m_protect > 0, np.nan_to_num(level), 0).astype(np.int64)
+
+    def shortfall(self, level: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Units to order for ``level`` (from :meth:`order_up_to`) under capped base stock."""
+        return order_shortfall(level, self._reorder_point, position, lead_time_days=self.lead_time,
+                               review_days=self.review_days, order_cap=self.order_cap)
 
 
 class NormalSafetyStockPolicy:
