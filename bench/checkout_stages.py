@@ -48,10 +48,10 @@ def _stub_externals(payments) -> None:
     from shopfloor.orders.payments import ProcessorResponse
     from shopfloor.orders.shipping import RateQuote
 
-    for proc in payments.router._processors.values():
-        proc.authorize = lambda key, amount, currency, token, order_id, *, timeout_s: ProcessorResponse(
-            True, f"stub_{key[-12:]}")
-    payments.shipping._quoter.quote = lambda country, postal, weight_g, *, timeout_s: RateQuote(
+    for name in payments.router.processor_names:
+        payments.router.processor(name).authorize = (
+            lambda key, amount, currency, token, order_id, *, timeout_s: ProcessorResponse(True, f"stub_{key[-12:]}"))
+    payments.shipping.quoter.quote = lambda country, postal, weight_g, *, timeout_s: RateQuote(
         500, "USD", 3, "stubcarrier", "ground")
 
 

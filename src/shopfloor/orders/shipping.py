@@ -103,6 +103,11 @@ class ShippingQuoter:
         self._executor: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    @property
+    def quoter(self) -> RateQuoter:
+        """The rate service client this quoter calls (diagnostics and benchmarks wrap or inspect it)."""
+        return self._quoter
+
     def quote_for_checkout(
         self, country: str, postal_code: str | None = None, weight_g: int = DEFAULT_WEIGHT_G
     ) -> dict[str, Any]:
