@@ -200,9 +200,11 @@ def test_plan_line_caps_the_order_at_the_reorder_point_when_that_is_more():
     # position 12, reorder point 29, level 32: the cap (ceil(1.25 * 32 / 8) = 5) would leave 17 < 29,
     # so the order restores the reorder point (17 units), then whole packs of 6
     assert (line.reorder_point, line.order_up_to) == (29, 32)
-    assert line.order_qty == 18
+    assert line.order_qty == 18 and line.order_capped
     healthy = plan_line(StockPosition("A", "W1", on_hand=25, reserved=0), _flat(3.0), policy, AS_OF)
-    assert healthy.order_qty == 12  # shortfall 7 -> capped at 5 -> MOQ 10 -> packs of 6
+    assert healthy.order_qty == 12 and healthy.order_capped  # shortfall 7 -> capped at 5 -> MOQ 10 -> packs of 6
+    small = plan_line(StockPosition("A", "W1", on_hand=29, reserved=0), _flat(3.0), policy, AS_OF)
+    assert not small.order_capped and small.order_qty == 12  # shortfall 3 is under the cap -> MOQ 10 -> 12
 
 
 def test_plan_line_orders_nothing_when_position_covers_the_target():

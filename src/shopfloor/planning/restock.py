@@ -273,6 +273,9 @@ class RestockLine:
     stockout_probability: float
     next_replenishment: date
     expected_fill_rate: float | None
+    #: True when capped base stock ordered less than ``order_up_to - inventory_position`` (the rest follows at
+    #: later reviews; see :func:`order_shortfall`).
+    order_capped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -351,7 +354,7 @@ class RestockPlan:
     CSV_COLUMNS = (
         "sku", "warehouse", "supplier", "on_hand", "reserved", "on_order", "inventory_position",
         "lead_time_days", "review_days", "service_level", "mean_daily_demand", "lead_time_demand_mean",
-        "reorder_point", "order_up_to", "order_qty", "urgent", "order_by", "expected_arrival",
+        "reorder_point", "order_up_to", "order_qty", "order_capped", "urgent", "order_by", "expected_arrival",
         "projected_stockout_date", "stockout_probability", "next_replenishment", "expected_fill_rate",
     )
 
@@ -401,8 +404,8 @@ def plan_line(
         order_up_to = protect.quantile(policy.service_level)
     else:
         reorder_point, order_up_to = _numbers.reorder_point, _numbers.order_up_to
-    qty = round_order_quantity(_policy_shortfall(order_up_to, reorder_point, ip, policy), policy.moq,
-                               policy.pack_size)
+    want = _policy_shortfall(order_up_to, reorder_point, ip, policy)
+    qty = round_order_quantity(want, policy.moq, policy.pack_size)
     stockout = projected_stockout_day(position.available, outlook.daily_means, receipts)
     if _numbers is None:
         p_stockout = (
@@ -439,6 +442,7 @@ def plan_line(
         stockout_probability=float(p_stockout),
         next_replenishment=as_of + timedelta(days=usable_day),
         expected_fill_rate=expected_fill,
+        order_capped=want < order_up_to - ip,
     )
 
 
