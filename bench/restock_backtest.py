@@ -20,7 +20,7 @@ import resource
 import sys
 from functools import partial
 
-from shopfloor.planning.forecast_outlook import ForecastCache, forecast_package_means
+from shopfloor.planning import ForecastCache, check_order_cap, forecast_package_means
 from shopfloor.planning.restock_backtest import DemandPanel, load_demand_panel, plot_tradeoff, run_restock_backtest
 
 M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--forecast-weight must be between 0 and 1")
         common["forecast_weight"] = args.forecast_weight
     if args.order_cap is not None:
-        if not (args.order_cap == 0 or 1 <= args.order_cap <= 100):
-            ap.error("--order-cap must be 0 or between 1 and 100")
+        try:
+            check_order_cap(args.order_cap)
+        except ValueError as exc:
+            ap.error(f"--order-cap: {exc}")
         common["order_cap"] = args.order_cap
     result = run_restock_backtest(panel, demand=args.demand, spread=args.spread, **common)
     variants = {}

@@ -153,8 +153,13 @@ def backtest_cmd(
     from ..planning.restock_backtest import DEFAULT_Z_GRID, load_demand_panel, plot_tradeoff, run_restock_backtest
 
     levels = _parse_levels(service_levels)
-    if order_cap is not None and not (order_cap == 0 or 1 <= order_cap <= 100):
-        fail(f"--order-cap: must be 0 (no cap) or between 1 and 100, got {order_cap:g}")
+    if order_cap is not None:
+        from ..planning.restock import check_order_cap
+
+        try:
+            check_order_cap(order_cap)
+        except ValueError as exc:
+            fail(f"--order-cap: {exc}")
     extra = {} if order_cap is None else {"order_cap": order_cap}
     try:
         panel = load_demand_panel(history)

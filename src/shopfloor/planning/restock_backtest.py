@@ -26,7 +26,7 @@ from .forecast_outlook import (
     PeriodicForecastModel,
     forecast_package_means,
 )
-from .restock import DEFAULT_ORDER_CAP
+from .restock import DEFAULT_ORDER_CAP, check_order_cap
 from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
 
 DEMAND_MODELS = ("blend", "forecast", "ses")
@@ -128,8 +128,7 @@ def run_restock_backtest(
         raise ValueError(f"demand must be one of {DEMAND_MODELS}, got {demand!r}")
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
-    if not (order_cap == 0 or 1 <= order_cap <= 100):
-        raise ValueError(f"order_cap must be 0 (no cap) or in [1, 100], got {order_cap!r}")
+    check_order_cap(order_cap)
     for lvl in service_levels:
         if not 0.5 < lvl < 1:
             raise ValueError(f"service level {lvl} must be in (0.5, 1)")
