@@ -41,9 +41,42 @@ FLASH_SKU, FLASH_UNITS, FLASH_BUYERS = "FLASH-001", 50, 300
 SCARCE_SKU = "SCARCE-001"
 
 
+#: How the replayed history's orders are split over the warehouses (``steps.seed_history`` uses the same split).
+GB_SOUTH_SHARE = 0.6
+#: Days of cover each seeded SKU x warehouse starts with: drawn uniformly, so that a realistic minority of lines
+#: needs an urgent reorder in the demo's restock plan and most do not.
+COVER_DAYS = (4.0, 45.0)
+
+
 def load_catalog() -> list[dict[str, Any]]:
     text = resources.files("shopfloor.demo").joinpath("data/catalog.csv").read_text()
     return list(csv.DictReader(text.splitlines()))
+
+
+def load_daily_demand() -> list[dict[str, str]]:
+    """The packaged UCI Online Retail II sample: one row per SKU x market x day (``sku, market, date, qty``)."""
+    import gzip
+    import io
+
+    raw = resources.files("shopfloor.demo").joinpath("data/daily_demand.csv.gz").read_bytes()
+    return list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
+
+
+def recent_daily_demand(rows: list[dict[str, str]], days: int = 120) -> dict[tuple[str, str], float]:
+    """Mean units per day per (sku, warehouse) over the sample's last ``days`` days, split as the history is."""
+    last = max(datetime.fromisoformat(r["date"]).date() for r in rows)
+    out: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if (last - datetime.fromisoformat(r["date"]).date()).days >= days:
+            continue
+        qty = max(1, int(r["qty"]))
+        if r["market"] == "GB":
+            shares = {"gb-south": GB_SOUTH_SHARE, "gb-north": 1 - GB_SOUTH_SHARE}
+        else:
+            shares = {"de-central": 1.0}
+        for wid, share in shares.items():
+            out[(r["sku"], wid)] = out.get((r["sku"], wid), 0.0) + qty * share / days
+    return out
 
 
 @dataclass
@@ -99,15 +132,18 @@ class DemoStore:
 
 
 def seed_store(store: DemoStore, catalog: list[dict], rng: random.Random) -> None:
+    daily = recent_daily_demand(load_daily_demand())
     for wid, w in WAREHOUSES.items():
         store.put(f"/v1/warehouses/{wid}", w)
     for item in catalog:
         store.put(f"/v1/skus/{item['sku']}", {"name": item["name"], "category": item["category"],
                                                 "price": int(item["price"]), "currency": "GBP"})
-        popularity = int(item["invoices"])
         for wid in WAREHOUSES:
-            share = 0.45 if wid != "de-central" else 0.1
-            units = max(0, int(popularity * share * rng.uniform(0.02, 0.06)))
+            # Stock in proportion to what the replayed history sold there: COVER_DAYS of its recent daily rate
+            # (a few units where it sold nothing lately), so the demo's restock plan has a realistic mix of
+            # urgent, routine and idle lines.
+            rate = daily.get((item["sku"], wid), 0.0)
+            units = int(rate * rng.uniform(*COVER_DAYS)) if rate > 0 else rng.randint(0, 5)
             store.put(f"/v1/stock/{item['sku']}/{wid}", {"on_hand": units})
     store.put(f"/v1/skus/{FLASH_SKU}", {"name": "Limited Edition Lantern (flash sale)", "category": "lighting",
                                          "price": 1999, "currency": "GBP"})

@@ -118,22 +118,18 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
     """Give the fresh demo store a past: daily orders replayed from the UCI Online Retail II sample (shifted so
     the last sample day is yesterday) and per-minute request counts for the last ``traffic_days`` days. The
     request counts are synthetic: each day's order volume from the sample spread over a diurnal curve."""
-    import csv
-    import gzip
-    import io
     import math
     from collections import defaultdict
-    from importlib import resources
 
     from sqlalchemy import insert
 
     from ..store.capacity import record_request_batch
     from ..store.engine import make_engine
     from ..store.tables import order_lines, orders, skus
+    from . import GB_SOUTH_SHARE, load_daily_demand
 
     rng = random.Random(seed)
-    raw = resources.files("shopfloor.demo").joinpath("data/daily_demand.csv.gz").read_bytes()
-    rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
+    rows = load_daily_demand()
     last = max(r["date"] for r in rows)
     last_day = datetime.fromisoformat(last).date()
     today = datetime.now(timezone.utc).date()
@@ -147,7 +143,7 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
         day = datetime.fromisoformat(r["date"]).date() + shift
         if (today - day).days > days or r["sku"] not in prices:
             continue
-        wh = ("gb-south" if rng.random() < 0.6 else "gb-north") if r["market"] == "GB" else "de-central"
+        wh = ("gb-south" if rng.random() < GB_SOUTH_SHARE else "gb-north") if r["market"] == "GB" else "de-central"
         at = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=rng.uniform(8, 20))
         oid = f"ord_hist{uuid.uuid4().hex[:24]}"
         qty = max(1, int(r["qty"]))
