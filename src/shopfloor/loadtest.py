@@ -158,6 +158,28 @@ def _process_rss_mb(pid: int) -> float:
         return float("nan")
 
 
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by the server process and its children (``--workers N``)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        total = 0.0
+        for x in [p] + p.children(recursive=True):
+            t = x.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.Error:
+        return float("nan")
+
+
+def _cpu_during(pid: int, phase: Callable[[], WrkResult]) -> tuple[WrkResult, float, float]:
+    """Run ``phase``; also return the server's CPU seconds and the wall seconds it took."""
+    cpu0, wall0 = _process_cpu_s(pid), time.perf_counter()
+    res = phase()
+    return res, _process_cpu_s(pid) - cpu0, time.perf_counter() - wall0
+
+
 def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
     """Fresh schema, 3 warehouses, ``n_skus`` SKUs with ample stock, a HOT sku with ``hot_units``. Returns a key."""
     from datetime import datetime, timezone
@@ -297,15 +319,16 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         wrk_env = {"SF_KEY": key, "SF_NSKUS": str(n_skus), "SF_IDS_OUT": str(tmp / "ids.txt")}
         say("ceiling: /healthz")
         run_wrk(url, "/healthz", 2, connections, core=client_core)  # warm-up
-        ceiling = run_wrk(url, "/healthz", seconds, connections, core=client_core)
+        ceiling, ceiling_cpu, ceiling_wall = _cpu_during(
+            server.pid, lambda: run_wrk(url, "/healthz", seconds, connections, core=client_core))
         say("checkout warm-up")
         ids: list[str] = []
         warm = run_wrk(url, "/v1/checkouts", 2, connections, str(script), {**wrk_env, "SF_RUN": "warm"},
                        client_core)
         ids += _read_ids(tmp / "ids.txt")
         say("checkouts over many SKUs")
-        many = run_wrk(url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"},
-                       client_core)
+        many, many_cpu, many_wall = _cpu_during(server.pid, lambda: run_wrk(
+            url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"}, client_core))
         ids += _read_ids(tmp / "ids.txt")
         say("hot-SKU flash sale")
         hot = run_wrk(url, "/v1/checkouts", max(seconds / 2, 2), connections, str(script),
@@ -341,6 +364,12 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         "hot_p99_ms": round(hot.p99_ms, 2),
         "hot_statuses": hot.statuses,
         "ratio": round(many.rps / ceiling.rps, 3) if ceiling.rps else None,
+        # Cores the server kept busy in each phase (1.0 = its one pinned core saturated) and its CPU per request:
+        # what says whether a phase was bound by the server's CPU or by waiting.
+        "ceiling_server_cores_busy": round(ceiling_cpu / ceiling_wall, 3) if ceiling_wall else None,
+        "ceiling_server_cpu_us_per_request": round(1e6 * ceiling_cpu / ceiling.requests, 1) if ceiling.requests else None,
+        "checkout_server_cores_busy": round(many_cpu / many_wall, 3) if many_wall else None,
+        "checkout_server_cpu_us_per_request": round(1e6 * many_cpu / many.requests, 1) if many.requests else None,
         "server_rss_mb": round(rss, 1),
         **checks,
     }
@@ -350,17 +379,23 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
 
 
 SUMMARY_KEYS = ("ceiling_rps", "checkout_rps", "ratio", "checkout_p50_ms", "checkout_p99_ms", "hot_rps", "hot_p99_ms",
-                "server_rss_mb")
+                "server_rss_mb", "ceiling_server_cores_busy", "ceiling_server_cpu_us_per_request",
+                "checkout_server_cores_busy", "checkout_server_cpu_us_per_request")
+
+
+def _median(values: list) -> float | None:
+    import statistics
+
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def summarize_checkout_runs(runs: list[dict]) -> dict:
     """Medians of the headline figures over runs, and the correctness counts summed over them."""
-    import statistics
-
     return {
         "benchmark": "checkout", "runs": len(runs), "database": runs[0]["database"],
         "connections": runs[0]["connections"],
-        **{f"median_{k}": statistics.median(r[k] for r in runs) for k in SUMMARY_KEYS},
+        **{f"median_{k}": _median([r.get(k) for r in runs]) for k in SUMMARY_KEYS},
         "oversold": sum(r["oversold"] + r["hot_sku_oversold"] for r in runs),
         "lost": sum(r["lost"] for r in runs),
         "duplicate_orders": sum(r["duplicate_orders"] for r in runs),

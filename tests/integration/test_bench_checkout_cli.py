@@ -54,6 +54,11 @@ def test_checkout_benchmark_checks_every_201_against_the_store(db_url):
     # every counted 201 is in the store; the extra orders are requests in flight when a phase ended (<= connections)
     assert 0 <= run["orders_without_counted_201"] <= 3 * 8
     assert run["hot_sku_sold"] <= run["hot_sku_units"]
+    # the server's own CPU is measured per phase: a busy server spends some of a core, and a checkout costs it
+    # more CPU than a health check
+    assert 0 < run["checkout_server_cores_busy"] <= 1.5 and 0 < run["ceiling_server_cores_busy"] <= 1.5
+    assert run["checkout_server_cpu_us_per_request"] > run["ceiling_server_cpu_us_per_request"] > 0
+    assert summary["median_checkout_server_cpu_us_per_request"] == run["checkout_server_cpu_us_per_request"]
 
 
 def test_store_check_counts_a_201_without_its_order_as_lost(db_url):
