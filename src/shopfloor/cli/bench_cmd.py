@@ -59,8 +59,12 @@ def checkout(
     for key, label in (("median_ceiling_rps", "/healthz ceiling, req/s"), ("median_checkout_rps", "checkouts/s"),
                        ("median_ratio", "ratio checkout / ceiling"), ("median_checkout_p50_ms", "checkout p50, ms"),
                        ("median_checkout_p99_ms", "checkout p99, ms"), ("median_hot_rps", "hot-SKU phase, req/s"),
-                       ("median_hot_p99_ms", "hot-SKU p99, ms"), ("median_server_rss_mb", "server RSS, MB")):
-        t.add_row(label, f"{summary[key]:,}")
+                       ("median_hot_p99_ms", "hot-SKU p99, ms"), ("median_server_rss_mb", "server RSS, MB"),
+                       ("median_checkout_server_cores_busy", "server cores busy during checkouts"),
+                       ("median_checkout_server_cpu_us_per_request", "server CPU per checkout, us"),
+                       ("median_ceiling_server_cpu_us_per_request", "server CPU per /healthz, us")):
+        if summary.get(key) is not None:
+            t.add_row(label, f"{summary[key]:,}")
     for key in ("oversold", "lost", "duplicate_orders", "unverified_201"):
         t.add_row(key.replace("_", " "), f"[{'green' if summary[key] == 0 else 'bold red'}]{summary[key]}[/]")
     console.print(t)
