@@ -180,6 +180,13 @@ def _cpu_during(pid: int, phase: Callable[[], WrkResult]) -> tuple[WrkResult, fl
     return res, _process_cpu_s(pid) - cpu0, time.perf_counter() - wall0
 
 
+def _ratio(num: float, den: float, scale: float, digits: int) -> float | None:
+    """``scale * num / den`` rounded, or None where it is unknown (no requests, CPU time unreadable)."""
+    import math
+
+    return round(scale * num / den, digits) if den and math.isfinite(num) else None
+
+
 def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
     """Fresh schema, 3 warehouses, ``n_skus`` SKUs with ample stock, a HOT sku with ``hot_units``. Returns a key."""
     from datetime import datetime, timezone
@@ -366,10 +373,10 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         "ratio": round(many.rps / ceiling.rps, 3) if ceiling.rps else None,
         # Cores the server kept busy in each phase (1.0 = its one pinned core saturated) and its CPU per request:
         # what says whether a phase was bound by the server's CPU or by waiting.
-        "ceiling_server_cores_busy": round(ceiling_cpu / ceiling_wall, 3) if ceiling_wall else None,
-        "ceiling_server_cpu_us_per_request": round(1e6 * ceiling_cpu / ceiling.requests, 1) if ceiling.requests else None,
-        "checkout_server_cores_busy": round(many_cpu / many_wall, 3) if many_wall else None,
-        "checkout_server_cpu_us_per_request": round(1e6 * many_cpu / many.requests, 1) if many.requests else None,
+        "ceiling_server_cores_busy": _ratio(ceiling_cpu, ceiling_wall, 1, 3),
+        "ceiling_server_cpu_us_per_request": _ratio(ceiling_cpu, ceiling.requests, 1e6, 1),
+        "checkout_server_cores_busy": _ratio(many_cpu, many_wall, 1, 3),
+        "checkout_server_cpu_us_per_request": _ratio(many_cpu, many.requests, 1e6, 1),
         "server_rss_mb": round(rss, 1),
         **checks,
     }
