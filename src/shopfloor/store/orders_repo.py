@@ -244,12 +244,17 @@ def set_on_hand(conn: Connection, sku: str, wid: str, on_hand: int, now: datetim
     return True, int(row.reserved)
 
 
+# Built once: constructing a select per call costs SQLAlchemy a cache-key walk (about half of a stock read's CPU).
+_STOCK_FOR_SKU = (
+    select(stock.c.warehouse, stock.c.on_hand, stock.c.reserved)
+    .where(stock.c.sku == bindparam("b_sku"))
+    .order_by(stock.c.warehouse)
+)
+_SKU_EXISTS = select(skus.c.sku).where(skus.c.sku == bindparam("b_sku"))
+
+
 def stock_for_sku(conn: Connection, sku: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(stock.c.warehouse, stock.c.on_hand, stock.c.reserved)
-        .where(stock.c.sku == sku)
-        .order_by(stock.c.warehouse)
-    )
+    rows = conn.execute(_STOCK_FOR_SKU, {"b_sku": sku})
     return [
         {"warehouse": r.warehouse, "on_hand": int(r.on_hand), "reserved": int(r.reserved),
          "available": int(r.on_hand - r.reserved)}
@@ -258,7 +263,7 @@ def stock_for_sku(conn: Connection, sku: str) -> list[dict[str, Any]]:
 
 
 def sku_exists(conn: Connection, sku: str) -> bool:
-    return conn.execute(select(skus.c.sku).where(skus.c.sku == sku)).first() is not None
+    return conn.execute(_SKU_EXISTS, {"b_sku": sku}).first() is not None
 
 
 def warehouse_exists(conn: Connection, wid: str) -> bool:
@@ -312,21 +317,27 @@ def insert_order(
     )
 
 
+# Order look-ups (storefront polling) use statements built once, like the stock reads above.
+_ORDER = select(orders).where(orders.c.id == bindparam("b_id"))
+_ORDER_LINES = (
+    select(order_lines.c.sku, order_lines.c.qty, order_lines.c.warehouse, order_lines.c.unit_price)
+    .where(order_lines.c.order_id == bindparam("b_id"))
+    .order_by(order_lines.c.line_no)
+)
+_ORDER_RESERVATIONS = (
+    select(reservations.c.sku, reservations.c.warehouse, reservations.c.qty, reservations.c.state,
+           reservations.c.expires_at)
+    .where(reservations.c.order_id == bindparam("b_id"))
+    .order_by(reservations.c.sku, reservations.c.warehouse)
+)
+
+
 def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+    row = conn.execute(_ORDER, {"b_id": order_id}).first()
     if row is None:
         return None
-    lines = conn.execute(
-        select(order_lines.c.sku, order_lines.c.qty, order_lines.c.warehouse, order_lines.c.unit_price)
-        .where(order_lines.c.order_id == order_id)
-        .order_by(order_lines.c.line_no)
-    ).all()
-    res = conn.execute(
-        select(reservations.c.sku, reservations.c.warehouse, reservations.c.qty, reservations.c.state,
-               reservations.c.expires_at)
-        .where(reservations.c.order_id == order_id)
-        .order_by(reservations.c.sku, reservations.c.warehouse)
-    ).all()
+    lines = conn.execute(_ORDER_LINES, {"b_id": order_id}).all()
+    res = conn.execute(_ORDER_RESERVATIONS, {"b_id": order_id}).all()
     return {
         "order_id": row.id,
         "status": row.status,
