@@ -397,14 +397,16 @@ def _median(values: list) -> float | None:
     return statistics.median(known) if known else None
 
 
+#: The counts that must all be 0 after a run (the summary sums them over runs).
+CORRECTNESS_KEYS = ("oversold", "lost", "duplicate_orders", "unverified_201")
+
+
 def summarize_checkout_runs(runs: list[dict]) -> dict:
     """Medians of the headline figures over runs, and the correctness counts summed over them."""
     return {
         "benchmark": "checkout", "runs": len(runs), "database": runs[0]["database"],
         "connections": runs[0]["connections"],
         **{f"median_{k}": _median([r.get(k) for r in runs]) for k in SUMMARY_KEYS},
+        **{k: sum(r[k] for r in runs) for k in CORRECTNESS_KEYS},
         "oversold": sum(r["oversold"] + r["hot_sku_oversold"] for r in runs),
-        "lost": sum(r["lost"] for r in runs),
-        "duplicate_orders": sum(r["duplicate_orders"] for r in runs),
-        "unverified_201": sum(r["unverified_201"] for r in runs),
     }

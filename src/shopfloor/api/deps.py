@@ -1,10 +1,13 @@
-"""FastAPI dependencies shared by every router: the container and scope checks."""
+"""FastAPI dependencies shared by every router: the container, scope checks and the id pattern."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
 from ..bootstrap import Container
+
+#: SKU, warehouse and similar ids, wherever a route accepts one (path, query or body).
+IDENT_PATTERN = r"^[A-Za-z0-9._-]+$"
 
 
 async def get_container(request: Request) -> Container:

@@ -26,7 +26,7 @@ def checkout(
     cores when it can."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..loadtest import run_checkout_benchmark, summarize_checkout_runs
+    from ..loadtest import CORRECTNESS_KEYS, run_checkout_benchmark, summarize_checkout_runs
 
     if database_url is not None and runs > 1:
         fail("--database-url takes one run (the store must be empty before each run); leave it out for several "
@@ -65,13 +65,12 @@ def checkout(
                        ("median_ceiling_server_cpu_us_per_request", "server CPU per /healthz, us")):
         if summary.get(key) is not None:
             t.add_row(label, f"{summary[key]:,}")
-    for key in ("oversold", "lost", "duplicate_orders", "unverified_201"):
+    for key in CORRECTNESS_KEYS:
         t.add_row(key.replace("_", " "), f"[{'green' if summary[key] == 0 else 'bold red'}]{summary[key]}[/]")
     console.print(t)
-    if summary["oversold"] or summary["lost"] or summary["duplicate_orders"] or summary["unverified_201"]:
+    if any(summary[k] for k in CORRECTNESS_KEYS):
         err_console.print("[bold red]correctness check failed[/]; per-run details: "
-                          + json.dumps([{k: r[k] for k in ("oversold", "lost", "duplicate_orders", "unverified_201")}
-                                     for r in results]))
+                          + json.dumps([{k: r[k] for k in CORRECTNESS_KEYS} for r in results]))
         raise typer.Exit(1)
 
 

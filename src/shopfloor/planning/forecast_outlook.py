@@ -31,12 +31,11 @@ from .demand_model import DemandModelConfig, RollingDemandModel
 #: (inclusive); the result is series x ``horizon`` expected demand for the days after ``last_day``.
 Forecaster = Callable[[Sequence[str], date, np.ndarray, int], np.ndarray]
 
-
-
 #: Weight of the forecast package's mean in the blend (the rest: daily SES x weekday). Picked by the M5 restock
 #: backtest on both windows: with the session-3 forecast default, 0.7 held less stock than 0.5 at equal fill at 5 of
 #: the 6 (window, target) points and tied the sixth (docs/benchmarks/restock.md).
 DEFAULT_FORECAST_WEIGHT = 0.7
+
 
 def forecast_package_means(
     ids: Sequence[str], last_day: date, history: np.ndarray, horizon: int, *, model: str = "auto",

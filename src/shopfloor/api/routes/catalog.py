@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...bootstrap import Container
 from ...domain.errors import Conflict, NotFound
 from ...store import orders_repo as repo
-from ..deps import get_container, require_scope
+from ..deps import IDENT_PATTERN, get_container, require_scope
 
 router = APIRouter(tags=["catalog"])
 
-Ident = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Ident = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 
 
 class WarehouseIn(BaseModel):

@@ -13,11 +13,11 @@ from ...domain.errors import NotFound
 from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
-from ..deps import get_container, require_scope
+from ..deps import IDENT_PATTERN, get_container, require_scope
 
 router = APIRouter(tags=["checkout"])
 
-SkuId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+SkuId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 
 
 class LineIn(BaseModel):

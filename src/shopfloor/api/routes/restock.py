@@ -12,10 +12,7 @@ from ...bootstrap import Container
 from ...domain.errors import InvalidInput
 from ...planning.purchase_orders import PurchaseOrderIn
 from ...store.restock import RestockRepository, build_restock_planner
-from ..deps import get_container, require_scope
-
-#: SKU and warehouse ids, as the catalog routes accept them.
-IDENT = r"^[A-Za-z0-9._-]+$"
+from ..deps import IDENT_PATTERN, get_container, require_scope
 
 router = APIRouter(tags=["restock"])
 
@@ -63,8 +60,8 @@ def put_purchase_order(
 @router.get("/v1/purchase-orders", response_model=list[PurchaseOrderOut])
 def list_purchase_orders(
     status: PoStatus | None = Query(default=None),
-    sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT),
-    warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT),
+    sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
+    warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=10**9),
     _key: str = Depends(require_scope("admin")),
@@ -79,8 +76,8 @@ def list_purchase_orders(
 
 @router.get("/v1/plans/restock")
 def get_restock_plan(
-    sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT),
-    warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT),
+    sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
+    warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
     _key: str = Depends(require_scope("admin")),
     container: Container = Depends(get_container),
 ) -> dict:
