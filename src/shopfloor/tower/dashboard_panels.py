@@ -62,30 +62,70 @@ def _quantiles(values: list[float], qs=(0.5, 0.9)) -> dict[str, float | None]:
 # Small per-container cache for the model-fitting panels
 
 
-class _TtlCache:
+class _Flight:
+    """One build in progress: whoever asks for the same key meanwhile waits on ``done`` instead of building too."""
+
+    def __init__(self, version: Any) -> None:
+        self.version = version
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class TtlCache:
+    """Values that take seconds to build (a model fit), rebuilt at most once per ``ttl_s`` and one build at a time.
+
+    While a key is being rebuilt, callers get its previous value for the same ``version`` when there is one (stale
+    by one build at most), and otherwise wait for that one build. Without this, a dashboard polling every second
+    during a slow first fit (a cold JIT cache) started a new fit on every poll until the server's thread pool was
+    full of them.
+    """
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[tuple[int, str], tuple[float, Any, Any]] = {}
+        self._flights: dict[tuple[int, str], _Flight] = {}
 
     def get(self, container, name: str, ttl_s: float, build: Callable[[], Any], version: Any = None) -> Any:
         """The cached value unless older than ``ttl_s`` or built for another ``version`` (e.g. another minute)."""
         key = (id(container), name)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None and now - hit[0] < ttl_s and hit[2] == version:
-                return hit[1]
-        value = build()
-        with self._lock:
-            self._items[key] = (time.monotonic(), value, version)
-        return value
+        while True:
+            with self._lock:
+                hit = self._items.get(key)
+                if hit is not None and hit[2] == version and time.monotonic() - hit[0] < ttl_s:
+                    return hit[1]
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = self._flights[key] = _Flight(version)
+                    break  # this caller builds
+                if hit is not None and hit[2] == version:
+                    return hit[1]  # someone is rebuilding it: the previous value meanwhile
+            flight.done.wait()
+            if flight.version == version:
+                if flight.error is not None:
+                    raise flight.error
+                return flight.value
+            # a build for another version finished: look again
+        try:
+            flight.value = build()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            with self._lock:
+                self._items[key] = (time.monotonic(), flight.value, version)
+            return flight.value
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
 
 
-PLAN_CACHE = _TtlCache()
+PLAN_CACHE = TtlCache()
 PLAN_CACHE_TTL_S = 30.0
 
 

@@ -288,9 +288,18 @@
     }
   }
 
+  let refreshing = false;
+
   async function refreshAll() {
-    const panels = Array.from(document.querySelectorAll(".panel[data-panel]"));
-    await Promise.all(panels.map(refreshPanel));
+    // A slow server (a plan being fitted) must not get a second round of polls on top of the first.
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      const panels = Array.from(document.querySelectorAll(".panel[data-panel]"));
+      await Promise.all(panels.map(refreshPanel));
+    } finally {
+      refreshing = false;
+    }
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   }
