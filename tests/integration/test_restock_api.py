@@ -187,11 +187,12 @@ def test_demo_summary_prints_actions_and_risks(client, monkeypatch):
     from shopfloor.cli import output
     from shopfloor.cli.restock_cmd import show_restock_summary
 
-    monkeypatch.setattr(output.console, "width", 200)
+    monkeypatch.setattr(output.console, "width", 80)  # a plain terminal: nothing may be cut or folded
     with output.console.capture() as cap:
         show_restock_summary(client.container, top=3)
     text = cap.get()
-    assert "TEA-1" in text and "suppress_promotion" in text and "TEA-2" in text
+    assert "TEA-1" in text and "no promo" in text and "TEA-2" in text
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
 
 
 def test_plan_and_import_need_a_reachable_schema(tmp_path, monkeypatch):

@@ -53,25 +53,36 @@ def plan_cmd(
     print_plan_summary(plan, top=top)
 
 
+# Short names for the sell-out actions in the terminal table (the JSON and CSV keep the full ones).
+ACTION_LABELS = {"suppress_promotion": "no promo", "offer_alternatives": "offer alts", "place_order": "order now"}
+
+
 def print_plan_summary(plan, top: int = 10) -> None:
     """Rich tables: top restock actions (by urgency, then units) and the sell-out risks."""
     from rich.table import Table
 
+    from rich import box
+
     actions = sorted((ln for ln in plan.lines if ln.order_qty > 0), key=lambda x: (not x.urgent, -x.order_qty))
-    t = Table(title=f"Restock actions as of {plan.as_of} ({len(actions)} orders)")
-    for col in ("sku", "warehouse", "position", "reorder pt", "order-up-to", "order qty", "stockout", "urgent"):
-        t.add_column(col, overflow="fold")
+    # Both tables fit an 80-column terminal without folding an id or a date: short headers, no outer edge, and
+    # the list columns one entry per line. `--json` / `--csv` carry every field under its full name.
+    compact = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False}
+    t = Table(title=f"Restock actions as of {plan.as_of} ({len(actions)} orders)", **compact)
+    for col, just in (("sku", "left"), ("warehouse", "left"), ("position", "right"), ("reorder", "right"),
+                      ("up to", "right"), ("order", "right"), ("stockout", "left"), ("urgent", "left")):
+        t.add_column(col, justify=just, no_wrap=True)
     for ln in actions[:top]:
         t.add_row(ln.sku, ln.warehouse, str(ln.inventory_position), str(ln.reorder_point), str(ln.order_up_to),
                   str(ln.order_qty), str(ln.projected_stockout_date or "-"), "yes" if ln.urgent else "")
     console.print(t)
-    r = Table(title=f"Sell-out risks ({len(plan.risks)})")
-    for col in ("sku", "warehouse", "available", "P(stockout)", "replenished", "actions", "alternatives"):
-        r.add_column(col, overflow="fold")
+    r = Table(title=f"Sell-out risks ({len(plan.risks)})", show_lines=True, **compact)
+    for col, just in (("sku", "left"), ("warehouse", "left"), ("avail", "right"), ("P(out)", "right"),
+                      ("restocked", "left"), ("actions", "left"), ("instead", "left")):
+        r.add_column(col, justify=just, no_wrap=col not in ("actions", "instead"), overflow="fold")
     for risk in plan.risks[:top]:
         r.add_row(risk.sku, risk.warehouse, str(risk.available), f"{risk.stockout_probability:.0%}",
-                  str(risk.next_replenishment), ", ".join(risk.actions),
-                  ", ".join(a.sku for a in risk.alternatives) or "-")
+                  str(risk.next_replenishment), "\n".join(ACTION_LABELS.get(a, a) for a in risk.actions),
+                  "\n".join(a.sku for a in risk.alternatives) or "-")
     console.print(r)
 
 

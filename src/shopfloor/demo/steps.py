@@ -10,6 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -72,14 +73,17 @@ def _history_events(rng: random.Random, now: datetime, slow: dict[str, float] | 
 
 
 def _promise_table(store, sku: str, title: str) -> Table:
-    t = Table(title=title)
-    for col in ("destination", "status", "warehouse", "deliver by", "provisional", "reasons"):
-        t.add_column(col, no_wrap=col != "reasons")
+    # The reasons are the point of this table (why a promise moved), so they get one line each, never cut.
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("ship to", "status", "from", "deliver by", "provisional"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("reasons", overflow="fold")
     for country, postal in PROMISE_DESTINATIONS:
         p = store.client.get("/v1/promise", params={"sku": sku, "qty": 1, "country": country,
                                                      "postal_code": postal}).json()
         t.add_row(f"{country} {postal}", p.get("status", "?"), str(p.get("warehouse")),
-                  str(p.get("deliver_by", ""))[:10], str(p.get("provisional")), ", ".join(p.get("reasons", []))[:60])
+                  str(p.get("deliver_by", ""))[:10], "yes" if p.get("provisional") else "no",
+                  "\n".join(p.get("reasons", [])) or "-")
     return t
 
 
