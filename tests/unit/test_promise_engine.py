@@ -136,6 +136,40 @@ def test_a_growing_backlog_widens_the_promise():
     assert after.deliver_by > before.deliver_by and after.ship_by > before.ship_by
 
 
+def _backlog_at(stats, wh, n, region="BR"):
+    tracks = {}
+    for i in range(n):  # accepted, none handed off yet
+        start = MON - timedelta(minutes=i)
+        stats.apply(tracks.setdefault(f"{wh}-q{i}", OrderTrack(f"{wh}-q{i}")),
+                    FulfillmentEvent(event_id=f"{wh}-q{i}", order_id=f"{wh}-q{i}", type="approved", at=start,
+                                     warehouse=wh, country="BR", region=region, placed_at=start))
+
+
+def test_one_warehouses_backlog_does_not_delay_the_others():
+    eng, stats = engine([StockLevel("sku1", "north", 100, 0), StockLevel("sku2", "south", 100, 0)])
+    history(stats, wh="north", origin="N")
+    history(stats, wh="south", origin="S")
+    south_before = eng.promise_for("sku2", 1, "BR", "01000")
+    north_before = eng.promise_for("sku1", 1, "BR", "01000")
+    _backlog_at(stats, "north", 300)
+    south_after = eng.promise_for("sku2", 1, "BR", "01000")
+    north_after = eng.promise_for("sku1", 1, "BR", "01000")
+    assert north_after.deliver_by > north_before.deliver_by and REASON_BACKLOG in north_after.reasons
+    assert south_after.deliver_by == south_before.deliver_by
+    assert south_after.reasons == south_before.reasons
+
+
+def test_a_surge_spread_over_the_network_delays_every_warehouse():
+    eng, stats = engine([StockLevel("sku1", "north", 100, 0), StockLevel("sku2", "south", 100, 0)])
+    history(stats, wh="north", origin="N")
+    history(stats, wh="south", origin="S")
+    before = eng.promise_for("sku2", 1, "BR", "01000")
+    _backlog_at(stats, "north", 150)
+    _backlog_at(stats, "south", 150)
+    after = eng.promise_for("sku2", 1, "BR", "01000")
+    assert after.deliver_by > before.deliver_by and "volume_surge" in after.reasons
+
+
 def test_a_thin_lane_falls_back_and_is_flagged():
     eng, stats = engine([StockLevel("sku1", "north", 100, 0)])
     eng.config = PromiseConfig(region_map={"BR": {"0": "BR/0", "6": "BR/6"}},

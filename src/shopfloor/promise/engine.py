@@ -266,7 +266,7 @@ class PromiseEngine:
         adj = degrade(signals, cfg.degradation)
         extra_h = adj.extra_processing_h
         if cfg.network_load_signal:
-            net_extra = self._network_extra_h(stats, at_h)
+            net_extra = self._network_extra_h(stats, at_h, signals.backlog, signals.handoff_rate_per_h)
             if net_extra > 0:
                 extra_h += net_extra
                 reasons.append(REASON_SURGE)
@@ -405,19 +405,34 @@ class PromiseEngine:
             return 1.0
         return min(cfg.eta_drift_max, max(1.0 / cfg.eta_drift_max, median / q_new))
 
-    def _network_extra_h(self, stats: FulfillmentStats, at_h: float) -> float:
-        """Extra processing when the whole network's handoff backlog outgrows its throughput (a surge)."""
+    def _network_extra_h(self, stats: FulfillmentStats, at_h: float, wh_backlog: int = 0,
+                         wh_rate_per_h: float = 0.0) -> float:
+        """Extra processing when the whole network's handoff backlog outgrows its throughput (a surge), applied to
+        one warehouse in proportion to its part in that backlog.
+
+        The network wait pools thin warehouses (a marketplace seller with a few orders a week has no usable wait of
+        its own). But a backlog held by one warehouse says nothing about the others: a warehouse's share of the
+        network backlog over its share of the network's handoffs (capped at 1) scales the extra, so a surge spread
+        over the network delays everyone by the network wait, and a warehouse with nothing queued is not delayed by
+        another one's queue (which its own ``growing_backlog`` signal already covers).
+        """
         net = stats.get("net")
         glob = stats.get("proc:*")
         if net is None or net.flows is None or glob is None:
             return 0.0
         rate = net.flows.rate_per_unit(at_h, 1)
         normal = glob.hist.quantile(0.5) or 0.0
-        if rate <= 0 or normal <= 0:
+        if rate <= 0 or normal <= 0 or net.backlog <= 0:
             return 0.0
         wait = net.backlog / rate
         trigger = self.config.degradation.backlog_ratio_trigger * normal
-        return min(wait - normal, self.config.degradation.max_backlog_widen_h) if wait > trigger else 0.0
+        if wait <= trigger:
+            return 0.0
+        extra = min(wait - normal, self.config.degradation.max_backlog_widen_h)
+        backlog_share = wh_backlog / net.backlog
+        rate_share = wh_rate_per_h / rate
+        part = 1.0 if rate_share <= 0 else min(1.0, backlog_share / rate_share)
+        return extra * part
 
     # ------------------------------------------------------------------ promises
     def promise_for(self, sku: str, qty: int, country: str, postal_code: str, at: datetime | None = None) -> Promise:
