@@ -142,7 +142,8 @@ def test_demo_section_prints_the_plan_and_warm_list(db_url, capsys):
     finally:
         container.close()
     assert len(body["slots"]) == 4 and body["last_minute_requests"] == 120
-    assert "capacity plan" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Capacity plan" in out and "replicas" in out and "cache-warm list" in out
 
 
 def test_rollup_buffer_flushes_many_requests_as_one_batch_and_keeps_counts_on_failure(db_url):

@@ -266,13 +266,28 @@ def print_demo_capacity(container, *, hours: int = 3) -> dict:
     entries, source = svc.warm_list(the_plan)
     body = the_plan.to_dict()
     body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
-    console.print(
-        f"[bold]capacity plan[/] next {hours} h (observed {body['observed_minutes']} min of traffic, "
-        f"reactive floor now {body['reactive_floor_now']}):"
-    )
+    from rich import box
+    from rich.table import Table
+
+    def minute(iso: str) -> str:  # 2026-11-27T23:37:00+00:00 -> 2026-11-27 23:37 (the plan is in UTC)
+        return iso[:16].replace("T", " ")
+
+    table = Table(title=f"Capacity plan, next {hours} h (UTC)",
+                  caption=f"from {body['observed_minutes']} min of traffic; reactive floor now "
+                          f"{body['reactive_floor_now']}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col, just in (("ready from", "left"), ("until", "left"), ("request at", "left"), ("replicas", "right"),
+                      ("upper rpm", "right")):
+        table.add_column(col, justify=just, no_wrap=True)
     for w in body["windows"]:
-        console.print(f"  {w['start']} -> {w['end']}: {w['replicas']} replicas (request at {w['request_at']})")
-    console.print(f"[bold]cache-warm list[/] ({source}): " + (", ".join(e.url for e in entries[:10]) or "(empty)"))
+        table.add_row(minute(w["start"]), minute(w["end"]), minute(w["request_at"]), str(w["replicas"]),
+                      str(w["forecast_upper_rpm"]))
+    console.print(table)
+    if not entries:
+        console.print(f"[bold]cache-warm list[/] ({source}): (empty)")
+        return body
+    console.print(f"[bold]cache-warm list[/] ({source}, top {min(10, len(entries))} of {len(entries)}):")
+    for e in entries[:10]:
+        console.print(f"  {e.url}", overflow="ignore", crop=False, soft_wrap=True)
     return body
 
 
