@@ -414,7 +414,8 @@ class PromiseEngine:
         its own). But a backlog held by one warehouse says nothing about the others: a warehouse's share of the
         network backlog over its share of the network's handoffs (capped at 1) scales the extra, so a surge spread
         over the network delays everyone by the network wait, and a warehouse with nothing queued is not delayed by
-        another one's queue (which its own ``growing_backlog`` signal already covers).
+        another one's queue (which its own ``growing_backlog`` signal already covers). A warehouse with no recent
+        handoffs of its own (new, or too thin to have a rate) takes the network wait whole, as before.
         """
         net = stats.get("net")
         glob = stats.get("proc:*")

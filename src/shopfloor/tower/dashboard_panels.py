@@ -76,9 +76,8 @@ class TtlCache:
     """Values that take seconds to build (a model fit), rebuilt at most once per ``ttl_s`` and one build at a time.
 
     While a key is being rebuilt, callers get its previous value for the same ``version`` when there is one (stale
-    by one build at most), and otherwise wait for that one build. Without this, a dashboard polling every second
-    during a slow first fit (a cold JIT cache) started a new fit on every poll until the server's thread pool was
-    full of them.
+    by one build at most), and otherwise wait for that one build. Without this, every poll that arrived during a
+    slow build (the first fit, with a cold JIT cache) started a build of its own.
     """
 
     def __init__(self) -> None:
