@@ -12,9 +12,8 @@ from shopfloor.tower.dashboard_panels import TtlCache
 
 
 class _SlowBuild:
-    def __init__(self, seconds: float, fail: bool = False) -> None:
+    def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.fail = fail
         self.calls = 0
         self.running = 0
         self.most_at_once = 0
@@ -29,8 +28,6 @@ class _SlowBuild:
         time.sleep(self.seconds)
         with self._lock:
             self.running -= 1
-        if self.fail:
-            raise ValueError("broken policy file")
         return {"build": n}
 
 
@@ -42,30 +39,60 @@ def test_concurrent_polls_on_a_cold_cache_share_one_build():
     assert results == [{"build": 1}] * 16
 
 
+class _GatedBuild:
+    """A build that holds until the test releases it, so no assertion depends on how fast threads start."""
+
+    def __init__(self, result=None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.started, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(10), "the test never released the build"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def test_an_expired_value_is_served_while_one_rebuild_runs():
     cache, owner = TtlCache(), object()
     assert cache.get(owner, "plan", 0.05, lambda: "old") == "old"
     time.sleep(0.1)  # expired
-    build = _SlowBuild(0.4)
+    build = _GatedBuild(result="new")
     with ThreadPoolExecutor(8) as pool:
         rebuild = pool.submit(cache.get, owner, "plan", 0.05, build)
-        time.sleep(0.1)  # the rebuild is under way
-        started = time.monotonic()
+        assert build.started.wait(10)
+        # The rebuild is held: callers that waited for it would time out here instead of getting the old value.
         during = [pool.submit(cache.get, owner, "plan", 0.05, build) for _ in range(6)]
-        assert [f.result() for f in during] == ["old"] * 6
-        assert time.monotonic() - started < 0.3, "callers waited for the rebuild instead of getting the old value"
-        assert rebuild.result() == {"build": 1}
+        assert [f.result(timeout=5) for f in during] == ["old"] * 6
+        build.release.set()
+        assert rebuild.result(timeout=10) == "new"
     assert build.calls == 1
+    assert cache.get(owner, "plan", 30.0, build) == "new"
 
 
 def test_a_failed_build_reaches_every_waiter_and_the_next_call_builds_again():
     cache, owner = TtlCache(), object()
-    failing = _SlowBuild(0.2, fail=True)
+    failing = _GatedBuild(error=ValueError("broken policy file"))
+    entered = []
+
+    def poll():
+        entered.append(1)
+        return cache.get(owner, "restock", 30.0, failing)
+
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(cache.get, owner, "restock", 30.0, failing) for _ in range(4)]
+        futures = [pool.submit(poll) for _ in range(4)]
+        assert failing.started.wait(10)
+        deadline = time.monotonic() + 10
+        while len(entered) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the last caller to enter reaches the wait on the held build
+        failing.release.set()
         for f in futures:
             with pytest.raises(ValueError, match="broken policy file"):
-                f.result()
+                f.result(timeout=10)
     assert failing.calls == 1
     assert cache.get(owner, "restock", 30.0, lambda: "fixed") == "fixed"
 
