@@ -163,3 +163,44 @@ def test_the_shipped_example_rules_file_is_valid():
     ruleset = load_rules_file(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
     kinds = {a.type for r in ruleset.rules for a in r.actions}
     assert kinds == {"scale", "warm_caches", "reorder_processors", "suppress_promotion", "degrade_promises", "alert"}
+
+
+def test_every_loader_error_names_the_file_first(tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - name: x\n    when: trafic_rpm > 3\n    actions: [{type: alert}]\n")
+    with pytest.raises(RuleError) as err:
+        load_rules_file(bad)
+    assert str(err.value).startswith(f"{bad}: rule 'x'.when: unknown signal 'trafic_rpm'")
+    assert (err.value.file, err.value.rule, err.value.field) == (str(bad), "x", "when")
+    with pytest.raises(RuleError) as err:
+        load_rules_file(tmp_path / "missing.yaml")
+    assert str(err.value) == f"{tmp_path / 'missing.yaml'}: cannot read the file: No such file or directory"
+
+
+def test_a_watched_rules_file_reloads_on_edit_and_keeps_the_last_good_rules_on_a_bad_one(tmp_path):
+    import os
+
+    from shopfloor.tower import RulesFileWatch
+
+    path = tmp_path / "rules.yaml"
+    reports: list[str] = []
+    watch = RulesFileWatch(path, reports.append)
+    assert watch.poll().rules == []  # no file yet: no rules, nothing to report
+    assert watch.poll() is None and reports == []
+
+    def write(text: str, mtime_s: int) -> None:
+        path.write_text(text)
+        os.utime(path, ns=(mtime_s * 10**9, mtime_s * 10**9))  # a distinct version even within one clock tick
+
+    write("rules:\n  - name: a\n    when: traffic_rpm > 3\n    actions: [{type: alert}]\n", 1_000)
+    assert [r.name for r in watch.poll().rules] == ["a"]
+    assert watch.poll() is None  # unchanged: not re-read
+    write("rules:\n  - name: b\n    when: trafic_rpm > 3\n    actions: [{type: alert}]\n", 2_000)
+    assert watch.poll() is None  # invalid: the caller keeps rule 'a'
+    assert "rule 'b'.when: unknown signal 'trafic_rpm'" in reports[-1] and str(path) in reports[-1]
+    n = len(reports)
+    assert watch.poll() is None and len(reports) == n  # reported once per version
+    write("rules:\n  - name: c\n    when: traffic_rpm > 5\n    actions: [{type: alert}]\n", 3_000)
+    assert [r.name for r in watch.poll().rules] == ["c"]
+    path.unlink()
+    assert watch.poll().rules == []

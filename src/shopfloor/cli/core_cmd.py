@@ -168,7 +168,7 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     last_sweep = 0.0
     last_tower = 0.0
-    tower_loop = _tower_loop(c)
+    rules_file, tower_loop = _tower_loop(c)
 
     def tick() -> None:
         nonlocal last_sweep, last_tower
@@ -178,6 +178,9 @@ def worker(
         if time.monotonic() - last_tower >= settings.tower_rules_interval_s:
             last_tower = time.monotonic()
             try:
+                edited = rules_file.poll()
+                if edited is not None:
+                    tower_loop.replace_rules(edited)
                 tower_loop.tick()
             except Exception as exc:  # noqa: BLE001 - the control tower must never stop deliveries
                 err_console.print(f"[yellow]tower tick failed:[/] {type(exc).__name__}: {exc}")
@@ -188,13 +191,15 @@ def worker(
 
 
 def _tower_loop(c):
-    """Funnel anomaly detection every tick, plus the rules file when one exists."""
-    from ..tower.rules import RuleSet, load_rules_file
-    from ..tower.service import TowerLoop
+    """Funnel anomaly detection every tick, plus the rules file when one exists (re-read when it changes; a file
+    that fails validation is reported, never fatal: the tower must not stop deliveries)."""
+    from ..tower import RuleSet, RulesFileWatch, TowerLoop
 
-    path = c.settings.tower_rules_file
-    rules = load_rules_file(path) if path and path.exists() else RuleSet()
-    return TowerLoop(c, rules)
+    def report(message: str) -> None:  # one line each, unwrapped: it usually goes to a log file
+        err_console.print(f"[yellow]tower rules:[/] {message}", soft_wrap=True)
+
+    watch = RulesFileWatch(c.settings.tower_rules_file, report=report)
+    return watch, TowerLoop(c, watch.poll() or RuleSet())
 
 
 def register(app: typer.Typer) -> None:

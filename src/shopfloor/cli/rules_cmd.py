@@ -26,10 +26,10 @@ def check_cmd(
         ruleset = load_rules_file(file)
     except RuleError as exc:
         if as_json:
-            print_json({"ok": False, "error": str(exc), "rule": exc.rule, "field": exc.field,
+            print_json({"ok": False, "error": str(exc), "file": exc.file, "rule": exc.rule, "field": exc.field,
                         "position": exc.position})
             raise typer.Exit(1)
-        fail(f"{file}: {exc}", code=1)
+        fail(str(exc), code=1)  # names the file, then the rule and field
     summary = [{"name": r.name, "when": r.condition.source, "signals": sorted(r.condition.names),
                 "actions": [a.type for a in r.actions], "cooldown_s": r.cooldown_s} for r in ruleset.rules]
     if as_json:
@@ -63,7 +63,7 @@ def run_cmd(
     try:
         ruleset = load_rules_file(path)
     except RuleError as exc:
-        fail(f"--file: {path}: {exc}", code=1)
+        fail(f"--file: {exc}", code=1)
     extra = None
     if signals is not None:
         try:

@@ -26,7 +26,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -74,11 +74,16 @@ class RuleError(ValueError):
     """A problem in a rules file, with where it is (``rule``/``field``/``position``) for clear messages."""
 
     def __init__(self, message: str, *, rule: str | None = None, field: str | None = None,
-                 position: int | None = None) -> None:
-        self.rule, self.field, self.position, self.reason = rule, field, position, message
+                 position: int | None = None, file: str | None = None) -> None:
+        self.rule, self.field, self.position, self.reason, self.file = rule, field, position, message, file
         where = ".".join(p for p in (f"rule {rule!r}" if rule else None, field) if p)
         pos = f" (column {position})" if position is not None else ""
-        super().__init__(f"{where}: {message}{pos}" if where else f"{message}{pos}")
+        text = f"{where}: {message}{pos}" if where else f"{message}{pos}"
+        super().__init__(f"{file}: {text}" if file else text)
+
+    def in_file(self, path: str | Path) -> "RuleError":
+        """The same error, its message starting with the file it was found in."""
+        return RuleError(self.reason, rule=self.rule, field=self.field, position=self.position, file=str(path))
 
 
 class SignalMissing(Exception):
@@ -377,24 +382,68 @@ def parse_rules(data: Any, catalog: SignalCatalog | None = None) -> RuleSet:
 
 
 def load_rules_file(path: str | Path, catalog: SignalCatalog | None = None) -> RuleSet:
-    """Load ``.yaml``/``.yml`` or ``.toml`` by extension, then :func:`parse_rules`."""
+    """Load ``.yaml``/``.yml`` or ``.toml`` by extension, then :func:`parse_rules`. Every :class:`RuleError` it
+    raises names the file first (``RuleError.file``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
         text = path.read_text()
     except OSError as exc:
-        raise RuleError(f"cannot read {path}: {exc.strerror}") from None
+        raise RuleError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
     try:
         if suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            raise RuleError(f"{path.name}: unsupported extension {suffix!r} (use .yaml, .yml or .toml)")
+            raise RuleError(f"unsupported extension {suffix!r} (use .yaml, .yml or .toml)", file=str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RuleError(f"{path.name}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise RuleError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{path.name}: invalid TOML: {exc}") from None
-    return parse_rules(data, catalog)
+        raise RuleError(f"invalid TOML: {exc}", file=str(path)) from None
+    try:
+        return parse_rules(data, catalog)
+    except RuleError as exc:
+        raise exc.in_file(path) from None
+
+
+class RulesFileWatch:
+    """A rules file that a long-running process (the worker) keeps in force: loaded at start, and again whenever
+    it changes on disk, so an edit takes effect without a restart.
+
+    A file that fails validation never stops the process: :meth:`poll` reports the error (file, rule and field)
+    once per version of the file through ``report``, and the rules last loaded stay in force (none, if no version
+    ever loaded). A missing file means no rules, as at start-up.
+    """
+
+    def __init__(self, path: str | Path, report: Callable[[str], None],
+                 catalog: SignalCatalog | None = None) -> None:
+        self.path = Path(path)
+        self.report = report
+        self.catalog = catalog
+        self._seen: tuple[int, int] | None | str = "unread"
+
+    def _version(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def poll(self) -> RuleSet | None:
+        """A new :class:`RuleSet` when the file changed (or on the first call) and is valid; otherwise ``None``."""
+        version = self._version()
+        if version == self._seen:
+            return None
+        self._seen = version
+        if version is None:
+            return RuleSet()
+        try:
+            rules = load_rules_file(self.path, self.catalog)
+        except RuleError as exc:
+            self.report(f"{exc}; keeping the rules last loaded until the file is fixed")
+            return None
+        self.report(f"{self.path}: loaded {len(rules.rules)} rule(s)")
+        return rules

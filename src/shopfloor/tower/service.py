@@ -247,7 +247,14 @@ class TowerLoop:
 
         self.repo = container.services.get("tower.repository") or TowerRepository(container.engine)
         self.monitor = FunnelMonitor(self.repo, container.clock)
+        self._container, self._extra_signals = container, extra_signals
         self.engine = build_rule_engine(container, rules, extra_signals=extra_signals,
+                                        more_signals=[MonitorSignals(self.monitor)])
+
+    def replace_rules(self, rules: RuleSet) -> None:
+        """Put an edited rule set in force. The funnel monitor keeps its history; cooldowns and the action log
+        live in the database, so a rule that fired keeps its cooldown across the swap."""
+        self.engine = build_rule_engine(self._container, rules, extra_signals=self._extra_signals,
                                         more_signals=[MonitorSignals(self.monitor)])
 
     def tick(self, *, dry_run: bool = False):
