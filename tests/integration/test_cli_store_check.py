@@ -50,3 +50,22 @@ def test_an_unreachable_server_is_named_without_its_password(monkeypatch):
     r = CliRunner().invoke(app, ["keys", "list"])
     assert r.exit_code == 2 and "cannot open 127.0.0.1:1/nowhere" in _said(r)
     assert "s3cret-pw" not in r.output and "Traceback" not in r.output
+
+
+SETTINGS_COMMANDS = COMMANDS + [["serve"], ["worker"], ["db", "upgrade"], ["demo", "--once"],
+                                ["keys", "create", "--scope", "admin"], ["rules", "run", "--once"]]
+
+
+@pytest.mark.parametrize("args", SETTINGS_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_bad_setting_is_named_before_anything_starts(tmp_path, monkeypatch, args):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'shop.db'}")
+    monkeypatch.setenv("SHOPFLOOR_BUY_PATH_THREADS", "lots")
+    monkeypatch.setenv("SHOPFLOOR_TOWER_RULES_INTERVAL_S", "-1")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    said = _said(r)
+    assert said.startswith("error: settings: SHOPFLOOR_BUY_PATH_THREADS: Input should be a valid integer"), said
+    assert "SHOPFLOOR_TOWER_RULES_INTERVAL_S: Input should be greater than 0" in said
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (tmp_path / "shop.db").exists() and not (tmp_path / "var").exists()  # nothing created or started

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .output import console, err_console, fail, print_json, require_store
+from .output import console, err_console, fail, load_settings, print_json, require_store
 
 capacity_app = typer.Typer(
     help="Traffic forecasting and predictive capacity planning (KEDA/Kubernetes plans).", no_args_is_help=True
@@ -152,7 +152,6 @@ def plan(
     """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list."""
     import pandas as pd
 
-    from ..config import Settings
     from ..planning.capacity import (
         CapacityInputError,
         WarmUrlTemplates,
@@ -162,7 +161,7 @@ def plan(
     )
     from ..planning.k8s import options_from_settings, write_manifests
 
-    settings = Settings()
+    settings = load_settings()
     at: datetime | None = None
     if now is not None:
         try:

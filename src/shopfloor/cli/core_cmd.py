@@ -7,8 +7,7 @@ import time
 
 import typer
 
-from ..config import Settings
-from .output import console, err_console, fail, open_store, print_json
+from .output import console, err_console, fail, load_settings, open_store, print_json
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -20,7 +19,7 @@ def db_upgrade() -> None:
     """Apply Alembic migrations to SHOPFLOOR_DATABASE_URL (idempotent)."""
     from ..store.migrate import upgrade_database
 
-    settings = Settings()
+    settings = load_settings()
     try:
         upgrade_database(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - show a one-line error, not a traceback
@@ -40,7 +39,7 @@ def keys_create(
     from ..store.keys import create_api_key
     from ..store.migrate import upgrade_database
 
-    settings = Settings()
+    settings = load_settings()
     upgrade_database(settings.database_url)
     c = build_container(settings)
     try:
@@ -130,7 +129,7 @@ def serve(
 
     from ..store.migrate import upgrade_database
 
-    settings = Settings()
+    settings = load_settings()
     try:
         upgrade_database(settings.database_url)
     except Exception as exc:  # noqa: BLE001
@@ -149,7 +148,7 @@ def worker(
     from ..orders import release_expired_reservations
     from ..store.migrate import upgrade_database
 
-    settings = Settings()
+    settings = load_settings()
     upgrade_database(settings.database_url)
     c = build_container(settings)
     w = build_worker(c)
@@ -222,4 +221,5 @@ def demo(
 
     from ..demo import run_demo
 
+    load_settings()  # the demo's server and worker read the same SHOPFLOOR_* variables: report a bad one here
     run_demo(once=once, port=port, workdir=Path(workdir), shoppers=shoppers, console=console)

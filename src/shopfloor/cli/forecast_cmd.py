@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, print_json, require_store
+from .output import console, fail, load_settings, print_json, require_store
 
 forecast_app = typer.Typer(
     name="forecast",
@@ -27,11 +27,10 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
     from shopfloor.forecast import ForecastInputError, read_frame
 
     if from_db:
-        from shopfloor.config import Settings
         from shopfloor.store.engine import make_unpooled_engine
         from shopfloor.store.forecast_queries import daily_sku_region_demand
 
-        url = db_url or Settings().database_url
+        url = db_url or load_settings().database_url
         require_store(url)
         engine = make_unpooled_engine(url)
         try:

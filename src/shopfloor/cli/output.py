@@ -45,17 +45,23 @@ def require_store(database_url: str) -> None:
         fail(f"database_url: {where} {state}; run `shopfloor db upgrade`")
 
 
-def open_store():
-    """Settings from the environment and the container for an existing, current store; clean errors otherwise."""
+def load_settings():
+    """Settings from the environment (``SHOPFLOOR_*``), or a one-line error naming every variable that is wrong."""
     from pydantic import ValidationError
 
-    from ..bootstrap import build_container
     from ..config import Settings
 
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"settings: SHOPFLOOR_{str(first['loc'][0]).upper()}: {first['msg']}")
+        problems = [f"SHOPFLOOR_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}" for e in exc.errors()]
+        fail("settings: " + "; ".join(problems))
+
+
+def open_store():
+    """Settings from the environment and the container for an existing, current store; clean errors otherwise."""
+    from ..bootstrap import build_container
+
+    settings = load_settings()
     require_store(settings.database_url)
     return build_container(settings)

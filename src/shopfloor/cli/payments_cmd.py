@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..config import Settings
-from .output import console, fail, print_json, require_store
+from .output import console, fail, load_settings, print_json, require_store
 
 payments_app = typer.Typer(help="Payment processors: breakers, error rates, ledgers.", no_args_is_help=True)
 
@@ -105,7 +105,7 @@ def status(
         fail("--max-age must be > 0")
     if window <= 0:
         fail("--window must be > 0")
-    settings = Settings()
+    settings = load_settings()
     require_store(settings.database_url)
     try:
         data = collect_status(settings, max_age_s=max_age, ledger_window_s=window)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, print_json, require_store
+from .output import console, fail, load_settings, print_json, require_store
 
 rules_app = typer.Typer(help="Rules that turn signals into actions (scale, warm caches, suppress, alert ...).",
                         no_args_is_help=True)
@@ -51,14 +51,13 @@ def run_cmd(
 ) -> None:
     """Evaluate the rules against live signals and run the actions of rules that hold (cooldowns apply)."""
     from ..bootstrap import build_container
-    from ..config import Settings
     from ..tower.actions import StaticSignals
     from ..tower.rules import RuleError, load_rules_file
     from ..tower.service import TowerLoop
 
     if once and every is not None:
         fail("--once and --every cannot be used together")
-    settings = Settings()
+    settings = load_settings()
     path = file or settings.tower_rules_file
     try:
         ruleset = load_rules_file(path)
