@@ -321,7 +321,7 @@ def test_an_exhausted_budget_returns_pending_within_the_budget():
     elapsed = time.monotonic() - started
     assert result.outcome is AuthOutcome.PENDING
     assert result.pending_reason == "budget_exhausted" and result.suspects == frozenset({"primary"})
-    assert elapsed < 0.4
+    assert elapsed < 0.8  # a stuck call would take 1.2 s; the margin is for a loaded CI box
     assert secondary.calls == []
     router.close()
 
