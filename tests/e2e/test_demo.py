@@ -24,3 +24,43 @@ def test_demo_once_runs_a_flash_sale_without_overselling(tmp_path):
     assert "flash sale sold / refused" in text
     assert "50 / 250" in text  # exactly the 50 units sold, every other buyer refused
     assert "/docs" in text and "/v1/orders/ord_" in text
+
+
+def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):
+    import os
+    import signal
+    import time
+
+    import httpx
+    import psutil
+
+    port = free_port()
+    log = tmp_path / "demo.log"
+    children: list = []
+    with open(log, "w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "shopfloor", "demo", "--port", str(port), "--shoppers", "20",
+             "--workdir", str(tmp_path / "demo")],
+            stdout=out, stderr=subprocess.STDOUT, env=child_env("sqlite:///unused.db"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C to stop" not in log.read_text() and time.monotonic() < deadline:
+            assert demo.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.5)
+        children[:] = psutil.Process(demo.pid).children(recursive=True)
+        assert children, "the demo runs its server and worker as child processes"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        os.kill(demo.pid, signal.SIGTERM)  # the demo process alone, as `kill PID` or a supervisor would
+        demo.wait(60)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+        for child in children:  # they run in their own sessions: never leave them behind, pass or fail
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
