@@ -22,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from .runtime import free_port
+from .runtime import free_port, interrupt_on_termination
 
 _WRK_CHECKOUT_LUA = r"""
 local counter = 0
@@ -306,6 +306,7 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     say("starting the server")
     port = free_port()
     env = {**os.environ, "SHOPFLOOR_DATABASE_URL": database_url}
+    restore_signals = interrupt_on_termination()
     server = subprocess.Popen(
         _pin(server_core) + [sys.executable, "-m", "shopfloor", "serve", "--port", str(port),
                              "--workers", str(workers)],
@@ -345,6 +346,7 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
+        restore_signals()
     # Every phase's 201s, the warm-up's included: each 201's order id must be in the store.
     created = sum(r.statuses.get("201", 0) for r in (warm, many, hot))
     say("verifying the store")

@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -17,6 +19,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _interrupted(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_termination() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, as Ctrl-C does, so the ``finally``
+    that stops a command's child processes (server, worker) runs when the command is killed too; otherwise a plain
+    ``kill`` of the demo or a benchmark leaves its server running on the port. Returns a function that puts the
+    previous handlers back. Off the main thread (signals cannot be handled there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def child_env(db_url: str, extra: dict | None = None) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import random
 import shutil
-import signal
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..runtime import ServerProcess, WorkerProcess
+from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination
 
 WAREHOUSES = {
     "gb-south": {"region": "gb-south", "country": "GB",
@@ -272,7 +271,7 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     _, ingest_key = create_api_key(engine, ["ingest"], "demo-ingest", now)
     engine.dispose()
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
-    restore_signals = _stop_on_termination()
+    restore_signals = interrupt_on_termination()
     server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
     report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key)
@@ -316,24 +315,6 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
         server.stop()
         restore_signals()
     return report
-
-
-def _interrupted(signum, _frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _stop_on_termination() -> Callable[[], None]:
-    """Make SIGTERM and SIGHUP end the demo the way Ctrl-C does, so its server and worker are stopped with it (a
-    plain ``kill`` of the demo used to leave both running). Returns a function that puts the old handlers back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 __all__ = ["DemoReport", "DemoStore", "run_demo"]
