@@ -4,7 +4,8 @@ Public entry points (import from here; the submodules hold the details):
 
 * anomaly detection: :class:`SeasonalRobustDetector`, :class:`RollingZScoreDetector`, :class:`Alert`, :func:`detect`
 * funnel: :class:`FunnelBuffer`, :class:`FunnelRecorder`, :class:`FunnelMonitor`, :class:`FunnelMetrics`
-* rules: :func:`load_rules_file`, :class:`RulesFileWatch`, :func:`parse_condition`, :class:`RuleEngine`, :func:`build_rule_engine`
+* rules: :func:`load_rules_file`, :class:`RulesFileWatch`, :func:`parse_condition`, :class:`RuleEngine`,
+  :func:`build_rule_engine`
   and the ports the integrator binds (:class:`SignalProvider`, :class:`CapacityPlanSource`, :class:`Scaler`,
   :class:`PaymentRouting`, :class:`WarmListSource`, :class:`AlternativesSource`, :class:`Mailer`)
 
