@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     # --- restock ---
     restock_policy_file: Path | None = Field(
         default=None,
-        description="TOML/JSON restock policy: [defaults], [suppliers.<name>], [skus.<sku>] with lead_time_days, "
-        "review_days, service_level, moq, pack_size, supplier, order_cap (capped base stock; 0 = off). None: "
-        "built-in defaults (7, 1, 0.95, 1, 1, order_cap 1.25).",
+        description="TOML, YAML or JSON restock policy: [defaults], [suppliers.<name>], [skus.<sku>] with "
+        "lead_time_days, review_days, service_level, moq, pack_size, supplier, order_cap (capped base stock; "
+        "0 = off). None: built-in defaults (7, 1, 0.95, 1, 1, order_cap 1.25).",
     )
     restock_history_days: int = Field(default=182, ge=14, description="Days of order history the demand model fits on.")
     restock_outlook_days: int = Field(default=56, ge=1, description="Days ahead for projected stockout dates.")

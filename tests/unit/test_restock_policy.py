@@ -139,7 +139,9 @@ def test_policy_book_layers_defaults_supplier_and_sku():
     "data, fragment",
     [({"defaults": {"lead_time": 3}}, "unknown policy key"), ({"skus": {"A": {"moq": 0}}}, "skus.A"),
      ({"suppliers": {"x": {"service_level": 1.5}}}, "suppliers.x"), ({"sku": {}}, "unknown section"),
-     ({"defaults": {"order_cap": 0.5}}, "order_cap"), ({"skus": {"B": {"order_cap": True}}}, "skus.B")],
+     ({"defaults": {"order_cap": 0.5}}, "order_cap"), ({"skus": {"B": {"order_cap": True}}}, "skus.B"),
+     (["defaults"], "policy file: expected a table"), ({"defaults": 5}, "defaults: expected a table"),
+     ({"suppliers": {"acme": [1, 2]}}, "suppliers.acme: expected a table"), ({"skus": "A"}, "skus: expected")],
 )
 def test_policy_book_rejects_bad_configuration_naming_where(data, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -154,8 +156,22 @@ def test_policy_book_loads_toml_and_json(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         PolicyBook.load(tmp_path / "missing.toml")
     (tmp_path / "bad.toml").write_text("[defaults\n")
-    with pytest.raises(ValueError, match="not valid toml"):
+    with pytest.raises(ValueError, match="not valid TOML"):
         PolicyBook.load(tmp_path / "bad.toml")
+
+
+def test_policy_book_loads_yaml_like_the_rules_files_and_names_what_is_wrong(tmp_path):
+    (tmp_path / "p.yaml").write_text("defaults:\n  lead_time_days: 3\nskus:\n  A-1: {moq: 5}\n")
+    book = PolicyBook.load(tmp_path / "p.yaml")
+    assert book.for_sku("A-1").moq == 5 and book.for_sku("Z").lead_time_days == 3
+    (tmp_path / "empty.yml").write_text("")
+    assert PolicyBook.load(tmp_path / "empty.yml") == PolicyBook()
+    (tmp_path / "bad.yaml").write_text("defaults: [\n")
+    with pytest.raises(ValueError, match=r"bad.yaml is not valid YAML at line 2, column 1"):
+        PolicyBook.load(tmp_path / "bad.yaml")
+    (tmp_path / "p.ini").write_text("[defaults]\n")
+    with pytest.raises(ValueError, match=r"unsupported extension '.ini' \(use .toml, .yaml, .yml, .json\)"):
+        PolicyBook.load(tmp_path / "p.ini")
 
 
 def _flat(mean: float, days: int = 30, size: float = math.inf) -> DemandOutlook:

@@ -82,6 +82,16 @@ def _check_keys(where: str, data: Mapping[str, Any]) -> None:
         raise ValueError(f"{where}: unknown policy key(s) {sorted(unknown)}; allowed: {sorted(_POLICY_KEYS)}")
 
 
+POLICY_FILE_FORMATS = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
+
+
+def _mapping(where: str, value: Any) -> dict[str, Any]:
+    """``value`` as a dict, or a ValueError naming ``where`` (a section given as a list or a number, say)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: expected a table of keys and values, got {type(value).__name__}")
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class PolicyBook:
     """Layered restock policy: ``defaults`` < ``suppliers[sku's supplier]`` < ``skus[sku]``."""
@@ -96,17 +106,19 @@ class PolicyBook:
 
         Every layer is validated up front so a typo fails at load time, naming where it is.
         """
+        data = _mapping("policy file", data)
         unknown = set(data) - {"defaults", "suppliers", "skus"}
         if unknown:
             raise ValueError(f"policy file: unknown section(s) {sorted(unknown)}")
-        raw_defaults = dict(data.get("defaults", {}))
+        raw_defaults = _mapping("defaults", data.get("defaults", {}))
         _check_keys("defaults", raw_defaults)
         try:
             defaults = ReplenishmentPolicy(**raw_defaults)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"defaults: {exc}") from None
-        suppliers = {str(k): dict(v) for k, v in dict(data.get("suppliers", {})).items()}
-        skus = {str(k): dict(v) for k, v in dict(data.get("skus", {})).items()}
+        suppliers = {str(k): _mapping(f"suppliers.{k}", v)
+                     for k, v in _mapping("suppliers", data.get("suppliers", {})).items()}
+        skus = {str(k): _mapping(f"skus.{k}", v) for k, v in _mapping("skus", data.get("skus", {})).items()}
         book = cls(defaults, suppliers, skus)
         for name, layer in suppliers.items():
             _check_keys(f"suppliers.{name}", layer)
@@ -124,18 +136,35 @@ class PolicyBook:
 
     @classmethod
     def load(cls, path: str | Path | None) -> "PolicyBook":
-        """Read a ``.toml`` or ``.json`` policy file; ``None`` gives the built-in defaults."""
+        """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` policy file (by extension, as the tower's rules files);
+        ``None`` gives the built-in defaults."""
         if path is None:
             return cls()
         p = Path(path)
         if not p.is_file():
             raise ValueError(f"restock policy file not found: {p}")
+        suffix = p.suffix.lower()
+        if suffix not in POLICY_FILE_FORMATS:
+            raise ValueError(f"restock policy file {p}: unsupported extension {suffix!r} "
+                             f"(use {', '.join(POLICY_FILE_FORMATS)})")
         text = p.read_text()
         try:
-            data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+            if suffix == ".json":
+                data = json.loads(text)
+            elif suffix == ".toml":
+                data = tomllib.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"restock policy file {p} is not valid {p.suffix.lstrip('.')}: {exc}") from None
-        return cls.from_mapping(data)
+            raise ValueError(f"restock policy file {p} is not valid {POLICY_FILE_FORMATS[suffix]}: {exc}") from None
+        except Exception as exc:  # yaml.YAMLError: pyyaml is imported only for YAML files
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ValueError(f"restock policy file {p} is not valid YAML{where}: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
+        return cls.from_mapping({} if data is None else data)
 
     def for_sku(self, sku: str, supplier: str | None = None) -> ReplenishmentPolicy:
         """Effective policy for ``sku`` (``supplier`` overrides the book's supplier, e.g. from an open PO)."""
