@@ -32,6 +32,29 @@ class Container:
         self.engine.dispose()
 
 
+def check_settings(settings: Settings) -> None:
+    """Reject nested configuration that :func:`build_container` would only trip over while building (and a server
+    process only at its first request): a ``ValueError`` naming the ``SHOPFLOOR_*`` variable. Opens nothing."""
+    from pydantic import ValidationError
+
+    from .orders.shipping import ProvisionalRateTable
+    from .orders.sim_gateway import FaultConfig
+
+    try:
+        ProvisionalRateTable.from_settings(settings.shipping_provisional_rates)
+    except ValueError as exc:
+        message = str(exc)
+        named = message.replace("shipping_provisional_rates", "SHOPFLOOR_SHIPPING_PROVISIONAL_RATES", 1)
+        raise ValueError(named if named != message else f"SHOPFLOOR_SHIPPING_PROVISIONAL_RATES: {message}") from None
+    for name, faults in settings.payments_sim_faults.items():
+        try:
+            FaultConfig.model_validate(dict(faults) if isinstance(faults, dict) else faults)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"SHOPFLOOR_PAYMENTS_SIM_FAULTS: [{name!r}].{where}: {first['msg']}") from None
+
+
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
     """Build engine, clock and services from settings. Starts no thread; the only connection it opens is to
     create the simulated gateway's own SQLite file when the store is SQLite."""

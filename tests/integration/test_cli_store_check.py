@@ -69,3 +69,22 @@ def test_a_bad_setting_is_named_before_anything_starts(tmp_path, monkeypatch, ar
     assert "SHOPFLOOR_TOWER_RULES_INTERVAL_S: Input should be greater than 0" in said
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not (tmp_path / "shop.db").exists() and not (tmp_path / "var").exists()  # nothing created or started
+
+
+@pytest.mark.parametrize("variable, value, said", [
+    ("SHOPFLOOR_PROMISE_REGION_MAP", "not-json", "SHOPFLOOR_PROMISE_REGION_MAP: not valid JSON"),
+    ("SHOPFLOOR_PAYMENTS_SIM_FAULTS", '{"primary": {"down": "maybe"}}',
+     "SHOPFLOOR_PAYMENTS_SIM_FAULTS: ['primary'].down: Input should be a valid boolean"),
+    ("SHOPFLOOR_SHIPPING_PROVISIONAL_RATES", '{"US": {"amount": -5}}',
+     "SHOPFLOOR_SHIPPING_PROVISIONAL_RATES['US'] needs integer amount, currency and days"),
+    ("SHOPFLOOR_SHIPPING_PROVISIONAL_RATES", '{"US": {"amount": 500, "currency": "USD", "days": 3}}',
+     "SHOPFLOOR_SHIPPING_PROVISIONAL_RATES: the provisional rate table needs a '*' row"),
+], ids=["region-map-json", "sim-faults", "rates-row", "rates-default-row"])
+def test_a_bad_structured_setting_is_named_before_the_server_starts(tmp_path, monkeypatch, variable, value, said):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'shop.db'}")
+    monkeypatch.setenv(variable, value)
+    r = CliRunner().invoke(app, ["serve"])
+    assert r.exit_code == 2, r.output
+    assert _said(r).startswith(f"error: settings: {said}"), _said(r)
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (tmp_path / "shop.db").exists()

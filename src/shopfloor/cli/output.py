@@ -46,16 +46,30 @@ def require_store(database_url: str) -> None:
 
 
 def load_settings():
-    """Settings from the environment (``SHOPFLOOR_*``), or a one-line error naming every variable that is wrong."""
-    from pydantic import ValidationError
+    """Settings from the environment (``SHOPFLOOR_*``), checked as far as the container needs them, or a one-line
+    error naming every variable that is wrong."""
+    import re
 
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from ..bootstrap import check_settings
     from ..config import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = [f"SHOPFLOOR_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}" for e in exc.errors()]
         fail("settings: " + "; ".join(problems))
+    except SettingsError as exc:  # a structured variable (a JSON map or list) that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"SHOPFLOOR_{field.group(1).upper()}" if field else "a SHOPFLOOR_* variable"
+        fail(f"settings: {name}: not valid JSON (this setting takes a JSON object or list)")
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        fail(f"settings: {exc}")
+    return settings
 
 
 def open_store():
