@@ -41,6 +41,7 @@ def test_forecast_without_subcommand_writes_the_quantile_file(tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["rows"] == 3 * 56 and summary["model"] == "wa28+tsb"
+    assert summary["future_rows_covered"] == 3 * 56 and "note:" not in res.output
     fc = pd.read_parquet(out)
     assert list(fc.columns) == ["unique_id", "ds", "mean", *QUANTILE_COLUMNS]
     assert (fc[list(QUANTILE_COLUMNS)].diff(axis=1).iloc[:, 1:] >= 0).all().all()
@@ -132,3 +133,19 @@ def test_an_absurd_horizon_is_refused_before_any_work(tmp_path):
     for cmd in (["forecast", "--out", str(tmp_path / "o.csv")], ["forecast", "backtest"]):
         res = runner.invoke(app, [*cmd, "--history", str(hist), "--horizon", "100000"])
         assert res.exit_code == 2 and "--horizon" in res.output and "1096" in res.output
+
+
+def test_a_future_file_that_misses_part_of_the_horizon_is_counted_and_noted(tmp_path):
+    hist = tmp_path / "history.csv"
+    full = _write_panel(hist, horizon=14)
+    future = full[full["ds"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=100)].drop(columns="y")
+    future = future[future["unique_id"] != "sku2/west"]  # one series without planned covariates
+    future = future.assign(ds=future["ds"] + pd.Timedelta(days=7))  # and the rest shifted by a week
+    fut = tmp_path / "future.csv"
+    future.to_csv(fut, index=False)
+    res = runner.invoke(app, ["forecast", "--history", str(hist), "--horizon", "14", "--future", str(fut),
+                              "--out", str(tmp_path / "fc.parquet"), "--model", "wa28", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["rows"] == 3 * 14 and summary["future_rows_covered"] == 2 * 7
+    assert "--future covers 14 of the 42" in " ".join(res.stderr.split())

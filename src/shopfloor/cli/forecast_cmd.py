@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, load_settings, print_json, require_store
+from .output import console, err_console, fail, load_settings, print_json, require_store
 
 forecast_app = typer.Typer(
     name="forecast",
@@ -85,6 +85,8 @@ def _run_forecast(
         "fallback_series": len(result.attrs.get("fallbacks", {})),
         "cold_start_series": len(result.attrs.get("cold_start", [])),
     }
+    if fut is not None:
+        summary["future_rows_covered"] = _future_rows_covered(result, fut)
     if as_json:
         print_json(summary)
     else:
@@ -93,6 +95,24 @@ def _run_forecast(
             f"(model {summary['model']}, {summary['fallback_series']} fallbacks, "
             f"{summary['cold_start_series']} cold-start)"
         )
+    covered = summary.get("future_rows_covered")
+    if covered is not None and covered < summary["rows"]:
+        # Not an error (a new SKU may have no planned prices yet), but a shifted or partial file is a likely mistake.
+        err_console.print(
+            f"[yellow]note:[/] --future covers {covered} of the {summary['rows']} (unique_id, ds) rows of the "
+            "horizon; the others carried each series' last known covariates forward")
+
+
+def _future_rows_covered(result, future) -> int:
+    """How many (unique_id, ds) rows of the forecast horizon the --future file has covariates for."""
+    import pandas as pd
+
+    def keys(frame):
+        out = pd.DataFrame({"unique_id": frame["unique_id"].astype(str),
+                            "ds": pd.to_datetime(frame["ds"], errors="coerce").dt.normalize()})
+        return out.drop_duplicates()
+
+    return int(len(keys(result).merge(keys(future), on=["unique_id", "ds"], how="inner")))
 
 
 class _null:
