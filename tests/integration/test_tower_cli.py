@@ -100,3 +100,46 @@ def test_rules_run_dry_run_logs_to_the_database_and_changes_nothing(tmp_path, mo
     assert json.loads(res.stdout)["rules"][0]["actions"][0]["status"] == "applied"
     assert repo.active_suppressions(now)[0]["alternatives"] == ["SKU-2"]
     repo.engine.dispose()
+
+
+def test_rules_run_every_picks_up_an_edit_and_keeps_the_rules_through_a_bad_one(tmp_path, monkeypatch):
+    import os
+
+    from shopfloor.cli import rules_cmd
+    from shopfloor.store.migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade_database(url)
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
+    monkeypatch.setenv("SHOPFLOOR_DATA_DIR", str(tmp_path / "var"))
+    rules = tmp_path / "rules.yaml"
+    signals = tmp_path / "signals.json"
+    signals.write_text(json.dumps({"traffic_rpm": 50}))
+
+    def write(when: str, version: int) -> None:
+        rules.write_text(f"rules:\n  - name: watch\n    when: {when}\n    actions: [{{type: alert, channel: log}}]\n")
+        os.utime(rules, ns=(version * 10**9, version * 10**9))
+
+    write("traffic_rpm > 100", 1_000)
+    edits = iter([lambda: write("trafic_rpm > 10", 2_000),  # does not validate: the rule in force stays
+                  lambda: write("traffic_rpm > 10", 3_000)])
+
+    def next_evaluation(_seconds):  # instead of sleeping: edit the file, and stop after the last edit
+        edit = next(edits, None)
+        if edit is None:
+            raise KeyboardInterrupt
+        edit()
+
+    monkeypatch.setattr(rules_cmd.time, "sleep", next_evaluation)
+    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(signals), "--every", "1",
+                              "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    decoder, text, fired = json.JSONDecoder(), res.stdout, []
+    at = text.find("{")
+    while at != -1:  # one JSON object per evaluation
+        doc, end = decoder.raw_decode(text, at)
+        fired.append(doc["rules"][0]["fired"])
+        at = text.find("{", end)
+    assert fired == [False, False, True]  # 50 > 100 no; the broken edit changed nothing; 50 > 10 yes
+    said = " ".join(res.stderr.split())
+    assert "rule 'watch'.when: unknown signal 'trafic_rpm'" in said and "loaded 1 rule(s)" in said

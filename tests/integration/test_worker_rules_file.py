@@ -62,7 +62,9 @@ def test_a_broken_rules_file_is_reported_and_the_worker_keeps_delivering(tmp_pat
         assert f"{rules}: rule 'watch'.when: unknown signal 'trafic_rpm'" in _words(log), text
         rules.write_text("rules:\n  - name: watch\n    when: traffic_rpm > 3\n    actions: [{type: alert}]\n")
         _wait_for(lambda: "loaded 1 rule(s)" in _words(log), 30, "the edited file to load")
+        time.sleep(1.0)  # a few more ticks with the new rules in force
         assert worker.proc.poll() is None
+        assert "tower tick failed" not in _words(log), _words(log)
     finally:
         worker.stop()
         container.close()

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .output import console, fail, load_settings, print_json, require_store
+from .output import console, err_console, fail, load_settings, print_json, require_store
 
 rules_app = typer.Typer(help="Rules that turn signals into actions (scale, warm caches, suppress, alert ...).",
                         no_args_is_help=True)
@@ -45,14 +45,15 @@ def run_cmd(
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Rules file; default SHOPFLOOR_TOWER_RULES_FILE."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log what would happen; change nothing."),
     once: bool = typer.Option(False, "--once", help="Evaluate once and exit (the default without --every)."),
-    every: Optional[float] = typer.Option(None, "--every", min=1.0, help="Evaluate every SECONDS until stopped."),
+    every: Optional[float] = typer.Option(
+        None, "--every", min=1.0, help="Evaluate every SECONDS until stopped (re-reads the file when it changes)."),
     signals: Optional[Path] = typer.Option(None, "--signals", help="JSON object of signal values to use first."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON per evaluation."),
 ) -> None:
     """Evaluate the rules against live signals and run the actions of rules that hold (cooldowns apply)."""
     from ..bootstrap import build_container
     from ..tower.actions import StaticSignals
-    from ..tower.rules import RuleError, load_rules_file
+    from ..tower.rules import RuleError, RulesFileWatch, load_rules_file
     from ..tower.service import TowerLoop
 
     if once and every is not None:
@@ -77,7 +78,15 @@ def run_cmd(
     try:
         # The funnel monitor runs in the same loop: it stores anomaly alerts and feeds anomaly_score_* signals.
         loop = TowerLoop(container, ruleset, extra_signals=extra)
+        # With --every, an edit of the file takes effect at the next evaluation (as in the worker); an edit that
+        # does not validate is reported and the rules in force stay.
+        watch = RulesFileWatch(path, report=lambda message: err_console.print(f"[yellow]rules:[/] {message}",
+                                                                               soft_wrap=True))
+        watch.poll()  # the version loaded above
         while True:
+            edited = watch.poll()
+            if edited is not None:
+                loop.replace_rules(edited)
             try:
                 results = loop.tick(dry_run=dry_run)
             except Exception as exc:  # e.g. database not migrated: say so in one line

@@ -254,6 +254,8 @@ class TowerLoop:
     def replace_rules(self, rules: RuleSet) -> None:
         """Put an edited rule set in force. The funnel monitor keeps its history; cooldowns and the action log
         live in the database, so a rule that fired keeps its cooldown across the swap."""
+        from .monitor import MonitorSignals
+
         self.engine = build_rule_engine(self._container, rules, extra_signals=self._extra_signals,
                                         more_signals=[MonitorSignals(self.monitor)])
 
