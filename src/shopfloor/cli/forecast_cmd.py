@@ -109,7 +109,9 @@ def _future_rows_covered(result, future) -> int:
 
     def keys(frame):
         out = pd.DataFrame({"unique_id": frame["unique_id"].astype(str),
-                            "ds": pd.to_datetime(frame["ds"], errors="coerce").dt.normalize()})
+                            # naive and zone-aware stamps both become naive UTC days, so they can be compared
+                            "ds": pd.to_datetime(frame["ds"], errors="coerce", utc=True).dt.tz_convert(None)
+                            .dt.normalize()})
         return out.drop_duplicates()
 
     return int(len(keys(result).merge(keys(future), on=["unique_id", "ds"], how="inner")))
