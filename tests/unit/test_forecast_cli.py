@@ -149,3 +149,16 @@ def test_a_future_file_that_misses_part_of_the_horizon_is_counted_and_noted(tmp_
     summary = json.loads(res.stdout)
     assert summary["rows"] == 3 * 14 and summary["future_rows_covered"] == 2 * 7
     assert "--future covers 14 of the 42" in " ".join(res.stderr.split())
+
+
+def test_future_coverage_compares_zone_aware_stamps_as_utc_days(tmp_path):
+    hist = tmp_path / "history.csv"
+    full = _write_panel(hist, horizon=7)
+    future = full[full["ds"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=100)].drop(columns="y")
+    future = future.assign(ds=future["ds"].dt.tz_localize("UTC").astype(str))  # "2024-04-10 00:00:00+00:00"
+    fut = tmp_path / "future.csv"
+    future.to_csv(fut, index=False)
+    res = runner.invoke(app, ["forecast", "--history", str(hist), "--horizon", "7", "--future", str(fut),
+                              "--out", str(tmp_path / "fc.parquet"), "--model", "wa28", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["future_rows_covered"] == 3 * 7
