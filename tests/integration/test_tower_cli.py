@@ -6,6 +6,7 @@ import json
 import math
 from datetime import datetime, timedelta
 
+import pytest
 from typer.testing import CliRunner
 
 from shopfloor.cli.main import app
@@ -73,15 +74,23 @@ def test_rules_check_accepts_the_example_and_names_problems(tmp_path):
     assert err["rule"] == "x" and err["field"] == "when" and "unknown signal 'trafic_rpm'" in err["error"]
 
 
-def test_rules_run_dry_run_logs_to_the_database_and_changes_nothing(tmp_path, monkeypatch):
+@pytest.fixture
+def store_url(tmp_path, monkeypatch) -> str:
+    """A migrated SQLite store that the CLI under test reads from the environment."""
     from shopfloor.store.migrate import upgrade_database
-    from shopfloor.store.tower import TowerRepository
-    from shopfloor.store.engine import make_engine
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     upgrade_database(url)
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
     monkeypatch.setenv("SHOPFLOOR_DATA_DIR", str(tmp_path / "var"))
+    return url
+
+
+def test_rules_run_dry_run_logs_to_the_database_and_changes_nothing(tmp_path, store_url):
+    from shopfloor.store.tower import TowerRepository
+    from shopfloor.store.engine import make_engine
+
+    url = store_url
     rules = tmp_path / "rules.toml"
     rules.write_text('[[rules]]\nname = "cover"\nwhen = "stock_cover_days_SKU_1 < 1"\n'
                      '[[rules.actions]]\ntype = "suppress_promotion"\nsku = "SKU-1"\nalternatives = ["SKU-2"]\n')
@@ -102,16 +111,11 @@ def test_rules_run_dry_run_logs_to_the_database_and_changes_nothing(tmp_path, mo
     repo.engine.dispose()
 
 
-def test_rules_run_every_picks_up_an_edit_and_keeps_the_rules_through_a_bad_one(tmp_path, monkeypatch):
+def test_rules_run_every_picks_up_an_edit_and_keeps_the_rules_through_a_bad_one(tmp_path, monkeypatch, store_url):
     import os
 
     from shopfloor.cli import rules_cmd
-    from shopfloor.store.migrate import upgrade_database
 
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade_database(url)
-    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
-    monkeypatch.setenv("SHOPFLOOR_DATA_DIR", str(tmp_path / "var"))
     rules = tmp_path / "rules.yaml"
     signals = tmp_path / "signals.json"
     signals.write_text(json.dumps({"traffic_rpm": 50}))
