@@ -33,8 +33,8 @@ class Container:
 
 
 def check_settings(settings: Settings) -> None:
-    """Reject nested configuration that :func:`build_container` would only trip over while building (and a server
-    process only at its first request): a ``ValueError`` naming the ``SHOPFLOOR_*`` variable. Opens nothing."""
+    """Reject nested configuration that :func:`build_container` would only trip over while building (for a server,
+    inside its app factory, as a traceback): a ``ValueError`` naming the ``SHOPFLOOR_*`` variable. Opens nothing."""
     from pydantic import ValidationError
 
     from .orders.shipping import ProvisionalRateTable
