@@ -64,10 +64,11 @@ def load_daily_demand() -> list[dict[str, str]]:
 
 def recent_daily_demand(rows: list[dict[str, str]], days: int = 120) -> dict[tuple[str, str], float]:
     """Mean units per day per (sku, warehouse) over the sample's last ``days`` days, split as the history is."""
-    last = max(datetime.fromisoformat(r["date"]).date() for r in rows)
+    dated = [(datetime.fromisoformat(r["date"]).date(), r) for r in rows]
+    last = max(day for day, _ in dated)
     out: dict[tuple[str, str], float] = {}
-    for r in rows:
-        if (last - datetime.fromisoformat(r["date"]).date()).days >= days:
+    for day, r in dated:
+        if (last - day).days >= days:
             continue
         qty = max(1, int(r["qty"]))
         if r["market"] == "GB":

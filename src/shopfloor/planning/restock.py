@@ -147,6 +147,8 @@ class PolicyBook:
         if suffix not in POLICY_FILE_FORMATS:
             raise ValueError(f"restock policy file {p}: unsupported extension {suffix!r} "
                              f"(use {', '.join(POLICY_FILE_FORMATS)})")
+        import yaml
+
         text = p.read_text()
         try:
             if suffix == ".json":
@@ -154,12 +156,10 @@ class PolicyBook:
             elif suffix == ".toml":
                 data = tomllib.loads(text)
             else:
-                import yaml
-
                 data = yaml.safe_load(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"restock policy file {p} is not valid {POLICY_FILE_FORMATS[suffix]}: {exc}") from None
-        except Exception as exc:  # yaml.YAMLError: pyyaml is imported only for YAML files
+        except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ValueError(f"restock policy file {p} is not valid YAML{where}: "
@@ -647,9 +647,8 @@ def build_restock_plan(
 
 
 __all__ = [
-    "Alternative", "AlternativeIndex", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine", "RestockPlan",
-    "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives",
-    "DEFAULT_ORDER_CAP", "check_order_cap", "inventory_position", "order_shortfall", "plan_line", "projected_stockout_day",
-    "round_order_quantity",
-    "round_order_quantities",
+    "Alternative", "AlternativeIndex", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine",
+    "RestockPlan", "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives",
+    "DEFAULT_ORDER_CAP", "POLICY_FILE_FORMATS", "check_order_cap", "inventory_position", "order_shortfall",
+    "plan_line", "projected_stockout_day", "round_order_quantity", "round_order_quantities",
 ]
