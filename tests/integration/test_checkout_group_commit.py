@@ -152,3 +152,71 @@ def test_wal_checkpointer_copies_the_wal_back_without_blocking_writers(tmp_path)
     assert sqlite3.connect(path).execute("SELECT count(*) FROM t").fetchone()[0] == 201
     conn.close()
     writer.close()
+
+
+def test_async_callers_of_one_batch_are_woken_together(store):
+    """``place`` / ``run_batched`` resolve on the caller's loop: one wake-up per batch, not one per command."""
+    import asyncio
+
+    engine, clock, svc = store
+    settlement = PaymentSettlement(engine, clock)
+
+    async def main() -> tuple[list, list, int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args, **kw):
+            nonlocal wakeups
+            wakeups += 1
+            return real(*args, **kw)
+
+        loop.call_soon_threadsafe = counting
+        gate = threading.Event()
+        svc.submit_work(lambda conn: gate.wait(5))  # the 20 commands below queue up behind this one
+        tasks = [asyncio.ensure_future(svc.place(_cmd(f"a{i}"))) for i in range(20)]
+        await asyncio.sleep(0)  # let every task enqueue its command
+        gate.set()
+        placed = await asyncio.gather(*tasks)
+        after_orders = wakeups
+        settled = await asyncio.gather(*(
+            svc.run_batched(settlement.apply_many, Settle(p.body["order_id"], _approved(f"a{i}"), 1,
+                                                          ("key_test:checkout", f"a{i}"), p.body))
+            for i, p in enumerate(placed)))
+        return placed, settled, after_orders
+
+    placed, settled, wakeups = asyncio.run(main())
+    assert [p.status_code for p in placed] == [201] * 20 and all(p.created for p in placed)
+    assert len({p.body["order_id"] for p in placed}) == 20
+    assert [s[0] for s in settled] == [201] * 20
+    # The gate's batch holds only the gate's work (it was queued alone); the 20 checkouts share at most two
+    # batches (the writer's size cap is 64), so the loop was woken at most twice for them.
+    assert wakeups <= 2
+    with engine.connect() as conn:
+        n = conn.execute(select(orders.c.id).where(orders.c.status == "authorized")).all()
+    assert len(n) == 20
+
+
+def test_a_cancelled_async_checkout_still_commits_and_replays(store):
+    """A caller that goes away (client disconnect) does not undo or lose its order: the batch commits, the
+    writer skips the cancelled future, and a replay of the key returns the order."""
+    import asyncio
+
+    engine, clock, svc = store
+
+    async def main():
+        gate = threading.Event()
+        svc.submit_work(lambda conn: gate.wait(5))
+        task = asyncio.ensure_future(svc.place(_cmd("gone", qty=3)))
+        await asyncio.sleep(0)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await svc.place(_cmd("gone", qty=3))
+
+    replay = asyncio.run(main())
+    assert replay.status_code == 201 and replay.replayed
+    with engine.connect() as conn:
+        reserved = conn.execute(select(stock.c.reserved).where(stock.c.sku == "A")).scalar_one()
+    assert reserved == 3

@@ -7,6 +7,7 @@ trips. A response is only released after its batch has committed, so a 201 is du
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import queue
@@ -92,6 +93,32 @@ class _Batched:
     item: Any
 
 
+class _LoopWaiter:
+    """The asyncio side of a queued command: a future of ``loop``, resolved on that loop's thread. The writer hands
+    a whole batch's outcomes to each loop in one ``call_soon_threadsafe`` instead of one wake-up (and one
+    concurrent-future hand-over) per command."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+
+def _settle_on_loop(outcomes: list[tuple[asyncio.Future, Any]]) -> None:
+    """Runs on the loop: resolve each future with its result (or ``_Failed`` exception) unless it was cancelled."""
+    for fut, res in outcomes:
+        if fut.done():  # the request went away (client disconnect, timeout) while its batch committed
+            continue
+        if isinstance(res, _Failed):
+            fut.set_exception(res.exc)
+        else:
+            fut.set_result(res)
+
+
 class _WarehouseCache:
     """Warehouses change rarely; re-read them at most every ``ttl`` seconds."""
 
@@ -165,6 +192,20 @@ class CheckoutService:
         self._queue.put((_Batched(handler, item), fut))
         return fut
 
+    async def place(self, cmd: PlaceOrder) -> CheckoutResult:
+        """Async :meth:`submit`: await the command's result on the running loop (woken once per batch)."""
+        return await self._enqueue_async(cmd)
+
+    async def run_batched(self, handler: Callable[[Connection, list[Any]], list[Any]], item: Any) -> Any:
+        """Async :meth:`submit_batched`."""
+        return await self._enqueue_async(_Batched(handler, item))
+
+    def _enqueue_async(self, item: Any) -> asyncio.Future:
+        self._ensure_thread()
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._queue.put((item, waiter))
+        return waiter.future
+
     def place_order(self, cmd: PlaceOrder, timeout: float = 30.0) -> CheckoutResult:
         return self.submit(cmd).result(timeout=timeout)
 
@@ -224,13 +265,8 @@ class CheckoutService:
                 break
         if results is None:
             err = ServiceUnavailable("the order store is temporarily unavailable; retry with the same key")
-            for cmd, fut in batch:
-                if fut.done():
-                    continue
-                if isinstance(cmd, (_Work, _Batched)):
-                    fut.set_exception(err)
-                else:
-                    fut.set_result(CheckoutResult(err.status, error_body(err)))
+            self._resolve(batch, [_Failed(err) if isinstance(cmd, (_Work, _Batched))
+                                  else CheckoutResult(err.status, error_body(err)) for cmd, _ in batch])
             return
         self.batches += 1
         self.batched_commands += len(batch)
@@ -239,13 +275,26 @@ class CheckoutService:
                 self.on_committed([r for r in results if isinstance(r, CheckoutResult)])
             except Exception:  # pragma: no cover
                 log.exception("on_committed hook failed")
-        for (_, fut), res in zip(batch, results):
-            if fut.done():
+        self._resolve(batch, results)
+
+    @staticmethod
+    def _resolve(batch: list[tuple[Any, Any]], results: list[Any]) -> None:
+        """Hand each command its outcome: concurrent futures directly, loop futures in one call per loop."""
+        per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+        for (_, waiter), res in zip(batch, results):
+            if isinstance(waiter, _LoopWaiter):
+                per_loop.setdefault(waiter.loop, []).append((waiter.future, res))
+            elif waiter.done():
                 continue
-            if isinstance(res, _Failed):
-                fut.set_exception(res.exc)
+            elif isinstance(res, _Failed):
+                waiter.set_exception(res.exc)
             else:
-                fut.set_result(res)
+                waiter.set_result(res)
+        for loop, outcomes in per_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_on_loop, outcomes)
+            except RuntimeError:  # pragma: no cover - the loop closed while its requests were in the batch
+                log.warning("event loop closed before %d checkout results could be delivered", len(outcomes))
 
     def _apply_batch_once(self, cmds: list[PlaceOrder]) -> list[CheckoutResult]:
         """One transaction for the whole batch: reads are batched, each reservation is a guarded UPDATE, and the

@@ -73,7 +73,10 @@ class BuyPath:
         extra = dict(cmd.extra)
         # The promise (local reads, well under a millisecond) and then the rate quote (a remote call bounded by its
         # timeout) share one worker thread: a second thread hop per checkout cost more than the overlap saved.
-        quote, promises = await asyncio.to_thread(self._quote_and_promises, cmd)
+        if self.payments is not None or self.promise is not None:
+            quote, promises = await asyncio.to_thread(self._quote_and_promises, cmd)
+        else:
+            quote, promises = None, None
         if self.payments is not None:
             extra["shipping"] = quote
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
@@ -85,7 +88,7 @@ class BuyPath:
                 # :func:`promise_bookkeeping`) records it with the order, for the engine's online calibration.
                 extra["promise_window"] = max(dated, key=lambda p: p.deliver_by).window
         cmd = replace(cmd, extra=extra)
-        result = await asyncio.wrap_future(self.checkout_service.submit(cmd))
+        result = await self.checkout_service.place(cmd)
         if not result.created or self.payments is None:
             return result, None
         order_id = result.body["order_id"]
@@ -94,8 +97,8 @@ class BuyPath:
         auth = await asyncio.to_thread(self.payments.authorize_inline, attempt)
         scope = (f"{cmd.api_key_id}:checkout", cmd.idempotency_key)
         # Settlement rides the next group commit instead of paying for its own transaction and fsync.
-        status, body = await asyncio.wrap_future(self.checkout_service.submit_batched(
-            self.settlement.apply_many, Settle(order_id, auth, 1, scope, result.body)))
+        status, body = await self.checkout_service.run_batched(
+            self.settlement.apply_many, Settle(order_id, auth, 1, scope, result.body))
         payment = {"processor": auth.processor, "outcome": str(auth.outcome)}
         if body is None:
             return result, payment
