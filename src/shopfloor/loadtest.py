@@ -22,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from .runtime import free_port, interrupt_on_termination
+from .runtime import free_port, interrupt_on_termination, os_thread_cpu_s
 
 _WRK_CHECKOUT_LUA = r"""
 local counter = 0
@@ -335,8 +335,10 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
                        client_core)
         ids += _read_ids(tmp / "ids.txt")
         say("checkouts over many SKUs")
+        threads0 = os_thread_cpu_s(server.pid)
         many, many_cpu, many_wall = _cpu_during(server.pid, lambda: run_wrk(
             url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"}, client_core))
+        threads1 = os_thread_cpu_s(server.pid)
         ids += _read_ids(tmp / "ids.txt")
         say("hot-SKU flash sale")
         hot = run_wrk(url, "/v1/checkouts", max(seconds / 2, 2), connections, str(script),
@@ -379,6 +381,13 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         "ceiling_server_cpu_us_per_request": _ratio(ceiling_cpu, ceiling.requests, 1e6, 1),
         "checkout_server_cores_busy": _ratio(many_cpu, many_wall, 1, 3),
         "checkout_server_cpu_us_per_request": _ratio(many_cpu, many.requests, 1e6, 1),
+        # Where that CPU went, by thread (event loop, checkout writer, buy-path threads, ...); single-process
+        # servers only (``--workers 1``): with several workers the threads live in the children.
+        "checkout_server_cpu_us_by_thread": {
+            name: _ratio(threads1[name] - threads0.get(name, 0.0), many.requests, 1e6, 1)
+            for name in sorted(threads1, key=lambda n: threads0.get(n, 0.0) - threads1[n])
+            if threads1[name] - threads0.get(name, 0.0) > 0
+        } if workers == 1 else {},
         "server_rss_mb": round(rss, 1),
         **checks,
     }
@@ -412,5 +421,9 @@ def summarize_checkout_runs(runs: list[dict]) -> dict:
         "benchmark": "checkout", "runs": len(runs), "database": runs[0]["database"],
         "connections": runs[0]["connections"],
         **{f"median_{k}": _median([r.get(k) for r in runs]) for k in SUMMARY_KEYS},
+        "median_checkout_server_cpu_us_by_thread": {
+            name: _median([r.get("checkout_server_cpu_us_by_thread", {}).get(name) for r in runs])
+            for name in dict.fromkeys(n for r in runs for n in r.get("checkout_server_cpu_us_by_thread", {}))
+        },
         **totals,
     }

@@ -59,6 +59,11 @@ def test_checkout_benchmark_checks_every_201_against_the_store(db_url):
     assert 0 < run["checkout_server_cores_busy"] <= 1.5 and 0 < run["ceiling_server_cores_busy"] <= 1.5
     assert run["checkout_server_cpu_us_per_request"] > run["ceiling_server_cpu_us_per_request"] > 0
     assert summary["median_checkout_server_cpu_us_per_request"] == run["checkout_server_cpu_us_per_request"]
+    # The checkout phase's CPU split by OS thread name: the event loop and the group-commit writer are named.
+    split = run["checkout_server_cpu_us_by_thread"]
+    assert {"main (event loop)", "checkout-writer"} <= set(split), split
+    assert sum(split.values()) <= run["checkout_server_cpu_us_per_request"] * 1.05 + 50
+    assert summary["median_checkout_server_cpu_us_by_thread"] == split
 
 
 def test_store_check_counts_a_201_without_its_order_as_lost(db_url):

@@ -41,3 +41,30 @@ def test_off_the_main_thread_it_changes_nothing():
     t.join()
     result[0]()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_threads_carry_their_names_to_the_os_and_their_cpu_is_split_by_name():
+    import sys
+
+    from shopfloor.runtime import name_os_thread, os_thread_cpu_s
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("OS thread names are read from /proc")
+    done = threading.Event()
+
+    def spin() -> None:
+        name_os_thread()
+        end = time.process_time() + 0.3
+        while time.process_time() < end:
+            pass
+        done.wait(5)
+
+    t = threading.Thread(target=spin, name="sf-test-spinner_3")
+    t.start()
+    time.sleep(0.5)
+    split = os_thread_cpu_s(os.getpid())
+    done.set()
+    t.join()
+    assert "sf-test-spinner" in split  # the trailing number is dropped, so a pool's threads add up
+    assert split["sf-test-spinner"] > 0.05
+    assert "main (event loop)" in split

@@ -26,8 +26,11 @@ def create_app(container: Container) -> FastAPI:
         # executor; its stock size (cores + 4) would cap the concurrent checkouts of a process at about six.
         from concurrent.futures import ThreadPoolExecutor
 
+        from ..runtime import name_os_thread
+
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=container.settings.buy_path_threads, thread_name_prefix="buy-path"))
+            ThreadPoolExecutor(max_workers=container.settings.buy_path_threads, thread_name_prefix="buy-path",
+                               initializer=name_os_thread))
         checkpointer = container.services.get("store.checkpointer")
         if checkpointer is not None:
             checkpointer.start()

@@ -34,6 +34,7 @@ from ..domain.errors import (
 )
 from ..domain.orders import ORDER_PLACED, OrderStatus
 from ..domain.stock import Allocation, OrderLineRequest, StockLevel, merge_lines, plan_allocation
+from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class CheckoutService:
                     self._thread = t
 
     def _run(self) -> None:
+        name_os_thread()
         while True:
             item = self._queue.get()
             if item is None:

@@ -170,6 +170,9 @@ class WalCheckpointer:
         return int(row[0]), int(row[1]), int(row[2])
 
     def _run(self) -> None:
+        from ..runtime import name_os_thread
+
+        name_os_thread("wal-checkpoint")  # the OS keeps 15 bytes of a name
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=1000")
