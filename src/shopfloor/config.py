@@ -41,6 +41,9 @@ class Settings(BaseSettings):
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
+    outbox_concurrency: int = Field(
+        default=8, ge=1, le=256,
+        description="Threads per worker process delivering one batch's events (one order per thread at a time).")
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_base_s: float = Field(default=0.5, gt=0)

@@ -179,3 +179,48 @@ def test_two_workers_never_process_the_same_event_at_once(store):
     for t in threads:
         t.join()
     assert len(seen) == 12 and len(set(seen)) == 12
+
+
+def test_a_concurrent_worker_overlaps_orders_but_keeps_each_orders_events_in_order(store):
+    """``concurrency`` > 1: one batch's events for different orders run at the same time (their handlers mostly
+    wait on other systems), while the events of one order still run one after another in the order written."""
+    import time
+
+    engine, clock, _ = store
+    with engine.begin() as conn:
+        for step in range(3):
+            for agg in ("o1", "o2", "o3", "o4"):
+                repo.enqueue_event(conn, ORDER_PLACED, agg, {"step": step}, clock.now())
+    lock = threading.Lock()
+    log: list[tuple[str, int, float, float]] = []
+    running, peak = 0, 0
+
+    def slow(event):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        start = time.monotonic()
+        time.sleep(0.1)
+        with lock:
+            running -= 1
+            log.append((event.aggregate_id, event.payload["step"], start, time.monotonic()))
+
+    worker = OutboxWorker(engine, clock, [FunctionHandler("slow", frozenset({ORDER_PLACED}), slow)],
+                          batch_size=50, concurrency=4)
+    started = time.monotonic()
+    assert worker.run_once() == 12
+    wall = time.monotonic() - started
+    worker.close()
+    assert peak == 4 and wall < 0.9  # one after another would take 1.2 s
+    for agg in ("o1", "o2", "o3", "o4"):
+        mine = sorted((s, e, step) for a, step, s, e in log if a == agg)
+        assert [step for _, _, step in mine] == [0, 1, 2]
+        assert all(mine[i][1] <= mine[i + 1][0] for i in range(2))  # never two of one order at once
+    assert outbox_status(engine)["delivered"] == 12
+
+
+def test_worker_concurrency_must_be_positive(store):
+    engine, clock, _ = store
+    with pytest.raises(ValueError, match="concurrency"):
+        OutboxWorker(engine, clock, [], concurrency=0)

@@ -70,6 +70,14 @@ def test_without_an_smtp_host_mail_goes_to_a_maildir_once(engine, tmp_path):
     assert "45.99 USD" in msg.get_payload() and "estimate" in msg.get_payload()
 
 
+def test_the_default_maildir_is_created_with_its_parent_folders(engine, tmp_path):
+    """A fresh machine has no ``<data_dir>`` yet (default ``var/``): the first confirmation creates it instead of
+    failing, and being retried, forever."""
+    mailer = build_mailer(Settings(data_dir=tmp_path / "not" / "there"), engine, CLOCK)
+    assert mailer.send_confirmation(ORDER) == "sent"
+    assert len(list(mailbox.Maildir(tmp_path / "not" / "there" / "maildir", create=False))) == 1
+
+
 def test_maildir_delivery_itself_is_idempotent_by_message_id(tmp_path):
     transport = MaildirTransport(tmp_path / "md")
     mailer_msg = confirmation_message(ORDER, sender="a@b.c", recipient="x@y.z", clock=CLOCK)
@@ -111,6 +119,26 @@ def _insert_order(conn, oid, *, total=5000, minutes_ago=0, email_="c@x", token="
             created_at=at, updated_at=at,
         )
     )
+
+
+def test_velocity_counts_the_same_customer_however_their_orders_recorded_them(engine):
+    """The screen reads only the window's orders by the same card or customer (filtered in SQL); a customer is the
+    same whatever the case of the address, and ``payment.customer_id`` counts as well as the e-mail."""
+    with engine.begin() as conn:
+        for i in range(3):
+            _insert_order(conn, f"u{i}", minutes_ago=5 + i, email_="Burst@X", token=f"t{i}")
+        conn.execute(orders.insert().values(
+            id="cid", status="authorized", ship_to={"country": "US"},
+            payment={"token": "tz", "customer_id": "BURST@x"}, total=5000, currency="USD",
+            created_at=T0 - timedelta(minutes=9), updated_at=T0 - timedelta(minutes=9)))
+        for i in range(30):  # other buyers in the same window: never read as this customer's
+            _insert_order(conn, f"o{i}", minutes_ago=1 + i % 20, email_=f"other{i}@x", token=f"o{i}")
+        _insert_order(conn, "target", email_="burst@x", token="fresh")
+    screen = FraudScreen(engine, FraudPolicy(max_orders_per_customer=3, max_orders_per_token=3), CLOCK)
+    target = screen.assess("target")
+    velocity = [r for r in target.reasons if r.rule == "customer_velocity"]
+    assert velocity and velocity[0].data["orders"] == 5  # 3 by e-mail + 1 by customer id + the order itself
+    assert "card_velocity" not in {r.rule for r in target.reasons}
 
 
 def test_fraud_screen_reads_history_from_the_orders_table(engine):

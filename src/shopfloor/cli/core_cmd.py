@@ -156,6 +156,7 @@ def worker(
         release_expired_reservations(c.engine, c.clock)
         n = w.drain()
         console.print(f"processed {n} events")
+        w.close()
         c.close()
         return
     stopping = {"flag": False}
@@ -186,6 +187,7 @@ def worker(
 
     console.print("[green]worker running[/] (Ctrl-C to stop)")
     w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
+    w.close()
     c.close()
 
 

@@ -119,6 +119,9 @@ class MaildirTransport:
 
     def send(self, msg: EmailMessage) -> None:
         try:
+            # Maildir(create=True) makes the folder itself but not its parents: on a fresh machine the default
+            # <data_dir>/maildir has none, and every confirmation was retried forever.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             Maildir(self.path, create=True)  # creates tmp/new/cur
             if self.delivered(msg):
                 return
