@@ -11,6 +11,7 @@ from . import (
     core_cmd,
     forecast_cmd,
     fulfillment_cmd,
+    gameday_cmd,
     payments_cmd,
     promise_cmd,
     restock_cmd,
@@ -35,3 +36,4 @@ capacity_cmd.register(app)
 anomalies_cmd.register(app)
 rules_cmd.register(app)
 bench_cmd.register(app)
+gameday_cmd.register(app)

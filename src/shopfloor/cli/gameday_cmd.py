@@ -1,0 +1,112 @@
+"""``shopfloor gameday``: load plus real faults against the running system, then the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .output import console, err_console, fail, print_json
+
+
+def gameday(
+    seconds: float = typer.Option(60.0, min=10, max=3600, help="Length of the load phase (faults are spread over "
+                                                                 "it)."),
+    shoppers: int = typer.Option(12, min=1, max=256, help="Concurrent shoppers checking out over HTTP."),
+    seed: int = typer.Option(7, help="Seed of the shoppers and the simulated processors."),
+    drain_timeout: float = typer.Option(180.0, min=5, max=3600,
+                                        help="Seconds to wait, after the load, for the worker to deliver everything."),
+    database_url: str = typer.Option(
+        None, help="An empty database to run against (default: a fresh SQLite file in a temporary folder)."),
+    report_out: Path = typer.Option(None, help="Also write the report as JSON to this file."),
+    plot_out: Path = typer.Option(None, help="Write a PNG: purchases per second and latency, faults marked."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
+) -> None:
+    """Run a game day: shoppers (some in a flash sale, some double-clicking "buy") check out against the real
+    server and worker while processors lose responses and go down, the rate service is blackholed, and the server
+    and worker are killed with SIGKILL and restarted. Then everything heals, the worker drains the outbox, and the
+    report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..gameday import CHECKS, plot_gameday, run_gameday
+
+    if database_url is not None and not database_url.startswith(("sqlite", "postgresql", "postgres")):
+        fail(f"--database-url: unsupported database {database_url.split(':', 1)[0]!r} (sqlite or postgresql)")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("game day", total=None)
+        try:
+            result = run_gameday(database_url, seconds=seconds, shoppers=shoppers, seed=seed,
+                                 drain_timeout_s=drain_timeout,
+                                 progress=lambda msg: bar.update(task, description=f"game day: {msg}"))
+        except (RuntimeError, ValueError) as exc:
+            fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: one line, no traceback
+            fail(f"database_url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    report = result.to_dict()
+    if report_out is not None:
+        import json
+
+        report_out.parent.mkdir(parents=True, exist_ok=True)
+        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if plot_out is not None:
+        plot_gameday(result, plot_out)
+    if as_json:
+        print_json(report)
+    else:
+        _print_report(result, CHECKS)
+        if plot_out is not None:
+            console.print(f"plot: {plot_out}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_report(result, checks: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    faults = Table(title="faults injected", title_justify="left")
+    faults.add_column("at", justify="right")
+    faults.add_column("what")
+    for f in result.faults:
+        extra = f" (back in {f['restart_s']} s)" if "restart_s" in f else ""
+        faults.add_row(f"{f['at_s']:.1f} s", f["label"] + extra)
+    console.print(faults)
+
+    phases = Table(title="checkouts by phase (latency: first try to answer)", title_justify="left")
+    for col, just in (("from", "right"), ("phase", "left"), ("checkouts", "right"), ("201", "right"),
+                      ("409", "right"), ("other", "right"), ("retried", "right"), ("p50 ms", "right"),
+                      ("p99 ms", "right")):
+        phases.add_column(col, justify=just, overflow="fold")
+    for p in result.phases:
+        st = p["statuses"]
+        other = sum(v for k, v in st.items() if k not in ("201", "409"))
+        phases.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["checkouts"]), str(st.get("201", 0)),
+                       str(st.get("409", 0)), str(other), str(p["retried"]),
+                       "-" if p["p50_ms"] is None else f"{p['p50_ms']:,.0f}",
+                       "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
+    console.print(phases)
+
+    t = result.totals
+    d = result.drain
+    console.print(
+        f"{t['accepted']:,} accepted of {t['checkouts']:,} purchases; flash sale: {t['flash_sold']} of "
+        f"{t['flash_units']} units sold to {t['flash_attempts']:,} attempts; {t['retried_through_outages']} "
+        f"purchases retried through an outage; {t['replays']} double-clicks replayed.")
+    console.print(
+        f"drain: {'settled' if d['settled'] else 'NOT settled'} after {d['seconds']} s "
+        f"(outbox pending {d['outbox_pending']}, payments pending {d['payment_pending_orders']}, "
+        f"provisional quotes left {d['provisional_quotes_left']})")
+    verdicts = Table(title="guarantees", title_justify="left")
+    verdicts.add_column("check")
+    verdicts.add_column("count", justify="right")
+    verdicts.add_column("")
+    for key in checks:
+        n = result.checks[key]
+        verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
+    console.print(verdicts)
+    console.print("[bold green]game day passed[/]" if result.passed else "[bold red]game day FAILED[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``shopfloor gameday`` to the root app."""
+    app.command("gameday")(gameday)

@@ -1,0 +1,49 @@
+"""The game day's report: phases, the per-second timeline and the double-charge detector (pure functions)."""
+
+from __future__ import annotations
+
+from shopfloor.gameday import Attempt, GameDayResult, charge_anomalies, summarize_phases, timeline
+
+
+def _attempts() -> list[Attempt]:
+    return [Attempt(0.2, 40.0, 201, "o1"), Attempt(0.9, 60.0, 409), Attempt(1.5, 2500.0, 201, "o2", tries=3),
+            Attempt(2.1, 30.0, None), Attempt(2.4, 35.0, 201, "o3", flash=True)]
+
+
+def test_phases_split_purchases_by_when_they_started():
+    phases = summarize_phases(_attempts(), [(1.0, "primary down"), (2.0, "server killed")], end_s=3.0)
+    assert [p["phase"] for p in phases] == ["steady state", "primary down", "server killed"]
+    assert [p["checkouts"] for p in phases] == [2, 1, 2]
+    assert phases[0]["statuses"] == {"201": 1, "409": 1}
+    assert phases[1]["retried"] == 1 and phases[1]["p99_ms"] == 2500.0
+    assert phases[2]["statuses"] == {"unanswered": 1, "201": 1}
+    assert phases[2]["p50_ms"] == 35.0  # the unanswered purchase has no latency
+
+
+def test_timeline_has_one_row_per_second_with_accepted_refused_and_unanswered():
+    rows = timeline(_attempts(), end_s=3.2)
+    assert [r["second"] for r in rows] == [0, 1, 2, 3]
+    assert [(r["accepted"], r["refused"], r["unanswered"]) for r in rows] == [(1, 1, 0), (1, 0, 0), (1, 0, 1),
+                                                                             (0, 0, 0)]
+    assert rows[3]["p99_ms"] is None
+
+
+def test_a_second_capture_or_a_live_hold_beside_a_capture_is_a_double_charge():
+    ledger = [
+        {"order_id": "ok", "authorized": True, "captured": True, "voided": False},
+        {"order_id": "ok", "authorized": True, "captured": False, "voided": True},  # voided: no charge
+        {"order_id": "twice", "authorized": True, "captured": True, "voided": False},
+        {"order_id": "twice", "authorized": True, "captured": True, "voided": False},
+        {"order_id": "held", "authorized": True, "captured": True, "voided": False},
+        {"order_id": "held", "authorized": True, "captured": False, "voided": False},
+        {"order_id": "", "authorized": False, "captured": False, "voided": True},  # cancelled key
+        {"order_id": "pending", "authorized": True, "captured": False, "voided": False},
+    ]
+    assert charge_anomalies(ledger) == (1, 1)
+
+
+def test_any_failed_check_fails_the_game_day():
+    result = GameDayResult("sqlite", 10, 2, checks={"lost": 0, "oversold": 0})
+    assert result.passed and result.to_dict()["passed"]
+    result.checks["double_captures"] = 1
+    assert not result.passed
