@@ -117,7 +117,7 @@ class _Shoppers:
                 sku = "HOT" if flash else f"SKU{rng.randrange(self.n_skus):05d}"
                 body = {"lines": [{"sku": sku, "qty": 1 if flash else rng.randint(1, 3)}],
                         "ship_to": {"country": "US", "postal_code": rng.choice(["94107", "10001", "60601"])},
-                        "payment": {"token": "tok_ok"}}
+                        "payment": {"token": f"tok_shopper{i}"}}  # each shopper pays with their own card
                 headers = {"Authorization": f"Bearer {self.key}", "Idempotency-Key": uuid.uuid4().hex}
                 started = time.monotonic()
                 status, payload, tries = self._until_answered(client, body, headers)
@@ -387,6 +387,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
                 settled = st["pending"] == 0 and checks["payment_pending_orders"] == 0
                 if settled or time.monotonic() - drain_started > drain_timeout_s:
                     break
+                say(f"draining: {st['pending']} events, {checks['payment_pending_orders']} payments pending")
                 time.sleep(0.5)
         finally:
             engine.dispose()

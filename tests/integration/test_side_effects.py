@@ -122,8 +122,8 @@ def _insert_order(conn, oid, *, total=5000, minutes_ago=0, email_="c@x", token="
 
 
 def test_velocity_counts_the_same_customer_however_their_orders_recorded_them(engine):
-    """The screen reads only the window's orders by the same card or customer (filtered in SQL); a customer is the
-    same whatever the case of the address, and ``payment.customer_id`` counts as well as the e-mail."""
+    """The database counts the window's orders by the same customer and card; a customer is the same whatever the
+    case of the address, and is read as customer_of reads it (``payment.customer_id`` first, then the e-mail)."""
     with engine.begin() as conn:
         for i in range(3):
             _insert_order(conn, f"u{i}", minutes_ago=5 + i, email_="Burst@X", token=f"t{i}")
@@ -131,7 +131,11 @@ def test_velocity_counts_the_same_customer_however_their_orders_recorded_them(en
             id="cid", status="authorized", ship_to={"country": "US"},
             payment={"token": "tz", "customer_id": "BURST@x"}, total=5000, currency="USD",
             created_at=T0 - timedelta(minutes=9), updated_at=T0 - timedelta(minutes=9)))
-        for i in range(30):  # other buyers in the same window: never read as this customer's
+        conn.execute(orders.insert().values(  # its customer is its customer_id, whatever the e-mail says
+            id="not-them", status="authorized", ship_to={"country": "US", "email": "burst@x"},
+            payment={"token": "ty", "customer_id": "someone-else"}, total=5000, currency="USD",
+            created_at=T0 - timedelta(minutes=3), updated_at=T0 - timedelta(minutes=3)))
+        for i in range(30):  # other buyers in the same window: never counted as this customer's
             _insert_order(conn, f"o{i}", minutes_ago=1 + i % 20, email_=f"other{i}@x", token=f"o{i}")
         _insert_order(conn, "target", email_="burst@x", token="fresh")
     screen = FraudScreen(engine, FraudPolicy(max_orders_per_customer=3, max_orders_per_token=3), CLOCK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from shopfloor.domain.fraud import FraudPolicy, OrderFacts, RecentOrder, assess_order
+from shopfloor.domain.fraud import FraudPolicy, OrderFacts, RecentOrder, Velocity, assess_order, velocity_of
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 POLICY = FraudPolicy(hold_threshold=60, max_orders_per_customer=3, max_orders_per_token=2, min_history_for_outliers=5)
@@ -64,3 +64,12 @@ def test_a_high_score_holds_the_order_and_the_score_is_capped():
 def test_the_order_itself_is_not_counted_twice():
     mine = [RecentOrder("o", T0, "c@x", "tok")]
     assert assess_order(facts(), mine + recent(2), [], POLICY).score == 0
+
+
+def test_counts_from_the_store_score_like_the_same_orders_counted_here():
+    """A store that counts the window itself passes ``velocity``; the score is the one the orders would give."""
+    counted = velocity_of(facts(), recent(3) + recent(2, customer="x", token="tok"), POLICY)
+    assert counted == Velocity(customer_orders=4, token_orders=3)
+    by_rows = assess_order(facts(), recent(3) + recent(2, customer="x", token="tok"), [], POLICY)
+    by_counts = assess_order(facts(), [], [], POLICY, velocity=counted)
+    assert by_counts == by_rows and {r.rule for r in by_counts.reasons} == {"customer_velocity", "card_velocity"}

@@ -83,25 +83,46 @@ def _same_country(a: str | None, b: str | None) -> bool | None:
     return a.strip().upper() == b.strip().upper()
 
 
+@dataclass(frozen=True)
+class Velocity:
+    """Orders in the velocity window, this one included: by the same customer and with the same card."""
+
+    customer_orders: int
+    token_orders: int
+
+
+def velocity_of(facts: OrderFacts, recent: Sequence[RecentOrder], policy: FraudPolicy) -> Velocity:
+    """Count ``recent`` (other orders, any customer) inside the window by this order's customer and card."""
+    window_start = facts.placed_at - timedelta(seconds=policy.velocity_window_s)
+    in_window = [
+        r for r in recent if r.order_id != facts.order_id and window_start <= r.placed_at <= facts.placed_at
+    ]
+    return Velocity(
+        1 + sum(1 for r in in_window if facts.customer_id and r.customer_id == facts.customer_id),
+        1 + sum(1 for r in in_window if facts.token and r.token == facts.token),
+    )
+
+
 def assess_order(
     facts: OrderFacts,
     recent: Sequence[RecentOrder],
     typical_amounts: Sequence[int],
     policy: FraudPolicy,
+    *,
+    velocity: Velocity | None = None,
 ) -> FraudAssessment:
     """Score one order.
 
     ``recent``: other orders placed shortly before (any customer; the rules filter by customer and token inside
-    the velocity window). ``typical_amounts``: totals of recent orders in the same currency, for the outlier rule.
+    the velocity window). A store that counts them itself passes ``velocity`` instead (``recent`` is then not
+    read). ``typical_amounts``: totals of recent orders in the same currency, for the outlier rule.
     """
     reasons: list[FraudReason] = []
-    window_start = facts.placed_at - timedelta(seconds=policy.velocity_window_s)
-    in_window = [
-        r for r in recent if r.order_id != facts.order_id and window_start <= r.placed_at <= facts.placed_at
-    ]
+    if velocity is None:
+        velocity = velocity_of(facts, recent, policy)
 
     if facts.customer_id:
-        n = 1 + sum(1 for r in in_window if r.customer_id == facts.customer_id)
+        n = velocity.customer_orders
         if n > policy.max_orders_per_customer:
             reasons.append(
                 FraudReason(
@@ -113,7 +134,7 @@ def assess_order(
                 )
             )
     if facts.token:
-        n = 1 + sum(1 for r in in_window if r.token == facts.token)
+        n = velocity.token_orders
         if n > policy.max_orders_per_token:
             reasons.append(
                 FraudReason(

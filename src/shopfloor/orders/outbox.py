@@ -96,6 +96,7 @@ class OutboxWorker:
         # up to ``concurrency`` threads, one aggregate (order) per thread at a time, so one order's events keep
         # their order while different orders overlap their waits.
         self.concurrency = concurrency
+        self.slow_event_s = 2.0
         self._executor: ThreadPoolExecutor | None = None
 
     def add_handler(self, handler: EventHandler) -> None:
@@ -235,7 +236,14 @@ class OutboxWorker:
                    ) -> list[tuple[OutboxEvent, list[str], BaseException | None]]:
         out = []
         for event in chain:
+            started = time.monotonic()
             completed, error = self.process(event, done[event.event_id])
+            took = time.monotonic() - started
+            if took >= self.slow_event_s:
+                # The batch's outcomes are recorded together, so one slow event holds up the others' bookkeeping.
+                log.warning("outbox event %s (%s) took %.1f s (handlers done: %s; error: %s)", event.event_id,
+                            event.type, took, ",".join(completed) or "-",
+                            type(error).__name__ if error is not None else "-")
             out.append((event, completed, error))
         return out
 
