@@ -107,3 +107,22 @@ def test_a_service_that_enforces_its_own_timeout_is_called_in_the_callers_thread
     assert seen == [threading.get_ident()]
     failing = quoter(type("Down", (Inline,), {})("error"))
     assert failing.quote_for_checkout("US", "94107")["provisional"] is True
+
+
+def test_reconcile_fails_fast_while_the_breaker_is_open_and_probes_again_later():
+    now = [0.0]
+    rates = FakeRates("error")
+    q = ShippingQuoter(rates, TABLE, clock=CLOCK, timeout_s=0.05, reconcile_timeout_s=0.05,
+                       breaker_policy=BreakerPolicy(min_calls=3, failure_pct=50, open_s=30),
+                       monotonic=lambda: now[0])
+    provisional = q.quote_for_checkout("US")
+    for _ in range(2):
+        with pytest.raises(QuoteUnavailable):
+            q.reconcile(provisional, "US")
+    assert rates.calls == 3
+    with pytest.raises(QuoteUnavailable, match="circuit_open"):
+        q.reconcile(provisional, "US")
+    assert rates.calls == 3  # not called while open
+    rates.mode = "ok"
+    now[0] = 31.0  # the breaker half-opens: the next reconciliation is the probe
+    assert q.reconcile(provisional, "US")["provisional"] is False and rates.calls == 4

@@ -149,6 +149,10 @@ class ShippingQuoter:
         """
         if not shipping.get("provisional"):
             return None
+        if not self.breaker.allow():
+            # Fail fast while the breaker is open: each reconciliation used to wait out its whole timeout
+            # (2 s), and the outbox records a batch's outcomes together, so one of them held up the batch.
+            raise QuoteUnavailable("rate_service_circuit_open")
         try:
             quote = self._bounded(country, postal_code, weight_g, self.reconcile_timeout_s)
         except RateServiceError as exc:
