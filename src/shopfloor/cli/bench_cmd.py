@@ -65,6 +65,10 @@ def checkout(
                        ("median_ceiling_server_cpu_us_per_request", "server CPU per /healthz, us")):
         if summary.get(key) is not None:
             t.add_row(label, f"{summary[key]:,}")
+        if key == "median_checkout_server_cpu_us_per_request":  # where that CPU went, by server thread
+            for thread, us in (summary.get("median_checkout_server_cpu_us_by_thread") or {}).items():
+                if us is not None:
+                    t.add_row(f"  of which {thread}, us", f"{us:,}")
     for key in CORRECTNESS_KEYS:
         t.add_row(key.replace("_", " "), f"[{'green' if summary[key] == 0 else 'bold red'}]{summary[key]}[/]")
     console.print(t)
