@@ -13,6 +13,7 @@ Used by ``shopfloor gameday``; the invariants it checks are the buy path's guara
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import threading
@@ -28,7 +29,11 @@ from .runtime import ServerProcess, WorkerProcess
 
 #: Scarce units of the flash-sale SKU (``HOT``); every other SKU has ample stock.
 FLASH_UNITS = 150
-HEAL = {"down": False, "error_rate": 0.0, "timeout_rate": 0.0, "lost_response_rate": 0.0}
+#: The simulated processors' and rate service's latency during a game day (fast, so that a short game day drains).
+LATENCY_MS = 5.0
+#: What ``heal`` puts back: the game day's starting point, every fault a schedule may have set cleared.
+HEAL = {"down": False, "error_rate": 0.0, "timeout_rate": 0.0, "lost_response_rate": 0.0, "decline_rate": 0.0,
+        "latency_ms": LATENCY_MS, "latency_jitter": 0.25}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,90 @@ DEFAULT_SCHEDULE: tuple[Fault, ...] = (
     Fault(0.75, "heal", "primary and rate service back", name="healed"),
     Fault(0.85, "kill_server", "kill -9 the server again, restart it", name="server killed"),
 )
+
+
+ACTIONS = ("processor", "rates", "kill_server", "kill_worker", "heal")
+
+
+def parse_schedule(data: Any) -> tuple[Fault, ...]:
+    """A schedule from plain data (a list of faults, or ``{"faults": [...]}``), each
+    ``{"at": 0.3, "action": "processor", "target": "primary", "patch": {"down": true}, "label": "...", "name": "..."}``.
+    ``at`` is a fraction of the load phase; ``patch`` (processor, rates) takes the fields of
+    ``PUT /v1/admin/processors/{name}/faults``. Raises ``ValueError`` naming the fault and field."""
+    from pydantic import ValidationError
+
+    from .orders.sim_gateway import FaultPatch
+
+    if isinstance(data, dict) and set(data) == {"faults"}:
+        data = data["faults"]
+    if not isinstance(data, list) or not data:
+        raise ValueError("a schedule is a non-empty list of faults (or a mapping with one key, 'faults')")
+    out = []
+    for i, item in enumerate(data):
+        where = f"faults[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: each fault is a mapping with 'at' and 'action'")
+        unknown = sorted(set(item) - {"at", "action", "target", "patch", "label", "name"})
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        at = item.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1:
+            raise ValueError(f"{where}.at: a fraction of the load phase, 0 <= at < 1 (got {at!r})")
+        action = item.get("action")
+        if action not in ACTIONS:
+            raise ValueError(f"{where}.action: one of {', '.join(ACTIONS)} (got {action!r})")
+        target, patch = item.get("target"), item.get("patch")
+        if action == "processor" and not (isinstance(target, str) and target):
+            raise ValueError(f"{where}.target: the processor to change (e.g. 'primary')")
+        if action != "processor" and target is not None:
+            raise ValueError(f"{where}.target: only a 'processor' fault names a target")
+        if action in ("processor", "rates"):
+            if not isinstance(patch, dict) or not patch:
+                raise ValueError(f"{where}.patch: the fault fields to set, e.g. {{\"down\": true}}")
+            try:
+                patch = FaultPatch.model_validate(patch).model_dump(exclude_none=True)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"{where}.patch.{field}: {err['msg']}") from None
+        elif patch is not None:
+            raise ValueError(f"{where}.patch: only 'processor' and 'rates' faults take a patch")
+        label = item.get("label")
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"{where}.label: text")
+        name = item.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{where}.name: text")
+        default = action.replace("_", " ") + (f" {target}" if target else "") + (f" {patch}" if patch else "")
+        out.append(Fault(float(at), action, label or default, target, patch, name or ""))
+    return tuple(sorted(out, key=lambda f: f.at))
+
+
+def load_schedule(path: str | Path) -> tuple[Fault, ...]:
+    """:func:`parse_schedule` of a ``.yaml``/``.yml`` or ``.json`` file; errors start with the file's name."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the file: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ValueError(f"{path}: unsupported extension {path.suffix!r} (use .yaml, .yml or .json)")
+        return parse_schedule(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
 
 
 @dataclass
@@ -341,8 +430,8 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
     key = seed_bench_store(url_db, n_skus, FLASH_UNITS)
     initial = stock_snapshot(url_db)
     # Processors answer in ~5 ms and the worker retries payments quickly, so that a short game day drains.
-    env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": '{"primary": {"latency_ms": 5}, "secondary": {"latency_ms": 5}, '
-                                            '"rates": {"latency_ms": 5}}',
+    env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({name: {"latency_ms": LATENCY_MS}
+                                                       for name in ("primary", "secondary", "rates")}),
            "SHOPFLOOR_PAYMENTS_SIM_SEED": str(seed)}
     server = ServerProcess(url_db, env=env, log_path=tmp / "server.log")
     worker = WorkerProcess(url_db, env=env, log_path=tmp / "worker.log")
@@ -354,6 +443,10 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         server.start()
         worker.start()
         processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
+        unknown = sorted({f.target for f in schedule if f.action == "processor"} - set(processors))
+        if unknown:
+            raise ValueError(f"schedule: no processor {', '.join(map(repr, unknown))} (this server has "
+                             f"{', '.join(processors)})")
         t0 = time.monotonic()
         crowd = _Shoppers(lambda: server.url, key, n_skus, seed, t0)
         threads = [threading.Thread(target=crowd.run, args=(i,), daemon=True) for i in range(shoppers)]
@@ -471,5 +564,5 @@ def _heal(admin: httpx.Client, url: str, processors: list[str]) -> None:
     admin.put(f"{url}/v1/admin/rates/faults", json=HEAL).raise_for_status()
 
 
-__all__ = ["CHECKS", "DEFAULT_SCHEDULE", "charge_anomalies", "Fault", "GameDayResult", "plot_gameday", "run_gameday", "summarize_phases",
-           "timeline"]
+__all__ = ["ACTIONS", "CHECKS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies", "load_schedule",
+           "parse_schedule", "plot_gameday", "run_gameday", "summarize_phases", "timeline"]

@@ -29,11 +29,17 @@ def test_a_short_game_day_keeps_every_guarantee(db_url, tmp_path):
     assert len(result.timeline) >= 12 and sum(s["accepted"] for s in result.timeline) == t["accepted"]
 
 
-def test_gameday_cli_validates_its_options():
+def test_gameday_cli_validates_its_options(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["gameday", "--seconds", "3"])
     assert r.exit_code == 2 and "--seconds" in r.output
     r = runner.invoke(app, ["gameday", "--database-url", "mysql://x/y"])
     assert r.exit_code == 2 and "unsupported database 'mysql'" in r.output
+    r = runner.invoke(app, ["gameday", "--schedule", "/nonexistent/plan.yaml"])
+    assert r.exit_code == 2 and "--schedule" in r.output and "cannot read" in r.output
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("- {at: 0.5, action: processor, target: primary, patch: {down: maybe}}\n")
+    r = runner.invoke(app, ["gameday", "--schedule", str(bad)])
+    assert r.exit_code == 2 and "faults[0].patch.down" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["gameday", "--help"])
     assert r.exit_code == 0 and "charged twice" in r.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shopfloor.gameday import Attempt, GameDayResult, charge_anomalies, summarize_phases, timeline
 
 
@@ -47,3 +49,35 @@ def test_any_failed_check_fails_the_game_day():
     assert result.passed and result.to_dict()["passed"]
     result.checks["double_captures"] = 1
     assert not result.passed
+
+
+def test_the_example_schedule_loads_in_time_order():
+    from pathlib import Path
+
+    from shopfloor.gameday import ACTIONS, load_schedule
+
+    faults = load_schedule(Path(__file__).resolve().parents[2] / "examples" / "gameday.yaml")
+    assert [f.at for f in faults] == sorted(f.at for f in faults) and {f.action for f in faults} <= set(ACTIONS)
+    slow = faults[0]
+    assert slow.target == "primary" and slow.patch == {"latency_ms": 400.0, "latency_jitter": 0.5}
+
+
+@pytest.mark.parametrize("data, message", [
+    ([], "non-empty list"),
+    ([{"at": 1.2, "action": "heal"}], r"faults\[0\].at"),
+    ([{"at": True, "action": "heal"}], r"faults\[0\].at"),
+    ([{"at": 0.1, "action": "explode"}], r"faults\[0\].action: one of"),
+    ([{"at": 0.1, "action": "processor", "patch": {"down": True}}], r"faults\[0\].target"),
+    ([{"at": 0.1, "action": "processor", "target": "primary"}], r"faults\[0\].patch"),
+    ([{"at": 0.1, "action": "processor", "target": "primary", "patch": {"error_rate": 2}}],
+     r"faults\[0\].patch.error_rate"),
+    ([{"at": 0.1, "action": "rates", "patch": {"colour": "red"}}], r"faults\[0\].patch.colour"),
+    ([{"at": 0.1, "action": "heal", "patch": {"down": False}}], r"faults\[0\].patch: only"),
+    ([{"at": 0.1, "action": "kill_server", "target": "primary"}], r"faults\[0\].target: only"),
+    ([{"at": 0.1, "action": "heal", "when": 3}], r"faults\[0\]: unknown field\(s\) when"),
+])
+def test_a_bad_schedule_is_refused_naming_the_fault_and_field(data, message):
+    from shopfloor.gameday import parse_schedule
+
+    with pytest.raises(ValueError, match=message):
+        parse_schedule(data)

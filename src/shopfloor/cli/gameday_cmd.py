@@ -18,6 +18,9 @@ def gameday(
                                         help="Seconds to wait, after the load, for the worker to deliver everything."),
     database_url: str = typer.Option(
         None, help="An empty database to run against (default: a fresh SQLite file in a temporary folder)."),
+    schedule: Path = typer.Option(
+        None, help="Faults to inject instead of the default schedule: a .yaml or .json list of "
+                   "{at, action, target, patch, label} (see examples/gameday.yaml)."),
     report_out: Path = typer.Option(None, help="Also write the report as JSON to this file."),
     plot_out: Path = typer.Option(None, help="Write a PNG: purchases per second and latency, faults marked."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
@@ -28,8 +31,14 @@ def gameday(
     report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..gameday import CHECKS, plot_gameday, run_gameday
+    from ..gameday import CHECKS, DEFAULT_SCHEDULE, load_schedule, plot_gameday, run_gameday
 
+    faults = DEFAULT_SCHEDULE
+    if schedule is not None:
+        try:
+            faults = load_schedule(schedule)
+        except ValueError as exc:
+            fail(f"--schedule: {exc}")
     if database_url is not None and not database_url.startswith(("sqlite", "postgresql", "postgres")):
         fail(f"--database-url: unsupported database {database_url.split(':', 1)[0]!r} (sqlite or postgresql)")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
@@ -37,7 +46,7 @@ def gameday(
         task = bar.add_task("game day", total=None)
         try:
             result = run_gameday(database_url, seconds=seconds, shoppers=shoppers, seed=seed,
-                                 drain_timeout_s=drain_timeout,
+                                 drain_timeout_s=drain_timeout, schedule=faults,
                                  progress=lambda msg: bar.update(task, description=f"game day: {msg}"))
         except (RuntimeError, ValueError) as exc:
             fail(str(exc))
