@@ -181,8 +181,8 @@ class GameDayResult:
 
 
 #: The checks that must all be 0.
-CHECKS = ("lost", "unverified_201", "oversold", "flash_oversold", "duplicate_orders", "replay_mismatches", "double_captures",
-          "double_authorizations", "dead_letters", "stock_not_conserved")
+CHECKS = ("lost", "unverified_201", "oversold", "flash_oversold", "duplicate_orders", "replay_mismatches",
+          "double_captures", "double_authorizations", "dead_letters", "stock_not_conserved")
 
 
 class _Shoppers:
