@@ -48,7 +48,7 @@ def check_settings(settings: Settings) -> None:
         raise ValueError(named if named != message else f"SHOPFLOOR_SHIPPING_PROVISIONAL_RATES: {message}") from None
     for name, faults in settings.payments_sim_faults.items():
         try:
-            FaultConfig.model_validate(dict(faults) if isinstance(faults, dict) else faults)
+            FaultConfig.model_validate(faults)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])

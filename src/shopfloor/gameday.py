@@ -186,7 +186,7 @@ CHECKS = ("lost", "unverified_201", "oversold", "flash_oversold", "duplicate_ord
 
 
 class _Shoppers:
-    def __init__(self, url: Callable[[], str], key: str, n_skus: int, seed: int, t0: float) -> None:
+    def __init__(self, url: str, key: str, n_skus: int, seed: int, t0: float) -> None:
         self.url = url
         self.key = key
         self.n_skus = n_skus
@@ -228,7 +228,7 @@ class _Shoppers:
         while not self.stop.is_set():
             tries += 1
             try:
-                resp = client.post(self.url() + "/v1/checkouts", json=body, headers=headers)
+                resp = client.post(self.url + "/v1/checkouts", json=body, headers=headers)
             except httpx.TransportError:  # server down (killed) or restarting
                 time.sleep(0.05)
                 continue
@@ -259,8 +259,8 @@ def summarize_phases(attempts: list[Attempt], boundaries: list[tuple[float, str]
         answered = [a.latency_ms for a in mine if a.status is not None]
         by_status: dict[str, int] = {}
         for a in mine:
-            by_status[str(a.status) if a.status is not None else "unanswered"] = \
-                by_status.get(str(a.status) if a.status is not None else "unanswered", 0) + 1
+            kind = str(a.status) if a.status is not None else "unanswered"
+            by_status[kind] = by_status.get(kind, 0) + 1
         out.append({"from_s": round(start, 1), "phase": label, "checkouts": len(mine), "statuses": by_status,
                     "p50_ms": _percentile(answered, 0.50), "p99_ms": _percentile(answered, 0.99),
                     "retried": sum(1 for a in mine if a.tries > 1)})
@@ -365,7 +365,19 @@ def stock_snapshot(database_url: str) -> dict[tuple[str, str], int]:
         engine.dispose()
 
 
-def _store_checks(database_url: str, flash_units: int, initial: dict[tuple[str, str], int]) -> dict[str, Any]:
+def _payments_pending(engine) -> int:
+    """Orders still waiting for a payment outcome (the worker retries them)."""
+    from sqlalchemy import func, select
+
+    from .domain.orders import OrderStatus
+    from .store.tables import orders
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(orders).where(
+            orders.c.status == OrderStatus.PAYMENT_PENDING.value)).scalar_one())
+
+
+def _store_checks(engine, flash_units: int, initial: dict[tuple[str, str], int]) -> dict[str, Any]:
     """Stock conservation per row (units on hand now plus units that left with handed-off orders equal the units
     at the start; reservation counters match the live reservations), flash-sale units sold, and orders still
     waiting for a payment outcome."""
@@ -373,30 +385,23 @@ def _store_checks(database_url: str, flash_units: int, initial: dict[tuple[str, 
 
     from .domain.orders import OrderStatus
     from .store import orders_repo as repo
-    from .store.engine import make_engine
     from .store.tables import order_lines, orders, reservations, stock
 
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)).all()
-            active = repo.active_reserved_by_row(conn)
-            consumed = {(r[0], r[1]): int(r[2]) for r in conn.execute(
-                select(reservations.c.sku, reservations.c.warehouse, func.sum(reservations.c.qty))
-                .where(reservations.c.state == "consumed").group_by(reservations.c.sku, reservations.c.warehouse))}
-            released = [OrderStatus.DECLINED.value, OrderStatus.CANCELLED.value]
-            flash_sold = conn.execute(
-                select(func.coalesce(func.sum(order_lines.c.qty), 0))
-                .join(orders, orders.c.id == order_lines.c.order_id)
-                .where(order_lines.c.sku == "HOT", orders.c.status.not_in(released))).scalar()
-            pending = conn.execute(select(func.count()).select_from(orders).where(
-                orders.c.status == OrderStatus.PAYMENT_PENDING.value)).scalar()
-            provisional = sum(1 for (doc,) in conn.execute(select(orders.c.shipping))
-                              if isinstance(doc, dict) and doc.get("provisional"))
-            by_status = {r[0]: int(r[1]) for r in conn.execute(
-                select(orders.c.status, func.count()).group_by(orders.c.status))}
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        rows = conn.execute(select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)).all()
+        active = repo.active_reserved_by_row(conn)
+        consumed = {(r[0], r[1]): int(r[2]) for r in conn.execute(
+            select(reservations.c.sku, reservations.c.warehouse, func.sum(reservations.c.qty))
+            .where(reservations.c.state == "consumed").group_by(reservations.c.sku, reservations.c.warehouse))}
+        released = [OrderStatus.DECLINED.value, OrderStatus.CANCELLED.value]
+        flash_sold = conn.execute(
+            select(func.coalesce(func.sum(order_lines.c.qty), 0))
+            .join(orders, orders.c.id == order_lines.c.order_id)
+            .where(order_lines.c.sku == "HOT", orders.c.status.not_in(released))).scalar()
+        provisional = sum(1 for (doc,) in conn.execute(select(orders.c.shipping))
+                          if isinstance(doc, dict) and doc.get("provisional"))
+        by_status = {r[0]: int(r[1]) for r in conn.execute(
+            select(orders.c.status, func.count()).group_by(orders.c.status))}
     not_conserved = sum(
         1 for r in rows
         if int(r.reserved) != active.get((r.sku, r.warehouse), 0) or not 0 <= int(r.reserved) <= int(r.on_hand)
@@ -406,7 +411,7 @@ def _store_checks(database_url: str, flash_units: int, initial: dict[tuple[str, 
         "stock_not_conserved": not_conserved,
         "flash_oversold": max(0, int(flash_sold) - flash_units),
         "flash_sold": int(flash_sold),
-        "payment_pending_orders": int(pending),
+        "payment_pending_orders": by_status.get(OrderStatus.PAYMENT_PENDING.value, 0),
         "provisional_quotes_left": provisional,
         "orders_by_status": by_status,
     }
@@ -448,7 +453,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
             raise ValueError(f"schedule: no processor {', '.join(map(repr, unknown))} (this server has "
                              f"{', '.join(processors)})")
         t0 = time.monotonic()
-        crowd = _Shoppers(lambda: server.url, key, n_skus, seed, t0)
+        crowd = _Shoppers(server.url, key, n_skus, seed, t0)
         threads = [threading.Thread(target=crowd.run, args=(i,), daemon=True) for i in range(shoppers)]
         for t in threads:
             t.start()
@@ -476,12 +481,13 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         try:
             while True:
                 st = outbox_status(engine)
-                checks = _store_checks(url_db, FLASH_UNITS, initial)
-                settled = st["pending"] == 0 and checks["payment_pending_orders"] == 0
+                payments_pending = _payments_pending(engine)
+                settled = st["pending"] == 0 and payments_pending == 0
                 if settled or time.monotonic() - drain_started > drain_timeout_s:
                     break
-                say(f"draining: {st['pending']} events, {checks['payment_pending_orders']} payments pending")
+                say(f"draining: {st['pending']} events, {payments_pending} payments pending")
                 time.sleep(0.5)
+            checks = _store_checks(engine, FLASH_UNITS, initial)  # once, after the drain
         finally:
             engine.dispose()
         result.drain = {"seconds": round(time.monotonic() - drain_started, 1), "settled": settled,

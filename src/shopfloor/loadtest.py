@@ -338,7 +338,7 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         threads0 = os_thread_cpu_s(server.pid)
         many, many_cpu, many_wall = _cpu_during(server.pid, lambda: run_wrk(
             url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"}, client_core))
-        threads1 = os_thread_cpu_s(server.pid)
+        thread_cpu = {name: s - threads0.get(name, 0.0) for name, s in os_thread_cpu_s(server.pid).items()}
         ids += _read_ids(tmp / "ids.txt")
         say("hot-SKU flash sale")
         hot = run_wrk(url, "/v1/checkouts", max(seconds / 2, 2), connections, str(script),
@@ -384,9 +384,8 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         # Where that CPU went, by thread (event loop, checkout writer, buy-path threads, ...); single-process
         # servers only (``--workers 1``): with several workers the threads live in the children.
         "checkout_server_cpu_us_by_thread": {
-            name: _ratio(threads1[name] - threads0.get(name, 0.0), many.requests, 1e6, 1)
-            for name in sorted(threads1, key=lambda n: threads0.get(n, 0.0) - threads1[n])
-            if threads1[name] - threads0.get(name, 0.0) > 0
+            name: _ratio(cpu_s, many.requests, 1e6, 1)
+            for name, cpu_s in sorted(thread_cpu.items(), key=lambda kv: -kv[1]) if cpu_s > 0
         } if workers == 1 else {},
         "server_rss_mb": round(rss, 1),
         **checks,

@@ -204,3 +204,20 @@ def test_a_watched_rules_file_reloads_on_edit_and_keeps_the_last_good_rules_on_a
     assert [r.name for r in watch.poll().rules] == ["c"]
     path.unlink()
     assert watch.poll().rules == []
+
+
+def test_a_strict_first_load_raises_and_later_polls_only_read_an_edit(tmp_path):
+    import os
+
+    from shopfloor.tower import RulesFileWatch
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - name: a\n    when: trafic_rpm > 3\n    actions: [{type: alert}]\n")
+    reports: list[str] = []
+    watch = RulesFileWatch(path, reports.append)
+    with pytest.raises(RuleError, match="trafic_rpm"):
+        watch.load()
+    assert watch.poll() is None and reports == []  # the version load() saw is not read again
+    path.write_text("rules:\n  - name: a\n    when: traffic_rpm > 3\n    actions: [{type: alert}]\n")
+    os.utime(path, ns=(5 * 10**9, 5 * 10**9))
+    assert [r.name for r in watch.poll().rules] == ["a"]

@@ -53,15 +53,19 @@ def run_cmd(
     """Evaluate the rules against live signals and run the actions of rules that hold (cooldowns apply)."""
     from ..bootstrap import build_container
     from ..tower.actions import StaticSignals
-    from ..tower.rules import RuleError, RulesFileWatch, load_rules_file
+    from ..tower.rules import RuleError, RulesFileWatch
     from ..tower.service import TowerLoop
 
     if once and every is not None:
         fail("--once and --every cannot be used together")
     settings = load_settings()
     path = file or settings.tower_rules_file
+    # With --every, an edit of the file takes effect at the next evaluation (as in the worker); an edit that does
+    # not validate is reported and the rules in force stay. At start a bad file is an error.
+    watch = RulesFileWatch(path, report=lambda message: err_console.print(f"[yellow]rules:[/] {message}",
+                                                                           soft_wrap=True))
     try:
-        ruleset = load_rules_file(path)
+        ruleset = watch.load()
     except RuleError as exc:
         fail(f"--file: {exc}", code=1)
     extra = None
@@ -78,11 +82,6 @@ def run_cmd(
     try:
         # The funnel monitor runs in the same loop: it stores anomaly alerts and feeds anomaly_score_* signals.
         loop = TowerLoop(container, ruleset, extra_signals=extra)
-        # With --every, an edit of the file takes effect at the next evaluation (as in the worker); an edit that
-        # does not validate is reported and the rules in force stay.
-        watch = RulesFileWatch(path, report=lambda message: err_console.print(f"[yellow]rules:[/] {message}",
-                                                                               soft_wrap=True))
-        watch.poll()  # the version loaded above
         while True:
             edited = watch.poll()
             if edited is not None:

@@ -105,9 +105,6 @@ class _LoopWaiter:
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
 
-    def done(self) -> bool:
-        return self.future.done()
-
 
 def _settle_on_loop(outcomes: list[tuple[asyncio.Future, Any]]) -> None:
     """Runs on the loop: resolve each future with its result (or ``_Failed`` exception) unless it was cancelled."""

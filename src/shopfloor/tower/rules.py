@@ -432,6 +432,12 @@ class RulesFileWatch:
             return None
         return st.st_mtime_ns, st.st_size
 
+    def load(self) -> RuleSet:
+        """The file as it is now, strictly: raises :class:`RuleError` (for a command that must not start on a bad
+        file). Later :meth:`poll` calls only re-read it after it changes."""
+        self._seen = self._version()
+        return load_rules_file(self.path, self.catalog)
+
     def poll(self) -> RuleSet | None:
         """A new :class:`RuleSet` when the file changed (or on the first call) and is valid; otherwise ``None``."""
         version = self._version()

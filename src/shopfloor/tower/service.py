@@ -243,16 +243,15 @@ class TowerLoop:
     """
 
     def __init__(self, container, rules: RuleSet, *, extra_signals: SignalProvider | None = None) -> None:
-        from .monitor import FunnelMonitor, MonitorSignals
+        from .monitor import FunnelMonitor
 
         self.repo = container.services.get("tower.repository") or TowerRepository(container.engine)
         self.monitor = FunnelMonitor(self.repo, container.clock)
         self._container, self._extra_signals = container, extra_signals
-        self.engine = build_rule_engine(container, rules, extra_signals=extra_signals,
-                                        more_signals=[MonitorSignals(self.monitor)])
+        self.replace_rules(rules)
 
     def replace_rules(self, rules: RuleSet) -> None:
-        """Put an edited rule set in force. The funnel monitor keeps its history; cooldowns and the action log
+        """Put a rule set in force (at start, and after an edit). The funnel monitor keeps its history; cooldowns and the action log
         live in the database, so a rule that fired keeps its cooldown across the swap."""
         from .monitor import MonitorSignals
 
