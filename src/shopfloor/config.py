@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")
+    # --- HTTP -------------------------------------------------------------------------------------
+    http_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024,
+        description="Largest request body accepted (bytes); larger ones get 413 payload_too_large, counted while "
+                    "the body is read, so no more than this is ever buffered.")
+    http_route_body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"/v1/fulfillment/events": 4 * 1024 * 1024, "/v1/events/storefront": 512 * 1024},
+        description="Per-path body limits (bytes) for the routes that need more than http_max_body_bytes: the batch "
+                    "ingestion endpoints (fulfillment_max_batch and tower_beacon_max_batch events).")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(
@@ -91,7 +100,8 @@ class Settings(BaseSettings):
     promise_stats_refresh_s: float = Field(default=2.0, ge=0)
     promise_cache_max_age_s: int = Field(default=30, ge=0)
     promise_cache_swr_s: int = Field(default=120, ge=0)
-    promise_max_batch: int = Field(default=200, ge=1)
+    promise_max_batch: int = Field(default=200, ge=1, le=200,
+                                   description="Most items in one (public) POST /v1/promises.")
     promise_weekend_weight: float = Field(default=0.2, gt=0, le=1, description="Weight of Saturday/Sunday hours "
                                           "in fulfillment durations (1: calendar time; parcels rarely move then).")
     fulfillment_max_batch: int = Field(default=1000, ge=1)

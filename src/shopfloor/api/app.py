@@ -15,7 +15,7 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .middleware import RequestMetricsMiddleware
+from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
 
 
@@ -73,6 +73,10 @@ def create_app(container: Container) -> FastAPI:
             body, ctype = render_latest(metrics.registry)
             return Response(body, media_type=ctype)
 
+    settings = container.settings
+    # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
+    app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
+                       route_limits=settings.http_route_body_limits)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
 
     app.include_router(catalog.router)

@@ -13,7 +13,7 @@ from ...domain.errors import NotFound
 from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
-from ..deps import IDENT_PATTERN, get_container, require_scope
+from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
 
 router = APIRouter(tags=["checkout"])
 
@@ -89,12 +89,13 @@ async def create_checkout(
 @router.get("/v1/orders/{order_id}")
 def get_order(
     order_id: Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
-    key_id: str = Depends(require_scope("storefront", "admin")),
+    caller: Caller = Depends(require_caller("storefront", "admin")),
     c: Container = Depends(get_container),
 ):
-    """An order with its lines, reservations, payment state, shipping quote and promise."""
+    """An order with its lines, reservations, payment state, shipping quote and promise. A storefront key sees
+    only the orders placed with it (another's answer 404, as if they did not exist); an admin key sees all."""
     with c.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-        order = repo.get_order(conn, order_id)
+        order = repo.get_order(conn, order_id, placed_by=None if caller.is_admin else caller.key_id)
     if order is None:
         raise NotFound(f"no order {order_id}", [{"field": "order_id", "order_id": order_id}])
     return order
