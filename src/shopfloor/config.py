@@ -190,7 +190,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     maildir_path: Path | None = Field(default=None, description="Maildir folder; default <data_dir>/maildir.")
     warehouse_webhook_url: str | None = Field(default=None, description="Warehouse handoff endpoint.")
-    warehouse_webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+    warehouse_webhook_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks signing secret (whsec_<base64>, or any string used as its bytes).")
+    warehouse_webhook_rotation_secrets: list[SecretStr] = Field(
+        default_factory=list, description="Further secrets every delivery is also signed with, while a rotation runs "
+                                          "(webhook-signature then carries one v1 signature per secret).")
     warehouse_webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_signature_tolerance_s: int = Field(default=300, ge=1)
     fraud_hold_threshold: int = Field(default=60, ge=1, description="Score at or above which orders go on_hold.")
