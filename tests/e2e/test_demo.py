@@ -24,6 +24,8 @@ def test_demo_once_runs_a_flash_sale_without_overselling(tmp_path):
     assert "flash sale sold / refused" in text
     assert "50 / 250" in text  # exactly the 50 units sold, every other buyer refused
     assert "/docs" in text and "/v1/orders/ord_" in text
+    keys = (tmp_path / "demo" / "keys.env").read_text()  # what the README's examples source
+    assert "export ADMIN=" in keys and "export SHOP=" in keys and "keys.env" in text
 
 
 def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):

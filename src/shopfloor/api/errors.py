@@ -31,13 +31,35 @@ def _field_name(loc) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def _not_json(request: Request, exc: RequestValidationError) -> str | None:
+    """What the request's Content-Type said when a JSON body was refused for want of the right header (``curl -d``
+    sends ``application/x-www-form-urlencoded`` unless told otherwise; ``"none"`` when the header is missing), so
+    the answer can name the header instead of "Input should be a valid dictionary". A body without the header is
+    not read as JSON: a browser can send such a body cross-site without asking first."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if any(tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing" for err in exc.errors()):
+        return ctype or "none"
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError):
         return envelope(exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
+        wrong_type = _not_json(request, exc)
+        if wrong_type is not None:
+            return envelope(
+                415, "unsupported_media_type",
+                f"Content-Type: send the body as JSON with the header 'Content-Type: application/json' "
+                f"(this request's Content-Type: {wrong_type})",
+                [{"field": "Content-Type", "expected": "application/json", "got": wrong_type}],
+            )
         details = []
         for err in exc.errors():
             field = "body" if err.get("type") == "json_invalid" else _field_name(err.get("loc", ()))

@@ -86,6 +86,7 @@ class DemoReport:
     db_url: str = ""
     admin_key: str = ""
     storefront_key: str = ""
+    keys_file: str = ""
     orders: list[dict] = field(default_factory=list)
     refused: int = 0
     errors: int = 0
@@ -130,6 +131,16 @@ class DemoStore:
             except httpx.TransportError:
                 time.sleep(0.1)  # retry with the same key: never a second order
         return 0, {}, (time.perf_counter() - t0) * 1000
+
+
+def write_keys_file(path: Path, admin_key: str, storefront_key: str, ingest_key: str) -> Path:
+    """The demo's keys as shell variables (``source var/demo/keys.env``), so the README's examples run as pasted.
+    Readable by the owner only: they are this store's secrets."""
+    path.write_text(
+        "# shopfloor demo keys for this store only; load them with: source " + str(path) + "\n"
+        f"export ADMIN={admin_key}\nexport SHOP={storefront_key}\nexport INGEST={ingest_key}\n")
+    path.chmod(0o600)
+    return path
 
 
 def seed_store(store: DemoStore, catalog: list[dict], rng: random.Random) -> None:
@@ -246,6 +257,9 @@ def print_summary(console: Console, report: DemoReport) -> None:
         lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
                      f"{report.url}/v1/orders/{o['order_id']}")
     lines.append(f"admin key:     {report.admin_key}")
+    lines.append(f"storefront key: {report.storefront_key}")
+    if report.keys_file:
+        lines.append(f"keys as shell variables: source {report.keys_file}   (ADMIN, SHOP, INGEST)")
     lines.append(f"dashboard:     {report.url}/dashboard (log in with the admin key)")
     console.rule("try it")
     for line in lines:
@@ -271,11 +285,13 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     _, shop_key = create_api_key(engine, ["storefront"], "demo-storefront", now)
     _, ingest_key = create_api_key(engine, ["ingest"], "demo-ingest", now)
     engine.dispose()
+    keys_file = write_keys_file(workdir / "keys.env", admin_key, shop_key, ingest_key)
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
     restore_signals = interrupt_on_termination()
     server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
-    report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key)
+    report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key,
+                        keys_file=str(keys_file))
     store = DemoStore(server.url, admin_key, shop_key, ingest_key)
     try:
         catalog = load_catalog()
