@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")
+    checkout_max_in_flight: int = Field(
+        default=1024, ge=0, le=1_000_000,
+        description="Checkouts one server process works on at once; beyond it a checkout gets 429 with Retry-After "
+                    "(shed load early rather than time out late). 0 = no limit.")
+    max_request_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger request bodies get 413 before they are read.")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(

@@ -15,7 +15,8 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
-from .middleware import RequestMetricsMiddleware
+from .docs import install_docs
+from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
 
 
@@ -49,10 +50,13 @@ def create_app(container: Container) -> FastAPI:
         description="Buy path, promise engine, forecasting brain and control tower for online stores.",
         default_response_class=FastJSONResponse,
         lifespan=lifespan,
+        docs_url=None,  # api/docs.py serves /docs from the vendored Swagger UI (FastAPI's page needs a CDN)
+        redoc_url=None,
     )
     app.state.container = container
     app.state.authenticator = Authenticator(container.engine)
     install_error_handlers(app)
+    install_docs(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():
@@ -73,6 +77,7 @@ def create_app(container: Container) -> FastAPI:
             body, ctype = render_latest(metrics.registry)
             return Response(body, media_type=ctype)
 
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=container.settings.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
 
     app.include_router(catalog.router)

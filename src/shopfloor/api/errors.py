@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from .responses import FastJSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .responses import FastJSONResponse
 
 from ..domain.errors import DomainError
 
@@ -18,6 +22,25 @@ _HTTP_CODES = {
     406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
     422: "validation_error", 429: "too_many_requests",
 }
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="A stable snake_case code to branch on.", examples=["out_of_stock"])
+    message: str = Field(description="For people; names the field or header at fault.",
+                         examples=["not enough stock for: A1"])
+    details: list[dict[str, Any]] = Field(description="Structured data: the field, sku, warehouse, available, ...",
+                                          examples=[[{"sku": "A1", "requested": 6, "available": 5}]])
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error, whatever its status: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorBody
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: each status with its description and the error envelope's schema."""
+    return {status: {"model": ErrorEnvelope, "description": text} for status, text in descriptions.items()}
 
 
 def envelope(status: int, code: str, message: str, details: list | None = None, headers=None) -> FastJSONResponse:
