@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: URL schemes (before any ``+driver``) of the databases shopfloor runs on.
+SUPPORTED_DATABASES = ("sqlite", "postgresql", "postgres")
 
 
 class Settings(BaseSettings):
@@ -17,6 +21,15 @@ class Settings(BaseSettings):
         default="sqlite:///shopfloor.db",
         description="SQLAlchemy URL. Default: a SQLite file in the current directory.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str) -> str:
+        backend = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+        if backend not in SUPPORTED_DATABASES:
+            raise ValueError(f"unsupported database {backend or url!r}: shopfloor runs on SQLite "
+                             "(sqlite:///path/to/shop.db) or PostgreSQL (postgresql://user@host/db)")
+        return url
     # --- buy path -------------------------------------------------------------------------------
     reservation_ttl_s: int = Field(default=900, ge=1, description="How long an unpaid reservation holds stock.")
     sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -66,7 +66,8 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{root}/docs/static/swagger-ui-bundle.js",
             swagger_css_url=f"{root}/docs/static/swagger-ui.css",
             swagger_favicon_url=f"{root}/docs/static/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True,
+                                   "validatorUrl": None},  # the default badge asks validator.swagger.io
         )
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

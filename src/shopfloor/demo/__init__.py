@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination
+from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination, port_in_use
 
 WAREHOUSES = {
     "gb-south": {"region": "gb-south", "country": "GB",
@@ -78,6 +78,10 @@ def recent_daily_demand(rows: list[dict[str, str]], days: int = 120) -> dict[tup
         for wid, share in shares.items():
             out[(r["sku"], wid)] = out.get((r["sku"], wid), 0.0) + qty * share / days
     return out
+
+
+class DemoError(RuntimeError):
+    """The demo cannot start or its server failed; the message says why in one line."""
 
 
 @dataclass
@@ -232,7 +236,7 @@ def _extra_steps() -> list[tuple[str, Callable[[DemoStore, DemoReport, Console],
     ]
 
 
-def print_summary(console: Console, report: DemoReport) -> None:
+def print_summary(console: Console, report: DemoReport, serving: bool = True) -> None:
     t = Table(title="shopfloor demo: buy path", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -252,6 +256,8 @@ def print_summary(console: Console, report: DemoReport) -> None:
     for title, renderable in report.sections:
         console.rule(title)
         console.print(renderable)
+    if not serving:  # --once: the server stops after this summary, so no URLs to try
+        return
     lines = [f"API docs:      {report.url}/docs", f"OpenAPI:       {report.url}/openapi.json"]
     for o in report.orders[:3]:
         lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
@@ -274,6 +280,9 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
 
     console = console or Console()
     rng = random.Random(seed)
+    if port_in_use("127.0.0.1", port):  # checked before the old store is removed: it may be that demo's
+        raise DemoError(f"--port: port {port} on 127.0.0.1 is already in use (another demo or server?); stop it "
+                        f"or pass --port with a free port")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -288,7 +297,11 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     keys_file = write_keys_file(workdir / "keys.env", admin_key, shop_key, ingest_key)
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
     restore_signals = interrupt_on_termination()
-    server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
+    try:
+        server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
+    except RuntimeError as exc:
+        restore_signals()
+        raise DemoError(f"the demo server did not start: {exc}") from None
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
     report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key,
                         keys_file=str(keys_file))
@@ -318,20 +331,26 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
                 break
             time.sleep(0.5)
         eng.dispose()
-        print_summary(console, report)
+        print_summary(console, report, serving=not once)
         if not once:
-            console.print(f"[green]serving on {server.url}[/] — Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+            console.print(f"[green]serving on {server.url}[/] — Ctrl-C to stop", soft_wrap=True)
+            while True:
+                time.sleep(1)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (interrupt_on_termination)
+        pass
     finally:
         store.client.close()
         worker.stop()
         server.stop()
         restore_signals()
+    console.print(stopped_message(workdir, db_url), soft_wrap=True, highlight=False)
     return report
 
 
-__all__ = ["DemoReport", "DemoStore", "run_demo"]
+def stopped_message(workdir: Path, db_url: str) -> str:
+    """Where the demo kept its store, and how to serve it again, for after the demo's server has stopped."""
+    return (f"demo stopped; its store, logs, mail and keys are kept in {workdir}/ (until the next demo). "
+            f"Serve it again: SHOPFLOOR_DATABASE_URL={db_url} SHOPFLOOR_DATA_DIR={workdir} shopfloor serve")
+
+
+__all__ = ["DemoError", "DemoReport", "DemoStore", "run_demo"]
