@@ -135,16 +135,24 @@ def build_tower(container: Container):
     return FunnelObserver(metrics, stage_buffer, container.clock)
 
 
+def simulator_url(settings: Settings) -> str | None:
+    """Where the simulated gateway keeps its ledger and faults: on SQLite a file beside the store's
+    (``<store>-gateway.db``); None on PostgreSQL, where it shares the store's server."""
+    if not settings.is_sqlite:
+        return None
+    path = settings.database_url.split("///", 1)[1] if "///" in settings.database_url else "shopfloor.db"
+    return f"sqlite:///{path}-gateway.db" if path != ":memory:" else "sqlite://"
+
+
 def simulator_engine(settings: Settings, engine: Engine) -> Engine:
     """The simulated gateway is another system: on SQLite it keeps its ledger in its own file (its own write
     lock, so it never queues behind the order store); on PostgreSQL it shares the server."""
-    if not settings.is_sqlite:
+    sim_url = simulator_url(settings)
+    if sim_url is None:
         return engine
     from .store.schema import metadata
     from .store.payments_tables import sim_gateway_charges, sim_gateway_faults
 
-    path = settings.database_url.split("///", 1)[1] if "///" in settings.database_url else "shopfloor.db"
-    sim_url = f"sqlite:///{path}-gateway.db" if path != ":memory:" else "sqlite://"
     sim = make_engine(sim_url, synchronous="NORMAL")  # a stand-in for someone else's system
     metadata.create_all(sim, tables=[sim_gateway_charges, sim_gateway_faults])
     return sim

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: URL schemes (before any ``+driver``) of the databases shopfloor runs on.
+SUPPORTED_DATABASES = ("sqlite", "postgresql", "postgres")
 
 
 class Settings(BaseSettings):
@@ -17,6 +21,15 @@ class Settings(BaseSettings):
         default="sqlite:///shopfloor.db",
         description="SQLAlchemy URL. Default: a SQLite file in the current directory.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str) -> str:
+        backend = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+        if backend not in SUPPORTED_DATABASES:
+            raise ValueError(f"unsupported database {backend or url!r}: shopfloor runs on SQLite "
+                             "(sqlite:///path/to/shop.db) or PostgreSQL (postgresql://user@host/db)")
+        return url
     # --- buy path -------------------------------------------------------------------------------
     reservation_ttl_s: int = Field(default=900, ge=1, description="How long an unpaid reservation holds stock.")
     sweep_interval_s: float = Field(default=5.0, gt=0)
@@ -48,6 +61,10 @@ class Settings(BaseSettings):
         default_factory=lambda: {"/v1/fulfillment/events": 4 * 1024 * 1024, "/v1/events/storefront": 512 * 1024},
         description="Per-path body limits (bytes) for the routes that need more than http_max_body_bytes: the batch "
                     "ingestion endpoints (fulfillment_max_batch and tower_beacon_max_batch events).")
+    checkout_max_in_flight: int = Field(
+        default=1024, ge=0, le=1_000_000,
+        description="Checkouts one server process works on at once; beyond it a checkout gets 429 with Retry-After "
+                    "(shed load early rather than time out late). 0 = no limit.")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(

@@ -55,6 +55,29 @@ def os_thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (a server started there would exit at once)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _log_tail(path: Path | None, lines: int = 1) -> str:
+    """The last non-blank line(s) of a child's log, to say why it exited."""
+    if path is None:
+        return ""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +159,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
+                cause = _log_tail(self.log_path)
+                raise RuntimeError(f"server exited with {self.proc.returncode}"
+                                   + (f": {cause}" if cause else "")
+                                   + (f" (log: {self.log_path})" if self.log_path else ""))
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self

@@ -66,7 +66,7 @@ def _browser_or_skip():
         pytest.skip(message)
 
 
-def _driver(profile: Path):
+def _driver(profile: Path, *extra_flags: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -74,7 +74,7 @@ def _driver(profile: Path):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", "--window-size=1500,2600"):
+                 f"--user-data-dir={profile}", "--window-size=1500,2600", *extra_flags):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 

@@ -23,7 +23,11 @@ def test_demo_once_runs_a_flash_sale_without_overselling(tmp_path):
     text = out.stdout
     assert "flash sale sold / refused" in text
     assert "50 / 250" in text  # exactly the 50 units sold, every other buyer refused
-    assert "/docs" in text and "/v1/orders/ord_" in text
+    assert "/docs" not in text and "/v1/orders/" not in text  # --once: the server has stopped, nothing to try
+    said = " ".join(text.split())
+    assert f"kept in {tmp_path / 'demo'}/" in said and "shopfloor serve" in said
+    keys = (tmp_path / "demo" / "keys.env").read_text()  # what the README's examples source
+    assert "export ADMIN=" in keys and "export SHOP=" in keys
 
 
 def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):
@@ -50,12 +54,15 @@ def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):
         children[:] = psutil.Process(demo.pid).children(recursive=True)
         assert children, "the demo runs its server and worker as child processes"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        said = " ".join(log.read_text().split())
+        assert f"http://127.0.0.1:{port}/docs" in said and "source" in said and "keys.env" in said
         os.kill(demo.pid, signal.SIGTERM)  # the demo process alone, as `kill PID` or a supervisor would
         demo.wait(60)
         gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        assert "demo stopped; its store, logs, mail and keys are kept in" in " ".join(log.read_text().split())
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)

@@ -133,3 +133,31 @@ def test_schemathesis_finds_no_server_errors(tmp_path):
         given(case=operation.as_strategy())(run)()
     assert failures == []
     assert len(set(calls)) >= 5  # every operation was really exercised
+
+
+def test_a_json_body_without_a_content_type_gets_a_415_naming_the_missing_header(api):
+    client, _, shop = api
+    import json
+
+    r = client.post("/v1/checkouts", content=json.dumps(BODY).encode(), headers={**shop, "Idempotency-Key": "n"})
+    assert r.status_code == 415
+    assert r.json()["error"]["details"] == [{"field": "Content-Type", "expected": "application/json", "got": "none"}]
+    assert "Content-Type: application/json" in r.json()["error"]["message"]
+
+
+def test_a_json_body_sent_as_a_form_gets_a_415_naming_the_content_type_header(api):
+    client, admin, shop = api
+    import json
+
+    # what `curl -d '{...}'` sends when the Content-Type header is left out
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = client.post("/v1/checkouts", content=json.dumps(BODY).encode(),
+                    headers={**shop, **form, "Idempotency-Key": "f"})
+    assert r.status_code == 415
+    error = r.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert error["details"] == [{"field": "Content-Type", "expected": "application/json",
+                                 "got": "application/x-www-form-urlencoded"}]
+    r = client.put("/v1/stock/A1/w1", content=b'{"on_hand": 9}', headers={**admin, **form})
+    assert r.status_code == 415 and r.json()["error"]["details"][0]["field"] == "Content-Type"

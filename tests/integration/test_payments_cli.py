@@ -11,7 +11,7 @@ from shopfloor.cli.main import app
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
 from shopfloor.orders.payments import PaymentAttempt
-from shopfloor.orders.payments_service import build_payments_service
+from shopfloor.bootstrap import build_payments
 from shopfloor.orders.sim_gateway import FaultPatch
 from shopfloor.store.engine import make_engine
 
@@ -24,7 +24,8 @@ def test_payments_status_reports_breakers_error_rates_and_ledger_counts(db_url, 
         payments_sim_faults={"primary": {"latency_ms": 0}, "secondary": {"latency_ms": 0}},
     )
     engine = make_engine(db_url)
-    svc = build_payments_service(settings, engine, SystemClock(), registry=CollectorRegistry())
+    # wired as the server wires it: on SQLite the simulated gateways keep their ledger in their own file
+    svc = build_payments(settings, engine, SystemClock(), registry=CollectorRegistry())
     try:
         svc.set_faults("primary", FaultPatch(down=True))
         for i in range(5):
@@ -59,3 +60,12 @@ def test_payments_status_names_an_unreachable_database(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path}/missing/none.db")
     result = CliRunner().invoke(app, ["payments", "status"])
     assert result.exit_code == 2 and "database" in result.output and "Traceback" not in result.output
+
+
+def test_cli_commands_that_call_no_processor_leave_no_breaker_behind(db_url, monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    runner = CliRunner()
+    for _ in range(3):  # each builds the payments service and closes it, as every command with a store does
+        assert runner.invoke(app, ["outbox", "status", "--json"]).exit_code == 0
+    data = json.loads(runner.invoke(app, ["payments", "status", "--json"]).stdout)
+    assert [p["breakers"] for p in data["processors"]] == [{}, {}]

@@ -49,9 +49,16 @@ def test_plan_scales_ahead_of_the_morning_ramp_the_history_shows():
     plan = _plan(horizon_minutes=240, slot_minutes=30)
     counts = [s.replicas for s in plan.slots]
     assert counts == sorted(counts) and counts[-1] > counts[0]  # 08:00 -> 12:00 is a ramp every day
-    assert all(s.request_at == s.start - timedelta(minutes=10) for s in plan.slots)
+    assert all(s.request_at == max(NOW, s.start - timedelta(minutes=10)) for s in plan.slots)
     # The ramp's end (~600/min over 100/min per replica) needs at least 6 replicas.
     assert counts[-1] >= 6
+
+
+def test_no_slot_is_requested_before_the_plan_was_made():
+    plan = _plan(horizon_minutes=120, slot_minutes=5)
+    assert plan.slots[0].start == NOW and plan.slots[0].request_at == NOW  # ready now: asked for now, not 10 min ago
+    assert min(s.request_at for s in plan.slots) >= plan.generated_at
+    assert plan.slots[2].request_at == plan.slots[2].start - timedelta(minutes=10)  # later slots keep the lead
 
 
 def test_plan_is_never_below_the_reactive_signal_of_the_last_minute():

@@ -15,6 +15,7 @@ from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
+from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
 
@@ -49,10 +50,13 @@ def create_app(container: Container) -> FastAPI:
         description="Buy path, promise engine, forecasting brain and control tower for online stores.",
         default_response_class=FastJSONResponse,
         lifespan=lifespan,
+        docs_url=None,  # api/docs.py serves /docs from the vendored Swagger UI (FastAPI's page needs a CDN)
+        redoc_url=None,
     )
     app.state.container = container
     app.state.authenticator = Authenticator(container.engine)
     install_error_handlers(app)
+    install_docs(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():

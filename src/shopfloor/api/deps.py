@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPBearer
 
 from ..bootstrap import Container
 
@@ -16,6 +17,24 @@ async def get_container(request: Request) -> Container:
     return request.app.state.container
 
 
+class _BearerKeyScheme(HTTPBearer):
+    """Declares the API key to the OpenAPI document (``components.securitySchemes.apiKey``, each protected
+    operation's ``security`` with its scopes: Swagger UI's Authorize button). It checks nothing itself: the
+    ``Authenticator`` does, with error messages that say what to send."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+API_KEY = _BearerKeyScheme(
+    scheme_name="apiKey",
+    description="An API key, sent as `Authorization: Bearer <key>`. Create one with `shopfloor keys create "
+                "--scope admin|storefront|ingest`; `shopfloor demo` writes its keys to `var/demo/keys.env` and "
+                "prints them.",
+    auto_error=False,
+)
+
+
 def require_scope(*scopes: str):
     """Dependency: the caller's API key must carry one of ``scopes`` (401 without a valid key, 403 otherwise).
 
@@ -24,7 +43,7 @@ def require_scope(*scopes: str):
 
     # async on purpose: FastAPI runs sync dependencies in a thread pool, which costs more than the (cached)
     # key lookup itself on the hot checkout path.
-    async def _check(request: Request) -> str:
+    async def _check(request: Request, _doc: None = Security(API_KEY, scopes=list(scopes))) -> str:
         return request.app.state.authenticator.require(request.headers.get("authorization"), scopes)
 
     return _check

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from .responses import FastJSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .responses import FastJSONResponse
 
 from ..domain.errors import DomainError
 from .middleware import BodyTooLarge
@@ -21,6 +25,25 @@ _HTTP_CODES = {
 }
 
 
+class ErrorBody(BaseModel):
+    code: str = Field(description="A stable snake_case code to branch on.", examples=["out_of_stock"])
+    message: str = Field(description="For people; names the field or header at fault.",
+                         examples=["not enough stock for: A1"])
+    details: list[dict[str, Any]] = Field(description="Structured data: the field, sku, warehouse, available, ...",
+                                          examples=[[{"sku": "A1", "requested": 6, "available": 5}]])
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error, whatever its status: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorBody
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: each status with its description and the error envelope's schema."""
+    return {status: {"model": ErrorEnvelope, "description": text} for status, text in descriptions.items()}
+
+
 def envelope(status: int, code: str, message: str, details: list | None = None, headers=None) -> FastJSONResponse:
     return FastJSONResponse(
         {"error": {"code": code, "message": message, "details": details or []}}, status_code=status, headers=headers
@@ -32,13 +55,35 @@ def _field_name(loc) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def _not_json(request: Request, exc: RequestValidationError) -> str | None:
+    """What the request's Content-Type said when a JSON body was refused for want of the right header (``curl -d``
+    sends ``application/x-www-form-urlencoded`` unless told otherwise; ``"none"`` when the header is missing), so
+    the answer can name the header instead of "Input should be a valid dictionary". A body without the header is
+    not read as JSON: a browser can send such a body cross-site without asking first."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if any(tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing" for err in exc.errors()):
+        return ctype or "none"
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError):
         return envelope(exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
+        wrong_type = _not_json(request, exc)
+        if wrong_type is not None:
+            return envelope(
+                415, "unsupported_media_type",
+                f"Content-Type: send the body as JSON with the header 'Content-Type: application/json' "
+                f"(this request's Content-Type: {wrong_type})",
+                [{"field": "Content-Type", "expected": "application/json", "got": wrong_type}],
+            )
         details = []
         for err in exc.errors():
             field = "body" if err.get("type") == "json_invalid" else _field_name(err.get("loc", ()))

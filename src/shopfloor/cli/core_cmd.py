@@ -7,7 +7,17 @@ import time
 
 import typer
 
-from .output import console, err_console, fail, load_settings, open_store, print_json
+from .output import (
+    console,
+    err_console,
+    fail,
+    load_settings,
+    open_store,
+    print_json,
+    require_store,
+    upgrade_or_fail,
+    where,
+)
 
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -16,15 +26,10 @@ outbox_app = typer.Typer(help="Outbox (side-effect queue) inspection and repair.
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply Alembic migrations to SHOPFLOOR_DATABASE_URL (idempotent)."""
-    from ..store.migrate import upgrade_database
-
+    """Create the store or apply Alembic migrations to SHOPFLOOR_DATABASE_URL (idempotent)."""
     settings = load_settings()
-    try:
-        upgrade_database(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 - show a one-line error, not a traceback
-        fail(f"database upgrade failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
-    console.print("[green]database is at the latest schema[/]")
+    upgrade_or_fail(settings.database_url)
+    console.print(f"[green]database is at the latest schema:[/] {where(settings.database_url)}", soft_wrap=True)
 
 
 @keys_app.command("create")
@@ -33,14 +38,16 @@ def keys_create(
     name: str = typer.Option("cli", "--name", help="A label for the key."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Create an API key and print it (it cannot be shown again)."""
+    """Create an API key in an existing store and print it (it cannot be shown again).
+
+    The store is SHOPFLOOR_DATABASE_URL; it must exist (`shopfloor db upgrade` creates it), so a key never lands
+    in a new database file nobody serves. Which store got the key goes to stderr."""
     from ..bootstrap import build_container
     from ..domain.errors import DomainError
     from ..store.keys import create_api_key
-    from ..store.migrate import upgrade_database
 
     settings = load_settings()
-    upgrade_database(settings.database_url)
+    require_store(settings.database_url)
     c = build_container(settings)
     try:
         key_id, secret = create_api_key(c.engine, scope, name, c.clock.now())
@@ -48,6 +55,8 @@ def keys_create(
         fail(f"--scope: {exc.message}")
     finally:
         c.close()
+    err_console.print(f"created {key_id} ({', '.join(sorted(set(scope)))}) in {where(settings.database_url)}",
+                      soft_wrap=True, highlight=False)
     if json_out:
         print_json({"id": key_id, "key": secret, "scopes": sorted(set(scope))})
     else:
@@ -127,13 +136,8 @@ def serve(
     """Run migrations, then serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from ..store.migrate import upgrade_database
-
     settings = load_settings()
-    try:
-        upgrade_database(settings.database_url)
-    except Exception as exc:  # noqa: BLE001
-        fail(f"database upgrade failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    upgrade_or_fail(settings.database_url)
     uvicorn.run(
         "shopfloor.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level=log_level, access_log=False, http="httptools", loop="uvloop",
@@ -146,10 +150,9 @@ def worker(
     """Deliver outbox events (at least once, deduplicated) and sweep expired reservations."""
     from ..bootstrap import build_container, build_worker
     from ..orders import release_expired_reservations
-    from ..store.migrate import upgrade_database
 
     settings = load_settings()
-    upgrade_database(settings.database_url)
+    upgrade_or_fail(settings.database_url)
     c = build_container(settings)
     w = build_worker(c)
     if once:
@@ -221,7 +224,10 @@ def demo(
     """A fresh demo store: real-data catalog, 3 warehouses, shoppers, a flash sale and a summary."""
     from pathlib import Path
 
-    from ..demo import run_demo
+    from ..demo import DemoError, run_demo
 
     load_settings()  # the demo's server and worker read the same SHOPFLOOR_* variables: report a bad one here
-    run_demo(once=once, port=port, workdir=Path(workdir), shoppers=shoppers, console=console)
+    try:
+        run_demo(once=once, port=port, workdir=Path(workdir), shoppers=shoppers, console=console)
+    except DemoError as exc:
+        fail(str(exc))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperOption
 
+from .. import __version__
 from . import (
     anomalies_cmd,
     bench_cmd,
@@ -25,6 +27,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+
+def _flags_show_no_type(option_class: type = TyperOption) -> None:
+    """Typer 0.29 prints a flag's type in help (``--json  <bool>``), which reads as if the flag took a value.
+    A flag's row shows no type here; options that take a value keep theirs."""
+    shown = getattr(option_class, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_show_no_type", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.flags_show_no_type = True
+    option_class.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"shopfloor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """shopfloor: buy path, promise engine, forecasting brain and control tower for online stores."""
+
 
 core_cmd.register(app)
 payments_cmd.register(app)

@@ -19,7 +19,7 @@ def print_json(data: Any) -> None:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Exit with a one-line error naming the problem (never a traceback)."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, even in a narrow terminal
     raise typer.Exit(code)
 
 
@@ -30,19 +30,20 @@ def require_store(database_url: str) -> None:
 
     from ..store.migrate import current_revision, head_revision
 
-    where = database_url.split("@")[-1]  # never print a password
+    shown = where(database_url)
     if database_url.startswith("sqlite:///"):
         path = database_url.split("sqlite:///", 1)[1].split("?", 1)[0]
         if path and path != ":memory:" and not Path(path).exists():
-            fail(f"database_url: no store at {path}; run `shopfloor db upgrade` (or `shopfloor serve`) first")
+            fail(f"database_url: no store at {shown}; run `shopfloor db upgrade` (or `shopfloor serve`) first, or "
+                 "point SHOPFLOOR_DATABASE_URL at your store")
     try:
         current = current_revision(database_url)
     except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, missing driver
-        fail(f"database_url: cannot open {where}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        fail(f"database_url: cannot open {shown}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     head = head_revision()
     if current != head:
         state = "has no shopfloor schema" if current is None else f"is at schema {current}, this code needs {head}"
-        fail(f"database_url: {where} {state}; run `shopfloor db upgrade`")
+        fail(f"database_url: {shown} {state}; run `shopfloor db upgrade`")
 
 
 def load_settings():
@@ -59,7 +60,8 @@ def load_settings():
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = [f"SHOPFLOOR_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}" for e in exc.errors()]
+        problems = [f"SHOPFLOOR_{str(e['loc'][0]).upper() if e['loc'] else '?'}: "
+                    f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         fail("settings: " + "; ".join(problems))
     except SettingsError as exc:  # a structured variable (a JSON map or list) that is not JSON
         field = re.search(r'field "([^"]+)"', str(exc))
@@ -70,6 +72,29 @@ def load_settings():
     except ValueError as exc:
         fail(f"settings: {exc}")
     return settings
+
+
+def where(database_url: str) -> str:
+    """The database for messages: a SQLite file's absolute path, a server's host/db (never a password)."""
+    from pathlib import Path
+
+    if database_url.startswith("sqlite:///"):
+        path = database_url.split("sqlite:///", 1)[1].split("?", 1)[0]
+        return str(Path(path).resolve()) if path and path != ":memory:" else database_url
+    return database_url.split("@")[-1]
+
+
+def upgrade_or_fail(database_url: str) -> None:
+    """Bring the store at ``database_url`` to the current schema (creating it), or exit with one line naming the
+    database and the cause (an unreachable server, a missing driver): what `serve`, `worker` and `db upgrade` do
+    first."""
+    from ..store.migrate import upgrade_database
+
+    try:
+        upgrade_database(database_url)
+    except Exception as exc:  # noqa: BLE001 - show a one-line error, not a traceback
+        first = (str(exc).splitlines() or [""])[0][:200]
+        fail(f"database_url: cannot open {where(database_url)}: {exc.__class__.__name__}: {first}")
 
 
 def open_store():

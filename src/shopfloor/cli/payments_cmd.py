@@ -22,6 +22,7 @@ def collect_status(settings: Settings, *, max_age_s: float, ledger_window_s: flo
     """
     from sqlalchemy import case, func, select
 
+    from ..bootstrap import simulator_url
     from ..domain.clock import SystemClock
     from ..orders.payments_service import PROCESSOR_ORDER_KEY, ProcessorHealthStore
     from ..store.engine import make_unpooled_engine
@@ -29,6 +30,9 @@ def collect_status(settings: Settings, *, max_age_s: float, ledger_window_s: flo
 
     clock = SystemClock()
     engine = make_unpooled_engine(settings.database_url)
+    # The simulated gateways are another system: on SQLite their ledger and faults live in their own file.
+    sim_url = simulator_url(settings)
+    sim_engine = engine if sim_url is None else make_unpooled_engine(sim_url)
     try:
         snapshots = ProcessorHealthStore(engine, clock).read(max_age_s=max_age_s)
         since = clock.now() - timedelta(seconds=ledger_window_s)
@@ -37,21 +41,27 @@ def collect_status(settings: Settings, *, max_age_s: float, ledger_window_s: flo
             stored_order = conn.execute(
                 select(payments_runtime.c.value).where(payments_runtime.c.key == PROCESSOR_ORDER_KEY)
             ).scalar_one_or_none()
-            faults = {r.name: r.config for r in conn.execute(select(sim_gateway_faults))}
-            ledger_rows = conn.execute(
-                select(
-                    t.c.processor,
-                    func.count().label("requests"),
-                    func.sum(case((t.c.authorized, 1), else_=0)).label("authorized"),
-                    func.sum(case((t.c.declined, 1), else_=0)).label("declined"),
-                    func.sum(case((t.c.captured, 1), else_=0)).label("captured"),
-                    func.sum(case((t.c.voided, 1), else_=0)).label("voided"),
-                )
-                .where(t.c.created_at >= since)
-                .group_by(t.c.processor)
-            ).all()
+        faults: dict[str, Any] = {}
+        ledger_rows: list[Any] = []
+        if sim_url is None or _sqlite_file_exists(sim_url):  # no file yet: nothing was charged
+            with sim_engine.connect() as conn:
+                faults = {r.name: r.config for r in conn.execute(select(sim_gateway_faults))}
+                ledger_rows = conn.execute(
+                    select(
+                        t.c.processor,
+                        func.count().label("requests"),
+                        func.sum(case((t.c.authorized, 1), else_=0)).label("authorized"),
+                        func.sum(case((t.c.declined, 1), else_=0)).label("declined"),
+                        func.sum(case((t.c.captured, 1), else_=0)).label("captured"),
+                        func.sum(case((t.c.voided, 1), else_=0)).label("voided"),
+                    )
+                    .where(t.c.created_at >= since)
+                    .group_by(t.c.processor)
+                ).all()
     finally:
         engine.dispose()
+        if sim_engine is not engine:
+            sim_engine.dispose()
 
     order = list(stored_order) if stored_order else list(settings.payments_processors)
     names = list(dict.fromkeys([*order, *settings.payments_processors, *(s["processor"] for s in snapshots)]))
@@ -90,6 +100,13 @@ def collect_status(settings: Settings, *, max_age_s: float, ledger_window_s: flo
             }
         )
     return {"order": order, "processors": out, "rates_faults": faults.get("rates")}
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    from pathlib import Path
+
+    path = url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ""
+    return bool(path) and Path(path).exists()
 
 
 @payments_app.command("status")

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination
+from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination, port_in_use
 
 WAREHOUSES = {
     "gb-south": {"region": "gb-south", "country": "GB",
@@ -80,12 +80,17 @@ def recent_daily_demand(rows: list[dict[str, str]], days: int = 120) -> dict[tup
     return out
 
 
+class DemoError(RuntimeError):
+    """The demo cannot start or its server failed; the message says why in one line."""
+
+
 @dataclass
 class DemoReport:
     url: str = ""
     db_url: str = ""
     admin_key: str = ""
     storefront_key: str = ""
+    keys_file: str = ""
     orders: list[dict] = field(default_factory=list)
     refused: int = 0
     errors: int = 0
@@ -130,6 +135,16 @@ class DemoStore:
             except httpx.TransportError:
                 time.sleep(0.1)  # retry with the same key: never a second order
         return 0, {}, (time.perf_counter() - t0) * 1000
+
+
+def write_keys_file(path: Path, admin_key: str, storefront_key: str, ingest_key: str) -> Path:
+    """The demo's keys as shell variables (``source var/demo/keys.env``), so the README's examples run as pasted.
+    Readable by the owner only: they are this store's secrets."""
+    path.write_text(
+        "# shopfloor demo keys for this store only; load them with: source " + str(path) + "\n"
+        f"export ADMIN={admin_key}\nexport SHOP={storefront_key}\nexport INGEST={ingest_key}\n")
+    path.chmod(0o600)
+    return path
 
 
 def seed_store(store: DemoStore, catalog: list[dict], rng: random.Random) -> None:
@@ -221,7 +236,7 @@ def _extra_steps() -> list[tuple[str, Callable[[DemoStore, DemoReport, Console],
     ]
 
 
-def print_summary(console: Console, report: DemoReport) -> None:
+def print_summary(console: Console, report: DemoReport, serving: bool = True) -> None:
     t = Table(title="shopfloor demo: buy path", show_header=False)
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -241,11 +256,16 @@ def print_summary(console: Console, report: DemoReport) -> None:
     for title, renderable in report.sections:
         console.rule(title)
         console.print(renderable)
+    if not serving:  # --once: the server stops after this summary, so no URLs to try
+        return
     lines = [f"API docs:      {report.url}/docs", f"OpenAPI:       {report.url}/openapi.json"]
     for o in report.orders[:3]:
         lines.append(f"order lookup:  curl -H 'Authorization: Bearer {report.storefront_key}' "
                      f"{report.url}/v1/orders/{o['order_id']}")
     lines.append(f"admin key:     {report.admin_key}")
+    lines.append(f"storefront key: {report.storefront_key}")
+    if report.keys_file:
+        lines.append(f"keys as shell variables: source {report.keys_file}   (ADMIN, SHOP, INGEST)")
     lines.append(f"dashboard:     {report.url}/dashboard (log in with the admin key)")
     console.rule("try it")
     for line in lines:
@@ -260,6 +280,9 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
 
     console = console or Console()
     rng = random.Random(seed)
+    if port_in_use("127.0.0.1", port):  # checked before the old store is removed: it may be that demo's
+        raise DemoError(f"--port: port {port} on 127.0.0.1 is already in use (another demo or server?); stop it "
+                        f"or pass --port with a free port")
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -271,11 +294,17 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     _, shop_key = create_api_key(engine, ["storefront"], "demo-storefront", now)
     _, ingest_key = create_api_key(engine, ["ingest"], "demo-ingest", now)
     engine.dispose()
+    keys_file = write_keys_file(workdir / "keys.env", admin_key, shop_key, ingest_key)
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
     restore_signals = interrupt_on_termination()
-    server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
+    try:
+        server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
+    except RuntimeError as exc:
+        restore_signals()
+        raise DemoError(f"the demo server did not start: {exc}") from None
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
-    report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key)
+    report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key,
+                        keys_file=str(keys_file))
     store = DemoStore(server.url, admin_key, shop_key, ingest_key)
     try:
         catalog = load_catalog()
@@ -302,20 +331,26 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
                 break
             time.sleep(0.5)
         eng.dispose()
-        print_summary(console, report)
+        print_summary(console, report, serving=not once)
         if not once:
-            console.print(f"[green]serving on {server.url}[/] — Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+            console.print(f"[green]serving on {server.url}[/] — Ctrl-C to stop", soft_wrap=True)
+            while True:
+                time.sleep(1)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (interrupt_on_termination)
+        pass
     finally:
         store.client.close()
         worker.stop()
         server.stop()
         restore_signals()
+    console.print(stopped_message(workdir, db_url), soft_wrap=True, highlight=False)
     return report
 
 
-__all__ = ["DemoReport", "DemoStore", "run_demo"]
+def stopped_message(workdir: Path, db_url: str) -> str:
+    """Where the demo kept its store, and how to serve it again, for after the demo's server has stopped."""
+    return (f"demo stopped; its store, logs, mail and keys are kept in {workdir}/ (until the next demo). "
+            f"Serve it again: SHOPFLOOR_DATABASE_URL={db_url} SHOPFLOOR_DATA_DIR={workdir} shopfloor serve")
+
+
+__all__ = ["DemoError", "DemoReport", "DemoStore", "run_demo"]

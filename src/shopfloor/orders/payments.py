@@ -932,7 +932,8 @@ class PaymentRouter:
             log.warning("could not persist payment health snapshot", exc_info=True)
 
     def flush_health(self) -> None:
-        self._maybe_snapshot(force=True)
+        if any(self._counters.values()):  # a process that called no processor (a CLI command) has nothing to list
+            self._maybe_snapshot(force=True)
 
     def close(self) -> None:
         with self._executor_lock:

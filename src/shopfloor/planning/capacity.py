@@ -521,7 +521,8 @@ def policy_from_settings(settings: Any, **overrides: Any) -> CapacityPolicy:
 
 @dataclass(frozen=True)
 class CapacitySlot:
-    """Replicas that must be *ready* from ``start`` to ``end``; ask for them at ``request_at`` (= start - lag)."""
+    """Replicas that must be *ready* from ``start`` to ``end``; ask for them at ``request_at`` (= start - lag, but
+    not before the plan was made: the first slots' replicas are asked for at once)."""
 
     start: datetime
     end: datetime
@@ -660,7 +661,7 @@ def plan_capacity(
             CapacitySlot(
                 start=start,
                 end=now + timedelta(minutes=end_k),
-                request_at=start - timedelta(minutes=policy.lag_minutes),
+                request_at=max(now, start - timedelta(minutes=policy.lag_minutes)),  # never before the plan
                 replicas=0,
                 forecast_mean_rpm=mean,
                 forecast_upper_rpm=slot_upper,

@@ -18,7 +18,8 @@ Ident = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 
 
 class WarehouseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"region": "us-west", "country": "US", "postal_prefixes": ["9", "8"]}]})
     region: str = Field(min_length=1, max_length=120, examples=["us-west"])
     country: str = Field(pattern=r"^[A-Za-z]{2}$", examples=["US"])
     postal_prefixes: list[Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")]] = Field(
@@ -27,7 +28,8 @@ class WarehouseIn(BaseModel):
 
 
 class SkuIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "Mug", "category": "kitchen", "price": 1299, "currency": "USD"}]})
     name: str = Field(min_length=1, max_length=300)
     category: str = Field(min_length=1, max_length=120)
     price: int = Field(ge=0, le=10**12, description="Unit price in minor units (cents).")
@@ -35,7 +37,7 @@ class SkuIn(BaseModel):
 
 
 class StockIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"on_hand": 1000}]})
     on_hand: int = Field(ge=0, le=10**12)
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path
-from ..responses import FastJSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container
@@ -14,6 +13,8 @@ from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
 from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
+from ..errors import envelope, error_responses
+from ..responses import FastJSONResponse
 
 router = APIRouter(tags=["checkout"])
 
@@ -57,18 +58,65 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post(
-    "/v1/checkouts",
-    status_code=201,
-    responses={409: {"description": "out_of_stock"}, 422: {"description": "validation or idempotency_key_reused"}},
-)
+CHECKOUT_EXAMPLES = {
+    "one line": {
+        "summary": "One SKU to a US address",
+        "value": {"lines": [{"sku": "A1", "qty": 2}], "ship_to": {"country": "US", "postal_code": "94107"},
+                  "payment": {"token": "tok_ok"}},
+    },
+    "demo basket": {
+        "summary": "Two SKUs of the demo catalog to London, with a confirmation mail",
+        "value": {"lines": [{"sku": "85123A", "qty": 1}, {"sku": "SCARCE-001", "qty": 5}],
+                  "ship_to": {"country": "GB", "postal_code": "EC1A 1BB", "email": "ada@example.com"},
+                  "payment": {"token": "tok_ok", "customer_id": "cust-42"}},
+    },
+}
+
+CHECKOUT_ERRORS = error_responses({
+    401: "unauthorized: no valid storefront key",
+    402: "payment_declined: the processor declined; the stock is released",
+    403: "forbidden: the key lacks the storefront scope",
+    409: "out_of_stock (details: sku, requested, available), or the same Idempotency-Key is still in flight",
+    413: "payload_too_large: the body is over SHOPFLOOR_HTTP_MAX_BODY_BYTES",
+    415: "unsupported_media_type: the body was not sent as application/json",
+    422: "validation_error naming the field, unknown_sku, or idempotency_key_reused (same key, other body)",
+    429: "too_many_requests: this server process is at SHOPFLOOR_CHECKOUT_MAX_IN_FLIGHT; retry after Retry-After "
+         "with the same Idempotency-Key",
+    503: "service_unavailable: the order store is unavailable; retry with the same Idempotency-Key",
+})
+
+
+class _InFlight:
+    """Checkouts this process is working on (one event loop: a plain counter is enough)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+@router.post("/v1/checkouts", status_code=201, responses=CHECKOUT_ERRORS)
 async def create_checkout(
-    body: CheckoutIn,
+    body: Annotated[CheckoutIn, Body(openapi_examples=CHECKOUT_EXAMPLES)],
     idempotency_key: IdempotencyKey,
     key_id: str = Depends(require_scope("storefront")),
     c: Container = Depends(get_container),
 ):
     """Reserve every line (whole order or nothing), record the order and its outbox event in one transaction."""
+    in_flight = c.services.get("checkout.in_flight")
+    if in_flight is None:
+        in_flight = c.services["checkout.in_flight"] = _InFlight()
+    limit = c.settings.checkout_max_in_flight
+    if limit and in_flight.n >= limit:
+        return envelope(429, "too_many_requests",
+                        f"this server is working on {limit} checkouts; retry with the same Idempotency-Key",
+                        [{"max_in_flight": limit}], headers={"Retry-After": "1"})
+    in_flight.n += 1
+    try:
+        return await _checkout(body, idempotency_key, key_id, c)
+    finally:
+        in_flight.n -= 1
+
+
+async def _checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container) -> FastJSONResponse:
     payload = body.model_dump()
     cmd = PlaceOrder(
         api_key_id=key_id,
