@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         default=8, ge=1, le=256,
         description="Threads per worker process delivering one batch's events (one order per thread at a time).")
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)
+    outbox_lease_s: float = Field(
+        default=30.0, gt=0, description="How long a claimed event is reserved for its worker; the worker renews it "
+                                         "every third of this while the event's handlers run.")
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_base_s: float = Field(default=0.5, gt=0)
     outbox_backoff_max_s: float = Field(default=60.0, gt=0)
