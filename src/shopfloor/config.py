@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default_factory=lambda: {"/v1/fulfillment/events": 4 * 1024 * 1024, "/v1/events/storefront": 512 * 1024},
         description="Per-path body limits (bytes) for the routes that need more than http_max_body_bytes: the batch "
                     "ingestion endpoints (fulfillment_max_batch and tower_beacon_max_batch events).")
+    http_proxy_headers: bool = Field(
+        default=True, description="Trust X-Forwarded-Proto/For from http_forwarded_allow_ips (uvicorn's "
+                                  "--proxy-headers), so that requests a TLS proxy forwards count as https.")
+    http_forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Comma-separated proxy addresses (or networks, or *) whose forwarded headers "
+                                         "are trusted (uvicorn's --forwarded-allow-ips).")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(
@@ -228,6 +234,10 @@ class Settings(BaseSettings):
     )
     dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600,
                                          description="How long a dashboard login lasts.")
+    dashboard_cookie_secure: bool = Field(
+        default=False, description="Always mark the dashboard cookie Secure (set this when users reach the server "
+                                   "over TLS, e.g. behind a TLS-terminating proxy). Otherwise it is Secure only on "
+                                   "requests that arrived over https.")
     dashboard_refresh_s: float = Field(default=5.0, ge=1, description="How often the dashboard page refreshes.")
     dashboard_login_max_failures: int = Field(
         default=10, ge=1, le=10_000, description="Refused dashboard logins per client address before it must wait.")
