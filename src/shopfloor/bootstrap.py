@@ -174,7 +174,7 @@ def build_worker(container: Container):
         container.engine, container.clock,
         batch_size=s.outbox_batch_size, max_attempts=s.outbox_max_attempts,
         backoff_base_s=s.outbox_backoff_base_s, backoff_max_s=s.outbox_backoff_max_s,
-        concurrency=s.outbox_concurrency,
+        concurrency=s.outbox_concurrency, lease_s=s.outbox_lease_s,
     )
     from .orders.payment_flow import (
         PAYMENT_CAPTURED,

@@ -65,12 +65,21 @@ class Settings(BaseSettings):
         default=1024, ge=0, le=1_000_000,
         description="Checkouts one server process works on at once; beyond it a checkout gets 429 with Retry-After "
                     "(shed load early rather than time out late). 0 = no limit.")
+    http_proxy_headers: bool = Field(
+        default=True, description="Trust X-Forwarded-Proto/For from http_forwarded_allow_ips (uvicorn's "
+                                  "--proxy-headers), so that requests a TLS proxy forwards count as https.")
+    http_forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Comma-separated proxy addresses (or networks, or *) whose forwarded headers "
+                                         "are trusted (uvicorn's --forwarded-allow-ips).")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(
         default=8, ge=1, le=256,
         description="Threads per worker process delivering one batch's events (one order per thread at a time).")
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)
+    outbox_lease_s: float = Field(
+        default=30.0, gt=0, description="How long a claimed event is reserved for its worker; the worker renews it "
+                                         "every third of this while the event's handlers run.")
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_base_s: float = Field(default=0.5, gt=0)
     outbox_backoff_max_s: float = Field(default=60.0, gt=0)
@@ -242,6 +251,10 @@ class Settings(BaseSettings):
     )
     dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600,
                                          description="How long a dashboard login lasts.")
+    dashboard_cookie_secure: bool = Field(
+        default=False, description="Always mark the dashboard cookie Secure (set this when users reach the server "
+                                   "over TLS, e.g. behind a TLS-terminating proxy). Otherwise it is Secure only on "
+                                   "requests that arrived over https.")
     dashboard_refresh_s: float = Field(default=5.0, ge=1, description="How often the dashboard page refreshes.")
     dashboard_login_max_failures: int = Field(
         default=10, ge=1, le=10_000, description="Refused dashboard logins per client address before it must wait.")

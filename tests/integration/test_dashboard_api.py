@@ -140,6 +140,31 @@ def test_logout_clears_the_cookie(env):
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
 
+def test_logout_ends_the_session_server_side_so_a_copied_cookie_stops_working(env):
+    client = env["client"]
+    _login(client, env["admin"])
+    copied = client.cookies.get(COOKIE)
+    assert client.get("/dashboard/api/alerts").status_code == 200
+    client.post("/dashboard/logout", follow_redirects=False)
+    client.cookies.set(COOKIE, copied, path="/dashboard")  # e.g. a cookie lifted before the logout
+    r = client.get("/dashboard/api/alerts")
+    assert r.status_code == 401 and r.json()["error"]["details"] == [{"reason": "logged_out"}]
+    client.cookies.clear()
+    _login(client, env["admin"])  # a new login is a new session
+    assert client.get("/dashboard/api/alerts").status_code == 200
+
+
+def test_the_cookie_is_secure_over_https_or_when_forced(db_url):
+    for forced, base_url, secure in ((False, "http://testserver", False), (False, "https://testserver", True),
+                                     (True, "http://testserver", True)):
+        settings = Settings(database_url=db_url, dashboard_session_secret="s", dashboard_cookie_secure=forced)
+        container = build_container(settings, clock=FixedClock(NOW))
+        _, admin = create_api_key(container.engine, ["admin"], f"ops-{forced}-{secure}", NOW)
+        with TestClient(create_app(container), base_url=base_url) as client:
+            cookie = _login(client, admin).headers["set-cookie"]
+        assert ("Secure" in cookie) is secure, (forced, base_url, cookie)
+
+
 def test_every_panel_says_no_data_yet_on_an_empty_store(env):
     client = env["client"]
     _login(client, env["admin"])

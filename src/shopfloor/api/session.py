@@ -1,8 +1,11 @@
-"""Signed, expiring session tokens for the browser dashboard (stateless: nothing stored server-side).
+"""Signed, expiring session tokens for the browser dashboard.
 
-A token is ``<payload>.<signature>``: the payload is base64url JSON ``{"k": key_id, "iat": ..., "exp": ...}`` and
+A token is ``<payload>.<signature>``: the payload is base64url JSON ``{"k": key_id, "sid": ..., "iat": ...,
+"exp": ...}`` and
 the signature is base64url HMAC-SHA256 of the payload under the server secret. It carries the API key's *id*,
 never the key itself, so the cookie is worthless without the server secret and the key can still be revoked.
+The random session id ``sid`` is what logout records server-side (``dashboard_sessions_ended``), so a copy of the
+cookie stops working once its session was logged out.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +32,7 @@ class Session:
     key_id: str
     issued_at: int
     expires_at: int
+    session_id: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -54,7 +59,8 @@ class SessionSigner:
 
     def issue(self, key_id: str, now: datetime) -> str:
         iat = int(now.timestamp())
-        body = json.dumps({"k": key_id, "iat": iat, "exp": iat + self.ttl_s}, separators=(",", ":"))
+        body = json.dumps({"k": key_id, "sid": secrets.token_urlsafe(16), "iat": iat, "exp": iat + self.ttl_s},
+                          separators=(",", ":"))
         payload = _b64(body.encode("utf-8"))
         return f"{payload}.{self._sign(payload)}"
 
@@ -75,7 +81,7 @@ class SessionSigner:
             raise InvalidSession("bad_signature")
         try:
             data = json.loads(_unb64(payload))
-            session = Session(str(data["k"]), int(data["iat"]), int(data["exp"]))
+            session = Session(str(data["k"]), int(data["iat"]), int(data["exp"]), str(data["sid"]))
         except (ValueError, KeyError, TypeError):
             raise InvalidSession("malformed") from None
         if int(now.timestamp()) >= session.expires_at:

@@ -3,11 +3,18 @@
 Handlers are idempotent: each (handler, event_id) that completed is recorded in ``processed_events`` and skipped
 on redelivery. Events are claimed with a lease (``locked_until``); on PostgreSQL the claim uses
 ``FOR UPDATE SKIP LOCKED`` so several workers share the queue without blocking each other.
+
+A worker renews the leases of the events it is still working on (every third of the lease), so a slow handler
+never lets a second worker claim the same event, and records each event's outcome as soon as that event is done
+(not at the end of its batch). The lease's expiry doubles as a fencing token: renewals and outcomes only apply
+while the row still carries the expiry this worker last wrote, so a worker that lost its lease (it stalled past
+it) cannot overwrite the state written by the worker that took the event over.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,9 +87,12 @@ class OutboxWorker:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 60.0,
         concurrency: int = 1,
+        lease_renew_every_s: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
         self.engine = engine
         self.clock = clock
         self.handlers: list[EventHandler] = list(handlers)
@@ -98,6 +108,11 @@ class OutboxWorker:
         self.concurrency = concurrency
         self.slow_event_s = 2.0
         self._executor: ThreadPoolExecutor | None = None
+        # event row id -> the lease expiry this worker last wrote (its fencing token), for events still in hand.
+        self._leases: dict[int, datetime] = {}
+        self._lease_lock = threading.Lock()
+        self.lease_renew_every_s = lease_renew_every_s if lease_renew_every_s is not None else lease_s / 3
+        self.leases_lost = 0
 
     def add_handler(self, handler: EventHandler) -> None:
         self.handlers.append(handler)
@@ -122,7 +137,11 @@ class OutboxWorker:
             if not rows:
                 return []
             ids = [r.id for r in rows]
-            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(locked_until=now + self.lease))
+            until = now + self.lease
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(locked_until=until))
+        with self._lease_lock:
+            for i in ids:
+                self._leases[i] = until
         return [
             OutboxEvent(r.id, r.event_id, r.type, r.aggregate_id, r.payload, r.attempts, r.created_at)
             for r in rows
@@ -159,36 +178,78 @@ class OutboxWorker:
     def _insert_ignore(self):
         return dialect_insert(self.engine, processed_events).on_conflict_do_nothing()
 
-    def _finish_batch(self, outcomes: list[tuple[OutboxEvent, list[str], BaseException | None]]) -> None:
-        """Record completed handlers and each event's fate in one transaction for the whole batch.
+    # --- leases ----------------------------------------------------------------------------------------
 
-        A crash before this commit re-runs handlers that had completed; they are idempotent, so that is safe.
-        """
+    def renew_leases(self) -> int:
+        """Extend the lease of every event this worker still holds. Returns how many were renewed; an event whose
+        row no longer carries our expiry was taken over (our lease had run out) and is given up."""
+        with self._lease_lock:
+            if not self._leases:
+                return 0
+            until = self.clock.now() + self.lease
+            renewed, lost = [], []
+            with self.engine.begin() as conn:
+                for event_id, token in sorted(self._leases.items()):
+                    res = conn.execute(update(outbox).where(
+                        outbox.c.id == event_id, outbox.c.status == "pending", outbox.c.locked_until == token,
+                    ).values(locked_until=until))
+                    (renewed if res.rowcount == 1 else lost).append(event_id)
+            for event_id in renewed:
+                self._leases[event_id] = until
+            for event_id in lost:
+                del self._leases[event_id]
+            self.leases_lost += len(lost)
+        for event_id in lost:
+            log.warning("outbox event row %s: lease lost (another worker took it over)", event_id)
+        return len(renewed)
+
+    def _release_lease(self, event: OutboxEvent) -> datetime | None:
+        """Stop renewing ``event``; returns its fencing token (``None`` when the lease was already lost)."""
+        with self._lease_lock:  # waits for a renewal in progress, so the token is the one in the row
+            return self._leases.pop(event.id, None)
+
+    def _keep_leases(self, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_renew_every_s):
+            try:
+                self.renew_leases()
+            except Exception as exc:  # noqa: BLE001 - a missed renewal is retried; the lease has slack
+                log.warning("outbox lease renewal failed: %s", exc)
+
+    # --- outcomes ----------------------------------------------------------------------------------------
+
+    def _finish_event(self, event: OutboxEvent, completed: list[str], error: BaseException | None) -> None:
+        """Record the handlers that completed and the event's fate, as soon as the event is done.
+
+        A crash before this commit re-runs handlers that had completed; they are idempotent, so that is safe."""
+        token = self._release_lease(event)
         now = self.clock.now()
-        processed_rows = [
-            {"handler": h, "event_id": ev.event_id, "processed_at": now}
-            for ev, completed, _ in outcomes for h in completed
-        ]
-        delivered = [ev.id for ev, _, err in outcomes if err is None]
         with self.engine.begin() as conn:
-            if processed_rows:
-                conn.execute(self._insert_ignore(), processed_rows)
-            if delivered:
-                conn.execute(
-                    update(outbox).where(outbox.c.id.in_(delivered)).values(
-                        status="delivered", delivered_at=now, locked_until=None, last_error=None
-                    )
-                )
-            for ev, _, err in outcomes:
-                if err is not None:
-                    self._record_failure(conn, ev, err, now)
+            if completed:
+                conn.execute(self._insert_ignore(), [
+                    {"handler": h, "event_id": event.event_id, "processed_at": now} for h in completed])
+            if token is None:
+                log.warning("outbox event %s (%s) finished after its lease was lost; its outcome is left to the "
+                            "worker that took it over", event.event_id, event.type)
+                return
+            if error is None:
+                res = conn.execute(update(outbox).where(outbox.c.id == event.id, outbox.c.locked_until == token)
+                                   .values(status="delivered", delivered_at=now, locked_until=None, last_error=None))
+                if res.rowcount != 1:
+                    log.warning("outbox event %s (%s): lease lost before it was recorded as delivered",
+                                event.event_id, event.type)
+            else:
+                self._record_failure(conn, event, error, now, token)
 
-    def _record_failure(self, conn, event: OutboxEvent, error: BaseException, now: datetime) -> None:
+    def _record_failure(self, conn, event: OutboxEvent, error: BaseException, now: datetime,
+                        token: datetime | None = None) -> None:
+        mine = outbox.c.id == event.id
+        if token is not None:
+            mine = and_(mine, outbox.c.locked_until == token)
         if isinstance(error, RetryLater):
             # An expected wait (dependency down, payment pending): back off, but never dead-letter.
             delay = error.delay_s if error.delay_s is not None else self.backoff(event.attempts + 1)
             conn.execute(
-                update(outbox).where(outbox.c.id == event.id).values(
+                update(outbox).where(mine).values(
                     available_at=now + timedelta(seconds=delay), locked_until=None,
                     attempts=event.attempts + (0 if error.delay_s is not None else 1),
                     last_error=f"retry: {error}"[:2000],
@@ -199,7 +260,7 @@ class OutboxWorker:
         message = f"{type(error).__name__}: {error}"[:2000]
         if attempts >= self.max_attempts:
             conn.execute(
-                update(outbox).where(outbox.c.id == event.id).values(
+                update(outbox).where(mine).values(
                     status="dead", attempts=attempts, locked_until=None, last_error=message
                 )
             )
@@ -207,7 +268,7 @@ class OutboxWorker:
                       event.event_id, event.type, attempts, message)
         else:
             conn.execute(
-                update(outbox).where(outbox.c.id == event.id).values(
+                update(outbox).where(mine).values(
                     attempts=attempts, locked_until=None, last_error=message,
                     available_at=now + timedelta(seconds=self.backoff(attempts)),
                 )
@@ -218,34 +279,36 @@ class OutboxWorker:
         events = self.claim()
         if not events:
             return 0
-        done = self._processed([e.event_id for e in events])
-        chains: dict[str, list[OutboxEvent]] = {}
-        for event in events:  # claimed in id order, so each chain is in the order its events were written
-            chains.setdefault(event.aggregate_id or event.event_id, []).append(event)
-        if self.concurrency == 1 or len(chains) == 1:
-            outcomes = self._run_chain(events, done)
-        else:
-            by_id = {ev.id: (ev, completed, err)
-                     for chain_out in self._pool().map(lambda c: self._run_chain(c, done), chains.values())
-                     for ev, completed, err in chain_out}
-            outcomes = [by_id[e.id] for e in events]
-        self._finish_batch(outcomes)
+        stop = threading.Event()
+        keeper = threading.Thread(target=self._keep_leases, args=(stop,), name="outbox-lease", daemon=True)
+        keeper.start()
+        try:
+            done = self._processed([e.event_id for e in events])
+            chains: dict[str, list[OutboxEvent]] = {}
+            for event in events:  # claimed in id order, so each chain is in the order its events were written
+                chains.setdefault(event.aggregate_id or event.event_id, []).append(event)
+            if self.concurrency == 1 or len(chains) == 1:
+                self._run_chain(events, done)
+            else:
+                list(self._pool().map(lambda c: self._run_chain(c, done), chains.values()))
+        finally:
+            stop.set()
+            keeper.join()
+            with self._lease_lock:  # anything left (an error before its outcome): let the lease run out
+                for event in events:
+                    self._leases.pop(event.id, None)
         return len(events)
 
-    def _run_chain(self, chain: list[OutboxEvent], done: dict[str, set[str]]
-                   ) -> list[tuple[OutboxEvent, list[str], BaseException | None]]:
-        out = []
+    def _run_chain(self, chain: list[OutboxEvent], done: dict[str, set[str]]) -> None:
         for event in chain:
             started = time.monotonic()
             completed, error = self.process(event, done[event.event_id])
             took = time.monotonic() - started
             if took >= self.slow_event_s:
-                # The batch's outcomes are recorded together, so one slow event holds up the others' bookkeeping.
                 log.warning("outbox event %s (%s) took %.1f s (handlers done: %s; error: %s)", event.event_id,
                             event.type, took, ",".join(completed) or "-",
                             type(error).__name__ if error is not None else "-")
-            out.append((event, completed, error))
-        return out
+            self._finish_event(event, completed, error)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..domain.keys import hash_api_key, new_api_key, validate_scopes
-from .tables import api_keys
+from .tables import api_keys, dashboard_sessions_ended
 
 
 def create_api_key(engine: Engine, scopes: list[str], name: str, now: datetime) -> tuple[str, str]:
@@ -45,3 +45,16 @@ def list_api_keys(engine: Engine) -> list[dict]:
             select(api_keys.c.id, api_keys.c.name, api_keys.c.scopes, api_keys.c.created_at, api_keys.c.revoked_at)
         ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def end_dashboard_session(engine: Engine, session_id: str, expires_at: datetime, now: datetime) -> None:
+    """Record that a dashboard session was logged out (idempotent); prunes sessions that have expired anyway."""
+    with engine.begin() as conn:
+        conn.execute(delete(dashboard_sessions_ended).where(dashboard_sessions_ended.c.expires_at < now))
+        if not dashboard_session_ended(conn, session_id):
+            conn.execute(insert(dashboard_sessions_ended).values(session_id=session_id, expires_at=expires_at))
+
+
+def dashboard_session_ended(conn: Connection, session_id: str) -> bool:
+    return conn.execute(select(dashboard_sessions_ended.c.session_id)
+                        .where(dashboard_sessions_ended.c.session_id == session_id)).first() is not None

@@ -199,6 +199,15 @@ api_keys = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+# Dashboard sessions ended by logout before their expiry (the cookie itself is stateless and signed). Rows are
+# pruned once the session would have expired anyway.
+dashboard_sessions_ended = Table(
+    "dashboard_sessions_ended",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
 warehouse_tasks = Table(
     "warehouse_tasks",
     metadata,

@@ -6,13 +6,16 @@ on the app: it includes the router and serves the static files.
 
 The key typed into the form is checked once and never stored, logged or echoed; the cookie holds only the key's
 id, signed with HMAC-SHA256 (``dashboard_session_secret``), HttpOnly and SameSite=Strict, for
-``dashboard_session_ttl_s``. Every request re-checks that the key still exists, is not revoked and is an admin key.
+``dashboard_session_ttl_s``; it is Secure over https (also behind a trusted TLS proxy) or always with
+``dashboard_cookie_secure``. Every request re-checks that the key still exists, is not revoked and is an admin key,
+and that the session was not logged out (logout records it server-side).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,6 +26,7 @@ from sqlalchemy import select
 
 from ...bootstrap import Container
 from ...domain.errors import DomainError, NotFound, Unauthorized
+from ...store.keys import dashboard_session_ended, end_dashboard_session
 from ...store.tables import api_keys
 from ...tower.dashboard_panels import PANELS
 from ..deps import get_container
@@ -68,19 +72,30 @@ def session_signer(container: Container) -> SessionSigner:
         s.dashboard_session_secret.get_secret_value(), s.dashboard_session_ttl_s))
 
 
-def _admin_key_active(container: Container, key_id: str) -> bool:
+def _check_session_store(container: Container, session: Session) -> None:
+    """Raises :class:`InvalidSession` when the session was logged out or its key is no longer an active admin."""
     with container.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-        row = conn.execute(select(api_keys.c.scopes).where(api_keys.c.id == key_id,
+        row = conn.execute(select(api_keys.c.scopes).where(api_keys.c.id == session.key_id,
                                                            api_keys.c.revoked_at.is_(None))).first()
-    return row is not None and "admin" in (row.scopes or [])
+        ended = dashboard_session_ended(conn, session.session_id)
+    if ended:
+        raise InvalidSession("logged_out")
+    if row is None or "admin" not in (row.scopes or []):
+        raise InvalidSession("key_revoked")
 
 
 def current_session(request: Request, container: Container) -> Session:
-    """The request's valid session; raises :class:`InvalidSession` otherwise (also for revoked or demoted keys)."""
+    """The request's valid session; raises :class:`InvalidSession` otherwise (also for revoked or demoted keys, and
+    for sessions that were logged out)."""
     session = session_signer(container).verify(request.cookies.get(COOKIE), container.clock.now())
-    if not _admin_key_active(container, session.key_id):
-        raise InvalidSession("key_revoked")
+    _check_session_store(container, session)
     return session
+
+
+def cookie_secure(request: Request, container: Container) -> bool:
+    """``Secure`` when forced by ``dashboard_cookie_secure`` or when the request came over https (directly, or
+    through a trusted proxy's ``X-Forwarded-Proto``: see ``http_forwarded_allow_ips``)."""
+    return container.settings.dashboard_cookie_secure or request.url.scheme == "https"
 
 
 async def require_session(request: Request, container: Container = Depends(get_container)) -> Session:
@@ -102,8 +117,8 @@ def login_page(message: str | None = None, status: int = 200) -> HTMLResponse:
     return _html(template.replace("<!--NOTICE-->", notice), status)
 
 
-def _clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+def _clear_cookie(response: Response, secure: bool = False) -> None:
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure)
 
 
 async def read_form_body(request: Request, limit: int) -> bytes | None:
@@ -161,15 +176,24 @@ async def login(request: Request, container: Container = Depends(get_container))
     signer = session_signer(container)
     response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(COOKIE, signer.issue(key_id, now), max_age=signer.ttl_s, path=COOKIE_PATH,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+                        httponly=True, samesite="strict", secure=cookie_secure(request, container))
     log.info("dashboard login for key %s", key_id)
     return response
 
 
 @router.post("/dashboard/logout")
-def logout() -> Response:
+def logout(request: Request, container: Container = Depends(get_container)) -> Response:
+    """End the session server-side (a copy of the cookie stops working too) and clear the cookie."""
+    try:
+        session = session_signer(container).verify(request.cookies.get(COOKIE), container.clock.now())
+    except InvalidSession:
+        session = None
+    if session is not None:
+        end_dashboard_session(container.engine, session.session_id,
+                              datetime.fromtimestamp(session.expires_at, timezone.utc), container.clock.now())
+        log.info("dashboard logout for key %s", session.key_id)
     response = RedirectResponse("/dashboard/login", status_code=303, headers={"Cache-Control": "no-store"})
-    _clear_cookie(response)
+    _clear_cookie(response, cookie_secure(request, container))
     return response
 
 
@@ -181,7 +205,7 @@ def dashboard_page(request: Request, container: Container = Depends(get_containe
     except InvalidSession:
         response = RedirectResponse("/dashboard/login", status_code=303, headers={"Cache-Control": "no-store"})
         if request.cookies.get(COOKIE):
-            _clear_cookie(response)
+            _clear_cookie(response, cookie_secure(request, container))
         return response
     template = (STATIC_DIR / "dashboard" / "index.html").read_text(encoding="utf-8")
     refresh_ms = int(container.settings.dashboard_refresh_s * 1000)
