@@ -180,17 +180,17 @@ def build_worker(container: Container):
         PAYMENT_CAPTURED,
         ConfirmationMail,
         PaymentRetry,
-        ScreenAndCapture,
         ShippingReconcile,
         WarehouseWebhookDelivery,
+        payment_handlers,
     )
 
     engine, clock = container.engine, container.clock
     payments = container.services["payments"]
     settlement = container.services["buy_path"].settlement
-    worker.add_handler(PaymentRetry(engine, clock, payments, settlement,
-                                    inline_grace_s=s.payments_checkout_budget_s + 5.0))
-    worker.add_handler(ScreenAndCapture(engine, clock, payments))
+    for handler in payment_handlers(engine, clock, payments, settlement,
+                                    inline_grace_s=s.payments_checkout_budget_s + 5.0):
+        worker.add_handler(handler)
     worker.add_handler(ConfirmationMail(engine, payments.mailer))
     worker.add_handler(ShippingReconcile(engine, clock, payments.shipping))
     worker.add_handler(WarehouseHandoff(engine, clock, frozenset({PAYMENT_CAPTURED}), frozenset({"captured"})))

@@ -52,12 +52,19 @@ class Settings(BaseSettings):
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")
+    # --- HTTP -------------------------------------------------------------------------------------
+    http_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024,
+        description="Largest request body accepted (bytes); larger ones get 413 payload_too_large, counted while "
+                    "the body is read, so no more than this is ever buffered.")
+    http_route_body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"/v1/fulfillment/events": 4 * 1024 * 1024, "/v1/events/storefront": 512 * 1024},
+        description="Per-path body limits (bytes) for the routes that need more than http_max_body_bytes: the batch "
+                    "ingestion endpoints (fulfillment_max_batch and tower_beacon_max_batch events).")
     checkout_max_in_flight: int = Field(
         default=1024, ge=0, le=1_000_000,
         description="Checkouts one server process works on at once; beyond it a checkout gets 429 with Retry-After "
                     "(shed load early rather than time out late). 0 = no limit.")
-    max_request_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Larger request bodies get 413 before they are read.")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(
@@ -115,7 +122,8 @@ class Settings(BaseSettings):
     promise_stats_refresh_s: float = Field(default=2.0, ge=0)
     promise_cache_max_age_s: int = Field(default=30, ge=0)
     promise_cache_swr_s: int = Field(default=120, ge=0)
-    promise_max_batch: int = Field(default=200, ge=1)
+    promise_max_batch: int = Field(default=200, ge=1, le=200,
+                                   description="Most items in one (public) POST /v1/promises.")
     promise_weekend_weight: float = Field(default=0.2, gt=0, le=1, description="Weight of Saturday/Sunday hours "
                                           "in fulfillment durations (1: calendar time; parcels rarely move then).")
     fulfillment_max_batch: int = Field(default=1000, ge=1)
@@ -204,7 +212,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     maildir_path: Path | None = Field(default=None, description="Maildir folder; default <data_dir>/maildir.")
     warehouse_webhook_url: str | None = Field(default=None, description="Warehouse handoff endpoint.")
-    warehouse_webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+    warehouse_webhook_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks signing secret (whsec_<base64>, or any string used as its bytes).")
+    warehouse_webhook_rotation_secrets: list[SecretStr] = Field(
+        default_factory=list, description="Further secrets every delivery is also signed with, while a rotation runs "
+                                          "(webhook-signature then carries one v1 signature per secret).")
     warehouse_webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_signature_tolerance_s: int = Field(default=300, ge=1)
     fraud_hold_threshold: int = Field(default=60, ge=1, description="Score at or above which orders go on_hold.")

@@ -182,7 +182,8 @@ class GameDayResult:
 
 #: The checks that must all be 0.
 CHECKS = ("lost", "unverified_201", "oversold", "flash_oversold", "duplicate_orders", "replay_mismatches",
-          "double_captures", "double_authorizations", "dead_letters", "stock_not_conserved")
+          "double_captures", "double_authorizations", "live_authorizations_on_cancelled_orders", "dead_letters",
+          "stock_not_conserved")
 
 
 class _Shoppers:
@@ -338,6 +339,14 @@ def charge_anomalies(charges: list[dict[str, Any]]) -> tuple[int, int]:
     return double_captures, double_auth
 
 
+def live_authorizations_on_ended_orders(charges: list[dict[str, Any]], ended_orders: set[str]) -> int:
+    """Orders that ended without a capture (cancelled, expired or declined) for which a processor still holds a
+    live authorization: the customer's funds stay held for nothing."""
+    return len({c["order_id"] for c in charges
+                if c.get("order_id") in ended_orders and c.get("authorized") and not c.get("voided")
+                and not c.get("captured")})
+
+
 def _ledger(url: str, key: str, processors: list[str]) -> list[dict[str, Any]]:
     """Every simulated processor's ledger, read through the admin API as an operator would."""
     rows: list[dict[str, Any]] = []
@@ -402,6 +411,7 @@ def _store_checks(engine, flash_units: int, initial: dict[tuple[str, str], int])
                           if isinstance(doc, dict) and doc.get("provisional"))
         by_status = {r[0]: int(r[1]) for r in conn.execute(
             select(orders.c.status, func.count()).group_by(orders.c.status))}
+        ended = {r[0] for r in conn.execute(select(orders.c.id).where(orders.c.status.in_(released)))}
     not_conserved = sum(
         1 for r in rows
         if int(r.reserved) != active.get((r.sku, r.warehouse), 0) or not 0 <= int(r.reserved) <= int(r.on_hand)
@@ -414,6 +424,7 @@ def _store_checks(engine, flash_units: int, initial: dict[tuple[str, str], int])
         "payment_pending_orders": by_status.get(OrderStatus.PAYMENT_PENDING.value, 0),
         "provisional_quotes_left": provisional,
         "orders_by_status": by_status,
+        "ended_unpaid_orders": ended,
     }
 
 
@@ -498,6 +509,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         say("checking the store and the processors' ledgers")
         charges = _ledger(server.url, key, processors)
         double_captures, double_auth = charge_anomalies(charges)
+        live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
     finally:
         admin.close()
         worker.stop()
@@ -533,6 +545,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         "replay_mismatches": crowd.replay_mismatches,
         "double_captures": double_captures,
         "double_authorizations": double_auth,
+        "live_authorizations_on_cancelled_orders": live_on_ended,
         "dead_letters": st["dead"],
         "stock_not_conserved": checks["stock_not_conserved"],
     }
@@ -570,5 +583,6 @@ def _heal(admin: httpx.Client, url: str, processors: list[str]) -> None:
     admin.put(f"{url}/v1/admin/rates/faults", json=HEAL).raise_for_status()
 
 
-__all__ = ["ACTIONS", "CHECKS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies", "load_schedule",
+__all__ = ["ACTIONS", "CHECKS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
+           "live_authorizations_on_ended_orders", "load_schedule",
            "parse_schedule", "plot_gameday", "run_gameday", "summarize_phases", "timeline"]

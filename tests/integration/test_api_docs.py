@@ -81,7 +81,7 @@ def test_the_documented_checkout_example_places_an_order(served):
 
 
 def test_a_body_over_the_limit_is_a_413_whether_its_length_is_declared_or_not(served):
-    client, _, shop = served(max_request_body_bytes=4096)
+    client, _, shop = served(http_max_body_bytes=4096)
     headers = {**shop, "Idempotency-Key": "big", "content-type": "application/json"}
     r = client.post("/v1/checkouts", content=b" " * 5000, headers=headers)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"

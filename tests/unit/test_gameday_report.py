@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shopfloor.gameday import Attempt, GameDayResult, charge_anomalies, summarize_phases, timeline
+from shopfloor.gameday import (
+    CHECKS,
+    Attempt,
+    GameDayResult,
+    charge_anomalies,
+    live_authorizations_on_ended_orders,
+    summarize_phases,
+    timeline,
+)
 
 
 def _attempts() -> list[Attempt]:
@@ -42,6 +50,19 @@ def test_a_second_capture_or_a_live_hold_beside_a_capture_is_a_double_charge():
         {"order_id": "pending", "authorized": True, "captured": False, "voided": False},
     ]
     assert charge_anomalies(ledger) == (1, 1)
+
+
+def test_a_live_authorization_on_an_order_that_ended_unpaid_is_a_failed_check():
+    ledger = [
+        {"order_id": "expired", "authorized": True, "captured": False, "voided": False},
+        {"order_id": "expired", "authorized": True, "captured": False, "voided": False},  # counted once per order
+        {"order_id": "declined_voided", "authorized": True, "captured": False, "voided": True},
+        {"order_id": "live_order", "authorized": True, "captured": False, "voided": False},  # still being paid
+        {"order_id": "declined", "authorized": False, "captured": False, "voided": False},
+    ]
+    ended = {"expired", "declined_voided", "declined"}
+    assert live_authorizations_on_ended_orders(ledger, ended) == 1
+    assert "live_authorizations_on_cancelled_orders" in CHECKS
 
 
 def test_any_failed_check_fails_the_game_day():

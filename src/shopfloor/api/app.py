@@ -77,7 +77,10 @@ def create_app(container: Container) -> FastAPI:
             body, ctype = render_latest(metrics.registry)
             return Response(body, media_type=ctype)
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=container.settings.max_request_body_bytes)
+    settings = container.settings
+    # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
+    app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
+                       route_limits=settings.http_route_body_limits)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
 
     app.include_router(catalog.router)

@@ -34,6 +34,10 @@ class Authenticator:
         return entry[1], entry[2]
 
     def require(self, header: str | None, scopes: tuple[str, ...] | list[str]) -> str:
+        return self.authenticate(header, scopes)[0]
+
+    def authenticate(self, header: str | None, scopes: tuple[str, ...] | list[str]) -> tuple[str, frozenset[str]]:
+        """Like :meth:`require`, but returns (key id, every scope the key holds)."""
         if not header:
             raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <key>'")
         scheme, _, secret = header.partition(" ")
@@ -48,4 +52,4 @@ class Authenticator:
                 f"this key lacks the required scope ({' or '.join(scopes)})",
                 [{"required": list(scopes), "granted": sorted(granted)}],
             )
-        return key_id
+        return key_id, granted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import Request, Security
 from fastapi.security import HTTPBearer
 
@@ -43,5 +45,28 @@ def require_scope(*scopes: str):
     # key lookup itself on the hot checkout path.
     async def _check(request: Request, _doc: None = Security(API_KEY, scopes=list(scopes))) -> str:
         return request.app.state.authenticator.require(request.headers.get("authorization"), scopes)
+
+    return _check
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated API key: its id and every scope it holds."""
+
+    key_id: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+def require_caller(*scopes: str):
+    """Like :func:`require_scope`, but the dependency returns the :class:`Caller` (for routes whose answer depends
+    on who asks, e.g. a storefront key sees only its own orders)."""
+
+    async def _check(request: Request) -> Caller:
+        key_id, granted = request.app.state.authenticator.authenticate(request.headers.get("authorization"), scopes)
+        return Caller(key_id, granted)
 
     return _check

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .responses import FastJSONResponse
 
 from ..domain.errors import DomainError
+from .middleware import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return envelope(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        details = [{"field": "body", "max_bytes": exc.limit}] if isinstance(exc, BodyTooLarge) else None
+        return envelope(exc.status_code, code, str(exc.detail), details, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - safety net

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import HTTPException
 
 
 class RequestMetricsMiddleware:
@@ -37,64 +37,83 @@ class RequestMetricsMiddleware:
                 observe(template, scope.get("method", "GET"), status["code"], elapsed)
 
 
-class BodySizeLimitMiddleware:
-    """Answers 413 (the error envelope) to a request whose body is larger than ``max_bytes``: at once when its
-    ``Content-Length`` says so, otherwise (a chunked body) as soon as the bytes read pass the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when the body crosses the limit. An ``HTTPException`` so that FastAPI's body
+    parsing passes it on (anything else becomes a 400) and the error handlers answer 413 ``payload_too_large``."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large_message(limit))
+        self.limit = limit
+
+
+def too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over a byte limit with 413 ``payload_too_large``, while they are read.
+
+    A declared ``Content-Length`` over the limit is answered before any of the body is read; a body without one
+    (chunked) is counted as it streams in and cut off at the first chunk that crosses the limit, so a client can
+    never make the server buffer more than the limit. ``route_limits`` raises (or lowers) the limit for the exact
+    paths that need it (batch ingestion)."""
+
+    def __init__(self, app, default_limit: int, route_limits: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_limit = int(default_limit)
+        self.route_limits = dict(route_limits or {})
+
+    def limit_for(self, path: str) -> int:
+        return self.route_limits.get(path, self.default_limit)
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = None
+        limit = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                length = value
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0  # the server itself rejects a malformed length
+                if declared > limit:
+                    await _too_large(send, limit)
+                    return
                 break
-        if length is not None:
-            if length.isdigit() and int(length) > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            await self.app(scope, receive, send)  # the server holds the body to its declared length
-            return
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        seen = {"bytes": 0}
+        received = 0
+        started = False
 
-        async def counted_receive():
+        async def limited_receive():
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                seen["bytes"] += len(message.get("body", b""))
-                if seen["bytes"] > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
-        started = {"response": False}
-
-        async def tracked_send(message):
+        async def tracking_send(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                started["response"] = True
+                started = True
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started["response"]:
-                await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope, receive, send) -> None:
-        from .errors import envelope
-
-        response = envelope(413, "payload_too_large", _BodyTooLarge(self.max_bytes).detail)
-        await response(scope, receive, send)
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _too_large(send, exc.limit)
 
 
-class _BodyTooLarge(StarletteHTTPException):
-    """Raised while the route reads the body; an HTTP exception, so FastAPI passes it on to the error handler."""
+async def _too_large(send, limit: int) -> None:
+    import orjson
 
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"body: larger than {max_bytes} bytes (SHOPFLOOR_MAX_REQUEST_BODY_BYTES)")
+    body = orjson.dumps({"error": {
+        "code": "payload_too_large", "message": too_large_message(limit),
+        "details": [{"field": "body", "max_bytes": limit}]}})
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -7,6 +7,8 @@ Flow (each arrow is an outbox event committed with the state change that caused 
          approved -> authorized + PaymentAuthorized      declined -> declined, stock released (402)
          no answer in time -> stays payment_pending + PaymentPending (the worker retries, same key)
     PaymentAuthorized -> fraud screen -> on_hold | capture -> captured + PaymentCaptured
+    ReservationExpired, OrderDeclined -> void any live authorization under the order's attempt keys
+    approval arriving for an order already cancelled or declined -> AuthorizationOrphaned -> void it
     PaymentAuthorized -> confirmation mail (once, by Message-ID)
     PaymentCaptured   -> warehouse handoff (task rows, stock consumed) + OrderHandedOff -> signed webhook
     OrderPlaced       -> provisional shipping quote reconciled when the rate service answers again
@@ -23,7 +25,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from ..domain.clock import Clock
-from ..domain.orders import ORDER_PLACED, OrderStatus
+from ..domain.orders import ORDER_PLACED, RESERVATION_EXPIRED, OrderStatus
 from ..store import orders_repo as repo
 from ..store.tables import idempotency_keys, orders, warehouse_tasks
 from .outbox import OutboxEvent, RetryLater
@@ -37,6 +39,11 @@ PAYMENT_CAPTURED = "PaymentCaptured"
 ORDER_DECLINED = "OrderDeclined"
 ORDER_ON_HOLD = "OrderOnHold"
 ORDER_HANDED_OFF = "OrderHandedOff"
+#: An approval reached an order that had already ended (expired or declined): the authorization must be voided.
+AUTHORIZATION_ORPHANED = "AuthorizationOrphaned"
+
+#: Orders that ended without a capture: nothing may stay authorized for them.
+ENDED_UNPAID = frozenset({OrderStatus.CANCELLED.value, OrderStatus.DECLINED.value})
 
 
 def _payment_doc(order_payment: dict | None, result: AuthorizationResult) -> dict[str, Any]:
@@ -119,7 +126,11 @@ class PaymentSettlement:
                 if row is None:
                     raise LookupError(it.order_id)
                 if row.status != OrderStatus.PAYMENT_PENDING.value or it.order_id in seen:
-                    out[i] = (201, None)  # settled elsewhere (worker, sweeper): nothing to change
+                    # Settled elsewhere (worker, sweeper): nothing to change, but an approval for an order that
+                    # ended unpaid must not stay authorized.
+                    if row.status in ENDED_UNPAID:
+                        _add_orphan(events, it.order_id, it.result, now)
+                    out[i] = (201, None)
                     continue
                 seen.add(it.order_id)
                 r = it.result
@@ -137,7 +148,7 @@ class PaymentSettlement:
                 out[i] = (201, body)
             if updates:
                 conn.execute(_approve_stmt, updates)
-                events.flush(conn)
+            events.flush(conn)
             if idem:
                 conn.execute(_idem_stmt, idem)
         for i, it in enumerate(items):
@@ -155,18 +166,21 @@ class PaymentSettlement:
         replay of the checkout sees the outcome rather than the provisional ``payment_pending``.
         """
         now = self.clock.now()
+        # Locked (a no-op on SQLite, whose writer holds the database lock): the sweeper or the other settlement
+        # path cannot commit between this read and the status change below.
         row = conn.execute(select(orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
-                           .where(orders.c.id == order_id)).first()
+                           .where(orders.c.id == order_id).with_for_update()).first()
         if row is None:
             raise LookupError(order_id)
         payment = _payment_doc(row.payment, result)
         status_code, body = 201, None
         if row.status != OrderStatus.PAYMENT_PENDING.value:
-            return status_code, None  # settled elsewhere (worker, sweeper): nothing to change
+            return self._settled_elsewhere(conn, order_id, row.status, result, now)
+        pending = [OrderStatus.PAYMENT_PENDING.value]
         if result.outcome is AuthOutcome.APPROVED:
-            repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
-                                     OrderStatus.AUTHORIZED.value, now, payment=payment,
-                                     reservation_expires_at=None)
+            if not repo.update_order_status(conn, order_id, pending, OrderStatus.AUTHORIZED.value, now,
+                                            payment=payment, reservation_expires_at=None):
+                return self._settled_elsewhere(conn, order_id, None, result, now)
             repo.enqueue_event(conn, PAYMENT_AUTHORIZED, order_id, {
                 "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key,
                 "amount": int(row.total), "currency": row.currency}, now)
@@ -174,15 +188,17 @@ class PaymentSettlement:
                 body = {**response_body, "status": OrderStatus.AUTHORIZED.value,
                         "payment": {"state": "authorized", "processor": result.processor}}
         elif result.outcome is AuthOutcome.DECLINED:
-            repo.update_order_status(conn, order_id, [OrderStatus.PAYMENT_PENDING.value],
-                                     OrderStatus.DECLINED.value, now, payment=payment,
-                                     reservation_expires_at=None)
+            if not repo.update_order_status(conn, order_id, pending, OrderStatus.DECLINED.value, now,
+                                            payment=payment, reservation_expires_at=None):
+                return self._settled_elsewhere(conn, order_id, None, result, now)
             repo.release_reservations(conn, order_id)
             repo.enqueue_event(conn, ORDER_DECLINED, order_id,
                                {"order_id": order_id, "reason": result.decline_reason}, now)
             status_code, body = 402, decline_body(order_id, result)
         else:
-            repo.update_order_fields(conn, order_id, now, payment=payment)
+            if not repo.update_order_status(conn, order_id, pending, OrderStatus.PAYMENT_PENDING.value, now,
+                                            payment=payment):
+                return self._settled_elsewhere(conn, order_id, None, result, now)
             delay = self.retry_delay(retry_no)
             event_id = repo.enqueue_event(conn, PAYMENT_PENDING, order_id, {
                 "order_id": order_id, "attempt_key": result.idempotency_key, "retry_no": retry_no}, now)
@@ -198,6 +214,71 @@ class PaymentSettlement:
                 idempotency_keys.c.scope == idempotency_scope[0], idempotency_keys.c.key == idempotency_scope[1]
             ).values(status_code=status_code, response=orjson.dumps(body).decode()))
         return status_code, body
+
+    def _settled_elsewhere(self, conn, order_id: str, status: str | None, result: AuthorizationResult, now
+                           ) -> tuple[int, None]:
+        """The order left ``payment_pending`` before this result (worker, sweeper, inline path): nothing changes,
+        except that an approval for an order that ended unpaid is handed to the worker to void."""
+        if status is None:
+            status = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).scalar()
+        if status in ENDED_UNPAID and result.outcome is AuthOutcome.APPROVED:
+            writes = repo.PendingWrites()
+            _add_orphan(writes, order_id, result, now)
+            writes.flush(conn)
+        return 201, None
+
+
+def _add_orphan(writes: repo.PendingWrites, order_id: str, result: AuthorizationResult, now) -> None:
+    writes.add_event(AUTHORIZATION_ORPHANED, order_id, {
+        "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key}, now)
+
+
+def void_live_authorizations(payments, attempt_key: str | None, processors) -> int:
+    """Void whatever ``attempt_key`` holds authorized (not captured, not voided) at each of ``processors``.
+    Raises :class:`RetryLater` while a processor cannot say or cannot void. Returns how many it voided."""
+    if not attempt_key:
+        return 0
+    voided = 0
+    for name in processors:
+        try:
+            st = payments.router.status(name, attempt_key)
+        except PaymentRetryable as exc:
+            raise RetryLater(f"status unknown at {name}") from exc
+        if getattr(st, "authorized", False) and not getattr(st, "voided", False) \
+                and not getattr(st, "captured", False):
+            try:
+                payments.router.void(name, attempt_key)
+            except PaymentRetryable as exc:
+                raise RetryLater(f"void pending at {name}") from exc
+            log.info("voided the live authorization %s at %s", attempt_key, name)
+            voided += 1
+    return voided
+
+
+class VoidAbandonedAuthorizations:
+    """Worker handler: an order that ended without a capture (expired by the sweeper, declined, or reached by an
+    approval after it ended) keeps no authorization: the customer's funds are released."""
+
+    name = "void_abandoned_authorizations"
+    event_types = frozenset({RESERVATION_EXPIRED, ORDER_DECLINED, AUTHORIZATION_ORPHANED})
+
+    def __init__(self, engine: Engine, payments) -> None:
+        self.engine = engine
+        self.payments = payments
+
+    def handle(self, event: OutboxEvent) -> None:
+        order_id = event.payload["order_id"]
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            row = conn.execute(select(orders.c.status, orders.c.payment).where(orders.c.id == order_id)).first()
+        if row is None or row.status not in ENDED_UNPAID:
+            return  # never void the authorization of an order that is still being paid for
+        if event.type == AUTHORIZATION_ORPHANED and event.payload.get("processor"):
+            void_live_authorizations(self.payments, event.payload.get("attempt_key"), [event.payload["processor"]])
+            return
+        payment = row.payment or {}
+        names = self.payments.processor_names()
+        for key in dict.fromkeys(k for k in (payment.get("attempt_key"), payment.get("previous_attempt_key")) if k):
+            void_live_authorizations(self.payments, key, names)
 
 
 class PaymentRetry:
@@ -260,19 +341,8 @@ class PaymentRetry:
         return (payload or {}).get("payment_token") or ""
 
     def _void_if_charged(self, attempt_key: str | None, suspects: frozenset[str] | None) -> None:
-        if not attempt_key:
-            return
         names = self.payments.processor_names() if suspects is None else sorted(suspects)
-        for name in names:
-            try:
-                st = self.payments.router.status(name, attempt_key)
-            except PaymentRetryable as exc:
-                raise RetryLater(f"status unknown at {name}") from exc
-            if getattr(st, "authorized", False) and not getattr(st, "voided", False):
-                try:
-                    self.payments.router.void(name, attempt_key)
-                except PaymentRetryable as exc:
-                    raise RetryLater(f"void pending at {name}") from exc
+        void_live_authorizations(self.payments, attempt_key, names)
 
 
 class ScreenAndCapture:
@@ -390,3 +460,13 @@ class WarehouseWebhookDelivery:
             conn.execute(update(warehouse_tasks).where(warehouse_tasks.c.order_id == event.payload["order_id"])
                          .values(status="sent", sent_at=self.clock.now(),
                                  webhook_attempts=warehouse_tasks.c.webhook_attempts + 1))
+
+
+def payment_handlers(engine: Engine, clock: Clock, payments, settlement: PaymentSettlement, *,
+                     inline_grace_s: float) -> list:
+    """The worker's payment handlers, in the order they run for one event."""
+    return [
+        PaymentRetry(engine, clock, payments, settlement, inline_grace_s=inline_grace_s),
+        ScreenAndCapture(engine, clock, payments),
+        VoidAbandonedAuthorizations(engine, payments),
+    ]

@@ -1,12 +1,22 @@
-"""Outbound warehouse-handoff webhook, signed with HMAC-SHA256.
+"""Outbound warehouse-handoff webhook, signed as the Standard Webhooks specification says.
 
-Header ``Shopfloor-Signature: t=<unix seconds>,v1=<hex hmac>`` where the MAC covers ``"<t>." + body``; several
-``v1=`` entries may be present while a secret is rotated. Receivers check the MAC with a constant-time compare
-and reject timestamps outside a tolerance, which stops replays of captured requests.
+Headers (https://www.standardwebhooks.com):
+
+* ``webhook-id``: the event id, the same on every retry (receivers deduplicate on it);
+* ``webhook-timestamp``: unix seconds of this delivery attempt;
+* ``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` over ``"{id}.{timestamp}.{body}"``; several space-separated
+  signatures may be present while a secret is rotated.
+
+The id and the timestamp are inside the MAC, so a captured request can neither be replayed under a new id nor
+with a new timestamp. Receivers compare with a constant-time compare and reject timestamps outside a tolerance.
+A secret written ``whsec_<base64>`` (the specification's format) is base64-decoded; any other string is used as
+its UTF-8 bytes. Any Standard Webhooks library verifies what this module sends.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -22,12 +32,16 @@ from ..domain.clock import Clock
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "Shopfloor-Signature"
-EVENT_ID_HEADER = "Shopfloor-Event-Id"
+EVENT_ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+
+Secret = str | bytes | SecretStr
 
 
 class WebhookSignatureError(Exception):
-    """The signature header is missing, malformed, stale, or does not match."""
+    """The signature headers are missing, malformed, stale, or do not match."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"webhook signature rejected: {reason}")
@@ -43,55 +57,71 @@ class WebhookDeliveryError(Exception):
         self.status_code = status_code
 
 
-def _secret_bytes(secret: str | bytes | SecretStr) -> bytes:
+def _secret_bytes(secret: Secret) -> bytes:
     if isinstance(secret, SecretStr):
         secret = secret.get_secret_value()
-    return secret if isinstance(secret, bytes) else secret.encode()
+    if isinstance(secret, bytes):
+        return secret
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        except binascii.Error:
+            raise ValueError("a whsec_ webhook secret must be base64 after its prefix") from None
+    return secret.encode()
 
 
-def _mac(secret: bytes, timestamp: int, body: bytes) -> str:
-    return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+def _mac(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def sign_payload(secret: str | bytes | SecretStr, body: bytes, timestamp: int) -> str:
-    """The signature header value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    return f"t={timestamp},v1={_mac(_secret_bytes(secret), timestamp, body)}"
+def _as_list(secrets: Secret | Sequence[Secret]) -> list[Secret]:
+    return [secrets] if isinstance(secrets, (str, bytes, SecretStr)) else list(secrets)
+
+
+def sign_payload(secrets: Secret | Sequence[Secret], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value for ``body`` sent as ``msg_id`` at ``timestamp`` (unix seconds): one
+    ``v1,<base64>`` per secret, space-separated (several while a secret is rotated)."""
+    return " ".join(f"v1,{_mac(_secret_bytes(s), msg_id, timestamp, body)}" for s in _as_list(secrets))
+
+
+def signed_headers(secrets: Secret | Sequence[Secret], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for one delivery."""
+    return {EVENT_ID_HEADER: msg_id, TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign_payload(secrets, msg_id, timestamp, body)}
 
 
 def verify_signature(
-    secrets: str | bytes | SecretStr | Sequence[str | bytes | SecretStr],
+    secrets: Secret | Sequence[Secret],
     body: bytes,
-    header: str | None,
+    headers: Mapping[str, str] | None,
     *,
     now: int,
     tolerance_s: int = 300,
 ) -> int:
-    """Check ``header`` against ``body``; returns the signed timestamp or raises :class:`WebhookSignatureError`.
-
-    ``secrets`` may list several accepted secrets (rotation).
-    """
-    if not header:
-        raise WebhookSignatureError("missing signature header")
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise WebhookSignatureError("malformed timestamp") from None
-        elif key == "v1" and value:
-            candidates.append(value)
-    if timestamp is None or not candidates:
+    """Check a delivery's headers against ``body``; returns the signed timestamp or raises
+    :class:`WebhookSignatureError`. ``headers`` is any mapping with the three ``webhook-*`` headers (an httpx or
+    Starlette headers object, or a plain dict with lower-case names). ``secrets`` may list several accepted
+    secrets (rotation)."""
+    headers = headers or {}
+    msg_id = headers.get(EVENT_ID_HEADER)
+    raw_ts = headers.get(TIMESTAMP_HEADER)
+    header = headers.get(SIGNATURE_HEADER)
+    if not msg_id or not raw_ts or not header:
+        raise WebhookSignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        timestamp = int(raw_ts)
+    except ValueError:
+        raise WebhookSignatureError("malformed timestamp") from None
+    candidates = [sig for version, _, sig in (part.partition(",") for part in header.split(" ") if part)
+                  if version == "v1" and sig]
+    if not candidates:
         raise WebhookSignatureError("malformed signature header")
     if abs(now - timestamp) > tolerance_s:
         raise WebhookSignatureError("timestamp outside tolerance")
-    if isinstance(secrets, (str, bytes, SecretStr)):
-        secrets = [secrets]
-    for secret in secrets:
-        expected = _mac(_secret_bytes(secret), timestamp, body)
-        if any(hmac.compare_digest(expected, c) for c in candidates):
+    for secret in _as_list(secrets):
+        expected = _mac(_secret_bytes(secret), msg_id, timestamp, body).encode()
+        if any(hmac.compare_digest(expected, c.encode()) for c in candidates):
             return timestamp
     raise WebhookSignatureError("signature mismatch")
 
@@ -102,14 +132,18 @@ class WarehouseWebhook:
     def __init__(
         self,
         url: str,
-        secret: str | SecretStr,
+        secret: Secret | Sequence[Secret],
         clock: Clock,
         *,
         timeout_s: float = 5.0,
         client: httpx.Client | None = None,
     ) -> None:
         self.url = url
-        self._secret = secret if isinstance(secret, SecretStr) else SecretStr(secret)
+        # Several secrets: every delivery carries one signature per secret (sign with the new and the old one
+        # while receivers move over). Each is checked up front, so a malformed one fails at start-up.
+        self._secrets = [_secret_bytes(s) for s in _as_list(secret)]
+        if not self._secrets:
+            raise ValueError("a webhook needs at least one signing secret")
         self._clock = clock
         self._client = client or httpx.Client(timeout=httpx.Timeout(timeout_s))
         self._owns_client = client is None
@@ -125,12 +159,8 @@ class WarehouseWebhook:
         """Send one event; returns the HTTP status or raises :class:`WebhookDeliveryError`."""
         body = self.encode(payload)
         ts = int(self._clock.now().timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign_payload(self._secret, body, ts),
-            EVENT_ID_HEADER: event_id,
-            "User-Agent": "shopfloor-webhook/1",
-        }
+        headers = {"Content-Type": "application/json", "User-Agent": "shopfloor-webhook/2",
+                   **signed_headers(self._secrets, event_id, ts, body)}
         try:
             resp = self._client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -156,7 +186,7 @@ def build_warehouse_webhook(settings: Settings, clock: Clock) -> WarehouseWebhoo
         raise ValueError("warehouse_webhook_secret is required when warehouse_webhook_url is set")
     return WarehouseWebhook(
         settings.warehouse_webhook_url,
-        settings.warehouse_webhook_secret,
+        [settings.warehouse_webhook_secret, *settings.warehouse_webhook_rotation_secrets],
         clock,
         timeout_s=settings.warehouse_webhook_timeout_s,
     )

@@ -332,9 +332,10 @@ _ORDER_RESERVATIONS = (
 )
 
 
-def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:
+def get_order(conn: Connection, order_id: str, *, placed_by: str | None = None) -> dict[str, Any] | None:
+    """The order as the API shows it. With ``placed_by`` (an API key id), ``None`` unless that key placed it."""
     row = conn.execute(_ORDER, {"b_id": order_id}).first()
-    if row is None:
+    if row is None or (placed_by is not None and row.api_key_id != placed_by):
         return None
     lines = conn.execute(_ORDER_LINES, {"b_id": order_id}).all()
     res = conn.execute(_ORDER_RESERVATIONS, {"b_id": order_id}).all()

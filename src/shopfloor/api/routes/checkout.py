@@ -12,7 +12,7 @@ from ...domain.errors import NotFound
 from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
-from ..deps import IDENT_PATTERN, get_container, require_scope
+from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
 from ..errors import envelope, error_responses
 from ..responses import FastJSONResponse
 
@@ -77,7 +77,7 @@ CHECKOUT_ERRORS = error_responses({
     402: "payment_declined: the processor declined; the stock is released",
     403: "forbidden: the key lacks the storefront scope",
     409: "out_of_stock (details: sku, requested, available), or the same Idempotency-Key is still in flight",
-    413: "payload_too_large: the body is over SHOPFLOOR_MAX_REQUEST_BODY_BYTES",
+    413: "payload_too_large: the body is over SHOPFLOOR_HTTP_MAX_BODY_BYTES",
     415: "unsupported_media_type: the body was not sent as application/json",
     422: "validation_error naming the field, unknown_sku, or idempotency_key_reused (same key, other body)",
     429: "too_many_requests: this server process is at SHOPFLOOR_CHECKOUT_MAX_IN_FLIGHT; retry after Retry-After "
@@ -137,12 +137,13 @@ async def _checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Cont
 @router.get("/v1/orders/{order_id}")
 def get_order(
     order_id: Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
-    key_id: str = Depends(require_scope("storefront", "admin")),
+    caller: Caller = Depends(require_caller("storefront", "admin")),
     c: Container = Depends(get_container),
 ):
-    """An order with its lines, reservations, payment state, shipping quote and promise."""
+    """An order with its lines, reservations, payment state, shipping quote and promise. A storefront key sees
+    only the orders placed with it (another's answer 404, as if they did not exist); an admin key sees all."""
     with c.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-        order = repo.get_order(conn, order_id)
+        order = repo.get_order(conn, order_id, placed_by=None if caller.is_admin else caller.key_id)
     if order is None:
         raise NotFound(f"no order {order_id}", [{"field": "order_id", "order_id": order_id}])
     return order

@@ -106,6 +106,20 @@ def _clear_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
+async def read_form_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it is longer than ``limit`` (never reads more than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.get("/dashboard/login")
 def login_form(request: Request, container: Container = Depends(get_container)) -> Response:
     """The login form (or straight to the dashboard when the session is still valid)."""
@@ -119,8 +133,8 @@ def login_form(request: Request, container: Container = Depends(get_container)) 
 @router.post("/dashboard/login")
 async def login(request: Request, container: Container = Depends(get_container)) -> Response:
     """Check the posted admin key; on success set the session cookie and go to the dashboard."""
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
+    raw = await read_form_body(request, MAX_FORM_BYTES)
+    if raw is None:
         return login_page("The form is too large.", 413)
     form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=8)
     key = (form.get("key") or [""])[0].strip()

@@ -17,6 +17,8 @@ from ..deps import get_container, require_scope
 router = APIRouter()
 
 _ID = r"^[A-Za-z0-9_.:\-/]+$"
+#: Most items one anonymous ``POST /v1/promises`` may carry (a listing page shows far fewer).
+PROMISE_BATCH_HARD_MAX = 200
 
 
 class EventIn(BaseModel):
@@ -76,7 +78,9 @@ class PromiseRequest(BaseModel):
 
 class PromiseBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    items: list[PromiseRequest] = Field(min_length=1, max_length=1000)
+    # Public (no key): the cap bounds the work one anonymous request can ask for, before any of it is parsed
+    # further. ``promise_max_batch`` may lower it.
+    items: list[PromiseRequest] = Field(min_length=1, max_length=PROMISE_BATCH_HARD_MAX)
 
 
 class PromiseBatchOut(BaseModel):
