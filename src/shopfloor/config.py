@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     outbox_lease_s: float = Field(
         default=30.0, gt=0, description="How long a claimed event is reserved for its worker; the worker renews it "
                                          "every third of this while the event's handlers run.")
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="`shopfloor worker` serves its Prometheus metrics (order confirmations, warehouse handoffs, "
+                    "processor calls) on this port at /metrics; scrape it beside the API. 0 = off.")
+    worker_metrics_host: str = Field(default="127.0.0.1", description="Interface for the worker's metrics port.")
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_base_s: float = Field(default=0.5, gt=0)
     outbox_backoff_max_s: float = Field(default=60.0, gt=0)

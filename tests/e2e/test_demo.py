@@ -56,6 +56,10 @@ def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         said = " ".join(log.read_text().split())
         assert f"http://127.0.0.1:{port}/docs" in said and "source" in said and "keys.env" in said
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text  # the worker's confirmations show here too
+        confirmed = [line for line in metrics.splitlines()
+                     if line.startswith("shopfloor_order_confirmation_seconds_count")]
+        assert confirmed and sum(float(line.split()[-1]) for line in confirmed) > 0, confirmed
         os.kill(demo.pid, signal.SIGTERM)  # the demo process alone, as `kill PID` or a supervisor would
         demo.wait(60)
         gone, alive = psutil.wait_procs(children, timeout=30)

@@ -156,6 +156,7 @@ def worker(
     upgrade_or_fail(settings.database_url)
     c = build_container(settings)
     w = build_worker(c)
+    metrics_server = _serve_worker_metrics(c) if not once else None
     if once:
         release_expired_reservations(c.engine, c.clock)
         n = w.drain()
@@ -191,8 +192,30 @@ def worker(
 
     console.print("[green]worker running[/] (Ctrl-C to stop)")
     w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
+    if metrics_server is not None:
+        metrics_server.shutdown()
     w.close()
     c.close()
+
+
+def _serve_worker_metrics(c):
+    """Serve the worker's metrics registry over HTTP when SHOPFLOOR_WORKER_METRICS_PORT is set (a thread; None
+    otherwise). In multiprocess mode (PROMETHEUS_MULTIPROC_DIR) the API's /metrics shows them as well."""
+    port, host = c.settings.worker_metrics_port, c.settings.worker_metrics_host
+    registry = c.services.get("metrics.registry")
+    if not port or registry is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from ..tower.metrics import collector_registry_for_scrape
+
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=collector_registry_for_scrape(registry))
+    except OSError as exc:
+        c.close()
+        fail(f"SHOPFLOOR_WORKER_METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror or exc}")
+    console.print(f"worker metrics on http://{host}:{port}/metrics", soft_wrap=True)
+    return server
 
 
 def _tower_loop(c):

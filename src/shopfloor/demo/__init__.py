@@ -295,7 +295,11 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     _, ingest_key = create_api_key(engine, ["ingest"], "demo-ingest", now)
     engine.dispose()
     keys_file = write_keys_file(workdir / "keys.env", admin_key, shop_key, ingest_key)
-    env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve())}
+    # Server and worker write their Prometheus samples to one folder, so the demo's /metrics also shows what the
+    # worker did (order confirmations, warehouse handoffs).
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
+    env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve()), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
     restore_signals = interrupt_on_termination()
     try:
         server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()

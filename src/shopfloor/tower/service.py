@@ -200,6 +200,63 @@ class DatabaseSignals:
         return out
 
 
+class StoreSignals:
+    """Per-entity signals read from the store, so rules about one processor, warehouse or SKU work with no
+    integration bound:
+
+    * ``breaker_open_<processor>``, ``breaker_state_<processor>``, ``payment_success_rate_<processor>``: from the
+      breaker snapshots the server processes persist (the worst state across live processes; the success rate of
+      their breaker windows together).
+    * ``feed_age_s_<warehouse>``: seconds since the warehouse's newest fulfillment event arrived.
+    * ``stock_cover_days_<sku>``: units available over the mean daily units ordered in the last ``cover_days``.
+
+    Ids are written with ``_`` for ``-`` and ``.`` (``feed_age_s_de_central``, ``stock_cover_days_FLASH_001``).
+    A signal with nothing behind it (no live process, no events, no sales) has no value, and its rule is skipped.
+    """
+
+    PREFIXES = ("breaker_open_", "breaker_state_", "payment_success_rate_", "feed_age_s_", "stock_cover_days_")
+    _STATE_RANK = {"closed": 0, "half_open": 1, "open": 2}
+
+    def __init__(self, engine, clock: Clock, *, snapshot_max_age_s: float = 300.0, cover_days: int = 28) -> None:
+        self.engine, self.clock = engine, clock
+        self.snapshot_max_age_s, self.cover_days = snapshot_max_age_s, cover_days
+
+    def values(self, names: set[str]) -> dict[str, Any]:
+        from ..store import signals as q
+
+        asked: dict[str, set[str]] = defaultdict(set)
+        for name in names:
+            for prefix in self.PREFIXES:
+                if name.startswith(prefix):
+                    asked[prefix].add(name[len(prefix):])
+                    break
+        out: dict[str, Any] = {}
+        if not asked:
+            return out
+        now = self.clock.now()
+        if asked.keys() & {"breaker_open_", "breaker_state_", "payment_success_rate_"}:
+            by_processor: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for snap in q.breaker_snapshots(self.engine, now - timedelta(seconds=self.snapshot_max_age_s)):
+                by_processor[q.signal_key(snap["processor"])].append(snap)
+            for key, snaps in by_processor.items():
+                state = max((s["breaker_state"] for s in snaps), key=lambda st: self._STATE_RANK.get(st, 0))
+                calls = sum(s["window_calls"] for s in snaps)
+                failures = sum(s["window_failures"] for s in snaps)
+                out[f"breaker_state_{key}"] = state
+                out[f"breaker_open_{key}"] = 1 if state == "open" else 0
+                out[f"payment_success_rate_{key}"] = (calls - failures) / calls if calls else None
+        if "feed_age_s_" in asked:
+            for warehouse, newest in q.newest_feed_events(self.engine).items():
+                if newest is not None:
+                    newest = newest if newest.tzinfo else newest.replace(tzinfo=now.tzinfo)
+                    out[f"feed_age_s_{q.signal_key(warehouse)}"] = max(0.0, (now - newest).total_seconds())
+        if "stock_cover_days_" in asked:
+            since = now - timedelta(days=self.cover_days)
+            for key, (_, available, sold) in q.stock_and_sales(self.engine, asked["stock_cover_days_"], since).items():
+                out[f"stock_cover_days_{key}"] = available / (sold / self.cover_days) if sold else None
+        return {n: out[n] for n in names if n in out}
+
+
 def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvider | None = None,
                       services: Mapping[str, Any] | None = None,
                       more_signals: Iterable[SignalProvider] = ()) -> RuleEngine:
@@ -222,6 +279,7 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
                                                          settings.tower_mail_from)
     providers = [p for p in (extra_signals, services.get("tower.signals")) if p is not None]
     providers.extend(more_signals)
+    providers.append(StoreSignals(container.engine, container.clock))
     providers.append(DatabaseSignals(repo, container.clock, settings.tower_signal_window_s))
     actions = {
         "scale": ScaleAction(services.get("tower.capacity"), scaler=services.get("tower.scaler"), http=http,
