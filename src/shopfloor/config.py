@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     promise_weekend_weight: float = Field(default=0.2, gt=0, le=1, description="Weight of Saturday/Sunday hours "
                                           "in fulfillment durations (1: calendar time; parcels rarely move then).")
     fulfillment_max_batch: int = Field(default=1000, ge=1)
+    fulfillment_max_future_h: float = Field(
+        default=24.0, gt=0, description="Fulfillment events dated more than this many hours after the server's "
+                                        "clock are refused (422 naming the event), not learned from.")
     # --- capacity -------------------------------------------------------------------------------
     # Per-replica capacity: requests/s one API replica serves within the p99 SLO. It must come from the checkout
     # benchmark's measured RPS at the p99 SLO; 200 is a placeholder until the integrator sets it from that run.

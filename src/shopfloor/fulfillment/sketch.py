@@ -34,6 +34,8 @@ EDGES: dict[str, tuple[float, ...]] = {"hours": _hour_edges(), "ratio": _ratio_e
 
 # Rescale stored weights when the reference falls this many half-lives behind (keeps floats finite).
 _RESCALE_AFTER = 40.0
+# Decay factors asked for a time far before the newest sample are capped here: 2.0 ** 1024 raises OverflowError.
+_MAX_EXPONENT = 1000.0
 
 
 class DecayingHistogram:
@@ -75,7 +77,7 @@ class DecayingHistogram:
         """Effective number of samples as of ``at`` (each decayed by its age)."""
         if self.ref is None:
             return 0.0
-        return sum(self.weights) * 2.0 ** ((self.ref - at) / self.half_life)
+        return sum(self.weights) * 2.0 ** min((self.ref - at) / self.half_life, _MAX_EXPONENT)
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile (linear inside a bin); None when empty. Decay cancels out of quantiles."""
@@ -153,7 +155,7 @@ class DecayingCounter:
         """The decayed count as of ``at``."""
         if self.ref is None:
             return 0.0
-        return self.values[index] * 2.0 ** ((self.ref - at) / self.half_life)
+        return self.values[index] * 2.0 ** min((self.ref - at) / self.half_life, _MAX_EXPONENT)
 
     def rate_per_unit(self, at: float, index: int = 0) -> float:
         """Events per time unit: a decayed count over an exponential window has mass ``rate * half_life / ln 2``."""

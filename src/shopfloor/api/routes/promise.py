@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -107,6 +107,15 @@ def ingest_events(
             f"at most {container.settings.fulfillment_max_batch} events per batch",
             [{"field": "events", "max": container.settings.fulfillment_max_batch, "got": len(batch.events)}],
         )
+    latest = container.clock.now() + timedelta(hours=container.settings.fulfillment_max_future_h)
+    for i, e in enumerate(batch.events):
+        for name in ("at", "placed_at"):
+            when = getattr(e, name)
+            if when is not None and when > latest:
+                raise InvalidInput(
+                    f"events.{i}.{name}: {when.isoformat()} is in the future (more than "
+                    f"{container.settings.fulfillment_max_future_h:g} h ahead of the server's clock)",
+                    [{"field": f"events.{i}.{name}", "event_id": e.event_id, "latest": latest.isoformat()}])
     events = [FulfillmentEvent(**e.model_dump()) for e in batch.events]
     result = promise_service(container).ingest(events)
     return IngestOut(accepted=result.accepted, duplicates=result.duplicates)
