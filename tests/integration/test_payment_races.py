@@ -190,3 +190,23 @@ def test_a_worker_retry_that_authorizes_after_the_sweeper_expired_the_order_void
     assert order["status"] == "cancelled" and PAYMENT_AUTHORIZED not in events
     assert ("secondary", "pay_1") in ledger.rows and ledger.live() == []
     check_invariants(engine, INITIAL)
+
+
+def test_a_second_authorization_arriving_for_an_order_already_paid_is_voided_and_the_first_kept(store):
+    """The inline path authorized at primary; a retry that ran meanwhile authorized again at secondary under a new
+    attempt key. The order keeps the first; the second must not stay live beside it (a double authorization)."""
+    _url, engine, clock, svc = store
+    order_id = _place(svc)
+    settlement = PaymentSettlement(engine, clock)
+    ledger = FakeLedger()
+    for processor, key in (("primary", "pay_1"), ("secondary", "pay_2")):
+        ledger.rows[(processor, key)] = {"authorized": True, "voided": False, "captured": False}
+    settlement.apply(order_id, _approved("pay_1", "primary"))
+    settlement.apply(order_id, _approved("pay_2", "secondary"))
+    settlement.apply(order_id, _approved("pay_1", "primary"))  # the same authorization reported twice: kept
+    worker = _worker(engine, clock, ledger)
+    worker.handlers = [h for h in worker.handlers if h.name == "void_abandoned_authorizations"]  # no capture here
+    worker.drain()
+    order, events = _order(engine, order_id)
+    assert order["status"] == "authorized" and events.count(PAYMENT_AUTHORIZED) == 1
+    assert ledger.live() == [("primary", "pay_1")]
