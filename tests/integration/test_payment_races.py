@@ -190,3 +190,84 @@ def test_a_worker_retry_that_authorizes_after_the_sweeper_expired_the_order_void
     assert order["status"] == "cancelled" and PAYMENT_AUTHORIZED not in events
     assert ("secondary", "pay_1") in ledger.rows and ledger.live() == []
     check_invariants(engine, INITIAL)
+
+
+def test_a_second_authorization_arriving_for_an_order_already_paid_is_voided_and_the_first_kept(store):
+    """The inline path authorized at primary; a retry that ran meanwhile authorized again at secondary under a new
+    attempt key. The order keeps the first; the second must not stay live beside it (a double authorization)."""
+    _url, engine, clock, svc = store
+    order_id = _place(svc)
+    settlement = PaymentSettlement(engine, clock)
+    ledger = FakeLedger()
+    for processor, key in (("primary", "pay_1"), ("secondary", "pay_2")):
+        ledger.rows[(processor, key)] = {"authorized": True, "voided": False, "captured": False}
+    settlement.apply(order_id, _approved("pay_1", "primary"))
+    settlement.apply(order_id, _approved("pay_2", "secondary"))
+    settlement.apply(order_id, _approved("pay_1", "primary"))  # the same authorization reported twice: kept
+    worker = _worker(engine, clock, ledger)
+    worker.handlers = [h for h in worker.handlers if h.name == "void_abandoned_authorizations"]  # no capture here
+    worker.drain()
+    order, events = _order(engine, order_id)
+    assert order["status"] == "authorized" and events.count(PAYMENT_AUTHORIZED) == 1
+    assert ledger.live() == [("primary", "pay_1")]
+
+
+@on_postgres
+def test_a_settlement_riding_a_checkout_batch_never_deadlocks_with_the_sweeper(store, caplog):
+    """The checkout writer applies inline settlements in its group commit, next to new reservations. The sweeper
+    locks the order and then its stock; the batch must take the same order (settlements before reservations), or
+    each would wait for the other. Drives one batch the way the writer thread does."""
+    import logging
+    import threading
+    from concurrent.futures import Future
+
+    from sqlalchemy import text
+
+    from shopfloor.orders.checkout import _Batched
+    from shopfloor.orders.payment_flow import Settle
+
+    url, engine, clock, svc = store
+    order_id = _place(svc)
+    clock.advance(seconds=61)
+    holding, go, errors = threading.Event(), threading.Event(), []
+
+    def sweeper():  # release_expired_reservations, paused between its two steps
+        try:
+            with engine.begin() as conn:
+                assert repo.update_order_status(conn, order_id, ["payment_pending"], "cancelled", clock.now(),
+                                                reservation_expires_at=None)
+                holding.set()
+                assert go.wait(30)
+                repo.release_reservations(conn, order_id)
+                repo.enqueue_event(conn, RESERVATION_EXPIRED, order_id, {"order_id": order_id}, clock.now())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            holding.set()
+
+    new_order = PlaceOrder("key_test", "k2", "hash-k2", (OrderLineRequest("A", 2),), "US", "94107",
+                           {"token": "tok_ok"}, extra={"payment_attempt_key": "pay_2"})
+    batch = [(new_order, Future()), (_Batched(PaymentSettlement(engine, clock).apply_many,
+                                              Settle(order_id, _approved())), Future())]
+    caplog.set_level(logging.WARNING, logger="shopfloor.orders.checkout")
+    t_sweep = threading.Thread(target=sweeper)
+    t_sweep.start()
+    assert holding.wait(30) and not errors
+    t_batch = threading.Thread(target=svc._apply_batch, args=(batch,))
+    t_batch.start()
+    with engine.connect() as observer:  # the batch now waits for the order the sweeper holds
+        for _ in range(6000):
+            if observer.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                break
+            observer.rollback()
+            threading.Event().wait(0.005)
+        else:
+            raise AssertionError("the batch never waited on the sweeper's lock")
+    go.set()
+    t_sweep.join(30)
+    t_batch.join(30)
+    assert not errors, errors
+    assert batch[0][1].result(0).status_code == 201 and batch[1][1].result(0) == (201, None)
+    assert "checkout batch failed" not in caplog.text  # no deadlock, no retry
+    order, events = _order(engine, order_id)
+    assert order["status"] == "cancelled" and "AuthorizationOrphaned" in events
+    check_invariants(engine, INITIAL)

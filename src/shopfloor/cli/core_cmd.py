@@ -178,7 +178,10 @@ def worker(
     def tick() -> None:
         nonlocal last_sweep, last_tower
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
-            release_expired_reservations(c.engine, c.clock)
+            try:
+                release_expired_reservations(c.engine, c.clock)
+            except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: sweep again next time, keep delivering
+                err_console.print(f"[yellow]sweep failed:[/] {type(exc).__name__}: {exc}")
             last_sweep = time.monotonic()
         if time.monotonic() - last_tower >= settings.tower_rules_interval_s:
             last_tower = time.monotonic()

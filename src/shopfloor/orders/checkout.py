@@ -303,6 +303,16 @@ class CheckoutService:
         batched: dict[Any, list[int]] = {}
         placed: list[tuple[PlaceOrder, dict]] = []
         with self.engine.begin() as conn:
+            for i, cmd in enumerate(cmds):
+                if isinstance(cmd, _Batched):
+                    batched.setdefault(cmd.handler, []).append(i)
+            results = [None] * len(cmds)
+            # Follow-up writes on existing orders (payment settlements) go first: they lock order rows and then,
+            # for a decline, stock rows, the order every other writer (sweeper, worker) takes. Reserving this
+            # batch's stock first and then locking an order the sweeper holds could deadlock on PostgreSQL.
+            for handler, idx in batched.items():
+                for i, out in zip(idx, self._apply_batched(conn, handler, [cmds[i].item for i in idx])):
+                    results[i] = out
             scope_keys = [(f"{c.api_key_id}:checkout", c.idempotency_key) if isinstance(c, PlaceOrder) else None
                           for c in cmds]
             prior = repo.get_idempotency_records(conn, [k for k in scope_keys if k is not None])
@@ -315,21 +325,16 @@ class CheckoutService:
             pending = repo.PendingWrites()
             settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
             for i, (cmd, sk) in enumerate(zip(cmds, scope_keys)):
-                if isinstance(cmd, _Work):
-                    results.append(self._apply_work(conn, cmd))
-                    continue
                 if isinstance(cmd, _Batched):
-                    batched.setdefault(cmd.handler, []).append(i)
-                    results.append(None)
+                    continue
+                if isinstance(cmd, _Work):
+                    results[i] = self._apply_work(conn, cmd)
                     continue
                 res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending)
                 if res.created:
                     placed.append((cmd, res.body))
-                results.append(res)
+                results[i] = res
             pending.flush(conn)
-            for handler, idx in batched.items():
-                for i, out in zip(idx, self._apply_batched(conn, handler, [cmds[i].item for i in idx])):
-                    results[i] = out
             if placed and self.after_place is not None:
                 self._after_place(conn, placed, now)
         return results

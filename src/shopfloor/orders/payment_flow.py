@@ -8,7 +8,7 @@ Flow (each arrow is an outbox event committed with the state change that caused 
          no answer in time -> stays payment_pending + PaymentPending (the worker retries, same key)
     PaymentAuthorized -> fraud screen -> on_hold | capture -> captured + PaymentCaptured
     ReservationExpired, OrderDeclined -> void any live authorization under the order's attempt keys
-    approval arriving for an order already cancelled or declined -> AuthorizationOrphaned -> void it
+    approval arriving for an order already ended, or paid by another authorization -> AuthorizationOrphaned -> void
     PaymentAuthorized -> confirmation mail (once, by Message-ID)
     PaymentCaptured   -> warehouse handoff (task rows, stock consumed) + OrderHandedOff -> signed webhook
     OrderPlaced       -> provisional shipping quote reconciled when the rate service answers again
@@ -39,7 +39,8 @@ PAYMENT_CAPTURED = "PaymentCaptured"
 ORDER_DECLINED = "OrderDeclined"
 ORDER_ON_HOLD = "OrderOnHold"
 ORDER_HANDED_OFF = "OrderHandedOff"
-#: An approval reached an order that had already ended (expired or declined): the authorization must be voided.
+#: An approval reached an order that had already ended (expired or declined) or is paid by another authorization:
+#: that approval's authorization must be voided.
 AUTHORIZATION_ORPHANED = "AuthorizationOrphaned"
 
 #: Orders that ended without a capture: nothing may stay authorized for them.
@@ -126,9 +127,9 @@ class PaymentSettlement:
                 if row is None:
                     raise LookupError(it.order_id)
                 if row.status != OrderStatus.PAYMENT_PENDING.value or it.order_id in seen:
-                    # Settled elsewhere (worker, sweeper): nothing to change, but an approval for an order that
-                    # ended unpaid must not stay authorized.
-                    if row.status in ENDED_UNPAID:
+                    # Settled elsewhere (worker, sweeper): nothing to change, but an approval that is not the
+                    # order's own authorization must not stay live.
+                    if it.order_id not in seen and _is_orphan(row.status, row.payment, it.result):
                         _add_orphan(events, it.order_id, it.result, now)
                     out[i] = (201, None)
                     continue
@@ -218,14 +219,24 @@ class PaymentSettlement:
     def _settled_elsewhere(self, conn, order_id: str, status: str | None, result: AuthorizationResult, now
                            ) -> tuple[int, None]:
         """The order left ``payment_pending`` before this result (worker, sweeper, inline path): nothing changes,
-        except that an approval for an order that ended unpaid is handed to the worker to void."""
-        if status is None:
-            status = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).scalar()
-        if status in ENDED_UNPAID and result.outcome is AuthOutcome.APPROVED:
+        except that an approval which is not the order's own authorization is handed to the worker to void."""
+        row = conn.execute(select(orders.c.status, orders.c.payment).where(orders.c.id == order_id)).first()
+        if row is not None and _is_orphan(row.status, row.payment, result):
             writes = repo.PendingWrites()
             _add_orphan(writes, order_id, result, now)
             writes.flush(conn)
         return 201, None
+
+
+def _is_orphan(status: str, payment: dict | None, result: AuthorizationResult) -> bool:
+    """An approval that arrived after its order left ``payment_pending``: orphaned when the order ended unpaid, or
+    when the order is paid by another authorization (another processor or attempt key) than this one."""
+    if result.outcome is not AuthOutcome.APPROVED:
+        return False
+    if status in ENDED_UNPAID:
+        return True
+    recorded = payment or {}
+    return (recorded.get("processor"), recorded.get("attempt_key")) != (result.processor, result.idempotency_key)
 
 
 def _add_orphan(writes: repo.PendingWrites, order_id: str, result: AuthorizationResult, now) -> None:
@@ -270,12 +281,19 @@ class VoidAbandonedAuthorizations:
         order_id = event.payload["order_id"]
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             row = conn.execute(select(orders.c.status, orders.c.payment).where(orders.c.id == order_id)).first()
-        if row is None or row.status not in ENDED_UNPAID:
-            return  # never void the authorization of an order that is still being paid for
-        if event.type == AUTHORIZATION_ORPHANED and event.payload.get("processor"):
-            void_live_authorizations(self.payments, event.payload.get("attempt_key"), [event.payload["processor"]])
+        if row is None:
             return
         payment = row.payment or {}
+        if event.type == AUTHORIZATION_ORPHANED:
+            processor, key = event.payload.get("processor"), event.payload.get("attempt_key")
+            if row.status not in ENDED_UNPAID and (payment.get("processor"), payment.get("attempt_key")) == (
+                    processor, key):
+                return  # it is the authorization the order is paid with after all
+            if processor:
+                void_live_authorizations(self.payments, key, [processor])
+            return
+        if row.status not in ENDED_UNPAID:
+            return  # never void the authorization of an order that is still being paid for
         names = self.payments.processor_names()
         for key in dict.fromkeys(k for k in (payment.get("attempt_key"), payment.get("previous_attempt_key")) if k):
             void_live_authorizations(self.payments, key, names)
