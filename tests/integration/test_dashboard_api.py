@@ -186,8 +186,9 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
     repo.add_funnel_counts([
         {"minute": minute, "stage": "page_view", "count": 200, "latency_ms_sum": 0.0, "latency_count": 0},
         {"minute": minute, "stage": "product_view", "count": 100, "latency_ms_sum": 0.0, "latency_count": 0},
-        {"minute": minute, "stage": "checkout_attempt", "count": 10, "latency_ms_sum": 1000.0, "latency_count": 10},
+        {"minute": minute, "stage": "checkout_attempt", "count": 12, "latency_ms_sum": 1200.0, "latency_count": 12},
         {"minute": minute, "stage": "checkout_succeeded", "count": 8, "latency_ms_sum": 720.0, "latency_count": 8},
+        {"minute": minute, "stage": "checkout_refused", "count": 2, "latency_ms_sum": 0.0, "latency_count": 0},
     ])
     record_request_batch(container.engine, [
         {"minute": NOW - timedelta(minutes=k), "route": "/v1/checkout", "count": 30 + k, "latency_ms_sum": 90.0}
@@ -199,7 +200,10 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
 
     checkout = client.get("/dashboard/api/checkout").json()
     assert checkout["state"] == "ready"
-    assert checkout["summary"] == {"attempts": 10, "succeeded": 8, "success_rate": 0.8, "latency_ms_mean": 100.0}
+    # The two sold-out refusals are shown apart and are not failures: 8 of the 10 attempts that could succeed.
+    assert checkout["summary"] == {"attempts": 12, "succeeded": 8, "refused_out_of_stock": 2, "failed": 2,
+                                   "success_rate": 0.8, "latency_ms_mean": 100.0}
+    assert checkout["refused"][-3] == 2 and checkout["success_rate"][-3] == 0.8
 
     funnel = client.get("/dashboard/api/funnel").json()
     steps = {s["stage"]: s for s in funnel["steps"]}
@@ -264,8 +268,9 @@ def test_fulfillment_inventory_and_promise_panels_compute_from_the_feed_and_reco
     [wh] = delays["warehouses"]
     assert wh["warehouse"] == "wh-a"
     assert wh["pick_pack_h"] == {"p50": 4.0, "p90": 5.6} and wh["handoff_h"] == {"p50": 3.0, "p90": 3.8}
-    assert delays["lanes"] == [{"origin": "eu-west", "destination": "DE", "carrier": "ups", "deliveries": 2,
-                                "transit_h": {"p50": 27.0, "p90": 29.4}}]
+    # A lane starts at the warehouse the store knows (wh-a), with its region beside it.
+    assert delays["lanes"] == [{"origin": "wh-a", "origin_region": "eu-west", "destination": "DE", "carrier": "ups",
+                                "deliveries": 2, "transit_h": {"p50": 27.0, "p90": 29.4}}]
 
     inventory = client.get("/dashboard/api/inventory").json()
     feeds = {f["warehouse"]: f for f in inventory["feeds"]}

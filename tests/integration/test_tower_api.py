@@ -139,6 +139,11 @@ def test_database_signals_come_from_the_rollups(client):
         {"traffic_rpm", "add_to_cart_rate", "checkout_success_rate", "checkout_latency_ms", "traffic_baseline"})
     assert sig == {"traffic_rpm": 40, "add_to_cart_rate": 0.25, "checkout_success_rate": 0.75,
                    "checkout_latency_ms": 300.0, "traffic_baseline": None}
+    # Two more attempts refused as sold out: right answers, so the success rate stays 3 of the 4 that could succeed.
+    rec.record("checkout_attempt", last, latency_ms=300.0, count=2)
+    rec.record("checkout_refused", last, count=2)
+    assert DatabaseSignals(repo, client.container.clock).values({"checkout_success_rate"}) == {
+        "checkout_success_rate": 0.75}
 
 
 def test_buffered_beacons_are_group_committed_and_flushed_on_close(db_url):

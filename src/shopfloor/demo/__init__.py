@@ -100,6 +100,12 @@ class DemoReport:
     sold_out: list[str] = field(default_factory=list)
     split: int = 0
     outbox: dict = field(default_factory=dict)
+    placed: list[tuple[dict, str, str]] = field(default_factory=list)  # (201 body, country, postal code)
+    browsers: int = 0
+    beacons: int = 0
+    tower_reacted: bool = False
+    fulfillment: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
     sections: list[tuple[str, Any]] = field(default_factory=list)  # extra panels from other areas
 
     def p(self, q: float) -> float:
@@ -123,6 +129,16 @@ class DemoStore:
         r = self.client.put(path, json=body, headers=self.admin)
         r.raise_for_status()
         return r
+
+    def beacons(self, events: list[dict]) -> bool:
+        """Storefront beacons (page views, product views, carts), as the shop's pages send them."""
+        for _ in range(3):
+            try:
+                return self.client.post("/v1/events/storefront", json={"events": events},
+                                        headers=self.shop).status_code == 202
+            except httpx.TransportError:
+                time.sleep(0.1)
+        return False
 
     def checkout(self, lines: list[dict], country: str, postal: str, token: str = "tok_ok") -> tuple[int, dict, float]:
         body = {"lines": lines, "ship_to": {"country": country, "postal_code": postal}, "payment": {"token": token}}
@@ -170,8 +186,34 @@ def seed_store(store: DemoStore, catalog: list[dict], rng: random.Random) -> Non
         store.put(f"/v1/stock/{SCARCE_SKU}/{wid}", {"on_hand": 4})
 
 
+#: Window shoppers per buyer: most visits end without a purchase.
+BROWSERS_PER_BUYER = 3
+
+
+def browse(rng: random.Random, catalog: list[dict], weights: list[int], skus: list[str] | None, buys: bool,
+           now: datetime) -> list[dict]:
+    """One visit's storefront beacons: a few pages, product pages (the basket's SKUs for a buyer), and for a
+    buyer the cart and the checkout page. Page loads are drawn around 400 ms with a long tail."""
+    session = uuid.uuid4().hex[:16]
+    viewed = skus or [c["sku"] for c in rng.choices(catalog, weights=weights, k=rng.randint(1, 3))]
+    events = [{"type": "page_view", "session": session, "page_load_ms": round(rng.lognormvariate(6.0, 0.4))}
+              for _ in range(rng.randint(1, 4))]
+    events += [{"type": "product_view", "sku": sku, "session": session,
+                "page_load_ms": round(rng.lognormvariate(6.1, 0.4))} for sku in viewed]
+    if buys or rng.random() < 0.15:
+        events += [{"type": "add_to_cart", "sku": sku, "session": session} for sku in viewed[:1 if not buys else None]]
+    if buys:
+        events.append({"type": "checkout_started", "session": session,
+                       "page_load_ms": round(rng.lognormvariate(6.2, 0.4))})
+    for e in events:
+        e["at"] = now.isoformat()
+    return events
+
+
 def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: int, rng: random.Random,
                  progress: Progress) -> None:
+    """``n`` buyers browse (beacons, a promise lookup) and check out; ``BROWSERS_PER_BUYER`` times as many window
+    shoppers browse and leave, their beacons batched as a storefront's beacon collector would send them."""
     weights = [int(c["invoices"]) for c in catalog]
     lock = threading.Lock()
     baskets = []
@@ -181,16 +223,25 @@ def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: i
         if i % 25 == 0:
             lines = {SCARCE_SKU: 5}  # more than any one warehouse holds: a split shipment
         dest = rng.choice(DESTINATIONS)
-        baskets.append(([{"sku": s, "qty": q} for s, q in lines.items()], dest))
-    task = progress.add_task("shoppers", total=n)
+        visit = browse(rng, catalog, weights, list(lines), True, datetime.now(timezone.utc))
+        baskets.append(([{"sku": s, "qty": q} for s, q in lines.items()], dest, visit))
+    browsers = n * BROWSERS_PER_BUYER
+    window = [e for _ in range(browsers)
+              for e in browse(rng, catalog, weights, None, False, datetime.now(timezone.utc))]
+    task = progress.add_task("shoppers", total=n + browsers)
 
     def buy(basket):
-        lines, (country, postal) = basket
+        lines, (country, postal), visit = basket
+        sent = store.beacons(visit)
+        store.client.get("/v1/promise", params={"sku": lines[0]["sku"], "qty": lines[0]["qty"], "country": country,
+                                                "postal_code": postal})
         status, body, ms = store.checkout(lines, country, postal)
         with lock:
+            report.beacons += len(visit) if sent else 0
             report.latencies_ms.append(ms)
             if status == 201:
                 report.orders.append(body)
+                report.placed.append((body, country, postal))
                 report.split += int(body.get("split_shipment", False))
             elif status == 409:
                 report.refused += 1
@@ -198,8 +249,31 @@ def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: i
                 report.errors += 1
         progress.advance(task)
 
+    def window_shop(batch):
+        sent = store.beacons(batch)
+        with lock:
+            report.beacons += len(batch) if sent else 0
+        progress.advance(task, browsers // max(1, len(batches)))
+
+    batches = [window[i:i + 500] for i in range(0, len(window), 500)]
     with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(window_shop, b) for b in batches]
         list(pool.map(buy, baskets))
+        for f in futures:
+            f.result()
+    report.browsers = browsers
+    progress.update(task, completed=n + browsers)
+
+
+def send_visits(store: DemoStore, report: DemoReport, skus: list[str], seed: int = 5) -> None:
+    """Beacons for buyers who go straight to one product and check out (the flash sale's, the outage's), batched
+    as a beacon collector forwards them."""
+    rng = random.Random(seed + len(skus))
+    now = datetime.now(timezone.utc)
+    events = [e for sku in skus for e in browse(rng, [], [], [sku], True, now)]
+    for i in range(0, len(events), 1000):
+        if store.beacons(events[i:i + 1000]):
+            report.beacons += len(events[i:i + 1000])
 
 
 def run_flash_sale(store: DemoStore, report: DemoReport, progress: Progress) -> None:
@@ -209,14 +283,17 @@ def run_flash_sale(store: DemoStore, report: DemoReport, progress: Progress) -> 
 
     def buy(i):
         start.wait()
-        status, body, _ = store.checkout([{"sku": FLASH_SKU, "qty": 1}], *DESTINATIONS[i % len(DESTINATIONS)])
+        country, postal = DESTINATIONS[i % len(DESTINATIONS)]
+        status, body, _ = store.checkout([{"sku": FLASH_SKU, "qty": 1}], country, postal)
         with lock:
             if status == 201:
                 report.flash_sold += 1
+                report.placed.append((body, country, postal))
             elif status == 409:
                 report.flash_refused += 1
         progress.advance(task)
 
+    send_visits(store, report, [FLASH_SKU] * FLASH_BUYERS)  # the buyers waited on the product page
     with ThreadPoolExecutor(64) as pool:
         futs = [pool.submit(buy, i) for i in range(FLASH_BUYERS)]
         start.set()
@@ -231,6 +308,7 @@ def _extra_steps() -> list[tuple[str, Callable[[DemoStore, DemoReport, Console],
     return [
         ("primary payment processor outage", steps.payment_outage),
         ("delivery promises before and after a warehouse delay", steps.promises_before_and_after_delay),
+        ("warehouses and carriers fulfil the demo's orders (compressed clock)", steps.simulate_fulfillment),
         ("restock and capacity plans", lambda store, report, console: steps.plan_ahead(
             store, report, console, report.db_url)),
     ]
@@ -246,10 +324,16 @@ def print_summary(console: Console, report: DemoReport, serving: bool = True) ->
     t.add_row("refused, out of stock (409)", str(report.refused))
     t.add_row("other errors", str(report.errors))
     t.add_row("split shipments", str(report.split))
+    if report.browsers:
+        t.add_row("window shoppers / storefront beacons", f"{report.browsers} / {report.beacons}")
     t.add_row("checkout latency p50 / p99", f"{report.p(0.5):.0f} ms / {report.p(0.99):.0f} ms")
     t.add_row("flash sale sold / refused", f"{report.flash_sold} / {report.flash_refused}  (of {FLASH_UNITS} units)")
     t.add_row("sold-out SKUs", ", ".join(report.sold_out[:8]) + (" ..." if len(report.sold_out) > 8 else "")
               or "none")
+    if report.fulfillment:
+        f = report.fulfillment
+        t.add_row("orders fulfilled (simulated, days ahead)", f"{f['orders']} orders, {f['events']} events"
+                  + (f", {f['refused']} refused" if f.get("refused") else ""))
     t.add_row("outbox delivered / pending / dead",
               f"{report.outbox.get('delivered', 0)} / {report.outbox.get('pending', 0)} / {report.outbox.get('dead', 0)}")
     console.print(t)
@@ -270,6 +354,16 @@ def print_summary(console: Console, report: DemoReport, serving: bool = True) ->
     console.rule("try it")
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)
+
+
+def demo_settings_env(rules_file: Path) -> dict[str, str]:
+    """Settings the demo's server and worker run with (also when served again after ``--once``): the tower's rules
+    every second from ``rules_file`` (so the outage is seen while it lasts), and fulfillment events accepted up to
+    ``SIMULATED_DAYS_AHEAD`` days ahead (the compressed clock of the simulated warehouses and carriers)."""
+    from .steps import SIMULATED_DAYS_AHEAD
+
+    return {"SHOPFLOOR_TOWER_RULES_FILE": str(rules_file.resolve()), "SHOPFLOOR_TOWER_RULES_INTERVAL_S": "1",
+            "SHOPFLOOR_FULFILLMENT_MAX_FUTURE_H": str(SIMULATED_DAYS_AHEAD * 24)}
 
 
 def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/demo"), shoppers: int = 400,
@@ -299,7 +393,10 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     # worker did (order confirmations, warehouse handoffs).
     metrics_dir = workdir / "metrics"
     metrics_dir.mkdir()
-    env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve()), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
+    rules_file = workdir / "rules.yaml"
+    rules_file.write_text(resources.files("shopfloor.demo").joinpath("data/rules.yaml").read_text())
+    env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve()), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
+           **demo_settings_env(rules_file)}
     restore_signals = interrupt_on_termination()
     try:
         server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
@@ -315,6 +412,12 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
         with Progress(console=console, transient=True) as progress:
             t = progress.add_task("seeding catalog and stock", total=None)
             seed_store(store, catalog, rng)
+            progress.remove_task(t)
+            t = progress.add_task("replaying earlier days of orders and traffic", total=None)
+            from .steps import seed_fulfillment_history, seed_history
+
+            report.history = seed_history(db_url)
+            report.history["fulfillment_events"] = seed_fulfillment_history(store)
             progress.remove_task(t)
             run_shoppers(store, catalog, report, shoppers, rng, progress)
             run_flash_sale(store, report, progress)

@@ -18,8 +18,18 @@ PROMISE_DESTINATIONS = [("GB", "EC1A 1BB"), ("GB", "M1 1AE"), ("DE", "10115")]
 ORIGIN_REGION = {"gb-south": "gb-south", "gb-north": "gb-north", "de-central": "eu-central"}
 
 
-def payment_outage(store, report, console: Console, n: int = 120) -> None:
-    """Take the primary processor down, keep selling, and show where the money went."""
+def _tower_actions(store, rule: str) -> list[dict]:
+    """The action-log entries of ``rule`` (``/v1/tower/actions``, as an operator's script would read them)."""
+    r = store.client.get("/v1/tower/actions", params={"rule": rule, "limit": 20}, headers=store.admin)
+    return [a for a in r.json().get("actions", []) if a.get("rule") == rule] if r.status_code == 200 else []
+
+
+OUTAGE_RULE = "primary_processor_failing"
+
+
+def payment_outage(store, report, console: Console, n: int = 120, tower_wait_s: float = 25.0) -> None:
+    """Take the primary processor down, keep selling, and show where the money went; the worker's tower rules
+    see the open breaker, log an action (secondary first) and raise an alert while the outage lasts."""
     catalog_skus = [o["lines"][0]["sku"] for o in report.orders[:50]] or ["85123A"]
     store.put("/v1/admin/processors/primary/faults", {"down": True})
     time.sleep(1.0)  # the processes' fault caches refresh
@@ -31,23 +41,49 @@ def payment_outage(store, report, console: Console, n: int = 120) -> None:
         with lock:
             results.append((status, body, ms))
 
+    from . import send_visits
+
+    send_visits(store, report, [catalog_skus[i % len(catalog_skus)] for i in range(n)])
+    started = time.monotonic()
+    reacted_s = None
     try:
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(buy, range(n)))
+        # The outage lasts until the control tower has reacted (the worker evaluates its rules every second in
+        # the demo), with a trickle of shoppers keeping the breaker's window full meanwhile.
+        extra = n
+        while time.monotonic() - started < tower_wait_s:
+            if _tower_actions(store, OUTAGE_RULE):
+                reacted_s = time.monotonic() - started
+                break
+            send_visits(store, report, [catalog_skus[i % len(catalog_skus)] for i in range(extra, extra + 4)])
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(buy, range(extra, extra + 4)))
+            extra += 4
+            time.sleep(0.25)
     finally:
         store.put("/v1/admin/processors/primary/faults", {"down": False})
     ok = [b for s, b, _ in results if s == 201]
+    report.placed.extend((b, "GB", "EC1A 1BB") for b in ok)
     ids = {b["order_id"] for b in ok}
     by_processor = {}
     for name in ("primary", "secondary"):
         ledger = store.client.get(f"/v1/admin/processors/{name}/ledger", headers=store.admin).json()
         by_processor[name] = sum(1 for c in ledger if c["order_id"] in ids and c["authorized"])
     lat = sorted(ms for _, _, ms in results)
+    total = len(results)
     t = Table(show_header=False)
-    t.add_row("checkouts during the outage", str(n))
-    t.add_row("accepted", f"{len(ok)} ({100 * len(ok) / n:.1f}%)")
+    t.add_row("checkouts during the outage", str(total))
+    t.add_row("accepted", f"{len(ok)} ({100 * len(ok) / total:.1f}%)")
     t.add_row("authorized by primary / secondary", f"{by_processor['primary']} / {by_processor['secondary']}")
     t.add_row("p50 / p99 latency", f"{statistics.median(lat):.0f} ms / {lat[int(0.99 * (len(lat) - 1))]:.0f} ms")
+    actions = _tower_actions(store, OUTAGE_RULE)
+    if actions:
+        kinds = ", ".join(sorted({a["action_type"] for a in actions}))
+        t.add_row("control tower", f"rule {OUTAGE_RULE} fired after {reacted_s or 0:.0f} s: {kinds}")
+    else:
+        t.add_row("control tower", f"rule {OUTAGE_RULE} did not fire within {tower_wait_s:.0f} s")
+    report.tower_reacted = bool(actions)
     report.sections.append(("payment outage: primary processor hard down, failover to secondary", t))
 
 
@@ -65,6 +101,7 @@ def _history_events(rng: random.Random, now: datetime, slow: dict[str, float] | 
             base = {"order_id": oid, "warehouse": wid, "country": country, "postal_code": postal,
                     "origin_region": origin, "placed_at": placed.isoformat()}
             for kind, at in (("approved", placed + timedelta(hours=0.5)),
+                             ("packed", placed + timedelta(hours=0.5 + (handoff_h - 0.5) * rng.uniform(0.3, 0.7))),
                              ("handed_to_carrier", placed + timedelta(hours=handoff_h)),
                              ("delivered", placed + timedelta(hours=handoff_h, days=transit_d))):
                 if at < now:
@@ -87,35 +124,119 @@ def _promise_table(store, sku: str, title: str) -> Table:
     return t
 
 
+def seed_fulfillment_history(store, seed: int = 7) -> int:
+    """A month of the warehouses' fulfillment events (approval, packing, carrier handoff, delivery), fed before the
+    shoppers arrive, so the promises recorded at checkout come from learned lead times, not the cold-start
+    default. Returns the number of events accepted."""
+    rng = random.Random(seed)
+    events = _history_events(rng, datetime.now(timezone.utc))
+    accepted = 0
+    for i in range(0, len(events), 500):
+        r = store.client.post("/v1/fulfillment/events", json={"events": events[i:i + 500]}, headers=store.ingest)
+        accepted += r.json().get("accepted", 0) if r.status_code == 200 else 0
+    return accepted
+
+
+def _available_by_warehouse(store, sku: str) -> dict[str, int]:
+    s = store.client.get(f"/v1/stock/{sku}", headers=store.admin).json()
+    return {w.get("warehouse"): w.get("available", 0) for w in s.get("warehouses", [])}
+
+
 def promises_before_and_after_delay(store, report, console: Console) -> None:
-    """Feed a month of fulfillment history, show promises, then simulate a backlog at the London warehouse."""
+    """Show promises for a popular SKU, then simulate a handoff backlog at the warehouse that serves London."""
     rng = random.Random(7)
     now = datetime.now(timezone.utc)
     headers = store.ingest
-    events = _history_events(rng, now)
-    for i in range(0, len(events), 500):
-        store.client.post("/v1/fulfillment/events", json={"events": events[i:i + 500]}, headers=headers)
+    if not report.history.get("fulfillment_events"):
+        seed_fulfillment_history(store)
     sku = "85123A"
-    for o in report.orders:  # a popular SKU that is still in stock
+    for o in report.orders[:80]:  # a popular SKU that is still in stock
         candidate = o["lines"][0]["sku"]
-        if store.client.get(f"/v1/stock/{candidate}", headers=store.admin).json().get("available", 0) > 20:
+        if sum(_available_by_warehouse(store, candidate).values()) > 20:
             sku = candidate
             break
     before = _promise_table(store, sku, f"promises for {sku} before the delay")
-    # The delay: London accepts a surge of orders but hands none of them to carriers.
+    # The delay: the warehouse London's promise comes from accepts a surge of orders but hands none to carriers.
+    country, postal = PROMISE_DESTINATIONS[0]
+    first = store.client.get("/v1/promise", params={"sku": sku, "qty": 1, "country": country,
+                                                     "postal_code": postal}).json()
+    delayed = first.get("warehouse") or "gb-south"
     backlog = []
     for i in range(250):
         oid = f"surge-{i}-{uuid.uuid4().hex[:6]}"
         placed = now - timedelta(hours=rng.uniform(1, 30))
         backlog.append({"event_id": f"{oid}-approved", "order_id": oid, "type": "approved", "at": placed.isoformat(),
-                        "warehouse": "gb-south", "country": "GB", "postal_code": "EC1A 1BB",
-                        "origin_region": "gb-south", "placed_at": placed.isoformat()})
+                        "warehouse": delayed, "country": country, "postal_code": postal,
+                        "origin_region": ORIGIN_REGION.get(delayed, delayed), "placed_at": placed.isoformat()})
     store.client.post("/v1/fulfillment/events", json={"events": backlog}, headers=headers)
-    after = _promise_table(store, sku, "after a 250-order handoff backlog builds at gb-south")
+    after = _promise_table(store, sku, f"after a 250-order handoff backlog builds at {delayed}")
     grid = Table.grid()
     grid.add_row(before)
     grid.add_row(after)
     report.sections.append(("delivery promises react to a warehouse delay", grid))
+
+
+#: How far ahead the demo's simulated warehouses and carriers may date their events (the demo server's
+#: ``fulfillment_max_future_h``): the compressed clock sends the next days' fulfillment of the demo's orders now.
+SIMULATED_DAYS_AHEAD = 14
+
+
+def simulated_journey(rng: random.Random, placed: datetime, warehouse: str, country: str) -> list[tuple[str, datetime]]:
+    """One order's fulfillment events as the demo's simulated warehouse and carrier report them: approval within
+    the half hour, picking and packing within hours, the carrier's collection later that day or the next, and
+    transit drawn per lane (in-country about a day and a half, cross-border about three), with a carrier hiccup
+    (one to three extra days) for one parcel in twelve; carriers collect and deliver on weekdays only. The shapes
+    follow the seeded month of history."""
+    approved = placed + timedelta(hours=rng.uniform(0.05, 0.5))
+    packed = approved + timedelta(hours=rng.lognormvariate(1.2, 0.5))
+    handed = packed + timedelta(hours=rng.lognormvariate(2.2, 0.5))
+    same_country = (country == "DE") == (warehouse == "de-central")
+    transit_d = rng.lognormvariate(0.4 if same_country else 1.1, 0.35)
+    if rng.random() < 1 / 12:
+        transit_d += rng.uniform(1, 3)
+    # Carriers collect and deliver on weekdays: a collection or delivery that would fall on a weekend waits.
+    handed = _weekday(handed)
+    return [("approved", approved), ("packed", packed), ("handed_to_carrier", handed),
+            ("delivered", _weekday(handed + timedelta(days=transit_d)))]
+
+
+def _weekday(at: datetime) -> datetime:
+    """``at``, or the same time on the Monday after when it falls on a Saturday or Sunday."""
+    while at.weekday() >= 5:
+        at += timedelta(days=1)
+    return at
+
+
+def simulate_fulfillment(store, report, console: Console, seed: int = 11) -> None:
+    """The compressed clock: the demo's warehouses and carriers fulfil every order the demo placed and report it
+    over ``POST /v1/fulfillment/events`` (the ingest key), so the promises recorded at checkout resolve as kept or
+    missed and the dashboard's fulfillment and promise panels fill. Events are dated when they would happen, up
+    to days ahead, which the demo's server accepts (``fulfillment_max_future_h``)."""
+    rng = random.Random(seed)
+    events = []
+    for body, country, postal in report.placed:
+        lines = body.get("lines") or []
+        if not lines or not body.get("created_at"):
+            continue
+        warehouse = lines[0]["warehouse"]
+        placed = datetime.fromisoformat(body["created_at"])
+        base = {"order_id": body["order_id"], "warehouse": warehouse, "country": country, "postal_code": postal,
+                "origin_region": ORIGIN_REGION.get(warehouse), "placed_at": placed.isoformat()}
+        for kind, at in simulated_journey(rng, placed, warehouse, country):
+            events.append({**base, "event_id": f"{body['order_id']}-{kind}", "type": kind, "at": at.isoformat()})
+    accepted = refused = 0
+    for i in range(0, len(events), 1000):
+        r = store.client.post("/v1/fulfillment/events", json={"events": events[i:i + 1000]}, headers=store.ingest)
+        if r.status_code == 200:
+            accepted += r.json().get("accepted", 0)
+        else:
+            refused += len(events[i:i + 1000])
+    report.fulfillment = {"orders": len(report.placed), "events": accepted, "refused": refused}
+
+
+#: Storefront API requests per order in the seeded traffic history: with 2-3 % of visits buying and a dozen API
+#: calls (pages, search, availability, promises, beacons) per visit, a few hundred to a few thousand per order.
+REQUESTS_PER_ORDER = 1500
 
 
 def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int = 3) -> dict:
@@ -162,7 +283,10 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
         for i in range(0, len(order_rows), 5000):
             conn.execute(insert(orders), order_rows[i:i + 5000])
             conn.execute(insert(order_lines), line_rows[i:i + 5000])
-    # Synthetic per-minute traffic: ~40 requests per order, a diurnal curve peaking in the evening, Poisson noise.
+    # Synthetic per-minute traffic: REQUESTS_PER_ORDER per order, a diurnal curve peaking in the evening, Poisson
+    # noise. At the sample's ~115 orders a day that is ~70 requests a minute in the morning and ~190 at the evening
+    # peak: the demo's own burst (its shoppers and flash sale within a minute or two) is a surge above that, and
+    # the forecast's band around the ordinary minutes is visible beside it.
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     rollups = []
     for m in range(traffic_days * 1440, 0, -1):
@@ -170,7 +294,7 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
         daily_orders = per_day.get(t.date(), per_day.get(t.date() - timedelta(days=7), 60))
         hour = t.hour + t.minute / 60
         shape = 0.35 + 0.65 * math.exp(-((hour - 19.5) ** 2) / 18) + 0.4 * math.exp(-((hour - 12) ** 2) / 8)
-        lam = max(1.0, daily_orders * 40 / 1440 * shape * 1.6)
+        lam = max(1.0, daily_orders * REQUESTS_PER_ORDER / 1440 * shape * 1.6)
         count = max(0, int(rng.gauss(lam, math.sqrt(lam))))
         rollups.append({"minute": t, "route": "/v1/checkouts" if m % 7 == 0 else "/v1/promise", "count": count,
                         "errors": 0, "latency_ms_sum": count * 12.0})
@@ -187,7 +311,7 @@ def plan_ahead(store, report, console: Console, db_url: str) -> None:
     from ..cli.output import console as cli_console
     from ..config import Settings
 
-    history = seed_history(db_url)
+    history = report.history or seed_history(db_url)
     container = build_container(Settings(database_url=db_url))
     try:
         with cli_console.capture() as cap:

@@ -27,6 +27,7 @@ from ..store.promise_tables import fulfillment_events, fulfillment_orders
 from ..store.tables import stock, warehouses
 from ..store.tower import TowerRepository
 from . import dashboard_data
+from .service import checkout_success_rate
 
 # Routes whose requests are not storefront traffic (the dashboard polling itself, probes, scrapes).
 NON_TRAFFIC_PREFIXES = ("/dashboard",)
@@ -228,29 +229,41 @@ def funnel_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
 
 
 def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
-    """Per-minute checkout attempts, successes, success rate and mean latency (from the funnel rollups)."""
-    data = dashboard_data.funnel_series(_repo(container), now, minutes, ["checkout_attempt", "checkout_succeeded"])
+    """Per-minute checkout attempts, successes, sold-out refusals, success rate and mean latency (funnel rollups).
+
+    The success rate is taken over the attempts that could succeed: a sold-out refusal (409 ``out_of_stock``) is
+    the store answering correctly, so it is shown apart (``refused``) and left out of the rate.
+    """
+    data = dashboard_data.funnel_series(_repo(container), now, minutes,
+                                        ["checkout_attempt", "checkout_succeeded", "checkout_refused"])
     attempt = data["series"].get("checkout_attempt")
     if attempt is None or not any(attempt["count"]):
         return _empty(f"no checkouts in the last {minutes} minutes", window_minutes=minutes)
-    ok = data["series"].get("checkout_succeeded") or {"count": [0] * minutes, "latency_ms_mean": [None] * minutes}
-    rate = [round(s / a, 4) if a else None for a, s in zip(attempt["count"], ok["count"])]
-    attempts, succeeded = sum(attempt["count"]), sum(ok["count"])
+    zeros = {"count": [0] * minutes, "latency_ms_mean": [None] * minutes}
+    ok = data["series"].get("checkout_succeeded") or zeros
+    refused = data["series"].get("checkout_refused") or zeros
+    rate = [round(r, 4) if (r := checkout_success_rate(a, s, x)) is not None else None
+            for a, s, x in zip(attempt["count"], ok["count"], refused["count"])]
+    attempts, succeeded, refusals = sum(attempt["count"]), sum(ok["count"]), sum(refused["count"])
     weights = [(c, m) for c, m in zip(attempt["count"], attempt["latency_ms_mean"]) if m is not None and c]
     mean_latency = sum(c * m for c, m in weights) / sum(c for c, _ in weights) if weights else None
+    overall = checkout_success_rate(attempts, succeeded, refusals)
     return {
         "state": "ready",
         "window_minutes": minutes,
         "minutes": data["minutes"],
         "attempts": attempt["count"],
         "succeeded": ok["count"],
+        "refused": refused["count"],
         "success_rate": rate,
         "latency_ms_mean": attempt["latency_ms_mean"],
         "succeeded_latency_ms_mean": ok["latency_ms_mean"],
         "summary": {
             "attempts": attempts,
             "succeeded": succeeded,
-            "success_rate": round(succeeded / attempts, 4) if attempts else None,
+            "refused_out_of_stock": refusals,
+            "failed": attempts - succeeded - refusals,
+            "success_rate": round(overall, 4) if overall is not None else None,
             "latency_ms_mean": round(mean_latency, 2) if mean_latency is not None else None,
         },
     }
@@ -402,13 +415,17 @@ def _journeys(container, since: datetime, limit: int) -> dict[str, dict[str, Any
 
 def fulfillment_panel(container, now: datetime, days: int = 30, limit: int = 50_000) -> dict[str, Any]:
     """Pick/pack (order start -> packed), carrier handoff (packed -> handed to carrier) per warehouse, and transit
-    (handed -> delivered) per lane, in hours (p50, p90) over the fulfillment events of the last ``days``."""
+    (handed -> delivered) per lane, in hours (p50, p90) over the fulfillment events of the last ``days``.
+
+    A lane starts at the warehouse (its id, as the store names it; ``origin_region`` is the warehouse's region,
+    e.g. ``eu-central`` for ``de-central``) and ends at the destination region or country."""
     orders = _journeys(container, now - timedelta(days=days), limit)
     if not orders:
         return _empty(f"no fulfillment events in the last {days} days", window_days=days)
     pick: dict[str, list[float]] = defaultdict(list)
     handoff: dict[str, list[float]] = defaultdict(list)
     transit: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    lane_regions: dict[tuple[str, str, str], str | None] = {}
 
     def hours(a: datetime | None, b: datetime | None) -> float | None:
         return max(0.0, (b - a).total_seconds() / 3600.0) if a is not None and b is not None else None
@@ -422,14 +439,15 @@ def fulfillment_panel(container, now: datetime, days: int = 30, limit: int = 50_
         if (h := hours(packed, t.get("handed_to_carrier"))) is not None:
             handoff[o["warehouse"]].append(h)
         if (h := hours(t.get("handed_to_carrier"), t.get("delivered"))) is not None:
-            lane = (o["origin"] or o["warehouse"], o["dest"] or "?", o["carrier"] or "any")
+            lane = (o["warehouse"] or o["origin"] or "?", o["dest"] or "?", o["carrier"] or "any")
             transit[lane].append(h)
+            lane_regions.setdefault(lane, o["origin"])
     wh_ids = sorted(set(pick) | set(handoff))
     per_warehouse = [{"warehouse": w, "orders": max(len(pick.get(w, [])), len(handoff.get(w, []))),
                       "pick_pack_h": _quantiles(pick.get(w, [])), "handoff_h": _quantiles(handoff.get(w, []))}
                      for w in wh_ids]
-    lanes = sorted(({"origin": k[0], "destination": k[1], "carrier": k[2], "deliveries": len(v),
-                     "transit_h": _quantiles(v)} for k, v in transit.items()),
+    lanes = sorted(({"origin": k[0], "origin_region": lane_regions.get(k), "destination": k[1], "carrier": k[2],
+                     "deliveries": len(v), "transit_h": _quantiles(v)} for k, v in transit.items()),
                    key=lambda x: (-x["deliveries"], x["origin"], x["destination"], x["carrier"]))
     if not per_warehouse and not lanes:
         return _empty("events so far complete no pick/pack, handoff or transit leg", window_days=days,

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from ..domain.clock import Clock
 from ..store.tower import TowerRepository
 from .anomaly import Alert, SeasonalRobustDetector, StreamingDetector
-from .service import minute_of
+from .service import checkout_success_rate, minute_of
 
 MinuteRows = Mapping[str, Mapping[str, float]]
 
@@ -40,11 +40,18 @@ def _latency(stage: str) -> Callable[[MinuteRows], float | None]:
     return f
 
 
+def _checkout_success(rows: MinuteRows) -> float | None:
+    def n(stage: str) -> float:
+        return rows.get(stage, {}).get("count", 0)
+
+    return checkout_success_rate(n("checkout_attempt"), n("checkout_succeeded"), n("checkout_refused"))
+
+
 DEFAULT_METRICS: dict[str, Callable[[MinuteRows], float | None]] = {
     "traffic": _count("page_view"),
     "product_views": _count("product_view"),
     "add_to_cart_rate": _ratio("add_to_cart", "product_view"),
-    "checkout_success_rate": _ratio("checkout_succeeded", "checkout_attempt"),
+    "checkout_success_rate": _checkout_success,
     "checkout_latency_ms": _latency("checkout_attempt"),
     "page_load_ms": _latency("page_view"),
 }

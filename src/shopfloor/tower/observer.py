@@ -9,6 +9,11 @@ from .metrics import FunnelMetrics
 from .service import FunnelBuffer, aggregate_events
 
 
+def _error_code(body: dict[str, Any]) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 class FunnelObserver:
     """The buy path calls ``checkout_finished`` once per checkout (never for replays)."""
 
@@ -30,7 +35,10 @@ class FunnelObserver:
         if status_code in (201, 402):
             events.append((now, "reservation_ok", None))
             self.metrics.reservations.labels(outcome="reserved").inc()
-        elif status_code == 409:
+        elif status_code == 409 and _error_code(body) == "out_of_stock":
+            # A sold-out refusal is the right answer, not a failed checkout: counted apart, so the success rate
+            # is taken over the attempts that could succeed.
+            events.append((now, "checkout_refused", None))
             self.metrics.reservations.labels(outcome="out_of_stock").inc()
         if payment:
             processor = payment.get("processor") or "none"

@@ -39,7 +39,8 @@ DEFAULT_SIGNALS: dict[str, str] = {
     "conversion_rate": "orders / product views over the last 15 minutes",
     "add_to_cart_rate": "add_to_cart / product_view over the last 15 minutes",
     "checkout_attempts_per_min": "checkout attempts in the last minute",
-    "checkout_success_rate": "successful / attempted checkouts over the last 15 minutes",
+    "checkout_success_rate": "successful / attempted checkouts over the last 15 minutes, sold-out refusals (409) "
+                             "left out (they are not failures)",
     "checkout_latency_ms": "mean checkout latency over the last 15 minutes (ms)",
     "page_load_ms": "mean storefront page-load time over the last 15 minutes (ms)",
     "current_replicas": "API replicas running now",

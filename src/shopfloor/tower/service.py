@@ -40,8 +40,15 @@ log = logging.getLogger(__name__)
 
 STOREFRONT_STAGES = ("page_view", "product_view", "add_to_cart", "checkout_started")
 # Server-side stages the app records through FunnelRecorder (names shared with the dashboard JSON).
-SERVER_STAGES = ("promise_lookup", "checkout_attempt", "checkout_succeeded", "reservation_ok", "payment_ok",
-                 "order_confirmed", "warehouse_handoff", "carrier_handoff", "delivered")
+SERVER_STAGES = ("promise_lookup", "checkout_attempt", "checkout_succeeded", "checkout_refused", "reservation_ok",
+                 "payment_ok", "order_confirmed", "warehouse_handoff", "carrier_handoff", "delivered")
+
+
+def checkout_success_rate(attempts: float, succeeded: float, refused: float) -> float | None:
+    """Succeeded over the attempts that could succeed: a sold-out refusal (409 ``out_of_stock``, stage
+    ``checkout_refused``) is the store answering correctly, not a failed checkout. None without such attempts."""
+    could = attempts - refused
+    return succeeded / could if could > 0 else None
 
 
 def minute_of(ts: datetime) -> datetime:
@@ -191,7 +198,8 @@ class DatabaseSignals:
             "add_to_cart_rate": ratio("add_to_cart", "product_view"),
             "conversion_rate": ratio("order_confirmed", "product_view"),
             "checkout_attempts_per_min": last_minute["checkout_attempt"],
-            "checkout_success_rate": ratio("checkout_succeeded", "checkout_attempt"),
+            "checkout_success_rate": checkout_success_rate(totals["checkout_attempt"], totals["checkout_succeeded"],
+                                                           totals["checkout_refused"]),
             "checkout_latency_ms": mean_latency("checkout_attempt"),
             "page_load_ms": mean_latency("page_view"),
             "open_alerts": self.repo.count_alerts_since(now - timedelta(seconds=self.window_s)),

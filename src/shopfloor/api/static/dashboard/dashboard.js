@@ -19,6 +19,11 @@
   function pct(value) { return value === null || value === undefined ? "-" : num(value * 100, 1) + "%"; }
   function hhmm(iso) { return iso ? iso.substring(11, 16) : ""; }
   function when(iso) { return iso ? iso.substring(0, 19).replace("T", " ") : "-"; }
+  // Ages under 6 s are drawn at the floor of the log axis (0 has no place on it).
+  const AGE_FLOOR_MIN = 0.1;
+  function ageMin(hours) {
+    return hours === null || hours === undefined ? null : Math.max(AGE_FLOOR_MIN * 1.5, hours * 60);
+  }
   function badge(text) { return `<span class="badge ${esc(text)}">${esc(text)}</span>`; }
 
   function kpis(items) {
@@ -96,13 +101,21 @@
     checkout(d) {
       const s = d.summary;
       return {
+        // Sold-out refusals (409) are right answers, not failures: shown apart and left out of the rate.
         summary: kpis([["attempts", num(s.attempts, 0)], ["succeeded", num(s.succeeded, 0)],
-                       ["success rate", pct(s.success_rate)], ["mean latency", num(s.latency_ms_mean, 1) + " ms"]]),
+                       ["refused, sold out", num(s.refused_out_of_stock, 0)], ["failed", num(s.failed, 0)],
+                       ["success rate (excl. sold out)", pct(s.success_rate)],
+                       ["mean latency", num(s.latency_ms_mean, 1) + " ms"]]),
         chart: {data: {labels: d.minutes.map(hhmm), datasets: [
-          {type: "bar", label: "attempts", data: d.attempts, backgroundColor: "#93c5fd", yAxisID: "y"},
-          {type: "bar", label: "succeeded", data: d.succeeded, backgroundColor: COLORS[1], yAxisID: "y"},
-          line("mean latency (ms)", d.latency_ms_mean, COLORS[2], {type: "line", yAxisID: "ms", pointRadius: 2}),
-        ]}, options: {scales: {y: {beginAtZero: true, title: {display: true, text: "checkouts"}},
+          {type: "bar", label: "succeeded", data: d.succeeded, backgroundColor: COLORS[1], yAxisID: "y", stack: "c"},
+          {type: "bar", label: "refused, sold out", data: d.refused, backgroundColor: "#fcd34d", yAxisID: "y",
+           stack: "c"},
+          {type: "bar", label: "failed", data: d.attempts.map((a, i) => Math.max(0, a - d.succeeded[i] - d.refused[i])),
+           backgroundColor: COLORS[2], yAxisID: "y", stack: "c"},
+          line("mean latency (ms)", d.latency_ms_mean, COLORS[0], {type: "line", yAxisID: "ms", pointRadius: 2,
+                                                                   order: -1}),
+        ]}, options: {scales: {x: {stacked: true},
+                               y: {stacked: true, beginAtZero: true, title: {display: true, text: "checkouts"}},
                                ms: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false},
                                     title: {display: true, text: "ms"}}}}},
         table: "",
@@ -134,15 +147,16 @@
       return {
         summary: kpis([["warehouses", d.feeds.length], ["stale feeds", stale],
                        ["SKUs at sell-out risk", d.risks.length], ["stale after", d.stale_after_h + " h"]]),
+        // Ages in minutes on a log axis from 6 s up to the staleness threshold: a feed that reported a minute ago
+        // and one a day old both show, and the dashed threshold line sits at the top (on a linear axis sized to
+        // the threshold, healthy feeds were invisible slivers; sized to minutes, they looked maxed out).
         chart: {type: "bar", data: {labels: d.feeds.map((f) => f.warehouse), datasets: [
-          {label: "feed age (h)", data: d.feeds.map((f) => f.feed_age_h), backgroundColor: COLORS[0]},
-          {label: "stock age (h)", data: d.feeds.map((f) => f.stock_age_h), backgroundColor: COLORS[6]},
-          // The staleness threshold as a line, and the axis at least that tall: a fresh feed is a short bar,
-          // not a full one (an axis auto-scaled to minutes made healthy feeds look maxed out).
-          {type: "line", label: "stale after (h)", data: d.feeds.map(() => d.stale_after_h), borderColor: COLORS[2],
-           borderDash: [6, 4], pointRadius: 0, fill: false}]},
-          options: {scales: {y: {beginAtZero: true, suggestedMax: d.stale_after_h,
-                                 title: {display: true, text: "hours since last update"}}}}},
+          {label: "feed age (min)", data: d.feeds.map((f) => ageMin(f.feed_age_h)), backgroundColor: COLORS[0]},
+          {label: "stock age (min)", data: d.feeds.map((f) => ageMin(f.stock_age_h)), backgroundColor: COLORS[6]},
+          {type: "line", label: "stale after (min)", data: d.feeds.map(() => d.stale_after_h * 60),
+           borderColor: COLORS[2], borderDash: [6, 4], pointRadius: 0, fill: false}]},
+          options: {scales: {y: {type: "logarithmic", min: AGE_FLOOR_MIN, suggestedMax: d.stale_after_h * 60 * 1.5,
+                                 title: {display: true, text: "minutes since last update (log)"}}}}},
         table: table("feeds", [["warehouse", (f) => esc(f.warehouse)],
                                ["feed", (f) => badge(f.stale ? "stale" : "fresh")],
                                ["last event received", (f) => esc(when(f.last_received_at))],
@@ -169,7 +183,9 @@
           {label: "handoff p50", data: whs.map((w) => q(w.handoff_h, "p50")), backgroundColor: COLORS[4]},
           {label: "handoff p90", data: whs.map((w) => q(w.handoff_h, "p90")), backgroundColor: "#fdba74"}]},
           options: {scales: {y: {beginAtZero: true, title: {display: true, text: "hours"}}}}} : null,
-        table: table("transit by lane", [["from", (l) => esc(l.origin)], ["to", (l) => esc(l.destination)],
+        table: table("transit by lane", [["from", (l) => esc(l.origin)
+                       + (l.origin_region && l.origin_region !== l.origin ? ` <small class="muted">${esc(l.origin_region)}</small>` : "")],
+                     ["to", (l) => esc(l.destination)],
                      ["carrier", (l) => esc(l.carrier)], ["deliveries", (l) => num(l.deliveries, 0), "num"],
                      ["p50 h", (l) => num(l.transit_h.p50, 1), "num"], ["p90 h", (l) => num(l.transit_h.p90, 1), "num"]],
                      d.lanes),
@@ -205,14 +221,17 @@
       }
       return {
         summary: kpis(summary),
+        // The forecast lines are drawn over the replica bars (lower order on top) and the bars are translucent:
+        // opaque bars in front hid the lines the replicas are planned from.
         chart: slots.length ? {data: {labels: slots.map((s) => hhmm(s.start)), datasets: [
-          {type: "bar", label: "planned replicas", data: slots.map((s) => s.replicas), backgroundColor: COLORS[3],
-           yAxisID: "y"},
           line("forecast upper (req/min)", slots.map((s) => s.forecast_upper_rpm), COLORS[4],
-               {type: "line", yAxisID: "rpm", pointRadius: 2}),
+               {type: "line", yAxisID: "rpm", pointRadius: 2, order: 0}),
           line("forecast mean (req/min)", slots.map((s) => s.forecast_mean_rpm), COLORS[0],
-               {type: "line", yAxisID: "rpm", pointRadius: 2})]},
-          options: {scales: {y: {beginAtZero: true, ticks: {precision: 0}, title: {display: true, text: "replicas"}},
+               {type: "line", yAxisID: "rpm", pointRadius: 2, order: 0}),
+          {type: "bar", label: "planned replicas", data: slots.map((s) => s.replicas), backgroundColor: "rgba(147, 51, 234, 0.25)",
+           borderColor: COLORS[3], borderWidth: 1, yAxisID: "y", order: 1}]},
+          options: {scales: {y: {beginAtZero: true, ticks: {precision: 0}, title: {display: true, text: "replicas"},
+                                 suggestedMax: Math.max(...slots.map((s) => s.replicas)) * 2},
                              rpm: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false},
                                    title: {display: true, text: "requests / min"}}}}} : null,
         table: (r.error ? `<p class="error">${esc(r.error)}</p>` : "")
