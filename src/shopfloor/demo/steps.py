@@ -284,9 +284,9 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
             conn.execute(insert(orders), order_rows[i:i + 5000])
             conn.execute(insert(order_lines), line_rows[i:i + 5000])
     # Synthetic per-minute traffic: REQUESTS_PER_ORDER per order, a diurnal curve peaking in the evening, Poisson
-    # noise. At the sample's ~115 orders a day that is ~70 requests a minute in the morning and ~190 at the evening
-    # peak: the demo's own burst (its shoppers and flash sale within a minute or two) is a surge above that, and
-    # the forecast's band around the ordinary minutes is visible beside it.
+    # noise: about a hundred requests a minute in the (UTC) morning and a few hundred at the evening peak, so the
+    # demo's own burst (its shoppers and flash sale within a minute or two) is a surge above the ordinary minutes
+    # and the forecast's band around those is visible beside it.
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     rollups = []
     for m in range(traffic_days * 1440, 0, -1):
