@@ -74,11 +74,15 @@
                        ["forecast/min, next 60 min", num(d.summary.forecast_next_60m_per_min)],
                        [`upper quantile`, "q" + d.quantile], ["minutes of history", num(d.summary.observed_minutes, 0)]]),
         chart: {type: "line", data: {labels, datasets: [
-          line("requests/min", pad(d.requests, 0, h), COLORS[0], {pointRadius: 2}),
+          // The band between each forecast's mean and its upper quantile is filled, so it shows as a band
+          // and not as one more thin line; the observed requests are drawn on top (lowest order).
+          line("requests/min", pad(d.requests, 0, h), COLORS[0], {pointRadius: 2, order: -1}),
           line("forecast (1 min ahead)", pad(d.forecast_mean, 0, h), COLORS[1], {borderDash: [4, 3]}),
-          line("forecast upper", pad(d.forecast_upper, 0, h), "#86efac", {borderWidth: 1}),
+          line("forecast upper", pad(d.forecast_upper, 0, h), "#86efac",
+               {borderWidth: 1, fill: "-1", backgroundColor: "rgba(134, 239, 172, 0.35)"}),
           line("forecast next hour", pad(d.future_mean, n, 0), COLORS[3], {borderDash: [6, 3]}),
-          line("upper, next hour", pad(d.future_upper, n, 0), "#d8b4fe", {borderWidth: 1}),
+          line("upper, next hour", pad(d.future_upper, n, 0), "#d8b4fe",
+               {borderWidth: 1, fill: "-1", backgroundColor: "rgba(216, 180, 254, 0.35)"}),
         ]}, options: {scales: {y: {beginAtZero: true, title: {display: true, text: "requests / min"}}}}},
         table: "",
       };
