@@ -187,8 +187,9 @@
           {label: "handoff p50", data: whs.map((w) => q(w.handoff_h, "p50")), backgroundColor: COLORS[4]},
           {label: "handoff p90", data: whs.map((w) => q(w.handoff_h, "p90")), backgroundColor: "#fdba74"}]},
           options: {scales: {y: {beginAtZero: true, title: {display: true, text: "hours"}}}}} : null,
-        table: table("transit by lane", [["from", (l) => esc(l.origin)
-                       + (l.origin_region && l.origin_region !== l.origin ? ` <small class="muted">${esc(l.origin_region)}</small>` : "")],
+        // A lane starts at the warehouse (as the store names it), its region beside it when that differs.
+        table: table("transit by lane", [["from", (l) => esc(l.origin) + (l.origin_region && l.origin_region !== l.origin
+                       ? ` <small class="muted">${esc(l.origin_region)}</small>` : "")],
                      ["to", (l) => esc(l.destination)],
                      ["carrier", (l) => esc(l.carrier)], ["deliveries", (l) => num(l.deliveries, 0), "num"],
                      ["p50 h", (l) => num(l.transit_h.p50, 1), "num"], ["p90 h", (l) => num(l.transit_h.p90, 1), "num"]],
@@ -232,8 +233,8 @@
                {type: "line", yAxisID: "rpm", pointRadius: 2, order: 0}),
           line("forecast mean (req/min)", slots.map((s) => s.forecast_mean_rpm), COLORS[0],
                {type: "line", yAxisID: "rpm", pointRadius: 2, order: 0}),
-          {type: "bar", label: "planned replicas", data: slots.map((s) => s.replicas), backgroundColor: "rgba(147, 51, 234, 0.25)",
-           borderColor: COLORS[3], borderWidth: 1, yAxisID: "y", order: 1}]},
+          {type: "bar", label: "planned replicas", data: slots.map((s) => s.replicas),
+           backgroundColor: "rgba(147, 51, 234, 0.25)", borderColor: COLORS[3], borderWidth: 1, yAxisID: "y", order: 1}]},
           options: {scales: {y: {beginAtZero: true, ticks: {precision: 0}, title: {display: true, text: "replicas"},
                                  suggestedMax: Math.max(...slots.map((s) => s.replicas)) * 2},
                              rpm: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false},
