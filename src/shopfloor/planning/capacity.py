@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from .campaigns import MinuteEvent, learn_uplift
 from ..forecast.traffic import (
     MINUTES_PER_DAY,
     OnlineForecastConfig,
@@ -142,6 +143,7 @@ class PredictiveConfig:
     upper_cap_over_mean: if > 0, the band never exceeds this multiple of the mean forecast.
     trend_ratio / trend_window: also treat as a surge a climb where the mean of the last half of the last
         ``trend_window`` minutes exceeds ``trend_ratio x`` the first half's (and 3 Poisson sigmas); 0 disables.
+    event_lead_minutes: known calendar events are pre-scaled for from ``lag + event_lead_minutes`` before start.
     forecast: knobs of the online traffic forecaster.
     """
 
@@ -158,6 +160,7 @@ class PredictiveConfig:
     band_scale_min: float = 0.05
     band_scale_max: float = 2.0
     trend_window: int = 6
+    event_lead_minutes: int = 5
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -171,12 +174,21 @@ class PredictivePlanner:
         config: PredictiveConfig | None = None,
         *,
         target_utilization: Fraction | float = Fraction(7, 10),
+        events: Sequence[MinuteEvent] = (),
     ) -> None:
         _check_positive("capacity_per_replica", capacity)
         _check_non_negative_int("lag_minutes", lag)
         self.capacity = capacity
         self.lag = lag
         self.config = config or PredictiveConfig()
+        _check_non_negative_int("event_lead_minutes", self.config.event_lead_minutes)
+        # Campaign calendar: events by start; a kind's learned uplift is cached until another of its events ends.
+        self.events = sorted(events, key=lambda e: e.start)
+        self._next_event = 0
+        self._active: list[MinuteEvent] = []
+        self._event_base: dict[int, float] = {}
+        self._uplift_cache: dict[str, tuple[int, float | None]] = {}
+        self.event_minutes_prescaled = 0
         if self.config.refit_every < 1:
             raise CapacityInputError("refit_every", "must be at least 1 minute")
         if self.config.scale_in_window < 1:
@@ -258,11 +270,51 @@ class PredictivePlanner:
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
         predicted = self._need_from_forecast(minute)
-        raw = max(floor, predicted, 1)
+        raw = max(floor, predicted, self._need_from_calendar(), 1)
         self._targets.append(raw)
         out = raw if raw >= requested else min(requested, max(self._targets))
         self._track_budget(minute, out)
         return out
+
+    def _learned_uplift(self, kind: str) -> float | None:
+        n = self.forecaster.observed
+        ended = sum(1 for e in self.events if e.kind == kind and e.end <= n)
+        cached = self._uplift_cache.get(kind)
+        if cached is None or cached[0] != ended:
+            past = [e for e in self.events if e.kind == kind and e.end <= n]
+            cached = (ended, learn_uplift(self.forecaster.history(), past, kind) if past else None)
+            self._uplift_cache[kind] = cached
+        return cached[1]
+
+    def _need_from_calendar(self) -> int:
+        """Replicas for known events: from ``lead = lag + event_lead_minutes`` before each start until ``lead``
+        after it (or its end), the mean traffic forecast as it stood when pre-scaling began (so the event's own
+        traffic is not counted twice) times the event's uplift (given, or learned from the kind's past events)."""
+        if not self.events:
+            return 0
+        n = self.forecaster.observed
+        lead = self.lag + self.config.event_lead_minutes
+        while self._next_event < len(self.events) and self.events[self._next_event].start - lead <= n:
+            self._active.append(self.events[self._next_event])
+            self._next_event += 1
+        # Pre-scaling covers the onset: once the event has been live for a boot lag, replicas asked for on its
+        # observed traffic are ready and the forecast and reactive floor carry it (an unknown uplift guessed too
+        # high would otherwise be paid for the whole event).
+        self._active = [e for e in self._active if min(e.end, e.start + lead) > n]
+        need = 0.0
+        for ev in self._active:
+            uplift = ev.uplift if ev.uplift is not None else self._learned_uplift(ev.kind)
+            if uplift is None:
+                continue
+            key = id(ev)
+            if key not in self._event_base:
+                fc = self.forecaster.forecast(self.lag + 1)
+                self._event_base[key] = float(fc.mean.max())
+            need = max(need, self._event_base[key] * uplift)
+        if need <= 0:
+            return 0
+        self.event_minutes_prescaled += 1
+        return math.ceil(need * self.config.headroom / self.capacity - 1e-9)
 
     def _track_budget(self, minute: int, decided: int) -> None:
         """Steer the band scale so replica-minutes stay within ``cost_budget`` of target tracking alone.
@@ -387,12 +439,28 @@ class BacktestReport:
     start: datetime | None = None
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    predictive_seconds: float = 0.0
+    with_calendar: SimulationResult | None = None
+    events: int = 0
+
+    def ratios(self, result: SimulationResult | None = None) -> tuple[float | None, float | None]:
+        """(violation-minutes, replica-minutes) of ``result`` (default: the predictive run) over the reactive."""
+        p, r = result or self.predictive, self.reactive
+        viol = p.violation_minutes / r.violation_minutes if r.violation_minutes else None
+        cost = p.replica_minutes / r.replica_minutes if r.replica_minutes else None
+        return viol, cost
 
     def to_dict(self) -> dict[str, Any]:
         r, p = self.reactive, self.predictive
-        viol_ratio = p.violation_minutes / r.violation_minutes if r.violation_minutes else None
-        cost_ratio = p.replica_minutes / r.replica_minutes if r.replica_minutes else None
+        viol_ratio, cost_ratio = self.ratios()
+        calendar = None
+        if self.with_calendar is not None:
+            cv, cc = self.ratios(self.with_calendar)
+            calendar = dict(self.with_calendar.summary(), events=self.events, violation_ratio=cv,
+                            replica_minutes_ratio=cc)
         return {
+            "with_calendar": calendar,
+            "predictive_replay_seconds": round(self.predictive_seconds, 2),
             "minutes": self.minutes,
             "start": self.start.isoformat() if self.start else None,
             "capacity_per_replica": self.capacity_per_replica,
@@ -431,17 +499,29 @@ def run_backtest(
     config: PredictiveConfig | None = None,
     start: datetime | None = None,
     progress: Any = None,
+    events: Sequence[MinuteEvent] = (),
 ) -> BacktestReport:
-    """Replay ``demand`` through the HPA baseline and the predictive planner under identical rules."""
+    """Replay ``demand`` through the HPA baseline and the predictive planner under identical rules.
+
+    With ``events`` (a campaign calendar on the trace's minute grid) the predictive planner is replayed twice,
+    without and with the calendar, so that the calendar's effect is measured on the same trace.
+    """
     import time
 
     values = np.asarray(demand, dtype=float)
     config = config or PredictiveConfig()
     t0 = time.perf_counter()
     reactive = simulate(values, HpaReactivePlanner(capacity), capacity=capacity, lag=lag)
+    t1 = time.perf_counter()
     predictive = simulate(
         values, PredictivePlanner(capacity, lag, config), capacity=capacity, lag=lag, progress=progress
     )
+    predictive_seconds = time.perf_counter() - t1
+    with_calendar = None
+    if events:
+        with_calendar = simulate(
+            values, PredictivePlanner(capacity, lag, config, events=events), capacity=capacity, lag=lag
+        )
     cfg = asdict(config)
     return BacktestReport(
         minutes=len(values),
@@ -453,6 +533,9 @@ def run_backtest(
         start=start,
         seconds=time.perf_counter() - t0,
         config=cfg,
+        predictive_seconds=predictive_seconds,
+        with_calendar=with_calendar,
+        events=len(events),
     )
 
 
