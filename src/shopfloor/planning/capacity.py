@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from .campaigns import MinuteEvent, learn_uplift
+from .campaigns import CampaignEvent, MinuteEvent, events_on_grid, learn_uplift
 from ..forecast.traffic import (
     MINUTES_PER_DAY,
     OnlineForecastConfig,
@@ -625,6 +625,36 @@ class CapacitySlot:
 
 
 @dataclass(frozen=True)
+class PlannedEvent:
+    """A calendar event the plan pre-scales for: replicas ready from ``start`` (asked for at ``request_at``).
+
+    ``uplift_source`` is ``given`` (from the calendar), ``learned`` (median of the kind's past events in the
+    history) or ``none`` (no uplift known: ``replicas`` is None and nothing is pre-scaled).
+    """
+
+    start: datetime
+    end: datetime
+    request_at: datetime
+    kind: str
+    uplift: float | None
+    uplift_source: str
+    baseline_rpm: float
+    replicas: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "request_at": self.request_at.isoformat(),
+            "kind": self.kind,
+            "uplift": None if self.uplift is None else round(self.uplift, 3),
+            "uplift_source": self.uplift_source,
+            "baseline_rpm": round(self.baseline_rpm, 2),
+            "replicas": self.replicas,
+        }
+
+
+@dataclass(frozen=True)
 class CapacityPlan:
     """The next hours' replica schedule plus the reactive floor the live autoscaler keeps applying."""
 
@@ -635,6 +665,7 @@ class CapacityPlan:
     last_minute_requests: float
     observed_minutes: int
     forecast: pd.DataFrame = field(repr=False, compare=False, default_factory=pd.DataFrame)
+    events: list[PlannedEvent] = field(default_factory=list)
 
     @property
     def peak_replicas(self) -> int:
@@ -680,6 +711,7 @@ class CapacityPlan:
             },
             "slots": [s.to_dict() for s in self.slots],
             "windows": [s.to_dict() for s in self.windows()],
+            "events": [e.to_dict() for e in self.events],
         }
 
 
@@ -689,6 +721,7 @@ def plan_capacity(
     *,
     now: datetime,
     history_days: int = 8,
+    events: Sequence[CampaignEvent] = (),
 ) -> CapacityPlan:
     """Plan replicas per slot for ``policy.horizon_minutes`` after ``now`` from a per-minute request series.
 
@@ -696,6 +729,9 @@ def plan_capacity(
     Each slot gets ``ceil(max upper-quantile forecast in the slot x headroom / capacity)`` replicas, never below
     the HPA signal of the last observed minute for the first slot nor ``min_replicas``, capped at
     ``max_replicas``. A drop in the count is delayed by ``scale_in_slots`` slots.
+
+    ``events`` (a campaign calendar) that have not ended by ``now`` are planned too (:func:`plan_events`): slots
+    they overlap get at least the event's replicas, and the plan lists them (their KEDA cron triggers).
     """
     from ..forecast.traffic import to_minute_grid
 
@@ -753,11 +789,19 @@ def plan_capacity(
     for i, count in enumerate(raw_counts):
         window = raw_counts[max(0, i - policy.scale_in_slots) : i + 1]
         held.append(max(window))
+    planned = plan_events(values, now, events, policy) if events else []
+    for ev in planned:
+        if ev.replicas is None:
+            continue
+        for i, slot in enumerate(slots):
+            if slot.start < ev.end and slot.end > ev.start:
+                held[i] = max(held[i], ev.replicas)
     slots = [
         CapacitySlot(s.start, s.end, s.request_at, n, s.forecast_mean_rpm, s.forecast_upper_rpm)
         for s, n in zip(slots, held)
     ]
     return CapacityPlan(
+        events=planned,
         generated_at=now,
         policy=policy,
         slots=slots,
@@ -766,6 +810,58 @@ def plan_capacity(
         observed_minutes=len(values),
         forecast=fc.to_frame(now),
     )
+
+
+def plan_events(
+    values: np.ndarray, now: datetime, events: Sequence[CampaignEvent], policy: CapacityPolicy
+) -> list[PlannedEvent]:
+    """Replicas for each calendar event that has not ended by ``now``.
+
+    ``values`` are the per-minute counts of the minutes just before ``now``. Baseline: the median over the last 7
+    days of the mean traffic in the hour before the event's clock time (the hour before an event is how its
+    uplift is measured, see :mod:`shopfloor.planning.campaigns`), or the last hour when no day has it. Replicas:
+    ``ceil(baseline x uplift x headroom / C)`` within ``[min_replicas, max_replicas]``.
+    """
+    n = len(values)
+    grid_start = now - timedelta(minutes=n)
+    on_grid = events_on_grid(events, grid_start, n + 10 * 365 * MINUTES_PER_DAY)
+    past = [e for e in on_grid if e.end <= n]
+    out: list[PlannedEvent] = []
+    for event in events:
+        if event.end <= now:
+            continue
+        g = events_on_grid([event], grid_start, n + 10 * 365 * MINUTES_PER_DAY)
+        if not g:
+            continue
+        ev = g[0]
+        if event.uplift is not None:
+            uplift, source = event.uplift, "given"
+        else:
+            uplift = learn_uplift(values, past, event.kind)
+            source = "learned" if uplift is not None else "none"
+        hours = []
+        for day in range(1, 8):
+            lo = ev.start - day * MINUTES_PER_DAY - 60
+            if 0 <= lo and lo + 60 <= n:
+                hours.append(float(values[lo : lo + 60].mean()))
+        baseline = float(np.median(hours)) if hours else float(values[-60:].mean()) if n else 0.0
+        replicas = None
+        if uplift is not None:
+            need = math.ceil(baseline * uplift * policy.headroom / policy.capacity_per_minute - 1e-9)
+            replicas = min(max(need, policy.min_replicas), policy.max_replicas)
+        out.append(
+            PlannedEvent(
+                start=event.start,
+                end=event.end,
+                request_at=event.start - timedelta(minutes=policy.lag_minutes),
+                kind=event.kind,
+                uplift=uplift,
+                uplift_source=source,
+                baseline_rpm=baseline,
+                replicas=replicas,
+            )
+        )
+    return out
 
 
 def _horizon_aware_upper(
@@ -934,7 +1030,9 @@ __all__ = [
     "CapacitySlot",
     "HpaReactivePlanner",
     "PredictiveConfig",
+    "PlannedEvent",
     "PredictivePlanner",
+    "plan_events",
     "ReplicaSet",
     "SimulationResult",
     "WarmEntry",
