@@ -220,6 +220,8 @@ class OnlineForecastConfig:
     smooth_minutes: half-width of the moving average applied to past days before taking ratios.
     quantile: the upper quantile reported (of one minute's demand).
     residual_minutes: how many recent standardised errors the quantile is taken from.
+    drop_factor: when the fast window's mean falls below ``1 / drop_factor`` of the slow one (a surge has ended),
+        the fast mean is the level (0 disables).
     min_base: past-day windows with less mean traffic (plus ``base_pseudo_count``) than this do not vote (outages).
     base_pseudo_count: added to both sides of each past day's ratio, so that a quiet hour with a few requests a
         minute still votes without its ratio exploding (a surge out of a near-empty night is still planned for).
@@ -238,6 +240,7 @@ class OnlineForecastConfig:
     quantile: float = 0.9
     residual_minutes: int = 3 * MINUTES_PER_DAY
     min_base: float = 1.0
+    drop_factor: float = 2.0
     recurring_rank: int = 2
     recurring_factor: float = 2.5
     recurring_smooth: int = 2
@@ -308,7 +311,8 @@ class OnlineTrafficForecaster:
 
     def level(self) -> float:
         """Current level: mean of the last ``level_minutes`` minutes, or of the last ``fast_level_minutes`` when
-        that is higher (rises are followed fast, falls smoothly). 0 before any data."""
+        that is higher (rises are followed fast, falls smoothly) or ``drop_factor`` times lower (a crowd left).
+        0 before any data."""
         m = min(self.config.level_minutes, self._n)
         if m == 0:
             return 0.0
@@ -316,7 +320,12 @@ class OnlineTrafficForecaster:
         f = min(self.config.fast_level_minutes, self._n)
         if f <= 0:
             return slow
-        return max(slow, float(self._y[self._n - f : self._n].mean()))
+        fast = float(self._y[self._n - f : self._n].mean())
+        if self.config.drop_factor > 0 and fast * self.config.drop_factor < slow:
+            # A crowd has left (traffic fell several-fold within minutes): follow it down now rather than paying
+            # for the slow window's memory of the surge.
+            return fast
+        return max(slow, fast)
 
     def seasonal_ratio(self, horizon: int) -> np.ndarray:
         """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window)."""

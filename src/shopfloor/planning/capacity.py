@@ -186,7 +186,7 @@ class PredictivePlanner:
         self.events = sorted(events, key=lambda e: e.start)
         self._next_event = 0
         self._active: list[MinuteEvent] = []
-        self._event_base: dict[int, float] = {}
+        self._event_base: dict[int, tuple[float, float]] = {}
         self._uplift_cache: dict[str, tuple[int, float | None]] = {}
         self.event_minutes_prescaled = 0
         if self.config.refit_every < 1:
@@ -309,8 +309,13 @@ class PredictivePlanner:
             key = id(ev)
             if key not in self._event_base:
                 fc = self.forecaster.forecast(self.lag + 1)
-                self._event_base[key] = float(fc.mean.max())
-            need = max(need, self._event_base[key] * uplift)
+                k = int(fc.mean.argmax())
+                z = max(float(fc.upper[k] - fc.mean[k]), 0.0) / math.sqrt(float(fc.mean[k]) + 1.0)
+                self._event_base[key] = (float(fc.mean[k]), z)
+            base, z = self._event_base[key]
+            # The event's mean, with the forecaster's noise band at that level (Poisson-like: it grows as a root).
+            expected = base * uplift
+            need = max(need, expected + z * math.sqrt(expected + 1.0))
         if need <= 0:
             return 0
         self.event_minutes_prescaled += 1
