@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,62 @@ def test_an_event_of_a_kind_never_seen_and_without_uplift_is_listed_but_not_pres
     plan = plan_capacity(series, CapacityPolicy(capacity_per_minute=30.0, min_replicas=1), now=now, events=[event])
     assert plan.events[0].replicas is None and plan.events[0].uplift_source == "none"
     assert not [t for t in scaled_object(plan, ManifestOptions())["spec"]["triggers"] if t["name"].startswith("event")]
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------------
+
+
+def _trace_file(tmp_path, values: np.ndarray) -> Path:
+    idx = pd.date_range("2026-03-01", periods=len(values), freq="min")
+    path = tmp_path / "trace.csv"
+    pd.DataFrame({"minute": idx.strftime("%Y-%m-%d %H:%M:%S"), "count": values.astype(int)}).to_csv(path, index=False)
+    return path
+
+
+def test_capacity_plan_with_events_writes_the_event_into_the_keda_cron_triggers(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    trace = _trace_file(tmp_path, _flat(2 * 1440))
+    cal = tmp_path / "cal.yaml"
+    cal.write_text("- {start: '2026-03-03 01:00', end: '2026-03-03 02:00', kind: Black Friday, uplift: 5}\n")
+    res = CliRunner().invoke(app, ["capacity", "plan", "--trace", str(trace), "--capacity-rps", "0.5",
+                                   "--events", str(cal), "--k8s-out", str(tmp_path / "k8s"), "--json"])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["events"][0]["uplift_source"] == "given"
+    doc = yaml.safe_load((tmp_path / "k8s" / "scaledobject.yaml").read_text())
+    [cron] = [t for t in doc["spec"]["triggers"] if t["name"].startswith("event-black-friday")]
+    assert cron["metadata"]["start"] == "50 0 3 3 *"  # ten minutes (the lag) before 01:00
+    assert cron["metadata"]["desiredReplicas"] == str(body["events"][0]["replicas"])
+
+
+def test_capacity_backtest_with_events_reports_with_and_without_the_calendar(tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    event = MinuteEvent(2 * 1440 + 300, 2 * 1440 + 360, "tv")
+    values = _with_events(_flat(3 * 1440), [MinuteEvent(1440 + 300, 1440 + 360, "tv"), event], 5.0)
+    trace = _trace_file(tmp_path, values)
+    cal = tmp_path / "cal.csv"
+    cal.write_text("start,end,kind\n2026-03-02 05:00,2026-03-02 06:00,tv\n2026-03-03 05:00,2026-03-03 06:00,tv\n")
+    res = CliRunner().invoke(app, ["capacity", "backtest", "--trace", str(trace), "--events", str(cal), "--json"])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["events_in_trace"] == 2
+    assert body["with_calendar"]["violation_minutes"] < body["predictive"]["violation_minutes"]
+
+
+def test_a_bad_events_file_is_a_one_line_error_naming_the_field(tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    trace = _trace_file(tmp_path, _flat(1440))
+    cal = tmp_path / "cal.csv"
+    cal.write_text("start,end,kind\n2026-03-02 05:00,2026-03-02 04:00,tv\n")
+    res = CliRunner().invoke(app, ["capacity", "backtest", "--trace", str(trace), "--events", str(cal)])
+    assert res.exit_code != 0 and "--events end" in res.output and "Traceback" not in res.output
