@@ -7,8 +7,8 @@ One planner configuration must serve every trace. The protocol makes that checka
    ``C = ceil(peak minute / 20)`` (unless one is given) and the same lag.
 2. **Selection.** When traces are named for selection, each candidate configuration in :data:`CANDIDATES` is
    replayed on the *selection cases* only (those traces, real and with the first crowd seed); the chosen one is
-   the candidate whose replica-minutes stay within the cost bound on every selection case with the smallest worst
-   violation ratio (if none stays within it: the cheapest). Nothing else is looked at.
+   the candidate closest to both targets on its worst selection case (:func:`select_config`). Nothing else is
+   looked at.
 3. **Report.** The chosen configuration is replayed on every case, and each row says whether that case was seen
    by the selection (``in-sample``) or not (``out-of-sample``). Without selection the default configuration is
    reported, and the rows of the traces the defaults were tuned on (:data:`DEFAULTS_CHOSEN_ON`) say so.
@@ -149,28 +149,35 @@ def select_config(
     lag: int,
     candidates: dict[str, PredictiveConfig] | None = None,
     capacity: float | None = None,
+    violation_bound: float = TARGET_VIOLATION_RATIO,
     cost_bound: float = TARGET_REPLICA_MINUTES_RATIO,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[str, PredictiveConfig, Selection]:
-    """Choose one configuration on ``cases`` only (see the module docstring for the rule)."""
+    """Choose one configuration on ``cases`` only (see the module docstring for the rule).
+
+    Each candidate's *target distance* is its worst, over the cases, of ``violation ratio / violation_bound`` and
+    ``(replica-minutes ratio - 1) / (cost_bound - 1)``: below 1 means both targets hold on every case. The candidate
+    with the smallest distance is chosen (ties: the cheaper).
+    """
     if not cases:
         raise CapacityInputError("select_on", "no trace matches the selection names")
     candidates = candidates or CANDIDATES
     scores: dict[str, dict[str, float | None]] = {}
     for name, cfg in candidates.items():
-        worst_v, worst_c = 0.0, 0.0
+        worst_v, worst_c, distance = 0.0, 0.0, 0.0
         for case in cases:
             v, c = replay_case(case, cfg, lag=lag, capacity=capacity).ratios()
-            worst_v = max(worst_v, v if v is not None else 0.0)
-            worst_c = max(worst_c, c if c is not None else 0.0)
-        scores[name] = {"worst_violation_ratio": round(worst_v, 4), "worst_replica_minutes_ratio": round(worst_c, 4)}
+            v, c = (v if v is not None else 0.0), (c if c is not None else 1.0)
+            worst_v, worst_c = max(worst_v, v), max(worst_c, c)
+            distance = max(distance, v / violation_bound, (c - 1.0) / (cost_bound - 1.0))
+        scores[name] = {
+            "worst_violation_ratio": round(worst_v, 4),
+            "worst_replica_minutes_ratio": round(worst_c, 4),
+            "target_distance": round(distance, 4),
+        }
         if progress is not None:
             progress(name)
-    feasible = [n for n, s in scores.items() if s["worst_replica_minutes_ratio"] <= cost_bound]
-    if feasible:
-        chosen = min(feasible, key=lambda n: (scores[n]["worst_violation_ratio"], scores[n]["worst_replica_minutes_ratio"]))
-    else:
-        chosen = min(scores, key=lambda n: scores[n]["worst_replica_minutes_ratio"])
+    chosen = min(scores, key=lambda n: (scores[n]["target_distance"], scores[n]["worst_replica_minutes_ratio"]))
     return chosen, candidates[chosen], Selection(chosen=chosen, cases=[c.name for c in cases], scores=scores)
 
 
