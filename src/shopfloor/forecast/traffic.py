@@ -220,8 +220,9 @@ class OnlineForecastConfig:
     smooth_minutes: half-width of the moving average applied to past days before taking ratios.
     quantile: the upper quantile reported (of one minute's demand).
     residual_minutes: how many recent standardised errors the quantile is taken from.
-    drop_factor: when the fast window's mean falls below ``1 / drop_factor`` of the slow one (a surge has ended),
-        the fast mean is the level (0 disables).
+    drop_factor: when the fast window's mean falls below ``1 / drop_factor`` of the slow one, by more than three
+        Poisson sigmas of the fast mean (a surge has ended, not a noisy lull), the fast mean is the level (0
+        disables).
     min_base: past-day windows with less mean traffic (plus ``base_pseudo_count``) than this do not vote (outages).
     base_pseudo_count: added to both sides of each past day's ratio, so that a quiet hour with a few requests a
         minute still votes without its ratio exploding (a surge out of a near-empty night is still planned for).
@@ -321,9 +322,13 @@ class OnlineTrafficForecaster:
         if f <= 0:
             return slow
         fast = float(self._y[self._n - f : self._n].mean())
-        if self.config.drop_factor > 0 and fast * self.config.drop_factor < slow:
-            # A crowd has left (traffic fell several-fold within minutes): follow it down now rather than paying
-            # for the slow window's memory of the surge.
+        if (
+            self.config.drop_factor > 0
+            and fast * self.config.drop_factor < slow
+            and slow - fast > 3.0 * math.sqrt(slow / f + 1.0)
+        ):
+            # A crowd has left (traffic fell several-fold within minutes, by far more than the fast window's
+            # Poisson noise): follow it down now rather than paying for the slow window's memory of the surge.
             return fast
         return max(slow, fast)
 
