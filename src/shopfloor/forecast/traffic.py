@@ -332,8 +332,12 @@ class OnlineTrafficForecaster:
             return fast
         return max(slow, fast)
 
-    def seasonal_ratio(self, horizon: int) -> np.ndarray:
-        """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window)."""
+    def seasonal_ratio(self, horizon: int, level: float | None = None) -> np.ndarray:
+        """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window).
+
+        Where a surge recurred (see ``recurring_rank``) the recurring value replaces the median; given today's
+        ``level``, only where the surge stands out of Poisson noise at that level.
+        """
         cfg = self.config
         n, m, w = self._n, cfg.level_minutes, cfg.smooth_minutes
         ratios = []
@@ -375,7 +379,12 @@ class OnlineTrafficForecaster:
             # A surge that came back at this time of day on at least ``rank`` of the previous days (a daily deal,
             # a newsletter) is planned for even when it did not come every day: the median would drop it.
             kth = np.sort(np.vstack(peaks), axis=0)[-rank]
-            median = np.where(kth > cfg.recurring_factor * median, kth, median)
+            surge = kth > cfg.recurring_factor * median
+            if level is not None:
+                # In requests at today's level, the recurring surge must stand out of one minute's Poisson noise by
+                # three sigmas: at one or two requests a minute a 2.5x "surge" is just noise.
+                surge &= (kth - median) * level > 3.0 * np.sqrt(median * level + 1.0)
+            median = np.where(surge, kth, median)
         return median
 
     def forecast(self, horizon: int) -> TrafficForecast:
@@ -383,7 +392,7 @@ class OnlineTrafficForecaster:
         if horizon < 1:
             raise TraceError("horizon", "must be at least 1")
         lvl = self.level()
-        ratio = self.seasonal_ratio(horizon)
+        ratio = self.seasonal_ratio(horizon, lvl)
         mean = np.maximum(lvl * ratio, 0.0)
         z = max(self._error_quantile(), 0.0)
         upper = mean + z * np.sqrt(mean + 1.0)
