@@ -92,14 +92,16 @@ class SeasonalRatioHeuristic:
             base = sum(y[n - 1440 - 60 : n - 1440]) / 60
             if base > 0:
                 level = sum(y[-60:]) / 60
-                need = math.ceil(level * max(y[n - 1440 : n - 1440 + self.lag + 1]) / base * self.headroom / self.capacity)
+                peak = max(y[n - 1440 : n - 1440 + self.lag + 1])
+                need = math.ceil(level * peak / base * self.headroom / self.capacity)
         raw = max(floor, need, 1)
         self.targets.append(raw)
         return raw if raw >= requested else min(requested, max(self.targets))
 
 
 NAB = DATA / "nab_real/data"
-NAB_TRACES = [f"realTweets/Twitter_volume_{t}.csv" for t in ("AAPL", "AMZN", "CRM", "CVS", "FB", "GOOG", "IBM", "KO", "PFE", "UPS")] + [
+TWEETS = ("AAPL", "AMZN", "CRM", "CVS", "FB", "GOOG", "IBM", "KO", "PFE", "UPS")
+NAB_TRACES = [f"realTweets/Twitter_volume_{t}.csv" for t in TWEETS] + [
     "realAWSCloudwatch/elb_request_count_8c0756.csv"
 ]
 

@@ -7,8 +7,8 @@ with an ``events`` list).
 
 When an event has no uplift, the planner learns it from the past events of the same kind that have already ended
 (:func:`learn_uplift`): for each, the mean traffic during the event over the mean traffic of the hour before it;
-the median over those events is the kind's uplift. A kind with no past event and no given uplift is not pre-scaled for (the reactive
-floor and the surge detector still act).
+the median over those events is the kind's uplift. A kind with no past event and no given uplift is not
+pre-scaled for (the reactive floor and the surge detector still act).
 """
 
 from __future__ import annotations
