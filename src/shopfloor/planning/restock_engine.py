@@ -38,25 +38,38 @@ from .restock import DEFAULT_ORDER_CAP, check_order_cap, order_shortfall, round_
 
 @dataclass(frozen=True)
 class EngineTuning:
-    """Knobs of :class:`RestockEngine`. Defaults were selected on M5 windows that end before the reported one
-    (``docs/benchmarks/restock.md``); none was chosen on a reported window."""
+    """Knobs of :class:`RestockEngine`. The defaults were selected on the M5 windows scored 2013-04..2014-04 and
+    2014-04..2015-04, before the reported window (``docs/benchmarks/restock.md``); nothing was chosen on a
+    reported window or on another dataset."""
 
+    #: half-life (days) of the level's exponential smoothing
     level_halflife: float = 10.0
+    #: half-life (days) of the per-weekday means, and pseudo-days of the panel's profile each SKU is shrunk to
     profile_halflife: float = 91.0
     profile_prior_days: float = 28.0
-    error_halflife: float = 91.0
+    #: half-life (days) of the protection-interval and daily error records, and pseudo-observations of the pooled
+    #: ``M + c*M**2`` law each SKU's variance is shrunk to
+    error_halflife: float = 180.0
     spread_prior_days: float = 14.0
+    #: weight of the daily-residual variance (x protection days) in the spread: ``own**(1-w) * daily**w``
+    daily_spread_weight: float = 0.5
     default_dispersion: float = 2.0
-    controller_gain: float = 1.0
-    fill_halflife: float = 21.0
+    #: while a stock-out lasts, each day's demand estimate for the fill controller is at least this share of the
+    #: run's previous day (demand that outran stock usually stays high for a few days)
+    stockout_carry: float = 0.4
+    #: integral gain (logit of the quantile level per point of fill error and day) and the half-life (days) of
+    #: the observed fill it acts on
+    controller_gain: float = 0.15
+    fill_halflife: float = 28.0
+    #: capped base stock (see :func:`~shopfloor.planning.restock.order_shortfall`)
     order_cap: float = DEFAULT_ORDER_CAP
-    stockout_carry: float = 0.7
-    spike_clip: float = 0.0
-    #: every SKU keeps at least this many units in position: a listed SKU with no stock never sells, so without
+    #: every SKU keeps at least this many units in position: a listed SKU with no stock sells nothing, so without
     #: it one whose demand returns (or starts) while it is out would never show that demand to the engine
     presence_stock: int = 1
-    #: weight of the daily-residual variance (x horizon) against the horizon-error variance in the spread
-    daily_spread_weight: float = 0.0
+    #: no order-up-to level beyond ``mean + max_sd * sd`` of protection-interval demand: for very overdispersed
+    #: (lumpy, wholesale) SKUs the negative-binomial tail at a high quantile level is many times the mean, and stock
+    #: raised for an order that does not come stays on the shelf (lost sales are not backordered)
+    max_sd: float = 4.0
     min_alpha: float = 0.5
     max_alpha: float = 0.9995
 
@@ -66,11 +79,15 @@ class EngineTuning:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
-        for name in ("profile_prior_days", "spread_prior_days", "controller_gain"):
+        for name in ("profile_prior_days", "spread_prior_days", "controller_gain", "stockout_carry", "max_sd"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
         check_order_cap(self.order_cap)
+        if not 0 <= self.daily_spread_weight <= 1:
+            raise ValueError(f"daily_spread_weight must be in [0, 1], got {self.daily_spread_weight!r}")
+        if isinstance(self.presence_stock, bool) or not isinstance(self.presence_stock, int) or self.presence_stock < 0:
+            raise ValueError(f"presence_stock must be an integer >= 0, got {self.presence_stock!r}")
         if not 0.5 <= self.min_alpha < self.max_alpha < 1:
             raise ValueError("need 0.5 <= min_alpha < max_alpha < 1")
 
@@ -298,15 +315,9 @@ class RestockEngine:
         r = s[clean] - day_mean[clean]
         self.day_sq[clean] = self._d_err * self.day_sq[clean] + r * r
         self.day_w[clean] = self._d_err * self.day_w[clean] + 1.0
-        # de-seasonalised level (Huber-style: a day far above the forecast moves it by at most spike_clip day
-        # standard deviations, so a one-off burst is not ordered as if it were the new normal); a SKU's first day
-        # sets it
-        x_level = x
-        if self.t.spike_clip > 0:
-            sd = np.sqrt(np.maximum((self.day_sq + day_mean) / (self.day_w + 1.0), day_mean))
-            x_level = np.where(self.obs_days > 7, np.minimum(x, day_mean + self.t.spike_clip * sd + 1.0), x)
+        # de-seasonalised level; a SKU's first day sets it
         with np.errstate(divide="ignore", invalid="ignore"):
-            deseason = np.where(prof[:, weekday] > 0, x_level / prof[:, weekday], x_level)
+            deseason = np.where(prof[:, weekday] > 0, x / prof[:, weekday], x)
         self.level = np.where(first, deseason,
                               np.where(known, self.level + self._a_level * (deseason - self.level), self.level))
         # weekday means (exponentially weighted by days, each weekday its own sum)
@@ -389,8 +400,14 @@ class RestockEngine:
             self._logit = _logit(float(np.clip(self.initial_alpha(m_lead, m_prot, size),
                                                self.t.min_alpha, self.t.max_alpha)))
         alpha = self.alpha
-        up_to = np.maximum(nb_quantiles(alpha, m_prot, size), self.t.presence_stock)
+        up_to = nb_quantiles(alpha, m_prot, size)
         rop = nb_quantiles(alpha, m_lead, size) if self.lead_time > 0 else np.zeros(self.n, dtype=np.int64)
+        if self.t.max_sd > 0:
+            sd = np.sqrt(m_prot + m_prot * m_prot / size)
+            up_to = np.minimum(up_to, np.ceil(m_prot + self.t.max_sd * sd)).astype(np.int64)
+            sd_lead = np.sqrt(m_lead + m_lead * m_lead / size)
+            rop = np.minimum(rop, np.ceil(m_lead + self.t.max_sd * sd_lead)).astype(np.int64)
+        up_to = np.maximum(up_to, self.t.presence_stock)
         return {"means": means, "mean_protect": m_prot, "mean_lead": m_lead, "size": size,
                 "order_up_to": up_to, "reorder_point": rop}
 
