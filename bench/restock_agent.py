@@ -42,6 +42,7 @@ class AgentProcess:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
         self.lines = 0
         self.seconds = 0.0
+        self.per_line: list[float] = []
 
     def __call__(self, line: dict) -> dict:
         t0 = time.perf_counter()
@@ -49,6 +50,7 @@ class AgentProcess:
         self.proc.stdin.flush()
         answer = self.proc.stdout.readline()
         self.seconds += time.perf_counter() - t0
+        self.per_line.append(time.perf_counter() - t0)
         self.lines += 1
         if not answer:
             raise RuntimeError(f"agent exited (code {self.proc.poll()})")
@@ -105,7 +107,11 @@ def scale(args) -> dict:
     agent.close()
     return {"benchmark": "restock_agent_scale", "skus": n, "history_days": hist_days, "simulated_days": days,
             "agent_seconds_total": round(agent.seconds, 2),
-            "note": "first line carries the history (replay + first quantile-level fit); later lines are one day each",
+            "first_line_s": round(agent.per_line[0], 2),
+            "day_line_s_median": round(float(np.median(agent.per_line[1:])), 3),
+            "day_line_s_max": round(float(np.max(agent.per_line[1:])), 3),
+            "note": "first line carries the history (replay + first quantile-level fit); later lines are one day each, "
+                    "JSON encode + pipe + parse included",
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -244,3 +244,27 @@ def test_engine_tuning_is_validated_naming_the_knob():
         EngineTuning(level_halflife=0)
     with pytest.raises(ValueError, match="unknown tuning"):
         EngineTuning.from_mapping({"gain": 1})
+
+
+def test_fast_nb_quantiles_equal_scipys_integers():
+    from scipy import stats
+
+    from shopfloor.planning.lead_time import _nb_params
+    from shopfloor.planning.restock_engine import nb_quantiles
+
+    rng = np.random.default_rng(0)
+    mean = np.concatenate([rng.gamma(0.5, 4.0, 3000) * 8, [0.0, 1e-4, 2500.0]])
+    size = np.concatenate([rng.uniform(0.05, 5.0, 3000), [1.0, 1e6, 1e6]])
+    for alpha in (0.5, 0.9, 0.98, 0.9995):
+        r, p = _nb_params(mean, size)
+        expected = np.where(mean > 0, np.nan_to_num(stats.nbinom.ppf(alpha, r, p)), 0).astype(np.int64)
+        assert np.array_equal(nb_quantiles(alpha, mean, size), expected)
+
+
+def test_new_skus_can_appear_on_any_line():
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=2)
+    agent.handle_line(_day(DAY0, sales={"A": 2}, on_hand={"A": 1}))
+    out = agent.handle_line(_day(DAY0 + timedelta(days=1), sales={"B": 3}, on_hand={"A": 0, "C": 4},
+                                 on_order={"D": 2}))
+    assert "orders" in out and set(out["orders"]) <= {"A", "B", "C", "D"}
+    assert {"A", "B", "C", "D"} <= set(agent.engine.skus)

@@ -70,6 +70,11 @@ def _units(obj: Any, name: str) -> dict[str, float]:
         return {}
     if not isinstance(obj, Mapping):
         raise AgentInputError(name, f"expected an object of SKU -> units, got {type(obj).__name__}")
+    # fast path for a well-formed day (30,000 SKUs): whole non-negative numbers, checked with numpy
+    if set(map(type, obj.values())) <= {int, float}:
+        vals = np.fromiter(obj.values(), dtype=float, count=len(obj))
+        if np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals == np.floor(vals)):
+            return dict(zip(map(str, obj.keys()), vals.tolist()))
     return {str(k): _number(v, f"{name}.{k}") for k, v in obj.items()}
 
 
@@ -86,6 +91,7 @@ class ReplenishmentAgent:
         self.days = 0
         self.catalog: dict[str, dict[str, Any]] = {}
         self._managed: set[str] = set()
+        self._managed_idx: np.ndarray | None = None  # engine indices of the managed SKUs (None: recompute)
 
     # --- protocol --------------------------------------------------------------------------------------------
     def handle_line(self, line: str) -> dict[str, Any]:
@@ -145,11 +151,14 @@ class ReplenishmentAgent:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
                 rows.append((d, str(row["sku"]), _number(row["units"], f"{where}.units")))
         # --- the line is valid: change state ---
+        before = len(self._managed)
         if catalog is not None:
             self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
             self._managed.update(map(str, catalog))
         else:
             self._managed.update(sales, on_hand, on_order)
+        if len(self._managed) != before:
+            self._managed_idx = None
         if rows:
             self._replay(rows, day)
         return {"orders": self._day(day, sales, on_hand, on_order)}
@@ -169,12 +178,19 @@ class ReplenishmentAgent:
     def _day(self, day: date, sales: Mapping[str, float], on_hand: Mapping[str, float],
              on_order: Mapping[str, float]) -> dict[str, int]:
         eng = self.engine
-        eng.ensure(sorted(self._managed | set(sales)))
+        if self._managed_idx is None:
+            self._managed_idx = eng.ensure(sorted(self._managed))
+        for named in (sales, on_hand, on_order):  # SKUs first named today join before any vector is built
+            if named:
+                eng.ensure(named)
         s = eng.vector(sales)
         oh = eng.vector(on_hand)
         oo = eng.vector(on_order)
-        known = np.zeros(eng.n, dtype=bool)
-        known[[eng.index[k] for k in self._managed | set(sales)]] = True
+        managed = np.zeros(eng.n, dtype=bool)
+        managed[self._managed_idx] = True
+        known = managed.copy()
+        if sales:
+            known[eng.ensure(sales)] = True
         self.last_date = day
         review = self.days % eng.review_days == 0
         self.days += 1
@@ -186,9 +202,7 @@ class ReplenishmentAgent:
             from .restock import round_order_quantities
 
             qty = round_order_quantities(qty, self.moq, self.pack_size)
-        managed = np.zeros(eng.n, dtype=bool)
-        managed[[eng.index[k] for k in self._managed]] = True
-        hit = np.flatnonzero((qty > 0) & managed)
+        hit = np.flatnonzero((qty > 0) & managed[: len(qty)])
         return {eng.skus[i]: int(qty[i]) for i in hit}
 
 

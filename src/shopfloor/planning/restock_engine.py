@@ -109,12 +109,58 @@ def _logit(p: float) -> float:
 
 
 def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """``alpha`` quantile of NB(mean, size) per element (0 where the mean is 0)."""
+    """``alpha`` quantile of NB(mean, size) per element (0 where the mean is 0): the smallest integer ``x`` with
+    ``P(D <= x) >= alpha``.
+
+    Starts from the quantile of a gamma distribution with the same mean and variance and walks to the exact integer
+    on the closed-form CDF ``I_p(r, x + 1)``; the few elements still moving after 6 steps finish by bisection. Same
+    integers as ``scipy.stats.nbinom.ppf`` (a test checks it), several times faster on 30,000 SKUs.
+    """
+    from scipy import special
+
     mean = np.asarray(mean, dtype=float)
-    r, p = _nb_params(mean, size)
-    with np.errstate(invalid="ignore"):
-        q = _nbinom().ppf(alpha, r, p)
-    return np.where(mean > 0, np.nan_to_num(q), 0).astype(np.int64)
+    out = np.zeros(mean.shape, dtype=np.int64)
+    live = mean > 0
+    if not live.any():
+        return out
+    m = mean[live]
+    r, p = _nb_params(m, np.broadcast_to(np.asarray(size, dtype=float), mean.shape)[live])
+    var = m + m * m / r
+    shape = m * m / var
+    x = np.maximum(np.floor(special.gammaincinv(shape, alpha) * var / m), 0.0)
+
+    def cdf(idx, at):
+        return special.betainc(r[idx], at + 1.0, p[idx])
+
+    # walk up where P(D <= x) < alpha, down where P(D <= x - 1) >= alpha
+    todo = np.flatnonzero(cdf(slice(None), x) < alpha)
+    for _ in range(6):
+        if not todo.size:
+            break
+        x[todo] += 1
+        todo = todo[cdf(todo, x[todo]) < alpha]
+    down = np.flatnonzero(x > 0)
+    down = down[cdf(down, x[down] - 1) >= alpha]
+    for _ in range(6):
+        if not down.size:
+            break
+        x[down] -= 1
+        down = down[x[down] > 0]
+        down = down[cdf(down, x[down] - 1) >= alpha]
+    rest = np.union1d(todo, down)
+    if rest.size:  # far from the gamma start (very small sizes): bisection
+        sd = np.sqrt(var[rest])
+        lo = np.full(rest.size, -1.0)
+        hi = np.ceil(m[rest] + 60.0 * sd + 20.0)
+        while np.any(hi - lo > 1):
+            mid = np.floor((lo + hi) / 2)
+            ok = cdf(rest, mid) >= alpha
+            gap = hi - lo > 1
+            hi = np.where(gap & ok, mid, hi)
+            lo = np.where(gap & ~ok, mid, lo)
+        x[rest] = hi
+    out[live] = x.astype(np.int64)
+    return out
 
 
 def censored_demand(sales: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -200,22 +246,24 @@ class RestockEngine:
         return len(self.skus)
 
     def ensure(self, skus: Iterable[str]) -> np.ndarray:
-        """Indices of ``skus``, adding the new ones (no history yet)."""
-        new = [s for s in dict.fromkeys(map(str, skus)) if s not in self.index]
-        if new:
+        """Indices of ``skus`` (strings), adding the new ones (no history yet)."""
+        skus = list(skus)
+        if not self.index.keys() >= set(skus):
+            new = [s for s in dict.fromkeys(skus) if s not in self.index]
             for s in new:
                 self.index[s] = len(self.skus)
                 self.skus.append(s)
             self._grow(len(new))
-        return np.fromiter((self.index[str(s)] for s in skus), dtype=np.int64)
+        return np.array(list(map(self.index.__getitem__, skus)), dtype=np.int64)
 
     def vector(self, values: Mapping[str, float], default: float = 0.0) -> np.ndarray:
         """A per-SKU array from ``{sku: value}`` (SKUs not named get ``default``; new SKUs are added)."""
-        self.ensure(values)
         out = np.full(self.n, default, dtype=float)
         if values:
-            idx = np.fromiter((self.index[str(k)] for k in values), dtype=np.int64, count=len(values))
-            out[idx] = np.fromiter((float(v) for v in values.values()), dtype=float, count=len(values))
+            idx = self.ensure(values)
+            if len(out) < self.n:
+                out = np.concatenate([out, np.full(self.n - len(out), default)])
+            out[idx] = np.fromiter(values.values(), dtype=float, count=len(values))
         return out
 
     # --- demand model ----------------------------------------------------------------------------------------
