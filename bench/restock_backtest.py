@@ -57,7 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--selection-end", default="2015-04-26",
                     help="M5 windows scored up to this date were used to select the defaults (in-sample)")
+    ap.add_argument("--tuning", default="", help="engine knobs to override, e.g. calibration_days=0,controller_gain=0.3")
     args = ap.parse_args(argv)
+    tuning = None
+    if args.tuning:
+        from dataclasses import fields
+
+        from shopfloor.planning.restock_engine import EngineTuning
+
+        types = {f.name: f.type for f in fields(EngineTuning)}
+        over = {}
+        for pair in args.tuning.split(","):
+            key, _, value = pair.partition("=")
+            over[key] = int(value) if types.get(key) in ("int", int) else float(value)
+        try:
+            tuning = EngineTuning.from_mapping(over)
+        except ValueError as exc:
+            ap.error(f"--tuning: {exc}")
     full = load_demand_panel(args.history)
     is_m5 = args.history == M5
     targets = tuple(float(x) for x in args.fill_rates.split(","))
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for off in (int(x) for x in args.windows.split(",")):
         panel = full if off == 0 else DemandPanel(full.ids, full.dates[:-off], full.demand[:, :-off])
         res = run_restock_backtest(panel, service_levels=targets, lead_time=args.lead_time,
-                                   test_days=args.test_days, warmup_days=args.warmup_days)
+                                   test_days=args.test_days, warmup_days=args.warmup_days, tuning=tuning)
         scored_to = res["data"]["scored_to"]
         in_sample = is_m5 and scored_to <= args.selection_end
         windows.append({

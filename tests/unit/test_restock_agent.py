@@ -18,7 +18,7 @@ from shopfloor.planning.restock_backtest import (
     run_restock_backtest,
     simulate_agent,
 )
-from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, censored_demand
+from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, censored_demand, replay_history
 from shopfloor.planning.restock_service import RestockPlanner
 
 DAY0 = date(2024, 1, 1)
@@ -228,8 +228,8 @@ def test_planner_plans_with_the_engine_the_agent_runs():
     engine = RestockEngine(lead_time=7, fill_rate=0.95)
     engine.ensure(["A@W1", "B@W1"])
     first = today - timedelta(days=182)
-    for i in range(182):
-        engine.observe((first + timedelta(days=i)).weekday(), np.array([history["A"][i], history["B"][i]], float))
+    replay_history(engine, np.stack([history["A"], history["B"]]).astype(float),
+                   [(first + timedelta(days=i)).weekday() for i in range(182)])
     engine.levels()
     lines = {ln.sku: ln for ln in plan.lines}
     assert lines["A"].service_level == pytest.approx(engine.alpha)
@@ -268,3 +268,18 @@ def test_new_skus_can_appear_on_any_line():
                                  on_order={"D": 2}))
     assert "orders" in out and set(out["orders"]) <= {"A", "B", "C", "D"}
     assert {"A", "B", "C", "D"} <= set(agent.engine.skus)
+
+
+def test_optional_calibration_starts_from_a_level_that_met_the_target_on_the_history():
+    panel = _panel(9, n=20, days=260, shift=False)
+    wds = [d.weekday() for d in panel.dates]
+    levels = {}
+    for target in (0.85, 0.98):
+        engine = RestockEngine(lead_time=7, fill_rate=target, tuning=EngineTuning(calibration_days=119))
+        engine.ensure(panel.ids)
+        levels[target] = replay_history(engine, panel.demand.astype(float), wds)
+        assert engine.alpha == pytest.approx(levels[target])
+    assert 0.5 <= levels[0.85] < levels[0.98] < 1
+    short = RestockEngine(lead_time=7, fill_rate=0.9, tuning=EngineTuning(calibration_days=119))
+    short.ensure(panel.ids)
+    assert replay_history(short, panel.demand[:, :100].astype(float), wds[:100]) is None  # too little history

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .restock_engine import EngineTuning, RestockEngine
+from .restock_engine import EngineTuning, RestockEngine, replay_history
 
 
 class AgentInputError(ValueError):
@@ -172,8 +172,7 @@ class ReplenishmentAgent:
         block = np.zeros((eng.n, span))
         for d, sku, units in rows:
             block[eng.index[sku], (d - start).days] += units
-        for j in range(span):
-            eng.observe((start + timedelta(days=j)).weekday(), block[:, j])
+        replay_history(eng, block, [(start + timedelta(days=j)).weekday() for j in range(span)])
 
     def _day(self, day: date, sales: Mapping[str, float], on_hand: Mapping[str, float],
              on_order: Mapping[str, float]) -> dict[str, int]:
