@@ -18,7 +18,13 @@ from shopfloor.planning.restock_backtest import (
     run_restock_backtest,
     simulate_agent,
 )
-from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, censored_demand, replay_history
+from shopfloor.planning.restock_engine import (
+    EngineTuning,
+    RestockEngine,
+    censored_demand,
+    order_levels,
+    replay_history,
+)
 from shopfloor.planning.restock_service import RestockPlanner
 
 DAY0 = date(2024, 1, 1)
@@ -234,8 +240,13 @@ def test_planner_plans_with_the_engine_the_agent_runs():
     lines = {ln.sku: ln for ln in plan.lines}
     assert lines["A"].service_level == pytest.approx(engine.alpha)
     assert lines["A"].fill_rate_target == 0.95
-    means = engine.daily_means(8 + 1)[:, 1:]
+    means = engine.daily_means(8 + 1)[:, 1:]  # the plan's day 1 is tomorrow
     assert lines["A"].lead_time_demand_mean == pytest.approx(means[0, :7].sum(), rel=1e-6)
+    m_prot = means.sum(axis=1)
+    up_to, rop = order_levels(engine.alpha, means[:, :7].sum(axis=1), m_prot, engine.sizes(m_prot), engine.t,
+                              lead_time=7)
+    assert [lines["A"].order_up_to, lines["B"].order_up_to] == up_to.tolist()  # the engine's levels, caps and all
+    assert [lines["A"].reorder_point, lines["B"].reorder_point] == rop.tolist()
     assert lines["A"].order_qty == lines["A"].order_up_to - 3 or lines["A"].order_capped
 
 

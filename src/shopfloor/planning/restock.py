@@ -546,7 +546,8 @@ def _policy_shortfall(order_up_to: int, reorder_point: int, position: int, polic
 
 
 def _batch_numbers(
-    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date
+    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date,
+    levels: Mapping[tuple[str, str], tuple[int, int]] | None = None,
 ) -> list[_LineNumbers | None]:
     """Vectorised quantiles, stockout probabilities and fill rates for negative-binomial outlooks.
 
@@ -581,6 +582,10 @@ def _batch_numbers(
         return np.where(mean > 0, np.nan_to_num(q), 0).astype(np.int64)
 
     rop, upto = ppf(m_lead), ppf(m_prot)
+    for j, i in enumerate(idx):
+        fixed = (levels or {}).get((items[i][0].sku, items[i][0].warehouse))
+        if fixed is not None:
+            rop[j], upto[j] = fixed
     r_u, p_u = _nb_params(m_until, size)
     p_stock = np.where(m_until > 0, stats.nbinom.sf(np.floor(avail), r_u, p_u), 0.0)
     for j, i in enumerate(idx):
@@ -620,12 +625,15 @@ def build_restock_plan(
     risk_threshold: float = 0.5,
     max_alternatives: int = 3,
     policy_for: Mapping[tuple[str, str], ReplenishmentPolicy] | None = None,
+    levels: Mapping[tuple[str, str], tuple[int, int]] | None = None,
 ) -> RestockPlan:
     """Plan every SKU x warehouse in ``positions``.
 
     ``outlooks`` holds a demand outlook per (sku, warehouse) starting the day after ``as_of`` and covering at
     least lead time + review days; positions without one are planned with zero demand. ``policy_for`` fixes the
-    policy of some SKU x warehouse pairs (the planner's engines set each one's quantile level). A line is a sell-out
+    policy of some SKU x warehouse pairs (the planner's engines set each one's quantile level), and ``levels`` their
+    ``(reorder point, order-up-to)`` (the engine's own, with its caps); both need negative-binomial outlooks. A line
+    is a sell-out
     risk when P(demand before the next replenishment > available) >= ``risk_threshold``.
     """
     if not 0 < risk_threshold <= 1:
@@ -644,7 +652,7 @@ def build_restock_plan(
                 f"policy needs {need} (lead time + review)"
             )
         items.append((pos, outlook, policy))
-    numbers = _batch_numbers(items, as_of)
+    numbers = _batch_numbers(items, as_of, levels)
     lines = [plan_line(pos, o, pol, as_of, _numbers=num) for (pos, o, pol), num in zip(items, numbers)]
     at_risk = [ln for ln in lines if ln.stockout_probability >= risk_threshold]
     at_risk_keys = {(ln.sku, ln.warehouse) for ln in at_risk}

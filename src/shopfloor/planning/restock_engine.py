@@ -171,6 +171,21 @@ def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray
     return out
 
 
+def order_levels(alpha: float, mean_lead: np.ndarray, mean_protect: np.ndarray, size: np.ndarray,
+                 tuning: EngineTuning, *, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order-up-to level and reorder point per SKU: the ``alpha`` quantiles of protection-interval and lead-time
+    demand (NB with ``size``), capped at ``mean + max_sd * sd``, the level at least ``presence_stock``. The engine
+    and the planner's plan lines both take their levels from here."""
+    up_to = nb_quantiles(alpha, mean_protect, size)
+    rop = nb_quantiles(alpha, mean_lead, size) if lead_time > 0 else np.zeros(len(up_to), dtype=np.int64)
+    if tuning.max_sd > 0:
+        sd = np.sqrt(mean_protect + mean_protect * mean_protect / size)
+        up_to = np.minimum(up_to, np.ceil(mean_protect + tuning.max_sd * sd)).astype(np.int64)
+        sd_lead = np.sqrt(mean_lead + mean_lead * mean_lead / size)
+        rop = np.minimum(rop, np.ceil(mean_lead + tuning.max_sd * sd_lead)).astype(np.int64)
+    return np.maximum(up_to, tuning.presence_stock), rop
+
+
 def censored_demand(sales: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
     """``E[D | D >= sales]`` for D ~ NB(mean, size): the demand estimate of a day that sold out.
 
@@ -473,15 +488,7 @@ class RestockEngine:
         if self._logit is None:
             self._logit = _logit(float(np.clip(self.initial_alpha(m_lead, m_prot, size),
                                                self.t.min_alpha, self.t.max_alpha)))
-        alpha = self.alpha
-        up_to = nb_quantiles(alpha, m_prot, size)
-        rop = nb_quantiles(alpha, m_lead, size) if self.lead_time > 0 else np.zeros(self.n, dtype=np.int64)
-        if self.t.max_sd > 0:
-            sd = np.sqrt(m_prot + m_prot * m_prot / size)
-            up_to = np.minimum(up_to, np.ceil(m_prot + self.t.max_sd * sd)).astype(np.int64)
-            sd_lead = np.sqrt(m_lead + m_lead * m_lead / size)
-            rop = np.minimum(rop, np.ceil(m_lead + self.t.max_sd * sd_lead)).astype(np.int64)
-        up_to = np.maximum(up_to, self.t.presence_stock)
+        up_to, rop = order_levels(self.alpha, m_lead, m_prot, size, self.t, lead_time=self.lead_time)
         return {"means": means, "mean_protect": m_prot, "mean_lead": m_lead, "size": size,
                 "order_up_to": up_to, "reorder_point": rop}
 
@@ -583,4 +590,5 @@ def calibrate_alpha(engine: RestockEngine, demand: np.ndarray, weekdays: Sequenc
     return float(1.0 / (1.0 + math.exp(-0.5 * (lo + hi))))
 
 
-__all__ = ["EngineTuning", "RestockEngine", "calibrate_alpha", "censored_demand", "nb_quantiles", "replay_history"]
+__all__ = ["EngineTuning", "RestockEngine", "calibrate_alpha", "censored_demand", "nb_quantiles", "order_levels",
+           "replay_history"]

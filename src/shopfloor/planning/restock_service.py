@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .restock import (
     build_restock_plan,
     check_fill_rate,
 )
-from .restock_engine import EngineTuning, RestockEngine, replay_history
+from .restock_engine import EngineTuning, RestockEngine, order_levels, replay_history
 
 Key = tuple[str, str]
 
@@ -85,6 +85,7 @@ class RestockPlanner:
             groups.setdefault((pol.lead_time_days, pol.review_days, float(target), pol.order_cap), []).append(pos)
         outlooks: dict[Key, DemandOutlook] = {}
         effective: dict[Key, ReplenishmentPolicy] = {}
+        levels: dict[Key, tuple[int, int]] = {}
         for (lead, review, target, cap), members in groups.items():
             engine = RestockEngine(lead_time=lead, review_days=review, fill_rate=target,
                                    tuning=replace(base, order_cap=cap))
@@ -101,15 +102,18 @@ class RestockPlanner:
             # the engine's first forecast day is today; the plan's day 1 is tomorrow
             engine.levels()  # fixes the starting quantile level for this group
             need = max(self.outlook_days, lead + review) + 1
-            means = engine.daily_means(need)[:, 1:]
-            size = engine.sizes(means[:, : lead + review].sum(axis=1))
+            means = np.maximum(engine.daily_means(need)[:, 1:], 0.0)
+            m_prot = means[:, : lead + review].sum(axis=1)
+            size = engine.sizes(m_prot)
             alpha = min(max(engine.alpha, 0.5), 0.9995)
+            up_to, rop = order_levels(alpha, means[:, :lead].sum(axis=1), m_prot, size, engine.t, lead_time=lead)
             for j, (pos, key) in enumerate(zip(members, keys)):
-                outlooks[key] = DemandOutlook(np.maximum(means[j], 0.0), float(size[j]))
+                outlooks[key] = DemandOutlook(means[j], float(size[j]))
+                levels[key] = (int(rop[j]), int(up_to[j]))
                 pol = self.policies.for_sku(pos.sku, pos.supplier)
                 effective[key] = replace(pol, service_level=alpha, fill_rate=target)
         plan = build_restock_plan(
-            positions, outlooks, catalog, self.policies, today, policy_for=effective,
+            positions, outlooks, catalog, self.policies, today, policy_for=effective, levels=levels,
             risk_threshold=self.risk_threshold, max_alternatives=self.max_alternatives,
         )
         if sku is None and warehouse is None:
