@@ -1,15 +1,18 @@
-"""Restock backtest benchmark: our NB lead-time-demand policy vs the MA + z*sigma*sqrt(L+R) baseline.
+"""Restock backtest benchmark: the shipped agent vs MA(28)*(L+R) + z*sigma*sqrt(L+R), at equal fill.
 
-Lost-sales, daily-review simulation on the M5 subset (280 item x store series), lead time 7 days, fill-rate
-targets 0.90 / 0.95 / 0.98, last 364 days scored. Our policy's mean comes from ``shopfloor.forecast`` (re-run
-every 7 days, blended with a daily SES x weekday model) and its spread from its own past (L+R)-day errors.
-Prints JSON with the achieved fill rates, average on-hand, and the inventory ratio ours / baseline at equal
-achieved fill rate (baseline curve interpolated over a z grid). ``--variants`` adds comparison runs of other
-mean/spread choices (cheap: they reuse the forecasts).
+Lost-sales, daily-review simulation, lead time 7, fill-rate targets 0.90 / 0.95 / 0.98. The policy is the one
+`shopfloor restock agent` and `shopfloor restock plan` run (``ReplenishmentAgent`` -> ``RestockEngine``), driven
+day by day through the agent protocol: it sees units sold and stock at close, never demand. The baseline sees
+demand (the textbook formula as usually simulated) and its z is bisected until its fill equals the agent's; the
+inventory ratio is agent / baseline average on-hand at that equal fill. Each window is scored after a 28-day warm-up.
 
-    PYTHONPATH=src python bench/restock_backtest.py [--history FILE] [--plot-out docs/img/restock_tradeoff.png]
-        [--demand blend|forecast|ses] [--variants ses:nb_shrunk,ses:error_variance,forecast:error_variance]
-        [--test-days 364] [--end-offset 0]
+Windows are labelled: on the M5 panel, windows whose scored days end on or before ``--selection-end``
+(2015-04-26) are the ones the engine's defaults were selected on (IN-SAMPLE); later windows, and every window of
+another dataset, are OUT-OF-SAMPLE.
+
+    PYTHONPATH=src python bench/restock_backtest.py                     # M5: 2013-14, 2014-15 (in), 2015-16 (out)
+    PYTHONPATH=src python bench/restock_backtest.py --history /tmp/restock-helper/uci_top200.csv.gz \\
+        --windows 0 --test-days 182                                     # UCI 2009-10 (bench/prepare_uci_restock.py)
 """
 
 from __future__ import annotations
@@ -18,95 +21,93 @@ import argparse
 import json
 import resource
 import sys
-from functools import partial
+import time
 
-from shopfloor.planning import ForecastCache, check_order_cap, forecast_package_means
-from shopfloor.planning.restock_backtest import DemandPanel, load_demand_panel, plot_tradeoff, run_restock_backtest
+from shopfloor.planning.restock_backtest import DemandPanel, load_demand_panel, run_restock_backtest
 
 M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 
 
-def _summary(t: dict) -> dict:
+def _row(t: dict) -> dict:
+    eq = t["baseline_at_equal_fill"]
     return {
         "target": t["target"],
-        "our_fill_rate": t["ours"]["fill_rate"],
+        "fill": t["ours"]["fill_rate"],
         "fill_error_pts": t["fill_error_pts"],
         "fill_within_1_5_pts": t["fill_within_1_5_pts"],
-        "our_avg_on_hand": t["ours"]["avg_on_hand"],
-        "mean_quantile_level": t["ours"]["mean_quantile_level"],
-        "baseline_at_target_z": t["baseline_at_target_z"],
-        "baseline_avg_on_hand_at_equal_fill": t["baseline_on_hand_at_equal_fill"],
-        "ratio_ours_over_baseline": t["inventory_ratio_vs_baseline"],
-        "inventory_reduction_pct": t["inventory_reduction_pct"],
-        "meets_10pct_target": t["meets_inventory_target"],
+        "avg_on_hand": t["ours"]["avg_on_hand"],
+        "baseline_z_at_equal_fill": eq["z"],
+        "baseline_avg_on_hand_at_equal_fill": eq["avg_on_hand"],
+        "ratio": t["inventory_ratio_vs_baseline"],
+        "reduction_pct": t["inventory_reduction_pct"],
+        "meets_10pct": t["meets_inventory_target"],
+        "baseline_at_target_z": {k: t["baseline_at_target_z"][k] for k in ("z", "fill_rate", "avg_on_hand")},
+        "agent_seconds": t["agent_seconds"],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--history", default=M5)
-    ap.add_argument("--lead-time", type=int, default=7)
+    ap.add_argument("--windows", default="728,364,0",
+                    help="comma-separated end offsets in days (0 = the panel's last window)")
     ap.add_argument("--test-days", type=int, default=364)
-    ap.add_argument("--end-offset", type=int, default=0,
-                    help="drop this many days from the end first (scores an earlier window)")
-    ap.add_argument("--demand", default="blend")
-    ap.add_argument("--spread", default="error_variance")
-    ap.add_argument("--forecast-model", default="auto")
-    ap.add_argument("--forecast-weight", type=float, default=None,
-                    help="share of the forecast package in the blend (default: the policy's DEFAULT_FORECAST_WEIGHT)")
-    ap.add_argument("--order-cap", type=float, default=None,
-                    help="capped-base-stock factor of our policy (0 = plain base stock; default: DEFAULT_ORDER_CAP)")
-    ap.add_argument("--variants", default="", help="comma-separated demand:spread pairs to run as well")
-    ap.add_argument("--plot-out", default=None)
-    ap.add_argument("--forecast-cache-dir", default=None,
-                    help="keep forecasts here (keyed by a hash of the exact history) so re-runs skip the fits")
+    ap.add_argument("--warmup-days", type=int, default=28)
+    ap.add_argument("--lead-time", type=int, default=7)
+    ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
+    ap.add_argument("--selection-end", default="2015-04-26",
+                    help="M5 windows scored up to this date were used to select the defaults (in-sample)")
+    ap.add_argument("--tuning", default="", help="engine knobs to override, e.g. calibration_days=0,controller_gain=0.3")
     args = ap.parse_args(argv)
-    panel = load_demand_panel(args.history)
-    if args.end_offset:
-        panel = DemandPanel(panel.ids, panel.dates[: -args.end_offset], panel.demand[:, : -args.end_offset])
-    # "auto" names whatever the forecast package's default is today: key the disk cache on the concrete spec.
-    from shopfloor.forecast import DEFAULT_MODEL
+    tuning = None
+    if args.tuning:
+        from dataclasses import fields
 
-    tag = DEFAULT_MODEL if args.forecast_model == "auto" else args.forecast_model
-    cache = ForecastCache(partial(forecast_package_means, model=args.forecast_model), args.forecast_cache_dir,
-                          tag=tag)
-    common = dict(service_levels=(0.90, 0.95, 0.98), lead_time=args.lead_time, test_days=args.test_days,
-                  forecast_model=args.forecast_model, forecaster=cache)
-    if args.forecast_weight is not None:
-        if not 0 <= args.forecast_weight <= 1:
-            ap.error("--forecast-weight must be between 0 and 1")
-        common["forecast_weight"] = args.forecast_weight
-    if args.order_cap is not None:
+        from shopfloor.planning.restock_engine import EngineTuning
+
+        types = {f.name: f.type for f in fields(EngineTuning)}
+        over = {}
+        for pair in args.tuning.split(","):
+            key, _, value = pair.partition("=")
+            over[key] = int(value) if types.get(key) in ("int", int) else float(value)
         try:
-            check_order_cap(args.order_cap)
+            tuning = EngineTuning.from_mapping(over)
         except ValueError as exc:
-            ap.error(f"--order-cap: {exc}")
-        common["order_cap"] = args.order_cap
-    result = run_restock_backtest(panel, demand=args.demand, spread=args.spread, **common)
-    variants = {}
-    for pair in filter(None, args.variants.split(",")):
-        demand, spread = pair.split(":")
-        variants[pair] = run_restock_backtest(panel, demand=demand, spread=spread, **common)
-    result["variants"] = variants
-    if args.plot_out:
-        plot_tradeoff(result, args.plot_out)
-    summary = {
+            ap.error(f"--tuning: {exc}")
+    full = load_demand_panel(args.history)
+    is_m5 = args.history == M5
+    targets = tuple(float(x) for x in args.fill_rates.split(","))
+    t0 = time.perf_counter()
+    windows = []
+    for off in (int(x) for x in args.windows.split(",")):
+        panel = full if off == 0 else DemandPanel(full.ids, full.dates[:-off], full.demand[:, :-off])
+        res = run_restock_backtest(panel, service_levels=targets, lead_time=args.lead_time,
+                                   test_days=args.test_days, warmup_days=args.warmup_days, tuning=tuning)
+        scored_to = res["data"]["scored_to"]
+        in_sample = is_m5 and scored_to <= args.selection_end
+        windows.append({
+            "end_offset": off,
+            "scored": f"{res['data']['scored_from']}..{scored_to}",
+            "sample": "in-sample (selection)" if in_sample else "out-of-sample",
+            "targets": [_row(t) for t in res["targets"]],
+        })
+        print(json.dumps({"window": windows[-1]["scored"], "sample": windows[-1]["sample"],
+                          "fill/ratio": [(r["fill"], r["ratio"]) for r in windows[-1]["targets"]]}),
+              file=sys.stderr, flush=True)
+    out = {
         "benchmark": "restock_backtest",
-        "data": result["data"],
-        "lead_time_days": result["lead_time_days"],
-        "policy": result["policy"],
-        "order_cap": result["order_cap"],
-        "forecast_calls": cache.calls,
-        "targets": [_summary(t) for t in result["targets"]],
-        "variants": {
-            name: {"policy": v["policy"], "targets": [_summary(t) for t in v["targets"]]} for name, v in variants.items()
-        },
-        "baseline_curve": result["baseline_curve"],
-        "runtime_s": result["runtime_s"],
-        "runtime_s_with_variants": round(result["runtime_s"] + sum(v["runtime_s"] for v in variants.values()), 2),
+        "history": args.history,
+        "series": int(full.demand.shape[0]),
+        "lead_time_days": args.lead_time,
+        "warmup_days": args.warmup_days,
+        "policy": res["policy"],
+        "tuning": res["tuning"],
+        "baseline": res["baseline"],
+        "windows": windows,
+        "runtime_s": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    json.dump(summary, sys.stdout, indent=2)
+    json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

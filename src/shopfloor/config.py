@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     restock_policy_file: Path | None = Field(
         default=None,
         description="TOML, YAML or JSON restock policy: [defaults], [suppliers.<name>], [skus.<sku>] with "
-        "lead_time_days, review_days, service_level, moq, pack_size, supplier, order_cap (capped base stock; "
-        "0 = off). None: built-in defaults (7, 1, 0.95, 1, 1, order_cap 1.25).",
+        "lead_time_days, review_days, fill_rate (the fill-rate target; service_level is read as the target when "
+        "fill_rate is absent), moq, pack_size, supplier, order_cap (capped base stock; 0 = off). None: built-in "
+        "defaults (7, 1, 0.95, 1, 1, order_cap 1.25).",
     )
     restock_history_days: int = Field(default=182, ge=14, description="Days of order history the demand model fits on.")
     restock_outlook_days: int = Field(default=56, ge=1, description="Days ahead for projected stockout dates.")
@@ -104,16 +105,6 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1, description="Sell-out risk when P(stockout before replenishment) >= this."
     )
     restock_max_alternatives: int = Field(default=3, ge=0, description="In-stock alternatives listed per risk.")
-    restock_demand_model: str = Field(
-        default="blend", pattern="^(blend|forecast|ses)$",
-        description="Restock mean model: blend (shopfloor.forecast + daily SES, the backtested default), forecast, "
-        "or ses (no forecast-package call).",
-    )
-    restock_forecast_model: str = Field(default="auto", description="shopfloor.forecast model spec for restock.")
-    restock_calibration_days: int = Field(
-        default=0, ge=0, description="Days over which restock re-runs the forecast weekly to fit its error spread "
-        "(0: one forecast per plan; the spread then comes from the SES model's own errors).",
-    )
     # --- promise ---------------------------------------------------------------------------------
     promise_confidence: float = Field(default=0.9, gt=0.5, lt=1.0, description="Confidence of deliver_by.")
     promise_limited_threshold: int = Field(default=5, ge=1, description="Fewer units left than this: limited.")

@@ -206,3 +206,48 @@ def test_plan_and_import_need_a_reachable_schema(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "database_url" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["restock", "plan", "--json", "--csv"])
     assert r.exit_code == 2 and "choose one" in r.output
+
+
+def test_plan_takes_a_fill_rate_target_and_a_higher_target_orders_up_to_more(client):
+    lines = {}
+    for target in (0.90, 0.99):
+        r = client.get("/v1/plans/restock", params={"fill_rate": target, "sku": "TEA-1"}, headers=client.admin)
+        assert r.status_code == 200, r.text
+        [ln] = r.json()["lines"]
+        assert ln["fill_rate_target"] == target
+        assert 0.5 <= ln["service_level"] < 1  # the quantile level chosen to meet it
+        lines[target] = ln
+    assert lines[0.99]["order_up_to"] > lines[0.90]["order_up_to"]
+    assert lines[0.99]["service_level"] > lines[0.90]["service_level"]
+    r = client.get("/v1/plans/restock", params={"fill_rate": 1.5}, headers=client.admin)
+    assert r.status_code == 422 and "fill_rate" in r.text
+
+
+def test_policy_file_fill_rate_is_the_default_target(db_url, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[defaults]\nlead_time_days = 7\nfill_rate = 0.97\n")
+    container = build_container(Settings(database_url=db_url, restock_policy_file=policy), clock=FixedClock(NOW))
+    _seed(container.engine)
+    from shopfloor.store.restock import build_restock_planner
+
+    try:
+        plan = build_restock_planner(container).plan()
+    finally:
+        container.close()
+    assert {ln.fill_rate_target for ln in plan.lines} == {0.97}
+
+
+def test_cli_plan_takes_fill_rate_and_refuses_a_bad_one_naming_the_option(client, db_url, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    runner = CliRunner()
+    r = runner.invoke(app, ["restock", "plan", "--json", "--fill-rate", "0.98"])
+    assert r.exit_code == 0, r.output
+    assert {ln["fill_rate_target"] for ln in json.loads(r.stdout)["lines"]} == {0.98}
+    r = runner.invoke(app, ["restock", "plan", "--fill-rate", "1.2"])
+    assert r.exit_code == 2 and "--fill-rate" in r.output and "Traceback" not in r.output

@@ -59,11 +59,29 @@ def test_backtest_cli_reports_bad_input_in_one_line(tmp_path):
     bad.write_text("sku,day,units\nA,2020-01-01,3\n")
     r = runner.invoke(app, ["restock", "backtest", "--history", str(bad)])
     assert r.exit_code == 2 and "unique_id, ds, y" in r.output
-    r = runner.invoke(app, ["restock", "backtest", "--history", str(bad), "--service-levels", "0.9,abc"])
-    assert r.exit_code == 2 and "--service-levels" in r.output
+    r = runner.invoke(app, ["restock", "backtest", "--history", str(bad), "--fill-rates", "0.9,abc"])
+    assert r.exit_code == 2 and "--fill-rates" in r.output
     r = runner.invoke(app, ["restock", "backtest", "--history", str(bad), "--order-cap", "0.5"])
     assert r.exit_code == 2 and "--order-cap" in r.output and "Traceback" not in r.output
     short = tmp_path / "s.csv"
     short.write_text("unique_id,ds,y\n" + "".join(f"a,2020-01-{d:02d},1\n" for d in range(1, 29)))
     r = runner.invoke(app, ["restock", "backtest", "--history", str(short)])
     assert r.exit_code == 2 and "history has 28 days" in r.output
+
+
+def test_backtest_cli_runs_the_shipped_agent_and_prints_json(tmp_path):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = "".join(f"s{i},{d.date()},{rng.poisson(2 + i)}\n" for i in range(4)
+                   for d in __import__("pandas").date_range("2020-01-01", periods=200))
+    hist = tmp_path / "h.csv"
+    hist.write_text("unique_id,ds,y\n" + rows)
+    r = CliRunner().invoke(app, ["restock", "backtest", "--history", str(hist), "--fill-rates", "0.9",
+                                 "--test-days", "56", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert "restock agent" in out["policy"] and out["targets"][0]["target"] == 0.9
+    assert out["targets"][0]["baseline_at_equal_fill"]["z"] is not None

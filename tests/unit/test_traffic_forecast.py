@@ -117,3 +117,51 @@ def test_mstl_refuses_less_than_two_days():
     with pytest.raises(TraceError) as err:
         forecast_traffic_mstl(five, horizon=12)
     assert err.value.field == "frame"
+
+
+# --- surges that recur, crowds that leave ---------------------------------------------------------------------------
+
+
+def _flat_with_surges(days: int, surge_days: set[int], at: int = 600, length: int = 60, factor: float = 5.0):
+    rng = np.random.default_rng(9)
+    values = rng.poisson(50.0, days * 1440).astype(float)
+    for d in surge_days:
+        start = d * 1440 + at
+        values[start : start + length] = rng.poisson(50.0 * factor, length)
+    return values
+
+
+def _forecast_at(values: np.ndarray, minute: int, horizon: int = 15, **config) -> np.ndarray:
+    model = OnlineTrafficForecaster(OnlineForecastConfig(**config))
+    model.observe_many(values[:minute])
+    return model.forecast(horizon).mean
+
+
+def test_a_surge_that_came_back_on_two_previous_days_is_forecast_before_it_starts():
+    values = _flat_with_surges(8, surge_days={2, 5, 6})  # 3 of the 7 previous days: the median ignores it
+    mean = _forecast_at(values, 7 * 1440 + 600 - 10)
+    assert mean.max() > 3 * 50
+    without = _forecast_at(values, 7 * 1440 + 600 - 10, recurring_rank=0)
+    assert without.max() < 1.5 * 50
+
+
+def test_a_surge_seen_on_one_previous_day_only_is_not_planned_for():
+    values = _flat_with_surges(8, surge_days={6})
+    assert _forecast_at(values, 7 * 1440 + 600 - 10).max() < 1.5 * 50
+
+
+def test_the_level_follows_a_crowd_down_at_once_when_it_leaves():
+    values = np.concatenate([np.full(60, 50.0), np.full(30, 400.0), np.full(6, 50.0)])
+    model = OnlineTrafficForecaster()
+    model.observe_many(values)
+    assert model.level() == pytest.approx(50.0)
+    model_slow = OnlineTrafficForecaster(OnlineForecastConfig(drop_factor=0))
+    model_slow.observe_many(values)
+    assert model_slow.level() > 200
+
+
+def test_a_noisy_lull_at_a_few_requests_a_minute_does_not_count_as_a_crowd_leaving():
+    values = np.array([4.0] * 15 + [1.0, 0.0, 1.0, 2.0, 1.0])  # slow mean 3.25, fast 1.0: a lull, not a drop
+    model = OnlineTrafficForecaster()
+    model.observe_many(values)
+    assert model.level() == pytest.approx(values.mean())

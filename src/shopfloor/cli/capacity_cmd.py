@@ -26,30 +26,79 @@ def _load_trace(trace: Path, tz: str):
         fail(f"--tz: {exc}")
 
 
+def _load_events(events: Path | None, tz: str):
+    if events is None:
+        return []
+    from ..planning.campaigns import CalendarError, read_events
+
+    try:
+        return read_events(events, tz=tz)
+    except CalendarError as exc:
+        fail(f"--events {exc.field}: {exc.message}" if exc.field != "events" else f"--events: {exc.message}")
+
+
+def _parse_seeds(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--flash-crowds: {text!r} is not a comma-separated list of whole-number seeds")
+    if not seeds:
+        fail("--flash-crowds: give at least one seed, e.g. --flash-crowds 1,2")
+    return seeds
+
+
 @capacity_app.command("backtest")
 def backtest(
-    trace: Path = typer.Option(..., "--trace", help="CSV with columns minute,count (requests per minute)."),
+    trace: list[Path] = typer.Option(
+        ..., "--trace", help="CSV with columns minute,count (requests per minute). Repeat for several traces."
+    ),
     capacity_per_replica: float | None = typer.Option(
         None,
         "--capacity-per-replica",
-        help="Requests per minute one replica serves (trace units). Default: ceil(peak minute / 20).",
+        help="Requests per minute one replica serves (trace units). Default: ceil(peak minute / 20), per trace.",
     ),
     lag_minutes: int = typer.Option(10, "--lag-minutes", help="Minutes from requesting a replica to it being ready."),
     schedule_out: Path | None = typer.Option(
-        None, "--schedule-out", help="Write the predictive schedule (minute,demand,requested,ready) as CSV here."
+        None, "--schedule-out", help="Write the predictive schedule (minute,demand,requested,ready) as CSV here "
+        "(one trace only)."
     ),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of demand and both planners' ready capacity."),
-    tz: str = typer.Option("UTC", "--tz", help="Time zone of naive timestamps in the trace (e.g. Etc/GMT+4)."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG of demand and both planners' ready capacity (one trace only)."
+    ),
+    tz: list[str] = typer.Option(
+        ["UTC"], "--tz", help="Time zone of naive timestamps (e.g. Etc/GMT+4): once for all traces, or once per "
+        "--trace in the same order."
+    ),
     quantile: float = typer.Option(0.95, "--quantile", help="Upper quantile of minute demand the planner covers."),
     headroom: float = typer.Option(1.0, "--headroom", help="Multiplier on the upper-quantile forecast."),
     refit_every: int = typer.Option(10, "--refit-every", help="Minutes between scheduled re-forecasts."),
     scale_in_window: int = typer.Option(5, "--scale-in-window", help="Minutes a lower target must last to scale in."),
+    events: Path | None = typer.Option(
+        None, "--events", help="Campaign calendar (CSV start,end,kind[,uplift] or YAML/JSON rows): the planner "
+        "pre-scales for known events; the report shows the planner with and without it."
+    ),
+    flash_crowds: str | None = typer.Option(
+        None, "--flash-crowds", help="Also replay every trace with seeded synthetic flash crowds (x3-x10, 1-5 min "
+        "ramps, 30-120 min, irregular and daily-recurring), one row per seed, e.g. --flash-crowds 1,2,3."
+    ),
+    crowd_calendar: bool = typer.Option(
+        False, "--crowd-calendar", help="Announce the injected crowds as calendar events (uplift learned from the "
+        "kind's past crowds), to measure what a campaign calendar is worth."
+    ),
+    select_on: list[str] = typer.Option(
+        [], "--select-on", help="Choose the configuration on the traces whose file name contains this (repeat), "
+        "real and with the first crowd seed; every other row is out-of-sample. Default: the built-in defaults."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report (stdout) instead of a table."),
 ) -> None:
-    """Replay the trace strictly forward through the reactive HPA baseline and the predictive planner.
+    """Replay traces strictly forward through the reactive HPA baseline and the predictive planner.
 
-    Minutes missing from the trace count as zero demand. Both planners follow the same rules: replicas are ready
-    `lag` minutes after their request, removed at once, and cost from request to removal.
+    Minutes missing from a trace count as zero demand. Both planners follow the same rules: replicas are ready
+    `lag` minutes after their request, removed at once, and cost from request to removal. With one trace (and
+    no --flash-crowds or --select-on) the full single-trace report is printed; otherwise one row per trace, each
+    labelled in-sample (seen by the choice of configuration) or out-of-sample.
     """
     from ..forecast.traffic import OnlineForecastConfig
     from ..planning.capacity import CapacityInputError, PredictiveConfig, run_backtest
@@ -66,18 +115,38 @@ def backtest(
         fail(f"--refit-every: must be >= 1, got {refit_every}")
     if scale_in_window < 1:
         fail(f"--scale-in-window: must be >= 1, got {scale_in_window}")
-    series = _load_trace(trace, tz)
-    peak = float(series.max())
-    if capacity_per_replica is None:
-        capacity_per_replica = float(max(1, math.ceil(peak / 20)))
+    if len(tz) not in (1, len(trace)):
+        fail(f"--tz: give one zone for all traces or one per --trace ({len(trace)}), got {len(tz)}")
+    zones = tz * len(trace) if len(tz) == 1 else tz
+    seeds = _parse_seeds(flash_crowds)
+    if crowd_calendar and not seeds:
+        fail("--crowd-calendar: needs --flash-crowds")
+    calendar = _load_events(events, zones[0])
+    series_list = [_load_trace(path, zone) for path, zone in zip(trace, zones)]
     config = PredictiveConfig(
         headroom=headroom,
         refit_every=refit_every,
         scale_in_window=scale_in_window,
         forecast=OnlineForecastConfig(quantile=quantile),
     )
+    multi = len(trace) > 1 or seeds or select_on
+    if multi:
+        if schedule_out is not None or plot is not None:
+            fail("--schedule-out/--plot: only with a single --trace (no --flash-crowds or --select-on)")
+        _backtest_table(trace, series_list, config, calendar, seeds, crowd_calendar, select_on, lag_minutes,
+                        capacity_per_replica, as_json)
+        return
+    series = series_list[0]
+    trace_path = trace[0]
+    peak = float(series.max())
+    if capacity_per_replica is None:
+        capacity_per_replica = float(max(1, math.ceil(peak / 20)))
     from rich.progress import Progress
 
+    from ..planning.campaigns import events_on_grid
+
+    start = series.index[0].to_pydatetime()
+    grid_events = events_on_grid(calendar, start, len(series)) if calendar else []
     try:
         with Progress(console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task("replaying minutes", total=len(series))
@@ -86,14 +155,18 @@ def backtest(
                 capacity=capacity_per_replica,
                 lag=lag_minutes,
                 config=config,
-                start=series.index[0].to_pydatetime(),
+                start=start,
                 progress=lambda done: progress.update(task, completed=done),
+                events=grid_events,
             )
     except CapacityInputError as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
     out = report.to_dict()
-    out["trace"] = str(trace)
+    out["trace"] = str(trace_path)
     out["peak_minute"] = peak
+    if events is not None:
+        out["events_file"] = str(events)
+        out["events_in_trace"] = len(grid_events)
     if schedule_out is not None:
         schedule_out.parent.mkdir(parents=True, exist_ok=True)
         from ..forecast.traffic import format_minutes_like_source
@@ -112,15 +185,75 @@ def backtest(
         return
     from rich.table import Table
 
-    table = Table(title=f"capacity backtest: {trace.name} (C={capacity_per_replica:g}/min, lag={lag_minutes} min)")
+    table = Table(
+        title=f"capacity backtest: {trace_path.name} (C={capacity_per_replica:g}/min, lag={lag_minutes} min)"
+    )
     for col in ("planner", "violation minutes", "replica-minutes"):
         table.add_column(col)
     table.add_row("reactive HPA", str(out["reactive"]["violation_minutes"]), str(out["reactive"]["replica_minutes"]))
     table.add_row("predictive", str(out["predictive"]["violation_minutes"]), str(out["predictive"]["replica_minutes"]))
+    if out["with_calendar"] is not None:
+        cal = out["with_calendar"]
+        table.add_row(f"predictive + calendar ({cal['events']} events)", str(cal["violation_minutes"]),
+                      str(cal["replica_minutes"]))
     console.print(table)
     console.print(
         f"violations {out['violation_reduction_pct']}% fewer, replica-minutes {out['extra_replica_minutes_pct']}% more"
     )
+
+
+def _backtest_table(trace_paths, series_list, config, calendar, seeds, crowd_calendar, select_on, lag,
+                    capacity, as_json) -> None:
+    from rich.progress import Progress
+
+    from ..planning.capacity import CapacityInputError
+    from ..planning.capacity_protocol import CANDIDATES, build_cases, run_protocol
+
+    names = [p.stem for p in trace_paths]
+    if len(set(names)) != len(names):
+        fail("--trace: two traces have the same file name; rename one so rows can be told apart")
+    if select_on and not any(frag.lower() in n.lower() for frag in select_on for n in names):
+        fail(f"--select-on: no --trace file name contains {', '.join(select_on)}")
+    traces = [(n, s.to_numpy(dtype=float), s.index[0].to_pydatetime()) for n, s in zip(names, series_list)]
+    cases = build_cases(traces, crowd_seeds=seeds, calendar=calendar, crowd_calendar=crowd_calendar)
+    try:
+        with Progress(console=err_console, transient=True, disable=as_json) as progress:
+            total = len(cases) + (len(CANDIDATES) if select_on else 0)
+            task = progress.add_task("replaying traces", total=total)
+            result = run_protocol(
+                cases, lag=lag, select_on=select_on, config=config, capacity=capacity,
+                progress=lambda _name: progress.advance(task),
+            )
+    except CapacityInputError as exc:
+        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+    result["traces"] = [str(p) for p in trace_paths]
+    result["flash_crowd_seeds"] = seeds
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    with_cal = any("calendar_violation_ratio" in r for r in result["rows"])
+    table = Table(title=f"capacity backtest, lag {lag} min, configuration: {result['configuration']}")
+    cols = ["trace", "sample", "C", "reactive viol.", "predictive viol.", "viol. ratio", "replica-min ratio", "target"]
+    if with_cal:
+        cols += ["+calendar viol. ratio", "+calendar replica-min ratio"]
+    for col in cols:
+        table.add_column(col)
+    for r in result["rows"]:
+        cells = [r["trace"], r["sample"], f"{r['capacity_per_replica']:g}", str(r["reactive_violation_minutes"]),
+                 str(r["predictive_violation_minutes"]), _ratio(r["violation_ratio"]),
+                 _ratio(r["replica_minutes_ratio"]), "met" if r["meets_target"] else "NOT met"]
+        if with_cal:
+            cells += [_ratio(r.get("calendar_violation_ratio")), _ratio(r.get("calendar_replica_minutes_ratio"))]
+        table.add_row(*cells)
+    console.print(table)
+    if result["selection"]:
+        console.print(f"chosen on: {', '.join(result['selection']['cases'])}")
+
+
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @capacity_app.command("plan")
@@ -147,6 +280,11 @@ def plan(
     ),
     deployment: str | None = typer.Option(None, "--deployment", help="Deployment to scale (default: settings)."),
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace (default: settings)."),
+    events: Path | None = typer.Option(
+        None, "--events", help="Campaign calendar (CSV start,end,kind[,uplift] or YAML/JSON rows; naive times in "
+        "--tz): pre-scale for known events (uplift learned from the kind's past events when not given); each "
+        "becomes a KEDA cron trigger."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list."""
@@ -162,6 +300,7 @@ def plan(
     from ..planning.k8s import options_from_settings, write_manifests
 
     settings = load_settings()
+    calendar = _load_events(events, tz)
     at: datetime | None = None
     if now is not None:
         try:
@@ -195,7 +334,9 @@ def plan(
             series = _load_trace(trace, tz)
             at = at or (series.index[-1] + pd.Timedelta(minutes=1)).to_pydatetime()
             policy = policy_from_settings(settings, **overrides)
-            the_plan = plan_capacity(series, policy, now=at, history_days=settings.capacity_history_days)
+            the_plan = plan_capacity(
+                series, policy, now=at, history_days=settings.capacity_history_days, events=calendar
+            )
             entries, source = [], "none"
             if forecast_frame is not None:
                 templates = WarmUrlTemplates(
@@ -219,7 +360,7 @@ def plan(
             container = build_container(settings)
             try:
                 svc = CapacityService(container.engine, settings, container.clock)
-                the_plan = svc.plan(at, **overrides)
+                the_plan = svc.plan(at, events=calendar, **overrides)
                 entries, source = svc.warm_list(the_plan, forecast_frame)
             except CapacityInputError:
                 raise
@@ -244,6 +385,10 @@ def plan(
     for w in body["windows"]:
         table.add_row(w["start"], w["end"], w["request_at"], str(w["replicas"]), str(w["forecast_upper_rpm"]))
     console.print(table)
+    for ev in body["events"]:
+        replicas = ev["replicas"] if ev["replicas"] is not None else "no uplift known: not pre-scaled"
+        console.print(f"event {ev['kind']} {ev['start']} .. {ev['end']}: uplift {ev['uplift']} ({ev['uplift_source']}),"
+                      f" replicas {replicas}, request at {ev['request_at']}")
     if entries:
         console.print(f"cache-warm list ({source}):")
         for e in entries[:20]:

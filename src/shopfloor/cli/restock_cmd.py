@@ -1,4 +1,4 @@
-"""`shopfloor restock` commands: plan, import-pos, backtest."""
+"""`shopfloor restock` commands: plan, agent, import-pos, backtest."""
 
 from __future__ import annotations
 
@@ -25,17 +25,26 @@ def plan_cmd(
     sku: str = typer.Option(None, "--sku", help="Only this SKU."),
     warehouse: str = typer.Option(None, "--warehouse", help="Only this warehouse."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the human-readable output."),
+    fill_rate: float = typer.Option(None, "--fill-rate", help="Fill-rate target for every SKU (units sold / units "
+                                    "demanded, e.g. 0.95); default: each policy's fill_rate."),
 ) -> None:
     """Build today's restock plan from SHOPFLOOR_DATABASE_URL (stock, open purchase orders, order history)."""
     if as_json and as_csv:
         fail("choose one of --json and --csv")
+    if fill_rate is not None:
+        from ..planning.restock import check_fill_rate
+
+        try:
+            check_fill_rate(fill_rate)
+        except ValueError as exc:
+            fail(f"--fill-rate: {exc}")
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..store.restock import build_restock_planner
 
     container = _container()
     try:
-        plan = build_restock_planner(container).plan(sku=sku, warehouse=warehouse)
+        plan = build_restock_planner(container).plan(sku=sku, warehouse=warehouse, fill_rate=fill_rate)
     except ValueError as exc:
         fail(f"restock_policy_file: {exc}")
     except SQLAlchemyError as exc:
@@ -51,6 +60,53 @@ def plan_cmd(
         writer.writerows(plan.csv_rows())
         return
     print_plan_summary(plan, top=top)
+
+
+@restock_app.command("agent")
+def agent_cmd(
+    fill_rate: float = typer.Option(None, "--fill-rate", help="Portfolio fill-rate target (units sold / demanded); "
+                                    "default 0.95."),
+    lead_time: int = typer.Option(None, "--lead-time", min=0, help="Days from an order to its arrival; default 7."),
+    review_days: int = typer.Option(None, "--review-days", min=1, help="Days between orders; default 1 (daily)."),
+    policy: Path = typer.Option(None, "--policy", help="Policy file (TOML/YAML/JSON); its [defaults] fill_rate, "
+                                "lead_time_days, review_days, order_cap, moq and pack_size apply unless given "
+                                "as options."),
+) -> None:
+    """Replenishment agent: one JSON line per store day on stdin, one JSON line of orders on stdout.
+
+    In: {"date", "sales": {sku: units}, "on_hand": {sku: n}, "on_order": {sku: n}, "catalog": {sku: {...}}} (the
+    first line may add "history": [{"date", "sku", "units"}]). Out: {"orders": {sku: qty}} for orders placed at the
+    end of that day, or {"error": {"field", "message"}} for a line it cannot use (it keeps going).
+    """
+    from dataclasses import replace
+
+    from ..planning.restock import PolicyBook, check_fill_rate
+    from ..planning.restock_agent import ReplenishmentAgent
+    from ..planning.restock_engine import EngineTuning
+
+    try:
+        d = PolicyBook.load(policy).defaults if policy is not None else None
+    except ValueError as exc:
+        fail(f"--policy: {exc}")
+    if d is None:
+        d = replace(PolicyBook().defaults, fill_rate=0.95)
+    fill_rate = d.fill_rate_target if fill_rate is None else fill_rate
+    lead_time = d.lead_time_days if lead_time is None else lead_time
+    review_days = d.review_days if review_days is None else review_days
+    moq, pack = d.moq, d.pack_size
+    tuning = replace(EngineTuning(), order_cap=d.order_cap)
+    try:
+        check_fill_rate(fill_rate)
+    except ValueError as exc:
+        fail(f"--fill-rate: {exc}")
+    agent = ReplenishmentAgent(fill_rate=fill_rate, lead_time=lead_time, review_days=review_days, tuning=tuning,
+                               moq=moq, pack_size=pack)
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        out.write(json.dumps(agent.handle_line(line), separators=(",", ":")) + "\n")
+        out.flush()
 
 
 # Short names for the sell-out actions in the terminal table (the JSON and CSV keep the full ones).
@@ -134,76 +190,76 @@ def _parse_levels(text: str) -> list[float]:
     try:
         levels = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        fail(f"--service-levels: {text!r} is not a comma-separated list of numbers")
-    if not levels or any(not 0.5 < x < 1 for x in levels):
-        fail("--service-levels: each level must be between 0.5 and 1 (exclusive)")
+        fail(f"--fill-rates: {text!r} is not a comma-separated list of numbers")
+    if not levels or any(not 0.5 <= x < 1 for x in levels):
+        fail("--fill-rates: each target must be in [0.5, 1)")
     return levels
 
 
 @restock_app.command("backtest")
 def backtest_cmd(
     history: Path = typer.Option(..., "--history", help="Long demand file: unique_id,ds,y or M5 long (item_id,store_id,date,value); CSV(.gz) or Parquet."),
-    service_levels: str = typer.Option("0.90,0.95,0.98", "--service-levels", help="Comma-separated fill-rate targets."),
+    fill_rates: str = typer.Option("0.90,0.95,0.98", "--fill-rates", "--service-levels",
+                                   help="Comma-separated fill-rate targets."),
     lead_time: int = typer.Option(7, "--lead-time", min=0, help="Supplier lead time in days."),
     review_days: int = typer.Option(1, "--review-days", min=1, help="Days between reviews (1 = daily)."),
     test_days: int = typer.Option(364, "--test-days", min=28, help="Scored days at the end of the history."),
-    warmup_days: int = typer.Option(91, "--warmup-days", min=0, help="Simulated but unscored days before them."),
-    demand: str = typer.Option("blend", "--demand", help="Our mean model: blend (shopfloor.forecast re-run weekly + "
-                               "daily SES; default), forecast, or ses."),
-    forecast_model: str = typer.Option("auto", "--forecast-model", help="shopfloor.forecast model spec."),
-    spread: str = typer.Option("error_variance", "--spread", help="error_variance (default) or nb_shrunk."),
-    order_cap: float = typer.Option(None, "--order-cap", help="Capped-base-stock factor of our policy: one order "
-                                    "is at most this x the level's rate per review period (0 = no cap; default "
-                                    "1.25)."),
+    warmup_days: int = typer.Option(28, "--warmup-days", min=0, help="Simulated but unscored days before them."),
+    end_offset: int = typer.Option(0, "--end-offset", min=0, help="Drop this many days from the end first (scores "
+                                   "an earlier window)."),
+    order_cap: float = typer.Option(None, "--order-cap", help="Capped-base-stock factor: one order is at most this "
+                                    "x the level's rate per review period (0 = no cap; default 1.25)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
-    plot_out: Path = typer.Option(None, "--plot-out", help="Save the fill-rate vs on-hand trade-off PNG here."),
 ) -> None:
-    """Lost-sales periodic-review simulation: our policy vs MA + z*sigma*sqrt(L+R) on held-out demand."""
+    """Lost-sales simulation of the shipped agent (sees sales, not demand) vs MA + z*sigma*sqrt(L+R) at equal fill."""
+    from dataclasses import replace
+
     from rich.progress import Progress
 
-    from ..planning.restock_backtest import DEFAULT_Z_GRID, load_demand_panel, plot_tradeoff, run_restock_backtest
+    from ..planning.restock import check_order_cap
+    from ..planning.restock_backtest import DemandPanel, load_demand_panel, run_restock_backtest
+    from ..planning.restock_engine import EngineTuning
 
-    levels = _parse_levels(service_levels)
+    levels = _parse_levels(fill_rates)
+    tuning = EngineTuning()
     if order_cap is not None:
-        from ..planning.restock import check_order_cap
-
         try:
-            check_order_cap(order_cap)
+            tuning = replace(tuning, order_cap=check_order_cap(order_cap))
         except ValueError as exc:
             fail(f"--order-cap: {exc}")
-    extra = {} if order_cap is None else {"order_cap": order_cap}
     try:
         panel = load_demand_panel(history)
     except ValueError as exc:
         fail(f"--history: {exc}")
-    steps = len(DEFAULT_Z_GRID) + len(levels)
+    if end_offset:
+        if end_offset >= len(panel.dates):
+            fail(f"--end-offset: {end_offset} is not shorter than the history ({len(panel.dates)} days)")
+        panel = DemandPanel(panel.ids, panel.dates[:-end_offset], panel.demand[:, :-end_offset])
     with Progress(transient=True, console=console if not as_json else None, disable=as_json) as prog:
-        task = prog.add_task("simulating", total=steps)
+        task = prog.add_task("simulating", total=len(levels))
         try:
             result = run_restock_backtest(
-                panel, service_levels=levels, lead_time=lead_time, review_days=review_days,
-                test_days=test_days, warmup_days=warmup_days, demand=demand, forecast_model=forecast_model,
-                spread=spread, progress=lambda msg: prog.update(task, advance=1, description=msg), **extra,
+                panel, service_levels=levels, lead_time=lead_time, review_days=review_days, test_days=test_days,
+                warmup_days=warmup_days, tuning=tuning,
+                progress=lambda msg: prog.update(task, advance=1, description=msg),
             )
         except ValueError as exc:
             fail(f"--history: {exc}" if "history" in str(exc) else str(exc))
-    if plot_out is not None:
-        result["plot"] = str(plot_tradeoff(result, plot_out))
     if as_json:
         print_json(result)
         return
     from rich.table import Table
 
     t = Table(title=f"Restock backtest ({result['data']['series']} series, {result['data']['scored_days']} scored days)")
-    for col in ("target", "our fill", "our on-hand", "baseline fill @z", "baseline on-hand @z",
-                "baseline on-hand @ our fill", "reduction"):
+    for col in ("target", "agent fill", "agent on-hand", "baseline fill @z", "baseline on-hand @z",
+                "baseline on-hand @ agent fill", "reduction"):
         t.add_column(col, overflow="fold")
     for r in result["targets"]:
         t.add_row(f"{r['target']:.2f}", f"{r['ours']['fill_rate']:.4f}", f"{r['ours']['avg_on_hand']:.2f}",
                   f"{r['baseline_at_target_z']['fill_rate']:.4f}", f"{r['baseline_at_target_z']['avg_on_hand']:.2f}",
                   str(r["baseline_on_hand_at_equal_fill"]), f"{r['inventory_reduction_pct']}%")
     console.print(t)
-    console.print(json.dumps({"runtime_s": result["runtime_s"], "plot": result.get("plot")}))
+    console.print(json.dumps({"runtime_s": result["runtime_s"]}))
 
 
 def register(app: typer.Typer) -> None:

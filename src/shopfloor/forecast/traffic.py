@@ -220,7 +220,18 @@ class OnlineForecastConfig:
     smooth_minutes: half-width of the moving average applied to past days before taking ratios.
     quantile: the upper quantile reported (of one minute's demand).
     residual_minutes: how many recent standardised errors the quantile is taken from.
-    min_base: past-day windows with less mean traffic than this do not vote (outages, empty nights).
+    drop_factor: when the fast window's mean falls below ``1 / drop_factor`` of the slow one, by more than three
+        Poisson sigmas of the fast mean (a surge has ended, not a noisy lull), the fast mean is the level (0
+        disables).
+    min_base: past-day windows with less mean traffic (plus ``base_pseudo_count``) than this do not vote (outages).
+    base_pseudo_count: added to both sides of each past day's ratio, so that a quiet hour with a few requests a
+        minute still votes without its ratio exploding (a surge out of a near-empty night is still planned for).
+    recurring_rank / recurring_factor: a surge that came back at this time of day on at least ``recurring_rank``
+        of the previous days (0 disables) replaces the median when it is more than ``recurring_factor`` x the
+        median: daily deals and newsletters recur on most days but not on all, and the median would drop them.
+    recurring_smooth / recurring_tolerance: for that test past days are smoothed over only +-``recurring_smooth``
+        minutes and widened by a running max of +-``recurring_tolerance`` minutes (a surge that starts a few
+        minutes earlier today is covered from its first minute). ``recurring_tolerance <= smooth_minutes``.
     """
 
     level_minutes: int = 20
@@ -230,6 +241,12 @@ class OnlineForecastConfig:
     quantile: float = 0.9
     residual_minutes: int = 3 * MINUTES_PER_DAY
     min_base: float = 1.0
+    drop_factor: float = 2.0
+    recurring_rank: int = 2
+    recurring_factor: float = 2.5
+    recurring_smooth: int = 2
+    recurring_tolerance: int = 3
+    base_pseudo_count: float = 1.0
 
 
 class OnlineTrafficForecaster:
@@ -244,6 +261,10 @@ class OnlineTrafficForecaster:
         self.config = config or OnlineForecastConfig()
         if not 0.5 <= self.config.quantile < 1:
             raise TraceError("quantile", f"{self.config.quantile} is not in [0.5, 1)")
+        if not 0 <= self.config.recurring_tolerance <= self.config.smooth_minutes:
+            raise TraceError("recurring_tolerance", "must be within 0..smooth_minutes")
+        if self.config.base_pseudo_count < 0:
+            raise TraceError("base_pseudo_count", "must be >= 0")
         self._y = np.zeros(MINUTES_PER_WEEK, dtype=float)
         self._n = 0
         # Ring buffer of standardised errors; the quantile is refreshed at most every 30 new errors.
@@ -291,7 +312,8 @@ class OnlineTrafficForecaster:
 
     def level(self) -> float:
         """Current level: mean of the last ``level_minutes`` minutes, or of the last ``fast_level_minutes`` when
-        that is higher (rises are followed fast, falls smoothly). 0 before any data."""
+        that is higher (rises are followed fast, falls smoothly) or ``drop_factor`` times lower (a crowd left).
+        0 before any data."""
         m = min(self.config.level_minutes, self._n)
         if m == 0:
             return 0.0
@@ -299,15 +321,31 @@ class OnlineTrafficForecaster:
         f = min(self.config.fast_level_minutes, self._n)
         if f <= 0:
             return slow
-        return max(slow, float(self._y[self._n - f : self._n].mean()))
+        fast = float(self._y[self._n - f : self._n].mean())
+        if (
+            self.config.drop_factor > 0
+            and fast * self.config.drop_factor < slow
+            and slow - fast > 3.0 * math.sqrt(slow / f + 1.0)
+        ):
+            # A crowd has left (traffic fell several-fold within minutes, by far more than the fast window's
+            # Poisson noise): follow it down now rather than paying for the slow window's memory of the surge.
+            return fast
+        return max(slow, fast)
 
-    def seasonal_ratio(self, horizon: int) -> np.ndarray:
-        """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window)."""
+    def seasonal_ratio(self, horizon: int, level: float | None = None) -> np.ndarray:
+        """Median over previous days of (smoothed traffic at each future minute) / (traffic in the level window).
+
+        Where a surge recurred (see ``recurring_rank``) the recurring value replaces the median; given today's
+        ``level``, only where the surge stands out of Poisson noise at that level.
+        """
         cfg = self.config
         n, m, w = self._n, cfg.level_minutes, cfg.smooth_minutes
         ratios = []
+        peaks = []
         weights = []
         kernel = np.ones(2 * w + 1) / (2 * w + 1)
+        tol = cfg.recurring_tolerance
+        narrow = np.ones(2 * cfg.recurring_smooth + 1) / (2 * cfg.recurring_smooth + 1)
         for day in range(1, cfg.history_days + 1):
             anchor = n - day * MINUTES_PER_DAY
             lo = anchor - max(m, w)
@@ -315,11 +353,19 @@ class OnlineTrafficForecaster:
             if lo < 0 or hi > n:
                 continue
             base = float(self._y[anchor - m : anchor].mean())
-            if base < cfg.min_base:
+            if base + cfg.base_pseudo_count < cfg.min_base:
                 continue
             seg = self._y[anchor - w : anchor + horizon + w]
             smooth = np.convolve(seg, kernel, mode="valid")[:horizon]
-            ratios.append(smooth / base)
+            k = cfg.base_pseudo_count
+            ratios.append((smooth + k) / (base + k))
+            if cfg.recurring_rank >= 1:
+                # Onsets kept sharp (short mean) and widened by the timing tolerance (a running max), so a surge
+                # that starts a few minutes earlier today is still covered from its first minute.
+                lo2 = anchor - w
+                sharp = np.convolve(self._y[lo2 : anchor + horizon + w], narrow, mode="same")
+                sharp = np.lib.stride_tricks.sliding_window_view(sharp[w - tol : w + horizon + tol], 2 * tol + 1)
+                peaks.append((sharp.max(axis=1)[:horizon] + k) / (base + k))
             # The same weekday last week carries the weekly pattern (weekend vs weekday shape): weight it double.
             weights.append(2.0 if day == 7 else 1.0)
         if not ratios:
@@ -327,14 +373,26 @@ class OnlineTrafficForecaster:
         stack = np.vstack(ratios)
         if len(ratios) == 1:
             return stack[0]
-        return _weighted_median(stack, np.asarray(weights))
+        median = _weighted_median(stack, np.asarray(weights))
+        rank = cfg.recurring_rank
+        if rank >= 1 and len(ratios) >= rank:
+            # A surge that came back at this time of day on at least ``rank`` of the previous days (a daily deal,
+            # a newsletter) is planned for even when it did not come every day: the median would drop it.
+            kth = np.sort(np.vstack(peaks), axis=0)[-rank]
+            surge = kth > cfg.recurring_factor * median
+            if level is not None:
+                # In requests at today's level, the recurring surge must stand out of one minute's Poisson noise by
+                # three sigmas: at one or two requests a minute a 2.5x "surge" is just noise.
+                surge &= (kth - median) * level > 3.0 * np.sqrt(median * level + 1.0)
+            median = np.where(surge, kth, median)
+        return median
 
     def forecast(self, horizon: int) -> TrafficForecast:
         """Mean and upper-quantile forecasts of the next ``horizon`` minutes (from minute index ``observed``)."""
         if horizon < 1:
             raise TraceError("horizon", "must be at least 1")
         lvl = self.level()
-        ratio = self.seasonal_ratio(horizon)
+        ratio = self.seasonal_ratio(horizon, lvl)
         mean = np.maximum(lvl * ratio, 0.0)
         z = max(self._error_quantile(), 0.0)
         upper = mean + z * np.sqrt(mean + 1.0)

@@ -11,10 +11,6 @@ from ..lazy import lazy_exports
 
 _EXPORTS = {
     # --- restock ---
-    "HorizonErrorVariance": "demand_model",
-    "ForecastCache": "forecast_outlook",
-    "PeriodicForecastModel": "forecast_outlook",
-    "forecast_package_means": "forecast_outlook",
     "DemandOutlook": "lead_time",
     "EmpiricalDemand": "lead_time",
     "NegBinomialDemand": "lead_time",
@@ -31,8 +27,11 @@ _EXPORTS = {
     "inventory_position": "restock",
     "projected_stockout_day": "restock",
     "round_order_quantity": "restock",
+    "check_fill_rate": "restock",
+    "EngineTuning": "restock_engine",
+    "RestockEngine": "restock_engine",
+    "ReplenishmentAgent": "restock_agent",
     "RestockPlanner": "restock_service",
-    "outlooks_from_history": "restock_service",
 }
 
 __all__ = sorted(_EXPORTS)

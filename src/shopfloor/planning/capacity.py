@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from .campaigns import CampaignEvent, MinuteEvent, events_on_grid, learn_uplift
 from ..forecast.traffic import (
     MINUTES_PER_DAY,
     OnlineForecastConfig,
@@ -142,6 +143,7 @@ class PredictiveConfig:
     upper_cap_over_mean: if > 0, the band never exceeds this multiple of the mean forecast.
     trend_ratio / trend_window: also treat as a surge a climb where the mean of the last half of the last
         ``trend_window`` minutes exceeds ``trend_ratio x`` the first half's (and 3 Poisson sigmas); 0 disables.
+    event_lead_minutes: known calendar events are pre-scaled for from ``lag + event_lead_minutes`` before start.
     forecast: knobs of the online traffic forecaster.
     """
 
@@ -158,6 +160,7 @@ class PredictiveConfig:
     band_scale_min: float = 0.05
     band_scale_max: float = 2.0
     trend_window: int = 6
+    event_lead_minutes: int = 5
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -171,12 +174,21 @@ class PredictivePlanner:
         config: PredictiveConfig | None = None,
         *,
         target_utilization: Fraction | float = Fraction(7, 10),
+        events: Sequence[MinuteEvent] = (),
     ) -> None:
         _check_positive("capacity_per_replica", capacity)
         _check_non_negative_int("lag_minutes", lag)
         self.capacity = capacity
         self.lag = lag
         self.config = config or PredictiveConfig()
+        _check_non_negative_int("event_lead_minutes", self.config.event_lead_minutes)
+        # Campaign calendar: events by start; a kind's learned uplift is cached until another of its events ends.
+        self.events = sorted(events, key=lambda e: e.start)
+        self._next_event = 0
+        self._active: list[MinuteEvent] = []
+        self._event_base: dict[int, tuple[float, float]] = {}
+        self._uplift_cache: dict[str, tuple[int, float | None]] = {}
+        self.event_minutes_prescaled = 0
         if self.config.refit_every < 1:
             raise CapacityInputError("refit_every", "must be at least 1 minute")
         if self.config.scale_in_window < 1:
@@ -258,11 +270,56 @@ class PredictivePlanner:
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
         predicted = self._need_from_forecast(minute)
-        raw = max(floor, predicted, 1)
+        raw = max(floor, predicted, self._need_from_calendar(), 1)
         self._targets.append(raw)
         out = raw if raw >= requested else min(requested, max(self._targets))
         self._track_budget(minute, out)
         return out
+
+    def _learned_uplift(self, kind: str) -> float | None:
+        n = self.forecaster.observed
+        ended = sum(1 for e in self.events if e.kind == kind and e.end <= n)
+        cached = self._uplift_cache.get(kind)
+        if cached is None or cached[0] != ended:
+            past = [e for e in self.events if e.kind == kind and e.end <= n]
+            cached = (ended, learn_uplift(self.forecaster.history(), past, kind) if past else None)
+            self._uplift_cache[kind] = cached
+        return cached[1]
+
+    def _need_from_calendar(self) -> int:
+        """Replicas for known events: from ``lead = lag + event_lead_minutes`` before each start until ``lead``
+        after it (or its end), the mean traffic forecast as it stood when pre-scaling began (so the event's own
+        traffic is not counted twice) times the event's uplift (given, or learned from the kind's past events)."""
+        if not self.events:
+            return 0
+        n = self.forecaster.observed
+        lead = self.lag + self.config.event_lead_minutes
+        while self._next_event < len(self.events) and self.events[self._next_event].start - lead <= n:
+            self._active.append(self.events[self._next_event])
+            self._next_event += 1
+        # Pre-scaling covers the onset: once the event has been live for a boot lag, replicas asked for on its
+        # observed traffic are ready and the forecast and reactive floor carry it (an unknown uplift guessed too
+        # high would otherwise be paid for the whole event).
+        self._active = [e for e in self._active if min(e.end, e.start + lead) > n]
+        need = 0.0
+        for ev in self._active:
+            uplift = ev.uplift if ev.uplift is not None else self._learned_uplift(ev.kind)
+            if uplift is None:
+                continue
+            key = id(ev)
+            if key not in self._event_base:
+                fc = self.forecaster.forecast(self.lag + 1)
+                k = int(fc.mean.argmax())
+                z = max(float(fc.upper[k] - fc.mean[k]), 0.0) / math.sqrt(float(fc.mean[k]) + 1.0)
+                self._event_base[key] = (float(fc.mean[k]), z)
+            base, z = self._event_base[key]
+            # The event's mean, with the forecaster's noise band at that level (Poisson-like: it grows as a root).
+            expected = base * uplift
+            need = max(need, expected + z * math.sqrt(expected + 1.0))
+        if need <= 0:
+            return 0
+        self.event_minutes_prescaled += 1
+        return math.ceil(need * self.config.headroom / self.capacity - 1e-9)
 
     def _track_budget(self, minute: int, decided: int) -> None:
         """Steer the band scale so replica-minutes stay within ``cost_budget`` of target tracking alone.
@@ -387,12 +444,28 @@ class BacktestReport:
     start: datetime | None = None
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    predictive_seconds: float = 0.0
+    with_calendar: SimulationResult | None = None
+    events: int = 0
+
+    def ratios(self, result: SimulationResult | None = None) -> tuple[float | None, float | None]:
+        """(violation-minutes, replica-minutes) of ``result`` (default: the predictive run) over the reactive."""
+        p, r = result or self.predictive, self.reactive
+        viol = p.violation_minutes / r.violation_minutes if r.violation_minutes else None
+        cost = p.replica_minutes / r.replica_minutes if r.replica_minutes else None
+        return viol, cost
 
     def to_dict(self) -> dict[str, Any]:
         r, p = self.reactive, self.predictive
-        viol_ratio = p.violation_minutes / r.violation_minutes if r.violation_minutes else None
-        cost_ratio = p.replica_minutes / r.replica_minutes if r.replica_minutes else None
+        viol_ratio, cost_ratio = self.ratios()
+        calendar = None
+        if self.with_calendar is not None:
+            cv, cc = self.ratios(self.with_calendar)
+            calendar = dict(self.with_calendar.summary(), events=self.events, violation_ratio=cv,
+                            replica_minutes_ratio=cc)
         return {
+            "with_calendar": calendar,
+            "predictive_replay_seconds": round(self.predictive_seconds, 2),
             "minutes": self.minutes,
             "start": self.start.isoformat() if self.start else None,
             "capacity_per_replica": self.capacity_per_replica,
@@ -431,17 +504,29 @@ def run_backtest(
     config: PredictiveConfig | None = None,
     start: datetime | None = None,
     progress: Any = None,
+    events: Sequence[MinuteEvent] = (),
 ) -> BacktestReport:
-    """Replay ``demand`` through the HPA baseline and the predictive planner under identical rules."""
+    """Replay ``demand`` through the HPA baseline and the predictive planner under identical rules.
+
+    With ``events`` (a campaign calendar on the trace's minute grid) the predictive planner is replayed twice,
+    without and with the calendar, so that the calendar's effect is measured on the same trace.
+    """
     import time
 
     values = np.asarray(demand, dtype=float)
     config = config or PredictiveConfig()
     t0 = time.perf_counter()
     reactive = simulate(values, HpaReactivePlanner(capacity), capacity=capacity, lag=lag)
+    t1 = time.perf_counter()
     predictive = simulate(
         values, PredictivePlanner(capacity, lag, config), capacity=capacity, lag=lag, progress=progress
     )
+    predictive_seconds = time.perf_counter() - t1
+    with_calendar = None
+    if events:
+        with_calendar = simulate(
+            values, PredictivePlanner(capacity, lag, config, events=events), capacity=capacity, lag=lag
+        )
     cfg = asdict(config)
     return BacktestReport(
         minutes=len(values),
@@ -453,6 +538,9 @@ def run_backtest(
         start=start,
         seconds=time.perf_counter() - t0,
         config=cfg,
+        predictive_seconds=predictive_seconds,
+        with_calendar=with_calendar,
+        events=len(events),
     )
 
 
@@ -543,6 +631,36 @@ class CapacitySlot:
 
 
 @dataclass(frozen=True)
+class PlannedEvent:
+    """A calendar event the plan pre-scales for: replicas ready from ``start`` (asked for at ``request_at``).
+
+    ``uplift_source`` is ``given`` (from the calendar), ``learned`` (median of the kind's past events in the
+    history) or ``none`` (no uplift known: ``replicas`` is None and nothing is pre-scaled).
+    """
+
+    start: datetime
+    end: datetime
+    request_at: datetime
+    kind: str
+    uplift: float | None
+    uplift_source: str
+    baseline_rpm: float
+    replicas: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "request_at": self.request_at.isoformat(),
+            "kind": self.kind,
+            "uplift": None if self.uplift is None else round(self.uplift, 3),
+            "uplift_source": self.uplift_source,
+            "baseline_rpm": round(self.baseline_rpm, 2),
+            "replicas": self.replicas,
+        }
+
+
+@dataclass(frozen=True)
 class CapacityPlan:
     """The next hours' replica schedule plus the reactive floor the live autoscaler keeps applying."""
 
@@ -553,6 +671,7 @@ class CapacityPlan:
     last_minute_requests: float
     observed_minutes: int
     forecast: pd.DataFrame = field(repr=False, compare=False, default_factory=pd.DataFrame)
+    events: list[PlannedEvent] = field(default_factory=list)
 
     @property
     def peak_replicas(self) -> int:
@@ -598,6 +717,7 @@ class CapacityPlan:
             },
             "slots": [s.to_dict() for s in self.slots],
             "windows": [s.to_dict() for s in self.windows()],
+            "events": [e.to_dict() for e in self.events],
         }
 
 
@@ -607,6 +727,7 @@ def plan_capacity(
     *,
     now: datetime,
     history_days: int = 8,
+    events: Sequence[CampaignEvent] = (),
 ) -> CapacityPlan:
     """Plan replicas per slot for ``policy.horizon_minutes`` after ``now`` from a per-minute request series.
 
@@ -614,6 +735,9 @@ def plan_capacity(
     Each slot gets ``ceil(max upper-quantile forecast in the slot x headroom / capacity)`` replicas, never below
     the HPA signal of the last observed minute for the first slot nor ``min_replicas``, capped at
     ``max_replicas``. A drop in the count is delayed by ``scale_in_slots`` slots.
+
+    ``events`` (a campaign calendar) that have not ended by ``now`` are planned too (:func:`plan_events`): slots
+    they overlap get at least the event's replicas, and the plan lists them (their KEDA cron triggers).
     """
     from ..forecast.traffic import to_minute_grid
 
@@ -671,11 +795,19 @@ def plan_capacity(
     for i, count in enumerate(raw_counts):
         window = raw_counts[max(0, i - policy.scale_in_slots) : i + 1]
         held.append(max(window))
+    planned = plan_events(values, now, events, policy) if events else []
+    for ev in planned:
+        if ev.replicas is None:
+            continue
+        for i, slot in enumerate(slots):
+            if slot.start < ev.end and slot.end > ev.start:
+                held[i] = max(held[i], ev.replicas)
     slots = [
         CapacitySlot(s.start, s.end, s.request_at, n, s.forecast_mean_rpm, s.forecast_upper_rpm)
         for s, n in zip(slots, held)
     ]
     return CapacityPlan(
+        events=planned,
         generated_at=now,
         policy=policy,
         slots=slots,
@@ -684,6 +816,58 @@ def plan_capacity(
         observed_minutes=len(values),
         forecast=fc.to_frame(now),
     )
+
+
+def plan_events(
+    values: np.ndarray, now: datetime, events: Sequence[CampaignEvent], policy: CapacityPolicy
+) -> list[PlannedEvent]:
+    """Replicas for each calendar event that has not ended by ``now``.
+
+    ``values`` are the per-minute counts of the minutes just before ``now``. Baseline: the median over the last 7
+    days of the mean traffic in the hour before the event's clock time (the hour before an event is how its
+    uplift is measured, see :mod:`shopfloor.planning.campaigns`), or the last hour when no day has it. Replicas:
+    ``ceil(baseline x uplift x headroom / C)`` within ``[min_replicas, max_replicas]``.
+    """
+    n = len(values)
+    grid_start = now - timedelta(minutes=n)
+    on_grid = events_on_grid(events, grid_start, n + 10 * 365 * MINUTES_PER_DAY)
+    past = [e for e in on_grid if e.end <= n]
+    out: list[PlannedEvent] = []
+    for event in events:
+        if event.end <= now:
+            continue
+        g = events_on_grid([event], grid_start, n + 10 * 365 * MINUTES_PER_DAY)
+        if not g:
+            continue
+        ev = g[0]
+        if event.uplift is not None:
+            uplift, source = event.uplift, "given"
+        else:
+            uplift = learn_uplift(values, past, event.kind)
+            source = "learned" if uplift is not None else "none"
+        hours = []
+        for day in range(1, 8):
+            lo = ev.start - day * MINUTES_PER_DAY - 60
+            if 0 <= lo and lo + 60 <= n:
+                hours.append(float(values[lo : lo + 60].mean()))
+        baseline = float(np.median(hours)) if hours else float(values[-60:].mean()) if n else 0.0
+        replicas = None
+        if uplift is not None:
+            need = math.ceil(baseline * uplift * policy.headroom / policy.capacity_per_minute - 1e-9)
+            replicas = min(max(need, policy.min_replicas), policy.max_replicas)
+        out.append(
+            PlannedEvent(
+                start=event.start,
+                end=event.end,
+                request_at=event.start - timedelta(minutes=policy.lag_minutes),
+                kind=event.kind,
+                uplift=uplift,
+                uplift_source=source,
+                baseline_rpm=baseline,
+                replicas=replicas,
+            )
+        )
+    return out
 
 
 def _horizon_aware_upper(
@@ -852,7 +1036,9 @@ __all__ = [
     "CapacitySlot",
     "HpaReactivePlanner",
     "PredictiveConfig",
+    "PlannedEvent",
     "PredictivePlanner",
+    "plan_events",
     "ReplicaSet",
     "SimulationResult",
     "WarmEntry",

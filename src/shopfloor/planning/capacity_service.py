@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -20,6 +20,7 @@ from .capacity import (
     plan_capacity,
     policy_from_settings,
 )
+from .campaigns import CampaignEvent
 from .k8s import hpa_fallback, options_from_settings, scaled_object
 
 
@@ -45,11 +46,14 @@ class CapacityService:
         since = now - timedelta(days=self.settings.capacity_history_days)
         return series_from_totals(request_totals(self.engine, since, now))
 
-    def plan(self, now: datetime | None = None, **policy_overrides: Any) -> CapacityPlan:
+    def plan(
+        self, now: datetime | None = None, *, events: Sequence[CampaignEvent] = (), **policy_overrides: Any
+    ) -> CapacityPlan:
+        """Plan from the request rollups; ``events`` is an optional campaign calendar to pre-scale for."""
         now = now or self.clock.now()
         policy = policy_from_settings(self.settings, **policy_overrides)
         return plan_capacity(
-            self.traffic(now), policy, now=now, history_days=self.settings.capacity_history_days
+            self.traffic(now), policy, now=now, history_days=self.settings.capacity_history_days, events=events
         )
 
     def manifests(self, plan: CapacityPlan, **option_overrides: Any) -> dict[str, dict]:

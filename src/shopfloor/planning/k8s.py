@@ -1,7 +1,9 @@
 """Kubernetes manifests that actuate a :class:`~shopfloor.planning.capacity.CapacityPlan`.
 
 * A KEDA ``ScaledObject`` (``keda.sh/v1alpha1``): one ``cron`` trigger per planned window (start = window start
-  minus the boot lag, so replicas are ready when the window opens; ``desiredReplicas`` = the plan), plus the
+  minus the boot lag, so replicas are ready when the window opens; ``desiredReplicas`` = the plan), one per
+  campaign-calendar event with a known or learned uplift (``event-<kind>-NNN``: from the event's start minus the
+  boot lag to its end, however far ahead it is), plus the
   reactive floor: a ``prometheus`` trigger on requests/s (threshold = per-replica capacity x target utilisation)
   and a ``cpu`` trigger. KEDA hands all triggers to one HPA, which scales to the *largest* of them: predictive
   plus target tracking, as the plan promises. Scale-in is slowed by an HPA ``behavior`` stabilisation window.
@@ -79,6 +81,12 @@ def _cron(at: datetime, tz: ZoneInfo) -> str:
     return f"{local.minute} {local.hour} {local.day} {local.month} *"
 
 
+def _dns_fragment(kind: str) -> str:
+    """An event kind as a trigger-name fragment (lower case, letters, digits and dashes, at most 30 chars)."""
+    frag = re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
+    return (frag or "event")[:30].strip("-") or "event"
+
+
 def _labels(options: ManifestOptions) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": options.deployment,
@@ -122,6 +130,21 @@ def scaled_object(plan: CapacityPlan, options: ManifestOptions) -> dict[str, Any
                     "start": _cron(window.request_at, tz),
                     "end": _cron(window.end, tz),
                     "desiredReplicas": str(window.replicas),
+                },
+            }
+        )
+    for i, event in enumerate(plan.events):
+        if event.replicas is None or event.replicas <= policy.min_replicas:
+            continue  # no uplift known (nothing to pre-scale for), or the floor already covers it
+        triggers.append(
+            {
+                "type": "cron",
+                "name": f"event-{_dns_fragment(event.kind)}-{i:03d}",
+                "metadata": {
+                    "timezone": options.cron_timezone,
+                    "start": _cron(event.request_at, tz),
+                    "end": _cron(event.end, tz),
+                    "desiredReplicas": str(event.replicas),
                 },
             }
         )

@@ -50,6 +50,9 @@ class ReplenishmentPolicy:
     pack_size: int = 1
     supplier: str | None = None
     order_cap: float = DEFAULT_ORDER_CAP
+    #: Portfolio fill-rate target (units sold / units demanded) the planner steers to; ``None`` reads
+    #: ``service_level`` as the target (policy files written before fill rates existed).
+    fill_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.lead_time_days, int) or self.lead_time_days < 0:
@@ -63,6 +66,20 @@ class ReplenishmentPolicy:
         if not isinstance(self.pack_size, int) or self.pack_size < 1:
             raise ValueError(f"pack_size must be an integer >= 1, got {self.pack_size!r}")
         check_order_cap(self.order_cap)
+        if self.fill_rate is not None:
+            check_fill_rate(self.fill_rate)
+
+    @property
+    def fill_rate_target(self) -> float:
+        """The fill-rate target in force: ``fill_rate``, else ``service_level``."""
+        return float(self.fill_rate if self.fill_rate is not None else self.service_level)
+
+
+def check_fill_rate(value: Any) -> float:
+    """``value`` if it is a valid fill-rate target (a number in [0.5, 1)), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value < 1:
+        raise ValueError(f"fill_rate must be a number in [0.5, 1), got {value!r}")
+    return float(value)
 
 
 def check_order_cap(value: Any) -> float:
@@ -309,6 +326,9 @@ class RestockLine:
     stockout_probability: float
     next_replenishment: date
     expected_fill_rate: float | None
+    #: The fill-rate target this line is planned for (``service_level`` is then the common quantile level the
+    #: fill-rate controller chose to meet it).
+    fill_rate_target: float | None = None
     #: True when capped base stock ordered less than ``order_up_to - inventory_position`` (the rest follows at
     #: later reviews; see :func:`order_shortfall`).
     order_capped: bool = False
@@ -389,7 +409,7 @@ class RestockPlan:
 
     CSV_COLUMNS = (
         "sku", "warehouse", "supplier", "on_hand", "reserved", "on_order", "inventory_position",
-        "lead_time_days", "review_days", "service_level", "mean_daily_demand", "lead_time_demand_mean",
+        "lead_time_days", "review_days", "fill_rate_target", "service_level", "mean_daily_demand", "lead_time_demand_mean",
         "reorder_point", "order_up_to", "order_qty", "order_capped", "urgent", "order_by", "expected_arrival",
         "projected_stockout_date", "stockout_probability", "next_replenishment", "expected_fill_rate",
     )
@@ -478,6 +498,7 @@ def plan_line(
         stockout_probability=float(p_stockout),
         next_replenishment=as_of + timedelta(days=usable_day),
         expected_fill_rate=expected_fill,
+        fill_rate_target=policy.fill_rate,
         order_capped=want < order_up_to - ip,
     )
 
@@ -525,7 +546,8 @@ def _policy_shortfall(order_up_to: int, reorder_point: int, position: int, polic
 
 
 def _batch_numbers(
-    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date
+    items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]], as_of: date,
+    levels: Mapping[tuple[str, str], tuple[int, int]] | None = None,
 ) -> list[_LineNumbers | None]:
     """Vectorised quantiles, stockout probabilities and fill rates for negative-binomial outlooks.
 
@@ -560,6 +582,10 @@ def _batch_numbers(
         return np.where(mean > 0, np.nan_to_num(q), 0).astype(np.int64)
 
     rop, upto = ppf(m_lead), ppf(m_prot)
+    for j, i in enumerate(idx):
+        fixed = (levels or {}).get((items[i][0].sku, items[i][0].warehouse))
+        if fixed is not None:
+            rop[j], upto[j] = fixed
     r_u, p_u = _nb_params(m_until, size)
     p_stock = np.where(m_until > 0, stats.nbinom.sf(np.floor(avail), r_u, p_u), 0.0)
     for j, i in enumerate(idx):
@@ -598,11 +624,16 @@ def build_restock_plan(
     *,
     risk_threshold: float = 0.5,
     max_alternatives: int = 3,
+    policy_for: Mapping[tuple[str, str], ReplenishmentPolicy] | None = None,
+    levels: Mapping[tuple[str, str], tuple[int, int]] | None = None,
 ) -> RestockPlan:
     """Plan every SKU x warehouse in ``positions``.
 
     ``outlooks`` holds a demand outlook per (sku, warehouse) starting the day after ``as_of`` and covering at
-    least lead time + review days; positions without one are planned with zero demand. A line is a sell-out
+    least lead time + review days; positions without one are planned with zero demand. ``policy_for`` fixes the
+    policy of some SKU x warehouse pairs (the planner's engines set each one's quantile level), and ``levels`` their
+    ``(reorder point, order-up-to)`` (the engine's own, with its caps); both need negative-binomial outlooks. A line
+    is a sell-out
     risk when P(demand before the next replenishment > available) >= ``risk_threshold``.
     """
     if not 0 < risk_threshold <= 1:
@@ -610,7 +641,7 @@ def build_restock_plan(
     positions = list(positions)
     items: list[tuple[StockPosition, DemandOutlook, ReplenishmentPolicy]] = []
     for pos in sorted(positions, key=lambda p: (p.sku, p.warehouse)):
-        policy = policies.for_sku(pos.sku, pos.supplier)
+        policy = (policy_for or {}).get((pos.sku, pos.warehouse)) or policies.for_sku(pos.sku, pos.supplier)
         need = policy.lead_time_days + policy.review_days
         outlook = outlooks.get((pos.sku, pos.warehouse))
         if outlook is None:
@@ -621,7 +652,7 @@ def build_restock_plan(
                 f"policy needs {need} (lead time + review)"
             )
         items.append((pos, outlook, policy))
-    numbers = _batch_numbers(items, as_of)
+    numbers = _batch_numbers(items, as_of, levels)
     lines = [plan_line(pos, o, pol, as_of, _numbers=num) for (pos, o, pol), num in zip(items, numbers)]
     at_risk = [ln for ln in lines if ln.stockout_probability >= risk_threshold]
     at_risk_keys = {(ln.sku, ln.warehouse) for ln in at_risk}
@@ -649,6 +680,6 @@ def build_restock_plan(
 __all__ = [
     "Alternative", "AlternativeIndex", "CatalogEntry", "PolicyBook", "ReplenishmentPolicy", "RestockLine",
     "RestockPlan", "SellOutRisk", "StockPosition", "build_restock_plan", "find_alternatives",
-    "DEFAULT_ORDER_CAP", "POLICY_FILE_FORMATS", "check_order_cap", "inventory_position", "order_shortfall",
+    "DEFAULT_ORDER_CAP", "POLICY_FILE_FORMATS", "check_fill_rate", "check_order_cap", "inventory_position", "order_shortfall",
     "plan_line", "projected_stockout_day", "round_order_quantity", "round_order_quantities",
 ]

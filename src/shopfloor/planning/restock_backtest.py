@@ -1,16 +1,17 @@
-"""Restock backtest: our forecast-quantile policy vs the classic normal safety-stock baseline.
+"""Restock backtest: the shipped replenishment agent vs the classic normal safety-stock baseline.
 
-Lost-sales, periodic-review simulation (:mod:`shopfloor.planning.restock_sim`) on held-out daily demand. For
-each fill-rate target we report the achieved fill rate and average on-hand units of our policy, the baseline run
-at ``z = Phi^-1(target)``, and the baseline's whole trade-off curve over a grid of ``z`` so that the two can be
-compared at *equal achieved fill rate* (linear interpolation of the baseline's curve).
+Lost-sales, periodic-review simulation on daily demand. The policy under test is ``shopfloor restock agent``
+(:class:`~shopfloor.planning.restock_agent.ReplenishmentAgent`, the engine ``restock plan`` uses), driven one
+day at a time through its JSON-lines protocol: it sees units sold and stock at close, never demand. For each
+fill-rate target we report its achieved fill rate and average on-hand units, the baseline at
+``z = Phi^-1(target)``, and the baseline with ``z`` bisected until its fill equals the agent's, so that the two are
+compared at *equal achieved fill rate*.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,21 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .demand_model import DemandModelConfig
-from .forecast_outlook import (
-    DEFAULT_FORECAST_WEIGHT,
-    ForecastCache,
-    Forecaster,
-    PeriodicForecastModel,
-    forecast_package_means,
-)
-from .restock import DEFAULT_ORDER_CAP, check_order_cap
-from .restock_sim import SPREADS, ForecastQuantilePolicy, NormalSafetyStockPolicy, simulate
-
-DEMAND_MODELS = ("blend", "forecast", "ses")
-#: Picked by the M5 backtest (docs/benchmarks/restock.md).
-DEFAULT_DEMAND = "blend"
-DEFAULT_Z_GRID = tuple(np.round(np.arange(-0.5, 5.01, 0.25), 2))
+from .restock_engine import EngineTuning
+from .restock_sim import NormalSafetyStockPolicy, SimulationResult, simulate
 
 
 @dataclass(frozen=True)
@@ -79,13 +67,107 @@ def load_demand_panel(path: str | Path) -> DemandPanel:
     return DemandPanel(list(wide.index.astype(str)), full, wide.to_numpy(dtype=np.int64))
 
 
-def _interp_baseline(curve: list[dict], fill: float) -> float | None:
-    pts = sorted((c["fill_rate"], c["avg_on_hand"]) for c in curve)
-    fills = np.array([a for a, _ in pts])
-    oh = np.array([b for _, b in pts])
-    if not fills[0] <= fill <= fills[-1]:
-        return None
-    return float(np.interp(fill, fills, oh))
+def neutral_start(history: np.ndarray, lead_time: int, review_days: int, target: float, window: int = 28) -> np.ndarray:
+    """Stock on hand when a simulation starts: the textbook level for ``target`` from the last ``window`` days,
+    the same for every policy compared (nothing in transit)."""
+    hist = np.asarray(history, dtype=float)[:, -window:]
+    mu = hist.mean(axis=1)
+    sd = hist.std(axis=1, ddof=1) if hist.shape[1] > 1 else np.zeros(len(mu))
+    h = lead_time + review_days
+    return np.maximum(np.ceil(mu * h + stats.norm.ppf(target) * sd * np.sqrt(h)), 0).astype(np.int64)
+
+
+AgentStep = Callable[[dict], dict]
+
+
+def simulate_agent(
+    panel: DemandPanel,
+    step: AgentStep,
+    *,
+    lead_time: int,
+    start: int,
+    warmup: int,
+    on_hand: np.ndarray,
+    history_days: int | None = None,
+    categories: Sequence[str] | None = None,
+) -> SimulationResult:
+    """Lost-sales simulation of a replenishment agent speaking the ``shopfloor restock agent`` protocol.
+
+    Same timeline as :func:`~shopfloor.planning.restock_sim.simulate` (and the same starting stock for both): receipts arrive at the start of a day,
+    demand is served from stock and what cannot be served is lost, and at the end of the day the agent gets one
+    line (units *sold*, stock at close, stock on order) and answers the orders it places, which arrive at the start
+    of day ``t + lead_time + 1``. The first line carries the days before ``start`` as ``history`` (at most
+    ``history_days`` of them) and the catalog. The agent never sees demand, only sales.
+    """
+    demand = panel.demand
+    n, days = demand.shape
+    ids = list(panel.ids)
+    first_hist = 0 if history_days is None else max(start - history_days, 0)
+    hist_rows = [
+        {"date": panel.dates[t].date().isoformat(), "sku": ids[i], "units": int(demand[i, t])}
+        for t in range(first_hist, start) for i in np.flatnonzero(demand[:, t])
+    ]
+    cats = categories or [i.split("_")[0] for i in ids]
+    catalog = {sku: {"category": c, "price": 1.0} for sku, c in zip(ids, cats)}
+    on_hand = np.asarray(on_hand, dtype=np.int64).copy()
+    arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
+    pipeline = np.zeros(n, dtype=np.int64)
+    tot_d, tot_s, oh_sum = np.zeros(n), np.zeros(n), np.zeros(n)
+    orders = np.zeros((n, days), dtype=np.int64)
+    index = {sku: i for i, sku in enumerate(ids)}
+    for t in range(start, days):
+        on_hand += arrivals[:, t]
+        pipeline -= arrivals[:, t]
+        d = demand[:, t].astype(np.int64)
+        sold = np.minimum(on_hand, d)
+        on_hand -= sold
+        if t >= start + warmup:
+            tot_d += d
+            tot_s += sold
+            oh_sum += on_hand
+        line: dict = {
+            "date": panel.dates[t].date().isoformat(),
+            "sales": {ids[i]: int(sold[i]) for i in np.flatnonzero(sold)},
+            "on_hand": {ids[i]: int(on_hand[i]) for i in range(n)},
+            "on_order": {ids[i]: int(pipeline[i]) for i in np.flatnonzero(pipeline)},
+        }
+        if t == start:
+            line["catalog"] = catalog
+            line["history"] = hist_rows
+        answer = step(line)
+        if "orders" not in answer:
+            raise RuntimeError(f"agent answered an error on {line['date']}: {answer}")
+        for sku, qty in answer["orders"].items():
+            i = index[sku]
+            q = int(qty)
+            arrivals[i, t + lead_time + 1] += q
+            pipeline[i] += q
+            orders[i, t] = q
+    return SimulationResult(tot_d, tot_s, oh_sum, max(days - start - warmup, 0), orders, np.zeros((n, 0)))
+
+
+def bisect_baseline_z(panel: DemandPanel, fill: float, *, lead_time: int, review_days: int, start: int,
+                      warmup: int, window: int = 28, initial_on_hand: np.ndarray | None = None, lo: float = -1.0,
+                      hi: float = 6.0, tol: float = 2e-4) -> dict:
+    """The baseline's ``z`` whose achieved fill equals ``fill`` (bisection), with that run's summary."""
+    n = panel.demand.shape[0]
+
+    def run(z: float):
+        return simulate(panel.demand, panel.weekdays,
+                        NormalSafetyStockPolicy(n, lead_time=lead_time, review_days=review_days, z=z, window=window),
+                        lead_time=lead_time, review_days=review_days, start=start, warmup=warmup,
+                        initial_on_hand=initial_on_hand)
+
+    r_lo, r_hi = run(lo), run(hi)
+    if not r_lo.fill_rate <= fill <= r_hi.fill_rate:
+        return {"z": None, "fill_rate": None, "avg_on_hand": None}
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        r = run(mid)
+        if abs(r.fill_rate - fill) <= tol:
+            return {"z": round(mid, 4), **r.summary()}
+        lo, hi = (mid, hi) if r.fill_rate < fill else (lo, mid)
+    return {"z": round(mid, 4), **r.summary()}
 
 
 def run_restock_backtest(
@@ -95,184 +177,90 @@ def run_restock_backtest(
     lead_time: int = 7,
     review_days: int = 1,
     test_days: int = 364,
-    warmup_days: int = 91,
-    z_grid: Sequence[float] = DEFAULT_Z_GRID,
+    warmup_days: int = 28,
+    history_days: int | None = None,
     baseline_window: int = 28,
-    model_config: DemandModelConfig | None = None,
-    demand: str = DEFAULT_DEMAND,
-    spread: str = "error_variance",
-    forecast_model: str = "auto",
-    forecast_cadence: int = 7,
-    forecast_weight: float = DEFAULT_FORECAST_WEIGHT,
-    calibration_days: int = 182,
-    order_cap: float = DEFAULT_ORDER_CAP,
-    forecaster: Forecaster | None = None,
+    tuning: EngineTuning | None = None,
+    agent_factory: Callable[[float], AgentStep] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Simulate both policies over the last ``test_days`` days (after ``warmup_days`` unscored days).
+    """The shipped policy (``shopfloor restock agent``) vs the MA + z*sigma*sqrt(L+R) baseline at equal fill.
 
-    Everything before the simulated span is history the policies learn from; inside it they see each day's
-    demand only after it happened.
-
-    ``demand`` picks our policy's mean model: ``"blend"`` (default: ``shopfloor.forecast`` re-run every
-    ``forecast_cadence`` days with ``forecast_model``, weighted ``forecast_weight`` against the daily SES x
-    weekday model), ``"forecast"`` (the forecast package alone, weight 1) or ``"ses"`` (SES x weekday alone).
-    Forecasts start ``calibration_days`` before the simulated span, and so does the error record the spread
-    is fitted on (``spread``, see :class:`ForecastQuantilePolicy`). ``order_cap`` is the capped-base-stock
-    factor of our policy (:func:`~shopfloor.planning.restock.order_shortfall`; 0 = plain base stock; the
-    baseline is never capped). ``forecaster`` replaces the call into the
-    forecast package (tests use a fake); its results are cached per exact history, so the three targets share
-    one set of forecasts.
+    The last ``test_days`` days are scored after ``warmup_days`` simulated, unscored days; everything before is
+    history the agent receives on its first line. Each target is run through :class:`ReplenishmentAgent` (or
+    ``agent_factory(target)``, e.g. a subprocess speaking the same protocol); the baseline's ``z`` is then bisected
+    until its fill equals the agent's and the inventories are compared there.
     """
-    if demand not in DEMAND_MODELS:
-        raise ValueError(f"demand must be one of {DEMAND_MODELS}, got {demand!r}")
-    if spread not in SPREADS:
-        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
-    check_order_cap(order_cap)
     for lvl in service_levels:
-        if not 0.5 < lvl < 1:
-            raise ValueError(f"service level {lvl} must be in (0.5, 1)")
+        if not 0.5 <= lvl < 1:
+            raise ValueError(f"fill-rate target {lvl} must be in [0.5, 1)")
     n, days = panel.demand.shape
     start = days - test_days - warmup_days
-    if start < 2 * (lead_time + review_days) + baseline_window:
+    if start < baseline_window + 2 * (lead_time + review_days):
         raise ValueError(
             f"history has {days} days; need more than test_days + warmup_days + some fitting history ({test_days}"
-            f" + {warmup_days} + {2 * (lead_time + review_days) + baseline_window})"
+            f" + {warmup_days} + {baseline_window + 2 * (lead_time + review_days)})"
         )
     t0 = time.perf_counter()
     sim = dict(lead_time=lead_time, review_days=review_days, start=start, warmup=warmup_days)
-    wd = panel.weekdays
-    curve = []
-    for z in z_grid:
-        res = simulate(
-            panel.demand, wd,
-            NormalSafetyStockPolicy(n, lead_time=lead_time, review_days=review_days, z=float(z), window=baseline_window),
-            **sim,
-        )
-        curve.append({"z": float(z), **res.summary()})
-        if progress:
-            progress(f"baseline z={z:.2f}")
-    calibrate_from = max(start - calibration_days, 0)
-    fc_cache = ForecastCache(forecaster or partial(forecast_package_means, model=forecast_model))
+    from .restock_agent import ReplenishmentAgent
 
-    def mean_model():
-        if demand == "ses":
-            return None  # the policy's own RollingDemandModel
-        return PeriodicForecastModel(
-            panel.ids, panel.dates[0].date(), lead_time + review_days, fc_cache, cadence=forecast_cadence,
-            weight=1.0 if demand == "forecast" else forecast_weight, forecast_from=calibrate_from + 1,
-            config=model_config,
-        )
+    def in_process(target: float) -> AgentStep:
+        return ReplenishmentAgent(fill_rate=target, lead_time=lead_time, review_days=review_days,
+                                  tuning=tuning).handle
 
+    factory = agent_factory or in_process
     targets = []
     for lvl in service_levels:
-        pol = ForecastQuantilePolicy(
-            n, lead_time=lead_time, review_days=review_days, target_fill=lvl, config=model_config,
-            demand_model=mean_model(), spread=spread, calibrate_from=calibrate_from, order_cap=order_cap,
-        )
-        ours = simulate(panel.demand, wd, pol, **sim)
+        t1 = time.perf_counter()
+        start_stock = neutral_start(panel.demand[:, :start], lead_time, review_days, lvl, baseline_window)
+        ours = simulate_agent(panel, factory(lvl), lead_time=lead_time, start=start, warmup=warmup_days,
+                              on_hand=start_stock, history_days=history_days)
+        agent_s = time.perf_counter() - t1
         z = float(stats.norm.ppf(lvl))
-        base = simulate(
-            panel.demand, wd,
-            NormalSafetyStockPolicy(n, lead_time=lead_time, review_days=review_days, z=z, window=baseline_window),
-            **sim,
-        )
-        at_equal = _interp_baseline(curve, ours.fill_rate)
+        base = simulate(panel.demand, panel.weekdays,
+                        NormalSafetyStockPolicy(n, lead_time=lead_time, review_days=review_days, z=z,
+                                                window=baseline_window), **sim, initial_on_hand=start_stock)
+        equal = bisect_baseline_z(panel, ours.fill_rate, window=baseline_window, initial_on_hand=start_stock, **sim)
+        at_equal = equal["avg_on_hand"]
         ratio = ours.avg_on_hand / at_equal if at_equal else None
-        scored = pol.level_history[warmup_days:] or pol.level_history
         targets.append({
             "target": lvl,
-            "ours": {**ours.summary(), "mean_quantile_level": round(float(np.mean(scored)), 4)},
+            "ours": ours.summary(),
             "fill_error_pts": round(100 * (ours.fill_rate - lvl), 2),
             "fill_within_1_5_pts": abs(ours.fill_rate - lvl) <= 0.015,
             "baseline_at_target_z": {"z": round(z, 4), **base.summary()},
-            "baseline_on_hand_at_equal_fill": round(at_equal, 4) if at_equal else None,
+            "baseline_at_equal_fill": equal,
+            "baseline_on_hand_at_equal_fill": at_equal,
             "inventory_ratio_vs_baseline": round(ratio, 4) if ratio else None,
             "inventory_reduction_pct": round(100 * (1 - ratio), 2) if ratio else None,
             "meets_inventory_target": bool(ratio is not None and ratio <= 0.90),
+            "agent_seconds": round(agent_s, 2),
         })
         if progress:
-            progress(f"ours target={lvl:.2f}")
-    first_test = panel.dates[start + warmup_days]
+            progress(f"target={lvl:.2f}")
     return {
         "data": {
             "series": n,
             "days": days,
             "simulated_from": panel.dates[start].date().isoformat(),
-            "scored_from": first_test.date().isoformat(),
+            "scored_from": panel.dates[start + warmup_days].date().isoformat(),
             "scored_to": panel.dates[-1].date().isoformat(),
             "scored_days": test_days,
         },
         "lead_time_days": lead_time,
         "review_days": review_days,
-        "policy": _policy_text(demand, spread, forecast_model, forecast_cadence, forecast_weight, order_cap),
-        "demand_model": demand,
-        "spread": spread,
-        "order_cap": order_cap,
-        "forecast_model": forecast_model if demand != "ses" else None,
-        "forecast_calls": fc_cache.calls,
-        "baseline": f"MA({baseline_window}) x (L+R) + z * sigma * sqrt(L+R)",
+        "warmup_days": warmup_days,
+        "policy": POLICY_TEXT,
+        "tuning": asdict(tuning or EngineTuning()),
+        "baseline": f"MA({baseline_window}) x (L+R) + z * sigma * sqrt(L+R), z bisected to the policy's fill",
         "targets": targets,
-        "baseline_curve": curve,
         "runtime_s": round(time.perf_counter() - t0, 2),
     }
 
 
-def _policy_text(demand: str, spread: str, model: str, cadence: int, weight: float, order_cap: float) -> str:
-    means = {
-        "ses": "SES x weekday mean",
-        "forecast": f"shopfloor.forecast ({model}) mean, re-forecast every {cadence} d",
-        "blend": f"{weight:g} x shopfloor.forecast ({model}, re-forecast every {cadence} d) + "
-        f"{1 - weight:g} x daily SES x weekday mean",
-    }[demand]
-    spreads = {
-        "error_variance": "variance = weighted mean square of its own past (L+R)-day errors, nudged to recent "
-        "volatility",
-        "nb_shrunk": "NB dispersion from its own (L+R)-day errors, shrunk to pooled",
-    }[spread]
-    orders = (f"orders capped at {order_cap:g} x the level's daily rate unless below the reorder point" if order_cap
-              else "uncapped orders")
-    return (f"NB lead-time demand quantile ({means}; {spreads}), common quantile level steered by realised fill; "
-            f"{orders}")
-
-
-def plot_tradeoff(result: dict, path: str | Path) -> Path:
-    """Save the fill-rate vs average-on-hand trade-off (baseline curve, our points) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curve = sorted(result["baseline_curve"], key=lambda c: c["z"])
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot([c["avg_on_hand"] for c in curve], [100 * c["fill_rate"] for c in curve], "o-", color="tab:gray",
-            label=result["baseline"] + " (z grid)")
-    for c in curve[:: max(len(curve) // 6, 1)]:
-        ax.annotate(f"z={c['z']:g}", (c["avg_on_hand"], 100 * c["fill_rate"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, -10), color="tab:gray")
-    markers = iter(["^--", "v--", "D--", "x--"])
-    for name, variant in result.get("variants", {}).items():
-        pts = variant["targets"]
-        ax.plot([t["ours"]["avg_on_hand"] for t in pts], [100 * t["ours"]["fill_rate"] for t in pts], next(markers),
-                lw=0.8, alpha=0.8, label=f"variant: {name}")
-    ours = result["targets"]
-    ax.plot([t["ours"]["avg_on_hand"] for t in ours], [100 * t["ours"]["fill_rate"] for t in ours], "s-",
-            color="tab:blue", label=f"ours ({result.get('demand_model', 'ses')}, {result.get('spread', 'nb_shrunk')}"
-            + (f", orders capped at {result['order_cap']:g}x" if result.get("order_cap") else "") + ")")
-    for t in ours:
-        ax.axhline(100 * t["target"], color="tab:blue", lw=0.5, ls=":")
-        ax.annotate(f"target {t['target']:.2f}", (t["ours"]["avg_on_hand"], 100 * t["ours"]["fill_rate"]),
-                    fontsize=7, textcoords="offset points", xytext=(6, 4), color="tab:blue")
-    d = result["data"]
-    ax.set_xlabel("average on-hand units per series-day")
-    ax.set_ylabel("achieved fill rate (%)")
-    ax.set_title(f"Restock trade-off, lost sales, L={result['lead_time_days']}d, R={result['review_days']}d, "
-                 f"{d['series']} series, {d['scored_from']}..{d['scored_to']}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+POLICY_TEXT = (
+    "shopfloor restock agent (RestockEngine): sales-only, censored days as E[D | D >= sales]; level x weekday "
+    "profile; NB protection-interval quantile with spread from own (L+R)-day errors; common quantile level from "
+    "the NB fill formula, steered by an integral controller on observed fill; capped base stock"
+)

@@ -14,6 +14,8 @@ the same convention as the classic ``z * sigma * sqrt(L + R)`` formula.
 
 The simulator never hands a policy any demand it has not already lived through, which is what makes the
 backtest free of look-ahead by construction; ``tests/unit/test_restock_sim.py`` also checks it empirically.
+It runs the baseline; the shipped policy is simulated through its agent protocol
+(:func:`~shopfloor.planning.restock_backtest.simulate_agent`, same timeline), where it sees sales, not demand.
 """
 
 from __future__ import annotations
@@ -24,9 +26,7 @@ from typing import Protocol
 import numpy as np
 from scipy import stats
 
-from .demand_model import DemandModelConfig, HorizonErrorVariance, RollingDemandModel
-from .lead_time import _nb_params
-from .restock import DEFAULT_ORDER_CAP, order_shortfall, round_order_quantities
+from .restock import round_order_quantities
 
 
 class ReviewPolicy(Protocol):
@@ -80,11 +80,13 @@ def simulate(
     warmup: int = 0,
     moq: int = 1,
     pack_size: int = 1,
+    initial_on_hand: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run ``policy`` over ``demand`` (series x days); decisions start at day ``start``.
 
     Days before ``start`` are only fed to the policy (history to fit on). The first ``warmup`` simulated days
-    are not scored, so the starting stock (the first order-up-to level, nothing in transit) washes out.
+    are not scored, so the starting stock (``initial_on_hand``, default the policy's first order-up-to level;
+    nothing in transit) washes out.
     """
     demand = np.asarray(demand)
     n, days = demand.shape
@@ -96,7 +98,7 @@ def simulate(
         policy.observe(demand[:, t], int(weekdays[t]), None)
     shortfall = getattr(policy, "shortfall", None)
     level = np.asarray(policy.order_up_to(), dtype=np.int64)
-    on_hand = level.astype(np.int64).copy()
+    on_hand = (level if initial_on_hand is None else np.asarray(initial_on_hand)).astype(np.int64).copy()
     arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
     pipeline = np.zeros(n, dtype=np.int64)
     tot_d = np.zeros(n)
@@ -127,125 +129,6 @@ def simulate(
             orders[:, t] = qty
             levels[:, t] = level
     return SimulationResult(tot_d, tot_s, oh_sum, max(days - start - warmup, 0), orders, levels)
-
-
-class DemandMeanModel(Protocol):
-    """What the policy needs from a demand model (``RollingDemandModel``, ``PeriodicForecastModel``)."""
-
-    def observe(self, demand: np.ndarray, weekday: int) -> None: ...
-
-    def daily_means(self, days: int) -> np.ndarray: ...
-
-    def dispersion(self) -> np.ndarray: ...
-
-
-SPREADS = ("error_variance", "nb_shrunk")
-
-
-class ForecastQuantilePolicy:
-    """Our policy: order up to a quantile of negative-binomial lead-time(+review) demand.
-
-    The mean comes from ``demand_model`` (default: the SES x weekday :class:`RollingDemandModel`; the
-    backtest's default is :class:`~shopfloor.planning.forecast_outlook.PeriodicForecastModel`, the forecast
-    package blended with SES). The spread is ``spread``:
-
-    * ``"error_variance"`` (default): the variance of the protection-interval total is the exponentially
-      weighted mean square of the mean model's *own* past (L+R)-day errors (:class:`HorizonErrorVariance`),
-      turned into an NB size for the current mean;
-    * ``"nb_shrunk"``: the older estimate, ``Var = M + M**2 / k`` with ``k`` from the same errors by moments,
-      shrunk to the pooled value (only available for models with a ``dispersion()``).
-
-    Orders follow capped base stock (:func:`~shopfloor.planning.restock.order_shortfall`, ``order_cap``; 0 =
-    plain ``S - position``), the same rule the planner uses.
-
-    All series share one quantile level ``alpha`` (the critical ratio), which is how a portfolio fill-rate
-    target is met with the least stock when every unit costs the same to hold. ``alpha`` is steered towards
-    the fill-rate target by an integral controller on the fill rate the policy has *already* achieved (sales
-    over demand, exponentially weighted with ``fill_halflife`` days), in logit space with ``gain``. Lost sales
-    make the backorder fill-rate formula pessimistic, so a closed-form target would overshoot; feedback on
-    realised fill does not need that formula and only ever looks backwards.
-    """
-
-    def __init__(
-        self,
-        n_series: int,
-        *,
-        lead_time: int,
-        review_days: int,
-        target_fill: float,
-        config: DemandModelConfig | None = None,
-        demand_model: DemandMeanModel | None = None,
-        spread: str = "error_variance",
-        error_halflife: float = 90.0,
-        calibrate_from: int = 0,
-        gain: float = 0.5,
-        fill_halflife: float = 14.0,
-        initial_level: float | None = None,
-        order_cap: float = DEFAULT_ORDER_CAP,
-    ) -> None:
-        if not 0 < target_fill < 1:
-            raise ValueError(f"target fill rate must be in (0, 1), got {target_fill!r}")
-        if spread not in SPREADS:
-            raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
-        protection = lead_time + review_days
-        self.model = demand_model if demand_model is not None else RollingDemandModel(n_series, protection, config)
-        self.errors = HorizonErrorVariance(n_series, protection, halflife=error_halflife, start_day=calibrate_from)
-        self.spread = spread
-        self.lead_time = lead_time
-        self.review_days = review_days
-        self.target_fill = target_fill
-        self.gain = gain
-        self._decay = 0.5 ** (1.0 / fill_halflife)
-        self._sold = 0.0
-        self._demanded = 0.0
-        level = initial_level if initial_level is not None else target_fill
-        self._logit = float(np.log(level / (1 - level)))
-        self.level_history: list[float] = []
-        self._protect_mean = np.zeros(n_series)
-        self._lead_mean = np.zeros(n_series)
-        self._reorder_point = np.zeros(n_series, dtype=np.int64)
-        self.order_cap = order_cap
-
-    @property
-    def quantile_level(self) -> float:
-        return float(np.clip(1.0 / (1.0 + np.exp(-self._logit)), 0.5, 0.9995))
-
-    def observe(self, demand: np.ndarray, weekday: int, sales: np.ndarray | None = None) -> None:
-        self.model.observe(demand, weekday)
-        means = self.model.daily_means(self.lead_time + self.review_days)
-        self._protect_mean = means.sum(axis=1)
-        self._lead_mean = means[:, : self.lead_time].sum(axis=1)
-        self.errors.record(demand, self._protect_mean)
-        if sales is not None:
-            self._sold = self._decay * self._sold + float(np.sum(sales))
-            self._demanded = self._decay * self._demanded + float(np.sum(demand))
-            if self._demanded > 0:
-                achieved = self._sold / self._demanded
-                self._logit = float(np.clip(self._logit + self.gain * (self.target_fill - achieved), 0.0, 8.0))
-
-    def dispersion(self) -> np.ndarray:
-        """NB size of the protection-interval demand per series, for the current mean."""
-        if self.spread == "nb_shrunk":
-            return self.model.dispersion()
-        return self.errors.dispersion(self._protect_mean)
-
-    def order_up_to(self) -> np.ndarray:
-        m_protect = self._protect_mean
-        alpha = self.quantile_level
-        self.level_history.append(alpha)
-        size = self.dispersion()
-        r, p = _nb_params(m_protect, size)
-        r_lead, p_lead = _nb_params(self._lead_mean, size)
-        with np.errstate(invalid="ignore"):
-            level = stats.nbinom.ppf(alpha, r, p)
-            rop = stats.nbinom.ppf(alpha, r_lead, p_lead) if self.order_cap else np.zeros(len(level))
-        self._reorder_point = np.where(self._lead_mean > 0, np.nan_to_num(rop), 0).astype(np.int64)
-        return np.where(m_protect > 0, np.nan_to_num(level), 0).astype(np.int64)
-
-    def shortfall(self, level: np.ndarray, position: np.ndarray) -> np.ndarray:
-        """Units to order for ``level`` (from :meth:`order_up_to`) under capped base stock."""
-        return order_shortfall(level, self._reorder_point, position, lead_time_days=self.lead_time,
-                               review_days=self.review_days, order_cap=self.order_cap)
 
 
 class NormalSafetyStockPolicy:

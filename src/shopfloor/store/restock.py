@@ -172,9 +172,6 @@ def build_restock_planner(container: Any) -> "RestockPlanner":
         outlook_days=s.restock_outlook_days,
         risk_threshold=s.restock_risk_threshold,
         max_alternatives=s.restock_max_alternatives,
-        demand_model=s.restock_demand_model,
-        forecast_model=s.restock_forecast_model,
-        calibration_days=s.restock_calibration_days,
     )
 
 

@@ -78,13 +78,15 @@ def list_purchase_orders(
 def get_restock_plan(
     sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
     warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
+    fill_rate: float | None = Query(default=None, ge=0.5, lt=1.0, description="Fill-rate target for every SKU "
+                                    "(units sold / units demanded); default: each policy's fill_rate."),
     _key: str = Depends(require_scope("admin")),
     container: Container = Depends(get_container),
 ) -> dict:
     """Today's restock plan: per SKU x warehouse lines (reorder point, order-up-to, order qty, stockout date)
-    and the sell-out risk list with suggested actions."""
+    and the sell-out risk list with suggested actions, planned for a fill-rate target."""
     try:
         planner = build_restock_planner(container)
     except ValueError as exc:  # a broken policy file is a configuration problem, reported clearly
         raise InvalidInput(str(exc), [{"field": "restock_policy_file"}]) from None
-    return planner.plan(sku=sku, warehouse=warehouse).to_dict()
+    return planner.plan(sku=sku, warehouse=warehouse, fill_rate=fill_rate).to_dict()

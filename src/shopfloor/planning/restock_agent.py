@@ -1,0 +1,208 @@
+"""The replenishment agent: one JSON line in per store day, one JSON line out with the orders to place.
+
+``shopfloor restock agent`` wraps :class:`ReplenishmentAgent` around stdin/stdout; the backtest and
+``bench/restock_agent.py`` drive the same class (in process, or through the command as a subprocess), so the
+numbers they report are the shipped policy's.
+
+In (one object per line)::
+
+    {"date": "2016-05-23", "sales": {"SKU": units sold that day}, "on_hand": {"SKU": units at close},
+     "on_order": {"SKU": units ordered, not yet received}, "catalog": {"SKU": {"category": "...", "price": 1.0}},
+     "history": [{"date": "2016-05-01", "sku": "SKU", "units": 3}, ...]}      # optional, first line only
+
+Out: ``{"orders": {"SKU": qty}}`` (only SKUs with something to order) for orders placed at the end of that day, or
+``{"error": {"code": "invalid_input", "field": "sales.SKU", "message": "..."}}`` for a line that cannot be used;
+the agent keeps its state and goes on with the next line.
+
+The agent sees sales, not demand: a SKU whose ``on_hand`` at close is 0 sold out, so its sales are a lower bound
+and the engine treats them as censored. SKUs it manages are those in ``catalog`` (or, without a catalog, every SKU
+named so far); a SKU with no ``on_hand`` entry is taken to hold nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, timedelta
+from typing import Any, Mapping
+
+import numpy as np
+
+from .restock_engine import EngineTuning, RestockEngine, replay_history
+
+
+class AgentInputError(ValueError):
+    """A line the agent cannot use; ``field`` names the offending field (``sales.SKU``, ``history[3].units``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": "invalid_input", "field": self.field, "message": self.message}}
+
+
+_KNOWN_KEYS = {"date", "sales", "on_hand", "on_order", "catalog", "history"}
+
+
+def _date(value: Any, field: str) -> date:
+    if not isinstance(value, str):
+        raise AgentInputError(field, f"expected a date string YYYY-MM-DD, got {type(value).__name__}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise AgentInputError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _number(value: Any, field: str, *, integer: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AgentInputError(field, f"expected a number, got {value!r}")
+    if value < 0:
+        raise AgentInputError(field, f"must be >= 0, got {value!r}")
+    if integer and value != int(value):
+        raise AgentInputError(field, f"expected whole units, got {value!r}")
+    return float(value)
+
+
+def _units(obj: Any, name: str) -> dict[str, float]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, Mapping):
+        raise AgentInputError(name, f"expected an object of SKU -> units, got {type(obj).__name__}")
+    # fast path for a well-formed day (30,000 SKUs): whole non-negative numbers, checked with numpy
+    if set(map(type, obj.values())) <= {int, float}:
+        vals = np.fromiter(obj.values(), dtype=float, count=len(obj))
+        if np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals == np.floor(vals)):
+            return dict(zip(map(str, obj.keys()), vals.tolist()))
+    return {str(k): _number(v, f"{name}.{k}") for k, v in obj.items()}
+
+
+class ReplenishmentAgent:
+    """Stateful, one store day at a time. :meth:`handle` takes one parsed line and returns the answer object."""
+
+    def __init__(self, *, fill_rate: float = 0.95, lead_time: int = 7, review_days: int = 1,
+                 tuning: EngineTuning | None = None, moq: int = 1, pack_size: int = 1) -> None:
+        self.engine = RestockEngine(lead_time=lead_time, review_days=review_days, fill_rate=fill_rate,
+                                    tuning=tuning)
+        self.moq = moq
+        self.pack_size = pack_size
+        self.last_date: date | None = None
+        self.days = 0
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self._managed: set[str] = set()
+        self._managed_idx: np.ndarray | None = None  # engine indices of the managed SKUs (None: recompute)
+
+    # --- protocol --------------------------------------------------------------------------------------------
+    def handle_line(self, line: str) -> dict[str, Any]:
+        """Parse and handle one text line; never raises for bad input (returns the error object)."""
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return AgentInputError("line", f"not valid JSON ({exc.msg} at column {exc.colno})").to_dict()
+        try:
+            return self.handle(obj)
+        except AgentInputError as exc:
+            return exc.to_dict()
+
+    def handle(self, obj: Any) -> dict[str, Any]:
+        """Handle one day; raises :class:`AgentInputError` (nothing changes) when the line is unusable."""
+        if not isinstance(obj, Mapping):
+            raise AgentInputError("line", f"expected a JSON object, got {type(obj).__name__}")
+        unknown = set(obj) - _KNOWN_KEYS
+        if unknown:
+            raise AgentInputError(sorted(unknown)[0], f"unknown field; allowed: {sorted(_KNOWN_KEYS)}")
+        if "date" not in obj:
+            raise AgentInputError("date", "missing")
+        day = _date(obj["date"], "date")
+        if self.last_date is not None and day <= self.last_date:
+            raise AgentInputError("date", f"{day} is not after the previous day {self.last_date}")
+        sales = _units(obj.get("sales"), "sales")
+        on_hand = _units(obj.get("on_hand"), "on_hand")
+        on_order = _units(obj.get("on_order"), "on_order")
+        catalog = obj.get("catalog")
+        if catalog is not None:
+            if not isinstance(catalog, Mapping):
+                raise AgentInputError("catalog", f"expected an object of SKU -> details, got "
+                                      f"{type(catalog).__name__}")
+            for sku, entry in catalog.items():
+                if not isinstance(entry, Mapping):
+                    raise AgentInputError(f"catalog.{sku}", "expected an object with category and price")
+                if "price" in entry and entry["price"] is not None:
+                    _number(entry["price"], f"catalog.{sku}.price", integer=False)
+                if "category" in entry and not isinstance(entry["category"], (str, type(None))):
+                    raise AgentInputError(f"catalog.{sku}.category", "expected a string")
+        history = obj.get("history")
+        rows: list[tuple[date, str, float]] = []
+        if history is not None:
+            if self.days > 0:
+                raise AgentInputError("history", "only the first line may carry history")
+            if not isinstance(history, list):
+                raise AgentInputError("history", f"expected a list of rows, got {type(history).__name__}")
+            for i, row in enumerate(history):
+                where = f"history[{i}]"
+                if not isinstance(row, Mapping):
+                    raise AgentInputError(where, "expected an object with date, sku, units")
+                for key in ("date", "sku", "units"):
+                    if key not in row:
+                        raise AgentInputError(f"{where}.{key}", "missing")
+                d = _date(row["date"], f"{where}.date")
+                if d >= day:
+                    raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
+                rows.append((d, str(row["sku"]), _number(row["units"], f"{where}.units")))
+        # --- the line is valid: change state ---
+        before = len(self._managed)
+        if catalog is not None:
+            self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
+            self._managed.update(map(str, catalog))
+        else:
+            self._managed.update(sales, on_hand, on_order)
+        if len(self._managed) != before:
+            self._managed_idx = None
+        if rows:
+            self._replay(rows, day)
+        return {"orders": self._day(day, sales, on_hand, on_order)}
+
+    # --- internals -------------------------------------------------------------------------------------------
+    def _replay(self, rows: list[tuple[date, str, float]], first_day: date) -> None:
+        eng = self.engine
+        start = min(d for d, _, _ in rows)
+        span = (first_day - start).days
+        eng.ensure(sorted({s for _, s, _ in rows} | self._managed))
+        block = np.zeros((eng.n, span))
+        for d, sku, units in rows:
+            block[eng.index[sku], (d - start).days] += units
+        replay_history(eng, block, [(start + timedelta(days=j)).weekday() for j in range(span)])
+
+    def _day(self, day: date, sales: Mapping[str, float], on_hand: Mapping[str, float],
+             on_order: Mapping[str, float]) -> dict[str, int]:
+        eng = self.engine
+        if self._managed_idx is None:
+            self._managed_idx = eng.ensure(sorted(self._managed))
+        for named in (sales, on_hand, on_order):  # SKUs first named today join before any vector is built
+            if named:
+                eng.ensure(named)
+        s = eng.vector(sales)
+        oh = eng.vector(on_hand)
+        oo = eng.vector(on_order)
+        managed = np.zeros(eng.n, dtype=bool)
+        managed[self._managed_idx] = True
+        known = managed.copy()
+        if sales:
+            known[eng.ensure(sales)] = True
+        self.last_date = day
+        review = self.days % eng.review_days == 0
+        self.days += 1
+        if not review:
+            eng.observe(day.weekday(), s, oh <= 0, known)
+            return {}
+        qty = eng.step(day.weekday(), s, oh, oo, known=known)
+        if self.moq > 1 or self.pack_size > 1:
+            from .restock import round_order_quantities
+
+            qty = round_order_quantities(qty, self.moq, self.pack_size)
+        hit = np.flatnonzero((qty > 0) & managed[: len(qty)])
+        return {eng.skus[i]: int(qty[i]) for i in hit}
+
+
+__all__ = ["AgentInputError", "ReplenishmentAgent"]

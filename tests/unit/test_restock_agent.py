@@ -1,0 +1,296 @@
+"""The shipped restock policy: the engine (censoring, fill control), the agent protocol, and the backtest that
+drives it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopfloor.planning.restock import CatalogEntry, PolicyBook, StockPosition
+from shopfloor.planning.restock_agent import ReplenishmentAgent
+from shopfloor.planning.restock_backtest import (
+    DemandPanel,
+    neutral_start,
+    run_restock_backtest,
+    simulate_agent,
+)
+from shopfloor.planning.restock_engine import (
+    EngineTuning,
+    RestockEngine,
+    censored_demand,
+    order_levels,
+    replay_history,
+)
+from shopfloor.planning.restock_service import RestockPlanner
+
+DAY0 = date(2024, 1, 1)
+
+
+def _panel(seed: int, n: int = 20, days: int = 400, shift: bool = True) -> DemandPanel:
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(2.0, 3.0, size=(n, 1)) * (1 + 0.3 * np.sin(np.arange(days) / 20))
+    if shift:
+        lam[: n // 2, days // 2:] *= 1.8  # half the SKUs get busier half way through
+    wd = np.arange(days) % 7
+    lam = lam * np.where(wd == 5, 1.5, 1.0)
+    demand = rng.poisson(lam).astype(np.int64)
+    return DemandPanel([f"s{i}" for i in range(n)], pd.date_range(DAY0, periods=days), demand)
+
+
+def _agent_run(panel: DemandPanel, target: float, *, start: int, warmup: int = 28):
+    stock = neutral_start(panel.demand[:, :start], 7, 1, target)
+    agent = ReplenishmentAgent(fill_rate=target, lead_time=7)
+    return simulate_agent(panel, agent.handle, lead_time=7, start=start, warmup=warmup, on_hand=stock)
+
+
+# --- censoring ------------------------------------------------------------------------------------------------
+def test_a_sold_out_day_counts_as_at_least_its_sales_and_more_when_stock_ran_out_early():
+    est = censored_demand(np.array([0.0, 3.0, 3.0]), np.array([2.0, 2.0, 10.0]), np.array([2.0, 2.0, 2.0]))
+    assert est[0] == pytest.approx(2.0)  # sold nothing (no stock all day): the day's mean
+    assert est[1] > 3.0  # sold all 3: demand was 3 or more
+    assert est[2] > est[1]  # and more so when 10 were expected
+
+
+def test_stockouts_are_not_taken_at_face_value():
+    """Two engines see the same sales; one is told the SKU sold out on those days, and learns a higher level."""
+    rng = np.random.default_rng(2)
+    plain, censored = (RestockEngine(lead_time=7, fill_rate=0.95) for _ in range(2))
+    for e in (plain, censored):
+        e.ensure(["a"])
+    for t in range(120):
+        sales = np.array([float(rng.poisson(6))])
+        plain.observe(t % 7, sales)
+        censored.observe(t % 7, sales)
+    for t in range(120, 150):  # a stretch where only 2 a day were on the shelf, all sold
+        plain.observe(t % 7, np.array([2.0]), np.array([False]))
+        censored.observe(t % 7, np.array([2.0]), np.array([True]))
+    assert censored.level[0] > 1.5 * plain.level[0]
+    assert censored.levels()["order_up_to"][0] > plain.levels()["order_up_to"][0]
+
+
+def test_lost_demand_never_reaches_the_agent():
+    """Demand on days with nothing on the shelf is invisible to a store: changing it changes no order."""
+    panel = _panel(3, n=12, days=300)
+    stock = neutral_start(panel.demand[:, :200], 7, 1, 0.95)
+    seen: list[dict] = []
+
+    def recording(agent):
+        def step(line):
+            seen.append(line)
+            return agent.handle(line)
+        return step
+
+    base = simulate_agent(panel, recording(ReplenishmentAgent(fill_rate=0.95)), lead_time=7, start=200, warmup=0,
+                          on_hand=np.zeros_like(stock))
+    assert all(set(line) <= {"date", "sales", "on_hand", "on_order", "catalog", "history"} for line in seen)
+    # re-run with more demand exactly where the shelf was empty at the start of the day: same sales, same orders
+    lost_days = np.zeros_like(panel.demand, dtype=bool)
+    on_hand = np.zeros(12, dtype=np.int64)
+    arrivals = np.zeros((12, 320), dtype=np.int64)
+    for t in range(200, 300):
+        on_hand += arrivals[:, t]
+        lost_days[:, t] = on_hand == 0
+        on_hand -= np.minimum(on_hand, panel.demand[:, t])
+        arrivals[:, t + 8] += base.orders[:, t]
+    assert lost_days.any()
+    more = panel.demand + np.where(lost_days, 5, 0)
+    other = simulate_agent(DemandPanel(panel.ids, panel.dates, more), ReplenishmentAgent(fill_rate=0.95).handle,
+                           lead_time=7, start=200, warmup=0, on_hand=np.zeros_like(stock))
+    assert np.array_equal(base.orders, other.orders)
+    assert other.demand.sum() > base.demand.sum()  # the change was real
+
+
+# --- fill control ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", [0.90, 0.95, 0.98])
+def test_agent_tracks_its_fill_target_within_one_and_a_half_points_after_a_28_day_warmup(target):
+    panel = _panel(5, n=40, days=400)
+    res = _agent_run(panel, target, start=400 - 182 - 28)
+    assert abs(res.fill_rate - target) <= 0.015, res.fill_rate
+
+
+def test_a_higher_fill_target_holds_more_stock():
+    panel = _panel(6, n=30, days=360)
+    low, high = (_agent_run(panel, t, start=150) for t in (0.90, 0.98))
+    assert high.avg_on_hand > low.avg_on_hand and high.fill_rate > low.fill_rate
+
+
+def test_agent_decisions_never_depend_on_later_demand():
+    panel = _panel(7, n=10, days=300)
+    altered = panel.demand.copy()
+    altered[:, 251:] = np.random.default_rng(99).poisson(30, size=altered[:, 251:].shape)
+    a = _agent_run(panel, 0.95, start=200)
+    b = _agent_run(DemandPanel(panel.ids, panel.dates, altered), 0.95, start=200)
+    assert np.array_equal(a.orders[:, :251], b.orders[:, :251])
+    assert not np.array_equal(a.orders, b.orders)
+
+
+# --- protocol -------------------------------------------------------------------------------------------------
+def _day(d: date, **kw) -> str:
+    return json.dumps({"date": d.isoformat(), **kw})
+
+
+def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=2)
+    history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": 4} for i in range(30)]
+    first = agent.handle_line(_day(DAY0 + timedelta(days=30), sales={"A": 4}, on_hand={"A": 3, "B": 0},
+                                   catalog={"A": {"category": "tea", "price": 2.5}, "B": {"category": "tea"}},
+                                   history=history))
+    assert first["orders"]["A"] > 0 and set(first["orders"]) <= {"A", "B"}
+    bad = [
+        ("{", "line"),
+        (_day(DAY0 + timedelta(days=31), sales={"A": -1}), "sales.A"),
+        (_day(DAY0 + timedelta(days=31), sales={"A": 1.5}), "sales.A"),
+        (_day(DAY0 + timedelta(days=31), on_hand={"A": "x"}), "on_hand.A"),
+        (_day(DAY0 + timedelta(days=30)), "date"),  # not after the previous day
+        (json.dumps({"sales": {}}), "date"),
+        (_day(DAY0 + timedelta(days=31), catalog={"A": {"price": "cheap"}}), "catalog.A.price"),
+        (_day(DAY0 + timedelta(days=31), history=[]), "history"),  # only on the first line
+        (_day(DAY0 + timedelta(days=31), demand={"A": 3}), "demand"),
+    ]
+    for line, field in bad:
+        out = agent.handle_line(line)
+        assert out["error"]["field"] == field, (line, out)
+    ok = agent.handle_line(_day(DAY0 + timedelta(days=31), sales={"A": 3}, on_hand={"A": 0, "B": 0},
+                                on_order={"A": first["orders"]["A"]}))
+    assert "orders" in ok and agent.days == 2
+
+
+def test_history_rows_are_checked_field_by_field():
+    agent = ReplenishmentAgent()
+    out = agent.handle_line(_day(DAY0 + timedelta(days=5), history=[{"date": "2024-01-01", "sku": "A"}]))
+    assert out["error"]["field"] == "history[0].units"
+    out = agent.handle_line(_day(DAY0 + timedelta(days=5), history=[{"date": "2024-01-09", "sku": "A", "units": 1}]))
+    assert out["error"]["field"] == "history[0].date"
+    assert agent.days == 0  # nothing was applied
+
+
+def test_review_days_place_orders_only_on_review_days():
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=3, review_days=3)
+    answers = [agent.handle_line(_day(DAY0 + timedelta(days=i), sales={"A": 5}, on_hand={"A": 0}))["orders"]
+               for i in range(9)]
+    assert [bool(a) for a in answers] == [True, False, False] * 3
+
+
+# --- backtest and planner use the same engine ----------------------------------------------------------------
+def test_backtest_drives_the_agent_and_compares_with_the_baseline_at_equal_fill():
+    panel = _panel(8, n=15, days=330)
+    calls: list[float] = []
+
+    def factory(target):
+        calls.append(target)
+        return ReplenishmentAgent(fill_rate=target, lead_time=7).handle
+
+    out = run_restock_backtest(panel, service_levels=(0.9, 0.95), test_days=120, warmup_days=28,
+                               agent_factory=factory)
+    assert calls == [0.9, 0.95]
+    for t in out["targets"]:
+        eq = t["baseline_at_equal_fill"]
+        assert eq["fill_rate"] == pytest.approx(t["ours"]["fill_rate"], abs=5e-4)
+        assert t["inventory_ratio_vs_baseline"] == pytest.approx(t["ours"]["avg_on_hand"] / eq["avg_on_hand"],
+                                                                 rel=1e-3)
+    default = run_restock_backtest(panel, service_levels=(0.9,), test_days=120, warmup_days=28)
+    assert default["targets"][0]["ours"] == out["targets"][0]["ours"]  # the default is the shipped agent
+    with pytest.raises(ValueError, match="fill-rate target"):
+        run_restock_backtest(panel, service_levels=(1.2,))
+
+
+class _Clock:
+    def __init__(self, now):
+        self._now = now
+
+    def now(self):
+        return self._now
+
+
+class _Source:
+    def __init__(self, history: dict[str, np.ndarray], last_day: date):
+        self.history, self.last_day = history, last_day
+
+    def positions(self):
+        return [StockPosition(sku, "W1", 3, 0) for sku in self.history]
+
+    def catalog(self):
+        return {sku: CatalogEntry(sku, sku, "tea") for sku in self.history}
+
+    def daily_demand(self, first_day, last_day):
+        out = {}
+        for sku, units in self.history.items():
+            days = len(units)
+            out[(sku, "W1")] = {self.last_day - timedelta(days=days - 1 - i): int(u) for i, u in enumerate(units)}
+        return out
+
+
+def test_planner_plans_with_the_engine_the_agent_runs():
+    rng = np.random.default_rng(12)
+    history = {"A": rng.poisson(6, 182), "B": rng.poisson(1.5, 182)}
+    today = date(2024, 7, 1)
+    planner = RestockPlanner(_Source(history, today - timedelta(days=1)), PolicyBook(),
+                             _Clock(datetime(2024, 7, 1, 12, tzinfo=timezone.utc)))
+    plan = planner.plan(fill_rate=0.95)
+    engine = RestockEngine(lead_time=7, fill_rate=0.95)
+    engine.ensure(["A@W1", "B@W1"])
+    first = today - timedelta(days=182)
+    replay_history(engine, np.stack([history["A"], history["B"]]).astype(float),
+                   [(first + timedelta(days=i)).weekday() for i in range(182)])
+    engine.levels()
+    lines = {ln.sku: ln for ln in plan.lines}
+    assert lines["A"].service_level == pytest.approx(engine.alpha)
+    assert lines["A"].fill_rate_target == 0.95
+    means = engine.daily_means(8 + 1)[:, 1:]  # the plan's day 1 is tomorrow
+    assert lines["A"].lead_time_demand_mean == pytest.approx(means[0, :7].sum(), rel=1e-6)
+    m_prot = means.sum(axis=1)
+    up_to, rop = order_levels(engine.alpha, means[:, :7].sum(axis=1), m_prot, engine.sizes(m_prot), engine.t,
+                              lead_time=7)
+    assert [lines["A"].order_up_to, lines["B"].order_up_to] == up_to.tolist()  # the engine's levels, caps and all
+    assert [lines["A"].reorder_point, lines["B"].reorder_point] == rop.tolist()
+    assert lines["A"].order_qty == lines["A"].order_up_to - 3 or lines["A"].order_capped
+
+
+def test_engine_tuning_is_validated_naming_the_knob():
+    with pytest.raises(ValueError, match="level_halflife"):
+        EngineTuning(level_halflife=0)
+    with pytest.raises(ValueError, match="unknown tuning"):
+        EngineTuning.from_mapping({"gain": 1})
+
+
+def test_fast_nb_quantiles_equal_scipys_integers():
+    from scipy import stats
+
+    from shopfloor.planning.lead_time import _nb_params
+    from shopfloor.planning.restock_engine import nb_quantiles
+
+    rng = np.random.default_rng(0)
+    mean = np.concatenate([rng.gamma(0.5, 4.0, 3000) * 8, [0.0, 1e-4, 2500.0]])
+    size = np.concatenate([rng.uniform(0.05, 5.0, 3000), [1.0, 1e6, 1e6]])
+    for alpha in (0.5, 0.9, 0.98, 0.9995):
+        r, p = _nb_params(mean, size)
+        expected = np.where(mean > 0, np.nan_to_num(stats.nbinom.ppf(alpha, r, p)), 0).astype(np.int64)
+        assert np.array_equal(nb_quantiles(alpha, mean, size), expected)
+
+
+def test_new_skus_can_appear_on_any_line():
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=2)
+    agent.handle_line(_day(DAY0, sales={"A": 2}, on_hand={"A": 1}))
+    out = agent.handle_line(_day(DAY0 + timedelta(days=1), sales={"B": 3}, on_hand={"A": 0, "C": 4},
+                                 on_order={"D": 2}))
+    assert "orders" in out and set(out["orders"]) <= {"A", "B", "C", "D"}
+    assert {"A", "B", "C", "D"} <= set(agent.engine.skus)
+
+
+def test_optional_calibration_starts_from_a_level_that_met_the_target_on_the_history():
+    panel = _panel(9, n=20, days=260, shift=False)
+    wds = [d.weekday() for d in panel.dates]
+    levels = {}
+    for target in (0.85, 0.98):
+        engine = RestockEngine(lead_time=7, fill_rate=target, tuning=EngineTuning(calibration_days=119))
+        engine.ensure(panel.ids)
+        levels[target] = replay_history(engine, panel.demand.astype(float), wds)
+        assert engine.alpha == pytest.approx(levels[target])
+    assert 0.5 <= levels[0.85] < levels[0.98] < 1
+    short = RestockEngine(lead_time=7, fill_rate=0.9, tuning=EngineTuning(calibration_days=119))
+    short.ensure(panel.ids)
+    assert replay_history(short, panel.demand[:, :100].astype(float), wds[:100]) is None  # too little history
