@@ -4,6 +4,8 @@
     shopfloor forecast --from-db --horizon H --out forecast.parquet
     shopfloor forecast backtest --history F --horizon 28 --windows 3 --step 28 --json
     shopfloor forecast backtest --history F --horizon 56 --score-from 29 --json   # score days 29..56 only
+    shopfloor forecast backtest --history F --select-before 2014-07-01 --write-defaults defaults.json
+                                   # choose the default on origins before the date, report on later ones
 """
 
 from __future__ import annotations
@@ -161,9 +163,28 @@ def backtest_cmd(
     n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON result."),
+    select_before: Optional[str] = typer.Option(
+        None, "--select-before", help="YYYY-MM-DD. Choose the default (members, weights, dispersion) only on origins "
+        "whose scored days end before this date, then report it on >= 6 later origins (days 1-28 and 29-56 of a "
+        "56-day forecast, per origin). --windows/--step/--score-from do not apply."),
+    candidate: list[str] = typer.Option([], "--candidate", help="With --select-before: a candidate ensemble "
+                                        "(repeatable; default: the built-in list). Its weights are fitted."),
+    report_only: bool = typer.Option(False, "--report-only", help="With --select-before: skip selection and report "
+                                     "the installed default (refused if it was selected on later data)."),
+    write_defaults: Optional[Path] = typer.Option(None, "--write-defaults", help="With --select-before: write the "
+                                                  "selection (what `auto` means) to this JSON file."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep per-origin member forecasts here, so a "
+                                             "rerun or another candidate costs only its own fits."),
+    report_step: int = typer.Option(91, "--report-step", help="With --select-before: days between reporting origins."),
+    select_step: int = typer.Option(91, "--select-step", help="With --select-before: days between selection origins."),
 ) -> None:
     """Rolling-origin backtest with RMSSE, dollar-weighted RMSSE, scaled pinball and 50/95 % coverage."""
     import json
+
+    if select_before is not None:
+        _protocol_backtest(history, from_db, db_url, select_before, candidate, model, report_only, write_defaults,
+                           cache_dir, report_step, select_step, conformal_windows, n_jobs, out, as_json)
+        return
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -216,6 +237,118 @@ def backtest_cmd(
     if "targets" in result:
         console.print({k: v for k, v in result["targets"].items() if k != "met"})
         console.print({"met": result["targets"]["met"]})
+
+
+def _protocol_backtest(
+    history, from_db, db_url, select_before, candidates, models, report_only, write_defaults, cache_dir,
+    report_step, select_step, conformal_windows, n_jobs, out, as_json,
+) -> None:
+    """``backtest --select-before DATE``: selection on earlier origins, report on later ones."""
+    import json
+    from dataclasses import replace
+
+    import pandas as pd
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from shopfloor.forecast import ForecastConfig, ForecastInputError
+    from shopfloor.forecast.demand import load_default_selection
+    from shopfloor.forecast.protocol import (
+        DEFAULT_CANDIDATES,
+        ProtocolSpec,
+        SelectionGrid,
+        check_reportable,
+        protocol_origins,
+        report,
+        select_default,
+    )
+    from shopfloor.forecast.frames import validate_history
+
+    try:
+        before = pd.Timestamp(select_before)
+    except (ValueError, TypeError):
+        fail(f"--select-before: not a date: {select_before!r} (use YYYY-MM-DD)")
+    for name, value in (("--report-step", report_step), ("--select-step", select_step)):
+        if value < 1:
+            fail(f"{name}: must be a positive integer")
+    frame = _load_history(history, from_db, db_url)
+    spec = ProtocolSpec(select_before=before, report_step=report_step, select_step=select_step,
+                        conformal_windows=conformal_windows)
+    result: dict = {"select_before": str(before.date())}
+    try:
+        hist = validate_history(frame)
+        selection_cuts, reporting_cuts = protocol_origins(hist, spec)
+        if len(reporting_cuts) < 6:
+            fail(f"--select-before: only {len(reporting_cuts)} reporting origin(s) after {before.date()} "
+                 f"(need 6; reporting origins are every {report_step} days back from the last day). Use an "
+                 "earlier date or a smaller --report-step")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                      disable=as_json) as bar:
+            task = bar.add_task("protocol", total=None)
+
+            def progress(msg: str) -> None:
+                bar.update(task, description=msg)
+
+            if report_only:
+                selection = load_default_selection()
+                check_reportable(selection, before)
+            else:
+                grid = SelectionGrid(candidates=tuple(candidates) or DEFAULT_CANDIDATES)
+                selection, _ = select_default(hist, spec, grid, cutoffs=selection_cuts, cache_dir=cache_dir,
+                                              n_jobs=n_jobs, progress=progress)
+                result["selection"] = selection.to_json()
+                if write_defaults is not None:
+                    write_defaults.parent.mkdir(parents=True, exist_ok=True)
+                    write_defaults.write_text(json.dumps(selection.to_json(), indent=2) + "\n")
+            base = ForecastConfig()
+            chosen_cfg = replace(base, dispersion=replace(base.dispersion, scale=selection.dispersion_scale))
+            labelled = {"selected": (selection.model, chosen_cfg)}
+            for extra in models:
+                if extra != "auto":
+                    labelled[extra] = (extra, base)
+            result["report"] = report(hist, spec, labelled, cutoffs=reporting_cuts, cache_dir=cache_dir,
+                                      n_jobs=n_jobs, progress=progress)
+    except ForecastInputError as exc:
+        where = f"column '{exc.column}'" if exc.column and exc.column != "select_before" else (
+            "--select-before" if exc.column == "select_before" else "input")
+        fail(f"{where}: {exc}")
+    except ValueError as exc:
+        fail(f"backtest: {exc}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    if as_json:
+        print_json(result)
+        return
+    _print_protocol(result)
+
+
+def _print_protocol(result: dict) -> None:
+    from rich.table import Table
+
+    sel = result.get("selection")
+    if sel:
+        console.print(f"[bold]selected[/] on {len(sel['selected_on']['cutoffs'])} origins before "
+                      f"{sel['select_before']}: model {sel['model']}, dispersion scale {sel['dispersion_scale']}")
+    rep = result["report"]
+    labels = [k for k in rep["rows"][0]["scores"] if not k.startswith("baseline:")]
+    for label in labels:
+        table = Table(title=f"{label}: reporting origins (out-of-sample), dollar-weighted RMSSE / SPL")
+        for col in ("cutoff", "days", "model", "AutoETS", "SNaive", "vs AutoETS", "wSPL", "wSPL AutoETS",
+                    "cov95"):
+            table.add_column(col, justify="right")
+        for row in rep["rows"]:
+            s, e, n = row["scores"][label], row["scores"]["baseline:ets"], row["scores"]["baseline:snaive"]
+            table.add_row(row["cutoff"], row["days"], f"{s['wrmsse']:.4f}", f"{e['wrmsse']:.4f}",
+                          f"{n['wrmsse']:.4f}", f"{100 * (s['wrmsse'] / e['wrmsse'] - 1):+.1f} %",
+                          f"{s['wspl']:.4f}", f"{e['wspl']:.4f}", f"{s['coverage_95']:.1f}")
+        console.print(table)
+        for days, summ in rep["summary"].items():
+            t = summ["targets"].get(label)
+            if t:
+                console.print(f"days {days}: {t['wrmsse_pct_below_ets']:.1f} % below AutoETS (worst origin "
+                              f"{t['worst_origin_pct_worse_than_ets']:+.1f} %), wSPL "
+                              f"{t['wspl_pct_below_conformal_ets']:.1f} % below conformal AutoETS, cov95 "
+                              f"{t['coverage_95']:.1f}; met: {t['met']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,11 @@ attach a negative-binomial distribution, and emit the mean plus nine quantiles."
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -25,8 +27,41 @@ from .frames import (
 
 log = logging.getLogger(__name__)
 
-# Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es"
+#: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
+#: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
+DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
+DEFAULTS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DefaultSelection:
+    """The selected default: a (weighted) model spec and the NB dispersion scale, with the date before which every
+    origin it was chosen on ended. Figures on later origins are out-of-sample for it; on earlier ones, in-sample."""
+
+    model: str
+    dispersion_scale: float
+    select_before: str
+    version: int = DEFAULTS_VERSION
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "select_before": self.select_before, "model": self.model,
+                "dispersion_scale": self.dispersion_scale, **self.details}
+
+
+def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
+    """Read a defaults file (the packaged one unless ``path`` is given)."""
+    raw = json.loads(Path(path or DEFAULTS_PATH).read_text())
+    details = {k: v for k, v in raw.items() if k not in ("version", "select_before", "model", "dispersion_scale")}
+    sel = DefaultSelection(model=str(raw["model"]), dispersion_scale=float(raw["dispersion_scale"]),
+                           select_before=str(raw["select_before"]), version=int(raw.get("version", 0)),
+                           details=details)
+    _models.parse_spec(sel.model)  # a broken file fails here, naming the model
+    return sel
+
+
+DEFAULT_SELECTION = load_default_selection()
+DEFAULT_MODEL = DEFAULT_SELECTION.model
 
 
 @dataclass(frozen=True)
@@ -45,7 +80,8 @@ class ForecastConfig:
     group_column: str | None = None
     stats_max_days: int = 728
     lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
-    dispersion: DispersionConfig = field(default_factory=DispersionConfig)
+    dispersion: DispersionConfig = field(
+        default_factory=lambda: DispersionConfig(scale=DEFAULT_SELECTION.dispersion_scale))
 
 
 def run_member(
@@ -105,7 +141,9 @@ def point_forecast(
     ``{unique_id: reason}`` map of the fallbacks taken.
     """
     cfg = config or ForecastConfig()
-    members = _models.parse_spec(spec)
+    weighted = _models.parse_weighted_spec(spec)
+    members = [m for m, _ in weighted]
+    weights = np.array([w for _, w in weighted], dtype="float64")
     run = runner or partial(run_member, fits={})
     grid = horizon_dates(hist, horizon)
     fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
@@ -126,7 +164,7 @@ def point_forecast(
                 fallbacks.setdefault(uid, f"{member} returned non-finite values")
             vals = np.where(bad, fallback, vals)
         columns.append(np.maximum(vals, 0.0))
-    grid["mean"] = np.mean(columns, axis=0)
+    grid["mean"] = np.average(columns, axis=0, weights=weights)
     return grid, fallbacks
 
 

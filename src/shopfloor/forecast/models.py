@@ -1,7 +1,7 @@
 """Point-forecast models: statsforecast locals, a global LightGBM (mlforecast), ensembles, and safe fallbacks.
 
 A *model spec* is a name from :data:`MODEL_NAMES` or several joined by ``+`` (an equal-weight mean ensemble,
-e.g. ``"lgbm+ets"``). Each member returns one column of non-negative point forecasts on the
+e.g. ``"lgbm+ets"``, or weighted: ``"lgbm*0.6+ets*0.4"``). Each member returns one column of non-negative point forecasts on the
 ``unique_id, ds`` horizon grid. The statistical members run through statsforecast, so passing a Dask (or Spark,
 Ray) DataFrame engine via ``dask_client`` runs them on a cluster through statsforecast's fugue backend.
 """
@@ -53,15 +53,34 @@ DIRECT_MEMBERS = tuple(f"lgbm_direct{n}" for n in DIRECT_LAGS)
 MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS)
 
 
-def parse_spec(spec: str) -> list[str]:
-    """Split ``"a+b"`` into members and check each is known."""
-    members = [m.strip().lower() for m in spec.split("+") if m.strip()]
-    if not members:
+def parse_weighted_spec(spec: str) -> list[tuple[str, float]]:
+    """Split ``"a*0.6+b*0.4"`` (or ``"a+b"``: equal weights) into ``(member, weight)`` pairs; each member must be
+    known, appear once and have a positive weight. Weights are returned as given (the ensemble normalises them)."""
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    if not parts:
         raise ValueError("empty model spec")
-    unknown = [m for m in members if m not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)} (join with '+')")
-    return members
+    out: list[tuple[str, float]] = []
+    for part in parts:
+        name, _, weight = part.partition("*")
+        name = name.strip().lower()
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)} (join with '+', "
+                             "weight as name*0.5)")
+        try:
+            w = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"weight of {name!r} must be a number, got {weight.strip()!r}") from None
+        if not np.isfinite(w) or w <= 0:
+            raise ValueError(f"weight of {name!r} must be positive, got {weight.strip()!r}")
+        if name in (m for m, _ in out):
+            raise ValueError(f"model {name!r} appears twice in the spec")
+        out.append((name, w))
+    return out
+
+
+def parse_spec(spec: str) -> list[str]:
+    """Split ``"a+b"`` (weights allowed: ``"a*2+b"``) into members and check each is known."""
+    return [m for m, _ in parse_weighted_spec(spec)]
 
 
 @dataclass(frozen=True)
