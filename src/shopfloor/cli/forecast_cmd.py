@@ -56,9 +56,23 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
 MAX_HORIZON_DAYS = 1096
 
 
+def _dask_client(address: Optional[str]):
+    """A ``distributed.Client`` on the scheduler at ``address`` (None: run locally)."""
+    if not address:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        fail("--dask-scheduler: needs the dask extra (pip install 'shopfloor[dask]')")
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        fail(f"--dask-scheduler: cannot reach a Dask scheduler at {address}: {exc}")
+
+
 def _run_forecast(
     history: Optional[Path], horizon: int, future: Optional[Path], out: Path, model: str, from_db: bool,
-    db_url: Optional[str], n_jobs: int, as_json: bool,
+    db_url: Optional[str], n_jobs: int, as_json: bool, dask_scheduler: Optional[str] = None,
 ) -> None:
     from shopfloor.forecast import ForecastInputError, forecast_demand, read_frame, write_frame
 
@@ -71,12 +85,16 @@ def _run_forecast(
             fut = read_frame(future)
         except Exception as exc:  # noqa: BLE001
             fail(f"--future: cannot read {future}: {exc}")
+    client = _dask_client(dask_scheduler)
     try:
         with console.status(f"forecasting {horizon} days ahead", spinner="dots") if not as_json else _null():
-            result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs)
+            result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs, dask_client=client)
     except ForecastInputError as exc:
         where = f"column '{exc.column}'" if exc.column else "input"
         fail(f"{where}: {exc}")
+    finally:
+        if client is not None:
+            client.close()
     write_frame(result, out)
     summary = {
         "out": str(out),
@@ -86,6 +104,7 @@ def _run_forecast(
         "model": result.attrs.get("model"),
         "fallback_series": len(result.attrs.get("fallbacks", {})),
         "cold_start_series": len(result.attrs.get("cold_start", [])),
+        "dask_scheduler": dask_scheduler,
     }
     if fut is not None:
         summary["future_rows_covered"] = _future_rows_covered(result, fut)
@@ -139,6 +158,9 @@ def forecast(
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db (default: SHOPFLOOR_DATABASE_URL)."),
     n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+    dask_scheduler: Optional[str] = typer.Option(
+        None, "--dask-scheduler", help="Run every model on this Dask cluster (e.g. tcp://10.0.0.5:8786): "
+        "statistical members through statsforecast/fugue, LightGBMs through mlforecast's distributed training."),
 ) -> None:
     """Forecast daily demand: writes unique_id, ds, mean and nine quantiles (q_0.005 .. q_0.995)."""
     if ctx.invoked_subcommand is not None:
@@ -146,7 +168,7 @@ def forecast(
     if history is None and not from_db:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    _run_forecast(history, horizon, future, out, model, from_db, db_url, n_jobs, as_json)
+    _run_forecast(history, horizon, future, out, model, from_db, db_url, n_jobs, as_json, dask_scheduler)
 
 
 @forecast_app.command("backtest")

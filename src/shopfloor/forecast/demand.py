@@ -92,10 +92,11 @@ def run_member(
     shares the direct LightGBM models between the ``lgbm_direct*`` members of one ensemble (same history), so each
     is trained once."""
     if member == "lgbm":
-        return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs)
+        return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs,
+                                     dask_client=dask_client)
     chain = _models.direct_chain(member, cfg.lgbm)
     if chain:
-        return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits)
+        return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits, dask_client)
     return _models.stats_forecast(
         hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
     )
@@ -103,7 +104,7 @@ def run_member(
 
 def _direct_chain_forecast(
     member: str, chain: list[int], hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
-    cfg: ForecastConfig, n_jobs: int, fits: dict[tuple[int, int], pd.DataFrame] | None,
+    cfg: ForecastConfig, n_jobs: int, fits: dict[tuple[int, int], pd.DataFrame] | None, dask_client: Any = None,
 ) -> pd.DataFrame:
     """Day ``k`` from the direct model with the smallest minimum lag >= ``k`` (beyond the chain: its last model)."""
     fits = {} if fits is None else fits
@@ -119,8 +120,8 @@ def _direct_chain_forecast(
         key = (lag, days)
         if key not in fits:
             fits[key] = _models.lgbm_forecast(
-                hist, days, future, covs, config=replace(cfg.lgbm, min_lag=lag), n_jobs=n_jobs, name="direct"
-            )
+                hist, days, future, covs, config=replace(cfg.lgbm, min_lag=lag), n_jobs=n_jobs, name="direct",
+                dask_client=dask_client)
         use = (step > lower) & (step <= days)
         got = grid.loc[use, [ID, TIME]].merge(fits[key], on=[ID, TIME], how="left")["direct"].to_numpy()
         values[use] = got
@@ -182,8 +183,8 @@ def forecast_distribution(
     future: ``unique_id, ds`` + covariate values over the horizon. Covariates missing from it are not used.
     model: ``"auto"`` (the backtested default), a name from :data:`shopfloor.forecast.MODEL_NAMES`, or an
         ensemble like ``"lgbm+ets"``.
-    dask_client: a ``distributed.Client``; statistical members then run on it through statsforecast's fugue
-        backend.
+    dask_client: a ``distributed.Client``; every member then runs on it: the statistical ones through
+        statsforecast's fugue backend, the LightGBMs through mlforecast's distributed training.
     runner: advanced hook replacing how one ensemble member is run (see :func:`point_forecast`); backtests use
         it to share member forecasts between ensembles.
 

@@ -163,7 +163,7 @@ def _price_features(frame: pd.DataFrame, ref_max: pd.Series) -> pd.DataFrame:
 
 def lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm",
+    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm", dask_client: Any = None,
 ) -> pd.DataFrame:
     """Global LightGBM (Tweedie) through mlforecast, predicted recursively so any horizon works.
 
@@ -171,9 +171,12 @@ def lgbm_forecast(
     shortest lag (and on lags 7 and 28 when ``min_lag`` is 1), calendar (day of week, day of month, month), and the
     covariates (plus relative price and price change when ``price`` is present). Covariates are used only when
     ``future`` provides them for the horizon. The forecast column is called ``name``.
+
+    With ``dask_client`` the features are built and the model trained on the Dask cluster (mlforecast's
+    ``DistributedMLForecast`` with LightGBM's Dask estimator), partitioned by series; it then trains on every row of
+    the training window instead of a ``max_rows`` sample.
     """
     import lightgbm as lgb
-    from mlforecast import MLForecast
 
     cfg = config or LGBMConfig()
     covs = [c for c in covariates if future is not None and c in future.columns]
@@ -205,23 +208,46 @@ def lgbm_forecast(
         n_jobs=n_jobs, verbosity=-1,
     )
     params.update(cfg.extra_params)  # extra_params may override any of the above
-    mlf = MLForecast(
-        models={"lgbm": lgb.LGBMRegressor(**params)},
-        freq="D",
-        lags=_lags(cfg.min_lag),
-        lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
-        date_features=["dayofweek", "day", "month"],
-        num_threads=n_jobs,
-    )
-    X, y = _training_rows(mlf, df, cfg)
-    mlf.fit_models(X, y)
-    del X, y
-    # Only the recent tail is needed to roll the lags forward over the horizon.
-    mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
-    out = mlf.predict(horizon, X_df=x_future)
+    features = dict(freq="D", lags=_lags(cfg.min_lag), lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
+                    date_features=["dayofweek", "day", "month"])
+    if dask_client is not None:
+        out = _dask_lgbm(df, horizon, x_future, params, features, state, dask_client)
+    else:
+        from mlforecast import MLForecast
+
+        mlf = MLForecast(models={"lgbm": lgb.LGBMRegressor(**params)}, num_threads=n_jobs, **features)
+        X, y = _training_rows(mlf, df, cfg)
+        mlf.fit_models(X, y)
+        del X, y
+        # Only the recent tail is needed to roll the lags forward over the horizon.
+        mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
+        out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
     out = out.rename(columns={"lgbm": name})
     return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, name]]
+
+
+def _dask_lgbm(
+    df: pd.DataFrame, horizon: int, x_future: pd.DataFrame | None, params: dict[str, Any], features: dict[str, Any],
+    state: int, client: Any,
+) -> pd.DataFrame:
+    """Train and predict on a Dask cluster: one partition per worker thread (at least one), split by series."""
+    import dask.dataframe as dd
+    from mlforecast.distributed import DistributedMLForecast
+    from mlforecast.distributed.models.dask.lgb import DaskLGBMForecast
+
+    n_parts = max(1, min(sum(client.nthreads().values()), df[ID].nunique()))
+    params = {k: v for k, v in params.items() if k != "n_jobs"}
+    model = DaskLGBMForecast(client=client, **params)
+    mlf = DistributedMLForecast(models={"lgbm": model}, engine=client, num_partitions=n_parts, **features)
+    ddf = dd.from_pandas(df, npartitions=n_parts)
+    mlf.fit(ddf, static_features=[], dropna=True, keep_last_n=state)
+    x = dd.from_pandas(x_future, npartitions=n_parts) if x_future is not None else None
+    out = mlf.predict(horizon, X_df=x)
+    out = out.compute() if hasattr(out, "compute") else out
+    out = out.reset_index(drop=True)
+    out[TIME] = pd.to_datetime(out[TIME])
+    return out
 
 
 def _lags(min_lag: int) -> list[int]:
