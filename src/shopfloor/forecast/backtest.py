@@ -86,18 +86,16 @@ def origin_future(
 
 
 def point_baselines(train: pd.DataFrame, horizon: int, n_jobs: int = 1) -> dict[str, pd.DataFrame]:
-    """SeasonalNaive(7) and AutoETS point forecasts (``unique_id, ds, mean``), without intervals: one fit each,
-    for selection, which compares point accuracy only."""
+    """The SeasonalNaive(7) point forecast (``unique_id, ds, mean``), without intervals: the cheap yardstick
+    selection measures candidates against (so that every selection origin counts the same)."""
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, SeasonalNaive
+    from statsforecast.models import SeasonalNaive
 
     df = train[[ID, TIME, TARGET]].groupby(ID, sort=False).tail(728)
-    sf = StatsForecast(models=[SeasonalNaive(season_length=7, alias="snaive"), AutoETS(season_length=7, alias="ets")],
-                       freq="D", n_jobs=n_jobs)
-    raw = sf.forecast(df=df, h=horizon)
+    raw = StatsForecast(models=[SeasonalNaive(season_length=7, alias="snaive")], freq="D").forecast(df=df, h=horizon)
     raw = raw.reset_index() if ID not in raw.columns else raw
     raw[ID] = raw[ID].astype(str)
-    return {name: raw[[ID, TIME]].assign(mean=raw[name].clip(lower=0.0)) for name in BASELINES}
+    return {"snaive": raw[[ID, TIME]].assign(mean=raw["snaive"].clip(lower=0.0))}
 
 
 def conformal_baselines(train: pd.DataFrame, horizon: int, n_windows: int, n_jobs: int = 1) -> dict[str, pd.DataFrame]:
@@ -168,12 +166,14 @@ def origin_forecasts(
     hist: pd.DataFrame, cutoff: pd.Timestamp, horizon: int, names: list[str], cfg: ForecastConfig, *,
     carry_forward: tuple[str, ...] = ("price",), conformal_windows: int = 3, baselines: bool = True,
     baseline_intervals: bool = True, n_jobs: int = 1, cache: MemberCache | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, configs: dict[str, ForecastConfig] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Forecast ``names`` (and the baselines) from one origin with what was known at ``cutoff``.
+    """Forecast ``names`` (and the baselines) from one origin with what was known at ``cutoff``. ``configs``
+    may give a name its own config (default ``cfg``); names share member forecasts whose model settings match.
 
     Returns ``(train, horizon_actuals, {name: quantile frame})``; baselines are named ``baseline:snaive`` and
-    ``baseline:ets``, with conformal intervals unless ``baseline_intervals`` is false (point forecasts only).
+    ``baseline:ets``, with conformal intervals, unless ``baseline_intervals`` is false (then only the SeasonalNaive
+    point forecast, see :func:`point_baselines`).
     ``hist`` is a validated history."""
     covs = covariate_columns(hist)
     train = hist[hist[TIME] <= cutoff].reset_index(drop=True)
@@ -183,24 +183,7 @@ def origin_forecasts(
     data_key = MemberCache.fingerprint(train, future) if cache is not None else ""
     memo: dict[str, pd.DataFrame] = {}
     fits: dict = {}
-
-    def shared(member, *args):
-        # Ensembles from one origin share each member's forecast (same training data, same cutoff), and the
-        # lgbm_direct* members share their direct models.
-        if member not in memo:
-            if cache is None:
-                memo[member] = run_member(member, *args, fits=fits)
-            else:
-                key = MemberCache.fingerprint("member", member, horizon, cfg.lgbm, cfg.stats_max_days, data_key)
-                memo[member] = cache.get_or_run(f"{cutoff.date()}_{member}_{key}",
-                                                lambda: run_member(member, *args, fits=fits))
-        return memo[member]
-
     out: dict[str, pd.DataFrame] = {}
-    for name in names:
-        if progress:
-            progress(f"origin {cutoff.date()}: {name}")
-        out[name] = forecast_demand(train, horizon, future, model=name, config=cfg, n_jobs=n_jobs, runner=shared)
     if baselines:
         if progress:
             progress(f"origin {cutoff.date()}: baselines")
@@ -218,9 +201,40 @@ def origin_forecasts(
             kind = f"conformal{conformal_windows}" if baseline_intervals else "point"
             key = MemberCache.fingerprint("baselines", horizon, kind, data_key)
             both = cache.get_or_run(f"{cutoff.date()}_baselines_{key}", run_baselines)
-        for bname in BASELINES:
+        for bname in both["baseline"].unique():
             frame = both[both["baseline"] == bname].drop(columns="baseline").reset_index(drop=True)
             out[f"baseline:{bname}"] = frame
+        if "baseline:ets" in out:
+            # The ``ets`` member is the AutoETS baseline's model on the same 728 days: reuse its point forecast.
+            ets_point = out["baseline:ets"][[ID, TIME]].assign(ets=out["baseline:ets"]["mean"])
+            memo[("ets", MemberCache.fingerprint(728))] = ets_point
+
+    def shared(member, hist_, horizon_, future_, covs_, cfg_, *args):
+        # Ensembles from one origin share each member's forecast (same training data, same cutoff, same model
+        # settings), and the lgbm_direct* members share their direct models.
+        if member == "ets":
+            settings = MemberCache.fingerprint(cfg_.stats_max_days)
+        elif member == "ets_nt":
+            settings = MemberCache.fingerprint("ets_nt", cfg_.ets_nt_days)
+        else:
+            settings = MemberCache.fingerprint(cfg_.lgbm, cfg_.mh, cfg_.stats_max_days)
+        if (member, settings) not in memo:
+            def run() -> pd.DataFrame:
+                return run_member(member, hist_, horizon_, future_, covs_, cfg_, *args,
+                                  fits=fits.setdefault(settings, {}))
+
+            if cache is None:
+                memo[(member, settings)] = run()
+            else:
+                key = MemberCache.fingerprint("member", member, horizon, settings, data_key)
+                memo[(member, settings)] = cache.get_or_run(f"{cutoff.date()}_{member}_{key}", run)
+        return memo[(member, settings)]
+
+    for name in names:
+        if progress:
+            progress(f"origin {cutoff.date()}: {name}")
+        c = (configs or {}).get(name, cfg)
+        out[name] = forecast_demand(train, horizon, future, model=name, config=c, n_jobs=n_jobs, runner=shared)
     return train, actual, out
 
 

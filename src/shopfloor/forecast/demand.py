@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import models as _models
 from .distribution import DemandDistribution, DispersionConfig, estimate_dispersion
+from .horizon_lgbm import HorizonLGBMConfig, horizon_lgbm_forecast
 from .frames import (
     ID,
     TIME,
@@ -71,7 +72,8 @@ class ForecastConfig:
     cold_start_days: series with fewer days of history than this are forecast by the cold-start rate model;
     cold_start_prior_days: pseudo-days of the group/global prior in that rate model;
     group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
-    stats_max_days: history kept for the statistical models.
+    stats_max_days: history kept for the statistical models; ets_nt_days: for the ``ets_nt`` member (its fit cost
+    grows with the days, and a level/season model needs little more than the last year).
     """
 
     default_model: str = DEFAULT_MODEL
@@ -79,7 +81,9 @@ class ForecastConfig:
     cold_start_prior_days: float = 14.0
     group_column: str | None = None
     stats_max_days: int = 728
+    ets_nt_days: int = 364
     lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
+    mh: HorizonLGBMConfig = field(default_factory=HorizonLGBMConfig)
     dispersion: DispersionConfig = field(
         default_factory=lambda: DispersionConfig(scale=DEFAULT_SELECTION.dispersion_scale))
 
@@ -94,12 +98,13 @@ def run_member(
     if member == "lgbm":
         return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs,
                                      dask_client=dask_client)
+    if member == "lgbm_mh":
+        return horizon_lgbm_forecast(hist, horizon, future, covs, config=cfg.mh, n_jobs=n_jobs)
     chain = _models.direct_chain(member, cfg.lgbm)
     if chain:
         return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits, dask_client)
-    return _models.stats_forecast(
-        hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
-    )
+    max_days = cfg.ets_nt_days if member == "ets_nt" else cfg.stats_max_days
+    return _models.stats_forecast(hist, horizon, [member], n_jobs=n_jobs, max_days=max_days, dask_client=dask_client)
 
 
 def _direct_chain_forecast(
@@ -206,6 +211,8 @@ def forecast_distribution(
     d = cfg.dispersion
     lgbm_days = cfg.lgbm.train_days + max(_models.state_days(cfg.lgbm), _models.state_days(_models.direct_config(cfg.lgbm)))
     keep = max(cfg.stats_max_days, lgbm_days, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    if "lgbm_mh" in _models.parse_spec(spec):
+        keep = max(keep, cfg.mh.history_days + max(cfg.mh.max_horizon, int(horizon)))
     hist = validate_history(history, keep_days=keep)
     covs = covariate_columns(hist)
     fut = validate_future(future, covs) if future is not None else None

@@ -34,6 +34,9 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
 
     return {
         "ets": lambda: AutoETS(season_length=SEASON, alias="ets"),
+        # AutoETS without trend models (ANN/ANA and their multiplicative forms where the data allow): about 6x
+        # cheaper than the full search, and a trend extrapolated 56 days is rarely what daily item demand does.
+        "ets_nt": lambda: AutoETS(season_length=SEASON, model="ZNZ", alias="ets_nt"),
         "croston_sba": lambda: CrostonSBA(alias="croston_sba"),
         "adida": lambda: ADIDA(alias="adida"),
         "imapa": lambda: IMAPA(alias="imapa"),
@@ -45,12 +48,12 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
     }
 
 
-STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
+STATS_MODELS = ("ets", "ets_nt", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
 # ``lgbm_directN`` (N in DIRECT_LAGS): days 1..N from a direct LightGBM whose lags are all >= N, later days from the
 # next longer one in the chain (..., 28, then ``lgbm_direct``'s 56). See :func:`direct_chain`.
 DIRECT_LAGS = (7, 14, 28)
 DIRECT_MEMBERS = tuple(f"lgbm_direct{n}" for n in DIRECT_LAGS)
-MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS)
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS, "lgbm_mh")
 
 
 def parse_weighted_spec(spec: str) -> list[tuple[str, float]]:

@@ -44,7 +44,7 @@ class ProtocolSpec:
     horizon: int = 56
     segments: tuple[tuple[int, int], ...] = ((1, 28), (29, 56))
     report_step: int = 91
-    select_step: int = 28
+    select_step: int = 91
     #: Days of history before a selection origin (the LightGBMs train on up to 540 days plus their lag windows).
     min_train_days: int = 540
     conformal_windows: int = 3
@@ -67,9 +67,10 @@ class SelectionGrid:
 
 #: Candidates ``backtest --select-before`` chooses among when none are given (weights are fitted, then shrunk).
 DEFAULT_CANDIDATES: tuple[str, ...] = (
-    "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es",
-    "lgbm+ets",
-    "lgbm+lgbm_direct28+ets",
+    "lgbm_mh+ets_nt",
+    "lgbm+ets_nt",
+    "lgbm_mh+lgbm+ets_nt",
+    "lgbm_mh+lgbm+seas_es+ets_nt",
 )
 
 
@@ -175,7 +176,7 @@ def select_default(
 
     The history is cut at ``spec.select_before`` before anything else happens, and explicit ``cutoffs`` whose
     scored days reach that date are refused. The score of a candidate is its dollar-weighted RMSSE relative to
-    AutoETS on the same days, averaged over origins and segments (so every origin counts the same)."""
+    SeasonalNaive on the same days, averaged over origins and segments (so every origin counts the same)."""
     before = pd.Timestamp(spec.select_before)
     past = history_before(validate_history(history), before)
     if cutoffs is None:
@@ -189,7 +190,9 @@ def select_default(
     cache = MemberCache(cache_dir) if cache_dir is not None else None
     members = sorted({m for c in grid.candidates for m, _ in parse_weighted_spec(c)})
     origins = _member_forecasts(past, cutoffs, members, cfg, spec, cache, n_jobs, progress)
-    ets = [{seg: score_days(o.baselines["ets"], o.actual, o.train, o.cutoff, *seg)["wrmsse"]
+    # Candidates are measured relative to SeasonalNaive on the same days (cheap, and every origin counts the same);
+    # the AutoETS the report compares against is never fitted on a selection origin.
+    ref = [{seg: score_days(o.baselines["snaive"], o.actual, o.train, o.cutoff, *seg)["wrmsse"]
             for seg in spec.segments} for o in origins]
 
     table = []
@@ -198,14 +201,14 @@ def select_default(
         best_w, best = None, np.inf
         for w in _weight_grid(len(names), grid.weight_step):
             rel = [_relative_wrmsse(o, sum(wi * o.members[m] for wi, m in zip(w, names)), spec.segments, e)
-                   for o, e in zip(origins, ets)]
+                   for o, e in zip(origins, ref)]
             score = float(np.mean(rel))
             if score < best:
                 best, best_w = score, w
         equal = np.full(len(names), 1.0 / len(names))
         shrunk = grid.shrink * equal + (1.0 - grid.shrink) * best_w
         rel = [_relative_wrmsse(o, sum(wi * o.members[m] for wi, m in zip(shrunk, names)), spec.segments, e)
-               for o, e in zip(origins, ets)]
+               for o, e in zip(origins, ref)]
         table.append({"candidate": cand, "spec": _spec_from_weights(names, shrunk),
                       "fitted_weights": [round(float(x), 3) for x in best_w], "fitted_score": best,
                       "score": float(np.mean(rel)), "worst_origin": float(np.max(rel))})
@@ -270,15 +273,16 @@ def report(
     cache = MemberCache(cache_dir) if cache_dir is not None else None
     rows: list[dict[str, Any]] = []
     for cutoff in cutoffs:
-        scored: dict[str, pd.DataFrame] = {}
-        train = actual = None
-        for label, (model, cfg) in models.items():
-            train, actual, fcs = origin_forecasts(
-                hist, cutoff, spec.horizon, [model], cfg, carry_forward=spec.carry_forward,
-                conformal_windows=spec.conformal_windows, baselines=not scored, n_jobs=n_jobs, cache=cache,
-                progress=progress)
-            scored[label] = fcs[model]
-            scored.update({k: v for k, v in fcs.items() if k.startswith("baseline:")})
+        specs = {label: model for label, (model, _) in models.items()}
+        if len(set(specs.values())) != len(specs):
+            raise ValueError("report: two labels name the same model spec")
+        configs = {model: cfg for model, cfg in models.values()}
+        train, actual, fcs = origin_forecasts(
+            hist, cutoff, spec.horizon, list(configs), next(iter(configs.values())), configs=configs,
+            carry_forward=spec.carry_forward, conformal_windows=spec.conformal_windows, n_jobs=n_jobs, cache=cache,
+            progress=progress)
+        scored = {label: fcs[model] for label, model in specs.items()}
+        scored.update({k: v for k, v in fcs.items() if k.startswith("baseline:")})
         for seg in spec.segments:
             row: dict[str, Any] = {"cutoff": str(cutoff.date()), "days": f"{seg[0]}-{seg[1]}", "scores": {}}
             for label, fc in scored.items():
