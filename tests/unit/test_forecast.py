@@ -127,7 +127,7 @@ def test_direct_chain_members_take_each_day_from_the_shortest_lag_model_that_see
     calls = []
     real = models.lgbm_forecast
 
-    def counting(hist, horizon, fut, cv, *, config, n_jobs=1, name="lgbm"):
+    def counting(hist, horizon, fut, cv, *, config, n_jobs=1, name="lgbm", dask_client=None):
         calls.append((config.min_lag, horizon))
         return real(hist, horizon, fut, cv, config=config, n_jobs=n_jobs, name=name)
 

@@ -199,13 +199,17 @@ def backtest_cmd(
                                              "rerun or another candidate costs only its own fits."),
     report_step: int = typer.Option(91, "--report-step", help="With --select-before: days between reporting origins."),
     select_step: int = typer.Option(91, "--select-step", help="With --select-before: days between selection origins."),
+    baseline_intervals: str = typer.Option("conformal", "--baseline-intervals", help="With --select-before: the "
+                                           "reported baselines' intervals, conformal (conformal-windows + 1 fits) "
+                                           "or model (AutoETS's own, one fit)."),
 ) -> None:
     """Rolling-origin backtest with RMSSE, dollar-weighted RMSSE, scaled pinball and 50/95 % coverage."""
     import json
 
     if select_before is not None:
         _protocol_backtest(history, from_db, db_url, select_before, candidate, model, report_only, write_defaults,
-                           cache_dir, report_step, select_step, conformal_windows, n_jobs, out, as_json)
+                           cache_dir, report_step, select_step, conformal_windows, n_jobs, out, as_json,
+                           baseline_intervals)
         return
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -263,7 +267,7 @@ def backtest_cmd(
 
 def _protocol_backtest(
     history, from_db, db_url, select_before, candidates, models, report_only, write_defaults, cache_dir,
-    report_step, select_step, conformal_windows, n_jobs, out, as_json,
+    report_step, select_step, conformal_windows, n_jobs, out, as_json, baseline_intervals="conformal",
 ) -> None:
     """``backtest --select-before DATE``: selection on earlier origins, report on later ones."""
     import json
@@ -289,12 +293,14 @@ def _protocol_backtest(
         before = pd.Timestamp(select_before)
     except (ValueError, TypeError):
         fail(f"--select-before: not a date: {select_before!r} (use YYYY-MM-DD)")
+    if baseline_intervals not in ("conformal", "model"):
+        fail("--baseline-intervals: conformal or model")
     for name, value in (("--report-step", report_step), ("--select-step", select_step)):
         if value < 1:
             fail(f"{name}: must be a positive integer")
     frame = _load_history(history, from_db, db_url)
     spec = ProtocolSpec(select_before=before, report_step=report_step, select_step=select_step,
-                        conformal_windows=conformal_windows)
+                        conformal_windows=conformal_windows, baseline_intervals=baseline_intervals)
     result: dict = {"select_before": str(before.date())}
     try:
         hist = validate_history(frame)

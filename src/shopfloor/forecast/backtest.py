@@ -98,19 +98,23 @@ def point_baselines(train: pd.DataFrame, horizon: int, n_jobs: int = 1) -> dict[
     return {"snaive": raw[[ID, TIME]].assign(mean=raw["snaive"].clip(lower=0.0))}
 
 
-def conformal_baselines(train: pd.DataFrame, horizon: int, n_windows: int, n_jobs: int = 1) -> dict[str, pd.DataFrame]:
-    """SeasonalNaive(7) and AutoETS forecasts with conformal intervals, as nine-quantile frames."""
+def conformal_baselines(
+    train: pd.DataFrame, horizon: int, n_windows: int, n_jobs: int = 1, *, intervals: str = "conformal",
+) -> dict[str, pd.DataFrame]:
+    """SeasonalNaive(7) and AutoETS forecasts with conformal intervals (``n_windows`` calibration windows, so
+    ``n_windows + 1`` fits), or with each model's own intervals (``intervals="model"``: one fit), as nine-quantile
+    frames."""
     from statsforecast import StatsForecast
     from statsforecast.models import AutoETS, SeasonalNaive
     from statsforecast.utils import ConformalIntervals
 
     df = train[[ID, TIME, TARGET]].groupby(ID, sort=False).tail(728)
     # Conformal calibration needs (n_windows + 1) * horizon days; shorter series are left to the point forecast.
-    intervals = ConformalIntervals(h=horizon, n_windows=n_windows)
+    conformal = ConformalIntervals(h=horizon, n_windows=n_windows) if intervals == "conformal" else None
     sf = StatsForecast(
         models=[
-            SeasonalNaive(season_length=7, alias="snaive", prediction_intervals=intervals),
-            AutoETS(season_length=7, alias="ets", prediction_intervals=intervals),
+            SeasonalNaive(season_length=7, alias="snaive", prediction_intervals=conformal),
+            AutoETS(season_length=7, alias="ets", prediction_intervals=conformal),
         ],
         freq="D",
         n_jobs=n_jobs,
@@ -165,15 +169,15 @@ class MemberCache:
 def origin_forecasts(
     hist: pd.DataFrame, cutoff: pd.Timestamp, horizon: int, names: list[str], cfg: ForecastConfig, *,
     carry_forward: tuple[str, ...] = ("price",), conformal_windows: int = 3, baselines: bool = True,
-    baseline_intervals: bool = True, n_jobs: int = 1, cache: MemberCache | None = None,
+    baseline_intervals: bool | str = True, n_jobs: int = 1, cache: MemberCache | None = None,
     progress: Callable[[str], None] | None = None, configs: dict[str, ForecastConfig] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """Forecast ``names`` (and the baselines) from one origin with what was known at ``cutoff``. ``configs``
     may give a name its own config (default ``cfg``); names share member forecasts whose model settings match.
 
     Returns ``(train, horizon_actuals, {name: quantile frame})``; baselines are named ``baseline:snaive`` and
-    ``baseline:ets``, with conformal intervals, unless ``baseline_intervals`` is false (then only the SeasonalNaive
-    point forecast, see :func:`point_baselines`).
+    ``baseline:ets``, with conformal intervals (``baseline_intervals`` true or ``"conformal"``), the models' own
+    intervals (``"model"``), or, when false, only the SeasonalNaive point forecast (:func:`point_baselines`).
     ``hist`` is a validated history."""
     covs = covariate_columns(hist)
     train = hist[hist[TIME] <= cutoff].reset_index(drop=True)
@@ -188,9 +192,11 @@ def origin_forecasts(
         if progress:
             progress(f"origin {cutoff.date()}: baselines")
 
+        kind = {True: "conformal", False: "point"}.get(baseline_intervals, baseline_intervals)
+
         def run_baselines() -> pd.DataFrame:
-            if baseline_intervals:
-                frames = conformal_baselines(train, horizon, conformal_windows, n_jobs)
+            if kind in ("conformal", "model"):
+                frames = conformal_baselines(train, horizon, conformal_windows, n_jobs, intervals=kind)
             else:
                 frames = point_baselines(train, horizon, n_jobs)
             return pd.concat([f.assign(baseline=b) for b, f in frames.items()], ignore_index=True)
@@ -198,8 +204,8 @@ def origin_forecasts(
         if cache is None:
             both = run_baselines()
         else:
-            kind = f"conformal{conformal_windows}" if baseline_intervals else "point"
-            key = MemberCache.fingerprint("baselines", horizon, kind, data_key)
+            tag = f"conformal{conformal_windows}" if kind == "conformal" else kind
+            key = MemberCache.fingerprint("baselines", horizon, tag, data_key)
             both = cache.get_or_run(f"{cutoff.date()}_baselines_{key}", run_baselines)
         for bname in both["baseline"].unique():
             frame = both[both["baseline"] == bname].drop(columns="baseline").reset_index(drop=True)

@@ -35,6 +35,8 @@ class HorizonLGBMConfig:
     origin_days: int = 364
     max_horizon: int = 56
     max_rows: int = 1_000_000
+    #: At most this many training rows per available origin day of a series (small panels train on fewer rows).
+    draws_per_origin_day: int = 4
     n_estimators: int = 350
     learning_rate: float = 0.05
     num_leaves: int = 63
@@ -206,8 +208,7 @@ def horizon_lgbm_forecast(
         nb = len(blk.last)
         lo = np.maximum(blk.first + 28, blk.last - cfg.origin_days)
         ok = np.flatnonzero(lo < blk.last)
-        # About a dozen draws per available origin day at most: a short panel gets no more rows than it has pairs.
-        draws = np.minimum(per_series, 12 * (blk.last[ok] - lo[ok]))
+        draws = np.minimum(per_series, cfg.draws_per_origin_day * (blk.last[ok] - lo[ok]))
         rows = np.repeat(ok, draws)
         if rows.size == 0:
             continue

@@ -49,6 +49,9 @@ class ProtocolSpec:
     min_train_days: int = 540
     conformal_windows: int = 3
     carry_forward: tuple[str, ...] = ("price",)
+    #: Intervals of the reported baselines: "conformal" (``conformal_windows + 1`` AutoETS fits per origin) or
+    #: "model" (AutoETS's own intervals, one fit).
+    baseline_intervals: str = "conformal"
 
 
 @dataclass(frozen=True)
@@ -279,8 +282,8 @@ def report(
         configs = {model: cfg for model, cfg in models.values()}
         train, actual, fcs = origin_forecasts(
             hist, cutoff, spec.horizon, list(configs), next(iter(configs.values())), configs=configs,
-            carry_forward=spec.carry_forward, conformal_windows=spec.conformal_windows, n_jobs=n_jobs, cache=cache,
-            progress=progress)
+            carry_forward=spec.carry_forward, conformal_windows=spec.conformal_windows,
+            baseline_intervals=spec.baseline_intervals, n_jobs=n_jobs, cache=cache, progress=progress)
         scored = {label: fcs[model] for label, model in specs.items()}
         scored.update({k: v for k, v in fcs.items() if k.startswith("baseline:")})
         for seg in spec.segments:
@@ -288,7 +291,7 @@ def report(
             for label, fc in scored.items():
                 row["scores"][label] = score_days(fc, actual, train, cutoff, *seg)
             rows.append(row)
-    return {"select_before": str(before.date()), "horizon": spec.horizon,
+    return {"select_before": str(before.date()), "horizon": spec.horizon, "baseline_intervals": spec.baseline_intervals,
             "segments": [list(s) for s in spec.segments], "carry_forward": list(spec.carry_forward),
             "cutoffs": [str(c.date()) for c in cutoffs], "rows": rows,
             "summary": {f"{a}-{b}": summarize_segment(rows, f"{a}-{b}", list(models)) for a, b in spec.segments}}
