@@ -122,3 +122,34 @@ def test_an_unreachable_dask_scheduler_is_a_clean_error(tmp_path):
                                    str(tmp_path / "fc.parquet"), "--dask-scheduler", "tcp://127.0.0.1:9"])
     assert res.exit_code != 0
     assert "--dask-scheduler" in res.output and "Traceback" not in res.output
+
+
+def test_the_multi_horizon_lightgbm_trains_on_the_dask_cluster():
+    import lightgbm as lgb
+
+    from shopfloor.forecast import ForecastConfig
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = _priced_panel(n_series=6, n_days=300)
+    cfg = ForecastConfig(mh=HorizonLGBMConfig(n_estimators=40, min_child_samples=20))
+    local = forecast_demand(panel, 14, model="lgbm_mh", config=cfg)
+    fitted = []
+    original = lgb.DaskLGBMRegressor.fit
+
+    def spy(self, *args, **kwargs):
+        fitted.append(self.client)
+        return original(self, *args, **kwargs)
+
+    lgb.DaskLGBMRegressor.fit = spy
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                remote = forecast_demand(panel, 14, model="lgbm_mh", config=cfg, dask_client=client)
+                assert fitted == [client]
+    finally:
+        lgb.DaskLGBMRegressor.fit = original
+    assert remote.attrs["fallbacks"] == {}
+    both = local.merge(remote, on=["unique_id", "ds"], suffixes=("_local", "_dask"))
+    per_series = both.groupby("unique_id")[["mean_local", "mean_dask"]].mean()
+    assert np.allclose(per_series["mean_dask"], per_series["mean_local"], rtol=0.25, atol=0.5)

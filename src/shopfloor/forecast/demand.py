@@ -99,7 +99,8 @@ def run_member(
         return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs,
                                      dask_client=dask_client)
     if member == "lgbm_mh":
-        return horizon_lgbm_forecast(hist, horizon, future, covs, config=cfg.mh, n_jobs=n_jobs)
+        return horizon_lgbm_forecast(hist, horizon, future, covs, config=cfg.mh, n_jobs=n_jobs,
+                                     dask_client=dask_client)
     chain = _models.direct_chain(member, cfg.lgbm)
     if chain:
         return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits, dask_client)

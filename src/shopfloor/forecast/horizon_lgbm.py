@@ -188,9 +188,12 @@ def _blocks(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], ho
 
 def horizon_lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh",
+    config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh", dask_client: Any = None,
 ) -> pd.DataFrame:
-    """Forecast ``unique_id, ds, <name>`` for every series of a validated history (see the module docstring)."""
+    """Forecast ``unique_id, ds, <name>`` for every series of a validated history (see the module docstring).
+
+    With ``dask_client`` the model is trained on the Dask cluster (LightGBM's Dask estimator, the training rows
+    split into one partition per worker thread); the rows are built, and the forecast predicted, on the driver."""
     import lightgbm as lgb
 
     cfg = config or HorizonLGBMConfig()
@@ -232,8 +235,17 @@ def horizon_lgbm_forecast(
                   min_child_samples=cfg.min_child_samples, max_bin=cfg.max_bin, subsample=0.8, subsample_freq=1,
                   colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed, n_jobs=n_jobs, verbosity=-1)
     params.update(cfg.extra_params or {})
-    model = lgb.LGBMRegressor(**params)
-    model.fit(X, y)
+    if dask_client is None:
+        model = lgb.LGBMRegressor(**params)
+        model.fit(X, y)
+    else:
+        import dask.dataframe as dd
+
+        parts = max(1, min(sum(dask_client.nthreads().values()), len(X) // 1000 or 1))
+        params.pop("n_jobs", None)
+        dask_model = lgb.DaskLGBMRegressor(client=dask_client, **params)
+        dask_model.fit(dd.from_pandas(X, npartitions=parts), dd.from_pandas(pd.Series(y), npartitions=parts))
+        model = dask_model.to_local()
     columns = list(X.columns)
     del X, y
     outs = []
