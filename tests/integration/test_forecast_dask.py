@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,3 +35,121 @@ def test_dask_cluster_forecast_matches_the_local_one():
         remote.sort_values(["unique_id", "ds"]).reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def _priced_panel(n_series=8, n_days=200):
+    rng = np.random.default_rng(11)
+    days = pd.date_range("2024-01-01", periods=n_days, freq="D")
+    frames = []
+    for i in range(n_series):
+        lam = (2.0 + i) * (1.0 + 0.5 * np.sin(2 * np.pi * np.arange(n_days) / 7))
+        frames.append(pd.DataFrame({"unique_id": f"sku{i}", "ds": days, "y": rng.poisson(lam).astype(float),
+                                    "price": 2.0 + i, "event": (days.dayofyear % 40 == 0).astype(int)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_lightgbm_members_train_on_the_dask_cluster_and_forecast_like_the_local_ones():
+    from dataclasses import replace
+
+    from shopfloor.forecast import ForecastConfig, LGBMConfig
+    from shopfloor.forecast import models as models_module
+
+    panel = _priced_panel()
+    last = panel["ds"].max()
+    future = pd.DataFrame([(u, last + pd.Timedelta(days=k), 2.0 + int(u[3:]), 0)
+                           for u in panel["unique_id"].unique() for k in range(1, 15)],
+                          columns=["unique_id", "ds", "price", "event"])
+    cfg = ForecastConfig(lgbm=LGBMConfig(n_estimators=40, num_leaves=7, min_child_samples=5, train_days=150))
+    calls = []
+    original = models_module._dask_lgbm
+
+    def spy(*args, **kwargs):
+        calls.append(args[-1])
+        return original(*args, **kwargs)
+
+    models_module._dask_lgbm = spy
+    try:
+        local = forecast_demand(panel, 14, future, model="lgbm+lgbm_direct7+ets", config=cfg)
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                remote = forecast_demand(panel, 14, future, model="lgbm+lgbm_direct7+ets", config=cfg,
+                                         dask_client=client)
+                assert calls and all(c is client for c in calls)  # lgbm, and lgbm_direct7's two direct models
+    finally:
+        models_module._dask_lgbm = original
+    assert len(calls) == 3
+    assert remote.attrs["fallbacks"] == {}
+    both = local.merge(remote, on=["unique_id", "ds"], suffixes=("_local", "_dask"))
+    assert len(both) == len(local) == 8 * 14
+    # Different row sampling and data partitioning: close, not identical.
+    per_series = both.groupby("unique_id")[["mean_local", "mean_dask"]].mean()
+    assert np.allclose(per_series["mean_dask"], per_series["mean_local"], rtol=0.25, atol=0.5)
+    assert (remote["mean"] > 0).all()
+
+
+def test_forecast_command_runs_on_the_cluster_named_by_dask_scheduler(tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    panel = _priced_panel(n_series=4, n_days=120)
+    hist = tmp_path / "history.parquet"
+    panel.to_parquet(hist)
+    out = tmp_path / "fc.parquet"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                                  scheduler_port=0) as cluster:
+        res = CliRunner().invoke(app, ["forecast", "--history", str(hist), "--horizon", "7", "--out", str(out),
+                                       "--model", "lgbm+tsb", "--dask-scheduler", cluster.scheduler_address,
+                                       "--json"])
+        assert res.exit_code == 0, res.output
+        summary, _ = json.JSONDecoder().raw_decode(res.output[res.output.index('{\n  "out"'):])
+        assert summary["dask_scheduler"] == cluster.scheduler_address
+        # the work ran on the cluster's workers
+        assert cluster.scheduler.transition_counter > 0
+    fc = pd.read_parquet(out)
+    assert len(fc) == 4 * 7 and (fc["mean"] >= 0).all()
+
+
+def test_an_unreachable_dask_scheduler_is_a_clean_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    hist = tmp_path / "history.parquet"
+    _priced_panel(n_series=2, n_days=60).to_parquet(hist)
+    res = CliRunner().invoke(app, ["forecast", "--history", str(hist), "--horizon", "7", "--out",
+                                   str(tmp_path / "fc.parquet"), "--dask-scheduler", "tcp://127.0.0.1:9"])
+    assert res.exit_code != 0
+    assert "--dask-scheduler" in res.output and "Traceback" not in res.output
+
+
+def test_the_multi_horizon_lightgbm_trains_on_the_dask_cluster():
+    import lightgbm as lgb
+
+    from shopfloor.forecast import ForecastConfig
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = _priced_panel(n_series=6, n_days=300)
+    cfg = ForecastConfig(mh=HorizonLGBMConfig(n_estimators=40, min_child_samples=20))
+    local = forecast_demand(panel, 14, model="lgbm_mh", config=cfg)
+    fitted = []
+    original = lgb.DaskLGBMRegressor.fit
+
+    def spy(self, *args, **kwargs):
+        fitted.append(self.client)
+        return original(self, *args, **kwargs)
+
+    lgb.DaskLGBMRegressor.fit = spy
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                remote = forecast_demand(panel, 14, model="lgbm_mh", config=cfg, dask_client=client)
+                assert fitted == [client]
+    finally:
+        lgb.DaskLGBMRegressor.fit = original
+    assert remote.attrs["fallbacks"] == {}
+    both = local.merge(remote, on=["unique_id", "ds"], suffixes=("_local", "_dask"))
+    per_series = both.groupby("unique_id")[["mean_local", "mean_dask"]].mean()
+    assert np.allclose(per_series["mean_dask"], per_series["mean_local"], rtol=0.25, atol=0.5)

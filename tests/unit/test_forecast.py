@@ -93,8 +93,9 @@ def test_horizon_56_forecasts_every_day_and_stays_sensible():
 
 
 @pytest.mark.parametrize(
-    "model", ["ets", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm", "lgbm_direct",
-              "lgbm_direct28", "lgbm_direct14", "lgbm_direct7", "tsb+snaive"]
+    "model", ["ets", "ets_nt", "tsb", "croston_sba", "adida", "imapa", "snaive", "swa", "seas_es", "lgbm",
+              "lgbm_direct", "lgbm_direct28", "lgbm_direct14", "lgbm_direct7", "lgbm_mh", "tsb+snaive",
+              "lgbm_mh*0.7+ets_nt*0.3"]
 )
 def test_every_candidate_model_meets_the_output_contract(model):
     panel = make_panel(n_series=4, n_days=120)
@@ -102,8 +103,11 @@ def test_every_candidate_model_meets_the_output_contract(model):
     assert_contract(fc, 4, 7)
 
 
-def test_default_model_is_the_lgbms_tsb_and_seasonal_smoothing():
-    assert DEFAULT_MODEL == "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es"
+def test_auto_means_the_model_of_the_packaged_selection_file():
+    from shopfloor.forecast.demand import load_default_selection
+
+    assert DEFAULT_MODEL == load_default_selection().model
+    assert ForecastConfig().dispersion.scale == load_default_selection().dispersion_scale
     assert forecast_demand(make_panel(n_series=2, n_days=120), 3, config=FAST).attrs["model"] == DEFAULT_MODEL
 
 
@@ -123,7 +127,7 @@ def test_direct_chain_members_take_each_day_from_the_shortest_lag_model_that_see
     calls = []
     real = models.lgbm_forecast
 
-    def counting(hist, horizon, fut, cv, *, config, n_jobs=1, name="lgbm"):
+    def counting(hist, horizon, fut, cv, *, config, n_jobs=1, name="lgbm", dask_client=None):
         calls.append((config.min_lag, horizon))
         return real(hist, horizon, fut, cv, config=config, n_jobs=n_jobs, name=name)
 
@@ -502,3 +506,50 @@ def test_backtest_rejects_score_from_outside_the_horizon():
     panel = make_panel(n_series=2, n_days=60, covariates=False)
     with pytest.raises(ValueError, match="score_from"):
         backtest(panel, BacktestSpec(horizon=7, windows=1, score_from=8), models=("wa28",), baselines=False)
+
+
+# --- multi-horizon LightGBM ----------------------------------------------------------------------------------
+
+def test_multi_horizon_features_use_nothing_after_the_forecast_origin():
+    from shopfloor.forecast.horizon_lgbm import _Block
+
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2023-01-01", periods=500, freq="D")
+    y = rng.poisson(3.0, size=(4, 500)).astype("float64")
+    y[2, :100] = np.nan  # a series that starts later
+    price = np.tile(np.linspace(2.0, 3.0, 500), (4, 1))
+    flags = {"event": rng.integers(0, 2, size=(4, 560)).astype("float64")}
+    origin = np.array([300, 420, 150, 499])
+    rows = np.array([0, 1, 2, 3])
+    k = np.array([1, 56, 30, 14])
+    last = np.full(4, 499)
+    before = _Block(y, price, flags, last, days.append(pd.date_range(days[-1], periods=61)[1:]))
+    f1 = before.features(rows, origin, k)
+    y2, p2 = y.copy(), price.copy()
+    for r, o in zip(rows, origin):
+        y2[r, o + 1:] = 1000.0  # everything after the origin changes
+        p2[r, o + 1:] = 99.0
+    after = _Block(y2, p2, flags, last, before.days)
+    f2 = after.features(rows, origin, k)
+    for name in f1:
+        np.testing.assert_array_equal(f1[name], f2[name], err_msg=name)
+    # the same-weekday mean of day origin + k reads only days on or before the origin, 7 days apart
+    assert f1["dow4"][0] == pytest.approx(np.mean(y[0, [294, 287, 280, 273]]))
+    assert f1["m28"][1] == pytest.approx(np.mean(y[1, 393:421]))
+
+
+def test_multi_horizon_lgbm_follows_the_weekly_pattern_over_a_56_day_horizon():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = make_panel(n_series=6, n_days=400, covariates=False)
+    cfg = replace(FAST, mh=HorizonLGBMConfig(n_estimators=60, min_child_samples=20))
+    fc = forecast_demand(panel, 56, model="lgbm_mh", config=cfg)
+    assert_contract(fc, 6, 56)
+    smooth = fc[fc["unique_id"] == "sku4/north"].copy()
+    smooth["dow"] = smooth["ds"].dt.dayofweek
+    hist = panel[panel["unique_id"] == "sku4/north"].assign(dow=lambda d: d["ds"].dt.dayofweek)
+    # forecast and history agree on which weekdays sell most, at both ends of the horizon
+    by_dow_hist = hist.groupby("dow")["y"].mean()
+    late = smooth.iloc[28:].groupby("dow")["mean"].mean()
+    assert np.corrcoef(by_dow_hist, late)[0, 1] > 0.8
+    assert late.mean() == pytest.approx(hist["y"].tail(56).mean(), rel=0.25)

@@ -162,3 +162,22 @@ def test_future_coverage_compares_zone_aware_stamps_as_utc_days(tmp_path):
                               "--out", str(tmp_path / "fc.parquet"), "--model", "wa28", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["future_rows_covered"] == 3 * 7
+
+
+def test_backtest_select_before_refuses_a_bad_date_and_too_few_reporting_origins(tmp_path):
+    hist = tmp_path / "history.csv"
+    _write_panel(hist, n_days=200)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--select-before", "not-a-date"])
+    assert res.exit_code != 0 and "--select-before" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--select-before", "2024-05-01"])
+    assert res.exit_code != 0 and "reporting origin" in res.output and "Traceback" not in res.output
+
+
+def test_report_only_refuses_a_default_selected_after_the_date(tmp_path):
+    # The packaged default was selected on data before 2014-07-01: reporting it from 2013-06-01 would be in-sample.
+    days = pd.date_range("2012-01-01", periods=900, freq="D")
+    hist = tmp_path / "history.parquet"
+    pd.DataFrame({"unique_id": "a", "ds": days, "y": 1.0}).to_parquet(hist)
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--select-before", "2013-06-01",
+                              "--report-only", "--report-step", "28"])
+    assert res.exit_code != 0 and "in-sample" in res.output and "Traceback" not in res.output

@@ -4,6 +4,8 @@
     shopfloor forecast --from-db --horizon H --out forecast.parquet
     shopfloor forecast backtest --history F --horizon 28 --windows 3 --step 28 --json
     shopfloor forecast backtest --history F --horizon 56 --score-from 29 --json   # score days 29..56 only
+    shopfloor forecast backtest --history F --select-before 2014-07-01 --write-defaults defaults.json
+                                   # choose the default on origins before the date, report on later ones
 """
 
 from __future__ import annotations
@@ -54,9 +56,23 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
 MAX_HORIZON_DAYS = 1096
 
 
+def _dask_client(address: Optional[str]):
+    """A ``distributed.Client`` on the scheduler at ``address`` (None: run locally)."""
+    if not address:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        fail("--dask-scheduler: needs the dask extra (pip install 'shopfloor[dask]')")
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        fail(f"--dask-scheduler: cannot reach a Dask scheduler at {address}: {exc}")
+
+
 def _run_forecast(
     history: Optional[Path], horizon: int, future: Optional[Path], out: Path, model: str, from_db: bool,
-    db_url: Optional[str], n_jobs: int, as_json: bool,
+    db_url: Optional[str], n_jobs: int, as_json: bool, dask_scheduler: Optional[str] = None,
 ) -> None:
     from shopfloor.forecast import ForecastInputError, forecast_demand, read_frame, write_frame
 
@@ -69,12 +85,16 @@ def _run_forecast(
             fut = read_frame(future)
         except Exception as exc:  # noqa: BLE001
             fail(f"--future: cannot read {future}: {exc}")
+    client = _dask_client(dask_scheduler)
     try:
         with console.status(f"forecasting {horizon} days ahead", spinner="dots") if not as_json else _null():
-            result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs)
+            result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs, dask_client=client)
     except ForecastInputError as exc:
         where = f"column '{exc.column}'" if exc.column else "input"
         fail(f"{where}: {exc}")
+    finally:
+        if client is not None:
+            client.close()
     write_frame(result, out)
     summary = {
         "out": str(out),
@@ -84,6 +104,7 @@ def _run_forecast(
         "model": result.attrs.get("model"),
         "fallback_series": len(result.attrs.get("fallbacks", {})),
         "cold_start_series": len(result.attrs.get("cold_start", [])),
+        "dask_scheduler": dask_scheduler,
     }
     if fut is not None:
         summary["future_rows_covered"] = _future_rows_covered(result, fut)
@@ -137,6 +158,9 @@ def forecast(
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db (default: SHOPFLOOR_DATABASE_URL)."),
     n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
+    dask_scheduler: Optional[str] = typer.Option(
+        None, "--dask-scheduler", help="Run every model on this Dask cluster (e.g. tcp://10.0.0.5:8786): "
+        "statistical members through statsforecast/fugue, LightGBMs through mlforecast's distributed training."),
 ) -> None:
     """Forecast daily demand: writes unique_id, ds, mean and nine quantiles (q_0.005 .. q_0.995)."""
     if ctx.invoked_subcommand is not None:
@@ -144,7 +168,7 @@ def forecast(
     if history is None and not from_db:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    _run_forecast(history, horizon, future, out, model, from_db, db_url, n_jobs, as_json)
+    _run_forecast(history, horizon, future, out, model, from_db, db_url, n_jobs, as_json, dask_scheduler)
 
 
 @forecast_app.command("backtest")
@@ -161,9 +185,32 @@ def backtest_cmd(
     n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON result."),
+    select_before: Optional[str] = typer.Option(
+        None, "--select-before", help="YYYY-MM-DD. Choose the default (members, weights, dispersion) only on origins "
+        "whose scored days end before this date, then report it on >= 6 later origins (days 1-28 and 29-56 of a "
+        "56-day forecast, per origin). --windows/--step/--score-from do not apply."),
+    candidate: list[str] = typer.Option([], "--candidate", help="With --select-before: a candidate ensemble "
+                                        "(repeatable; default: the built-in list). Its weights are fitted."),
+    report_only: bool = typer.Option(False, "--report-only", help="With --select-before: skip selection and report "
+                                     "the installed default (refused if it was selected on later data)."),
+    write_defaults: Optional[Path] = typer.Option(None, "--write-defaults", help="With --select-before: write the "
+                                                  "selection (what `auto` means) to this JSON file."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep per-origin member forecasts here, so a "
+                                             "rerun or another candidate costs only its own fits."),
+    report_step: int = typer.Option(91, "--report-step", help="With --select-before: days between reporting origins."),
+    select_step: int = typer.Option(91, "--select-step", help="With --select-before: days between selection origins."),
+    baseline_intervals: str = typer.Option("conformal", "--baseline-intervals", help="With --select-before: the "
+                                           "reported baselines' intervals, conformal (conformal-windows + 1 fits) "
+                                           "or model (AutoETS's own, one fit)."),
 ) -> None:
     """Rolling-origin backtest with RMSSE, dollar-weighted RMSSE, scaled pinball and 50/95 % coverage."""
     import json
+
+    if select_before is not None:
+        _protocol_backtest(history, from_db, db_url, select_before, candidate, model, report_only, write_defaults,
+                           cache_dir, report_step, select_step, conformal_windows, n_jobs, out, as_json,
+                           baseline_intervals)
+        return
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -216,6 +263,120 @@ def backtest_cmd(
     if "targets" in result:
         console.print({k: v for k, v in result["targets"].items() if k != "met"})
         console.print({"met": result["targets"]["met"]})
+
+
+def _protocol_backtest(
+    history, from_db, db_url, select_before, candidates, models, report_only, write_defaults, cache_dir,
+    report_step, select_step, conformal_windows, n_jobs, out, as_json, baseline_intervals="conformal",
+) -> None:
+    """``backtest --select-before DATE``: selection on earlier origins, report on later ones."""
+    import json
+    from dataclasses import replace
+
+    import pandas as pd
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from shopfloor.forecast import ForecastConfig, ForecastInputError
+    from shopfloor.forecast.demand import load_default_selection
+    from shopfloor.forecast.protocol import (
+        DEFAULT_CANDIDATES,
+        ProtocolSpec,
+        SelectionGrid,
+        check_reportable,
+        protocol_origins,
+        report,
+        select_default,
+    )
+    from shopfloor.forecast.frames import validate_history
+
+    try:
+        before = pd.Timestamp(select_before)
+    except (ValueError, TypeError):
+        fail(f"--select-before: not a date: {select_before!r} (use YYYY-MM-DD)")
+    if baseline_intervals not in ("conformal", "model"):
+        fail("--baseline-intervals: conformal or model")
+    for name, value in (("--report-step", report_step), ("--select-step", select_step)):
+        if value < 1:
+            fail(f"{name}: must be a positive integer")
+    frame = _load_history(history, from_db, db_url)
+    spec = ProtocolSpec(select_before=before, report_step=report_step, select_step=select_step,
+                        conformal_windows=conformal_windows, baseline_intervals=baseline_intervals)
+    result: dict = {"select_before": str(before.date())}
+    try:
+        hist = validate_history(frame)
+        selection_cuts, reporting_cuts = protocol_origins(hist, spec)
+        if len(reporting_cuts) < 6:
+            fail(f"--select-before: only {len(reporting_cuts)} reporting origin(s) after {before.date()} "
+                 f"(need 6; reporting origins are every {report_step} days back from the last day). Use an "
+                 "earlier date or a smaller --report-step")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                      disable=as_json) as bar:
+            task = bar.add_task("protocol", total=None)
+
+            def progress(msg: str) -> None:
+                bar.update(task, description=msg)
+
+            if report_only:
+                selection = load_default_selection()
+                check_reportable(selection, before)
+            else:
+                grid = SelectionGrid(candidates=tuple(candidates) or DEFAULT_CANDIDATES)
+                selection, _ = select_default(hist, spec, grid, cutoffs=selection_cuts, cache_dir=cache_dir,
+                                              n_jobs=n_jobs, progress=progress)
+                result["selection"] = selection.to_json()
+                if write_defaults is not None:
+                    write_defaults.parent.mkdir(parents=True, exist_ok=True)
+                    write_defaults.write_text(json.dumps(selection.to_json(), indent=2) + "\n")
+            base = ForecastConfig()
+            chosen_cfg = replace(base, dispersion=replace(base.dispersion, scale=selection.dispersion_scale))
+            labelled = {"selected": (selection.model, chosen_cfg)}
+            for extra in models:
+                if extra != "auto":
+                    labelled[extra] = (extra, base)
+            result["report"] = report(hist, spec, labelled, cutoffs=reporting_cuts, cache_dir=cache_dir,
+                                      n_jobs=n_jobs, progress=progress)
+    except ForecastInputError as exc:
+        where = f"column '{exc.column}'" if exc.column and exc.column != "select_before" else (
+            "--select-before" if exc.column == "select_before" else "input")
+        fail(f"{where}: {exc}")
+    except ValueError as exc:
+        fail(f"backtest: {exc}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    if as_json:
+        print_json(result)
+        return
+    _print_protocol(result)
+
+
+def _print_protocol(result: dict) -> None:
+    from rich.table import Table
+
+    sel = result.get("selection")
+    if sel:
+        console.print(f"[bold]selected[/] on {len(sel['selected_on']['cutoffs'])} origins before "
+                      f"{sel['select_before']}: model {sel['model']}, dispersion scale {sel['dispersion_scale']}")
+    rep = result["report"]
+    labels = [k for k in rep["rows"][0]["scores"] if not k.startswith("baseline:")]
+    for label in labels:
+        table = Table(title=f"{label}: reporting origins (out-of-sample), dollar-weighted RMSSE / SPL")
+        for col in ("cutoff", "days", "model", "AutoETS", "SNaive", "vs AutoETS", "wSPL", "wSPL AutoETS",
+                    "cov95"):
+            table.add_column(col, justify="right")
+        for row in rep["rows"]:
+            s, e, n = row["scores"][label], row["scores"]["baseline:ets"], row["scores"]["baseline:snaive"]
+            table.add_row(row["cutoff"], row["days"], f"{s['wrmsse']:.4f}", f"{e['wrmsse']:.4f}",
+                          f"{n['wrmsse']:.4f}", f"{100 * (s['wrmsse'] / e['wrmsse'] - 1):+.1f} %",
+                          f"{s['wspl']:.4f}", f"{e['wspl']:.4f}", f"{s['coverage_95']:.1f}")
+        console.print(table)
+        for days, summ in rep["summary"].items():
+            t = summ["targets"].get(label)
+            if t:
+                console.print(f"days {days}: {t['wrmsse_pct_below_ets']:.1f} % below AutoETS (worst origin "
+                              f"{t['worst_origin_pct_worse_than_ets']:+.1f} %), wSPL "
+                              f"{t['wspl_pct_below_conformal_ets']:.1f} % below conformal AutoETS, cov95 "
+                              f"{t['coverage_95']:.1f}; met: {t['met']}")
 
 
 def register(app: typer.Typer) -> None:

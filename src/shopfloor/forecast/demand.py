@@ -3,9 +3,11 @@ attach a negative-binomial distribution, and emit the mean plus nine quantiles."
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -13,6 +15,7 @@ import pandas as pd
 
 from . import models as _models
 from .distribution import DemandDistribution, DispersionConfig, estimate_dispersion
+from .horizon_lgbm import HorizonLGBMConfig, horizon_lgbm_forecast
 from .frames import (
     ID,
     TIME,
@@ -25,8 +28,41 @@ from .frames import (
 
 log = logging.getLogger(__name__)
 
-# Chosen by rolling-origin backtest on the M5 subset (docs/benchmarks/forecast.md), not by taste.
-DEFAULT_MODEL = "lgbm+lgbm_direct+lgbm_direct28+lgbm_direct14+lgbm_direct7+tsb+seas_es"
+#: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
+#: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
+DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
+DEFAULTS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DefaultSelection:
+    """The selected default: a (weighted) model spec and the NB dispersion scale, with the date before which every
+    origin it was chosen on ended. Figures on later origins are out-of-sample for it; on earlier ones, in-sample."""
+
+    model: str
+    dispersion_scale: float
+    select_before: str
+    version: int = DEFAULTS_VERSION
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "select_before": self.select_before, "model": self.model,
+                "dispersion_scale": self.dispersion_scale, **self.details}
+
+
+def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
+    """Read a defaults file (the packaged one unless ``path`` is given)."""
+    raw = json.loads(Path(path or DEFAULTS_PATH).read_text())
+    details = {k: v for k, v in raw.items() if k not in ("version", "select_before", "model", "dispersion_scale")}
+    sel = DefaultSelection(model=str(raw["model"]), dispersion_scale=float(raw["dispersion_scale"]),
+                           select_before=str(raw["select_before"]), version=int(raw.get("version", 0)),
+                           details=details)
+    _models.parse_spec(sel.model)  # a broken file fails here, naming the model
+    return sel
+
+
+DEFAULT_SELECTION = load_default_selection()
+DEFAULT_MODEL = DEFAULT_SELECTION.model
 
 
 @dataclass(frozen=True)
@@ -36,7 +72,8 @@ class ForecastConfig:
     cold_start_days: series with fewer days of history than this are forecast by the cold-start rate model;
     cold_start_prior_days: pseudo-days of the group/global prior in that rate model;
     group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
-    stats_max_days: history kept for the statistical models.
+    stats_max_days: history kept for the statistical models; ets_nt_days: for the ``ets_nt`` member (its fit cost
+    grows with the days, and a level/season model needs little more than the last year).
     """
 
     default_model: str = DEFAULT_MODEL
@@ -44,8 +81,11 @@ class ForecastConfig:
     cold_start_prior_days: float = 14.0
     group_column: str | None = None
     stats_max_days: int = 728
+    ets_nt_days: int = 364
     lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
-    dispersion: DispersionConfig = field(default_factory=DispersionConfig)
+    mh: HorizonLGBMConfig = field(default_factory=HorizonLGBMConfig)
+    dispersion: DispersionConfig = field(
+        default_factory=lambda: DispersionConfig(scale=DEFAULT_SELECTION.dispersion_scale))
 
 
 def run_member(
@@ -56,18 +96,21 @@ def run_member(
     shares the direct LightGBM models between the ``lgbm_direct*`` members of one ensemble (same history), so each
     is trained once."""
     if member == "lgbm":
-        return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs)
+        return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs,
+                                     dask_client=dask_client)
+    if member == "lgbm_mh":
+        return horizon_lgbm_forecast(hist, horizon, future, covs, config=cfg.mh, n_jobs=n_jobs,
+                                     dask_client=dask_client)
     chain = _models.direct_chain(member, cfg.lgbm)
     if chain:
-        return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits)
-    return _models.stats_forecast(
-        hist, horizon, [member], n_jobs=n_jobs, max_days=cfg.stats_max_days, dask_client=dask_client
-    )
+        return _direct_chain_forecast(member, chain, hist, horizon, future, covs, cfg, n_jobs, fits, dask_client)
+    max_days = cfg.ets_nt_days if member == "ets_nt" else cfg.stats_max_days
+    return _models.stats_forecast(hist, horizon, [member], n_jobs=n_jobs, max_days=max_days, dask_client=dask_client)
 
 
 def _direct_chain_forecast(
     member: str, chain: list[int], hist: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covs: list[str],
-    cfg: ForecastConfig, n_jobs: int, fits: dict[tuple[int, int], pd.DataFrame] | None,
+    cfg: ForecastConfig, n_jobs: int, fits: dict[tuple[int, int], pd.DataFrame] | None, dask_client: Any = None,
 ) -> pd.DataFrame:
     """Day ``k`` from the direct model with the smallest minimum lag >= ``k`` (beyond the chain: its last model)."""
     fits = {} if fits is None else fits
@@ -83,8 +126,8 @@ def _direct_chain_forecast(
         key = (lag, days)
         if key not in fits:
             fits[key] = _models.lgbm_forecast(
-                hist, days, future, covs, config=replace(cfg.lgbm, min_lag=lag), n_jobs=n_jobs, name="direct"
-            )
+                hist, days, future, covs, config=replace(cfg.lgbm, min_lag=lag), n_jobs=n_jobs, name="direct",
+                dask_client=dask_client)
         use = (step > lower) & (step <= days)
         got = grid.loc[use, [ID, TIME]].merge(fits[key], on=[ID, TIME], how="left")["direct"].to_numpy()
         values[use] = got
@@ -105,7 +148,9 @@ def point_forecast(
     ``{unique_id: reason}`` map of the fallbacks taken.
     """
     cfg = config or ForecastConfig()
-    members = _models.parse_spec(spec)
+    weighted = _models.parse_weighted_spec(spec)
+    members = [m for m, _ in weighted]
+    weights = np.array([w for _, w in weighted], dtype="float64")
     run = runner or partial(run_member, fits={})
     grid = horizon_dates(hist, horizon)
     fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
@@ -126,7 +171,7 @@ def point_forecast(
                 fallbacks.setdefault(uid, f"{member} returned non-finite values")
             vals = np.where(bad, fallback, vals)
         columns.append(np.maximum(vals, 0.0))
-    grid["mean"] = np.mean(columns, axis=0)
+    grid["mean"] = np.average(columns, axis=0, weights=weights)
     return grid, fallbacks
 
 
@@ -144,8 +189,8 @@ def forecast_distribution(
     future: ``unique_id, ds`` + covariate values over the horizon. Covariates missing from it are not used.
     model: ``"auto"`` (the backtested default), a name from :data:`shopfloor.forecast.MODEL_NAMES`, or an
         ensemble like ``"lgbm+ets"``.
-    dask_client: a ``distributed.Client``; statistical members then run on it through statsforecast's fugue
-        backend.
+    dask_client: a ``distributed.Client``; every member then runs on it: the statistical ones through
+        statsforecast's fugue backend, the LightGBMs through mlforecast's distributed training.
     runner: advanced hook replacing how one ensemble member is run (see :func:`point_forecast`); backtests use
         it to share member forecasts between ensembles.
 
@@ -167,6 +212,8 @@ def forecast_distribution(
     d = cfg.dispersion
     lgbm_days = cfg.lgbm.train_days + max(_models.state_days(cfg.lgbm), _models.state_days(_models.direct_config(cfg.lgbm)))
     keep = max(cfg.stats_max_days, lgbm_days, d.window + d.level_window + d.lag, cfg.cold_start_days)
+    if "lgbm_mh" in _models.parse_spec(spec):
+        keep = max(keep, cfg.mh.history_days + max(cfg.mh.max_horizon, int(horizon)))
     hist = validate_history(history, keep_days=keep)
     covs = covariate_columns(hist)
     fut = validate_future(future, covs) if future is not None else None

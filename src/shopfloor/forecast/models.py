@@ -1,7 +1,7 @@
 """Point-forecast models: statsforecast locals, a global LightGBM (mlforecast), ensembles, and safe fallbacks.
 
 A *model spec* is a name from :data:`MODEL_NAMES` or several joined by ``+`` (an equal-weight mean ensemble,
-e.g. ``"lgbm+ets"``). Each member returns one column of non-negative point forecasts on the
+e.g. ``"lgbm+ets"``, or weighted: ``"lgbm*0.6+ets*0.4"``). Each member returns one column of non-negative point forecasts on the
 ``unique_id, ds`` horizon grid. The statistical members run through statsforecast, so passing a Dask (or Spark,
 Ray) DataFrame engine via ``dask_client`` runs them on a cluster through statsforecast's fugue backend.
 """
@@ -34,6 +34,9 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
 
     return {
         "ets": lambda: AutoETS(season_length=SEASON, alias="ets"),
+        # AutoETS without trend models (ANN/ANA and their multiplicative forms where the data allow): about 6x
+        # cheaper than the full search, and a trend extrapolated 56 days is rarely what daily item demand does.
+        "ets_nt": lambda: AutoETS(season_length=SEASON, model="ZNZ", alias="ets_nt"),
         "croston_sba": lambda: CrostonSBA(alias="croston_sba"),
         "adida": lambda: ADIDA(alias="adida"),
         "imapa": lambda: IMAPA(alias="imapa"),
@@ -45,23 +48,42 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
     }
 
 
-STATS_MODELS = ("ets", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
+STATS_MODELS = ("ets", "ets_nt", "croston_sba", "adida", "imapa", "tsb", "snaive", "swa", "seas_es", "wa28")
 # ``lgbm_directN`` (N in DIRECT_LAGS): days 1..N from a direct LightGBM whose lags are all >= N, later days from the
 # next longer one in the chain (..., 28, then ``lgbm_direct``'s 56). See :func:`direct_chain`.
 DIRECT_LAGS = (7, 14, 28)
 DIRECT_MEMBERS = tuple(f"lgbm_direct{n}" for n in DIRECT_LAGS)
-MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS)
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS, "lgbm_mh")
+
+
+def parse_weighted_spec(spec: str) -> list[tuple[str, float]]:
+    """Split ``"a*0.6+b*0.4"`` (or ``"a+b"``: equal weights) into ``(member, weight)`` pairs; each member must be
+    known, appear once and have a positive weight. Weights are returned as given (the ensemble normalises them)."""
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise ValueError("empty model spec")
+    out: list[tuple[str, float]] = []
+    for part in parts:
+        name, _, weight = part.partition("*")
+        name = name.strip().lower()
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)} (join with '+', "
+                             "weight as name*0.5)")
+        try:
+            w = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"weight of {name!r} must be a number, got {weight.strip()!r}") from None
+        if not np.isfinite(w) or w <= 0:
+            raise ValueError(f"weight of {name!r} must be positive, got {weight.strip()!r}")
+        if name in (m for m, _ in out):
+            raise ValueError(f"model {name!r} appears twice in the spec")
+        out.append((name, w))
+    return out
 
 
 def parse_spec(spec: str) -> list[str]:
-    """Split ``"a+b"`` into members and check each is known."""
-    members = [m.strip().lower() for m in spec.split("+") if m.strip()]
-    if not members:
-        raise ValueError("empty model spec")
-    unknown = [m for m in members if m not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_NAMES)} (join with '+')")
-    return members
+    """Split ``"a+b"`` (weights allowed: ``"a*2+b"``) into members and check each is known."""
+    return [m for m, _ in parse_weighted_spec(spec)]
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,7 @@ def _price_features(frame: pd.DataFrame, ref_max: pd.Series) -> pd.DataFrame:
 
 def lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm",
+    config: LGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm", dask_client: Any = None,
 ) -> pd.DataFrame:
     """Global LightGBM (Tweedie) through mlforecast, predicted recursively so any horizon works.
 
@@ -152,9 +174,12 @@ def lgbm_forecast(
     shortest lag (and on lags 7 and 28 when ``min_lag`` is 1), calendar (day of week, day of month, month), and the
     covariates (plus relative price and price change when ``price`` is present). Covariates are used only when
     ``future`` provides them for the horizon. The forecast column is called ``name``.
+
+    With ``dask_client`` the features are built and the model trained on the Dask cluster (mlforecast's
+    ``DistributedMLForecast`` with LightGBM's Dask estimator), partitioned by series; it then trains on every row of
+    the training window instead of a ``max_rows`` sample.
     """
     import lightgbm as lgb
-    from mlforecast import MLForecast
 
     cfg = config or LGBMConfig()
     covs = [c for c in covariates if future is not None and c in future.columns]
@@ -186,23 +211,46 @@ def lgbm_forecast(
         n_jobs=n_jobs, verbosity=-1,
     )
     params.update(cfg.extra_params)  # extra_params may override any of the above
-    mlf = MLForecast(
-        models={"lgbm": lgb.LGBMRegressor(**params)},
-        freq="D",
-        lags=_lags(cfg.min_lag),
-        lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
-        date_features=["dayofweek", "day", "month"],
-        num_threads=n_jobs,
-    )
-    X, y = _training_rows(mlf, df, cfg)
-    mlf.fit_models(X, y)
-    del X, y
-    # Only the recent tail is needed to roll the lags forward over the horizon.
-    mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
-    out = mlf.predict(horizon, X_df=x_future)
+    features = dict(freq="D", lags=_lags(cfg.min_lag), lag_transforms=_lag_transforms(cfg.long_levels, cfg.min_lag),
+                    date_features=["dayofweek", "day", "month"])
+    if dask_client is not None:
+        out = _dask_lgbm(df, horizon, x_future, params, features, state, dask_client)
+    else:
+        from mlforecast import MLForecast
+
+        mlf = MLForecast(models={"lgbm": lgb.LGBMRegressor(**params)}, num_threads=n_jobs, **features)
+        X, y = _training_rows(mlf, df, cfg)
+        mlf.fit_models(X, y)
+        del X, y
+        # Only the recent tail is needed to roll the lags forward over the horizon.
+        mlf.preprocess(df.groupby(ID, sort=False).tail(state), static_features=[], dropna=False, keep_last_n=state)
+        out = mlf.predict(horizon, X_df=x_future)
     out[ID] = out[ID].astype(str)
     out = out.rename(columns={"lgbm": name})
     return out.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, name]]
+
+
+def _dask_lgbm(
+    df: pd.DataFrame, horizon: int, x_future: pd.DataFrame | None, params: dict[str, Any], features: dict[str, Any],
+    state: int, client: Any,
+) -> pd.DataFrame:
+    """Train and predict on a Dask cluster: one partition per worker thread (at least one), split by series."""
+    import dask.dataframe as dd
+    from mlforecast.distributed import DistributedMLForecast
+    from mlforecast.distributed.models.dask.lgb import DaskLGBMForecast
+
+    n_parts = max(1, min(sum(client.nthreads().values()), df[ID].nunique()))
+    params = {k: v for k, v in params.items() if k != "n_jobs"}
+    model = DaskLGBMForecast(client=client, **params)
+    mlf = DistributedMLForecast(models={"lgbm": model}, engine=client, num_partitions=n_parts, **features)
+    ddf = dd.from_pandas(df, npartitions=n_parts)
+    mlf.fit(ddf, static_features=[], dropna=True, keep_last_n=state)
+    x = dd.from_pandas(x_future, npartitions=n_parts) if x_future is not None else None
+    out = mlf.predict(horizon, X_df=x)
+    out = out.compute() if hasattr(out, "compute") else out
+    out = out.reset_index(drop=True)
+    out[TIME] = pd.to_datetime(out[TIME])
+    return out
 
 
 def _lags(min_lag: int) -> list[int]:

@@ -1,0 +1,262 @@
+"""``lgbm_mh``: one global LightGBM trained across many forecast origins, with the horizon as a feature.
+
+Each training row is a (series, origin, horizon ``k``) triple drawn from the last ``origin_days`` days: its
+features are what was known at the origin (recent means over 7/28/56/112 days, same-weekday means, the share of
+zero days, days since the last sale, the same weeks a year earlier, the price at the origin and its change) plus the
+target day's calendar (day of week, day of month, month, known-ahead flags such as ``snap`` and ``event``) and
+``k``; its target is demand ``k`` days after the origin. So every forecast day, 1 or 56 days ahead, is predicted
+directly from data up to the forecast origin: no recursion (no drift from the model's own predictions) and no
+lag gap (a lag-56 model ignores the last 27 days when it predicts day 29).
+
+Prices enter only as known at the origin, which is all a forecast of next month has; a future price path in
+``future`` is not used by this member. Features are built with prefix sums over a series x day matrix, a block of
+series at a time, so memory is bounded by the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .frames import ID, TARGET, TIME
+
+#: Days before an origin the features look back (the year-ago window: 364 + 27 days).
+LOOKBACK_DAYS = 392
+
+
+@dataclass(frozen=True)
+class HorizonLGBMConfig:
+    """Settings of the ``lgbm_mh`` member. Training origins are drawn from the last ``origin_days`` days; at most
+    ``max_rows`` training rows; horizons 1..max(``max_horizon``, the requested horizon) are trained."""
+
+    origin_days: int = 364
+    max_horizon: int = 56
+    max_rows: int = 1_000_000
+    #: At most this many training rows per available origin day of a series (small panels train on fewer rows).
+    draws_per_origin_day: int = 4
+    n_estimators: int = 350
+    learning_rate: float = 0.05
+    num_leaves: int = 63
+    min_child_samples: int = 100
+    tweedie_variance_power: float = 1.1
+    max_bin: int = 127
+    seed: int = 0
+    block_series: int = 3000
+    extra_params: dict[str, Any] | None = None
+
+    @property
+    def history_days(self) -> int:
+        """Days of history per series the member uses."""
+        return self.origin_days + LOOKBACK_DAYS
+
+
+def _prefix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prefix sums of the values (NaN as 0) and of the count of non-NaN days; column 0 is 0."""
+    n, t = values.shape
+    s = np.zeros((n, t + 1))
+    c = np.zeros((n, t + 1), dtype=np.int32)
+    np.cumsum(np.nan_to_num(values), axis=1, out=s[:, 1:])
+    np.cumsum(~np.isnan(values), axis=1, out=c[:, 1:])
+    return s, c
+
+
+def _window_mean(s, c, rows, end, width) -> np.ndarray:
+    """Mean of days ``end - width + 1 .. end`` (inclusive; NaN days skipped) for each (row, end)."""
+    hi = end + 1
+    lo = np.maximum(hi - width, 0)
+    total = s[rows, hi] - s[rows, lo]
+    count = c[rows, hi] - c[rows, lo]
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _weekly_prefix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prefix sums along each weekday: ``s7[:, i + 7] = v[i] + v[i - 7] + ...``; columns 0..6 are 0."""
+    n, t = values.shape
+    v = np.nan_to_num(values)
+    ok = (~np.isnan(values)).astype(np.int32)
+    s7 = np.zeros((n, t + 7))
+    c7 = np.zeros((n, t + 7), dtype=np.int32)
+    for r in range(7):
+        s7[:, 7 + r::7] = np.cumsum(v[:, r::7], axis=1)
+        c7[:, 7 + r::7] = np.cumsum(ok[:, r::7], axis=1)
+    return s7, c7
+
+
+def _same_weekday_mean(s7, c7, rows, target, first_week, weeks) -> np.ndarray:
+    """Mean of days ``target - 7*first_week``, ``target - 7*(first_week+1)``, ... (``weeks`` of them)."""
+    hi = target - 7 * first_week + 7
+    lo = target - 7 * (first_week + weeks) + 7
+    lo = np.where(lo < 0, hi % 7, lo)
+    hi = np.maximum(hi, 0)
+    total = s7[rows, hi] - s7[rows, lo]
+    count = c7[rows, hi] - c7[rows, lo]
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+class _Block:
+    """Matrices of one block of series: demand (NaN outside a series' days), price carried forward, and the
+    known-ahead covariates over history + horizon."""
+
+    def __init__(self, y, price, flags, last, days):
+        self.y, self.price, self.flags, self.last, self.days = y, price, flags, last, days
+        self.s, self.c = _prefix(y)
+        self.s7, self.c7 = _weekly_prefix(y)
+        self.zs, _ = _prefix((y == 0).astype("float64") + np.where(np.isnan(y), np.nan, 0.0))
+        idx = np.where(y > 0, np.arange(y.shape[1])[None, :], -1)
+        self.last_sale = np.maximum.accumulate(idx, axis=1)
+        first = np.argmax(~np.isnan(y), axis=1)
+        self.first = first
+        if price is not None:
+            self.pmax = np.fmax.accumulate(price, axis=1)
+
+    def features(self, rows: np.ndarray, origin: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+        target = origin + k
+        f: dict[str, np.ndarray] = {"k": k.astype("float32")}
+        for w in (7, 28, 56, 112):
+            f[f"m{w}"] = _window_mean(self.s, self.c, rows, origin, w)
+        f["m364"] = _window_mean(self.s, self.c, rows, origin, 364)
+        first_week = -(-k // 7)  # ceil(k / 7): the latest same weekday on or before the origin
+        f["dow4"] = _same_weekday_mean(self.s7, self.c7, rows, target, first_week, 4)
+        f["dow12"] = _same_weekday_mean(self.s7, self.c7, rows, target, first_week, 12)
+        f["zero28"] = _window_mean(self.zs, self.c, rows, origin, 28)
+        ls = self.last_sale[rows, origin]
+        f["since_sale"] = np.where(ls >= 0, origin - ls, origin - self.first[rows] + 1).astype("float64")
+        f["age"] = (origin - self.first[rows]).astype("float64")
+        # the same days a year earlier, and the level before them (what last year's season did from there)
+        ly_end = target - 364 + 3
+        known = ly_end <= origin
+        f["ly7"] = np.where(known, _window_mean(self.s, self.c, rows, np.maximum(ly_end, 0), 7), np.nan)
+        f["ly_level28"] = _window_mean(self.s, self.c, rows, np.maximum(origin - 364, 0), 28)
+        f["ly_level28"] = np.where(origin - 364 >= 0, f["ly_level28"], np.nan)
+        if self.price is not None:
+            p = self.price[rows, origin]
+            f["price"] = p
+            f["price_rel"] = p / self.pmax[rows, origin]
+            back = np.maximum(origin - 28, 0)
+            f["price_chg28"] = p / self.price[rows, back]
+        dates = self.days[target]
+        f["dow"] = dates.dayofweek.to_numpy().astype("float32")
+        f["dom"] = dates.day.to_numpy().astype("float32")
+        f["month"] = dates.month.to_numpy().astype("float32")
+        for name, mat in self.flags.items():
+            f[name] = mat[rows, target]
+        return f
+
+
+def _blocks(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], horizon: int, block: int):
+    """Yield ``(ids, _Block)`` per block of series."""
+    start = hist[TIME].min()
+    n_days = int((hist[TIME].max() - start).days) + 1
+    days = pd.date_range(start, periods=n_days + horizon, freq="D")
+    flag_cols = [c for c in covs if c != "price"]
+    codes, uniques = pd.factorize(hist[ID], sort=True)
+    day_idx = ((hist[TIME] - start).dt.days).to_numpy()
+    bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))  # validated history: sorted by id
+    fut = None
+    if future is not None and flag_cols:
+        fut = future[future[ID].isin(set(uniques))]
+        fcodes = pd.Categorical(fut[ID], categories=uniques).codes
+        fday = ((fut[TIME] - start).dt.days).to_numpy()
+    for lo in range(0, len(uniques), block):
+        hi = min(lo + block, len(uniques))
+        nb = hi - lo
+        r0, r1 = bounds[lo], bounds[hi]
+        rows = codes[r0:r1] - lo
+        cols = day_idx[r0:r1]
+        y = np.full((nb, n_days), np.nan)
+        y[rows, cols] = hist[TARGET].to_numpy(dtype="float64")[r0:r1]
+        price = None
+        if "price" in covs:
+            price = np.full((nb, n_days), np.nan)
+            price[rows, cols] = hist["price"].to_numpy(dtype="float64")[r0:r1]
+            price = pd.DataFrame(price).ffill(axis=1).to_numpy()
+        flags = {}
+        for col in flag_cols:
+            mat = np.full((nb, n_days + horizon), np.nan)
+            mat[rows, cols] = hist[col].to_numpy(dtype="float64")[r0:r1]
+            if fut is not None and col in fut.columns:
+                sel = (fcodes >= lo) & (fcodes < hi) & (fday >= 0) & (fday < n_days + horizon)
+                mat[fcodes[sel] - lo, fday[sel]] = fut[col].to_numpy(dtype="float64")[sel]
+            flags[col] = mat
+        last = np.full(nb, -1)
+        np.maximum.at(last, rows, cols)
+        yield uniques[lo:hi], _Block(y, price, flags, last, days)
+
+
+def horizon_lgbm_forecast(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
+    config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh", dask_client: Any = None,
+) -> pd.DataFrame:
+    """Forecast ``unique_id, ds, <name>`` for every series of a validated history (see the module docstring).
+
+    With ``dask_client`` the model is trained on the Dask cluster (LightGBM's Dask estimator, the training rows
+    split into one partition per worker thread); the rows are built, and the forecast predicted, on the driver."""
+    import lightgbm as lgb
+
+    cfg = config or HorizonLGBMConfig()
+    max_k = max(cfg.max_horizon, horizon)
+    hist = history.groupby(ID, sort=False).tail(cfg.history_days + max_k)
+    covs = [c for c in covariates if c in hist.columns]
+    if future is None:
+        covs = [c for c in covs if c == "price"]  # target-day flags need their future values
+    hist = hist[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
+    n_series = hist[ID].nunique()
+    rng = np.random.default_rng(cfg.seed)
+    per_series = max(1, cfg.max_rows // max(1, n_series))
+    xs, ys = [], []
+    for _, blk in _blocks(hist, future, covs, max_k, cfg.block_series):
+        nb = len(blk.last)
+        lo = np.maximum(blk.first + 28, blk.last - cfg.origin_days)
+        ok = np.flatnonzero(lo < blk.last)
+        draws = np.minimum(per_series, cfg.draws_per_origin_day * (blk.last[ok] - lo[ok]))
+        rows = np.repeat(ok, draws)
+        if rows.size == 0:
+            continue
+        span = blk.last[rows] - lo[rows]
+        origin = lo[rows] + (rng.random(rows.size) * span).astype(np.int64)
+        kmax = np.minimum(max_k, blk.last[rows] - origin)
+        k = 1 + (rng.random(rows.size) * kmax).astype(np.int64)
+        target = blk.y[rows, origin + k]
+        keep = ~np.isnan(target)
+        rows, origin, k, target = rows[keep], origin[keep], k[keep], target[keep]
+        xs.append(pd.DataFrame(blk.features(rows, origin, k)).astype("float32"))
+        ys.append(target.astype("float32"))
+        del blk, nb
+    if not xs or sum(len(v) for v in ys) < 20 * cfg.min_child_samples:
+        raise ValueError("too few training rows for the multi-horizon LightGBM (too few or too short series)")
+    X = pd.concat(xs, ignore_index=True)
+    y = np.concatenate(ys)
+    del xs, ys
+    params = dict(objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power,
+                  n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves,
+                  min_child_samples=cfg.min_child_samples, max_bin=cfg.max_bin, subsample=0.8, subsample_freq=1,
+                  colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed, n_jobs=n_jobs, verbosity=-1)
+    params.update(cfg.extra_params or {})
+    if dask_client is None:
+        model = lgb.LGBMRegressor(**params)
+        model.fit(X, y)
+    else:
+        import dask.dataframe as dd
+
+        parts = max(1, min(sum(dask_client.nthreads().values()), len(X) // 1000 or 1))
+        params.pop("n_jobs", None)
+        dask_model = lgb.DaskLGBMRegressor(client=dask_client, **params)
+        dask_model.fit(dd.from_pandas(X, npartitions=parts), dd.from_pandas(pd.Series(y), npartitions=parts))
+        model = dask_model.to_local()
+    columns = list(X.columns)
+    del X, y
+    outs = []
+    for ids, blk in _blocks(hist, future, covs, max_k, cfg.block_series):
+        nb = len(blk.last)
+        rows = np.repeat(np.arange(nb), horizon)
+        k = np.tile(np.arange(1, horizon + 1), nb)
+        origin = blk.last[rows]
+        pred = model.predict(pd.DataFrame(blk.features(rows, origin, k))[columns].astype("float32"))
+        outs.append(pd.DataFrame({ID: np.asarray(ids, dtype=object)[rows], TIME: blk.days[origin + k],
+                                  name: np.maximum(pred, 0.0)}))
+    out = pd.concat(outs, ignore_index=True)
+    out[ID] = out[ID].astype(str)
+    return out.sort_values([ID, TIME]).reset_index(drop=True)
