@@ -197,3 +197,32 @@ def test_a_cost_budget_keeps_replica_minutes_near_the_budget_over_target_trackin
     capped = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_budget=0.02, forecast=wide))
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03
+
+
+def test_the_cost_cap_keeps_replica_minutes_near_the_cap_over_the_reactive_hpa():
+    from shopfloor.forecast.traffic import OnlineForecastConfig
+
+    demand = _seasonal_trace(days=4)
+    wide = OnlineForecastConfig(quantile=0.99)
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0, forecast=wide))
+    capped = run_backtest(
+        demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, forecast=wide)
+    )
+    assert free.to_dict()["replica_minutes_ratio"] > 1.04
+    assert capped.to_dict()["replica_minutes_ratio"] < 1.03
+    # The cap scales what the forecast adds over the HPA floor, never the floor itself.
+    assert capped.to_dict()["violation_ratio"] <= 1.0
+
+
+def test_the_cost_cap_does_not_bind_before_its_warm_up_ends():
+    demand = _seasonal_trace(days=1)
+    planner = PredictivePlanner(12, 10, PredictiveConfig(cost_cap=0.0001, cost_cap_warmup=1440))
+    simulate(demand, planner, capacity=12, lag=10)
+    assert planner.excess_scale == 1.0
+
+
+@pytest.mark.parametrize("field,value", [("cost_cap", -0.1), ("cost_cap_step", 0.0), ("cost_cap_step", 1.5)])
+def test_a_bad_cost_cap_setting_is_refused_naming_it(field, value):
+    with pytest.raises(CapacityInputError) as err:
+        PredictivePlanner(12, 10, PredictiveConfig(**{field: value}))
+    assert err.value.field == field
