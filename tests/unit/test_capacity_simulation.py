@@ -226,3 +226,18 @@ def test_a_bad_cost_cap_setting_is_refused_naming_it(field, value):
     with pytest.raises(CapacityInputError) as err:
         PredictivePlanner(12, 10, PredictiveConfig(**{field: value}))
     assert err.value.field == field
+
+
+def test_replicas_held_for_a_calendar_event_are_not_charged_to_the_cost_cap():
+    from shopfloor.planning.campaigns import MinuteEvent
+
+    demand = _seasonal_trace(days=2)
+    config = PredictiveConfig(cost_cap=0.15, cost_cap_warmup=0)
+    plain = PredictivePlanner(12, 10, config)
+    simulate(demand, plain, capacity=12, lag=10)
+    events = [MinuteEvent(start=s, end=s + 60, kind="deal", uplift=8.0) for s in range(600, 2 * 1440, 720)]
+    with_events = PredictivePlanner(12, 10, config, events=events)
+    sim = simulate(demand, with_events, capacity=12, lag=10)
+    assert with_events.event_minutes_prescaled > 0
+    assert sim.replica_minutes > 1.15 * with_events._shadow_cost  # the events cost far more than the cap allows...
+    assert with_events.excess_scale > 0.5  # ...but the forecast's own share is not cut for it

@@ -287,10 +287,12 @@ class PredictivePlanner:
         predicted = self._need_from_forecast(minute)
         if predicted > floor and self.excess_scale < 1.0:
             predicted = floor + math.ceil(self.excess_scale * (predicted - floor) - 1e-9)
-        raw = max(floor, predicted, self._need_from_calendar(), 1)
+        forecast_need = max(floor, predicted, 1)
+        raw = max(forecast_need, self._need_from_calendar())
         self._targets.append(raw)
         out = raw if raw >= requested else min(requested, max(self._targets))
-        self._track_budget(minute, out)
+        # The cost cap judges what forecasting spends: replicas held for a calendar event were asked for explicitly.
+        self._track_budget(minute, out, out if raw == forecast_need else forecast_need)
         return out
 
     def _learned_uplift(self, kind: str) -> float | None:
@@ -338,7 +340,7 @@ class PredictivePlanner:
         self.event_minutes_prescaled += 1
         return math.ceil(need * self.config.headroom / self.capacity - 1e-9)
 
-    def _track_budget(self, minute: int, decided: int) -> None:
+    def _track_budget(self, minute: int, decided: int, forecast_decided: int | None = None) -> None:
         """Steer the band scale so replica-minutes stay within ``cost_budget`` of target tracking alone.
 
         The shadow HPA sees the same observed minutes and, like the real one, decides from demand alone, so its
@@ -350,7 +352,7 @@ class PredictivePlanner:
         cap = self.config.cost_cap
         if cap > 0 and minute >= self.config.cost_cap_warmup:
             self._cap_shadow_cost += self._shadow_count
-            self._cap_own_cost += max(decided, 1)
+            self._cap_own_cost += max(decided if forecast_decided is None else forecast_decided, 1)
             step = self.config.cost_cap_step
             if self._cap_own_cost > (1.0 + cap) * self._cap_shadow_cost:
                 self.excess_scale = max(0.0, self.excess_scale - step)
