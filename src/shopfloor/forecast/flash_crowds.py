@@ -234,4 +234,12 @@ def stretched_daily_cycle(
     return rng.poisson(out).astype(float)
 
 
-__all__ = ["FlashCrowd", "FlashCrowdError", "FlashCrowdSpec", "InjectedTrace", "inject_flash_crowds", "plan_crowds", "stretched_daily_cycle"]
+__all__ = [
+    "FlashCrowd",
+    "FlashCrowdError",
+    "FlashCrowdSpec",
+    "InjectedTrace",
+    "inject_flash_crowds",
+    "plan_crowds",
+    "stretched_daily_cycle",
+]
