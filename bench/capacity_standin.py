@@ -51,14 +51,18 @@ def main() -> None:
     ap.add_argument("--seeds", default="101,102,103")
     ap.add_argument("--days", type=int, default=84)
     ap.add_argument("--lag-minutes", type=int, default=10)
+    ap.add_argument("--quiet-power", type=float, default=2.0, help="deepen the quiet hours (profile ** power)")
+    ap.add_argument("--mix", action="append", choices=sorted(MIXES), help="crowd mixes to run (default: all)")
     args = ap.parse_args()
     name, path, tz = TRACES[0]
     nasa = read_request_trace(path, tz=tz).to_numpy(dtype=float)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
         # NASA's first day (1995-07-01) is a Saturday: weekend positions 0 and 1.
-        base = stretched_daily_cycle(nasa, days=args.days, seed=seed, weekend=(0, 1))
+        base = stretched_daily_cycle(nasa, days=args.days, seed=seed, quiet_power=args.quiet_power, weekend=(0, 1))
         for mix, spec in MIXES.items():
+            if args.mix and mix not in args.mix:
+                continue
             inj = inject_flash_crowds(base, seed=seed, spec=spec)
             v = inj.values
             c = default_capacity(v)
@@ -91,7 +95,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("case", "violation_ratio", "replica_minutes_ratio")}),
                   file=sys.stderr, flush=True)
-    print(json.dumps({"lag_minutes": args.lag_minutes, "days": args.days, "rows": rows}, indent=2))
+    print(json.dumps({"lag_minutes": args.lag_minutes, "days": args.days, "quiet_power": args.quiet_power,
+                      "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
