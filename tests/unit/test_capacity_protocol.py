@@ -11,7 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from shopfloor.cli.main import app
-from shopfloor.forecast.flash_crowds import FlashCrowdError, FlashCrowdSpec, inject_flash_crowds
+from shopfloor.forecast.flash_crowds import (
+    FlashCrowdError,
+    FlashCrowdSpec,
+    inject_flash_crowds,
+    stretched_daily_cycle,
+)
 from shopfloor.planning.capacity import PredictiveConfig
 from shopfloor.planning import capacity_protocol as protocol
 from shopfloor.planning.capacity_protocol import build_cases, run_protocol, select_config
@@ -180,3 +185,45 @@ def test_bad_multi_trace_options_are_one_line_errors_naming_the_option(two_trace
     args = ["capacity", "backtest", "--trace", str(two_traces[0]), "--trace", str(two_traces[1])] + extra
     res = runner.invoke(app, args)
     assert res.exit_code != 0 and needle in res.output and "Traceback" not in res.output
+
+
+# --- the stand-in for a long trace with a deep daily cycle ----------------------------------------------------------
+
+
+def test_a_stretched_daily_cycle_is_reproducible_and_as_long_as_asked():
+    week = _daily(14)
+    a = stretched_daily_cycle(week, days=21, seed=7)
+    assert len(a) == 21 * 1440
+    assert np.array_equal(a, stretched_daily_cycle(week, days=21, seed=7))
+    assert not np.array_equal(a, stretched_daily_cycle(week, days=21, seed=8))
+
+
+def test_a_higher_quiet_power_deepens_the_quiet_hours_relative_to_the_peak():
+    week = _daily(14)
+
+    def trough_over_peak(values: np.ndarray) -> float:
+        by_clock = values.reshape(-1, 1440).mean(axis=0)
+        return by_clock.min() / by_clock.max()
+
+    plain = trough_over_peak(stretched_daily_cycle(week, days=28, seed=1, quiet_power=1.0))
+    deep = trough_over_peak(stretched_daily_cycle(week, days=28, seed=1, quiet_power=2.0))
+    assert deep < 0.6 * plain
+
+
+def test_the_weekend_shape_is_taken_from_the_weekend_days_and_laid_on_weekend_days():
+    week = _daily(14)
+    week[np.isin(np.arange(len(week)) // 1440 % 7, (5, 6))] *= 0.0  # an empty weekend
+    out = stretched_daily_cycle(week, days=14, seed=2).reshape(14, 1440).sum(axis=1)
+    assert (out[[5, 6, 12, 13]] == 0).all() and (out[[0, 1, 2, 3, 4]] > 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [({"days": 0}, "days"), ({"quiet_power": 0.0}, "quiet_power"), ({"values": np.ones(100)}, "values")],
+)
+def test_a_bad_stretch_setting_is_refused_naming_it(kwargs, field):
+    args = {"values": _daily(7), "days": 7, "seed": 1, **kwargs}
+    values = args.pop("values")
+    with pytest.raises(FlashCrowdError) as err:
+        stretched_daily_cycle(values, **args)
+    assert err.value.field == field

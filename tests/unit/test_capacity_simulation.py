@@ -197,3 +197,47 @@ def test_a_cost_budget_keeps_replica_minutes_near_the_budget_over_target_trackin
     capped = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_budget=0.02, forecast=wide))
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03
+
+
+def test_the_cost_cap_keeps_replica_minutes_near_the_cap_over_the_reactive_hpa():
+    from shopfloor.forecast.traffic import OnlineForecastConfig
+
+    demand = _seasonal_trace(days=4)
+    wide = OnlineForecastConfig(quantile=0.99)
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0, forecast=wide))
+    capped = run_backtest(
+        demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, forecast=wide)
+    )
+    assert free.to_dict()["replica_minutes_ratio"] > 1.04
+    assert capped.to_dict()["replica_minutes_ratio"] < 1.03
+    # The cap scales what the forecast adds over the HPA floor, never the floor itself.
+    assert capped.to_dict()["violation_ratio"] <= 1.0
+
+
+def test_the_cost_cap_does_not_bind_before_its_warm_up_ends():
+    demand = _seasonal_trace(days=1)
+    planner = PredictivePlanner(12, 10, PredictiveConfig(cost_cap=0.0001, cost_cap_warmup=1440))
+    simulate(demand, planner, capacity=12, lag=10)
+    assert planner.excess_scale == 1.0
+
+
+@pytest.mark.parametrize("field,value", [("cost_cap", -0.1), ("cost_cap_step", 0.0), ("cost_cap_step", 1.5)])
+def test_a_bad_cost_cap_setting_is_refused_naming_it(field, value):
+    with pytest.raises(CapacityInputError) as err:
+        PredictivePlanner(12, 10, PredictiveConfig(**{field: value}))
+    assert err.value.field == field
+
+
+def test_replicas_held_for_a_calendar_event_are_not_charged_to_the_cost_cap():
+    from shopfloor.planning.campaigns import MinuteEvent
+
+    demand = _seasonal_trace(days=2)
+    config = PredictiveConfig(cost_cap=0.15, cost_cap_warmup=0)
+    plain = PredictivePlanner(12, 10, config)
+    simulate(demand, plain, capacity=12, lag=10)
+    events = [MinuteEvent(start=s, end=s + 60, kind="deal", uplift=8.0) for s in range(600, 2 * 1440, 720)]
+    with_events = PredictivePlanner(12, 10, config, events=events)
+    sim = simulate(demand, with_events, capacity=12, lag=10)
+    assert with_events.event_minutes_prescaled > 0
+    assert sim.replica_minutes > 1.15 * with_events._shadow_cost  # the events cost far more than the cap allows...
+    assert with_events.excess_scale > 0.5  # ...but the forecast's own share is not cut for it

@@ -165,3 +165,48 @@ def test_a_noisy_lull_at_a_few_requests_a_minute_does_not_count_as_a_crowd_leavi
     model = OnlineTrafficForecaster()
     model.observe_many(values)
     assert model.level() == pytest.approx(values.mean())
+
+
+# --- over-dispersed (bursty) series ---------------------------------------------------------------------------------
+
+
+def _replayed(values: np.ndarray, **config) -> OnlineTrafficForecaster:
+    """A forecaster fed ``values`` while forecasting every 5 minutes (so its error pool is filled, as in a replay)."""
+    model = OnlineTrafficForecaster(OnlineForecastConfig(**config))
+    for i, v in enumerate(values):
+        if i % 5 == 0 and i >= 20:
+            model.forecast(15)
+        model.observe(v)
+    return model
+
+
+def _bursty(days: int, rate: float = 20.0, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.poisson(rate * np.exp(rng.normal(0.0, 1.0, days * 1440))).astype(float)
+
+
+def test_dispersion_is_about_one_on_poisson_traffic_and_large_on_bursty_traffic():
+    calm = _replayed(np.random.default_rng(1).poisson(50.0, 2 * 1440).astype(float))
+    bursty = _replayed(_bursty(2))
+    assert calm.dispersion() < 1.5
+    assert bursty.dispersion() > 3.0
+
+
+def test_on_a_bursty_series_bursts_that_happen_to_come_back_are_not_planned_for_as_recurring_surges():
+    values = _bursty(8)
+    spiky = {}
+    for widened in (True, False):
+        model = _replayed(values[: 7 * 1440], recurring_dispersion=widened)
+        hits = 0
+        for k in range(0, 1440, 15):  # the next day, origin by origin, without new observations of it
+            model.observe_many(values[7 * 1440 + k : 7 * 1440 + k + 15])
+            hits += model.seasonal_ratio(15, model.level()).max() > 2.5
+        spiky[widened] = hits
+    assert spiky[False] > 3 * max(spiky[True], 1)
+
+
+def test_a_clean_recurring_surge_is_still_planned_for_with_the_dispersion_guard():
+    values = _flat_with_surges(8, surge_days={2, 5, 6})
+    model = _replayed(values[: 7 * 1440 + 600 - 10])
+    assert model.dispersion() < 1.5
+    assert model.forecast(15).mean.max() > 3 * 50

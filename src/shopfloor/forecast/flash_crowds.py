@@ -186,4 +186,60 @@ def inject_flash_crowds(
     return InjectedTrace(values=base + extra, crowds=crowds, mask=mask, seed=seed, spec=spec)
 
 
-__all__ = ["FlashCrowd", "FlashCrowdError", "FlashCrowdSpec", "InjectedTrace", "inject_flash_crowds", "plan_crowds"]
+def stretched_daily_cycle(
+    values: np.ndarray | list[float],
+    *,
+    days: int,
+    seed: int,
+    quiet_power: float = 2.0,
+    peak_level: float | None = None,
+    day_to_day: float = 0.1,
+    weekend: tuple[int, ...] = (5, 6),
+) -> np.ndarray:
+    """A longer per-minute trace with the daily and weekly cycle of ``values`` (which starts at a local midnight).
+
+    The mean traffic of each clock minute is taken separately for weekdays and weekend days of ``values`` (days
+    whose position modulo 7 is in ``weekend``, in the input and in the output alike),
+    smoothed over 31 minutes and normalised to a peak of 1, then raised to ``quiet_power`` (> 1 deepens the quiet
+    hours: a night at 30 % of the peak becomes 9 % at power 2). ``days`` days of it are laid end to end, each
+    scaled by a lognormal day-to-day factor (sigma ``day_to_day``) and by ``peak_level`` (default: the peak of the
+    smoothed input profile), and drawn as Poisson counts. Seeded; nothing here looks at a planner.
+    """
+    base = np.asarray(values, dtype=float)
+    if base.ndim != 1 or len(base) < 7 * MINUTES_PER_DAY:
+        raise FlashCrowdError("values", "need at least one week of per-minute values")
+    if days < 1:
+        raise FlashCrowdError("days", f"must be at least 1, got {days}")
+    if not quiet_power > 0:
+        raise FlashCrowdError("quiet_power", f"must be > 0, got {quiet_power}")
+    rng = np.random.default_rng(seed)
+    whole = len(base) // MINUTES_PER_DAY
+    grid = base[: whole * MINUTES_PER_DAY].reshape(whole, MINUTES_PER_DAY)
+    weekend_of = np.isin(np.arange(max(whole, days)) % 7, weekend)
+    is_weekend = weekend_of[:whole]
+    kernel = np.ones(31) / 31.0
+    profiles = []
+    for rows in (grid[~is_weekend], grid[is_weekend] if is_weekend.any() else grid[~is_weekend]):
+        mean = rows.mean(axis=0)
+        padded = np.concatenate([mean[-15:], mean, mean[:15]])
+        profiles.append(np.convolve(padded, kernel, mode="valid"))
+    top = max(float(p.max()) for p in profiles)
+    if top <= 0:
+        raise FlashCrowdError("values", "have no traffic")
+    level = peak_level if peak_level is not None else top
+    shapes = [(p / top) ** quiet_power * level for p in profiles]
+    out = np.concatenate(
+        [shapes[1 if weekend_of[d] else 0] * float(np.exp(rng.normal(0.0, day_to_day))) for d in range(days)]
+    )
+    return rng.poisson(out).astype(float)
+
+
+__all__ = [
+    "FlashCrowd",
+    "FlashCrowdError",
+    "FlashCrowdSpec",
+    "InjectedTrace",
+    "inject_flash_crowds",
+    "plan_crowds",
+    "stretched_daily_cycle",
+]

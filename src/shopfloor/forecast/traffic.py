@@ -232,6 +232,8 @@ class OnlineForecastConfig:
     recurring_smooth / recurring_tolerance: for that test past days are smoothed over only +-``recurring_smooth``
         minutes and widened by a running max of +-``recurring_tolerance`` minutes (a surge that starts a few
         minutes earlier today is covered from its first minute). ``recurring_tolerance <= smooth_minutes``.
+    recurring_dispersion: the recurring surge's noise test (three sigmas at today's level) widens Poisson's sigma
+        by the series' over-dispersion (:meth:`OnlineTrafficForecaster.dispersion`); False keeps Poisson's.
     """
 
     level_minutes: int = 20
@@ -247,6 +249,7 @@ class OnlineForecastConfig:
     recurring_smooth: int = 2
     recurring_tolerance: int = 3
     base_pseudo_count: float = 1.0
+    recurring_dispersion: bool = True
 
 
 class OnlineTrafficForecaster:
@@ -309,6 +312,13 @@ class OnlineTrafficForecaster:
         z = float(np.quantile(pool, self.config.quantile))
         self._q_cache = (self._n_errors, z)
         return z
+
+    def dispersion(self) -> float:
+        """How much wider the recent standardised forecast errors are than Poisson noise: the error quantile over
+        the normal quantile at ``quantile``, at least 1 (1 before enough errors exist)."""
+        if self._n_errors < 30:
+            return 1.0
+        return max(1.0, self._error_quantile() / float(_normal_ppf(self.config.quantile)))
 
     def level(self) -> float:
         """Current level: mean of the last ``level_minutes`` minutes, or of the last ``fast_level_minutes`` when
@@ -381,9 +391,12 @@ class OnlineTrafficForecaster:
             kth = np.sort(np.vstack(peaks), axis=0)[-rank]
             surge = kth > cfg.recurring_factor * median
             if level is not None:
-                # In requests at today's level, the recurring surge must stand out of one minute's Poisson noise by
-                # three sigmas: at one or two requests a minute a 2.5x "surge" is just noise.
-                surge &= (kth - median) * level > 3.0 * np.sqrt(median * level + 1.0)
+                # In requests at today's level, the recurring surge must stand out of one minute's noise by three
+                # sigmas: at one or two requests a minute a 2.5x "surge" is just noise. The sigma is Poisson's,
+                # widened by the series' own over-dispersion (how much wider its recent forecast errors are than
+                # Poisson's), so on a bursty series a burst that happened to come back twice is not a "surge".
+                sigmas = 3.0 * self.dispersion() if cfg.recurring_dispersion else 3.0
+                surge &= (kth - median) * level > sigmas * np.sqrt(median * level + 1.0)
             median = np.where(surge, kth, median)
         return median
 

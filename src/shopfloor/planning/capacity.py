@@ -143,6 +143,11 @@ class PredictiveConfig:
     upper_cap_over_mean: if > 0, the band never exceeds this multiple of the mean forecast.
     trend_ratio / trend_window: also treat as a surge a climb where the mean of the last half of the last
         ``trend_window`` minutes exceeds ``trend_ratio x`` the first half's (and 3 Poisson sigmas); 0 disables.
+    cost_cap: a bound on what forecasting may add: while the planner's replica-minutes so far exceed ``1 +
+        cost_cap`` times the shadow HPA's, the share of the forecast's need above the HPA floor that is acted on
+        falls by ``cost_cap_step`` a minute (and climbs back by as much when under), between 0 and 1; 0 disables.
+        Calendar events are not scaled (they are an explicit request). Costs are compared from minute
+        ``cost_cap_warmup`` on (the first day, with no yesterday to forecast from, is not held against the planner).
     event_lead_minutes: known calendar events are pre-scaled for from ``lag + event_lead_minutes`` before start.
     forecast: knobs of the online traffic forecaster.
     """
@@ -161,6 +166,9 @@ class PredictiveConfig:
     band_scale_max: float = 2.0
     trend_window: int = 6
     event_lead_minutes: int = 5
+    cost_cap: float = 0.15
+    cost_cap_step: float = 0.01
+    cost_cap_warmup: int = 1440
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -194,6 +202,10 @@ class PredictivePlanner:
         if self.config.scale_in_window < 1:
             raise CapacityInputError("scale_in_window", "must be at least 1 minute")
         _check_positive("headroom", self.config.headroom)
+        if not self.config.cost_cap >= 0:
+            raise CapacityInputError("cost_cap", f"must be >= 0, got {self.config.cost_cap}")
+        if not 0 < self.config.cost_cap_step <= 1:
+            raise CapacityInputError("cost_cap_step", f"must be in (0, 1], got {self.config.cost_cap_step}")
         self.target_utilization = Fraction(target_utilization).limit_denominator(1000)
         self.forecaster = OnlineTrafficForecaster(self.config.forecast)
         self._fc: TrafficForecast | None = None
@@ -209,6 +221,9 @@ class PredictivePlanner:
         self._shadow_cost = 0
         self._own_cost = 0
         self.band_scale = 1.0
+        self.excess_scale = 1.0
+        self._cap_shadow_cost = 0
+        self._cap_own_cost = 0
 
     def observe(self, demand: float) -> None:
         fc = self._fc
@@ -270,10 +285,14 @@ class PredictivePlanner:
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
         predicted = self._need_from_forecast(minute)
-        raw = max(floor, predicted, self._need_from_calendar(), 1)
+        if predicted > floor and self.excess_scale < 1.0:
+            predicted = floor + math.ceil(self.excess_scale * (predicted - floor) - 1e-9)
+        forecast_need = max(floor, predicted, 1)
+        raw = max(forecast_need, self._need_from_calendar())
         self._targets.append(raw)
         out = raw if raw >= requested else min(requested, max(self._targets))
-        self._track_budget(minute, out)
+        # The cost cap judges what forecasting spends: replicas held for a calendar event were asked for explicitly.
+        self._track_budget(minute, out, out if raw == forecast_need else forecast_need)
         return out
 
     def _learned_uplift(self, kind: str) -> float | None:
@@ -321,7 +340,7 @@ class PredictivePlanner:
         self.event_minutes_prescaled += 1
         return math.ceil(need * self.config.headroom / self.capacity - 1e-9)
 
-    def _track_budget(self, minute: int, decided: int) -> None:
+    def _track_budget(self, minute: int, decided: int, forecast_decided: int | None = None) -> None:
         """Steer the band scale so replica-minutes stay within ``cost_budget`` of target tracking alone.
 
         The shadow HPA sees the same observed minutes and, like the real one, decides from demand alone, so its
@@ -330,6 +349,15 @@ class PredictivePlanner:
         self._shadow_count = max(1, self._shadow.target(minute, self._shadow_count, self._shadow_count))
         self._shadow_cost += self._shadow_count
         self._own_cost += max(decided, 1)
+        cap = self.config.cost_cap
+        if cap > 0 and minute >= self.config.cost_cap_warmup:
+            self._cap_shadow_cost += self._shadow_count
+            self._cap_own_cost += max(decided if forecast_decided is None else forecast_decided, 1)
+            step = self.config.cost_cap_step
+            if self._cap_own_cost > (1.0 + cap) * self._cap_shadow_cost:
+                self.excess_scale = max(0.0, self.excess_scale - step)
+            else:
+                self.excess_scale = min(1.0, self.excess_scale + step)
         budget = self.config.cost_budget
         if budget <= 0:
             return
