@@ -235,6 +235,7 @@ def build_payments_service(
         clock=clock,
         timeout_s=settings.shipping_quote_timeout_s,
         reconcile_timeout_s=settings.shipping_reconcile_timeout_s,
+        cache_ttl_s=settings.shipping_quote_cache_ttl_s,
         # A failed quote costs the checkout a full timeout while the provisional table answers at once, so the
         # rate breaker also trips on a run of failures instead of waiting for the window's percentage.
         breaker_policy=replace(breaker_policy,
