@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     # SHOPFLOOR_PAYMENTS_SIM_FAULTS='{"primary": {"latency_ms": 80, "error_rate": 0.01}}'.
     payments_sim_faults: dict[str, dict] = Field(default_factory=dict)
     payments_sim_seed: int | None = Field(default=None, description="Seed for the simulators' dice.")
+    payments_sim_url: str | None = Field(
+        default=None, description="Base URL of the simulator process (`shopfloor simulate serve`); unset: the "
+                                  "simulated processors and rate service run inside this process.")
     shipping_quote_timeout_s: float = Field(default=0.25, gt=0, description="Inline rate-quote timeout.")
     shipping_reconcile_timeout_s: float = Field(default=2.0, gt=0)
     shipping_quote_cache_ttl_s: float = Field(

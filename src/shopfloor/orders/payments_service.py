@@ -181,6 +181,14 @@ def build_payments_service(
     faults: FaultStore | None = None
     if processors is None or rate_quoter is None:
         faults = FaultStore(sim, clock, defaults=settings.payments_sim_faults, ttl_s=ttl)
+    if settings.payments_sim_url and processors is None:
+        # The simulators run as their own process (``shopfloor simulate serve``, on the same database: this
+        # process's fault controls and ledger views read and write the tables it uses).
+        from ..simulators.client import HttpProcessor, HttpRateQuoter
+
+        processors = {name: HttpProcessor(name, settings.payments_sim_url) for name in settings.payments_processors}
+        if rate_quoter is None:
+            rate_quoter = HttpRateQuoter(settings.payments_sim_url)
     if processors is None:
         seed = settings.payments_sim_seed
         processors = {
