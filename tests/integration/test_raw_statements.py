@@ -49,3 +49,23 @@ def test_a_raw_insert_raises_sqlalchemys_integrity_error_and_the_transaction_rol
             assert conn.execute(select(outbox)).all() == []
     finally:
         engine.dispose()
+
+
+def test_the_raw_guarded_reservation_reserves_only_what_is_available(db_url):
+    from shopfloor.domain.stock import Allocation
+    from shopfloor.store import orders_repo as repo
+    from shopfloor.store.tables import stock
+    from tests.support.store import seed
+
+    engine = make_engine(db_url)
+    seed(engine, {"w1": ("us-west", "US", ["9"])}, {"A1": 100}, {("A1", "w1"): 5})
+    try:
+        with engine.begin() as conn:
+            assert repo.try_reserve(conn, [Allocation("A1", "w1", 3)]) is None
+            miss = Allocation("A1", "w1", 3)
+            assert repo.try_reserve(conn, [miss]) == miss  # 2 left: the guard refuses, nothing changes
+            assert repo.try_reserve(conn, [Allocation("A1", "w1", 2)]) is None
+        with engine.connect() as conn:
+            assert conn.execute(select(stock.c.reserved).where(stock.c.sku == "A1")).scalar() == 5
+    finally:
+        engine.dispose()

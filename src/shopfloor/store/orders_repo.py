@@ -188,12 +188,15 @@ def load_warehouses(conn: Connection) -> dict[str, Warehouse]:
     }
 
 
+# The guarded reservation, once per allocation on the writer's hot path: on the DBAPI cursor (see store/raw.py).
+_raw_reserve = RawStatements(lambda name: _reserve_stmt)
+
+
 def try_reserve(conn: Connection, allocations: Iterable[Allocation]) -> Allocation | None:
     """Apply guarded reservations in lock order. Returns the first allocation that did not fit (caller rolls
     back its savepoint), or None when all fitted."""
     for a in lock_order(allocations):
-        res = conn.execute(_reserve_stmt, {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty})
-        if res.rowcount != 1:
+        if _raw_reserve.execute(conn, "reserve", {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty}) != 1:
             return a
     return None
 

@@ -51,6 +51,19 @@ class RawStatement:
             return tuple(c if k is None else (p(row[k]) if p is not None else row[k]) for _, k, c, p in self._plan)
         return {n: c if k is None else (p(row[k]) if p is not None else row[k]) for n, k, c, p in self._plan}
 
+    def execute(self, conn: Connection, row: dict[str, Any]) -> int:
+        """Run the statement once on ``conn``'s DBAPI connection; returns the cursor's rowcount."""
+        params = self._params(row)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, params)
+            return cursor.rowcount
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(self.sql, params, exc, self.dialect.loaded_dbapi.Error,
+                                      dialect=self.dialect) from exc
+        finally:
+            cursor.close()
+
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per row on ``conn``'s DBAPI connection, inside its open transaction."""
         if not rows:
@@ -77,10 +90,7 @@ class RawStatements:
         self._build = build
         self._by_dialect: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def run(self, conn: Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        keys = tuple(rows[0])
+    def _get(self, conn: Connection, name: str, keys: tuple[str, ...]) -> RawStatement:
         dialect = conn.dialect
         cache = self._by_dialect.get(dialect)
         if cache is None:
@@ -88,6 +98,17 @@ class RawStatements:
         stmt = cache.get((name, keys))
         if stmt is None:
             stmt = cache[(name, keys)] = RawStatement(self._build(name), dialect, keys)
+        return stmt
+
+    def execute(self, conn: Connection, name: str, row: dict[str, Any]) -> int:
+        """One row; returns the rowcount (for guarded updates)."""
+        return self._get(conn, name, tuple(row)).execute(conn, row)
+
+    def run(self, conn: Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        stmt = self._get(conn, name, keys)
         if any(tuple(r) != keys for r in rows):  # rows of another shape: group them by their keys
             groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for r in rows:
