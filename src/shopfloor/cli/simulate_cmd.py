@@ -20,13 +20,13 @@ def serve(
     SHOPFLOOR_PAYMENTS_SIM_URL=http://HOST:PORT; the admin API's fault controls keep working."""
     import uvicorn
 
+    from ..bootstrap import build_simulator_app
     from ..runtime import port_in_use
-    from ..simulators.server import app_from_settings
 
     settings = load_settings()
     if port_in_use(host, port):
         fail(f"--port: {host}:{port} is already in use")
-    uvicorn.run(app_from_settings(settings), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(build_simulator_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -119,23 +119,3 @@ def build_sim_app(processors: dict[str, Any], rates: Any, *, threads: int = 256)
         Route("/v1/processors/{name}/charges/{key}", status),
         Route("/v1/rates/quote", quote, methods=["POST"]),
     ])
-
-
-def app_from_settings(settings) -> Starlette:
-    """The simulators of ``settings.payments_processors`` with their ledger and faults where the shop's processes
-    look for them (:func:`shopfloor.bootstrap.simulator_engine`)."""
-    from ..bootstrap import simulator_engine
-    from ..domain.clock import SystemClock
-    from ..orders.sim_gateway import FaultStore, SimulatedProcessor, SimulatedRateService
-    from ..store.engine import make_engine
-
-    # The same gateway database the shop's processes use for the simulators' faults and ledger.
-    engine = simulator_engine(settings, make_engine(settings.database_url))
-    clock = SystemClock()
-    faults = FaultStore(engine, clock, defaults=settings.payments_sim_faults,
-                        ttl_s=settings.payments_runtime_cache_ttl_s)
-    seed = settings.payments_sim_seed
-    processors = {name: SimulatedProcessor(name, engine, faults, clock, seed=None if seed is None else seed + i)
-                  for i, name in enumerate(settings.payments_processors)}
-    rates = SimulatedRateService(faults, seed=None if seed is None else seed + 100)
-    return build_sim_app(processors, rates)
