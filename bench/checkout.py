@@ -1,6 +1,7 @@
 """Checkout throughput vs the server's own /healthz ceiling, measured in the same run.
 
     python bench/checkout.py [--database-url URL] [--seconds 10] [--connections 64] [--runs 3]
+                             [--simulators process|inline]
 
 Prints one JSON object per run and a final summary with medians.
 """
@@ -20,11 +21,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--simulators", choices=("process", "inline"), default="process",
+                    help="simulated processors and rate service as their own process (default) or in the server")
     args = ap.parse_args()
     runs = []
     for _ in range(args.runs):
         r = run_checkout_benchmark(args.database_url, seconds=args.seconds, connections=args.connections,
-                                   workers=args.workers)
+                                   workers=args.workers, simulators=args.simulators)
         runs.append(r)
         print(json.dumps(r), flush=True)
     summary = summarize_checkout_runs(runs)

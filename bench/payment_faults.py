@@ -27,7 +27,10 @@ def one_run(database_url: str | None, seconds: int, connections: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="sf-faults-"))
     url = database_url or f"sqlite:///{tmp / 'bench.db'}"
     key = seed_bench_store(url, 300, 10)
-    server = ServerProcess(url, env={"SHOPFLOOR_DATA_DIR": str(tmp)}, pin_core=0).start()
+    # The live-quote cache is off: the blackholed phase measures the provisional fallback itself, on every order
+    # (with the cache, a destination quoted live in the last seconds would keep its live quote).
+    server = ServerProcess(url, env={"SHOPFLOOR_DATA_DIR": str(tmp), "SHOPFLOOR_SHIPPING_QUOTE_CACHE_TTL_S": "0"},
+                           pin_core=0).start()
     script = tmp / "checkout.lua"
     script.write_text(_WRK_CHECKOUT_LUA + _WRK_STATUS_LUA)
     admin = {"Authorization": f"Bearer {key}"}

@@ -158,6 +158,24 @@ def simulator_engine(settings: Settings, engine: Engine) -> Engine:
     return sim
 
 
+def build_simulator_app(settings: Settings):
+    """``shopfloor simulate serve``: the simulators of ``settings.payments_processors`` and the rate service as an
+    HTTP app, with their ledger and faults in the same gateway database the shop's processes use."""
+    from .domain.clock import SystemClock
+    from .orders.sim_gateway import FaultStore, SimulatedProcessor, SimulatedRateService
+    from .simulators.server import build_sim_app
+
+    engine = simulator_engine(settings, make_engine(settings.database_url))
+    clock = SystemClock()
+    faults = FaultStore(engine, clock, defaults=settings.payments_sim_faults,
+                        ttl_s=settings.payments_runtime_cache_ttl_s)
+    seed = settings.payments_sim_seed
+    processors = {name: SimulatedProcessor(name, engine, faults, clock, seed=None if seed is None else seed + i)
+                  for i, name in enumerate(settings.payments_processors)}
+    rates = SimulatedRateService(faults, seed=None if seed is None else seed + 100)
+    return build_sim_app(processors, rates)
+
+
 def build_payments(settings: Settings, engine: Engine, clock: Clock, registry=None):
     from .orders.payments_service import build_payments_service
 

@@ -191,8 +191,15 @@ class Settings(BaseSettings):
     # SHOPFLOOR_PAYMENTS_SIM_FAULTS='{"primary": {"latency_ms": 80, "error_rate": 0.01}}'.
     payments_sim_faults: dict[str, dict] = Field(default_factory=dict)
     payments_sim_seed: int | None = Field(default=None, description="Seed for the simulators' dice.")
+    payments_sim_url: str | None = Field(
+        default=None, description="Base URL of the simulator process (`shopfloor simulate serve`); unset: the "
+                                  "simulated processors and rate service run inside this process.")
     shipping_quote_timeout_s: float = Field(default=0.25, gt=0, description="Inline rate-quote timeout.")
     shipping_reconcile_timeout_s: float = Field(default=2.0, gt=0)
+    shipping_quote_cache_ttl_s: float = Field(
+        default=2.0, ge=0, le=3600, description="Reuse a live rate quote for the same destination for this many "
+                                                "seconds (0: ask the rate service on every checkout). Provisional "
+                                                "quotes are never reused.")
     shipping_breaker_consecutive_failures: int = Field(
         default=5, ge=0, description="Open the rate-service breaker after this many failed quotes in a row (0: only "
                                      "the windowed failure percentage opens it).")

@@ -187,6 +187,16 @@ def _ratio(num: float, den: float, scale: float, digits: int) -> float | None:
     return round(scale * num / den, digits) if den and math.isfinite(num) else None
 
 
+def _wait_healthy(url: str, what: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start")
+
+
 def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
     """Fresh schema, 3 warehouses, ``n_skus`` SKUs with ample stock, a HOT sku with ``hot_units``. Returns a key."""
     from datetime import datetime, timezone
@@ -291,9 +301,14 @@ def ensure_fresh_store(database_url: str) -> None:
 
 def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 10.0, connections: int = 64,
                            n_skus: int = 500, hot_units: int = 2000, server_core: int | None = 0,
-                           client_core: int | None = 1, workers: int = 1,
+                           client_core: int | None = 1, workers: int = 1, simulators: str = "process",
                            progress: Callable[[str], None] | None = None) -> dict:
-    """One benchmark run; ``progress`` is told the name of each phase as it starts."""
+    """One benchmark run; ``progress`` is told the name of each phase as it starts. ``simulators="process"``
+    runs the simulated processors and rate service as their own process (``shopfloor simulate serve``, pinned
+    with the load generator, as a real gateway would be another machine); ``"inline"`` runs them inside the
+    server."""
+    if simulators not in ("process", "inline"):
+        raise ValueError("simulators must be 'process' or 'inline'")
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     say = progress or (lambda _phase: None)
@@ -307,6 +322,21 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     port = free_port()
     env = {**os.environ, "SHOPFLOOR_DATABASE_URL": database_url}
     restore_signals = interrupt_on_termination()
+    sim = None
+    if simulators == "process":
+        say("starting the simulator process")
+        sim_port = free_port()
+        sim = subprocess.Popen(
+            _pin(client_core) + [sys.executable, "-m", "shopfloor", "simulate", "serve", "--port", str(sim_port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "simulators.log", "wb"), start_new_session=True,
+        )
+        env["SHOPFLOOR_PAYMENTS_SIM_URL"] = f"http://127.0.0.1:{sim_port}"
+        try:
+            _wait_healthy(env["SHOPFLOOR_PAYMENTS_SIM_URL"], "simulator process")
+        except BaseException:
+            os.killpg(sim.pid, signal.SIGTERM)
+            restore_signals()
+            raise
     server = subprocess.Popen(
         _pin(server_core) + [sys.executable, "-m", "shopfloor", "serve", "--port", str(port),
                              "--workers", str(workers)],
@@ -348,6 +378,9 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
+        if sim is not None:
+            os.killpg(sim.pid, signal.SIGTERM)
+            sim.wait(timeout=20)
         restore_signals()
     # Every phase's 201s, the warm-up's included: each 201's order id must be in the store.
     created = sum(r.statuses.get("201", 0) for r in (warm, many, hot))
@@ -363,6 +396,7 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         "connections": connections,
         "seconds_per_phase": seconds,
         "server_workers": workers,
+        "simulators": simulators,
         "ceiling_rps": round(ceiling.rps, 1),
         "ceiling_p99_ms": round(ceiling.p99_ms, 2),
         "checkout_rps": round(many.rps, 1),

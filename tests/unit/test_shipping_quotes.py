@@ -126,3 +126,43 @@ def test_reconcile_fails_fast_while_the_breaker_is_open_and_probes_again_later()
     rates.mode = "ok"
     now[0] = 31.0  # the breaker half-opens: the next reconciliation is the probe
     assert q.reconcile(provisional, "US")["provisional"] is False and rates.calls == 4
+
+
+class Ticker:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_live_quote_is_reused_for_the_same_destination_until_its_ttl_runs_out():
+    rates, tick = FakeRates(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+    first = q.quote_for_checkout("us", "10001", 2000)
+    again = q.quote_for_checkout("US", "10001", 2000)
+    assert rates.calls == 1 and again == first and again is not first
+    q.quote_for_checkout("US", "94107", 2000)  # another destination asks the service
+    assert rates.calls == 2
+    tick.t += 2.5
+    q.quote_for_checkout("US", "10001", 2000)
+    assert rates.calls == 3
+
+
+def test_a_provisional_quote_is_never_cached():
+    rates, tick = FakeRates("error"), Ticker()
+    q = quoter(rates, cache_ttl_s=60.0, monotonic=tick)
+    assert q.quote_for_checkout("US", "10001")["provisional"] is True
+    rates.mode = "ok"
+    assert q.quote_for_checkout("US", "10001")["provisional"] is False
+    assert rates.calls == 2
+
+
+def test_without_a_ttl_every_checkout_asks_the_rate_service():
+    rates = FakeRates()
+    q = quoter(rates)
+    q.quote_for_checkout("US", "10001")
+    q.quote_for_checkout("US", "10001")
+    assert rates.calls == 2

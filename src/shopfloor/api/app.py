@@ -78,6 +78,12 @@ def create_app(container: Container) -> FastAPI:
             return Response(body, media_type=ctype)
 
     settings = container.settings
+    # Innermost: the hot checkout route ahead of the router (malformed requests still reach the FastAPI route).
+    from .fast_checkout import PATH as CHECKOUT_PATH, CheckoutFastPath
+
+    checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
+    app.add_middleware(CheckoutFastPath, container=container, authenticator=app.state.authenticator,
+                       route=checkout_route)
     # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
     app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
                        route_limits=settings.http_route_body_limits)

@@ -17,6 +17,9 @@ def checkout(
     connections: int = typer.Option(64, min=1, max=4096, help="Concurrent connections of the load generator."),
     runs: int = typer.Option(1, min=1, max=20, help="Independent runs (a fresh store each); medians are reported."),
     workers: int = typer.Option(1, min=1, max=64, help="Server processes."),
+    simulators: str = typer.Option("process", help="'process': the simulated processors and rate service run as "
+                                                   "their own process (like a real gateway); 'inline': inside the "
+                                                   "server."),
     database_url: str = typer.Option(
         None, help="Default: a fresh SQLite file per run. Otherwise an empty database, and --runs 1."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs and the summary as JSON."),
@@ -28,6 +31,8 @@ def checkout(
 
     from ..loadtest import CORRECTNESS_KEYS, run_checkout_benchmark, summarize_checkout_runs
 
+    if simulators not in ("process", "inline"):
+        fail(f"--simulators: {simulators!r} is neither 'process' nor 'inline'")
     if database_url is not None and runs > 1:
         fail("--database-url takes one run (the store must be empty before each run); leave it out for several "
              "SQLite runs")
@@ -40,7 +45,7 @@ def checkout(
         for i in range(runs):
             try:
                 results.append(run_checkout_benchmark(
-                    database_url, seconds=seconds, connections=connections, workers=workers,
+                    database_url, seconds=seconds, connections=connections, workers=workers, simulators=simulators,
                     progress=lambda phase, i=i: bar.update(task, description=f"run {i + 1}/{runs}: {phase}")))
             except (RuntimeError, ValueError) as exc:
                 fail(str(exc))

@@ -18,6 +18,7 @@ from . import (
     promise_cmd,
     restock_cmd,
     rules_cmd,
+    simulate_cmd,
 )
 
 app = typer.Typer(
@@ -72,3 +73,4 @@ anomalies_cmd.register(app)
 rules_cmd.register(app)
 bench_cmd.register(app)
 gameday_cmd.register(app)
+simulate_cmd.register(app)

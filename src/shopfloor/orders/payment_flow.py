@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from ..domain.clock import Clock
 from ..domain.orders import ORDER_PLACED, RESERVATION_EXPIRED, OrderStatus
 from ..store import orders_repo as repo
+from ..store.raw import RawStatements
 from ..store.tables import idempotency_keys, orders, warehouse_tasks
 from .outbox import OutboxEvent, RetryLater
 from .payments import AuthOutcome, AuthorizationResult, PaymentAttempt, PaymentRejected, PaymentRetryable
@@ -85,6 +86,9 @@ _idem_stmt = (
     .where(idempotency_keys.c.scope == bindparam("b_scope"), idempotency_keys.c.key == bindparam("b_key"))
     .values(status_code=bindparam("b_status"), response=bindparam("b_response"))
 )
+
+# The group commit's hot updates, on the DBAPI cursor with SQL compiled once (see store/raw.py).
+_raw_updates = RawStatements({"approve": _approve_stmt, "idempotency": _idem_stmt}.__getitem__)
 
 
 class PaymentSettlement:
@@ -148,10 +152,10 @@ class PaymentSettlement:
                                      "b_status": 201, "b_response": orjson.dumps(body).decode()})
                 out[i] = (201, body)
             if updates:
-                conn.execute(_approve_stmt, updates)
+                _raw_updates.run(conn, "approve", updates)
             events.flush(conn)
             if idem:
-                conn.execute(_idem_stmt, idem)
+                _raw_updates.run(conn, "idempotency", idem)
         for i, it in enumerate(items):
             if out[i] is None:
                 out[i] = self.apply_in(conn, it.order_id, it.result, retry_no=it.retry_no,

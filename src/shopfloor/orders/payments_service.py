@@ -181,6 +181,14 @@ def build_payments_service(
     faults: FaultStore | None = None
     if processors is None or rate_quoter is None:
         faults = FaultStore(sim, clock, defaults=settings.payments_sim_faults, ttl_s=ttl)
+    if settings.payments_sim_url and processors is None:
+        # The simulators run as their own process (``shopfloor simulate serve``, on the same database: this
+        # process's fault controls and ledger views read and write the tables it uses).
+        from ..simulators.client import HttpProcessor, HttpRateQuoter
+
+        processors = {name: HttpProcessor(name, settings.payments_sim_url) for name in settings.payments_processors}
+        if rate_quoter is None:
+            rate_quoter = HttpRateQuoter(settings.payments_sim_url)
     if processors is None:
         seed = settings.payments_sim_seed
         processors = {
@@ -235,6 +243,7 @@ def build_payments_service(
         clock=clock,
         timeout_s=settings.shipping_quote_timeout_s,
         reconcile_timeout_s=settings.shipping_reconcile_timeout_s,
+        cache_ttl_s=settings.shipping_quote_cache_ttl_s,
         # A failed quote costs the checkout a full timeout while the provisional table answers at once, so the
         # rate breaker also trips on a run of failures instead of waiting for the window's percentage.
         breaker_policy=replace(breaker_policy,

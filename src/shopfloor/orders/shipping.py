@@ -14,6 +14,8 @@ from ..domain.clock import Clock
 from .payments import BreakerPolicy, CircuitBreaker
 
 DEFAULT_WEIGHT_G = 1000
+#: Destinations the live-quote cache holds at most before it starts over.
+_CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class ShippingQuoter:
         breaker_policy: BreakerPolicy | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         threads: int = 16,
+        cache_ttl_s: float = 0.0,
     ) -> None:
         self._quoter = quoter
         self._table = table
@@ -102,6 +105,12 @@ class ShippingQuoter:
         self._threads = threads
         self._executor: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # Live quotes by destination, reused for ``cache_ttl_s`` seconds (0: every checkout asks the service).
+        # Only live quotes are kept: a provisional answer is never served from here, so ``provisional`` still
+        # says "the rate service gave no live rate for this destination within the last ``cache_ttl_s``".
+        self.cache_ttl_s = cache_ttl_s
+        self._monotonic = monotonic
+        self._cache: dict[tuple[str, str | None, int], tuple[float, dict[str, Any]]] = {}
 
     @property
     def quoter(self) -> RateQuoter:
@@ -112,7 +121,13 @@ class ShippingQuoter:
         self, country: str, postal_code: str | None = None, weight_g: int = DEFAULT_WEIGHT_G
     ) -> dict[str, Any]:
         """A live quote, or a provisional one ``{"provisional": true, "reason": ...}``. Never raises for the
-        rate service's trouble and never takes much longer than ``timeout_s``."""
+        rate service's trouble and never takes much longer than ``timeout_s``. A live quote for the same
+        destination and weight from the last ``cache_ttl_s`` seconds is reused (a copy)."""
+        key = (country.upper(), (postal_code or "").strip().upper() or None, weight_g)
+        if self.cache_ttl_s > 0:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > self._monotonic():
+                return dict(hit[1])
         if not self.breaker.allow():
             return self.provisional(country, "rate_service_circuit_open")
         try:
@@ -121,7 +136,13 @@ class ShippingQuoter:
             self.breaker.record_failure()
             return self.provisional(country, exc.reason)
         self.breaker.record_success()
-        return self._live(quote)
+        doc = self._live(quote)
+        if self.cache_ttl_s > 0:
+            if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                self._cache.clear()  # many destinations: start over rather than keep an unbounded dict
+            self._cache[key] = (self._monotonic() + self.cache_ttl_s, doc)
+            return dict(doc)
+        return doc
 
     def provisional(self, country: str, reason: str) -> dict[str, Any]:
         amount, currency, days = self._table.estimate(country)

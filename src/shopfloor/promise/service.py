@@ -56,7 +56,10 @@ class PromiseService:
         return result
 
     def close(self) -> None:
-        """Nothing to release: the engine's connections belong to the container."""
+        """Close the stock reader's kept connections (the engine's pool belongs to the container)."""
+        close = getattr(getattr(self.engine, "stock", None), "close", None)
+        if callable(close):
+            close()
 
 
 def build_promise_service(settings: Settings, engine: Engine, clock: Clock | None = None,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from ..domain.catalog import Warehouse
 from ..domain.stock import Allocation, StockLevel, lock_order
+from .raw import RawStatements
 from .tables import (
     idempotency_keys,
     order_lines,
@@ -135,12 +136,18 @@ class PendingWrites:
                                      response=response, created_at=now))
 
     def flush(self, conn: Connection) -> None:
-        # Parents before children (foreign keys).
-        for stmt, rows in ((_insert_order, self.orders), (_insert_lines, self.lines),
-                           (_insert_reservations, self.reservations), (_insert_outbox, self.events),
-                           (_insert_idem, self.idempotency)):
+        # Parents before children (foreign keys). Straight to the DBAPI cursor with SQL compiled once (see
+        # store/raw.py): the same statements and types, without SQLAlchemy's per-row execution overhead.
+        for name, rows in (("orders", self.orders), ("order_lines", self.lines),
+                           ("reservations", self.reservations), ("outbox", self.events),
+                           ("idempotency_keys", self.idempotency)):
             if rows:
-                conn.execute(stmt, rows)
+                _raw_inserts.run(conn, name, rows)
+
+
+_INSERTS = {"orders": _insert_order, "order_lines": _insert_lines, "reservations": _insert_reservations,
+            "outbox": _insert_outbox, "idempotency_keys": _insert_idem}
+_raw_inserts = RawStatements(_INSERTS.__getitem__)
 
 
 def save_idempotency_record(
@@ -181,12 +188,15 @@ def load_warehouses(conn: Connection) -> dict[str, Warehouse]:
     }
 
 
+# The guarded reservation, once per allocation on the writer's hot path: on the DBAPI cursor (see store/raw.py).
+_raw_reserve = RawStatements(lambda name: _reserve_stmt)
+
+
 def try_reserve(conn: Connection, allocations: Iterable[Allocation]) -> Allocation | None:
     """Apply guarded reservations in lock order. Returns the first allocation that did not fit (caller rolls
     back its savepoint), or None when all fitted."""
     for a in lock_order(allocations):
-        res = conn.execute(_reserve_stmt, {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty})
-        if res.rowcount != 1:
+        if _raw_reserve.execute(conn, "reserve", {"b_sku": a.sku, "b_wh": a.warehouse, "b_qty": a.qty}) != 1:
             return a
     return None
 

@@ -101,6 +101,12 @@ async def create_checkout(
     c: Container = Depends(get_container),
 ):
     """Reserve every line (whole order or nothing), record the order and its outbox event in one transaction."""
+    return await run_checkout(body, idempotency_key, key_id, c)
+
+
+async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container) -> FastJSONResponse:
+    """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): the per-process
+    in-flight limit, then the buy path."""
     in_flight = c.services.get("checkout.in_flight")
     if in_flight is None:
         in_flight = c.services["checkout.in_flight"] = _InFlight()

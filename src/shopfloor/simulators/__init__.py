@@ -1,0 +1,1 @@
+"""Simulated processors and rate service served as their own HTTP process (``shopfloor simulate serve``)."""

@@ -1,0 +1,119 @@
+"""Hot write statements on the DBAPI cursor of the caller's transaction, with SQL compiled once from the Core tables.
+
+SQLAlchemy's execution layer (parameter construction, the execution context, result set-up) cost the checkout
+writer about as much CPU as the database itself. A :class:`RawStatement` keeps what matters and drops the rest:
+its SQL is the dialect's own compilation of a Core statement (so the tables and Alembic stay the single source),
+each value goes through its column type's own bind processor (JSON, UTC timestamps), and DBAPI errors are raised as
+SQLAlchemy's (``OperationalError``, ``IntegrityError``) so that callers' retry logic sees what it always saw. It
+runs on the connection of an open ``Connection`` transaction (savepoints included), never on its own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+
+
+class RawStatement:
+    """``stmt`` compiled for ``dialect``; ``keys`` are the parameter names each row supplies (for an INSERT: the
+    columns it writes; the others keep their server defaults). Binds not named in ``keys`` keep the constant value
+    the statement gave them."""
+
+    def __init__(self, stmt: Executable, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = (stmt.compile(dialect=dialect, column_keys=list(keys)) if getattr(stmt, "is_insert", False)
+                    else stmt.compile(dialect=dialect))
+        self.sql = compiled.string
+        self.dialect = dialect
+        names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+        wanted = set(keys)
+        plan: list[tuple[str, str | None, Any, Callable | None]] = []
+        for name in names:
+            bp = compiled.binds[name]
+            proc = bp.type._cached_bind_processor(dialect)
+            if bp.key in wanted:
+                plan.append((name, bp.key, None, proc))
+            else:
+                value = bp.effective_value
+                plan.append((name, None, proc(value) if proc is not None else value, None))
+        missing = wanted - {p[1] for p in plan}
+        if missing:
+            raise ValueError(f"the statement has no parameter for: {', '.join(sorted(missing))}")
+        self._plan = plan
+        self._positional = compiled.positional
+
+    def _params(self, row: dict[str, Any]) -> tuple | dict:
+        if self._positional:
+            return tuple(c if k is None else (p(row[k]) if p is not None else row[k]) for _, k, c, p in self._plan)
+        return {n: c if k is None else (p(row[k]) if p is not None else row[k]) for n, k, c, p in self._plan}
+
+    def execute(self, conn: Connection, row: dict[str, Any]) -> int:
+        """Run the statement once on ``conn``'s DBAPI connection; returns the cursor's rowcount."""
+        params = self._params(row)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, params)
+            return cursor.rowcount
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(self.sql, params, exc, self.dialect.loaded_dbapi.Error,
+                                      dialect=self.dialect) from exc
+        finally:
+            cursor.close()
+
+    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row on ``conn``'s DBAPI connection, inside its open transaction."""
+        if not rows:
+            return
+        params = [self._params(r) for r in rows]
+        cursor = conn.connection.cursor()
+        try:
+            if len(params) == 1:
+                cursor.execute(self.sql, params[0])
+            else:
+                cursor.executemany(self.sql, params)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(self.sql, params[:1], exc, self.dialect.loaded_dbapi.Error,
+                                      dialect=self.dialect) from exc
+        finally:
+            cursor.close()
+
+
+class RawStatements:
+    """:class:`RawStatement` objects built on first use per (engine dialect, name, keys): the keys a batch's rows
+    carry are fixed by the code that builds them, so each statement is compiled about once per engine."""
+
+    def __init__(self, build: Callable[[str], Executable]) -> None:
+        self._build = build
+        self._by_dialect: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _get(self, conn: Connection, name: str, keys: tuple[str, ...]) -> RawStatement:
+        dialect = conn.dialect
+        cache = self._by_dialect.get(dialect)
+        if cache is None:
+            cache = self._by_dialect[dialect] = {}
+        stmt = cache.get((name, keys))
+        if stmt is None:
+            stmt = cache[(name, keys)] = RawStatement(self._build(name), dialect, keys)
+        return stmt
+
+    def execute(self, conn: Connection, name: str, row: dict[str, Any]) -> int:
+        """One row; returns the rowcount (for guarded updates)."""
+        return self._get(conn, name, tuple(row)).execute(conn, row)
+
+    def run(self, conn: Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        stmt = self._get(conn, name, keys)
+        if any(tuple(r) != keys for r in rows):  # rows of another shape: group them by their keys
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for r in rows:
+                groups.setdefault(tuple(r), []).append(r)
+            for group in groups.values():
+                self.run(conn, name, group)
+            return
+        stmt.executemany(conn, rows)
