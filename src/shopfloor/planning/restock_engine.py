@@ -64,7 +64,7 @@ class EngineTuning:
     stockout_carry: float = 0.4
     #: integral gain (logit of the quantile level per point of fill error and day) and the half-life (days) of
     #: the observed fill it acts on
-    controller_gain: float = 0.6
+    controller_gain: float = 0.45
     fill_halflife: float = 28.0
     #: capped base stock (see :func:`~shopfloor.planning.restock.order_shortfall`)
     order_cap: float = DEFAULT_ORDER_CAP
