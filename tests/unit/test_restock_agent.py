@@ -294,3 +294,67 @@ def test_optional_calibration_starts_from_a_level_that_met_the_target_on_the_his
     short = RestockEngine(lead_time=7, fill_rate=0.9, tuning=EngineTuning(calibration_days=119))
     short.ensure(panel.ids)
     assert replay_history(short, panel.demand[:, :100].astype(float), wds[:100]) is None  # too little history
+
+
+# --- censoring on lumpy demand --------------------------------------------------------------------------------
+def _lumpy_panel(seed: int, n: int = 30, days: int = 200) -> DemandPanel:
+    """Wholesale-like demand: a few orders a week, each of a heavy-tailed size (tens to hundreds of units)."""
+    rng = np.random.default_rng(seed)
+    orders = rng.poisson(0.4, size=(n, days))
+    sizes = np.ceil(rng.pareto(1.8, size=(n, days)) * 15 + 1)
+    return DemandPanel([f"w{i}" for i in range(n)], pd.date_range(DAY0, periods=days),
+                       (orders * sizes).astype(np.int64))
+
+
+def test_a_lumpy_history_shows_that_sold_out_days_hid_more_than_the_censored_estimate():
+    """Replaying an uncensored history, the engine runs a sales-only store on its last days and measures how much
+    of the lost demand its estimate missed: a lot on wholesale-like orders, less on smooth retail demand."""
+    scales = {}
+    for name, panel in (("lumpy", _lumpy_panel(4)), ("smooth", _panel(4, n=30, days=200, shift=False))):
+        engine = RestockEngine(lead_time=7, fill_rate=0.95)
+        engine.ensure(panel.ids)
+        replay_history(engine, panel.demand.astype(float), [d.weekday() for d in panel.dates])
+        scales[name] = engine.lost_scale
+    assert scales["lumpy"] > 1.5
+    assert 1.0 <= scales["smooth"] < scales["lumpy"]
+    off = RestockEngine(lead_time=7, fill_rate=0.95, tuning=EngineTuning(lost_calibration_days=0))
+    panel = _lumpy_panel(4)
+    off.ensure(panel.ids)
+    replay_history(off, panel.demand.astype(float), [d.weekday() for d in panel.dates])
+    assert off.lost_scale == 1.0
+
+
+def test_the_controller_raises_the_level_when_sold_out_days_hide_more_than_the_sales_show():
+    """Same sales, same stock-outs: the engine that knows its sold-out days hide more lost demand (a larger
+    ``lost_scale``) sees a lower fill and raises its quantile level; the other believes the sales were served."""
+    rng = np.random.default_rng(7)
+    engines = {}
+    for scale in (1.0, 3.0):
+        e = RestockEngine(lead_time=2, fill_rate=0.95)
+        e.ensure([f"s{i}" for i in range(20)])
+        for t in range(60):
+            e.observe(t % 7, rng.poisson(5, 20).astype(float))
+        e.lost_scale = scale
+        e.set_alpha(0.95)
+        engines[scale] = e
+    rng = np.random.default_rng(8)
+    for t in range(60, 120):
+        sales = rng.poisson(5, 20).astype(float)
+        on_hand = np.where(np.arange(20) < 4, 0.0, 5.0)  # 4 of 20 SKUs close at zero every day
+        for e in engines.values():
+            e.step(t % 7, sales, on_hand, np.zeros(20))
+    assert engines[3.0].observed_fill < engines[1.0].observed_fill
+    assert engines[3.0].alpha > engines[1.0].alpha
+    assert (engines[3.0].levels()["order_up_to"] >= engines[1.0].levels()["order_up_to"]).all()
+
+
+def test_lost_calibration_needs_enough_history_and_is_validated():
+    with pytest.raises(ValueError, match="max_lost_scale"):
+        EngineTuning(max_lost_scale=0.5)
+    with pytest.raises(ValueError, match="lost_calibration_days"):
+        EngineTuning(lost_calibration_days=-1)
+    panel = _lumpy_panel(5, days=120)  # 120 < 91 + 56: too short to calibrate
+    engine = RestockEngine(lead_time=7, fill_rate=0.95)
+    engine.ensure(panel.ids)
+    replay_history(engine, panel.demand.astype(float), [d.weekday() for d in panel.dates])
+    assert engine.lost_scale == 1.0

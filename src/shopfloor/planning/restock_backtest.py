@@ -260,7 +260,8 @@ def run_restock_backtest(
 
 
 POLICY_TEXT = (
-    "shopfloor restock agent (RestockEngine): sales-only, censored days as E[D | D >= sales]; level x weekday "
+    "shopfloor restock agent (RestockEngine): sales-only, censored days as E[D | D >= sales], lost units scaled by "
+    "what that estimate missed on a sales-only replay of the history; level x weekday "
     "profile; NB protection-interval quantile with spread from own (L+R)-day errors; common quantile level from "
     "the NB fill formula, steered by an integral controller on observed fill; capped base stock"
 )

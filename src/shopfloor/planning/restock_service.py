@@ -98,7 +98,8 @@ class RestockPlanner:
                     i = (d - first_day).days
                     if 0 <= i < self.history_days:
                         history[j, i] = units
-            replay_history(engine, history, weekdays)
+            # a one-off plan has no stock records and no controller: the lost-demand scale would change nothing
+            replay_history(engine, history, weekdays, lost_calibration=False)
             # the engine's first forecast day is today; the plan's day 1 is tomorrow
             engine.levels()  # fixes the starting quantile level for this group
             need = max(self.outlook_days, lead + review) + 1
