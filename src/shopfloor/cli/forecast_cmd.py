@@ -52,6 +52,16 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
         fail(f"--history: cannot read {history}: {exc}")
 
 
+def _save_and_print_json(result: dict, out: Optional[Path], as_json: bool) -> bool:
+    """Write a backtest's result to ``out`` (if given) and print it as JSON when asked; True when it was printed."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    if as_json:
+        print_json(result)
+    return as_json
+
+
 #: Three years of daily forecasts; beyond that a daily demand model says nothing useful, and the work grows with it.
 MAX_HORIZON_DAYS = 1096
 
@@ -245,11 +255,7 @@ def backtest_cmd(
         fail(f"{where}: {exc}")
     except ValueError as exc:
         fail(f"backtest: {exc}")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
-    if as_json:
-        print_json(result)
+    if _save_and_print_json(result, out, as_json):
         return
     scored = f", days {score_from}..{horizon} scored" if score_from > 1 else ""
     table = Table(title=f"backtest h={horizon}, {windows} windows, step {step}{scored}")
@@ -341,11 +347,7 @@ def _protocol_backtest(
         fail(f"{where}: {exc}")
     except ValueError as exc:
         fail(f"backtest: {exc}")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
-    if as_json:
-        print_json(result)
+    if _save_and_print_json(result, out, as_json):
         return
     _print_protocol(result)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from .restock_engine import EngineTuning
-from .restock_sim import NormalSafetyStockPolicy, SimulationResult, simulate
+from .restock_sim import LostSalesStore, NormalSafetyStockPolicy, SimulationResult, simulate
 
 
 @dataclass(frozen=True)
@@ -109,27 +109,16 @@ def simulate_agent(
     ]
     cats = categories or [i.split("_")[0] for i in ids]
     catalog = {sku: {"category": c, "price": 1.0} for sku, c in zip(ids, cats)}
-    on_hand = np.asarray(on_hand, dtype=np.int64).copy()
-    arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
-    pipeline = np.zeros(n, dtype=np.int64)
-    tot_d, tot_s, oh_sum = np.zeros(n), np.zeros(n), np.zeros(n)
+    store = LostSalesStore(np.asarray(on_hand, dtype=np.int64), days, lead_time)
     orders = np.zeros((n, days), dtype=np.int64)
     index = {sku: i for i, sku in enumerate(ids)}
     for t in range(start, days):
-        on_hand += arrivals[:, t]
-        pipeline -= arrivals[:, t]
-        d = demand[:, t].astype(np.int64)
-        sold = np.minimum(on_hand, d)
-        on_hand -= sold
-        if t >= start + warmup:
-            tot_d += d
-            tot_s += sold
-            oh_sum += on_hand
+        sold = store.serve_day(t, demand[:, t], scored=t >= start + warmup)
         line: dict = {
             "date": panel.dates[t].date().isoformat(),
             "sales": {ids[i]: int(sold[i]) for i in np.flatnonzero(sold)},
-            "on_hand": {ids[i]: int(on_hand[i]) for i in range(n)},
-            "on_order": {ids[i]: int(pipeline[i]) for i in np.flatnonzero(pipeline)},
+            "on_hand": {ids[i]: int(store.on_hand[i]) for i in range(n)},
+            "on_order": {ids[i]: int(store.pipeline[i]) for i in np.flatnonzero(store.pipeline)},
         }
         if t == start:
             line["catalog"] = catalog
@@ -140,10 +129,10 @@ def simulate_agent(
         for sku, qty in answer["orders"].items():
             i = index[sku]
             q = int(qty)
-            arrivals[i, t + lead_time + 1] += q
-            pipeline[i] += q
+            store.order(t, q, i)
             orders[i, t] = q
-    return SimulationResult(tot_d, tot_s, oh_sum, max(days - start - warmup, 0), orders, np.zeros((n, 0)))
+    return SimulationResult(store.tot_d, store.tot_s, store.oh_sum, max(days - start - warmup, 0), orders,
+                            np.zeros((n, 0)))
 
 
 def bisect_baseline_z(panel: DemandPanel, fill: float, *, lead_time: int, review_days: int, start: int,

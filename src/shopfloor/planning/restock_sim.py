@@ -98,37 +98,54 @@ def simulate(
         policy.observe(demand[:, t], int(weekdays[t]), None)
     shortfall = getattr(policy, "shortfall", None)
     level = np.asarray(policy.order_up_to(), dtype=np.int64)
-    on_hand = (level if initial_on_hand is None else np.asarray(initial_on_hand)).astype(np.int64).copy()
-    arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
-    pipeline = np.zeros(n, dtype=np.int64)
-    tot_d = np.zeros(n)
-    tot_s = np.zeros(n)
-    oh_sum = np.zeros(n)
+    store = LostSalesStore(level if initial_on_hand is None else np.asarray(initial_on_hand), days, lead_time)
     orders = np.zeros((n, days), dtype=np.int64)
     levels = np.zeros((n, days), dtype=np.int64)
     for t in range(start, days):
-        on_hand += arrivals[:, t]
-        pipeline -= arrivals[:, t]
-        d = demand[:, t].astype(np.int64)
-        sold = np.minimum(on_hand, d)
-        on_hand -= sold
-        if t >= start + warmup:
-            tot_d += d
-            tot_s += sold
-            oh_sum += on_hand
+        sold = store.serve_day(t, demand[:, t], scored=t >= start + warmup)
         policy.observe(demand[:, t], int(weekdays[t]), sold)
         if (t - start) % review_days == 0:
             level = np.asarray(policy.order_up_to(), dtype=np.int64)
-            position = on_hand + pipeline
+            position = store.on_hand + store.pipeline
             raw = shortfall(level, position) if shortfall is not None else level - position
             qty = round_order_quantities(raw, moq, pack_size)
-            arrival_day = t + lead_time + 1
-            if arrival_day < arrivals.shape[1]:
-                arrivals[:, arrival_day] += qty
-            pipeline += qty
+            store.order(t, qty)
             orders[:, t] = qty
             levels[:, t] = level
-    return SimulationResult(tot_d, tot_s, oh_sum, max(days - start - warmup, 0), orders, levels)
+    return SimulationResult(store.tot_d, store.tot_s, store.oh_sum, max(days - start - warmup, 0), orders, levels)
+
+
+class LostSalesStore:
+    """The simulated store both simulators share: receipts arrive at the start of a day, demand is served from
+    stock and what cannot be served is lost; scored days add to the demand, sales and end-of-day on-hand totals."""
+
+    def __init__(self, on_hand: np.ndarray, days: int, lead_time: int) -> None:
+        n = len(on_hand)
+        self.on_hand = np.asarray(on_hand).astype(np.int64).copy()
+        self.arrivals = np.zeros((n, days + lead_time + 2), dtype=np.int64)
+        self.pipeline = np.zeros(n, dtype=np.int64)
+        self.lead_time = lead_time
+        self.tot_d, self.tot_s, self.oh_sum = np.zeros(n), np.zeros(n), np.zeros(n)
+
+    def serve_day(self, t: int, demand: np.ndarray, scored: bool) -> np.ndarray:
+        """Receive day ``t``'s arrivals, sell what stock allows, and return the units sold."""
+        self.on_hand += self.arrivals[:, t]
+        self.pipeline -= self.arrivals[:, t]
+        d = demand.astype(np.int64)
+        sold = np.minimum(self.on_hand, d)
+        self.on_hand -= sold
+        if scored:
+            self.tot_d += d
+            self.tot_s += sold
+            self.oh_sum += self.on_hand
+        return sold
+
+    def order(self, t: int, qty: np.ndarray | int, index: int | slice = slice(None)) -> None:
+        """Place ``qty`` at the end of day ``t``; it arrives at the start of day ``t + lead_time + 1``."""
+        arrival_day = t + self.lead_time + 1
+        if arrival_day < self.arrivals.shape[1]:
+            self.arrivals[index, arrival_day] += qty
+        self.pipeline[index] += qty
 
 
 class NormalSafetyStockPolicy:
