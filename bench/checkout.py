@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from shopfloor.loadtest import run_checkout_benchmark, summarize_checkout_runs
+from shopfloor.gameday import run_checkout_benchmark, summarize_checkout_runs
 
 
 def main() -> None:

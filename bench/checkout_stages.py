@@ -45,7 +45,7 @@ def _zero_latency_env() -> None:
 
 def _stub_externals(payments) -> None:
     """Instant answers from the simulated processors and rate service (diagnostic only)."""
-    from shopfloor.orders.payments import ProcessorResponse
+    from shopfloor.payments import ProcessorResponse
     from shopfloor.orders.shipping import RateQuote
 
     for name in payments.router.processor_names:
@@ -60,7 +60,7 @@ def run_once(database_url: str | None, checkouts: int, concurrency: int, n_skus:
     from shopfloor.bootstrap import build_container
     from shopfloor.config import Settings
     from shopfloor.domain.stock import OrderLineRequest
-    from shopfloor.loadtest import seed_bench_store
+    from shopfloor.gameday import seed_bench_store
     from shopfloor.orders.checkout import PlaceOrder, request_fingerprint
     from shopfloor.orders.service import BuyPath
 

@@ -32,7 +32,7 @@ def run_once(database_url: str | None, orders: int, concurrency: int) -> dict:
     from shopfloor.bootstrap import build_container, build_worker
     from shopfloor.config import Settings
     from shopfloor.domain.stock import OrderLineRequest
-    from shopfloor.loadtest import ensure_fresh_store, seed_bench_store
+    from shopfloor.gameday import ensure_fresh_store, seed_bench_store
     from shopfloor.orders import outbox_status
     from shopfloor.orders.checkout import PlaceOrder, request_fingerprint
     from shopfloor.store.tables import orders as orders_t

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from shopfloor.loadtest import _WRK_CHECKOUT_LUA, _WRK_STATUS_LUA, run_wrk, seed_bench_store
+from shopfloor.gameday import WRK_CHECKOUT_LUA, WRK_STATUS_LUA, run_wrk, seed_bench_store
 from shopfloor.runtime import ServerProcess
 
 
@@ -32,7 +32,7 @@ def one_run(database_url: str | None, seconds: int, connections: int) -> dict:
     server = ServerProcess(url, env={"SHOPFLOOR_DATA_DIR": str(tmp), "SHOPFLOOR_SHIPPING_QUOTE_CACHE_TTL_S": "0"},
                            pin_core=0).start()
     script = tmp / "checkout.lua"
-    script.write_text(_WRK_CHECKOUT_LUA + _WRK_STATUS_LUA)
+    script.write_text(WRK_CHECKOUT_LUA + WRK_STATUS_LUA)
     admin = {"Authorization": f"Bearer {key}"}
     out = {}
     try:

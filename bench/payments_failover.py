@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
-from shopfloor.orders.payments import PaymentAttempt
 from shopfloor.orders.payments_service import build_payments_service
-from shopfloor.orders.sim_gateway import FaultPatch
+from shopfloor.payments import PaymentAttempt
+from shopfloor.simulators.gateway import FaultPatch
 from shopfloor.store.engine import make_engine
 from shopfloor.store.migrate import upgrade_database
 

@@ -38,7 +38,7 @@ def check_settings(settings: Settings) -> None:
     from pydantic import ValidationError
 
     from .orders.shipping import ProvisionalRateTable
-    from .orders.sim_gateway import FaultConfig
+    from .simulators.gateway import FaultConfig
 
     try:
         ProvisionalRateTable.from_settings(settings.shipping_provisional_rates)
@@ -162,7 +162,7 @@ def build_simulator_app(settings: Settings):
     """``shopfloor simulate serve``: the simulators of ``settings.payments_processors`` and the rate service as an
     HTTP app, with their ledger and faults in the same gateway database the shop's processes use."""
     from .domain.clock import SystemClock
-    from .orders.sim_gateway import FaultStore, SimulatedProcessor, SimulatedRateService
+    from .simulators.gateway import FaultStore, SimulatedProcessor, SimulatedRateService
     from .simulators.server import build_sim_app
 
     engine = simulator_engine(settings, make_engine(settings.database_url))

@@ -17,7 +17,7 @@ from shopfloor.bootstrap import build_container
 from shopfloor.cli.main import app
 from shopfloor.config import Settings
 from shopfloor.domain.stock import OrderLineRequest
-from shopfloor.loadtest import ensure_fresh_store, seed_bench_store, verify_store
+from shopfloor.gameday import ensure_fresh_store, seed_bench_store, verify_store
 from shopfloor.orders.checkout import PlaceOrder
 
 

@@ -15,7 +15,7 @@ from shopfloor.domain.orders import OrderStatus
 from shopfloor.domain.stock import OrderLineRequest
 from shopfloor.orders import CheckoutService, PlaceOrder, promise_bookkeeping, request_fingerprint
 from shopfloor.orders.payment_flow import PAYMENT_AUTHORIZED, PaymentSettlement, Settle
-from shopfloor.orders.payments import AuthOutcome, AuthorizationResult
+from shopfloor.payments import AuthOutcome, AuthorizationResult
 from shopfloor.store.engine import WalCheckpointer
 from shopfloor.store.tables import idempotency_keys, orders, outbox, stock
 from tests.support.store import NOW, engine_for, seed

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
-from shopfloor.orders.payments import AuthOutcome, PaymentAttempt, PaymentRejected, PaymentRetryable
 from shopfloor.orders.payments_service import build_payments_service
-from shopfloor.orders.sim_gateway import FaultPatch, ledger
+from shopfloor.payments import AuthOutcome, PaymentAttempt, PaymentRejected, PaymentRetryable
+from shopfloor.simulators.gateway import FaultPatch, ledger
 from shopfloor.store.engine import make_engine
 
 HEALTHY = FaultPatch(latency_ms=1, latency_jitter=0, decline_rate=0, error_rate=0, timeout_rate=0,

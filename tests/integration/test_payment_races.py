@@ -21,7 +21,7 @@ from shopfloor.orders.payment_flow import (
     PaymentSettlement,
     payment_handlers,
 )
-from shopfloor.orders.payments import AuthOutcome, AuthorizationResult, ChargeStatus
+from shopfloor.payments import AuthOutcome, AuthorizationResult, ChargeStatus
 from shopfloor.store import orders_repo as repo
 from shopfloor.store.tables import outbox
 from tests.support.interleave import Competitor, once_after

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
-from shopfloor.orders.payments import PaymentAttempt
 from shopfloor.orders.payments_service import build_payments_service
+from shopfloor.payments import PaymentAttempt
 from tests.support.store import new_key
 
 

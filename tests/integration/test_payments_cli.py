@@ -7,12 +7,12 @@ import json
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from shopfloor.bootstrap import build_payments
 from shopfloor.cli.main import app
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
-from shopfloor.orders.payments import PaymentAttempt
-from shopfloor.bootstrap import build_payments
-from shopfloor.orders.sim_gateway import FaultPatch
+from shopfloor.payments import PaymentAttempt
+from shopfloor.simulators.gateway import FaultPatch
 from shopfloor.store.engine import make_engine
 
 

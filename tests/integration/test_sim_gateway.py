@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
-from shopfloor.orders.payments import (
+from shopfloor.orders.payments_service import build_payments_service
+from shopfloor.payments import (
     AuthOutcome,
     ConnectionRefused,
     PaymentAttempt,
@@ -19,8 +20,7 @@ from shopfloor.orders.payments import (
     ProcessorTimeout,
     ProcessorUnavailable,
 )
-from shopfloor.orders.payments_service import build_payments_service
-from shopfloor.orders.sim_gateway import FaultPatch, FaultStore, SimulatedProcessor, ledger
+from shopfloor.simulators.gateway import FaultPatch, FaultStore, SimulatedProcessor, ledger
 from shopfloor.store.engine import make_engine
 
 CLOCK = SystemClock()
@@ -261,7 +261,7 @@ def test_health_snapshots_are_persisted_for_the_cli(db_url):
 
 
 def test_voiding_an_unseen_key_cancels_it_so_a_late_request_cannot_charge(engine):
-    from shopfloor.orders.payments import AttemptKeyCancelled
+    from shopfloor.payments import AttemptKeyCancelled
 
     gw = gateway(engine)
     assert gw.void("late", timeout_s=5).approved

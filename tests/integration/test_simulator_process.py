@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from shopfloor.api.app import create_app
 from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
-from shopfloor.orders.payments import ConnectionRefused, ProcessorUnavailable
 from shopfloor.orders.shipping import RateServiceError
+from shopfloor.payments import ConnectionRefused, ProcessorUnavailable
 from shopfloor.runtime import free_port
 from shopfloor.simulators.client import HttpProcessor, HttpRateQuoter
 from tests.support.store import new_key, seed

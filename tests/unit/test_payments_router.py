@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shopfloor.orders.payments import (
+from shopfloor.payments import (
     AttemptKeyCancelled,
     AuthOutcome,
     BreakerPolicy,

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import pytest
 
 from shopfloor.domain.clock import FixedClock
-from shopfloor.orders.payments import BreakerPolicy
 from shopfloor.orders.shipping import (
     ProvisionalRateTable,
     QuoteUnavailable,
@@ -16,6 +15,7 @@ from shopfloor.orders.shipping import (
     RateServiceError,
     ShippingQuoter,
 )
+from shopfloor.payments import BreakerPolicy
 
 CLOCK = FixedClock(datetime(2026, 11, 27, 12, tzinfo=timezone.utc))
 TABLE = ProvisionalRateTable.from_settings(

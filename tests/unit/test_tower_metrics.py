@@ -52,7 +52,7 @@ def test_funnel_metrics_write_to_the_registry_they_are_given():
 
 
 def test_every_grafana_query_uses_a_metric_we_export():
-    from shopfloor.orders.payments import PaymentMetrics
+    from shopfloor.payments import PaymentMetrics
 
     reg = CollectorRegistry()
     FunnelMetrics(reg)

@@ -29,7 +29,7 @@ def checkout(
     cores when it can."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..loadtest import CORRECTNESS_KEYS, run_checkout_benchmark, summarize_checkout_runs
+    from ..gameday import CORRECTNESS_KEYS, run_checkout_benchmark, summarize_checkout_runs
 
     if simulators not in ("process", "inline"):
         fail(f"--simulators: {simulators!r} is neither 'process' nor 'inline'")

@@ -26,11 +26,11 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from ..domain.clock import Clock
 from ..domain.orders import ORDER_PLACED, RESERVATION_EXPIRED, OrderStatus
+from ..payments import AuthOutcome, AuthorizationResult, PaymentAttempt, PaymentRejected, PaymentRetryable
 from ..store import orders_repo as repo
 from ..store.raw import RawStatements
 from ..store.tables import idempotency_keys, orders, warehouse_tasks
 from .outbox import OutboxEvent, RetryLater
-from .payments import AuthOutcome, AuthorizationResult, PaymentAttempt, PaymentRejected, PaymentRetryable
 
 log = logging.getLogger(__name__)
 

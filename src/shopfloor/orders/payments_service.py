@@ -17,8 +17,7 @@ from sqlalchemy import Engine, and_, delete, select, update
 
 from ..config import Settings
 from ..domain.clock import Clock
-from ..store.payments_tables import payment_processor_health, payments_runtime
-from .payments import (
+from ..payments import (
     AuthorizationResult,
     BreakerPolicy,
     PaymentAttempt,
@@ -26,12 +25,20 @@ from .payments import (
     PaymentRouter,
     RouterPolicy,
 )
+from ..simulators.gateway import (
+    RATES_SERVICE,
+    FaultConfig,
+    FaultPatch,
+    FaultStore,
+    SimulatedProcessor,
+    SimulatedRateService,
+)
+from ..simulators.gateway import ledger as sim_ledger
+from ..store.payments_tables import payment_processor_health, payments_runtime
 from .fraud import FraudScreen, policy_from_settings
 from .notify import ConfirmationMailer, build_mailer
 from .runtime_config import SharedJsonStore
 from .shipping import ProvisionalRateTable, RateQuoter, ShippingQuoter
-from .sim_gateway import RATES_SERVICE, FaultConfig, FaultPatch, FaultStore, SimulatedProcessor, SimulatedRateService
-from .sim_gateway import ledger as sim_ledger
 from .webhooks import WarehouseWebhook, build_warehouse_webhook
 
 PROCESSOR_ORDER_KEY = "processor_order"

@@ -9,9 +9,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable
 
+from ..payments import PaymentAttempt
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder
 from .payment_flow import PaymentSettlement, Settle
-from .payments import PaymentAttempt
 
 _STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..domain.clock import Clock
-from .payments import BreakerPolicy, CircuitBreaker
+from ..payments import BreakerPolicy, CircuitBreaker
 
 DEFAULT_WEIGHT_G = 1000
 #: Destinations the live-quote cache holds at most before it starts over.

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ..orders.payments import (
+from ..orders.shipping import RateQuote, RateServiceError
+from ..payments import (
     AttemptKeyCancelled,
     ChargeStatus,
     ConnectionRefused,
@@ -26,7 +27,6 @@ from ..orders.payments import (
     ProcessorTimeout,
     ProcessorUnavailable,
 )
-from ..orders.shipping import RateQuote, RateServiceError
 
 
 class _Transport:

@@ -1,7 +1,7 @@
 """The simulated payment processors and rate service as their own HTTP process.
 
 A real gateway is another system: its ledger writes and latency are not the shop server's CPU. This process runs
-the same simulators as the in-process ones (:mod:`shopfloor.orders.sim_gateway`), with their ledger and fault
+the same simulators as the in-process ones (:mod:`shopfloor.simulators.gateway`), with their ledger and fault
 configuration in the database it is given (the shop's own, so that the admin API's fault controls and ledger views
 work unchanged), behind a Stripe-like HTTP shape. Every call carries the caller's ``timeout_s``; a simulated stall
 holds the request that long, and the client gives up on its own clock.
@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..orders.payments import AttemptKeyCancelled, ConnectionRefused, ProcessorTimeout, ProcessorUnavailable
 from ..orders.shipping import RateServiceError
+from ..payments import AttemptKeyCancelled, ConnectionRefused, ProcessorTimeout, ProcessorUnavailable
 
 
 def _json(doc: Any, status: int = 200) -> Response:

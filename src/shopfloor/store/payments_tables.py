@@ -2,7 +2,7 @@
 
 The ``sim_gateway_*`` tables belong to the *simulated* payment processors and rate service: they model a separate
 system that happens to keep its state in our database so that every API process and the outbox worker see one
-ledger and one fault configuration. Only ``orders.sim_gateway`` writes them, in its own short transactions.
+ledger and one fault configuration. Only ``simulators.gateway`` writes them, in its own short transactions.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Simulated payment processors and a simulated carrier-rate service, with injectable faults.
 
 They stand in for real external systems behind the same protocols a real adapter implements
-(:class:`~shopfloor.orders.payments.PaymentProcessor`, :class:`~shopfloor.orders.shipping.RateQuoter`).
+(:class:`~shopfloor.payments.PaymentProcessor`, :class:`~shopfloor.orders.shipping.RateQuoter`).
 Because the API may run several processes and the outbox worker is another one, the simulated gateway keeps its
 ledger (``sim_gateway_charges``) and fault configuration (``sim_gateway_faults``) in the database, written in its
 own short transactions: it is a different system from the caller, so it never joins the caller's transaction.
@@ -32,9 +32,9 @@ from sqlalchemy import Engine, and_, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import Clock
-from ..store.engine import dialect_insert
-from ..store.payments_tables import sim_gateway_charges, sim_gateway_faults
-from .payments import (
+from ..orders.runtime_config import SharedJsonStore
+from ..orders.shipping import RateQuote, RateServiceError
+from ..payments import (
     AttemptKeyCancelled,
     ChargeStatus,
     ConnectionRefused,
@@ -42,8 +42,8 @@ from .payments import (
     ProcessorTimeout,
     ProcessorUnavailable,
 )
-from .runtime_config import SharedJsonStore
-from .shipping import RateQuote, RateServiceError
+from ..store.engine import dialect_insert
+from ..store.payments_tables import sim_gateway_charges, sim_gateway_faults
 
 RATES_SERVICE = "rates"
 

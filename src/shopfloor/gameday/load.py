@@ -1,4 +1,4 @@
-"""Load harness shared by ``bench/checkout.py``, ``shopfloor bench checkout`` and game days.
+"""The checkout load run behind ``bench/checkout.py`` and ``shopfloor bench checkout``.
 
 It starts the real server (production settings: durable commits), seeds a store, drives it with ``wrk`` (a load
 generator faster than the server, pinned to another core), measures the ``/healthz`` ceiling and checkout
@@ -22,9 +22,11 @@ from typing import Callable
 
 import httpx
 
-from .runtime import free_port, interrupt_on_termination, os_thread_cpu_s
+from ..runtime import free_port, interrupt_on_termination, os_thread_cpu_s
+from .checks import verify_store
+from .seed import ensure_fresh_store, seed_bench_store
 
-_WRK_CHECKOUT_LUA = r"""
+WRK_CHECKOUT_LUA = r"""
 local counter = 0
 local skus = {}
 statuses = {}
@@ -70,7 +72,7 @@ end
 """
 
 # wrk's done() cannot see per-thread tables, so per-status counts are reported from each thread at teardown.
-_WRK_STATUS_LUA = r"""
+WRK_STATUS_LUA = r"""
 function done(summary, latency, requests)
   local agg = {}
   for _, t in ipairs(threads) do
@@ -197,80 +199,6 @@ def _wait_healthy(url: str, what: str) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
-def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
-    """Fresh schema, 3 warehouses, ``n_skus`` SKUs with ample stock, a HOT sku with ``hot_units``. Returns a key."""
-    from datetime import datetime, timezone
-
-    from .store import orders_repo as repo
-    from .store.engine import make_engine
-    from .store.keys import create_api_key
-    from .store.migrate import upgrade_database
-
-    upgrade_database(database_url)
-    now = datetime.now(timezone.utc)
-    engine = make_engine(database_url)
-    with engine.begin() as conn:
-        for wid, region, prefixes in (("us-west-1", "us-west", ["9", "8"]), ("us-east-1", "us-east", ["0", "1", "2"]),
-                                      ("us-central-1", "us-central", ["3", "4", "5", "6", "7"])):
-            repo.upsert_warehouse(conn, wid, region, "US", prefixes, now)
-        for i in range(n_skus):
-            sku = f"SKU{i:05d}"
-            repo.upsert_sku(conn, sku, f"Bench item {i}", f"cat{i % 20}", 500 + i, "USD", now)
-            for wid in ("us-west-1", "us-east-1", "us-central-1"):
-                repo.set_on_hand(conn, sku, wid, 1_000_000, now)
-        repo.upsert_sku(conn, "HOT", "Flash sale item", "promo", 999, "USD", now)
-        repo.set_on_hand(conn, "HOT", "us-west-1", hot_units, now)
-    _, key = create_api_key(engine, ["storefront", "admin"], "bench", now)
-    engine.dispose()
-    return key
-
-
-def verify_store(database_url: str, created_order_ids: list[str]) -> dict:
-    """Oversold, lost and duplicate checks after a run. ``created_order_ids``: the order id of every 201 the load
-    generator received; an order is lost when its id is not in the store."""
-    from sqlalchemy import func, select
-
-    from .store import orders_repo as repo
-    from .store.engine import make_engine
-    from .store.tables import orders, stock
-
-    engine = make_engine(database_url)
-    with engine.connect() as conn:
-        oversold = conn.execute(
-            select(func.count()).select_from(stock).where(
-                (stock.c.reserved > stock.c.on_hand) | (stock.c.on_hand < 0) | (stock.c.reserved < 0)
-            )
-        ).scalar()
-        active = repo.active_reserved_by_row(conn)
-        rows = conn.execute(select(stock.c.sku, stock.c.warehouse, stock.c.reserved)).all()
-        mismatched = sum(1 for r in rows if int(r.reserved) != active.get((r.sku, r.warehouse), 0))
-        n_orders = conn.execute(select(func.count()).select_from(orders)).scalar()
-        wanted = sorted(set(created_order_ids))
-        found = 0
-        for i in range(0, len(wanted), 500):
-            found += conn.execute(select(func.count()).select_from(orders)
-                                  .where(orders.c.id.in_(wanted[i:i + 500]))).scalar()
-        dup = conn.execute(
-            select(func.count()).select_from(
-                select(orders.c.idempotency_key)
-                .group_by(orders.c.api_key_id, orders.c.idempotency_key)
-                .having(func.count() > 1)
-                .subquery()
-            )
-        ).scalar()
-        hot_reserved = conn.execute(select(func.sum(stock.c.reserved)).where(stock.c.sku == "HOT")).scalar()
-        hot_on_hand = conn.execute(select(func.sum(stock.c.on_hand)).where(stock.c.sku == "HOT")).scalar()
-    engine.dispose()
-    return {
-        "oversold": int(oversold) + mismatched,
-        "lost": len(wanted) - int(found),
-        "duplicate_orders": int(dup),
-        "orders_in_db": int(n_orders),
-        "hot_sku_sold": int(hot_reserved or 0),
-        "hot_sku_units": int(hot_on_hand or 0),
-    }
-
-
 def _read_ids(path: Path) -> list[str]:
     if not path.exists():
         return []
@@ -279,24 +207,6 @@ def _read_ids(path: Path) -> list[str]:
     return ids
 
 
-def ensure_fresh_store(database_url: str) -> None:
-    """Refuse a database that already holds orders: the lost/duplicate checks count every order in it, and the hot
-    SKU's earlier reservations would make its phase sell nothing."""
-    from sqlalchemy import func, inspect, select
-
-    from .store.engine import make_engine
-    from .store.tables import orders
-
-    engine = make_engine(database_url)
-    try:
-        if inspect(engine).has_table(orders.name):
-            with engine.connect() as conn:
-                n = conn.execute(select(func.count()).select_from(orders)).scalar()
-            if n:
-                raise ValueError(f"the benchmark database already holds {n} orders; point it at a fresh, empty "
-                                 "database (one per run)")
-    finally:
-        engine.dispose()
 
 
 def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 10.0, connections: int = 64,
@@ -353,7 +263,7 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         else:
             raise RuntimeError("server did not start")
         script = tmp / "checkout.lua"
-        script.write_text(_WRK_CHECKOUT_LUA + _WRK_STATUS_LUA)
+        script.write_text(WRK_CHECKOUT_LUA + WRK_STATUS_LUA)
         wrk_env = {"SF_KEY": key, "SF_NSKUS": str(n_skus), "SF_IDS_OUT": str(tmp / "ids.txt")}
         say("ceiling: /healthz")
         run_wrk(url, "/healthz", 2, connections, core=client_core)  # warm-up

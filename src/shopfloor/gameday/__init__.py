@@ -1,0 +1,31 @@
+"""Load runs and game days against the real server and worker. Public entry point.
+
+* :mod:`.scenario` - a game day: shoppers over HTTP while a schedule of faults hits the running system
+* :mod:`.faults` - the faults a schedule may hold, reading a schedule, applying one fault
+* :mod:`.checks` - after the load: nothing lost, oversold, duplicated or charged twice; stock conserved
+* :mod:`.report` - per-phase and per-second outcomes, the PNG chart
+* :mod:`.load` - the ``wrk``-driven checkout benchmark (``bench/checkout.py``, ``shopfloor bench checkout``)
+* :mod:`.seed` - the store a run starts from
+"""
+
+from .checks import CHECKS, charge_anomalies, live_authorizations_on_ended_orders, verify_store
+from .faults import ACTIONS, DEFAULT_SCHEDULE, Fault, load_schedule, parse_schedule
+from .load import (
+    CORRECTNESS_KEYS,
+    WRK_CHECKOUT_LUA,
+    WRK_STATUS_LUA,
+    run_checkout_benchmark,
+    run_wrk,
+    summarize_checkout_runs,
+)
+from .report import Attempt, GameDayResult, plot_gameday, summarize_phases, timeline
+from .scenario import run_gameday
+from .seed import ensure_fresh_store, seed_bench_store
+
+__all__ = [
+    "ACTIONS", "Attempt", "CHECKS", "CORRECTNESS_KEYS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
+    "WRK_CHECKOUT_LUA", "WRK_STATUS_LUA",
+    "ensure_fresh_store", "live_authorizations_on_ended_orders", "load_schedule", "parse_schedule", "plot_gameday",
+    "run_checkout_benchmark", "run_gameday", "run_wrk", "seed_bench_store", "summarize_checkout_runs",
+    "summarize_phases", "timeline", "verify_store",
+]

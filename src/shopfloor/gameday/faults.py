@@ -1,0 +1,163 @@
+"""Game-day faults: what a schedule may do (processor and rate-service fault patches, ``kill -9`` of the server or
+the worker, heal), reading a schedule from YAML/JSON, and applying one fault to the running system."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..runtime import ServerProcess, WorkerProcess
+
+#: The simulated processors' and rate service's latency during a game day (fast, so that a short game day drains).
+LATENCY_MS = 5.0
+#: What ``heal`` puts back: the game day's starting point, every fault a schedule may have set cleared.
+HEAL = {"down": False, "error_rate": 0.0, "timeout_rate": 0.0, "lost_response_rate": 0.0, "decline_rate": 0.0,
+        "latency_ms": LATENCY_MS, "latency_jitter": 0.25}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """At ``at`` (a fraction of the load phase) do ``action``: ``processor`` / ``rates`` (a fault patch for the
+    simulated processor ``target`` or the rate service), ``kill_server``, ``kill_worker`` or ``heal``."""
+
+    at: float
+    action: str
+    label: str
+    target: str | None = None
+    patch: dict[str, Any] | None = None
+    name: str = ""  # a few words for tables; ``label`` says it in full
+
+
+DEFAULT_SCHEDULE: tuple[Fault, ...] = (
+    Fault(0.15, "processor", "primary loses 30 % of responses after charging", "primary",
+          {"lost_response_rate": 0.3}, "lost responses"),
+    Fault(0.30, "processor", "primary hard down (failover)", "primary", {"down": True, "lost_response_rate": 0.0},
+          "primary down"),
+    Fault(0.40, "rates", "rate service blackholed (provisional quotes)", None, {"timeout_rate": 1.0},
+          "rates blackholed"),
+    Fault(0.50, "kill_server", "kill -9 the server, restart it", name="server killed"),
+    Fault(0.60, "kill_worker", "kill -9 the worker, restart it", name="worker killed"),
+    Fault(0.75, "heal", "primary and rate service back", name="healed"),
+    Fault(0.85, "kill_server", "kill -9 the server again, restart it", name="server killed"),
+)
+
+
+ACTIONS = ("processor", "rates", "kill_server", "kill_worker", "heal")
+
+
+def parse_schedule(data: Any) -> tuple[Fault, ...]:
+    """A schedule from plain data (a list of faults, or ``{"faults": [...]}``), each
+    ``{"at": 0.3, "action": "processor", "target": "primary", "patch": {"down": true}, "label": "...", "name": "..."}``.
+    ``at`` is a fraction of the load phase; ``patch`` (processor, rates) takes the fields of
+    ``PUT /v1/admin/processors/{name}/faults``. Raises ``ValueError`` naming the fault and field."""
+    from pydantic import ValidationError
+
+    from ..simulators.gateway import FaultPatch
+
+    if isinstance(data, dict) and set(data) == {"faults"}:
+        data = data["faults"]
+    if not isinstance(data, list) or not data:
+        raise ValueError("a schedule is a non-empty list of faults (or a mapping with one key, 'faults')")
+    out = []
+    for i, item in enumerate(data):
+        where = f"faults[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: each fault is a mapping with 'at' and 'action'")
+        unknown = sorted(set(item) - {"at", "action", "target", "patch", "label", "name"})
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        at = item.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1:
+            raise ValueError(f"{where}.at: a fraction of the load phase, 0 <= at < 1 (got {at!r})")
+        action = item.get("action")
+        if action not in ACTIONS:
+            raise ValueError(f"{where}.action: one of {', '.join(ACTIONS)} (got {action!r})")
+        target, patch = item.get("target"), item.get("patch")
+        if action == "processor" and not (isinstance(target, str) and target):
+            raise ValueError(f"{where}.target: the processor to change (e.g. 'primary')")
+        if action != "processor" and target is not None:
+            raise ValueError(f"{where}.target: only a 'processor' fault names a target")
+        if action in ("processor", "rates"):
+            if not isinstance(patch, dict) or not patch:
+                raise ValueError(f"{where}.patch: the fault fields to set, e.g. {{\"down\": true}}")
+            try:
+                patch = FaultPatch.model_validate(patch).model_dump(exclude_none=True)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"{where}.patch.{field}: {err['msg']}") from None
+        elif patch is not None:
+            raise ValueError(f"{where}.patch: only 'processor' and 'rates' faults take a patch")
+        label = item.get("label")
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"{where}.label: text")
+        name = item.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{where}.name: text")
+        default = action.replace("_", " ") + (f" {target}" if target else "") + (f" {patch}" if patch else "")
+        out.append(Fault(float(at), action, label or default, target, patch, name or ""))
+    return tuple(sorted(out, key=lambda f: f.at))
+
+
+def load_schedule(path: str | Path) -> tuple[Fault, ...]:
+    """:func:`parse_schedule` of a ``.yaml``/``.yml`` or ``.json`` file; errors start with the file's name."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the file: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ValueError(f"{path}: unsupported extension {path.suffix!r} (use .yaml, .yml or .json)")
+        return parse_schedule(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def inject(fault: Fault, server: ServerProcess, worker: WorkerProcess, admin: httpx.Client,
+            processors: list[str]) -> dict[str, Any]:
+    if fault.action == "kill_server":
+        started = time.monotonic()
+        server.kill9()
+        server.start()
+        return {"restart_s": round(time.monotonic() - started, 1)}
+    if fault.action == "kill_worker":
+        worker.kill9()
+        worker.start()
+        return {}
+    if fault.action == "heal":
+        heal(admin, server.url, processors)
+        return {}
+    path = "/v1/admin/rates/faults" if fault.action == "rates" else f"/v1/admin/processors/{fault.target}/faults"
+    for _ in range(50):  # the server may be restarting from an earlier kill
+        try:
+            resp = admin.put(server.url + path, json=fault.patch)
+            resp.raise_for_status()
+            return {"patch": fault.patch}
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"could not reach the admin API to inject: {fault.label}")
+
+
+def heal(admin: httpx.Client, url: str, processors: list[str]) -> None:
+    for name in processors:
+        admin.put(f"{url}/v1/admin/processors/{name}/faults", json=HEAL).raise_for_status()
+    admin.put(f"{url}/v1/admin/rates/faults", json=HEAL).raise_for_status()
+
