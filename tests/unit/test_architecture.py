@@ -50,3 +50,54 @@ def test_only_bootstrap_and_entry_points_build_concrete_adapters():
         if path.name in allowed_files or allowed_dirs.intersection(path.relative_to(SRC).parts[:-1]):
             continue
         assert "make_engine(" not in path.read_text(), f"{path} builds an engine"
+
+
+def _shopfloor_imports(path: Path) -> set[str]:
+    """Dotted names of the shopfloor modules ``path`` imports anywhere in it (function-level imports included)."""
+    package = ["shopfloor", *path.relative_to(SRC).parent.parts]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("shopfloor"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            if not base.startswith("shopfloor"):
+                continue
+            out.add(base)
+            if not node.module:  # ``from . import x``: x is a module
+                out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def _module_name(path: Path) -> str:
+    parts = ["shopfloor", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_tower_modules_import_each_other_without_a_cycle():
+    graph = {}
+    for path in (SRC / "tower").glob("*.py"):
+        if path.name != "__init__.py":
+            graph[_module_name(path)] = {m for m in _shopfloor_imports(path) if m.startswith("shopfloor.tower.")}
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+        if node in done or node not in graph:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, trail + [node])
+        done.add(node)
+
+    for start in sorted(graph):
+        visit(start, [])
+
+
+def test_payments_knows_nothing_of_the_buy_path_that_uses_it():
+    for path in (SRC / "payments").glob("*.py"):
+        outside = {m for m in _shopfloor_imports(path) if not m.startswith("shopfloor.payments")}
+        assert outside == set(), f"{path.name} imports {sorted(outside)}"

@@ -10,7 +10,7 @@ from shopfloor.domain.clock import FixedClock
 from shopfloor.tower.metrics import FunnelMetrics
 from shopfloor.tower.monitor import DEFAULT_METRICS
 from shopfloor.tower.observer import FunnelObserver
-from shopfloor.tower.service import checkout_success_rate
+from shopfloor.tower.funnel import checkout_success_rate
 
 NOW = datetime(2026, 11, 27, 12, 0, 30, tzinfo=timezone.utc)
 

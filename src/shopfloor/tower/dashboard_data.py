@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..store.tower import TowerRepository
-from .service import SERVER_STAGES, STOREFRONT_STAGES, minute_of
+from .funnel import SERVER_STAGES, STOREFRONT_STAGES, minute_of
 
 FUNNEL_ORDER = ("page_view", "product_view", "add_to_cart", "checkout_started", "checkout_attempt",
                 "checkout_succeeded", "order_confirmed")

@@ -27,7 +27,7 @@ from ..store.promise_tables import fulfillment_events, fulfillment_orders
 from ..store.tables import stock, warehouses
 from ..store.tower import TowerRepository
 from . import dashboard_data
-from .service import checkout_success_rate
+from .funnel import checkout_success_rate
 
 # Routes whose requests are not storefront traffic (the dashboard polling itself, probes, scrapes).
 NON_TRAFFIC_PREFIXES = ("/dashboard",)

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from ..domain.clock import Clock
 from ..store.tower import TowerRepository
 from .anomaly import Alert, SeasonalRobustDetector, StreamingDetector
-from .service import checkout_success_rate, minute_of
+from .funnel import checkout_success_rate, minute_of
 
 MinuteRows = Mapping[str, Mapping[str, float]]
 
