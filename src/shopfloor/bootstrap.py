@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from .config import Settings
 from .domain.clock import Clock, SystemClock
 from .store.engine import WalCheckpointer, make_engine
+
+if TYPE_CHECKING:
+    from .planning.restock_service import RestockPlanner
 
 
 @dataclass
@@ -181,6 +184,30 @@ def build_payments(settings: Settings, engine: Engine, clock: Clock, registry=No
 
     return build_payments_service(settings, engine, clock, registry=registry,
                                   sim_engine=simulator_engine(settings, engine))
+
+
+def build_restock_planner(container: Container) -> RestockPlanner:
+    """The restock planner over a Container's database and clock (one registered as ``services["restock"]`` wins).
+
+    The policy file is read on each call, so edits apply without a restart.
+    """
+    from .planning.restock import PolicyBook
+    from .planning.restock_service import RestockPlanner
+    from .store.restock import RestockRepository
+
+    registered = container.services.get("restock")
+    if registered is not None:
+        return registered
+    s = container.settings
+    return RestockPlanner(
+        source=RestockRepository(container.engine),
+        policies=PolicyBook.load(s.restock_policy_file),
+        clock=container.clock,
+        history_days=s.restock_history_days,
+        outlook_days=s.restock_outlook_days,
+        risk_threshold=s.restock_risk_threshold,
+        max_alternatives=s.restock_max_alternatives,
+    )
 
 
 def build_worker(container: Container):

@@ -228,7 +228,7 @@ def test_policy_file_fill_rate_is_the_default_target(db_url, tmp_path):
     policy.write_text("[defaults]\nlead_time_days = 7\nfill_rate = 0.97\n")
     container = build_container(Settings(database_url=db_url, restock_policy_file=policy), clock=FixedClock(NOW))
     _seed(container.engine)
-    from shopfloor.store.restock import build_restock_planner
+    from shopfloor.bootstrap import build_restock_planner
 
     try:
         plan = build_restock_planner(container).plan()

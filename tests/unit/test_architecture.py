@@ -101,3 +101,18 @@ def test_payments_knows_nothing_of_the_buy_path_that_uses_it():
     for path in (SRC / "payments").glob("*.py"):
         outside = {m for m in _shopfloor_imports(path) if not m.startswith("shopfloor.payments")}
         assert outside == set(), f"{path.name} imports {sorted(outside)}"
+
+
+def test_the_store_only_reads_and_writes_and_builds_no_service():
+    """Composition (planners, services) lives in bootstrap.py; store/ may use planning's value types only."""
+    offenders = {}
+    for path in (SRC / "store").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        bad = {m for m in _shopfloor_imports(path)
+               if m.endswith("_service") or m.startswith(("shopfloor.bootstrap", "shopfloor.forecast"))}
+        bad |= {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names
+                if a.name.startswith("build_") or a.name.endswith(("Planner", "Service"))}
+        bad |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("build_")}
+        if bad:
+            offenders[str(path.relative_to(SRC))] = sorted(bad)
+    assert offenders == {}

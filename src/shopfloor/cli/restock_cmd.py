@@ -40,7 +40,7 @@ def plan_cmd(
             fail(f"--fill-rate: {exc}")
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..store.restock import build_restock_planner
+    from ..bootstrap import build_restock_planner
 
     container = _container()
     try:
@@ -144,7 +144,7 @@ def print_plan_summary(plan, top: int = 10) -> None:
 
 def show_restock_summary(container, top: int = 5) -> None:
     """For ``shopfloor demo``: print the top restock actions and sell-out risks of the container's store."""
-    from ..store.restock import build_restock_planner
+    from ..bootstrap import build_restock_planner
 
     print_plan_summary(build_restock_planner(container).plan(), top=top)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import Engine, and_, insert, select, update
 
@@ -13,9 +13,6 @@ from ..planning.purchase_orders import PurchaseOrderIn, check_po_update
 from ..planning.restock import CatalogEntry, StockPosition
 from .restock_tables import purchase_orders
 from .tables import order_lines, orders, skus, stock, warehouses
-
-if TYPE_CHECKING:
-    from ..planning.restock_service import RestockPlanner
 
 #: Orders in these statuses are demand (declined and cancelled orders are not).
 DEMAND_STATUSES = tuple(sorted(str(s) for s in HOLDS_RESERVATION | SOLD))
@@ -150,29 +147,6 @@ class RestockRepository:
                 bucket = out.setdefault((r.sku, r.warehouse), {})
                 bucket[day] = bucket.get(day, 0) + int(r.qty)
         return out
-
-
-def build_restock_planner(container: Any) -> "RestockPlanner":
-    """Planner over a Container's database and clock (bootstrap may register it as ``services["restock"]``).
-
-    The policy file is read on each call, so edits apply without a restart.
-    """
-    from ..planning.restock import PolicyBook
-    from ..planning.restock_service import RestockPlanner
-
-    registered = container.services.get("restock")
-    if registered is not None:
-        return registered
-    s = container.settings
-    return RestockPlanner(
-        source=RestockRepository(container.engine),
-        policies=PolicyBook.load(s.restock_policy_file),
-        clock=container.clock,
-        history_days=s.restock_history_days,
-        outlook_days=s.restock_outlook_days,
-        risk_threshold=s.restock_risk_threshold,
-        max_alternatives=s.restock_max_alternatives,
-    )
 
 
 class OpenPurchaseOrders:

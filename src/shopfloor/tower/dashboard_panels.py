@@ -328,7 +328,7 @@ def payments_panel(container, now: datetime, snapshot_max_age_s: float = 300.0) 
 
 
 def _restock_plan(container) -> dict[str, Any]:
-    from ..store.restock import build_restock_planner
+    from ..bootstrap import build_restock_planner
 
     return PLAN_CACHE.get(container, "restock", PLAN_CACHE_TTL_S,
                           lambda: build_restock_planner(container).plan().to_dict())

@@ -8,10 +8,10 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from ...bootstrap import Container
+from ...bootstrap import Container, build_restock_planner
 from ...domain.errors import InvalidInput
 from ...planning.purchase_orders import PurchaseOrderIn
-from ...store.restock import RestockRepository, build_restock_planner
+from ...store.restock import RestockRepository
 from ..deps import IDENT_PATTERN, get_container, require_scope
 
 router = APIRouter(tags=["restock"])
