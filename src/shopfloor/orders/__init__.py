@@ -3,10 +3,23 @@
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder, request_fingerprint
 from .handoff import WarehouseHandoff
 from .outbox import OutboxEvent, OutboxWorker, RetryLater, outbox_status, requeue_dead
+from .ports import (
+    CheckoutObserver,
+    InlinePayments,
+    Notifier,
+    OrderPromises,
+    OrderWriter,
+    ShippingQuotes,
+    ShippingReconciler,
+    WebhookSender,
+    WorkerPayments,
+)
 from .service import BuyPath, promise_bookkeeping
 from .sweeper import release_expired_reservations
 
 __all__ = [
-    "BuyPath", "CheckoutResult", "CheckoutService", "OutboxEvent", "OutboxWorker", "PlaceOrder", "RetryLater",
-    "WarehouseHandoff", "outbox_status", "promise_bookkeeping", "release_expired_reservations", "request_fingerprint", "requeue_dead",
+    "BuyPath", "CheckoutObserver", "CheckoutResult", "CheckoutService", "InlinePayments", "Notifier", "OrderPromises",
+    "OrderWriter", "OutboxEvent", "OutboxWorker", "PlaceOrder", "RetryLater", "ShippingQuotes", "ShippingReconciler",
+    "WarehouseHandoff", "WebhookSender", "WorkerPayments", "outbox_status", "promise_bookkeeping",
+    "release_expired_reservations", "request_fingerprint", "requeue_dead",
 ]

@@ -17,6 +17,7 @@ Flow (each arrow is an outbox event committed with the state change that caused 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from ..store import orders_repo as repo
 from ..store.raw import RawStatements
 from ..store.tables import idempotency_keys, orders, warehouse_tasks
 from .outbox import OutboxEvent, RetryLater
+from .ports import Notifier, ShippingReconciler, WebhookSender, WorkerPayments
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +250,7 @@ def _add_orphan(writes: repo.PendingWrites, order_id: str, result: Authorization
         "order_id": order_id, "processor": result.processor, "attempt_key": result.idempotency_key}, now)
 
 
-def void_live_authorizations(payments, attempt_key: str | None, processors) -> int:
+def void_live_authorizations(payments: WorkerPayments, attempt_key: str | None, processors: Iterable[str]) -> int:
     """Void whatever ``attempt_key`` holds authorized (not captured, not voided) at each of ``processors``.
     Raises :class:`RetryLater` while a processor cannot say or cannot void. Returns how many it voided."""
     if not attempt_key:
@@ -277,7 +279,7 @@ class VoidAbandonedAuthorizations:
     name = "void_abandoned_authorizations"
     event_types = frozenset({RESERVATION_EXPIRED, ORDER_DECLINED, AUTHORIZATION_ORPHANED})
 
-    def __init__(self, engine: Engine, payments) -> None:
+    def __init__(self, engine: Engine, payments: WorkerPayments) -> None:
         self.engine = engine
         self.payments = payments
 
@@ -309,7 +311,7 @@ class PaymentRetry:
     name = "payment_retry"
     event_types = frozenset({ORDER_PLACED, PAYMENT_PENDING})
 
-    def __init__(self, engine: Engine, clock: Clock, payments, settlement: PaymentSettlement,
+    def __init__(self, engine: Engine, clock: Clock, payments: WorkerPayments, settlement: PaymentSettlement,
                  inline_grace_s: float) -> None:
         self.engine = engine
         self.clock = clock
@@ -373,7 +375,7 @@ class ScreenAndCapture:
     name = "screen_and_capture"
     event_types = frozenset({PAYMENT_AUTHORIZED})
 
-    def __init__(self, engine: Engine, clock: Clock, payments) -> None:
+    def __init__(self, engine: Engine, clock: Clock, payments: WorkerPayments) -> None:
         self.engine = engine
         self.clock = clock
         self.payments = payments
@@ -413,7 +415,7 @@ class ConfirmationMail:
     name = "confirmation_mail"
     event_types = frozenset({PAYMENT_AUTHORIZED})
 
-    def __init__(self, engine: Engine, mailer) -> None:
+    def __init__(self, engine: Engine, mailer: Notifier) -> None:
         self.engine = engine
         self.mailer = mailer
 
@@ -435,7 +437,7 @@ class ShippingReconcile:
     name = "shipping_reconcile"
     event_types = frozenset({ORDER_PLACED})
 
-    def __init__(self, engine: Engine, clock: Clock, shipping) -> None:
+    def __init__(self, engine: Engine, clock: Clock, shipping: ShippingReconciler) -> None:
         self.engine = engine
         self.clock = clock
         self.shipping = shipping
@@ -464,7 +466,7 @@ class WarehouseWebhookDelivery:
     name = "warehouse_webhook"
     event_types = frozenset({ORDER_HANDED_OFF})
 
-    def __init__(self, engine: Engine, clock: Clock, webhook) -> None:
+    def __init__(self, engine: Engine, clock: Clock, webhook: WebhookSender) -> None:
         self.engine = engine
         self.clock = clock
         self.webhook = webhook
@@ -484,7 +486,7 @@ class WarehouseWebhookDelivery:
                                  webhook_attempts=warehouse_tasks.c.webhook_attempts + 1))
 
 
-def payment_handlers(engine: Engine, clock: Clock, payments, settlement: PaymentSettlement, *,
+def payment_handlers(engine: Engine, clock: Clock, payments: WorkerPayments, settlement: PaymentSettlement, *,
                      inline_grace_s: float) -> list:
     """The worker's payment handlers, in the order they run for one event."""
     return [

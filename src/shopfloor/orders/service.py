@@ -7,11 +7,13 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from ..payments import PaymentAttempt
-from .checkout import CheckoutResult, CheckoutService, PlaceOrder
+from .checkout import CheckoutResult, PlaceOrder
 from .payment_flow import PaymentSettlement, Settle
+from .ports import CheckoutObserver, InlinePayments, LinePromise, OrderPromises, OrderWriter
 
 _STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
 
@@ -53,8 +55,9 @@ class BuyPath:
     """Checkout orchestration. The order is durable before any processor is called; the processors and the rate
     service are other systems, so they are never called inside a database transaction."""
 
-    def __init__(self, checkout: CheckoutService, payments: Any = None, settlement: PaymentSettlement | None = None,
-                 promise: Any = None, observer: Any = None) -> None:
+    def __init__(self, checkout: OrderWriter, payments: InlinePayments | None = None,
+                 settlement: PaymentSettlement | None = None, promise: OrderPromises | None = None,
+                 observer: CheckoutObserver | None = None) -> None:
         self.checkout_service = checkout
         self.payments = payments
         self.settlement = settlement
@@ -104,13 +107,13 @@ class BuyPath:
             return result, payment
         return CheckoutResult(status, body, created=True), payment
 
-    def _quote_and_promises(self, cmd: PlaceOrder) -> tuple[dict | None, list | None]:
+    def _quote_and_promises(self, cmd: PlaceOrder) -> tuple[dict | None, Sequence[LinePromise] | None]:
         promises = self._line_promises(cmd) if self.promise is not None else None
         quote = (self.payments.shipping.quote_for_checkout(cmd.country, cmd.postal_code)
                  if self.payments is not None else None)
         return quote, promises
 
-    def _line_promises(self, cmd: PlaceOrder) -> list:
+    def _line_promises(self, cmd: PlaceOrder) -> Sequence[LinePromise]:
         # Each line is promised from the warehouse the order's allocation will ship it from.
         return self.promise.promise_for_order([(l.sku, l.qty) for l in cmd.lines], cmd.country, cmd.postal_code)
 
