@@ -145,6 +145,7 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
+    from shopfloor.domain.stats import percentile
     from shopfloor.store.migrate import upgrade_database
 
     tmp = tempfile.mkdtemp(prefix="beacon-bench-")
@@ -197,7 +198,7 @@ def main() -> None:
     if throwaway:
         _drop_pg_database(args.database_url, throwaway)
     events_sent = b_n * args.batch
-    p = lambda lat, q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None  # noqa: E731
+    p = lambda lat, q: round(percentile(lat, q) * 1000, 2) if lat else None  # noqa: E731
     result = {
         "bench": "beacon_ingest",
         "server": "real uvicorn subprocess, 1 worker, HTTP/1.1 keep-alive over loopback",

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
+from shopfloor.domain.stats import percentile
 from shopfloor.orders.payments_service import build_payments_service
 from shopfloor.payments import PaymentAttempt
 from shopfloor.simulators.gateway import FaultPatch
@@ -34,11 +35,8 @@ HEALTHY = FaultPatch(latency_ms=50, latency_jitter=0.25, decline_rate=0, error_r
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    idx = min(len(values) - 1, max(0, int(round(q / 100 * len(values) + 0.5)) - 1))
-    return values[idx]
+    value = percentile(values, q / 100)
+    return float("nan") if value is None else value
 
 
 def run_payments(svc, label: str, n: int, concurrency: int) -> dict:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ..domain.stats import percentile
 from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination, port_in_use
 
 WAREHOUSES = {
@@ -111,8 +112,7 @@ class DemoReport:
     def p(self, q: float) -> float:
         if not self.latencies_ms:
             return float("nan")
-        xs = sorted(self.latencies_ms)
-        return xs[min(len(xs) - 1, int(q * len(xs)))]
+        return percentile(self.latencies_ms, q)
 
 
 class DemoStore:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import statistics
 import threading
 import time
 import uuid
@@ -13,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from ..domain.stats import percentiles
 
 PROMISE_DESTINATIONS = [("GB", "EC1A 1BB"), ("GB", "M1 1AE"), ("DE", "10115")]
 ORIGIN_REGION = {"gb-south": "gb-south", "gb-north": "gb-north", "de-central": "eu-central"}
@@ -76,7 +77,8 @@ def payment_outage(store, report, console: Console, n: int = 120, tower_wait_s: 
     t.add_row("checkouts during the outage", str(total))
     t.add_row("accepted", f"{len(ok)} ({100 * len(ok) / total:.1f}%)")
     t.add_row("authorized by primary / secondary", f"{by_processor['primary']} / {by_processor['secondary']}")
-    t.add_row("p50 / p99 latency", f"{statistics.median(lat):.0f} ms / {lat[int(0.99 * (len(lat) - 1))]:.0f} ms")
+    p50, p99 = percentiles(lat, (0.5, 0.99))
+    t.add_row("p50 / p99 latency", f"{p50:.0f} ms / {p99:.0f} ms")
     actions = _tower_actions(store, OUTAGE_RULE)
     if actions:
         kinds = ", ".join(sorted({a["action_type"] for a in actions}))

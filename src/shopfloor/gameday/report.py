@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..domain.stats import percentile
+
 @dataclass
 class Attempt:
     """One purchase as the shopper saw it: first try to final answer (retries of the same key included)."""
@@ -41,10 +43,8 @@ class GameDayResult:
 
 
 def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+    value = percentile(values, q)
+    return None if value is None else round(value, 1)
 
 
 def summarize_phases(attempts: list[Attempt], boundaries: list[tuple[float, str]], end_s: float) -> list[dict]:

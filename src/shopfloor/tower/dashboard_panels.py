@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 from sqlalchemy import func, select
 
+from ..domain.stats import percentiles
 from ..fulfillment.stats import OrderTrack, to_hours
 from ..store.capacity_tables import request_minutes
 from ..store.promise_tables import fulfillment_events, fulfillment_orders
@@ -53,10 +54,7 @@ def _repo(container) -> TowerRepository:
 
 
 def _quantiles(values: list[float], qs=(0.5, 0.9)) -> dict[str, float | None]:
-    if not values:
-        return {f"p{int(q * 100)}": None for q in qs}
-    arr = np.asarray(values, dtype=float)
-    return {f"p{int(q * 100)}": round(float(np.quantile(arr, q)), 2) for q in qs}
+    return {f"p{int(q * 100)}": None if v is None else round(v, 2) for q, v in zip(qs, percentiles(values, qs))}
 
 
 # -----------------------------------------------------------------------------------------------------------------
