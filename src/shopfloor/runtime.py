@@ -130,15 +130,17 @@ def _stop_group(proc: subprocess.Popen | None, grace_s: float) -> None:
         _kill_group(proc, signal.SIGKILL)
 
 
-class ServerProcess:
-    """``shopfloor serve`` in its own process group, so a kill -9 takes the supervisor and workers down at once."""
+class _HttpChild:
+    """A ``shopfloor`` HTTP command in its own process group, so a kill -9 takes the supervisor and workers down
+    at once; ``start`` returns once ``/healthz`` answers 200."""
 
-    def __init__(self, db_url: str, port: int | None = None, workers: int = 1, env: dict | None = None,
-                 log_path: Path | None = None, host: str = "127.0.0.1", pin_core: int | None = None) -> None:
+    what = "server"
+
+    def __init__(self, db_url: str, port: int | None = None, env: dict | None = None, log_path: Path | None = None,
+                 host: str = "127.0.0.1", pin_core: int | None = None) -> None:
         self.db_url = db_url
         self.host = host
         self.port = port or free_port()
-        self.workers = workers
         self.env = env
         self.log_path = log_path
         self.pin_core = pin_core
@@ -148,19 +150,21 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> "ServerProcess":
+    def _args(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 90.0):
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         pin = ["taskset", "-c", str(self.pin_core)] if self.pin_core is not None else []
         self.proc = subprocess.Popen(
-            pin + [sys.executable, "-m", "shopfloor", "serve", "--host", self.host, "--port", str(self.port),
-                   "--workers", str(self.workers)],
+            pin + [sys.executable, "-m", "shopfloor", *self._args()],
             env=child_env(self.db_url, self.env), stdout=out, stderr=out, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 cause = _log_tail(self.log_path)
-                raise RuntimeError(f"server exited with {self.proc.returncode}"
+                raise RuntimeError(f"{self.what} exited with {self.proc.returncode}"
                                    + (f": {cause}" if cause else "")
                                    + (f" (log: {self.log_path})" if self.log_path else ""))
             try:
@@ -169,13 +173,40 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not become healthy")
+        raise RuntimeError(f"{self.what} did not become healthy")
 
     def kill9(self) -> None:
         _kill_group(self.proc, signal.SIGKILL)
 
     def stop(self) -> None:
         _stop_group(self.proc, 15)
+
+
+class ServerProcess(_HttpChild):
+    """``shopfloor serve`` (``workers`` uvicorn workers) in its own process group."""
+
+    def __init__(self, db_url: str, port: int | None = None, workers: int = 1, env: dict | None = None,
+                 log_path: Path | None = None, host: str = "127.0.0.1", pin_core: int | None = None) -> None:
+        super().__init__(db_url, port, env, log_path, host, pin_core)
+        self.workers = workers
+
+    def _args(self) -> list[str]:
+        return ["serve", "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+
+    def start(self, timeout: float = 90.0) -> ServerProcess:
+        return super().start(timeout)
+
+
+class SimulatorProcess(_HttpChild):
+    """``shopfloor simulate serve``: the simulated processors and rate service as their own process."""
+
+    what = "simulator process"
+
+    def _args(self) -> list[str]:
+        return ["simulate", "serve", "--host", self.host, "--port", str(self.port)]
+
+    def start(self, timeout: float = 90.0) -> SimulatorProcess:
+        return super().start(timeout)
 
 
 class WorkerProcess:

@@ -11,18 +11,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import httpx
 
-from ..runtime import free_port, interrupt_on_termination, os_thread_cpu_s
+from ..runtime import ServerProcess, SimulatorProcess, interrupt_on_termination, os_thread_cpu_s
 from .checks import verify_store
 from .seed import ensure_fresh_store, seed_bench_store
 
@@ -131,10 +128,16 @@ def parse_wrk(out: str) -> WrkResult:
     return WrkResult(rps, p50, p99, reqs, err, statuses)
 
 
-def _pin(core: int | None) -> list[str]:
+def _core(core: int | None) -> int | None:
+    """``core`` where processes can be pinned to it (``taskset`` installed, two cores or more), else None."""
     if core is None or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
-        return []
-    return ["taskset", "-c", str(core)]
+        return None
+    return core
+
+
+def _pin(core: int | None) -> list[str]:
+    core = _core(core)
+    return [] if core is None else ["taskset", "-c", str(core)]
 
 
 def run_wrk(url: str, path: str, seconds: float, connections: int, script: str | None = None,
@@ -189,24 +192,12 @@ def _ratio(num: float, den: float, scale: float, digits: int) -> float | None:
     return round(scale * num / den, digits) if den and math.isfinite(num) else None
 
 
-def _wait_healthy(url: str, what: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start")
-
-
 def _read_ids(path: Path) -> list[str]:
     if not path.exists():
         return []
     ids = path.read_text().split()
     path.unlink()
     return ids
-
-
 
 
 def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 10.0, connections: int = 64,
@@ -229,68 +220,52 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
     say("seeding the store")
     key = seed_bench_store(database_url, n_skus, hot_units)
     say("starting the server")
-    port = free_port()
-    env = {**os.environ, "SHOPFLOOR_DATABASE_URL": database_url}
+    env: dict[str, str] = {}
     restore_signals = interrupt_on_termination()
-    sim = None
+    sim: SimulatorProcess | None = None
     if simulators == "process":
         say("starting the simulator process")
-        sim_port = free_port()
-        sim = subprocess.Popen(
-            _pin(client_core) + [sys.executable, "-m", "shopfloor", "simulate", "serve", "--port", str(sim_port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "simulators.log", "wb"), start_new_session=True,
-        )
-        env["SHOPFLOOR_PAYMENTS_SIM_URL"] = f"http://127.0.0.1:{sim_port}"
+        sim = SimulatorProcess(database_url, log_path=tmp / "simulators.log", pin_core=_core(client_core))
         try:
-            _wait_healthy(env["SHOPFLOOR_PAYMENTS_SIM_URL"], "simulator process")
+            sim.start(timeout=30)
         except BaseException:
-            os.killpg(sim.pid, signal.SIGTERM)
+            sim.stop()
             restore_signals()
             raise
-    server = subprocess.Popen(
-        _pin(server_core) + [sys.executable, "-m", "shopfloor", "serve", "--port", str(port),
-                             "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"), start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+        env["SHOPFLOOR_PAYMENTS_SIM_URL"] = sim.url
+    server = ServerProcess(database_url, workers=workers, env=env, log_path=tmp / "server.log",
+                           pin_core=_core(server_core))
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
+        server.start(timeout=30)
+        url = server.url
+        server_pid = server.proc.pid
         script = tmp / "checkout.lua"
         script.write_text(WRK_CHECKOUT_LUA + WRK_STATUS_LUA)
         wrk_env = {"SF_KEY": key, "SF_NSKUS": str(n_skus), "SF_IDS_OUT": str(tmp / "ids.txt")}
         say("ceiling: /healthz")
         run_wrk(url, "/healthz", 2, connections, core=client_core)  # warm-up
         ceiling, ceiling_cpu, ceiling_wall = _cpu_during(
-            server.pid, lambda: run_wrk(url, "/healthz", seconds, connections, core=client_core))
+            server_pid, lambda: run_wrk(url, "/healthz", seconds, connections, core=client_core))
         say("checkout warm-up")
         ids: list[str] = []
         warm = run_wrk(url, "/v1/checkouts", 2, connections, str(script), {**wrk_env, "SF_RUN": "warm"},
                        client_core)
         ids += _read_ids(tmp / "ids.txt")
         say("checkouts over many SKUs")
-        threads0 = os_thread_cpu_s(server.pid)
-        many, many_cpu, many_wall = _cpu_during(server.pid, lambda: run_wrk(
+        threads0 = os_thread_cpu_s(server_pid)
+        many, many_cpu, many_wall = _cpu_during(server_pid, lambda: run_wrk(
             url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"}, client_core))
-        thread_cpu = {name: s - threads0.get(name, 0.0) for name, s in os_thread_cpu_s(server.pid).items()}
+        thread_cpu = {name: s - threads0.get(name, 0.0) for name, s in os_thread_cpu_s(server_pid).items()}
         ids += _read_ids(tmp / "ids.txt")
         say("hot-SKU flash sale")
         hot = run_wrk(url, "/v1/checkouts", max(seconds / 2, 2), connections, str(script),
                       {**wrk_env, "SF_RUN": "hot", "SF_HOT": "1"}, client_core)
         ids += _read_ids(tmp / "ids.txt")
-        rss = _process_rss_mb(server.pid)
+        rss = _process_rss_mb(server_pid)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        server.stop()
         if sim is not None:
-            os.killpg(sim.pid, signal.SIGTERM)
-            sim.wait(timeout=20)
+            sim.stop()
         restore_signals()
     # Every phase's 201s, the warm-up's included: each 201's order id must be in the store.
     created = sum(r.statuses.get("201", 0) for r in (warm, many, hot))
