@@ -3,12 +3,8 @@ RateQuoter protocols, faults set through the shared fault store reach them, and 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,33 +13,20 @@ from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.orders.shipping import RateServiceError
 from shopfloor.payments import ConnectionRefused, ProcessorUnavailable
-from shopfloor.runtime import free_port
+from shopfloor.runtime import SimulatorProcess, free_port
 from shopfloor.simulators.client import HttpProcessor, HttpRateQuoter
 from tests.support.store import new_key, seed
 
 
 @pytest.fixture
-def sim(db_url):
-    port = free_port()
-    env = {**os.environ, "SHOPFLOOR_DATABASE_URL": db_url,
-           "SHOPFLOOR_PAYMENTS_SIM_FAULTS": '{"primary": {"latency_ms": 1}, "secondary": {"latency_ms": 1}, '
-                                            '"rates": {"latency_ms": 1}}'}
-    proc = subprocess.Popen([sys.executable, "-m", "shopfloor", "simulate", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+def sim(db_url, tmp_path):
+    faults = ('{"primary": {"latency_ms": 1}, "secondary": {"latency_ms": 1}, "rates": {"latency_ms": 1}}')
+    proc = SimulatorProcess(db_url, env={"SHOPFLOOR_PAYMENTS_SIM_FAULTS": faults}, log_path=tmp_path / "sim.log")
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("simulator process did not start: " + proc.stderr.read().decode()[-2000:])
-        yield db_url, url
+        proc.start(timeout=20)
+        yield db_url, proc.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.stop()
 
 
 def test_an_authorization_is_idempotent_and_can_be_looked_up_captured_and_refused_a_void(sim):
