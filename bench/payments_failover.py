@@ -26,7 +26,7 @@ from shopfloor.domain.clock import SystemClock
 from shopfloor.domain.stats import percentile
 from shopfloor.orders.payments_service import build_payments_service
 from shopfloor.payments import PaymentAttempt
-from shopfloor.simulators.gateway import FaultPatch
+from shopfloor.simulators import FaultPatch
 from shopfloor.store.engine import make_engine
 from shopfloor.store.migrate import upgrade_database
 

@@ -41,7 +41,7 @@ def check_settings(settings: Settings) -> None:
     from pydantic import ValidationError
 
     from .orders.shipping import ProvisionalRateTable
-    from .simulators.gateway import FaultConfig
+    from .simulators import FaultConfig
 
     try:
         ProvisionalRateTable.from_settings(settings.shipping_provisional_rates)
@@ -165,8 +165,7 @@ def build_simulator_app(settings: Settings):
     """``shopfloor simulate serve``: the simulators of ``settings.payments_processors`` and the rate service as an
     HTTP app, with their ledger and faults in the same gateway database the shop's processes use."""
     from .domain.clock import SystemClock
-    from .simulators.gateway import FaultStore, SimulatedProcessor, SimulatedRateService
-    from .simulators.server import build_sim_app
+    from .simulators import FaultStore, SimulatedProcessor, SimulatedRateService, build_sim_app
 
     engine = simulator_engine(settings, make_engine(settings.database_url))
     clock = SystemClock()

@@ -13,7 +13,7 @@ from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
 from shopfloor.orders.payments_service import build_payments_service
 from shopfloor.payments import AuthOutcome, PaymentAttempt, PaymentRejected, PaymentRetryable
-from shopfloor.simulators.gateway import FaultPatch, ledger
+from shopfloor.simulators import FaultPatch, ledger
 from shopfloor.store.engine import make_engine
 
 HEALTHY = FaultPatch(latency_ms=1, latency_jitter=0, decline_rate=0, error_rate=0, timeout_rate=0,

@@ -15,7 +15,7 @@ from shopfloor.config import Settings
 from shopfloor.domain.stock import OrderLineRequest
 from shopfloor.orders import PlaceOrder, outbox_status, request_fingerprint
 from shopfloor.orders.payment_flow import PAYMENT_PENDING
-from shopfloor.simulators.gateway import FaultPatch
+from shopfloor.simulators import FaultPatch
 from shopfloor.store import orders_repo as repo
 from shopfloor.store.tables import orders, outbox
 from tests.support.store import check_invariants, new_key, seed

@@ -12,7 +12,7 @@ from shopfloor.cli.main import app
 from shopfloor.config import Settings
 from shopfloor.domain.clock import SystemClock
 from shopfloor.payments import PaymentAttempt
-from shopfloor.simulators.gateway import FaultPatch
+from shopfloor.simulators import FaultPatch
 from shopfloor.store.engine import make_engine
 
 

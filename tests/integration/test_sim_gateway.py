@@ -20,7 +20,7 @@ from shopfloor.payments import (
     ProcessorTimeout,
     ProcessorUnavailable,
 )
-from shopfloor.simulators.gateway import FaultPatch, FaultStore, SimulatedProcessor, ledger
+from shopfloor.simulators import FaultPatch, FaultStore, SimulatedProcessor, ledger
 from shopfloor.store.engine import make_engine
 
 CLOCK = SystemClock()

@@ -14,7 +14,7 @@ from shopfloor.config import Settings
 from shopfloor.orders.shipping import RateServiceError
 from shopfloor.payments import ConnectionRefused, ProcessorUnavailable
 from shopfloor.runtime import SimulatorProcess, free_port
-from shopfloor.simulators.client import HttpProcessor, HttpRateQuoter
+from shopfloor.simulators import HttpProcessor, HttpRateQuoter
 from tests.support.store import new_key, seed
 
 

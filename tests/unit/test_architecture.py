@@ -116,3 +116,17 @@ def test_the_store_only_reads_and_writes_and_builds_no_service():
         if bad:
             offenders[str(path.relative_to(SRC))] = sorted(bad)
     assert offenders == {}
+
+
+def test_the_packages_split_out_of_the_buy_path_are_used_through_their_public_entry():
+    """payments/, simulators/ and gameday/ each export what others need from their ``__init__``; nothing outside
+    reaches into their modules, so they can be rearranged inside without touching their users."""
+    entries = ("shopfloor.payments", "shopfloor.simulators", "shopfloor.gameday")
+    offenders = {}
+    for path in SRC.rglob("*.py"):
+        own = _module_name(path)
+        bad = {m for m in _shopfloor_imports(path) for entry in entries
+               if m.startswith(entry + ".") and not own.startswith(entry)}
+        if bad:
+            offenders[str(path.relative_to(SRC))] = sorted(bad)
+    assert offenders == {}

@@ -57,7 +57,7 @@ def parse_schedule(data: Any) -> tuple[Fault, ...]:
     ``PUT /v1/admin/processors/{name}/faults``. Raises ``ValueError`` naming the fault and field."""
     from pydantic import ValidationError
 
-    from ..simulators.gateway import FaultPatch
+    from ..simulators import FaultPatch
 
     if isinstance(data, dict) and set(data) == {"faults"}:
         data = data["faults"]

@@ -25,7 +25,7 @@ from ..payments import (
     PaymentRouter,
     RouterPolicy,
 )
-from ..simulators.gateway import (
+from ..simulators import (
     RATES_SERVICE,
     FaultConfig,
     FaultPatch,
@@ -33,7 +33,7 @@ from ..simulators.gateway import (
     SimulatedProcessor,
     SimulatedRateService,
 )
-from ..simulators.gateway import ledger as sim_ledger
+from ..simulators import ledger as sim_ledger
 from ..store.payments_tables import payment_processor_health, payments_runtime
 from .fraud import FraudScreen, policy_from_settings
 from .notify import ConfirmationMailer, build_mailer
@@ -191,7 +191,7 @@ def build_payments_service(
     if settings.payments_sim_url and processors is None:
         # The simulators run as their own process (``shopfloor simulate serve``, on the same database: this
         # process's fault controls and ledger views read and write the tables it uses).
-        from ..simulators.client import HttpProcessor, HttpRateQuoter
+        from ..simulators import HttpProcessor, HttpRateQuoter
 
         processors = {name: HttpProcessor(name, settings.payments_sim_url) for name in settings.payments_processors}
         if rate_quoter is None:

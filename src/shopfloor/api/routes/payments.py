@@ -13,7 +13,7 @@ from pydantic import BaseModel, StringConstraints
 from ...bootstrap import Container
 from ...domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from ...orders.payments_service import PaymentsService
-from ...simulators.gateway import RATES_SERVICE, FaultConfig, FaultPatch
+from ...simulators import RATES_SERVICE, FaultConfig, FaultPatch
 from ..deps import get_container, require_scope
 
 router = APIRouter(prefix="/v1/admin", tags=["payments admin"])
