@@ -1,4 +1,5 @@
-"""The buy path: checkout, payments, shipping quotes, outbox worker. Public entry point."""
+"""The buy path: checkout, payment outcomes applied to orders, shipping quotes, the outbox worker and its side effects
+(fraud screening, mail, warehouse handoff and webhook), and the ports its collaborators satisfy. Public entry point."""
 
 from .checkout import CheckoutResult, CheckoutService, PlaceOrder, request_fingerprint
 from .handoff import WarehouseHandoff
