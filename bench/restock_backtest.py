@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for pair in args.tuning.split(","):
             key, _, value = pair.partition("=")
             kind = types.get(key)
-            over[key] = int(value) if kind in ("int", int) else value if kind in ("str", str) else float(value)
+            over[key] = (int(value) if kind in ("int", int) else value if kind in ("str", str)
+                         else value.lower() in ("1", "true", "yes") if kind in ("bool", bool) else float(value))
         try:
             tuning = EngineTuning.from_mapping(over)
         except ValueError as exc:

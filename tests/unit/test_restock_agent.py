@@ -406,10 +406,12 @@ def test_marginal_allocation_is_a_policy_knob_that_still_meets_the_fill_formula(
         alpha = eng.initial_alpha(mean_lead, m_prot, size)
         up_to, rop = order_levels(alpha, mean_lead, m_prot, size, eng.t, lead_time=7)
         from shopfloor.planning.lead_time import nb_expected_shortfall
+        from shopfloor.planning.restock_engine import lost_sales_shortfall
 
         short = nb_expected_shortfall(m_prot, size, up_to) - nb_expected_shortfall(mean_lead, size, up_to)
-        fill = 1 - np.maximum(short, 0).sum() / (m_prot - mean_lead).sum()
-        assert fill >= 0.95 and np.all(rop <= up_to)
+        lost = lost_sales_shortfall(np.maximum(short, 0), m_prot - mean_lead)
+        fill = 1 - lost.sum() / (m_prot - mean_lead).sum()
+        assert 0.95 <= fill < 0.97 and np.all(rop <= up_to)
     with pytest.raises(ValueError, match="allocation"):
         EngineTuning(allocation="greedy")
 
@@ -472,3 +474,23 @@ def test_a_scripted_month_of_agent_days_orders_more_ahead_of_the_pay_day_week():
     # from the 5th the 8 days ahead (6th-13th) hold five pay days; from the 15th (16th-23rd) none
     assert on[5] > on[15] + 5
     assert on[5] - on[15] > off[5] - off[15] + 5
+
+
+# --- the starting level --------------------------------------------------------------------------------------
+def test_lost_sales_lose_fewer_units_than_the_backorder_formula_owes():
+    from shopfloor.planning.restock_engine import lost_sales_shortfall
+
+    # B = 0.1 of a 1-unit review period: 0.1 / 1.1 lost; B = 2 of 4: 2 / 1.5; no review demand: B itself
+    got = lost_sales_shortfall(np.array([0.1, 2.0, 0.3]), np.array([1.0, 4.0, 0.0]))
+    assert got == pytest.approx([0.1 / 1.1, 2.0 / 1.5, 0.3])
+
+
+def test_the_lost_sales_start_begins_at_a_lower_level_for_the_same_target():
+    mean_lead = np.array([70.0, 7.0, 0.7, 3.0])
+    m_prot = mean_lead * 8 / 7
+    size = np.array([1e6, 0.5, 1e6, 2.0])
+    starts = [RestockEngine(lead_time=7, fill_rate=0.90, tuning=EngineTuning(lost_sales_start=on))
+              .initial_alpha(mean_lead, m_prot, size) for on in (False, True)]
+    assert starts[1] < starts[0]
+    with pytest.raises(ValueError, match="lost_sales_start"):
+        EngineTuning(lost_sales_start="yes")

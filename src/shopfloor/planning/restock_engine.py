@@ -18,8 +18,13 @@ Per SKU:
   ``M + c*M**2`` law for SKUs with little evidence, and turned into a negative-binomial size.
 * **Order rule.** Order up to the ``alpha`` quantile of protection-interval demand under capped base stock
   (:func:`~shopfloor.planning.restock.order_shortfall`); all SKUs share one ``alpha`` (the critical ratio: the least
-  stock for a portfolio fill rate when every unit costs the same to hold).
-* **Fill-rate target.** ``alpha`` starts where the negative-binomial fill formula says the target is met and is
+  stock for a portfolio fill rate when every unit costs the same to hold). ``allocation="marginal"`` instead shares
+  one shortage penalty and sets each SKU's level by marginal analysis (:func:`marginal_order_up_to`); measured,
+  it held no less stock, so it is off by default.
+* **Day of month** (optional, ``month_halflife``): one store-wide factor per day of the month, shrunk towards 1 by
+  its own noise (:meth:`RestockEngine.month_factors`).
+* **Fill-rate target.** ``alpha`` starts where the negative-binomial fill formula, in its lost-sales form
+  (:func:`lost_sales_shortfall`), says the target is met and is
   then steered by an integral controller on the *observed* fill rate: units sold over units sold plus the
   estimated units lost on stocked-out days (the censored-demand estimate above). Lost demand itself is never seen.
 * **What censoring hides.** On lumpy (wholesale-like) demand a sold-out day hides far more than the NB tail says: a
@@ -80,6 +85,9 @@ class EngineTuning:
     #: M5 selection windows a 119-day calibration tracked 28-day fill worse (mean error 4.5 / 3.0 / 1.2 points at
     #: 0.90 / 0.95 / 0.98 vs 4.1 / 2.0 / 0.9)
     calibration_days: int = 0
+    #: start from the lost-sales form of the fill formula: a review period short ``B`` units under backorders
+    #: loses ``B / (1 + B / review demand)`` when unmet demand walks away (it does not eat into the next period)
+    lost_sales_start: bool = True
     #: no order-up-to level beyond ``mean + max_sd * sd`` of protection-interval demand: for very overdispersed
     #: (lumpy, wholesale) SKUs the negative-binomial tail at a high quantile level is many times the mean, and stock
     #: raised for an order that does not come stays on the shelf (lost sales are not backordered)
@@ -128,6 +136,8 @@ class EngineTuning:
         if not isinstance(self.max_lost_scale, (int, float)) or isinstance(self.max_lost_scale, bool) \
                 or not self.max_lost_scale >= 1:
             raise ValueError(f"max_lost_scale must be a number >= 1, got {self.max_lost_scale!r}")
+        if not isinstance(self.lost_sales_start, bool):
+            raise ValueError(f"lost_sales_start must be true or false, got {self.lost_sales_start!r}")
         if isinstance(self.presence_stock, bool) or not isinstance(self.presence_stock, int) or self.presence_stock < 0:
             raise ValueError(f"presence_stock must be an integer >= 0, got {self.presence_stock!r}")
         if self.allocation not in ALLOCATIONS:
@@ -276,6 +286,16 @@ def order_levels(alpha: float, mean_lead: np.ndarray, mean_protect: np.ndarray, 
         sd_lead = np.sqrt(mean_lead + mean_lead * mean_lead / size)
         rop = np.minimum(rop, np.ceil(mean_lead + tuning.max_sd * sd_lead)).astype(np.int64)
     return np.maximum(up_to, tuning.presence_stock), rop
+
+
+def lost_sales_shortfall(backorder_short: np.ndarray, review_mean: np.ndarray) -> np.ndarray:
+    """Units lost per review period when unmet demand walks away, from the backorder formula's shortage ``B``:
+    ``B / (1 + B / review demand)``. Under backorders a short period's unmet units stay owed and eat into the
+    next period's stock; lost, they do not, so the same order-up-to level serves a larger share of demand."""
+    b = np.asarray(backorder_short, dtype=float)
+    r = np.asarray(review_mean, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > 0, b / (1.0 + b / r), b)
 
 
 def censored_demand(sales: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -637,8 +657,11 @@ class RestockEngine:
             mid = 0.5 * (lo + hi)
             s, _ = order_levels(1.0 / (1.0 + math.exp(-mid)), mean_lead, mean_protect, size, self.t,
                                 lead_time=self.lead_time)
-            short = nb_expected_shortfall(mean_protect, size, s) - nb_expected_shortfall(mean_lead, size, s)
-            fill = 1.0 - np.maximum(short, 0.0).sum() / tot
+            short = np.maximum(nb_expected_shortfall(mean_protect, size, s)
+                               - nb_expected_shortfall(mean_lead, size, s), 0.0)
+            if self.t.lost_sales_start:
+                short = lost_sales_shortfall(short, review)
+            fill = 1.0 - short.sum() / tot
             lo, hi = (lo, mid) if fill >= self.fill_rate else (mid, hi)
         return float(1.0 / (1.0 + math.exp(-hi)))
 
@@ -825,4 +848,4 @@ def calibrate_alpha(engine: RestockEngine, demand: np.ndarray, weekdays: Sequenc
 
 
 __all__ = ["ALLOCATIONS", "EngineTuning", "MARGINAL_GRID", "RestockEngine", "calibrate_alpha", "calibrate_lost_scale",
-           "censored_demand", "marginal_order_up_to", "nb_cdf", "nb_quantiles", "order_levels", "replay_history"]
+           "censored_demand", "lost_sales_shortfall", "marginal_order_up_to", "nb_cdf", "nb_quantiles", "order_levels", "replay_history"]
