@@ -494,3 +494,24 @@ def test_the_lost_sales_start_begins_at_a_lower_level_for_the_same_target():
     assert starts[1] < starts[0]
     with pytest.raises(ValueError, match="lost_sales_start"):
         EngineTuning(lost_sales_start="yes")
+
+
+def test_the_policy_files_engine_section_reaches_the_planner():
+    rng = np.random.default_rng(12)
+    history = {"A": rng.poisson(6, 182), "B": rng.poisson(1.5, 182)}
+    today = date(2024, 7, 1)
+    plans = {}
+    for engine_section in ({}, {"allocation": "marginal", "month_halflife": 365}):
+        book = PolicyBook.from_mapping({"engine": engine_section})
+        planner = RestockPlanner(_Source(history, today - timedelta(days=1)), book,
+                                 _Clock(datetime(2024, 7, 1, 12, tzinfo=timezone.utc)))
+        plans[bool(engine_section)] = {ln.sku: ln for ln in planner.plan(fill_rate=0.95).lines}
+    engine = RestockEngine(lead_time=7, fill_rate=0.95, tuning=EngineTuning(allocation="marginal",
+                                                                           month_halflife=365))
+    engine.ensure(["A@W1", "B@W1"])
+    first = today - timedelta(days=182)
+    replay_history(engine, np.stack([history["A"], history["B"]]).astype(float),
+                   [(first + timedelta(days=i)).weekday() for i in range(182)], first_day=first)
+    engine.levels()
+    assert plans[True]["A"].service_level == pytest.approx(engine.alpha)  # the penalty's critical ratio
+    assert plans[True]["A"].service_level != pytest.approx(plans[False]["A"].service_level)

@@ -848,4 +848,5 @@ def calibrate_alpha(engine: RestockEngine, demand: np.ndarray, weekdays: Sequenc
 
 
 __all__ = ["ALLOCATIONS", "EngineTuning", "MARGINAL_GRID", "RestockEngine", "calibrate_alpha", "calibrate_lost_scale",
-           "censored_demand", "lost_sales_shortfall", "marginal_order_up_to", "nb_cdf", "nb_quantiles", "order_levels", "replay_history"]
+           "censored_demand", "lost_sales_shortfall", "marginal_order_up_to", "nb_cdf", "nb_quantiles", "order_levels",
+           "replay_history"]
