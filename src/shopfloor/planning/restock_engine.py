@@ -105,6 +105,7 @@ class EngineTuning:
     #: shortage penalty for all; each SKU's level where its next unit of stock buys as many sales as any other's,
     #: see :func:`marginal_order_up_to`)
     allocation: str = "common"
+    #: weight of the lead-time shortage term in the marginal allocation (0 gives the common level back)
     marginal_lead_weight: float = 1.0
     #: half-life (days) of the store-wide day-of-month profile (one multiplicative factor per day of the month,
     #: pooled over all SKUs: pay-day and benefit-cycle weeks), shrunk towards 1 by how noisy each day's
@@ -233,9 +234,10 @@ def marginal_order_up_to(penalty: float, mean_lead: np.ndarray, mean_protect: np
     The first term is the stock left at the end of a review period, the second the units short in it (the
     backorder-formula shortage per cycle), so one ``penalty`` for every SKU is the Lagrange multiplier of a
     portfolio fill-rate constraint: each SKU stocks up to where one more unit on the shelf buys ``1 / penalty``
-    units of sales. Units of safety stock buy far more sales on fast, steady SKUs than on slow, lumpy ones (whose
-    lead-time demand alone already exceeds any affordable level in the same periods), so the allocation moves
-    stock from the second to the first, where a common quantile level gives every SKU the same stock-out odds.
+    units of sales. Where a unit of stock buys more sales on some SKUs than on others, stock moves to them. With
+    ``lead_weight = 0`` the rule is the common quantile level (the newsvendor critical ratio
+    ``penalty / (1 + penalty)``); the lead-time term (weight 1: the full backorder formula) is what makes levels
+    differ. On the M5 selection windows this held no less stock than the common level (docs/benchmarks/restock.md).
 
     ``S`` is searched among the :data:`MARGINAL_GRID` quantiles of ``D_P`` (and 0); ties go to the lower level.
     """
@@ -457,7 +459,7 @@ class RestockEngine:
         ``tau2 / (tau2 + noise_d)``, where ``noise_d`` is the variance of day ``d``'s average (the spread of its
         ratios over its weight) and ``tau2`` the spread of the averages across days beyond that noise. A store
         whose month shows no pattern above its day-to-day noise (a few wholesale orders) keeps factors near 1.
-        Normalised to mean 1 over days 1..28.
+        Needs about three observations of each of days 1..28 first; normalised to mean 1 over days 1..28.
         """
         w = self.month_w
         if self._d_month <= 0 or np.count_nonzero(w >= 2) < 28:
