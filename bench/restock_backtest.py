@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         over = {}
         for pair in args.tuning.split(","):
             key, _, value = pair.partition("=")
-            over[key] = int(value) if types.get(key) in ("int", int) else float(value)
+            kind = types.get(key)
+            over[key] = (int(value) if kind in ("int", int) else value if kind in ("str", str)
+                         else value.lower() in ("1", "true", "yes") if kind in ("bool", bool) else float(value))
         try:
             tuning = EngineTuning.from_mapping(over)
         except ValueError as exc:

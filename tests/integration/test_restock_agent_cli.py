@@ -72,3 +72,23 @@ def test_agent_reads_its_policy_file_and_refuses_a_bad_one(tmp_path):
     run = subprocess.run([sys.executable, "-m", "shopfloor", "restock", "agent", "--policy", str(bad)],
                          input="", capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
     assert run.returncode == 2 and "fill_rate" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_agent_takes_engine_knobs_from_the_policy_file_and_names_a_bad_one(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[defaults]\nfill_rate = 0.95\n[engine]\nallocation = "marginal"\nmonth_halflife = 365\n')
+    proc = _agent("--policy", str(policy))
+    try:
+        out = _ask(proc, json.dumps({"date": DAY0.isoformat(), "sales": {"A": 9}, "on_hand": {"A": 0},
+                                     "history": [{"date": "2024-02-28", "sku": "A", "units": 9}]}))
+        assert out["orders"]["A"] > 0
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[engine]\nallocation = "greedy"\n')
+    run = subprocess.run([sys.executable, "-m", "shopfloor", "restock", "agent", "--policy", str(bad)],
+                         input="", capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
+    assert run.returncode == 2 and "engine: allocation" in run.stderr and "Traceback" not in run.stderr

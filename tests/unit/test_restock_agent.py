@@ -358,3 +358,160 @@ def test_lost_calibration_needs_enough_history_and_is_validated():
     engine.ensure(panel.ids)
     replay_history(engine, panel.demand.astype(float), [d.weekday() for d in panel.dates])
     assert engine.lost_scale == 1.0
+
+
+# --- service allocation across SKUs --------------------------------------------------------------------------
+def test_nb_quantiles_take_one_level_per_sku():
+    from shopfloor.planning.restock_engine import nb_quantiles
+
+    mean, size = np.array([5.0, 5.0, 40.0]), np.array([2.0, 2.0, 1e6])
+    levels = np.array([0.5, 0.95, 0.99])
+    each = [nb_quantiles(a, mean[i:i + 1], size[i:i + 1])[0] for i, a in enumerate(levels)]
+    assert nb_quantiles(levels, mean, size).tolist() == each
+
+
+@pytest.mark.parametrize("penalty, level", [(9.0, 0), (10.0, 1), (22.0, 1), (23.0, 2)])
+def test_marginal_allocation_stocks_a_slow_sku_only_as_far_as_each_unit_buys_enough_sales(penalty, level):
+    """Poisson lead-time demand 0.7, protection demand 0.8, by hand (e^-0.8 = 0.4493, e^-0.7 = 0.4966):
+
+    cost(S) = E[(S - D_P)^+] + penalty * (E[(D_P - S)^+] - E[(D_L - S)^+])
+    S = 0: 0 + penalty * (0.8 - 0.7) = 0.1 * penalty
+    S = 1: 0.4493 + penalty * ((0.8 - 1 + 0.4493) - (0.7 - 1 + 0.4966)) = 0.4493 + 0.0527 * penalty
+    S = 2: 1.2581 + penalty * (0.0581 - 0.0408) = 1.2581 + 0.0173 * penalty
+    so S = 1 beats 0 above a penalty of 9.50, and S = 2 beats 1 above 22.85.
+    """
+    from shopfloor.planning.restock_engine import marginal_order_up_to
+
+    got = marginal_order_up_to(penalty, np.array([0.7]), np.array([0.8]), np.array([1e6]))
+    assert got.tolist() == [level]
+
+
+def test_marginal_allocation_puts_the_safety_stock_where_a_unit_buys_the_most_sales():
+    from shopfloor.planning.restock_engine import marginal_order_up_to, nb_quantiles
+
+    lead = np.array([70.0, 0.7])  # a fast SKU and a slow one, Poisson
+    prot = lead * 8 / 7
+    size = np.array([1e6, 1e6])
+    common = nb_quantiles(0.95, prot, size)
+    marginal = marginal_order_up_to(0.95 / 0.05, lead, prot, size)
+    assert marginal[0] >= common[0] and marginal[1] < common[1]
+
+
+def test_marginal_allocation_is_a_policy_knob_that_still_meets_the_fill_formula():
+    mean_lead = np.array([70.0, 7.0, 0.7, 3.0])
+    m_prot = mean_lead * 8 / 7
+    size = np.array([1e6, 0.5, 1e6, 2.0])
+    for alloc in ("common", "marginal"):
+        eng = RestockEngine(lead_time=7, fill_rate=0.95, tuning=EngineTuning(allocation=alloc))
+        alpha = eng.initial_alpha(mean_lead, m_prot, size)
+        up_to, rop = order_levels(alpha, mean_lead, m_prot, size, eng.t, lead_time=7)
+        from shopfloor.planning.lead_time import nb_expected_shortfall
+        from shopfloor.planning.restock_engine import lost_sales_shortfall
+
+        short = nb_expected_shortfall(m_prot, size, up_to) - nb_expected_shortfall(mean_lead, size, up_to)
+        lost = lost_sales_shortfall(np.maximum(short, 0), m_prot - mean_lead)
+        fill = 1 - lost.sum() / (m_prot - mean_lead).sum()
+        assert 0.95 <= fill < 0.97 and np.all(rop <= up_to)
+    with pytest.raises(ValueError, match="allocation"):
+        EngineTuning(allocation="greedy")
+
+
+# --- day-of-month profile ---------------------------------------------------------------------------------------
+def _month_panel(days: int = 420) -> DemandPanel:
+    dates = pd.date_range(DAY0, periods=days)
+    lam = np.where(dates.day <= 10, 15.0, 10.0)  # the first ten days of every month sell half as much again
+    demand = np.random.default_rng(3).poisson(np.broadcast_to(lam, (12, days))).astype(np.int64)
+    return DemandPanel([f"s{i}" for i in range(12)], dates, demand)
+
+
+def test_the_day_of_month_profile_learns_a_pay_day_week_from_dated_history():
+    panel = _month_panel()
+    eng = RestockEngine(lead_time=7, tuning=EngineTuning(month_halflife=365.0))
+    eng.ensure(panel.ids)
+    replay_history(eng, panel.demand, panel.weekdays, first_day=panel.dates[0].date())
+    f = eng.month_factors()
+    assert f[:10].mean() > 1.2 and f[12:28].mean() < 0.95
+    assert eng.day == panel.dates[-1].date()
+    # the next 8 days (from 2025-02-23) are the quiet 24th-28th, then the 1st-3rd of March
+    means = eng.daily_means(8).mean(axis=0)
+    assert eng.day == date(2025, 2, 23)
+    assert means[5:].min() > 1.2 * means[:5].max()
+
+
+def test_without_dates_or_with_the_profile_off_the_month_has_no_effect():
+    panel = _month_panel()
+    for tuning, first_day in ((EngineTuning(month_halflife=365.0), None),
+                              (EngineTuning(month_halflife=0.0), panel.dates[0].date())):
+        eng = RestockEngine(lead_time=7, tuning=tuning)
+        eng.ensure(panel.ids)
+        replay_history(eng, panel.demand, panel.weekdays, first_day=first_day)
+        assert np.all(eng.month_factors() == 1.0)
+
+
+def test_a_scripted_month_of_agent_days_orders_more_ahead_of_the_pay_day_week():
+    """Drive the agent one JSON line per day: flat sales except days 1-10 of each month. With the profile on,
+    the agent raises its order-up-to level when the coming days hold pay days; without it, it cannot."""
+    panel = _month_panel(days=400)
+    start = 330  # 2024-11-26: the scripted days run to the end of the year and into January
+    answers = {}
+    for tuning in (EngineTuning(month_halflife=365.0), EngineTuning(month_halflife=0.0)):
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7, tuning=tuning)
+        history = [{"date": panel.dates[t].date().isoformat(), "sku": sku, "units": int(panel.demand[i, t])}
+                   for t in range(start) for i, sku in enumerate(panel.ids)]
+        levels = []
+        for t in range(start, start + 40):
+            line = {"date": panel.dates[t].date().isoformat(),
+                    "sales": {sku: int(panel.demand[i, t]) for i, sku in enumerate(panel.ids)},
+                    "on_hand": {sku: 400 for sku in panel.ids}}
+            if t == start:
+                line["history"] = history
+            out = agent.handle_line(json.dumps(line))
+            assert "orders" in out and not out["orders"]  # 400 on hand covers any level here
+            levels.append((panel.dates[t].day, agent.engine.levels()["order_up_to"].mean()))
+        answers[tuning.month_halflife] = levels
+    on = dict(answers[365.0])
+    off = dict(answers[0.0])
+    # from the 5th the 8 days ahead (6th-13th) hold five pay days; from the 15th (16th-23rd) none
+    assert on[5] > on[15] + 5
+    assert on[5] - on[15] > off[5] - off[15] + 5
+
+
+# --- the starting level --------------------------------------------------------------------------------------
+def test_lost_sales_lose_fewer_units_than_the_backorder_formula_owes():
+    from shopfloor.planning.restock_engine import lost_sales_shortfall
+
+    # B = 0.1 of a 1-unit review period: 0.1 / 1.1 lost; B = 2 of 4: 2 / 1.5; no review demand: B itself
+    got = lost_sales_shortfall(np.array([0.1, 2.0, 0.3]), np.array([1.0, 4.0, 0.0]))
+    assert got == pytest.approx([0.1 / 1.1, 2.0 / 1.5, 0.3])
+
+
+def test_the_lost_sales_start_begins_at_a_lower_level_for_the_same_target():
+    mean_lead = np.array([70.0, 7.0, 0.7, 3.0])
+    m_prot = mean_lead * 8 / 7
+    size = np.array([1e6, 0.5, 1e6, 2.0])
+    starts = [RestockEngine(lead_time=7, fill_rate=0.90, tuning=EngineTuning(lost_sales_start=on))
+              .initial_alpha(mean_lead, m_prot, size) for on in (False, True)]
+    assert starts[1] < starts[0]
+    with pytest.raises(ValueError, match="lost_sales_start"):
+        EngineTuning(lost_sales_start="yes")
+
+
+def test_the_policy_files_engine_section_reaches_the_planner():
+    rng = np.random.default_rng(12)
+    history = {"A": rng.poisson(6, 182), "B": rng.poisson(1.5, 182)}
+    today = date(2024, 7, 1)
+    plans = {}
+    for engine_section in ({}, {"allocation": "marginal", "month_halflife": 365}):
+        book = PolicyBook.from_mapping({"engine": engine_section})
+        planner = RestockPlanner(_Source(history, today - timedelta(days=1)), book,
+                                 _Clock(datetime(2024, 7, 1, 12, tzinfo=timezone.utc)))
+        plans[bool(engine_section)] = {ln.sku: ln for ln in planner.plan(fill_rate=0.95).lines}
+    engine = RestockEngine(lead_time=7, fill_rate=0.95, tuning=EngineTuning(allocation="marginal",
+                                                                           month_halflife=365))
+    engine.ensure(["A@W1", "B@W1"])
+    first = today - timedelta(days=182)
+    replay_history(engine, np.stack([history["A"], history["B"]]).astype(float),
+                   [(first + timedelta(days=i)).weekday() for i in range(182)], first_day=first)
+    engine.levels()
+    assert plans[True]["A"].service_level == pytest.approx(engine.alpha)  # the penalty's critical ratio
+    assert plans[True]["A"].service_level != pytest.approx(plans[False]["A"].service_level)

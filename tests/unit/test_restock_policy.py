@@ -283,3 +283,16 @@ def test_vectorised_plan_numbers_equal_the_one_line_path():
     for line, pos in zip(plan.lines, sorted(positions, key=lambda p: p.sku)):
         one = plan_line(pos, outlooks[(pos.sku, "W1")], book.for_sku(pos.sku), AS_OF)
         assert line.to_dict() == one.to_dict()
+
+
+def test_the_engine_section_of_a_policy_file_sets_the_engine_knobs_and_names_a_bad_one(tmp_path):
+    (tmp_path / "p.toml").write_text('[defaults]\nfill_rate = 0.95\n[engine]\nmonth_halflife = 365\n'
+                                     'allocation = "marginal"\n')
+    tuning = PolicyBook.load(tmp_path / "p.toml").engine_tuning()
+    assert tuning.month_halflife == 365 and tuning.allocation == "marginal"
+    assert PolicyBook().engine_tuning().allocation == "common"  # no section: the shipped defaults
+    for bad, fragment in (({"engine": {"allocation": "greedy"}}, "engine: allocation"),
+                          ({"engine": {"month": 1}}, "engine: unknown tuning"),
+                          ({"engine": [1]}, "engine: expected a table")):
+        with pytest.raises(ValueError, match=fragment):
+            PolicyBook.from_mapping(bad)

@@ -82,10 +82,10 @@ def agent_cmd(
 
     from ..planning.restock import PolicyBook, check_fill_rate
     from ..planning.restock_agent import ReplenishmentAgent
-    from ..planning.restock_engine import EngineTuning
 
     try:
-        d = PolicyBook.load(policy).defaults if policy is not None else None
+        book = PolicyBook.load(policy) if policy is not None else PolicyBook()
+        d = book.defaults if policy is not None else None
     except ValueError as exc:
         fail(f"--policy: {exc}")
     if d is None:
@@ -94,7 +94,7 @@ def agent_cmd(
     lead_time = d.lead_time_days if lead_time is None else lead_time
     review_days = d.review_days if review_days is None else review_days
     moq, pack = d.moq, d.pack_size
-    tuning = replace(EngineTuning(), order_cap=d.order_cap)
+    tuning = replace(book.engine_tuning(), order_cap=d.order_cap)
     try:
         check_fill_rate(fill_rate)
     except ValueError as exc:

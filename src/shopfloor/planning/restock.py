@@ -111,20 +111,30 @@ def _mapping(where: str, value: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PolicyBook:
-    """Layered restock policy: ``defaults`` < ``suppliers[sku's supplier]`` < ``skus[sku]``."""
+    """Layered restock policy: ``defaults`` < ``suppliers[sku's supplier]`` < ``skus[sku]``, plus the ``engine``
+    section: store-wide knobs of the restock engine (:class:`~shopfloor.planning.restock_engine.EngineTuning`,
+    e.g. ``month_halflife`` or ``allocation``) for ``restock plan``, the API and ``restock agent``."""
 
     defaults: ReplenishmentPolicy = field(default_factory=ReplenishmentPolicy)
     suppliers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     skus: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    engine: Mapping[str, Any] = field(default_factory=dict)
+
+    def engine_tuning(self) -> Any:
+        """The engine knobs of this file (:class:`~shopfloor.planning.restock_engine.EngineTuning`), the
+        shipped defaults where the ``engine`` section is silent."""
+        from .restock_engine import EngineTuning
+
+        return EngineTuning.from_mapping(self.engine)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "PolicyBook":
-        """Build from ``{"defaults": {...}, "suppliers": {name: {...}}, "skus": {sku: {...}}}``.
+        """Build from ``{"defaults": {...}, "suppliers": {name: {...}}, "skus": {sku: {...}}, "engine": {...}}``.
 
         Every layer is validated up front so a typo fails at load time, naming where it is.
         """
         data = _mapping("policy file", data)
-        unknown = set(data) - {"defaults", "suppliers", "skus"}
+        unknown = set(data) - {"defaults", "suppliers", "skus", "engine"}
         if unknown:
             raise ValueError(f"policy file: unknown section(s) {sorted(unknown)}")
         raw_defaults = _mapping("defaults", data.get("defaults", {}))
@@ -136,7 +146,12 @@ class PolicyBook:
         suppliers = {str(k): _mapping(f"suppliers.{k}", v)
                      for k, v in _mapping("suppliers", data.get("suppliers", {})).items()}
         skus = {str(k): _mapping(f"skus.{k}", v) for k, v in _mapping("skus", data.get("skus", {})).items()}
-        book = cls(defaults, suppliers, skus)
+        engine = _mapping("engine", data.get("engine", {}))
+        book = cls(defaults, suppliers, skus, engine)
+        try:
+            book.engine_tuning()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"engine: {exc}") from None
         for name, layer in suppliers.items():
             _check_keys(f"suppliers.{name}", layer)
             try:

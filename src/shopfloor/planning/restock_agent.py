@@ -172,7 +172,7 @@ class ReplenishmentAgent:
         block = np.zeros((eng.n, span))
         for d, sku, units in rows:
             block[eng.index[sku], (d - start).days] += units
-        replay_history(eng, block, [(start + timedelta(days=j)).weekday() for j in range(span)])
+        replay_history(eng, block, [(start + timedelta(days=j)).weekday() for j in range(span)], first_day=start)
 
     def _day(self, day: date, sales: Mapping[str, float], on_hand: Mapping[str, float],
              on_order: Mapping[str, float]) -> dict[str, int]:
@@ -194,9 +194,9 @@ class ReplenishmentAgent:
         review = self.days % eng.review_days == 0
         self.days += 1
         if not review:
-            eng.observe(day.weekday(), s, oh <= 0, known)
+            eng.observe(day.weekday(), s, oh <= 0, known, day=day)
             return {}
-        qty = eng.step(day.weekday(), s, oh, oo, known=known)
+        qty = eng.step(day.weekday(), s, oh, oo, known=known, day=day)
         if self.moq > 1 or self.pack_size > 1:
             from .restock import round_order_quantities
 

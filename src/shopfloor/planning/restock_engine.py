@@ -18,8 +18,13 @@ Per SKU:
   ``M + c*M**2`` law for SKUs with little evidence, and turned into a negative-binomial size.
 * **Order rule.** Order up to the ``alpha`` quantile of protection-interval demand under capped base stock
   (:func:`~shopfloor.planning.restock.order_shortfall`); all SKUs share one ``alpha`` (the critical ratio: the least
-  stock for a portfolio fill rate when every unit costs the same to hold).
-* **Fill-rate target.** ``alpha`` starts where the negative-binomial fill formula says the target is met and is
+  stock for a portfolio fill rate when every unit costs the same to hold). ``allocation="marginal"`` instead shares
+  one shortage penalty and sets each SKU's level by marginal analysis (:func:`marginal_order_up_to`); measured,
+  it held no less stock, so it is off by default.
+* **Day of month** (optional, ``month_halflife``): one store-wide factor per day of the month, shrunk towards 1 by
+  its own noise (:meth:`RestockEngine.month_factors`).
+* **Fill-rate target.** ``alpha`` starts where the negative-binomial fill formula, in its lost-sales form
+  (:func:`lost_sales_shortfall`), says the target is met and is
   then steered by an integral controller on the *observed* fill rate: units sold over units sold plus the
   estimated units lost on stocked-out days (the censored-demand estimate above). Lost demand itself is never seen.
 * **What censoring hides.** On lumpy (wholesale-like) demand a sold-out day hides far more than the NB tail says: a
@@ -33,12 +38,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from datetime import date, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .lead_time import POISSON_SIZE, _nb_params, _nbinom, nb_expected_shortfall
 from .restock import DEFAULT_ORDER_CAP, check_order_cap, order_shortfall, round_order_quantities
+
+
+ALLOCATIONS = ("common", "marginal")
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,9 @@ class EngineTuning:
     #: M5 selection windows a 119-day calibration tracked 28-day fill worse (mean error 4.5 / 3.0 / 1.2 points at
     #: 0.90 / 0.95 / 0.98 vs 4.1 / 2.0 / 0.9)
     calibration_days: int = 0
+    #: start from the lost-sales form of the fill formula: a review period short ``B`` units under backorders
+    #: loses ``B / (1 + B / review demand)`` when unmet demand walks away (it does not eat into the next period)
+    lost_sales_start: bool = True
     #: no order-up-to level beyond ``mean + max_sd * sd`` of protection-interval demand: for very overdispersed
     #: (lumpy, wholesale) SKUs the negative-binomial tail at a high quantile level is many times the mean, and stock
     #: raised for an order that does not come stays on the shelf (lost sales are not backordered)
@@ -89,6 +101,16 @@ class EngineTuning:
     #: share of that correction (``1 + w * (scale - 1)``) applied to the censored days' demand in the level and
     #: spread as well, not only in the fill controller's view
     model_lost_weight: float = 0.5
+    #: how the fill-rate target is shared among SKUs: "common" (one quantile level for all) or "marginal" (one
+    #: shortage penalty for all; each SKU's level where its next unit of stock buys as many sales as any other's,
+    #: see :func:`marginal_order_up_to`)
+    allocation: str = "common"
+    #: weight of the lead-time shortage term in the marginal allocation (0 gives the common level back)
+    marginal_lead_weight: float = 1.0
+    #: half-life (days) of the store-wide day-of-month profile (one multiplicative factor per day of the month,
+    #: pooled over all SKUs: pay-day and benefit-cycle weeks), shrunk towards 1 by how noisy each day's
+    #: evidence is; 0 turns it off. Needs the calendar date of each day (the agent and the planner pass it)
+    month_halflife: float = 0.0
     min_alpha: float = 0.5
     max_alpha: float = 0.9995
 
@@ -99,7 +121,7 @@ class EngineTuning:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
         for name in ("profile_prior_days", "spread_prior_days", "controller_gain", "stockout_carry", "max_sd",
-                     "model_lost_weight"):
+                     "model_lost_weight", "month_halflife", "marginal_lead_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -115,8 +137,12 @@ class EngineTuning:
         if not isinstance(self.max_lost_scale, (int, float)) or isinstance(self.max_lost_scale, bool) \
                 or not self.max_lost_scale >= 1:
             raise ValueError(f"max_lost_scale must be a number >= 1, got {self.max_lost_scale!r}")
+        if not isinstance(self.lost_sales_start, bool):
+            raise ValueError(f"lost_sales_start must be true or false, got {self.lost_sales_start!r}")
         if isinstance(self.presence_stock, bool) or not isinstance(self.presence_stock, int) or self.presence_stock < 0:
             raise ValueError(f"presence_stock must be an integer >= 0, got {self.presence_stock!r}")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {list(ALLOCATIONS)}, got {self.allocation!r}")
         if not 0.5 <= self.min_alpha < self.max_alpha < 1:
             raise ValueError("need 0.5 <= min_alpha < max_alpha < 1")
 
@@ -129,6 +155,9 @@ class EngineTuning:
         return cls(**dict(data))
 
 
+_MONTH_LEVEL_RATE = 1.0 - 0.5 ** (1.0 / 30.4)  # the slow level of the day-of-month profile: half-life one month
+
+
 def _decay(halflife: float) -> float:
     return 0.5 ** (1.0 / halflife)
 
@@ -137,9 +166,9 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
+def nb_quantiles(alpha: float | np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
     """``alpha`` quantile of NB(mean, size) per element (0 where the mean is 0): the smallest integer ``x`` with
-    ``P(D <= x) >= alpha``.
+    ``P(D <= x) >= alpha`` (``alpha`` one level for all, or one per element).
 
     Starts from the quantile of a gamma distribution with the same mean and variance and walks to the exact integer
     on the closed-form CDF ``I_p(r, x + 1)``; the few elements still moving after 6 steps finish by bisection. Same
@@ -154,28 +183,29 @@ def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray
         return out
     m = mean[live]
     r, p = _nb_params(m, np.broadcast_to(np.asarray(size, dtype=float), mean.shape)[live])
+    a = np.broadcast_to(np.asarray(alpha, dtype=float), mean.shape)[live]
     var = m + m * m / r
     shape = m * m / var
-    x = np.maximum(np.floor(special.gammaincinv(shape, alpha) * var / m), 0.0)
+    x = np.maximum(np.floor(special.gammaincinv(shape, a) * var / m), 0.0)
 
     def cdf(idx, at):
         return special.betainc(r[idx], at + 1.0, p[idx])
 
     # walk up where P(D <= x) < alpha, down where P(D <= x - 1) >= alpha
-    todo = np.flatnonzero(cdf(slice(None), x) < alpha)
+    todo = np.flatnonzero(cdf(slice(None), x) < a)
     for _ in range(6):
         if not todo.size:
             break
         x[todo] += 1
-        todo = todo[cdf(todo, x[todo]) < alpha]
+        todo = todo[cdf(todo, x[todo]) < a[todo]]
     down = np.flatnonzero(x > 0)
-    down = down[cdf(down, x[down] - 1) >= alpha]
+    down = down[cdf(down, x[down] - 1) >= a[down]]
     for _ in range(6):
         if not down.size:
             break
         x[down] -= 1
         down = down[x[down] > 0]
-        down = down[cdf(down, x[down] - 1) >= alpha]
+        down = down[cdf(down, x[down] - 1) >= a[down]]
     rest = np.union1d(todo, down)
     if rest.size:  # far from the gamma start (very small sizes): bisection
         sd = np.sqrt(var[rest])
@@ -183,7 +213,7 @@ def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray
         hi = np.ceil(m[rest] + 60.0 * sd + 20.0)
         while np.any(hi - lo > 1):
             mid = np.floor((lo + hi) / 2)
-            ok = cdf(rest, mid) >= alpha
+            ok = cdf(rest, mid) >= a[rest]
             gap = hi - lo > 1
             hi = np.where(gap & ok, mid, hi)
             lo = np.where(gap & ~ok, mid, lo)
@@ -192,19 +222,82 @@ def nb_quantiles(alpha: float, mean: np.ndarray, size: np.ndarray) -> np.ndarray
     return out
 
 
+#: quantile levels of protection-interval demand among which the marginal allocation picks each SKU's level
+MARGINAL_GRID = 1.0 - np.geomspace(0.75, 2e-4, 28)
+
+
+def marginal_order_up_to(penalty: float, mean_lead: np.ndarray, mean_protect: np.ndarray,
+                         size: np.ndarray, lead_weight: float = 1.0) -> np.ndarray:
+    """Per-SKU order-up-to level ``S`` minimising ``E[(S - D_P)^+] + penalty * (E[(D_P - S)^+] - E[(D_L - S)^+])``.
+
+    ``D_P`` is protection-interval (lead time + review) demand and ``D_L`` lead-time demand, both NB with ``size``.
+    The first term is the stock left at the end of a review period, the second the units short in it (the
+    backorder-formula shortage per cycle), so one ``penalty`` for every SKU is the Lagrange multiplier of a
+    portfolio fill-rate constraint: each SKU stocks up to where one more unit on the shelf buys ``1 / penalty``
+    units of sales. Where a unit of stock buys more sales on some SKUs than on others, stock moves to them. With
+    ``lead_weight = 0`` the rule is the common quantile level (the newsvendor critical ratio
+    ``penalty / (1 + penalty)``); the lead-time term (weight 1: the full backorder formula) is what makes levels
+    differ. On the M5 selection windows this held no less stock than the common level (docs/benchmarks/restock.md).
+
+    ``S`` is searched among the :data:`MARGINAL_GRID` quantiles of ``D_P`` (and 0); ties go to the lower level.
+    """
+    mp = np.asarray(mean_protect, dtype=float)
+    ml = np.asarray(mean_lead, dtype=float)
+    k = np.broadcast_to(np.asarray(size, dtype=float), mp.shape)
+    cand = np.vstack([np.zeros(len(mp), dtype=np.int64)] + [nb_quantiles(q, mp, k) for q in MARGINAL_GRID])
+    short_p = nb_expected_shortfall(mp, k, cand)
+    short_l = nb_expected_shortfall(ml, k, cand)
+    cost = (cand - mp + short_p) + float(penalty) * np.maximum(short_p - lead_weight * short_l, 0.0)
+    return cand[np.argmin(cost, axis=0), np.arange(len(mp))]
+
+
+def nb_cdf(x: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``P(D <= x)`` for D ~ NB(mean, size), elementwise (1 where the mean is 0 and ``x >= 0``)."""
+    from scipy import special
+
+    x = np.asarray(x, dtype=float)
+    m = np.asarray(mean, dtype=float)
+    r, p = _nb_params(np.maximum(m, 1e-12), size)
+    out = np.where(x >= 0, special.betainc(r, np.maximum(x, 0.0) + 1.0, p), 0.0)
+    return np.where(m > 0, out, (x >= 0).astype(float))
+
+
 def order_levels(alpha: float, mean_lead: np.ndarray, mean_protect: np.ndarray, size: np.ndarray,
                  tuning: EngineTuning, *, lead_time: int) -> tuple[np.ndarray, np.ndarray]:
-    """Order-up-to level and reorder point per SKU: the ``alpha`` quantiles of protection-interval and lead-time
-    demand (NB with ``size``), capped at ``mean + max_sd * sd``, the level at least ``presence_stock``. The engine
-    and the planner's plan lines both take their levels from here."""
-    up_to = nb_quantiles(alpha, mean_protect, size)
-    rop = nb_quantiles(alpha, mean_lead, size) if lead_time > 0 else np.zeros(len(up_to), dtype=np.int64)
+    """Order-up-to level and reorder point per SKU, capped at ``mean + max_sd * sd`` of their window's demand,
+    the level at least ``presence_stock``. The engine and the planner's plan lines both take their levels from
+    here.
+
+    ``allocation="common"``: the ``alpha`` quantiles of protection-interval and lead-time demand (NB with
+    ``size``). ``allocation="marginal"``: the order-up-to level of :func:`marginal_order_up_to` with the shortage
+    penalty ``alpha / (1 - alpha)`` (the penalty whose newsvendor critical ratio is ``alpha``), and the reorder
+    point at the lead-time quantile of that SKU's own level, ``P(D_P <= S)``.
+    """
+    if tuning.allocation == "marginal":
+        a = float(np.clip(alpha, 1e-9, 1 - 1e-12))
+        up_to = marginal_order_up_to(a / (1.0 - a), mean_lead, mean_protect, size, tuning.marginal_lead_weight)
+        own = np.clip(nb_cdf(up_to, mean_protect, size), 1e-6, 1 - 1e-9)
+        rop = nb_quantiles(own, mean_lead, size) if lead_time > 0 else np.zeros(len(up_to), dtype=np.int64)
+        rop = np.minimum(rop, up_to)
+    else:
+        up_to = nb_quantiles(alpha, mean_protect, size)
+        rop = nb_quantiles(alpha, mean_lead, size) if lead_time > 0 else np.zeros(len(up_to), dtype=np.int64)
     if tuning.max_sd > 0:
         sd = np.sqrt(mean_protect + mean_protect * mean_protect / size)
         up_to = np.minimum(up_to, np.ceil(mean_protect + tuning.max_sd * sd)).astype(np.int64)
         sd_lead = np.sqrt(mean_lead + mean_lead * mean_lead / size)
         rop = np.minimum(rop, np.ceil(mean_lead + tuning.max_sd * sd_lead)).astype(np.int64)
     return np.maximum(up_to, tuning.presence_stock), rop
+
+
+def lost_sales_shortfall(backorder_short: np.ndarray, review_mean: np.ndarray) -> np.ndarray:
+    """Units lost per review period when unmet demand walks away, from the backorder formula's shortage ``B``:
+    ``B / (1 + B / review demand)``. Under backorders a short period's unmet units stay owed and eat into the
+    next period's stock; lost, they do not, so the same order-up-to level serves a larger share of demand."""
+    b = np.asarray(backorder_short, dtype=float)
+    r = np.asarray(review_mean, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > 0, b / (1.0 + b / r), b)
 
 
 def censored_demand(sales: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -246,6 +339,13 @@ class RestockEngine:
         self.index: dict[str, int] = {}
         self.days_seen = 0
         self._weekday = -1  # weekday of the last observed day
+        self.day: date | None = None  # calendar date of the last observed day, when known
+        # store-wide day-of-month profile: decayed weight, sum and sum of squares of each day's ratio of demand to
+        # the month-free forecast, per day of the month 1..31
+        self.month_w = np.zeros(31)
+        self.month_num = np.zeros(31)
+        self.month_sq = np.zeros(31)
+        self._d_month = 0.5 ** (30.4 / self.t.month_halflife) if self.t.month_halflife > 0 else 0.0
         self._a_level = 1.0 - _decay(self.t.level_halflife)
         self._d_prof = _decay(self.t.profile_halflife)
         self._d_err = _decay(self.t.error_halflife)
@@ -278,10 +378,11 @@ class RestockEngine:
         self.day_sq = np.zeros(n)
         self.day_w = np.zeros(n)
         self.run_rate = np.zeros(n)  # de-seasonalised demand estimate of the last day, while stocked out
+        self.month_level = np.zeros(n)  # a slow level (half-life ~ a month) the day-of-month profile is measured on
 
     def _grow(self, extra: int) -> None:
         for name in ("level", "obs_days", "err_sq", "err_w", "rel_num", "rel_den", "day_sq", "day_w",
-                     "run_rate"):
+                     "run_rate", "month_level"):
             arr = getattr(self, name)
             setattr(self, name, np.concatenate([arr, np.zeros(extra, dtype=arr.dtype)]))
         for name in ("wd_sum", "wd_w", "pend_fc", "pend_dem", "pend_ok"):
@@ -293,6 +394,7 @@ class RestockEngine:
         return len(self.skus)
 
     _PER_SKU = ("level", "obs_days", "err_sq", "err_w", "rel_num", "rel_den", "day_sq", "day_w", "run_rate",
+                "month_level",
                 "wd_sum", "wd_w", "pend_fc", "pend_dem", "pend_ok")
 
     def subset(self, idx: np.ndarray) -> "RestockEngine":
@@ -304,6 +406,8 @@ class RestockEngine:
         clone.index = {s: j for j, s in enumerate(clone.skus)}
         for name in self._PER_SKU:
             setattr(clone, name, getattr(self, name)[idx].copy())
+        clone.month_w, clone.month_num, clone.month_sq = (self.month_w.copy(), self.month_num.copy(),
+                                                          self.month_sq.copy())
         return clone
 
     def set_alpha(self, alpha: float) -> None:
@@ -346,12 +450,42 @@ class RestockEngine:
         prof = np.where(overall[:, None] > 0, np.nan_to_num(prof, nan=1.0), pooled[None, :])
         return prof / np.maximum(prof.mean(axis=1, keepdims=True), 1e-12)
 
+    def month_factors(self) -> np.ndarray:
+        """(31,) store-wide multiplicative factor for days 1..31 of the month (all 1 when the profile is off or
+        nothing is known yet).
+
+        Each day's store-wide ratio ``r`` = demand / month-free forecast is averaged per day of the month
+        (exponentially weighted). The averages are shrunk towards 1 empirically (James-Stein): by
+        ``tau2 / (tau2 + noise_d)``, where ``noise_d`` is the variance of day ``d``'s average (the spread of its
+        ratios over its weight) and ``tau2`` the spread of the averages across days beyond that noise. A store
+        whose month shows no pattern above its day-to-day noise (a few wholesale orders) keeps factors near 1.
+        Needs about three observations of each of days 1..28 first; normalised to mean 1 over days 1..28.
+        """
+        w = self.month_w
+        if self._d_month <= 0 or np.count_nonzero(w >= 2) < 28:
+            return np.ones(31)
+        ok = w >= 2
+        mean = np.where(ok, self.month_num / np.where(ok, w, 1.0), 1.0)
+        var = np.where(ok, np.maximum(self.month_sq / np.where(ok, w, 1.0) - mean ** 2, 0.0), 0.0)
+        noise = np.where(ok, var / np.where(ok, w, 1.0), np.inf)
+        tau2 = max(float(np.var(mean[ok]) - np.mean(noise[ok])), 0.0)
+        shrink = np.where(ok, tau2 / (tau2 + noise), 0.0) if tau2 > 0 else np.zeros(31)
+        f = 1.0 + shrink * (mean - 1.0)
+        return f / f[:28].mean()
+
+    def _month_of(self, ahead: int) -> np.ndarray:
+        """Factors for the next ``ahead`` days (tomorrow first); ones when the date is unknown."""
+        if self.day is None or self._d_month <= 0:
+            return np.ones(ahead)
+        f = self.month_factors()
+        return np.array([f[(self.day + timedelta(days=j + 1)).day - 1] for j in range(ahead)])
+
     def daily_means(self, days: int, profile: np.ndarray | None = None) -> np.ndarray:
         """(n, days) expected demand for each of the next ``days`` days (tomorrow first)."""
         prof = self.weekday_profile() if profile is None else profile
         start = (self._weekday + 1) % 7 if self._weekday >= 0 else 0
         idx = (start + np.arange(days)) % 7
-        return self.level[:, None] * prof[:, idx]
+        return self.level[:, None] * prof[:, idx] * self._month_of(days)[None, :]
 
     def _pooled_rel(self) -> float:
         den = self.rel_den.sum()
@@ -391,12 +525,13 @@ class RestockEngine:
         return np.clip(np.nan_to_num(size, nan=POISSON_SIZE), 0.02, POISSON_SIZE)
 
     def observe(self, weekday: int, sales: np.ndarray, closed_out: np.ndarray | None = None,
-                known: np.ndarray | None = None) -> np.ndarray:
+                known: np.ndarray | None = None, *, day: date | None = None) -> np.ndarray:
         """Feed one day: units sold per SKU (length ``n``), and which SKUs closed the day with no stock.
 
         ``known`` marks the SKUs this day says anything about (default: all); the others keep their state (a
-        SKU not yet listed, say). Returns the demand estimate the model used (sales, or ``E[D | D >= sales]`` on
-        closed-out days).
+        SKU not yet listed, say). ``day`` is the day's date (default: the day after the last dated one, if any);
+        the day-of-month profile needs it. Returns the demand estimate the model used (sales, or
+        ``E[D | D >= sales]`` on closed-out days).
         """
         if not 0 <= int(weekday) <= 6:
             raise ValueError(f"weekday must be 0..6, got {weekday!r}")
@@ -404,8 +539,17 @@ class RestockEngine:
         s = np.asarray(sales, dtype=float)
         if s.shape != (self.n,):
             raise ValueError(f"expected {self.n} sales values, got shape {s.shape}")
+        if day is not None and day.weekday() != weekday:
+            raise ValueError(f"day {day} is not weekday {weekday}")
+        day = day if day is not None else (self.day + timedelta(days=1) if self.day is not None else None)
         known = np.ones(self.n, dtype=bool) if known is None else np.asarray(known, dtype=bool)
         prof = self.weekday_profile()
+        mf = 1.0
+        if day is not None and self._d_month > 0:
+            mf = float(self.month_factors()[day.day - 1])
+            prof = prof * mf  # today's factors: weekday x day of month
+        # the day-of-month profile is measured against a level slow enough not to follow the month's own cycle
+        free = self.month_level * prof[:, weekday] / mf
         day_mean = self.level * prof[:, weekday]
         x = s.copy()
         x_fill = x  # the demand estimate the fill controller sees
@@ -441,11 +585,24 @@ class RestockEngine:
             deseason = np.where(prof[:, weekday] > 0, x / prof[:, weekday], x)
         self.level = np.where(first, deseason,
                               np.where(known, self.level + self._a_level * (deseason - self.level), self.level))
+        if self._d_month > 0:
+            self.month_level = np.where(first, deseason, np.where(
+                known, self.month_level + _MONTH_LEVEL_RATE * (deseason - self.month_level), self.month_level))
         # weekday means (exponentially weighted by days, each weekday its own sum)
         kn = known[:, None]
         self.wd_sum = np.where(kn, self.wd_sum * self._d_prof, self.wd_sum)
         self.wd_w = np.where(kn, self.wd_w * self._d_prof, self.wd_w)
-        self.wd_sum[known, weekday] += x[known]
+        self.wd_sum[known, weekday] += x[known] / mf
+        if day is not None and self._d_month > 0:
+            seen = known & (self.obs_days > 0)
+            d = day.day - 1
+            expected = float(free[seen].sum())
+            if expected > 0:
+                r = float(x[seen].sum()) / expected
+                self.month_w[d] = self._d_month * self.month_w[d] + 1.0
+                self.month_num[d] = self._d_month * self.month_num[d] + r
+                self.month_sq[d] = self._d_month * self.month_sq[d] + r * r
+        self.day = day
         self.wd_w[known, weekday] += 1.0
         # protection-interval errors of earlier forecasts: every pending origin accrues today's demand
         h = self.horizon
@@ -490,19 +647,25 @@ class RestockEngine:
         return self._sold_ew / self._dem_ew if self._dem_ew > 0 else None
 
     def initial_alpha(self, mean_lead: np.ndarray, mean_protect: np.ndarray, size: np.ndarray) -> float:
-        """Common quantile level whose expected (backorder-formula) portfolio fill equals the target."""
+        """Quantile level (or, with marginal allocation, the level ``penalty / (1 + penalty)`` of the shortage
+        penalty) whose expected (backorder-formula) portfolio fill, under :func:`order_levels` with its caps,
+        equals the target."""
         review = np.maximum(mean_protect - mean_lead, 0.0)
         tot = review.sum()
         if tot <= 0:
             return self.fill_rate
-        lo, hi = self.t.min_alpha, self.t.max_alpha
+        lo, hi = _logit(self.t.min_alpha), _logit(self.t.max_alpha)
         for _ in range(18):
             mid = 0.5 * (lo + hi)
-            s = nb_quantiles(mid, mean_protect, size)
-            short = nb_expected_shortfall(mean_protect, size, s) - nb_expected_shortfall(mean_lead, size, s)
-            fill = 1.0 - np.maximum(short, 0.0).sum() / tot
+            s, _ = order_levels(1.0 / (1.0 + math.exp(-mid)), mean_lead, mean_protect, size, self.t,
+                                lead_time=self.lead_time)
+            short = np.maximum(nb_expected_shortfall(mean_protect, size, s)
+                               - nb_expected_shortfall(mean_lead, size, s), 0.0)
+            if self.t.lost_sales_start:
+                short = lost_sales_shortfall(short, review)
+            fill = 1.0 - short.sum() / tot
             lo, hi = (lo, mid) if fill >= self.fill_rate else (mid, hi)
-        return hi
+        return float(1.0 / (1.0 + math.exp(-hi)))
 
     @property
     def alpha(self) -> float:
@@ -539,24 +702,26 @@ class RestockEngine:
         return qty
 
     def step(self, weekday: int, sales: np.ndarray, on_hand: np.ndarray, on_order: np.ndarray,
-             *, known: np.ndarray | None = None, stock_known: bool = True) -> np.ndarray:
+             *, known: np.ndarray | None = None, stock_known: bool = True, day: date | None = None) -> np.ndarray:
         """One store day: observe sales (censored where on hand closed at 0), control, and order."""
         on_hand = np.asarray(on_hand, dtype=float)
         closed_out = (on_hand <= 0) if stock_known else None
-        x = self.observe(weekday, sales, closed_out, known)
+        x = self.observe(weekday, sales, closed_out, known, day=day)
         k = np.ones(self.n, dtype=bool) if known is None else np.asarray(known, dtype=bool)
         self.record_fill(float(np.asarray(sales, dtype=float)[k].sum()), float(x[k].sum()))
         return self.orders(on_hand + np.asarray(on_order, dtype=float), active=k)
 
 
 def replay_history(engine: RestockEngine, series: np.ndarray, weekdays: Sequence[int], *,
-                   calibrate: bool = True, lost_calibration: bool = True) -> float | None:
+                   calibrate: bool = True, lost_calibration: bool = True,
+                   first_day: date | None = None) -> float | None:
     """Feed a (SKUs x days) block of uncensored history to ``engine`` (SKUs in ``engine.skus`` order).
 
     With ``calibrate`` and enough history, two things are measured on the history's last days before they are fed
     (only the past is used): the share of lost demand the censored-demand estimate misses
     (:func:`calibrate_lost_scale`, sets ``engine.lost_scale``) and, if ``calibration_days`` > 0, the starting
     quantile level (:func:`calibrate_alpha`). Returns the calibrated level (``None`` when not calibrated).
+    ``first_day`` dates the first column (the others follow day by day), for the day-of-month profile.
     """
     series = np.asarray(series, dtype=float)
     weekdays = [int(w) for w in weekdays]
@@ -566,6 +731,8 @@ def replay_history(engine: RestockEngine, series: np.ndarray, weekdays: Sequence
     cal = cal if days >= cal + 56 else 0
     lost_cal = lost_cal if days >= lost_cal + 56 else 0
     split = days - max(cal, lost_cal)
+    if first_day is not None and days:
+        engine.day = first_day - timedelta(days=1)  # each observe below then advances it by one day
     for j in range(split):
         engine.observe(weekdays[j], series[:, j])
     alpha = None
@@ -682,5 +849,6 @@ def calibrate_alpha(engine: RestockEngine, demand: np.ndarray, weekdays: Sequenc
     return float(1.0 / (1.0 + math.exp(-0.5 * (lo + hi))))
 
 
-__all__ = ["EngineTuning", "RestockEngine", "calibrate_alpha", "calibrate_lost_scale", "censored_demand", "nb_quantiles", "order_levels",
+__all__ = ["ALLOCATIONS", "EngineTuning", "MARGINAL_GRID", "RestockEngine", "calibrate_alpha", "calibrate_lost_scale",
+           "censored_demand", "lost_sales_shortfall", "marginal_order_up_to", "nb_cdf", "nb_quantiles", "order_levels",
            "replay_history"]

@@ -77,7 +77,7 @@ class RestockPlanner:
         catalog = self.source.catalog()
         demand = self.source.daily_demand(first_day, last_day)
         weekdays = [(first_day + timedelta(days=i)).weekday() for i in range(self.history_days)]
-        base = self.tuning or EngineTuning()
+        base = self.tuning or self.policies.engine_tuning()
         groups: dict[tuple[int, int, float, float], list[StockPosition]] = {}
         for pos in positions:
             pol = self.policies.for_sku(pos.sku, pos.supplier)
@@ -99,7 +99,7 @@ class RestockPlanner:
                     if 0 <= i < self.history_days:
                         history[j, i] = units
             # a one-off plan has no stock records and no controller: the lost-demand scale would change nothing
-            replay_history(engine, history, weekdays, lost_calibration=False)
+            replay_history(engine, history, weekdays, lost_calibration=False, first_day=first_day)
             # the engine's first forecast day is today; the plan's day 1 is tomorrow
             engine.levels()  # fixes the starting quantile level for this group
             need = max(self.outlook_days, lead + review) + 1
