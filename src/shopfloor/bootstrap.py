@@ -241,6 +241,9 @@ def build_worker(container: Container):
     worker.add_handler(WarehouseHandoff(engine, clock, frozenset({PAYMENT_CAPTURED}), frozenset({"captured"})))
     if payments.webhook is not None:
         worker.add_handler(WarehouseWebhookDelivery(engine, clock, payments.webhook))
+    from .integrations import WebhookFanout
+
+    worker.add_handler(WebhookFanout(engine, clock))
     observer = container.services["buy_path"].observer
     if observer is not None:
         from .orders.outbox import FunctionHandler
@@ -260,3 +263,21 @@ def build_worker(container: Container):
         worker.add_handler(FunctionHandler("funnel_stages", frozenset({PAYMENT_AUTHORIZED, ORDER_HANDED_OFF}),
                                            funnel_stage))
     return worker
+
+
+def build_integrations(container: Container) -> dict[str, Any]:
+    """Outbound webhook subscriptions and dispatcher (registered once in ``container.services``)."""
+    if "webhooks.subscriptions" in container.services:
+        return container.services
+    from .integrations import HttpxSender, TargetGuard, WebhookDispatcher, WebhookSubscriptions
+
+    s = container.settings
+    guard = TargetGuard(s.webhook_allowed_host_set)
+    container.services["webhooks.subscriptions"] = WebhookSubscriptions(container.engine, container.clock, guard)
+    alerts = container.services.get("tower.repository")
+    container.services["webhooks.dispatcher"] = WebhookDispatcher(
+        container.engine, container.clock, HttpxSender(s.webhook_timeout_s), guard, alerts=alerts,
+        endpoint_concurrency=s.webhook_endpoint_concurrency, threads=s.webhook_dispatch_threads,
+        timeout_s=s.webhook_timeout_s, max_client_error_attempts=s.webhook_max_client_error_attempts,
+        disable_after_s=s.webhook_disable_after_s, max_retry_after_s=s.webhook_max_retry_after_s)
+    return container.services

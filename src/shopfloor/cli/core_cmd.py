@@ -149,17 +149,19 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
 ) -> None:
     """Deliver outbox events (at least once, deduplicated) and sweep expired reservations."""
-    from ..bootstrap import build_container, build_worker
+    from ..bootstrap import build_container, build_integrations, build_worker
     from ..orders import release_expired_reservations
 
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
     c = build_container(settings)
     w = build_worker(c)
+    dispatcher = build_integrations(c)["webhooks.dispatcher"]
     metrics_server = _serve_worker_metrics(c) if not once else None
     if once:
         release_expired_reservations(c.engine, c.clock)
         n = w.drain()
+        dispatcher.drain()
         console.print(f"processed {n} events")
         w.close()
         c.close()
@@ -177,6 +179,10 @@ def worker(
 
     def tick() -> None:
         nonlocal last_sweep, last_tower
+        try:
+            dispatcher.pump()  # starts due webhook deliveries on their own threads; never waits for them
+        except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: pump again next tick
+            err_console.print(f"[yellow]webhook dispatch failed:[/] {type(exc).__name__}: {exc}")
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
             try:
                 release_expired_reservations(c.engine, c.clock)

@@ -19,6 +19,7 @@ from . import (
     restock_cmd,
     rules_cmd,
     simulate_cmd,
+    webhooks_cmd,
 )
 
 app = typer.Typer(
@@ -74,3 +75,4 @@ rules_cmd.register(app)
 bench_cmd.register(app)
 gameday_cmd.register(app)
 simulate_cmd.register(app)
+webhooks_cmd.register(app)
