@@ -244,6 +244,7 @@ def build_worker(container: Container):
     from .integrations import WebhookFanout
 
     worker.add_handler(WebhookFanout(engine, clock))
+    worker.add_handler(build_integrations(container)["integrations.shopify"])
     observer = container.services["buy_path"].observer
     if observer is not None:
         from .orders.outbox import FunctionHandler
@@ -266,12 +267,24 @@ def build_worker(container: Container):
 
 
 def build_integrations(container: Container) -> dict[str, Any]:
-    """Outbound webhook subscriptions and dispatcher (registered once in ``container.services``)."""
+    """Outbound webhook subscriptions and dispatcher, the Shopify integration and the imported-order writer
+    (registered once in ``container.services``)."""
     if "webhooks.subscriptions" in container.services:
         return container.services
-    from .integrations import HttpxSender, TargetGuard, WebhookDispatcher, WebhookSubscriptions
+    from .integrations import (
+        HttpxSender,
+        OrderWriter,
+        ShopifyIntegration,
+        TargetGuard,
+        WebhookDispatcher,
+        WebhookSubscriptions,
+    )
 
     s = container.settings
+    writer = OrderWriter(container.engine, container.clock)
+    container.services["integrations.order_writer"] = writer
+    container.services["integrations.shopify"] = ShopifyIntegration(
+        container.engine, container.clock, writer, max_age_s=s.shopify_webhook_max_age_s)
     guard = TargetGuard(s.webhook_allowed_host_set)
     container.services["webhooks.subscriptions"] = WebhookSubscriptions(container.engine, container.clock, guard)
     alerts = container.services.get("tower.repository")

@@ -10,10 +10,14 @@ from .outbound import (
     WebhookSubscriptions,
     new_secret,
 )
+from .orders_in import STOCK_POLICIES, ImportedLine, ImportedOrder, OrderWriter, to_minor_units
 from .policy import EVENT_TYPES, RETRY_SCHEDULE_S, AttemptResult, Verdict, judge, public_event
+from .shopify import TOPICS as SHOPIFY_TOPICS, ShopifyIntegration, shopify_hmac, verify_shopify_hmac
 from .ssrf import HostResolver, TargetGuard, TargetRefused
 
 __all__ = [
+    "SHOPIFY_TOPICS", "STOCK_POLICIES", "ImportedLine", "ImportedOrder", "OrderWriter", "ShopifyIntegration",
+    "shopify_hmac", "to_minor_units", "verify_shopify_hmac",
     "EVENT_TYPES", "RETRY_SCHEDULE_S", "AlertSink", "AttemptResult", "HostResolver", "HttpxSender", "TargetGuard",
     "TargetRefused", "Verdict", "WebhookDispatcher", "WebhookFanout", "WebhookSender", "WebhookSubscriptions",
     "judge", "new_secret", "public_event",
