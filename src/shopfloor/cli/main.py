@@ -14,6 +14,7 @@ from . import (
     forecast_cmd,
     fulfillment_cmd,
     gameday_cmd,
+    orders_cmd,
     payments_cmd,
     promise_cmd,
     restock_cmd,
@@ -76,3 +77,4 @@ bench_cmd.register(app)
 gameday_cmd.register(app)
 simulate_cmd.register(app)
 webhooks_cmd.register(app)
+orders_cmd.register(app)
