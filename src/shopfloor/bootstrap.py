@@ -281,7 +281,7 @@ def build_integrations(container: Container) -> dict[str, Any]:
     )
 
     s = container.settings
-    writer = OrderWriter(container.engine, container.clock)
+    writer = OrderWriter(container.engine, container.clock, stock_low_at=s.stock_low_threshold)
     container.services["integrations.order_writer"] = writer
     container.services["integrations.shopify"] = ShopifyIntegration(
         container.engine, container.clock, writer, max_age_s=s.shopify_webhook_max_age_s)

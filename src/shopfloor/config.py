@@ -282,6 +282,9 @@ class Settings(BaseSettings):
                                               "and a tower alert raised.")
     webhook_max_retry_after_s: float = Field(default=36_000, gt=0,
                                              description="The longest Retry-After an endpoint is obeyed for.")
+    stock_low_threshold: int = Field(
+        default=5, ge=0, description="stock.low is published when a level set or consumed by an integration drops "
+                                     "to this many available units or fewer.")
     shopify_webhook_max_age_s: float = Field(
         default=6 * 3600, gt=0, description="Shopify deliveries whose X-Shopify-Triggered-At is older are refused.")
     shopify_webhook_max_bytes: int = Field(default=1_000_000, ge=1024,

@@ -218,3 +218,15 @@ def test_shop_configuration_names_the_field_it_refuses(client):
     assert r.status_code == 401
     body = client.get("/v1/orders", params={"external_id": "x"}, headers=client.admin)
     assert body.status_code == 200 and body.json() == []
+
+
+def test_a_level_dropping_to_the_threshold_publishes_stock_low(client):
+    from shopfloor.store.tables import outbox
+
+    client.put(f"/v1/integrations/shopify/{SHOP}/inventory-items/46011118291001", headers=client.admin,
+               json={"sku": "TEA-1"})
+    deliver(client, "inventory_levels/update", _level(3, "2026-11-30T11:10:00-05:00"), webhook_id="wh-1")
+    client.worker.drain()
+    with client.container.engine.connect() as conn:
+        [payload] = conn.execute(sa.select(outbox.c.payload).where(outbox.c.type == "StockLow")).scalars().all()
+    assert payload == {"sku": "TEA-1", "warehouse": "W1", "available": 3, "threshold": 5}

@@ -115,7 +115,26 @@ def detect_format(columns: Sequence[str]) -> str:
     return "shopify" if "Lineitem sku" in columns else "long"
 
 
+_TIMES: dict[str, datetime | str] = {}
+
+
 def _parse_time(raw: str) -> datetime:
+    """Like :func:`_parse_time_uncached`; the lines of one order repeat its time, so each text is parsed once."""
+    hit = _TIMES.get(raw)
+    if hit is None:
+        try:
+            hit = _parse_time_uncached(raw)
+        except ValueError as exc:
+            hit = str(exc)
+        if len(_TIMES) > 100_000:
+            _TIMES.clear()
+        _TIMES[raw] = hit
+    if isinstance(hit, str):
+        raise ValueError(hit)
+    return hit
+
+
+def _parse_time_uncached(raw: str) -> datetime:
     """ISO 8601 or Shopify's export form ``2026-11-30 09:15:02 -0500``; a UTC offset is required."""
     text = raw.strip().replace("Z", "+00:00")
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?) ?([+-]\d{2}):?(\d{2})", text)

@@ -86,9 +86,10 @@ class WriteResult:
 class OrderWriter:
     """Writes imported orders in batches, each batch one transaction."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, *, stock_low_at: int = 5) -> None:
         self.engine = engine
         self.clock = clock
+        self.stock_low_at = stock_low_at
         self._is_pg = engine.dialect.name == "postgresql"
 
     def write(self, batch: Sequence[ImportedOrder], *, channel: str, policy: str, publish: bool = False,
@@ -122,6 +123,7 @@ class OrderWriter:
         default_wh = self._default_warehouse(conn, todo, levels)
         order_rows, line_rows, source_rows, res_rows, events = [], [], [], [], []
         moves: dict[tuple[str, str], int] = {}
+        before = {(sku, wh): n for sku, by_wh in levels.items() for wh, n in by_wh.items()}
         status = _STATUS_FOR_POLICY[policy]
         for o in todo:
             order_id = f"ord_{uuid.uuid4().hex}"
@@ -168,6 +170,8 @@ class OrderWriter:
         conn.execute(order_lines.insert(), line_rows)
         conn.execute(order_sources.insert(), source_rows)
         self._move_stock(conn, moves, policy, now)
+        for sku, wh in sorted(moves):
+            publish_stock_low(conn, sku, wh, before[(sku, wh)], levels[sku][wh], self.stock_low_at, now)
         if res_rows:
             conn.execute(reservations.insert(), res_rows)
         for order_id, payload in events:
@@ -225,6 +229,16 @@ class OrderWriter:
                           {"order_id": order_id, "external_id": external_id, "channel": channel, "reason": reason},
                           now)
         return order_id
+
+
+def publish_stock_low(conn: Connection, sku: str, warehouse: str, was: int, now_available: int, threshold: int,
+                      at: datetime) -> bool:
+    """Publish ``StockLow`` (``stock.low`` to subscribers) when availability crosses down to ``threshold``."""
+    if was > threshold >= now_available:
+        enqueue_event(conn, "StockLow", f"stock-{sku}-{warehouse}",
+                      {"sku": sku, "warehouse": warehouse, "available": now_available, "threshold": threshold}, at)
+        return True
+    return False
 
 
 def _best_warehouse(available_by_wh: dict[str, int]) -> str | None:

@@ -35,7 +35,7 @@ from ..store.integrations_tables import (
 )
 from ..store.orders_repo import enqueue_event
 from ..store.tables import skus, stock, warehouses
-from .orders_in import STOCK_POLICIES, ImportedLine, ImportedOrder, OrderWriter, to_minor_units
+from .orders_in import STOCK_POLICIES, ImportedLine, ImportedOrder, OrderWriter, publish_stock_low, to_minor_units
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +284,11 @@ class ShopifyIntegration:
         from this warehouse is exactly what the channel reports."""
         now = self.clock.now()
         s = stock.c
+        prev = conn.execute(select(s.on_hand - s.reserved).where(s.sku == sku, s.warehouse == warehouse)).scalar()
         res = conn.execute(update(stock).where(s.sku == sku, s.warehouse == warehouse).values(
             on_hand=s.reserved + available, updated_at=now))
+        if res.rowcount == 1 and prev is not None:
+            publish_stock_low(conn, sku, warehouse, int(prev), available, self.writer.stock_low_at, now)
         if res.rowcount == 0:
             if conn.execute(select(skus.c.sku).where(skus.c.sku == sku)).first() is None:
                 return f"{sku} is not in the catalog; level not applied"
