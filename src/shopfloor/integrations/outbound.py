@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Sequence
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from ..domain.clock import Clock
 from ..domain.errors import Conflict, InvalidInput, NotFound
@@ -215,14 +215,17 @@ class WebhookFanout:
         if body is None:
             return
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        # Read first without the write lock: most events have no subscriber, and on SQLite a write transaction
+        # would queue behind (and hold up) the checkout writer for nothing.
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             endpoints = conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.events)
                                      .where(webhook_endpoints.c.status == "active")).all()
-            rows = [{"id": _new_id("wd"), "endpoint_id": e.id, "message_id": f"msg_{event.event_id}",
-                     "event_type": body["type"], "payload": body, "status": "pending", "attempts": 0,
-                     "next_attempt_at": now, "created_at": now, "updated_at": now}
-                    for e in endpoints if body["type"] in e.events]
-            if rows:
+        rows = [{"id": _new_id("wd"), "endpoint_id": e.id, "message_id": f"msg_{event.event_id}",
+                 "event_type": body["type"], "payload": body, "status": "pending", "attempts": 0,
+                 "next_attempt_at": now, "created_at": now, "updated_at": now}
+                for e in endpoints if body["type"] in e.events]
+        if rows:
+            with self.engine.begin() as conn:
                 conn.execute(self._insert, rows)
 
 
@@ -283,34 +286,56 @@ class WebhookDispatcher:
 
     def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
-        d, e = webhook_deliveries, webhook_endpoints
         until = now + self.lease
+        if self._is_pg:
+            with self.engine.begin() as conn:  # row locks (SKIP LOCKED) keep other workers off these rows
+                picked = self._candidates(conn, now, until, limit, lock=True)
+                if picked:
+                    d = webhook_deliveries
+                    conn.execute(update(d).where(d.c.id.in_([p.id for p in picked])).values(locked_until=until))
+            return picked
+        # SQLite: look without the write lock (every tick, mostly finding nothing), then take each row with a
+        # compare-and-set on its lease, so two workers never both send it.
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            candidates = self._candidates(conn, now, until, limit, lock=False)
+        if not candidates:
+            return []
+        d = webhook_deliveries
+        claimed: list[_Claimed] = []
         with self.engine.begin() as conn:
-            # In flight anywhere (any process): deliveries whose lease is still running.
-            busy = dict(conn.execute(select(d.c.endpoint_id, func.count()).where(
-                d.c.status == "pending", d.c.locked_until.is_not(None), d.c.locked_until >= now,
-            ).group_by(d.c.endpoint_id)).all())
-            saturated = [eid for eid, n in busy.items() if n >= self.endpoint_concurrency]
-            q = (select(d.c.id, d.c.endpoint_id, d.c.message_id, d.c.payload, d.c.attempts, e.c.url, e.c.secrets)
-                 .join(e, e.c.id == d.c.endpoint_id)
-                 .where(d.c.status == "pending", d.c.next_attempt_at <= now, e.c.status == "active",
-                        or_(d.c.locked_until.is_(None), d.c.locked_until < now))
-                 .order_by(d.c.next_attempt_at, d.c.id).limit(limit * 4))
-            if saturated:
-                q = q.where(d.c.endpoint_id.not_in(saturated))
-            if self._is_pg:
-                q = q.with_for_update(of=d, skip_locked=True)
-            picked: list[_Claimed] = []
-            for r in conn.execute(q).all():
-                if len(picked) >= limit:
-                    break
-                if busy.get(r.endpoint_id, 0) >= self.endpoint_concurrency:
-                    continue
-                busy[r.endpoint_id] = busy.get(r.endpoint_id, 0) + 1
-                picked.append(_Claimed(r.id, r.endpoint_id, r.url, list(r.secrets), r.message_id, r.payload,
-                                       int(r.attempts), until))
-            if picked:
-                conn.execute(update(d).where(d.c.id.in_([p.id for p in picked])).values(locked_until=until))
+            for c in candidates:
+                res = conn.execute(update(d).where(
+                    d.c.id == c.id, d.c.status == "pending",
+                    or_(d.c.locked_until.is_(None), d.c.locked_until < now)).values(locked_until=until))
+                if res.rowcount == 1:
+                    claimed.append(c)
+        return claimed
+
+    def _candidates(self, conn, now: datetime, until: datetime, limit: int, *, lock: bool) -> list[_Claimed]:
+        d, e = webhook_deliveries, webhook_endpoints
+        # In flight anywhere (any process): deliveries whose lease is still running.
+        busy = dict(conn.execute(select(d.c.endpoint_id, func.count()).where(
+            d.c.status == "pending", d.c.locked_until.is_not(None), d.c.locked_until >= now,
+        ).group_by(d.c.endpoint_id)).all())
+        saturated = [eid for eid, n in busy.items() if n >= self.endpoint_concurrency]
+        q = (select(d.c.id, d.c.endpoint_id, d.c.message_id, d.c.payload, d.c.attempts, e.c.url, e.c.secrets)
+             .join(e, e.c.id == d.c.endpoint_id)
+             .where(d.c.status == "pending", d.c.next_attempt_at <= now, e.c.status == "active",
+                    or_(d.c.locked_until.is_(None), d.c.locked_until < now))
+             .order_by(d.c.next_attempt_at, d.c.id).limit(limit * 4))
+        if saturated:
+            q = q.where(d.c.endpoint_id.not_in(saturated))
+        if lock:
+            q = q.with_for_update(of=d, skip_locked=True)
+        picked: list[_Claimed] = []
+        for r in conn.execute(q).all():
+            if len(picked) >= limit:
+                break
+            if busy.get(r.endpoint_id, 0) >= self.endpoint_concurrency:
+                continue
+            busy[r.endpoint_id] = busy.get(r.endpoint_id, 0) + 1
+            picked.append(_Claimed(r.id, r.endpoint_id, r.url, list(r.secrets), r.message_id, r.payload,
+                                   int(r.attempts), until))
         return picked
 
     # --- sending ---------------------------------------------------------------------------------------------
