@@ -59,3 +59,29 @@ def test_published_events_carry_no_payment_tokens_keys_or_emails():
     assert body == {"type": "order.placed", "timestamp": NOW.isoformat(),
                     "data": {"order_id": "o1", "ship_to": {"country": "DE"}}}
     assert public_event("PaymentAuthorized", {"order_id": "o1"}, NOW) is None
+
+
+class FakeResolver:
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        if host not in self.table:
+            raise OSError("no such host")
+        return self.table[host]
+
+
+def test_the_ssrf_guard_looks_at_what_a_name_resolves_to():
+    import pytest
+
+    from shopfloor.integrations import TargetGuard, TargetRefused
+
+    dns = FakeResolver({"erp.example.com": ["93.184.216.34"], "sneaky.example.com": ["93.184.216.34", "10.0.0.7"],
+                        "metadata.example.com": ["::ffff:169.254.169.254"]})
+    guard = TargetGuard(frozenset(), dns)
+    guard.check("https://erp.example.com/hooks")
+    for url in ("https://sneaky.example.com/", "http://metadata.example.com/", "http://nowhere.example.com/",
+                "https://user:pw@erp.example.com/", "http://erp.example.com:99999/"):
+        with pytest.raises(TargetRefused):
+            guard.check(url)
+    TargetGuard(frozenset({"sneaky.example.com"}), dns).check("https://sneaky.example.com/")

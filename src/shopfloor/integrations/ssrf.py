@@ -1,5 +1,10 @@
 """SSRF guard for outbound webhooks: a subscriber URL must not reach into the shop's own network (loopback,
-private ranges, link-local such as a cloud metadata service) unless its host is allow-listed in settings."""
+private ranges, link-local such as a cloud metadata service) unless its host is allow-listed in settings.
+
+The host is resolved when the subscription is created and again before every delivery, and redirects are never
+followed. The HTTP client then resolves the name once more to connect: a DNS answer that changes in between (DNS
+rebinding) is not caught here; where that matters, send webhooks through an egress proxy that enforces the same rule.
+"""
 
 from __future__ import annotations
 
