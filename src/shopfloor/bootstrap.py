@@ -109,6 +109,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
+    build_integrations(container)
     return container
 
 
