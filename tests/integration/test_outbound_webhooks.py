@@ -209,6 +209,22 @@ def test_a_subscriber_that_times_out_is_retried_and_does_not_hold_up_the_others(
     assert [d["status"] for d in rig.subs.deliveries(fast["id"])] == ["succeeded"] * 4
 
 
+def test_the_background_pump_delivers_as_soon_as_the_fan_out_is_done(rig):
+    ep = rig.subs.create(rig.receiver.url("/ok"), ["order.placed"])
+    rig.dispatcher.start(poll_s=0.05)
+    try:
+        for i in range(20):
+            rig.emit(order_id=f"ord_{i}")
+        rig.worker.drain()
+        deadline = time.monotonic() + 10
+        while len(rig.receiver.on("/ok")) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        rig.dispatcher.close()
+    assert len(rig.receiver.on("/ok")) == 20
+    assert {d["status"] for d in rig.subs.deliveries(ep["id"])} == {"succeeded"}
+
+
 def test_manual_redelivery_sends_the_same_message_again(rig):
     ep = rig.subs.create(rig.receiver.url("/ok"), ["order.placed"])
     rig.emit()

@@ -179,10 +179,6 @@ def worker(
 
     def tick() -> None:
         nonlocal last_sweep, last_tower
-        try:
-            dispatcher.pump()  # starts due webhook deliveries on their own threads; never waits for them
-        except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: pump again next tick
-            err_console.print(f"[yellow]webhook dispatch failed:[/] {type(exc).__name__}: {exc}")
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
             try:
                 release_expired_reservations(c.engine, c.clock)
@@ -199,6 +195,8 @@ def worker(
             except Exception as exc:  # noqa: BLE001 - the control tower must never stop deliveries
                 err_console.print(f"[yellow]tower tick failed:[/] {type(exc).__name__}: {exc}")
 
+    # Webhook deliveries run on the dispatcher's own threads, so a slow subscriber never holds up the outbox.
+    dispatcher.start(settings.outbox_poll_interval_s)
     console.print("[green]worker running[/] (Ctrl-C to stop)")
     w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
     if metrics_server is not None:

@@ -268,6 +268,8 @@ class WebhookDispatcher:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._is_pg = engine.dialect.name == "postgresql"
+        self._loop: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- claiming --------------------------------------------------------------------------------------------
 
@@ -419,6 +421,26 @@ class WebhookDispatcher:
         with self._lock:
             return self._in_flight
 
+    def start(self, poll_s: float = 0.2) -> None:
+        """Pump from a thread of its own (``shopfloor worker``): again as soon as a delivery finishes, else every
+        ``poll_s``, so deliveries never wait on the outbox worker's loop."""
+        if self._loop is not None:
+            return
+        self._stopping.clear()
+        self._loop = threading.Thread(target=self._pump_forever, args=(poll_s,), name="webhooks-pump", daemon=True)
+        self._loop.start()
+
+    def _pump_forever(self, poll_s: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                started = self.pump()
+            except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: pump again after the pause
+                log.warning("webhook dispatch failed: %s: %s", type(exc).__name__, exc)
+                started = 0
+            if started == 0:
+                with self._lock:
+                    self._idle.wait(timeout=poll_s)  # a finished delivery wakes it at once
+
     def drain(self, timeout_s: float = 60.0) -> None:
         """Pump until nothing is due and nothing is in flight (or ``timeout_s`` passes)."""
         deadline = time.monotonic() + timeout_s
@@ -430,6 +452,12 @@ class WebhookDispatcher:
                 self._idle.wait(timeout=0.05)
 
     def close(self) -> None:
+        if self._loop is not None:
+            self._stopping.set()
+            with self._lock:
+                self._idle.notify_all()
+            self._loop.join()
+            self._loop = None
         self._pool.shutdown(wait=True)
         close = getattr(self.sender, "close", None)
         if callable(close):
