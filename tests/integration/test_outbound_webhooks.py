@@ -96,6 +96,23 @@ def test_a_delivery_verifies_with_the_reference_standard_webhooks_library(rig):
     assert _delivery(rig.engine, ep["id"]).status == "succeeded"
 
 
+def test_after_a_secret_rotation_deliveries_verify_with_the_new_and_the_old_secret(rig):
+    ep = rig.subs.create(rig.receiver.url("/ok"), ["order.placed"])
+    rotated = rig.subs.rotate_secret(ep["id"])
+    assert rotated["secret"] != ep["secret"] and rotated["secret"].startswith("whsec_")
+    rig.emit()
+    rig.run()
+    [got] = rig.receiver.on("/ok")
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    Webhook(rotated["secret"]).verify(got.body, got.headers)
+    Webhook(ep["secret"]).verify(got.body, got.headers)  # receivers not yet moved over still verify
+    rig.subs.rotate_secret(ep["id"])
+    rig.emit(order_id="ord_2")
+    rig.run()
+    with pytest.raises(Exception):  # two rotations later the first secret no longer signs
+        Webhook(ep["secret"]).verify(rig.receiver.on("/ok")[1].body, rig.receiver.on("/ok")[1].headers)
+
+
 def test_only_subscribed_event_types_are_delivered(rig):
     ep = rig.subs.create(rig.receiver.url("/ok"), ["order.paid"])
     rig.emit("OrderPlaced", "ord_1")

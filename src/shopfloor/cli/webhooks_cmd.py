@@ -76,6 +76,16 @@ def enable(endpoint_id: str, json_out: bool = typer.Option(False, "--json", help
     print_json(ep) if json_out else console.print(f"endpoint {endpoint_id} enabled")
 
 
+@webhooks_app.command("rotate-secret")
+def rotate_secret(endpoint_id: str, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """A new signing secret; deliveries are signed with the new and the previous one until the next rotation."""
+    ep = _run(lambda s: s.rotate_secret(endpoint_id))
+    if json_out:
+        print_json(ep)
+        return
+    console.print(f"new signing secret (shown once): {ep['secret']}", soft_wrap=True)
+
+
 @webhooks_app.command("deliveries")
 def deliveries(
     endpoint_id: str,

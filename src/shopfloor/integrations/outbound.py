@@ -158,6 +158,16 @@ class WebhookSubscriptions:
                 disabled_reason=None if active else (reason or "disabled by an administrator")))
             return _endpoint_view(self._get_row(conn, endpoint_id))
 
+    def rotate_secret(self, endpoint_id: str) -> dict[str, Any]:
+        """A new signing secret. Deliveries carry a signature with the new and one with the previous secret (two
+        ``v1,`` entries in ``webhook-signature``) until the next rotation, so receivers can switch without a gap."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            row = self._get_row(conn, endpoint_id)
+            conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(
+                secrets=[new_secret(), row.secrets[0]], updated_at=now))
+            return _endpoint_view(self._get_row(conn, endpoint_id), with_secret=True)
+
     def deliveries(self, endpoint_id: str, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             self._get_row(conn, endpoint_id)

@@ -63,6 +63,14 @@ def enable_endpoint(endpoint_id: EndpointId, _key: str = Depends(require_scope("
     return _subscriptions(c).set_status(endpoint_id, active=True)
 
 
+@router.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret")
+def rotate_secret(endpoint_id: EndpointId, _key: str = Depends(require_scope("admin")),
+                  c: Container = Depends(get_container)):
+    """A new ``whsec_`` secret (shown once). Until the next rotation every delivery is signed with the new and the
+    previous secret, so receivers can move over without missing a delivery."""
+    return _subscriptions(c).rotate_secret(endpoint_id)
+
+
 @router.get("/v1/webhook-endpoints/{endpoint_id}/deliveries")
 def list_deliveries(endpoint_id: EndpointId,
                     status: Literal["pending", "succeeded", "failed"] | None = Query(default=None),
