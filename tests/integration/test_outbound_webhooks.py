@@ -350,3 +350,26 @@ def test_tower_alerts_and_promise_degradations_reach_their_subscribers(rig):
     assert sorted(g["type"] for g in got) == ["promise.degraded", "tower.alert"]
     alert = next(g for g in got if g["type"] == "tower.alert")
     assert alert["data"]["metric"] == "checkout_success_rate"
+
+
+def test_an_order_handed_to_a_carrier_is_published_as_order_shipped(rig):
+    from shopfloor.fulfillment.stats import FulfillmentEvent
+    from shopfloor.promise.service import build_promise_service
+    from shopfloor.config import Settings
+    from tests.support.store import seed
+
+    seed(rig.engine, {"W1": ("north", "DE", ["1"])}, {"TEA-1": 499}, {("TEA-1", "W1"): 5})
+    with rig.engine.begin() as conn:
+        from shopfloor.store.tables import orders as orders_t
+        conn.execute(orders_t.insert().values(id="ord_1", status="handed_off", ship_to={}, payment={}, total=0,
+                                              currency="EUR", created_at=rig.clock.now(), updated_at=rig.clock.now()))
+    ep = rig.subs.create(rig.receiver.url("/ok"), ["order.shipped"])
+    promise = build_promise_service(Settings(database_url="sqlite://"), rig.engine, rig.clock)
+    at = rig.clock.now()
+    promise.ingest([FulfillmentEvent("f1", "ord_1", "handed_to_carrier", at, "W1", carrier="dhl"),
+                    FulfillmentEvent("f2", "not_ours", "handed_to_carrier", at, "W1", carrier="dhl")])
+    rig.run()
+    [got] = rig.receiver.on("/ok")
+    body = Webhook(ep["secret"]).verify(got.body, got.headers)
+    assert body["type"] == "order.shipped" and body["data"]["order_id"] == "ord_1"
+    assert body["data"]["carrier"] == "dhl"
