@@ -109,6 +109,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
+    build_integrations(container)
     return container
 
 
@@ -240,6 +241,10 @@ def build_worker(container: Container):
     worker.add_handler(WarehouseHandoff(engine, clock, frozenset({PAYMENT_CAPTURED}), frozenset({"captured"})))
     if payments.webhook is not None:
         worker.add_handler(WarehouseWebhookDelivery(engine, clock, payments.webhook))
+    from .integrations import WebhookFanout
+
+    worker.add_handler(WebhookFanout(engine, clock))
+    worker.add_handler(build_integrations(container)["integrations.shopify"])
     observer = container.services["buy_path"].observer
     if observer is not None:
         from .orders.outbox import FunctionHandler
@@ -259,3 +264,33 @@ def build_worker(container: Container):
         worker.add_handler(FunctionHandler("funnel_stages", frozenset({PAYMENT_AUTHORIZED, ORDER_HANDED_OFF}),
                                            funnel_stage))
     return worker
+
+
+def build_integrations(container: Container) -> dict[str, Any]:
+    """Outbound webhook subscriptions and dispatcher, the Shopify integration and the imported-order writer
+    (registered once in ``container.services``)."""
+    if "webhooks.subscriptions" in container.services:
+        return container.services
+    from .integrations import (
+        HttpxSender,
+        OrderWriter,
+        ShopifyIntegration,
+        TargetGuard,
+        WebhookDispatcher,
+        WebhookSubscriptions,
+    )
+
+    s = container.settings
+    writer = OrderWriter(container.engine, container.clock, stock_low_at=s.stock_low_threshold)
+    container.services["integrations.order_writer"] = writer
+    container.services["integrations.shopify"] = ShopifyIntegration(
+        container.engine, container.clock, writer, max_age_s=s.shopify_webhook_max_age_s)
+    guard = TargetGuard(s.webhook_allowed_host_set)
+    container.services["webhooks.subscriptions"] = WebhookSubscriptions(container.engine, container.clock, guard)
+    alerts = container.services.get("tower.repository")
+    container.services["webhooks.dispatcher"] = WebhookDispatcher(
+        container.engine, container.clock, HttpxSender(s.webhook_timeout_s), guard, alerts=alerts,
+        endpoint_concurrency=s.webhook_endpoint_concurrency, threads=s.webhook_dispatch_threads,
+        timeout_s=s.webhook_timeout_s, max_client_error_attempts=s.webhook_max_client_error_attempts,
+        disable_after_s=s.webhook_disable_after_s, max_retry_after_s=s.webhook_max_retry_after_s)
+    return container.services

@@ -266,3 +266,30 @@ class Settings(BaseSettings):
         default=10, ge=1, le=10_000, description="Refused dashboard logins per client address before it must wait.")
     dashboard_login_window_s: float = Field(default=300.0, gt=0, le=86_400,
                                             description="Window over which refused dashboard logins are counted.")
+    # --- integrations -------------------------------------------------------------------------------
+    webhook_allowed_hosts: str = Field(
+        default="", description="Comma-separated hosts (names or IP addresses) that outbound webhooks may reach even "
+                                "though they resolve to private, loopback or link-local addresses (e.g. 127.0.0.1 "
+                                "for tests). Every other such target is refused.")
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60, description="Timeout of one outbound delivery.")
+    webhook_endpoint_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Deliveries in flight to one subscriber endpoint at most.")
+    webhook_dispatch_threads: int = Field(default=16, ge=1, le=256, description="Outbound delivery threads.")
+    webhook_max_client_error_attempts: int = Field(
+        default=3, ge=1, le=8, description="Attempts after which a 4xx answer (other than 408/410/429) is final.")
+    webhook_disable_after_s: float = Field(
+        default=5 * 86_400, gt=0, description="An endpoint failing without a success for this long is disabled "
+                                              "and a tower alert raised.")
+    webhook_max_retry_after_s: float = Field(default=36_000, gt=0,
+                                             description="The longest Retry-After an endpoint is obeyed for.")
+    stock_low_threshold: int = Field(
+        default=5, ge=0, description="stock.low is published when a level set or consumed by an integration drops "
+                                     "to this many available units or fewer.")
+    shopify_webhook_max_age_s: float = Field(
+        default=6 * 3600, gt=0, description="Shopify deliveries whose X-Shopify-Triggered-At is older are refused.")
+    shopify_webhook_max_bytes: int = Field(default=1_000_000, ge=1024,
+                                           description="Largest Shopify webhook body accepted.")
+
+    @property
+    def webhook_allowed_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

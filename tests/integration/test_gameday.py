@@ -43,3 +43,16 @@ def test_gameday_cli_validates_its_options(tmp_path):
     assert r.exit_code == 2 and "faults[0].patch.down" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["gameday", "--help"])
     assert r.exit_code == 0 and "charged twice" in r.output
+
+
+def test_a_game_day_with_a_slow_webhook_subscriber_still_feeds_the_fast_one(tmp_path):
+    """Two subscribers to order.placed/order.paid, one answering only after 20 s (past the 15 s timeout): every
+    guarantee holds, the outbox drains, and the fast subscriber receives every accepted order."""
+    result = run_gameday(None, seconds=12, shoppers=4, drain_timeout_s=150, workdir=tmp_path, slow_subscriber_s=20)
+    report = result.to_dict()
+    assert report["checks"] == {**{k: 0 for k in CHECKS}, "webhook_fast_subscriber_missing": 0}, \
+        json.dumps(report, default=str)[:3000]
+    assert result.drain["settled"]
+    sub = result.subscribers
+    assert sub["fast"]["unique_messages"] >= result.totals["accepted"]
+    assert sub["slow"]["requests"] >= 1

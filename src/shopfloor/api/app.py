@@ -17,7 +17,7 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
+from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower, webhooks, integrations
 
 
 def create_app(container: Container) -> FastAPI:
@@ -86,7 +86,8 @@ def create_app(container: Container) -> FastAPI:
                        route=checkout_route)
     # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
     app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
-                       route_limits=settings.http_route_body_limits)
+                       route_limits={"/v1/integrations/shopify/*": settings.shopify_webhook_max_bytes,
+                                     **settings.http_route_body_limits})
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
 
     app.include_router(catalog.router)
@@ -96,6 +97,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(restock.router)
     app.include_router(tower.router)
     app.include_router(capacity.router)
+    app.include_router(webhooks.router)
+    app.include_router(integrations.router)
     dashboard.mount(app)
     return app
 

@@ -64,7 +64,12 @@ class BodySizeLimitMiddleware:
         self.route_limits = dict(route_limits or {})
 
     def limit_for(self, path: str) -> int:
-        return self.route_limits.get(path, self.default_limit)
+        exact = self.route_limits.get(path)
+        if exact is not None:
+            return exact
+        # A key ending in "*" covers every path under it (per-shop webhook paths, for instance).
+        prefixes = [k for k in self.route_limits if k.endswith("*") and path.startswith(k[:-1])]
+        return self.route_limits[max(prefixes, key=len)] if prefixes else self.default_limit
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         if scope["type"] != "http":

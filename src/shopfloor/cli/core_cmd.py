@@ -149,17 +149,19 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
 ) -> None:
     """Deliver outbox events (at least once, deduplicated) and sweep expired reservations."""
-    from ..bootstrap import build_container, build_worker
+    from ..bootstrap import build_container, build_integrations, build_worker
     from ..orders import release_expired_reservations
 
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
     c = build_container(settings)
     w = build_worker(c)
+    dispatcher = build_integrations(c)["webhooks.dispatcher"]
     metrics_server = _serve_worker_metrics(c) if not once else None
     if once:
         release_expired_reservations(c.engine, c.clock)
         n = w.drain()
+        dispatcher.drain()
         console.print(f"processed {n} events")
         w.close()
         c.close()
@@ -193,6 +195,8 @@ def worker(
             except Exception as exc:  # noqa: BLE001 - the control tower must never stop deliveries
                 err_console.print(f"[yellow]tower tick failed:[/] {type(exc).__name__}: {exc}")
 
+    # Webhook deliveries run on the dispatcher's own threads, so a slow subscriber never holds up the outbox.
+    dispatcher.start(settings.outbox_poll_interval_s)
     console.print("[green]worker running[/] (Ctrl-C to stop)")
     w.run_forever(settings.outbox_poll_interval_s, stop=lambda: stopping["flag"], tick=tick)
     if metrics_server is not None:

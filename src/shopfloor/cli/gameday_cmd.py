@@ -24,6 +24,10 @@ def gameday(
     report_out: Path = typer.Option(None, help="Also write the report as JSON to this file."),
     plot_out: Path = typer.Option(None, help="Write a PNG: purchases per second and latency, faults marked."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
+    slow_subscriber: float = typer.Option(
+        0.0, "--slow-subscriber", min=0, max=600,
+        help="Seconds a second webhook subscriber takes to answer (0: no subscribers). A fast subscriber runs beside "
+             "it and must receive every accepted order; compare the checkout latencies with a run without it."),
 ) -> None:
     """Run a game day: shoppers (some in a flash sale, some double-clicking "buy") check out against the real
     server and worker while processors lose responses and go down, the rate service is blackholed, and the server
@@ -46,7 +50,7 @@ def gameday(
         task = bar.add_task("game day", total=None)
         try:
             result = run_gameday(database_url, seconds=seconds, shoppers=shoppers, seed=seed,
-                                 drain_timeout_s=drain_timeout, schedule=faults,
+                                 drain_timeout_s=drain_timeout, schedule=faults, slow_subscriber_s=slow_subscriber,
                                  progress=lambda msg: bar.update(task, description=f"game day: {msg}"))
         except (RuntimeError, ValueError) as exc:
             fail(str(exc))
@@ -64,6 +68,12 @@ def gameday(
         print_json(report)
     else:
         _print_report(result, CHECKS)
+        if result.subscribers:
+            sub = result.subscribers
+            console.print(f"webhook subscribers: fast got {sub['fast']['unique_messages']} messages (order.placed lag "
+                          f"p50 {sub['fast']['order_placed_lag_p50_s']} s, p99 {sub['fast']['order_placed_lag_p99_s']} "
+                          f"s), missing {sub['fast_missing_order_placed']}; slow (answers after "
+                          f"{sub['slow_answers_after_s']} s) got {sub['slow']['requests']} requests", soft_wrap=True)
         if plot_out is not None:
             console.print(f"plot: {plot_out}")
     if not result.passed:

@@ -14,11 +14,13 @@ from . import (
     forecast_cmd,
     fulfillment_cmd,
     gameday_cmd,
+    orders_cmd,
     payments_cmd,
     promise_cmd,
     restock_cmd,
     rules_cmd,
     simulate_cmd,
+    webhooks_cmd,
 )
 
 app = typer.Typer(
@@ -74,3 +76,5 @@ rules_cmd.register(app)
 bench_cmd.register(app)
 gameday_cmd.register(app)
 simulate_cmd.register(app)
+webhooks_cmd.register(app)
+orders_cmd.register(app)

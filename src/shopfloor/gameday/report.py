@@ -32,6 +32,8 @@ class GameDayResult:
     drain: dict[str, Any] = field(default_factory=dict)
     #: Per second of the load phase: answers by kind and the p99 latency of the purchases started that second.
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: With a slow webhook subscriber: what the fast and the slow subscriber received (see gameday.subscribers).
+    subscribers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

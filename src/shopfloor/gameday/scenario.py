@@ -102,8 +102,11 @@ class _Shoppers:
 
 def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shoppers: int = 12, seed: int = 7,
                 n_skus: int = 50, drain_timeout_s: float = 120.0, schedule: tuple[Fault, ...] = DEFAULT_SCHEDULE,
-                progress: Callable[[str], None] | None = None, workdir: Path | None = None) -> GameDayResult:
-    """Run one game day and return its report. ``database_url``: an empty database (default: a fresh SQLite file)."""
+                progress: Callable[[str], None] | None = None, workdir: Path | None = None,
+                slow_subscriber_s: float = 0.0) -> GameDayResult:
+    """Run one game day and return its report. ``database_url``: an empty database (default: a fresh SQLite file).
+    ``slow_subscriber_s`` > 0 adds two webhook subscribers, one answering only after that many seconds; the fast one
+    must still receive every accepted order (check ``webhook_fast_subscriber_missing``)."""
     from ..orders import outbox_status
     from ..runtime import interrupt_on_termination
     from ..store.engine import make_engine
@@ -120,6 +123,13 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
     env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({name: {"latency_ms": LATENCY_MS}
                                                        for name in ("primary", "secondary", "rates")}),
            "SHOPFLOOR_PAYMENTS_SIM_SEED": str(seed)}
+    subscribers = None
+    if slow_subscriber_s > 0:
+        from .subscribers import SubscriberPair
+
+        subscribers = SubscriberPair(slow_subscriber_s)
+        subscribers.start()
+        env["SHOPFLOOR_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
     server = ServerProcess(url_db, env=env, log_path=tmp / "server.log")
     worker = WorkerProcess(url_db, env=env, log_path=tmp / "worker.log")
     restore_signals = interrupt_on_termination()
@@ -129,6 +139,8 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         say("starting server and worker")
         server.start()
         worker.start()
+        if subscribers is not None:
+            subscribers.subscribe(admin, server.url)
         processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
         unknown = sorted({f.target for f in schedule if f.action == "processor"} - set(processors))
         if unknown:
@@ -181,13 +193,21 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         charges = processor_ledger(server.url, key, processors)
         double_captures, double_auth = charge_anomalies(charges)
         live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
+        if subscribers is not None:
+            say("waiting for the fast webhook subscriber")
+            waiting = [a.order_id for a in crowd.attempts if a.status == 201 and a.order_id]
+            result.drain["fast_subscriber_caught_up_s"] = round(subscribers.wait_for_fast(waiting, drain_timeout_s), 1)
     finally:
         admin.close()
         worker.stop()
         server.stop()
+        if subscribers is not None:
+            subscribers.stop()
         restore_signals()
     attempts = crowd.attempts
     created = [a.order_id for a in attempts if a.status == 201 and a.order_id]
+    if subscribers is not None:
+        result.subscribers = subscribers.summary(created)
     store = verify_store(url_db, created)
     result.phases = summarize_phases(attempts, boundaries, end_s)
     result.timeline = timeline(attempts, end_s)
@@ -220,4 +240,6 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         "dead_letters": st["dead"],
         "stock_not_conserved": checks["stock_not_conserved"],
     }
+    if subscribers is not None:
+        result.checks["webhook_fast_subscriber_missing"] = result.subscribers["fast_missing_order_placed"]
     return result

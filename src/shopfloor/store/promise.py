@@ -30,7 +30,8 @@ from ..fulfillment.stats import (
 )
 from .engine import dialect_insert
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
-from .tables import stock, warehouses
+from .orders_repo import enqueue_event
+from .tables import orders, stock, warehouses
 
 SEQ = "stats_seq"
 
@@ -156,6 +157,7 @@ class SqlFulfillmentStore:
                 tracks[t.order_id] = t
             self._save_tracks(conn, tracks.values(), now)
             self._save_states(conn, stats.states, seq, now)
+            _publish_shipped(conn, [e for e in new if e.type == "handed_to_carrier"], now)
         return IngestResult(len(new), len(events) - len(new), resolved)
 
     def _overdue(self, conn: Connection, now: datetime) -> list[OrderTrack]:
@@ -369,3 +371,17 @@ class SqlStockReader:
             self._whs = {r[0]: Warehouse(r[0], r[1], r[2], tuple(r[3] or ())) for r in rows}
             self._loaded = now
         return self._whs
+
+
+def _publish_shipped(conn: Connection, handed: Sequence[FulfillmentEvent], now: datetime) -> None:
+    """``OrderShipped`` (``order.shipped`` to webhook subscribers) for this shop's orders handed to a carrier, in
+    the ingest's transaction. Feed events of orders the shop does not hold (a backtest's, a marketplace's) publish
+    nothing."""
+    if not handed:
+        return
+    ours = {r[0] for r in conn.execute(select(orders.c.id).where(orders.c.id.in_(sorted({e.order_id for e in handed}))))}
+    for ev in handed:
+        if ev.order_id in ours:
+            enqueue_event(conn, "OrderShipped", ev.order_id, {
+                "order_id": ev.order_id, "warehouse": ev.warehouse, "carrier": ev.carrier,
+                "shipped_at": ev.at.isoformat()}, now)

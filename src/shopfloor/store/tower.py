@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Engine, and_, delete, func, select
 from .engine import dialect_insert
+from .orders_repo import enqueue_event
 from .tower_tables import alerts, funnel_minutes, promise_degradations, promotion_suppressions, tower_actions
 
 
@@ -65,7 +66,12 @@ class TowerRepository:
             res = conn.execute(alerts.insert().values(
                 at=at, source=source, metric=metric, kind=kind, message=message, observed=observed,
                 expected=expected, lower=lower, upper=upper, score=score))
-            return int(res.inserted_primary_key[0])
+            alert_id = int(res.inserted_primary_key[0])
+            # Published to webhook subscribers (tower.alert) through the outbox, in the alert's own transaction.
+            enqueue_event(conn, "TowerAlert", f"alert-{alert_id}", {
+                "alert_id": alert_id, "at": at.isoformat(), "source": source, "metric": metric, "kind": kind,
+                "message": message, "observed": observed, "expected": expected}, at)
+            return alert_id
 
     def list_alerts(self, *, since: datetime | None = None, limit: int = 100) -> list[dict]:
         q = select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(limit)
@@ -154,6 +160,8 @@ class TowerRepository:
             "until": stmt.excluded.until, "created_at": stmt.excluded.created_at})
         with self.engine.begin() as conn:
             conn.execute(stmt)
+            enqueue_event(conn, "PromiseDegraded", f"degradation-{warehouse}", {
+                "warehouse": warehouse, "reason": reason, "extra_days": extra_days, "until": until.isoformat()}, now)
 
     def active_degradations(self, now: datetime) -> list[dict]:
         q = select(promise_degradations).where(promise_degradations.c.until > now).order_by(

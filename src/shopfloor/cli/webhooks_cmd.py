@@ -1,0 +1,121 @@
+"""``shopfloor webhooks ...``: subscriber endpoints for outbound events, their delivery log and redelivery."""
+
+from __future__ import annotations
+
+import typer
+
+from .output import console, fail, open_store, print_json
+
+webhooks_app = typer.Typer(help="Outbound webhook subscriptions (Standard Webhooks signatures).",
+                           no_args_is_help=True)
+
+
+def _subscriptions():
+    from ..bootstrap import build_integrations
+
+    c = open_store()
+    return c, build_integrations(c)["webhooks.subscriptions"]
+
+
+def _run(action):
+    from ..domain.errors import DomainError
+
+    c, subs = _subscriptions()
+    try:
+        return action(subs)
+    except DomainError as exc:
+        fail(exc.message)
+    finally:
+        c.close()
+
+
+@webhooks_app.command("add")
+def add(
+    url: str = typer.Argument(..., help="Where to POST events (http or https)."),
+    event: list[str] = typer.Option(..., "--event", "-e", help="An event type to subscribe to (repeatable): "
+                                    "order.placed, order.paid, order.cancelled, order.shipped, stock.low, "
+                                    "promise.degraded, tower.alert."),
+    description: str = typer.Option(None, "--description", help="A label for people."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Subscribe URL to event types. Prints the endpoint's whsec_ signing secret once."""
+    ep = _run(lambda s: s.create(url, event, description))
+    if json_out:
+        print_json(ep)
+        return
+    console.print(f"[green]endpoint {ep['id']}[/] -> {ep['url']} ({', '.join(ep['events'])})", soft_wrap=True)
+    console.print(f"signing secret (shown once): {ep['secret']}", soft_wrap=True)
+
+
+@webhooks_app.command("list")
+def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Every subscriber endpoint with its status."""
+    eps = _run(lambda s: s.list())
+    if json_out:
+        print_json(eps)
+        return
+    from rich.table import Table
+
+    t = Table("id", "status", "url", "events", "failing since")
+    for ep in eps:
+        t.add_row(ep["id"], ep["status"], ep["url"], ", ".join(ep["events"]), ep["failing_since"] or "-")
+    console.print(t)
+
+
+@webhooks_app.command("disable")
+def disable(endpoint_id: str, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Stop delivering to an endpoint (pending deliveries wait until it is enabled)."""
+    ep = _run(lambda s: s.set_status(endpoint_id, active=False))
+    print_json(ep) if json_out else console.print(f"endpoint {endpoint_id} disabled")
+
+
+@webhooks_app.command("enable")
+def enable(endpoint_id: str, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Deliver to an endpoint again (also after it was disabled for failing or answering 410)."""
+    ep = _run(lambda s: s.set_status(endpoint_id, active=True))
+    print_json(ep) if json_out else console.print(f"endpoint {endpoint_id} enabled")
+
+
+@webhooks_app.command("rotate-secret")
+def rotate_secret(endpoint_id: str, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """A new signing secret; deliveries are signed with the new and the previous one until the next rotation."""
+    ep = _run(lambda s: s.rotate_secret(endpoint_id))
+    if json_out:
+        print_json(ep)
+        return
+    console.print(f"new signing secret (shown once): {ep['secret']}", soft_wrap=True)
+
+
+@webhooks_app.command("deliveries")
+def deliveries(
+    endpoint_id: str,
+    status: str = typer.Option(None, "--status", help="pending, succeeded or failed."),
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The delivery log of an endpoint, newest first, with every attempt."""
+    if status not in (None, "pending", "succeeded", "failed"):
+        fail("--status: choose pending, succeeded or failed")
+    rows = _run(lambda s: s.deliveries(endpoint_id, status=status, limit=limit))
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("delivery", "event", "status", "attempts", "last code", "last error", "created")
+    for d in rows:
+        t.add_row(d["id"], d["event_type"], d["status"], str(d["attempts"]), str(d["last_status_code"] or "-"),
+                  (d["last_error"] or "-")[:60], d["created_at"])
+    console.print(t)
+
+
+@webhooks_app.command("redeliver")
+def redeliver(endpoint_id: str, delivery_id: str,
+              json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Send a delivery again now, with the same webhook-id (the worker sends it)."""
+    d = _run(lambda s: s.redeliver(endpoint_id, delivery_id))
+    print_json(d) if json_out else console.print(f"delivery {delivery_id} queued again")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(webhooks_app, name="webhooks")

@@ -1,0 +1,252 @@
+"""Orders from other channels (a Shopify webhook, a bulk import file): one model and one writer.
+
+An imported order is an ordinary order row with its lines, so it is readable at ``GET /v1/orders/{id}`` and counts
+as demand history for forecasting; ``order_sources`` says where it came from and makes writing it idempotent on
+``(channel, external_id)``. The stock policy says what happens to stock:
+
+* ``consume``: the goods left the building on the other channel: on-hand drops (status ``handed_off``, the
+  reservation recorded as consumed);
+* ``reserve``: the other channel will ship from our stock later: the quantity is reserved (status ``captured``);
+* ``ignore``: history only, stock untouched (status ``handed_off``).
+
+A line goes to the warehouse with the most stock available for its SKU (or the one the channel named). When less is
+available than was ordered, what is there moves and the shortfall is recorded in ``order_sources.details``: the
+order happened elsewhere and cannot be refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, bindparam, select, update
+
+from ..domain.clock import Clock
+from ..store.orders_repo import enqueue_event, release_reservations
+from ..store.integrations_tables import order_sources
+from ..store.tables import order_lines, orders, reservations, stock, warehouses
+
+STOCK_POLICIES = ("consume", "reserve", "ignore")
+_STATUS_FOR_POLICY = {"consume": "handed_off", "reserve": "captured", "ignore": "handed_off"}
+#: Currencies without minor units (ISO 4217 exponent 0) among those a shop is likely to sell in.
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF", "KMF", "GNF",
+                           "VUV", "XPF", "BIF", "DJF"})
+#: Reservations of imported orders wait for the other channel to ship; the sweeper never expires them.
+RESERVE_FOR = timedelta(days=365)
+
+
+def to_minor_units(amount: str | int | float | Decimal, currency: str) -> int:
+    """``"19.99"`` USD -> 1999; ``"1200"`` JPY -> 1200. Raises ValueError for a malformed or over-precise amount."""
+    try:
+        value = Decimal(str(amount).strip())
+    except InvalidOperation:
+        raise ValueError(f"{amount!r} is not an amount") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{amount!r} is not a non-negative amount")
+    exponent = 0 if currency.upper() in _ZERO_DECIMAL else 2
+    minor = value * (10 ** exponent)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{amount!r} has more decimals than {currency} allows")
+    return int(minor)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedLine:
+    sku: str
+    qty: int
+    unit_price: int  # minor units
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedOrder:
+    external_id: str
+    created_at: datetime
+    currency: str
+    country: str
+    postal_code: str
+    lines: tuple[ImportedLine, ...]
+    warehouse: str | None = None  # where the channel fulfils it, when it says
+
+    @property
+    def total(self) -> int:
+        return sum(l.qty * l.unit_price for l in self.lines)
+
+
+@dataclass
+class WriteResult:
+    imported: list[str] = field(default_factory=list)  # external ids written now
+    already: list[str] = field(default_factory=list)  # external ids written before (skipped)
+    order_ids: dict[str, str] = field(default_factory=dict)  # external id -> order id
+    shortfalls: int = 0
+
+
+class OrderWriter:
+    """Writes imported orders in batches, each batch one transaction."""
+
+    def __init__(self, engine: Engine, clock: Clock, *, stock_low_at: int = 5) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.stock_low_at = stock_low_at
+        self._is_pg = engine.dialect.name == "postgresql"
+
+    def write(self, batch: Sequence[ImportedOrder], *, channel: str, policy: str, publish: bool = False,
+              conn: Connection | None = None) -> WriteResult:
+        if policy not in STOCK_POLICIES:
+            raise ValueError(f"stock policy must be one of {', '.join(STOCK_POLICIES)}")
+        if conn is not None:
+            return self._write(conn, batch, channel, policy, publish)
+        with self.engine.begin() as c:
+            return self._write(c, batch, channel, policy, publish)
+
+    def _write(self, conn: Connection, batch: Sequence[ImportedOrder], channel: str, policy: str,
+               publish: bool) -> WriteResult:
+        result = WriteResult()
+        now = self.clock.now()
+        wanted = list(dict.fromkeys(o.external_id for o in batch))
+        seen: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            seen.update(r[0] for r in conn.execute(select(order_sources.c.external_id).where(
+                order_sources.c.channel == channel, order_sources.c.external_id.in_(chunk))))
+        todo: list[ImportedOrder] = []
+        for o in batch:
+            if o.external_id in seen:
+                result.already.append(o.external_id)
+            else:
+                seen.add(o.external_id)
+                todo.append(o)
+        if not todo:
+            return result
+        levels = self._levels(conn, {l.sku for o in todo for l in o.lines}) if policy != "ignore" else {}
+        default_wh = self._default_warehouse(conn, todo, levels)
+        order_rows, line_rows, source_rows, res_rows, events = [], [], [], [], []
+        moves: dict[tuple[str, str], int] = {}
+        before = {(sku, wh): n for sku, by_wh in levels.items() for wh, n in by_wh.items()}
+        status = _STATUS_FOR_POLICY[policy]
+        for o in todo:
+            order_id = f"ord_{uuid.uuid4().hex}"
+            result.order_ids[o.external_id] = order_id
+            result.imported.append(o.external_id)
+            shortfall: list[dict[str, Any]] = []
+            held: dict[tuple[str, str], int] = {}
+            lines_out = []
+            for i, line in enumerate(o.lines, start=1):
+                wh = o.warehouse or _best_warehouse(levels.get(line.sku, {})) or default_wh
+                line_rows.append({"order_id": order_id, "line_no": i, "sku": line.sku, "warehouse": wh,
+                                  "qty": line.qty, "unit_price": line.unit_price})
+                lines_out.append({"sku": line.sku, "qty": line.qty, "warehouse": wh, "unit_price": line.unit_price})
+                if policy == "ignore":
+                    continue
+                available = levels.get(line.sku, {}).get(wh, 0)
+                moved = min(line.qty, available)
+                if moved < line.qty:
+                    shortfall.append({"sku": line.sku, "warehouse": wh, "ordered": line.qty, "available": available})
+                if moved:
+                    levels[line.sku][wh] = available - moved
+                    held[(line.sku, wh)] = held.get((line.sku, wh), 0) + moved
+                    moves[(line.sku, wh)] = moves.get((line.sku, wh), 0) + moved
+            state = "consumed" if policy == "consume" else "active"
+            res_rows.extend({"order_id": order_id, "sku": s, "warehouse": w, "qty": q, "state": state,
+                             "expires_at": now + RESERVE_FOR} for (s, w), q in held.items())
+            result.shortfalls += bool(shortfall)
+            order_rows.append({
+                "id": order_id, "status": status, "api_key_id": None, "idempotency_key": None,
+                "ship_to": {"country": o.country, "postal_code": o.postal_code},
+                "payment": {"channel": channel, "external_id": o.external_id}, "total": o.total,
+                "currency": o.currency, "shipping": None, "promise": None, "split": 0,
+                "reservation_expires_at": now + RESERVE_FOR if policy == "reserve" and held else None,
+                "created_at": o.created_at, "updated_at": now})
+            source_rows.append({"order_id": order_id, "channel": channel, "external_id": o.external_id,
+                                "stock_policy": policy, "details": {"shortfall": shortfall} if shortfall else None,
+                                "imported_at": now})
+            if publish:
+                events.append((order_id, {"order_id": order_id, "external_id": o.external_id, "channel": channel,
+                                          "status": status, "total": o.total, "currency": o.currency,
+                                          "lines": lines_out, "ship_to": {"country": o.country,
+                                                                          "postal_code": o.postal_code}}))
+        conn.execute(orders.insert(), order_rows)
+        conn.execute(order_lines.insert(), line_rows)
+        conn.execute(order_sources.insert(), source_rows)
+        self._move_stock(conn, moves, policy, now)
+        for sku, wh in sorted(moves):
+            publish_stock_low(conn, sku, wh, before[(sku, wh)], levels[sku][wh], self.stock_low_at, now)
+        if res_rows:
+            conn.execute(reservations.insert(), res_rows)
+        for order_id, payload in events:
+            enqueue_event(conn, "OrderImported", order_id, payload, now)
+        return result
+
+    def _levels(self, conn: Connection, skus: set[str]) -> dict[str, dict[str, int]]:
+        """Available stock per SKU and warehouse, locked (PostgreSQL) in the fixed (sku, warehouse) order."""
+        out: dict[str, dict[str, int]] = {}
+        for chunk in _chunks(sorted(skus), 500):
+            q = (select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)
+                 .where(stock.c.sku.in_(chunk)).order_by(stock.c.sku, stock.c.warehouse))
+            if self._is_pg:
+                q = q.with_for_update()
+            for r in conn.execute(q):
+                out.setdefault(r.sku, {})[r.warehouse] = int(r.on_hand) - int(r.reserved)
+        return out
+
+    @staticmethod
+    def _default_warehouse(conn: Connection, todo: Iterable[ImportedOrder], levels) -> str:
+        first = conn.execute(select(warehouses.c.id).order_by(warehouses.c.id).limit(1)).scalar()
+        return first or "unassigned"
+
+    def _move_stock(self, conn: Connection, moves: dict[tuple[str, str], int], policy: str, now: datetime) -> None:
+        if not moves:
+            return
+        s = stock.c
+        guard = s.on_hand - s.reserved >= bindparam("b_qty")
+        if policy == "consume":
+            stmt = update(stock).where(s.sku == bindparam("b_sku"), s.warehouse == bindparam("b_wh"), guard).values(
+                on_hand=s.on_hand - bindparam("b_qty"), updated_at=now)
+        else:
+            stmt = update(stock).where(s.sku == bindparam("b_sku"), s.warehouse == bindparam("b_wh"), guard).values(
+                reserved=s.reserved + bindparam("b_qty"), updated_at=now)
+        params = [{"b_sku": k[0], "b_wh": k[1], "b_qty": q} for k, q in sorted(moves.items())]
+        res = conn.execute(stmt, params)
+        if res.rowcount not in (-1, len(params)):  # the rows were read under lock: a mismatch is a bug; undo all
+            raise RuntimeError(f"stock moved for {res.rowcount} of {len(params)} rows; import batch rolled back")
+
+    # --- after the fact --------------------------------------------------------------------------------------
+
+    def cancel(self, conn: Connection, channel: str, external_id: str, reason: str) -> str | None:
+        """Cancel an imported order: reserved stock is released (stock already consumed stays gone until the
+        channel reports a new level). Returns the order id, or None when no such order was imported."""
+        now = self.clock.now()
+        order_id = conn.execute(select(order_sources.c.order_id).where(
+            order_sources.c.channel == channel, order_sources.c.external_id == external_id)).scalar()
+        if order_id is None:
+            return None
+        moved = conn.execute(update(orders).where(orders.c.id == order_id, orders.c.status != "cancelled")
+                             .values(status="cancelled", updated_at=now)).rowcount
+        if moved:
+            release_reservations(conn, order_id)
+            enqueue_event(conn, "OrderCancelled", order_id,
+                          {"order_id": order_id, "external_id": external_id, "channel": channel, "reason": reason},
+                          now)
+        return order_id
+
+
+def publish_stock_low(conn: Connection, sku: str, warehouse: str, was: int, now_available: int, threshold: int,
+                      at: datetime) -> bool:
+    """Publish ``StockLow`` (``stock.low`` to subscribers) when availability crosses down to ``threshold``."""
+    if was > threshold >= now_available:
+        enqueue_event(conn, "StockLow", f"stock-{sku}-{warehouse}",
+                      {"sku": sku, "warehouse": warehouse, "available": now_available, "threshold": threshold}, at)
+        return True
+    return False
+
+
+def _best_warehouse(available_by_wh: dict[str, int]) -> str | None:
+    if not available_by_wh:
+        return None
+    return min(available_by_wh, key=lambda wh: (-available_by_wh[wh], wh))
+
+
+def _chunks(items: list, n: int):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

@@ -1,0 +1,79 @@
+"""SSRF guard for outbound webhooks: a subscriber URL must not reach into the shop's own network (loopback,
+private ranges, link-local such as a cloud metadata service) unless its host is allow-listed in settings.
+
+The host is resolved when the subscription is created and again before every delivery, and redirects are never
+followed. The HTTP client then resolves the name once more to connect: a DNS answer that changes in between (DNS
+rebinding) is not caught here; where that matters, send webhooks through an egress proxy that enforces the same rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Protocol
+from urllib.parse import urlsplit
+
+
+class TargetRefused(ValueError):
+    """The URL may not be called; ``reason`` says why (for the API's error envelope, field ``url``)."""
+
+
+class HostResolver(Protocol):
+    def addresses(self, host: str, port: int) -> list[str]: ...
+
+
+class SystemResolver:
+    def addresses(self, host: str, port: int) -> list[str]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return sorted({info[4][0] for info in infos})
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
+            or ip.is_unspecified)
+
+
+class TargetGuard:
+    """``check(url)`` raises :class:`TargetRefused` for a URL that is not http(s), has no host, or whose host
+    resolves to an internal address and is not in ``allowed_hosts``. Checked when a subscription is created and
+    again before every delivery (DNS may change in between)."""
+
+    def __init__(self, allowed_hosts: frozenset[str] = frozenset(), resolver: HostResolver | None = None) -> None:
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.resolver = resolver or SystemResolver()
+
+    def check(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise TargetRefused("the URL must start with http:// or https://")
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise TargetRefused("the URL has no host")
+        if parts.username or parts.password:
+            raise TargetRefused("the URL must not carry credentials; the signature authenticates deliveries")
+        if host in self.allowed_hosts:
+            return
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise TargetRefused("the URL's port is not a number in 1-65535") from None
+        try:
+            addresses = [host] if _is_ip(host) else self.resolver.addresses(host, port)
+        except OSError:
+            raise TargetRefused(f"the host {host} does not resolve") from None
+        internal = [a for a in addresses if _internal(a)]
+        if internal:
+            raise TargetRefused(
+                f"the host {host} resolves to an internal address ({internal[0]}); allow it with "
+                "SHOPFLOOR_WEBHOOK_ALLOWED_HOSTS if that is intended")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
