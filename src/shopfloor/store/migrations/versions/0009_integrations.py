@@ -1,6 +1,6 @@
 """integrations: outbound webhook endpoints and deliveries, Shopify shops and deliveries, order sources
 
-Revision ID: 0010_integrations
+Revision ID: 0009_integrations
 Revises: 0008_dashboard_sessions
 
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import shopfloor.store.tables
 
 
-revision = '0010_integrations'
+revision = '0009_integrations'
 down_revision = '0008_dashboard_sessions'
 branch_labels = None
 depends_on = None
