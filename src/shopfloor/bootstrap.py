@@ -109,7 +109,69 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
+    container.services["storefront"] = build_storefront(container)
     return container
+
+
+def build_storefront(container: Container):
+    """The shoppers' read path. With ``read_database_url`` set, product reads, search and the page's stock levels
+    come from that database (a standby); the buy path and every write keep the primary."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .promise.degradations import RuleDegradedEngine
+    from .promise.engine import PromiseEngine
+    from .promise.service import promise_config
+    from .runtime import name_os_thread
+    from .store.promise import SqlStockReader
+    from .store.restock import OpenPurchaseOrders
+    from .store.storefront import SqlCatalogReader
+    from .storefront import CachePolicy, StorefrontConfig, StorefrontService
+
+    s = container.settings
+    promise = container.services["promise"]
+    promises = promise.engine
+    read_engine = container.engine
+    if s.read_database_url:
+        read_engine = make_engine(s.read_database_url, pool_size=s.database_pool_size,
+                                  max_overflow=s.database_max_overflow)
+        container.services["storefront.read_engine"] = _Disposing(read_engine)
+        repo = container.services["tower.repository"]
+        replica_stock = SqlStockReader(read_engine)
+        container.services["storefront.stock_reader"] = replica_stock
+        promises = RuleDegradedEngine(
+            PromiseEngine(replica_stock, promise.source, promise_config(s), incoming=OpenPurchaseOrders(read_engine),
+                          clock=container.clock),
+            lambda now: {d["warehouse"]: d for d in repo.active_degradations(now)}, container.clock)
+    cache = CachePolicy(plenty_units=s.storefront_plenty_units, plenty_max_age_s=s.storefront_max_age_plenty_s,
+                        low_max_age_s=s.storefront_max_age_low_s, limited_max_age_s=s.storefront_max_age_limited_s,
+                        unavailable_max_age_s=s.storefront_max_age_unavailable_s,
+                        listing_max_age_s=s.storefront_max_age_listing_s,
+                        stale_if_error_s=s.storefront_stale_if_error_s)
+    config = StorefrontConfig(cache=cache, budget_s=s.storefront_budget_ms / 1000.0,
+                              max_alternatives=s.storefront_max_alternatives,
+                              limited_threshold=s.promise_limited_threshold, risk_units=s.storefront_risk_units)
+    executor = ThreadPoolExecutor(max_workers=s.storefront_threads, thread_name_prefix="storefront",
+                                  initializer=name_os_thread)
+    container.services["storefront.executor"] = _ShutsDown(executor)
+    return StorefrontService(SqlCatalogReader(read_engine), promises, executor, config)
+
+
+class _Disposing:
+    """Lets ``Container.close`` dispose an extra engine (the read replica's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _ShutsDown:
+    def __init__(self, executor) -> None:
+        self.executor = executor
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def build_tower(container: Container):
