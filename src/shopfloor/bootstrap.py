@@ -110,6 +110,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
     container.services["storefront"] = build_storefront(container)
+    container.services["tower.cache_warmer"] = EdgeCacheWarmer(container)
     return container
 
 
@@ -322,3 +323,46 @@ def build_worker(container: Container):
         worker.add_handler(FunctionHandler("funnel_stages", frozenset({PAYMENT_AUTHORIZED, ORDER_HANDED_OFF}),
                                            funnel_stage))
     return worker
+
+
+def build_edge_purger(container: Container, layout=None, on_purge=None):
+    """The edge purger: stock bands and prices from the primary, refreshes through the nginx nodes of ``layout``
+    (default: the one the settings describe)."""
+    from .edge import EdgeLayout, NginxPurgeTarget, PurgeWatcher, band_boundaries
+    from .store.storefront import SqlPageSource
+
+    s = container.settings
+    layout = layout or EdgeLayout.from_settings(s)
+    target = NginxPurgeTarget(layout, layout.purge_token())
+    container.services["edge.purge_target"] = target
+    boundaries = band_boundaries(s.promise_limited_threshold, s.storefront_risk_units, s.storefront_plenty_units)
+    return PurgeWatcher(SqlPageSource(container.engine), target, boundaries, on_purge=on_purge)
+
+
+class EdgeCacheWarmer:
+    """The tower's ``CacheWarmer``: the capacity plan's warm list (or the URLs a rule names) through every edge node
+    for each ``edge_warm_destinations`` entry."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def warm_list(self) -> list[dict]:
+        from .planning.capacity_service import CapacityService
+
+        c = self.container
+        svc = c.services.get("capacity") or CapacityService(c.engine, c.settings, c.clock)
+        entries, _source = svc.warm_list(svc.plan())
+        return [e.to_dict() for e in entries]
+
+    def warm(self, urls: list[str] | None = None, progress=None) -> dict:
+        from .edge import EdgeLayout, EdgeWarmer, parse_destinations, warm_paths
+
+        s = self.container.settings
+        entries = [{"url": u} for u in urls] if urls else self.warm_list()
+        if urls:  # a product URL a rule names is warmed for every destination too
+            import re
+
+            entries = [{"kind": "product", "sku": m.group(1)} if (m := re.match(r"^/v1/products/([^/?]+)", u))
+                       else {"url": u} for u in urls]
+        paths = warm_paths(entries, parse_destinations(s.edge_warm_destinations))
+        return EdgeWarmer(EdgeLayout.from_settings(s)).warm(paths, progress=progress)

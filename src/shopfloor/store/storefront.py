@@ -69,3 +69,28 @@ class SqlCatalogReader:
                 .order_by(_available.desc(), skus.c.sku).limit(limit))
         with self._connect() as conn:
             return [_record(r) for r in conn.execute(stmt)]
+
+
+class SqlPageSource:
+    """What product pages depend on, read from the primary for the edge purger: available units per (sku,
+    warehouse) and each SKU's name and price."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def stock_rows(self):
+        from ..edge.purge import StockRow
+
+        with self._connect() as conn:
+            return [StockRow(r.sku, r.warehouse, int(r.available)) for r in conn.execute(
+                select(stock.c.sku, stock.c.warehouse, (stock.c.on_hand - stock.c.reserved).label("available")))]
+
+    def price_rows(self):
+        from ..edge.purge import PriceRow
+
+        with self._connect() as conn:
+            return [PriceRow(r.sku, r.name, int(r.price), r.currency)
+                    for r in conn.execute(select(skus.c.sku, skus.c.name, skus.c.price, skus.c.currency))]
+
+    def _connect(self):
+        return self.engine.connect().execution_options(sqlite_begin="DEFERRED")
