@@ -342,7 +342,7 @@ def _phases(views: list[_View], boundaries: list[tuple[float, str]], end_s: floa
 
 def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, browsers: int = 8, buyers: int = 2,
                      seed: int = 7, n_skus: int = 60, views_per_order: int = 30, page_ttl_s: int = 10,
-                     drain_timeout_s: float = 120.0,
+                     drain_timeout_s: float = 120.0, through_edge: bool = True,
                      schedule: tuple[Fault, ...] = EDGE_SCHEDULE, progress: Callable[[str], None] | None = None,
                      workdir: Path | None = None) -> EdgeGameDayResult:
     """Run the edge game day and return its report. ``database_url``: an empty database (default: a fresh SQLite
@@ -350,7 +350,10 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
 
     ``page_ttl_s`` caps every product page's max-age (the production bands are minutes and seconds): pages expire
     many times during a short run, so background updates, stale serves while the origin fails, and the origin's
-    own load are all exercised rather than every view being a plain hit of the warm-up's copy."""
+    own load are all exercised rather than every view being a plain hit of the warm-up's copy.
+
+    ``through_edge=False`` is the baseline: the same shoppers, load and origin faults straight against the origin
+    (no nginx, no purger; the edge faults do nothing), so the edge's effect is a ratio measured in the same way."""
     from ..config import Settings
     from ..edge import EdgeLayout, cache_stats, kill_node, nginx_binary, per_minute, read_log, start_all, start_node
     from ..edge import stop_all, write_configs
@@ -359,7 +362,8 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     from ..store.engine import make_engine
 
     say = progress or (lambda _msg: None)
-    nginx_binary()  # fails early, naming the install script, when nginx is missing
+    if through_edge:
+        nginx_binary()  # fails early, naming the install script, when nginx is missing
     tmp = workdir or Path(tempfile.mkdtemp(prefix="sf-gameday-edge-"))
     if database_url:
         ensure_fresh_store(database_url)
@@ -389,6 +393,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     by_name = {n.name: n for n in layout.nodes}
     result = EdgeGameDayResult("postgresql" if url_db.startswith("postgres") else "sqlite", seconds, browsers)
     result.totals["page_ttl_s"] = page_ttl_s
+    result.totals["through_edge"] = through_edge
     restore_signals = interrupt_on_termination()
     purger = None
     stall: _OriginStall | None = None
@@ -400,14 +405,15 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         say("starting the origin, the worker, the edge nodes and the purger")
         server.start()
         worker.start()
-        write_configs(layout)
-        start_all(layout)
-        purger = _purger(child_env(url_db, edge_env), tmp / "purger.log")
-        say("warming the edge from the capacity warm list")
-        result.totals["warm"] = _warm(layout, n_skus, [1.0 / (r + 1) ** 0.9 for r in range(n_skus)])
+        if through_edge:
+            write_configs(layout)
+            start_all(layout)
+            purger = _purger(child_env(url_db, edge_env), tmp / "purger.log")
+            say("warming the edge from the capacity warm list")
+            result.totals["warm"] = _warm(layout, n_skus, [1.0 / (r + 1) ** 0.9 for r in range(n_skus)])
         log_from = time.time()
         t0 = time.monotonic()
-        edge_urls = [n.url for n in layout.edges]
+        edge_urls = [n.url for n in layout.edges] if through_edge else [server.url]
         load = _Load(_Edges(edge_urls), key, n_skus, seed, t0, views_per_order)
         watch = _SelloutWatch(edge_urls, t0)
         threads = [threading.Thread(target=load.browse, args=(i,), daemon=True) for i in range(browsers)]
@@ -423,7 +429,9 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
             say(f"fault: {fault.label}")
             at = time.monotonic() - t0
             detail: dict[str, Any] = {}
-            if fault.action == "edge_down":
+            if fault.action in ("edge_down", "edge_up") and not through_edge:
+                detail["skipped"] = "no edge in the baseline"
+            elif fault.action == "edge_down":
                 kill_node(by_name[fault.target or "edge-a"])
             elif fault.action == "edge_up":
                 start_node(by_name[fault.target or "edge-a"])
@@ -500,7 +508,8 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
                 purger.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 purger.kill()
-        stop_all(layout)
+        if through_edge:
+            stop_all(layout)
         worker.stop()
         server.stop()
         restore_signals()
@@ -508,14 +517,16 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     views = load.views
     ok = sum(1 for v in views if v.ok)
     result.product_page_availability = round(ok / len(views), 5) if views else 0.0
-    edge_stats = {n.name: cache_stats(logs[n.name], agent=SHOPPER_AGENT) for n in layout.edges}
+    edge_stats = {n.name: cache_stats(logs[n.name], agent=SHOPPER_AGENT) for n in layout.edges} \
+        if through_edge else {}
     from_cache = sum(s.from_cache for s in edge_stats.values())
     requests = sum(s.requests for s in edge_stats.values())
     result.edge_hit_ratio = round(from_cache / requests, 5) if requests else 0.0
     result.nodes = {name: stats.to_dict() for name, stats in edge_stats.items()}
-    shield = cache_stats(logs[layout.shield.name])
-    result.nodes[layout.shield.name] = {**shield.to_dict(),
-                                        "origin_requests_per_min": per_minute(logs[layout.shield.name])}
+    if through_edge:
+        shield = cache_stats(logs[layout.shield.name])
+        result.nodes[layout.shield.name] = {**shield.to_dict(),
+                                            "origin_requests_per_min": per_minute(logs[layout.shield.name])}
     # Stale in_stock: the latest watcher answer still saying in_stock, counted from when the sell-out was sent.
     sold = sellout.get("status") == 201
     stale_s = 0.0
@@ -557,4 +568,8 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         "product_page_availability_below_target": int(result.product_page_availability < TARGET_AVAILABILITY),
         "edge_hit_ratio_below_target": int(result.edge_hit_ratio < TARGET_HIT_RATIO),
     }
+    if not through_edge:  # the baseline measures; the edge's targets are not its checks
+        for name in ("product_page_availability_below_target", "edge_hit_ratio_below_target"):
+            result.checks.pop(name)
+        result.edge_hit_ratio = None
     return result
