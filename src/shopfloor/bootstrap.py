@@ -111,6 +111,12 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
                                              observer=observer)
     container.services["storefront"] = build_storefront(container)
     container.services["tower.cache_warmer"] = EdgeCacheWarmer(container)
+    try:
+        from .edge import EdgeLayout, EdgeLogStats
+
+        container.services["edge.log_stats"] = EdgeLogStats(EdgeLayout.from_settings(settings))
+    except ValueError:  # a bad SHOPFLOOR_EDGE_* setting: `shopfloor edge` names it; the dashboard shows no panel data
+        pass
     return container
 
 

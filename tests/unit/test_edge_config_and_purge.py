@@ -157,3 +157,30 @@ def test_the_tower_warm_caches_action_goes_through_the_edge_warmer():
     outcome = action.execute(ActionSpec("warm_caches", {}, 0, 0.0), ctx)
     assert warmer.asked == [None]  # the capacity plan's warm list
     assert outcome.after == {"through": "edge", "requested": 2, "ok": 2}
+
+
+def test_the_dashboard_cache_panel_shows_hit_ratio_per_node_and_origin_requests_per_minute(tmp_path):
+    import time
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from shopfloor.edge import EdgeLogStats
+    from shopfloor.tower.dashboard_panels import cache_panel
+
+    layout = _layout(tmp_path)
+    now = time.time()
+    for node, statuses in (("edge-a", ["HIT", "HIT", "HIT", "MISS"]), ("edge-b", ["STALE"]),
+                           ("shield", ["MISS", "MISS"])):
+        (tmp_path / "edge" / node).mkdir(parents=True)
+        (tmp_path / "edge" / node / "access.log").write_text("".join(
+            f'{now - 30:.3f} "GET /v1/products/A?country=US" 200 {st} 0.001 "-" "shopper" purge=0\n'
+            for st in statuses) + f'{now - 7200:.3f} "GET /v1/products/A" 200 MISS 0.1 "-" "old" purge=0\n')
+    container = SimpleNamespace(services={"edge.log_stats": EdgeLogStats(layout)})
+    panel = cache_panel(container, datetime.fromtimestamp(now, timezone.utc))
+    assert panel["state"] == "ready"
+    assert panel["nodes"]["edge-a"]["hit_ratio"] == 0.75 and panel["nodes"]["edge-b"]["stale"] == 1
+    assert panel["nodes"]["shield"]["requests"] == 2  # the line two hours old is outside the window
+    assert sum(p["requests"] for p in panel["origin_requests_per_min"]) == 2
+    empty = cache_panel(SimpleNamespace(services={"edge.log_stats": EdgeLogStats(_layout(tmp_path / "none"))}),
+                        datetime.fromtimestamp(now, timezone.utc))
+    assert empty["state"] == "empty" and empty["message"]

@@ -36,11 +36,19 @@ def parse_lines(lines: Iterable[str]) -> list[LogLine]:
     return out
 
 
-def read_log(path: Path, since: float = 0.0) -> list[LogLine]:
+def read_log(path: Path, since: float = 0.0, max_bytes: int | None = None) -> list[LogLine]:
+    """Lines at or after ``since`` (epoch seconds); with ``max_bytes``, only the file's last ``max_bytes``."""
     if not path.exists():
         return []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        return [line for line in parse_lines(fh) if line.at >= since]
+    with path.open("rb") as fh:
+        if max_bytes is not None:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            if size > max_bytes:
+                fh.readline()  # a partial first line
+        text = fh.read().decode("utf-8", errors="replace")
+    return [line for line in parse_lines(text.splitlines()) if line.at >= since]
 
 
 @dataclass
@@ -63,7 +71,7 @@ class CacheStats:
                 "hit_ratio": None if ratio is None else round(ratio, 4), "by_cache_status": self.by_status}
 
 
-def cache_stats(lines: Iterable[LogLine], *, path_prefix: str = "/v1/products/",
+def cache_stats(lines: Iterable[LogLine], *, path_prefix: str | tuple[str, ...] = "/v1/products/",
                 agent: str | None = None) -> CacheStats:
     """Stats of the cacheable requests under ``path_prefix``, leaving out the purger's refreshes (and, with
     ``agent``, keeping only that client's requests)."""
@@ -96,3 +104,31 @@ def per_minute(lines: Iterable[LogLine], *, to_next_tier_only: bool = True) -> d
         minute = int(line.at // 60)
         out[minute] = out.get(minute, 0) + 1
     return out
+
+
+#: The cacheable routes (what the edge config caches).
+CACHEABLE = ("/v1/products", "/v1/promise")
+
+
+class EdgeLogStats:
+    """The dashboard's cache panel: per node, hit ratio and stale serves of the cacheable routes over the last
+    minutes, and the requests the shield passed to the origin per minute (all routes; background refreshes,
+    which nginx does not log, are not counted). Reads at most the last ``max_bytes`` of each log."""
+
+    def __init__(self, layout, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self.layout = layout
+        self.max_bytes = max_bytes
+
+    def snapshot(self, now_epoch: float, minutes: int = 60) -> dict:
+        since = now_epoch - 60 * minutes
+        nodes = {}
+        origin: dict[int, int] = {}
+        for node in self.layout.nodes:
+            lines = read_log(node.access_log, since, self.max_bytes)
+            nodes[node.name] = {"role": node.role, **cache_stats(lines, path_prefix=CACHEABLE).to_dict()}
+            if node.role == "shield":
+                origin = per_minute(lines)
+        first = int(since // 60) + 1
+        last = int(now_epoch // 60)
+        series = [{"minute": m * 60, "requests": origin.get(m, 0)} for m in range(first, last + 1)]
+        return {"nodes": nodes, "origin_requests_per_min": series}
