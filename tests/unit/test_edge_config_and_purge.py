@@ -184,3 +184,32 @@ def test_the_dashboard_cache_panel_shows_hit_ratio_per_node_and_origin_requests_
     empty = cache_panel(SimpleNamespace(services={"edge.log_stats": EdgeLogStats(_layout(tmp_path / "none"))}),
                         datetime.fromtimestamp(now, timezone.utc))
     assert empty["state"] == "empty" and empty["message"]
+
+
+def test_a_purge_that_missed_a_dead_node_is_retried_until_it_lands():
+    source, clock = _Source(), [0.0]
+
+    class Flaky(_Target):
+        def __init__(self):
+            super().__init__()
+            self.down = True
+
+        def refresh(self, skus):
+            self.calls.append(set(skus))
+            return {"requests": 2, "failed": 1 if self.down else 0}
+
+    target = Flaky()
+    watcher = PurgeWatcher(source, target, BOUNDS, repeat_after_s=1.0, now=lambda: clock[0])
+    watcher.tick()
+    source.available = 0
+    watcher.tick()
+    for t in (1.1, 2.2, 3.3):
+        clock[0] = t
+        watcher.tick()
+    assert len(target.calls) == 4  # the purge and three retries while the node was down
+    target.down = False
+    clock[0] = 4.4
+    watcher.tick()
+    clock[0] = 9.0
+    watcher.tick()
+    assert len(target.calls) == 5  # landed: no more retries

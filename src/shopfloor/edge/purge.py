@@ -6,7 +6,8 @@ it saw last. For every SKU that changed, the nginx purge target refreshes each c
 (every destination an edge holds) on every node: a request with the purge token skips the cached copy, goes
 through the shield (which skips its copy too) to the origin, and the fresh answer replaces both copies. Each
 purge is repeated once ``repeat_after_s`` later, so that a read replica that lagged behind the first refresh
-cannot leave an old page cached.
+cannot leave an old page cached; a purge that could not reach a node (down or restarting: its old copy is still
+on disk) is retried until it does.
 """
 
 from __future__ import annotations
@@ -165,7 +166,11 @@ class PurgeWatcher:
         todo = changed | due
         if todo:
             outcome = self.target.refresh(todo)
-            if changed and self.repeat_after_s > 0:
+            if outcome.get("failed"):
+                # A node that could not be reached (down, restarting) still holds the old copy on disk: try again
+                # until every refresh lands.
+                self.repeats.append((self.now() + max(self.repeat_after_s, 0.5), set(todo)))
+            elif changed and self.repeat_after_s > 0:
                 self.repeats.append((self.now() + self.repeat_after_s, set(changed)))
             if self.on_purge is not None:
                 self.on_purge({"skus": sorted(todo), "repeat": sorted(due - changed), **outcome})
