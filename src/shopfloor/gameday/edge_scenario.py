@@ -57,6 +57,8 @@ SELLOUT_SKU = "LAST"
 SELLOUT_UNITS = 60
 POSTAL_CODES = ("94107", "10001", "60601")
 VIEW_TIMEOUT_S = 3.0
+#: One page every 25 ms per browsing shopper at most (a load generator, not a person: many shoppers in one).
+VIEW_PACE_S = 0.025
 STALE_LIMIT_S = 5.0
 TARGET_AVAILABILITY = 0.999
 TARGET_HIT_RATIO = 0.90
@@ -145,14 +147,15 @@ class _Load:
         rng = random.Random(self.seed * 1000 + i)
         with httpx.Client(timeout=VIEW_TIMEOUT_S, headers={"User-Agent": SHOPPER_AGENT}) as client:
             while not self.stop.is_set():
+                started = time.monotonic()
                 if rng.random() < 0.1:
                     resp, _ = self.edges.get(client, i, "/v1/products?q=item&limit=20")
                     with self.lock:
                         self.searches["ok" if resp is not None and resp.status_code == 200 else "failed"] += 1
+                    time.sleep(max(0.0, VIEW_PACE_S - (time.monotonic() - started)))
                     continue
                 sku = SELLOUT_SKU if rng.random() < 0.03 else rng.choices(self.skus, self.weights)[0]
                 path = f"/v1/products/{sku}?country=US&postal_code={rng.choice(POSTAL_CODES)}"
-                started = time.monotonic()
                 resp, tries = self.edges.get(client, i, path)
                 ok = False
                 if resp is not None and resp.status_code == 200:
@@ -164,7 +167,9 @@ class _Load:
                              1000 * (time.monotonic() - started))
                 with self.lock:
                     self.views.append(view)
-                time.sleep(0.01)
+                # A shopper opens the next page at her own pace, whether this one came or not: a failed view
+                # is not retried faster, so phases weigh the same with and without the edge.
+                time.sleep(max(0.0, VIEW_PACE_S - (time.monotonic() - started)))
 
     def buy(self, i: int) -> None:
         rng = random.Random(self.seed * 7919 + i)
