@@ -349,7 +349,7 @@ def _phases(views: list[_View], boundaries: list[tuple[float, str]], end_s: floa
 
 def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, browsers: int = 8, buyers: int = 2,
                      seed: int = 7, n_skus: int = 60, views_per_order: int = 30, page_ttl_s: int = 10,
-                     drain_timeout_s: float = 120.0, through_edge: bool = True,
+                     drain_timeout_s: float = 120.0, through_edge: bool = True, warm: bool = True,
                      schedule: tuple[Fault, ...] = EDGE_SCHEDULE, progress: Callable[[str], None] | None = None,
                      workdir: Path | None = None) -> EdgeGameDayResult:
     """Run the edge game day and return its report. ``database_url``: an empty database (default: a fresh SQLite
@@ -360,7 +360,8 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     own load are all exercised rather than every view being a plain hit of the warm-up's copy.
 
     ``through_edge=False`` is the baseline: the same shoppers, load and origin faults straight against the origin
-    (no nginx, no purger; the edge faults do nothing), so the edge's effect is a ratio measured in the same way."""
+    (no nginx, no purger; the edge faults do nothing), so the edge's effect is a ratio measured in the same way.
+    ``warm=False`` skips the warm-up: the edges start cold."""
     from ..config import Settings
     from ..edge import EdgeLayout, cache_stats, kill_node, nginx_binary, per_minute, read_log, start_all, start_node
     from ..edge import stop_all, write_configs
@@ -416,8 +417,9 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
             write_configs(layout)
             start_all(layout)
             purger = _purger(child_env(url_db, edge_env), tmp / "purger.log")
-            say("warming the edge from the capacity warm list")
-            result.totals["warm"] = _warm(layout, n_skus, [1.0 / (r + 1) ** 0.9 for r in range(n_skus)])
+            if warm:
+                say("warming the edge from the capacity warm list")
+                result.totals["warm"] = _warm(layout, n_skus, [1.0 / (r + 1) ** 0.9 for r in range(n_skus)])
         log_from = time.time()
         t0 = time.monotonic()
         edge_urls = [n.url for n in layout.edges] if through_edge else [server.url]
