@@ -142,3 +142,15 @@ def test_product_reads_go_to_the_read_replica_and_writes_never_do(db_url):
         replica.dispose()
     finally:
         _drop_postgres_database(replica_url)
+
+
+def test_static_assets_keep_their_own_caching(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    from shopfloor.store.migrate import upgrade_database
+
+    upgrade_database(url)
+    with _client(url) as client:
+        asset = client.get("/dashboard/static/dashboard/dashboard.css")
+        health = client.get("/healthz")
+    assert asset.status_code == 200 and "no-store" not in asset.headers.get("cache-control", "")
+    assert health.headers["cache-control"] == "no-store"

@@ -122,14 +122,16 @@ async def _too_large(send, limit: int) -> None:
 class CacheControlDefault:
     """``Cache-Control: no-store`` on every response that does not say otherwise: checkout, orders, admin and every
     authenticated answer must never sit in a shared cache. Only routes that set their own header (product pages,
-    search, promises) are cacheable."""
+    search, promises) are cacheable. The vendored static files (``skip_prefixes``) keep their own validators."""
 
-    def __init__(self, app, value: bytes = b"no-store") -> None:
+    def __init__(self, app, value: bytes = b"no-store",
+                 skip_prefixes: tuple[str, ...] = ("/dashboard/static/", "/docs/static/")) -> None:
         self.app = app
         self.value = value
+        self.skip_prefixes = skip_prefixes
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path", "").startswith(self.skip_prefixes):
             await self.app(scope, receive, send)
             return
 
