@@ -102,3 +102,19 @@ def test_when_one_edge_node_dies_the_other_keeps_serving(edge):
     with pytest.raises(httpx.ConnectError):
         httpx.get(a.url + PAGE)
     assert httpx.get(b.url + PAGE).status_code == 200
+
+
+def test_a_price_change_reaches_the_edge_within_five_seconds(edge):
+    layout, server = edge["layout"], edge["server"]
+    url = layout.edges[0].url
+    assert httpx.get(url + PAGE).json()["price"] == 501
+    assert httpx.get(url + PAGE).headers["x-edge-cache"] == "HIT"  # cached for minutes (plenty of stock)
+    changed_at = time.monotonic()
+    resp = httpx.put(server.url + "/v1/skus/SKU00001", headers={"Authorization": f"Bearer {edge['key']}"},
+                     json={"name": "Bench item 1", "category": "cat1", "price": 450, "currency": "USD"})
+    assert resp.status_code == 200
+    while time.monotonic() - changed_at < 5:
+        if httpx.get(url + PAGE).json()["price"] == 450:
+            break
+        time.sleep(0.05)
+    assert httpx.get(url + PAGE).json()["price"] == 450, "the old price is still served 5 s after the change"
