@@ -110,7 +110,76 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer)
     build_integrations(container)
+    container.services["storefront"] = build_storefront(container)
+    container.services["tower.cache_warmer"] = EdgeCacheWarmer(container)
+    try:
+        from .edge import EdgeLayout, EdgeLogStats
+
+        container.services["edge.log_stats"] = EdgeLogStats(EdgeLayout.from_settings(settings))
+    except ValueError:  # a bad SHOPFLOOR_EDGE_* setting: `shopfloor edge` names it; the dashboard shows no panel data
+        pass
     return container
+
+
+def build_storefront(container: Container):
+    """The shoppers' read path. With ``read_database_url`` set, product reads, search and the page's stock levels
+    come from that database (a standby); the buy path and every write keep the primary."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .promise.degradations import RuleDegradedEngine
+    from .promise.engine import PromiseEngine
+    from .promise.service import promise_config
+    from .runtime import name_os_thread
+    from .store.promise import SqlStockReader
+    from .store.restock import OpenPurchaseOrders
+    from .store.storefront import SqlCatalogReader
+    from .storefront import CachePolicy, StorefrontConfig, StorefrontService
+
+    s = container.settings
+    promise = container.services["promise"]
+    promises = promise.engine
+    read_engine = container.engine
+    if s.read_database_url:
+        read_engine = make_engine(s.read_database_url, pool_size=s.database_pool_size,
+                                  max_overflow=s.database_max_overflow)
+        container.services["storefront.read_engine"] = _Disposing(read_engine)
+        repo = container.services["tower.repository"]
+        replica_stock = SqlStockReader(read_engine)
+        container.services["storefront.stock_reader"] = replica_stock
+        promises = RuleDegradedEngine(
+            PromiseEngine(replica_stock, promise.source, promise_config(s), incoming=OpenPurchaseOrders(read_engine),
+                          clock=container.clock),
+            lambda now: {d["warehouse"]: d for d in repo.active_degradations(now)}, container.clock)
+    cache = CachePolicy(plenty_units=s.storefront_plenty_units, plenty_max_age_s=s.storefront_max_age_plenty_s,
+                        low_max_age_s=s.storefront_max_age_low_s, limited_max_age_s=s.storefront_max_age_limited_s,
+                        unavailable_max_age_s=s.storefront_max_age_unavailable_s,
+                        listing_max_age_s=s.storefront_max_age_listing_s,
+                        stale_if_error_s=s.storefront_stale_if_error_s)
+    config = StorefrontConfig(cache=cache, budget_s=s.storefront_budget_ms / 1000.0,
+                              max_alternatives=s.storefront_max_alternatives,
+                              limited_threshold=s.promise_limited_threshold, risk_units=s.storefront_risk_units)
+    executor = ThreadPoolExecutor(max_workers=s.storefront_threads, thread_name_prefix="storefront",
+                                  initializer=name_os_thread)
+    container.services["storefront.executor"] = _ShutsDown(executor)
+    return StorefrontService(SqlCatalogReader(read_engine), promises, executor, config)
+
+
+class _Disposing:
+    """Lets ``Container.close`` dispose an extra engine (the read replica's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _ShutsDown:
+    def __init__(self, executor) -> None:
+        self.executor = executor
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def build_tower(container: Container):
@@ -294,3 +363,46 @@ def build_integrations(container: Container) -> dict[str, Any]:
         timeout_s=s.webhook_timeout_s, max_client_error_attempts=s.webhook_max_client_error_attempts,
         disable_after_s=s.webhook_disable_after_s, max_retry_after_s=s.webhook_max_retry_after_s)
     return container.services
+
+
+def build_edge_purger(container: Container, layout=None, on_purge=None):
+    """The edge purger: stock bands and prices from the primary, refreshes through the nginx nodes of ``layout``
+    (default: the one the settings describe)."""
+    from .edge import EdgeLayout, NginxPurgeTarget, PurgeWatcher, band_boundaries
+    from .store.storefront import SqlPageSource
+
+    s = container.settings
+    layout = layout or EdgeLayout.from_settings(s)
+    target = NginxPurgeTarget(layout, layout.purge_token())
+    container.services["edge.purge_target"] = target
+    boundaries = band_boundaries(s.promise_limited_threshold, s.storefront_risk_units, s.storefront_plenty_units)
+    return PurgeWatcher(SqlPageSource(container.engine), target, boundaries, on_purge=on_purge)
+
+
+class EdgeCacheWarmer:
+    """The tower's ``CacheWarmer``: the capacity plan's warm list (or the URLs a rule names) through every edge node
+    for each ``edge_warm_destinations`` entry."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def warm_list(self) -> list[dict]:
+        from .planning.capacity_service import CapacityService
+
+        c = self.container
+        svc = c.services.get("capacity") or CapacityService(c.engine, c.settings, c.clock)
+        entries, _source = svc.warm_list(svc.plan())
+        return [e.to_dict() for e in entries]
+
+    def warm(self, urls: list[str] | None = None, progress=None) -> dict:
+        from .edge import EdgeLayout, EdgeWarmer, parse_destinations, warm_paths
+
+        s = self.container.settings
+        entries = [{"url": u} for u in urls] if urls else self.warm_list()
+        if urls:  # a product URL a rule names is warmed for every destination too
+            import re
+
+            entries = [{"kind": "product", "sku": m.group(1)} if (m := re.match(r"^/v1/products/([^/?]+)", u))
+                       else {"url": u} for u in urls]
+        paths = warm_paths(entries, parse_destinations(s.edge_warm_destinations))
+        return EdgeWarmer(EdgeLayout.from_settings(s)).warm(paths, progress=progress)

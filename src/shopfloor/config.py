@@ -154,10 +154,51 @@ class Settings(BaseSettings):
     capacity_rps_query: str = Field(default='sum(rate(http_requests_total{service="shopfloor-api"}[2m]))')
     capacity_cron_timezone: str = Field(default="Etc/UTC")
     capacity_warm_top_n: int = Field(default=50, ge=1)
-    # Product URL to warm: the availability read a product page makes; point it at the storefront page if cached.
-    capacity_warm_product_url: str = Field(default="/v1/stock/{sku}")
+    # Product URL to warm: the storefront's product page (what the edge caches); {country} is the default country.
+    capacity_warm_product_url: str = Field(default="/v1/products/{sku}?country={country}")
     capacity_warm_promise_url: str = Field(default="/v1/promise?sku={sku}&country={country}")
     capacity_warm_default_country: str = Field(default="US", min_length=2, max_length=2)
+
+    # --- storefront read path and edge cache ------------------------------------------------------
+    read_database_url: str | None = Field(
+        default=None, description="A PostgreSQL standby (or any read-only copy): storefront product reads and "
+                                  "search go there; writes never do. Unset: reads use database_url.")
+    storefront_plenty_units: int = Field(default=50, ge=1, description="Units available at or above which a "
+                                         "product page is cached for storefront_max_age_plenty_s.")
+    storefront_max_age_plenty_s: int = Field(default=300, ge=0, description="Edge TTL of a well-stocked product.")
+    storefront_max_age_low_s: int = Field(default=30, ge=0, description="Edge TTL of an in-stock product with "
+                                          "fewer than storefront_plenty_units left.")
+    storefront_max_age_limited_s: int = Field(default=5, ge=0, description="Edge TTL of a product near sell-out "
+                                              "(availability limited).")
+    storefront_max_age_unavailable_s: int = Field(default=30, ge=0, description="Edge TTL of a sold-out or "
+                                                  "backordered product (a restock purges it).")
+    storefront_max_age_listing_s: int = Field(default=60, ge=0, description="Edge TTL of search and listings.")
+    storefront_stale_if_error_s: int = Field(default=86_400, ge=0, description="How long the edge may serve the "
+                                             "last copy while the origin fails (RFC 5861 stale-if-error).")
+    storefront_budget_ms: float = Field(default=150.0, gt=0, le=10_000, description="Time the product page waits "
+                                        "for the delivery promise and alternatives; past it the page is served "
+                                        "without them (degraded) and cached briefly.")
+    storefront_max_alternatives: int = Field(default=3, ge=0, le=20)
+    storefront_risk_units: int = Field(default=20, ge=1, description="Fewer units than this (or not in_stock): "
+                                       "the page lists in-stock alternatives.")
+    storefront_threads: int = Field(default=16, ge=1, le=256, description="Threads computing promises and "
+                                    "alternatives for product pages.")
+    edge_dir: Path = Field(default=Path("var/edge"), description="Where `shopfloor edge` writes nginx configs, "
+                                                                   "caches, logs and pid files.")
+    edge_origin_url: str = Field(default="http://127.0.0.1:8000", description="The origin (`shopfloor serve`) "
+                                                                            "the shield tier fetches from.")
+    edge_node_ports: list[int] = Field(default=[8081, 8082], min_length=1, max_length=8,
+                                       description="Ports of the edge nodes (points of presence), one per node.")
+    edge_shield_port: int = Field(default=8090, ge=1, le=65535, description="Port of the shield tier.")
+    edge_origin_timeout_s: float = Field(default=2.0, gt=0, le=60, description="The shield's connect/read timeout "
+                                         "towards the origin; past it a cached copy is served stale.")
+    edge_purge_interval_s: float = Field(default=0.5, gt=0, le=60, description="How often the purger compares "
+                                         "stock bands and prices with what it last saw.")
+    edge_warm_destinations: list[str] = Field(
+        default=["US:94107"], description="COUNTRY:POSTAL_CODE destinations `shopfloor edge warm` requests each "
+                                          "warm-list product for.")
+    edge_rate_limit_rps: int = Field(default=200, ge=1, description="limit_req zone rate (per client address) "
+                                     "the edge config declares for waiting-room routes.")
 
     @property
     def is_sqlite(self) -> bool:

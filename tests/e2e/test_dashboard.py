@@ -25,8 +25,22 @@ from shopfloor.store.migrate import upgrade_database
 
 pytestmark = pytest.mark.slow
 
-TABLE_PANELS = {"funnel", "payments", "inventory", "fulfillment", "promise", "plans", "alerts"}
-PANELS = ("traffic", "funnel", "checkout", "payments", "inventory", "fulfillment", "promise", "plans", "alerts")
+TABLE_PANELS = {"funnel", "payments", "inventory", "fulfillment", "promise", "plans", "alerts", "cache"}
+PANELS = ("traffic", "funnel", "checkout", "payments", "inventory", "fulfillment", "promise", "plans", "alerts",
+          "cache")
+
+
+def _edge_logs(edge_dir) -> None:
+    """What two edge nodes and the shield logged over the last minutes (the access-log format of the template)."""
+    import time
+
+    now = time.time()
+    for node, statuses in (("edge-a", ["HIT"] * 9 + ["MISS"]), ("edge-b", ["HIT"] * 8 + ["STALE", "MISS"]),
+                           ("shield", ["MISS", "HIT"])):
+        (edge_dir / node).mkdir(parents=True)
+        lines = [f'{now - 120 + i:.3f} "GET /v1/products/SKU-00{i % 5}?country=US" 200 {st} 0.001 "-" "shopper" '
+                 'purge=0' for i, st in enumerate(statuses)]
+        (edge_dir / node / "access.log").write_text("\n".join(lines) + "\n")
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -189,7 +203,8 @@ def test_every_dashboard_panel_renders_live_data_in_headless_chromium(tmp_path):
            "SHOPFLOOR_DASHBOARD_REFRESH_S": "1", "SHOPFLOOR_TOWER_RULES_FILE": str(rules),
            "SHOPFLOOR_TOWER_RULES_INTERVAL_S": "1",
            # A week of history is thin for the demand model: a lower threshold lists the sold-out SKU at risk.
-           "SHOPFLOOR_RESTOCK_RISK_THRESHOLD": "0.1"}
+           "SHOPFLOOR_RESTOCK_RISK_THRESHOLD": "0.1", "SHOPFLOOR_EDGE_DIR": str(tmp_path / "edge")}
+    _edge_logs(tmp_path / "edge")
     shots = tmp_path / "screenshots"
     shots.mkdir()
     server = ServerProcess(db_url, env=env, log_path=tmp_path / "server.log").start()

@@ -23,10 +23,10 @@ TTL = 600
 
 
 @pytest.fixture
-def env(db_url):
+def env(db_url, tmp_path):
     clock = FixedClock(NOW)
     settings = Settings(database_url=db_url, dashboard_session_secret="test-secret", dashboard_session_ttl_s=TTL,
-                        tower_beacon_flush_s=0)
+                        tower_beacon_flush_s=0, edge_dir=tmp_path / "edge")
     container = build_container(settings, clock=clock)
     admin_id, admin = create_api_key(container.engine, ["admin"], "ops", NOW)
     _, storefront = create_api_key(container.engine, ["storefront"], "web", NOW)

@@ -161,7 +161,7 @@ def _demand_frame() -> pd.DataFrame:
 def test_warm_list_puts_the_hottest_products_and_promises_first_within_the_window():
     entries = cache_warm_list(_demand_frame(), window_start=NOW, window_end=NOW + timedelta(hours=4), top_n=10)
     urls = [e.url for e in entries]
-    assert urls[0] == "/v1/stock/SKU-1"  # 24 units over the window
+    assert urls[0] == "/v1/products/SKU-1?country=US"  # 24 units over the window: the storefront product page
     assert "/v1/promise?sku=SKU-1&country=BR" in urls and "/v1/promise?sku=SKU-3&country=US" in urls
     assert not any("SKU-9" in u or "SKU-4" in u for u in urls)  # outside the window / no demand
     assert [e.expected_demand for e in entries] == sorted((e.expected_demand for e in entries), reverse=True)
@@ -190,4 +190,4 @@ def test_recent_counts_fallback_scales_the_recent_rate_to_the_window():
     )
     assert frame.set_index("unique_id")["mean"].to_dict() == {"A/US": 2.0, "B": 0.5}
     entries = cache_warm_list(frame, window_start=NOW, window_end=NOW + timedelta(hours=1))
-    assert entries[0].url == "/v1/stock/A"
+    assert entries[0].url == "/v1/products/A?country=US"

@@ -16,8 +16,9 @@ from ..config import Settings
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .docs import install_docs
-from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower, webhooks, integrations
+from .middleware import BodySizeLimitMiddleware, CacheControlDefault, RequestMetricsMiddleware
+from .routes import (capacity, catalog, checkout, dashboard, integrations, payments, products, promise, restock, tower,
+                     webhooks)
 
 
 def create_app(container: Container) -> FastAPI:
@@ -89,8 +90,11 @@ def create_app(container: Container) -> FastAPI:
                        route_limits={"/v1/integrations/shopify/*": settings.shopify_webhook_max_bytes,
                                      **settings.http_route_body_limits})
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
+    # Outermost: whatever answers (a route, the fast path, an error handler) is no-store unless it said otherwise.
+    app.add_middleware(CacheControlDefault)
 
     app.include_router(catalog.router)
+    app.include_router(products.router)
     app.include_router(checkout.router)
     app.include_router(payments.router)
     app.include_router(promise.router)

@@ -122,3 +122,29 @@ async def _too_large(send, limit: int) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class CacheControlDefault:
+    """``Cache-Control: no-store`` on every response that does not say otherwise: checkout, orders, admin and every
+    authenticated answer must never sit in a shared cache. Only routes that set their own header (product pages,
+    search, promises) are cacheable. The vendored static files (``skip_prefixes``) keep their own validators."""
+
+    def __init__(self, app, value: bytes = b"no-store",
+                 skip_prefixes: tuple[str, ...] = ("/dashboard/static/", "/docs/static/")) -> None:
+        self.app = app
+        self.value = value
+        self.skip_prefixes = skip_prefixes
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(self.skip_prefixes):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    message["headers"] = [*headers, (b"cache-control", self.value)]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

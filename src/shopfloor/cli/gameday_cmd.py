@@ -10,9 +10,14 @@ from .output import console, err_console, fail, print_json
 
 
 def gameday(
+    scenario: str = typer.Option("checkout", help="checkout: buyers against the server and worker under payment "
+                                                  "faults and kills. edge: browsing and buying shoppers through two "
+                                                  "nginx edge nodes and a shield while an edge node and the origin "
+                                                  "fail and a SKU sells out (needs nginx: tools/install-nginx.sh)."),
     seconds: float = typer.Option(60.0, min=10, max=3600, help="Length of the load phase (faults are spread over "
                                                                  "it)."),
-    shoppers: int = typer.Option(12, min=1, max=256, help="Concurrent shoppers checking out over HTTP."),
+    shoppers: int = typer.Option(12, min=1, max=256, help="Concurrent shoppers checking out over HTTP (edge: "
+                                                         "browsing shoppers; two more buy)."),
     seed: int = typer.Option(7, help="Seed of the shoppers and the simulated processors."),
     drain_timeout: float = typer.Option(180.0, min=5, max=3600,
                                         help="Seconds to wait, after the load, for the worker to deliver everything."),
@@ -36,6 +41,14 @@ def gameday(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..gameday import CHECKS, DEFAULT_SCHEDULE, load_schedule, plot_gameday, run_gameday
+
+    if scenario not in ("checkout", "edge"):
+        fail(f"--scenario: checkout or edge (got {scenario!r})")
+    if scenario == "edge":
+        if schedule is not None or plot_out is not None:
+            fail("--schedule / --plot-out: only for --scenario checkout")
+        _edge(seconds, shoppers, seed, drain_timeout, database_url, report_out, as_json)
+        return
 
     faults = DEFAULT_SCHEDULE
     if schedule is not None:
@@ -76,6 +89,52 @@ def gameday(
                           f"{sub['slow_answers_after_s']} s) got {sub['slow']['requests']} requests", soft_wrap=True)
         if plot_out is not None:
             console.print(f"plot: {plot_out}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _edge(seconds: float, shoppers: int, seed: int, drain_timeout: float, database_url: str | None,
+          report_out: Path | None, as_json: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..gameday import run_edge_gameday
+
+    if database_url is not None and not database_url.startswith(("sqlite", "postgresql", "postgres")):
+        fail(f"--database-url: unsupported database {database_url.split(':', 1)[0]!r} (sqlite or postgresql)")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("edge game day", total=None)
+        try:
+            result = run_edge_gameday(database_url, seconds=seconds, browsers=shoppers, seed=seed,
+                                      drain_timeout_s=drain_timeout,
+                                      progress=lambda msg: bar.update(task, description=f"edge game day: {msg}"))
+        except (RuntimeError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+    report = result.to_dict()
+    if report_out is not None:
+        import json
+
+        report_out.parent.mkdir(parents=True, exist_ok=True)
+        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if as_json:
+        print_json(report)
+    else:
+        from rich.table import Table
+
+        phases = Table(title="product pages by phase", title_justify="left")
+        for col in ("from", "phase", "views", "available", "failed over", "p99 ms"):
+            phases.add_column(col)
+        for p in result.phases:
+            phases.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["views"]),
+                           "-" if p["availability"] is None else f"{p['availability']:.4f}", str(p["failed_over"]),
+                           "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
+        console.print(phases)
+        console.print(f"product-page availability {result.product_page_availability:.4f}, edge hit ratio "
+                      f"{result.edge_hit_ratio:.4f}, stale in_stock after the sell-out "
+                      f"{result.stale_in_stock_after_sellout_s:.2f} s")
+        for key, n in result.checks.items():
+            console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
+        console.print("[bold green]edge game day passed[/]" if result.passed else "[bold red]edge game day FAILED[/]")
     if not result.passed:
         raise typer.Exit(1)
 

@@ -11,6 +11,7 @@ from . import (
     bench_cmd,
     capacity_cmd,
     core_cmd,
+    edge_cmd,
     forecast_cmd,
     fulfillment_cmd,
     gameday_cmd,
@@ -65,6 +66,7 @@ def _root(
 
 
 core_cmd.register(app)
+edge_cmd.register(app)
 payments_cmd.register(app)
 fulfillment_cmd.register(app)
 promise_cmd.register(app)

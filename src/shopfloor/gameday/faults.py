@@ -49,6 +49,20 @@ DEFAULT_SCHEDULE: tuple[Fault, ...] = (
 
 ACTIONS = ("processor", "rates", "kill_server", "kill_worker", "heal")
 
+#: What the edge game day (``shopfloor gameday --scenario edge``) may do: kill one edge node and bring it back,
+#: stall the origin (SIGSTOP most of every second: requests wait past the shield's timeout), kill it and restart
+#: it, and sell out a SKU in one order.
+EDGE_ACTIONS = ("edge_down", "edge_up", "origin_slow", "origin_down", "origin_up", "sell_out")
+
+EDGE_SCHEDULE: tuple[Fault, ...] = (
+    Fault(0.12, "edge_down", "edge node edge-a dies (its shoppers move to edge-b)", "edge-a", name="edge down"),
+    Fault(0.27, "edge_up", "edge node edge-a back (its cache reloaded from disk)", "edge-a", name="edge back"),
+    Fault(0.35, "sell_out", "one order takes the last units of LAST", name="sell-out"),
+    Fault(0.50, "origin_slow", "origin stalls 0.9 s of every 1.2 s (SIGSTOP/SIGCONT)", name="origin slow"),
+    Fault(0.64, "origin_down", "origin killed (kill -9), not restarted", name="origin down"),
+    Fault(0.82, "origin_up", "origin restarted", name="origin back"),
+)
+
 
 def parse_schedule(data: Any) -> tuple[Fault, ...]:
     """A schedule from plain data (a list of faults, or ``{"faults": [...]}``), each

@@ -948,9 +948,10 @@ def _utc_minute(value: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class WarmUrlTemplates:
-    """URL templates for the cache-warm list. ``{sku}`` and ``{country}`` are filled in (URL-encoded)."""
+    """URL templates for the cache-warm list. ``{sku}`` and ``{country}`` are filled in (URL-encoded); a product
+    URL gets ``default_country``."""
 
-    product: str = "/v1/stock/{sku}"
+    product: str = "/v1/products/{sku}?country={country}"
     promise: str = "/v1/promise?sku={sku}&country={country}"
     default_country: str = "US"
 
@@ -1011,7 +1012,9 @@ def cache_warm_list(
     for sku, total in per_sku.head(top_n).items():
         if total <= 0:
             break
-        entries.append(WarmEntry(templates.product.format(sku=quote(str(sku), safe="")), "product", sku, None, float(total)))
+        url = templates.product.format(sku=quote(str(sku), safe=""),
+                                      country=quote(templates.default_country.upper(), safe=""))
+        entries.append(WarmEntry(url, "product", sku, None, float(total)))
     hot = per_pair[per_pair["sku"].isin(per_sku.head(top_n).index)].sort_values(
         [value_col, "sku"], ascending=[False, True], kind="stable"
     )

@@ -73,6 +73,8 @@ skus = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     CheckConstraint("price >= 0", name="price_non_negative"),
 )
+# Category listings page by sku (migration 0011 also adds the full-text index: FTS5 on SQLite, GIN on PostgreSQL).
+Index("ix_skus_category_sku", skus.c.category, skus.c.sku)
 
 warehouses = Table(
     "warehouses",

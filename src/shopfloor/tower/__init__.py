@@ -7,7 +7,7 @@ Public entry points (import from here; the submodules hold the details):
 * rules: :func:`load_rules_file`, :class:`RulesFileWatch`, :func:`parse_condition`, :class:`RuleEngine`,
   :func:`build_rule_engine`
   and the ports the integrator binds (:class:`SignalProvider`, :class:`CapacityPlanSource`, :class:`Scaler`,
-  :class:`PaymentRouting`, :class:`WarmListSource`, :class:`AlternativesSource`, :class:`Mailer`)
+  :class:`PaymentRouting`, :class:`WarmListSource`, :class:`CacheWarmer`, :class:`AlternativesSource`, :class:`Mailer`)
 
 Importing this package opens no connection, starts no thread, and loads a submodule only when one of its
 names is first used (so ``import shopfloor.tower.metrics`` stays light).
@@ -30,6 +30,7 @@ _EXPORTS = {
     "SignalProvider": "actions",
     "StaticSignals": "actions",
     "WarmListSource": "actions",
+    "CacheWarmer": "actions",
     "Alert": "anomaly",
     "RollingZScoreDetector": "anomaly",
     "SeasonalRobustDetector": "anomaly",

@@ -54,6 +54,13 @@ class WarmListSource(Protocol):
     def warm_urls(self) -> list[str]: ...
 
 
+class CacheWarmer(Protocol):
+    """Warms the edge cache: the given paths (``/v1/products/...``), or the capacity plan's warm list when None,
+    through every edge node. Returns an outcome (status code or error text) per node and path."""
+
+    def warm(self, urls: list[str] | None = None) -> dict[str, Any]: ...
+
+
 class AlternativesSource(Protocol):
     def alternatives_for(self, sku: str, limit: int = 3) -> list[str]: ...
 
@@ -269,15 +276,28 @@ class ScaleAction:
 
 
 class WarmCachesAction:
-    """GET every URL of the warm list (from the rule, or from the bound warm-list source)."""
+    """Warm the caches: through the bound edge warmer (``shopfloor edge warm``: the capacity plan's warm list, or
+    the rule's relative paths, requested through every edge node), or else GET every URL of the warm list (from the
+    rule, or from the bound warm-list source)."""
 
     type = "warm_caches"
 
-    def __init__(self, http: HttpClient | None, warm_list: WarmListSource | None = None) -> None:
-        self.http, self.warm_list = http, warm_list
+    def __init__(self, http: HttpClient | None, warm_list: WarmListSource | None = None,
+                 warmer: CacheWarmer | None = None) -> None:
+        self.http, self.warm_list, self.warmer = http, warm_list, warmer
 
     def execute(self, spec: ActionSpec, ctx: ActionContext) -> Outcome:
-        urls = spec.params.get("urls") or _need(self.warm_list, "warm-list source").warm_urls()
+        named = spec.params.get("urls")
+        if self.warmer is not None and (not named or all(str(u).startswith("/") for u in named)):
+            before = {"urls": len(named) if named else "capacity warm list"}
+            if ctx.dry_run:
+                return Outcome(before, {"would_warm": named or "capacity warm list", "through": "edge"})
+            results = self.warmer.warm(list(named) if named else None)
+            ok = sum(1 for v in results.values() if isinstance(v, int) and v < 400)
+            if results and ok == 0:
+                raise RuntimeError(f"no edge node answered a warm-up request: {dict(list(results.items())[:5])}")
+            return Outcome(before, {"through": "edge", "requested": len(results), "ok": ok})
+        urls = named or _need(self.warm_list, "warm-list source").warm_urls()
         before = {"urls": len(urls)}
         if ctx.dry_run:
             return Outcome(before, {"would_request": urls})

@@ -555,6 +555,22 @@ def alerts_panel(container, now: datetime, hours: float = 24, limit: int = 50) -
     return {"state": "ready", "window_hours": hours, "alerts": alerts, "actions": actions}
 
 
+# -----------------------------------------------------------------------------------------------------------------
+# Edge cache
+
+
+def cache_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
+    """Hit ratio and stale serves per edge node and at the shield, and origin requests per minute, from the edges'
+    access logs (``services["edge.log_stats"]``) over the last ``minutes``."""
+    source = container.services.get("edge.log_stats")
+    if source is None:
+        return _empty("no edge configured")
+    snap = source.snapshot(now.timestamp(), minutes)
+    if not any(n["requests"] for n in snap["nodes"].values()):
+        return _empty(f"no cacheable requests in the edges' access logs in the last {minutes} min", **snap)
+    return {"state": "ready", "window_minutes": minutes, **snap}
+
+
 PANELS: dict[str, Callable[..., dict[str, Any]]] = {
     "traffic": traffic_panel,
     "funnel": funnel_panel,
@@ -565,4 +581,5 @@ PANELS: dict[str, Callable[..., dict[str, Any]]] = {
     "promise": promise_panel,
     "plans": plans_panel,
     "alerts": alerts_panel,
+    "cache": cache_panel,
 }

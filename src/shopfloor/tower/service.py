@@ -8,6 +8,7 @@ Integration points (bound by the integrator in ``bootstrap.build_container``; ev
   "tower.scaler"             -> Scaler                 (scale, mode apply)
   "tower.payment_routing"    -> PaymentRouting         (reorder_processors)
   "tower.warm_list"          -> WarmListSource         (warm_caches without explicit urls)
+  "tower.cache_warmer"       -> CacheWarmer            (warm_caches through the edge nodes: `shopfloor edge warm`)
   "tower.alternatives"       -> AlternativesSource     (suppress_promotion without explicit alternatives)
   "tower.mailer"             -> Mailer                 (alert, channel mail; default: SMTP from settings)
   "tower.http"               -> HttpClient             (webhooks, warming; default: an httpx.Client)
@@ -278,7 +279,7 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
     actions = {
         "scale": ScaleAction(services.get("tower.capacity"), scaler=services.get("tower.scaler"), http=http,
                              emit_dir=settings.data_dir / "plans"),
-        "warm_caches": WarmCachesAction(http, services.get("tower.warm_list")),
+        "warm_caches": WarmCachesAction(http, services.get("tower.warm_list"), services.get("tower.cache_warmer")),
         "reorder_processors": ReorderProcessorsAction(services.get("tower.payment_routing")),
         "suppress_promotion": SuppressPromotionAction(repo, services.get("tower.alternatives")),
         "degrade_promises": DegradePromisesAction(repo),

@@ -253,6 +253,27 @@
       };
     },
 
+    cache(d) {
+      const names = Object.keys(d.nodes);
+      const total = names.reduce((n, k) => n + d.nodes[k].requests, 0);
+      const fromCache = names.reduce((n, k) => n + d.nodes[k].from_cache, 0);
+      const stale = names.reduce((n, k) => n + d.nodes[k].stale, 0);
+      const series = d.origin_requests_per_min || [];
+      return {
+        summary: kpis([["hit ratio, all nodes", total ? pct(fromCache / total) : "-"], ["stale serves", stale],
+                       ["origin req/min (last)", series.length ? series[series.length - 1].requests : "-"]]),
+        chart: series.length ? {type: "line", data: {labels: series.map((p) => hhmm(new Date(p.minute * 1000).toISOString())),
+          datasets: [{label: "origin requests / min (from the shield)", data: series.map((p) => p.requests),
+                      borderColor: COLORS[0], pointRadius: 0}]},
+          options: {scales: {y: {beginAtZero: true, ticks: {precision: 0}}}}} : null,
+        table: table(`edge nodes (last ${d.window_minutes} min)`, [["node", (k) => esc(k)],
+                     ["role", (k) => esc(d.nodes[k].role)], ["requests", (k) => num(d.nodes[k].requests, 0), "num"],
+                     ["hit ratio", (k) => (d.nodes[k].hit_ratio === null ? "-" : pct(d.nodes[k].hit_ratio)), "num"],
+                     ["stale serves", (k) => num(d.nodes[k].stale, 0), "num"],
+                     ["errors", (k) => num(d.nodes[k].errors, 0), "num"]], names),
+      };
+    },
+
     alerts(d) {
       const bySource = {};
       for (const a of d.alerts) bySource[a.source] = (bySource[a.source] || 0) + 1;
