@@ -21,6 +21,7 @@ import math
 import sys
 import time
 from collections import deque
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,10 +34,11 @@ from shopfloor.planning.capacity import (  # noqa: E402
     HpaReactivePlanner,
     PredictiveConfig,
     PredictivePlanner,
+    SeasonalRatioHeuristic,
     hpa_desired,
     simulate,
 )
-from shopfloor.planning.capacity_protocol import build_cases, default_capacity, run_protocol  # noqa: E402
+from shopfloor.planning.capacity_protocol import TraceCase, build_cases, default_capacity, run_protocol  # noqa: E402
 
 DATA = Path("/work/shared/data")
 TRACES = [
@@ -70,35 +72,6 @@ class NaiveYesterdayPlanner:
         return raw if raw >= requested else min(requested, max(self.targets))
 
 
-class SeasonalRatioHeuristic:
-    """Last hour's level x (same clock-minutes yesterday / yesterday's same hour), max over the next ``lag``
-    minutes, times ``headroom``; HPA floor; 5-minute scale-in window."""
-
-    def __init__(self, capacity: float, lag: int, headroom: float = 1.0) -> None:
-        self.capacity, self.lag, self.headroom = capacity, lag, headroom
-        self.y: list[float] = []
-        self.targets: deque[int] = deque(maxlen=5)
-
-    def observe(self, demand: float) -> None:
-        self.y.append(demand)
-
-    def target(self, minute: int, requested: int, ready: int) -> int:
-        y = self.y
-        if not y:
-            return requested
-        floor = hpa_desired(y[-1], ready, self.capacity, Fraction(7, 10))
-        n, need = len(y), 0
-        if n > 1440 + 60:
-            base = sum(y[n - 1440 - 60 : n - 1440]) / 60
-            if base > 0:
-                level = sum(y[-60:]) / 60
-                peak = max(y[n - 1440 : n - 1440 + self.lag + 1])
-                need = math.ceil(level * peak / base * self.headroom / self.capacity)
-        raw = max(floor, need, 1)
-        self.targets.append(raw)
-        return raw if raw >= requested else min(requested, max(self.targets))
-
-
 NAB = DATA / "nab_real/data"
 TWEETS = ("AAPL", "AMZN", "CRM", "CVS", "FB", "GOOG", "IBM", "KO", "PFE", "UPS")
 NAB_TRACES = [f"realTweets/Twitter_volume_{t}.csv" for t in TWEETS] + [
@@ -121,7 +94,7 @@ def yardsticks(values: np.ndarray, capacity: float, lag: int) -> dict:
     for name, planner in (
         ("naive_yesterday", NaiveYesterdayPlanner(capacity, lag)),
         ("seasonal_ratio_heuristic", SeasonalRatioHeuristic(capacity, lag)),
-        ("seasonal_ratio_heuristic_20pct_headroom", SeasonalRatioHeuristic(capacity, lag, 1.2)),
+        ("seasonal_ratio_heuristic_20pct_headroom", SeasonalRatioHeuristic(capacity, lag, headroom=1.2)),
     ):
         sim = simulate(values, planner, capacity=capacity, lag=lag)
         out[name] = {
@@ -136,6 +109,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="flash-crowd seeds (comma-separated)")
     ap.add_argument("--select-on", action="append", default=[], help="choose the configuration on these traces")
     ap.add_argument("--lag-minutes", type=int, default=10)
+    ap.add_argument("--standin-seeds", default="100,101,102,103",
+                    help="stand-in traces (bench/capacity_standin.py, episodes mix) to add as rows; '' for none")
     ap.add_argument("--no-yardsticks", action="store_true")
     ap.add_argument("--nab", action="store_true", help="also run NAB tweet-volume and ELB request-count series")
     args = ap.parse_args()
@@ -145,6 +120,14 @@ def main() -> None:
         series = read_request_trace(path, tz=tz)
         loaded.append((name, series.to_numpy(dtype=float), series.index[0].to_pydatetime()))
     cases = build_cases(loaded, crowd_seeds=seeds, crowd_calendar=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from capacity_standin import standin_trace
+
+    for seed in [int(s) for s in args.standin_seeds.split(",") if s.strip()]:
+        _, inj = standin_trace(loaded[0][1], seed, "episodes")
+        name = f"standin-episodes-{seed}"
+        cases.append(TraceCase(name=name, trace=name, values=inj.values, start=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                               crowd_mask=inj.mask, crowds=len(inj.crowds)))
     result = run_protocol(cases, lag=args.lag_minutes, select_on=args.select_on)
     if not args.no_yardsticks:
         for case, row in zip(cases, result["rows"]):
