@@ -217,7 +217,7 @@ class PredictiveConfig:
     cost_cap: float = 0.15
     cost_cap_step: float = 0.01
     cost_cap_warmup: int = 1440
-    echo_factor: float = 2.5
+    echo_factor: float = 2.0
     echo_days: int = 1
     echo_early: int = 5
     echo_confirm: int = 5
