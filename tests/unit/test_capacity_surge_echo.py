@@ -52,6 +52,23 @@ def test_a_surge_that_comes_a_few_minutes_earlier_than_yesterday_is_still_covere
     assert _violations(demand, echo, today, today + 30) == 0
 
 
+def _ramped_surge(values: np.ndarray, day: int, shift: int, factor: float = 5.0, ramp: int = 4) -> np.ndarray:
+    out = values.copy()
+    lo = day * DAY + ONSET + shift
+    profile = np.concatenate([1.0 + (factor - 1.0) * np.arange(1, ramp + 1) / ramp, np.full(90 - ramp, factor)])
+    out[lo : lo + 90] *= profile
+    return out
+
+
+def test_a_surge_that_comes_up_to_the_confirm_window_later_than_yesterday_is_still_covered():
+    cfg = PredictiveConfig()
+    demand = _ramped_surge(_ramped_surge(_flat(3), day=1, shift=0), day=2, shift=cfg.echo_confirm)
+    planner, echo = _run(demand, cfg)
+    today = 2 * DAY + ONSET + cfg.echo_confirm
+    assert planner.echoes_confirmed >= 1
+    assert _violations(demand, echo, today, today + 30) == 0
+
+
 def test_an_echoed_surge_that_does_not_come_is_dropped_after_the_confirm_window():
     demand = _with_surge(_flat(3), day=1)  # yesterday only; today stays flat
     planner, echo = _run(demand, PredictiveConfig())

@@ -232,9 +232,6 @@ class OnlineForecastConfig:
     recurring_smooth / recurring_tolerance: for that test past days are smoothed over only +-``recurring_smooth``
         minutes and widened by a running max of +-``recurring_tolerance`` minutes (a surge that starts a few
         minutes earlier today is covered from its first minute). ``recurring_tolerance <= smooth_minutes``.
-    recurring_headroom: the recurring surge's ratio is multiplied by this where it replaces the median (a daily
-        surge varies in height from day to day; the extra is paid only around its onsets, where the ratio stands
-        above the median).
     recurring_dispersion: the recurring surge's noise test (three sigmas at today's level) widens Poisson's sigma
         by the series' over-dispersion (:meth:`OnlineTrafficForecaster.dispersion`); False keeps Poisson's.
     """
@@ -253,7 +250,6 @@ class OnlineForecastConfig:
     recurring_tolerance: int = 3
     base_pseudo_count: float = 1.0
     recurring_dispersion: bool = True
-    recurring_headroom: float = 1.0
 
 
 class OnlineTrafficForecaster:
@@ -272,8 +268,6 @@ class OnlineTrafficForecaster:
             raise TraceError("recurring_tolerance", "must be within 0..smooth_minutes")
         if self.config.base_pseudo_count < 0:
             raise TraceError("base_pseudo_count", "must be >= 0")
-        if not self.config.recurring_headroom >= 1.0:
-            raise TraceError("recurring_headroom", "must be >= 1")
         self._y = np.zeros(MINUTES_PER_WEEK, dtype=float)
         self._n = 0
         # Ring buffer of standardised errors; the quantile is refreshed at most every 30 new errors.
@@ -403,7 +397,7 @@ class OnlineTrafficForecaster:
                 # Poisson's), so on a bursty series a burst that happened to come back twice is not a "surge".
                 sigmas = 3.0 * self.dispersion() if cfg.recurring_dispersion else 3.0
                 surge &= (kth - median) * level > sigmas * np.sqrt(median * level + 1.0)
-            median = np.where(surge, kth * cfg.recurring_headroom, median)
+            median = np.where(surge, kth, median)
         return median
 
     def forecast(self, horizon: int) -> TrafficForecast:
