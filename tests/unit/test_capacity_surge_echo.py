@@ -141,14 +141,3 @@ def test_the_seasonal_ratio_heuristic_is_the_hpa_when_there_is_no_yesterday():
     heuristic = simulate(demand, SeasonalRatioHeuristic(20, 10), capacity=20, lag=10)
     hpa = simulate(demand, HpaReactivePlanner(20), capacity=20, lag=10)
     assert (heuristic.requested == hpa.requested).all()
-
-
-def test_bursts_on_an_over_dispersed_series_arm_the_echo_less_than_poisson_noise_would():
-    # Heavy-tailed minute counts (lognormal bursts around 40 a minute): yesterday's bursts are noise, not surges.
-    rng = np.random.default_rng(5)
-    demand = rng.poisson(40.0 * np.exp(rng.normal(0.0, 0.6, 4 * DAY))).astype(float)
-    planner, _ = _run(demand, PredictiveConfig())
-    poisson = PredictivePlanner(20.0, 10, PredictiveConfig())
-    poisson.forecaster.dispersion = lambda: 1.0  # the guard off: Poisson's sigma only
-    simulate(demand, poisson, capacity=20.0, lag=10)
-    assert planner.echoes_armed < poisson.echoes_armed

@@ -383,9 +383,7 @@ class PredictivePlanner:
                 continue
             arr = np.asarray(seg, dtype=float)
             smooth = (arr[:-2] + arr[1:-1] + arr[2:]) / 3.0  # 3-minute means centred on a .. hi - 1
-            # Four sigmas of the hour's noise: Poisson's, widened by the series' over-dispersion (as for recurring
-            # surges), so that on a bursty series a burst yesterday is not taken for a surge to echo.
-            noise = 4.0 * math.sqrt(base + 1.0) * self.forecaster.dispersion()
+            noise = 4.0 * math.sqrt(base + 1.0)
             hits = np.flatnonzero((smooth[: look + 1] > threshold) & (smooth[: look + 1] - base > noise))
             if not len(hits):
                 continue
