@@ -1,15 +1,18 @@
 """Capacity backtest benchmark: one configuration on every visible trace, with and without synthetic flash crowds.
 
 Usage:
-    PYTHONPATH=src python bench/capacity_backtest.py [--seeds 1,2,3] [--select-on nasa --select-on clarknet] [--nab]
+    PYTHONPATH=src python bench/capacity_backtest.py [--seeds 1,4,5,6] [--standin-seeds 100,101,102,103] \
+        [--select-on nasa --select-on clarknet --select-on standin-episodes-100] [--nab]
 
 Prints one JSON object. Rules as in `shopfloor capacity backtest`: per case C = ceil(peak minute / 20), lag 10
 minutes, minutes missing from a trace are zero demand, the reactive HPA baseline is replayed in the same run.
 Cases: NASA, ClarkNet, EPA, SDSC, and each with seeded synthetic flash crowds (shopfloor.forecast.flash_crowds),
-announced as a calendar too (the "+calendar" columns). Rows are labelled in-sample (seen by the choice of the
-configuration) or out-of-sample. Yardsticks on the same cases: ``naive_yesterday`` (the same minutes yesterday,
+announced as a calendar too (the "+calendar" columns), plus the stand-in for the unseen trace (episodes mix of
+bench/capacity_standin.py, one row per ``--standin-seeds`` seed, named ``standin-episodes-<seed>``). Rows are
+labelled in-sample (seen by the choice of the configuration) or out-of-sample. Yardsticks on the same cases: ``naive_yesterday`` (the same minutes yesterday,
 HPA floor) and ``seasonal_ratio_heuristic`` (the last hour's level x the ratio of the same clock-minute yesterday
-to yesterday's same hour, HPA floor; the heuristic the capacity issue quotes). ``replay_seconds_longest_trace``
+to yesterday's same hour, HPA floor; the heuristic the capacity issue quotes), without and with 20 % headroom; the
+heuristic without headroom is also in every row (``heuristic_*``, from the protocol). ``replay_seconds_longest_trace``
 times the predictive planner alone on the longest visible trace (NASA, 89,280 minutes).
 """
 
@@ -126,8 +129,9 @@ def main() -> None:
     for seed in [int(s) for s in args.standin_seeds.split(",") if s.strip()]:
         _, inj = standin_trace(loaded[0][1], seed, "episodes")
         name = f"standin-episodes-{seed}"
-        cases.append(TraceCase(name=name, trace=name, values=inj.values, start=datetime(2024, 1, 1, tzinfo=timezone.utc),
-                               crowd_mask=inj.mask, crowds=len(inj.crowds)))
+        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        cases.append(TraceCase(name=name, trace=name, values=inj.values, start=start, crowd_mask=inj.mask,
+                               crowds=len(inj.crowds)))
     result = run_protocol(cases, lag=args.lag_minutes, select_on=args.select_on)
     if not args.no_yardsticks:
         for case, row in zip(cases, result["rows"]):
