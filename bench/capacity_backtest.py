@@ -10,10 +10,11 @@ Cases: NASA, ClarkNet, EPA, SDSC, and each with seeded synthetic flash crowds (s
 announced as a calendar too (the "+calendar" columns), plus the stand-in for the unseen trace (episodes mix of
 bench/capacity_standin.py, one row per ``--standin-seeds`` seed, named ``standin-episodes-<seed>``). Rows are
 labelled in-sample (seen by the choice of the configuration) or out-of-sample. Yardsticks on the same cases:
-``naive_yesterday`` (the same minutes yesterday, HPA floor) and ``seasonal_ratio_heuristic`` (the last hour's level x the ratio of the same clock-minute yesterday
-to yesterday's same hour, HPA floor; the heuristic the capacity issue quotes), without and with 20 % headroom; the
-heuristic without headroom is also in every row (``heuristic_*``, from the protocol). ``replay_seconds_longest_trace``
-times the predictive planner alone on the longest visible trace (NASA, 89,280 minutes).
+``naive_yesterday`` (the same minutes yesterday, HPA floor) and ``seasonal_ratio_heuristic`` (the last hour's level
+x the ratio of the same clock-minute yesterday to yesterday's same hour, HPA floor; the heuristic the capacity issue
+quotes), without and with 20 % headroom; the heuristic without headroom is also in every row (``heuristic_*``, from
+the protocol). ``replay_seconds_longest_trace`` times the predictive planner alone on the longest visible trace
+(NASA, 89,280 minutes).
 """
 
 from __future__ import annotations
