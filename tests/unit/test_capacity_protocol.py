@@ -199,6 +199,16 @@ def test_backtest_prints_one_row_per_trace_and_crowd_seed(two_traces):
     assert [r["trace"] for r in body["rows"]] == ["shop_a", "shop_a+crowds(seed=1)", "shop_b",
                                                   "shop_b+crowds(seed=1)"]
     assert all(r["sample"] == "out-of-sample" for r in body["rows"])
+    assert all("heuristic_violation_ratio" in r and "heuristic_replica_minutes_ratio" in r for r in body["rows"])
+
+
+def test_the_backtest_table_shows_the_heuristic_next_to_the_planner(two_traces):
+    args = ["capacity", "backtest", "--flash-crowds", "1"]
+    for p in two_traces:
+        args += ["--trace", str(p)]
+    res = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "heuristic viol. ratio" in res.stdout and "heuristic replica-min ratio" in res.stdout
 
 
 @pytest.mark.parametrize(
