@@ -1,16 +1,20 @@
 """Capacity backtest benchmark: one configuration on every visible trace, with and without synthetic flash crowds.
 
 Usage:
-    PYTHONPATH=src python bench/capacity_backtest.py [--seeds 1,2,3] [--select-on nasa --select-on clarknet] [--nab]
+    PYTHONPATH=src python bench/capacity_backtest.py [--seeds 1,4,5,6] [--standin-seeds 100,101,102,103] \
+        [--select-on nasa --select-on clarknet --select-on standin-episodes-100] [--nab]
 
 Prints one JSON object. Rules as in `shopfloor capacity backtest`: per case C = ceil(peak minute / 20), lag 10
 minutes, minutes missing from a trace are zero demand, the reactive HPA baseline is replayed in the same run.
 Cases: NASA, ClarkNet, EPA, SDSC, and each with seeded synthetic flash crowds (shopfloor.forecast.flash_crowds),
-announced as a calendar too (the "+calendar" columns). Rows are labelled in-sample (seen by the choice of the
-configuration) or out-of-sample. Yardsticks on the same cases: ``naive_yesterday`` (the same minutes yesterday,
-HPA floor) and ``seasonal_ratio_heuristic`` (the last hour's level x the ratio of the same clock-minute yesterday
-to yesterday's same hour, HPA floor; the heuristic the capacity issue quotes). ``replay_seconds_longest_trace``
-times the predictive planner alone on the longest visible trace (NASA, 89,280 minutes).
+announced as a calendar too (the "+calendar" columns), plus the stand-in for the unseen trace (episodes mix of
+bench/capacity_standin.py, one row per ``--standin-seeds`` seed, named ``standin-episodes-<seed>``). Rows are
+labelled in-sample (seen by the choice of the configuration) or out-of-sample. Yardsticks on the same cases:
+``naive_yesterday`` (the same minutes yesterday, HPA floor) and ``seasonal_ratio_heuristic`` (the last hour's level
+x the ratio of the same clock-minute yesterday to yesterday's same hour, HPA floor; the heuristic the capacity issue
+quotes), without and with 20 % headroom; the heuristic without headroom is also in every row (``heuristic_*``, from
+the protocol). ``replay_seconds_longest_trace`` times the predictive planner alone on the longest visible trace
+(NASA, 89,280 minutes).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 import sys
 import time
 from collections import deque
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,10 +38,11 @@ from shopfloor.planning.capacity import (  # noqa: E402
     HpaReactivePlanner,
     PredictiveConfig,
     PredictivePlanner,
+    SeasonalRatioHeuristic,
     hpa_desired,
     simulate,
 )
-from shopfloor.planning.capacity_protocol import build_cases, default_capacity, run_protocol  # noqa: E402
+from shopfloor.planning.capacity_protocol import TraceCase, build_cases, default_capacity, run_protocol  # noqa: E402
 
 DATA = Path("/work/shared/data")
 TRACES = [
@@ -70,35 +76,6 @@ class NaiveYesterdayPlanner:
         return raw if raw >= requested else min(requested, max(self.targets))
 
 
-class SeasonalRatioHeuristic:
-    """Last hour's level x (same clock-minutes yesterday / yesterday's same hour), max over the next ``lag``
-    minutes, times ``headroom``; HPA floor; 5-minute scale-in window."""
-
-    def __init__(self, capacity: float, lag: int, headroom: float = 1.0) -> None:
-        self.capacity, self.lag, self.headroom = capacity, lag, headroom
-        self.y: list[float] = []
-        self.targets: deque[int] = deque(maxlen=5)
-
-    def observe(self, demand: float) -> None:
-        self.y.append(demand)
-
-    def target(self, minute: int, requested: int, ready: int) -> int:
-        y = self.y
-        if not y:
-            return requested
-        floor = hpa_desired(y[-1], ready, self.capacity, Fraction(7, 10))
-        n, need = len(y), 0
-        if n > 1440 + 60:
-            base = sum(y[n - 1440 - 60 : n - 1440]) / 60
-            if base > 0:
-                level = sum(y[-60:]) / 60
-                peak = max(y[n - 1440 : n - 1440 + self.lag + 1])
-                need = math.ceil(level * peak / base * self.headroom / self.capacity)
-        raw = max(floor, need, 1)
-        self.targets.append(raw)
-        return raw if raw >= requested else min(requested, max(self.targets))
-
-
 NAB = DATA / "nab_real/data"
 TWEETS = ("AAPL", "AMZN", "CRM", "CVS", "FB", "GOOG", "IBM", "KO", "PFE", "UPS")
 NAB_TRACES = [f"realTweets/Twitter_volume_{t}.csv" for t in TWEETS] + [
@@ -121,7 +98,7 @@ def yardsticks(values: np.ndarray, capacity: float, lag: int) -> dict:
     for name, planner in (
         ("naive_yesterday", NaiveYesterdayPlanner(capacity, lag)),
         ("seasonal_ratio_heuristic", SeasonalRatioHeuristic(capacity, lag)),
-        ("seasonal_ratio_heuristic_20pct_headroom", SeasonalRatioHeuristic(capacity, lag, 1.2)),
+        ("seasonal_ratio_heuristic_20pct_headroom", SeasonalRatioHeuristic(capacity, lag, headroom=1.2)),
     ):
         sim = simulate(values, planner, capacity=capacity, lag=lag)
         out[name] = {
@@ -136,6 +113,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="flash-crowd seeds (comma-separated)")
     ap.add_argument("--select-on", action="append", default=[], help="choose the configuration on these traces")
     ap.add_argument("--lag-minutes", type=int, default=10)
+    ap.add_argument("--standin-seeds", default="100,101,102,103",
+                    help="stand-in traces (bench/capacity_standin.py, episodes mix) to add as rows; '' for none")
     ap.add_argument("--no-yardsticks", action="store_true")
     ap.add_argument("--nab", action="store_true", help="also run NAB tweet-volume and ELB request-count series")
     args = ap.parse_args()
@@ -145,6 +124,15 @@ def main() -> None:
         series = read_request_trace(path, tz=tz)
         loaded.append((name, series.to_numpy(dtype=float), series.index[0].to_pydatetime()))
     cases = build_cases(loaded, crowd_seeds=seeds, crowd_calendar=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from capacity_standin import standin_trace
+
+    for seed in [int(s) for s in args.standin_seeds.split(",") if s.strip()]:
+        _, inj = standin_trace(loaded[0][1], seed, "episodes")
+        name = f"standin-episodes-{seed}"
+        start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        cases.append(TraceCase(name=name, trace=name, values=inj.values, start=start, crowd_mask=inj.mask,
+                               crowds=len(inj.crowds)))
     result = run_protocol(cases, lag=args.lag_minutes, select_on=args.select_on)
     if not args.no_yardsticks:
         for case, row in zip(cases, result["rows"]):

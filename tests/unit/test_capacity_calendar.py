@@ -232,11 +232,13 @@ def test_capacity_backtest_with_events_reports_with_and_without_the_calendar(tmp
 
     from shopfloor.cli.main import app
 
-    event = MinuteEvent(2 * 1440 + 300, 2 * 1440 + 360, "tv")
+    # The second event is at another clock time than the first, so only the calendar can announce it (a surge at
+    # the same clock time as yesterday's would be planned for by the surge echo without any calendar).
+    event = MinuteEvent(2 * 1440 + 480, 2 * 1440 + 540, "tv")
     values = _with_events(_flat(3 * 1440), [MinuteEvent(1440 + 300, 1440 + 360, "tv"), event], 5.0)
     trace = _trace_file(tmp_path, values)
     cal = tmp_path / "cal.csv"
-    cal.write_text("start,end,kind\n2026-03-02 05:00,2026-03-02 06:00,tv\n2026-03-03 05:00,2026-03-03 06:00,tv\n")
+    cal.write_text("start,end,kind\n2026-03-02 05:00,2026-03-02 06:00,tv\n2026-03-03 08:00,2026-03-03 09:00,tv\n")
     res = CliRunner().invoke(app, ["capacity", "backtest", "--trace", str(trace), "--events", str(cal), "--json"])
     assert res.exit_code == 0, res.output
     body = json.loads(res.stdout)

@@ -60,6 +60,23 @@ def test_recurring_crowds_start_at_the_same_clock_time_every_day_within_the_jitt
     assert {c.kind for c in inj.crowds} == {"recurring"}
 
 
+def test_episodes_come_back_on_consecutive_days_at_about_the_same_clock_time():
+    spec = FlashCrowdSpec(irregular_per_day=0.0, recurring_slots=0, episodes_per_week=3.0, episode_days=(2, 4),
+                          episode_jitter_minutes=3)
+    inj = inject_flash_crowds(_daily(21), seed=6, spec=spec)
+    assert inj.crowds and {c.kind for c in inj.crowds} == {"episode"}
+    starts = sorted(c.start for c in inj.crowds)
+    # Every episode day has a neighbour one day before or after, at the same clock time within twice the jitter.
+    for s in starts:
+        assert any(abs(abs(s - o) - 1440) <= 6 for o in starts if o != s)
+    assert inj.summary()["episode"] == len(inj.crowds)
+
+
+def test_a_spec_without_episodes_draws_no_episode():
+    inj = inject_flash_crowds(_daily(10), seed=3)
+    assert inj.crowds and all(c.kind != "episode" for c in inj.crowds)
+
+
 def test_crowds_only_add_traffic_and_only_where_the_mask_says():
     values = _daily(4)
     inj = inject_flash_crowds(values, seed=5)
@@ -75,6 +92,9 @@ def test_crowds_only_add_traffic_and_only_where_the_mask_says():
         (FlashCrowdSpec(ramp_minutes=(0, 5)), "ramp_minutes"),
         (FlashCrowdSpec(recurring_probability=1.5), "recurring_probability"),
         (FlashCrowdSpec(irregular_per_day=-1.0), "irregular_per_day"),
+        (FlashCrowdSpec(episodes_per_week=-1.0), "episodes_per_week"),
+        (FlashCrowdSpec(episode_days=(3, 2)), "episode_days"),
+        (FlashCrowdSpec(episode_jitter_minutes=-1), "episode_jitter_minutes"),
     ],
 )
 def test_a_bad_generator_setting_is_refused_naming_it(spec, field):
@@ -137,6 +157,15 @@ def test_every_row_carries_its_own_reactive_baseline_and_ratios():
         )
 
 
+def test_every_row_carries_the_seasonal_ratio_heuristic_replayed_on_the_same_case():
+    result = run_protocol(_cases()[:2], lag=10)
+    for row in result["rows"]:
+        assert row["heuristic_violation_ratio"] == pytest.approx(
+            row["heuristic_violation_minutes"] / row["reactive_violation_minutes"], abs=1e-4
+        )
+        assert row["heuristic_replica_minutes"] > 0
+
+
 def test_without_selection_the_traces_the_defaults_were_tuned_on_are_labelled_in_sample():
     traces = [("nasa_like", _daily(2, seed=1), T0), ("fresh", _daily(2, seed=2), T0)]
     result = run_protocol(build_cases(traces, crowd_seeds=[1, 2]), lag=10)
@@ -170,6 +199,16 @@ def test_backtest_prints_one_row_per_trace_and_crowd_seed(two_traces):
     assert [r["trace"] for r in body["rows"]] == ["shop_a", "shop_a+crowds(seed=1)", "shop_b",
                                                   "shop_b+crowds(seed=1)"]
     assert all(r["sample"] == "out-of-sample" for r in body["rows"])
+    assert all("heuristic_violation_ratio" in r and "heuristic_replica_minutes_ratio" in r for r in body["rows"])
+
+
+def test_the_backtest_table_shows_the_heuristic_next_to_the_planner(two_traces):
+    args = ["capacity", "backtest", "--flash-crowds", "1"]
+    for p in two_traces:
+        args += ["--trace", str(p)]
+    res = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "heuristic viol. ratio" in res.stdout and "heuristic replica-min ratio" in res.stdout
 
 
 @pytest.mark.parametrize(

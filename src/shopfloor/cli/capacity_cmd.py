@@ -238,6 +238,7 @@ def _backtest_table(trace_paths, series_list, config, calendar, seeds, crowd_cal
     cols = ["trace", "sample", "C", "reactive viol.", "predictive viol.", "viol. ratio", "replica-min ratio", "target"]
     if with_cal:
         cols += ["+calendar viol. ratio", "+calendar replica-min ratio"]
+    cols += ["heuristic viol. ratio", "heuristic replica-min ratio"]
     for col in cols:
         table.add_column(col)
     for r in result["rows"]:
@@ -246,6 +247,7 @@ def _backtest_table(trace_paths, series_list, config, calendar, seeds, crowd_cal
                  _ratio(r["replica_minutes_ratio"]), "met" if r["meets_target"] else "NOT met"]
         if with_cal:
             cells += [_ratio(r.get("calendar_violation_ratio")), _ratio(r.get("calendar_replica_minutes_ratio"))]
+        cells += [_ratio(r.get("heuristic_violation_ratio")), _ratio(r.get("heuristic_replica_minutes_ratio"))]
         table.add_row(*cells)
     console.print(table)
     if result["selection"]:

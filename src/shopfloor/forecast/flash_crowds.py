@@ -15,6 +15,12 @@ same, known disturbances:
   at which a surge starts on each day with probability ``recurring_probability`` (a newsletter, a daily deal,
   a TV slot), with a start jitter of up to ``recurring_jitter_minutes`` and the slot's multiplier and duration
   varying by +-20 % from day to day. Surges may overlap; overlapping profiles take the larger multiplier.
+* **Episodes** (off by default): a campaign that runs for a few consecutive days, ``episodes_per_week`` on average
+  (a Poisson count). Each episode draws a clock time, a multiplier, a duration, a ramp and a length of
+  ``episode_days`` days; on each of those days a surge starts at the clock time plus a jitter of up to
+  ``episode_jitter_minutes``, its multiplier and duration varying by +-20 % from day to day (kind ``episode``).
+  The first day of an episode is as unannounced as an irregular surge; the following days echo it at about the
+  same clock time, as a multi-day promotion or a repeated mailing does.
 
 Nothing here looks at a planner: the surges depend only on the trace's length, level, the spec and the seed.
 """
@@ -50,6 +56,9 @@ class FlashCrowdSpec:
     recurring_probability: float = 0.7
     recurring_jitter_minutes: int = 3
     min_level: float = 1.0
+    episodes_per_week: float = 0.0
+    episode_days: tuple[int, int] = (2, 4)
+    episode_jitter_minutes: int = 10
 
     def validate(self) -> "FlashCrowdSpec":
         lo, hi = self.multiplier
@@ -69,6 +78,13 @@ class FlashCrowdSpec:
             raise FlashCrowdError("recurring_probability", f"must be in [0, 1], got {self.recurring_probability}")
         if not (isinstance(self.recurring_jitter_minutes, int) and self.recurring_jitter_minutes >= 0):
             raise FlashCrowdError("recurring_jitter_minutes", "must be a whole number >= 0")
+        if not (self.episodes_per_week >= 0):
+            raise FlashCrowdError("episodes_per_week", f"must be >= 0, got {self.episodes_per_week}")
+        a, b = self.episode_days
+        if not (isinstance(a, int) and isinstance(b, int) and 1 <= a <= b):
+            raise FlashCrowdError("episode_days", f"need whole numbers 1 <= low <= high, got {self.episode_days}")
+        if not (isinstance(self.episode_jitter_minutes, int) and self.episode_jitter_minutes >= 0):
+            raise FlashCrowdError("episode_jitter_minutes", "must be a whole number >= 0")
         if not self.min_level >= 0:
             raise FlashCrowdError("min_level", f"must be >= 0, got {self.min_level}")
         return self
@@ -83,7 +99,7 @@ class FlashCrowd:
     ramp: int
     duration: int
     decay: int
-    kind: str  # "irregular" | "recurring"
+    kind: str  # "irregular" | "recurring" | "episode"
 
     @property
     def end(self) -> int:
@@ -118,6 +134,7 @@ class InjectedTrace:
             "crowds": len(self.crowds),
             "irregular": kinds.count("irregular"),
             "recurring": kinds.count("recurring"),
+            "episode": kinds.count("episode"),
             "minutes_in_crowds": int(self.mask.sum()),
             "spec": asdict(self.spec),
         }
@@ -155,6 +172,24 @@ def plan_crowds(n_minutes: int, spec: FlashCrowdSpec, rng: np.random.Generator) 
             m = float(np.clip(m0 * rng.uniform(0.8, 1.2), lo_m, hi_m))
             dur = int(np.clip(round(d0 * rng.uniform(0.8, 1.2)), *spec.duration_minutes))
             crowds.append(shape("recurring", start, m=m, dur=dur, ramp=r0))
+    if spec.episodes_per_week > 0:
+        # Drawn after the other kinds (and only when asked for), so specs without episodes keep their crowds.
+        lo_m, hi_m = spec.multiplier
+        jit = spec.episode_jitter_minutes
+        for _ in range(int(rng.poisson(spec.episodes_per_week * days / 7.0))):
+            first = int(rng.integers(0, max(int(np.ceil(days)), 1)))
+            clock = int(rng.integers(0, MINUTES_PER_DAY))
+            length = int(rng.integers(spec.episode_days[0], spec.episode_days[1] + 1))
+            m0 = float(rng.uniform(*spec.multiplier))
+            d0 = int(rng.integers(spec.duration_minutes[0], spec.duration_minutes[1] + 1))
+            r0 = int(rng.integers(spec.ramp_minutes[0], spec.ramp_minutes[1] + 1))
+            for day in range(first, first + length):
+                start = day * MINUTES_PER_DAY + clock + int(rng.integers(-jit, jit + 1))
+                if not 0 <= start < n_minutes:
+                    continue
+                m = float(np.clip(m0 * rng.uniform(0.8, 1.2), lo_m, hi_m))
+                dur = int(np.clip(round(d0 * rng.uniform(0.8, 1.2)), *spec.duration_minutes))
+                crowds.append(shape("episode", start, m=m, dur=dur, ramp=r0))
     crowds.sort(key=lambda c: c.start)
     return crowds
 

@@ -126,6 +126,46 @@ class HpaReactivePlanner:
         return min(requested, max(self._desired))
 
 
+class SeasonalRatioHeuristic:
+    """The ten-line yardstick the capacity issue quotes, as a named baseline next to the HPA.
+
+    Need for the next ``lag`` minutes: the last hour's mean traffic times the largest ratio, over the same clock
+    minutes yesterday (``t .. t + lag``), of that minute's traffic to yesterday's mean of the hour before ``t``;
+    times ``headroom``, divided by the per-replica capacity. Never below the HPA signal of the last minute; scale-in
+    only to the largest target of the last 5 minutes (the HPA's window). Without a yesterday it is the HPA.
+    """
+
+    def __init__(self, capacity: float, lag: int, *, headroom: float = 1.0,
+                 target_utilization: Fraction | float = Fraction(7, 10)) -> None:
+        _check_positive("capacity_per_replica", capacity)
+        _check_non_negative_int("lag_minutes", lag)
+        _check_positive("headroom", headroom)
+        self.capacity, self.lag, self.headroom = capacity, lag, headroom
+        self.target_utilization = Fraction(target_utilization).limit_denominator(1000)
+        self._y: list[float] = []
+        self._targets: deque[int] = deque(maxlen=5)
+
+    def observe(self, demand: float) -> None:
+        self._y.append(float(demand))
+
+    def target(self, minute: int, requested: int, ready: int) -> int:
+        y = self._y
+        if not y:
+            return requested
+        floor = hpa_desired(y[-1], ready, self.capacity, self.target_utilization)
+        n, need = len(y), 0
+        if n > MINUTES_PER_DAY + 60:
+            a = n - MINUTES_PER_DAY
+            base = sum(y[a - 60 : a]) / 60.0
+            if base > 0:
+                level = sum(y[-60:]) / 60.0
+                peak = max(y[a : a + self.lag + 1])
+                need = math.ceil(level * peak / base * self.headroom / self.capacity)
+        raw = max(floor, need, 1)
+        self._targets.append(raw)
+        return raw if raw >= requested else min(requested, max(self._targets))
+
+
 @dataclass(frozen=True)
 class PredictiveConfig:
     """Policy of :class:`PredictivePlanner` (all configuration, none buried in code).
@@ -149,6 +189,14 @@ class PredictiveConfig:
         Calendar events are not scaled (they are an explicit request). Costs are compared from minute
         ``cost_cap_warmup`` on (the first day, with no yesterday to forecast from, is not held against the planner).
     event_lead_minutes: known calendar events are pre-scaled for from ``lag + event_lead_minutes`` before start.
+    echo_factor: the *surge echo* (0 disables): when one of the previous ``echo_days`` days had a surge starting
+        at about this clock time (its 3-minute mean more than ``echo_factor x`` that day's mean of the hour before,
+        and above that hour's noise), the planner asks for today's last-hour level times that day's surge ratio,
+        times ``echo_headroom``, from ``lag + echo_early`` minutes before the echoed onset. If no surge shows by
+        ``echo_confirm`` minutes after it, the echo is dropped (a false alarm costs about ``lag + echo_early +
+        echo_confirm`` minutes of those replicas); if it shows, the echo holds until replicas asked for on the
+        observed surge are ready (``lag + 1`` minutes after it showed). One echoed onset is acted on once:
+        further echoes wait ``echo_cooldown`` minutes.
     forecast: knobs of the online traffic forecaster.
     """
 
@@ -169,6 +217,12 @@ class PredictiveConfig:
     cost_cap: float = 0.15
     cost_cap_step: float = 0.01
     cost_cap_warmup: int = 1440
+    echo_factor: float = 2.0
+    echo_days: int = 1
+    echo_early: int = 5
+    echo_confirm: int = 5
+    echo_headroom: float = 1.2
+    echo_cooldown: int = 150
     forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
 
 
@@ -224,6 +278,20 @@ class PredictivePlanner:
         self.excess_scale = 1.0
         self._cap_shadow_cost = 0
         self._cap_own_cost = 0
+        # Surge echo (see PredictiveConfig): state "idle" | "armed" | "live", with the echoed onset and its need.
+        if self.config.echo_factor < 0 or self.config.echo_days < 0:
+            raise CapacityInputError("echo_factor" if self.config.echo_factor < 0 else "echo_days", "must be >= 0")
+        _check_positive("echo_headroom", self.config.echo_headroom)
+        self._y: list[float] = []
+        self._echo_state = "idle"
+        self._echo_onset = 0
+        self._echo_need = 0.0
+        self._echo_base = 0.0
+        self._echo_ratio = 1.0
+        self._echo_until = 0
+        self._echo_quiet_until = 0
+        self.echoes_armed = 0
+        self.echoes_confirmed = 0
 
     def observe(self, demand: float) -> None:
         fc = self._fc
@@ -238,6 +306,7 @@ class PredictivePlanner:
                     self._surge = True
         self.forecaster.observe(demand)
         self._shadow.observe(demand)
+        self._y.append(float(demand))
         self._last = demand
         self._prev.append(demand)
         if self.config.trend_ratio > 0 and len(self._prev) == self._prev.maxlen:
@@ -287,13 +356,82 @@ class PredictivePlanner:
         predicted = self._need_from_forecast(minute)
         if predicted > floor and self.excess_scale < 1.0:
             predicted = floor + math.ceil(self.excess_scale * (predicted - floor) - 1e-9)
-        forecast_need = max(floor, predicted, 1)
+        forecast_need = max(floor, predicted, self._need_from_echo(), 1)
         raw = max(forecast_need, self._need_from_calendar())
         self._targets.append(raw)
         out = raw if raw >= requested else min(requested, max(self._targets))
         # The cost cap judges what forecasting spends: replicas held for a calendar event were asked for explicitly.
         self._track_budget(minute, out, out if raw == forecast_need else forecast_need)
         return out
+
+    def _echo_signal(self, n: int) -> tuple[int, float, float] | None:
+        """The earliest surge onset on a previous day (up to ``echo_days`` back) within the next ``lag +
+        echo_early`` clock minutes: (minutes ahead, that day's surge ratio, that day's base), or None."""
+        cfg = self.config
+        y = self._y
+        look = self.lag + cfg.echo_early
+        best: tuple[int, float, float] | None = None
+        for day in range(1, cfg.echo_days + 1):
+            a = n - day * MINUTES_PER_DAY
+            if a - 60 < 0:
+                break
+            hi = a + look + self.lag + 2
+            seg = y[a - 1 : hi + 1]
+            base = sum(y[a - 60 : a]) / 60.0
+            threshold = cfg.echo_factor * (base + 1.0)
+            if max(seg[: look + 3]) <= threshold:
+                continue
+            arr = np.asarray(seg, dtype=float)
+            smooth = (arr[:-2] + arr[1:-1] + arr[2:]) / 3.0  # 3-minute means centred on a .. hi - 1
+            noise = 4.0 * math.sqrt(base + 1.0)
+            hits = np.flatnonzero((smooth[: look + 1] > threshold) & (smooth[: look + 1] - base > noise))
+            if not len(hits):
+                continue
+            ahead = int(hits[0])
+            ratio = float(smooth[ahead : ahead + self.lag + 2].max()) / max(base, 1.0)
+            if best is None or ahead < best[0]:
+                best = (ahead, ratio, base)
+        return best
+
+    def _need_from_echo(self) -> int:
+        """Replicas for a surge echoed from a previous day (see ``PredictiveConfig.echo_factor``)."""
+        cfg = self.config
+        if cfg.echo_factor <= 0 or cfg.echo_days < 1:
+            return 0
+        n = len(self._y)
+        if n < MINUTES_PER_DAY + 60:
+            return 0
+        if self._echo_state == "idle" and n >= self._echo_quiet_until:
+            signal = self._echo_signal(n)
+            if signal is not None:
+                ahead, ratio, _ = signal
+                level = sum(self._y[-60:]) / 60.0
+                self._echo_state = "armed"
+                self._echo_onset = n + ahead
+                self._echo_base = level
+                self._echo_ratio = ratio
+                self._echo_need = level * ratio * cfg.echo_headroom
+                self._echo_quiet_until = self._echo_onset + cfg.echo_cooldown
+                self.echoes_armed += 1
+        if self._echo_state == "armed":
+            recent = (self._y[-1] + self._y[-2]) / 2.0
+            base = self._echo_base
+            if recent > base * (1.0 + 0.3 * (self._echo_ratio - 1.0)) and recent - base > 3.0 * math.sqrt(base + 1.0):
+                self._echo_state = "live"
+                self._echo_until = n + self.lag + 1
+                self.echoes_confirmed += 1
+            elif n > self._echo_onset + cfg.echo_confirm:
+                # A false alarm: no surge came. Its replicas go at once (the scale-in hold is for noisy forecasts,
+                # and this one has been refuted), so a false echo costs a bounded number of replica-minutes.
+                self._echo_state = "idle"
+                self._targets.clear()
+                return 0
+        if self._echo_state == "live" and n >= self._echo_until:
+            self._echo_state = "idle"
+            return 0
+        if self._echo_state == "idle":
+            return 0
+        return math.ceil(self._echo_need / self.capacity - 1e-9)
 
     def _learned_uplift(self, kind: str) -> float | None:
         n = self.forecaster.observed
@@ -475,6 +613,7 @@ class BacktestReport:
     predictive_seconds: float = 0.0
     with_calendar: SimulationResult | None = None
     events: int = 0
+    heuristic: SimulationResult | None = None
 
     def ratios(self, result: SimulationResult | None = None) -> tuple[float | None, float | None]:
         """(violation-minutes, replica-minutes) of ``result`` (default: the predictive run) over the reactive."""
@@ -491,8 +630,13 @@ class BacktestReport:
             cv, cc = self.ratios(self.with_calendar)
             calendar = dict(self.with_calendar.summary(), events=self.events, violation_ratio=cv,
                             replica_minutes_ratio=cc)
+        heuristic = None
+        if self.heuristic is not None:
+            hv, hc = self.ratios(self.heuristic)
+            heuristic = dict(self.heuristic.summary(), violation_ratio=hv, replica_minutes_ratio=hc)
         return {
             "with_calendar": calendar,
+            "seasonal_ratio_heuristic": heuristic,
             "predictive_replay_seconds": round(self.predictive_seconds, 2),
             "minutes": self.minutes,
             "start": self.start.isoformat() if self.start else None,
@@ -533,11 +677,13 @@ def run_backtest(
     start: datetime | None = None,
     progress: Any = None,
     events: Sequence[MinuteEvent] = (),
+    heuristic: bool = False,
 ) -> BacktestReport:
     """Replay ``demand`` through the HPA baseline and the predictive planner under identical rules.
 
     With ``events`` (a campaign calendar on the trace's minute grid) the predictive planner is replayed twice,
-    without and with the calendar, so that the calendar's effect is measured on the same trace.
+    without and with the calendar, so that the calendar's effect is measured on the same trace. With
+    ``heuristic`` the :class:`SeasonalRatioHeuristic` yardstick is replayed too (``BacktestReport.heuristic``).
     """
     import time
 
@@ -555,8 +701,12 @@ def run_backtest(
         with_calendar = simulate(
             values, PredictivePlanner(capacity, lag, config, events=events), capacity=capacity, lag=lag
         )
+    heuristic_run = None
+    if heuristic:
+        heuristic_run = simulate(values, SeasonalRatioHeuristic(capacity, lag), capacity=capacity, lag=lag)
     cfg = asdict(config)
     return BacktestReport(
+        heuristic=heuristic_run,
         minutes=len(values),
         capacity_per_replica=capacity,
         lag_minutes=lag,
@@ -1069,6 +1219,7 @@ __all__ = [
     "PredictiveConfig",
     "PlannedEvent",
     "PredictivePlanner",
+    "SeasonalRatioHeuristic",
     "plan_events",
     "ReplicaSet",
     "SimulationResult",

@@ -13,7 +13,9 @@ One planner configuration must serve every trace. The protocol makes that checka
    by the selection (``in-sample``) or not (``out-of-sample``). Without selection the default configuration is
    reported, and the rows of the traces the defaults were tuned on (:data:`DEFAULTS_CHOSEN_ON`) say so.
 
-Both planners replay each case in the same run, so every ratio is against a baseline measured alongside it.
+Both planners replay each case in the same run, so every ratio is against a baseline measured alongside it. Each
+row also carries the issue's ten-line yardstick (:class:`~shopfloor.planning.capacity.SeasonalRatioHeuristic`, the
+``heuristic_*`` columns), replayed on the same case: it is the bar to beat on traces nobody tuned for.
 """
 
 from __future__ import annotations
@@ -37,19 +39,23 @@ TARGET_REPLICA_MINUTES_RATIO = 1.10
 
 #: Traces (file-name fragments) the default configuration was tuned on, with crowd seed 1: rows built from them
 #: are in-sample when the defaults are reported.
-DEFAULTS_CHOSEN_ON = ("nasa", "clarknet")
+DEFAULTS_CHOSEN_ON = ("nasa", "clarknet", "standin-episodes-100")
 DEFAULTS_CHOSEN_ON_SEEDS = (1,)
 
 
-def _candidate(quantile: float, scale_in: int) -> PredictiveConfig:
-    return PredictiveConfig(scale_in_window=scale_in, forecast=OnlineForecastConfig(quantile=quantile))
+def _candidate(echo_factor: float, window: int, echo_days: int = 1) -> PredictiveConfig:
+    return PredictiveConfig(echo_factor=echo_factor, echo_early=window, echo_confirm=window, echo_days=echo_days)
 
 
-#: The small grid selection chooses from: the band's quantile and the scale-in hold (the two knobs that trade
-#: violations for replica-minutes). Everything else stays at its default.
-CANDIDATES: dict[str, PredictiveConfig] = {
-    f"q{q:g}-hold{h}": _candidate(q, h) for q in (0.9, 0.95, 0.975) for h in (3, 5, 10)
-}
+#: The grid selection chooses from: the surge echo off, or on with its threshold (2 / 2.5 / 3 x the hour before)
+#: and its timing window (3 / 5 / 7 minutes early and late), from yesterday only or from the last two days. These
+#: trade violations at echoed surges for replica-minutes spent on echoes that do not come. Everything else
+#: (band quantile 0.95, scale-in hold 5 minutes, cost cap 1.15) stays at its default.
+CANDIDATES: dict[str, PredictiveConfig] = {"echo-off": PredictiveConfig(echo_factor=0.0)}
+CANDIDATES.update(
+    {f"echo{f:g}-w{w}": _candidate(f, w) for f in (2.0, 2.5, 3.0) for w in (3, 5, 7)}
+)
+CANDIDATES["echo2.5-w5-2days"] = _candidate(2.5, 5, echo_days=2)
 
 
 @dataclass
@@ -116,10 +122,19 @@ def default_capacity(values: np.ndarray) -> float:
 
 
 def replay_case(
-    case: TraceCase, config: PredictiveConfig, *, lag: int, capacity: float | None = None
+    case: TraceCase,
+    config: PredictiveConfig,
+    *,
+    lag: int,
+    capacity: float | None = None,
+    heuristic: bool = False,
+    calendar: bool = True,
 ) -> BacktestReport:
     c = capacity if capacity is not None else default_capacity(case.values)
-    return run_backtest(case.values, capacity=c, lag=lag, config=config, start=case.start, events=case.events)
+    return run_backtest(
+        case.values, capacity=c, lag=lag, config=config, start=case.start,
+        events=case.events if calendar else (), heuristic=heuristic,
+    )
 
 
 def _matches(trace: str, fragments: Sequence[str]) -> bool:
@@ -166,7 +181,7 @@ def select_config(
     for name, cfg in candidates.items():
         worst_v, worst_c, distance = 0.0, 0.0, 0.0
         for case in cases:
-            v, c = replay_case(case, cfg, lag=lag, capacity=capacity).ratios()
+            v, c = replay_case(case, cfg, lag=lag, capacity=capacity, calendar=False).ratios()
             v, c = (v if v is not None else 0.0), (c if c is not None else 1.0)
             worst_v, worst_c = max(worst_v, v), max(worst_c, c)
             distance = max(distance, v / violation_bound, (c - 1.0) / (cost_bound - 1.0))
@@ -201,6 +216,12 @@ def report_row(case: TraceCase, report: BacktestReport, label: str) -> dict[str,
         and c <= TARGET_REPLICA_MINUTES_RATIO,
         "predictive_replay_seconds": round(report.predictive_seconds, 2),
     }
+    if report.heuristic is not None:
+        hv, hc = report.ratios(report.heuristic)
+        row["heuristic_violation_minutes"] = report.heuristic.violation_minutes
+        row["heuristic_replica_minutes"] = report.heuristic.replica_minutes
+        row["heuristic_violation_ratio"] = None if hv is None else round(hv, 4)
+        row["heuristic_replica_minutes_ratio"] = None if hc is None else round(hc, 4)
     if case.crowd_mask is not None:
         mask = case.crowd_mask
         cap = report.capacity_per_replica
@@ -246,7 +267,7 @@ def run_protocol(
         chosen_label = "default"
     rows = []
     for case in cases:
-        report = replay_case(case, config, lag=lag, capacity=capacity)
+        report = replay_case(case, config, lag=lag, capacity=capacity, heuristic=True)
         rows.append(report_row(case, report, "in-sample" if case.name in in_sample else "out-of-sample"))
         if progress is not None:
             progress(case.name)
