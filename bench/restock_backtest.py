@@ -50,7 +50,8 @@ def _row(t: dict) -> dict:
         "ratio_vs_sales_baseline": t["inventory_ratio_vs_sales_baseline"],
         "reduction_pct_vs_sales_baseline": t["inventory_reduction_pct_vs_sales_baseline"],
         "meets_10pct_vs_sales_baseline": t["meets_inventory_target_vs_sales_baseline"],
-        "sales_baseline_at_target_z": {k: t["sales_baseline_at_target_z"][k] for k in ("z", "fill_rate", "avg_on_hand")},
+        "sales_baseline_at_target_z": {k: t["sales_baseline_at_target_z"][k]
+                                       for k in ("z", "fill_rate", "avg_on_hand")},
         "baseline_at_target_z": {k: t["baseline_at_target_z"][k] for k in ("z", "fill_rate", "avg_on_hand")},
         "agent_seconds": t["agent_seconds"],
     }
