@@ -2,9 +2,12 @@
 
 Lost-sales, daily-review simulation, lead time 7, fill-rate targets 0.90 / 0.95 / 0.98. The policy is the one
 `shopfloor restock agent` and `shopfloor restock plan` run (``ReplenishmentAgent`` -> ``RestockEngine``), driven
-day by day through the agent protocol: it sees units sold and stock at close, never demand. The baseline sees
-demand (the textbook formula as usually simulated) and its z is bisected until its fill equals the agent's; the
-inventory ratio is agent / baseline average on-hand at that equal fill. Each window is scored after a 28-day warm-up.
+day by day through the agent protocol: it sees units sold and stock at close, never demand. Two baselines, each
+with its z bisected until its fill equals the agent's: ``ratio`` against the formula fed the true demand (the
+textbook formula as usually simulated; stricter, it learns from demand lost to stock-outs) and
+``ratio_vs_sales_baseline`` against the same formula fed units sold (equal information with the agent). A ratio
+is agent / baseline average on-hand at that equal fill; null when the baseline cannot reach the agent's fill for
+any z in [-1, 6]. Each window is scored after a 28-day warm-up.
 
 Windows are labelled: on the M5 panel, windows whose scored days end on or before ``--selection-end``
 (2015-04-26) are the ones the engine's defaults were selected on (IN-SAMPLE); later windows, and every window of
@@ -41,6 +44,14 @@ def _row(t: dict) -> dict:
         "ratio": t["inventory_ratio_vs_baseline"],
         "reduction_pct": t["inventory_reduction_pct"],
         "meets_10pct": t["meets_inventory_target"],
+        "sales_baseline_z_at_equal_fill": t["sales_baseline_at_equal_fill"]["z"],
+        "sales_baseline_avg_on_hand_at_equal_fill": t["sales_baseline_at_equal_fill"]["avg_on_hand"],
+        "sales_baseline_fill_range": t["sales_baseline_at_equal_fill"].get("fill_range"),
+        "ratio_vs_sales_baseline": t["inventory_ratio_vs_sales_baseline"],
+        "reduction_pct_vs_sales_baseline": t["inventory_reduction_pct_vs_sales_baseline"],
+        "meets_10pct_vs_sales_baseline": t["meets_inventory_target_vs_sales_baseline"],
+        "sales_baseline_at_target_z": {k: t["sales_baseline_at_target_z"][k]
+                                       for k in ("z", "fill_rate", "avg_on_hand")},
         "baseline_at_target_z": {k: t["baseline_at_target_z"][k] for k in ("z", "fill_rate", "avg_on_hand")},
         "agent_seconds": t["agent_seconds"],
     }
@@ -94,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             "targets": [_row(t) for t in res["targets"]],
         })
         print(json.dumps({"window": windows[-1]["scored"], "sample": windows[-1]["sample"],
-                          "fill/ratio": [(r["fill"], r["ratio"]) for r in windows[-1]["targets"]]}),
+                          "fill/ratio/sales-ratio": [(r["fill"], r["ratio"], r["ratio_vs_sales_baseline"])
+                                                    for r in windows[-1]["targets"]]}),
               file=sys.stderr, flush=True)
     out = {
         "benchmark": "restock_backtest",
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "policy": res["policy"],
         "tuning": res["tuning"],
         "baseline": res["baseline"],
+        "sales_baseline": res["sales_baseline"],
         "windows": windows,
         "runtime_s": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

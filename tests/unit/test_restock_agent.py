@@ -14,6 +14,7 @@ from shopfloor.planning.restock import CatalogEntry, PolicyBook, StockPosition
 from shopfloor.planning.restock_agent import ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
+    bisect_baseline_z,
     neutral_start,
     run_restock_backtest,
     simulate_agent,
@@ -175,6 +176,29 @@ def test_review_days_place_orders_only_on_review_days():
     assert [bool(a) for a in answers] == [True, False, False] * 3
 
 
+def test_bisection_reports_a_fill_the_sales_fed_baseline_cannot_reach_instead_of_clamping():
+    # nothing sold in the history and nothing on the shelf: the sales-fed baseline sees only zero sales, orders
+    # nothing at any z and fills 0; the demand-fed one learns the lost demand (fill 0.64 .. 0.87 over the z range).
+    days = 120
+    demand = np.zeros((2, days), dtype=np.int64)
+    demand[:, 60:] = 5
+    panel = DemandPanel(["a", "b"], pd.date_range(DAY0, periods=days), demand)
+    sim = dict(lead_time=7, review_days=1, start=60, warmup=0, initial_on_hand=np.zeros(2, dtype=np.int64))
+    by_sales = bisect_baseline_z(panel, 0.5, feed="sales", **sim)
+    assert by_sales == {"z": None, "fill_rate": None, "avg_on_hand": None, "reachable": False, "matched": False,
+                        "fill_range": [0.0, 0.0], "z_range": [-1.0, 6.0]}
+    by_demand = bisect_baseline_z(panel, 0.8, feed="demand", **sim)
+    assert by_demand["reachable"] and by_demand["matched"] and by_demand["fill_rate"] == 0.8
+    assert bisect_baseline_z(panel, 0.5, feed="demand", **sim)["fill_range"] == [0.63667, 0.86667]
+    # 50 units every 10th day: the fill moves in steps of whole lost orders, and a fill between two steps is
+    # reported as the nearest one reached, marked unmatched, never passed off as equal
+    lumpy = np.zeros((1, days), dtype=np.int64)
+    lumpy[0, ::10] = 50
+    panel = DemandPanel(["a"], pd.date_range(DAY0, periods=days), lumpy)
+    between = bisect_baseline_z(panel, 0.343, feed="demand", **{**sim, "initial_on_hand": np.zeros(1, dtype=np.int64)})
+    assert between["reachable"] and between["matched"] is False and between["fill_rate"] == pytest.approx(0.35)
+
+
 # --- backtest and planner use the same engine ----------------------------------------------------------------
 def test_backtest_drives_the_agent_and_compares_with_the_baseline_at_equal_fill():
     panel = _panel(8, n=15, days=330)
@@ -192,6 +216,16 @@ def test_backtest_drives_the_agent_and_compares_with_the_baseline_at_equal_fill(
         assert eq["fill_rate"] == pytest.approx(t["ours"]["fill_rate"], abs=5e-4)
         assert t["inventory_ratio_vs_baseline"] == pytest.approx(t["ours"]["avg_on_hand"] / eq["avg_on_hand"],
                                                                  rel=1e-3)
+        sales_eq = t["sales_baseline_at_equal_fill"]
+        assert sales_eq["reachable"] and sales_eq["matched"]
+        assert sales_eq["fill_rate"] == pytest.approx(t["ours"]["fill_rate"], abs=5e-4)
+        assert t["inventory_ratio_vs_sales_baseline"] == pytest.approx(
+            t["ours"]["avg_on_hand"] / sales_eq["avg_on_hand"], rel=1e-3)
+        assert t["sales_baseline_at_target_z"]["z"] == t["baseline_at_target_z"]["z"]
+        # the two baselines are different policies: at the same z the sales-fed one fills less (it learns from
+        # censored sales)
+        assert t["sales_baseline_at_target_z"]["fill_rate"] < t["baseline_at_target_z"]["fill_rate"]
+    assert "true demand" in out["baseline"] and "units sold" in out["sales_baseline"]
     default = run_restock_backtest(panel, service_levels=(0.9,), test_days=120, warmup_days=28)
     assert default["targets"][0]["ours"] == out["targets"][0]["ours"]  # the default is the shipped agent
     with pytest.raises(ValueError, match="fill-rate target"):

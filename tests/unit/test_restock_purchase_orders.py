@@ -85,3 +85,9 @@ def test_backtest_cli_runs_the_shipped_agent_and_prints_json(tmp_path):
     out = json.loads(r.stdout)
     assert "restock agent" in out["policy"] and out["targets"][0]["target"] == 0.9
     assert out["targets"][0]["baseline_at_equal_fill"]["z"] is not None
+    for key in ("inventory_ratio_vs_baseline", "inventory_ratio_vs_sales_baseline"):
+        assert isinstance(out["targets"][0][key], float)
+    table = CliRunner().invoke(app, ["restock", "backtest", "--history", str(hist), "--fill-rates", "0.9",
+                                     "--test-days", "56"])
+    assert table.exit_code == 0, table.output
+    assert "sales-fed" in table.output and "demand-fed" in table.output

@@ -88,3 +88,38 @@ def test_simulation_can_start_from_a_given_stock():
     res = simulate(demand, np.zeros(10, dtype=int), FixedLevel([4]), lead_time=1, start=1,
                    initial_on_hand=np.array([0]))
     assert res.sales[0] < res.demand[0]  # nothing on the shelf on the first day
+
+
+# --- the sales-fed baseline (equal information with the agent) ----------------------------------------------
+def _levels(feed: str, demand, initial_on_hand, *, window=4, lead_time=1, z=1.0, start=4):
+    pol = NormalSafetyStockPolicy(demand.shape[0], lead_time=lead_time, review_days=1, z=z, window=window, feed=feed)
+    res = simulate(demand, np.zeros(demand.shape[1], dtype=int), pol, lead_time=lead_time, start=start,
+                   initial_on_hand=np.asarray(initial_on_hand))
+    return res
+
+
+def test_sales_fed_baseline_never_sees_demand_lost_to_a_stock_out():
+    # history 2,2,2,2; day 4 demands 10 with 3 on the shelf (7 lost), day 5 demands 2 with nothing (2 lost).
+    # window 4, L + R = 2, z = 1:
+    #   demand-fed after day 4 sees {2,2,2,10}: mu 4, sd 4 -> 4*2 + 4*sqrt(2) = 13.66 -> 14; day 5 {2,2,10,2}: 14
+    #   sales-fed after day 4 sees {2,2,2,3}: mu 2.25, sd 0.5 -> 4.5 + 0.5*sqrt(2) = 5.21 -> 6;
+    #   day 5 {2,2,3,0}: mu 1.75, sd 1.258 -> 3.5 + 1.258*sqrt(2) = 5.28 -> 6
+    demand = np.array([[2, 2, 2, 2, 10, 2]])
+    by_demand, by_sales = _levels("demand", demand, [3]), _levels("sales", demand, [3])
+    assert by_demand.levels[0, 4:].tolist() == [14, 14]
+    assert by_sales.levels[0, 4:].tolist() == [6, 6]
+    assert by_sales.sales.tolist() == by_demand.sales.tolist() == [3.0]  # same days, same stock: 3 sold, 9 lost
+
+
+def test_sales_fed_baseline_equals_the_demand_fed_one_when_nothing_is_lost():
+    demand = _panel(4, n=5, days=120)
+    wd = np.arange(120) % 7
+    runs = [simulate(demand, wd, NormalSafetyStockPolicy(5, lead_time=7, review_days=1, z=4.0, feed=feed),
+                     lead_time=7, start=60, initial_on_hand=np.full(5, 10_000)) for feed in ("demand", "sales")]
+    assert runs[0].fill_rate == 1.0
+    assert np.array_equal(runs[0].levels, runs[1].levels)
+
+
+def test_baseline_feed_must_be_demand_or_sales():
+    with pytest.raises(ValueError, match="feed"):
+        NormalSafetyStockPolicy(1, lead_time=1, review_days=1, z=1.0, feed="forecast")

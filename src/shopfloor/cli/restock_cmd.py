@@ -211,7 +211,12 @@ def backtest_cmd(
                                     "x the level's rate per review period (0 = no cap; default 1.25)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
 ) -> None:
-    """Lost-sales simulation of the shipped agent (sees sales, not demand) vs MA + z*sigma*sqrt(L+R) at equal fill."""
+    """Lost-sales simulation of the shipped agent (sees sales, not demand) vs MA + z*sigma*sqrt(L+R) at equal fill.
+
+    Two baselines, z bisected to the agent's fill: one fed the true demand (stricter; no store sees it) and one fed
+    units sold (the information the agent has). A ratio is agent / baseline average on-hand; "unreachable" when no
+    z in [-1, 6] reaches the agent's fill.
+    """
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -252,13 +257,27 @@ def backtest_cmd(
 
     t = Table(title=f"Restock backtest ({result['data']['series']} series, {result['data']['scored_days']} scored days)")
     for col in ("target", "agent fill", "agent on-hand", "baseline fill @z", "baseline on-hand @z",
-                "baseline on-hand @ agent fill", "reduction"):
+                "baseline on-hand @ agent fill", "ratio", "sales-fed baseline on-hand @ agent fill",
+                "ratio vs sales-fed"):
         t.add_column(col, overflow="fold")
+
+    def at_equal(eq: dict) -> str:
+        if not eq["reachable"]:
+            return f"unreachable (fill {eq['fill_range'][0]:.4f}..{eq['fill_range'][1]:.4f} for z in [-1, 6])"
+        return f"{eq['avg_on_hand']:.2f}" + ("" if eq["matched"] else f" (fill {eq['fill_rate']:.4f}, no equal fill)")
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     for r in result["targets"]:
         t.add_row(f"{r['target']:.2f}", f"{r['ours']['fill_rate']:.4f}", f"{r['ours']['avg_on_hand']:.2f}",
                   f"{r['baseline_at_target_z']['fill_rate']:.4f}", f"{r['baseline_at_target_z']['avg_on_hand']:.2f}",
-                  str(r["baseline_on_hand_at_equal_fill"]), f"{r['inventory_reduction_pct']}%")
+                  at_equal(r["baseline_at_equal_fill"]), ratio(r["inventory_ratio_vs_baseline"]),
+                  at_equal(r["sales_baseline_at_equal_fill"]), ratio(r["inventory_ratio_vs_sales_baseline"]))
     console.print(t)
+    console.print("ratio = agent / baseline average on-hand at equal fill. baseline: the formula fed the true "
+                  "demand (demand-fed; stricter). sales-fed baseline: the same formula fed units sold, the "
+                  "information the agent has.")
     console.print(json.dumps({"runtime_s": result["runtime_s"]}))
 
 

@@ -4,7 +4,8 @@ Timeline of one simulated day ``t`` (all series at once, vectorised):
 
 1. receipts due on day ``t`` arrive (an order placed at the end of day ``t - L - 1`` arrives overnight);
 2. demand ``d_t`` is served from on-hand; what cannot be served is lost (no backorders);
-3. end of day: the policy *observes* ``d_t`` (the only way demand reaches it) and, on review days, returns an
+3. end of day: the policy *observes* ``d_t`` and the units sold (the only way either reaches it; the baseline's
+   ``feed`` picks which it learns from) and, on review days, returns an
    order-up-to level S; the order ``S - inventory position`` (or the policy's own ``shortfall(S, position)``,
    e.g. capped base stock; then rounded for MOQ / pack size) is placed and arrives at the start of day
    ``t + L + 1``.
@@ -148,24 +149,42 @@ class LostSalesStore:
         self.pipeline[index] += qty
 
 
-class NormalSafetyStockPolicy:
-    """The classic baseline: moving-average demand plus ``z * sigma * sqrt(L + R)`` safety stock."""
+BASELINE_FEEDS = ("demand", "sales")
 
-    def __init__(self, n_series: int, *, lead_time: int, review_days: int, z: float, window: int = 28) -> None:
+
+class NormalSafetyStockPolicy:
+    """The classic baseline: moving-average demand plus ``z * sigma * sqrt(L + R)`` safety stock.
+
+    ``feed`` says what the moving average and sigma are computed on once the simulation runs:
+
+    - ``"demand"`` (default): the true demand, stock-outs included. No store observes it; it is the stricter
+      comparison (the baseline learns from the demand that was lost).
+    - ``"sales"``: the units actually sold, as a store running the textbook formula on its sales records would.
+      A day that sold out counts only what was sold, so demand lost to a stock-out never reaches it. History days
+      before the simulation (passed without ``sales``) are the recorded data, the same rows the agent gets as its
+      history.
+    """
+
+    def __init__(self, n_series: int, *, lead_time: int, review_days: int, z: float, window: int = 28,
+                 feed: str = "demand") -> None:
+        if feed not in BASELINE_FEEDS:
+            raise ValueError(f"feed must be one of {BASELINE_FEEDS}, got {feed!r}")
         self.buf = np.zeros((n_series, window))
         self.window = window
         self.seen = 0
         self.protection = lead_time + review_days
         self.z = z
+        self.feed = feed
 
     @classmethod
     def for_service_level(cls, n_series: int, *, lead_time: int, review_days: int, service_level: float,
-                          window: int = 28) -> "NormalSafetyStockPolicy":
+                          window: int = 28, feed: str = "demand") -> "NormalSafetyStockPolicy":
         return cls(n_series, lead_time=lead_time, review_days=review_days,
-                   z=float(stats.norm.ppf(service_level)), window=window)
+                   z=float(stats.norm.ppf(service_level)), window=window, feed=feed)
 
     def observe(self, demand: np.ndarray, weekday: int, sales: np.ndarray | None = None) -> None:
-        self.buf[:, self.seen % self.window] = demand
+        seen = sales if self.feed == "sales" and sales is not None else demand
+        self.buf[:, self.seen % self.window] = seen
         self.seen += 1
 
     def order_up_to(self) -> np.ndarray:
