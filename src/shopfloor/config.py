@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     fulfillment_max_future_h: float = Field(
         default=24.0, gt=0, description="Fulfillment events dated more than this many hours after the server's "
                                         "clock are refused (422 naming the event), not learned from.")
+    returns_inspection_delay_h: float = Field(
+        default=24.0, ge=0, description="Hours a restocking return spends in inspection before its units are back "
+                                        "on hand (0: at once).")
+    analytics_max_days: int = Field(default=366, ge=1, description="Longest window GET /v1/analytics/fulfillment "
+                                                                  "accepts (days).")
     # --- capacity -------------------------------------------------------------------------------
     # Per-replica capacity: requests/s one API replica serves within the p99 SLO. It must come from the checkout
     # benchmark's measured RPS at the p99 SLO; 200 is a placeholder until the integrator sets it from that run.

@@ -6,3 +6,4 @@ from . import promise_tables  # noqa: F401,E402
 from . import restock_tables  # noqa: F401,E402
 from . import capacity_tables  # noqa: F401,E402
 from . import tower_tables  # noqa: F401,E402
+from . import analytics_tables  # noqa: F401,E402
