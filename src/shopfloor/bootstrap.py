@@ -12,6 +12,7 @@ from .domain.clock import Clock, SystemClock
 from .store.engine import WalCheckpointer, make_engine
 
 if TYPE_CHECKING:
+    from .fulfillment.analytics import FulfillmentAnalytics
     from .planning.restock_service import RestockPlanner
 
 
@@ -208,6 +209,18 @@ def build_restock_planner(container: Container) -> RestockPlanner:
         risk_threshold=s.restock_risk_threshold,
         max_alternatives=s.restock_max_alternatives,
     )
+
+
+def build_fulfillment_analytics(container: Container) -> FulfillmentAnalytics:
+    """Fulfillment and returns analytics over the container's database (one registered as
+    ``services["fulfillment.analytics"]`` wins)."""
+    registered = container.services.get("fulfillment.analytics")
+    if registered is not None:
+        return registered
+    from .store.analytics import SqlFulfillmentAnalytics
+
+    analytics = container.services["fulfillment.analytics"] = SqlFulfillmentAnalytics(container.engine)
+    return analytics
 
 
 def build_worker(container: Container):

@@ -17,7 +17,7 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
+from .routes import analytics, capacity, catalog, checkout, dashboard, payments, promise, restock, tower
 
 
 def create_app(container: Container) -> FastAPI:
@@ -96,6 +96,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(restock.router)
     app.include_router(tower.router)
     app.include_router(capacity.router)
+    app.include_router(analytics.router)
     dashboard.mount(app)
     return app
 
