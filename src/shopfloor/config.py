@@ -252,6 +252,10 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
     )
     tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")
+    tower_analytics_window_days: int = Field(default=30, ge=1, le=366, description="Window of the fulfillment "
+                                             "and returns signals (return_rate_<sku>, pack_p90_h_<warehouse> ...).")
+    tower_analytics_ttl_s: float = Field(default=60.0, ge=0, description="How long one fulfillment analytics "
+                                         "report serves the rules before it is computed again.")
     # --- dashboard --------------------------------------------------------------------------------
     # Signs the /dashboard session cookie (HMAC-SHA256). Unset: a random secret per process, so sessions end on
     # restart and are NOT shared between server processes; set it (SHOPFLOOR_DASHBOARD_SESSION_SECRET) when the

@@ -201,3 +201,30 @@ def test_the_analytics_route_answers_admins_with_the_contract_shape(db_url):
         assert r.status_code == 422 and "days" in str(r.json()["error"])
         r = client.get("/v1/analytics/fulfillment?days=5000", headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "days"
+
+
+def test_rules_on_the_analytics_signals_flag_listings_and_degrade_promises_in_the_store(db_url):
+    from shopfloor.store.tower import TowerRepository
+    from shopfloor.tower.rules import parse_rules
+    from shopfloor.tower.service import build_rule_engine
+
+    build_store(db_url)
+    container = build_container(Settings(database_url=db_url), clock=FixedClock(NOW))
+    rules = parse_rules({"rules": [
+        {"name": "north_slow", "when": "pack_p90_h_north > 8",
+         "actions": [{"type": "degrade_promises", "warehouse": "north", "extra_days": 1}]},
+        {"name": "a_listing", "when": "listing_return_rate_A > 0.5",
+         "actions": [{"type": "flag_listing", "sku": "A"}, {"type": "suppress_promotion", "sku": "A"}]},
+        {"name": "old_a", "when": "inventory_age_p50_d_A >= 10", "actions": [{"type": "propose_promotion", "sku": "A"}]},
+        {"name": "c_split", "when": "split_rate_south >= 0.5 and backorder_rate_C >= 0.5 and return_rate_C > 0.7",
+         "actions": [{"type": "propose_promotion", "sku": "C"}]},
+    ]})
+    outcomes = {o.rule: o for o in build_rule_engine(container, rules).run_once()}
+    assert all(outcomes[name].fired for name in ("north_slow", "a_listing", "old_a", "c_split")), outcomes
+    repo = TowerRepository(container.engine)
+    flags = {(f["sku"], f["kind"]): f for f in repo.active_listing_flags(NOW)}
+    assert flags[("A", "flag_listing")]["reasons"] == {"fit": 1, "not_as_described": 1}
+    assert ("A", "propose_promotion") not in flags  # suppressed by a_listing first
+    assert ("C", "propose_promotion") in flags
+    assert repo.get_degradation("north", NOW)["extra_days"] == 1
+    container.close()
