@@ -15,8 +15,8 @@ from shopfloor.bootstrap import build_container
 from shopfloor.config import Settings
 from shopfloor.domain.clock import FixedClock
 from shopfloor.fulfillment import FulfillmentEvent
-from shopfloor.store.analytics import SqlFulfillmentAnalytics
-from shopfloor.store.analytics_tables import stock_receipts, stock_refusals
+from shopfloor.store.analytics import SqlFulfillmentAnalytics, record_receipt
+from shopfloor.store.analytics_tables import stock_refusals
 from shopfloor.store.promise import SqlFulfillmentStore
 from shopfloor.store.tables import order_lines, orders, skus, stock, warehouses
 from tests.support.store import new_key
@@ -57,13 +57,9 @@ def build_store(url: str) -> None:
             {"sku": "B", "warehouse": "north", "on_hand": 0, "reserved": 0, "updated_at": NOW},
             {"sku": "C", "warehouse": "north", "on_hand": 4, "reserved": 0, "updated_at": NOW},
             {"sku": "C", "warehouse": "south", "on_hand": 3, "reserved": 0, "updated_at": NOW}])
-        conn.execute(sa.insert(stock_receipts), [
-            {"sku": "A", "warehouse": "north", "qty": 8, "received_at": NOW - timedelta(days=30), "source": "count"},
-            {"sku": "A", "warehouse": "north", "qty": 6, "received_at": NOW - timedelta(days=10), "source": "count"},
-            {"sku": "A", "warehouse": "north", "qty": 2, "received_at": NOW - timedelta(days=2), "source": "count"},
-            {"sku": "C", "warehouse": "north", "qty": 4, "received_at": NOW - timedelta(days=1), "source": "count"},
-            {"sku": "C", "warehouse": "south", "qty": 5, "received_at": NOW - timedelta(days=20), "source": "count"},
-        ])
+        for sku, wh, qty, days in (("A", "north", 8, 30), ("A", "north", 6, 10), ("A", "north", 2, 2),
+                                   ("C", "north", 4, 1), ("C", "south", 5, 20)):
+            record_receipt(conn, sku, wh, qty, NOW - timedelta(days=days), "count")
 
         def order(oid, status, split, created, lines):
             conn.execute(sa.insert(orders).values(

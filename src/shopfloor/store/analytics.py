@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, func, select, text
 
 from ..fulfillment.analytics import FulfillmentReport, LaneMeasures, SkuMeasures, WarehouseMeasures
+from .analytics_tables import stock_receipts
 from .tables import UtcDateTime
 
 #: Orders in these states never ship, so they count neither as sales nor as shipments.
@@ -28,15 +29,18 @@ def _hours(dialect: str, a: str, b: str) -> str:
     return f"((julianday({b}) - julianday({a})) * 24.0)"
 
 
-def _durations_sql(dialect: str) -> str:
-    """One row per measured duration: (measure, warehouse, zone, hours). Orders are found through their anchor
-    event inside the window; the rest of each order's journey is read through the ``order_id`` index."""
-    pick_end = "COALESCE(j.packed_at, j.handed_at)"
+def _journeys_upsert_sql(dialect: str, some: bool) -> str:
+    """Rebuild ``fulfillment_journeys`` rows from the events of every order (``some``: of the ``:ids`` orders)."""
+    pick_end = "COALESCE(packed_at, handed_at)"
+    where = "AND e.order_id IN :ids" if some else ""
+    cols = ("warehouse", "zone", "start_at", "packed_at", "handed_at", "delivered_at", "pick_end_at", "pick_pack_h",
+            "handoff_h", "transit_h")
     return f"""
-    WITH anchors AS (
-        SELECT DISTINCT order_id FROM fulfillment_events
-        WHERE type IN ('packed', 'handed_to_carrier', 'delivered') AND at >= :since AND at < :until
-    ), j AS (
+    INSERT INTO fulfillment_journeys (order_id, {", ".join(cols)})
+    SELECT order_id, warehouse, zone, start_at, packed_at, handed_at, delivered_at, {pick_end},
+           {_hours(dialect, "start_at", pick_end)}, {_hours(dialect, "packed_at", "handed_at")},
+           {_hours(dialect, "handed_at", "delivered_at")}
+    FROM (
         SELECT e.order_id AS order_id,
                MIN(e.warehouse) AS warehouse,
                COALESCE(MIN(e.region), MIN(e.country), '?') AS zone,
@@ -44,19 +48,48 @@ def _durations_sql(dialect: str) -> str:
                MIN(CASE WHEN e.type = 'packed' THEN e.at END) AS packed_at,
                MIN(CASE WHEN e.type = 'handed_to_carrier' THEN e.at END) AS handed_at,
                MIN(CASE WHEN e.type = 'delivered' THEN e.at END) AS delivered_at
-        FROM fulfillment_events e JOIN anchors a ON a.order_id = e.order_id
-        WHERE e.type <> 'returned'
+        FROM fulfillment_events e
+        WHERE e.type <> 'returned' {where}
         GROUP BY e.order_id
-    ), durations AS (
-        SELECT 'pick_pack' AS measure, j.warehouse AS warehouse, '' AS zone,
-               {_hours(dialect, 'j.start_at', pick_end)} AS h
-        FROM j WHERE j.start_at IS NOT NULL AND {pick_end} >= :since AND {pick_end} < :until
+    ) j WHERE 1 = 1
+    ON CONFLICT (order_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols)}"""
+
+
+def record_receipt(conn: Connection, sku: str, warehouse: str, qty: int, received_at: datetime, source: str) -> None:
+    """Record an arrival of ``qty`` units on hand (in the caller's transaction, which also changes the stock row,
+    so arrivals of one stock row are serialised by its lock)."""
+    t = stock_receipts
+    before = conn.execute(select(func.max(t.c.cum_qty)).where(t.c.sku == sku, t.c.warehouse == warehouse)).scalar()
+    conn.execute(t.insert().values(sku=sku, warehouse=warehouse, qty=qty, cum_qty=int(before or 0) + qty,
+                                   received_at=received_at, source=source))
+
+
+def refresh_journeys(conn: Connection, order_ids: Iterable[str] | None = None) -> None:
+    """Rebuild the journeys of ``order_ids`` (all orders when None) from their events, in the caller's
+    transaction. Each order's row is recomputed whole, so events may arrive in any order."""
+    d = conn.dialect.name
+    if order_ids is None:
+        conn.execute(text(_journeys_upsert_sql(d, False)))
+        return
+    ids = sorted(set(order_ids))
+    stmt = text(_journeys_upsert_sql(d, True)).bindparams(bindparam("ids", expanding=True))
+    for i in range(0, len(ids), 500):
+        conn.execute(stmt, {"ids": ids[i:i + 500]})
+
+
+def _durations_sql(dialect: str) -> str:
+    """One row per measured duration: (measure, warehouse, zone, hours), each leg read through the index on its
+    end time."""
+    return """
+    WITH durations AS (
+        SELECT 'pick_pack' AS measure, warehouse, '' AS zone, pick_pack_h AS h FROM fulfillment_journeys
+        WHERE pick_end_at >= :since AND pick_end_at < :until AND pick_pack_h IS NOT NULL
         UNION ALL
-        SELECT 'handoff_delay', j.warehouse, '', {_hours(dialect, 'j.packed_at', 'j.handed_at')}
-        FROM j WHERE j.packed_at IS NOT NULL AND j.handed_at >= :since AND j.handed_at < :until
+        SELECT 'handoff_delay', warehouse, '', handoff_h FROM fulfillment_journeys
+        WHERE handed_at >= :since AND handed_at < :until AND handoff_h IS NOT NULL
         UNION ALL
-        SELECT 'transit', j.warehouse, j.zone, {_hours(dialect, 'j.handed_at', 'j.delivered_at')}
-        FROM j WHERE j.handed_at IS NOT NULL AND j.delivered_at >= :since AND j.delivered_at < :until
+        SELECT 'transit', warehouse, zone, transit_h FROM fulfillment_journeys
+        WHERE delivered_at >= :since AND delivered_at < :until AND transit_h IS NOT NULL
     )"""
 
 
@@ -69,35 +102,40 @@ def _percentiles_sql(dialect: str) -> str:
            percentile_cont(0.9) WITHIN GROUP (ORDER BY h) AS p90
     FROM durations GROUP BY measure, warehouse, zone"""
     # percentile_cont(p): position p*(n-1) (0-based) between ranks lo and lo+1, interpolated. Integer arithmetic
-    # (p in percent) keeps the floor exact.
+    # (p in percent) keeps the floor exact. One window (one sort); only the neighbouring ranks reach the GROUP BY.
+    def lo(p: int) -> str:
+        return f"(((n - 1) * {p}) / 100)"
+
+    def frac(p: int) -> str:
+        return f"((((n - 1) * {p}) % 100) / 100.0)"
+
     def pct(p: int) -> str:
-        lo = f"(((n - 1) * {p}) / 100)"
-        frac = f"((((n - 1) * {p}) % 100) / 100.0)"
-        return (f"SUM(CASE WHEN rn = {lo} + 1 THEN h * (1.0 - {frac}) "
-                f"WHEN rn = {lo} + 2 THEN h * {frac} ELSE 0 END)")
+        return (f"SUM(CASE WHEN rn = {lo(p)} + 1 THEN h * (1.0 - {frac(p)}) "
+                f"WHEN rn = {lo(p)} + 2 THEN h * {frac(p)} ELSE 0 END)")
     return _durations_sql(dialect) + f""", ranked AS (
         SELECT measure, warehouse, zone, h,
-               ROW_NUMBER() OVER (PARTITION BY measure, warehouse, zone ORDER BY h) AS rn,
-               COUNT(*) OVER (PARTITION BY measure, warehouse, zone) AS n
+               ROW_NUMBER() OVER w AS rn,
+               COUNT(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
         FROM durations
+        WINDOW w AS (PARTITION BY measure, warehouse, zone ORDER BY h)
     )
     SELECT measure, warehouse, zone, MAX(n) AS n, {pct(50)} AS p50, {pct(90)} AS p90
-    FROM ranked GROUP BY measure, warehouse, zone"""
+    FROM ranked
+    WHERE rn IN ({lo(50)} + 1, {lo(50)} + 2, {lo(90)} + 1, {lo(90)} + 2)
+    GROUP BY measure, warehouse, zone"""
 
 
-_ORDERS_BY_WAREHOUSE = f"""
-    SELECT ol.warehouse, COUNT(DISTINCT o.id) AS orders,
-           COUNT(DISTINCT CASE WHEN o.split = 1 THEN o.id END) AS split_orders,
-           COUNT(*) AS lines
-    FROM orders o JOIN order_lines ol ON ol.order_id = o.id
-    WHERE o.created_at >= :since AND o.created_at < :until AND o.status NOT IN {_NOT_SHIPPED!r}
-    GROUP BY ol.warehouse"""
-
-_SALES_BY_SKU = f"""
-    SELECT ol.sku, COUNT(*) AS lines, SUM(ol.qty) AS units
-    FROM orders o JOIN order_lines ol ON ol.order_id = o.id
-    WHERE o.created_at >= :since AND o.created_at < :until AND o.status NOT IN {_NOT_SHIPPED!r}
-    GROUP BY ol.sku"""
+_ORDER_LINES = """
+    WITH w AS MATERIALIZED (
+        SELECT o.id, o.split, ol.warehouse, ol.sku, ol.qty
+        FROM orders o JOIN order_lines ol ON ol.order_id = o.id
+        WHERE o.created_at >= :since AND o.created_at < :until AND o.status NOT IN {not_shipped}
+    )
+    SELECT 'warehouse' AS kind, warehouse AS grp, COUNT(DISTINCT id) AS orders,
+           COUNT(DISTINCT CASE WHEN split = 1 THEN id END) AS split_orders, COUNT(*) AS lines, SUM(qty) AS units
+    FROM w GROUP BY warehouse
+    UNION ALL
+    SELECT 'sku', sku, 0, 0, COUNT(*), SUM(qty) FROM w GROUP BY sku""".replace("{not_shipped}", repr(_NOT_SHIPPED))
 
 _REFUSALS = """
     SELECT sku, warehouse, COUNT(*) AS lines FROM stock_refusals
@@ -108,28 +146,35 @@ _RETURNS = """
     WHERE type = 'returned' AND at >= :since AND at < :until GROUP BY sku, reason"""
 
 
-def _inventory_age_sql(dialect: str, by: str) -> str:
-    """Median age (days at ``:until``) of the units on hand, per ``by`` (``sku`` or ``warehouse``). FIFO: walking
-    each stock row's receipts newest first, a receipt holds the units that its newer receipts do not cover."""
-    age = _hours(dialect, "received_at", ":until") + " / 24.0"
+def _inventory_age_sql(dialect: str) -> str:
+    """Median age (days at ``:until``) of the units on hand, per SKU and per warehouse. FIFO: the units on hand are
+    held by a stock row's latest arrivals, those whose ``cum_qty`` passes (all received - on hand); each stock row
+    seeks them in the ``(sku, warehouse, cum_qty)`` index. Units on hand beyond every arrival have no known age."""
+    age = _hours(dialect, "sr.received_at", ":until") + " / 24.0"
     return f"""
-    WITH r AS (
-        SELECT sr.sku, sr.warehouse, sr.qty, sr.received_at, s.on_hand,
-               SUM(sr.qty) OVER (PARTITION BY sr.sku, sr.warehouse ORDER BY sr.received_at DESC, sr.id DESC
-                                 ROWS UNBOUNDED PRECEDING) - sr.qty AS newer
-        FROM stock_receipts sr JOIN stock s ON s.sku = sr.sku AND s.warehouse = sr.warehouse
-        WHERE s.on_hand > 0 AND sr.received_at <= :until
-    ), held AS (
-        SELECT {by} AS grp, {age} AS age_d,
-               CASE WHEN on_hand - newer < qty THEN on_hand - newer ELSE qty END AS units
-        FROM r WHERE newer < on_hand
+    WITH rows AS (
+        SELECT s.sku, s.warehouse, s.on_hand,
+               (SELECT MAX(x.cum_qty) FROM stock_receipts x
+                WHERE x.sku = s.sku AND x.warehouse = s.warehouse) - s.on_hand AS gone
+        FROM stock s WHERE s.on_hand > 0
+    ), held AS MATERIALIZED (
+        SELECT sr.sku, sr.warehouse, {age} AS age_d,
+               CASE WHEN sr.cum_qty - sr.qty < r.gone THEN sr.cum_qty - r.gone ELSE sr.qty END AS units
+        FROM rows r JOIN stock_receipts sr
+             ON sr.sku = r.sku AND sr.warehouse = r.warehouse AND sr.cum_qty > r.gone
+        WHERE sr.received_at <= :until
     ), cum AS (
-        SELECT grp, age_d,
-               SUM(units) OVER (PARTITION BY grp ORDER BY age_d ROWS UNBOUNDED PRECEDING) AS upto,
-               SUM(units) OVER (PARTITION BY grp) AS total
+        SELECT 'sku' AS kind, sku AS grp, age_d,
+               SUM(units) OVER (PARTITION BY sku ORDER BY age_d ROWS UNBOUNDED PRECEDING) AS upto,
+               SUM(units) OVER (PARTITION BY sku) AS total
+        FROM held
+        UNION ALL
+        SELECT 'warehouse', warehouse, age_d,
+               SUM(units) OVER (PARTITION BY warehouse ORDER BY age_d ROWS UNBOUNDED PRECEDING),
+               SUM(units) OVER (PARTITION BY warehouse)
         FROM held
     )
-    SELECT grp, MIN(age_d) AS p50 FROM cum WHERE 2 * upto >= total GROUP BY grp"""
+    SELECT kind, grp, MIN(age_d) AS p50 FROM cum WHERE 2 * upto >= total GROUP BY kind, grp"""
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -163,13 +208,15 @@ class SqlFulfillmentAnalytics:
         with self.engine.connect() as conn:
             d = conn.dialect.name
             pct = self._run(conn, "pct", _percentiles_sql(d), since, until)
-            by_wh = self._run(conn, "orders_wh", _ORDERS_BY_WAREHOUSE, since, until)
-            sales = self._run(conn, "sales", _SALES_BY_SKU, since, until)
+            lines = self._run(conn, "lines", _ORDER_LINES, since, until)
             refusals = self._run(conn, "refusals", _REFUSALS, since, until)
             returns = self._run(conn, "returns", _RETURNS, since, until)
-            age_sku = self._run(conn, "age_sku", _inventory_age_sql(d, "sku"), since, until)
-            age_wh = self._run(conn, "age_wh", _inventory_age_sql(d, "warehouse"), since, until)
+            ages = self._run(conn, "ages", _inventory_age_sql(d), since, until)
             known_wh = [r[0] for r in conn.execute(text("SELECT id FROM warehouses"))]
+        by_wh = [(g, n, split, ln) for kind, g, n, split, ln, _ in lines if kind == "warehouse"]
+        sales = [(g, ln, units) for kind, g, _, _, ln, units in lines if kind == "sku"]
+        age_sku = [(g, v) for kind, g, v in ages if kind == "sku"]
+        age_wh = [(g, v) for kind, g, v in ages if kind == "warehouse"]
         return self._assemble(since, until, pct, by_wh, sales, refusals, returns, age_sku, age_wh, known_wh)
 
     @staticmethod

@@ -4,12 +4,39 @@ and promotion proposals raised by control-tower rules."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text
 
 from .tables import UtcDateTime, metadata
 
+# One row per order: its journey's timestamps and durations (hours), rebuilt from its fulfillment events whenever
+# one of them arrives (``shopfloor.store.analytics.refresh_journeys``). The analytics read a window of it through
+# the index on the end of each leg, instead of regrouping every event of every order.
+fulfillment_journeys = Table(
+    "fulfillment_journeys",
+    metadata,
+    Column("order_id", String(120), primary_key=True),
+    Column("warehouse", String(64), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("start_at", UtcDateTime, nullable=True),
+    Column("packed_at", UtcDateTime, nullable=True),
+    Column("handed_at", UtcDateTime, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("pick_end_at", UtcDateTime, nullable=True),  # packed, else handed to the carrier
+    Column("pick_pack_h", Float, nullable=True),
+    Column("handoff_h", Float, nullable=True),
+    Column("transit_h", Float, nullable=True),
+)
+# Covering: a window of one leg is read from its index alone.
+Index("ix_fulfillment_journeys_pick_end", fulfillment_journeys.c.pick_end_at, fulfillment_journeys.c.warehouse,
+      fulfillment_journeys.c.pick_pack_h)
+Index("ix_fulfillment_journeys_handed", fulfillment_journeys.c.handed_at, fulfillment_journeys.c.warehouse,
+      fulfillment_journeys.c.handoff_h)
+Index("ix_fulfillment_journeys_delivered", fulfillment_journeys.c.delivered_at, fulfillment_journeys.c.warehouse,
+      fulfillment_journeys.c.zone, fulfillment_journeys.c.transit_h)
+
 # One row per arrival of units on hand: a count that raised the level, a purchase order received, a restocked
-# return. Inventory age walks these newest first (the units on hand are the latest to arrive under FIFO).
+# return. ``cum_qty`` is the units received by the stock row up to and including this arrival, so under FIFO the
+# units on hand are held by the arrivals whose ``cum_qty`` passes (all received - on hand): an index seek.
 stock_receipts = Table(
     "stock_receipts",
     metadata,
@@ -17,10 +44,12 @@ stock_receipts = Table(
     Column("sku", String(64), nullable=False),
     Column("warehouse", String(64), nullable=False),
     Column("qty", BigInteger, nullable=False),
+    Column("cum_qty", BigInteger, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
     Column("source", String(16), nullable=False),  # count | purchase_order | return
 )
-Index("ix_stock_receipts_sku_wh_at", stock_receipts.c.sku, stock_receipts.c.warehouse, stock_receipts.c.received_at)
+Index("ix_stock_receipts_fifo", stock_receipts.c.sku, stock_receipts.c.warehouse, stock_receipts.c.cum_qty,
+      stock_receipts.c.qty, stock_receipts.c.received_at)
 
 # One row per order line that checkout refused for lack of stock (a 409 out_of_stock). ``warehouse`` is the one
 # that serves the destination: the warehouse that would have shipped the line.

@@ -14,7 +14,8 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from ..domain.catalog import Warehouse
 from ..domain.stock import Allocation, StockLevel, lock_order
-from .analytics_tables import stock_receipts, stock_refusals
+from .analytics import record_receipt
+from .analytics_tables import stock_refusals
 from .raw import RawStatements
 from .tables import (
     idempotency_keys,
@@ -269,8 +270,7 @@ def set_on_hand(conn: Connection, sku: str, wid: str, on_hand: int, now: datetim
 def _record_count_receipt(conn: Connection, sku: str, wid: str, added: int, now: datetime) -> None:
     """A count that raises the level is an arrival of units (inventory age counts from it)."""
     if added > 0:
-        conn.execute(insert(stock_receipts).values(sku=sku, warehouse=wid, qty=added, received_at=now,
-                                                   source="count"))
+        record_receipt(conn, sku, wid, added, now, "count")
 
 
 # Built once: constructing a select per call costs SQLAlchemy a cache-key walk (about half of a stock read's CPU).

@@ -30,7 +30,8 @@ from ..fulfillment.stats import (
     to_hours,
 )
 from .engine import dialect_insert
-from .analytics_tables import return_restocks, stock_receipts
+from .analytics import record_receipt, refresh_journeys
+from .analytics_tables import return_restocks
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
 from .tables import skus, stock, warehouses
 
@@ -137,6 +138,7 @@ class SqlFulfillmentStore:
             restocked = self._apply_due_restocks(conn, now)
             accepted = len(new)
             new = [e for e in new if e.type != "returned"]  # returns are rows for the analytics, not statistics
+            refresh_journeys(conn, {e.order_id for e in new})
             tracks = self._load_tracks(conn, [e.order_id for e in new])
             regions = self._warehouse_regions(conn, [e.warehouse for e in new])
             keys: set[str] = set()
@@ -213,8 +215,7 @@ class SqlFulfillmentStore:
                                   .values(on_hand=stock.c.on_hand + qty, updated_at=now))
             if raised.rowcount == 0:
                 conn.execute(stock.insert().values(sku=sku, warehouse=wid, on_hand=qty, reserved=0, updated_at=now))
-            conn.execute(stock_receipts.insert().values(sku=sku, warehouse=wid, qty=qty, received_at=available_at,
-                                                        source="return"))
+            record_receipt(conn, sku, wid, int(qty), available_at, "return")
             units += int(qty)
         return units
 
