@@ -136,6 +136,13 @@ def build_tower(container: Container):
     # The buy path's own stages flush from a background thread (the caller is the event loop).
     stage_buffer = FunnelBuffer(repo, s.tower_beacon_flush_s, background=True)
     container.services["tower.stage_buffer"] = stage_buffer
+    # Fulfillment and returns analytics: one cached report feeds the rules' signals and the /metrics gauges.
+    from .tower.fulfillment_signals import FulfillmentAnalyticsCollector, FulfillmentSignals
+
+    signals = FulfillmentSignals(build_fulfillment_analytics(container), container.clock,
+                                 window_days=s.tower_analytics_window_days, ttl_s=s.tower_analytics_ttl_s)
+    container.services["tower.fulfillment_signals"] = signals
+    container.services["metrics.collectors"] = [FulfillmentAnalyticsCollector(signals)]
     return FunnelObserver(metrics, stage_buffer, container.clock)
 
 

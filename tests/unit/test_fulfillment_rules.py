@@ -116,3 +116,17 @@ def test_signals_with_nothing_behind_them_have_no_value():
                              "split_rate_gb_south", "backorder_rate_85123A", "inventory_age_p50_d_85123A"})
     assert "return_rate_85123A" not in values and "listing_return_rate_85123A" not in values  # no sales
     assert values["pack_p90_h_gb_north"] == 20.0 and values["split_rate_gb_south"] == 0.1
+
+
+def test_the_metrics_collector_exports_the_report_as_gauges_for_grafana():
+    from prometheus_client import generate_latest
+
+    from shopfloor.tower.fulfillment_signals import FulfillmentAnalyticsCollector
+
+    text = generate_latest(FulfillmentAnalyticsCollector(
+        FulfillmentSignals(FixedAnalytics(_report()), FixedClock(T0)))).decode()
+    assert 'shopfloor_fulfillment_pick_pack_p90_hours{warehouse="gb-south"} 30.0' in text
+    assert 'shopfloor_fulfillment_split_shipment_rate{warehouse="gb-south"} 0.1' in text
+    assert 'shopfloor_fulfillment_inventory_age_p50_days{warehouse="gb-north"} 12.0' in text
+    assert 'shopfloor_fulfillment_return_rate{sku="85123A"} 0.32' in text  # (4 + 3 + 9) / 50
+    assert 'shopfloor_fulfillment_returned_units{reason="fit",sku="85123A"} 4.0' in text

@@ -71,10 +71,15 @@ def create_app(container: Container) -> FastAPI:
 
         from ..tower.metrics import render_latest
 
+        extra = tuple(container.services.get("metrics.collectors", ()))
+
         @app.get("/metrics", tags=["ops"], include_in_schema=False)
         async def prometheus_metrics():
             """Prometheus exposition (multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set)."""
-            body, ctype = render_latest(metrics.registry)
+            if extra:  # computed from the database: off the event loop
+                body, ctype = await asyncio.to_thread(render_latest, metrics.registry, extra)
+            else:
+                body, ctype = render_latest(metrics.registry)
             return Response(body, media_type=ctype)
 
     settings = container.settings

@@ -70,3 +70,46 @@ class FulfillmentSignals:
             if s.sku == sku:
                 return dict(s.returns_by_reason)
         return {}
+
+
+class FulfillmentAnalyticsCollector:
+    """Prometheus gauges computed at scrape time from the signals' (cached) report, so Grafana shows the same
+    numbers as the rules and the dashboard: per warehouse pick/pack p50/p90, split-shipment and backorder rates
+    and inventory age; per SKU (the ``top_skus`` returned most) return rate and returned units by reason."""
+
+    def __init__(self, signals: FulfillmentSignals, top_skus: int = 25, namespace: str = "shopfloor") -> None:
+        self.signals, self.top_skus, self.ns = signals, top_skus, namespace
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        report = self.signals.report()
+        ns = f"{self.ns}_fulfillment"
+        wh_gauges = {
+            "pick_pack_p50_hours": ("pick/pack median (hours)", "pick_pack_p50_h"),
+            "pick_pack_p90_hours": ("pick/pack p90 (hours)", "pick_pack_p90_h"),
+            "handoff_delay_p50_hours": ("packed to handed to the carrier, median (hours)", "handoff_delay_p50_h"),
+            "split_shipment_rate": ("share of orders shipped from more than one warehouse", "split_shipment_rate"),
+            "backorder_rate": ("order lines refused for stock / lines refused and ordered", "backorder_rate"),
+            "inventory_age_p50_days": ("age of the median unit on hand (days, FIFO)", "inventory_age_p50_d"),
+        }
+        for name, (doc, attr) in wh_gauges.items():
+            g = GaugeMetricFamily(f"{ns}_{name}", f"{doc}, last {self.signals.window_days} days",
+                                  labels=["warehouse"])
+            for w in report.warehouses:
+                value = getattr(w, attr)
+                if value is not None:
+                    g.add_metric([w.warehouse], float(value))
+            yield g
+        top = sorted((s for s in report.skus if s.units_returned), key=lambda s: (-s.units_returned, s.sku))
+        rate = GaugeMetricFamily(f"{ns}_return_rate", "units returned / units sold, SKUs returned most",
+                                 labels=["sku"])
+        units = GaugeMetricFamily(f"{ns}_returned_units", "units returned by reason, SKUs returned most",
+                                  labels=["sku", "reason"])
+        for s in top[:self.top_skus]:
+            if s.return_rate is not None:
+                rate.add_metric([s.sku], float(s.return_rate))
+            for reason, n in s.returns_by_reason.items():
+                units.add_metric([s.sku, reason], float(n))
+        yield rate
+        yield units
