@@ -125,3 +125,19 @@ def test_fulfillment_import_loads_returns_and_names_a_bad_reason(db_url, tmp_pat
     pd.DataFrame(rows).to_csv(path, index=False)
     r = CliRunner().invoke(cli_app, ["fulfillment", "import", str(path)])
     assert r.exit_code == 2 and "row 2: reason must be one of" in r.output and "Traceback" not in r.output
+
+
+def test_the_worker_puts_returns_back_on_hand_once_their_inspection_is_over(db_url, monkeypatch):
+    from datetime import datetime, timezone
+
+    seed(db_url)
+    real_now = datetime.now(timezone.utc)
+    eng = _engine(db_url)
+    store = SqlFulfillmentStore(eng, inspection_delay_h=1.0)
+    store.ingest([_returned(qty=3, at=real_now - timedelta(hours=2))], real_now - timedelta(hours=3))
+    assert _on_hand(db_url) == 50  # not due when it came in
+    eng.dispose()
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    r = CliRunner().invoke(cli_app, ["worker", "--once"])
+    assert r.exit_code == 0, r.output
+    assert _on_hand(db_url) == 53
