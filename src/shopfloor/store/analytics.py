@@ -1,7 +1,10 @@
 """Fulfillment and returns analytics computed in the database (definitions: ``shopfloor.fulfillment.analytics``).
 
-Every query reads one window through an index (``fulfillment_events(type, at)``, ``orders(created_at)``,
-``stock_refusals(at)``) and aggregates in SQL: nothing is scanned row by row in Python. Percentiles use
+Every query reads one window through an index and aggregates in SQL; nothing is scanned row by row in Python.
+Durations come from ``fulfillment_journeys`` (one row per order, rebuilt at ingest; a covering index per leg),
+sales and split shipments from ``orders(created_at)`` and the lines' primary key, refusals from
+``stock_refusals(at)``, returns from ``fulfillment_events(type, at)``, and inventory age from one index seek per
+stock row on ``stock_receipts(sku, warehouse, cum_qty)``. Percentiles use
 ``percentile_cont`` on PostgreSQL and the same linear interpolation between ranks, written with window functions
 (``ROW_NUMBER``/``COUNT``), on SQLite, so both backends give the same numbers.
 """
