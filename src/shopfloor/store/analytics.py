@@ -11,7 +11,9 @@ stock row on ``stock_receipts(sku, warehouse, cum_qty)``. Percentiles use
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -191,16 +193,19 @@ def _round(x: Any, digits: int = 4) -> float | None:
 class SqlFulfillmentAnalytics:
     """:class:`~shopfloor.fulfillment.analytics.FulfillmentAnalytics` on SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, parallel: int = 3) -> None:
         self.engine = engine
+        self.parallel = parallel  # connections the report's heavy queries use at once (1: one after another)
         self._statements: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
 
     def _stmt(self, conn: Connection, name: str, sql: str) -> Any:
         key = (conn.dialect.name, name)
-        stmt = self._statements.get(key)
-        if stmt is None:
-            stmt = self._statements[key] = text(sql).bindparams(
-                *(bindparam(n, type_=UtcDateTime) for n in ("since", "until") if f":{n}" in sql))
+        with self._lock:
+            stmt = self._statements.get(key)
+            if stmt is None:
+                stmt = self._statements[key] = text(sql).bindparams(
+                    *(bindparam(n, type_=UtcDateTime) for n in ("since", "until") if f":{n}" in sql))
         return stmt
 
     def _run(self, conn: Connection, name: str, sql: str, since: datetime, until: datetime) -> list:
@@ -208,14 +213,22 @@ class SqlFulfillmentAnalytics:
         return conn.execute(self._stmt(conn, name, sql), params).all()
 
     def report(self, since: datetime, until: datetime) -> FulfillmentReport:
-        with self.engine.connect() as conn:
-            d = conn.dialect.name
-            pct = self._run(conn, "pct", _percentiles_sql(d), since, until)
-            lines = self._run(conn, "lines", _ORDER_LINES, since, until)
-            refusals = self._run(conn, "refusals", _REFUSALS, since, until)
-            returns = self._run(conn, "returns", _RETURNS, since, until)
-            ages = self._run(conn, "ages", _inventory_age_sql(d), since, until)
-            known_wh = [r[0] for r in conn.execute(text("SELECT id FROM warehouses"))]
+        d = self.engine.dialect.name
+        # The three heavy queries are independent: each runs on its own connection, in parallel (SQLite releases
+        # the GIL while it steps; PostgreSQL runs them in separate backends). Each reads its own snapshot.
+        heavy = {"pct": _percentiles_sql(d), "lines": _ORDER_LINES, "ages": _inventory_age_sql(d)}
+
+        def run(name: str, sql: str) -> list:
+            with self.engine.connect() as c:
+                return self._run(c, name, sql, since, until)
+
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="analytics") as pool:
+            futures = {name: pool.submit(run, name, sql) for name, sql in heavy.items()}
+            with self.engine.connect() as conn:
+                refusals = self._run(conn, "refusals", _REFUSALS, since, until)
+                returns = self._run(conn, "returns", _RETURNS, since, until)
+                known_wh = [r[0] for r in conn.execute(text("SELECT id FROM warehouses"))]
+            pct, lines, ages = (futures[n].result() for n in ("pct", "lines", "ages"))
         by_wh = [(g, n, split, ln) for kind, g, n, split, ln, _ in lines if kind == "warehouse"]
         sales = [(g, ln, units) for kind, g, _, _, ln, units in lines if kind == "sku"]
         age_sku = [(g, v) for kind, g, v in ages if kind == "sku"]
