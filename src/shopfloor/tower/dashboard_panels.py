@@ -461,7 +461,11 @@ def _analytics_section(container, now: datetime, days: int, top: int = 10) -> di
     backorder rates and inventory age; the SKUs returned most, with their rates and reasons; live listing flags."""
     from ..bootstrap import build_fulfillment_analytics
 
-    report = build_fulfillment_analytics(container).report(now - timedelta(days=days), now)
+    signals = container.services.get("tower.fulfillment_signals")
+    if signals is not None and signals.window_days == days:  # the report the rules and /metrics use (cached)
+        report = signals.report()
+    else:
+        report = build_fulfillment_analytics(container).report(now - timedelta(days=days), now)
     measures = [{"warehouse": w.warehouse, "split_shipment_rate": w.split_shipment_rate,
                  "backorder_rate": w.backorder_rate, "inventory_age_p50_d": w.inventory_age_p50_d,
                  "pick_pack_p90_h": w.pick_pack_p90_h} for w in report.warehouses]
