@@ -193,7 +193,7 @@ def _round(x: Any, digits: int = 4) -> float | None:
 class SqlFulfillmentAnalytics:
     """:class:`~shopfloor.fulfillment.analytics.FulfillmentAnalytics` on SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine, parallel: int = 3) -> None:
+    def __init__(self, engine: Engine, parallel: int = 1) -> None:
         self.engine = engine
         self.parallel = parallel  # connections the report's heavy queries use at once (1: one after another)
         self._statements: dict[tuple[str, str], Any] = {}
@@ -214,8 +214,9 @@ class SqlFulfillmentAnalytics:
 
     def report(self, since: datetime, until: datetime) -> FulfillmentReport:
         d = self.engine.dialect.name
-        # The three heavy queries are independent: each runs on its own connection, in parallel (SQLite releases
-        # the GIL while it steps; PostgreSQL runs them in separate backends). Each reads its own snapshot.
+        # The three heavy queries are independent: with parallel > 1 each runs on its own connection at once
+        # (SQLite releases the GIL while it steps; PostgreSQL runs them in separate backends), each on its own
+        # snapshot. Off by default: on the shared 2-core benchmark machine it did not help (docs/benchmarks).
         heavy = {"pct": _percentiles_sql(d), "lines": _ORDER_LINES, "ages": _inventory_age_sql(d)}
 
         def run(name: str, sql: str) -> list:
