@@ -12,6 +12,7 @@ from .domain.clock import Clock, SystemClock
 from .store.engine import WalCheckpointer, make_engine
 
 if TYPE_CHECKING:
+    from .fulfillment.analytics import FulfillmentAnalytics
     from .planning.restock_service import RestockPlanner
 
 
@@ -205,6 +206,13 @@ def build_tower(container: Container):
     # The buy path's own stages flush from a background thread (the caller is the event loop).
     stage_buffer = FunnelBuffer(repo, s.tower_beacon_flush_s, background=True)
     container.services["tower.stage_buffer"] = stage_buffer
+    # Fulfillment and returns analytics: one cached report feeds the rules' signals and the /metrics gauges.
+    from .tower.fulfillment_signals import FulfillmentAnalyticsCollector, FulfillmentSignals
+
+    signals = FulfillmentSignals(build_fulfillment_analytics(container), container.clock,
+                                 window_days=s.tower_analytics_window_days, ttl_s=s.tower_analytics_ttl_s)
+    container.services["tower.fulfillment_signals"] = signals
+    container.services["metrics.collectors"] = [FulfillmentAnalyticsCollector(signals)]
     return FunnelObserver(metrics, stage_buffer, container.clock)
 
 
@@ -277,6 +285,18 @@ def build_restock_planner(container: Container) -> RestockPlanner:
         risk_threshold=s.restock_risk_threshold,
         max_alternatives=s.restock_max_alternatives,
     )
+
+
+def build_fulfillment_analytics(container: Container) -> FulfillmentAnalytics:
+    """Fulfillment and returns analytics over the container's database (one registered as
+    ``services["fulfillment.analytics"]`` wins)."""
+    registered = container.services.get("fulfillment.analytics")
+    if registered is not None:
+        return registered
+    from .store.analytics import SqlFulfillmentAnalytics
+
+    analytics = container.services["fulfillment.analytics"] = SqlFulfillmentAnalytics(container.engine)
+    return analytics
 
 
 def build_worker(container: Container):

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     fulfillment_max_future_h: float = Field(
         default=24.0, gt=0, description="Fulfillment events dated more than this many hours after the server's "
                                         "clock are refused (422 naming the event), not learned from.")
+    returns_inspection_delay_h: float = Field(
+        default=24.0, ge=0, description="Hours a restocking return spends in inspection before its units are back "
+                                        "on hand (0: at once).")
+    analytics_max_days: int = Field(default=366, ge=1, description="Longest window GET /v1/analytics/fulfillment "
+                                                                  "accepts (days).")
     # --- capacity -------------------------------------------------------------------------------
     # Per-replica capacity: requests/s one API replica serves within the p99 SLO. It must come from the checkout
     # benchmark's measured RPS at the p99 SLO; 200 is a placeholder until the integrator sets it from that run.
@@ -288,6 +293,10 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
     )
     tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")
+    tower_analytics_window_days: int = Field(default=30, ge=1, le=366, description="Window of the fulfillment "
+                                             "and returns signals (return_rate_<sku>, pack_p90_h_<warehouse> ...).")
+    tower_analytics_ttl_s: float = Field(default=60.0, ge=0, description="How long one fulfillment analytics "
+                                         "report serves the rules before it is computed again.")
     # --- dashboard --------------------------------------------------------------------------------
     # Signs the /dashboard session cookie (HMAC-SHA256). Unset: a random secret per process, so sessions end on
     # restart and are NOT shared between server processes; set it (SHOPFLOOR_DASHBOARD_SESSION_SECRET) when the

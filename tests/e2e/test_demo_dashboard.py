@@ -103,6 +103,15 @@ def test_after_demo_once_every_dashboard_panel_tells_its_story(tmp_path):
         origins = {lane["origin"] for lane in fulfillment["lanes"]}
         assert "de-central" in origins and "eu-central" not in origins, origins  # lanes name the warehouse
         assert {w["warehouse"] for w in fulfillment["warehouses"]} == {"gb-south", "gb-north", "de-central"}
+        # The sample's cancelled invoices came back as returns; the flash sale's refusals are backordered lines.
+        assert fulfillment["returns"] and fulfillment["returns_summary"]["units_returned"] > 0, fulfillment["returns"]
+        assert all(set(r["reasons"]) == {"other"} for r in fulfillment["returns"])  # the sample gives no reason
+        measures = {m["warehouse"]: m for m in fulfillment["measures"]}
+        assert set(measures) == {"gb-south", "gb-north", "de-central"}
+        assert any((m["backorder_rate"] or 0) > 0 for m in measures.values()), measures
+        assert all(m["inventory_age_p50_d"] is not None and m["split_shipment_rate"] is not None
+                   for m in measures.values()), measures
+        assert "returns (" in driver.find_element(By.ID, "panel-fulfillment").text
 
         traffic = panel("traffic")
         assert traffic["summary"]["observed_minutes"] >= 7 * 1440  # earlier days behind the forecast's bands

@@ -224,3 +224,18 @@ def test_worker_concurrency_must_be_positive(store):
     engine, clock, _ = store
     with pytest.raises(ValueError, match="concurrency"):
         OutboxWorker(engine, clock, [], concurrency=0)
+
+
+def test_a_sold_out_refusal_records_each_short_line_for_backorder_frequency(store):
+    from shopfloor.store.analytics_tables import stock_refusals
+
+    engine, clock, svc = store
+    res = svc.place_order(_cmd("k-short", [("A", 1), ("B", 9)]))
+    assert res.status_code == 409
+    replay = svc.place_order(_cmd("k-short", [("A", 1), ("B", 9)]))  # a replay is not a second refusal
+    assert replay.status_code == 409
+    with engine.connect() as conn:
+        rows = conn.execute(select(stock_refusals.c.sku, stock_refusals.c.warehouse, stock_refusals.c.requested,
+                                   stock_refusals.c.available, stock_refusals.c.at)).all()
+    # Only B was short (9 wanted, 3 available); postal 94107 is served first by the west warehouse.
+    assert [tuple(r) for r in rows] == [("B", "west", 9, 3, NOW)]

@@ -57,15 +57,22 @@ def test_every_grafana_query_uses_a_metric_we_export():
     reg = CollectorRegistry()
     FunnelMetrics(reg)
     PaymentMetrics(reg)  # the app exposes both on one registry
+    from tests.unit.test_fulfillment_rules import T0, FixedAnalytics, _report
+
+    from shopfloor.domain.clock import FixedClock
+    from shopfloor.tower.fulfillment_signals import FulfillmentAnalyticsCollector, FulfillmentSignals
+
+    analytics = FulfillmentAnalyticsCollector(FulfillmentSignals(FixedAnalytics(_report()), FixedClock(T0)))
     exported = set()
-    for fam in reg.collect():
-        suffixes = ("_total",) if fam.type == "counter" else ("_bucket", "_sum", "_count")
+    for fam in [*reg.collect(), *analytics.collect()]:
+        suffixes = ("_total",) if fam.type == "counter" else ("",) if fam.type == "gauge" else \
+            ("_bucket", "_sum", "_count")
         exported |= {fam.name + s for s in suffixes}
     dash = json.loads((ROOT / "deploy" / "grafana" / "shopfloor.json").read_text())
     used = set()
     for panel in dash["panels"]:
         for t in panel["targets"]:
-            used |= set(re.findall(r"shopfloor_[a-z_]+", t["expr"]))
+            used |= set(re.findall(r"shopfloor_[a-z0-9_]+", t["expr"]))
     assert used and used <= exported, used - exported
     assert len(dash["panels"]) >= 12
 

@@ -162,7 +162,8 @@ def test_the_shipped_example_rules_file_is_valid():
 
     ruleset = load_rules_file(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
     kinds = {a.type for r in ruleset.rules for a in r.actions}
-    assert kinds == {"scale", "warm_caches", "reorder_processors", "suppress_promotion", "degrade_promises", "alert"}
+    assert kinds == {"scale", "warm_caches", "reorder_processors", "suppress_promotion", "degrade_promises", "alert",
+                     "flag_listing", "propose_promotion"}
 
 
 def test_every_loader_error_names_the_file_first(tmp_path):

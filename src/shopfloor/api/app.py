@@ -17,8 +17,8 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, CacheControlDefault, RequestMetricsMiddleware
-from .routes import (capacity, catalog, checkout, dashboard, integrations, payments, products, promise, restock, tower,
-                     webhooks)
+from .routes import (analytics, capacity, catalog, checkout, dashboard, integrations, payments, products, promise,
+                     restock, tower, webhooks)
 
 
 def create_app(container: Container) -> FastAPI:
@@ -72,10 +72,15 @@ def create_app(container: Container) -> FastAPI:
 
         from ..tower.metrics import render_latest
 
+        extra = tuple(container.services.get("metrics.collectors", ()))
+
         @app.get("/metrics", tags=["ops"], include_in_schema=False)
         async def prometheus_metrics():
             """Prometheus exposition (multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set)."""
-            body, ctype = render_latest(metrics.registry)
+            if extra:  # computed from the database: off the event loop
+                body, ctype = await asyncio.to_thread(render_latest, metrics.registry, extra)
+            else:
+                body, ctype = render_latest(metrics.registry)
             return Response(body, media_type=ctype)
 
     settings = container.settings
@@ -103,6 +108,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(capacity.router)
     app.include_router(webhooks.router)
     app.include_router(integrations.router)
+    app.include_router(analytics.router)
     dashboard.mount(app)
     return app
 

@@ -148,9 +148,15 @@ def serve(
 def worker(
     once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
 ) -> None:
-    """Deliver outbox events (at least once, deduplicated) and sweep expired reservations."""
+    """Deliver outbox events (at least once, deduplicated), sweep expired reservations and put inspected returns
+    back on hand."""
     from ..bootstrap import build_container, build_integrations, build_worker
     from ..orders import release_expired_reservations
+    from ..promise.service import promise_service
+
+    def sweep() -> None:
+        release_expired_reservations(c.engine, c.clock)
+        promise_service(c).store.apply_due_restocks(c.clock.now())
 
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
@@ -159,7 +165,7 @@ def worker(
     dispatcher = build_integrations(c)["webhooks.dispatcher"]
     metrics_server = _serve_worker_metrics(c) if not once else None
     if once:
-        release_expired_reservations(c.engine, c.clock)
+        sweep()
         n = w.drain()
         dispatcher.drain()
         console.print(f"processed {n} events")
@@ -181,7 +187,7 @@ def worker(
         nonlocal last_sweep, last_tower
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
             try:
-                release_expired_reservations(c.engine, c.clock)
+                sweep()
             except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: sweep again next time, keep delivering
                 err_console.print(f"[yellow]sweep failed:[/] {type(exc).__name__}: {exc}")
             last_sweep = time.monotonic()

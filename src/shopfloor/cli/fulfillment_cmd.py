@@ -12,7 +12,10 @@ fulfillment_app = typer.Typer(help="Fulfillment events: import feeds into the pr
                               no_args_is_help=True)
 
 REQUIRED = ("event_id", "order_id", "type", "at", "warehouse")
-OPTIONAL = ("carrier", "country", "postal_code", "region", "placed_at", "origin_region")
+OPTIONAL = ("carrier", "country", "postal_code", "region", "placed_at", "origin_region",
+            "sku", "qty", "reason", "restock")
+_TRUE = {"1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f", ""}
 
 
 def read_events(path: Path, chunk: int = 1000):
@@ -20,7 +23,7 @@ def read_events(path: Path, chunk: int = 1000):
     the row and field on bad input."""
     import pandas as pd
 
-    from ..fulfillment.stats import EVENT_TYPES, FulfillmentEvent
+    from ..fulfillment.stats import EVENT_TYPES, RETURN_REASONS, FulfillmentEvent
 
     if path.suffix.lower() in {".parquet", ".pq"}:
         df = pd.read_parquet(path)
@@ -53,13 +56,31 @@ def read_events(path: Path, chunk: int = 1000):
                 raise ValueError(f"row {i}: {f} is required")
         if rec["type"] not in EVENT_TYPES:
             raise ValueError(f"row {i}: type must be one of {', '.join(EVENT_TYPES)}")
-        if not opt("country") and not opt("region"):
+        returned = {}
+        if rec["type"] == "returned":
+            for f in ("sku", "qty", "reason"):
+                if not opt(f):
+                    raise ValueError(f"row {i}: {f} is required for a returned event")
+            try:
+                qty = float(opt("qty"))
+            except ValueError:
+                qty = 0.5
+            if qty != int(qty) or qty < 1:
+                raise ValueError(f"row {i}: qty must be a whole number >= 1")
+            if opt("reason") not in RETURN_REASONS:
+                raise ValueError(f"row {i}: reason must be one of {', '.join(RETURN_REASONS)}")
+            flag = (opt("restock") or "").strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise ValueError(f"row {i}: restock must be true or false")
+            returned = {"sku": opt("sku"), "qty": int(qty), "reason": opt("reason"), "restock": flag in _TRUE}
+        elif not opt("country") and not opt("region"):
             raise ValueError(f"row {i}: country or region is required")
         batch.append(FulfillmentEvent(
             event_id=opt("event_id"), order_id=opt("order_id"), type=rec["type"],
             at=ts(rec.get("at"), "at", i, True), warehouse=opt("warehouse"), carrier=opt("carrier"),
             country=opt("country"), postal_code=opt("postal_code"), region=opt("region"),
             placed_at=ts(rec.get("placed_at"), "placed_at", i, False), origin_region=opt("origin_region"),
+            **returned,
         ))
         if len(batch) >= chunk:
             yield batch
@@ -71,10 +92,12 @@ def read_events(path: Path, chunk: int = 1000):
 @fulfillment_app.command("import")
 def import_events(
     file: Path = typer.Argument(..., help="CSV or Parquet file with columns event_id, order_id, type, at, warehouse "
-                                "and optionally carrier, country, postal_code, region, placed_at, origin_region."),
+                                "and optionally carrier, country, postal_code, region, placed_at, origin_region; "
+                                "returned events also sku, qty, reason and restock (true/false)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
 ) -> None:
     """Load fulfillment events into the database (idempotent: events already stored are skipped)."""
+    from ..domain.errors import DomainError
     from ..promise.service import promise_service
 
     if not file.exists():
@@ -92,7 +115,7 @@ def import_events(
                 accepted += r.accepted
                 duplicates += r.duplicates
                 progress.advance(task, len(batch))
-    except ValueError as exc:
+    except (ValueError, DomainError) as exc:
         fail(str(exc))
     finally:
         container.close()

@@ -63,6 +63,16 @@ def load_daily_demand() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
 
 
+def load_daily_returns() -> list[dict[str, str]]:
+    """The same sample's cancelled invoices (numbers starting with "C"): units per SKU x market x day
+    (``sku, market, date, qty``). The source records no reason for them."""
+    import gzip
+    import io
+
+    raw = resources.files("shopfloor.demo").joinpath("data/daily_returns.csv.gz").read_bytes()
+    return list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
+
+
 def recent_daily_demand(rows: list[dict[str, str]], days: int = 120) -> dict[tuple[str, str], float]:
     """Mean units per day per (sku, warehouse) over the sample's last ``days`` days, split as the history is."""
     dated = [(datetime.fromisoformat(r["date"]).date(), r) for r in rows]

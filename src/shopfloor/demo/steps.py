@@ -285,6 +285,7 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
         for i in range(0, len(order_rows), 5000):
             conn.execute(insert(orders), order_rows[i:i + 5000])
             conn.execute(insert(order_lines), line_rows[i:i + 5000])
+    returned = replay_returns(engine, prices, shift, today, days, rng)
     # Synthetic per-minute traffic: REQUESTS_PER_ORDER per order, a diurnal curve peaking in the evening, Poisson
     # noise: about a hundred requests a minute in the (UTC) morning and a few hundred at the evening peak, so the
     # demo's own burst (its shoppers and flash sale within a minute or two) is a surge above the ordinary minutes
@@ -303,7 +304,29 @@ def seed_history(db_url: str, days: int = 120, traffic_days: int = 7, seed: int 
     for i in range(0, len(rollups), 2000):
         record_request_batch(engine, rollups[i:i + 2000])
     engine.dispose()
-    return {"orders": len(order_rows), "traffic_minutes": len(rollups)}
+    return {"orders": len(order_rows), "returns": returned, "traffic_minutes": len(rollups)}
+
+
+def replay_returns(engine, prices, shift: timedelta, today, days: int, rng: random.Random) -> int:
+    """The sample's cancelled invoices, shifted like its orders, as ``returned`` fulfillment events through the
+    store's ingest (reason ``other``: the source gives none; not restocked). Returns the events accepted."""
+    from ..fulfillment import FulfillmentEvent
+    from ..store.promise import SqlFulfillmentStore
+    from . import GB_SOUTH_SHARE, load_daily_returns
+
+    events = []
+    for r in load_daily_returns():
+        day = datetime.fromisoformat(r["date"]).date() + shift
+        if (today - day).days > days or r["sku"] not in prices:
+            continue
+        wh = ("gb-south" if rng.random() < GB_SOUTH_SHARE else "gb-north") if r["market"] == "GB" else "de-central"
+        at = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=rng.uniform(8, 20))
+        rid = f"ret_hist{uuid.uuid4().hex[:24]}"
+        events.append(FulfillmentEvent(event_id=rid, order_id=rid, type="returned", at=at, warehouse=wh,
+                                       sku=r["sku"], qty=max(1, int(r["qty"])), reason="other", restock=False))
+    store = SqlFulfillmentStore(engine)
+    now = datetime.now(timezone.utc)
+    return sum(store.ingest(events[i:i + 500], now).accepted for i in range(0, len(events), 500))
 
 
 def plan_ahead(store, report, console: Console, db_url: str) -> None:

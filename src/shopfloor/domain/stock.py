@@ -54,6 +54,14 @@ def _warehouse_rank(warehouses: Mapping[str, Warehouse], country: str, postal_co
     return rank
 
 
+def home_warehouse(warehouses: Mapping[str, Warehouse], country: str, postal_code: str) -> str | None:
+    """The warehouse that serves a destination first (longest postal-prefix match, then same country, then id):
+    the one that would have shipped a line that had stock everywhere."""
+    if not warehouses:
+        return None
+    return min(warehouses, key=_warehouse_rank(warehouses, country, postal_code))
+
+
 def plan_allocation(
     lines: Sequence[OrderLineRequest],
     levels: Iterable[StockLevel],

@@ -8,6 +8,7 @@ and calibration state. Pure Python, no I/O: ``shopfloor.store.promise`` persists
 from .sketch import DecayingCounter, DecayingHistogram
 from .stats import (
     EVENT_TYPES,
+    RETURN_REASONS,
     FulfillmentEvent,
     FulfillmentStats,
     OrderTrack,
@@ -20,6 +21,7 @@ from .stats import (
 
 __all__ = [
     "EVENT_TYPES",
+    "RETURN_REASONS",
     "DecayingCounter",
     "DecayingHistogram",
     "FulfillmentEvent",

@@ -19,7 +19,10 @@ from ..domain.clock import ensure_utc
 from ..domain.promise import adapt_level
 from .sketch import DecayingCounter, DecayingHistogram
 
-EVENT_TYPES = ("approved", "picked", "packed", "handed_to_carrier", "delivered", "exception")
+EVENT_TYPES = ("approved", "picked", "packed", "handed_to_carrier", "delivered", "exception", "returned")
+#: Why a customer sent units back (the ``reason`` of a ``returned`` event). ``fit`` and ``not_as_described`` are
+#: the listing's fault (size guide, copy, pictures); the others are the product's, the carrier's or the calendar's.
+RETURN_REASONS = ("fit", "quality", "not_as_described", "damaged", "late", "other")
 ANY = "*"
 
 
@@ -92,12 +95,24 @@ class FulfillmentEvent:
     region: str | None = None
     placed_at: datetime | None = None
     origin_region: str | None = None
+    # Returns only: the SKU and units that came back, why, and whether they go back on hand after inspection.
+    sku: str | None = None
+    qty: int | None = None
+    reason: str | None = None
+    restock: bool | None = None
 
     def __post_init__(self) -> None:
         if self.type not in EVENT_TYPES:
             raise ValueError(f"type must be one of {', '.join(EVENT_TYPES)}")
         if self.at.tzinfo is None:
             raise ValueError("at must be timezone-aware")
+        if self.type == "returned":
+            if not self.sku:
+                raise ValueError("sku is required for a returned event")
+            if self.qty is None or isinstance(self.qty, bool) or int(self.qty) != self.qty or self.qty < 1:
+                raise ValueError("qty must be a whole number >= 1 for a returned event")
+            if self.reason not in RETURN_REASONS:
+                raise ValueError(f"reason must be one of {', '.join(RETURN_REASONS)}")
 
 
 @dataclass(slots=True)
@@ -517,6 +532,8 @@ class FulfillmentStats:
         Idempotency is the caller's job (by ``event_id``); out-of-order arrival is handled here: a duration is
         recorded as soon as both of its ends are known, whichever arrives first.
         """
+        if ev.type == "returned":  # a return says nothing about the outbound journey's durations or load
+            return track
         t = to_hours(ev.at)
         was_backlog, was_transit = track.in_backlog, track.in_transit
         track.warehouse = track.warehouse or ev.warehouse

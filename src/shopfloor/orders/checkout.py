@@ -33,7 +33,14 @@ from ..domain.errors import (
     UnknownSku,
 )
 from ..domain.orders import ORDER_PLACED, OrderStatus
-from ..domain.stock import Allocation, OrderLineRequest, StockLevel, merge_lines, plan_allocation
+from ..domain.stock import (
+    Allocation,
+    OrderLineRequest,
+    StockLevel,
+    home_warehouse,
+    merge_lines,
+    plan_allocation,
+)
 from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 
@@ -396,6 +403,8 @@ class CheckoutService:
             status_code, created = 201, True
         except DomainError as exc:
             status_code, body = exc.status, error_body(exc)
+            if isinstance(exc, OutOfStock):
+                pending.add_refusals(exc.details, home_warehouse(warehouses, cmd.country, cmd.postal_code), now)
         settled[sk] = (cmd.request_hash, status_code, body)
         pending.add_idempotency(sk[0], sk[1], cmd.request_hash, status_code, orjson.dumps(body).decode(), now)
         return CheckoutResult(status_code, body, created=created)

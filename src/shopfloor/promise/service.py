@@ -66,7 +66,7 @@ def build_promise_service(settings: Settings, engine: Engine, clock: Clock | Non
                           incoming: IncomingStock | None = None) -> PromiseService:
     """Wire the SQL adapters to the engine. ``incoming`` gives backorder ETAs from open purchase orders."""
     clock = clock or SystemClock()
-    store = SqlFulfillmentStore(engine, stats_config(settings))
+    store = SqlFulfillmentStore(engine, stats_config(settings), settings.returns_inspection_delay_h)
     source = SqlStatsSource(store, refresh_s=settings.promise_stats_refresh_s, clock=clock)
     eng = PromiseEngine(SqlStockReader(engine), source, promise_config(settings), incoming=incoming, clock=clock)
     return PromiseService(store, source, eng, clock)

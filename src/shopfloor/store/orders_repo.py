@@ -14,6 +14,8 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from ..domain.catalog import Warehouse
 from ..domain.stock import Allocation, StockLevel, lock_order
+from .analytics import record_receipt
+from .analytics_tables import stock_refusals
 from .raw import RawStatements
 from .tables import (
     idempotency_keys,
@@ -100,9 +102,10 @@ _insert_outbox = insert(outbox)
 class PendingWrites:
     """Rows collected while a batch of checkouts is applied, written with one executemany per table."""
 
-    __slots__ = ("idempotency", "orders", "lines", "reservations", "events")
+    __slots__ = ("idempotency", "orders", "lines", "reservations", "events", "refusals")
 
     def __init__(self) -> None:
+        self.refusals: list[dict] = []
         self.idempotency: list[dict] = []
         self.orders: list[dict] = []
         self.lines: list[dict] = []
@@ -135,18 +138,26 @@ class PendingWrites:
         self.idempotency.append(dict(scope=scope, key=key, request_hash=request_hash, status_code=status_code,
                                      response=response, created_at=now))
 
+    def add_refusals(self, shortages: Sequence[dict], warehouse: str | None, now: datetime) -> None:
+        """Lines refused for stock (an ``OutOfStock``'s shortages), kept for backorder frequency."""
+        for s in shortages:
+            if int(s["requested"]) <= int(s["available"]):  # listed with the others, but not short itself
+                continue
+            self.refusals.append({"at": now, "sku": str(s["sku"])[:64], "warehouse": warehouse,
+                                  "requested": int(s["requested"]), "available": int(s["available"])})
+
     def flush(self, conn: Connection) -> None:
         # Parents before children (foreign keys). Straight to the DBAPI cursor with SQL compiled once (see
         # store/raw.py): the same statements and types, without SQLAlchemy's per-row execution overhead.
         for name, rows in (("orders", self.orders), ("order_lines", self.lines),
                            ("reservations", self.reservations), ("outbox", self.events),
-                           ("idempotency_keys", self.idempotency)):
+                           ("idempotency_keys", self.idempotency), ("stock_refusals", self.refusals)):
             if rows:
                 _raw_inserts.run(conn, name, rows)
 
 
 _INSERTS = {"orders": _insert_order, "order_lines": _insert_lines, "reservations": _insert_reservations,
-            "outbox": _insert_outbox, "idempotency_keys": _insert_idem}
+            "outbox": _insert_outbox, "idempotency_keys": _insert_idem, "stock_refusals": insert(stock_refusals)}
 _raw_inserts = RawStatements(_INSERTS.__getitem__)
 
 
@@ -236,10 +247,11 @@ def upsert_warehouse(
 def set_on_hand(conn: Connection, sku: str, wid: str, on_hand: int, now: datetime) -> tuple[bool, int]:
     """Set the physical count. Refuses (returns (False, reserved)) when it would drop below what is reserved."""
     row = conn.execute(
-        select(stock.c.reserved).where(stock.c.sku == sku, stock.c.warehouse == wid)
+        select(stock.c.reserved, stock.c.on_hand).where(stock.c.sku == sku, stock.c.warehouse == wid)
     ).first()
     if row is None:
         conn.execute(insert(stock).values(sku=sku, warehouse=wid, on_hand=on_hand, reserved=0, updated_at=now))
+        _record_count_receipt(conn, sku, wid, on_hand, now)
         return True, 0
     res = conn.execute(
         update(stock)
@@ -251,7 +263,14 @@ def set_on_hand(conn: Connection, sku: str, wid: str, on_hand: int, now: datetim
             select(stock.c.reserved).where(stock.c.sku == sku, stock.c.warehouse == wid)
         ).scalar_one()
         return False, int(current)
+    _record_count_receipt(conn, sku, wid, on_hand - int(row.on_hand), now)
     return True, int(row.reserved)
+
+
+def _record_count_receipt(conn: Connection, sku: str, wid: str, added: int, now: datetime) -> None:
+    """A count that raises the level is an arrival of units (inventory age counts from it)."""
+    if added > 0:
+        record_receipt(conn, sku, wid, added, now, "count")
 
 
 # Built once: constructing a select per call costs SQLAlchemy a cache-key walk (about half of a stock read's CPU).

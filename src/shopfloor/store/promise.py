@@ -11,12 +11,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from ..domain.catalog import Warehouse
+from ..domain.errors import InvalidInput
 from ..domain.stock import StockLevel
 from ..fulfillment.stats import (
     FulfillmentEvent,
@@ -29,9 +30,11 @@ from ..fulfillment.stats import (
     to_hours,
 )
 from .engine import dialect_insert
+from .analytics import record_receipt, refresh_journeys
+from .analytics_tables import return_restocks
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
 from .orders_repo import enqueue_event
-from .tables import orders, stock, warehouses
+from .tables import orders, skus, stock, warehouses
 
 SEQ = "stats_seq"
 
@@ -57,6 +60,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     overdue_resolved: int = 0
+    restocked_units: int = 0  # units of inspected returns put back on hand by this call
 
 
 _bump_seq = update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1)
@@ -66,9 +70,10 @@ _read_seq = select(promise_meta.c.value).where(promise_meta.c.name == SEQ)
 class SqlFulfillmentStore:
     """Fulfillment events in, keyed statistics out, on SQLite or PostgreSQL (Core, parameterised)."""
 
-    def __init__(self, engine: Engine, config: StatsConfig | None = None) -> None:
+    def __init__(self, engine: Engine, config: StatsConfig | None = None, inspection_delay_h: float = 24.0) -> None:
         self.engine = engine
         self.config = config or StatsConfig()
+        self.inspection_delay_h = inspection_delay_h
 
     # ------------------------------------------------------------------ helpers
     def _next_seq(self, conn: Connection) -> int:
@@ -117,6 +122,7 @@ class SqlFulfillmentStore:
         """Store new events (by ``event_id``; repeats are counted and ignored) and fold them into the statistics,
         in one transaction. Events may arrive in any order. Overdue recorded promises are resolved as misses."""
         with self.engine.begin() as conn:
+            self._check_returns(conn, events)
             seq = self._next_seq(conn)
             new: list[FulfillmentEvent] = []
             for ev in events:
@@ -124,10 +130,16 @@ class SqlFulfillmentStore:
                     event_id=ev.event_id, order_id=ev.order_id, type=ev.type, at=ev.at, warehouse=ev.warehouse,
                     carrier=ev.carrier, country=ev.country, postal_code=ev.postal_code, region=ev.region,
                     placed_at=ev.placed_at, origin_region=ev.origin_region, received_at=now,
+                    sku=ev.sku, qty=ev.qty, reason=ev.reason, restock=ev.restock,
                 ).on_conflict_do_nothing().returning(fulfillment_events.c.event_id))
                 # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
                 if res.first() is not None:
                     new.append(ev)
+            self._queue_restocks(conn, [e for e in new if e.type == "returned" and e.restock])
+            restocked = self._apply_due_restocks(conn, now)
+            accepted = len(new)
+            new = [e for e in new if e.type != "returned"]  # returns are rows for the analytics, not statistics
+            refresh_journeys(conn, {e.order_id for e in new})
             tracks = self._load_tracks(conn, [e.order_id for e in new])
             regions = self._warehouse_regions(conn, [e.warehouse for e in new])
             keys: set[str] = set()
@@ -158,7 +170,61 @@ class SqlFulfillmentStore:
             self._save_tracks(conn, tracks.values(), now)
             self._save_states(conn, stats.states, seq, now)
             _publish_shipped(conn, [e for e in new if e.type == "handed_to_carrier"], now)
-        return IngestResult(len(new), len(events) - len(new), resolved)
+        return IngestResult(accepted, len(events) - accepted, resolved, restocked)
+
+    # ------------------------------------------------------------------ returns
+    def _check_returns(self, conn: Connection, events: Sequence[FulfillmentEvent]) -> None:
+        """Every returned SKU must be in the catalog, and a restocking return's warehouse must be known: the
+        first that is not is refused (422 naming the event's field) before anything is written."""
+        returns = [(i, e) for i, e in enumerate(events) if e.type == "returned"]
+        if not returns:
+            return
+        known_skus = {r[0] for r in conn.execute(select(skus.c.sku).where(
+            skus.c.sku.in_(sorted({e.sku for _, e in returns}))))}
+        known_wh = {r[0] for r in conn.execute(select(warehouses.c.id).where(
+            warehouses.c.id.in_(sorted({e.warehouse for _, e in returns}))))}
+        for i, e in returns:
+            if e.sku not in known_skus:
+                raise InvalidInput(f"events.{i}.sku: unknown SKU {e.sku!r} (event {e.event_id})",
+                                   [{"field": f"events.{i}.sku", "event_id": e.event_id, "sku": e.sku}])
+            if e.restock and e.warehouse not in known_wh:
+                raise InvalidInput(f"events.{i}.warehouse: unknown warehouse {e.warehouse!r} for a restocking "
+                                   f"return (event {e.event_id})",
+                                   [{"field": f"events.{i}.warehouse", "event_id": e.event_id}])
+
+    def _queue_restocks(self, conn: Connection, returns: Sequence[FulfillmentEvent]) -> None:
+        if not returns:
+            return
+        delay = timedelta(hours=self.inspection_delay_h)
+        conn.execute(return_restocks.insert(), [
+            {"event_id": e.event_id, "sku": e.sku, "warehouse": e.warehouse, "qty": int(e.qty),
+             "available_at": e.at + delay, "applied_at": None} for e in returns])
+
+    def _apply_due_restocks(self, conn: Connection, now: datetime) -> int:
+        """Put inspected returns back on hand: each due row raises its stock row (created at need) and becomes a
+        receipt dated when it left inspection. Rows are taken in (sku, warehouse) order, the fixed lock order."""
+        rr = return_restocks
+        due = conn.execute(select(rr.c.event_id, rr.c.sku, rr.c.warehouse, rr.c.qty, rr.c.available_at)
+                           .where(rr.c.applied_at.is_(None), rr.c.available_at <= now)
+                           .order_by(rr.c.sku, rr.c.warehouse, rr.c.event_id).limit(5000)).all()
+        units = 0
+        for event_id, sku, wid, qty, available_at in due:
+            claimed = conn.execute(update(rr).where(rr.c.event_id == event_id, rr.c.applied_at.is_(None))
+                                   .values(applied_at=now))
+            if claimed.rowcount != 1:  # another writer applied it first
+                continue
+            raised = conn.execute(update(stock).where(stock.c.sku == sku, stock.c.warehouse == wid)
+                                  .values(on_hand=stock.c.on_hand + qty, updated_at=now))
+            if raised.rowcount == 0:
+                conn.execute(stock.insert().values(sku=sku, warehouse=wid, on_hand=qty, reserved=0, updated_at=now))
+            record_receipt(conn, sku, wid, int(qty), available_at, "return")
+            units += int(qty)
+        return units
+
+    def apply_due_restocks(self, now: datetime) -> int:
+        """Put every return whose inspection is over back on hand; returns the units restocked."""
+        with self.engine.begin() as conn:
+            return self._apply_due_restocks(conn, now)
 
     def _overdue(self, conn: Connection, now: datetime) -> list[OrderTrack]:
         rows = conn.execute(select(fulfillment_orders.c.track)

@@ -3,7 +3,7 @@ statistics the promise engine reads."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
 from .tables import UtcDateTime, metadata
 
@@ -22,8 +22,15 @@ fulfillment_events = Table(
     Column("placed_at", UtcDateTime, nullable=True),
     Column("origin_region", String(64), nullable=True),
     Column("received_at", UtcDateTime, nullable=False),
+    # Returns (type ``returned``): what came back, how many, why, and whether it goes back on hand.
+    Column("sku", String(64), nullable=True),
+    Column("qty", Integer, nullable=True),
+    Column("reason", String(32), nullable=True),
+    Column("restock", Boolean, nullable=True),
 )
 Index("ix_fulfillment_events_order", fulfillment_events.c.order_id)
+# The analytics read one window of one event type at a time.
+Index("ix_fulfillment_events_type_at", fulfillment_events.c.type, fulfillment_events.c.at)
 
 # One row per order: its merged journey (JSON of shopfloor.fulfillment.OrderTrack) and, while a recorded promise
 # is unresolved, its due time, so overdue promises can be counted as misses without scanning every order.

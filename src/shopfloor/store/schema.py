@@ -7,3 +7,4 @@ from . import restock_tables  # noqa: F401,E402
 from . import capacity_tables  # noqa: F401,E402
 from . import tower_tables  # noqa: F401,E402
 from . import integrations_tables  # noqa: F401,E402
+from . import analytics_tables  # noqa: F401,E402

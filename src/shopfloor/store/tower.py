@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Engine, and_, delete, func, select
+from .analytics_tables import listing_flags
 from .engine import dialect_insert
 from .orders_repo import enqueue_event
 from .tower_tables import alerts, funnel_minutes, promise_degradations, promotion_suppressions, tower_actions
@@ -166,6 +167,31 @@ class TowerRepository:
     def active_degradations(self, now: datetime) -> list[dict]:
         q = select(promise_degradations).where(promise_degradations.c.until > now).order_by(
             promise_degradations.c.warehouse)
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            return [_jsonable_row(r) for r in conn.execute(q).mappings()]
+
+    # -- listing flags and promotion proposals (ListingWork port) -------------------------------------------------
+    def get_listing_flag(self, sku: str, kind: str, now: datetime) -> dict | None:
+        q = select(listing_flags).where(and_(listing_flags.c.sku == sku, listing_flags.c.kind == kind,
+                                             listing_flags.c.until > now))
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            return _jsonable_row(conn.execute(q).mappings().first())
+
+    def set_listing_flag(self, sku: str, kind: str, reasons: Mapping[str, int], note: str, rule: str,
+                         until: datetime, now: datetime) -> None:
+        stmt = dialect_insert(self.engine, listing_flags).values(
+            sku=sku, kind=kind, reasons=dict(reasons), note=note, rule=rule, until=until, created_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["sku", "kind"], set_={
+            "reasons": stmt.excluded.reasons, "note": stmt.excluded.note, "rule": stmt.excluded.rule,
+            "until": stmt.excluded.until, "created_at": stmt.excluded.created_at})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def active_listing_flags(self, now: datetime, kind: str | None = None) -> list[dict]:
+        q = select(listing_flags).where(listing_flags.c.until > now).order_by(listing_flags.c.kind,
+                                                                              listing_flags.c.sku)
+        if kind is not None:
+            q = q.where(listing_flags.c.kind == kind)
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [_jsonable_row(r) for r in conn.execute(q).mappings()]
 

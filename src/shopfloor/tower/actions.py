@@ -95,6 +95,19 @@ class TowerState(Protocol):
                   upper: float | None = None, score: float | None = None) -> int: ...
 
 
+class ListingWork(Protocol):
+    """Where listing flags and promotion proposals are kept (``store.tower.TowerRepository`` on a database)."""
+
+    def get_listing_flag(self, sku: str, kind: str, now: datetime) -> dict | None: ...
+
+    def set_listing_flag(self, sku: str, kind: str, reasons: Mapping[str, int], note: str, rule: str,
+                         until: datetime, now: datetime) -> None: ...
+
+
+class ReturnReasonsSource(Protocol):
+    def returns_by_reason(self, sku: str) -> Mapping[str, int]: ...
+
+
 @dataclass
 class LogEntry:
     """One row of the action log."""
@@ -381,6 +394,54 @@ class DegradePromisesAction:
         if not ctx.dry_run:
             state.degrade_promises(warehouse, reason, extra, until, ctx.now)
         return Outcome({"degradation": before}, {"degradation": after})
+
+
+class FlagListingAction:
+    """Flag a SKU's listing for review (copy, pictures, size guide) with the return reasons behind it."""
+
+    type = "flag_listing"
+
+    def __init__(self, listings: ListingWork | None, reasons: ReturnReasonsSource | None = None) -> None:
+        self.listings, self.reasons = listings, reasons
+
+    def execute(self, spec: ActionSpec, ctx: ActionContext) -> Outcome:
+        listings = _need(self.listings, "listing store")
+        sku = spec.params["sku"]
+        counts = dict(self.reasons.returns_by_reason(sku)) if self.reasons is not None else {}
+        wanted = spec.params.get("reasons")
+        if wanted:
+            counts = {r: int(counts.get(r, 0)) for r in wanted}
+        until = ctx.now + timedelta(seconds=parse_duration(spec.params.get("for", "7d"), field="for"))
+        note = spec.params.get("note") or f"rule {ctx.rule}: {ctx.reason}"
+        before = listings.get_listing_flag(sku, self.type, ctx.now)
+        after = {"sku": sku, "reasons": counts, "note": note, "until": until.isoformat()}
+        if not ctx.dry_run:
+            listings.set_listing_flag(sku, self.type, counts, note, ctx.rule, until, ctx.now)
+        return Outcome({"flag": before}, {"flag": after})
+
+
+class ProposePromotionAction:
+    """Propose a SKU for promotion (old stock to move), unless its promotion is suppressed right now."""
+
+    type = "propose_promotion"
+
+    def __init__(self, listings: ListingWork | None, state: TowerState | None) -> None:
+        self.listings, self.state = listings, state
+
+    def execute(self, spec: ActionSpec, ctx: ActionContext) -> Outcome:
+        listings = _need(self.listings, "listing store")
+        sku = spec.params["sku"]
+        suppressed = self.state.get_suppression(sku, ctx.now) if self.state is not None else None
+        if suppressed is not None:
+            return Outcome(None, {"skipped": f"promotion of {sku} is suppressed until {suppressed['until']}: "
+                                             f"{suppressed['reason']}"})
+        until = ctx.now + timedelta(seconds=parse_duration(spec.params.get("for", "7d"), field="for"))
+        note = spec.params.get("note") or f"rule {ctx.rule}: {ctx.reason}"
+        before = listings.get_listing_flag(sku, self.type, ctx.now)
+        after = {"sku": sku, "note": note, "until": until.isoformat()}
+        if not ctx.dry_run:
+            listings.set_listing_flag(sku, self.type, {}, note, ctx.rule, until, ctx.now)
+        return Outcome({"proposal": before}, {"proposal": after})
 
 
 class AlertAction:

@@ -451,7 +451,32 @@ def fulfillment_panel(container, now: datetime, days: int = 30, limit: int = 50_
         return _empty("events so far complete no pick/pack, handoff or transit leg", window_days=days,
                       orders=len(orders))
     return {"state": "ready", "window_days": days, "orders": len(orders), "warehouses": per_warehouse,
-            "lanes": lanes[:50]}
+            "lanes": lanes[:50], **_analytics_section(container, now, days)}
+
+
+def _analytics_section(container, now: datetime, days: int, top: int = 10) -> dict[str, Any]:
+    """The fulfillment analytics of the same window (computed in the database): per warehouse split-shipment and
+    backorder rates and inventory age; the SKUs returned most, with their rates and reasons; live listing flags."""
+    from ..bootstrap import build_fulfillment_analytics
+
+    signals = container.services.get("tower.fulfillment_signals")
+    if signals is not None and signals.window_days == days:  # the report the rules and /metrics use (cached)
+        report = signals.report()
+    else:
+        report = build_fulfillment_analytics(container).report(now - timedelta(days=days), now)
+    measures = [{"warehouse": w.warehouse, "split_shipment_rate": w.split_shipment_rate,
+                 "backorder_rate": w.backorder_rate, "inventory_age_p50_d": w.inventory_age_p50_d,
+                 "pick_pack_p90_h": w.pick_pack_p90_h} for w in report.warehouses]
+    returned = sorted((s for s in report.skus if s.units_returned), key=lambda s: (-s.units_returned, s.sku))
+    returns = [{"sku": s.sku, "units_sold": s.units_sold, "units_returned": s.units_returned,
+                "return_rate": s.return_rate, "listing_return_rate": s.listing_return_rate(),
+                "reasons": s.returns_by_reason} for s in returned[:top]]
+    sold = sum(s.units_sold for s in report.skus)
+    back = sum(s.units_returned for s in report.skus)
+    flags = _repo(container).active_listing_flags(now)
+    return {"measures": measures, "returns": returns, "listing_flags": flags,
+            "returns_summary": {"units_returned": back, "units_sold": sold,
+                                "return_rate": back / sold if sold else None}}
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -90,9 +90,13 @@ def collector_registry_for_scrape(process_registry: CollectorRegistry) -> Collec
     return merged
 
 
-def render_latest(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """Body and content type for a ``/metrics`` response."""
-    return generate_latest(collector_registry_for_scrape(registry)), CONTENT_TYPE_LATEST
+def render_latest(registry: CollectorRegistry, extra: tuple = ()) -> tuple[bytes, str]:
+    """Body and content type for a ``/metrics`` response. ``extra`` collectors (computed at scrape time from the
+    database, the same in every process) are appended after the process or multiprocess metrics."""
+    body = generate_latest(collector_registry_for_scrape(registry))
+    for collector in extra:
+        body += generate_latest(collector)
+    return body, CONTENT_TYPE_LATEST
 
 
 def http_metrics_middleware(metrics: FunnelMetrics):

@@ -56,6 +56,15 @@ DEFAULT_SIGNALS: dict[str, str] = {
     "fulfillment_delay_p90_h_*": "pick/pack + handoff p90 for one warehouse (hours)",
     "stock_cover_days_*": "days of cover for one SKU (SKU ids with '-' are written with '_')",
     "anomaly_score_*": "latest anomaly score of one tower metric",
+    "return_rate_*": "units returned / units sold for one SKU over the analytics window (30 days)",
+    "listing_return_rate_*": "units returned for fit or not_as_described / units sold for one SKU (30 days)",
+    "backorder_rate_*": "order lines refused for stock / lines refused and ordered, for one SKU (30 days)",
+    "inventory_age_p50_d_*": "age in days of the median unit on hand of one SKU (first in, first out)",
+    "units_sold_*": "units of one SKU ordered over the analytics window (30 days)",
+    "split_rate_*": "share of one warehouse's orders shipped from more than one warehouse (30 days)",
+    "pack_p90_h_*": "pick/pack p90 for one warehouse over the analytics window (hours)",
+    "pack_p50_h_*": "pick/pack median for one warehouse over the analytics window (hours)",
+    "handoff_delay_p50_h_*": "median hours from packed to handed to the carrier for one warehouse (30 days)",
 }
 
 FUNCTIONS = {"min": min, "max": max, "abs": abs}
@@ -291,6 +300,8 @@ ACTION_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "reorder_processors": (set(), {"order", "demote"}),
     "suppress_promotion": ({"sku"}, {"alternatives", "for", "reason"}),
     "degrade_promises": ({"warehouse"}, {"for", "extra_days", "reason"}),
+    "flag_listing": ({"sku"}, {"reasons", "for", "note"}),
+    "propose_promotion": ({"sku"}, {"for", "note"}),
     "alert": (set(), {"channel", "url", "to", "subject", "message"}),
 }
 _COMMON_ACTION_FIELDS = {"type", "cooldown"}
@@ -326,7 +337,7 @@ def _validate_action(raw: Any, rule: str, index: int, default_cooldown: float) -
         raise RuleError("mode must be emit, apply or webhook", rule=rule, field=f"{fld}.mode")
     if kind == "scale" and raw.get("mode") == "webhook" and "webhook" not in raw:
         raise RuleError("missing field 'webhook' for mode webhook", rule=rule, field=fld)
-    for list_field in ("urls", "order", "alternatives"):
+    for list_field in ("urls", "order", "alternatives", "reasons"):
         if list_field in raw and not (isinstance(raw[list_field], list)
                                       and all(isinstance(x, str) for x in raw[list_field])):
             raise RuleError("must be a list of strings", rule=rule, field=f"{fld}.{list_field}")

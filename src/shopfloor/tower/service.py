@@ -27,6 +27,8 @@ from .actions import (
     AlertAction,
     CompositeSignals,
     DegradePromisesAction,
+    FlagListingAction,
+    ProposePromotionAction,
     ReorderProcessorsAction,
     RuleEngine,
     ScaleAction,
@@ -35,6 +37,7 @@ from .actions import (
     SuppressPromotionAction,
     WarmCachesAction,
 )
+from .fulfillment_signals import FulfillmentSignals
 from .funnel import checkout_success_rate, minute_of
 from .rules import RuleSet
 
@@ -275,6 +278,15 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
     providers = [p for p in (extra_signals, services.get("tower.signals")) if p is not None]
     providers.extend(more_signals)
     providers.append(StoreSignals(container.engine, container.clock))
+    fulfillment = services.get("tower.fulfillment_signals")
+    if fulfillment is None:
+        from ..bootstrap import build_fulfillment_analytics
+
+        fulfillment = FulfillmentSignals(build_fulfillment_analytics(container), container.clock,
+                                         window_days=settings.tower_analytics_window_days,
+                                         ttl_s=settings.tower_analytics_ttl_s)
+        services["tower.fulfillment_signals"] = fulfillment
+    providers.append(fulfillment)
     providers.append(DatabaseSignals(repo, container.clock, settings.tower_signal_window_s))
     actions = {
         "scale": ScaleAction(services.get("tower.capacity"), scaler=services.get("tower.scaler"), http=http,
@@ -283,6 +295,8 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
         "reorder_processors": ReorderProcessorsAction(services.get("tower.payment_routing")),
         "suppress_promotion": SuppressPromotionAction(repo, services.get("tower.alternatives")),
         "degrade_promises": DegradePromisesAction(repo),
+        "flag_listing": FlagListingAction(repo, fulfillment),
+        "propose_promotion": ProposePromotionAction(repo, repo),
         "alert": AlertAction(repo, http=http, mailer=mailer),
     }
     return RuleEngine(rules, CompositeSignals(*providers), actions, repo, container.clock)

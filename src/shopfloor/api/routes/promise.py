@@ -26,7 +26,7 @@ class EventIn(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=120, pattern=_ID)
     order_id: str = Field(min_length=1, max_length=120, pattern=_ID)
-    type: Literal["approved", "picked", "packed", "handed_to_carrier", "delivered", "exception"]
+    type: Literal["approved", "picked", "packed", "handed_to_carrier", "delivered", "exception", "returned"]
     at: AwareDatetime
     warehouse: str = Field(min_length=1, max_length=64)
     carrier: str | None = Field(default=None, min_length=1, max_length=64)
@@ -35,12 +35,24 @@ class EventIn(BaseModel):
     region: str | None = Field(default=None, min_length=1, max_length=64)
     placed_at: AwareDatetime | None = None
     origin_region: str | None = Field(default=None, min_length=1, max_length=64)
+    # ``returned`` events only: what came back, why, and whether it goes back on hand after inspection.
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    qty: int | None = Field(default=None, ge=1, le=100_000)
+    reason: Literal["fit", "quality", "not_as_described", "damaged", "late", "other"] | None = None
+    restock: bool | None = None
 
     @model_validator(mode="after")
     def _destination(self) -> "EventIn":
-        if self.country is None and self.region is None:
+        # A return comes back to a warehouse; it needs no destination.
+        if self.type != "returned" and self.country is None and self.region is None:
             raise ValueError("an event needs a destination: country (with postal_code) or region")
         return self
+
+    def missing_return_fields(self) -> list[str]:
+        """Fields a ``returned`` event lacks (none for other types)."""
+        if self.type != "returned":
+            return []
+        return [name for name in ("sku", "qty", "reason") if getattr(self, name) is None]
 
 
 class EventBatch(BaseModel):
@@ -109,6 +121,12 @@ def ingest_events(
         )
     latest = container.clock.now() + timedelta(hours=container.settings.fulfillment_max_future_h)
     for i, e in enumerate(batch.events):
+        missing = e.missing_return_fields()
+        if missing:
+            raise InvalidInput(
+                f"events.{i}.{missing[0]}: a returned event needs {', '.join(missing)}",
+                [{"field": f"events.{i}.{name}", "event_id": e.event_id, "reason": "required for type returned"}
+                 for name in missing])
         for name in ("at", "placed_at"):
             when = getattr(e, name)
             if when is not None and when > latest:

@@ -193,7 +193,18 @@
                      ["to", (l) => esc(l.destination)],
                      ["carrier", (l) => esc(l.carrier)], ["deliveries", (l) => num(l.deliveries, 0), "num"],
                      ["p50 h", (l) => num(l.transit_h.p50, 1), "num"], ["p90 h", (l) => num(l.transit_h.p90, 1), "num"]],
-                     d.lanes),
+                     d.lanes)
+          + table("warehouse measures", [["warehouse", (m) => esc(m.warehouse)],
+                  ["split shipments", (m) => pct(m.split_shipment_rate), "num"],
+                  ["backordered lines", (m) => pct(m.backorder_rate), "num"],
+                  ["inventory age p50 (d)", (m) => num(m.inventory_age_p50_d, 1), "num"]], d.measures || [])
+          + table("returns (" + pct((d.returns_summary || {}).return_rate) + " of units sold)",
+                  [["sku", (r) => esc(r.sku)], ["returned", (r) => num(r.units_returned, 0), "num"],
+                   ["sold", (r) => num(r.units_sold, 0), "num"], ["return rate", (r) => pct(r.return_rate), "num"],
+                   ["reasons", (r) => esc(Object.entries(r.reasons).map(([k, v]) => k + " " + v).join(", ")), "wrap"]],
+                  d.returns || [])
+          + ((d.listing_flags || []).length ? table("listing work", [["sku", (f) => esc(f.sku)],
+                  ["kind", (f) => esc(f.kind)], ["note", (f) => esc(f.note), "wrap"]], d.listing_flags) : ""),
       };
     },
 
