@@ -17,7 +17,7 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from .routes import capacity, catalog, checkout, dashboard, payments, promise, restock, tower
+from .routes import capacity, catalog, checkout, dashboard, payments, promise, queue, restock, tower
 
 
 def create_app(container: Container) -> FastAPI:
@@ -84,6 +84,11 @@ def create_app(container: Container) -> FastAPI:
     checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
     app.add_middleware(CheckoutFastPath, container=container, authenticator=app.state.authenticator,
                        route=checkout_route)
+    limits = container.services.get("rate_limits")
+    if limits is not None and limits.reads_per_address is not None:
+        from .middleware import ReadRateLimitMiddleware
+
+        app.add_middleware(ReadRateLimitMiddleware, limits=limits)
     # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
     app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
                        route_limits=settings.http_route_body_limits)
@@ -91,6 +96,7 @@ def create_app(container: Container) -> FastAPI:
 
     app.include_router(catalog.router)
     app.include_router(checkout.router)
+    app.include_router(queue.router)
     app.include_router(payments.router)
     app.include_router(promise.router)
     app.include_router(restock.router)

@@ -1,0 +1,39 @@
+"""Flash-sale waiting room: where a queued shopper stands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field
+
+from ...bootstrap import Container
+from ...domain.errors import NotFound
+from ..deps import get_container
+from ..errors import error_responses
+
+router = APIRouter(tags=["checkout"])
+
+
+class QueueStatusOut(BaseModel):
+    state: Literal["waiting", "admitted", "sold_out", "expired"] = Field(
+        description="waiting: keep polling (or repeat the checkout with Queue-Token); admitted: check out now with "
+                    "Queue-Token; sold_out: no units left; expired: the token or the admitted place lapsed.")
+    position: int | None = Field(description="Shoppers ahead, counting you (0 once admitted); before the sale "
+                                             "opens: the arrivals so far, shuffled at the opening.")
+    eta_s: float | None = Field(description="Estimated seconds until admission (before the opening: until it).")
+
+
+@router.get("/v1/queue/{token}", response_model=QueueStatusOut,
+            responses=error_responses({403: "queue_token_invalid: not a token this store issued",
+                                       404: "not_found: no product is in a waiting room",
+                                       429: "too_many_requests: the open-read rate limit of this address"}))
+async def queue_status(
+    token: Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")],
+    c: Container = Depends(get_container),
+):
+    """A queue token's state, position and estimated wait. The token is the credential: no API key needed."""
+    room = c.services.get("waitroom")
+    if room is None:
+        raise NotFound("no product is in a waiting room", [{"field": "token"}])
+    return await room.status(token)
