@@ -156,6 +156,14 @@ def build_flash_sale_guards(container: Container) -> None:
             queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
             products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),
             observer=None if metrics is None else metrics.observe_waitroom)
+    if s.waitroom_products or _any_rate_limit(s):
+        from .tower.bot_alerts import BotAlerts
+        from .waitroom import BotPatternDetector
+
+        detector = BotPatternDetector(window_s=s.bot_window_s, card_addresses=s.bot_card_addresses,
+                                      product_addresses=s.bot_product_addresses)
+        container.services["bot_alerts"] = BotAlerts(detector, container.services["tower.repository"],
+                                                     container.clock, metrics)
     if _any_rate_limit(s):
         if client is not None:
             from .store.ratelimit_redis import RedisBuckets

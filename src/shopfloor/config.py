@@ -118,6 +118,12 @@ class Settings(BaseSettings):
                                             "waiting shopper hears that the product sold out.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
+    bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")
+    bot_card_addresses: int = Field(
+        default=20, ge=2, description="Alert when one payment card is used from this many client addresses.")
+    bot_product_addresses: int = Field(
+        default=50, ge=2, description="Alert when this many client addresses are refused on checkouts of one product "
+                                      "(rate-limited or a forged queue token).")
     # --- rate limits (token buckets; shared through Redis when redis_url is set) --------------------
     ratelimit_checkout_per_key: BucketLimit | None = Field(
         default=None, description='Checkouts per API key, e.g. {"rate_per_s": 50, "burst": 100}. Unset: no limit.')

@@ -111,3 +111,50 @@ def test_an_expired_token_reads_expired_and_its_checkout_is_refused(shop):
     assert client.get(f"/v1/queue/{token}").json()["state"] == "expired"
     r = _checkout(client, auth, "HOT", "x", token)
     assert r.status_code == 403 and r.json()["error"]["code"] == "queue_token_expired"
+
+
+def test_the_tower_shows_queue_length_decisions_and_a_card_shared_by_many_addresses(db_url):
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    clock = FixedClock(OPENS - timedelta(seconds=60))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, bot_card_addresses=5)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 10})
+    _, key = new_key(container.engine, "storefront")
+    _, admin = new_key(container.engine, "admin")
+    app = create_app(container)
+    with TestClient(ProxyHeadersMiddleware(app, trusted_hosts="*")) as client:
+        for i in range(7):  # one card from seven addresses
+            r = client.post("/v1/checkouts", json=_body("HOT"),
+                            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"bot{i}",
+                                     "X-Forwarded-For": f"203.0.113.{i}"})
+            assert r.status_code == 429
+        admin_auth = {"Authorization": f"Bearer {admin}"}
+        queue = client.get("/v1/tower/waitroom", headers=admin_auth).json()
+        assert queue == {"products": [{"sku": "HOT", "arrivals": 7, "admitted": 0, "waiting": 7, "in_flight": 0,
+                                       "remaining": 10}]}
+        alerts = client.get("/v1/tower/alerts", headers=admin_auth).json()["alerts"]
+        metrics = client.get("/metrics").text
+    bot = [a for a in alerts if a["kind"] == "bot_pattern"]
+    assert len(bot) == 1 and bot[0]["metric"] == "bot_one_card" and "5 client addresses" in bot[0]["message"]
+    assert 'shopfloor_waitroom_decisions_total{outcome="queued",sku="HOT"} 7.0' in metrics
+    assert 'shopfloor_bot_patterns_total{kind="one_card"} 1.0' in metrics
+
+
+def test_a_per_product_limit_refuses_in_the_envelope_and_is_counted(db_url):
+    settings = Settings(database_url=db_url, ratelimit_checkout_per_product={"rate_per_s": 0.001, "burst": 2})
+    container = build_container(settings)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"A1": 999, "B1": 999},
+         {("A1", "w1"): 10, ("B1", "w1"): 10})
+    _, key = new_key(container.engine, "storefront")
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(container)) as client:
+        codes = [_checkout(client, auth, "A1", f"a{i}").status_code for i in range(3)]
+        refused = _checkout(client, auth, "A1", "a9")
+        other = _checkout(client, auth, "B1", "b0")
+        metrics = client.get("/metrics").text
+    assert codes == [201, 201, 429] and other.status_code == 201
+    err = refused.json()["error"]
+    assert err["code"] == "too_many_requests" and err["details"][0]["limit"] == "checkout_per_product"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert 'shopfloor_rate_limit_refusals_total{limit="checkout_per_product"} 2.0' in metrics

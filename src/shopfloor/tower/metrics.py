@@ -53,6 +53,8 @@ class FunnelMetrics:
         # rate-limit refusal by the limit that refused. Admission rate = rate(waitroom_decisions{outcome="admitted"}).
         self.waitroom_decisions = Counter("waitroom_decisions", "Waiting-room decisions by product and outcome.",
                                           ["sku", "outcome"], namespace=ns, registry=r)
+        self.bot_patterns = Counter("bot_patterns", "Bot patterns detected at checkout (one_card, one_product).",
+                                    ["kind"], namespace=ns, registry=r)
         self.rate_limit_refusals = Counter("rate_limit_refusals", "Requests refused by a rate limit.", ["limit"],
                                            namespace=ns, registry=r)
 

@@ -4,6 +4,7 @@ Pure (standard library and :mod:`shopfloor.domain` only). The Redis queue store 
 :mod:`shopfloor.store.queue_redis`; :class:`InProcessQueueStore` serves a single process.
 """
 
+from .abuse import BotPattern, BotPatternDetector, card_fingerprint
 from .memory import InProcessQueueStore
 from .policy import AdmissionPolicy, admit_upto, rank_of
 from .room import (
@@ -26,8 +27,8 @@ from .room import (
 from .tokens import AFTER_OPEN, PRE_OPEN, QueueTicket, QueueTokenCodec, QueueTokenInvalid, QueueTokenWrongProduct
 
 __all__ = [
-    "ADMITTED", "AFTER_OPEN", "CLAIMED", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
+    "ADMITTED", "AFTER_OPEN", "BotPattern", "BotPatternDetector", "CLAIMED", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
     "Entry", "GuardedProduct", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
     "QueueTokenCodec", "QueueTokenExpired", "QueueTokenInvalid", "QueueTokenUsed", "QueueTokenWrongProduct",
-    "StockLevels", "WaitingRoom", "admit_upto", "rank_of",
+    "StockLevels", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
 ]

@@ -132,12 +132,28 @@ async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: C
                        queue_token: str | None = None, client: str | None = None) -> FastJSONResponse:
     """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): rate limits per key
     and address, the waiting room of a guarded product, the per-product limit, the per-process in-flight limit,
-    then the buy path."""
+    then the buy path. Each attempt is shown to the bot-pattern alerts when they are on."""
+    bots = c.services.get("bot_alerts")
+    if bots is None:
+        return (await _guarded_checkout(body, idempotency_key, key_id, c, queue_token, client))[0]
+    skus = [line.sku for line in body.lines]
+    try:
+        response, refused = await _guarded_checkout(body, idempotency_key, key_id, c, queue_token, client)
+    except DomainError as exc:
+        await bots.observe(client, body.payment.token, skus, refused=exc.code == "queue_token_invalid")
+        raise
+    await bots.observe(client, body.payment.token, skus, refused=refused)
+    return response
+
+
+async def _guarded_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container,
+                            queue_token: str | None, client: str | None) -> tuple[FastJSONResponse, bool]:
+    """The response, and whether a rate limit refused it."""
     limits = c.services.get("rate_limits")
     if limits is not None:
         refusal = await limits.checkout(key_id, client)
         if refusal is not None:
-            return _rate_limited(refusal)
+            return _rate_limited(refusal), True
     room = c.services.get("waitroom")
     decision = None
     if room is not None:
@@ -149,15 +165,15 @@ async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: C
                                 "repeat the checkout with the header Queue-Token after Retry-After",
                                 [{"queue_token": decision.token, "position": decision.position,
                                   "eta_s": decision.eta_s}],
-                                headers={"Retry-After": str(decision.retry_after_s)})
+                                headers={"Retry-After": str(decision.retry_after_s)}), False
             if decision.state == SOLD_OUT:
-                return envelope(409, "sold_out", f"{sku} is sold out", [{"sku": sku, "available": 0}])
+                return envelope(409, "sold_out", f"{sku} is sold out", [{"sku": sku, "available": 0}]), False
     if limits is not None:
         refusal = await limits.products([line.sku for line in body.lines])
         if refusal is not None:
-            return _rate_limited(refusal)
+            return _rate_limited(refusal), True
     if decision is None:
-        return await _within_in_flight_limit(body, idempotency_key, key_id, c)
+        return await _within_in_flight_limit(body, idempotency_key, key_id, c), False
     try:
         response = await _within_in_flight_limit(body, idempotency_key, key_id, c)
     except DomainError as exc:
@@ -166,7 +182,7 @@ async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: C
         raise
     if response.status_code < 500 and response.status_code != 429:  # 5xx and 429: the place stays for the retry
         await room.finish(decision, succeeded=response.status_code in (200, 201))
-    return response
+    return response, False
 
 
 async def _within_in_flight_limit(body: CheckoutIn, idempotency_key: str, key_id: str,

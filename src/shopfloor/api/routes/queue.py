@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from ...bootstrap import Container
 from ...domain.errors import NotFound
-from ..deps import get_container
+from ..deps import get_container, require_scope
 from ..errors import error_responses
 
 router = APIRouter(tags=["checkout"])
@@ -37,3 +37,17 @@ async def queue_status(
     if room is None:
         raise NotFound("no product is in a waiting room", [{"field": "token"}])
     return await room.status(token)
+
+
+@router.get("/v1/tower/waitroom", tags=["tower"])
+async def waitroom_status(c: Container = Depends(get_container), _key: str = Depends(require_scope("admin"))) -> dict:
+    """Each guarded product's queue: arrivals so far, admitted, waiting (queue length), admitted and still checking
+    out, and units left. Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
+    ``shopfloor_rate_limit_refusals_total`` on /metrics; bot patterns raise alerts (``/v1/tower/alerts``)."""
+    room = c.services.get("waitroom")
+    if room is None:
+        return {"products": []}
+    stats = await room.stats()
+    return {"products": [{"sku": sku, "arrivals": st["arrivals"], "admitted": st["admitted"],
+                          "waiting": max(0, st["arrivals"] - st["admitted"]), "in_flight": st["in_flight"],
+                          "remaining": room.remaining(sku)} for sku, st in stats.items()]}
