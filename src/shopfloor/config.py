@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     waitroom_max_poll_s: int = Field(
         default=2, ge=1, le=60, description="Longest Retry-After given to a waiting shopper; bounds how late a "
                                             "waiting shopper hears that the product sold out.")
+    waitroom_max_hold_s: float = Field(
+        default=25.0, ge=0, le=60, description="Longest a GET /v1/queue/{token}?wait=S request is held.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

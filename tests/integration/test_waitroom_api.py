@@ -158,3 +158,12 @@ def test_a_per_product_limit_refuses_in_the_envelope_and_is_counted(db_url):
     assert err["code"] == "too_many_requests" and err["details"][0]["limit"] == "checkout_per_product"
     assert int(refused.headers["Retry-After"]) >= 1
     assert 'shopfloor_rate_limit_refusals_total{limit="checkout_per_product"} 2.0' in metrics
+
+
+def test_a_malformed_wait_goes_to_the_route_and_names_the_field(shop):
+    client, auth, _ = shop
+    token = _checkout(client, auth, "HOT", "x").json()["error"]["details"][0]["queue_token"]
+    r = client.get(f"/v1/queue/{token}?wait=forever")
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "wait"
+    held = client.get(f"/v1/queue/{token}?wait=0.2")
+    assert held.status_code == 200 and held.json()["state"] == "waiting"

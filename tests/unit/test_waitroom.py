@@ -205,3 +205,48 @@ def test_status_reports_position_and_wait_for_a_waiting_shopper():
         return await room.status(third.token)
 
     assert run(scene()) == {"state": "waiting", "position": 2, "eta_s": 0.2}
+
+
+def test_a_held_status_request_is_answered_at_once_when_the_product_sells_out():
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 0.01
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        held = asyncio.create_task(room.status(waiting.token, wait_s=30))
+        await asyncio.sleep(0.05)
+        assert not held.done()  # nothing changed: still held
+        stock.units = 0
+        t0 = asyncio.get_running_loop().time()
+        answer = await asyncio.wait_for(held, 5)
+        return answer, asyncio.get_running_loop().time() - t0
+
+    answer, took = run(scene())
+    assert answer["state"] == SOLD_OUT and took < 0.5
+
+
+def test_a_held_status_request_is_answered_when_its_place_is_admitted():
+    room, _, _ = _room(units=1, k=1.0)
+    room.tick_s = 0.01
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        held = asyncio.create_task(room.status(waiting.token, wait_s=30))
+        await asyncio.sleep(0.05)
+        await room.finish(head, succeeded=False)
+        return await asyncio.wait_for(held, 5)
+
+    assert run(scene()) == {"state": "admitted", "position": 0, "eta_s": 0.0}
+
+
+def test_a_held_status_request_returns_its_place_when_nothing_changes_in_time():
+    room, _, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        return await room.status(waiting.token, wait_s=0.05)
+
+    assert run(scene())["state"] == WAITING

@@ -84,6 +84,12 @@ def create_app(container: Container) -> FastAPI:
     checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
     app.add_middleware(CheckoutFastPath, container=container, authenticator=app.state.authenticator,
                        route=checkout_route)
+    if container.services.get("waitroom") is not None:
+        from .fast_queue import QueueStatusFastPath
+
+        queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
+        app.add_middleware(QueueStatusFastPath, container=container, max_wait_s=settings.waitroom_max_hold_s,
+                           route=queue_route)
     limits = container.services.get("rate_limits")
     if limits is not None and limits.reads_per_address is not None:
         from .middleware import ReadRateLimitMiddleware

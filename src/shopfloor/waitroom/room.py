@@ -9,6 +9,9 @@ store call. The queue lives behind :class:`QueueStore` (Redis for several proces
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import secrets
 import time
 from dataclasses import dataclass
@@ -121,6 +124,10 @@ class WaitingRoom:
         self._stock: dict[str, tuple[float, int]] = {}
         self._openings: dict[str, Opening] = {}
         self._observe = observer or (lambda _sku, _outcome: None)
+        self.tick_s = 0.1
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future]]] = {}  # sale -> heap of (rank, n, future)
+        self._counter = itertools.count()
+        self._ticker: asyncio.Task | None = None
 
     # --- what is guarded --------------------------------------------------------------------------------------
     def guarded_sku(self, skus: Iterable[str]) -> str | None:
@@ -194,28 +201,83 @@ class WaitingRoom:
             self._stock.pop(decision.sku, None)  # the next read sees the units this checkout took
 
     # --- GET /v1/queue/{token} --------------------------------------------------------------------------------
-    async def status(self, token: str) -> dict:
-        """``{"state", "position", "eta_s"}`` for a token; QueueTokenInvalid when it is not ours."""
+    async def status(self, token: str, wait_s: float = 0.0) -> dict:
+        """``{"state", "position", "eta_s"}`` for a token; QueueTokenInvalid when it is not ours. With ``wait_s`` a
+        waiting shopper's answer is held until its state changes (admitted, sold out) or ``wait_s`` passes: one
+        held request per shopper instead of a poll every second, and the sold-out notice goes out at once."""
+        status, rank, product = await self._status(token)
+        if status["state"] != WAITING or wait_s <= 0 or rank is None:
+            return status
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters.setdefault(product.sale, []), (rank, next(self._counter), future))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        try:
+            await asyncio.wait_for(future, wait_s)
+        except asyncio.TimeoutError:
+            pass
+        return (await self._status(token))[0]
+
+    async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
         now_s = self._now_s()
         ticket = self.codec.read(token)
         product = self.products.get(ticket.sku)
         if ticket.expired(now_s) or product is None:
-            return {"state": EXPIRED, "position": None, "eta_s": None}
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
         if self.remaining(ticket.sku) == 0:
-            return {"state": SOLD_OUT, "position": None, "eta_s": None}
+            return {"state": SOLD_OUT, "position": None, "eta_s": None}, None, None
         opening, pre_arrivals = await self._opening(product, now_s)
         if opening is None:
-            return {"state": WAITING, "position": pre_arrivals,
-                    "eta_s": round(max(0.0, product.opens_at_s - now_s), 1)}
+            until_open = round(max(0.0, product.opens_at_s - now_s), 1)
+            # before the opening nobody has a rank yet: a held request wakes at the opening (rank 0 sorts first)
+            return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
         rank = rank_of(ticket, opening.pre_open_count, opening.seed)
         place = await self.store.poll(product.sale, rank, int(now_s * 1000),
                                       self.policy.room_for(self.remaining(ticket.sku)), self._ttl_ms(), None)
         if place.state in (ADMITTED, CLAIMED):
-            return {"state": ADMITTED, "position": 0, "eta_s": 0.0}
+            return {"state": ADMITTED, "position": 0, "eta_s": 0.0}, None, None
         if place.state == EXPIRED:
-            return {"state": EXPIRED, "position": None, "eta_s": None}
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
         position = rank - place.upto + 1
-        return {"state": WAITING, "position": position, "eta_s": self.policy.eta_s(position)}
+        return {"state": WAITING, "position": position, "eta_s": self.policy.eta_s(position)}, rank, product
+
+    async def _tick(self) -> None:
+        """While shoppers are held: every ``tick_s``, move each sale's admission bound (admission follows time and
+        free room, not who happens to poll) and answer the held shoppers it reached, or all of them at sell-out."""
+        while any(self._waiters.values()):
+            await asyncio.sleep(self.tick_s)
+            for sale, heap in list(self._waiters.items()):
+                while heap and heap[0][2].done():  # answered by a timeout
+                    heapq.heappop(heap)
+                if not heap:
+                    del self._waiters[sale]
+                    continue
+                product = next(p for p in self.products.values() if p.sale == sale)
+                try:
+                    upto = await self._admission_bound(product)
+                except Exception:  # noqa: BLE001 - the store is unreachable: the held requests time out instead
+                    continue
+                while heap and (upto is None or heap[0][0] < upto):
+                    _rank, _n, future = heapq.heappop(heap)
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _admission_bound(self, product: GuardedProduct) -> int | None:
+        """The sale's admission bound after moving it on; None when every held shopper must be answered now
+        (sold out, or the sale just opened and ranks are known)."""
+        now_s = self._now_s()
+        remaining = self.remaining(product.sku)
+        if remaining == 0:
+            return None
+        opening, _ = await self._opening(product, now_s)
+        if opening is None:
+            return -1  # nobody is reached before the opening
+        heap = self._waiters.get(product.sale, [])
+        if heap and heap[0][0] == -1:
+            return None  # held before the opening: everyone re-reads their place once
+        place = await self.store.poll(product.sale, 2**62, int(now_s * 1000), self.policy.room_for(remaining),
+                                      self._ttl_ms(), None)
+        return place.upto
 
     async def stats(self) -> dict[str, dict[str, int]]:
         now_ms = int(self._now_s() * 1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from ...bootstrap import Container
@@ -30,13 +30,17 @@ class QueueStatusOut(BaseModel):
                                        429: "too_many_requests: the open-read rate limit of this address"}))
 async def queue_status(
     token: Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")],
+    wait: Annotated[float, Query(ge=0, le=60, description="Hold the answer up to this many seconds (at most "
+                                                           "SHOPFLOOR_WAITROOM_MAX_HOLD_S) until the state changes: "
+                                                           "admitted or sold out is answered the moment it happens.")
+                    ] = 0.0,
     c: Container = Depends(get_container),
 ):
     """A queue token's state, position and estimated wait. The token is the credential: no API key needed."""
     room = c.services.get("waitroom")
     if room is None:
         raise NotFound("no product is in a waiting room", [{"field": "token"}])
-    return await room.status(token)
+    return await room.status(token, min(wait, c.settings.waitroom_max_hold_s))
 
 
 @router.get("/v1/tower/waitroom", tags=["tower"])
