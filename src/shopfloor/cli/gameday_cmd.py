@@ -10,6 +10,17 @@ from .output import console, err_console, fail, print_json
 
 
 def gameday(
+    scenario: str = typer.Option("faults", help="faults: shoppers while processors fail and processes are killed. "
+                                               "flash_crowd: a crowd (some of it bots) for the few units of one "
+                                               "product behind the waiting room, while ordinary shoppers buy other "
+                                               "products; compared with the same run without the crowd."),
+    crowd_shoppers: int = typer.Option(20_000, min=10, max=200_000, help="flash_crowd: shoppers for the hot product."),
+    units: int = typer.Option(200, min=1, max=100_000, help="flash_crowd: units of the hot product."),
+    bot_share: float = typer.Option(0.1, min=0, max=1, help="flash_crowd: share of the crowd that are bots."),
+    redis_url: str = typer.Option(None, help="flash_crowd: keep the waiting room and the rate limits in this Redis "
+                                             "(default: in the server process)."),
+    baseline_database_url: str = typer.Option(
+        None, help="flash_crowd with --database-url: a second empty database for the run without the crowd."),
     seconds: float = typer.Option(60.0, min=10, max=3600, help="Length of the load phase (faults are spread over "
                                                                  "it)."),
     shoppers: int = typer.Option(12, min=1, max=256, help="Concurrent shoppers checking out over HTTP."),
@@ -31,6 +42,12 @@ def gameday(
     report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if scenario == "flash_crowd":
+        _flash_crowd(database_url, baseline_database_url, crowd_shoppers, units, bot_share, seed, redis_url,
+                     report_out, as_json)
+        return
+    if scenario != "faults":
+        fail(f"--scenario: unknown scenario {scenario!r} (faults or flash_crowd)")
     from ..gameday import CHECKS, DEFAULT_SCHEDULE, load_schedule, plot_gameday, run_gameday
 
     faults = DEFAULT_SCHEDULE
@@ -66,6 +83,56 @@ def gameday(
         _print_report(result, CHECKS)
         if plot_out is not None:
             console.print(f"plot: {plot_out}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share, seed, redis_url, report_out,
+                 as_json) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..gameday import FlashCrowdConfig, run_flash_crowd
+
+    for name, url in (("--database-url", database_url), ("--baseline-database-url", baseline_database_url)):
+        if url is not None and not url.startswith(("sqlite", "postgresql", "postgres")):
+            fail(f"{name}: unsupported database {url.split(':', 1)[0]!r} (sqlite or postgresql)")
+    if (database_url is None) != (baseline_database_url is None):
+        fail("--baseline-database-url: give it together with --database-url (two empty databases: the crowd's "
+             "and the run without the crowd)")
+    cfg = FlashCrowdConfig(shoppers=shoppers, units=units, bot_share=bot_share, seed=seed)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("flash crowd", total=None)
+        try:
+            result = run_flash_crowd(database_url, baseline_database_url, config=cfg, redis_url=redis_url,
+                                     progress=lambda msg: bar.update(task, description=f"flash crowd: {msg}"))
+        except (RuntimeError, ValueError) as exc:
+            fail(str(exc))
+    report = result.to_dict()
+    if report_out is not None:
+        import json
+
+        report_out.parent.mkdir(parents=True, exist_ok=True)
+        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if as_json:
+        print_json(report)
+    else:
+        from rich.table import Table
+
+        figures = Table(title="flash crowd", title_justify="left")
+        figures.add_column("figure")
+        figures.add_column("value", justify="right")
+        for name in ("units", "sold", "sellout_notice_max_s", "admitted_p99_ms", "ordinary_p99_ms", "baseline_p99_ms",
+                     "bot_units_share", "pre_open_units_share"):
+            figures.add_row(name, str(report[name]))
+        console.print(figures)
+        verdicts = Table(title="checks", title_justify="left")
+        verdicts.add_column("check")
+        verdicts.add_column("count", justify="right")
+        verdicts.add_column("")
+        for key, n in result.checks.items():
+            verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
+        console.print(verdicts)
     if not result.passed:
         raise typer.Exit(1)
 

@@ -5,10 +5,12 @@
 * :mod:`.checks` - after the load: nothing lost, oversold, duplicated or charged twice; stock conserved
 * :mod:`.report` - per-phase and per-second outcomes, the PNG chart
 * :mod:`.load` - the ``wrk``-driven checkout benchmark (``bench/checkout.py``, ``shopfloor bench checkout``)
+* :mod:`.flash_crowd` - the ``flash_crowd`` scenario: a crowd and bots for one product behind the waiting room
 * :mod:`.seed` - the store a run starts from
 """
 
 from .checks import CHECKS, charge_anomalies, live_authorizations_on_ended_orders, verify_store
+from .flash_crowd import FLASH_CROWD_CHECKS, FlashCrowdConfig, FlashCrowdResult, run_flash_crowd
 from .faults import ACTIONS, DEFAULT_SCHEDULE, Fault, load_schedule, parse_schedule
 from .load import (
     CORRECTNESS_KEYS,
@@ -23,7 +25,7 @@ from .scenario import run_gameday
 from .seed import ensure_fresh_store, seed_bench_store
 
 __all__ = [
-    "ACTIONS", "Attempt", "CHECKS", "CORRECTNESS_KEYS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
+    "ACTIONS", "Attempt", "CHECKS", "FLASH_CROWD_CHECKS", "FlashCrowdConfig", "FlashCrowdResult", "run_flash_crowd", "CORRECTNESS_KEYS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
     "WRK_CHECKOUT_LUA", "WRK_STATUS_LUA",
     "ensure_fresh_store", "live_authorizations_on_ended_orders", "load_schedule", "parse_schedule", "plot_gameday",
     "run_checkout_benchmark", "run_gameday", "run_wrk", "seed_bench_store", "summarize_checkout_runs",
