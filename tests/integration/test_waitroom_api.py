@@ -167,3 +167,24 @@ def test_a_malformed_wait_goes_to_the_route_and_names_the_field(shop):
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "wait"
     held = client.get(f"/v1/queue/{token}?wait=0.2")
     assert held.status_code == 200 and held.json()["state"] == "waiting"
+
+
+def test_an_unreachable_queue_store_answers_503_for_the_hot_product_only(db_url):
+    class DownStore:
+        async def enter(self, *a, **kw):
+            raise ConnectionError("redis down")
+
+        opening = poll = finish = stats = enter
+
+    container = build_container(Settings(database_url=db_url, waitroom_products={"HOT": {}}))
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999, "A1": 999},
+         {("HOT", "w1"): 5, ("A1", "w1"): 5})
+    _, key = new_key(container.engine, "storefront")
+    container.services["waitroom"].store = DownStore()
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(container)) as client:
+        hot = _checkout(client, auth, "HOT", "h1")
+        other = _checkout(client, auth, "A1", "a1")
+    assert hot.status_code == 503 and hot.json()["error"]["code"] == "service_unavailable"
+    assert hot.headers["Retry-After"] == "2"
+    assert other.status_code == 201

@@ -63,3 +63,12 @@ def test_read_limits_apply_to_the_open_read_paths_only():
     limits = RateLimits(InProcessBuckets(), reads_per_address=Limit(1, 1), read_paths=["/v1/stock/"])
     assert limits.is_read("GET", "/v1/stock/A1")
     assert not limits.is_read("POST", "/v1/stock/A1") and not limits.is_read("GET", "/v1/orders/o1")
+
+
+def test_limits_let_requests_through_when_the_bucket_store_is_unreachable():
+    class Down:
+        async def take(self, buckets):
+            raise ConnectionError("redis down")
+
+    limits = RateLimits(Down(), checkout_per_key=Limit(1, 1))
+    assert run(limits.checkout("k", "a")) is None

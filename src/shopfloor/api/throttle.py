@@ -17,6 +17,7 @@ each count on their own), which bounds the rate rather than pinning it exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -71,6 +72,9 @@ class FailedLoginThrottle:
     def succeeded(self, client: str) -> None:
         with self._lock:
             self._failures.pop(client, None)
+
+
+_log = logging.getLogger(__name__)
 
 
 # --- token buckets ------------------------------------------------------------------------------------------------
@@ -158,7 +162,11 @@ class RateLimits:
     async def _take(self, named: list[tuple[str, str, Limit]]) -> RateRefusal | None:
         if not named:
             return None
-        refused = await self.store.take([(key, lim.rate_per_s, lim.burst) for _name, key, lim in named])
+        try:
+            refused = await self.store.take([(key, lim.rate_per_s, lim.burst) for _name, key, lim in named])
+        except Exception:  # noqa: BLE001 - the bucket store (Redis) is unreachable: limits fail open, logged
+            _log.exception("rate-limit store unavailable; request let through")
+            return None
         if refused is None:
             return None
         name = named[refused[0]][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request
@@ -16,6 +17,8 @@ from ...waitroom import SOLD_OUT, WAITING
 from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
 from ..errors import envelope, error_responses
 from ..responses import FastJSONResponse
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["checkout"])
 
@@ -159,7 +162,14 @@ async def _guarded_checkout(body: CheckoutIn, idempotency_key: str, key_id: str,
     if room is not None:
         sku = room.guarded_sku(line.sku for line in body.lines)
         if sku is not None:
-            decision = await room.admit(sku, queue_token, idempotency_key)
+            try:
+                decision = await room.admit(sku, queue_token, idempotency_key)
+            except DomainError:
+                raise
+            except Exception:  # the queue store (Redis) is unreachable: fail closed, the hot product waits
+                log.exception("waiting room unavailable for %s", sku)
+                return envelope(503, "service_unavailable", f"the waiting room for {sku} is unavailable; retry "
+                                "with the same Idempotency-Key", [{"sku": sku}], headers={"Retry-After": "2"}), False
             if decision.state == WAITING:
                 return envelope(429, "queued", f"{sku} is in demand: you are number {decision.position} in line; "
                                 "repeat the checkout with the header Queue-Token after Retry-After",
