@@ -10,12 +10,13 @@ from shopfloor.gameday import FlashCrowdConfig, run_flash_crowd
 pytestmark = pytest.mark.slow
 
 CORRECTNESS = ("lost", "oversold", "flash_oversold", "sold_not_units", "duplicate_orders", "double_captures",
-               "double_authorizations", "stock_not_conserved", "unanswered_shoppers", "sellout_notice_over_target")
+               "double_authorizations", "stock_not_conserved", "unanswered_shoppers", "sellout_notice_over_target",
+               "sellout_notice_not_measured")
 
 
 def test_a_short_flash_crowd_sells_exactly_the_units_and_tells_every_waiting_shopper_in_time(tmp_path):
     cfg = FlashCrowdConfig(shoppers=500, units=20, bot_share=0.2, bot_cards=2, pre_open_s=3, arrive_s=4,
-                           ordinary_rate_per_s=10, hold_s=10, tail_s=1)
+                           ordinary_rate_per_s=10, hold_s=10, tail_s=1, start_allowance_s=20)
     result = run_flash_crowd(config=cfg, workdir=tmp_path)
     report = result.to_dict()
     assert {k: report["checks"][k] for k in CORRECTNESS} == dict.fromkeys(CORRECTNESS, 0), report

@@ -19,6 +19,8 @@ def gameday(
     bot_share: float = typer.Option(0.1, min=0, max=1, help="flash_crowd: share of the crowd that are bots."),
     redis_url: str = typer.Option(None, help="flash_crowd: keep the waiting room and the rate limits in this Redis "
                                              "(default: in the server process)."),
+    workers: int = typer.Option(1, min=1, max=16, help="flash_crowd: server processes (more than one needs "
+                                                      "--redis-url)."),
     baseline_database_url: str = typer.Option(
         None, help="flash_crowd with --database-url: a second empty database for the run without the crowd."),
     seconds: float = typer.Option(60.0, min=10, max=3600, help="Length of the load phase (faults are spread over "
@@ -44,7 +46,7 @@ def gameday(
 
     if scenario == "flash_crowd":
         _flash_crowd(database_url, baseline_database_url, crowd_shoppers, units, bot_share, seed, redis_url,
-                     report_out, as_json)
+                     report_out, as_json, workers)
         return
     if scenario != "faults":
         fail(f"--scenario: unknown scenario {scenario!r} (faults or flash_crowd)")
@@ -88,7 +90,7 @@ def gameday(
 
 
 def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share, seed, redis_url, report_out,
-                 as_json) -> None:
+                 as_json, workers) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..gameday import FlashCrowdConfig, run_flash_crowd
@@ -99,7 +101,9 @@ def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share
     if (database_url is None) != (baseline_database_url is None):
         fail("--baseline-database-url: give it together with --database-url (two empty databases: the crowd's "
              "and the run without the crowd)")
-    cfg = FlashCrowdConfig(shoppers=shoppers, units=units, bot_share=bot_share, seed=seed)
+    if workers > 1 and not redis_url:
+        fail("--workers: more than one server process needs --redis-url (one shared queue and rate limits)")
+    cfg = FlashCrowdConfig(shoppers=shoppers, units=units, bot_share=bot_share, seed=seed, server_workers=workers)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
                   transient=True) as bar:
         task = bar.add_task("flash crowd", total=None)
