@@ -129,7 +129,10 @@ def test_a_queue_token_from_one_process_keeps_its_place_at_the_other(two_servers
                                headers={**auth, "Idempotency-Key": f"h{i}", "Queue-Token": tokens[i]})
                    for i in range(6)]
         codes = [r.status_code for r in answers]
-        assert codes.count(201) == 3 and codes.count(429) == 3, [r.text for r in answers]  # 3 units, k = 1
+        # 3 units, k = 1: the three best placed buy; the others are still queued, or told sold_out when their turn
+        # came after the third sale (the order of places is the opening's shuffle)
+        assert codes.count(201) == 3, [r.text for r in answers]
+        assert all(r.json()["error"]["code"] in ("queued", "sold_out") for r in answers if r.status_code != 201)
         states = [client.get(servers[i % 2].url + f"/v1/queue/{tokens[i]}").json()["state"]
-                  for i in range(6) if codes[i] == 429]
+                  for i in range(6) if codes[i] != 201]
     assert states == ["sold_out"] * 3
