@@ -8,24 +8,9 @@ import multiprocessing as mp
 import os
 import uuid
 
-import pytest
 
 from shopfloor.waitroom import ADMITTED, CLAIMED, EXPIRED, WAITING, InProcessQueueStore
-
-REDIS_URL = os.environ.get("SHOPFLOOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except Exception:  # noqa: BLE001 - any failure means: no Redis here
-        return False
-
-
-needs_redis = pytest.mark.skipif(not _redis_up(), reason=f"no Redis at {REDIS_URL}")
-
+from tests.support.redis import REDIS_URL, needs_redis
 
 def _redis_store(prefix: str):
     import redis.asyncio as aioredis

@@ -13,8 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from shopfloor.api.throttle import RateLimits
-from tests.integration.test_queue_stores import REDIS_URL, needs_redis
+from tests.support.redis import REDIS_URL, needs_redis
 from tests.support.server import ServerProcess
 from tests.support.store import engine_for, new_key, seed
 

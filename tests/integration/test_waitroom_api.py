@@ -182,9 +182,12 @@ def test_an_unreachable_queue_store_answers_503_for_the_hot_product_only(db_url)
     _, key = new_key(container.engine, "storefront")
     container.services["waitroom"].store = DownStore()
     auth = {"Authorization": f"Bearer {key}"}
+    token = container.services["waitroom"].codec.issue("HOT", "q", 0, container.clock.now().timestamp())
     with TestClient(create_app(container)) as client:
         hot = _checkout(client, auth, "HOT", "h1")
         other = _checkout(client, auth, "A1", "a1")
+        status = client.get(f"/v1/queue/{token}")
+    assert status.status_code == 503 and status.headers["Retry-After"] == "2"
     assert hot.status_code == 503 and hot.json()["error"]["code"] == "service_unavailable"
     assert hot.headers["Retry-After"] == "2"
     assert other.status_code == 201

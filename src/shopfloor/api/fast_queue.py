@@ -47,9 +47,10 @@ class QueueStatusFastPath:
             response = FastJSONResponse(await room.status(token, wait_s))
         except DomainError as exc:
             response = envelope(exc.status, exc.code, exc.message, exc.details)
-        except Exception:
-            log.exception("unhandled error on GET %s...", PREFIX)
-            response = envelope(500, "internal_error", "internal error; it has been logged")
+        except Exception:  # the queue store (Redis) is unreachable: the place is kept, ask again
+            log.exception("waiting room unavailable on GET %s...", PREFIX)
+            response = envelope(503, "service_unavailable", "the waiting room is unavailable; ask again after "
+                                "Retry-After (your place is kept)", [{"field": "token"}], headers={"Retry-After": "2"})
         await response(scope, receive, send)
 
     def _wait(self, query: bytes) -> float | None:
