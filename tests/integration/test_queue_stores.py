@@ -8,9 +8,9 @@ import multiprocessing as mp
 import os
 import uuid
 
-
 from shopfloor.waitroom import ADMITTED, CLAIMED, EXPIRED, WAITING, InProcessQueueStore
 from tests.support.redis import REDIS_URL, needs_redis
+
 
 def _redis_store(prefix: str):
     import redis.asyncio as aioredis
