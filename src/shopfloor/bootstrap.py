@@ -181,6 +181,12 @@ def build_flash_sale_guards(container: Container) -> None:
             checkout_per_product=limit(s.ratelimit_checkout_per_product),
             reads_per_address=limit(s.ratelimit_reads_per_address), read_paths=s.ratelimit_read_paths,
             observer=None if metrics is None else metrics.observe_rate_refusal)
+    if s.waitroom_products or _any_rate_limit(s):
+        from .waitroom import CheckoutGate
+
+        container.services["checkout_gate"] = CheckoutGate(container.services.get("waitroom"),
+                                                           container.services.get("rate_limits"),
+                                                           container.services.get("bot_alerts"))
 
 
 def _any_rate_limit(s: Settings) -> bool:

@@ -250,3 +250,29 @@ def test_a_held_status_request_returns_its_place_when_nothing_changes_in_time():
         return await room.status(waiting.token, wait_s=0.05)
 
     assert run(scene())["state"] == WAITING
+
+
+def test_the_gate_keeps_an_admitted_place_through_a_retryable_answer_and_frees_it_after_a_final_one():
+    from shopfloor.waitroom import GO, CheckoutGate
+
+    room, _, _ = _room(units=1, k=1.0)
+    gate = CheckoutGate(room)
+
+    async def scene():
+        first = await gate.enter(["HOT"], "key", "10.0.0.1", None, "a", "tok")
+        second = await gate.enter(["HOT"], "key", "10.0.0.2", None, "b", "tok2")
+        token = second.decision.token
+        await gate.leave(first, 503)  # the server failed: "a" keeps its place for the retry
+        still_waiting = (await room.status(token))["state"]
+        await gate.leave(first, 402)  # declined: the place goes to the next in line
+        return first.kind, second.kind, still_waiting, (await room.status(token))["state"]
+
+    assert run(scene()) == (GO, "queued", WAITING, ADMITTED)
+
+
+def test_the_gate_lets_ordinary_products_through_untouched():
+    from shopfloor.waitroom import GO, CheckoutGate
+
+    room, _, _ = _room(units=0, k=1.0)
+    verdict = run(CheckoutGate(room).enter(["A1"], "key", "10.0.0.1", None, "a", "tok"))
+    assert verdict.kind == GO and verdict.decision is None

@@ -5,6 +5,7 @@ Pure (standard library and :mod:`shopfloor.domain` only). The Redis queue store 
 """
 
 from .abuse import BotPattern, BotPatternDetector, card_fingerprint
+from .gate import GO, QUEUED, RATE_LIMITED, SOLD, UNAVAILABLE, CheckoutGate, Verdict
 from .memory import InProcessQueueStore
 from .policy import AdmissionPolicy, admit_upto, rank_of
 from .room import (
@@ -27,7 +28,7 @@ from .room import (
 from .tokens import AFTER_OPEN, PRE_OPEN, QueueTicket, QueueTokenCodec, QueueTokenInvalid, QueueTokenWrongProduct
 
 __all__ = [
-    "ADMITTED", "AFTER_OPEN", "BotPattern", "BotPatternDetector", "CLAIMED", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
+    "ADMITTED", "AFTER_OPEN", "GO", "QUEUED", "RATE_LIMITED", "SOLD", "UNAVAILABLE", "BotPattern", "BotPatternDetector", "CLAIMED", "CheckoutGate", "Verdict", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
     "Entry", "GuardedProduct", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
     "QueueTokenCodec", "QueueTokenExpired", "QueueTokenInvalid", "QueueTokenUsed", "QueueTokenWrongProduct",
     "StockLevels", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",

@@ -13,7 +13,7 @@ from ...domain.errors import DomainError, NotFound
 from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
-from ...waitroom import SOLD_OUT, WAITING
+from ...waitroom import GO, QUEUED, SOLD, UNAVAILABLE
 from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
 from ..errors import envelope, error_responses
 from ..responses import FastJSONResponse
@@ -126,73 +126,43 @@ async def create_checkout(
                               client=request.client.host if request.client else None)
 
 
-def _rate_limited(refusal) -> FastJSONResponse:
-    return envelope(429, "too_many_requests", f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
-                    refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)})
-
-
 async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container, *,
                        queue_token: str | None = None, client: str | None = None) -> FastJSONResponse:
-    """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): rate limits per key
-    and address, the waiting room of a guarded product, the per-product limit, the per-process in-flight limit,
-    then the buy path. Each attempt is shown to the bot-pattern alerts when they are on."""
-    bots = c.services.get("bot_alerts")
-    if bots is None:
-        return (await _guarded_checkout(body, idempotency_key, key_id, c, queue_token, client))[0]
-    skus = [line.sku for line in body.lines]
-    try:
-        response, refused = await _guarded_checkout(body, idempotency_key, key_id, c, queue_token, client)
-    except DomainError as exc:
-        await bots.observe(client, body.payment.token, skus, refused=exc.code == "queue_token_invalid")
-        raise
-    await bots.observe(client, body.payment.token, skus, refused=refused)
-    return response
-
-
-async def _guarded_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container,
-                            queue_token: str | None, client: str | None) -> tuple[FastJSONResponse, bool]:
-    """The response, and whether a rate limit refused it."""
-    limits = c.services.get("rate_limits")
-    if limits is not None:
-        refusal = await limits.checkout(key_id, client)
-        if refusal is not None:
-            return _rate_limited(refusal), True
-    room = c.services.get("waitroom")
-    decision = None
-    if room is not None:
-        sku = room.guarded_sku(line.sku for line in body.lines)
-        if sku is not None:
-            try:
-                decision = await room.admit(sku, queue_token, idempotency_key)
-            except DomainError:
-                raise
-            except Exception:  # the queue store (Redis) is unreachable: fail closed, the hot product waits
-                log.exception("waiting room unavailable for %s", sku)
-                return envelope(503, "service_unavailable", f"the waiting room for {sku} is unavailable; retry "
-                                "with the same Idempotency-Key", [{"sku": sku}], headers={"Retry-After": "2"}), False
-            if decision.state == WAITING:
-                return envelope(429, "queued", f"{sku} is in demand: you are number {decision.position} in line; "
-                                "repeat the checkout with the header Queue-Token after Retry-After",
-                                [{"queue_token": decision.token, "position": decision.position,
-                                  "eta_s": decision.eta_s}],
-                                headers={"Retry-After": str(decision.retry_after_s)}), False
-            if decision.state == SOLD_OUT:
-                return envelope(409, "sold_out", f"{sku} is sold out", [{"sku": sku, "available": 0}]), False
-    if limits is not None:
-        refusal = await limits.products([line.sku for line in body.lines])
-        if refusal is not None:
-            return _rate_limited(refusal), True
-    if decision is None:
-        return await _within_in_flight_limit(body, idempotency_key, key_id, c), False
+    """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): the flash-sale gate
+    (rate limits, the waiting room, bot watch; see :class:`~shopfloor.waitroom.CheckoutGate`), the per-process
+    in-flight limit, then the buy path."""
+    gate = c.services.get("checkout_gate")
+    if gate is None:
+        return await _within_in_flight_limit(body, idempotency_key, key_id, c)
+    verdict = await gate.enter([line.sku for line in body.lines], key_id, client, queue_token, idempotency_key,
+                               body.payment.token)
+    if verdict.kind != GO:
+        return _refused(verdict)
     try:
         response = await _within_in_flight_limit(body, idempotency_key, key_id, c)
     except DomainError as exc:
-        if exc.status < 500:
-            await room.finish(decision, succeeded=False)
+        await gate.leave(verdict, exc.status)
         raise
-    if response.status_code < 500 and response.status_code != 429:  # 5xx and 429: the place stays for the retry
-        await room.finish(decision, succeeded=response.status_code in (200, 201))
-    return response, False
+    await gate.leave(verdict, response.status_code)
+    return response
+
+
+def _refused(verdict) -> FastJSONResponse:
+    if verdict.kind == QUEUED:
+        d = verdict.decision
+        return envelope(429, "queued", f"{verdict.sku} is in demand: you are number {d.position} in line; repeat "
+                        "the checkout with the header Queue-Token after Retry-After",
+                        [{"queue_token": d.token, "position": d.position, "eta_s": d.eta_s}],
+                        headers={"Retry-After": str(d.retry_after_s)})
+    if verdict.kind == SOLD:
+        return envelope(409, "sold_out", f"{verdict.sku} is sold out", [{"sku": verdict.sku, "available": 0}])
+    if verdict.kind == UNAVAILABLE:
+        log.error("waiting room unavailable for %s", verdict.sku)
+        return envelope(503, "service_unavailable", f"the waiting room for {verdict.sku} is unavailable; retry with "
+                        "the same Idempotency-Key", [{"sku": verdict.sku}], headers={"Retry-After": "2"})
+    refusal = verdict.refusal
+    return envelope(429, "too_many_requests", f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
+                    refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)})
 
 
 async def _within_in_flight_limit(body: CheckoutIn, idempotency_key: str, key_id: str,
