@@ -70,6 +70,7 @@ class FlashCrowdConfig:
     start_allowance_s: float = 40.0  # the sale opens this long (plus pre_open_s) after the server is launched
     server_workers: int = 1  # more than one needs redis_url (one shared queue and one set of buckets)
     load_processes: int = 3  # processes that play the crowd (the ordinary shoppers get one more of their own)
+    crowd_nice: int = 4  # niceness added to the crowd's processes (not the ordinary shoppers' nor the server's)
 
 
 @dataclass
@@ -311,6 +312,10 @@ async def _drive_part(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[tup
 
 def _drive_process(args) -> tuple[list[_Shopper], list, list[str]]:
     url, key, cfg, crowd, ordinary, start_wall = args
+    if crowd and cfg.crowd_nice:
+        import os
+
+        os.nice(cfg.crowd_nice)  # the crowd's generators yield the CPU to the server under test when they compete
     load = asyncio.run(_drive_part(url, key, cfg, crowd, ordinary, start_wall))
     return [s for _i, s in crowd], load.ordinary, load.errors
 
