@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.support.redis import REDIS_URL, needs_redis
+from tests.support.redis import REDIS_URL, forget_prefix, needs_redis
 from tests.support.server import ServerProcess
 from tests.support.store import engine_for, new_key, seed
 
@@ -45,6 +45,7 @@ def test_a_redis_bucket_hands_out_its_burst_once_across_processes():
     prefix = f"test-{uuid.uuid4().hex}:"
     with mp.get_context("spawn").Pool(4) as pool:
         granted = pool.map(_take_many, [(prefix, 20)] * 4)
+    forget_prefix(prefix)
     assert sum(granted) == 25
 
 
@@ -76,9 +77,10 @@ def two_servers(db_url, tmp_path):
     seed(engine, {"w1": ("us-west", "US", ["9"])}, {"A1": 1299, "HOT": 999}, {("A1", "w1"): 500, ("HOT", "w1"): 3})
     _, key = new_key(engine, "storefront")
     opens_at = datetime.now(timezone.utc) + timedelta(seconds=15)
+    prefix = f"test-{uuid.uuid4().hex}:"
     env = {
         "SHOPFLOOR_REDIS_URL": REDIS_URL,
-        "SHOPFLOOR_REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex}:",
+        "SHOPFLOOR_REDIS_KEY_PREFIX": prefix,
         "SHOPFLOOR_RATELIMIT_CHECKOUT_PER_KEY": json.dumps({"rate_per_s": 0.001, "burst": 12}),
         "SHOPFLOOR_RATELIMIT_READS_PER_ADDRESS": json.dumps({"rate_per_s": 0.001, "burst": 5}),
         "SHOPFLOOR_WAITROOM_PRODUCTS": json.dumps({"HOT": {"opens_at": opens_at.isoformat()}}),
@@ -94,6 +96,7 @@ def two_servers(db_url, tmp_path):
     finally:
         for s in servers:
             s.stop()
+        forget_prefix(prefix)
 
 
 def test_two_server_processes_share_one_checkout_limit_per_key(two_servers):

@@ -418,6 +418,8 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     finally:
         worker.stop()
         server.stop()
+        if redis_url:
+            _forget_redis_prefix(redis_url, env["SHOPFLOOR_REDIS_KEY_PREFIX"])
     created = [o for _s, _ms, status, o in load.ordinary if status == 201 and o]
     created += [s.order_id for s in crowd if s.outcome == "bought" and s.order_id]
     store = verify_store(url_db, created)
@@ -427,6 +429,19 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": round(time.monotonic() - drain_started, 1), "outbox_pending": st["pending"],
                       "payment_pending_orders": pending}}
+
+
+def _forget_redis_prefix(redis_url: str, prefix: str) -> None:
+    """The run's queue and buckets are of no use once it is over."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _tree_cpu_s(pid: int) -> float:
