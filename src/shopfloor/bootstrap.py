@@ -57,6 +57,14 @@ def check_settings(settings: Settings) -> None:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(f"SHOPFLOOR_PAYMENTS_SIM_FAULTS: [{name!r}].{where}: {first['msg']}") from None
+    if settings.waitroom_secret is not None and len(settings.waitroom_secret.get_secret_value().encode()) < 16:
+        raise ValueError("SHOPFLOOR_WAITROOM_SECRET: at least 16 bytes")
+    if settings.waitroom_products and settings.redis_url and settings.waitroom_secret is None:
+        raise ValueError("SHOPFLOOR_WAITROOM_SECRET: set it when SHOPFLOOR_REDIS_URL shares the waiting room between "
+                         "server processes (each process would otherwise sign queue tokens with its own key)")
+    bad = [sku for sku in settings.waitroom_products if not sku or "|" in sku or len(sku) > 64]
+    if bad:
+        raise ValueError(f"SHOPFLOOR_WAITROOM_PRODUCTS: not a SKU: {bad[0]!r}")
 
 
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
@@ -119,6 +127,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         container.services["edge.log_stats"] = EdgeLogStats(EdgeLayout.from_settings(settings))
     except ValueError:  # a bad SHOPFLOOR_EDGE_* setting: `shopfloor edge` names it; the dashboard shows no panel data
         pass
+    build_flash_sale_guards(container)
     return container
 
 
@@ -181,6 +190,79 @@ class _ShutsDown:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_flash_sale_guards(container: Container) -> None:
+    """The waiting room (when products are guarded) and the rate limits (when any is set), over Redis when
+    ``redis_url`` is set, else in this process's memory. Opens no connection: the Redis client connects on first
+    use, inside the server's event loop."""
+    import secrets
+
+    from .api.throttle import InProcessBuckets, Limit, RateLimits
+    from .waitroom import AdmissionPolicy, GuardedProduct, InProcessQueueStore, QueueTokenCodec, WaitingRoom
+
+    s = container.settings
+    metrics = container.services.get("tower.metrics")
+    client = None
+    if s.redis_url and (s.waitroom_products or _any_rate_limit(s)):
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    if s.waitroom_products:
+        from .store.waitroom import StockLevelsReader
+
+        if client is not None:
+            from .store.queue_redis import RedisQueueStore
+
+            queue = RedisQueueStore(client, prefix=s.redis_key_prefix)
+        else:
+            queue = InProcessQueueStore()
+        secret = (s.waitroom_secret.get_secret_value().encode() if s.waitroom_secret is not None
+                  else secrets.token_bytes(32))
+        products = [GuardedProduct(sku, None if p.opens_at is None else p.opens_at.timestamp())
+                    for sku, p in s.waitroom_products.items()]
+        policy = AdmissionPolicy(units_factor=s.waitroom_units_factor, admit_ttl_s=s.waitroom_admit_ttl_s,
+                                 serve_rate_per_s=s.waitroom_serve_rate_per_s, max_poll_s=s.waitroom_max_poll_s)
+        container.services["waitroom"] = WaitingRoom(
+            queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
+            products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),
+            observer=None if metrics is None else metrics.observe_waitroom)
+    if s.waitroom_products or _any_rate_limit(s):
+        from .tower.bot_alerts import BotAlerts
+        from .waitroom import BotPatternDetector
+
+        detector = BotPatternDetector(window_s=s.bot_window_s, card_addresses=s.bot_card_addresses,
+                                      product_addresses=s.bot_product_addresses)
+        container.services["bot_alerts"] = BotAlerts(detector, container.services["tower.repository"],
+                                                     container.clock, metrics)
+    if _any_rate_limit(s):
+        if client is not None:
+            from .store.ratelimit_redis import RedisBuckets
+
+            buckets = RedisBuckets(client, prefix=s.redis_key_prefix)
+        else:
+            buckets = InProcessBuckets()
+
+        def limit(value):
+            return None if value is None else Limit(value.rate_per_s, value.burst)
+
+        container.services["rate_limits"] = RateLimits(
+            buckets, checkout_per_key=limit(s.ratelimit_checkout_per_key),
+            checkout_per_address=limit(s.ratelimit_checkout_per_address),
+            checkout_per_product=limit(s.ratelimit_checkout_per_product),
+            reads_per_address=limit(s.ratelimit_reads_per_address), read_paths=s.ratelimit_read_paths,
+            observer=None if metrics is None else metrics.observe_rate_refusal)
+    if s.waitroom_products or _any_rate_limit(s):
+        from .waitroom import CheckoutGate
+
+        container.services["checkout_gate"] = CheckoutGate(container.services.get("waitroom"),
+                                                           container.services.get("rate_limits"),
+                                                           container.services.get("bot_alerts"))
+
+
+def _any_rate_limit(s: Settings) -> bool:
+    return any(v is not None for v in (s.ratelimit_checkout_per_key, s.ratelimit_checkout_per_address,
+                                       s.ratelimit_checkout_per_product, s.ratelimit_reads_per_address))
 
 
 def build_tower(container: Container):

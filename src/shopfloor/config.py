@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 #: URL schemes (before any ``+driver``) of the databases shopfloor runs on.
 SUPPORTED_DATABASES = ("sqlite", "postgresql", "postgres")
+
+
+class GuardedProductSettings(BaseModel):
+    """A product behind the flash-sale waiting room."""
+
+    model_config = ConfigDict(extra="forbid")
+    opens_at: datetime | None = Field(
+        default=None, description="When the sale opens (ISO 8601 with a zone). Checkouts before it are queued and "
+                                  "shuffled once at the opening; unset: open now, first come first served.")
+
+
+class BucketLimit(BaseModel):
+    """A token bucket: ``burst`` requests at once, refilled at ``rate_per_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+    rate_per_s: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=10_000_000)
 
 
 class Settings(BaseSettings):
@@ -71,6 +89,56 @@ class Settings(BaseSettings):
     http_forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Comma-separated proxy addresses (or networks, or *) whose forwarded headers "
                                          "are trusted (uvicorn's --forwarded-allow-ips).")
+    # --- shared state across server processes (waiting room, rate limits) -------------------------
+    redis_url: str | None = Field(
+        default=None, description="Redis holding the waiting room's queues and the rate-limit buckets, shared by "
+                                  "every server process (e.g. redis://127.0.0.1:6379/0). Unset: both live in each "
+                                  "process's memory, which is exact for a single server process only.")
+    redis_key_prefix: str = Field(default="shopfloor:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$",
+                                  description="Prefix of every Redis key shopfloor writes.")
+    # --- flash-sale waiting room -------------------------------------------------------------------
+    waitroom_products: dict[str, GuardedProductSettings] = Field(
+        default_factory=dict,
+        description="Products whose checkouts go through the waiting room, e.g. "
+                    '{"HOT": {"opens_at": "2026-12-01T09:00:00Z"}}.')
+    waitroom_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of queue tokens (>= 16 bytes). Unset: random per process, "
+                                  "which is fine for one server process; several processes need the same one.")
+    waitroom_token_ttl_s: int = Field(default=900, ge=10, le=86_400, description="How long a queue token is valid.")
+    waitroom_units_factor: float = Field(
+        default=2.0, gt=0, le=100,
+        description="k: at most k x remaining units of a product may be admitted and checking out at once.")
+    waitroom_admit_ttl_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How long an admitted shopper has to check out before the place "
+                                                "goes to the next in line.")
+    waitroom_serve_rate_per_s: float = Field(
+        default=50.0, gt=0, description="Checkouts per second a guarded product's queue drains at (for eta_s).")
+    waitroom_max_poll_s: int = Field(
+        default=2, ge=1, le=60, description="Longest Retry-After given to a waiting shopper; bounds how late a "
+                                            "waiting shopper hears that the product sold out.")
+    waitroom_max_hold_s: float = Field(
+        default=25.0, ge=0, le=60, description="Longest a GET /v1/queue/{token}?wait=S request is held.")
+    waitroom_stock_cache_s: float = Field(
+        default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
+    bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")
+    bot_card_addresses: int = Field(
+        default=20, ge=2, description="Alert when one payment card is used from this many client addresses.")
+    bot_product_addresses: int = Field(
+        default=50, ge=2, description="Alert when this many client addresses are refused on checkouts of one product "
+                                      "(rate-limited or a forged queue token).")
+    # --- rate limits (token buckets; shared through Redis when redis_url is set) --------------------
+    ratelimit_checkout_per_key: BucketLimit | None = Field(
+        default=None, description='Checkouts per API key, e.g. {"rate_per_s": 50, "burst": 100}. Unset: no limit.')
+    ratelimit_checkout_per_address: BucketLimit | None = Field(
+        default=None, description="Checkouts per client address (the forwarded one behind a trusted proxy).")
+    ratelimit_checkout_per_product: BucketLimit | None = Field(
+        default=None, description="Checkouts that reach the buy path per product, whatever the address: a farm of "
+                                  "many addresses still shares one product's bucket.")
+    ratelimit_reads_per_address: BucketLimit | None = Field(
+        default=None, description="Open read requests (ratelimit_read_paths) per client address.")
+    ratelimit_read_paths: list[str] = Field(
+        default_factory=lambda: ["/v1/stock/", "/v1/promise", "/v1/queue/", "/v1/skus/"],
+        description="Path prefixes of the open read endpoints that ratelimit_reads_per_address applies to.")
     # --- outbox worker --------------------------------------------------------------------------
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_concurrency: int = Field(

@@ -22,9 +22,9 @@ def api(db_url, monkeypatch):
     entries = []
     real = checkout_route.run_checkout
 
-    async def counting(body, key, key_id, c, *, _entry="fast"):
+    async def counting(body, key, key_id, c, *, _entry="fast", **kwargs):
         entries.append(_entry)
-        return await real(body, key, key_id, c)
+        return await real(body, key, key_id, c, **kwargs)
 
     # Both entries call run_checkout; only the fast path looks it up in its own module.
     monkeypatch.setattr(fast_checkout, "run_checkout", counting)

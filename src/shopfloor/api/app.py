@@ -18,7 +18,7 @@ from .errors import install_error_handlers
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, CacheControlDefault, RequestMetricsMiddleware
 from .routes import (analytics, capacity, catalog, checkout, dashboard, integrations, payments, products, promise,
-                     restock, tower, webhooks)
+                     queue, restock, tower, webhooks)
 
 
 def create_app(container: Container) -> FastAPI:
@@ -90,6 +90,17 @@ def create_app(container: Container) -> FastAPI:
     checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
     app.add_middleware(CheckoutFastPath, container=container, authenticator=app.state.authenticator,
                        route=checkout_route)
+    if container.services.get("waitroom") is not None:
+        from .fast_queue import QueueStatusFastPath
+
+        queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
+        app.add_middleware(QueueStatusFastPath, container=container, max_wait_s=settings.waitroom_max_hold_s,
+                           route=queue_route)
+    limits = container.services.get("rate_limits")
+    if limits is not None and limits.reads_per_address is not None:
+        from .middleware import ReadRateLimitMiddleware
+
+        app.add_middleware(ReadRateLimitMiddleware, limits=limits)
     # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
     app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
                        route_limits={"/v1/integrations/shopify/*": settings.shopify_webhook_max_bytes,
@@ -101,6 +112,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(products.router)
     app.include_router(checkout.router)
+    app.include_router(queue.router)
     app.include_router(payments.router)
     app.include_router(promise.router)
     app.include_router(restock.router)

@@ -148,3 +148,26 @@ class CacheControlDefault:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+class ReadRateLimitMiddleware:
+    """Open read endpoints (``RateLimits.read_paths``): a token bucket per client address, answered with 429
+    ``too_many_requests`` and ``Retry-After`` before any route work."""
+
+    def __init__(self, app, limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] == "http" and self.limits.is_read(scope["method"], scope["path"]):
+            client = scope.get("client")
+            refusal = await self.limits.read(client[0] if client else None)
+            if refusal is not None:
+                from .errors import envelope
+
+                response = envelope(429, "too_many_requests",
+                                    f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
+                                    refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -10,10 +10,23 @@ from .output import console, err_console, fail, print_json
 
 
 def gameday(
-    scenario: str = typer.Option("checkout", help="checkout: buyers against the server and worker under payment "
-                                                  "faults and kills. edge: browsing and buying shoppers through two "
-                                                  "nginx edge nodes and a shield while an edge node and the origin "
-                                                  "fail and a SKU sells out (needs nginx: tools/install-nginx.sh)."),
+    scenario: str = typer.Option("checkout", help="checkout (or faults): buyers against the server and worker under "
+                                                  "payment faults and kills. edge: browsing and buying shoppers "
+                                                  "through two nginx edge nodes and a shield while an edge node and "
+                                                  "the origin fail and a SKU sells out (needs nginx: "
+                                                  "tools/install-nginx.sh). flash_crowd: a crowd (some of it bots) for "
+                                                  "the few units of one product behind the waiting room, while "
+                                                  "ordinary shoppers buy other products; compared with the same run "
+                                                  "without the crowd."),
+    crowd_shoppers: int = typer.Option(20_000, min=10, max=200_000, help="flash_crowd: shoppers for the hot product."),
+    units: int = typer.Option(200, min=1, max=100_000, help="flash_crowd: units of the hot product."),
+    bot_share: float = typer.Option(0.1, min=0, max=1, help="flash_crowd: share of the crowd that are bots."),
+    redis_url: str = typer.Option(None, help="flash_crowd: keep the waiting room and the rate limits in this Redis "
+                                             "(default: in the server process)."),
+    workers: int = typer.Option(1, min=1, max=16, help="flash_crowd: server processes (more than one needs "
+                                                      "--redis-url)."),
+    baseline_database_url: str = typer.Option(
+        None, help="flash_crowd with --database-url: a second empty database for the run without the crowd."),
     seconds: float = typer.Option(60.0, min=10, max=3600, help="Length of the load phase (faults are spread over "
                                                                  "it)."),
     shoppers: int = typer.Option(12, min=1, max=256, help="Concurrent shoppers checking out over HTTP (edge: "
@@ -37,13 +50,23 @@ def gameday(
     """Run a game day: shoppers (some in a flash sale, some double-clicking "buy") check out against the real
     server and worker while processors lose responses and go down, the rate service is blackholed, and the server
     and worker are killed with SIGKILL and restarted. Then everything heals, the worker drains the outbox, and the
-    report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails."""
+    report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails.
+
+    --scenario flash_crowd instead runs 20,000 shoppers (some of them bots) for the 200 units of one product behind
+    the waiting room, beside ordinary shoppers, and a baseline run without the crowd; it reports units, sold, the
+    sell-out notice, the admitted, ordinary and baseline p99s and the bots' share of the units."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if scenario == "flash_crowd":
+        _flash_crowd(database_url, baseline_database_url, crowd_shoppers, units, bot_share, seed, redis_url,
+                     report_out, as_json, workers)
+        return
+    if scenario == "faults":
+        scenario = "checkout"
+    if scenario not in ("checkout", "edge"):
+        fail(f"--scenario: checkout, edge or flash_crowd (got {scenario!r})")
     from ..gameday import CHECKS, DEFAULT_SCHEDULE, load_schedule, plot_gameday, run_gameday
 
-    if scenario not in ("checkout", "edge"):
-        fail(f"--scenario: checkout or edge (got {scenario!r})")
     if scenario == "edge":
         if schedule is not None or plot_out is not None:
             fail("--schedule / --plot-out: only for --scenario checkout")
@@ -135,6 +158,58 @@ def _edge(seconds: float, shoppers: int, seed: int, drain_timeout: float, databa
         for key, n in result.checks.items():
             console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
         console.print("[bold green]edge game day passed[/]" if result.passed else "[bold red]edge game day FAILED[/]")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share, seed, redis_url, report_out,
+                 as_json, workers) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..gameday import FlashCrowdConfig, run_flash_crowd
+
+    for name, url in (("--database-url", database_url), ("--baseline-database-url", baseline_database_url)):
+        if url is not None and not url.startswith(("sqlite", "postgresql", "postgres")):
+            fail(f"{name}: unsupported database {url.split(':', 1)[0]!r} (sqlite or postgresql)")
+    if (database_url is None) != (baseline_database_url is None):
+        fail("--baseline-database-url: give it together with --database-url (two empty databases: the crowd's "
+             "and the run without the crowd)")
+    if workers > 1 and not redis_url:
+        fail("--workers: more than one server process needs --redis-url (one shared queue and rate limits)")
+    cfg = FlashCrowdConfig(shoppers=shoppers, units=units, bot_share=bot_share, seed=seed, server_workers=workers)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("flash crowd", total=None)
+        try:
+            result = run_flash_crowd(database_url, baseline_database_url, config=cfg, redis_url=redis_url,
+                                     progress=lambda msg: bar.update(task, description=f"flash crowd: {msg}"))
+        except (RuntimeError, ValueError) as exc:
+            fail(str(exc))
+    report = result.to_dict()
+    if report_out is not None:
+        import json
+
+        report_out.parent.mkdir(parents=True, exist_ok=True)
+        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if as_json:
+        print_json(report)
+    else:
+        from rich.table import Table
+
+        figures = Table(title="flash crowd", title_justify="left")
+        figures.add_column("figure")
+        figures.add_column("value", justify="right")
+        for name in ("units", "sold", "sellout_notice_max_s", "admitted_p99_ms", "ordinary_p99_ms", "baseline_p99_ms",
+                     "bot_units_share", "pre_open_units_share"):
+            figures.add_row(name, str(report[name]))
+        console.print(figures)
+        verdicts = Table(title="checks", title_justify="left")
+        verdicts.add_column("check")
+        verdicts.add_column("count", justify="right")
+        verdicts.add_column("")
+        for key, n in result.checks.items():
+            verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
+        console.print(verdicts)
     if not result.passed:
         raise typer.Exit(1)
 

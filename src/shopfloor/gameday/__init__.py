@@ -7,11 +7,13 @@
 * :mod:`.load` - the ``wrk``-driven checkout benchmark (``bench/checkout.py``, ``shopfloor bench checkout``)
 * :mod:`.edge_scenario` - the edge game day: browsing and buying through nginx edge nodes under edge and origin
   faults and a sell-out
+* :mod:`.flash_crowd` - the ``flash_crowd`` scenario: a crowd and bots for one product behind the waiting room
 * :mod:`.seed` - the store a run starts from
 """
 
 from .checks import CHECKS, charge_anomalies, live_authorizations_on_ended_orders, verify_store
 from .edge_scenario import EdgeGameDayResult, run_edge_gameday
+from .flash_crowd import FLASH_CROWD_CHECKS, FlashCrowdConfig, FlashCrowdResult, run_flash_crowd
 from .faults import ACTIONS, DEFAULT_SCHEDULE, EDGE_ACTIONS, EDGE_SCHEDULE, Fault, load_schedule, parse_schedule
 from .load import (
     CORRECTNESS_KEYS,
@@ -26,7 +28,8 @@ from .scenario import run_gameday
 from .seed import ensure_fresh_store, seed_bench_store
 
 __all__ = [
-    "ACTIONS", "EDGE_ACTIONS", "EDGE_SCHEDULE", "EdgeGameDayResult", "run_edge_gameday", "Attempt", "CHECKS", "CORRECTNESS_KEYS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
+    "ACTIONS", "EDGE_ACTIONS", "EDGE_SCHEDULE", "EdgeGameDayResult", "run_edge_gameday", "FLASH_CROWD_CHECKS",
+    "FlashCrowdConfig", "FlashCrowdResult", "run_flash_crowd", "Attempt", "CHECKS", "CORRECTNESS_KEYS", "DEFAULT_SCHEDULE", "Fault", "GameDayResult", "charge_anomalies",
     "WRK_CHECKOUT_LUA", "WRK_STATUS_LUA",
     "ensure_fresh_store", "live_authorizations_on_ended_orders", "load_schedule", "parse_schedule", "plot_gameday",
     "run_checkout_benchmark", "run_gameday", "run_wrk", "seed_bench_store", "summarize_checkout_runs",

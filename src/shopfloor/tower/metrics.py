@@ -49,6 +49,14 @@ class FunnelMetrics:
                                      ["route", "method", "status"], namespace=ns, registry=r)
         self.http_request_seconds = Histogram("http_request_seconds", "HTTP request latency by route template.",
                                               ["route"], namespace=ns, registry=r, buckets=LATENCY_BUCKETS)
+        # Flash sales: each waiting-room decision (admitted, queued, sold_out, token_expired, token_used) and each
+        # rate-limit refusal by the limit that refused. Admission rate = rate(waitroom_decisions{outcome="admitted"}).
+        self.waitroom_decisions = Counter("waitroom_decisions", "Waiting-room decisions by product and outcome.",
+                                          ["sku", "outcome"], namespace=ns, registry=r)
+        self.bot_patterns = Counter("bot_patterns", "Bot patterns detected at checkout (one_card, one_product).",
+                                    ["kind"], namespace=ns, registry=r)
+        self.rate_limit_refusals = Counter("rate_limit_refusals", "Requests refused by a rate limit.", ["limit"],
+                                           namespace=ns, registry=r)
 
     # Small helpers so call sites read as sentences and label values stay consistent.
     def observe_checkout(self, outcome: str, seconds: float) -> None:
@@ -63,6 +71,12 @@ class FunnelMetrics:
             self.storefront_events.labels(type=kind).inc(n)
         for s in page_loads_s or ():
             self.storefront_page_load.observe(s)
+
+    def observe_waitroom(self, sku: str, outcome: str) -> None:
+        self.waitroom_decisions.labels(sku=sku, outcome=outcome).inc()
+
+    def observe_rate_refusal(self, limit: str) -> None:
+        self.rate_limit_refusals.labels(limit=limit).inc()
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container
-from ...domain.errors import NotFound
+from ...domain.errors import DomainError, NotFound
 from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
+from ...waitroom import GO, QUEUED, SOLD, UNAVAILABLE
 from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
 from ..errors import envelope, error_responses
 from ..responses import FastJSONResponse
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["checkout"])
 
@@ -58,6 +62,14 @@ IdempotencyKey = Annotated[
 ]
 
 
+QueueToken = Annotated[
+    str | None,
+    Header(alias="Queue-Token", max_length=512,
+           description="The token a queued checkout (429 queued) handed out: repeat the checkout with it to keep "
+                       "your place in a hot product's waiting room, or to go ahead once admitted."),
+]
+
+
 CHECKOUT_EXAMPLES = {
     "one line": {
         "summary": "One SKU to a US address",
@@ -75,13 +87,19 @@ CHECKOUT_EXAMPLES = {
 CHECKOUT_ERRORS = error_responses({
     401: "unauthorized: no valid storefront key",
     402: "payment_declined: the processor declined; the stock is released",
-    403: "forbidden: the key lacks the storefront scope",
-    409: "out_of_stock (details: sku, requested, available), or the same Idempotency-Key is still in flight",
+    403: "forbidden: the key lacks the storefront scope; queue_token_invalid, queue_token_wrong_product or "
+         "queue_token_expired: the Queue-Token is not ours, is for another product, or has lapsed (check out "
+         "without it to queue again)",
+    409: "out_of_stock (details: sku, requested, available), sold_out (a waiting-room product has no units left), "
+         "queue_token_used (the admitted place was used by another purchase), or the same Idempotency-Key is still "
+         "in flight",
     413: "payload_too_large: the body is over SHOPFLOOR_HTTP_MAX_BODY_BYTES",
     415: "unsupported_media_type: the body was not sent as application/json",
     422: "validation_error naming the field, unknown_sku, or idempotency_key_reused (same key, other body)",
-    429: "too_many_requests: this server process is at SHOPFLOOR_CHECKOUT_MAX_IN_FLIGHT; retry after Retry-After "
-         "with the same Idempotency-Key",
+    429: "queued (details: queue_token, position, eta_s): the product's waiting room holds your place; repeat the "
+         "checkout after Retry-After with the header Queue-Token. too_many_requests: a rate limit (details: limit, "
+         "retry_after_s) or this server process's SHOPFLOOR_CHECKOUT_MAX_IN_FLIGHT; retry after Retry-After with "
+         "the same Idempotency-Key",
     503: "service_unavailable: the order store is unavailable; retry with the same Idempotency-Key",
 })
 
@@ -97,16 +115,58 @@ class _InFlight:
 async def create_checkout(
     body: Annotated[CheckoutIn, Body(openapi_examples=CHECKOUT_EXAMPLES)],
     idempotency_key: IdempotencyKey,
+    request: Request,
+    queue_token: QueueToken = None,
     key_id: str = Depends(require_scope("storefront")),
     c: Container = Depends(get_container),
 ):
-    """Reserve every line (whole order or nothing), record the order and its outbox event in one transaction."""
-    return await run_checkout(body, idempotency_key, key_id, c)
+    """Reserve every line (whole order or nothing), record the order and its outbox event in one transaction.
+    A product in a flash sale's waiting room may answer 429 ``queued`` first (see Queue-Token)."""
+    return await run_checkout(body, idempotency_key, key_id, c, queue_token=queue_token,
+                              client=request.client.host if request.client else None)
 
 
-async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container) -> FastJSONResponse:
-    """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): the per-process
+async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Container, *,
+                       queue_token: str | None = None, client: str | None = None) -> FastJSONResponse:
+    """The checkout behind both entries (this route and :mod:`shopfloor.api.fast_checkout`): the flash-sale gate
+    (rate limits, the waiting room, bot watch; see :class:`~shopfloor.waitroom.CheckoutGate`), the per-process
     in-flight limit, then the buy path."""
+    gate = c.services.get("checkout_gate")
+    if gate is None:
+        return await _within_in_flight_limit(body, idempotency_key, key_id, c)
+    verdict = await gate.enter([line.sku for line in body.lines], key_id, client, queue_token, idempotency_key,
+                               body.payment.token)
+    if verdict.kind != GO:
+        return _refused(verdict)
+    try:
+        response = await _within_in_flight_limit(body, idempotency_key, key_id, c)
+    except DomainError as exc:
+        await gate.leave(verdict, exc.status)
+        raise
+    await gate.leave(verdict, response.status_code)
+    return response
+
+
+def _refused(verdict) -> FastJSONResponse:
+    if verdict.kind == QUEUED:
+        d = verdict.decision
+        return envelope(429, "queued", f"{verdict.sku} is in demand: you are number {d.position} in line; repeat "
+                        "the checkout with the header Queue-Token after Retry-After",
+                        [{"queue_token": d.token, "position": d.position, "eta_s": d.eta_s}],
+                        headers={"Retry-After": str(d.retry_after_s)})
+    if verdict.kind == SOLD:
+        return envelope(409, "sold_out", f"{verdict.sku} is sold out", [{"sku": verdict.sku, "available": 0}])
+    if verdict.kind == UNAVAILABLE:
+        log.error("waiting room unavailable for %s", verdict.sku)
+        return envelope(503, "service_unavailable", f"the waiting room for {verdict.sku} is unavailable; retry with "
+                        "the same Idempotency-Key", [{"sku": verdict.sku}], headers={"Retry-After": "2"})
+    refusal = verdict.refusal
+    return envelope(429, "too_many_requests", f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
+                    refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)})
+
+
+async def _within_in_flight_limit(body: CheckoutIn, idempotency_key: str, key_id: str,
+                                  c: Container) -> FastJSONResponse:
     in_flight = c.services.get("checkout.in_flight")
     if in_flight is None:
         in_flight = c.services["checkout.in_flight"] = _InFlight()

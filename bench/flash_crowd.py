@@ -1,0 +1,59 @@
+"""The flash_crowd game day, several times, with the medians of its figures and ratios.
+
+Each run is a baseline (ordinary shoppers only) and a crowd (ordinary shoppers plus the crowd and its bots for the
+hot product) on fresh stores, measured back to back: the p99 ratios compare them within the run.
+
+    python bench/flash_crowd.py [--runs 3] [--shoppers 20000] [--units 200] [--workers 1]
+                                [--redis-url redis://127.0.0.1:6379/0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from shopfloor.gameday import FlashCrowdConfig, run_flash_crowd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--shoppers", type=int, default=20_000)
+    ap.add_argument("--units", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--redis-url", default=None)
+    args = ap.parse_args()
+    runs = []
+    for i in range(args.runs):
+        cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i)
+        r = run_flash_crowd(config=cfg, redis_url=args.redis_url)
+        runs.append({
+            "sold": r.sold, "units": r.units, "checks": r.checks, "passed": r.passed,
+            "sellout_notice_max_s": r.sellout_notice_max_s, "admitted_p99_ms": r.admitted_p99_ms,
+            "ordinary_p99_ms": r.ordinary_p99_ms, "baseline_p99_ms": r.baseline_p99_ms,
+            "admitted_p99_ratio": _ratio(r.admitted_p99_ms, r.baseline_p99_ms),
+            "ordinary_p99_ratio": _ratio(r.ordinary_p99_ms, r.baseline_p99_ms),
+            "bot_units_share": r.bot_units_share, "pre_open_units_share": r.pre_open_units_share,
+            "server_cpu_s": r.totals["server_cpu_s"], "requests": r.totals["requests"],
+        })
+
+    def median(key: str):
+        values = [run[key] for run in runs if run[key] is not None]
+        return statistics.median(values) if values else None
+
+    print(json.dumps({
+        "runs": runs,
+        "median": {k: median(k) for k in ("sellout_notice_max_s", "admitted_p99_ms", "ordinary_p99_ms",
+                                          "baseline_p99_ms", "admitted_p99_ratio", "ordinary_p99_ratio",
+                                          "bot_units_share")},
+        "all_passed": all(run["passed"] for run in runs),
+    }, indent=2))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
+
+
+if __name__ == "__main__":
+    main()

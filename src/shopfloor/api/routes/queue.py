@@ -1,0 +1,57 @@
+"""Flash-sale waiting room: where a queued shopper stands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from ...bootstrap import Container
+from ...domain.errors import NotFound
+from ..deps import get_container, require_scope
+from ..errors import error_responses
+
+router = APIRouter(tags=["checkout"])
+
+
+class QueueStatusOut(BaseModel):
+    state: Literal["waiting", "admitted", "sold_out", "expired"] = Field(
+        description="waiting: keep polling (or repeat the checkout with Queue-Token); admitted: check out now with "
+                    "Queue-Token; sold_out: no units left; expired: the token or the admitted place lapsed.")
+    position: int | None = Field(description="Shoppers ahead, counting you (0 once admitted); before the sale "
+                                             "opens: the arrivals so far, shuffled at the opening.")
+    eta_s: float | None = Field(description="Estimated seconds until admission (before the opening: until it).")
+
+
+@router.get("/v1/queue/{token}", response_model=QueueStatusOut,
+            responses=error_responses({403: "queue_token_invalid: not a token this store issued",
+                                       404: "not_found: no product is in a waiting room",
+                                       429: "too_many_requests: the open-read rate limit of this address"}))
+async def queue_status(
+    token: Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")],
+    wait: Annotated[float, Query(ge=0, le=60, description="Hold the answer up to this many seconds (at most "
+                                                           "SHOPFLOOR_WAITROOM_MAX_HOLD_S) until the state changes: "
+                                                           "admitted or sold out is answered the moment it happens.")
+                    ] = 0.0,
+    c: Container = Depends(get_container),
+):
+    """A queue token's state, position and estimated wait. The token is the credential: no API key needed."""
+    room = c.services.get("waitroom")
+    if room is None:
+        raise NotFound("no product is in a waiting room", [{"field": "token"}])
+    return await room.status(token, min(wait, c.settings.waitroom_max_hold_s))
+
+
+@router.get("/v1/tower/waitroom", tags=["tower"])
+async def waitroom_status(c: Container = Depends(get_container), _key: str = Depends(require_scope("admin"))) -> dict:
+    """Each guarded product's queue: arrivals so far, admitted, waiting (queue length), admitted and still checking
+    out, and units left. Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
+    ``shopfloor_rate_limit_refusals_total`` on /metrics; bot patterns raise alerts (``/v1/tower/alerts``)."""
+    room = c.services.get("waitroom")
+    if room is None:
+        return {"products": []}
+    stats = await room.stats()
+    return {"products": [{"sku": sku, "arrivals": st["arrivals"], "admitted": st["admitted"],
+                          "waiting": max(0, st["arrivals"] - st["admitted"]), "in_flight": st["in_flight"],
+                          "remaining": room.remaining(sku)} for sku, st in stats.items()]}

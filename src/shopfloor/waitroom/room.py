@@ -1,0 +1,325 @@
+"""The waiting room in front of a hot product's checkout.
+
+A checkout for a guarded product either goes ahead (the shopper holds an admitted place) or is answered with a
+signed queue token and a position. Places are admitted in order (arrivals before the opening shuffled once), and
+only as many at once as the remaining units can plausibly serve (``k`` x remaining, see :class:`AdmissionPolicy`).
+When the product has no units left, every waiting shopper hears ``sold_out`` on the next poll, without a queue
+store call. The queue lives behind :class:`QueueStore` (Redis for several processes, in-process for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol
+
+from ..domain.errors import DomainError
+from .policy import AdmissionPolicy, rank_of
+from .tokens import PRE_OPEN, QueueTicket, QueueTokenCodec
+
+ADMITTED = "admitted"
+WAITING = "waiting"
+SOLD_OUT = "sold_out"
+EXPIRED = "expired"
+CLAIMED = "claimed"  # admitted, but the place is already used by another purchase (another Idempotency-Key)
+
+
+class QueueTokenExpired(DomainError):
+    code = "queue_token_expired"
+    status = 403
+
+
+class QueueTokenUsed(DomainError):
+    code = "queue_token_used"
+    status = 409
+
+
+@dataclass(frozen=True)
+class Opening:
+    pre_open_count: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A new arrival: its ticket, and whether it was admitted at once (then its place is claimed for the caller)."""
+
+    phase: str
+    number: int
+    opening: Opening | None
+    upto: int
+    admitted: bool
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a ticket stands: ADMITTED, WAITING, EXPIRED (admitted, then not used in time) or CLAIMED."""
+
+    state: str
+    upto: int
+
+
+class QueueStore(Protocol):
+    """One product sale's queue. Every method is atomic with respect to every other caller of the same store."""
+
+    async def enter(self, sale: str, now_ms: int, opens_at_ms: int, room: int, admit_ttl_ms: int, seed: int,
+                    claim: str) -> Entry: ...
+
+    async def opening(self, sale: str, now_ms: int, opens_at_ms: int, seed: int) -> tuple[Opening | None, int]:
+        """The sale's opening (None before it opens) and the number of arrivals before the opening so far."""
+
+    async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
+                   claim: str | None) -> Place: ...
+
+    async def finish(self, sale: str, rank: int, succeeded: bool) -> None: ...
+
+    async def stats(self, sale: str, now_ms: int) -> dict[str, int]:
+        """{"arrivals", "admitted", "in_flight"} for metrics."""
+
+
+class StockLevels(Protocol):
+    def available(self, sku: str) -> int:
+        """Units of ``sku`` that can still be reserved (on hand minus reserved, over all warehouses)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str  # ADMITTED, WAITING, SOLD_OUT
+    sku: str
+    sale: str
+    rank: int | None = None
+    token: str | None = None
+    position: int | None = None
+    eta_s: float | None = None
+    retry_after_s: int = 1
+
+
+@dataclass(frozen=True)
+class GuardedProduct:
+    sku: str
+    opens_at_s: float | None = None  # unix seconds; None: open now
+
+    @property
+    def sale(self) -> str:
+        return self.sku if self.opens_at_s is None else f"{self.sku}@{int(self.opens_at_s)}"
+
+
+class WaitingRoom:
+    def __init__(self, store: QueueStore, codec: QueueTokenCodec, policy: AdmissionPolicy, stock: StockLevels,
+                 products: Iterable[GuardedProduct], *, stock_cache_s: float = 0.2,
+                 now_s: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 observer: Callable[[str, str], None] | None = None) -> None:
+        self.store = store
+        self.codec = codec
+        self.policy = policy
+        self.stock = stock
+        self.products = {p.sku: p for p in products}
+        self.stock_cache_s = stock_cache_s
+        self._now_s = now_s
+        self._mono = monotonic
+        self._stock: dict[str, tuple[float, int]] = {}
+        self._openings: dict[str, Opening] = {}
+        self._observe = observer or (lambda _sku, _outcome: None)
+        self.tick_s = 0.1
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future]]] = {}  # sale -> heap of (rank, n, future)
+        self._counter = itertools.count()
+        self._ticker: asyncio.Task | None = None
+
+    # --- what is guarded --------------------------------------------------------------------------------------
+    def guarded_sku(self, skus: Iterable[str]) -> str | None:
+        """The first guarded product among a checkout's lines, or None when the room does not apply."""
+        for sku in skus:
+            if sku in self.products:
+                return sku
+        return None
+
+    def remaining(self, sku: str) -> int:
+        """Units left, read at most every ``stock_cache_s`` per process (the sold-out notice waits at most that)."""
+        now = self._mono()
+        cached = self._stock.get(sku)
+        if cached is not None and now - cached[0] < self.stock_cache_s:
+            return cached[1]
+        units = max(0, int(self.stock.available(sku)))
+        self._stock[sku] = (now, units)
+        return units
+
+    # --- the checkout's gate ----------------------------------------------------------------------------------
+    async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
+        """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
+        429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
+        retries of that purchase pass again, another purchase with the same token is refused."""
+        product = self.products[sku]
+        now_s = self._now_s()
+        remaining = self.remaining(sku)
+        if token is None:
+            if remaining == 0:
+                return self._decided(Decision(SOLD_OUT, sku, product.sale), "sold_out")
+            entry = await self.store.enter(product.sale, int(now_s * 1000), self._opens_ms(product),
+                                           self.policy.room_for(remaining), self._ttl_ms(), secrets.randbits(62),
+                                           claim)
+            if entry.opening is not None:
+                self._openings[product.sale] = entry.opening
+            ticket = QueueTicket(sku, entry.phase, entry.number, 0)
+            if entry.admitted:
+                rank = rank_of(ticket, entry.opening.pre_open_count, entry.opening.seed)
+                return self._decided(Decision(ADMITTED, sku, product.sale, rank=rank), "admitted")
+            issued = self.codec.issue(sku, entry.phase, entry.number, now_s)
+            if entry.phase == PRE_OPEN:
+                return self._decided(self._pre_open(product, issued, entry.number + 1, now_s), "queued")
+            rank = rank_of(ticket, entry.opening.pre_open_count, entry.opening.seed)
+            return self._decided(self._waiting(product, issued, rank, entry.upto), "queued")
+        ticket = self._ticket(token, sku, now_s)
+        opening, pre_arrivals = await self._opening(product, now_s)
+        if opening is None:
+            return self._decided(self._pre_open(product, token, pre_arrivals, now_s), "queued")
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        place = await self.store.poll(product.sale, rank, int(now_s * 1000), self.policy.room_for(remaining),
+                                      self._ttl_ms(), claim)
+        if place.state == ADMITTED:
+            return self._decided(Decision(ADMITTED, sku, product.sale, rank=rank), "admitted")
+        if place.state == CLAIMED:
+            self._observe(sku, "token_used")
+            raise QueueTokenUsed("Queue-Token: this place was already used for another purchase "
+                                 "(another Idempotency-Key)", [{"field": "Queue-Token"}])
+        if place.state == EXPIRED:
+            self._observe(sku, "token_expired")
+            raise QueueTokenExpired("Queue-Token: the admitted place was not used in time; check out without the "
+                                    "header to queue again", [{"field": "Queue-Token"}])
+        if remaining == 0:
+            return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
+        return self._decided(self._waiting(product, token, rank, place.upto), "queued")
+
+    async def finish(self, decision: Decision, succeeded: bool) -> None:
+        """An admitted checkout ended: its place stops counting against the room; a failed purchase gives the place
+        up (the token then reads ``expired``), a successful one keeps it claimed for replays."""
+        if decision.state == ADMITTED and decision.rank is not None:
+            await self.store.finish(decision.sale, decision.rank, succeeded)
+            self._stock.pop(decision.sku, None)  # the next read sees the units this checkout took
+
+    # --- GET /v1/queue/{token} --------------------------------------------------------------------------------
+    async def status(self, token: str, wait_s: float = 0.0) -> dict:
+        """``{"state", "position", "eta_s"}`` for a token; QueueTokenInvalid when it is not ours. With ``wait_s`` a
+        waiting shopper's answer is held until its state changes (admitted, sold out) or ``wait_s`` passes: one
+        held request per shopper instead of a poll every second, and the sold-out notice goes out at once."""
+        status, rank, product = await self._status(token)
+        if status["state"] != WAITING or wait_s <= 0 or rank is None:
+            return status
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters.setdefault(product.sale, []), (rank, next(self._counter), future))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        try:
+            await asyncio.wait_for(future, wait_s)
+        except asyncio.TimeoutError:
+            pass
+        return (await self._status(token))[0]
+
+    async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
+        now_s = self._now_s()
+        ticket = self.codec.read(token)
+        product = self.products.get(ticket.sku)
+        if ticket.expired(now_s) or product is None:
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
+        if self.remaining(ticket.sku) == 0:
+            return {"state": SOLD_OUT, "position": None, "eta_s": None}, None, None
+        opening, pre_arrivals = await self._opening(product, now_s)
+        if opening is None:
+            until_open = round(max(0.0, product.opens_at_s - now_s), 1)
+            # before the opening nobody has a rank yet: a held request wakes at the opening (rank 0 sorts first)
+            return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        place = await self.store.poll(product.sale, rank, int(now_s * 1000),
+                                      self.policy.room_for(self.remaining(ticket.sku)), self._ttl_ms(), None)
+        if place.state in (ADMITTED, CLAIMED):
+            return {"state": ADMITTED, "position": 0, "eta_s": 0.0}, None, None
+        if place.state == EXPIRED:
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
+        position = rank - place.upto + 1
+        return {"state": WAITING, "position": position, "eta_s": self.policy.eta_s(position)}, rank, product
+
+    async def _tick(self) -> None:
+        """While shoppers are held: every ``tick_s``, move each sale's admission bound (admission follows time and
+        free room, not who happens to poll) and answer the held shoppers it reached, or all of them at sell-out."""
+        while any(self._waiters.values()):
+            await asyncio.sleep(self.tick_s)
+            for sale, heap in list(self._waiters.items()):
+                while heap and heap[0][2].done():  # answered by a timeout
+                    heapq.heappop(heap)
+                if not heap:
+                    del self._waiters[sale]
+                    continue
+                product = next(p for p in self.products.values() if p.sale == sale)
+                try:
+                    upto = await self._admission_bound(product)
+                except Exception:  # noqa: BLE001 - the store is unreachable: the held requests time out instead
+                    continue
+                while heap and (upto is None or heap[0][0] < upto):
+                    _rank, _n, future = heapq.heappop(heap)
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _admission_bound(self, product: GuardedProduct) -> int | None:
+        """The sale's admission bound after moving it on; None when every held shopper must be answered now
+        (sold out, or the sale just opened and ranks are known)."""
+        now_s = self._now_s()
+        remaining = self.remaining(product.sku)
+        if remaining == 0:
+            return None
+        opening, _ = await self._opening(product, now_s)
+        if opening is None:
+            return -1  # nobody is reached before the opening
+        heap = self._waiters.get(product.sale, [])
+        if heap and heap[0][0] == -1:
+            return None  # held before the opening: everyone re-reads their place once
+        place = await self.store.poll(product.sale, 2**62, int(now_s * 1000), self.policy.room_for(remaining),
+                                      self._ttl_ms(), None)
+        return place.upto
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        now_ms = int(self._now_s() * 1000)
+        return {sku: await self.store.stats(p.sale, now_ms) for sku, p in self.products.items()}
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+    def _ticket(self, token: str, sku: str, now_s: float) -> QueueTicket:
+        ticket = self.codec.read_for(token, sku)
+        if ticket.expired(now_s):
+            self._observe(sku, "token_expired")
+            raise QueueTokenExpired("Queue-Token: the token has expired; check out without the header to queue "
+                                    "again", [{"field": "Queue-Token"}])
+        return ticket
+
+    async def _opening(self, product: GuardedProduct, now_s: float) -> tuple[Opening | None, int]:
+        known = self._openings.get(product.sale)
+        if known is not None:
+            return known, known.pre_open_count
+        opening, pre = await self.store.opening(product.sale, int(now_s * 1000), self._opens_ms(product),
+                                                secrets.randbits(62))
+        if opening is not None:
+            self._openings[product.sale] = opening  # fixed once the sale opens
+        return opening, pre
+
+    def _waiting(self, product: GuardedProduct, token: str, rank: int, upto: int) -> Decision:
+        position = max(1, rank - upto + 1)
+        return Decision(WAITING, product.sku, product.sale, rank=rank, token=token, position=position,
+                        eta_s=self.policy.eta_s(position), retry_after_s=self.policy.retry_after_s(position))
+
+    def _pre_open(self, product: GuardedProduct, token: str, arrivals: int, now_s: float) -> Decision:
+        until_open = max(0.0, (product.opens_at_s or now_s) - now_s)
+        return Decision(WAITING, product.sku, product.sale, token=token, position=arrivals,
+                        eta_s=round(until_open, 1),
+                        retry_after_s=max(1, min(self.policy.max_poll_s, int(until_open) + 1)))
+
+    def _opens_ms(self, product: GuardedProduct) -> int:
+        return 0 if product.opens_at_s is None else int(product.opens_at_s * 1000)
+
+    def _ttl_ms(self) -> int:
+        return int(self.policy.admit_ttl_s * 1000)
+
+    def _decided(self, decision: Decision, outcome: str) -> Decision:
+        self._observe(decision.sku, outcome)
+        return decision
+

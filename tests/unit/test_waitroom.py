@@ -1,0 +1,278 @@
+"""The waiting room over the in-process queue: admission by remaining stock, FIFO, sold-out notice, claims."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shopfloor.waitroom import (
+    ADMITTED,
+    SOLD_OUT,
+    WAITING,
+    AdmissionPolicy,
+    GuardedProduct,
+    InProcessQueueStore,
+    QueueTokenCodec,
+    QueueTokenExpired,
+    QueueTokenUsed,
+    QueueTokenWrongProduct,
+    WaitingRoom,
+    admit_upto,
+)
+
+
+class Stock:
+    def __init__(self, units: int) -> None:
+        self.units = units
+
+    def available(self, sku: str) -> int:
+        return self.units
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _room(units=5, k=2.0, opens_at=None, clock=None, admit_ttl_s=30.0):
+    clock = clock or Clock()
+    stock = Stock(units)
+    room = WaitingRoom(InProcessQueueStore(), QueueTokenCodec(b"k" * 32, 600),
+                       AdmissionPolicy(units_factor=k, admit_ttl_s=admit_ttl_s, serve_rate_per_s=10),
+                       stock, [GuardedProduct("HOT", opens_at)], stock_cache_s=0.0, now_s=clock, monotonic=clock)
+    return room, stock, clock
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_admission_bound_moves_forward_by_the_free_room_only():
+    assert admit_upto(0, arrivals=100, in_flight=0, room=10) == 10
+    assert admit_upto(10, arrivals=100, in_flight=10, room=10) == 10
+    assert admit_upto(10, arrivals=100, in_flight=4, room=10) == 16
+    assert admit_upto(10, arrivals=12, in_flight=0, room=10) == 12
+
+
+def test_no_more_shoppers_are_admitted_than_k_times_the_remaining_units():
+    room, _, _ = _room(units=5, k=2.0)
+
+    async def crowd():
+        return [await room.admit("HOT", None, f"key{i}") for i in range(50)]
+
+    decisions = run(crowd())
+    assert sum(d.state == ADMITTED for d in decisions) == 10
+    waiting = [d for d in decisions if d.state == WAITING]
+    assert [d.position for d in waiting[:3]] == [1, 2, 3]  # first come, first in line
+    assert all(d.token for d in waiting)
+
+
+def test_a_finished_checkout_lets_the_next_in_line_in_and_no_one_jumps_it():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        first = await room.admit("HOT", None, "a")
+        second = await room.admit("HOT", None, "b")
+        third = await room.admit("HOT", None, "c")
+        assert (first.state, second.state, third.state) == (ADMITTED, WAITING, WAITING)
+        assert (await room.admit("HOT", third.token, "c")).state == WAITING  # the third cannot jump the second
+        await room.finish(first, succeeded=False)  # e.g. payment declined: the unit is still there
+        again = await room.admit("HOT", second.token, "b")
+        return again
+
+    assert run(scene()).state == ADMITTED
+
+
+def test_every_waiting_shopper_hears_sold_out_on_the_next_poll():
+    room, stock, _ = _room(units=2, k=2.0)
+
+    async def scene():
+        decisions = [await room.admit("HOT", None, f"k{i}") for i in range(30)]
+        waiting = [d for d in decisions if d.state == WAITING]
+        stock.units = 0
+        polls = [await room.admit("HOT", d.token, f"k{i}") for i, d in enumerate(waiting)]
+        statuses = [await room.status(d.token) for d in waiting]
+        late = await room.admit("HOT", None, "late")
+        return waiting, polls, statuses, late
+
+    waiting, polls, statuses, late = run(scene())
+    assert len(waiting) == 26
+    assert {p.state for p in polls} == {SOLD_OUT}
+    assert {s["state"] for s in statuses} == {SOLD_OUT}
+    assert late.state == SOLD_OUT
+
+
+def test_an_admitted_place_buys_once_and_its_retries_replay():
+    room2, _, _ = _room(units=1, k=1.0)
+
+    async def claims():
+        head = await room2.admit("HOT", None, "a")
+        second = await room2.admit("HOT", None, "b")
+        await room2.finish(head, succeeded=False)
+        admitted = await room2.admit("HOT", second.token, "b")
+        retry = await room2.admit("HOT", second.token, "b")  # the same purchase retried: passes
+        with pytest.raises(QueueTokenUsed):
+            await room2.admit("HOT", second.token, "another-purchase")
+        await room2.finish(admitted, succeeded=True)
+        replay = await room2.admit("HOT", second.token, "b")
+        with pytest.raises(QueueTokenUsed):
+            await room2.admit("HOT", second.token, "yet-another")
+        return admitted, retry, replay
+
+    admitted, retry, replay = run(claims())
+    assert (admitted.state, retry.state, replay.state) == (ADMITTED, ADMITTED, ADMITTED)
+
+
+def test_an_admitted_place_not_used_in_time_goes_to_the_next_shopper():
+    clock = Clock()
+    room, _, _ = _room(units=1, k=1.0, clock=clock, admit_ttl_s=5)
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        walked_away = await room.admit("HOT", None, "b")
+        patient = await room.admit("HOT", None, "c")
+        await room.finish(head, succeeded=False)
+        assert (await room.admit("HOT", patient.token, "c")).state == WAITING  # "b" is admitted now, not "c"
+        assert (await room.status(walked_away.token))["state"] == ADMITTED
+        clock.t += 6  # "b" never came back to check out
+        now_in = await room.admit("HOT", patient.token, "c")
+        status = await room.status(walked_away.token)
+        with pytest.raises(QueueTokenExpired):
+            await room.admit("HOT", walked_away.token, "b")
+        return now_in, status
+
+    now_in, status = run(scene())
+    assert now_in.state == ADMITTED
+    assert status["state"] == "expired"
+
+
+def test_an_expired_token_reads_expired_and_cannot_check_out():
+    clock = Clock()
+    room, _, _ = _room(units=1, k=1.0, clock=clock)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        clock.t += 601
+        status = await room.status(waiting.token)
+        with pytest.raises(QueueTokenExpired):
+            await room.admit("HOT", waiting.token, "b")
+        return status
+
+    assert run(scene()) == {"state": "expired", "position": None, "eta_s": None}
+
+
+def test_a_token_from_one_product_is_refused_at_another_products_checkout():
+    clock = Clock()
+    room = WaitingRoom(InProcessQueueStore(), QueueTokenCodec(b"k" * 32, 600), AdmissionPolicy(units_factor=1),
+                       Stock(0), [GuardedProduct("HOT"), GuardedProduct("WARM")], stock_cache_s=0, now_s=clock,
+                       monotonic=clock)
+    token = room.codec.issue("HOT", "q", 0, clock.t)
+    with pytest.raises(QueueTokenWrongProduct):
+        run(room.admit("WARM", token, "a"))
+
+
+def test_arrivals_before_the_opening_are_shuffled_once_and_then_served_in_that_order():
+    clock = Clock()
+    room, _, _ = _room(units=100, k=1.0, clock=clock, opens_at=clock.t + 10)
+
+    async def scene():
+        early = [await room.admit("HOT", None, f"e{i}") for i in range(40)]
+        clock.t += 11
+        late = await room.admit("HOT", None, "late")
+        ranks = [(await room.admit("HOT", d.token, f"e{i}")).rank for i, d in enumerate(early)]
+        again = [(await room.admit("HOT", d.token, f"e{i}")).rank for i, d in enumerate(early)]
+        return early, late, ranks, again
+
+    early, late, ranks, again = run(scene())
+    assert all(d.state == WAITING and d.eta_s > 0 for d in early)
+    assert sorted(ranks) == list(range(40)) and ranks != list(range(40))  # a permutation, not arrival order
+    assert ranks == again  # shuffled once
+    assert late.rank == 40  # after everyone who came before the opening
+
+
+def test_status_reports_position_and_wait_for_a_waiting_shopper():
+    room, _, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        await room.admit("HOT", None, "b")
+        third = await room.admit("HOT", None, "c")
+        return await room.status(third.token)
+
+    assert run(scene()) == {"state": "waiting", "position": 2, "eta_s": 0.2}
+
+
+def test_a_held_status_request_is_answered_at_once_when_the_product_sells_out():
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 0.01
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        held = asyncio.create_task(room.status(waiting.token, wait_s=30))
+        await asyncio.sleep(0.05)
+        assert not held.done()  # nothing changed: still held
+        stock.units = 0
+        t0 = asyncio.get_running_loop().time()
+        answer = await asyncio.wait_for(held, 5)
+        return answer, asyncio.get_running_loop().time() - t0
+
+    answer, took = run(scene())
+    assert answer["state"] == SOLD_OUT and took < 0.5
+
+
+def test_a_held_status_request_is_answered_when_its_place_is_admitted():
+    room, _, _ = _room(units=1, k=1.0)
+    room.tick_s = 0.01
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        held = asyncio.create_task(room.status(waiting.token, wait_s=30))
+        await asyncio.sleep(0.05)
+        await room.finish(head, succeeded=False)
+        return await asyncio.wait_for(held, 5)
+
+    assert run(scene()) == {"state": "admitted", "position": 0, "eta_s": 0.0}
+
+
+def test_a_held_status_request_returns_its_place_when_nothing_changes_in_time():
+    room, _, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        return await room.status(waiting.token, wait_s=0.05)
+
+    assert run(scene())["state"] == WAITING
+
+
+def test_the_gate_keeps_an_admitted_place_through_a_retryable_answer_and_frees_it_after_a_final_one():
+    from shopfloor.waitroom import GO, CheckoutGate
+
+    room, _, _ = _room(units=1, k=1.0)
+    gate = CheckoutGate(room)
+
+    async def scene():
+        first = await gate.enter(["HOT"], "key", "10.0.0.1", None, "a", "tok")
+        second = await gate.enter(["HOT"], "key", "10.0.0.2", None, "b", "tok2")
+        token = second.decision.token
+        await gate.leave(first, 503)  # the server failed: "a" keeps its place for the retry
+        still_waiting = (await room.status(token))["state"]
+        await gate.leave(first, 402)  # declined: the place goes to the next in line
+        return first.kind, second.kind, still_waiting, (await room.status(token))["state"]
+
+    assert run(scene()) == (GO, "queued", WAITING, ADMITTED)
+
+
+def test_the_gate_lets_ordinary_products_through_untouched():
+    from shopfloor.waitroom import GO, CheckoutGate
+
+    room, _, _ = _room(units=0, k=1.0)
+    verdict = run(CheckoutGate(room).enter(["A1"], "key", "10.0.0.1", None, "a", "tok"))
+    assert verdict.kind == GO and verdict.decision is None
