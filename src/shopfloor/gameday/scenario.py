@@ -3,13 +3,12 @@ nothing was lost, nothing oversold and nobody charged twice.
 
 The real ``shopfloor serve`` and ``shopfloor worker`` run as child processes on a fresh store, calling the simulated
 payment processors and rate service in a third one (``shopfloor simulate serve``), as they would a real gateway.
-Shopper threads
-check out over HTTP (retrying the same idempotency key while the server is down, as a storefront would), some of
-them in a flash sale of a scarce SKU, and some replay a key they were already answered on. Meanwhile the fault
-schedule changes the simulated payment processors and rate service through the admin API (lost responses after a
-charge, the primary down, the rate service blackholed) and kills the server, the worker and the simulator process
-with ``SIGKILL``. After
-the load, everything heals, the worker drains the outbox, and the store and the processors' ledgers are checked.
+Shopper threads check out over HTTP (retrying the same idempotency key while the server is down, as a storefront
+would), some of them in a flash sale of a scarce SKU, and some replay a key they were already answered on.
+Meanwhile the fault schedule changes the simulated payment processors and rate service through the admin API (lost
+responses after a charge, the primary down, the rate service blackholed) and kills the server, the worker and the
+simulator process with ``SIGKILL``. After the load, everything heals, the worker drains the outbox, and the store
+and the processors' ledgers are checked.
 
 Used by ``shopfloor gameday``; the invariants it checks are the buy path's guarantees (see the README).
 """
