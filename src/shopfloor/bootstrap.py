@@ -74,6 +74,9 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     from .orders.payment_flow import PaymentSettlement
 
     settings = settings or Settings()
+    from .store.raw import use_raw_writer_on
+
+    use_raw_writer_on(settings.store_raw_writer.split(","))
     background_checkpoints = (settings.sqlite_checkpoint_interval_s > 0
                               and WalCheckpointer.applies_to(settings.database_url))
     # With a background checkpointer the writers' own checkpoints are only a safety net (40 MB of WAL).

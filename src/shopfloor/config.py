@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=60,
         description="SQLite: the server copies the WAL into the database file from a background thread this often "
                     "(0 = leave it to the committing writers, SQLite's default).")
+    store_raw_writer: str = Field(
+        default="sqlite,postgresql", pattern=r"^(|(sqlite|postgresql)(,(sqlite|postgresql))?)$",
+        description="Databases (comma-separated: sqlite, postgresql; empty: none) on which the checkout writer's hot "
+                    "statements run on the raw DBAPI cursor instead of SQLAlchemy's execution layer (same SQL, "
+                    "same transactions).")
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")

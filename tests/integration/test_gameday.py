@@ -1,6 +1,7 @@
 """A short game day against the real server and worker processes, on SQLite and PostgreSQL: every fault of the
 default schedule is injected (lost processor responses, primary down, rate service blackholed, two kill -9 of the
-server, one of the worker) and every guarantee holds afterwards."""
+server, one of the worker, one of the simulator process that serves the processors) and every guarantee holds
+afterwards."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def test_a_short_game_day_keeps_every_guarantee(db_url, tmp_path):
     assert result.passed
     assert [f["action"] for f in result.faults] == [f.action for f in DEFAULT_SCHEDULE]
     assert sum(1 for f in result.faults if "restart_s" in f) == 2  # both kills of the server came back
+    (kill,) = [f for f in result.faults if f["action"] == "processor_kill"]
+    assert kill["back_after_s"] >= kill["down_s"] > 0  # the processors were really gone, then back on their ledger
     t = result.totals
     assert t["accepted"] > 50 and t["flash_sold"] <= t["flash_units"]
     assert t["retried_through_outages"] >= 1  # shoppers really met the killed server and retried their key

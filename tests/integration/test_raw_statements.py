@@ -69,3 +69,36 @@ def test_the_raw_guarded_reservation_reserves_only_what_is_available(db_url):
             assert conn.execute(select(stock.c.reserved).where(stock.c.sku == "A1")).scalar() == 5
     finally:
         engine.dispose()
+
+
+def test_a_database_left_off_the_raw_writer_runs_the_same_statements_through_sqlalchemy(db_url, monkeypatch):
+    from shopfloor.store import raw as raw_module
+
+    engine = make_engine(db_url)
+    raw = RawStatements(lambda name: insert(outbox))
+    monkeypatch.setattr(raw_module, "_RAW_DIALECTS", set())  # restored after the test
+    used: list[str] = []
+    monkeypatch.setattr(raw_module.RawStatement, "executemany", lambda *a: used.append("raw"))
+    try:
+        with engine.begin() as conn:
+            raw.run(conn, "outbox", [event("evt_a", {"x": 1}), event("evt_b", {"x": 2})])
+        with engine.connect() as conn:
+            rows = {r.event_id: r.payload for r in conn.execute(select(outbox))}
+        assert rows == {"evt_a": {"x": 1}, "evt_b": {"x": 2}} and used == []
+        raw_module.use_raw_writer_on([engine.dialect.name])
+        with engine.begin() as conn:
+            raw.run(conn, "outbox", [event("evt_c", {})])
+        assert used == ["raw"]
+    finally:
+        engine.dispose()
+
+
+def test_the_raw_writer_setting_names_only_known_databases():
+    from pydantic import ValidationError
+
+    from shopfloor.config import Settings
+
+    assert Settings(store_raw_writer="sqlite").store_raw_writer == "sqlite"
+    assert Settings(store_raw_writer="").store_raw_writer == ""
+    with pytest.raises(ValidationError, match="store_raw_writer"):
+        Settings(store_raw_writer="mysql")

@@ -80,3 +80,23 @@ def test_a_checkout_pays_through_the_simulator_process(sim):
     assert body["status"] == "authorized" and body["shipping"]["provisional"] is False
     ledger = container.services["payments"].ledger(body["payment"]["processor"])
     assert [row["order_id"] for row in ledger] == [body["order_id"]]
+
+
+def test_a_client_comes_back_after_the_simulator_process_is_killed_and_finds_the_charge_it_made(db_url, tmp_path):
+    faults = '{"primary": {"latency_ms": 1}, "secondary": {"latency_ms": 1}, "rates": {"latency_ms": 1}}'
+    proc = SimulatorProcess(db_url, env={"SHOPFLOOR_PAYMENTS_SIM_FAULTS": faults}, log_path=tmp_path / "sim.log")
+    try:
+        proc.start(timeout=20)
+        p = HttpProcessor("primary", proc.url)
+        first = p.authorize("k-kill", 1299, "USD", "tok_ok", "ord_k", timeout_s=2)
+        proc.kill9()
+        for _ in range(2):  # the kept connection is dead, then nothing listens: certainly not processed, twice
+            with pytest.raises(ConnectionRefused):
+                p.capture("k-kill", 1299, "USD", timeout_s=2)
+        proc.start(timeout=20)
+        st = p.status("k-kill", timeout_s=2)  # the same client, on a new connection
+        assert st.found and st.authorized and not st.captured  # the ledger outlived the process
+        assert p.authorize("k-kill", 1299, "USD", "tok_ok", "ord_k", timeout_s=2).reference == first.reference
+        assert p.capture("k-kill", 1299, "USD", timeout_s=2).approved
+    finally:
+        proc.stop()

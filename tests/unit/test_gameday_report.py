@@ -95,6 +95,7 @@ def test_the_example_schedule_loads_in_time_order():
     ([{"at": 0.1, "action": "rates", "patch": {"colour": "red"}}], r"faults\[0\].patch.colour"),
     ([{"at": 0.1, "action": "heal", "patch": {"down": False}}], r"faults\[0\].patch: only"),
     ([{"at": 0.1, "action": "kill_server", "target": "primary"}], r"faults\[0\].target: only"),
+    ([{"at": 0.1, "action": "processor_kill", "patch": {"down": True}}], r"faults\[0\].patch: only"),
     ([{"at": 0.1, "action": "heal", "when": 3}], r"faults\[0\]: unknown field\(s\) when"),
 ])
 def test_a_bad_schedule_is_refused_naming_the_fault_and_field(data, message):
@@ -102,3 +103,56 @@ def test_a_bad_schedule_is_refused_naming_the_fault_and_field(data, message):
 
     with pytest.raises(ValueError, match=message):
         parse_schedule(data)
+
+
+def test_a_schedule_may_kill_the_simulator_process():
+    from shopfloor.gameday import DEFAULT_SCHEDULE, parse_schedule
+
+    (fault,) = parse_schedule([{"at": 0.5, "action": "processor_kill"}])
+    assert fault.action == "processor_kill" and fault.target is None and fault.patch is None
+    assert "processor_kill" in {f.action for f in DEFAULT_SCHEDULE}
+
+
+class _FakeSimulator:
+    def __init__(self, fail_start: bool = False) -> None:
+        self.events: list[tuple[str, float]] = []
+        self.fail_start = fail_start
+
+    def kill9(self) -> None:
+        import time
+
+        self.events.append(("kill9", time.monotonic()))
+
+    def start(self, timeout: float = 90.0):
+        import time
+
+        self.events.append(("start", time.monotonic()))
+        if self.fail_start:
+            raise RuntimeError("simulator process exited with 1")
+        return self
+
+
+def test_a_killed_simulator_process_is_started_again_after_its_down_time_without_blocking_the_schedule():
+    import time
+
+    from shopfloor.gameday.faults import ProcessorKiller
+
+    sim = _FakeSimulator()
+    killer = ProcessorKiller(sim, down_s=0.3)
+    started = time.monotonic()
+    detail = killer.kill()
+    assert time.monotonic() - started < 0.2  # the schedule goes on while the processors are down
+    assert detail == {"down_s": 0.3} and [e for e, _ in sim.events] == ["kill9"]
+    killer.wait()
+    (kill_t, start_t) = (t for _, t in sim.events)
+    assert [e for e, _ in sim.events] == ["kill9", "start"] and start_t - kill_t >= 0.3
+    assert len(killer.back_after_s) == 1 and killer.back_after_s[0] >= 0.3
+
+
+def test_a_simulator_process_that_does_not_come_back_fails_the_game_day():
+    from shopfloor.gameday.faults import ProcessorKiller
+
+    killer = ProcessorKiller(_FakeSimulator(fail_start=True), down_s=0.0)
+    killer.kill()
+    with pytest.raises(RuntimeError, match="did not come back"):
+        killer.wait()

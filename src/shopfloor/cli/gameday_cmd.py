@@ -48,9 +48,10 @@ def gameday(
              "it and must receive every accepted order; compare the checkout latencies with a run without it."),
 ) -> None:
     """Run a game day: shoppers (some in a flash sale, some double-clicking "buy") check out against the real
-    server and worker while processors lose responses and go down, the rate service is blackholed, and the server
-    and worker are killed with SIGKILL and restarted. Then everything heals, the worker drains the outbox, and the
-    report checks that nothing was lost, nothing oversold and nobody charged twice. Exits 1 when a check fails.
+    server and worker while processors lose responses and go down, the rate service is blackholed, and the server,
+    the worker and the simulated processors' own process are killed with SIGKILL and restarted. Then everything
+    heals, the worker drains the outbox, and the report checks that nothing was lost, nothing oversold and nobody
+    charged twice. Exits 1 when a check fails.
 
     --scenario flash_crowd instead runs 20,000 shoppers (some of them bots) for the 200 units of one product behind
     the waiting room, beside ordinary shoppers, and a baseline run without the crowd; it reports units, sold, the

@@ -25,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..domain.stats import percentile
-from ..runtime import ServerProcess, WorkerProcess, interrupt_on_termination, port_in_use
+from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess, interrupt_on_termination, port_in_use
 
 WAREHOUSES = {
     "gb-south": {"region": "gb-south", "country": "GB",
@@ -408,11 +408,18 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
     env = {"SHOPFLOOR_DATA_DIR": str(workdir.resolve()), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
            **demo_settings_env(rules_file)}
     restore_signals = interrupt_on_termination()
+    # The simulated payment processors and rate service run as their own process, as a real gateway would.
+    sim = SimulatorProcess(db_url, env=env, log_path=workdir / "simulators.log")
     try:
+        sim.start()
+        env["SHOPFLOOR_PAYMENTS_SIM_URL"] = sim.url
         server = ServerProcess(db_url, port=port, env=env, log_path=workdir / "server.log").start()
-    except RuntimeError as exc:
+    except BaseException as exc:  # Ctrl-C while starting included: leave no simulator process behind
+        sim.stop()
         restore_signals()
-        raise DemoError(f"the demo server did not start: {exc}") from None
+        if isinstance(exc, RuntimeError):
+            raise DemoError(f"the demo server did not start: {exc}") from None
+        raise
     worker = WorkerProcess(db_url, env=env, log_path=workdir / "worker.log").start()
     report = DemoReport(url=server.url, db_url=db_url, admin_key=admin_key, storefront_key=shop_key,
                         keys_file=str(keys_file))
@@ -459,6 +466,7 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
         store.client.close()
         worker.stop()
         server.stop()
+        sim.stop()
         restore_signals()
     console.print(stopped_message(workdir, db_url), soft_wrap=True, highlight=False)
     return report

@@ -1,9 +1,11 @@
-"""Game-day faults: what a schedule may do (processor and rate-service fault patches, ``kill -9`` of the server or
-the worker, heal), reading a schedule from YAML/JSON, and applying one fault to the running system."""
+"""Game-day faults: what a schedule may do (processor and rate-service fault patches, ``kill -9`` of the server, the
+worker or the simulator process, heal), reading a schedule from YAML/JSON, and applying one fault to the running
+system."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,19 +13,23 @@ from typing import Any
 
 import httpx
 
-from ..runtime import ServerProcess, WorkerProcess
+from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
 
 #: The simulated processors' and rate service's latency during a game day (fast, so that a short game day drains).
 LATENCY_MS = 5.0
 #: What ``heal`` puts back: the game day's starting point, every fault a schedule may have set cleared.
 HEAL = {"down": False, "error_rate": 0.0, "timeout_rate": 0.0, "lost_response_rate": 0.0, "decline_rate": 0.0,
         "latency_ms": LATENCY_MS, "latency_jitter": 0.25}
+#: How long the simulator process stays dead after a ``processor_kill`` before it is started again.
+PROCESSOR_KILL_DOWN_S = 3.0
 
 
 @dataclass(frozen=True)
 class Fault:
     """At ``at`` (a fraction of the load phase) do ``action``: ``processor`` / ``rates`` (a fault patch for the
-    simulated processor ``target`` or the rate service), ``kill_server``, ``kill_worker`` or ``heal``."""
+    simulated processor ``target`` or the rate service), ``kill_server``, ``kill_worker``, ``processor_kill`` (``kill
+    -9`` the simulator process that serves every processor and the rate service, start it again
+    :data:`PROCESSOR_KILL_DOWN_S` later on the same port and ledger) or ``heal``."""
 
     at: float
     action: str
@@ -42,12 +48,14 @@ DEFAULT_SCHEDULE: tuple[Fault, ...] = (
           "rates blackholed"),
     Fault(0.50, "kill_server", "kill -9 the server, restart it", name="server killed"),
     Fault(0.60, "kill_worker", "kill -9 the worker, restart it", name="worker killed"),
+    Fault(0.65, "processor_kill", f"kill -9 the simulator process (every processor and the rate service), restart "
+          f"it {PROCESSOR_KILL_DOWN_S:g} s later", name="processors killed"),
     Fault(0.75, "heal", "primary and rate service back", name="healed"),
     Fault(0.85, "kill_server", "kill -9 the server again, restart it", name="server killed"),
 )
 
 
-ACTIONS = ("processor", "rates", "kill_server", "kill_worker", "heal")
+ACTIONS = ("processor", "rates", "kill_server", "kill_worker", "processor_kill", "heal")
 
 #: What the edge game day (``shopfloor gameday --scenario edge``) may do: kill one edge node and bring it back,
 #: stall the origin (SIGSTOP most of every second: requests wait past the shield's timeout), kill it and restart
@@ -145,8 +153,52 @@ def load_schedule(path: str | Path) -> tuple[Fault, ...]:
         raise ValueError(f"{path}: {exc}") from None
 
 
+class ProcessorKiller:
+    """``kill -9`` of the simulator process, restarted :data:`PROCESSOR_KILL_DOWN_S` later on a background thread
+    so that the rest of the schedule keeps its times. Its ledger is durable (its own database), so a charge made
+    before the kill is still there to be found, captured or voided after the restart."""
+
+    def __init__(self, sim: SimulatorProcess, down_s: float = PROCESSOR_KILL_DOWN_S) -> None:
+        self.sim = sim
+        self.down_s = down_s
+        self._restarts: list[threading.Thread] = []
+        self.errors: list[str] = []
+        #: Seconds from each kill until the simulator process answered its health check again, in kill order.
+        self.back_after_s: list[float] = []
+
+    def kill(self) -> dict[str, Any]:
+        self.wait()  # a previous kill is back before the next one
+        self.sim.kill9()
+        killed_at = time.monotonic()
+
+        def restart() -> None:
+            time.sleep(max(0.0, self.down_s - (time.monotonic() - killed_at)))
+            try:
+                self.sim.start(timeout=60)
+                self.back_after_s.append(round(time.monotonic() - killed_at, 1))
+            except Exception as exc:  # noqa: BLE001 - reported by wait(); the game day cannot go on without it
+                self.errors.append(str(exc))
+
+        thread = threading.Thread(target=restart, name="gameday-sim-restart", daemon=True)
+        thread.start()
+        self._restarts.append(thread)
+        return {"down_s": self.down_s}
+
+    def wait(self) -> None:
+        """Block until every restart has finished; raise if one failed (the processors never came back)."""
+        for thread in self._restarts:
+            thread.join()
+        self._restarts.clear()
+        if self.errors:
+            raise RuntimeError(f"the simulator process did not come back after a kill: {self.errors[0]}")
+
+
 def inject(fault: Fault, server: ServerProcess, worker: WorkerProcess, admin: httpx.Client,
-            processors: list[str]) -> dict[str, Any]:
+           processors: list[str], killer: ProcessorKiller | None = None) -> dict[str, Any]:
+    if fault.action == "processor_kill":
+        if killer is None:
+            raise ValueError("processor_kill: the simulated processors do not run as their own process here")
+        return killer.kill()
     if fault.action == "kill_server":
         started = time.monotonic()
         server.kill9()

@@ -1,12 +1,14 @@
 """Game day: shoppers plus a schedule of real faults against the running system, then a report that checks that
 nothing was lost, nothing oversold and nobody charged twice.
 
-The real ``shopfloor serve`` and ``shopfloor worker`` run as child processes on a fresh store. Shopper threads
-check out over HTTP (retrying the same idempotency key while the server is down, as a storefront would), some of
-them in a flash sale of a scarce SKU, and some replay a key they were already answered on. Meanwhile the fault
-schedule changes the simulated payment processors and rate service through the admin API (lost responses after a
-charge, the primary down, the rate service blackholed) and kills the server and the worker with ``SIGKILL``. After
-the load, everything heals, the worker drains the outbox, and the store and the processors' ledgers are checked.
+The real ``shopfloor serve`` and ``shopfloor worker`` run as child processes on a fresh store, calling the simulated
+payment processors and rate service in a third one (``shopfloor simulate serve``), as they would a real gateway.
+Shopper threads check out over HTTP (retrying the same idempotency key while the server is down, as a storefront
+would), some of them in a flash sale of a scarce SKU, and some replay a key they were already answered on.
+Meanwhile the fault schedule changes the simulated payment processors and rate service through the admin API (lost
+responses after a charge, the primary down, the rate service blackholed) and kills the server, the worker and the
+simulator process with ``SIGKILL``. After the load, everything heals, the worker drains the outbox, and the store
+and the processors' ledgers are checked.
 
 Used by ``shopfloor gameday``; the invariants it checks are the buy path's guarantees (see the README).
 """
@@ -24,7 +26,7 @@ from typing import Callable
 
 import httpx
 
-from ..runtime import ServerProcess, WorkerProcess
+from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
 from .checks import (
     charge_anomalies,
     count_payment_pending,
@@ -34,7 +36,7 @@ from .checks import (
     store_checks,
     verify_store,
 )
-from .faults import DEFAULT_SCHEDULE, LATENCY_MS, Fault, heal, inject
+from .faults import DEFAULT_SCHEDULE, LATENCY_MS, Fault, ProcessorKiller, heal, inject
 from .report import Attempt, GameDayResult, summarize_phases, timeline
 from .seed import ensure_fresh_store, seed_bench_store
 
@@ -130,13 +132,18 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         subscribers = SubscriberPair(slow_subscriber_s)
         subscribers.start()
         env["SHOPFLOOR_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
-    server = ServerProcess(url_db, env=env, log_path=tmp / "server.log")
-    worker = WorkerProcess(url_db, env=env, log_path=tmp / "worker.log")
+    # The simulators keep their ledger and faults in the gateway database (on SQLite a file beside the store's), so
+    # a kill -9 of their process loses nothing it had answered.
+    sim = SimulatorProcess(url_db, env=env, log_path=tmp / "simulators.log")
+    killer = ProcessorKiller(sim)
+    server = ServerProcess(url_db, env={**env, "SHOPFLOOR_PAYMENTS_SIM_URL": sim.url}, log_path=tmp / "server.log")
+    worker = WorkerProcess(url_db, env={**env, "SHOPFLOOR_PAYMENTS_SIM_URL": sim.url}, log_path=tmp / "worker.log")
     restore_signals = interrupt_on_termination()
     result = GameDayResult("postgresql" if url_db.startswith("postgres") else "sqlite", seconds, shoppers)
     admin = httpx.Client(timeout=10, headers={"Authorization": f"Bearer {key}"})
     try:
-        say("starting server and worker")
+        say("starting the simulated processors, the server and the worker")
+        sim.start()
         server.start()
         worker.start()
         if subscribers is not None:
@@ -158,7 +165,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
                 time.sleep(wait)
             say(f"fault: {fault.label}")
             at = time.monotonic() - t0
-            detail = inject(fault, server, worker, admin, processors)
+            detail = inject(fault, server, worker, admin, processors, killer)
             boundaries.append((at, fault.name or fault.label))
             result.faults.append({"at_s": round(at, 1), "action": fault.action, "label": fault.label, **detail})
         remaining = t0 + seconds - time.monotonic()
@@ -168,6 +175,10 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         for t in threads:
             t.join(timeout=30)
         end_s = time.monotonic() - t0
+        killer.wait()  # a simulator process killed late in the load is back before the drain
+        kills = [f for f in result.faults if f["action"] == "processor_kill"]
+        for entry, back in zip(kills, killer.back_after_s):
+            entry["back_after_s"] = back
         say("healing and draining the outbox")
         heal(admin, server.url, processors)
         engine = make_engine(url_db)
@@ -201,6 +212,11 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         admin.close()
         worker.stop()
         server.stop()
+        try:
+            killer.wait()
+        except RuntimeError:
+            pass  # already raised above, or the run is failing for another reason
+        sim.stop()
         if subscribers is not None:
             subscribers.stop()
         restore_signals()

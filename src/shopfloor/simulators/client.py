@@ -49,6 +49,8 @@ class _Transport:
         for attempt in (0, 1):
             if conn is None:
                 conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
+            if conn.sock is None:  # new, or closed (a refused connect, a "Connection: close" answer)
+                conn.timeout = timeout_s
                 conn.connect()  # ConnectionRefusedError propagates: nothing was sent
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sock.settimeout(max(timeout_s, 0.001))

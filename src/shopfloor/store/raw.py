@@ -11,7 +11,7 @@ runs on the connection of an open ``Connection`` transaction (savepoints include
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -82,6 +82,18 @@ class RawStatement:
             cursor.close()
 
 
+#: Dialect names whose statements run on the raw cursor; on the others :class:`RawStatements` runs the same Core
+#: statements through ``Connection.execute`` (set from settings by :func:`use_raw_writer_on`).
+_RAW_DIALECTS: set[str] = {"sqlite", "postgresql"}
+
+
+def use_raw_writer_on(dialects: Iterable[str]) -> None:
+    """Run :class:`RawStatements` on the raw DBAPI cursor only for these dialect names (``sqlite``, ``postgresql``);
+    the others go through SQLAlchemy's execution layer with the same statements."""
+    _RAW_DIALECTS.clear()
+    _RAW_DIALECTS.update(d.strip() for d in dialects if d.strip())
+
+
 class RawStatements:
     """:class:`RawStatement` objects built on first use per (engine dialect, name, keys): the keys a batch's rows
     carry are fixed by the code that builds them, so each statement is compiled about once per engine."""
@@ -102,10 +114,15 @@ class RawStatements:
 
     def execute(self, conn: Connection, name: str, row: dict[str, Any]) -> int:
         """One row; returns the rowcount (for guarded updates)."""
+        if conn.dialect.name not in _RAW_DIALECTS:
+            return conn.execute(self._build(name), row).rowcount
         return self._get(conn, name, tuple(row)).execute(conn, row)
 
     def run(self, conn: Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
+            return
+        if conn.dialect.name not in _RAW_DIALECTS:
+            conn.execute(self._build(name), list(rows))
             return
         keys = tuple(rows[0])
         stmt = self._get(conn, name, keys)
