@@ -64,15 +64,16 @@ class SelectionGrid:
     candidates: tuple[str, ...]
     shrink: float = 0.5
     weight_step: float = 0.1
-    dispersion_scales: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+    dispersion_scales: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
     coverage_band: tuple[float, float] = (93.5, 96.5)
 
 
 #: Candidates ``backtest --select-before`` chooses among when none are given (weights are fitted, then shrunk).
 DEFAULT_CANDIDATES: tuple[str, ...] = (
-    "lgbm_mh+ets_nt",
-    "lgbm+ets_nt",
-    "lgbm_mh+lgbm+ets_nt",
+    "lgbm_rel+ets_nt",
+    "lgbm_rel+lgbm_mh+ets_nt",
+    "lgbm_rel+lgbm+ets_nt",
+    "lgbm_rel+seas_es+ets_nt",
     "lgbm_mh+lgbm+seas_es+ets_nt",
 )
 
