@@ -78,6 +78,7 @@ class ForecastConfig:
     group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
     stats_max_days: history kept for the statistical models; ets_nt_days: for the ``ets_nt`` member (its fit cost
     grows with the days, and a level/season model needs little more than the last year).
+    lgbm / mh / rel: settings of the recursive ``lgbm`` (and ``lgbm_direct*``), ``lgbm_mh`` and ``lgbm_rel`` members.
     """
 
     default_model: str = DEFAULT_MODEL
