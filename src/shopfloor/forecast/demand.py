@@ -63,7 +63,7 @@ def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
 
 #: Settings of the ``lgbm_rel`` member: level-normalised, origins from the last two years, three bags. At most 450 k
 #: training rows per bag: no series of the 280-series M5 panel reaches that cap (its forecasts are identical to a
-#: 1 M cap), and on 30,490 series it keeps the three fits cheaper than one 1 M-row fit each.
+#: 1 M cap), and on 30,490 series the three fits train on 1.35 M rows in all instead of 3 M.
 REL_CONFIG = HorizonLGBMConfig(normalise=True, origin_days=728, draws_per_origin_day=2, n_estimators=300, bags=3,
                                max_rows=450_000,
                                min_child_samples=200)
