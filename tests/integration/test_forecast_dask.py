@@ -153,3 +153,50 @@ def test_the_multi_horizon_lightgbm_trains_on_the_dask_cluster():
     both = local.merge(remote, on=["unique_id", "ds"], suffixes=("_local", "_dask"))
     per_series = both.groupby("unique_id")[["mean_local", "mean_dask"]].mean()
     assert np.allclose(per_series["mean_dask"], per_series["mean_local"], rtol=0.25, atol=0.5)
+
+
+def test_every_member_of_the_default_runs_on_the_dask_cluster():
+    import lightgbm as lgb
+
+    from shopfloor.forecast import DEFAULT_MODEL, ForecastConfig, LGBMConfig
+    from shopfloor.forecast import models as models_module
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+    from shopfloor.forecast.models import parse_spec
+
+    members = parse_spec(DEFAULT_MODEL)
+    panel = _priced_panel(n_series=6, n_days=300)
+    small = dict(n_estimators=30, min_child_samples=20)
+    cfg = ForecastConfig(lgbm=LGBMConfig(n_estimators=30, num_leaves=7, min_child_samples=5, train_days=150),
+                         mh=HorizonLGBMConfig(**small),
+                         rel=HorizonLGBMConfig(normalise=True, origin_days=200, bags=2, **small))
+    local = forecast_demand(panel, 14, config=cfg)
+    fitted, recursive = [], []
+    original_fit, original_rec = lgb.DaskLGBMRegressor.fit, models_module._dask_lgbm
+
+    def spy_fit(self, *args, **kwargs):
+        fitted.append(self.client)
+        return original_fit(self, *args, **kwargs)
+
+    def spy_rec(*args, **kwargs):
+        recursive.append(args[-1])
+        return original_rec(*args, **kwargs)
+
+    lgb.DaskLGBMRegressor.fit, models_module._dask_lgbm = spy_fit, spy_rec
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as client:
+                remote = forecast_demand(panel, 14, config=cfg, dask_client=client)
+                # each bag of lgbm_rel and lgbm_mh train through LightGBM's Dask estimator on this cluster,
+                # the recursive lgbm through mlforecast's distributed path
+                expected = 2 * ("lgbm_rel" in members) + ("lgbm_mh" in members)
+                assert fitted == [client] * expected
+                assert recursive == [client] * ("lgbm" in members)
+                assert cluster.scheduler.transition_counter > 0
+    finally:
+        lgb.DaskLGBMRegressor.fit, models_module._dask_lgbm = original_fit, original_rec
+    assert remote.attrs["fallbacks"] == {}
+    both = local.merge(remote, on=["unique_id", "ds"], suffixes=("_local", "_dask"))
+    assert len(both) == len(local) == 6 * 14
+    per_series = both.groupby("unique_id")[["mean_local", "mean_dask"]].mean()
+    assert np.allclose(per_series["mean_dask"], per_series["mean_local"], rtol=0.25, atol=0.5)

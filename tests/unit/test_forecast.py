@@ -553,3 +553,69 @@ def test_multi_horizon_lgbm_follows_the_weekly_pattern_over_a_56_day_horizon():
     late = smooth.iloc[28:].groupby("dow")["mean"].mean()
     assert np.corrcoef(by_dow_hist, late)[0, 1] > 0.8
     assert late.mean() == pytest.approx(hist["y"].tail(56).mean(), rel=0.25)
+
+
+# --- lgbm_rel: the level-normalised multi-horizon LightGBM -----------------------------------------------------
+
+REL_FAST = dict(n_estimators=60, min_child_samples=20, origin_days=200)
+
+
+def test_level_normalised_lgbm_forecasts_every_day_non_negative_on_each_series_own_level():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = make_panel(n_series=6, n_days=400, covariates=False)
+    # one series sells 40x more than its twin: one set of trees must serve both scales
+    big = panel[panel["unique_id"] == "sku4/north"].assign(unique_id="sku4/big")
+    big["y"] = big["y"] * 40.0
+    panel = pd.concat([panel, big], ignore_index=True)
+    cfg = replace(FAST, rel=HorizonLGBMConfig(normalise=True, **REL_FAST))
+    fc = forecast_demand(panel, 56, model="lgbm_rel", config=cfg)
+    assert_contract(fc, 7, 56)
+    for uid in ("sku4/north", "sku4/big", "sku1/north"):
+        recent = panel[panel["unique_id"] == uid]["y"].tail(56).mean()
+        got = fc[fc["unique_id"] == uid]["mean"]
+        assert got.iloc[28:].mean() == pytest.approx(recent, rel=0.3), uid
+    ratio = fc[fc["unique_id"] == "sku4/big"]["mean"].mean() / fc[fc["unique_id"] == "sku4/north"]["mean"].mean()
+    assert 25 < ratio < 60
+    # the weekly shape carries to the far end of the horizon
+    smooth = fc[fc["unique_id"] == "sku4/big"].assign(dow=lambda d: d["ds"].dt.dayofweek)
+    hist = big.assign(dow=lambda d: d["ds"].dt.dayofweek)
+    assert np.corrcoef(hist.groupby("dow")["y"].mean(), smooth.iloc[28:].groupby("dow")["mean"].mean())[0, 1] > 0.8
+
+
+def test_level_normalised_features_use_nothing_after_the_forecast_origin():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig, _Block, _level, _normalise
+
+    rng = np.random.default_rng(3)
+    y = rng.poisson(4.0, size=(3, 500)).astype("float64")
+    days = pd.date_range("2020-01-01", periods=560, freq="D")
+    cfg = HorizonLGBMConfig(normalise=True)
+    rows, origin, k = np.array([0, 1, 2]), np.array([420, 300, 499]), np.array([1, 56, 29])
+    blk = _Block(y, None, {}, np.full(3, 499), days)
+    f1 = _normalise(blk.features(rows, origin, k), _level(blk, rows, origin, cfg))
+    y2 = y.copy()
+    for r, o in zip(rows, origin):
+        y2[r, o + 1:] = 5000.0
+    blk2 = _Block(y2, None, {}, np.full(3, 499), days)
+    f2 = _normalise(blk2.features(rows, origin, k), _level(blk2, rows, origin, cfg))
+    for name in f1:
+        np.testing.assert_array_equal(f1[name], f2[name], err_msg=name)
+    assert f1["m56"][0] == pytest.approx(1.0)  # demand features are relative to the 56-day level
+    assert f1["log_level"][0] == pytest.approx(np.log(y[0, 365:421].mean()))
+
+
+def test_level_normalised_lgbm_forecast_ignores_demand_and_prices_after_the_cutoff():
+    from shopfloor.forecast.backtest import origin_forecasts
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = validate_history(make_panel(n_series=4, n_days=360))
+    cfg = replace(FAST, rel=HorizonLGBMConfig(normalise=True, **REL_FAST))
+    cutoff = panel["ds"].max() - pd.Timedelta(days=60)
+    _, _, clean = origin_forecasts(panel, cutoff, 28, ["lgbm_rel"], cfg, baselines=False)
+    poisoned = panel.copy()
+    after = poisoned["ds"] > cutoff
+    poisoned.loc[after, "y"] = 10_000.0
+    poisoned.loc[after, "price"] = 0.01
+    _, _, dirty = origin_forecasts(poisoned, cutoff, 28, ["lgbm_rel"], cfg, baselines=False)
+    pd.testing.assert_frame_equal(clean["lgbm_rel"], dirty["lgbm_rel"])
+    assert clean["lgbm_rel"]["mean"].max() < 100

@@ -181,3 +181,24 @@ def test_report_only_refuses_a_default_selected_after_the_date(tmp_path):
     res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--select-before", "2013-06-01",
                               "--report-only", "--report-step", "28"])
     assert res.exit_code != 0 and "in-sample" in res.output and "Traceback" not in res.output
+
+
+def test_backtest_select_before_writes_the_selection_and_the_per_origin_report_to_out(tmp_path):
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2012-01-01", periods=900, freq="D")
+    frames = [pd.DataFrame({"unique_id": f"s{i}", "ds": days, "y": rng.poisson(3.0 + i, 900).astype(float),
+                            "price": 2.0 + i}) for i in range(2)]
+    hist = tmp_path / "history.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(hist)
+    before = str((days[0] + pd.Timedelta(days=675)).date())
+    out, defaults = tmp_path / "protocol.json", tmp_path / "selection.json"
+    res = runner.invoke(app, ["forecast", "backtest", "--history", str(hist), "--select-before", before,
+                              "--report-step", "28", "--select-step", "28", "--candidate", "wa28",
+                              "--candidate", "wa28+snaive", "--baseline-intervals", "model", "--out", str(out),
+                              "--write-defaults", str(defaults)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["selection"]["model"] == json.loads(defaults.read_text())["model"]
+    assert len(result["report"]["cutoffs"]) >= 6
+    assert {r["days"] for r in result["report"]["rows"]} == {"1-28", "29-56"}
+    assert all(c >= before for c in result["report"]["cutoffs"])

@@ -172,3 +172,21 @@ def test_a_defaults_file_round_trips(tmp_path):
 def test_bad_weighted_specs_are_refused_naming_the_problem(spec, msg):
     with pytest.raises(ValueError, match=msg):
         parse_weighted_spec(spec)
+
+
+def test_selection_scores_weightings_exactly_as_the_backtest_scores_them():
+    from shopfloor.forecast.backtest import origin_forecasts, score_days
+    from shopfloor.forecast.demand import ForecastConfig
+    from shopfloor.forecast.protocol import _Origin, _SegmentScorer
+
+    hist = validate_history(make_panel(n_days=150))
+    cutoff = hist["ds"].max() - pd.Timedelta(days=20)
+    train, actual, fcs = origin_forecasts(hist, cutoff, 14, ["wa28", "snaive"], ForecastConfig(), baselines=False)
+    grid = fcs["wa28"][["unique_id", "ds"]]
+    o = _Origin(cutoff, train, actual, {m: fcs[m]["mean"].to_numpy() for m in ("wa28", "snaive")}, grid, {})
+    for first, last in ((1, 7), (8, 14)):
+        scorer = _SegmentScorer(o, first, last)
+        for w in (0.0, 0.3, 1.0):
+            mean = w * o.members["wa28"] + (1 - w) * o.members["snaive"]
+            expected = score_days(grid.assign(mean=mean), actual, train, cutoff, first, last)["wrmsse"]
+            assert scorer.wrmsse(mean) == pytest.approx(expected, rel=1e-12)

@@ -222,8 +222,14 @@ def origin_forecasts(
             settings = MemberCache.fingerprint(cfg_.stats_max_days)
         elif member == "ets_nt":
             settings = MemberCache.fingerprint("ets_nt", cfg_.ets_nt_days)
+        elif member == "lgbm_rel":
+            settings = MemberCache.fingerprint("lgbm_rel", cfg_.rel)
+        elif member == "lgbm_mh":
+            settings = MemberCache.fingerprint("lgbm_mh", cfg_.mh)
+        elif member == "lgbm" or member.startswith("lgbm_direct"):
+            settings = MemberCache.fingerprint(cfg_.lgbm)
         else:
-            settings = MemberCache.fingerprint(cfg_.lgbm, cfg_.mh, cfg_.stats_max_days)
+            settings = MemberCache.fingerprint(cfg_.stats_max_days)
         if (member, settings) not in memo:
             def run() -> pd.DataFrame:
                 return run_member(member, hist_, horizon_, future_, covs_, cfg_, *args,

@@ -8,6 +8,13 @@ target day's calendar (day of week, day of month, month, known-ahead flags such 
 directly from data up to the forecast origin: no recursion (no drift from the model's own predictions) and no
 lag gap (a lag-56 model ignores the last 27 days when it predicts day 29).
 
+``lgbm_rel`` is the same model with every demand feature divided by the series' level at the origin (its mean over
+the last ``level_days`` days, at least ``level_floor``), the target divided by it too and each row weighted by it
+(so the Tweedie loss still counts units): one set of trees then serves slow and fast series alike, learning how
+demand moves *relative to* its recent level (the weekly shape, last year's seasonal change from the same point,
+the effect of a price cut, the decay of a dead series) instead of re-learning each volume band. It trains on
+origins drawn from the last two years by default, so every season is seen at least twice.
+
 Prices enter only as known at the origin, which is all a forecast of next month has; a future price path in
 ``future`` is not used by this member. Features are built with prefix sums over a series x day matrix, a block of
 series at a time, so memory is bounded by the block.
@@ -25,6 +32,21 @@ from .frames import ID, TARGET, TIME
 
 #: Days before an origin the features look back (the year-ago window: 364 + 27 days).
 LOOKBACK_DAYS = 392
+
+#: Demand features that ``normalise`` divides by the level.
+_LEVEL_FEATURES = ("m7", "m28", "m56", "m112", "m364", "dow4", "dow12", "ly7", "ly_level28")
+
+
+def _normalise(f: dict[str, np.ndarray], level: np.ndarray) -> dict[str, np.ndarray]:
+    """Demand features relative to ``level``, plus the level itself (log) and last year's change from the same
+    point (the same week a year ago over the level a year before the origin)."""
+    out = dict(f)
+    for name in _LEVEL_FEATURES:
+        out[name] = f[name] / level
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["ly_change"] = np.where(f["ly_level28"] > 0, f["ly7"] / f["ly_level28"], np.nan)
+    out["log_level"] = np.log(level)
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,12 @@ class HorizonLGBMConfig:
     seed: int = 0
     block_series: int = 3000
     extra_params: dict[str, Any] | None = None
+    #: Divide the demand features and the target by the series' level at the origin (``lgbm_rel``).
+    normalise: bool = False
+    level_days: int = 56
+    level_floor: float = 0.1
+    #: Models trained on independently drawn rows (seeds ``seed``, ``seed + 1``, ...), their forecasts averaged.
+    bags: int = 1
 
     @property
     def history_days(self) -> int:
@@ -146,6 +174,12 @@ class _Block:
         return f
 
 
+def _level(blk: _Block, rows: np.ndarray, origin: np.ndarray, cfg: HorizonLGBMConfig) -> np.ndarray:
+    """The series' level at each origin: its mean over the last ``level_days`` days, at least ``level_floor``."""
+    level = _window_mean(blk.s, blk.c, rows, origin, cfg.level_days)
+    return np.maximum(np.nan_to_num(level, nan=0.0), cfg.level_floor)
+
+
 def _blocks(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], horizon: int, block: int):
     """Yield ``(ids, _Block)`` per block of series."""
     start = hist[TIME].min()
@@ -186,29 +220,16 @@ def _blocks(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], ho
         yield uniques[lo:hi], _Block(y, price, flags, last, days)
 
 
-def horizon_lgbm_forecast(
-    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
-    config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh", dask_client: Any = None,
-) -> pd.DataFrame:
-    """Forecast ``unique_id, ds, <name>`` for every series of a validated history (see the module docstring).
-
-    With ``dask_client`` the model is trained on the Dask cluster (LightGBM's Dask estimator, the training rows
-    split into one partition per worker thread); the rows are built, and the forecast predicted, on the driver."""
+def _train(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], max_k: int, cfg: HorizonLGBMConfig,
+           seed: int, n_jobs: int, dask_client: Any) -> tuple[Any, list[str]]:
+    """Draw training rows (origins and horizons at random, with ``seed``) and fit one LightGBM on them."""
     import lightgbm as lgb
 
-    cfg = config or HorizonLGBMConfig()
-    max_k = max(cfg.max_horizon, horizon)
-    hist = history.groupby(ID, sort=False).tail(cfg.history_days + max_k)
-    covs = [c for c in covariates if c in hist.columns]
-    if future is None:
-        covs = [c for c in covs if c == "price"]  # target-day flags need their future values
-    hist = hist[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
     n_series = hist[ID].nunique()
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     per_series = max(1, cfg.max_rows // max(1, n_series))
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     for _, blk in _blocks(hist, future, covs, max_k, cfg.block_series):
-        nb = len(blk.last)
         lo = np.maximum(blk.first + 28, blk.last - cfg.origin_days)
         ok = np.flatnonzero(lo < blk.last)
         draws = np.minimum(per_series, cfg.draws_per_origin_day * (blk.last[ok] - lo[ok]))
@@ -222,39 +243,73 @@ def horizon_lgbm_forecast(
         target = blk.y[rows, origin + k]
         keep = ~np.isnan(target)
         rows, origin, k, target = rows[keep], origin[keep], k[keep], target[keep]
-        xs.append(pd.DataFrame(blk.features(rows, origin, k)).astype("float32"))
+        feats = blk.features(rows, origin, k)
+        if cfg.normalise:
+            level = _level(blk, rows, origin, cfg)
+            feats = _normalise(feats, level)
+            target = target / level
+            ws.append(level.astype("float32"))  # the loss still counts units
+        xs.append(pd.DataFrame(feats).astype("float32"))
         ys.append(target.astype("float32"))
-        del blk, nb
+        del blk
     if not xs or sum(len(v) for v in ys) < 20 * cfg.min_child_samples:
         raise ValueError("too few training rows for the multi-horizon LightGBM (too few or too short series)")
     X = pd.concat(xs, ignore_index=True)
     y = np.concatenate(ys)
-    del xs, ys
+    w = np.concatenate(ws) if ws else None
+    del xs, ys, ws
     params = dict(objective="tweedie", tweedie_variance_power=cfg.tweedie_variance_power,
                   n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves,
                   min_child_samples=cfg.min_child_samples, max_bin=cfg.max_bin, subsample=0.8, subsample_freq=1,
-                  colsample_bytree=0.8, reg_lambda=0.1, random_state=cfg.seed, n_jobs=n_jobs, verbosity=-1)
+                  colsample_bytree=0.8, reg_lambda=0.1, random_state=seed, n_jobs=n_jobs, verbosity=-1)
     params.update(cfg.extra_params or {})
     if dask_client is None:
         model = lgb.LGBMRegressor(**params)
-        model.fit(X, y)
+        model.fit(X, y, sample_weight=w)
     else:
         import dask.dataframe as dd
 
         parts = max(1, min(sum(dask_client.nthreads().values()), len(X) // 1000 or 1))
         params.pop("n_jobs", None)
         dask_model = lgb.DaskLGBMRegressor(client=dask_client, **params)
-        dask_model.fit(dd.from_pandas(X, npartitions=parts), dd.from_pandas(pd.Series(y), npartitions=parts))
+        dw = dd.from_pandas(pd.Series(w), npartitions=parts) if w is not None else None
+        dask_model.fit(dd.from_pandas(X, npartitions=parts), dd.from_pandas(pd.Series(y), npartitions=parts),
+                       sample_weight=dw)
         model = dask_model.to_local()
-    columns = list(X.columns)
-    del X, y
+    return model, list(X.columns)
+
+
+def horizon_lgbm_forecast(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
+    config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh", dask_client: Any = None,
+) -> pd.DataFrame:
+    """Forecast ``unique_id, ds, <name>`` for every series of a validated history (see the module docstring).
+
+    With ``bags`` > 1, that many models are trained on independently drawn rows (seeds ``seed``, ``seed + 1``, ...)
+    and their forecasts averaged. With ``dask_client`` the models are trained on the Dask cluster (LightGBM's Dask
+    estimator, the training rows split into one partition per worker thread); the rows are built, and the forecast
+    predicted, on the driver."""
+    cfg = config or HorizonLGBMConfig()
+    max_k = max(cfg.max_horizon, horizon)
+    hist = history.groupby(ID, sort=False).tail(cfg.history_days + max_k)
+    covs = [c for c in covariates if c in hist.columns]
+    if future is None:
+        covs = [c for c in covs if c == "price"]  # target-day flags need their future values
+    hist = hist[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
+    fitted = [_train(hist, future, covs, max_k, cfg, cfg.seed + b, n_jobs, dask_client) for b in range(cfg.bags)]
     outs = []
     for ids, blk in _blocks(hist, future, covs, max_k, cfg.block_series):
         nb = len(blk.last)
         rows = np.repeat(np.arange(nb), horizon)
         k = np.tile(np.arange(1, horizon + 1), nb)
         origin = blk.last[rows]
-        pred = model.predict(pd.DataFrame(blk.features(rows, origin, k))[columns].astype("float32"))
+        feats = blk.features(rows, origin, k)
+        scale = 1.0
+        if cfg.normalise:
+            scale = _level(blk, rows, origin, cfg)
+            feats = _normalise(feats, scale)
+        X = pd.DataFrame(feats).astype("float32")
+        pred = np.mean([model.predict(X[columns]) for model, columns in fitted], axis=0) * scale
         outs.append(pd.DataFrame({ID: np.asarray(ids, dtype=object)[rows], TIME: blk.days[origin + k],
                                   name: np.maximum(pred, 0.0)}))
     out = pd.concat(outs, ignore_index=True)
