@@ -60,13 +60,17 @@ def test_after_demo_once_every_dashboard_panel_tells_its_story(tmp_path):
                 "const out = {}; for (const el of document.querySelectorAll('.panel[data-panel]')) {"
                 " out[el.dataset.panel] = {state: el.dataset.state, points: Number(el.dataset.points || 0),"
                 " rows: Number(el.dataset.rows || 0)}; } return out;"))
-            return set(seen) == set(PANELS) and all(v["state"] == "ready" for v in seen.values())
+            # The demo runs no edge cache (it needs nginx), so the cache panel says how to start one instead.
+            return set(seen) == set(PANELS) and all(v["state"] == ("empty" if name == "cache" else "ready")
+                                                     for name, v in seen.items())
 
         try:
             _wait_for(all_ready, 150, "every panel to be ready")
         finally:
             driver.save_screenshot(str(tmp_path / "dashboard-after-demo.png"))
         for name, drawn in seen.items():
+            if name == "cache":
+                continue
             assert drawn["points"] > 0, f"panel {name} has an empty chart: {drawn}"
             if name in TABLE_PANELS:
                 assert drawn["rows"] > 0, f"panel {name} has an empty table: {drawn}"
@@ -76,6 +80,8 @@ def test_after_demo_once_every_dashboard_panel_tells_its_story(tmp_path):
                 "const done = arguments[arguments.length - 1];"
                 "fetch('/dashboard/api/' + arguments[0], {credentials: 'same-origin'}).then((r) => r.json())"
                 ".then(done, (e) => done({error: String(e)}));", name)
+
+        assert "shopfloor edge up" in panel("cache")["message"]
 
         def chart(name: str, script: str):  # evaluated against the panel's Chart.js chart as `c`
             return driver.execute_script(

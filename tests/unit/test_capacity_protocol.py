@@ -202,11 +202,15 @@ def test_backtest_prints_one_row_per_trace_and_crowd_seed(two_traces):
     assert all("heuristic_violation_ratio" in r and "heuristic_replica_minutes_ratio" in r for r in body["rows"])
 
 
-def test_the_backtest_table_shows_the_heuristic_next_to_the_planner(two_traces):
+def test_the_backtest_table_shows_the_heuristic_next_to_the_planner(two_traces, monkeypatch):
+    from shopfloor.cli import output
+
+    # The CLI's console is made at import, so its width (80 without a terminal) is set here, as a wide one would be.
+    monkeypatch.setattr(output.console, "width", 250)
     args = ["capacity", "backtest", "--flash-crowds", "1"]
     for p in two_traces:
         args += ["--trace", str(p)]
-    res = runner.invoke(app, args, env={"COLUMNS": "250"})
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "heuristic viol. ratio" in res.stdout and "heuristic replica-min ratio" in res.stdout
 

@@ -125,7 +125,8 @@ class EdgeLogStats:
         origin: dict[int, int] = {}
         for node in self.layout.nodes:
             lines = read_log(node.access_log, since, self.max_bytes)
-            nodes[node.name] = {"role": node.role, **cache_stats(lines, path_prefix=CACHEABLE).to_dict()}
+            nodes[node.name] = {"role": node.role, "log_present": Path(node.access_log).exists(),
+                                **cache_stats(lines, path_prefix=CACHEABLE).to_dict()}
             if node.role == "shield":
                 origin = per_minute(lines)
         first = int(since // 60) + 1

@@ -584,14 +584,20 @@ def alerts_panel(container, now: datetime, hours: float = 24, limit: int = 50) -
 # Edge cache
 
 
+EDGE_NOT_RUNNING = ("no edge cache in front of this server: `shopfloor edge up` starts one (nginx: "
+                    "tools/install-nginx.sh), and this panel then shows its hit ratio")
+
+
 def cache_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
     """Hit ratio and stale serves per edge node and at the shield, and origin requests per minute, from the edges'
     access logs (``services["edge.log_stats"]``) over the last ``minutes``."""
     source = container.services.get("edge.log_stats")
     if source is None:
-        return _empty("no edge configured")
+        return _empty(EDGE_NOT_RUNNING)
     snap = source.snapshot(now.timestamp(), minutes)
     if not any(n["requests"] for n in snap["nodes"].values()):
+        if not any(n["log_present"] for n in snap["nodes"].values()):
+            return _empty(EDGE_NOT_RUNNING, **snap)
         return _empty(f"no cacheable requests in the edges' access logs in the last {minutes} min", **snap)
     return {"state": "ready", "window_minutes": minutes, **snap}
 
