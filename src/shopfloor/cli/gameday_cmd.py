@@ -93,17 +93,9 @@ def gameday(
             fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: one line, no traceback
             fail(f"database_url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    report = result.to_dict()
-    if report_out is not None:
-        import json
-
-        report_out.parent.mkdir(parents=True, exist_ok=True)
-        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if plot_out is not None:
         plot_gameday(result, plot_out)
-    if as_json:
-        print_json(report)
-    else:
+    if not _write_report(result.to_dict(), report_out, as_json):
         _print_report(result, CHECKS)
         if result.subscribers:
             sub = result.subscribers
@@ -135,14 +127,7 @@ def _edge(seconds: float, shoppers: int, seed: int, drain_timeout: float, databa
         except (RuntimeError, ValueError, FileNotFoundError) as exc:
             fail(str(exc))
     report = result.to_dict()
-    if report_out is not None:
-        import json
-
-        report_out.parent.mkdir(parents=True, exist_ok=True)
-        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if as_json:
-        print_json(report)
-    else:
+    if not _write_report(report, report_out, as_json):
         from rich.table import Table
 
         phases = Table(title="product pages by phase", title_justify="left")
@@ -187,14 +172,7 @@ def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share
         except (RuntimeError, ValueError) as exc:
             fail(str(exc))
     report = result.to_dict()
-    if report_out is not None:
-        import json
-
-        report_out.parent.mkdir(parents=True, exist_ok=True)
-        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if as_json:
-        print_json(report)
-    else:
+    if not _write_report(report, report_out, as_json):
         from rich.table import Table
 
         figures = Table(title="flash crowd", title_justify="left")
@@ -213,6 +191,18 @@ def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share
         console.print(verdicts)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _write_report(report: dict, report_out: Path | None, as_json: bool) -> bool:
+    """Write the report to ``report_out`` when given, and print it as JSON with ``--json``; True when printed."""
+    if report_out is not None:
+        import json
+
+        report_out.parent.mkdir(parents=True, exist_ok=True)
+        report_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if as_json:
+        print_json(report)
+    return as_json
 
 
 def _print_report(result, checks: tuple[str, ...]) -> None:

@@ -80,6 +80,27 @@ def count_payment_pending(engine) -> int:
             orders.c.status == OrderStatus.PAYMENT_PENDING.value)).scalar_one())
 
 
+def drain(engine, timeout_s: float, say=None) -> dict[str, Any]:
+    """Wait until the worker has delivered every outbox event and settled every pending payment, or ``timeout_s``
+    passed; returns how long it took and what was left (``settled`` False when time ran out)."""
+    import time
+
+    from ..orders import outbox_status
+
+    started = time.monotonic()
+    while True:
+        st = outbox_status(engine)
+        pending = count_payment_pending(engine)
+        settled = st["pending"] == 0 and pending == 0
+        if settled or time.monotonic() - started > timeout_s:
+            break
+        if say is not None:
+            say(f"draining: {st['pending']} events, {pending} payments pending")
+        time.sleep(0.5)
+    return {"seconds": round(time.monotonic() - started, 1), "settled": settled, "outbox_pending": st["pending"],
+            "outbox_delivered": st["delivered"], "outbox_dead": st["dead"], "payment_pending_orders": pending}
+
+
 def store_checks(engine, flash_units: int, initial: dict[tuple[str, str], int]) -> dict[str, Any]:
     """Stock conservation per row (units on hand now plus units that left with handed-off orders equal the units
     at the start; reservation counters match the live reservations), flash-sale units sold, and orders still

@@ -41,7 +41,7 @@ import httpx
 from ..runtime import ServerProcess, WorkerProcess, child_env, free_port
 from .checks import (
     charge_anomalies,
-    count_payment_pending,
+    drain,
     live_authorizations_on_ended_orders,
     processor_ledger,
     stock_snapshot,
@@ -365,7 +365,6 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     from ..config import Settings
     from ..edge import EdgeLayout, cache_stats, kill_node, nginx_binary, per_minute, read_log, start_all, start_node
     from ..edge import stop_all, write_configs
-    from ..orders import outbox_status
     from ..runtime import interrupt_on_termination
     from ..store.engine import make_engine
 
@@ -488,20 +487,13 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
         heal(admin, server.url, processors)
         engine = make_engine(url_db)
-        drain_started = time.monotonic()
         try:
-            while True:
-                st = outbox_status(engine)
-                payments_pending = count_payment_pending(engine)
-                settled = st["pending"] == 0 and payments_pending == 0
-                if settled or time.monotonic() - drain_started > drain_timeout_s:
-                    break
-                time.sleep(0.5)
+            drained = drain(engine, drain_timeout_s)
             checks = store_checks(engine, 150, initial)
         finally:
             engine.dispose()
-        result.drain = {"seconds": round(time.monotonic() - drain_started, 1), "settled": settled,
-                        "outbox_pending": st["pending"], "orders_by_status": checks["orders_by_status"]}
+        result.drain = {"seconds": drained["seconds"], "settled": drained["settled"],
+                        "outbox_pending": drained["outbox_pending"], "orders_by_status": checks["orders_by_status"]}
         charges = processor_ledger(server.url, key, processors)
         double_captures, double_auth = charge_anomalies(charges)
         live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
@@ -569,7 +561,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         "double_captures": double_captures,
         "double_authorizations": double_auth,
         "live_authorizations_on_cancelled_orders": live_on_ended,
-        "dead_letters": st["dead"],
+        "dead_letters": drained["outbox_dead"],
         "stock_not_conserved": checks["stock_not_conserved"],
         "unclean_checkout_failures": load.unclean_checkout_failures,
         "sellout_not_sold": 0 if sold else 1,

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from ..runtime import ServerProcess, WorkerProcess
 from .checks import (
     charge_anomalies,
-    count_payment_pending,
+    drain,
     processor_ledger,
     stock_snapshot,
     store_checks,
@@ -370,7 +370,6 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
              say: Callable[[str], None]) -> dict[str, Any]:
     import uuid
 
-    from ..orders import outbox_status
     from ..store.engine import make_engine
 
     name = "crowd" if with_crowd else "baseline"
@@ -398,13 +397,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         say(f"{name}: draining the outbox")
         engine = make_engine(url_db)
         try:
-            drain_started = time.monotonic()
-            while True:
-                st = outbox_status(engine)
-                pending = count_payment_pending(engine)
-                if (st["pending"] == 0 and pending == 0) or time.monotonic() - drain_started > 120:
-                    break
-                time.sleep(0.5)
+            drained = drain(engine, 120)
             checks = store_checks(engine, cfg.units, initial)
         finally:
             engine.dispose()
@@ -427,8 +420,8 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     return {"load": load, "crowd": crowd, "checks": checks, "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "double_captures": double_captures, "double_auth": double_auth,
-            "drain": {"seconds": round(time.monotonic() - drain_started, 1), "outbox_pending": st["pending"],
-                      "payment_pending_orders": pending}}
+            "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
+                      "payment_pending_orders": drained["payment_pending_orders"]}}
 
 
 def _forget_redis_prefix(redis_url: str, prefix: str) -> None:

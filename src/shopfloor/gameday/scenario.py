@@ -29,7 +29,7 @@ import httpx
 from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
 from .checks import (
     charge_anomalies,
-    count_payment_pending,
+    drain,
     live_authorizations_on_ended_orders,
     processor_ledger,
     stock_snapshot,
@@ -109,7 +109,6 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
     """Run one game day and return its report. ``database_url``: an empty database (default: a fresh SQLite file).
     ``slow_subscriber_s`` > 0 adds two webhook subscribers, one answering only after that many seconds; the fast one
     must still receive every accepted order (check ``webhook_fast_subscriber_missing``)."""
-    from ..orders import outbox_status
     from ..runtime import interrupt_on_termination
     from ..store.engine import make_engine
 
@@ -182,21 +181,13 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         say("healing and draining the outbox")
         heal(admin, server.url, processors)
         engine = make_engine(url_db)
-        drain_started = time.monotonic()
         try:
-            while True:
-                st = outbox_status(engine)
-                payments_pending = count_payment_pending(engine)
-                settled = st["pending"] == 0 and payments_pending == 0
-                if settled or time.monotonic() - drain_started > drain_timeout_s:
-                    break
-                say(f"draining: {st['pending']} events, {payments_pending} payments pending")
-                time.sleep(0.5)
+            drained = drain(engine, drain_timeout_s, say)
             checks = store_checks(engine, FLASH_UNITS, initial)  # once, after the drain
         finally:
             engine.dispose()
-        result.drain = {"seconds": round(time.monotonic() - drain_started, 1), "settled": settled,
-                        "outbox_pending": st["pending"], "outbox_delivered": st["delivered"],
+        result.drain = {"seconds": drained["seconds"], "settled": drained["settled"],
+                        "outbox_pending": drained["outbox_pending"], "outbox_delivered": drained["outbox_delivered"],
                         "payment_pending_orders": checks["payment_pending_orders"],
                         "provisional_quotes_left": checks["provisional_quotes_left"],
                         "orders_by_status": checks["orders_by_status"]}
@@ -253,7 +244,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         "double_captures": double_captures,
         "double_authorizations": double_auth,
         "live_authorizations_on_cancelled_orders": live_on_ended,
-        "dead_letters": st["dead"],
+        "dead_letters": drained["outbox_dead"],
         "stock_not_conserved": checks["stock_not_conserved"],
     }
     if subscribers is not None:
