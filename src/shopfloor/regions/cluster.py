@@ -280,6 +280,12 @@ def write_configs(layout: RegionsLayout) -> None:
     import yaml
 
     user = _db_user()
+    if user is not None:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        closed = next((p for p in [layout.root, *layout.root.parents] if not p.stat().st_mode & 0o001), None)
+        if closed is not None:
+            raise RuntimeError(f"regions_dir: {layout.root} is not reachable by the `{user}` user that runs "
+                               f"PostgreSQL ({closed} is closed to other users); choose a folder under an open one")
     for region in layout.regions:
         region.root.mkdir(parents=True, exist_ok=True)
         region.patroni_config.write_text(yaml.safe_dump(patroni_config(layout, region), sort_keys=False))
