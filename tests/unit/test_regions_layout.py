@@ -39,3 +39,8 @@ def test_a_standby_refusing_a_write_is_recognised_and_other_errors_are_not():
     assert is_read_only(psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"))
     assert not is_read_only(psycopg.errors.UniqueViolation("duplicate"))
     assert not is_read_only(ValueError("x"))
+
+
+def test_the_standby_clone_asks_for_a_fast_checkpoint(tmp_path):
+    layout = RegionsLayout.from_settings(Settings(regions_dir=tmp_path))
+    assert {"checkpoint": "fast"} in patroni_config(layout, layout.b)["postgresql"]["basebackup"]

@@ -266,6 +266,8 @@ def patroni_config(layout: RegionsLayout, region: Region) -> dict:
             "data_dir": str(region.data_dir),
             "bin_dir": pg_bin_dir(),
             "pgpass": str(region.root / "pgpass"),
+            # the standby's clone asks for an immediate checkpoint: a spread one keeps `up` waiting ~90 s
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {"superuser": {"username": "postgres"}, "replication": {"username": "postgres"}},
             "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",
                        "host replication all 127.0.0.1/32 trust"],
