@@ -237,6 +237,17 @@ class Settings(BaseSettings):
     capacity_warm_promise_url: str = Field(default="/v1/promise?sku={sku}&country={country}")
     capacity_warm_default_country: str = Field(default="US", min_length=2, max_length=2)
 
+    # --- two regions (active/passive) ----------------------------------------------------------------
+    regions_dir: Path = Field(default=Path("var/regions"), description="Where `shopfloor regions` keeps etcd, both "
+                              "regions' PostgreSQL data (Patroni), pid files and logs.")
+    regions_port_base: int = Field(default=25400, ge=1024, le=65000, description="etcd listens here (+1 its peer "
+                                   "port); PostgreSQL A/B on +10/+11, Patroni REST A/B on +20/+21, the apps A/B on "
+                                   "+30/+31.")
+    regions_synchronous: bool = Field(default=True, description="Synchronous replication (Patroni synchronous_mode): "
+                                      "a commit in A returns once B has it, so failover loses no acknowledged order.")
+    regions_ttl_s: int = Field(default=20, ge=20, le=300, description="Patroni leader-key TTL: how long a dead "
+                               "primary region holds the key before the standby may take over.")
+
     # --- storefront read path and edge cache ------------------------------------------------------
     read_database_url: str | None = Field(
         default=None, description="A PostgreSQL standby (or any read-only copy): storefront product reads and "

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .responses import FastJSONResponse
 
 from ..domain.errors import DomainError
+from ..store.engine import is_read_only
 from .middleware import BodyTooLarge
 
 log = logging.getLogger(__name__)
@@ -100,5 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - safety net
+        if is_read_only(exc):  # a write reached a standby: this region is not the primary
+            return envelope(503, "read_only_region", "this region's database is a standby: it takes no writes "
+                            "until a failover promotes it", headers={"Retry-After": "5"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return envelope(500, "internal_error", "internal error; it has been logged")

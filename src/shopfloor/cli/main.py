@@ -18,6 +18,7 @@ from . import (
     orders_cmd,
     payments_cmd,
     promise_cmd,
+    regions_cmd,
     restock_cmd,
     rules_cmd,
     simulate_cmd,
@@ -67,6 +68,7 @@ def _root(
 
 core_cmd.register(app)
 edge_cmd.register(app)
+regions_cmd.register(app)
 payments_cmd.register(app)
 fulfillment_cmd.register(app)
 promise_cmd.register(app)

@@ -93,3 +93,10 @@ class Forbidden(DomainError):
 class ServiceUnavailable(DomainError):
     code = "service_unavailable"
     status = 503
+
+
+class ReadOnlyRegion(ServiceUnavailable):
+    """This region's database is a standby (the other region is primary): it takes no writes until a failover
+    promotes it."""
+
+    code = "read_only_region"

@@ -20,11 +20,12 @@ from typing import Any, Callable
 
 import orjson
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 
 from ..domain.catalog import Warehouse
 from ..domain.clock import Clock
 from ..domain.errors import (
+    ReadOnlyRegion,
     DomainError,
     IdempotencyKeyReused,
     InvalidInput,
@@ -43,6 +44,7 @@ from ..domain.stock import (
 )
 from ..runtime import name_os_thread
 from ..store import orders_repo as repo
+from ..store.engine import is_read_only
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +263,16 @@ class CheckoutService:
             try:
                 results = self._apply_batch_once([cmd for cmd, _ in batch])
                 break
-            except (OperationalError, IntegrityError) as exc:
+            except (OperationalError, IntegrityError, InternalError) as exc:
+                if is_read_only(exc):  # a standby: retrying cannot help, say so
+                    err = ReadOnlyRegion("this region's database is a standby: it takes no orders until a failover "
+                                         "promotes it; send the checkout to the primary region")
+                    self._resolve(batch, [_Failed(err) if isinstance(cmd, (_Work, _Batched))
+                                          else CheckoutResult(err.status, error_body(err)) for cmd, _ in batch])
+                    return
+                if isinstance(exc, InternalError):
+                    log.exception("checkout batch failed")
+                    break
                 # Lock timeouts, serialization failures, lost connections, or another process committing one of
                 # our idempotency keys first: the whole batch rolled back, so re-run it (replays are detected).
                 log.warning("checkout batch failed (attempt %d): %s", attempt + 1, exc.__class__.__name__)

@@ -198,3 +198,10 @@ def make_unpooled_engine(url: str) -> Engine:
         eng = make_engine(url)
         return eng
     return create_engine(url, poolclass=NullPool)
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """Whether a database error says the server is a standby (SQLSTATE 25006, read_only_sql_transaction): the
+    region does not hold the primary, so the write belongs elsewhere."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) == "25006"

@@ -1,0 +1,108 @@
+"""``shopfloor regions``: two regions on one machine, active/passive (region A: app, worker, PostgreSQL primary;
+region B: app, synchronous standby), PostgreSQL managed by Patroni with etcd."""
+
+from __future__ import annotations
+
+import typer
+
+from .output import console, err_console, fail, print_json
+
+app = typer.Typer(help="Two regions, active/passive: A runs the app, the worker and the PostgreSQL primary, B the "
+                       "app and a synchronous standby (Patroni + etcd; tools/install-regions.sh installs them). "
+                       "Files under SHOPFLOOR_REGIONS_DIR (default var/regions).",
+                  no_args_is_help=True)
+
+
+def _layout():
+    from ..config import Settings
+    from ..regions import RegionsLayout
+
+    try:
+        return RegionsLayout.from_settings(Settings())
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _print_status(out: dict) -> None:
+    console.print(f"etcd      {'up' if out['etcd']['healthy'] else 'DOWN'}  {out['etcd']['url']}")
+    for name, r in out["regions"].items():
+        role = r["role"] or "-"
+        fenced = "  FENCED" if r["fenced"] else ""
+        console.print(f"region {name}  postgres {role:8} ({r['postgres']})  app {'up' if r['app_healthy'] else 'down':4}"
+                      f" {r['app']}  worker {'pid ' + str(r['worker']) if r['worker'] else '-'}{fenced}")
+    console.print(f"primary: {out['primary'] or 'none'}   replication: "
+                  f"{'synchronous' if out['synchronous'] else 'asynchronous'}")
+
+
+@app.command("up")
+def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timings and status as JSON.")) -> None:
+    """Start etcd, region A (Patroni primary, app, worker) and region B (Patroni standby cloned from A, app), and
+    wait until B is the synchronous standby and both apps answer. Idempotent."""
+    from ..regions import up
+
+    layout = _layout()
+    try:
+        with err_console.status("starting regions") as spinner:
+            out = up(layout, report=lambda msg: spinner.update(msg))
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(out)
+    else:
+        _print_status(out)
+        console.print(f"up in {out['timings']['total_s']:.1f} s")
+
+
+@app.command("status")
+def status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Each region's PostgreSQL role (Patroni), app health, worker and fence mark; which region is primary."""
+    from ..regions import status
+
+    out = status(_layout())
+    if as_json:
+        print_json(out)
+    else:
+        _print_status(out)
+
+
+@app.command("failover")
+def failover_cmd(
+    timeout: float = typer.Option(90.0, min=1, max=600, help="Seconds to wait for B to become primary."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fence region A (stop its app, worker, Patroni and PostgreSQL; mark it FENCED so `up` will not restart it),
+    let Patroni promote B's synchronous standby, and start B's worker."""
+    from ..regions import failover
+
+    layout = _layout()
+    try:
+        with err_console.status("failing over to region B") as spinner:
+            out = failover(layout, timeout=timeout, report=lambda msg: spinner.update(msg))
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(out)
+    else:
+        _print_status(out)
+        console.print(f"region B primary {out['promoted_s']:.1f} s after the failover began")
+
+
+@app.command("down")
+def down_cmd(
+    purge: bool = typer.Option(False, "--purge", help="Also delete both regions' data and the fence mark."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Stop both regions and etcd."""
+    from ..regions import down
+
+    out = down(_layout(), purge=purge)
+    if as_json:
+        print_json(out)
+    else:
+        for name, was in out.items():
+            console.print(f"{name:10} {'stopped' if was else 'was not running'}")
+
+
+def register(root: typer.Typer) -> None:
+    """Attach ``shopfloor regions`` to the root app."""
+    root.add_typer(app, name="regions")
