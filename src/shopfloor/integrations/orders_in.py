@@ -214,21 +214,43 @@ class OrderWriter:
     # --- after the fact --------------------------------------------------------------------------------------
 
     def cancel(self, conn: Connection, channel: str, external_id: str, reason: str) -> str | None:
-        """Cancel an imported order: reserved stock is released (stock already consumed stays gone until the
-        channel reports a new level). Returns the order id, or None when no such order was imported."""
+        """Cancel an imported order and give its stock back: a reservation (``reserve``) is released, stock that
+        was consumed (``consume``) goes back on hand. Exactly once: only the call that moves the order to
+        ``cancelled`` touches stock, so a cancellation delivered twice changes nothing the second time. Returns the
+        order id, or None when no such order was imported."""
         now = self.clock.now()
         order_id = conn.execute(select(order_sources.c.order_id).where(
             order_sources.c.channel == channel, order_sources.c.external_id == external_id)).scalar()
         if order_id is None:
             return None
+        # The conditional update is the guard: on PostgreSQL a second, concurrent cancellation waits for the row
+        # lock and then finds the order already cancelled.
         moved = conn.execute(update(orders).where(orders.c.id == order_id, orders.c.status != "cancelled")
                              .values(status="cancelled", updated_at=now)).rowcount
         if moved:
             release_reservations(conn, order_id)
+            self._restock_consumed(conn, order_id, now)
             enqueue_event(conn, "OrderCancelled", order_id,
                           {"order_id": order_id, "external_id": external_id, "channel": channel, "reason": reason},
                           now)
         return order_id
+
+    @staticmethod
+    def _restock_consumed(conn: Connection, order_id: str, now: datetime) -> int:
+        """Put the stock a cancelled order consumed back on hand (in (sku, warehouse) lock order); its reservation
+        rows become ``restocked`` so stock conservation (start - consumed = on hand) still holds."""
+        r = reservations.c
+        rows = conn.execute(select(r.sku, r.warehouse, r.qty).where(r.order_id == order_id, r.state == "consumed")
+                            .order_by(r.sku, r.warehouse)).all()
+        if not rows:
+            return 0
+        s = stock.c
+        conn.execute(update(stock).where(s.sku == bindparam("b_sku"), s.warehouse == bindparam("b_wh"))
+                     .values(on_hand=s.on_hand + bindparam("b_qty"), updated_at=now),
+                     [{"b_sku": x.sku, "b_wh": x.warehouse, "b_qty": int(x.qty)} for x in rows])
+        conn.execute(update(reservations).where(r.order_id == order_id, r.state == "consumed")
+                     .values(state="restocked"))
+        return sum(int(x.qty) for x in rows)
 
 
 def publish_stock_low(conn: Connection, sku: str, warehouse: str, was: int, now_available: int, threshold: int,
