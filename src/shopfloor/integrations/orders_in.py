@@ -110,10 +110,7 @@ class OrderWriter:
         result = WriteResult()
         now = self.clock.now()
         wanted = list(dict.fromkeys(o.external_id for o in batch))
-        seen: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            seen.update(r[0] for r in conn.execute(select(order_sources.c.external_id).where(
-                order_sources.c.channel == channel, order_sources.c.external_id.in_(chunk))))
+        seen = self._imported_before(conn, channel, wanted)
         todo: list[ImportedOrder] = []
         for o in batch:
             if o.external_id in seen:
@@ -181,6 +178,22 @@ class OrderWriter:
         for order_id, payload in events:
             enqueue_event(conn, "OrderImported", order_id, payload, now)
         return result
+
+    def _imported_before(self, conn: Connection, channel: str, external_ids: list[str]) -> set[str]:
+        """The external ids of this channel already written. On PostgreSQL one ``= ANY(%s)`` look-up planned for
+        each batch: a prepared statement (psycopg prepares a statement run five times) keeps the generic plan made
+        while the table was small, a sequential scan, and the look-up then grows with the table (0.1 s to 1.5 s a
+        batch over 100,000 lines); planned afresh, it is an index scan."""
+        if self._is_pg:
+            raw = conn.connection.driver_connection
+            rows = raw.execute("SELECT external_id FROM order_sources WHERE channel = %s AND external_id = ANY(%s)",
+                               (channel, external_ids), prepare=False).fetchall()
+            return {r[0] for r in rows}
+        seen: set[str] = set()
+        for chunk in _chunks(external_ids, 500):
+            seen.update(r[0] for r in conn.execute(select(order_sources.c.external_id).where(
+                order_sources.c.channel == channel, order_sources.c.external_id.in_(chunk))))
+        return seen
 
     def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert ``rows`` in this transaction. On PostgreSQL a batch goes through ``COPY ... FROM STDIN``: one
