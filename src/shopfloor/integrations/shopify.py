@@ -248,7 +248,9 @@ class ShopifyIntegration:
         return "ignored", f"topic {topic} is not handled"
 
     def _apply_pending_cancellation(self, conn, shop: str, external_id: str) -> bool:
-        """Apply a cancellation that was waiting for this order; its delivery becomes ``processed``."""
+        """Apply a cancellation that was waiting for this order; its delivery becomes ``processed``. A shop's
+        deliveries are one outbox aggregate (``shopify:{shop}``), handled one at a time in order, so the
+        cancellation's handler and the order's never run side by side and miss each other."""
         pc = shopify_pending_cancellations.c
         row = conn.execute(select(pc.delivery_id, pc.reason).where(pc.shop == shop, pc.external_id == external_id)
                            ).first()
