@@ -144,3 +144,54 @@ def test_a_missing_file_or_column_is_a_one_line_error(store, tmp_path):
     f.write_text("external_id,sku\nA,B\n")
     r = CliRunner().invoke(app, ["orders", "import", str(f), "--format", "long"])
     assert r.exit_code == 2 and "created_at" in r.output and "Traceback" not in r.output
+
+
+def test_large_batches_read_back_like_single_orders_and_keep_their_stock_policy(store, tmp_path):
+    """Batches of 50 rows and more go to PostgreSQL through COPY; what is stored must not depend on the path."""
+    big, single = tmp_path / "big.csv", tmp_path / "one.csv"
+    big.write_text(HEADER + _lines(60))
+    single.write_text(HEADER + _lines(1))
+    code, out = _import(big, "--stock-policy", "reserve", "--channel", "bulk")
+    assert code == 0 and out == {"imported": 60, "skipped": 0, "errors": []}
+    assert _import(single, "--stock-policy", "reserve", "--channel", "one")[1]["imported"] == 1
+    cols = [orders.c.status, orders.c.ship_to, orders.c.payment, orders.c.total, orders.c.currency,
+            orders.c.shipping, orders.c.promise, orders.c.split, orders.c.created_at]
+    with store.connect() as conn:
+        def row(channel):
+            return conn.execute(sa.select(*cols).join(order_sources, order_sources.c.order_id == orders.c.id)
+                                .where(order_sources.c.channel == channel, order_sources.c.external_id == "X0")
+                                ).one()._asdict()
+        bulk, one = row("bulk"), row("one")
+        null_json = conn.execute(sa.select(sa.func.count()).select_from(orders).where(
+            orders.c.shipping.is_(None))).scalar()
+    assert bulk | {"payment": None} == one | {"payment": None}
+    assert bulk["payment"] == {"channel": "bulk", "external_id": "X0"} and bulk["total"] == 2 * 499 + 1200
+    assert null_json == 0  # both paths store a missing document as the JSON null, as SQLAlchemy does
+    levels = _levels(store)
+    # 61 orders reserve 122 TEA-1 of 130 and all 50 MUG-1 (the other 11 are a recorded shortfall).
+    assert levels[("TEA-1", "W1")][1] + levels[("TEA-1", "W2")][1] == 122 and levels[("MUG-1", "W2")] == (50, 50)
+    assert _import(big, "--stock-policy", "reserve", "--channel", "bulk")[1] == {
+        "imported": 0, "skipped": 60, "errors": []}
+
+
+def test_a_large_batch_cut_short_mid_write_rolls_back_whole_and_resumes(store, tmp_path):
+    f = tmp_path / "orders.csv"
+    f.write_text(HEADER + _lines(120))
+    writer = OrderWriter(store, FixedClock(NOW))
+    plan = plan_import(*read_rows(f), "long")
+    real_insert, calls = writer._insert, {"n": 0}
+
+    def crash_after_the_lines_of_the_second_batch(conn, table, rows):
+        real_insert(conn, table, rows)
+        if table is order_lines:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("power cut")
+
+    writer._insert = crash_after_the_lines_of_the_second_batch
+    with pytest.raises(KeyboardInterrupt):
+        run_import(writer, plan, channel="import", policy="consume", on_error="stop", batch_orders=60)
+    assert _count(store, orders) == 60 and _count(store, order_lines) == 120 and _count(store, order_sources) == 60
+    code, out = _import(f, "--stock-policy", "consume")
+    assert code == 0 and out == {"imported": 60, "skipped": 60, "errors": []}
+    assert _count(store, orders) == 120 and _count(store, order_lines) == 240

@@ -166,7 +166,47 @@ def test_a_cancelled_order_is_cancelled_here_and_leaves_demand_history(client):
     assert daily_demand(client.container.engine).empty
 
 
-def test_a_reserve_policy_reserves_and_a_cancellation_releases(client):
+def test_a_cancellation_puts_consumed_stock_back_once_even_when_delivered_twice(client):
+    deliver(client, "orders/create", fixture("orders_create"), webhook_id="wh-1", event_id="ev-1")
+    client.worker.drain()
+    assert levels(client)[("TEA-1", "W1")] == (7, 0) and levels(client)[("MUG-1", "W2")] == (4, 0)
+    # The same cancellation twice under new webhook and event ids (a second subscription, a replay by Shopify).
+    deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-2", event_id="ev-2")
+    client.worker.drain()
+    deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-3", event_id="ev-3")
+    client.worker.drain()
+    assert levels(client)[("TEA-1", "W1")] == (10, 0) and levels(client)[("MUG-1", "W2")] == (5, 0)
+    from shopfloor.store.tables import outbox, reservations
+
+    with client.container.engine.connect() as conn:
+        states = {r.sku: r.state for r in conn.execute(sa.select(reservations.c.sku, reservations.c.state))}
+        cancelled_events = conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.type == "OrderCancelled")).scalar()
+    assert states == {"TEA-1": "restocked", "MUG-1": "restocked"} and cancelled_events == 1
+
+
+def test_a_cancellation_before_its_order_waits_and_is_applied_when_the_order_arrives(client):
+    deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-1", event_id="ev-1")
+    client.worker.drain()
+    with client.container.engine.connect() as conn:
+        status = conn.execute(sa.select(shopify_deliveries.c.status).where(
+            shopify_deliveries.c.webhook_id == "wh-1")).scalar()
+    assert status == "waiting"
+    deliver(client, "orders/create", fixture("orders_create"), webhook_id="wh-2", event_id="ev-2")
+    client.worker.drain()
+    [order] = client.get("/v1/orders", params={"external_id": "5511118291234"}, headers=client.admin).json()
+    assert order["status"] == "cancelled"
+    assert levels(client)[("TEA-1", "W1")] == (10, 0) and levels(client)[("MUG-1", "W2")] == (5, 0)
+    with client.container.engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(shopify_deliveries.c.webhook_id, shopify_deliveries.c.status)).all())
+    assert statuses == {"wh-1": "processed", "wh-2": "processed"}
+    # A late replay of the cancellation changes nothing more.
+    deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-3", event_id="ev-3")
+    client.worker.drain()
+    assert levels(client)[("TEA-1", "W1")] == (10, 0) and levels(client)[("MUG-1", "W2")] == (5, 0)
+
+
+def test_a_reserve_policy_reserves_and_a_cancellation_releases_once(client):
     client.put(f"/v1/integrations/shopify/{SHOP}", headers=client.admin, json={
         "secrets": [SECRET], "locations": {"71234567890": "W1"}, "stock_policy": "reserve"})
     deliver(client, "orders/create", fixture("orders_create"), webhook_id="wh-1")
@@ -175,6 +215,9 @@ def test_a_reserve_policy_reserves_and_a_cancellation_releases(client):
     deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-2")
     client.worker.drain()
     assert levels(client)[("TEA-1", "W1")] == (10, 0)
+    deliver(client, "orders/cancelled", fixture("orders_cancelled"), webhook_id="wh-3")
+    client.worker.drain()
+    assert levels(client)[("TEA-1", "W1")] == (10, 0) and levels(client)[("MUG-1", "W2")] == (5, 0)
 
 
 def _level(available: int, updated_at: str) -> bytes:

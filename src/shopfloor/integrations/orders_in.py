@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, select, update
 
 from ..domain.clock import Clock
+from ..store.engine import json_dumps
 from ..store.orders_repo import enqueue_event, release_reservations
 from ..store.integrations_tables import order_sources
 from ..store.tables import order_lines, orders, reservations, stock, warehouses
@@ -36,6 +37,9 @@ _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF
                            "VUV", "XPF", "BIF", "DJF"})
 #: Reservations of imported orders wait for the other channel to ship; the sweeper never expires them.
 RESERVE_FOR = timedelta(days=365)
+#: Batches of at least this many rows go to PostgreSQL through COPY; smaller ones (a webhook's single order) through
+#: an ordinary INSERT.
+_COPY_FROM = 50
 
 
 def to_minor_units(amount: str | int | float | Decimal, currency: str) -> int:
@@ -106,10 +110,7 @@ class OrderWriter:
         result = WriteResult()
         now = self.clock.now()
         wanted = list(dict.fromkeys(o.external_id for o in batch))
-        seen: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            seen.update(r[0] for r in conn.execute(select(order_sources.c.external_id).where(
-                order_sources.c.channel == channel, order_sources.c.external_id.in_(chunk))))
+        seen = self._imported_before(conn, channel, wanted)
         todo: list[ImportedOrder] = []
         for o in batch:
             if o.external_id in seen:
@@ -166,17 +167,54 @@ class OrderWriter:
                                           "status": status, "total": o.total, "currency": o.currency,
                                           "lines": lines_out, "ship_to": {"country": o.country,
                                                                           "postal_code": o.postal_code}}))
-        conn.execute(orders.insert(), order_rows)
-        conn.execute(order_lines.insert(), line_rows)
-        conn.execute(order_sources.insert(), source_rows)
+        self._insert(conn, orders, order_rows)
+        self._insert(conn, order_lines, line_rows)
+        self._insert(conn, order_sources, source_rows)
         self._move_stock(conn, moves, policy, now)
         for sku, wh in sorted(moves):
             publish_stock_low(conn, sku, wh, before[(sku, wh)], levels[sku][wh], self.stock_low_at, now)
         if res_rows:
-            conn.execute(reservations.insert(), res_rows)
+            self._insert(conn, reservations, res_rows)
         for order_id, payload in events:
             enqueue_event(conn, "OrderImported", order_id, payload, now)
         return result
+
+    def _imported_before(self, conn: Connection, channel: str, external_ids: list[str]) -> set[str]:
+        """The external ids of this channel already written. On PostgreSQL one ``= ANY(%s)`` look-up planned for
+        each batch: a prepared statement (psycopg prepares a statement run five times) keeps the generic plan made
+        while the table was small, a sequential scan, and the look-up then grows with the table (0.1 s to 1.5 s a
+        batch over 100,000 lines); planned afresh, it is an index scan."""
+        if self._is_pg:
+            raw = conn.connection.driver_connection
+            rows = raw.execute("SELECT external_id FROM order_sources WHERE channel = %s AND external_id = ANY(%s)",
+                               (channel, external_ids), prepare=False).fetchall()
+            return {r[0] for r in rows}
+        seen: set[str] = set()
+        for chunk in _chunks(external_ids, 500):
+            seen.update(r[0] for r in conn.execute(select(order_sources.c.external_id).where(
+                order_sources.c.channel == channel, order_sources.c.external_id.in_(chunk))))
+        return seen
+
+    def _insert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` in this transaction. On PostgreSQL a batch goes through ``COPY ... FROM STDIN``: one
+        statement and one stream instead of a pipelined INSERT per row (the same constraints are checked: a row
+        that breaks one, such as an external id imported concurrently, fails the whole batch, which rolls back)."""
+        if not rows:
+            return
+        if not self._is_pg or len(rows) < _COPY_FROM:
+            conn.execute(table.insert(), rows)
+            return
+        from psycopg import sql
+
+        columns = list(rows[0])
+        # JSON columns are written as SQLAlchemy writes them (None as the JSON null, orjson for the rest).
+        is_json = [isinstance(table.c[c].type, JSON) for c in columns]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([json_dumps(row[c]) if j else row[c] for c, j in zip(columns, is_json)])
 
     def _levels(self, conn: Connection, skus: set[str]) -> dict[str, dict[str, int]]:
         """Available stock per SKU and warehouse, locked (PostgreSQL) in the fixed (sku, warehouse) order."""
@@ -214,21 +252,43 @@ class OrderWriter:
     # --- after the fact --------------------------------------------------------------------------------------
 
     def cancel(self, conn: Connection, channel: str, external_id: str, reason: str) -> str | None:
-        """Cancel an imported order: reserved stock is released (stock already consumed stays gone until the
-        channel reports a new level). Returns the order id, or None when no such order was imported."""
+        """Cancel an imported order and give its stock back: a reservation (``reserve``) is released, stock that
+        was consumed (``consume``) goes back on hand. Exactly once: only the call that moves the order to
+        ``cancelled`` touches stock, so a cancellation delivered twice changes nothing the second time. Returns the
+        order id, or None when no such order was imported."""
         now = self.clock.now()
         order_id = conn.execute(select(order_sources.c.order_id).where(
             order_sources.c.channel == channel, order_sources.c.external_id == external_id)).scalar()
         if order_id is None:
             return None
+        # The conditional update is the guard: on PostgreSQL a second, concurrent cancellation waits for the row
+        # lock and then finds the order already cancelled.
         moved = conn.execute(update(orders).where(orders.c.id == order_id, orders.c.status != "cancelled")
                              .values(status="cancelled", updated_at=now)).rowcount
         if moved:
             release_reservations(conn, order_id)
+            self._restock_consumed(conn, order_id, now)
             enqueue_event(conn, "OrderCancelled", order_id,
                           {"order_id": order_id, "external_id": external_id, "channel": channel, "reason": reason},
                           now)
         return order_id
+
+    @staticmethod
+    def _restock_consumed(conn: Connection, order_id: str, now: datetime) -> int:
+        """Put the stock a cancelled order consumed back on hand (in (sku, warehouse) lock order); its reservation
+        rows become ``restocked`` so stock conservation (start - consumed = on hand) still holds."""
+        r = reservations.c
+        rows = conn.execute(select(r.sku, r.warehouse, r.qty).where(r.order_id == order_id, r.state == "consumed")
+                            .order_by(r.sku, r.warehouse)).all()
+        if not rows:
+            return 0
+        s = stock.c
+        conn.execute(update(stock).where(s.sku == bindparam("b_sku"), s.warehouse == bindparam("b_wh"))
+                     .values(on_hand=s.on_hand + bindparam("b_qty"), updated_at=now),
+                     [{"b_sku": x.sku, "b_wh": x.warehouse, "b_qty": int(x.qty)} for x in rows])
+        conn.execute(update(reservations).where(r.order_id == order_id, r.state == "consumed")
+                     .values(state="restocked"))
+        return sum(int(x.qty) for x in rows)
 
 
 def publish_stock_low(conn: Connection, sku: str, warehouse: str, was: int, now_available: int, threshold: int,

@@ -5,7 +5,9 @@ Receiving does only what must happen before the 200: check ``X-Shopify-Hmac-Sha2
 raw body, constant-time, against every secret of the shop so a rotation never drops deliveries), refuse a delivery
 whose ``X-Shopify-Triggered-At`` is too old, and store the raw body with an outbox event in one transaction.
 A delivery whose webhook id or event id was seen before is answered 200 and not stored again. Processing then runs
-on the worker: ``orders/create`` imports the order (stock per the shop's policy), ``orders/cancelled`` cancels it,
+on the worker: ``orders/create`` imports the order (stock per the shop's policy), ``orders/cancelled`` cancels it
+and gives its stock back (a cancellation that arrives before its order waits, with status ``waiting``, and is
+applied when the order arrives),
 ``inventory_levels/update`` sets the stock level of the mapped warehouse unless a newer level was already applied,
 ``products/update`` fills the inventory-item -> SKU mapping.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from ..domain.clock import Clock
 from ..domain.errors import DomainError, InvalidInput, NotFound
@@ -31,6 +33,7 @@ from ..store.integrations_tables import (
     shopify_deliveries,
     shopify_inventory_items,
     shopify_inventory_levels,
+    shopify_pending_cancellations,
     shopify_shops,
 )
 from ..store.orders_repo import enqueue_event
@@ -206,26 +209,33 @@ class ShopifyIntegration:
             shop = self._shop(conn, d.shop)
             payload = json.loads(d.body)
             try:
-                status, outcome = self._apply(conn, shop, d.topic, payload)
+                status, outcome = self._apply(conn, shop, d.topic, payload, delivery_id)
             except (KeyError, TypeError, ValueError) as exc:
                 status, outcome = "ignored", f"malformed {d.topic} payload: {type(exc).__name__}: {exc}"
             conn.execute(update(shopify_deliveries).where(shopify_deliveries.c.id == delivery_id)
                          .values(status=status, outcome=outcome[:2000]))
 
-    def _apply(self, conn, shop, topic: str, payload: dict[str, Any]) -> tuple[str, str]:
+    def _apply(self, conn, shop, topic: str, payload: dict[str, Any], delivery_id: int) -> tuple[str, str]:
         if topic == "orders/create":
             order = self._order(shop, payload)
-            res = self.writer.write([order], channel=channel_of(shop.shop), policy=shop.stock_policy, publish=True,
-                                    conn=conn)
+            channel = channel_of(shop.shop)
+            res = self.writer.write([order], channel=channel, policy=shop.stock_policy, publish=True, conn=conn)
             if res.already:
                 return "processed", f"order {order.external_id} was imported before"
-            return "processed", f"order {order.external_id} imported as {res.order_ids[order.external_id]}"
+            order_id = res.order_ids[order.external_id]
+            if self._apply_pending_cancellation(conn, shop.shop, order.external_id):
+                return "processed", f"order {order.external_id} imported as {order_id} and cancelled (its " \
+                                    "cancellation arrived first)"
+            return "processed", f"order {order.external_id} imported as {order_id}"
         if topic == "orders/cancelled":
             external_id = str(payload["id"])
-            order_id = self.writer.cancel(conn, channel_of(shop.shop), external_id,
-                                          str(payload.get("cancel_reason") or "cancelled on Shopify"))
+            reason = str(payload.get("cancel_reason") or "cancelled on Shopify")[:300]
+            order_id = self.writer.cancel(conn, channel_of(shop.shop), external_id, reason)
             if order_id is None:
-                return "ignored", f"no imported order {external_id} to cancel"
+                conn.execute(dialect_insert(conn, shopify_pending_cancellations).on_conflict_do_nothing().values(
+                    shop=shop.shop, external_id=external_id, delivery_id=delivery_id, reason=reason,
+                    received_at=self.clock.now()))
+                return "waiting", f"order {external_id} is not imported yet; cancelled when it arrives"
             return "processed", f"order {order_id} cancelled"
         if topic == "inventory_levels/update":
             return self._inventory_level(conn, shop, payload)
@@ -236,6 +246,21 @@ class ShopifyIntegration:
                 self._upsert_items(conn, shop.shop, items, self.clock.now())
             return "processed", f"{len(items)} inventory item(s) mapped"
         return "ignored", f"topic {topic} is not handled"
+
+    def _apply_pending_cancellation(self, conn, shop: str, external_id: str) -> bool:
+        """Apply a cancellation that was waiting for this order; its delivery becomes ``processed``. A shop's
+        deliveries are one outbox aggregate (``shopify:{shop}``), handled one at a time in order, so the
+        cancellation's handler and the order's never run side by side and miss each other."""
+        pc = shopify_pending_cancellations.c
+        row = conn.execute(select(pc.delivery_id, pc.reason).where(pc.shop == shop, pc.external_id == external_id)
+                           ).first()
+        if row is None:
+            return False
+        order_id = self.writer.cancel(conn, channel_of(shop), external_id, row.reason)
+        conn.execute(delete(shopify_pending_cancellations).where(pc.shop == shop, pc.external_id == external_id))
+        conn.execute(update(shopify_deliveries).where(shopify_deliveries.c.id == row.delivery_id).values(
+            status="processed", outcome=f"order {order_id} cancelled when the order arrived"))
+        return True
 
     def _order(self, shop, p: dict[str, Any]) -> ImportedOrder:
         currency = str(p.get("currency") or p.get("presentment_currency") or "USD").upper()

@@ -110,11 +110,24 @@ shopify_deliveries = Table(
     Column("topic", String(64), nullable=False),
     Column("triggered_at", UtcDateTime, nullable=True),
     Column("body", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # received -> processed | ignored
+    Column("status", String(16), nullable=False),  # received -> processed | ignored | waiting
     Column("outcome", Text, nullable=True),
     Column("received_at", UtcDateTime, nullable=False),
     UniqueConstraint("shop", "webhook_id", name="uq_shopify_deliveries_shop_webhook"),
     UniqueConstraint("shop", "event_id", name="uq_shopify_deliveries_shop_event"),
+)
+
+# A Shopify cancellation that arrived before its order: kept until ``orders/create`` for that order is processed,
+# then applied (the order is imported and cancelled in the same transaction).
+shopify_pending_cancellations = Table(
+    "shopify_pending_cancellations",
+    metadata,
+    Column("shop", String(255), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("delivery_id", Integer, nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("shop", "external_id"),
 )
 
 # Where an order from another channel came from: one row per order, unique per (channel, external id), which
