@@ -1,14 +1,14 @@
 """Shopify cancellations that arrived before their order, kept until the order arrives
 
-Revision ID: 0011_shopify_pending
-Revises: 0010_storefront_search
+Revision ID: 0012_shopify_pending
+Revises: 0011_fulfillment_analytics
 """
 from alembic import op
 import sqlalchemy as sa
 import shopfloor.store.tables
 
-revision = "0011_shopify_pending"
-down_revision = "0010_storefront_search"
+revision = "0012_shopify_pending"
+down_revision = "0011_fulfillment_analytics"
 branch_labels = None
 depends_on = None
 
