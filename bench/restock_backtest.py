@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--selection-end", default="2015-04-26",
                     help="M5 windows scored up to this date were used to select the defaults (in-sample)")
+    ap.add_argument("--in-sample", action="store_true",
+                    help="label every window in-sample: this history was used to choose the defaults "
+                         "(e.g. UCI Online Retail products ranked 201-400)")
     ap.add_argument("--tuning", default="", help="engine knobs to override, e.g. calibration_days=0,controller_gain=0.3")
     args = ap.parse_args(argv)
     tuning = None
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_restock_backtest(panel, service_levels=targets, lead_time=args.lead_time,
                                    test_days=args.test_days, warmup_days=args.warmup_days, tuning=tuning)
         scored_to = res["data"]["scored_to"]
-        in_sample = is_m5 and scored_to <= args.selection_end
+        in_sample = args.in_sample or (is_m5 and scored_to <= args.selection_end)
         windows.append({
             "end_offset": off,
             "scored": f"{res['data']['scored_from']}..{scored_to}",
