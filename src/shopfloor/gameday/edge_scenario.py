@@ -48,7 +48,7 @@ from .checks import (
     store_checks,
     verify_store,
 )
-from .faults import EDGE_SCHEDULE, LATENCY_MS, Fault, heal
+from .faults import EDGE_SCHEDULE, LATENCY_MS, Fault, heal, play
 from .seed import ensure_fresh_store, seed_bench_store
 
 SHOPPER_AGENT = "shopfloor-gameday-shopper"
@@ -430,12 +430,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         for t in threads:
             t.start()
         boundaries: list[tuple[float, str]] = []
-        for fault in sorted(schedule, key=lambda f: f.at):
-            wait = t0 + fault.at * seconds - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            say(f"fault: {fault.label}")
-            at = time.monotonic() - t0
+        for fault, at in play(schedule, t0, seconds, say):
             detail: dict[str, Any] = {}
             if fault.action in ("edge_down", "edge_up") and not through_edge:
                 detail["skipped"] = "no edge in the baseline"
@@ -470,9 +465,6 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
                 raise ValueError(f"edge game day: unknown action {fault.action!r}")
             boundaries.append((at, fault.name or fault.label))
             result.faults.append({"at_s": round(at, 1), "action": fault.action, "label": fault.label, **detail})
-        remaining = t0 + seconds - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
         load.stop.set()
         watch.stop.set()
         for t in threads:

@@ -4,6 +4,8 @@ system."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import json
 import threading
 import time
@@ -227,3 +229,16 @@ def heal(admin: httpx.Client, url: str, processors: list[str]) -> None:
         admin.put(f"{url}/v1/admin/processors/{name}/faults", json=HEAL).raise_for_status()
     admin.put(f"{url}/v1/admin/rates/faults", json=HEAL).raise_for_status()
 
+
+def play(schedule, t0: float, seconds: float, say) -> Iterator[tuple[Fault, float]]:
+    """Yield each fault of ``schedule`` when its time comes (``at`` is a fraction of the ``seconds``-long load phase
+    that started at monotonic ``t0``), with the seconds since ``t0``; after the last one, wait out the load phase."""
+    for fault in sorted(schedule, key=lambda f: f.at):
+        wait = t0 + fault.at * seconds - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        say(f"fault: {fault.label}")
+        yield fault, time.monotonic() - t0
+    remaining = t0 + seconds - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)

@@ -36,7 +36,7 @@ from .checks import (
     store_checks,
     verify_store,
 )
-from .faults import DEFAULT_SCHEDULE, LATENCY_MS, Fault, ProcessorKiller, heal, inject
+from .faults import DEFAULT_SCHEDULE, LATENCY_MS, Fault, ProcessorKiller, heal, inject, play
 from .report import Attempt, GameDayResult, summarize_phases, timeline
 from .seed import ensure_fresh_store, seed_bench_store
 
@@ -158,18 +158,10 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
         for t in threads:
             t.start()
         boundaries: list[tuple[float, str]] = []
-        for fault in sorted(schedule, key=lambda f: f.at):
-            wait = t0 + fault.at * seconds - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            say(f"fault: {fault.label}")
-            at = time.monotonic() - t0
+        for fault, at in play(schedule, t0, seconds, say):
             detail = inject(fault, server, worker, admin, processors, killer)
             boundaries.append((at, fault.name or fault.label))
             result.faults.append({"at_s": round(at, 1), "action": fault.action, "label": fault.label, **detail})
-        remaining = t0 + seconds - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
         crowd.stop.set()
         for t in threads:
             t.join(timeout=30)
