@@ -197,6 +197,9 @@ def test_the_analytics_route_answers_admins_with_the_contract_shape(db_url):
         assert r.status_code == 422 and "days" in str(r.json()["error"])
         r = client.get("/v1/analytics/fulfillment?days=5000", headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "days"
+        r = client.get("/v1/analytics/fulfillment?days=18446744073709551616",  # beyond 64 bits: still a 422
+                       headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "days"
         metrics = client.get("/metrics").text  # the same numbers for Grafana
         assert 'shopfloor_fulfillment_pick_pack_p50_hours{warehouse="north"} 5.0' in metrics
         assert 'shopfloor_fulfillment_returned_units{reason="damaged",sku="C"} 2.0' in metrics
@@ -227,3 +230,4 @@ def test_rules_on_the_analytics_signals_flag_listings_and_degrade_promises_in_th
     assert ("C", "propose_promotion") in flags
     assert repo.get_degradation("north", NOW)["extra_days"] == 1
     container.close()
+
