@@ -32,6 +32,11 @@ Per SKU:
   the engine runs a sales-only lost-sales store on the history's last days (where the demand is known) and measures
   true lost units / estimated lost units (:func:`calibrate_lost_scale`); the controller multiplies its lost-unit
   estimates by that ratio (``lost_scale``), and the demand model takes half of the correction.
+* **Dormant SKUs that come back.** A SKU that sold nothing for ``restart_days`` days holds only its presence stock;
+  when demand returns it sells that unit and closes at zero, and the size of what came back is hidden (on the UCI
+  wholesale panels, new and returning products carried 44 % of the lost units). Such a SKU restarts at the mean
+  daily demand that followed the restarts in the replayed history (:func:`restart_level`), not at its own level
+  of about zero.
 """
 
 from __future__ import annotations
