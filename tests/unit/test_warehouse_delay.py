@@ -88,8 +88,11 @@ def test_unchanged_promises_counts_only_the_delayed_warehouses_promises_that_nei
             _seen(23.0, dest="10001", deliver_by="2026-12-07"),       # unchanged
             _seen(24.0, warehouse="us-west-1"),                        # another warehouse: not counted
             _seen(60.0)]                                               # after the warehouse came back
-    out = unchanged_promises(seen, "us-east-1", known_from_s=15.0, until_s=50.0)
-    assert out == {"unchanged": 2, "during": 4, "baseline_destinations": 2, "baseline_provisional": 0}
+    out = unchanged_promises(seen, "us-east-1", delayed_from_s=10.0, known_from_s=15.0, until_s=50.0)
+    assert {k: out[k] for k in ("unchanged", "during", "baseline_destinations", "baseline_provisional")} == {
+        "unchanged": 2, "during": 4, "baseline_destinations": 2, "baseline_provisional": 0}
+    assert out["unchanged_at_s"] == [22.0, 23.0]
+    assert out["timeline"] == [[1.0, False], [20.0, True], [21.0, False]]
 
 
 def test_the_regions_schedule_delays_a_warehouse_and_kills_region_a():
@@ -112,3 +115,13 @@ def test_a_bad_regions_schedule_is_refused_naming_the_fault_and_field(data, mess
 def test_the_checkout_schedule_does_not_take_regions_faults():
     with pytest.raises(ValueError, match="action: one of processor"):
         parse_schedule([{"at": 0.2, "action": "region_down"}])
+
+
+def test_the_example_regions_schedule_file_is_the_default_regions_schedule():
+    from pathlib import Path
+
+    from shopfloor.gameday import load_schedule
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "gameday-regions.yaml"
+    faults = load_schedule(path, REGIONS_ACTIONS)
+    assert [(f.at, f.action, f.target) for f in faults] == [(f.at, f.action, f.target) for f in REGIONS_SCHEDULE]

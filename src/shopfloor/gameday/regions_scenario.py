@@ -43,7 +43,7 @@ from .checks import (
     store_checks,
     verify_store,
 )
-from .edge_scenario import POSTAL_CODES, SHOPPER_AGENT, VIEW_TIMEOUT_S, _Edges, _Load, _phases
+from .edge_scenario import POSTAL_CODES, SHOPPER_AGENT, VIEW_TIMEOUT_S, _Edges, _Load, _phases, _seed_sellout
 from .faults import DELAYED_WAREHOUSE, LATENCY_MS, REGIONS_SCHEDULE, Fault, heal, play
 from .seed import seed_bench_store
 from .warehouse_feed import PromiseSeen, WarehouseFeed, unchanged_promises
@@ -59,6 +59,13 @@ STATS_REFRESH_S = 1.0
 PROMISE_MAX_AGE_S = 1
 PROMISE_SWR_S = 1
 FEED_INTERVAL_S = 1.0
+
+
+def delay_known_after_s() -> float:
+    """Seconds from a warehouse's last event until its delay counts as known to shoppers: the stale-feed threshold,
+    one statistics refresh, and the promise's HTTP cache lifetime (max-age + stale-while-revalidate) at each of
+    the two cache tiers a promise passes (edge node, shield). Derived from the settings above, not measured."""
+    return STALE_FEED_AFTER_S + STATS_REFRESH_S + 2 * (PROMISE_MAX_AGE_S + PROMISE_SWR_S)
 
 
 @dataclass
@@ -264,6 +271,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         say("seeding the store and four weeks of fulfillment history")
         key = seed_bench_store(layout.a.database_url, n_skus, 150)
         _seed_delayed_sku(layout.a.database_url)
+        _seed_sellout(layout.a.database_url)  # the browsers' occasional look at the edge game day's sell-out SKU
         initial = stock_snapshot(layout.a.database_url)
         feed = WarehouseFeed(WAREHOUSES, [("US", p) for p in POSTAL_CODES], seed)
         with httpx.Client(timeout=60) as client:
@@ -276,7 +284,8 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         write_configs(edge_layout)
         start_all(edge_layout)
         feeder = _Feeder(feed, edge_urls[0], key)
-        feeder.send(httpx.Client(timeout=10), feed.tick(datetime.now(timezone.utc)))
+        threads = [threading.Thread(target=feeder.run, daemon=True)]  # fresh feeds before the load begins
+        threads[0].start()
         with httpx.Client(timeout=10) as client:  # warm: every product page once through each edge node
             for url in edge_urls:
                 for i in range(n_skus):
@@ -287,12 +296,12 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         t0 = time.monotonic()
         load = _Load(_Edges(edge_urls), key, n_skus, seed, t0, views_per_order)
         promise_watch = _PromiseWatch(edge_urls, t0)
-        threads = [threading.Thread(target=load.browse, args=(i,), daemon=True) for i in range(browsers)]
-        threads += [threading.Thread(target=load.buy, args=(i,), daemon=True) for i in range(buyers)]
-        threads += [threading.Thread(target=feeder.run, daemon=True),
-                    threading.Thread(target=promise_watch.run, daemon=True)]
-        for t in threads:
+        started_threads = [threading.Thread(target=load.browse, args=(i,), daemon=True) for i in range(browsers)]
+        started_threads += [threading.Thread(target=load.buy, args=(i,), daemon=True) for i in range(buyers)]
+        started_threads.append(threading.Thread(target=promise_watch.run, daemon=True))
+        for t in started_threads:
             t.start()
+        threads += started_threads
 
         def auto_failover() -> None:
             try:
@@ -394,14 +403,17 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         "shield_requests": shield_log.requests, "rto_probe": probe.outcome}
     delayed = next((f.target for f in schedule if f.action == "warehouse_delay"), None)
     if delay_at is not None and delayed is not None:
-        known_from = delay_at + STALE_FEED_AFTER_S + STATS_REFRESH_S + PROMISE_MAX_AGE_S + PROMISE_SWR_S
-        counted = unchanged_promises(promise_watch.seen, delayed, known_from, back_at if back_at else end_s + 1)
+        known_from = delay_at + delay_known_after_s()
+        counted = unchanged_promises(promise_watch.seen, delayed, delay_at, known_from,
+                                     back_at if back_at else end_s + 1)
         result.unchanged_promises_during_delay = counted["unchanged"]
         result.delay = {"warehouse": delayed, "delayed_at_s": round(delay_at, 1),
                         "known_from_s": round(known_from, 1), "back_at_s": None if back_at is None else round(back_at, 1),
                         "stale_feed_after_s": STALE_FEED_AFTER_S, "promises_looked_at": counted["during"],
                         "baseline_destinations": counted["baseline_destinations"],
                         "baseline_provisional": counted["baseline_provisional"],
+                        "unchanged_at_s": counted["unchanged_at_s"],
+                        "provisional_timeline": counted["timeline"],
                         "accepted_checkouts_while_delayed": sum(
                             1 for c in created if delay_at <= c["at"] < (back_at or end_s))}
     result.totals.update({

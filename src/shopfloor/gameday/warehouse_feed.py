@@ -85,21 +85,31 @@ class WarehouseFeed:
         return self.held.pop(wid, [])
 
 
-def unchanged_promises(seen: list[PromiseSeen], warehouse: str, known_from_s: float, until_s: float) -> dict[str, int]:
+def unchanged_promises(seen: list[PromiseSeen], warehouse: str, delayed_from_s: float, known_from_s: float,
+                       until_s: float) -> dict[str, Any]:
     """Promises from ``warehouse`` given between ``known_from_s`` (its delay is known: the feed is past the stale
     threshold and the promise caches have turned over) and ``until_s`` that went out unchanged: not provisional and
-    promising delivery no later than the latest such promise for the same destination before the delay. Also
-    counts the promises looked at, and the baseline's (a baseline that was already provisional proves nothing)."""
-    before = [p for p in seen if p.warehouse == warehouse and p.at_s < known_from_s]
+    promising delivery no later than the latest such promise for the same destination before the delay began
+    (``delayed_from_s``). Also counts the promises looked at, and the baseline's provisional ones (a baseline that
+    was all provisional proves nothing)."""
+    before = [p for p in seen if p.warehouse == warehouse and p.at_s < delayed_from_s]
     baseline: dict[str, str] = {}
     for p in before:
         if not p.provisional and p.deliver_by is not None:
             baseline[p.destination] = max(baseline.get(p.destination, p.deliver_by), p.deliver_by)
     during = [p for p in seen if p.warehouse == warehouse and known_from_s <= p.at_s < until_s]
-    unchanged = 0
-    for p in during:
-        latest = baseline.get(p.destination)
-        if not p.provisional and p.deliver_by is not None and (latest is None or p.deliver_by <= latest):
-            unchanged += 1
-    return {"unchanged": unchanged, "during": len(during), "baseline_destinations": len(baseline),
-            "baseline_provisional": sum(1 for p in before if p.provisional)}
+    unchanged = [p for p in during if not p.provisional and p.deliver_by is not None
+                 and (baseline.get(p.destination) is None or p.deliver_by <= baseline[p.destination])]
+    return {"unchanged": len(unchanged), "during": len(during), "baseline_destinations": len(baseline),
+            "baseline_provisional": sum(1 for p in before if p.provisional),
+            "unchanged_at_s": [round(p.at_s, 2) for p in unchanged[:20]],
+            "timeline": flag_changes([p for p in seen if p.warehouse == warehouse])}
+
+
+def flag_changes(seen: list[PromiseSeen]) -> list[list[Any]]:
+    """``[at_s, provisional]`` at the first promise and at each change of the provisional flag (for the report)."""
+    out: list[list[Any]] = []
+    for p in sorted(seen, key=lambda p: p.at_s):
+        if not out or out[-1][1] != p.provisional:
+            out.append([round(p.at_s, 2), p.provisional])
+    return out[:50]
