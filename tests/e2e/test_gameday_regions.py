@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 def test_a_short_regions_game_day_fails_over_to_b_losing_nothing_and_flags_the_delayed_warehouse():
     require_nginx()
     require_regions_tools()
-    result = run_regions_gameday(seconds=45, browsers=2, buyers=1, n_skus=20, port_base=26500)
+    # Ports: the first free block from SHOPFLOOR_REGIONS_PORT_BASE.
+    result = run_regions_gameday(seconds=45, browsers=2, buyers=1, n_skus=20)
     report = result.to_dict()
     assert result.passed, json.dumps(report, default=str)[:4000]
     assert [f["action"] for f in result.faults] == [f.action for f in REGIONS_SCHEDULE]

@@ -22,7 +22,6 @@ oversold, duplicated or charged twice, stock conserved) run against region B's d
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import threading
 import time
@@ -408,7 +407,8 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
                                      back_at if back_at else end_s + 1)
         result.unchanged_promises_during_delay = counted["unchanged"]
         result.delay = {"warehouse": delayed, "delayed_at_s": round(delay_at, 1),
-                        "known_from_s": round(known_from, 1), "back_at_s": None if back_at is None else round(back_at, 1),
+                        "known_from_s": round(known_from, 1),
+                        "back_at_s": None if back_at is None else round(back_at, 1),
                         "stale_feed_after_s": STALE_FEED_AFTER_S, "promises_looked_at": counted["during"],
                         "baseline_destinations": counted["baseline_destinations"],
                         "baseline_provisional": counted["baseline_provisional"],
