@@ -103,8 +103,13 @@ def up_cmd(
     purger_pid = _purger_pid(layout)
     if purger and purger_pid is None:
         log = open(layout.root / "purger.log", "ab")
+        env = os.environ.copy()
+        if regions:  # the purger reads stock and prices from region A's database (a failover needs a restart)
+            from ..regions import RegionsLayout
+
+            env["SHOPFLOOR_DATABASE_URL"] = RegionsLayout.from_settings(_settings()).a.database_url
         proc = subprocess.Popen([sys.executable, "-m", "shopfloor", "edge", "purger"], stdout=log, stderr=log,
-                                start_new_session=True, env=os.environ.copy())
+                                start_new_session=True, env=env)
         _purger_pid_file(layout).write_text(f"{proc.pid}\n")
         purger_pid = proc.pid
     out = {"nodes": pids, "purger": purger_pid, "edges": [n.url for n in layout.edges], "shield": layout.shield.url}
