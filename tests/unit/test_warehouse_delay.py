@@ -125,3 +125,15 @@ def test_the_example_regions_schedule_file_is_the_default_regions_schedule():
     path = Path(__file__).resolve().parents[2] / "examples" / "gameday-regions.yaml"
     faults = load_schedule(path, REGIONS_ACTIONS)
     assert [(f.at, f.action, f.target) for f in faults] == [(f.at, f.action, f.target) for f in REGIONS_SCHEDULE]
+
+
+def test_the_regions_game_day_refuses_a_schedule_with_a_checkout_fault_before_starting_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults:\n  - {at: 0.2, action: kill_server}\n")
+    result = CliRunner().invoke(app, ["gameday", "--scenario", "regions", "--schedule", str(bad)])
+    assert result.exit_code != 0
+    assert "--schedule" in result.output and "faults[0].action" in result.output
