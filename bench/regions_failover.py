@@ -54,6 +54,8 @@ def main() -> None:
                       "orders_lost_total": sum(r["orders_lost"] for r in runs),
                       "orders_acknowledged_total": sum(r["orders_acknowledged_before_kill"] for r in runs),
                       "loss_window_s_max": max((r["loss_window_s"] or 0.0) for r in runs),
+                      "flush_lag_s_max": max(r["flush_lag_s_max"] for r in runs),
+                      "unflushed_wal_bytes_max": max(r["unflushed_wal_bytes_max"] for r in runs),
                       "synchronous": not args.asynchronous, "shoppers": args.shoppers,
                       "target": {"rto_s": 30, "orders_lost": 0}}, indent=2))
 
@@ -79,14 +81,31 @@ def one_run(args) -> dict:
                     acknowledged.append(r.json()["order_id"])
                     acked_at[r.json()["order_id"]] = time.monotonic()
 
+        lag_samples: list[tuple[float, int]] = []  # (flush lag s, WAL bytes B has not flushed) while loaded
+
+        def sample_lag() -> None:  # what B would lack if A died now: the asynchronous loss window
+            try:
+                with psycopg.connect(layout.a.database_url, autocommit=True) as conn:
+                    while not stop.is_set():
+                        row = conn.execute(
+                            "select coalesce(extract(epoch from flush_lag), 0)::float8, "
+                            "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn), 0)::bigint "
+                            "from pg_stat_replication limit 1").fetchone()
+                        if row is not None:
+                            lag_samples.append((float(row[0]), int(row[1])))
+                        time.sleep(0.05)
+            except psycopg.Error:
+                pass
+
         shoppers = [threading.Thread(target=load) for _ in range(args.shoppers)]
-        for shopper in shoppers:
+        sampler = threading.Thread(target=sample_lag)
+        for shopper in [*shoppers, sampler]:
             shopper.start()
         time.sleep(args.load_s)
         killed_at = time.monotonic()
         kill_region(layout, "A")
         stop.set()
-        for shopper in shoppers:
+        for shopper in [*shoppers, sampler]:
             shopper.join()
         promoted = {}
         mover = threading.Thread(target=lambda: promoted.update(failover(layout, timeout=120)))
@@ -108,6 +127,11 @@ def one_run(args) -> dict:
             "rto_s": None if rto is None else round(rto, 2), "orders_acknowledged_before_kill": len(acknowledged),
             "orders_lost": len(lost), "checkout_attempts_in_b": attempts, "ttl_s": layout.ttl_s,
             "loss_window_s": round(killed_at - min(acked_at[o] for o in lost), 3) if lost else None,
+            "flush_lag_s_max": round(max((x[0] for x in lag_samples), default=0.0), 4),
+            "flush_lag_s_p99": round(sorted(x[0] for x in lag_samples)[int(0.99 * (len(lag_samples) - 1))], 4)
+            if lag_samples else None,
+            "unflushed_wal_bytes_max": max((x[1] for x in lag_samples), default=0),
+            "lag_samples": len(lag_samples),
             "synchronous": layout.synchronous, "promoted_s_after_failover_call": promoted.get("promoted_s"),
             "up_s": round(started["timings"]["total_s"], 1),
         }
