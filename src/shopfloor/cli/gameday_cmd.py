@@ -41,7 +41,8 @@ def gameday(
         None, help="An empty database to run against (default: a fresh SQLite file in a temporary folder)."),
     schedule: Path = typer.Option(
         None, help="Faults to inject instead of the default schedule: a .yaml or .json list of "
-                   "{at, action, target, patch, label} (see examples/gameday.yaml)."),
+                   "{at, action, target, patch, label} (see examples/gameday.yaml; regions: "
+                   "examples/gameday-regions.yaml)."),
     report_out: Path = typer.Option(None, help="Also write the report as JSON to this file."),
     plot_out: Path = typer.Option(None, help="Write a PNG: purchases per second and latency, faults marked."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
