@@ -344,8 +344,9 @@ class PredictivePlanner:
             if len(means):
                 peak = min(peak, float(means.max()) * self.config.upper_cap_over_mean)
         if self._surge and self._last is not None and len(self._prev) >= 2:
-            # A flash crowd: the forecast was beaten. Plan for the current rate (last two minutes) continuing to
-            # climb at the pace of the last few minutes until freshly requested replicas are ready.
+            # A flash crowd: the forecast was beaten. Plan for at least the current rate (last two minutes), and,
+            # with ``surge_extrapolation`` > 0, for it climbing at the pace of the last few minutes until freshly
+            # requested replicas are ready.
             prev = list(self._prev)
             now_rate = sum(prev[-2:]) / len(prev[-2:])
             half = len(prev) // 2
