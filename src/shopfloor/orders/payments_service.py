@@ -128,6 +128,10 @@ class PaymentsService:
         """Authorize within the checkout budget (``payments_checkout_budget_s``)."""
         return self.router.authorize(attempt, budget_s=self.settings.payments_checkout_budget_s, **kw)
 
+    async def authorize_inline_async(self, attempt: PaymentAttempt) -> AuthorizationResult:
+        """:meth:`authorize_inline` awaited on the running event loop (the checkout): no thread per call."""
+        return await self.router.authorize_async(attempt, budget_s=self.settings.payments_checkout_budget_s)
+
     def authorize_retry(self, attempt: PaymentAttempt, **kw: Any) -> AuthorizationResult:
         """Authorize from the worker (longer budget ``payments_worker_budget_s``), same key and suspects."""
         return self.router.authorize(attempt, budget_s=self.settings.payments_worker_budget_s, **kw)

@@ -57,12 +57,15 @@ class BuyPath:
 
     def __init__(self, checkout: OrderWriter, payments: InlinePayments | None = None,
                  settlement: PaymentSettlement | None = None, promise: OrderPromises | None = None,
-                 observer: CheckoutObserver | None = None) -> None:
+                 observer: CheckoutObserver | None = None, *, promise_inline: bool = False) -> None:
         self.checkout_service = checkout
         self.payments = payments
         self.settlement = settlement
         self.promise = promise
         self.observer = observer
+        # The promise's stock read on the event loop itself (a local SQLite read on a kept connection costs less
+        # than a thread hop) or, for a database across the network, in a worker thread.
+        self.promise_inline = promise_inline
 
     async def checkout(self, cmd: PlaceOrder) -> CheckoutResult:
         started = time.perf_counter()
@@ -74,14 +77,14 @@ class BuyPath:
 
     async def _checkout(self, cmd: PlaceOrder) -> tuple[CheckoutResult, dict | None]:
         extra = dict(cmd.extra)
-        # The promise (local reads, well under a millisecond) and then the rate quote (a remote call bounded by its
-        # timeout) share one worker thread: a second thread hop per checkout cost more than the overlap saved.
-        if self.payments is not None or self.promise is not None:
-            quote, promises = await asyncio.to_thread(self._quote_and_promises, cmd)
-        else:
-            quote, promises = None, None
+        # The remote calls (the rate quote, the authorization) are awaited on the event loop: no thread waits on
+        # another system per in-flight checkout. The promise is local work (see ``promise_inline``).
+        promises = None
+        if self.promise is not None:
+            promises = (self._line_promises(cmd) if self.promise_inline
+                        else await asyncio.to_thread(self._line_promises, cmd))
         if self.payments is not None:
-            extra["shipping"] = quote
+            extra["shipping"] = await self.payments.shipping.quote_for_checkout_async(cmd.country, cmd.postal_code)
             extra["payment_attempt_key"] = f"pay_{uuid.uuid4().hex}"
         if promises is not None:
             extra["promise"] = combine_promises(promises)
@@ -97,7 +100,7 @@ class BuyPath:
         order_id = result.body["order_id"]
         attempt = PaymentAttempt(extra["payment_attempt_key"], order_id, int(result.body["total"]),
                                  result.body["currency"], str(cmd.payment.get("token", "")), frozenset())
-        auth = await asyncio.to_thread(self.payments.authorize_inline, attempt)
+        auth = await self.payments.authorize_inline_async(attempt)
         scope = (f"{cmd.api_key_id}:checkout", cmd.idempotency_key)
         # Settlement rides the next group commit instead of paying for its own transaction and fsync.
         status, body = await self.checkout_service.run_batched(
@@ -106,12 +109,6 @@ class BuyPath:
         if body is None:
             return result, payment
         return CheckoutResult(status, body, created=True), payment
-
-    def _quote_and_promises(self, cmd: PlaceOrder) -> tuple[dict | None, Sequence[LinePromise] | None]:
-        promises = self._line_promises(cmd) if self.promise is not None else None
-        quote = (self.payments.shipping.quote_for_checkout(cmd.country, cmd.postal_code)
-                 if self.payments is not None else None)
-        return quote, promises
 
     def _line_promises(self, cmd: PlaceOrder) -> Sequence[LinePromise]:
         # Each line is promised from the warehouse the order's allocation will ship it from.
