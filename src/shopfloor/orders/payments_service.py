@@ -233,7 +233,8 @@ def build_payments_service(
     router_box: list[PaymentRouter] = []
 
     def order_source() -> list[str]:
-        stored = order_store.get(PROCESSOR_ORDER_KEY)
+        # Asked on every authorization, on the server's event loop too: never waits on the database once read.
+        stored = order_store.get_nowait(PROCESSOR_ORDER_KEY)
         return list(stored) if stored else list(settings.payments_processors)
 
     def health_sink(snapshot: list[dict[str, Any]]) -> None:
