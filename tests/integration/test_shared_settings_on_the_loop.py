@@ -54,3 +54,16 @@ def test_checkout_attempt_keys_are_unique_and_keep_their_shape():
     other_process._pid = os.getpid() + 1  # as if forked: a new random prefix is drawn and the count restarts
     first = other_process.next()
     assert first[4:20] != keys.next()[4:20] and first.endswith("0" * 16)
+
+
+def test_with_no_ttl_every_read_sees_the_latest_write_at_once(db_url):
+    engine = make_engine(db_url)
+    a = SharedJsonStore(engine, payments_runtime, key_column="key", value_column="value", clock=SystemClock(), ttl_s=0)
+    b = SharedJsonStore(engine, payments_runtime, key_column="key", value_column="value", clock=SystemClock(), ttl_s=0)
+    try:
+        a.put("processor_order", ["primary", "secondary"])
+        assert b.get_nowait("processor_order") == ["primary", "secondary"]
+        a.put("processor_order", ["secondary", "primary"])
+        assert b.get_nowait("processor_order") == ["secondary", "primary"]
+    finally:
+        engine.dispose()

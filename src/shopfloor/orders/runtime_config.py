@@ -60,7 +60,10 @@ class SharedJsonStore:
     def get_nowait(self, key: str) -> Any | None:
         """Like :meth:`get`, for callers that must not wait on the database (the server's event loop): a cached
         document past its ``ttl_s`` is returned as it is while a background thread reads the fresh one, so other
-        processes' writes are seen within ``ttl_s`` plus one read. Only the very first read of ``key`` waits."""
+        processes' writes are seen within ``ttl_s`` plus one read. Only the very first read of ``key`` waits, and
+        with ``ttl_s`` 0 (always read) every read does, as with :meth:`get`."""
+        if self._ttl_s <= 0:
+            return self.get(key)
         now = self._monotonic()
         with self._lock:
             hit = self._cache.get(key)
