@@ -120,7 +120,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         checkout.after_place = promise_bookkeeping(promise.store.record_promises_in)
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
-                                             observer=observer)
+                                             observer=observer, promise_inline=engine.dialect.name == "sqlite")
     build_integrations(container)
     container.services["storefront"] = build_storefront(container)
     container.services["tower.cache_warmer"] = EdgeCacheWarmer(container)

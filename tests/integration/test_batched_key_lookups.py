@@ -33,7 +33,7 @@ def test_batched_lookup_searches_the_primary_key_instead_of_scanning(tmp_path):
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     upgrade_database(url)
     engine = make_engine(url)
-    stmt = repo._idem_records_stmt.params(b_scopes=["key_a:checkout"], b_keys=["k1", "k2"])
+    stmt = repo._build_read(("idempotency", 1, 2)).params(b_s0="key_a:checkout", b_k0="k1", b_k1="k2")
     sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))

@@ -102,3 +102,74 @@ def test_the_raw_writer_setting_names_only_known_databases():
     assert Settings(store_raw_writer="").store_raw_writer == ""
     with pytest.raises(ValidationError, match="store_raw_writer"):
         Settings(store_raw_writer="mysql")
+
+
+def test_the_writers_reads_on_the_dbapi_cursor_find_what_sqlalchemy_finds_and_skip_sqlalchemys_execution(db_url):
+    from sqlalchemy import event as sa_event
+
+    from shopfloor.store import orders_repo as repo
+    from shopfloor.store.tables import skus, stock
+    from tests.support.store import seed
+
+    engine = make_engine(db_url)
+    seed(engine, {"w1": ("us-west", "US", ["9"]), "w2": ("us-east", "US", ["1"])}, {"A1": 100, "B2": 250},
+         {("A1", "w1"): 5, ("A1", "w2"): 7, ("B2", "w1"): 1})
+    through_sqlalchemy: list[str] = []
+    sa_event.listen(engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
+    try:
+        with engine.begin() as conn:
+            repo.save_idempotency_record(conn, "k:checkout", "i1", "h1", 201, '{"ok": 1}', NOW)
+        through_sqlalchemy.clear()
+        with engine.begin() as conn:
+            prices = repo.load_prices(conn, ["A1", "B2", "ZZ"])
+            levels = repo.load_levels(conn, ["A1", "B2"])
+            records = repo.get_idempotency_records(conn, [("k:checkout", "i1"), ("k:checkout", "nope")])
+            sa_prices = {r.sku: (r.price, r.currency) for r in conn.execute(select(skus.c.sku, skus.c.price,
+                                                                                   skus.c.currency))}
+            sa_levels = conn.execute(select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved)).all()
+        assert prices == {k: v for k, v in sa_prices.items() if k in ("A1", "B2")}
+        assert sorted((lv.sku, lv.warehouse, lv.on_hand, lv.reserved) for lv in levels) == sorted(
+            tuple(r) for r in sa_levels)
+        assert list(records) == [("k:checkout", "i1")]
+        assert records[("k:checkout", "i1")].request_hash == "h1" and records[("k:checkout", "i1")].status_code == 201
+        # Only BEGIN and the two comparison SELECTs went through SQLAlchemy: the writer's three reads did not.
+        assert not [sql for sql in through_sqlalchemy if "idempotency_keys" in sql or " IN " in sql]
+    finally:
+        engine.dispose()
+
+
+def test_the_checkouts_promise_bookkeeping_stores_what_the_one_at_a_time_path_stores(db_url):
+    from shopfloor.fulfillment.stats import OrderTrack, to_hours
+    from shopfloor.store.promise import SqlFulfillmentStore
+    from shopfloor.store.promise_tables import fulfillment_orders, fulfillment_stats
+
+    class Window:
+        confidence = 0.9
+
+        def __init__(self, days: int) -> None:
+            self.days = days
+
+        def attach_to(self, track: OrderTrack) -> None:  # what a DeliveryWindow sets
+            track.warehouse = "w1"
+            track.placed_h = to_hours(NOW)
+            track.promise_conf = self.confidence
+            track.promise_p50_h = 24.0 * self.days
+            track.promise_due_h = track.promise_eta_h = to_hours(NOW) + 24.0 * self.days
+
+    engine = make_engine(db_url)
+    store = SqlFulfillmentStore(engine)
+    try:
+        with engine.begin() as conn:
+            store.record_promises_in(conn, [("ord_1", Window(3)), ("ord_2", Window(5))], NOW)
+        with engine.begin() as conn:
+            store.record_promises_in(conn, [("ord_3", Window(4))], NOW)
+        store.record_promise("ord_4", Window(2), NOW)
+        with engine.connect() as conn:
+            tracks = {r.order_id: OrderTrack.from_json(r.track) for r in conn.execute(select(fulfillment_orders))}
+            stats_seqs = [r.seq for r in conn.execute(select(fulfillment_stats.c.seq))]
+        assert sorted(tracks) == ["ord_1", "ord_2", "ord_3", "ord_4"]
+        assert tracks["ord_2"].promise_p50_h == 120.0 and tracks["ord_3"].promise_conf == 0.9
+        assert tracks["ord_4"].promise_due_h == to_hours(NOW) + 48.0
+        assert store.current_seq() == 3 and all(seq <= 3 for seq in stats_seqs)  # one bump per transaction
+    finally:
+        engine.dispose()

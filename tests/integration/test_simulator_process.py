@@ -82,6 +82,33 @@ def test_a_checkout_pays_through_the_simulator_process(sim):
     assert [row["order_id"] for row in ledger] == [body["order_id"]]
 
 
+def test_checkouts_through_the_simulator_process_start_no_thread_per_remote_call(sim, monkeypatch):
+    import threading
+
+    def blocking_call(*_a, **_kw):
+        raise AssertionError("a checkout made a blocking remote call")
+
+    monkeypatch.setattr(HttpProcessor, "authorize", blocking_call)
+    monkeypatch.setattr(HttpRateQuoter, "quote", blocking_call)
+    db_url, url = sim
+    container = build_container(Settings(database_url=db_url, payments_sim_url=url))
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"A1": 1299}, {("A1", "w1"): 50})
+    _, shop = new_key(container.engine, "storefront")
+    before = {t.ident for t in threading.enumerate()}
+    with TestClient(create_app(container)) as client:
+        for i in range(5):
+            r = client.post("/v1/checkouts", headers={"Authorization": f"Bearer {shop}", "Idempotency-Key": f"nt-{i}"},
+                            json={"lines": [{"sku": "A1", "qty": 1}],
+                                  "ship_to": {"country": "US", "postal_code": f"9410{i}"},
+                                  "payment": {"token": "tok_ok"}})
+            assert r.status_code == 201 and r.json()["status"] == "authorized", r.text
+        started = [t.name for t in threading.enumerate() if t.ident not in before]
+    # The authorizations and rate quotes were awaited on the server's loop: no buy-path or rates thread (one
+    # payments pool thread at most: it writes the breakers' health snapshot every 2 s, off the loop).
+    assert not [n for n in started if n.startswith(("buy-path", "rates"))], started
+    assert len([n for n in started if n.startswith("payments")]) <= 1, started
+
+
 def test_a_client_comes_back_after_the_simulator_process_is_killed_and_finds_the_charge_it_made(db_url, tmp_path):
     faults = '{"primary": {"latency_ms": 1}, "secondary": {"latency_ms": 1}, "rates": {"latency_ms": 1}}'
     proc = SimulatorProcess(db_url, env={"SHOPFLOOR_PAYMENTS_SIM_FAULTS": faults}, log_path=tmp_path / "sim.log")

@@ -166,3 +166,40 @@ def test_without_a_ttl_every_checkout_asks_the_rate_service():
     q.quote_for_checkout("US", "10001")
     q.quote_for_checkout("US", "10001")
     assert rates.calls == 2
+
+
+class AsyncRates(FakeRates):
+    """A rate service client with the HTTP adapter's async face."""
+
+    honours_timeout = True
+
+    def __init__(self, mode="ok"):
+        super().__init__(mode)
+        self.async_calls = 0
+
+    async def quote_async(self, country, postal_code, weight_g, *, timeout_s):
+        self.async_calls += 1
+        return self.quote(country, postal_code, weight_g, timeout_s=timeout_s)
+
+
+def test_the_checkout_awaits_a_client_with_an_async_face_on_the_loop_and_reuses_its_quote():
+    import asyncio
+
+    rates, tick = AsyncRates(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+    first = asyncio.run(q.quote_for_checkout_async("US", "10001", 2000))
+    again = asyncio.run(q.quote_for_checkout_async("us", "10001", 2000))
+    assert first["provisional"] is False and again == first
+    assert rates.async_calls == 1 and rates.calls == 1
+
+
+def test_on_the_loop_a_failing_or_blackholed_service_still_gives_a_provisional_quote_within_the_timeout():
+    import asyncio
+
+    failing = quoter(AsyncRates("error"))
+    doc = asyncio.run(failing.quote_for_checkout_async("US"))
+    assert doc["provisional"] is True and doc["reason"] == "error"
+    blackholed = quoter(FakeRates("blackhole"))  # no async face, ignores its timeout: a thread under a deadline
+    t0 = time.perf_counter()
+    doc = asyncio.run(blackholed.quote_for_checkout_async("US"))
+    assert doc["provisional"] is True and doc["reason"] == "timeout" and time.perf_counter() - t0 < 1.0

@@ -128,6 +128,10 @@ class PaymentsService:
         """Authorize within the checkout budget (``payments_checkout_budget_s``)."""
         return self.router.authorize(attempt, budget_s=self.settings.payments_checkout_budget_s, **kw)
 
+    async def authorize_inline_async(self, attempt: PaymentAttempt) -> AuthorizationResult:
+        """:meth:`authorize_inline` awaited on the running event loop (the checkout): no thread per call."""
+        return await self.router.authorize_async(attempt, budget_s=self.settings.payments_checkout_budget_s)
+
     def authorize_retry(self, attempt: PaymentAttempt, **kw: Any) -> AuthorizationResult:
         """Authorize from the worker (longer budget ``payments_worker_budget_s``), same key and suspects."""
         return self.router.authorize(attempt, budget_s=self.settings.payments_worker_budget_s, **kw)
@@ -229,7 +233,8 @@ def build_payments_service(
     router_box: list[PaymentRouter] = []
 
     def order_source() -> list[str]:
-        stored = order_store.get(PROCESSOR_ORDER_KEY)
+        # Asked on every authorization, on the server's event loop too: never waits on the database once read.
+        stored = order_store.get_nowait(PROCESSOR_ORDER_KEY)
         return list(stored) if stored else list(settings.payments_processors)
 
     def health_sink(snapshot: list[dict[str, Any]]) -> None:

@@ -36,6 +36,8 @@ class ShippingQuotes(Protocol):
 
     def quote_for_checkout(self, country: str, postal_code: str | None = None) -> dict[str, Any]: ...
 
+    async def quote_for_checkout_async(self, country: str, postal_code: str | None = None) -> dict[str, Any]: ...
+
 
 class InlinePayments(Protocol):
     """Authorizes a payment within the checkout's budget, and quotes shipping (``shipping``)."""
@@ -43,6 +45,8 @@ class InlinePayments(Protocol):
     shipping: ShippingQuotes
 
     def authorize_inline(self, attempt: PaymentAttempt) -> AuthorizationResult: ...
+
+    async def authorize_inline_async(self, attempt: PaymentAttempt) -> AuthorizationResult: ...
 
     def close(self) -> None: ...
 

@@ -3,6 +3,7 @@ provisional estimate from a configured table, flagged and reconciled later by th
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import threading
 import time
@@ -43,6 +44,9 @@ class RateQuoter(Protocol):
     """
 
     def quote(self, country: str, postal_code: str | None, weight_g: int, *, timeout_s: float) -> RateQuote: ...
+
+    # Optional: ``async def quote_async(...)`` with the same arguments, awaited by the checkout on its event loop
+    # (``ShippingQuoter.quote_for_checkout_async``) when the adapter also ``honours_timeout``.
 
 
 class ProvisionalRateTable:
@@ -123,18 +127,54 @@ class ShippingQuoter:
         """A live quote, or a provisional one ``{"provisional": true, "reason": ...}``. Never raises for the
         rate service's trouble and never takes much longer than ``timeout_s``. A live quote for the same
         destination and weight from the last ``cache_ttl_s`` seconds is reused (a copy)."""
-        key = (country.upper(), (postal_code or "").strip().upper() or None, weight_g)
-        if self.cache_ttl_s > 0:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > self._monotonic():
-                return dict(hit[1])
-        if not self.breaker.allow():
-            return self.provisional(country, "rate_service_circuit_open")
+        key, ready = self._before_call(country, postal_code, weight_g)
+        if ready is not None:
+            return ready
         try:
             quote = self._bounded(country, postal_code, weight_g, self.timeout_s)
         except RateServiceError as exc:
             self.breaker.record_failure()
             return self.provisional(country, exc.reason)
+        return self._after_call(key, quote)
+
+    async def quote_for_checkout_async(
+        self, country: str, postal_code: str | None = None, weight_g: int = DEFAULT_WEIGHT_G
+    ) -> dict[str, Any]:
+        """:meth:`quote_for_checkout` on the running event loop: a cached quote without any await; a rate service
+        client with ``quote_async`` (the HTTP one) awaited on the loop, any other in a thread."""
+        key, ready = self._before_call(country, postal_code, weight_g)
+        if ready is not None:
+            return ready
+        native = getattr(self._quoter, "quote_async", None)
+        try:
+            if native is not None and getattr(self._quoter, "honours_timeout", False) is True:
+                try:
+                    quote = await native(country, postal_code, weight_g, timeout_s=self.timeout_s)
+                except RateServiceError:
+                    raise
+                except Exception as exc:  # a transport error of a real adapter
+                    raise RateServiceError("error", f"{type(exc).__name__}: {exc}") from exc
+            else:
+                quote = await asyncio.to_thread(self._bounded, country, postal_code, weight_g, self.timeout_s)
+        except RateServiceError as exc:
+            self.breaker.record_failure()
+            return self.provisional(country, exc.reason)
+        return self._after_call(key, quote)
+
+    def _before_call(self, country: str, postal_code: str | None, weight_g: int
+                     ) -> tuple[tuple[str, str | None, int], dict[str, Any] | None]:
+        """(cache key, an answer that needs no call: a cached live quote, or provisional while the breaker is
+        open)."""
+        key = (country.upper(), (postal_code or "").strip().upper() or None, weight_g)
+        if self.cache_ttl_s > 0:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > self._monotonic():
+                return key, dict(hit[1])
+        if not self.breaker.allow():
+            return key, self.provisional(country, "rate_service_circuit_open")
+        return key, None
+
+    def _after_call(self, key: tuple[str, str | None, int], quote: RateQuote) -> dict[str, Any]:
         self.breaker.record_success()
         doc = self._live(quote)
         if self.cache_ttl_s > 0:

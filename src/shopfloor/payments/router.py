@@ -18,6 +18,7 @@ period, then half-open probes) keep a sick processor from eating the checkout bu
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import logging
 import os
@@ -176,6 +177,22 @@ class _Run:
     cancelled_at: set[str] = field(default_factory=set)  # processors where the key is certainly dead
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One processor call an authorization needs: ``operation`` (authorize, void, status) at ``name`` with ``args``
+    (positional, then ``timeout_s``), recorded in ``calls``."""
+
+    name: str
+    operation: str
+    timeout: float
+    calls: list[CallRecord]
+    args: tuple
+
+    def sync_fn(self, proc: PaymentProcessor) -> Callable[[], Any]:
+        method, args, timeout = getattr(proc, self.operation), self.args, self.timeout
+        return lambda: method(*args, timeout_s=timeout)
+
+
 def new_attempt_key(order_id: str) -> str:
     """A fresh idempotency key for one payment attempt of ``order_id``."""
     return f"pay_{order_id}_{uuid.uuid4().hex[:16]}"
@@ -276,6 +293,10 @@ class PaymentRouter:
         return names
 
     # -- authorize ----------------------------------------------------------------------------------------------
+    # The authorization's decisions are written once, as a generator that yields each processor call it needs
+    # (:class:`_Step`) and is sent the answer (or has the call's error thrown in). :meth:`authorize` runs those calls
+    # in the calling thread (the worker), :meth:`authorize_async` awaits them on the running event loop (the
+    # checkout), so that no thread waits on a remote call per in-flight checkout. Same decisions, same keys.
     def authorize(
         self,
         attempt: PaymentAttempt,
@@ -290,6 +311,44 @@ class PaymentRouter:
         before the request leaves. Call this outside any open database transaction of the caller: processors are
         other systems and may take seconds.
         """
+        steps = self._authorize_steps(attempt, budget_s, before_call)
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    answer = self._call(step.name, step.operation, step.sync_fn(self._processors[step.name]),
+                                        step.timeout, step.calls)
+                except PaymentError as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    async def authorize_async(
+        self,
+        attempt: PaymentAttempt,
+        *,
+        budget_s: float,
+        before_call: Callable[[str, str, str], None] | None = None,
+    ) -> AuthorizationResult:
+        """:meth:`authorize` on the running event loop. A processor with ``<operation>_async`` methods (the HTTP
+        adapter) is awaited on the loop; any other one is called in the router's thread pool."""
+        steps = self._authorize_steps(attempt, budget_s, before_call)
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    answer = await self._acall(step)
+                except PaymentError as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    def _authorize_steps(self, attempt: PaymentAttempt, budget_s: float,
+                         before_call: Callable[[str, str, str], None] | None):
         run = _Run(
             attempt=attempt,
             deadline=self._monotonic() + budget_s,
@@ -304,7 +363,7 @@ class PaymentRouter:
         for name in sorted(run.suspects, key=lambda n: (rank.get(n, len(rank)), n)):
             if name not in self._processors:
                 return self._pending(run, "suspect_unknown")
-            resolved = self._resolve_suspect(run, name)
+            resolved = yield from self._resolve_suspect(run, name)
             if resolved is not None:
                 return resolved
 
@@ -326,18 +385,10 @@ class PaymentRouter:
                 except Exception:
                     breaker.release()
                     raise
-            proc = self._processors[name]
             timeout = min(self.policy.call_timeout_s, run.deadline - self._monotonic())
             try:
-                resp = self._call(
-                    name,
-                    "authorize",
-                    lambda p=proc, t=timeout: p.authorize(
-                        key, attempt.amount, attempt.currency, attempt.token, attempt.order_id, timeout_s=t
-                    ),
-                    timeout,
-                    run.calls,
-                )
+                resp = yield _Step(name, "authorize", timeout, run.calls,
+                                   (key, attempt.amount, attempt.currency, attempt.token, attempt.order_id))
             except AttemptKeyCancelled:
                 breaker.record_success()
                 run.cancelled_at.add(name)
@@ -348,7 +399,7 @@ class PaymentRouter:
             except OutcomeUnknown:
                 breaker.record_failure()
                 run.suspects.add(name)
-                resolved = self._resolve_suspect(run, name)
+                resolved = yield from self._resolve_suspect(run, name)
                 if resolved is not None:
                     return resolved
                 continue
@@ -359,8 +410,9 @@ class PaymentRouter:
             return self._pending(run, "attempt_key_exhausted", key_exhausted=True)
         return self._pending(run, "all_breakers_open" if skipped_open == len(order) else "no_processor_available")
 
-    def _resolve_suspect(self, run: _Run, name: str) -> AuthorizationResult | None:
-        """Settle what ``name`` holds under the key after an ambiguous outcome.
+    def _resolve_suspect(self, run: _Run, name: str):
+        """Settle what ``name`` holds under the key after an ambiguous outcome (a step generator, see
+        :meth:`_authorize_steps`).
 
         Returns a final result when the processor holds a live authorization (approved) or a decline, a pending
         result when that cannot be learnt in the time left, and ``None`` (after removing ``name`` from the
@@ -370,7 +422,7 @@ class PaymentRouter:
         processor can only end as cancelled for this attempt, because that cancel may still land.
         """
         key = run.attempt.idempotency_key
-        status = self._status(name, key, run.deadline, run.calls)
+        status = yield from self._status_step(name, key, run.deadline, run.calls)
         if status is None:
             return self._pending(run, self._why_unknown(run))
         if status.found and status.declined:
@@ -391,9 +443,8 @@ class PaymentRouter:
             run.before_call(key, name, "void")
         run.cancelling.add(name)
         timeout = min(self.policy.status_timeout_s, remaining)
-        proc = self._processors[name]
         try:
-            resp = self._call(name, "void", lambda p=proc, t=timeout: p.void(key, timeout_s=t), timeout, run.calls)
+            resp = yield _Step(name, "void", timeout, run.calls, (key,))
         except PaymentError:
             self._breakers[name].record_failure()
             return self._pending(run, self._why_unknown(run))
@@ -402,7 +453,7 @@ class PaymentRouter:
             self._cleared(run, name)
             return None
         # The cancel was refused because the charge was captured in the meantime: that is the payment.
-        status = self._status(name, key, run.deadline, run.calls)
+        status = yield from self._status_step(name, key, run.deadline, run.calls)
         if status is not None and status.found and status.authorized and status.captured:
             return self._final(run, AuthOutcome.APPROVED, name, status.reference)
         return self._pending(run, self._why_unknown(run))
@@ -444,21 +495,16 @@ class PaymentRouter:
             calls=tuple(run.calls),
         )
 
-    def _status(
-        self, name: str, key: str, deadline: float, calls: list[CallRecord]
-    ) -> ChargeStatus | None:
-        """Ask ``name`` about ``key``; ``None`` when it cannot tell us in the time left."""
+    def _status_step(self, name: str, key: str, deadline: float, calls: list[CallRecord]):
+        """Ask ``name`` about ``key`` (a step generator); ``None`` when it cannot tell us in the time left."""
         remaining = deadline - self._monotonic()
         if remaining < self.policy.min_call_s:
             calls.append(CallRecord(name, "status", "skipped_no_budget", 0.0))
             return None
         timeout = min(self.policy.status_timeout_s, remaining)
-        proc = self._processors[name]
         breaker = self._breakers[name]
         try:
-            status = self._call(
-                name, "status", lambda p=proc, t=timeout: p.status(key, timeout_s=t), timeout, calls
-            )
+            status = yield _Step(name, "status", timeout, calls, (key,))
         except PaymentError:
             breaker.record_failure()
             return None
@@ -568,6 +614,53 @@ class PaymentRouter:
             calls.append(CallRecord(name, operation, outcome, elapsed * 1000.0, error))
             self._count(name, operation, outcome)
 
+    async def _acall(self, step: _Step) -> Any:
+        """:meth:`_call` on the running event loop: the processor's ``<operation>_async`` method when it has one
+        (and honours its timeout), else its blocking method in the pool under a hard deadline."""
+        name, operation, timeout = step.name, step.operation, step.timeout
+        proc = self._processors[name]
+        self._metrics.attempts.labels(processor=name, operation=operation).inc()
+        started = self._monotonic()
+        native = getattr(proc, operation + "_async", None)
+        if getattr(proc, "honours_timeout", False) is not True:
+            native = None
+        outcome = "approved"
+        error: str | None = None
+        try:
+            try:
+                if native is not None:
+                    result = await native(*step.args, timeout_s=timeout)
+                else:
+                    fn = step.sync_fn(proc)
+                    result = await asyncio.wait_for(
+                        asyncio.wrap_future(self._pool().submit(fn)), timeout=max(timeout, 0.0))
+            except (asyncio.TimeoutError, TimeoutError):
+                raise ProcessorTimeout(name, f"no answer within {timeout:.3f}s") from None
+            except (DefinitelyNotCharged, OutcomeUnknown):
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an adapter bug or transport error we cannot classify: assume unknown
+                raise OutcomeUnknown(name, f"unexpected {type(exc).__name__}: {exc}") from exc
+        except DefinitelyNotCharged as exc:
+            outcome, error = "not_charged", exc.message
+            raise
+        except OutcomeUnknown as exc:
+            outcome, error = "unknown", exc.message
+            raise
+        else:
+            if isinstance(result, ProcessorResponse) and not result.approved:
+                outcome = "declined"
+            elif isinstance(result, ChargeStatus):
+                outcome = "found" if result.found else "not_found"
+            return result
+        finally:
+            elapsed = self._monotonic() - started
+            self._metrics.latency.labels(processor=name, operation=operation).observe(elapsed)
+            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
+            step.calls.append(CallRecord(name, operation, outcome, elapsed * 1000.0, error))
+            self._count(name, operation, outcome)
+
     def _count(self, name: str, operation: str, outcome: str) -> None:
         with self._counters_lock:
             c = self._counters.setdefault(name, {})
@@ -608,8 +701,19 @@ class PaymentRouter:
         if not force and now - self._last_snapshot < self.policy.health_snapshot_interval_s:
             return
         self._last_snapshot = now
+        snapshot = self.health()
         try:
-            self._health_sink(self.health())
+            on_loop = not force and asyncio.get_running_loop() is not None
+        except RuntimeError:  # a worker or CLI thread
+            on_loop = False
+        if on_loop:  # an async authorization on the server's event loop: a database write must not block it
+            self._pool().submit(self._write_snapshot, snapshot)
+        else:
+            self._write_snapshot(snapshot)
+
+    def _write_snapshot(self, snapshot: list[dict[str, Any]]) -> None:
+        try:
+            self._health_sink(snapshot)
         except Exception:  # health reporting must never break a payment
             log.warning("could not persist payment health snapshot", exc_info=True)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
@@ -72,24 +72,47 @@ def get_idempotency_record(conn: Connection, scope: str, key: str):
     ).first()
 
 
-# Both columns of the primary key (scope, key) are constrained, so the look-up is an index search per pair. With
-# ``key IN (...)`` alone the leading column was free and every group commit scanned the whole table, a cost that
-# grows with every order ever placed.
-_idem_records_stmt = select(
-    idempotency_keys.c.scope, idempotency_keys.c.key, idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
-    idempotency_keys.c.response,
-).where(idempotency_keys.c.scope.in_(bindparam("b_scopes", expanding=True)),
-        idempotency_keys.c.key.in_(bindparam("b_keys", expanding=True)))
-
-
 def get_idempotency_records(conn: Connection, scope_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    """Look up many (scope, key) pairs in one statement."""
+    """Look up many (scope, key) pairs in one statement: ``{(scope, key): (request_hash, status_code, response)}``
+    (a tuple of the stored request hash, status code and response text)."""
     if not scope_keys:
         return {}
     wanted = set(scope_keys)
-    rows = conn.execute(_idem_records_stmt, {"b_scopes": sorted({s for s, _ in wanted}),
-                                             "b_keys": sorted({k for _, k in wanted})}).all()
-    return {(r.scope, r.key): r for r in rows if (r.scope, r.key) in wanted}
+    scopes, keys = sorted({s for s, _ in wanted}), sorted({k for _, k in wanted})
+    row = {f"b_s{i}": v for i, v in enumerate(scopes)}
+    row.update({f"b_k{i}": v for i, v in enumerate(keys)})
+    rows = _raw_reads.fetchall(conn, ("idempotency", len(scopes), len(keys)), row)
+    return {(r[0], r[1]): _IdemRecord(r[2], r[3], r[4]) for r in rows if (r[0], r[1]) in wanted}
+
+
+class _IdemRecord(NamedTuple):
+    request_hash: str
+    status_code: int
+    response: str
+
+
+def _build_read(shape: tuple) -> Any:
+    """The writer's hot reads, one statement per shape (``IN`` lists of a given length, each value a parameter)
+    so that each runs on the DBAPI cursor with its SQL compiled once (see store/raw.py)."""
+    name = shape[0]
+    if name == "idempotency":
+        # Both columns of the primary key (scope, key) are constrained, so the look-up is an index search per
+        # pair. With ``key IN (...)`` alone the leading column was free and every group commit scanned the whole
+        # table, a cost that grows with every order ever placed.
+        return select(*(idempotency_keys.c[c] for c in ("scope", "key", "request_hash", "status_code", "response"))
+                      ).where(idempotency_keys.c.scope.in_([bindparam(f"b_s{i}", type_=idempotency_keys.c.scope.type)
+                                                            for i in range(shape[1])]),
+                              idempotency_keys.c.key.in_([bindparam(f"b_k{i}", type_=idempotency_keys.c.key.type)
+                                                          for i in range(shape[2])]))
+    skus_in = [bindparam(f"b_sku{i}", type_=skus.c.sku.type) for i in range(shape[1])]
+    if name == "prices":
+        return select(skus.c.sku, skus.c.price, skus.c.currency).where(skus.c.sku.in_(skus_in))
+    if name == "levels":
+        return select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved).where(stock.c.sku.in_(skus_in))
+    raise KeyError(name)
+
+
+_raw_reads = RawStatements(_build_read)
 
 
 _insert_idem = insert(idempotency_keys)
@@ -175,21 +198,18 @@ def save_idempotency_record(
 # --- catalog and stock ----------------------------------------------------------------------------------------
 
 
-# Hot-path reads are built once with expanding parameters (no per-call statement construction and cache-key walk).
-_prices_stmt = select(skus.c.sku, skus.c.price, skus.c.currency).where(
-    skus.c.sku.in_(bindparam("b_skus", expanding=True)))
-_levels_stmt = select(stock.c.sku, stock.c.warehouse, stock.c.on_hand, stock.c.reserved).where(
-    stock.c.sku.in_(bindparam("b_skus", expanding=True)))
-
-
 def load_prices(conn: Connection, sku_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-    rows = conn.execute(_prices_stmt, {"b_skus": list(sku_ids)})
-    return {r.sku: (int(r.price), r.currency) for r in rows}
+    if not sku_ids:
+        return {}
+    rows = _raw_reads.fetchall(conn, ("prices", len(sku_ids)), {f"b_sku{i}": s for i, s in enumerate(sku_ids)})
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
 def load_levels(conn: Connection, sku_ids: Sequence[str]) -> list[StockLevel]:
-    rows = conn.execute(_levels_stmt, {"b_skus": list(sku_ids)})
-    return [StockLevel(r.sku, r.warehouse, int(r.on_hand), int(r.reserved)) for r in rows]
+    if not sku_ids:
+        return []
+    rows = _raw_reads.fetchall(conn, ("levels", len(sku_ids)), {f"b_sku{i}": s for i, s in enumerate(sku_ids)})
+    return [StockLevel(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
 
 def load_warehouses(conn: Connection) -> dict[str, Warehouse]:

@@ -30,6 +30,7 @@ from ..fulfillment.stats import (
     to_hours,
 )
 from .engine import dialect_insert
+from .raw import RawStatements
 from .analytics import record_receipt, refresh_journeys
 from .analytics_tables import return_restocks
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
@@ -65,6 +66,32 @@ class IngestResult:
 
 _bump_seq = update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1)
 _read_seq = select(promise_meta.c.value).where(promise_meta.c.name == SEQ)
+
+
+def _build_promise_statement(shape: tuple) -> Any:
+    """The checkout's promise bookkeeping statements (see :meth:`SqlFulfillmentStore.record_promises_in`), built
+    from the same tables: ``(name, dialect name)``, or ``(look-up, length of its IN list)``."""
+    name, arg = shape
+    if name == "bump_seq":
+        return _bump_seq
+    if name == "read_seq":
+        return _read_seq
+    if name == "create_seq":
+        return dialect_insert(arg, promise_meta).values(name=SEQ, value=0).on_conflict_do_nothing()
+    if name in _UPSERT_COLUMNS:
+        table, key, cols = _UPSERT_COLUMNS[name]
+        base = dialect_insert(arg, table)
+        return base.on_conflict_do_update(index_elements=[key], set_={c: getattr(base.excluded, c) for c in cols})
+    col, other = ((fulfillment_orders.c.order_id, fulfillment_orders.c.track) if name == "tracks"
+                  else (fulfillment_stats.c.key, fulfillment_stats.c.state))
+    return select(col, other).where(col.in_([bindparam(f"b_{i}", type_=col.type) for i in range(arg)]))
+
+
+_UPSERT_COLUMNS = {
+    "save_tracks": (fulfillment_orders, "order_id", ("track", "promise_due_at", "updated_at")),
+    "save_states": (fulfillment_stats, "key", ("state", "seq", "updated_at")),
+}
+_raw_promise = RawStatements(_build_promise_statement)
 
 
 class SqlFulfillmentStore:
@@ -239,20 +266,43 @@ class SqlFulfillmentStore:
             self.record_promises_in(conn, [(order_id, window)], now)
 
     def record_promises_in(self, conn: Connection, items: Sequence[tuple[str, Any]], now: datetime) -> None:
-        """:meth:`record_promise` for many orders in the caller's transaction (the checkout's group commit)."""
+        """:meth:`record_promise` for many orders in the caller's transaction (the checkout's group commit, once
+        per batch): the same reads and writes as the ingest's, on the DBAPI cursor with SQL compiled once."""
         if not items:
             return
-        seq = self._next_seq(conn)
-        tracks = self._load_tracks(conn, [oid for oid, _ in items])
-        stats = FulfillmentStats(self.config, self._load_states(conn, {cal_key(w.confidence) for _, w in items}))
+        dialect = conn.dialect.name
+        seq = self._next_seq_raw(conn)
+        order_ids = sorted({oid for oid, _ in items})
+        tracks = {oid: OrderTrack.from_json(text) for oid, text in _raw_promise.fetchall(
+            conn, ("tracks", len(order_ids)), {f"b_{i}": v for i, v in enumerate(order_ids)})}
+        keys = sorted({cal_key(w.confidence) for _, w in items})
+        states = {key: state_from_dict(json.loads(text)) for key, text in _raw_promise.fetchall(
+            conn, ("states", len(keys)), {f"b_{i}": v for i, v in enumerate(keys)})}
+        stats = FulfillmentStats(self.config, states)
         now_h = to_hours(now)
         for order_id, window in items:
             track = tracks.setdefault(order_id, OrderTrack(order_id))
             window.attach_to(track)
             stats.record_residual(track)
             stats.resolve_promise(track, now_h)
-        self._save_tracks(conn, tracks.values(), now)
-        self._save_states(conn, stats.states, seq, now)
+        track_rows = []
+        for t in tracks.values():
+            check = t.next_check_h
+            track_rows.append({"order_id": t.order_id, "track": t.to_json(),
+                               "promise_due_at": from_hours(check) if check is not None else None, "updated_at": now})
+        _raw_promise.run(conn, ("save_tracks", dialect), track_rows)
+        _raw_promise.run(conn, ("save_states", dialect), [
+            {"key": k, "state": json.dumps(v.to_dict(), separators=(",", ":")), "seq": seq, "updated_at": now}
+            for k, v in sorted(stats.states.items())])
+
+    @staticmethod
+    def _next_seq_raw(conn: Connection) -> int:
+        """:meth:`_next_seq` on the DBAPI cursor: the counter row exists after the first bump, so the insert is
+        only tried when the update found nothing."""
+        if _raw_promise.execute(conn, ("bump_seq", None), {}) == 0:
+            _raw_promise.execute(conn, ("create_seq", conn.dialect.name), {})
+            _raw_promise.execute(conn, ("bump_seq", None), {})
+        return int(_raw_promise.fetchall(conn, ("read_seq", None), {})[0][0])
 
     # ------------------------------------------------------------------ reads
     def _reader(self):

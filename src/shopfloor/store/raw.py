@@ -64,6 +64,20 @@ class RawStatement:
         finally:
             cursor.close()
 
+    def fetchall(self, conn: Connection, row: dict[str, Any]) -> list[tuple]:
+        """Run a SELECT once on ``conn``'s DBAPI connection; its rows as the driver returns them (no result
+        processing: meant for columns whose driver values are already the Python values, strings and integers)."""
+        params = self._params(row)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, params)
+            return cursor.fetchall()
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(self.sql, params, exc, self.dialect.loaded_dbapi.Error,
+                                      dialect=self.dialect) from exc
+        finally:
+            cursor.close()
+
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per row on ``conn``'s DBAPI connection, inside its open transaction."""
         if not rows:
@@ -98,11 +112,11 @@ class RawStatements:
     """:class:`RawStatement` objects built on first use per (engine dialect, name, keys): the keys a batch's rows
     carry are fixed by the code that builds them, so each statement is compiled about once per engine."""
 
-    def __init__(self, build: Callable[[str], Executable]) -> None:
+    def __init__(self, build: Callable[[Any], Executable]) -> None:
         self._build = build
         self._by_dialect: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def _get(self, conn: Connection, name: str, keys: tuple[str, ...]) -> RawStatement:
+    def _get(self, conn: Connection, name: Any, keys: tuple[str, ...]) -> RawStatement:
         dialect = conn.dialect
         cache = self._by_dialect.get(dialect)
         if cache is None:
@@ -112,13 +126,20 @@ class RawStatements:
             stmt = cache[(name, keys)] = RawStatement(self._build(name), dialect, keys)
         return stmt
 
-    def execute(self, conn: Connection, name: str, row: dict[str, Any]) -> int:
+    def execute(self, conn: Connection, name: Any, row: dict[str, Any]) -> int:
         """One row; returns the rowcount (for guarded updates)."""
         if conn.dialect.name not in _RAW_DIALECTS:
             return conn.execute(self._build(name), row).rowcount
         return self._get(conn, name, tuple(row)).execute(conn, row)
 
-    def run(self, conn: Connection, name: str, rows: Sequence[dict[str, Any]]) -> None:
+    def fetchall(self, conn: Connection, name: Any, row: dict[str, Any]) -> list[tuple]:
+        """A SELECT's rows (tuples in the statement's column order). ``name`` may carry the shape of the statement
+        (``("prices", 3)``: an ``IN`` list of three, each value its own parameter), so each shape is compiled once."""
+        if conn.dialect.name not in _RAW_DIALECTS:
+            return [tuple(r) for r in conn.execute(self._build(name), row)]
+        return self._get(conn, name, tuple(row)).fetchall(conn, row)
+
+    def run(self, conn: Connection, name: Any, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         if conn.dialect.name not in _RAW_DIALECTS:
