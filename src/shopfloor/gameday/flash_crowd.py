@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -179,6 +180,7 @@ class _Load:
         self.t0 = t0  # wall-clock time of load start (shared by the load processes)
         self.ordinary: list[tuple[float, float, int, str | None]] = []  # (started_s, ms, status, order id)
         self.errors: list[str] = []
+        self.lags_ms: list[float] = []  # this process's event-loop lag, sampled every 50 ms
 
     def now_s(self) -> float:
         return time.time() - self.t0
@@ -304,10 +306,22 @@ async def _drive_part(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[tup
     tasks = [asyncio.create_task(load.ordinary_shopper(i, at, sku, random.Random(seed)))
              for i, at, sku, seed in ordinary]
     tasks += [asyncio.create_task(load.crowd_shopper(i, s, deadline_s)) for i, s in crowd]
+    lag = asyncio.create_task(_watch_lag(load.lags_ms))
     if tasks:
         await asyncio.wait(tasks)
+    lag.cancel()
     http.close()
     return load
+
+
+async def _watch_lag(out: list[float], every_s: float = 0.05) -> None:
+    """How late this load process's event loop wakes (ms past each ``every_s``): a late loop would count its own
+    lag as the server's latency, so the report carries it beside the latencies it measured."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(every_s)
+        out.append(1000 * (loop.time() - t - every_s))
 
 
 def _drive_process(args) -> tuple[list[_Shopper], list, list[str]]:
@@ -317,7 +331,7 @@ def _drive_process(args) -> tuple[list[_Shopper], list, list[str]]:
 
         os.nice(cfg.crowd_nice)  # the crowd's generators yield the CPU to the server under test when they compete
     load = asyncio.run(_drive_part(url, key, cfg, crowd, ordinary, start_wall))
-    return [s for _i, s in crowd], load.ordinary, load.errors
+    return [s for _i, s in crowd], load.ordinary, load.errors, load.lags_ms
 
 
 def _drive(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[_Shopper], start_wall: float,
@@ -339,11 +353,15 @@ def _drive(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[_Shopper], sta
     say(f"{len(crowd):,} shoppers for HOT and {n_ordinary:,} ordinary checkouts from {len(parts)} processes")
     with mp.get_context("spawn").Pool(len(parts)) as pool:
         results = pool.map(_drive_process, parts)
-    shoppers = [s for part, _o, _e in results for s in part]
+    shoppers = [s for part, _o, _e, _l in results for s in part]
     load = _Load(None, key, cfg, start_wall)  # type: ignore[arg-type]
-    for _part, ordinary_out, errors in results:
+    load.generator_lag_ms = {}
+    for k, (part, ordinary_out, errors, lags) in enumerate(results):
         load.ordinary.extend(ordinary_out)
         load.errors.extend(errors)
+        name = "ordinary" if k == 0 else f"crowd{k}"
+        load.generator_lag_ms[name] = {"p99": _percentile(lags, 0.99) if lags else None,
+                                       "max": round(max(lags), 1) if lags else None}
     return shoppers, load
 
 
@@ -417,7 +435,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     created += [s.order_id for s in crowd if s.outcome == "bought" and s.order_id]
     store = verify_store(url_db, created)
     double_captures, double_auth = charge_anomalies(charges)
-    return {"load": load, "crowd": crowd, "checks": checks, "store": store, "alerts": alerts, "metrics": metrics,
+    return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()], "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
@@ -531,6 +549,9 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "bot_alerts": [a["message"] for a in run["alerts"] if a.get("kind") == "bot_pattern"],
         "client_errors": len(run["load"].errors) + len(base["load"].errors),
         "server_cpu_s": {"crowd": run["server_cpu_s"], "baseline": base["server_cpu_s"]},
+        # each load process's own event-loop lag (ms): small next to the latencies means they are the server's
+        "generator_lag_ms": {"crowd": run["load"].generator_lag_ms, "baseline": base["load"].generator_lag_ms},
+        "load_average": {"crowd": run["load_average"], "baseline": base["load_average"]},
         "late_start_s": {"crowd": run["late_start_s"], "baseline": base["late_start_s"]},
         "ordinary_timeline": {"crowd": _timeline(run["load"].ordinary), "baseline": _timeline(base["load"].ordinary)},
     }
