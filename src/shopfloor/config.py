@@ -286,8 +286,12 @@ class Settings(BaseSettings):
     edge_warm_destinations: list[str] = Field(
         default=["US:94107"], description="COUNTRY:POSTAL_CODE destinations `shopfloor edge warm` requests each "
                                           "warm-list product for.")
-    edge_rate_limit_rps: int = Field(default=200, ge=1, description="limit_req zone rate (per client address) "
-                                     "the edge config declares for waiting-room routes.")
+    edge_rate_limit_rps: int = Field(default=200, ge=1, description="limit_req rate per client address of "
+                                     "GET /v1/queue/{token} at each edge node (requests per second).")
+    edge_checkout_rate_per_min: int = Field(default=120, ge=1, description="limit_req rate per client address of "
+                                            "POST /v1/checkouts at each edge node (requests per minute).")
+    edge_limit_burst: int = Field(default=10, ge=0, le=10_000, description="limit_req burst (answered without "
+                                  "delay) of the edge's checkout and queue-status limits.")
 
     @property
     def is_sqlite(self) -> bool:
