@@ -425,6 +425,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
             alerts = admin.get(server.url + "/v1/tower/alerts").json()["alerts"]
             metrics = admin.get(server.url + "/metrics").text
+            rooms = admin.get(server.url + "/v1/tower/waitroom").json()["products"]
         charges = processor_ledger(server.url, key, processors)
     finally:
         worker.stop()
@@ -435,7 +436,11 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     created += [s.order_id for s in crowd if s.outcome == "bought" and s.order_id]
     store = verify_store(url_db, created)
     double_captures, double_auth = charge_anomalies(charges)
-    return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()], "store": store, "alerts": alerts, "metrics": metrics,
+    hot = next((r for r in rooms if r["sku"] == "HOT"), {})
+    return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()],
+            "sold_out_seen_s": (None if hot.get("sold_out_seen_at") is None
+                                else round(hot["sold_out_seen_at"] - start_wall, 3)),
+            "held_told_sold_out": hot.get("held_told_sold_out"), "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
@@ -542,6 +547,11 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
         "sellout_notice_p50_s": _percentile(notices, 0.5) if notices else None,
+        # the server's side of the notice (one process): when it first read HOT as sold out, seconds after the
+        # sell-out, and how many held status requests it then answered at once
+        "sellout_seen_by_server_after_s": (None if run["sold_out_seen_s"] is None or sellout_s is None
+                                           else round(run["sold_out_seen_s"] - sellout_s, 3)),
+        "held_told_sold_out_at_once": run["held_told_sold_out"],
         "ordinary_checkouts": len(run["load"].ordinary),
         "ordinary_not_201": sum(1 for _s, _ms, st, _o in run["load"].ordinary if st != 201),
         "baseline_checkouts": len(base["load"].ordinary),

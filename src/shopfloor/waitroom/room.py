@@ -131,6 +131,10 @@ class WaitingRoom:
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future]]] = {}  # sale -> heap of (rank, n, future)
         self._counter = itertools.count()
         self._ticker: asyncio.Task | None = None
+        # when this process first read a product as sold out (unix s), and how many held shoppers it then told at
+        # once: with the shoppers' own clocks, the sold-out notice splits into noticing it and telling them
+        self.sold_out_seen_at: dict[str, float] = {}
+        self.held_told_sold_out: dict[str, int] = {}
 
     # --- what is guarded --------------------------------------------------------------------------------------
     def guarded_sku(self, skus: Iterable[str]) -> str | None:
@@ -148,6 +152,10 @@ class WaitingRoom:
             return cached[1]
         units = max(0, int(self.stock.available(sku)))
         self._stock[sku] = (now, units)
+        if units == 0:
+            self.sold_out_seen_at.setdefault(sku, self._now_s())
+        else:
+            self.sold_out_seen_at.pop(sku, None)
         return units
 
     # --- the checkout's gate ----------------------------------------------------------------------------------
@@ -275,9 +283,14 @@ class WaitingRoom:
 
     def _wake_all(self, sale: str, answer: dict | None) -> None:
         """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again)."""
+        told = 0
         for _rank, _n, future in self._waiters.pop(sale, []):
             if not future.done():
                 future.set_result(answer)
+                told += 1
+        if answer is _SOLD_OUT_STATUS:
+            sku = next((p.sku for p in self.products.values() if p.sale == sale), sale)
+            self.held_told_sold_out[sku] = self.held_told_sold_out.get(sku, 0) + told
 
     async def _admission_bound(self, product: GuardedProduct) -> int | None:
         """The sale's admission bound after moving it on; None when every held shopper must be answered now
