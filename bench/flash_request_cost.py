@@ -175,12 +175,13 @@ def main() -> None:
                         tokens[sku].append(r.json()["error"]["details"][0]["queue_token"])
                     else:
                         raise SystemExit(f"setup: {sku} checkout answered {r.status_code}: {r.text[:200]}")
-            time.sleep(max(0.0, late_opens.timestamp() - time.time() + 0.5))
-            sold = [c.post("/v1/checkouts", content=_body("LATE", f"tok_t{i}"),
-                           headers={**_headers(key, f"t-LATE-{i}", f"192.0.2.{i}"), "Queue-Token": t}).status_code
-                    for i, t in enumerate(tokens["LATE"])]
-            if 201 not in sold:  # the queued shoppers of LATE now hold tokens of a sold-out product
-                raise SystemExit(f"setup: LATE did not sell ({sold})")
+            if "poll_sold_out" in kinds:  # wait for LATE to open, then sell its one unit
+                time.sleep(max(0.0, late_opens.timestamp() - time.time() + 0.5))
+                sold = [c.post("/v1/checkouts", content=_body("LATE", f"tok_t{i}"),
+                               headers={**_headers(key, f"t-LATE-{i}", f"192.0.2.{i}"), "Queue-Token": t}).status_code
+                        for i, t in enumerate(tokens["LATE"])]
+                if 201 not in sold:  # the queued shoppers of LATE now hold tokens of a sold-out product
+                    raise SystemExit(f"setup: LATE did not sell ({sold})")
         time.sleep(1.0)  # the stock cache sees LATE at 0
         results: dict[str, dict] = {}
         offset = 100_000

@@ -341,3 +341,26 @@ def test_a_queued_checkout_is_told_to_come_back_sooner_once_few_units_are_left()
     far_back, also_far_back = run(scene())
     assert far_back.position >= 10 and far_back.retry_after_s == 5
     assert also_far_back.position >= 10 and also_far_back.retry_after_s == 1
+
+
+def test_shoppers_held_before_the_opening_stay_held_at_the_opening_unless_their_place_is_admitted():
+    clock = Clock()
+    room, stock, _ = _room(units=1, k=2.0, opens_at=clock.t + 10, clock=clock)  # room for 2 admitted at once
+    room.tick_s = 0.01
+
+    async def scene():
+        early = [await room.admit("HOT", None, f"e{i}") for i in range(6)]
+        held = [asyncio.create_task(room.status(e.token, wait_s=60)) for e in early]
+        await asyncio.sleep(0.05)
+        clock.t += 11  # the sale opens: the six are shuffled; the first two places are admitted
+        await asyncio.sleep(0.1)
+        answered = [h.result() for h in held if h.done()]
+        still_held = sum(not h.done() for h in held)
+        stock.units = 0
+        rest = await asyncio.wait_for(asyncio.gather(*[h for h in held if not h.done()]), 1)
+        return answered, still_held, rest
+
+    answered, still_held, rest = run(scene())
+    assert answered == [{"state": "admitted", "position": 0, "eta_s": 0.0}] * 2
+    assert still_held == 4  # not told "waiting" at the opening, only to come straight back
+    assert rest == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 4

@@ -128,7 +128,8 @@ class WaitingRoom:
         self._openings: dict[str, Opening] = {}
         self._observe = observer or (lambda _sku, _outcome: None)
         self.tick_s = 0.1
-        self._waiters: dict[str, list[tuple[int, int, asyncio.Future]]] = {}  # sale -> heap of (rank, n, future)
+        # sale -> heap of (rank, n, future, ticket); rank -1: held before the opening, ranked at the opening
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future, QueueTicket]]] = {}
         self._counter = itertools.count()
         self._ticker: asyncio.Task | None = None
         # when this process first read a product as sold out (unix s), and how many held shoppers it then told at
@@ -223,7 +224,8 @@ class WaitingRoom:
         if status["state"] != WAITING or wait_s <= 0 or rank is None:
             return status
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters.setdefault(product.sale, []), (rank, next(self._counter), future))
+        heapq.heappush(self._waiters.setdefault(product.sale, []),
+                       (rank, next(self._counter), future, self.codec.read(token)))
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
         try:
@@ -277,14 +279,14 @@ class WaitingRoom:
                 except Exception:  # noqa: BLE001 - the store is unreachable: the held requests time out instead
                     continue
                 while heap and (upto is None or heap[0][0] < upto):
-                    _rank, _n, future = heapq.heappop(heap)
+                    _rank, _n, future, _ticket = heapq.heappop(heap)
                     if not future.done():
                         future.set_result(None)
 
     def _wake_all(self, sale: str, answer: dict | None) -> None:
         """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again)."""
         told = 0
-        for _rank, _n, future in self._waiters.pop(sale, []):
+        for _rank, _n, future, _ticket in self._waiters.pop(sale, []):
             if not future.done():
                 future.set_result(answer)
                 told += 1
@@ -293,8 +295,8 @@ class WaitingRoom:
             self.held_told_sold_out[sku] = self.held_told_sold_out.get(sku, 0) + told
 
     async def _admission_bound(self, product: GuardedProduct) -> int | None:
-        """The sale's admission bound after moving it on; None when every held shopper must be answered now
-        (sold out, or the sale just opened and ranks are known)."""
+        """The sale's admission bound after moving it on (-1 before the opening, when nobody is reached); None when
+        every held shopper must be answered now (sold out)."""
         now_s = self._now_s()
         remaining = self.remaining(product.sku)
         if remaining == 0:
@@ -304,7 +306,13 @@ class WaitingRoom:
             return -1  # nobody is reached before the opening
         heap = self._waiters.get(product.sale, [])
         if heap and heap[0][0] == -1:
-            return None  # held before the opening: everyone re-reads their place once
+            # held before the opening: each now gets its place (the shuffle is fixed) and stays held until it is
+            # admitted or the product sells out; answering them all now would bring every one of them back at
+            # once with a new request, at the moment the first admitted shoppers check out
+            ranked = [(rank_of(t, opening.pre_open_count, opening.seed) if r == -1 else r, n, f, t)
+                      for r, n, f, t in heap if not f.done()]
+            heap[:] = ranked
+            heapq.heapify(heap)
         place = await self.store.poll(product.sale, 2**62, int(now_s * 1000), self.policy.room_for(remaining),
                                       self._ttl_ms(), None)
         return place.upto
