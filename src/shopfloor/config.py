@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     http_proxy_headers: bool = Field(
         default=True, description="Trust X-Forwarded-Proto/For from http_forwarded_allow_ips (uvicorn's "
                                   "--proxy-headers), so that requests a TLS proxy forwards count as https.")
+    http_backlog: int = Field(
+        default=4096, ge=64, le=65_535, description="Listen backlog of `shopfloor serve` (connections the kernel "
+        "queues until the server accepts them; capped by net.core.somaxconn). A flash crowd opens thousands of "
+        "connections within a second: past the backlog the kernel drops them and clients retry after 1, 3, 7 s.")
     http_forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Comma-separated proxy addresses (or networks, or *) whose forwarded headers "
                                          "are trusted (uvicorn's --forwarded-allow-ips).")

@@ -413,8 +413,10 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         late_s = max(0.0, time.time() - start_wall)  # the server took longer to start than allowed for
         say(f"{name}: load")
         cpu_before = _tree_cpu_s(server.proc.pid)
+        overflows_before = _listen_overflows()
         crowd, load = _drive(server.url, key, cfg, crowd, start_wall, say)
         server_cpu_s = _tree_cpu_s(server.proc.pid) - cpu_before
+        listen_overflows = _listen_overflows() - overflows_before
         say(f"{name}: draining the outbox")
         engine = make_engine(url_db)
         try:
@@ -440,6 +442,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     store = verify_store(url_db, created)
     double_captures, double_auth = charge_anomalies(charges)
     hot = next((r for r in rooms if r["sku"] == "HOT"), {})
+    load.listen_overflows = listen_overflows
     return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()],
             "sold_out_seen_s": (None if hot.get("sold_out_seen_at") is None
                                 else round(hot["sold_out_seen_at"] - start_wall, 3)),
@@ -461,6 +464,21 @@ def _forget_redis_prefix(redis_url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def _listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (machine-wide, every server on
+    it; Linux ``/proc/net/netstat``; 0 where unreadable). A dropped connection is retried by the client after 1 s,
+    then 3 s, 7 s: time the report would count as the server's."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(row.get("ListenOverflows", 0))
+    return 0
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -565,6 +583,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         # each load process's own event-loop lag (ms): small next to the latencies means they are the server's
         "generator_lag_ms": {"crowd": run["load"].generator_lag_ms, "baseline": base["load"].generator_lag_ms},
         "load_average": {"crowd": run["load_average"], "baseline": base["load_average"]},
+        # connections the kernel dropped from full listen queues during the load (machine-wide)
+        "listen_overflows": {"crowd": run["load"].listen_overflows, "baseline": base["load"].listen_overflows},
         "late_start_s": {"crowd": run["late_start_s"], "baseline": base["late_start_s"]},
         "ordinary_timeline": {"crowd": _timeline(run["load"].ordinary), "baseline": _timeline(base["load"].ordinary)},
     }
