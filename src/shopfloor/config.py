@@ -280,6 +280,10 @@ class Settings(BaseSettings):
                                                                    "caches, logs and pid files.")
     edge_origin_url: str = Field(default="http://127.0.0.1:8000", description="The origin (`shopfloor serve`) "
                                                                             "the shield tier fetches from.")
+    edge_origin_backup_urls: list[str] = Field(
+        default=[], max_length=4, description="Origins the shield falls back to while edge_origin_url refuses "
+                                              "connections or times out (nginx `backup` servers): region B's app "
+                                              "for two regions (`shopfloor edge up --regions` sets both).")
     edge_node_ports: list[int] = Field(default=[8081, 8082], min_length=1, max_length=8,
                                        description="Ports of the edge nodes (points of presence), one per node.")
     edge_shield_port: int = Field(default=8090, ge=1, le=65535, description="Port of the shield tier.")

@@ -231,3 +231,38 @@ def test_rules_on_the_analytics_signals_flag_listings_and_degrade_promises_in_th
     assert repo.get_degradation("north", NOW)["extra_days"] == 1
     container.close()
 
+
+
+def test_inventory_age_median_unit_exactly_at_half_the_units_is_the_newer_arrival(db_url):
+    build_store(db_url)
+    eng = _engine(db_url)
+    with eng.begin() as conn:
+        conn.execute(sa.insert(skus).values(sku="D", name="D", category="c", price=100, currency="BRL",
+                                            updated_at=NOW))
+        conn.execute(sa.insert(stock).values(sku="D", warehouse="north", on_hand=6, reserved=0, updated_at=NOW))
+        for qty, days in ((5, 40), (3, 9), (3, 5)):  # FIFO: the 6 on hand are the 3@9 and 3@5 days; 5@40 is gone
+            record_receipt(conn, "D", "north", qty, NOW - timedelta(days=days), "count")
+    report = SqlFulfillmentAnalytics(eng).report(SINCE, NOW)
+    eng.dispose()
+    # D: 3 units 5 days old, 3 units 9 days old: the newest 3 are exactly half of 6 -> the 3rd unit, 5 days old
+    assert _sku(report, "D").inventory_age_p50_d == 5.0
+    # north now: 4@1, 2@2, 3@5, 3@9, 6@10, 2@30 days (20 units); newest first the running total is 4, 6, 9, 12: the
+    # 10th unit is among the 3@9 -> 9 days
+    assert _wh(report, "north").inventory_age_p50_d == 9.0
+    assert _sku(report, "A").inventory_age_p50_d == 10.0  # unchanged by D
+
+
+def test_the_order_line_window_is_read_from_covering_indexes(db_url):
+    from shopfloor.store.analytics import _ORDER_LINES
+
+    eng = _engine(db_url)
+    names = {ix["name"] for table in ("orders", "order_lines") for ix in sa.inspect(eng).get_indexes(table)}
+    assert {"ix_orders_created_cover", "ix_order_lines_cover"} <= names
+    if eng.dialect.name == "sqlite":  # the plan reads both tables from their indexes alone
+        with eng.connect() as conn:
+            plan = " | ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + _ORDER_LINES.replace(":since", "?").replace(":until", "?"),
+                ("2024-01-01 00:00:00.000000", "2024-02-01 00:00:00.000000")))
+        assert "COVERING INDEX ix_orders_created_cover" in plan, plan
+        assert "COVERING INDEX ix_order_lines_cover" in plan, plan
+    eng.dispose()

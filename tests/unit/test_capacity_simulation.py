@@ -241,3 +241,26 @@ def test_replicas_held_for_a_calendar_event_are_not_charged_to_the_cost_cap():
     assert with_events.event_minutes_prescaled > 0
     assert sim.replica_minutes > 1.15 * with_events._shadow_cost  # the events cost far more than the cap allows...
     assert with_events.excess_scale > 0.5  # ...but the forecast's own share is not cut for it
+
+
+def _ramped_crowd(days: int = 2, at: int = 1440 + 600) -> np.ndarray:
+    demand = np.full(days * 1440, 40.0)
+    demand[at : at + 5] = [80, 160, 240, 320, 400]  # a x10 crowd ramping over 5 minutes, then held
+    demand[at + 5 : at + 90] = 400.0
+    return demand
+
+
+def test_a_detected_surge_is_answered_with_the_observed_rate_not_a_climb_extrapolated_over_the_boot_lag():
+    demand, at = _ramped_crowd(), 1440 + 600
+    default = simulate(demand, PredictivePlanner(20, 10), capacity=20, lag=10)
+    climbing = simulate(demand, PredictivePlanner(20, 10, PredictiveConfig(surge_extrapolation=1.0)),
+                        capacity=20, lag=10)
+    hpa = simulate(demand, HpaReactivePlanner(20), capacity=20, lag=10)
+    onset = slice(at, at + 5)
+    # The extrapolation asks for more than the crowd will ever need (400 / 20 = 20 replicas) while it ramps ...
+    assert climbing.requested[onset].max() > 25
+    # ... the default asks for what the HPA signal asks for, and loses no more minutes than the extrapolation did.
+    assert default.requested[onset].max() <= hpa.requested[onset].max() + 1
+    crowd = slice(at, at + 90)
+    lost = lambda r: int((demand[crowd] > 20 * r.ready[crowd]).sum())  # noqa: E731
+    assert lost(default) <= lost(climbing) + 1

@@ -549,3 +549,38 @@ def test_the_policy_files_engine_section_reaches_the_planner():
     engine.levels()
     assert plans[True]["A"].service_level == pytest.approx(engine.alpha)  # the penalty's critical ratio
     assert plans[True]["A"].service_level != pytest.approx(plans[False]["A"].service_level)
+
+
+# --- dormant SKUs that come back ------------------------------------------------------------------------------
+def test_the_restart_level_is_the_mean_demand_of_the_weeks_after_a_dormant_sku_sells_again():
+    from shopfloor.planning.restock_engine import restart_level
+
+    series = np.zeros((3, 120))
+    series[0, 40:68] = 10.0  # asleep 40 days, then 10 a day for 28 days
+    series[1, 50:78:2] = 4.0  # asleep 50 days, then 4 every other day
+    series[2, :] = 1.0  # never asleep: no restart
+    assert restart_level(series, 28) == pytest.approx((280 + 56) / 56)
+    assert restart_level(series[2:], 28) == 0.0
+
+
+def test_a_dormant_sku_that_sells_out_its_presence_stock_restarts_at_the_historys_restart_level():
+    """A SKU asleep for 40 days sells its one presence unit and closes at zero: the demand that came back is
+    hidden, so it restarts at the level measured on the history's restarts and orders for it; with the knob off
+    it orders a few units, as before."""
+    skus = ["busy", "asleep"]
+    history = np.zeros((2, 150))
+    history[0] = 5.0
+    history[1, 40:68] = 6.0  # a restart in the history: 6 a day for 4 weeks, then asleep again
+    orders = {}
+    for days in (0, 28):
+        e = RestockEngine(lead_time=7, fill_rate=0.95, tuning=EngineTuning(restart_days=days))
+        e.ensure(skus)
+        replay_history(e, history, [t % 7 for t in range(150)], lost_calibration=False)
+        assert e.restart_level == (pytest.approx(6.0) if days else 0.0)
+        orders[days] = e.step(150 % 7, np.array([5.0, 1.0]), np.array([20.0, 0.0]), np.zeros(2))
+        if days:
+            assert e.level[1] == pytest.approx(6.0)
+    assert orders[28][1] >= 6 * 8 and orders[0][1] <= 5
+    assert orders[28][0] == orders[0][0]  # the busy SKU is untouched
+    with pytest.raises(ValueError, match="restart_days"):
+        EngineTuning(restart_days=-1)

@@ -210,3 +210,33 @@ def test_a_clean_recurring_surge_is_still_planned_for_with_the_dispersion_guard(
     model = _replayed(values[: 7 * 1440 + 600 - 10])
     assert model.dispersion() < 1.5
     assert model.forecast(15).mean.max() > 3 * 50
+
+
+def _with_crowds(days: int, every: int = 180, seed: int = 9) -> np.ndarray:
+    """Poisson traffic at 50/min with a x8 crowd of 20 minutes every ``every`` minutes (onset errors far beyond
+    the band's quantile, and more than 5 % of the minutes)."""
+    values = np.random.default_rng(seed).poisson(50.0, days * 1440).astype(float)
+    for start in range(120, len(values) - 20, every):
+        values[start : start + 20] = np.random.default_rng(start).poisson(400.0, 20)
+    return values
+
+
+def _band_after(values: np.ndarray, **kw) -> OnlineTrafficForecaster:
+    return _replayed(values, quantile=0.95, **kw)
+
+
+def test_surge_sized_errors_are_kept_out_of_the_band_when_an_outlier_factor_is_set():
+    values = _with_crowds(2)
+    pooled = _band_after(values)
+    trimmed = _band_after(values, outlier_factor=3.0)
+    assert trimmed.outliers > 0 and pooled.outliers == 0
+    # The crowds' onsets widen the pooled band; kept out, the band is that of the Poisson noise between crowds.
+    assert trimmed._error_quantile() < 0.8 * pooled._error_quantile()
+    calm = _band_after(np.random.default_rng(9).poisson(50.0, 2 * 1440).astype(float), outlier_factor=3.0)
+    assert calm.outliers < 0.002 * 2 * 1440 * 3
+
+
+def test_a_negative_outlier_factor_is_refused_naming_it():
+    with pytest.raises(TraceError) as err:
+        OnlineTrafficForecaster(OnlineForecastConfig(outlier_factor=-1.0))
+    assert err.value.field == "outlier_factor"

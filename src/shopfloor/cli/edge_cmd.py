@@ -25,11 +25,27 @@ def _settings():
     return Settings()
 
 
-def _layout(settings=None):
+def regions_origin(settings):
+    """``settings`` with the edge's origin set to region A's app and region B's app as its backup."""
+    from ..regions import RegionsLayout
+
+    regions = RegionsLayout.from_settings(settings)
+    return settings.model_copy(update={"edge_origin_url": regions.a.app_url,
+                                       "edge_origin_backup_urls": [regions.b.app_url]})
+
+
+REGIONS_HELP = ("Origin: region A's app, with region B's app as its backup (`shopfloor regions`), so the edge "
+                "follows a failover by itself.")
+
+
+def _layout(settings=None, regions: bool = False):
     from ..edge import EdgeLayout
 
+    settings = settings or _settings()
+    if regions:
+        settings = regions_origin(settings)
     try:
-        return EdgeLayout.from_settings(settings or _settings())
+        return EdgeLayout.from_settings(settings)
     except ValueError as exc:
         fail(str(exc))
 
@@ -48,33 +64,36 @@ def _purger_pid(layout) -> int | None:
 
 
 @app.command("config")
-def config_cmd(as_json: bool = typer.Option(False, "--json", help="Print the written paths as JSON.")) -> None:
+def config_cmd(as_json: bool = typer.Option(False, "--json", help="Print the written paths as JSON."),
+               regions: bool = typer.Option(False, "--regions", help=REGIONS_HELP)) -> None:
     """Write each node's nginx.conf (and its cache, log and temp folders) under SHOPFLOOR_EDGE_DIR (default
     var/edge). Safe to rerun; running nodes pick the new config up on `edge up`."""
     from ..edge import write_configs
 
-    layout = _layout()
+    layout = _layout(regions=regions)
     paths = write_configs(layout)
     out = {"nodes": {n.name: {"role": n.role, "port": n.port, "config": str(n.conf)} for n in layout.nodes},
-           "origin": layout.origin_url}
+           "origin": layout.origin_url, "origin_backups": list(layout.origin_backup_urls)}
     if as_json:
         print_json(out)
     else:
         for node in layout.nodes:
             console.print(f"{node.name:8} {node.role:6} 127.0.0.1:{node.port}  {node.conf}")
-        console.print(f"origin: {layout.origin_url}  ({len(paths)} configs written)")
+        backups = f" (backup {', '.join(layout.origin_backup_urls)})" if layout.origin_backup_urls else ""
+        console.print(f"origin: {layout.origin_url}{backups}  ({len(paths)} configs written)")
 
 
 @app.command("up")
 def up_cmd(
     purger: bool = typer.Option(True, help="Also start the purger (refreshes pages on sell-out and price change)."),
     as_json: bool = typer.Option(False, "--json", help="Print node pids as JSON."),
+    regions: bool = typer.Option(False, "--regions", help=REGIONS_HELP),
 ) -> None:
     """Write the configs, start the shield and the edge nodes (nginx as the current user, each with its own prefix;
     no system service), and the purger. Needs nginx: tools/install-nginx.sh installs it."""
     from ..edge import nginx_binary, start_all, write_configs
 
-    layout = _layout()
+    layout = _layout(regions=regions)
     try:
         nginx_binary()
         write_configs(layout)
@@ -84,8 +103,13 @@ def up_cmd(
     purger_pid = _purger_pid(layout)
     if purger and purger_pid is None:
         log = open(layout.root / "purger.log", "ab")
+        env = os.environ.copy()
+        if regions:  # the purger reads stock and prices from region A's database (a failover needs a restart)
+            from ..regions import RegionsLayout
+
+            env["SHOPFLOOR_DATABASE_URL"] = RegionsLayout.from_settings(_settings()).a.database_url
         proc = subprocess.Popen([sys.executable, "-m", "shopfloor", "edge", "purger"], stdout=log, stderr=log,
-                                start_new_session=True, env=os.environ.copy())
+                                start_new_session=True, env=env)
         _purger_pid_file(layout).write_text(f"{proc.pid}\n")
         purger_pid = proc.pid
     out = {"nodes": pids, "purger": purger_pid, "edges": [n.url for n in layout.edges], "shield": layout.shield.url}

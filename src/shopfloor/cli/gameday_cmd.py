@@ -17,7 +17,10 @@ def gameday(
                                                   "tools/install-nginx.sh). flash_crowd: a crowd (some of it bots) for "
                                                   "the few units of one product behind the waiting room, while "
                                                   "ordinary shoppers buy other products; compared with the same run "
-                                                  "without the crowd."),
+                                                  "without the crowd. regions: shoppers through the edge in front "
+                                                  "of two regions (Patroni + etcd) while a warehouse's feed stops "
+                                                  "and region A dies whole (needs tools/install-regions.sh and "
+                                                  "tools/install-nginx.sh)."),
     crowd_shoppers: int = typer.Option(20_000, min=10, max=200_000, help="flash_crowd: shoppers for the hot product."),
     units: int = typer.Option(200, min=1, max=100_000, help="flash_crowd: units of the hot product."),
     bot_share: float = typer.Option(0.1, min=0, max=1, help="flash_crowd: share of the crowd that are bots."),
@@ -38,7 +41,8 @@ def gameday(
         None, help="An empty database to run against (default: a fresh SQLite file in a temporary folder)."),
     schedule: Path = typer.Option(
         None, help="Faults to inject instead of the default schedule: a .yaml or .json list of "
-                   "{at, action, target, patch, label} (see examples/gameday.yaml)."),
+                   "{at, action, target, patch, label} (see examples/gameday.yaml; regions: "
+                   "examples/gameday-regions.yaml)."),
     report_out: Path = typer.Option(None, help="Also write the report as JSON to this file."),
     plot_out: Path = typer.Option(None, help="Write a PNG: purchases per second and latency, faults marked."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
@@ -64,8 +68,13 @@ def gameday(
         return
     if scenario == "faults":
         scenario = "checkout"
+    if scenario == "regions":
+        if plot_out is not None or database_url is not None:
+            fail("--plot-out / --database-url: not for --scenario regions (it runs its own two PostgreSQL regions)")
+        _regions(seconds, shoppers, seed, drain_timeout, schedule, report_out, as_json)
+        return
     if scenario not in ("checkout", "edge"):
-        fail(f"--scenario: checkout, edge or flash_crowd (got {scenario!r})")
+        fail(f"--scenario: checkout, edge, flash_crowd or regions (got {scenario!r})")
     from ..gameday import CHECKS, DEFAULT_SCHEDULE, load_schedule, plot_gameday, run_gameday
 
     if scenario == "edge":
@@ -144,6 +153,51 @@ def _edge(seconds: float, shoppers: int, seed: int, drain_timeout: float, databa
         for key, n in result.checks.items():
             console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
         console.print("[bold green]edge game day passed[/]" if result.passed else "[bold red]edge game day FAILED[/]")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _regions(seconds: float, shoppers: int, seed: int, drain_timeout: float, schedule: Path | None,
+             report_out: Path | None, as_json: bool) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..gameday import REGIONS_ACTIONS, REGIONS_SCHEDULE, load_schedule, run_regions_gameday
+
+    faults = REGIONS_SCHEDULE
+    if schedule is not None:
+        try:
+            faults = load_schedule(schedule, REGIONS_ACTIONS)
+        except ValueError as exc:
+            fail(f"--schedule: {exc}")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("regions game day", total=None)
+        try:
+            result = run_regions_gameday(seconds=seconds, browsers=min(shoppers, 8), seed=seed,
+                                         drain_timeout_s=drain_timeout, schedule=faults,
+                                         progress=lambda msg: bar.update(task, description=f"regions game day: {msg}"))
+        except (RuntimeError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+    report = result.to_dict()
+    if not _write_report(report, report_out, as_json):
+        from rich.table import Table
+
+        phases = Table(title="product pages through the edge, by phase", title_justify="left")
+        for col in ("from", "phase", "views", "available", "p99 ms"):
+            phases.add_column(col)
+        for p in result.phases:
+            phases.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["views"]),
+                           "-" if p["availability"] is None else f"{p['availability']:.4f}",
+                           "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
+        console.print(phases)
+        console.print(f"RTO {result.rto_s} s, orders lost in the failover {result.orders_lost_in_failover} of "
+                      f"{result.orders_acknowledged_before_failover}, product-page availability "
+                      f"{result.product_page_availability:.4f}, unchanged promises during the warehouse delay "
+                      f"{result.unchanged_promises_during_delay}")
+        for key, n in result.checks.items():
+            console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
+        console.print("[bold green]regions game day passed[/]" if result.passed
+                      else "[bold red]regions game day FAILED[/]")
     if not result.passed:
         raise typer.Exit(1)
 

@@ -13,12 +13,15 @@ app = typer.Typer(help="Two regions, active/passive: A runs the app, the worker 
                   no_args_is_help=True)
 
 
-def _layout():
+def _layout(asynchronous: bool = False):
     from ..config import Settings
     from ..regions import RegionsLayout
 
     try:
-        return RegionsLayout.from_settings(Settings())
+        settings = Settings()
+        if asynchronous:
+            settings = settings.model_copy(update={"regions_synchronous": False})
+        return RegionsLayout.from_settings(settings)
     except ValueError as exc:
         fail(str(exc))
 
@@ -35,12 +38,16 @@ def _print_status(out: dict) -> None:
 
 
 @app.command("up")
-def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timings and status as JSON.")) -> None:
+def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timings and status as JSON."),
+           asynchronous: bool = typer.Option(False, "--async", help="Asynchronous replication (same as "
+                                             "SHOPFLOOR_REGIONS_SYNCHRONOUS=false): commits in A do not wait for "
+                                             "B, so a failover may lose the last acknowledged orders (see "
+                                             "docs/benchmarks/regions.md for the measured window).")) -> None:
     """Start etcd, region A (Patroni primary, app, worker) and region B (Patroni standby cloned from A, app), and
     wait until B is the synchronous standby and both apps answer. Idempotent."""
     from ..regions import up
 
-    layout = _layout()
+    layout = _layout(asynchronous)
     try:
         with err_console.status("starting regions") as spinner:
             out = up(layout, report=lambda msg: spinner.update(msg))
@@ -85,6 +92,37 @@ def failover_cmd(
     else:
         _print_status(out)
         console.print(f"region B primary {out['promoted_s']:.1f} s after the failover began")
+
+
+@app.command("watch")
+def watch_cmd(
+    grace: float = typer.Option(3.0, min=0.5, max=300, help="Seconds region A must stay silent (neither its "
+                                                             "Patroni nor its app answering) before failing over."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Automatic failover, in the foreground: watch region A and, once it has been silent for --grace seconds, run
+    `failover` (fence A, Patroni promotes B when A's leader key expires, B's worker starts), then exit."""
+    import threading
+
+    from ..regions import watch
+
+    layout = _layout()
+    stop = threading.Event()
+    try:
+        with err_console.status("watching region A") as spinner:
+            out = watch(layout, stop.is_set, grace_s=grace, report=lambda msg: spinner.update(msg))
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    if out is None:
+        fail("region A is already fenced: nothing to watch")
+    if as_json:
+        print_json(out)
+    else:
+        _print_status(out)
+        console.print(f"region A silent for {out['detected_s']:.1f} s; region B primary {out['promoted_s']:.1f} s "
+                      "after the failover began")
 
 
 @app.command("down")

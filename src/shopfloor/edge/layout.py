@@ -55,6 +55,8 @@ class EdgeLayout:
     checkout_rate_per_min: int = 120  # POST /v1/checkouts per client address at an edge node
     limit_burst: int = 10
     max_cache_size: str = "1g"
+    #: Origins used only while ``origin_url`` fails (region B behind region A): nginx ``backup`` servers.
+    origin_backup_urls: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -73,14 +75,23 @@ class EdgeLayout:
         ports = [*settings.edge_node_ports, settings.edge_shield_port]
         if len(set(ports)) != len(ports):
             raise ValueError(f"SHOPFLOOR_EDGE_NODE_PORTS / SHOPFLOOR_EDGE_SHIELD_PORT: ports must differ (got {ports})")
-        parts = urlsplit(settings.edge_origin_url)
-        if parts.scheme != "http" or not parts.hostname or not parts.port:
-            raise ValueError("SHOPFLOOR_EDGE_ORIGIN_URL: an http://host:port URL of `shopfloor serve` "
-                             f"(got {settings.edge_origin_url!r})")
+        for name, url in (("SHOPFLOOR_EDGE_ORIGIN_URL", settings.edge_origin_url),
+                          *(("SHOPFLOOR_EDGE_ORIGIN_BACKUP_URLS", u) for u in settings.edge_origin_backup_urls)):
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname or not parts.port:
+                raise ValueError(f"{name}: an http://host:port URL of `shopfloor serve` (got {url!r})")
+        if settings.edge_origin_url in settings.edge_origin_backup_urls:
+            raise ValueError("SHOPFLOOR_EDGE_ORIGIN_BACKUP_URLS: must differ from SHOPFLOOR_EDGE_ORIGIN_URL")
         return cls(root, settings.edge_origin_url, edges, Node(SHIELD, "shield", settings.edge_shield_port,
                                                                root / SHIELD),
                    origin_timeout_s=settings.edge_origin_timeout_s, rate_limit_rps=settings.edge_rate_limit_rps,
-                   checkout_rate_per_min=settings.edge_checkout_rate_per_min, limit_burst=settings.edge_limit_burst)
+                   checkout_rate_per_min=settings.edge_checkout_rate_per_min, limit_burst=settings.edge_limit_burst,
+                   origin_backup_urls=tuple(settings.edge_origin_backup_urls))
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The origin, then its backups."""
+        return (self.origin_url, *self.origin_backup_urls)
 
     def purge_token(self, create: bool = False) -> str:
         """The shared secret of purge refreshes (kept in ``<edge_dir>/purge.token``, mode 600)."""
@@ -116,13 +127,29 @@ def _limit(node: Node, zone: str, burst: int) -> str:
 def render(layout: EdgeLayout, node: Node, token: str, template: str | None = None) -> str:
     """The nginx config of ``node``: an edge node proxies to the shield, the shield to the origin."""
     text = template if template is not None else resources.files(__package__).joinpath(TEMPLATE).read_text()
-    origin = urlsplit(layout.origin_url)
-    upstream = f"127.0.0.1:{layout.shield.port}" if node.role == "edge" else f"{origin.hostname}:{origin.port}"
+    if node.role == "edge":
+        servers = [f"server 127.0.0.1:{layout.shield.port} max_fails=0;"]
+        next_upstream = "off"
+    elif not layout.origin_backup_urls:
+        origin = urlsplit(layout.origin_url)
+        servers = [f"server {origin.hostname}:{origin.port} max_fails=0;"]
+        next_upstream = "off"
+    else:
+        # Region A first, region B as a backup: a refused connection or a timeout moves the request to the next
+        # server (a POST only when nothing was sent: nginx never resends a non-idempotent request), and a failed
+        # server is skipped for a few seconds, so after a failover the shield follows region B by itself.
+        servers = []
+        for i, url in enumerate(layout.origins):
+            parts = urlsplit(url)
+            servers.append(f"server {parts.hostname}:{parts.port} max_fails=1 fail_timeout=3s"
+                           f"{' backup' if i else ''};")
+        next_upstream = "error timeout"
     # An edge waits a little longer than the shield, so that the shield's own stale answer reaches it first.
     read_timeout = layout.origin_timeout_s + (1.0 if node.role == "edge" else 0.0)
     values = {
         "role": "edge node (point of presence)" if node.role == "edge" else "shield tier",
-        "name": node.name, "prefix": str(node.prefix), "port": str(node.port), "upstream": upstream,
+        "name": node.name, "prefix": str(node.prefix), "port": str(node.port),
+        "upstream_servers": "\n        ".join(servers), "next_upstream": next_upstream,
         "zone": node.name.replace("-", "_"), "purge_token": token, "user_directive": _user_directive(),
         "connect_timeout": f"{min(1.0, layout.origin_timeout_s):g}", "read_timeout": f"{read_timeout:g}",
         "pass_timeout": f"{max(read_timeout, 30.0):g}", "rate_limit": str(layout.rate_limit_rps),

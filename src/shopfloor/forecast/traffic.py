@@ -234,6 +234,10 @@ class OnlineForecastConfig:
         minutes earlier today is covered from its first minute). ``recurring_tolerance <= smooth_minutes``.
     recurring_dispersion: the recurring surge's noise test (three sigmas at today's level) widens Poisson's sigma
         by the series' over-dispersion (:meth:`OnlineTrafficForecaster.dispersion`); False keeps Poisson's.
+    outlier_factor: a standardised error above ``outlier_factor x`` the current upper quantile (at least the normal
+        one) is a surge the forecast could not know of, not noise: it is counted (``outliers``) but kept out of the
+        pool the upper quantile is read from, so that one flash crowd does not widen the band, and cost replicas,
+        for the ``residual_minutes`` after it. 0 (default) pools every error.
     """
 
     level_minutes: int = 20
@@ -250,6 +254,7 @@ class OnlineForecastConfig:
     recurring_tolerance: int = 3
     base_pseudo_count: float = 1.0
     recurring_dispersion: bool = True
+    outlier_factor: float = 0.0
 
 
 class OnlineTrafficForecaster:
@@ -268,6 +273,8 @@ class OnlineTrafficForecaster:
             raise TraceError("recurring_tolerance", "must be within 0..smooth_minutes")
         if self.config.base_pseudo_count < 0:
             raise TraceError("base_pseudo_count", "must be >= 0")
+        if not self.config.outlier_factor >= 0:
+            raise TraceError("outlier_factor", f"must be >= 0, got {self.config.outlier_factor}")
         self._y = np.zeros(MINUTES_PER_WEEK, dtype=float)
         self._n = 0
         # Ring buffer of standardised errors; the quantile is refreshed at most every 30 new errors.
@@ -275,6 +282,8 @@ class OnlineTrafficForecaster:
         self._n_errors = 0
         self._pending: deque[tuple[int, float]] = deque()  # (minute index, predicted mean) awaiting actuals
         self._q_cache: tuple[int, float] | None = None
+        self.outliers = 0
+        self._z_normal = float(_normal_ppf(self.config.quantile))
 
     @property
     def observed(self) -> int:
@@ -294,13 +303,24 @@ class OnlineTrafficForecaster:
         while self._pending and self._pending[0][0] <= self._n:
             idx, pred = self._pending.popleft()
             if idx == self._n:
-                self._errors[self._n_errors % len(self._errors)] = (value - pred) / math.sqrt(pred + 1.0)
+                err = (value - pred) / math.sqrt(pred + 1.0)
+                if self._is_outlier(err):
+                    self.outliers += 1
+                    continue
+                self._errors[self._n_errors % len(self._errors)] = err
                 self._n_errors += 1
         self._n += 1
 
     def observe_many(self, values: Iterable[float]) -> None:
         for v in values:
             self.observe(v)
+
+    def _is_outlier(self, err: float) -> bool:
+        """An error too large to be noise (see ``OnlineForecastConfig.outlier_factor``)."""
+        f = self.config.outlier_factor
+        if f <= 0 or self._n_errors < 30 or err <= f * self._z_normal:
+            return False
+        return err > f * max(self._error_quantile(), self._z_normal)
 
     def _error_quantile(self) -> float:
         if self._q_cache is not None and self._n_errors - self._q_cache[0] < 30:
@@ -374,8 +394,11 @@ class OnlineTrafficForecaster:
                 # that starts a few minutes earlier today is still covered from its first minute.
                 lo2 = anchor - w
                 sharp = np.convolve(self._y[lo2 : anchor + horizon + w], narrow, mode="same")
-                sharp = np.lib.stride_tricks.sliding_window_view(sharp[w - tol : w + horizon + tol], 2 * tol + 1)
-                peaks.append((sharp.max(axis=1)[:horizon] + k) / (base + k))
+                seg2 = sharp[w - tol : w + horizon + tol]
+                widened = seg2[:horizon].copy()
+                for j in range(1, 2 * tol + 1):  # running max over +-tol minutes (a sliding window, unrolled)
+                    np.maximum(widened, seg2[j : j + horizon], out=widened)
+                peaks.append((widened + k) / (base + k))
             # The same weekday last week carries the weekly pattern (weekend vs weekday shape): weight it double.
             weights.append(2.0 if day == 7 else 1.0)
         if not ratios:

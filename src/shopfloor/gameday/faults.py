@@ -74,11 +74,33 @@ EDGE_SCHEDULE: tuple[Fault, ...] = (
 )
 
 
-def parse_schedule(data: Any) -> tuple[Fault, ...]:
+#: What the regions game day (``shopfloor gameday --scenario regions``) may do: kill region A whole (app, worker,
+#: Patroni and its PostgreSQL primary, SIGKILL; the failover that follows is automatic), stop a warehouse's
+#: fulfillment feed (``warehouse_delay``, target: the warehouse) and let it flow again, its held-back events
+#: arriving late (``warehouse_back``).
+REGIONS_ACTIONS = ("region_down", "warehouse_delay", "warehouse_back")
+#: The warehouse whose feed the regions game day delays.
+DELAYED_WAREHOUSE = "us-east-1"
+
+REGIONS_SCHEDULE: tuple[Fault, ...] = (
+    Fault(0.10, "warehouse_delay", f"warehouse {DELAYED_WAREHOUSE}'s fulfillment events stop",
+          DELAYED_WAREHOUSE, name="warehouse delayed"),
+    Fault(0.40, "region_down", "region A killed whole with SIGKILL (app, worker, Patroni, PostgreSQL primary); "
+          "automatic failover to B", "A", name="region A down"),
+    Fault(0.90, "warehouse_back", f"{DELAYED_WAREHOUSE}'s held-back events arrive, late", DELAYED_WAREHOUSE,
+          name="warehouse back"),
+)
+#: Actions that name a target, and what it is.
+_TARGETS = {"processor": "the processor to change (e.g. 'primary')", "warehouse_delay": "the warehouse (e.g. "
+            f"'{DELAYED_WAREHOUSE}')", "warehouse_back": "the warehouse", "region_down": "the region: 'A'"}
+
+
+def parse_schedule(data: Any, actions: tuple[str, ...] = ACTIONS) -> tuple[Fault, ...]:
     """A schedule from plain data (a list of faults, or ``{"faults": [...]}``), each
     ``{"at": 0.3, "action": "processor", "target": "primary", "patch": {"down": true}, "label": "...", "name": "..."}``.
     ``at`` is a fraction of the load phase; ``patch`` (processor, rates) takes the fields of
-    ``PUT /v1/admin/processors/{name}/faults``. Raises ``ValueError`` naming the fault and field."""
+    ``PUT /v1/admin/processors/{name}/faults``. ``actions``: the scenario's (:data:`ACTIONS`, :data:`EDGE_ACTIONS`
+    or :data:`REGIONS_ACTIONS`). Raises ``ValueError`` naming the fault and field."""
     from pydantic import ValidationError
 
     from ..simulators import FaultPatch
@@ -99,13 +121,17 @@ def parse_schedule(data: Any) -> tuple[Fault, ...]:
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1:
             raise ValueError(f"{where}.at: a fraction of the load phase, 0 <= at < 1 (got {at!r})")
         action = item.get("action")
-        if action not in ACTIONS:
-            raise ValueError(f"{where}.action: one of {', '.join(ACTIONS)} (got {action!r})")
+        if action not in actions:
+            raise ValueError(f"{where}.action: one of {', '.join(actions)} (got {action!r})")
         target, patch = item.get("target"), item.get("patch")
-        if action == "processor" and not (isinstance(target, str) and target):
-            raise ValueError(f"{where}.target: the processor to change (e.g. 'primary')")
-        if action != "processor" and target is not None:
-            raise ValueError(f"{where}.target: only a 'processor' fault names a target")
+        if action == "region_down" and target is None:
+            target = "A"
+        if action in _TARGETS and not (isinstance(target, str) and target):
+            raise ValueError(f"{where}.target: {_TARGETS[action]}")
+        if action == "region_down" and target != "A":
+            raise ValueError(f"{where}.target: {_TARGETS[action]} (region B is the standby; got {target!r})")
+        if action not in _TARGETS and target is not None:
+            raise ValueError(f"{where}.target: only {', '.join(repr(a) for a in _TARGETS)} faults name a target")
         if action in ("processor", "rates"):
             if not isinstance(patch, dict) or not patch:
                 raise ValueError(f"{where}.patch: the fault fields to set, e.g. {{\"down\": true}}")
@@ -128,7 +154,7 @@ def parse_schedule(data: Any) -> tuple[Fault, ...]:
     return tuple(sorted(out, key=lambda f: f.at))
 
 
-def load_schedule(path: str | Path) -> tuple[Fault, ...]:
+def load_schedule(path: str | Path, actions: tuple[str, ...] = ACTIONS) -> tuple[Fault, ...]:
     """:func:`parse_schedule` of a ``.yaml``/``.yml`` or ``.json`` file; errors start with the file's name."""
     import yaml
 
@@ -144,7 +170,7 @@ def load_schedule(path: str | Path) -> tuple[Fault, ...]:
             data = json.loads(text)
         else:
             raise ValueError(f"{path}: unsupported extension {path.suffix!r} (use .yaml, .yml or .json)")
-        return parse_schedule(data)
+        return parse_schedule(data, actions)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     except json.JSONDecodeError as exc:

@@ -175,8 +175,11 @@ class PredictiveConfig:
     scale_in_window: minutes a lower target must persist before replicas are removed (conservative scale-in).
     surge_factor / surge_minutes: a surge (flash crowd) is one minute above ``surge_factor x`` the upper forecast,
         or ``surge_minutes`` consecutive minutes above it (0 disables). On a surge the planner re-forecasts at once
-        and also plans for the current rate growing at the recent pace (times ``surge_extrapolation``) until
-        newly requested replicas are ready.
+        and plans for at least the current rate (mean of the last two minutes); with ``surge_extrapolation > 0``
+        also for that rate growing at the recent pace (times ``surge_extrapolation``) until newly requested
+        replicas are ready. Off by default: on the selection cases it bought no violation-minutes (replicas asked
+        for at detection are ready only a few minutes before the HPA's, asked for on the ramp's top) and cost
+        replica-minutes (the extrapolation overshoots a x3-x10 ramp several-fold).
     cost_budget: keep replica-minutes within ``1 + cost_budget`` of what target tracking alone (a shadow HPA fed
         the same observed minutes) has spent so far, by scaling the forecast band (upper - mean) by a factor in
         [band_scale_min, band_scale_max], nudged by ``band_step`` each minute; 0 disables (band scale stays 1).
@@ -197,7 +200,9 @@ class PredictiveConfig:
         echo_confirm`` minutes of those replicas); if it shows, the echo holds until replicas asked for on the
         observed surge are ready (``lag + 1`` minutes after it showed). One echoed onset is acted on once:
         further echoes wait ``echo_cooldown`` minutes.
-    forecast: knobs of the online traffic forecaster.
+    forecast: knobs of the online traffic forecaster. The default keeps surge-sized errors (above 3x the band's
+        quantile) out of the band's error pool (``OnlineForecastConfig.outlier_factor``), so a flash crowd does
+        not widen the band for the three days after it.
     """
 
     headroom: float = 1.0
@@ -205,7 +210,7 @@ class PredictiveConfig:
     scale_in_window: int = 5
     surge_factor: float = 2.0
     surge_minutes: int = 0
-    surge_extrapolation: float = 1.0
+    surge_extrapolation: float = 0.0
     trend_ratio: float = 0.0
     upper_cap_over_mean: float = 0.0
     cost_budget: float = 0.0
@@ -223,7 +228,9 @@ class PredictiveConfig:
     echo_confirm: int = 5
     echo_headroom: float = 1.2
     echo_cooldown: int = 150
-    forecast: OnlineForecastConfig = field(default_factory=lambda: OnlineForecastConfig(quantile=0.95))
+    forecast: OnlineForecastConfig = field(
+        default_factory=lambda: OnlineForecastConfig(quantile=0.95, outlier_factor=3.0)
+    )
 
 
 class PredictivePlanner:
@@ -337,8 +344,9 @@ class PredictivePlanner:
             if len(means):
                 peak = min(peak, float(means.max()) * self.config.upper_cap_over_mean)
         if self._surge and self._last is not None and len(self._prev) >= 2:
-            # A flash crowd: the forecast was beaten. Plan for the current rate (last two minutes) continuing to
-            # climb at the pace of the last few minutes until freshly requested replicas are ready.
+            # A flash crowd: the forecast was beaten. Plan for at least the current rate (last two minutes), and,
+            # with ``surge_extrapolation`` > 0, for it climbing at the pace of the last few minutes until freshly
+            # requested replicas are ready.
             prev = list(self._prev)
             now_rate = sum(prev[-2:]) / len(prev[-2:])
             half = len(prev) // 2

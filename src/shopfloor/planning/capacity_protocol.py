@@ -43,19 +43,30 @@ DEFAULTS_CHOSEN_ON = ("nasa", "clarknet", "standin-episodes-100")
 DEFAULTS_CHOSEN_ON_SEEDS = (1,)
 
 
-def _candidate(echo_factor: float, window: int, echo_days: int = 1) -> PredictiveConfig:
-    return PredictiveConfig(echo_factor=echo_factor, echo_early=window, echo_confirm=window, echo_days=echo_days)
+def _candidate(
+    echo_factor: float = 2.0, window: int = 5, *, extrapolation: float = 0.0, outlier_factor: float = 0.0
+) -> PredictiveConfig:
+    return PredictiveConfig(
+        echo_factor=echo_factor, echo_early=window, echo_confirm=window, surge_extrapolation=extrapolation,
+        forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=outlier_factor),
+    )
 
 
-#: The grid selection chooses from: the surge echo off, or on with its threshold (2 / 2.5 / 3 x the hour before)
-#: and its timing window (3 / 5 / 7 minutes early and late), from yesterday only or from the last two days. These
-#: trade violations at echoed surges for replica-minutes spent on echoes that do not come. Everything else
-#: (band quantile 0.95, scale-in hold 5 minutes, cost cap 1.15) stays at its default.
-CANDIDATES: dict[str, PredictiveConfig] = {"echo-off": PredictiveConfig(echo_factor=0.0)}
-CANDIDATES.update(
-    {f"echo{f:g}-w{w}": _candidate(f, w) for f in (2.0, 2.5, 3.0) for w in (3, 5, 7)}
-)
-CANDIDATES["echo2.5-w5-2days"] = _candidate(2.5, 5, echo_days=2)
+#: The grid selection chooses from. Three choices trade violations for replica-minutes: the surge echo (off, or on
+#: at 2 / 2.5 x yesterday's hour, with a 5- or 7-minute timing window), the slope extrapolation after a detected
+#: surge (``-ramp1``: plan for the current rate climbing at the recent pace until fresh replicas are ready; the
+#: others plan for the forecast and the HPA floor only), and whether surge-sized forecast errors are kept out of
+#: the band's error pool (``-trim3``: errors above 3x the band's quantile). Everything else (band quantile 0.95,
+#: scale-in hold 5 minutes, cost cap 1.15) stays at its default.
+CANDIDATES: dict[str, PredictiveConfig] = {
+    "echo-off": _candidate(0.0),
+    "echo2-w5-ramp1": _candidate(2.0, 5, extrapolation=1.0),
+    "echo2-w5": _candidate(2.0, 5),
+    "echo2-w7": _candidate(2.0, 7),
+    "echo2.5-w5": _candidate(2.5, 5),
+    "echo2-w5-trim3": _candidate(2.0, 5, outlier_factor=3.0),
+    "echo2-w7-trim3": _candidate(2.0, 7, outlier_factor=3.0),
+}
 
 
 @dataclass

@@ -215,20 +215,32 @@ class PromiseEngine:
         at = ensure_utc(at)
         stats = self.stats.current()
         if cfg.cache_windows:
+            # Windows are cached per minute; a feed that went stale within the minute must not wait for the next
+            # one, so the feed's age is taken at the real time and its staleness is part of the key.
+            feed_at_h = to_hours(at)
             at = at.replace(second=0, microsecond=0)
-            key = (warehouse, origin_region, dest_region, carrier, conf, at, id(stats))
+            key = (warehouse, origin_region, dest_region, carrier, conf, at, id(stats),
+                   self._feed_stale(stats, warehouse, feed_at_h))
             hit = self._windows.get(key)
             if hit is not None:
                 return hit
             if len(self._windows) > 8192:
                 self._windows.clear()
-            window = self._window(warehouse, origin_region, dest_region, at, carrier, conf, stats)
+            window = self._window(warehouse, origin_region, dest_region, at, carrier, conf, stats, feed_at_h)
             self._windows[key] = window
             return window
         return self._window(warehouse, origin_region, dest_region, at, carrier, conf, stats)
 
+    def _feed_stale(self, stats: FulfillmentStats, warehouse: str, at_h: float) -> bool:
+        after = self.config.degradation.stale_feed_after_h
+        if after is None:
+            return False
+        wh = stats.get(f"wh:{warehouse}")
+        return wh is None or wh.last_event_h is None or at_h - wh.last_event_h > after
+
     def _window(self, warehouse: str, origin_region: str | None, dest_region: str | None, at: datetime,
-                carrier: str | None, conf: float, stats: FulfillmentStats) -> DeliveryWindow:
+                carrier: str | None, conf: float, stats: FulfillmentStats,
+                feed_at_h: float | None = None) -> DeliveryWindow:
         cfg = self.config
         at_h = to_hours(at)
         reasons: list[str] = []
@@ -253,7 +265,8 @@ class PromiseEngine:
             tr_p50, tr_q = blended_quantile(lane_chain, 0.5, k), blended_quantile(lane_chain, conf, k)
 
         wh = stats.get(f"wh:{warehouse}")
-        feed_age = None if wh is None or wh.last_event_h is None else max(0.0, at_h - wh.last_event_h)
+        feed_h = at_h if feed_at_h is None else feed_at_h
+        feed_age = None if wh is None or wh.last_event_h is None else max(0.0, feed_h - wh.last_event_h)
         signals = LiveSignals(
             feed_age_h=feed_age,
             backlog=0 if wh is None else wh.backlog,

@@ -8,12 +8,18 @@ from .cluster import (
     Region,
     RegionsLayout,
     down,
+    is_primary,
     failover,
     kill_region,
+    pid_of,
+    postmaster_pid,
+    region_alive,
     status,
     up,
     wait_for_primary,
+    watch,
 )
 
-__all__ = ["INSTALL_HINT", "Region", "RegionsLayout", "down", "failover", "kill_region", "status", "up",
-           "wait_for_primary"]
+__all__ = ["INSTALL_HINT", "Region", "RegionsLayout", "down", "failover", "is_primary", "kill_region", "pid_of",
+           "postmaster_pid", "region_alive", "status",
+           "up", "wait_for_primary", "watch"]

@@ -497,6 +497,34 @@ def failover(layout: RegionsLayout, env: dict | None = None, timeout: float = 90
             "worker-B": worker, **status(layout)}
 
 
+def region_alive(layout: RegionsLayout, region: Region) -> bool:
+    """Whether anything of ``region`` answers: its Patroni REST API or its app."""
+    return patroni_state(region) is not None or app_healthy(region)
+
+
+def watch(layout: RegionsLayout, stop: Callable[[], bool], env: dict | None = None, grace_s: float = 3.0,
+          interval_s: float = 0.5, report: Callable[[str], None] = lambda _: None) -> dict | None:
+    """Automatic failover: poll region A every ``interval_s``; once neither its Patroni nor its app has answered
+    for ``grace_s``, run :func:`failover` (fence A, wait for Patroni to promote B, start B's worker) and return its
+    result. Returns None when ``stop()`` turns true first or region A is already fenced."""
+    down_since: float | None = None
+    while not stop():
+        if layout.a.fence_file.exists():
+            return None
+        if region_alive(layout, layout.a):
+            down_since = None
+        else:
+            now = time.monotonic()
+            down_since = now if down_since is None else down_since
+            if now - down_since >= grace_s:
+                report(f"region A silent for {grace_s:g} s: failing over to B")
+                out = failover(layout, env=env, timeout=max(90.0, 3.0 * layout.ttl_s), report=report)
+                out["detected_s"] = round(now - down_since, 3)
+                return out
+        time.sleep(interval_s)
+    return None
+
+
 def down(layout: RegionsLayout, purge: bool = False) -> dict[str, bool]:
     """Stop everything (apps and workers first, the standby before the primary, etcd last); ``purge`` also deletes
     the data under the layout's root, fence marks included."""

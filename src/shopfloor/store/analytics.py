@@ -82,63 +82,69 @@ def refresh_journeys(conn: Connection, order_ids: Iterable[str] | None = None) -
         conn.execute(stmt, {"ids": ids[i:i + 500]})
 
 
-def _durations_sql(dialect: str) -> str:
-    """One row per measured duration: (measure, warehouse, zone, hours), each leg read through the index on its
-    end time."""
-    return """
-    WITH durations AS (
-        SELECT 'pick_pack' AS measure, warehouse, '' AS zone, pick_pack_h AS h FROM fulfillment_journeys
-        WHERE pick_end_at >= :since AND pick_end_at < :until AND pick_pack_h IS NOT NULL
-        UNION ALL
-        SELECT 'handoff_delay', warehouse, '', handoff_h FROM fulfillment_journeys
-        WHERE handed_at >= :since AND handed_at < :until AND handoff_h IS NOT NULL
-        UNION ALL
-        SELECT 'transit', warehouse, zone, transit_h FROM fulfillment_journeys
-        WHERE delivered_at >= :since AND delivered_at < :until AND transit_h IS NOT NULL
-    )"""
+#: The three legs: (measure, duration column, end-of-leg column its window is read by, grouping columns). Each leg
+#: is read from its own covering index and ranked on its own (one small sort per leg instead of one over all legs).
+_LEGS = (
+    ("pick_pack", "pick_pack_h", "pick_end_at", ("warehouse",)),
+    ("handoff_delay", "handoff_h", "handed_at", ("warehouse",)),
+    ("transit", "transit_h", "delivered_at", ("warehouse", "zone")),
+)
 
 
 def _percentiles_sql(dialect: str) -> str:
-    """p50 and p90 of every (measure, warehouse, zone) group of ``durations``, plus its size."""
-    if dialect == "postgresql":
-        return _durations_sql(dialect) + """
-    SELECT measure, warehouse, zone, COUNT(*) AS n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY h) AS p50,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY h) AS p90
-    FROM durations GROUP BY measure, warehouse, zone"""
-    # percentile_cont(p): position p*(n-1) (0-based) between ranks lo and lo+1, interpolated. Integer arithmetic
-    # (p in percent) keeps the floor exact. One window (one sort); only the neighbouring ranks reach the GROUP BY.
-    def lo(p: int) -> str:
-        return f"(((n - 1) * {p}) / 100)"
+    """p50 and p90 of every (measure, warehouse, zone) group of the legs that end in the window, plus its size:
+    one ``SELECT`` per leg, read through that leg's covering index, joined by ``UNION ALL``."""
+    parts = []
+    for measure, col, end, groups in _LEGS:
+        keys = ", ".join(groups)
+        zone = "zone" if "zone" in groups else "''"
+        where = f"{end} >= :since AND {end} < :until AND {col} IS NOT NULL"
+        if dialect == "postgresql":
+            parts.append(f"""
+    SELECT '{measure}' AS measure, warehouse, {zone} AS zone, COUNT(*) AS n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY {col}) AS p50,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY {col}) AS p90
+    FROM fulfillment_journeys WHERE {where} GROUP BY {keys}""")
+            continue
+        # percentile_cont(p): position p*(n-1) (0-based) between ranks lo and lo+1, interpolated. Integer arithmetic
+        # (p in percent) keeps the floor exact. One window (one sort) per leg; only the neighbouring ranks reach the
+        # GROUP BY.
+        def lo(p: int) -> str:
+            return f"(((n - 1) * {p}) / 100)"
 
-    def frac(p: int) -> str:
-        return f"((((n - 1) * {p}) % 100) / 100.0)"
+        def frac(p: int) -> str:
+            return f"((((n - 1) * {p}) % 100) / 100.0)"
 
-    def pct(p: int) -> str:
-        return (f"SUM(CASE WHEN rn = {lo(p)} + 1 THEN h * (1.0 - {frac(p)}) "
-                f"WHEN rn = {lo(p)} + 2 THEN h * {frac(p)} ELSE 0 END)")
-    return _durations_sql(dialect) + f""", ranked AS (
-        SELECT measure, warehouse, zone, h,
-               ROW_NUMBER() OVER w AS rn,
+        def pct(p: int) -> str:
+            return (f"SUM(CASE WHEN rn = {lo(p)} + 1 THEN h * (1.0 - {frac(p)}) "
+                    f"WHEN rn = {lo(p)} + 2 THEN h * {frac(p)} ELSE 0 END)")
+        parts.append(f"""
+    SELECT '{measure}' AS measure, warehouse, {zone} AS zone, MAX(n) AS n, {pct(50)} AS p50, {pct(90)} AS p90
+    FROM (
+        SELECT {keys}, {col} AS h, ROW_NUMBER() OVER w AS rn,
                COUNT(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
-        FROM durations
-        WINDOW w AS (PARTITION BY measure, warehouse, zone ORDER BY h)
-    )
-    SELECT measure, warehouse, zone, MAX(n) AS n, {pct(50)} AS p50, {pct(90)} AS p90
-    FROM ranked
+        FROM fulfillment_journeys WHERE {where}
+        WINDOW w AS (PARTITION BY {keys} ORDER BY {col})
+    ) ranked
     WHERE rn IN ({lo(50)} + 1, {lo(50)} + 2, {lo(90)} + 1, {lo(90)} + 2)
-    GROUP BY measure, warehouse, zone"""
+    GROUP BY {keys}""")
+    return "\n    UNION ALL".join(parts)
 
 
+# The window's lines are read from two covering indexes (orders by creation time with status, split and id; lines
+# by order with warehouse, sku and qty), kept once, then grouped twice by hash or sort: per (order, warehouse) and
+# then per warehouse (orders, split orders, lines), and per SKU (lines, units).
 _ORDER_LINES = """
     WITH w AS MATERIALIZED (
         SELECT o.id, o.split, ol.warehouse, ol.sku, ol.qty
         FROM orders o JOIN order_lines ol ON ol.order_id = o.id
         WHERE o.created_at >= :since AND o.created_at < :until AND o.status NOT IN {not_shipped}
+    ), per_order AS (
+        SELECT warehouse, MAX(split) AS split, COUNT(*) AS lines FROM w GROUP BY id, warehouse
     )
-    SELECT 'warehouse' AS kind, warehouse AS grp, COUNT(DISTINCT id) AS orders,
-           COUNT(DISTINCT CASE WHEN split = 1 THEN id END) AS split_orders, COUNT(*) AS lines, SUM(qty) AS units
-    FROM w GROUP BY warehouse
+    SELECT 'warehouse' AS kind, warehouse AS grp, COUNT(*) AS orders, SUM(CASE WHEN split = 1 THEN 1 ELSE 0 END)
+           AS split_orders, SUM(lines) AS lines, 0 AS units
+    FROM per_order GROUP BY warehouse
     UNION ALL
     SELECT 'sku', sku, 0, 0, COUNT(*), SUM(qty) FROM w GROUP BY sku""".replace("{not_shipped}", repr(_NOT_SHIPPED))
 
@@ -154,32 +160,48 @@ _RETURNS = """
 def _inventory_age_sql(dialect: str) -> str:
     """Median age (days at ``:until``) of the units on hand, per SKU and per warehouse. FIFO: the units on hand are
     held by a stock row's latest arrivals, those whose ``cum_qty`` passes (all received - on hand); each stock row
-    seeks them in the ``(sku, warehouse, cum_qty)`` index. Units on hand beyond every arrival have no known age."""
-    age = _hours(dialect, "sr.received_at", ":until") + " / 24.0"
+    seeks them in the ``(sku, warehouse, cum_qty)`` index. Units on hand beyond every arrival have no known age.
+
+    The units are ranked newest first (by arrival time: age is monotone in it, so no per-row age is computed); the
+    median unit's arrival is the one row per group where the running total of units first reaches half the total,
+    and only that row's age is computed."""
+    age = _hours(dialect, "at", ":until") + " / 24.0"
+
+    def median(key: str) -> str:
+        return f"""
+    SELECT '{key}' AS kind, c.{key} AS grp, {age} AS p50 FROM (
+        SELECT {key}, at, units,
+               SUM(units) OVER (PARTITION BY {key} ORDER BY at DESC ROWS UNBOUNDED PRECEDING) AS upto
+        FROM held
+    ) c JOIN (SELECT {key}, SUM(units) AS total FROM held GROUP BY {key}) t ON t.{key} = c.{key}
+    WHERE 2 * c.upto >= t.total AND 2 * (c.upto - c.units) < t.total"""
     return f"""
-    WITH rows AS (
-        SELECT s.sku, s.warehouse, s.on_hand,
+    WITH rows AS MATERIALIZED (
+        SELECT s.sku, s.warehouse,
                (SELECT MAX(x.cum_qty) FROM stock_receipts x
                 WHERE x.sku = s.sku AND x.warehouse = s.warehouse) - s.on_hand AS gone
         FROM stock s WHERE s.on_hand > 0
     ), held AS MATERIALIZED (
-        SELECT sr.sku, sr.warehouse, {age} AS age_d,
+        SELECT sr.sku, sr.warehouse, sr.received_at AS at,
                CASE WHEN sr.cum_qty - sr.qty < r.gone THEN sr.cum_qty - r.gone ELSE sr.qty END AS units
         FROM rows r JOIN stock_receipts sr
              ON sr.sku = r.sku AND sr.warehouse = r.warehouse AND sr.cum_qty > r.gone
         WHERE sr.received_at <= :until
-    ), cum AS (
-        SELECT 'sku' AS kind, sku AS grp, age_d,
-               SUM(units) OVER (PARTITION BY sku ORDER BY age_d ROWS UNBOUNDED PRECEDING) AS upto,
-               SUM(units) OVER (PARTITION BY sku) AS total
-        FROM held
-        UNION ALL
-        SELECT 'warehouse', warehouse, age_d,
-               SUM(units) OVER (PARTITION BY warehouse ORDER BY age_d ROWS UNBOUNDED PRECEDING),
-               SUM(units) OVER (PARTITION BY warehouse)
-        FROM held
-    )
-    SELECT kind, grp, MIN(age_d) AS p50 FROM cum WHERE 2 * upto >= total GROUP BY kind, grp"""
+    ){median("sku")}
+    UNION ALL{median("warehouse")}"""
+
+
+#: PostgreSQL settings for the report's transactions only (``SET LOCAL``): no JIT (compiling the plans cost more
+#: than these sub-second queries gain from it), sorts and hashes of a window in memory rather than spilled to disk,
+#: and index reads costed as the cached reads they are (else the planner scans every order line to hash-join a
+#: window's orders instead of reading their lines from the covering index).
+_PG_REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'", "SET LOCAL random_page_cost = 1.1")
+
+
+def _tune(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        for stmt in _PG_REPORT_SETTINGS:
+            conn.exec_driver_sql(stmt)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -221,11 +243,13 @@ class SqlFulfillmentAnalytics:
 
         def run(name: str, sql: str) -> list:
             with self.engine.connect() as c:
+                _tune(c)
                 return self._run(c, name, sql, since, until)
 
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="analytics") as pool:
             futures = {name: pool.submit(run, name, sql) for name, sql in heavy.items()}
             with self.engine.connect() as conn:
+                _tune(conn)
                 refusals = self._run(conn, "refusals", _REFUSALS, since, until)
                 returns = self._run(conn, "returns", _RETURNS, since, until)
                 known_wh = [r[0] for r in conn.execute(text("SELECT id FROM warehouses"))]
