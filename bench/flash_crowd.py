@@ -4,7 +4,7 @@ Each run is a baseline (ordinary shoppers only) and a crowd (ordinary shoppers p
 hot product) on fresh stores, measured back to back: the p99 ratios compare them within the run.
 
     python bench/flash_crowd.py [--runs 3] [--shoppers 20000] [--units 200] [--workers 1]
-                                [--redis-url redis://127.0.0.1:6379/0]
+                                [--redis-url redis://127.0.0.1:6379/0] [--crowd-nice 4]
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--redis-url", default=None)
+    ap.add_argument("--crowd-nice", type=int, default=FlashCrowdConfig.crowd_nice,
+                    help="niceness added to the crowd's load processes (0: the server's priority)")
     args = ap.parse_args()
     runs = []
     for i in range(args.runs):
-        cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i)
+        cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i,
+                               crowd_nice=args.crowd_nice)
         r = run_flash_crowd(config=cfg, redis_url=args.redis_url)
         runs.append({
             "sold": r.sold, "units": r.units, "checks": r.checks, "passed": r.passed,
@@ -36,6 +39,8 @@ def main() -> None:
             "ordinary_p99_ratio": _ratio(r.ordinary_p99_ms, r.baseline_p99_ms),
             "bot_units_share": r.bot_units_share, "pre_open_units_share": r.pre_open_units_share,
             "server_cpu_s": r.totals["server_cpu_s"], "requests": r.totals["requests"],
+            "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
+            "load_average": r.totals["load_average"],
         })
 
     def median(key: str):

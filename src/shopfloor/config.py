@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     http_proxy_headers: bool = Field(
         default=True, description="Trust X-Forwarded-Proto/For from http_forwarded_allow_ips (uvicorn's "
                                   "--proxy-headers), so that requests a TLS proxy forwards count as https.")
+    http_backlog: int = Field(
+        default=4096, ge=64, le=65_535, description="Listen backlog of `shopfloor serve` (connections the kernel "
+        "queues until the server accepts them; capped by net.core.somaxconn). A flash crowd opens thousands of "
+        "connections within a second: past the backlog the kernel drops them and clients retry after 1, 3, 7 s.")
     http_forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Comma-separated proxy addresses (or networks, or *) whose forwarded headers "
                                          "are trusted (uvicorn's --forwarded-allow-ips).")
@@ -290,8 +294,12 @@ class Settings(BaseSettings):
     edge_warm_destinations: list[str] = Field(
         default=["US:94107"], description="COUNTRY:POSTAL_CODE destinations `shopfloor edge warm` requests each "
                                           "warm-list product for.")
-    edge_rate_limit_rps: int = Field(default=200, ge=1, description="limit_req zone rate (per client address) "
-                                     "the edge config declares for waiting-room routes.")
+    edge_rate_limit_rps: int = Field(default=200, ge=1, description="limit_req rate per client address of "
+                                     "GET /v1/queue/{token} at each edge node (requests per second).")
+    edge_checkout_rate_per_min: int = Field(default=120, ge=1, description="limit_req rate per client address of "
+                                            "POST /v1/checkouts at each edge node (requests per minute).")
+    edge_limit_burst: int = Field(default=10, ge=0, le=10_000, description="limit_req burst (answered without "
+                                  "delay) of the edge's checkout and queue-status limits.")
 
     @property
     def is_sqlite(self) -> bool:

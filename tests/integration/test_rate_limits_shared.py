@@ -76,7 +76,8 @@ def two_servers(db_url, tmp_path):
     engine = engine_for(db_url)
     seed(engine, {"w1": ("us-west", "US", ["9"])}, {"A1": 1299, "HOT": 999}, {("A1", "w1"): 500, ("HOT", "w1"): 3})
     _, key = new_key(engine, "storefront")
-    opens_at = datetime.now(timezone.utc) + timedelta(seconds=15)
+    # the sale opens after both servers are up: starting two servers takes more than 15 s on a loaded machine
+    opens_at = datetime.now(timezone.utc) + timedelta(seconds=40)
     prefix = f"test-{uuid.uuid4().hex}:"
     env = {
         "SHOPFLOOR_REDIS_URL": REDIS_URL,

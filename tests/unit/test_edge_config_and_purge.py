@@ -213,3 +213,35 @@ def test_a_purge_that_missed_a_dead_node_is_retried_until_it_lands():
     clock[0] = 9.0
     watcher.tick()
     assert len(target.calls) == 5  # landed: no more retries
+
+
+def test_edge_nodes_limit_checkout_and_queue_polls_per_address_and_the_shield_does_not(tmp_path):
+    layout = EdgeLayout.from_settings(Settings(edge_dir=tmp_path / "edge", edge_origin_url="http://127.0.0.1:9000",
+                                               edge_node_ports=[9101], edge_shield_port=9190,
+                                               edge_checkout_rate_per_min=90, edge_limit_burst=7))
+    edge = render(layout, layout.edges[0], "tok")
+    shield = render(layout, layout.shield, "tok")
+    checkout = edge.split("location = /v1/checkouts {", 1)[1].split("}", 1)[0]
+    queue = edge.split("location ^~ /v1/queue/ {", 1)[1].split("}", 1)[0]
+    assert "zone=checkout:10m rate=90r/m" in edge
+    assert "limit_req zone=checkout burst=7 nodelay;" in checkout and "error_page 429 = @rate_limited;" in checkout
+    assert "limit_req zone=waiting_room burst=7 nodelay;" in queue and "error_page 429 = @rate_limited;" in queue
+    assert "limit_req zone=" not in shield  # the shield sees every shopper as an edge node's address
+    assert '"code": "too_many_requests"' in edge and 'Retry-After "1"' in edge
+
+
+def test_the_generated_edge_and_shield_configs_pass_nginx_t(tmp_path):
+    import pytest
+
+    from shopfloor.edge.nodes import check_config, nginx_binary
+
+    try:
+        nginx_binary()
+    except FileNotFoundError:
+        pytest.skip("nginx is not installed (tools/install-nginx.sh)")
+    layout = _layout(tmp_path)
+    for node in layout.nodes:
+        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi", "cache"):
+            (node.prefix / sub).mkdir(parents=True, exist_ok=True)
+        node.conf.write_text(render(layout, node, "tok"))
+        check_config(node)  # raises with nginx's message when the config is refused

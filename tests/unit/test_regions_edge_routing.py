@@ -24,17 +24,18 @@ def test_the_shield_lists_region_a_first_and_region_b_as_its_backup(tmp_path):
     a = shield.index("server 127.0.0.1:9000 max_fails=1 fail_timeout=3s;")
     b = shield.index("server 127.0.0.1:9001 max_fails=1 fail_timeout=3s backup;")
     assert a < b
-    assert shield.count("proxy_next_upstream error timeout;") == 2  # product pages and the pass-through
+    # product pages, the checkout, the queue status and the pass-through
+    assert shield.count("proxy_next_upstream error timeout;") == 4
     edge = render(layout, layout.edges[0], "tok")  # edge nodes still talk to the shield only
     assert "server 127.0.0.1:9190 max_fails=0;" in edge and "9001" not in edge
-    assert edge.count("proxy_next_upstream off;") == 2
+    assert edge.count("proxy_next_upstream off;") == 4
 
 
 def test_one_origin_keeps_the_single_server_upstream(tmp_path):
     layout = EdgeLayout.from_settings(_settings(tmp_path))
     shield = render(layout, layout.shield, "tok")
     assert "server 127.0.0.1:9000 max_fails=0;" in shield and "backup" not in shield
-    assert shield.count("proxy_next_upstream off;") == 2
+    assert shield.count("proxy_next_upstream off;") == 4
 
 
 def test_the_regions_option_points_the_edge_at_both_regions_apps(tmp_path):

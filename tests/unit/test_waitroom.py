@@ -276,3 +276,91 @@ def test_the_gate_lets_ordinary_products_through_untouched():
     room, _, _ = _room(units=0, k=1.0)
     verdict = run(CheckoutGate(room).enter(["A1"], "key", "10.0.0.1", None, "a", "tok"))
     assert verdict.kind == GO and verdict.decision is None
+
+
+def test_the_purchase_of_the_last_unit_answers_every_held_shopper_without_waiting_for_the_tick():
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0  # the periodic check alone would answer only after 30 s
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(3)]
+        held = [asyncio.create_task(room.status(w.token, wait_s=60)) for w in waiting]
+        await asyncio.sleep(0.05)
+        assert not any(h.done() for h in held)
+        stock.units = 0  # the admitted shopper's checkout took the last unit
+        t0 = asyncio.get_running_loop().time()
+        await room.finish(head, succeeded=True)
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        return answers, asyncio.get_running_loop().time() - t0
+
+    assert room.sold_out_seen_at == {}
+    answers, took = run(scene())
+    assert answers == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 3 and took < 0.5
+    assert room.held_told_sold_out == {"HOT": 3} and room.sold_out_seen_at == {"HOT": 1_000_000.0}
+
+
+def test_a_failed_purchase_of_the_last_unit_does_not_tell_anyone_sold_out():
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "w")
+        held = asyncio.create_task(room.status(waiting.token, wait_s=60))
+        await asyncio.sleep(0.05)
+        await room.finish(head, succeeded=False)  # declined: the unit is back, the next in line may buy it
+        await asyncio.sleep(0.05)
+        done = held.done()
+        held.cancel()
+        return done
+
+    assert run(scene()) is False
+
+
+def test_retry_after_shrinks_to_a_second_near_the_front_and_when_few_units_are_left():
+    policy = AdmissionPolicy(units_factor=2, serve_rate_per_s=50, max_poll_s=5)
+    assert policy.retry_after_s(1000, remaining_units=1000) == 5  # far back, plenty left
+    assert policy.retry_after_s(10, remaining_units=1000) == 1  # near the front
+    assert policy.retry_after_s(1000, remaining_units=250) == 1  # 250 units could sell before a 5 s wait ends
+    assert policy.retry_after_s(1000) == 5
+
+
+def test_a_queued_checkout_is_told_to_come_back_sooner_once_few_units_are_left():
+    room, stock, _ = _room(units=100, k=0.01)  # room for one admitted shopper at a time
+    room.policy = AdmissionPolicy(units_factor=0.01, serve_rate_per_s=1, max_poll_s=5)
+
+    async def scene():
+        for i in range(10):
+            await room.admit("HOT", None, f"ahead-{i}")
+        far_back = await room.admit("HOT", None, "b")
+        stock.units = 4  # could all be sold within one 5 s wait at 1 checkout/s
+        also_far_back = await room.admit("HOT", None, "c")
+        return far_back, also_far_back
+
+    far_back, also_far_back = run(scene())
+    assert far_back.position >= 10 and far_back.retry_after_s == 5
+    assert also_far_back.position >= 10 and also_far_back.retry_after_s == 1
+
+
+def test_shoppers_held_before_the_opening_stay_held_at_the_opening_unless_their_place_is_admitted():
+    clock = Clock()
+    room, stock, _ = _room(units=1, k=2.0, opens_at=clock.t + 10, clock=clock)  # room for 2 admitted at once
+    room.tick_s = 0.01
+
+    async def scene():
+        early = [await room.admit("HOT", None, f"e{i}") for i in range(6)]
+        held = [asyncio.create_task(room.status(e.token, wait_s=60)) for e in early]
+        await asyncio.sleep(0.05)
+        clock.t += 11  # the sale opens: the six are shuffled; the first two places are admitted
+        await asyncio.sleep(0.1)
+        answered = [h.result() for h in held if h.done()]
+        still_held = sum(not h.done() for h in held)
+        stock.units = 0
+        rest = await asyncio.wait_for(asyncio.gather(*[h for h in held if not h.done()]), 1)
+        return answered, still_held, rest
+
+    answered, still_held, rest = run(scene())
+    assert answered == [{"state": "admitted", "position": 0, "eta_s": 0.0}] * 2
+    assert still_held == 4  # not told "waiting" at the opening, only to come straight back
+    assert rest == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 4

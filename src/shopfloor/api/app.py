@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from functools import partial
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from .crowd_front import CrowdFront, ShopfloorAPI
 from .responses import FastJSONResponse
 
 from .. import __version__
@@ -45,7 +47,7 @@ def create_app(container: Container) -> FastAPI:
         yield
         container.close()
 
-    app = FastAPI(
+    app = ShopfloorAPI(
         title="shopfloor",
         version=__version__,
         description="Buy path, promise engine, forecasting brain and control tower for online stores.",
@@ -84,18 +86,6 @@ def create_app(container: Container) -> FastAPI:
             return Response(body, media_type=ctype)
 
     settings = container.settings
-    # Innermost: the hot checkout route ahead of the router (malformed requests still reach the FastAPI route).
-    from .fast_checkout import PATH as CHECKOUT_PATH, CheckoutFastPath
-
-    checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
-    app.add_middleware(CheckoutFastPath, container=container, authenticator=app.state.authenticator,
-                       route=checkout_route)
-    if container.services.get("waitroom") is not None:
-        from .fast_queue import QueueStatusFastPath
-
-        queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
-        app.add_middleware(QueueStatusFastPath, container=container, max_wait_s=settings.waitroom_max_hold_s,
-                           route=queue_route)
     limits = container.services.get("rate_limits")
     if limits is not None and limits.reads_per_address is not None:
         from .middleware import ReadRateLimitMiddleware
@@ -122,7 +112,30 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(integrations.router)
     app.include_router(analytics.router)
     dashboard.mount(app)
+    _install_crowd_front(app, container, observers)
     return app
+
+
+def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: list) -> None:
+    """The checkout and the queue status served ahead of the FastAPI stack (see :mod:`.crowd_front`); their
+    FastAPI routes answer whatever the front hands on and stay the OpenAPI entries."""
+    from .fast_checkout import PATH as CHECKOUT_PATH, CheckoutFastPath
+    from .fast_queue import QueueStatusFastPath
+
+    settings = container.settings
+    stack = partial(FastAPI.__call__, app)
+    body_limits = BodySizeLimitMiddleware(None, settings.http_max_body_bytes, settings.http_route_body_limits)
+    front = CrowdFront(stack, checkout=None, queue=None, observers=observers,
+                       checkout_body_limit=body_limits.limit_for(CHECKOUT_PATH),
+                       read_limits=container.services.get("rate_limits"))
+    checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
+    front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
+                                      route=checkout_route)
+    if container.services.get("waitroom") is not None:
+        queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
+        front.queue = QueueStatusFastPath(front.handed_on, container=container,
+                                          max_wait_s=settings.waitroom_max_hold_s, route=queue_route)
+    app.front = front
 
 
 def app_from_env() -> FastAPI:

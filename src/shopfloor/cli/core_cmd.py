@@ -142,6 +142,7 @@ def serve(
         "shopfloor.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level=log_level, access_log=False, http="httptools", loop="uvloop",
         proxy_headers=settings.http_proxy_headers, forwarded_allow_ips=settings.http_forwarded_allow_ips,
+        backlog=settings.http_backlog,
     )
 
 

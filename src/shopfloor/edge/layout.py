@@ -51,7 +51,9 @@ class EdgeLayout:
     edges: tuple[Node, ...]
     shield: Node
     origin_timeout_s: float = 2.0
-    rate_limit_rps: int = 200
+    rate_limit_rps: int = 200  # GET /v1/queue/{token} per client address at an edge node
+    checkout_rate_per_min: int = 120  # POST /v1/checkouts per client address at an edge node
+    limit_burst: int = 10
     max_cache_size: str = "1g"
     #: Origins used only while ``origin_url`` fails (region B behind region A): nginx ``backup`` servers.
     origin_backup_urls: tuple[str, ...] = ()
@@ -83,6 +85,7 @@ class EdgeLayout:
         return cls(root, settings.edge_origin_url, edges, Node(SHIELD, "shield", settings.edge_shield_port,
                                                                root / SHIELD),
                    origin_timeout_s=settings.edge_origin_timeout_s, rate_limit_rps=settings.edge_rate_limit_rps,
+                   checkout_rate_per_min=settings.edge_checkout_rate_per_min, limit_burst=settings.edge_limit_burst,
                    origin_backup_urls=tuple(settings.edge_origin_backup_urls))
 
     @property
@@ -110,6 +113,15 @@ def _user_directive() -> str:
     user = pwd.getpwuid(os.getuid()).pw_name
     group = grp.getgrgid(os.getgid()).gr_name
     return f"user {user} {group};  # the current user (nginx is started by `shopfloor edge up`, not as a service)"
+
+
+def _limit(node: Node, zone: str, burst: int) -> str:
+    """The ``limit_req`` lines of a location: on an edge node only; the shield sees the edge nodes' address, so a
+    per-address limit there would throttle every shopper behind a node at once."""
+    if node.role != "edge":
+        return "            # shield: no per-address limit (every request comes from an edge node)"
+    return (f"            limit_req zone={zone} burst={burst} nodelay;\n"
+            "            error_page 429 = @rate_limited;")
 
 
 def render(layout: EdgeLayout, node: Node, token: str, template: str | None = None) -> str:
@@ -141,7 +153,9 @@ def render(layout: EdgeLayout, node: Node, token: str, template: str | None = No
         "zone": node.name.replace("-", "_"), "purge_token": token, "user_directive": _user_directive(),
         "connect_timeout": f"{min(1.0, layout.origin_timeout_s):g}", "read_timeout": f"{read_timeout:g}",
         "pass_timeout": f"{max(read_timeout, 30.0):g}", "rate_limit": str(layout.rate_limit_rps),
-        "max_size": layout.max_cache_size,
+        "max_size": layout.max_cache_size, "checkout_rate": str(layout.checkout_rate_per_min),
+        "checkout_limit": _limit(node, "checkout", layout.limit_burst),
+        "queue_limit": _limit(node, "waiting_room", layout.limit_burst),
         "cache_header": "X-Edge-Cache" if node.role == "edge" else "X-Shield-Cache",
     }
     for key, value in values.items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -47,7 +48,7 @@ from .seed import ensure_fresh_store, seed_bench_store
 FLASH_CROWD_CHECKS = ("lost", "oversold", "flash_oversold", "sold_not_units", "duplicate_orders", "double_captures",
                       "double_authorizations", "stock_not_conserved", "unanswered_shoppers",
                       "sellout_notice_over_target", "sellout_notice_not_measured", "admitted_p99_over_target",
-                      "ordinary_p99_over_target")
+                      "ordinary_p99_over_target", "load_generator_lagged")
 
 
 @dataclass
@@ -71,6 +72,9 @@ class FlashCrowdConfig:
     server_workers: int = 1  # more than one needs redis_url (one shared queue and one set of buckets)
     load_processes: int = 3  # processes that play the crowd (the ordinary shoppers get one more of their own)
     crowd_nice: int = 4  # niceness added to the crowd's processes (not the ordinary shoppers' nor the server's)
+    # a load process whose event loop lags more than this (p99, ms) measures itself, not the server: the run's
+    # latencies and notice are then not the server's, and the check load_generator_lagged fails the run
+    max_generator_lag_ms: float = 250.0
 
 
 @dataclass
@@ -179,6 +183,7 @@ class _Load:
         self.t0 = t0  # wall-clock time of load start (shared by the load processes)
         self.ordinary: list[tuple[float, float, int, str | None]] = []  # (started_s, ms, status, order id)
         self.errors: list[str] = []
+        self.lags_ms: list[float] = []  # this process's event-loop lag, sampled every 50 ms
 
     def now_s(self) -> float:
         return time.time() - self.t0
@@ -304,10 +309,22 @@ async def _drive_part(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[tup
     tasks = [asyncio.create_task(load.ordinary_shopper(i, at, sku, random.Random(seed)))
              for i, at, sku, seed in ordinary]
     tasks += [asyncio.create_task(load.crowd_shopper(i, s, deadline_s)) for i, s in crowd]
+    lag = asyncio.create_task(_watch_lag(load.lags_ms))
     if tasks:
         await asyncio.wait(tasks)
+    lag.cancel()
     http.close()
     return load
+
+
+async def _watch_lag(out: list[float], every_s: float = 0.05) -> None:
+    """How late this load process's event loop wakes (ms past each ``every_s``): a late loop would count its own
+    lag as the server's latency, so the report carries it beside the latencies it measured."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(every_s)
+        out.append(1000 * (loop.time() - t - every_s))
 
 
 def _drive_process(args) -> tuple[list[_Shopper], list, list[str]]:
@@ -317,7 +334,7 @@ def _drive_process(args) -> tuple[list[_Shopper], list, list[str]]:
 
         os.nice(cfg.crowd_nice)  # the crowd's generators yield the CPU to the server under test when they compete
     load = asyncio.run(_drive_part(url, key, cfg, crowd, ordinary, start_wall))
-    return [s for _i, s in crowd], load.ordinary, load.errors
+    return [s for _i, s in crowd], load.ordinary, load.errors, load.lags_ms
 
 
 def _drive(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[_Shopper], start_wall: float,
@@ -339,11 +356,15 @@ def _drive(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[_Shopper], sta
     say(f"{len(crowd):,} shoppers for HOT and {n_ordinary:,} ordinary checkouts from {len(parts)} processes")
     with mp.get_context("spawn").Pool(len(parts)) as pool:
         results = pool.map(_drive_process, parts)
-    shoppers = [s for part, _o, _e in results for s in part]
+    shoppers = [s for part, _o, _e, _l in results for s in part]
     load = _Load(None, key, cfg, start_wall)  # type: ignore[arg-type]
-    for _part, ordinary_out, errors in results:
+    load.generator_lag_ms = {}
+    for k, (part, ordinary_out, errors, lags) in enumerate(results):
         load.ordinary.extend(ordinary_out)
         load.errors.extend(errors)
+        name = "ordinary" if k == 0 else f"crowd{k}"
+        load.generator_lag_ms[name] = {"p99": _percentile(lags, 0.99) if lags else None,
+                                       "max": round(max(lags), 1) if lags else None}
     return shoppers, load
 
 
@@ -392,8 +413,10 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         late_s = max(0.0, time.time() - start_wall)  # the server took longer to start than allowed for
         say(f"{name}: load")
         cpu_before = _tree_cpu_s(server.proc.pid)
+        overflows_before = _listen_overflows()
         crowd, load = _drive(server.url, key, cfg, crowd, start_wall, say)
         server_cpu_s = _tree_cpu_s(server.proc.pid) - cpu_before
+        listen_overflows = _listen_overflows() - overflows_before
         say(f"{name}: draining the outbox")
         engine = make_engine(url_db)
         try:
@@ -407,6 +430,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
             alerts = admin.get(server.url + "/v1/tower/alerts").json()["alerts"]
             metrics = admin.get(server.url + "/metrics").text
+            rooms = admin.get(server.url + "/v1/tower/waitroom").json()["products"]
         charges = processor_ledger(server.url, key, processors)
     finally:
         worker.stop()
@@ -417,7 +441,12 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     created += [s.order_id for s in crowd if s.outcome == "bought" and s.order_id]
     store = verify_store(url_db, created)
     double_captures, double_auth = charge_anomalies(charges)
-    return {"load": load, "crowd": crowd, "checks": checks, "store": store, "alerts": alerts, "metrics": metrics,
+    hot = next((r for r in rooms if r["sku"] == "HOT"), {})
+    load.listen_overflows = listen_overflows
+    return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()],
+            "sold_out_seen_s": (None if hot.get("sold_out_seen_at") is None
+                                else round(hot["sold_out_seen_at"] - start_wall, 3)),
+            "held_told_sold_out": hot.get("held_told_sold_out"), "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
@@ -435,6 +464,21 @@ def _forget_redis_prefix(redis_url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def _listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (machine-wide, every server on
+    it; Linux ``/proc/net/netstat``; 0 where unreadable). A dropped connection is retried by the client after 1 s,
+    then 3 s, 7 s: time the report would count as the server's."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(row.get("ListenOverflows", 0))
+    return 0
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -524,6 +568,11 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
         "sellout_notice_p50_s": _percentile(notices, 0.5) if notices else None,
+        # the server's side of the notice (one process): when it first read HOT as sold out, seconds after the
+        # sell-out, and how many held status requests it then answered at once
+        "sellout_seen_by_server_after_s": (None if run["sold_out_seen_s"] is None or sellout_s is None
+                                           else round(run["sold_out_seen_s"] - sellout_s, 3)),
+        "held_told_sold_out_at_once": run["held_told_sold_out"],
         "ordinary_checkouts": len(run["load"].ordinary),
         "ordinary_not_201": sum(1 for _s, _ms, st, _o in run["load"].ordinary if st != 201),
         "baseline_checkouts": len(base["load"].ordinary),
@@ -531,6 +580,11 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "bot_alerts": [a["message"] for a in run["alerts"] if a.get("kind") == "bot_pattern"],
         "client_errors": len(run["load"].errors) + len(base["load"].errors),
         "server_cpu_s": {"crowd": run["server_cpu_s"], "baseline": base["server_cpu_s"]},
+        # each load process's own event-loop lag (ms): small next to the latencies means they are the server's
+        "generator_lag_ms": {"crowd": run["load"].generator_lag_ms, "baseline": base["load"].generator_lag_ms},
+        "load_average": {"crowd": run["load_average"], "baseline": base["load_average"]},
+        # connections the kernel dropped from full listen queues during the load (machine-wide)
+        "listen_overflows": {"crowd": run["load"].listen_overflows, "baseline": base["load"].listen_overflows},
         "late_start_s": {"crowd": run["late_start_s"], "baseline": base["late_start_s"]},
         "ordinary_timeline": {"crowd": _timeline(run["load"].ordinary), "baseline": _timeline(base["load"].ordinary)},
     }
@@ -551,5 +605,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "sellout_notice_not_measured": int(not notices),
         "admitted_p99_over_target": int(result.admitted_p99_ms is None or result.admitted_p99_ms > target),
         "ordinary_p99_over_target": int(result.ordinary_p99_ms is None or result.ordinary_p99_ms > target),
+        "load_generator_lagged": sum(1 for lags in (run["load"].generator_lag_ms, base["load"].generator_lag_ms)
+                                     for lag in lags.values()
+                                     if lag["p99"] is not None and lag["p99"] > cfg.max_generator_lag_ms),
     }
     return result

@@ -22,6 +22,7 @@ class FunnelMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "shopfloor") -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r, ns = self.registry, namespace
+        self._children: dict[tuple, object] = {}
         self.checkout_attempts = Counter("checkout_attempts", "Checkout attempts by outcome.", ["outcome"],
                                          namespace=ns, registry=r)
         self.checkout_latency = Histogram("checkout_latency_seconds", "Checkout request latency.",
@@ -73,14 +74,25 @@ class FunnelMetrics:
             self.storefront_page_load.observe(s)
 
     def observe_waitroom(self, sku: str, outcome: str) -> None:
-        self.waitroom_decisions.labels(sku=sku, outcome=outcome).inc()
+        child = self._children.get(("wr", sku, outcome))
+        if child is None:
+            child = self._children[("wr", sku, outcome)] = self.waitroom_decisions.labels(sku=sku, outcome=outcome)
+        child.inc()
 
     def observe_rate_refusal(self, limit: str) -> None:
         self.rate_limit_refusals.labels(limit=limit).inc()
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
-        self.http_request_seconds.labels(route=route).observe(seconds)
+        # Every request passes here: the labelled children are looked up once per label set, not per request
+        # (labels() costs a few microseconds; the label sets are bounded: route templates, methods, statuses).
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.http_requests.labels(route=route, method=method,
+                                                                        status=str(status)),
+                                              self.http_request_seconds.labels(route=route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def multiprocess_dir() -> str | None:

@@ -34,7 +34,13 @@ class AdmissionPolicy:
     def eta_s(self, position: int) -> float:
         return round(max(0, position) / self.serve_rate_per_s, 1)
 
-    def retry_after_s(self, position: int) -> int:
+    def retry_after_s(self, position: int, remaining_units: int | None = None) -> int:
+        """Seconds until a waiting shopper should ask again: the estimated wait, at most ``max_poll_s``; 1 near the
+        front, and 1 whenever the units left could all be sold before a longer wait ends (remaining units <=
+        serve rate x ``max_poll_s``), so that a shopper who polls rather than holding the status request hears
+        ``sold_out`` within about a second of it."""
+        if remaining_units is not None and remaining_units <= self.serve_rate_per_s * self.max_poll_s:
+            return 1
         return max(1, min(self.max_poll_s, math.ceil(self.eta_s(position))))
 
 

@@ -28,6 +28,9 @@ EXPIRED = "expired"
 CLAIMED = "claimed"  # admitted, but the place is already used by another purchase (another Idempotency-Key)
 
 
+_SOLD_OUT_STATUS = {"state": SOLD_OUT, "position": None, "eta_s": None}
+
+
 class QueueTokenExpired(DomainError):
     code = "queue_token_expired"
     status = 403
@@ -125,9 +128,14 @@ class WaitingRoom:
         self._openings: dict[str, Opening] = {}
         self._observe = observer or (lambda _sku, _outcome: None)
         self.tick_s = 0.1
-        self._waiters: dict[str, list[tuple[int, int, asyncio.Future]]] = {}  # sale -> heap of (rank, n, future)
+        # sale -> heap of (rank, n, future, ticket); rank -1: held before the opening, ranked at the opening
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future, QueueTicket]]] = {}
         self._counter = itertools.count()
         self._ticker: asyncio.Task | None = None
+        # when this process first read a product as sold out (unix s), and how many held shoppers it then told at
+        # once: with the shoppers' own clocks, the sold-out notice splits into noticing it and telling them
+        self.sold_out_seen_at: dict[str, float] = {}
+        self.held_told_sold_out: dict[str, int] = {}
 
     # --- what is guarded --------------------------------------------------------------------------------------
     def guarded_sku(self, skus: Iterable[str]) -> str | None:
@@ -145,6 +153,10 @@ class WaitingRoom:
             return cached[1]
         units = max(0, int(self.stock.available(sku)))
         self._stock[sku] = (now, units)
+        if units == 0:
+            self.sold_out_seen_at.setdefault(sku, self._now_s())
+        else:
+            self.sold_out_seen_at.pop(sku, None)
         return units
 
     # --- the checkout's gate ----------------------------------------------------------------------------------
@@ -171,7 +183,7 @@ class WaitingRoom:
             if entry.phase == PRE_OPEN:
                 return self._decided(self._pre_open(product, issued, entry.number + 1, now_s), "queued")
             rank = rank_of(ticket, entry.opening.pre_open_count, entry.opening.seed)
-            return self._decided(self._waiting(product, issued, rank, entry.upto), "queued")
+            return self._decided(self._waiting(product, issued, rank, entry.upto, remaining), "queued")
         ticket = self._ticket(token, sku, now_s)
         opening, pre_arrivals = await self._opening(product, now_s)
         if opening is None:
@@ -191,7 +203,7 @@ class WaitingRoom:
                                     "header to queue again", [{"field": "Queue-Token"}])
         if remaining == 0:
             return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
-        return self._decided(self._waiting(product, token, rank, place.upto), "queued")
+        return self._decided(self._waiting(product, token, rank, place.upto, remaining), "queued")
 
     async def finish(self, decision: Decision, succeeded: bool) -> None:
         """An admitted checkout ended: its place stops counting against the room; a failed purchase gives the place
@@ -199,6 +211,9 @@ class WaitingRoom:
         if decision.state == ADMITTED and decision.rank is not None:
             await self.store.finish(decision.sale, decision.rank, succeeded)
             self._stock.pop(decision.sku, None)  # the next read sees the units this checkout took
+            if succeeded and self._waiters.get(decision.sale) and self.remaining(decision.sku) == 0:
+                # this purchase took the last unit: every held shopper hears it now, not at the next tick
+                self._wake_all(decision.sale, _SOLD_OUT_STATUS)
 
     # --- GET /v1/queue/{token} --------------------------------------------------------------------------------
     async def status(self, token: str, wait_s: float = 0.0) -> dict:
@@ -209,13 +224,16 @@ class WaitingRoom:
         if status["state"] != WAITING or wait_s <= 0 or rank is None:
             return status
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters.setdefault(product.sale, []), (rank, next(self._counter), future))
+        heapq.heappush(self._waiters.setdefault(product.sale, []),
+                       (rank, next(self._counter), future, self.codec.read(token)))
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
         try:
-            await asyncio.wait_for(future, wait_s)
+            answer = await asyncio.wait_for(future, wait_s)
         except asyncio.TimeoutError:
-            pass
+            answer = None
+        if answer is not None:  # sold out: the same answer for every held shopper, nothing to read again
+            return dict(answer)
         return (await self._status(token))[0]
 
     async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
@@ -225,7 +243,7 @@ class WaitingRoom:
         if ticket.expired(now_s) or product is None:
             return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
         if self.remaining(ticket.sku) == 0:
-            return {"state": SOLD_OUT, "position": None, "eta_s": None}, None, None
+            return dict(_SOLD_OUT_STATUS), None, None
         opening, pre_arrivals = await self._opening(product, now_s)
         if opening is None:
             until_open = round(max(0.0, product.opens_at_s - now_s), 1)
@@ -250,21 +268,35 @@ class WaitingRoom:
                 while heap and heap[0][2].done():  # answered by a timeout
                     heapq.heappop(heap)
                 if not heap:
-                    del self._waiters[sale]
+                    self._waiters.pop(sale, None)
                     continue
                 product = next(p for p in self.products.values() if p.sale == sale)
                 try:
+                    if self.remaining(product.sku) == 0:
+                        self._wake_all(sale, _SOLD_OUT_STATUS)
+                        continue
                     upto = await self._admission_bound(product)
                 except Exception:  # noqa: BLE001 - the store is unreachable: the held requests time out instead
                     continue
                 while heap and (upto is None or heap[0][0] < upto):
-                    _rank, _n, future = heapq.heappop(heap)
+                    _rank, _n, future, _ticket = heapq.heappop(heap)
                     if not future.done():
                         future.set_result(None)
 
+    def _wake_all(self, sale: str, answer: dict | None) -> None:
+        """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again)."""
+        told = 0
+        for _rank, _n, future, _ticket in self._waiters.pop(sale, []):
+            if not future.done():
+                future.set_result(answer)
+                told += 1
+        if answer is _SOLD_OUT_STATUS:
+            sku = next((p.sku for p in self.products.values() if p.sale == sale), sale)
+            self.held_told_sold_out[sku] = self.held_told_sold_out.get(sku, 0) + told
+
     async def _admission_bound(self, product: GuardedProduct) -> int | None:
-        """The sale's admission bound after moving it on; None when every held shopper must be answered now
-        (sold out, or the sale just opened and ranks are known)."""
+        """The sale's admission bound after moving it on (-1 before the opening, when nobody is reached); None when
+        every held shopper must be answered now (sold out)."""
         now_s = self._now_s()
         remaining = self.remaining(product.sku)
         if remaining == 0:
@@ -274,7 +306,13 @@ class WaitingRoom:
             return -1  # nobody is reached before the opening
         heap = self._waiters.get(product.sale, [])
         if heap and heap[0][0] == -1:
-            return None  # held before the opening: everyone re-reads their place once
+            # held before the opening: each now gets its place (the shuffle is fixed) and stays held until it is
+            # admitted or the product sells out; answering them all now would bring every one of them back at
+            # once with a new request, at the moment the first admitted shoppers check out
+            ranked = [(rank_of(t, opening.pre_open_count, opening.seed) if r == -1 else r, n, f, t)
+                      for r, n, f, t in heap if not f.done()]
+            heap[:] = ranked
+            heapq.heapify(heap)
         place = await self.store.poll(product.sale, 2**62, int(now_s * 1000), self.policy.room_for(remaining),
                                       self._ttl_ms(), None)
         return place.upto
@@ -302,10 +340,11 @@ class WaitingRoom:
             self._openings[product.sale] = opening  # fixed once the sale opens
         return opening, pre
 
-    def _waiting(self, product: GuardedProduct, token: str, rank: int, upto: int) -> Decision:
+    def _waiting(self, product: GuardedProduct, token: str, rank: int, upto: int, remaining: int) -> Decision:
         position = max(1, rank - upto + 1)
         return Decision(WAITING, product.sku, product.sale, rank=rank, token=token, position=position,
-                        eta_s=self.policy.eta_s(position), retry_after_s=self.policy.retry_after_s(position))
+                        eta_s=self.policy.eta_s(position),
+                        retry_after_s=self.policy.retry_after_s(position, remaining))
 
     def _pre_open(self, product: GuardedProduct, token: str, arrivals: int, now_s: float) -> Decision:
         until_open = max(0.0, (product.opens_at_s or now_s) - now_s)

@@ -46,7 +46,8 @@ async def queue_status(
 @router.get("/v1/tower/waitroom", tags=["tower"])
 async def waitroom_status(c: Container = Depends(get_container), _key: str = Depends(require_scope("admin"))) -> dict:
     """Each guarded product's queue: arrivals so far, admitted, waiting (queue length), admitted and still checking
-    out, and units left. Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
+    out, units left, when this process first read the product as sold out (unix seconds, or null) and how many
+    held status requests it then answered ``sold_out`` at once. Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
     ``shopfloor_rate_limit_refusals_total`` on /metrics; bot patterns raise alerts (``/v1/tower/alerts``)."""
     room = c.services.get("waitroom")
     if room is None:
@@ -54,4 +55,5 @@ async def waitroom_status(c: Container = Depends(get_container), _key: str = Dep
     stats = await room.stats()
     return {"products": [{"sku": sku, "arrivals": st["arrivals"], "admitted": st["admitted"],
                           "waiting": max(0, st["arrivals"] - st["admitted"]), "in_flight": st["in_flight"],
-                          "remaining": room.remaining(sku)} for sku, st in stats.items()]}
+                          "remaining": room.remaining(sku), "sold_out_seen_at": room.sold_out_seen_at.get(sku),
+                          "held_told_sold_out": room.held_told_sold_out.get(sku, 0)} for sku, st in stats.items()]}

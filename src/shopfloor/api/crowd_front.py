@@ -1,0 +1,109 @@
+"""The crowd's routes ahead of FastAPI: ``POST /v1/checkouts`` and ``GET /v1/queue/{token}``.
+
+In a flash crowd nearly every request is one of these two, and most are answered in a few lines (``429 queued``,
+``409 sold_out``, a queue status). Measured on the real server (``bench/flash_request_cost.py``), the generic path
+around them -- FastAPI's entry, Starlette's middleware stack, five ASGI middlewares each wrapping ``send`` -- cost
+about as much CPU as uvicorn's own HTTP work and the answer together. This front takes the two routes before any
+of that and does itself what the stack would have done for them: the body-size limit (a declared
+``Content-Length`` within the route's limit; anything else goes to the stack, which answers 413 as before), the
+open-read limit per address on the queue status, ``Cache-Control: no-store``, and the request metrics. The answers
+come from the same handlers as before (:class:`~shopfloor.api.fast_checkout.CheckoutFastPath`,
+:class:`~shopfloor.api.fast_queue.QueueStatusFastPath`), with the same error envelope; whatever they do not serve
+(a malformed request, a missing key) is handed to the full stack and its FastAPI route, which stays the OpenAPI
+entry. Every other request goes straight to the stack.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+from fastapi import FastAPI
+
+from .errors import envelope
+from .fast_checkout import PATH as CHECKOUT_PATH
+from .fast_queue import PREFIX as QUEUE_PREFIX
+
+ASGI = Callable[[dict, Any, Any], Awaitable[None]]
+_HANDED_ON = "shopfloor.front.handed_on"  # set in the scope when a request went on to the full stack
+
+
+class ShopfloorAPI(FastAPI):
+    """FastAPI with :class:`CrowdFront` (when set) ahead of its own request handling."""
+
+    front: "CrowdFront | None" = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            await front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class CrowdFront:
+    def __init__(self, stack: ASGI, *, checkout: Any, queue: Any | None,
+                 observers: list[Callable[[str, str, int, float], None]], checkout_body_limit: int,
+                 read_limits: Any | None = None) -> None:
+        self.stack = stack  # the app's full handling: middleware stack, router, FastAPI routes
+        self.checkout = checkout
+        self.queue = queue
+        self.observers = observers
+        self.checkout_body_limit = checkout_body_limit
+        self.read_limits = read_limits
+
+    async def handed_on(self, scope, receive, send) -> None:
+        """What the handlers call for a request they do not serve: the full stack answers it (and counts it)."""
+        scope[_HANDED_ON] = True
+        await self.stack(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope["path"]
+        method = scope["method"]
+        if method == "POST" and path == CHECKOUT_PATH:
+            handler = self.checkout
+            declared = None
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    declared = value
+                    break
+            if declared is None or not declared.isdigit() or int(declared) > self.checkout_body_limit:
+                await self.stack(scope, receive, send)  # chunked, or over the limit: the stack's 413 path
+                return
+        elif method == "GET" and self.queue is not None and path.startswith(QUEUE_PREFIX):
+            handler = self.queue
+        else:
+            await self.stack(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def lean_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start" and not scope.get(_HANDED_ON):
+                status = message["status"]
+                headers = message.get("headers") or []
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    message["headers"] = [*headers, (b"cache-control", b"no-store")]
+            await send(message)
+
+        try:
+            if handler is self.queue and self.read_limits is not None and self.read_limits.is_read(method, path):
+                if getattr(handler, "route", None) is not None:
+                    scope["route"] = handler.route
+                client = scope.get("client")
+                refusal = await self.read_limits.read(client[0] if client else None)
+                if refusal is not None:
+                    response = envelope(429, "too_many_requests",
+                                        f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
+                                        refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)})
+                    await response(scope, receive, lean_send)
+                    return
+            await handler(scope, receive, lean_send)
+        finally:
+            if not scope.get(_HANDED_ON) and self.observers:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                elapsed = time.perf_counter() - started
+                for observe in self.observers:
+                    observe(template, method, status, elapsed)
