@@ -5,7 +5,7 @@ products by number of invoice lines (``--skip`` to take a later slice of the ran
 price, and non-product codes such as POST / M / DOT are dropped; days without a line are zero demand, including the
 shop's closed days). The span is 2009-12-01 .. 2010-12-09 (374 days).
 
-    python bench/prepare_uci_restock.py --out /tmp/restock-helper/uci_top200.csv.gz [--top 200] [--skip 0]
+    python bench/prepare_uci_restock.py --out /tmp/uci_top200.csv.gz [--top 200] [--skip 0]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Windows are labelled: on the M5 panel, windows whose scored days end on or befor
 another dataset, are OUT-OF-SAMPLE.
 
     PYTHONPATH=src python bench/restock_backtest.py                     # M5: 2013-14, 2014-15 (in), 2015-16 (out)
-    PYTHONPATH=src python bench/restock_backtest.py --history /tmp/restock-helper/uci_top200.csv.gz \\
+    PYTHONPATH=src python bench/restock_backtest.py --history /tmp/uci_top200.csv.gz \\
         --windows 0 --test-days 182                                     # UCI 2009-10 (bench/prepare_uci_restock.py)
 """
 

@@ -6,7 +6,7 @@ Runs the shipped agent (``shopfloor restock agent``'s engine, sales-only, lost-s
 1-2.5x, < 1x), their share of demand, share of lost units and fill; plus the share of lost units on days whose
 demand exceeds 5x the SKU's scored mean (lumpy orders). Used to find why the UCI panels missed their fill.
 
-    PYTHONPATH=src python bench/restock_lost_by_growth.py --history /tmp/restock-helper/uci_next200.csv.gz
+    PYTHONPATH=src python bench/restock_lost_by_growth.py --history /tmp/uci_next200.csv.gz
     PYTHONPATH=src python bench/restock_lost_by_growth.py --history ... --tuning restart_days=0,max_sd=4
 """
 
