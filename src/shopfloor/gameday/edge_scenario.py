@@ -60,6 +60,11 @@ VIEW_TIMEOUT_S = 3.0
 #: One page every 25 ms per browsing shopper at most (a load generator, not a person: many shoppers in one).
 VIEW_PACE_S = 0.025
 STALE_LIMIT_S = 5.0
+#: Every simulated shopper shares the load generator's one address, so the edge nodes' per-address limits (meant
+#: for one person or one bot) would refuse the whole crowd: the game days lift them. The limits themselves are
+#: tested on their own (tests/integration/test_edge_rate_limit.py).
+SHARED_ADDRESS_LIMITS = {"edge_checkout_rate_per_min": 600_000, "edge_rate_limit_rps": 10_000,
+                         "edge_limit_burst": 10_000}
 TARGET_AVAILABILITY = 0.999
 TARGET_HIT_RATIO = 0.90
 
@@ -396,7 +401,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
                 "SHOPFLOOR_EDGE_NODE_PORTS": json.dumps(ports[:2]), "SHOPFLOOR_EDGE_SHIELD_PORT": str(ports[2])}
     layout = EdgeLayout.from_settings(Settings(database_url=url_db, edge_dir=tmp / "edge",
                                                edge_origin_url=server.url, edge_node_ports=ports[:2],
-                                               edge_shield_port=ports[2]))
+                                               edge_shield_port=ports[2], **SHARED_ADDRESS_LIMITS))
     by_name = {n.name: n for n in layout.nodes}
     result = EdgeGameDayResult("postgresql" if url_db.startswith("postgres") else "sqlite", seconds, browsers)
     result.totals["page_ttl_s"] = page_ttl_s

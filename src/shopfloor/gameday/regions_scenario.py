@@ -215,6 +215,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
     the first free block from ``SHOPFLOOR_REGIONS_PORT_BASE``). Everything it starts is stopped at the end."""
     from ..config import Settings
     from ..edge import EdgeLayout, cache_stats, nginx_binary, read_log, start_all, stop_all, write_configs
+    from .edge_scenario import SHARED_ADDRESS_LIMITS
     from ..regions import (
         RegionsLayout,
         down,
@@ -251,7 +252,8 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
     ports = [free_port() for _ in range(3)]
     edge_layout = EdgeLayout.from_settings(Settings(edge_dir=tmp / "edge", edge_origin_url=layout.a.app_url,
                                                     edge_origin_backup_urls=[layout.b.app_url],
-                                                    edge_node_ports=ports[:2], edge_shield_port=ports[2]))
+                                                    edge_node_ports=ports[:2], edge_shield_port=ports[2],
+                                                    **SHARED_ADDRESS_LIMITS))
     edge_urls = [n.url for n in edge_layout.edges]
     result = RegionsGameDayResult(seconds, browsers)
     restore_signals = interrupt_on_termination()
