@@ -619,4 +619,3 @@ def test_level_normalised_lgbm_forecast_ignores_demand_and_prices_after_the_cuto
     _, _, dirty = origin_forecasts(poisoned, cutoff, 28, ["lgbm_rel"], cfg, baselines=False)
     pd.testing.assert_frame_equal(clean["lgbm_rel"], dirty["lgbm_rel"])
     assert clean["lgbm_rel"]["mean"].max() < 100
-
