@@ -6,6 +6,11 @@ run (wall-time ratio). The panel mixes intermittent (Poisson rate 0.05..1), lump
 
     nice -n 19 python bench/forecast_scale.py                  # full run
     python bench/forecast_scale.py --series 2000 --days 800    # quick run
+    python bench/forecast_scale.py --dask-workers 2            # both forecasts on a local Dask cluster
+
+With ``--dask-workers N`` both timed forecasts run through ``dask_client`` on a ``LocalCluster`` of N worker
+processes (one thread each), started before the timers; the memory figures then include the workers (they are
+children of this process).
 """
 
 from __future__ import annotations
@@ -133,7 +138,16 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=28)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--model", default="auto")
+    parser.add_argument("--dask-workers", type=int, default=0,
+                        help="run both forecasts on a LocalCluster with this many worker processes (0: no Dask)")
     args = parser.parse_args()
+    client = cluster = None
+    if args.dask_workers > 0:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=args.dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=0)
+        client = Client(cluster)
 
     t0 = time.perf_counter()
     history, future = make_panel(args.series, args.days, args.horizon)
@@ -145,10 +159,10 @@ def main() -> None:
     forecast_demand(warm_h, args.horizon, warm_f, model=args.model)
 
     base, base_stats = timed("snaive", lambda: forecast_demand(history, args.horizon, future, model="snaive",
-                                                               n_jobs=args.jobs))
+                                                               n_jobs=args.jobs, dask_client=client))
     del base
     ours, our_stats = timed("default", lambda: forecast_demand(history, args.horizon, future, model=args.model,
-                                                               n_jobs=args.jobs))
+                                                               n_jobs=args.jobs, dask_client=client))
     assert len(ours) == n * args.horizon and (ours["mean"] >= 0).all()
     result = {
         "benchmark": "forecast_scale",
@@ -157,6 +171,7 @@ def main() -> None:
         "horizon": args.horizon,
         "model": ours.attrs.get("model", DEFAULT_MODEL),
         "jobs": args.jobs,
+        "dask_workers": args.dask_workers,
         "cpu_count": os.cpu_count(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
@@ -173,6 +188,9 @@ def main() -> None:
                 "memory": max(our_stats["peak_pss_gb"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9) <= 8.0},
     }
     print(json.dumps(result, indent=2))
+    if client is not None:
+        client.close()
+        cluster.close()
 
 
 if __name__ == "__main__":

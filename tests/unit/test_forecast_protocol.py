@@ -190,3 +190,55 @@ def test_selection_scores_weightings_exactly_as_the_backtest_scores_them():
             mean = w * o.members["wa28"] + (1 - w) * o.members["snaive"]
             expected = score_days(grid.assign(mean=mean), actual, train, cutoff, first, last)["wrmsse"]
             assert scorer.wrmsse(mean) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_dispersion_chosen_keeps_every_selection_origin_inside_the_coverage_band_when_some_setting_does():
+    spec = ProtocolSpec(select_before=pd.Timestamp("2023-09-01"), **SMALL)
+    grid = SelectionGrid(candidates=("wa28",), dispersion_scales=(0.05, 0.5, 2.0, 8.0),
+                         dispersion_growths=(0.0, 1.0), coverage_band=(80.0, 100.0),
+                         origin_coverage_band=(85.0, 100.0))
+    chosen, details = select_default(make_panel(), spec, grid)
+    rows = details["dispersion"]
+    assert len(rows) == 8 and sum(r["chosen"] for r in rows) == 1
+    pick = next(r for r in rows if r["chosen"])
+    assert (chosen.dispersion_scale, chosen.dispersion_growth) == (pick["scale"], pick["growth"])
+    eligible = [r for r in rows if 80.0 <= r["coverage_95"] <= 100.0 and r["origins_outside"] == 0]
+    assert eligible, "the grid should hold a setting inside both bands"
+    assert pick["origins_outside"] == 0 and pick["coverage_95_min"] >= 85.0
+    assert pick["wspl"] == min(r["wspl"] for r in eligible)
+
+
+def test_rescaled_dispersion_scores_as_the_pipeline_with_that_scale_and_growth_scores():
+    from dataclasses import replace
+
+    from shopfloor.forecast.backtest import origin_forecasts, score_days
+    from shopfloor.forecast.demand import ForecastConfig
+    from shopfloor.forecast.protocol import _Origin, select_dispersion
+
+    hist = validate_history(make_panel(n_days=200))
+    spec = ProtocolSpec(select_before=pd.Timestamp("2030-01-01"), **SMALL)
+    cutoff = hist["ds"].max() - pd.Timedelta(days=20)
+    cfg = ForecastConfig()
+    train, actual, fcs = origin_forecasts(hist, cutoff, 14, ["wa28"], cfg, baselines=False)
+    o = _Origin(cutoff, train, actual, {"wa28": fcs["wa28"]["mean"].to_numpy()}, fcs["wa28"][["unique_id", "ds"]], {})
+    grid = SelectionGrid(candidates=("wa28",), dispersion_scales=(0.7,), dispersion_growths=(0.5,))
+    row = select_dispersion([o], "wa28", cfg, spec, grid)[0]
+    direct = replace(cfg, dispersion=replace(cfg.dispersion, scale=0.7, growth=0.5))
+    _, _, again = origin_forecasts(hist, cutoff, 14, ["wa28"], direct, baselines=False)
+    scores = [score_days(again["wa28"], actual, train, cutoff, *seg) for seg in spec.segments]
+    assert row["wspl"] == pytest.approx(np.mean([s["wspl"] for s in scores]), rel=1e-9)
+    assert row["coverage_95"] == pytest.approx(np.mean([s["coverage_95"] for s in scores]), rel=1e-9)
+
+
+def test_the_selected_dispersion_growth_round_trips_and_reaches_the_forecast_config(tmp_path):
+    from shopfloor.forecast.demand import ForecastConfig
+
+    sel = DefaultSelection(model="wa28", dispersion_scale=0.6, dispersion_growth=0.5, select_before="2014-07-01")
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(sel.to_json()))
+    back = load_default_selection(path)
+    assert back.dispersion_growth == 0.5
+    assert back.dispersion_config().growth == 0.5 and back.dispersion_config().scale == 0.6
+    packaged = load_default_selection()
+    assert ForecastConfig().dispersion.growth == packaged.dispersion_growth
+    assert ForecastConfig().dispersion.scale == packaged.dispersion_scale

@@ -335,7 +335,7 @@ def _protocol_backtest(
                     write_defaults.parent.mkdir(parents=True, exist_ok=True)
                     write_defaults.write_text(json.dumps(selection.to_json(), indent=2) + "\n")
             base = ForecastConfig()
-            chosen_cfg = replace(base, dispersion=replace(base.dispersion, scale=selection.dispersion_scale))
+            chosen_cfg = replace(base, dispersion=selection.dispersion_config(base.dispersion))
             labelled = {"selected": (selection.model, chosen_cfg)}
             for extra in models:
                 if extra != "auto":
@@ -359,7 +359,8 @@ def _print_protocol(result: dict) -> None:
     sel = result.get("selection")
     if sel:
         console.print(f"[bold]selected[/] on {len(sel['selected_on']['cutoffs'])} origins before "
-                      f"{sel['select_before']}: model {sel['model']}, dispersion scale {sel['dispersion_scale']}")
+                      f"{sel['select_before']}: model {sel['model']}, dispersion scale {sel['dispersion_scale']}, "
+                      f"growth {sel.get('dispersion_growth')}")
     rep = result["report"]
     labels = [k for k in rep["rows"][0]["scores"] if not k.startswith("baseline:")]
     for label in labels:

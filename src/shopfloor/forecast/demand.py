@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
 #: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
 DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
-DEFAULTS_VERSION = 1
+DEFAULTS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,28 @@ class DefaultSelection:
     select_before: str
     version: int = DEFAULTS_VERSION
     details: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Relative growth of the NB dispersion per 28 horizon days (:class:`DispersionConfig.growth`).
+    dispersion_growth: float = DispersionConfig.growth
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "select_before": self.select_before, "model": self.model,
-                "dispersion_scale": self.dispersion_scale, **self.details}
+                "dispersion_scale": self.dispersion_scale, "dispersion_growth": self.dispersion_growth,
+                **self.details}
+
+    def dispersion_config(self, base: DispersionConfig | None = None) -> DispersionConfig:
+        """``base`` (default settings when omitted) with this selection's dispersion scale and growth."""
+        return replace(base or DispersionConfig(), scale=self.dispersion_scale, growth=self.dispersion_growth)
 
 
 def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
     """Read a defaults file (the packaged one unless ``path`` is given)."""
     raw = json.loads(Path(path or DEFAULTS_PATH).read_text())
-    details = {k: v for k, v in raw.items() if k not in ("version", "select_before", "model", "dispersion_scale")}
+    fields = ("version", "select_before", "model", "dispersion_scale", "dispersion_growth")
+    details = {k: v for k, v in raw.items() if k not in fields}
     sel = DefaultSelection(model=str(raw["model"]), dispersion_scale=float(raw["dispersion_scale"]),
                            select_before=str(raw["select_before"]), version=int(raw.get("version", 0)),
-                           details=details)
+                           details=details,
+                           dispersion_growth=float(raw.get("dispersion_growth", DispersionConfig.growth)))
     _models.parse_spec(sel.model)  # a broken file fails here, naming the model
     return sel
 
@@ -67,6 +76,9 @@ def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
 REL_CONFIG = HorizonLGBMConfig(normalise=True, origin_days=728, draws_per_origin_day=2, n_estimators=300, bags=3,
                                max_rows=450_000,
                                min_child_samples=200)
+
+#: The multi-horizon LightGBM members and their settings in :class:`ForecastConfig`.
+HORIZON_MEMBERS = {"lgbm_mh": "mh", "lgbm_rel": "rel"}
 
 DEFAULT_SELECTION = load_default_selection()
 DEFAULT_MODEL = DEFAULT_SELECTION.model
@@ -93,8 +105,7 @@ class ForecastConfig:
     lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
     mh: HorizonLGBMConfig = field(default_factory=HorizonLGBMConfig)
     rel: HorizonLGBMConfig = field(default_factory=lambda: REL_CONFIG)
-    dispersion: DispersionConfig = field(
-        default_factory=lambda: DispersionConfig(scale=DEFAULT_SELECTION.dispersion_scale))
+    dispersion: DispersionConfig = field(default_factory=DEFAULT_SELECTION.dispersion_config)
 
 
 def run_member(
@@ -107,8 +118,8 @@ def run_member(
     if member == "lgbm":
         return _models.lgbm_forecast(hist, horizon, future, covs, config=cfg.lgbm, n_jobs=n_jobs,
                                      dask_client=dask_client)
-    if member in ("lgbm_mh", "lgbm_rel"):
-        return horizon_lgbm_forecast(hist, horizon, future, covs, config=cfg.mh if member == "lgbm_mh" else cfg.rel,
+    if member in HORIZON_MEMBERS:
+        return horizon_lgbm_forecast(hist, horizon, future, covs, config=getattr(cfg, HORIZON_MEMBERS[member]),
                                      n_jobs=n_jobs, name=member, dask_client=dask_client)
     chain = _models.direct_chain(member, cfg.lgbm)
     if chain:
@@ -221,7 +232,8 @@ def forecast_distribution(
     d = cfg.dispersion
     lgbm_days = cfg.lgbm.train_days + max(_models.state_days(cfg.lgbm), _models.state_days(_models.direct_config(cfg.lgbm)))
     keep = max(cfg.stats_max_days, lgbm_days, d.window + d.level_window + d.lag, cfg.cold_start_days)
-    for member, mcfg in (("lgbm_mh", cfg.mh), ("lgbm_rel", cfg.rel)):
+    for member, attr in HORIZON_MEMBERS.items():
+        mcfg = getattr(cfg, attr)
         if member in _models.parse_spec(spec):
             keep = max(keep, mcfg.history_days + max(mcfg.max_horizon, int(horizon)))
     hist = validate_history(history, keep_days=keep)

@@ -59,14 +59,19 @@ class ProtocolSpec:
 class SelectionGrid:
     """What selection may choose from. ``candidates``: model specs (member sets; weights are fitted); ``shrink``:
     fitted weights are pulled this far towards equal weights (1 = equal weights); ``weight_step``: grid step of the
-    fitted weights; ``dispersion_scales``: NB dispersion multipliers tried; ``coverage_band``: the 95 % coverage the
-    dispersion scale must keep on the selection origins (percent)."""
+    fitted weights; ``dispersion_scales`` x ``dispersion_growths``: NB dispersion multipliers and growths per 28
+    horizon days tried; ``coverage_band``: the 95 % coverage the dispersion must keep on the selection origins
+    (percent, mean over origins and segments); ``origin_coverage_band``: the 95 % coverage it must keep on every
+    selection origin-segment. The lowest-wSPL setting inside both bands wins; when none is, the one inside the
+    mean band with the fewest origin-segments outside theirs (then the lowest wSPL), else the mean closest to 95."""
 
     candidates: tuple[str, ...]
     shrink: float = 0.5
     weight_step: float = 0.1
-    dispersion_scales: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+    dispersion_scales: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+    dispersion_growths: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     coverage_band: tuple[float, float] = (93.5, 96.5)
+    origin_coverage_band: tuple[float, float] = (92.0, 98.0)
 
 
 #: Candidates ``backtest --select-before`` chooses among when none are given (weights are fitted, then shrunk).
@@ -241,21 +246,8 @@ def select_default(
                       "score": float(np.mean(rel)), "worst_origin": float(np.max(rel))})
     chosen = min(table, key=lambda r: r["score"])
 
-    disp = []
-    for scale in grid.dispersion_scales:
-        c = replace(cfg, dispersion=replace(cfg.dispersion, scale=scale))
-        rows = []
-        for o in origins:
-            fc = _pipeline_forecast(o, chosen["spec"], c, spec)
-            for seg in spec.segments:
-                s = score_days(fc, o.actual, o.train, o.cutoff, *seg)
-                rows.append((s["wspl"], s["coverage_95"]))
-        disp.append({"scale": scale, "wspl": float(np.mean([r[0] for r in rows])),
-                     "coverage_95": float(np.mean([r[1] for r in rows]))})
-    lo, hi = grid.coverage_band
-    inside = [d for d in disp if lo <= d["coverage_95"] <= hi]
-    pick = min(inside, key=lambda d: d["wspl"]) if inside else min(
-        disp, key=lambda d: abs(d["coverage_95"] - 95.0))
+    disp = select_dispersion(origins, chosen["spec"], cfg, spec, grid)
+    pick = next(d for d in disp if d["chosen"])
 
     details = {
         "selected_on": {"cutoffs": [str(c.date()) for c in cutoffs], "horizon": spec.horizon,
@@ -265,17 +257,69 @@ def select_default(
         "dispersion": disp,
     }
     selection = DefaultSelection(model=chosen["spec"], dispersion_scale=float(pick["scale"]),
-                                 select_before=str(before.date()), version=DEFAULTS_VERSION, details=details)
+                                 dispersion_growth=float(pick["growth"]), select_before=str(before.date()),
+                                 version=DEFAULTS_VERSION, details=details)
     return selection, details
 
 
-def _pipeline_forecast(o: _Origin, model: str, cfg: ForecastConfig, spec: ProtocolSpec) -> pd.DataFrame:
-    """The full pipeline (NB quantiles included) on an origin, reusing the members' cached point forecasts."""
-    from .demand import forecast_demand
+def select_dispersion(
+    origins: list[_Origin], model: str, cfg: ForecastConfig, spec: ProtocolSpec, grid: SelectionGrid,
+) -> list[dict[str, Any]]:
+    """Score every (scale, growth) of the NB dispersion for ``model`` on the selection origins; the row marked
+    ``chosen`` follows :class:`SelectionGrid`'s rule. The point forecast does not depend on the dispersion, so each
+    origin's pipeline runs once (scale 1, growth 0) and the settings rescale its per-series dispersion."""
+    from .distribution import nb_quantiles
+    from .frames import QUANTILE_COLUMNS
+
+    base_cfg = replace(cfg, dispersion=replace(cfg.dispersion, scale=1.0, growth=0.0))
+    bases = []
+    for o in origins:
+        fc = _pipeline_forecast(o, model, base_cfg, spec, distribution=True)
+        step = fc.groupby(ID, sort=False).cumcount().to_numpy() + 1
+        bases.append((o, fc, step))
+    rows: list[dict[str, Any]] = []
+    for scale in grid.dispersion_scales:
+        for growth in grid.dispersion_growths:
+            per = []
+            for o, fc, step in bases:
+                alpha = fc["dispersion"].to_numpy() * scale * (1.0 + growth * (step - 1) / 28.0)
+                q = nb_quantiles(fc["mean"].to_numpy(), alpha)
+                frame = fc[[ID, TIME, "mean"]].copy()
+                frame[list(QUANTILE_COLUMNS)] = q
+                for seg in spec.segments:
+                    sc = score_days(frame, o.actual, o.train, o.cutoff, *seg)
+                    per.append((sc["wspl"], sc["coverage_95"]))
+            cov = [c for _, c in per]
+            lo, hi = grid.origin_coverage_band
+            rows.append({"scale": scale, "growth": growth, "wspl": float(np.mean([w for w, _ in per])),
+                         "coverage_95": float(np.mean(cov)), "coverage_95_min": float(min(cov)),
+                         "coverage_95_max": float(max(cov)),
+                         "origins_outside": int(sum(not lo <= c <= hi for c in cov)), "chosen": False})
+    lo, hi = grid.coverage_band
+    in_mean = [r for r in rows if lo <= r["coverage_95"] <= hi]
+    in_both = [r for r in in_mean if r["origins_outside"] == 0]
+    if in_both:
+        pick = min(in_both, key=lambda r: r["wspl"])
+    elif in_mean:
+        pick = min(in_mean, key=lambda r: (r["origins_outside"], r["wspl"]))
+    else:
+        pick = min(rows, key=lambda r: abs(r["coverage_95"] - 95.0))
+    pick["chosen"] = True
+    return rows
+
+
+def _pipeline_forecast(
+    o: _Origin, model: str, cfg: ForecastConfig, spec: ProtocolSpec, *, distribution: bool = False,
+) -> pd.DataFrame:
+    """The full pipeline (NB quantiles included) on an origin, reusing the members' cached point forecasts; with
+    ``distribution``, its ``unique_id, ds, mean, dispersion`` frame instead of quantiles."""
+    from .demand import forecast_demand, forecast_distribution
 
     def cached(member, hist, horizon, *args):
         return o.grid.assign(**{member: o.members[member]})
 
+    if distribution:
+        return forecast_distribution(o.train, spec.horizon, None, model=model, config=cfg, runner=cached).frame
     return forecast_demand(o.train, spec.horizon, None, model=model, config=cfg, runner=cached)
 
 
