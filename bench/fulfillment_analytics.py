@@ -407,7 +407,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--baseline-runs", type=int, default=3)
-    ap.add_argument("--parallel", type=int, default=1, help="Connections the report's heavy queries use at once.")
+    ap.add_argument("--parallel", type=int, default=3, help="Connections the report's heavy queries use at once (the service's default, SHOPFLOOR_ANALYTICS_PARALLEL, is 3; 1: one after another).")
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
                     help="A server to create (and drop) a throwaway database on.")

@@ -380,7 +380,8 @@ def build_fulfillment_analytics(container: Container) -> FulfillmentAnalytics:
         return registered
     from .store.analytics import SqlFulfillmentAnalytics
 
-    analytics = container.services["fulfillment.analytics"] = SqlFulfillmentAnalytics(container.engine)
+    analytics = container.services["fulfillment.analytics"] = SqlFulfillmentAnalytics(
+        container.engine, parallel=container.settings.analytics_parallel)
     return analytics
 
 

@@ -266,3 +266,23 @@ def test_the_order_line_window_is_read_from_covering_indexes(db_url):
         assert "COVERING INDEX ix_orders_created_cover" in plan, plan
         assert "COVERING INDEX ix_order_lines_cover" in plan, plan
     eng.dispose()
+
+
+def test_the_report_on_three_connections_at_once_equals_the_report_one_query_after_another(db_url):
+    build_store(db_url)
+    eng = _engine(db_url)
+    try:
+        assert SqlFulfillmentAnalytics(eng, parallel=3).report(SINCE, NOW) == \
+            SqlFulfillmentAnalytics(eng, parallel=1).report(SINCE, NOW)
+    finally:
+        eng.dispose()
+
+
+def test_the_service_runs_the_report_on_the_configured_number_of_connections(db_url):
+    from shopfloor.bootstrap import build_fulfillment_analytics
+
+    container = build_container(Settings(database_url=db_url, analytics_parallel=2))
+    try:
+        assert build_fulfillment_analytics(container).parallel == 2
+    finally:
+        container.engine.dispose()
