@@ -131,7 +131,12 @@ class _Http:
 
     async def request(self, method: str, path: str, headers: dict[str, str],
                       body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-        for attempt in range(3):
+        # Three tries on fresh connections. A kept-alive connection the server closed while idle (uvicorn drops
+        # idle ones after 5 s, and in a backlog many sit idle that long) fails before the request reaches it: such
+        # a failure does not use up a try, so a pool of stale connections cannot make a shopper give up. Every
+        # POST carries an Idempotency-Key, so sending it again is safe; the lost/duplicate checks verify that.
+        attempt = 0
+        while attempt < 3:
             reused = bool(self.idle)
             conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port, limit=1 << 20)
             reader, writer = conn
@@ -150,7 +155,10 @@ class _Http:
                 payload = await reader.readexactly(int(hdrs.get("content-length", "0")))
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 writer.close()
-                if reused or attempt < 2:  # a kept-alive connection the server closed: open a fresh one
+                if reused:  # a kept-alive connection the server closed: try the next one, or a fresh one
+                    continue
+                attempt += 1
+                if attempt < 3:
                     await asyncio.sleep(0.05 * attempt)
                     continue
                 raise
