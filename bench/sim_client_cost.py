@@ -1,6 +1,6 @@
 """Loop CPU per simulator call, paired A/B: the hand-rolled HTTP/1.1 client on asyncio transports + httptools that
-the simulator clients' ``*_async`` methods use (``_AsyncTransport`` in src/shopfloor/simulators/client.py, copied
-below verbatim from commit 9e05c8d) against the same contract on aiohttp (one ``ClientSession`` per loop, a
+the simulator clients' ``*_async`` methods use (``_AsyncTransport`` in src/shopfloor/simulators/client.py,
+imported) against the same contract on aiohttp (one ``ClientSession`` per loop, a
 keep-alive ``TCPConnector``), both in the same run against one ``shopfloor simulate serve`` process, rate quotes
 (POST /v1/rates/quote) at ``--concurrency`` calls in flight. Needs the ``dev`` extra (aiohttp).
 
@@ -17,14 +17,12 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
 import weakref
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import httptools
@@ -32,144 +30,13 @@ import orjson
 import yarl
 
 from shopfloor.runtime import SimulatorProcess
+from shopfloor.simulators.client import _AsyncTransport
 from shopfloor.store.migrate import upgrade_database
 
 BODY = {"country": "US", "postal_code": "94107", "weight_g": 1000, "timeout_s": 2.0}
 
 
-# --- baseline: the hand-rolled client, verbatim ---------------------------------------------------------------
-class _AsyncConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection on an event loop: one request at a time, the response parsed by
-    httptools as bytes arrive."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.body: list[bytes] = []
-        self.closed = False
-        self.got_bytes = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"bad HTTP response: {exc}"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(ConnectionResetError("connection lost"))
-
-    # httptools callbacks
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        body, self.body = b"".join(self.body), []
-        if not self.parser.should_keep_alive():
-            self.close()
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.parser.get_status_code(), body))
-
-    def _fail(self, exc: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def send(self, data: bytes) -> asyncio.Future:
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.got_bytes = False
-        self.transport.write(data)
-        return self.waiter
-
-
-class _AsyncTransport:
-    """Keep-alive connections to one base URL, kept per event loop (idle ones only: one request per connection at
-    a time), for the ``*_async`` calls."""
-
-    #: Idle connections kept per loop; more concurrent calls open more, and the surplus is closed on return.
-    max_idle = 128
-
-    def __init__(self, base_url: str) -> None:
-        parts = urlsplit(base_url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/")
-        self._head = f"Host: {self.host}:{self.port}\r\n".encode()
-        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_AsyncConnection]] = \
-            weakref.WeakKeyDictionary()
-
-    async def request(self, method: str, path: str, body: dict | None, headers: dict[str, str], timeout_s: float
-                      ) -> tuple[int, Any]:
-        """Same contract as :meth:`_Transport.request`, awaited on the running loop."""
-        loop = asyncio.get_running_loop()
-        idle = self._idle.get(loop)
-        if idle is None:
-            idle = self._idle[loop] = []
-        payload = orjson.dumps(body) if body is not None else b""
-        lines = [f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode(), self._head]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if body is not None:
-            lines.append(b"Content-Type: application/json\r\n")
-        lines.append(b"Content-Length: %d\r\n\r\n" % len(payload))
-        lines.append(payload)
-        data = b"".join(lines)
-        try:
-            async with asyncio.timeout(max(timeout_s, 0.001)):
-                for attempt in (0, 1):
-                    conn = None
-                    while idle:
-                        conn = idle.pop()
-                        if not conn.closed:
-                            break
-                        conn = None
-                    reused = conn is not None
-                    if conn is None:
-                        # ConnectionRefusedError propagates: nothing was sent
-                        _, conn = await loop.create_connection(_AsyncConnection, self.host, self.port)
-                    try:
-                        status, raw = await conn.send(data)
-                    except ConnectionError as exc:
-                        conn.close()
-                        # A kept connection the server had closed while idle: nothing was processed, send it again.
-                        if attempt == 0 and reused and not conn.got_bytes:
-                            continue
-                        raise ConnectionError(str(exc)) from exc
-                    except BaseException:  # the timeout (cancellation): the connection's state is unknown
-                        conn.close()
-                        raise
-                    if not conn.closed:
-                        if len(idle) < self.max_idle:
-                            idle.append(conn)
-                        else:
-                            conn.close()
-                    return status, orjson.loads(raw) if raw else None
-        except TimeoutError:
-            raise TimeoutError(f"no answer within {timeout_s:.3f}s") from None
-        raise ConnectionError("connection lost")  # pragma: no cover - the loop returns or raises
-
-    def close(self) -> None:
-        for idle in list(self._idle.values()):
-            while idle:
-                idle.pop().close()
-
-
+# --- baseline: the hand-rolled client the simulator clients use -------------------------------------------
 HandRolledTransport = _AsyncTransport
 
 
@@ -237,22 +104,6 @@ class AiohttpTransport:
         entry = self._sessions.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[0].close()
-
-
-async def _close_at_shutdown(session: aiohttp.ClientSession, sessions: weakref.WeakKeyDictionary,
-                             loop: asyncio.AbstractEventLoop):
-    try:
-        yield
-    finally:
-        entry = sessions.get(loop)
-        if entry is not None and entry[0] is session:
-            del sessions[loop]
-        if not session.closed:
-            await session.close()
-
-
-async def _start(gen) -> None:
-    await gen.__anext__()
 
 
 async def _close_at_shutdown(session: aiohttp.ClientSession, sessions: weakref.WeakKeyDictionary,
