@@ -188,3 +188,22 @@ def verify_store(database_url: str, created_order_ids: list[str]) -> dict:
         "hot_sku_units": int(hot_on_hand or 0),
     }
 
+
+def buy_path_checks(store: dict[str, Any], checks: dict[str, Any], drained: dict[str, Any], load: Any,
+                    double_captures: int, double_auth: int, live_on_ended: int) -> dict[str, int]:
+    """The buy path's checks, shared by the game days that drive checkouts through HTTP shoppers (``load`` has
+    ``checkouts``, ``replay_mismatches`` and ``unclean_checkout_failures``); every value must be 0."""
+    return {
+        "lost": store["lost"],
+        "unverified_201": sum(1 for c in load.checkouts if c["status"] == 201 and not c["order_id"]),
+        "oversold": store["oversold"],
+        "flash_oversold": checks["flash_oversold"],
+        "duplicate_orders": store["duplicate_orders"],
+        "replay_mismatches": load.replay_mismatches,
+        "double_captures": double_captures,
+        "double_authorizations": double_auth,
+        "live_authorizations_on_cancelled_orders": live_on_ended,
+        "dead_letters": drained["outbox_dead"],
+        "stock_not_conserved": checks["stock_not_conserved"],
+        "unclean_checkout_failures": load.unclean_checkout_failures,
+    }

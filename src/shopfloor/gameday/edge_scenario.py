@@ -40,6 +40,7 @@ import httpx
 
 from ..runtime import ServerProcess, WorkerProcess, child_env, free_port
 from .checks import (
+    buy_path_checks,
     charge_anomalies,
     drain,
     live_authorizations_on_ended_orders,
@@ -549,18 +550,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         "edge_product_requests": requests, "edge_product_from_cache": from_cache,
     })
     result.checks = {
-        "lost": store["lost"],
-        "unverified_201": sum(1 for c in load.checkouts if c["status"] == 201 and not c["order_id"]),
-        "oversold": store["oversold"],
-        "flash_oversold": checks["flash_oversold"],
-        "duplicate_orders": store["duplicate_orders"],
-        "replay_mismatches": load.replay_mismatches,
-        "double_captures": double_captures,
-        "double_authorizations": double_auth,
-        "live_authorizations_on_cancelled_orders": live_on_ended,
-        "dead_letters": drained["outbox_dead"],
-        "stock_not_conserved": checks["stock_not_conserved"],
-        "unclean_checkout_failures": load.unclean_checkout_failures,
+        **buy_path_checks(store, checks, drained, load, double_captures, double_auth, live_on_ended),
         "sellout_not_sold": 0 if sold else 1,
         "stale_in_stock_beyond_5s": stale_beyond,
         "product_page_availability_below_target": int(result.product_page_availability < TARGET_AVAILABILITY),

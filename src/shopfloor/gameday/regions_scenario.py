@@ -34,6 +34,7 @@ import httpx
 
 from ..runtime import SimulatorProcess, free_port, interrupt_on_termination, port_in_use
 from .checks import (
+    buy_path_checks,
     charge_anomalies,
     drain,
     live_authorizations_on_ended_orders,
@@ -428,18 +429,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         "promise_observations": len(promise_watch.seen), "promise_requests_failed": promise_watch.failed,
     })
     result.checks = {
-        "lost": store["lost"],
-        "unverified_201": sum(1 for c in load.checkouts if c["status"] == 201 and not c["order_id"]),
-        "oversold": store["oversold"],
-        "flash_oversold": checks["flash_oversold"],
-        "duplicate_orders": store["duplicate_orders"],
-        "replay_mismatches": load.replay_mismatches,
-        "double_captures": double_captures,
-        "double_authorizations": double_auth,
-        "live_authorizations_on_cancelled_orders": live_on_ended,
-        "dead_letters": drained["outbox_dead"],
-        "stock_not_conserved": checks["stock_not_conserved"],
-        "unclean_checkout_failures": load.unclean_checkout_failures,
+        **buy_path_checks(store, checks, drained, load, double_captures, double_auth, live_on_ended),
         "orders_lost_in_failover": result.orders_lost_in_failover or 0,
         "product_page_availability_below_target": int(result.product_page_availability < TARGET_AVAILABILITY),
     }
