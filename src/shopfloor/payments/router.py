@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -115,6 +116,22 @@ class CallRecord:
     outcome: str
     latency_ms: float
     error: str | None = None
+
+
+@dataclass(slots=True)
+class _CallOutcome:
+    """What one processor call came to, filled in while it runs (see ``PaymentRouter._recorded``)."""
+
+    started: float
+    outcome: str = "approved"
+    error: str | None = None
+
+    def returned(self, result: Any) -> Any:
+        if isinstance(result, ProcessorResponse) and not result.approved:
+            self.outcome = "declined"
+        elif isinstance(result, ChargeStatus):
+            self.outcome = "found" if result.found else "not_found"
+        return result
 
 
 @dataclass(frozen=True)
@@ -577,15 +594,11 @@ class PaymentRouter:
 
     def _call(self, name: str, operation: str, fn: Callable[[], Any], timeout: float, calls: list[CallRecord]):
         """Run one processor call with a hard timeout, recording metrics and the call trail."""
-        self._metrics.attempts.labels(processor=name, operation=operation).inc()
-        started = self._monotonic()
         # An adapter that enforces ``timeout_s`` itself (``honours_timeout = True``: an HTTP client with a total
         # timeout, the simulators) runs in the calling thread; any other one runs in the pool under a hard deadline.
         inline = getattr(self._processors.get(name), "honours_timeout", False) is True
         future = None if inline else self._pool().submit(fn)
-        outcome = "approved"
-        error: str | None = None
-        try:
+        with self._recorded(name, operation, calls) as record:
             try:
                 result = fn() if future is None else future.result(timeout=max(timeout, 0.0))
             except cf.TimeoutError:
@@ -595,38 +608,38 @@ class PaymentRouter:
                 raise
             except Exception as exc:  # an adapter bug or transport error we cannot classify: assume unknown
                 raise OutcomeUnknown(name, f"unexpected {type(exc).__name__}: {exc}") from exc
+            return record.returned(result)
+
+    @contextmanager
+    def _recorded(self, name: str, operation: str, calls: list[CallRecord]):
+        """Around one processor call, blocking or awaited: counts the attempt, and on the way out records its
+        outcome (approved, declined, found/not_found, not_charged, unknown), latency and trail entry."""
+        self._metrics.attempts.labels(processor=name, operation=operation).inc()
+        record = _CallOutcome(self._monotonic())
+        try:
+            yield record
         except DefinitelyNotCharged as exc:
-            outcome, error = "not_charged", exc.message
+            record.outcome, record.error = "not_charged", exc.message
             raise
         except OutcomeUnknown as exc:
-            outcome, error = "unknown", exc.message
+            record.outcome, record.error = "unknown", exc.message
             raise
-        else:
-            if isinstance(result, ProcessorResponse) and not result.approved:
-                outcome = "declined"
-            elif isinstance(result, ChargeStatus):
-                outcome = "found" if result.found else "not_found"
-            return result
         finally:
-            elapsed = self._monotonic() - started
+            elapsed = self._monotonic() - record.started
             self._metrics.latency.labels(processor=name, operation=operation).observe(elapsed)
-            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
-            calls.append(CallRecord(name, operation, outcome, elapsed * 1000.0, error))
-            self._count(name, operation, outcome)
+            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=record.outcome).inc()
+            calls.append(CallRecord(name, operation, record.outcome, elapsed * 1000.0, record.error))
+            self._count(name, operation, record.outcome)
 
     async def _acall(self, step: _Step) -> Any:
         """:meth:`_call` on the running event loop: the processor's ``<operation>_async`` method when it has one
         (and honours its timeout), else its blocking method in the pool under a hard deadline."""
         name, operation, timeout = step.name, step.operation, step.timeout
         proc = self._processors[name]
-        self._metrics.attempts.labels(processor=name, operation=operation).inc()
-        started = self._monotonic()
         native = getattr(proc, operation + "_async", None)
         if getattr(proc, "honours_timeout", False) is not True:
             native = None
-        outcome = "approved"
-        error: str | None = None
-        try:
+        with self._recorded(name, operation, step.calls) as record:
             try:
                 if native is not None:
                     result = await native(*step.args, timeout_s=timeout)
@@ -642,24 +655,7 @@ class PaymentRouter:
                 raise
             except Exception as exc:  # an adapter bug or transport error we cannot classify: assume unknown
                 raise OutcomeUnknown(name, f"unexpected {type(exc).__name__}: {exc}") from exc
-        except DefinitelyNotCharged as exc:
-            outcome, error = "not_charged", exc.message
-            raise
-        except OutcomeUnknown as exc:
-            outcome, error = "unknown", exc.message
-            raise
-        else:
-            if isinstance(result, ProcessorResponse) and not result.approved:
-                outcome = "declined"
-            elif isinstance(result, ChargeStatus):
-                outcome = "found" if result.found else "not_found"
-            return result
-        finally:
-            elapsed = self._monotonic() - started
-            self._metrics.latency.labels(processor=name, operation=operation).observe(elapsed)
-            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
-            step.calls.append(CallRecord(name, operation, outcome, elapsed * 1000.0, error))
-            self._count(name, operation, outcome)
+            return record.returned(result)
 
     def _count(self, name: str, operation: str, outcome: str) -> None:
         with self._counters_lock:
