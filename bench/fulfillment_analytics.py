@@ -309,6 +309,27 @@ def compare(sql: dict, py: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------ running
+def counted_engine(url: str):
+    """An engine whose PostgreSQL backends are remembered (their pids, for reading their CPU from /proc), with
+    parallel query workers off so that no work escapes the count. Returns (engine, pids)."""
+    import sqlalchemy as sa
+
+    from shopfloor.store.engine import normalise_url
+
+    pg = url.startswith("postgresql")
+    pids: list[int] = []
+    eng = sa.create_engine(normalise_url(url), **(
+        {"connect_args": {"options": "-c max_parallel_workers_per_gather=0"}} if pg else {}))
+    if pg:
+        @sa.event.listens_for(eng, "connect")
+        def _pid(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("SELECT pg_backend_pid()")
+            pids.append(cur.fetchone()[0])
+            cur.close()
+    return eng, pids
+
+
 def timed(fn, runs: int) -> tuple[float, object]:
     out, times = None, []
     for _ in range(runs):
@@ -334,22 +355,9 @@ def report_cpu(url: str, since: datetime, args) -> dict:
     """CPU seconds per report, median of ``--runs``: on SQLite this process's (all of the query work); on PostgreSQL
     the client's plus the server backends' that served it (read from /proc, so the server must be local), with
     parallel query workers turned off so that no work escapes the count. Wall time is measured separately (above)."""
-    import sqlalchemy as sa
-
     from shopfloor.store.analytics import SqlFulfillmentAnalytics
-    from shopfloor.store.engine import normalise_url
 
-    pg = url.startswith("postgresql")
-    pids: list[int] = []
-    eng = sa.create_engine(normalise_url(url), **(
-        {"connect_args": {"options": "-c max_parallel_workers_per_gather=0"}} if pg else {}))
-    if pg:
-        @sa.event.listens_for(eng, "connect")
-        def _pid(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("SELECT pg_backend_pid()")
-            pids.append(cur.fetchone()[0])
-            cur.close()
+    eng, pids = counted_engine(url)
     analytics = SqlFulfillmentAnalytics(eng, parallel=args.parallel)
     analytics.report(since, UNTIL)  # warm-up, and opens the pooled connections
     client, server = [], []
@@ -360,7 +368,7 @@ def report_cpu(url: str, since: datetime, args) -> dict:
         server.append(_backend_cpu_s(pids) - s0)
     eng.dispose()
     out = {"sql_report_client_cpu_s_median": round(statistics.median(client), 4)}
-    if pg:
+    if url.startswith("postgresql"):
         out["sql_report_server_cpu_s_median"] = round(statistics.median(server), 4)
         out["sql_report_cpu_s_median"] = round(statistics.median([c + s for c, s in zip(client, server)]), 4)
     else:

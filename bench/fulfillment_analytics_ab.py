@@ -36,11 +36,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     args = ap.parse_args()
 
-    import sqlalchemy as sa
-
     import fulfillment_analytics as fa
     from shopfloor.store import analytics as new
-    from shopfloor.store.engine import normalise_url
 
     source = Path(args.old_module).read_text().replace("from ..", "from shopfloor.").replace(
         "from .", "from shopfloor.store.")
@@ -49,17 +46,7 @@ def main() -> None:
     exec(compile(source, args.old_module, "exec"), old.__dict__)  # noqa: S102 - a file the caller names
 
     def make(url, module):
-        pg = url.startswith("postgresql")
-        pids: list[int] = []
-        eng = sa.create_engine(normalise_url(url), **(
-            {"connect_args": {"options": "-c max_parallel_workers_per_gather=0"}} if pg else {}))
-        if pg:
-            @sa.event.listens_for(eng, "connect")
-            def _pid(dbapi_conn, _record):
-                cur = dbapi_conn.cursor()
-                cur.execute("SELECT pg_backend_pid()")
-                pids.append(cur.fetchone()[0])
-                cur.close()
+        eng, pids = fa.counted_engine(url)
         return module.SqlFulfillmentAnalytics(eng), pids
 
     until = fa.UNTIL
