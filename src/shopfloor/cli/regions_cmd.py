@@ -37,6 +37,24 @@ def _print_status(out: dict) -> None:
                   f"{'synchronous' if out['synchronous'] else 'asynchronous'}")
 
 
+def _run(label: str, action):
+    """Run a long regions action under a spinner that shows its progress; a missing tool or a failed step exits
+    with its message instead of a traceback."""
+    try:
+        with err_console.status(label) as spinner:
+            return action(lambda msg: spinner.update(msg))
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+
+
+def _print_result(out: dict | None, as_json: bool, summary) -> None:
+    if as_json:
+        print_json(out)
+    else:
+        _print_status(out)
+        console.print(summary(out))
+
+
 @app.command("up")
 def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timings and status as JSON."),
            asynchronous: bool = typer.Option(False, "--async", help="Asynchronous replication (same as "
@@ -48,16 +66,8 @@ def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timin
     from ..regions import up
 
     layout = _layout(asynchronous)
-    try:
-        with err_console.status("starting regions") as spinner:
-            out = up(layout, report=lambda msg: spinner.update(msg))
-    except (FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(out)
-    else:
-        _print_status(out)
-        console.print(f"up in {out['timings']['total_s']:.1f} s")
+    out = _run("starting regions", lambda report: up(layout, report=report))
+    _print_result(out, as_json, lambda o: f"up in {o['timings']['total_s']:.1f} s")
 
 
 @app.command("status")
@@ -82,16 +92,8 @@ def failover_cmd(
     from ..regions import failover
 
     layout = _layout()
-    try:
-        with err_console.status("failing over to region B") as spinner:
-            out = failover(layout, timeout=timeout, report=lambda msg: spinner.update(msg))
-    except (FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(out)
-    else:
-        _print_status(out)
-        console.print(f"region B primary {out['promoted_s']:.1f} s after the failover began")
+    out = _run("failing over to region B", lambda report: failover(layout, timeout=timeout, report=report))
+    _print_result(out, as_json, lambda o: f"region B primary {o['promoted_s']:.1f} s after the failover began")
 
 
 @app.command("watch")
@@ -109,20 +111,13 @@ def watch_cmd(
     layout = _layout()
     stop = threading.Event()
     try:
-        with err_console.status("watching region A") as spinner:
-            out = watch(layout, stop.is_set, grace_s=grace, report=lambda msg: spinner.update(msg))
+        out = _run("watching region A", lambda report: watch(layout, stop.is_set, grace_s=grace, report=report))
     except KeyboardInterrupt:
         raise typer.Exit(130)
-    except (FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
     if out is None:
         fail("region A is already fenced: nothing to watch")
-    if as_json:
-        print_json(out)
-    else:
-        _print_status(out)
-        console.print(f"region A silent for {out['detected_s']:.1f} s; region B primary {out['promoted_s']:.1f} s "
-                      "after the failover began")
+    _print_result(out, as_json, lambda o: f"region A silent for {o['detected_s']:.1f} s; region B primary "
+                                          f"{o['promoted_s']:.1f} s after the failover began")
 
 
 @app.command("down")

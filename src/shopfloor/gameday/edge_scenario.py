@@ -31,10 +31,10 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import httpx
 
@@ -50,6 +50,7 @@ from .checks import (
     verify_store,
 )
 from .faults import EDGE_SCHEDULE, LATENCY_MS, Fault, heal, play
+from .report import ChecksVerdict
 from .seed import ensure_fresh_store, seed_bench_store
 
 SHOPPER_AGENT = "shopfloor-gameday-shopper"
@@ -71,7 +72,9 @@ TARGET_HIT_RATIO = 0.90
 
 
 @dataclass
-class EdgeGameDayResult:
+class EdgeGameDayResult(ChecksVerdict):
+    scenario: ClassVar[str] = "edge"
+
     database: str
     seconds: float
     browsers: int
@@ -85,12 +88,6 @@ class EdgeGameDayResult:
     drain: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(v == 0 for v in self.checks.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"scenario": "edge", **asdict(self), "passed": self.passed}
 
 
 @dataclass

@@ -25,10 +25,10 @@ import json
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import httpx
 
@@ -45,6 +45,7 @@ from .checks import (
 )
 from .edge_scenario import POSTAL_CODES, SHOPPER_AGENT, VIEW_TIMEOUT_S, _Edges, _Load, _phases, _seed_sellout
 from .faults import DELAYED_WAREHOUSE, LATENCY_MS, REGIONS_SCHEDULE, Fault, heal, play
+from .report import ChecksVerdict
 from .seed import seed_bench_store
 from .warehouse_feed import PromiseSeen, WarehouseFeed, unchanged_promises
 
@@ -69,7 +70,9 @@ def delay_known_after_s() -> float:
 
 
 @dataclass
-class RegionsGameDayResult:
+class RegionsGameDayResult(ChecksVerdict):
+    scenario: ClassVar[str] = "regions"
+
     seconds: float
     browsers: int
     faults: list[dict[str, Any]] = field(default_factory=list)
@@ -85,12 +88,6 @@ class RegionsGameDayResult:
     drain: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(v == 0 for v in self.checks.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"scenario": "regions", **asdict(self), "passed": self.passed}
 
 
 class _Feeder:

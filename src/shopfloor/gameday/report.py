@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..domain.stats import percentile
 
@@ -18,6 +18,21 @@ class Attempt:
     order_id: str | None = None
     flash: bool = False
     tries: int = 1
+
+
+class ChecksVerdict:
+    """The verdict every scenario's result gives the same way: it passed when it ran its checks and each counted 0.
+    ``to_dict`` is the JSON the CLI prints, named by the scenario."""
+
+    scenario: ClassVar[str]
+    checks: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(v == 0 for v in self.checks.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, **asdict(self), "passed": self.passed}
 
 
 @dataclass
