@@ -104,3 +104,12 @@ def test_with_the_global_model_decisions_never_depend_on_later_demand():
         assert agent.engine.gbm is not None
     assert np.array_equal(runs[0].orders[:, :251], runs[1].orders[:, :251])
     assert not np.array_equal(runs[0].orders, runs[1].orders)
+
+
+def test_the_policy_files_engine_section_turns_the_global_model_on_and_rejects_an_unknown_one():
+    from shopfloor.planning.restock import PolicyBook
+
+    assert PolicyBook.from_mapping({"engine": {"forecast_model": "gbm"}}).engine_tuning().forecast_model == "gbm"
+    assert PolicyBook.from_mapping({}).engine_tuning().forecast_model == "level"
+    with pytest.raises(ValueError, match="engine"):
+        PolicyBook.from_mapping({"engine": {"forecast_model": "prophet"}})

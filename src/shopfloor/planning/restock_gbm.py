@@ -60,7 +60,7 @@ class GlobalForecaster:
         if len(recent) == 0:
             return np.zeros(0)
         X, scale = features(recent, observed, weekday, day.day if day is not None else 0)
-        return np.maximum(self.model.predict(X), 0.0) * scale
+        return np.maximum(self.model.predict(X, num_threads=1), 0.0) * scale
 
 
 def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, first_day: date | None = None,
@@ -98,7 +98,7 @@ def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, fir
         return None
     model = lgb.LGBMRegressor(n_estimators=200, learning_rate=0.06, num_leaves=31, min_child_samples=200,
                               subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
-                              deterministic=True, force_row_wise=True, n_jobs=2, verbose=-1)
+                              deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
     model.fit(np.vstack(X), np.concatenate(T), sample_weight=np.concatenate(W))
     return GlobalForecaster(model, horizon)
 
