@@ -26,7 +26,8 @@ FEATURES = ("m7", "m14", "m56", "m91", "m182", "m364", "log_scale", "zero28", "w
             *(f"lag{k}" for k in range(1, LAGS + 1)))
 
 
-def features(recent: np.ndarray, observed: np.ndarray, weekday: int, day_of_month: int) -> tuple[np.ndarray, np.ndarray]:
+def features(recent: np.ndarray, observed: np.ndarray, weekday: int,
+             day_of_month: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, len(FEATURES)) features and the (n,) scale for origins whose last ``recent.shape[1]`` days are
     ``recent`` (oldest first, the origin day last); ``observed`` is how many of those days each SKU existed."""
     x = np.asarray(recent, dtype=float)
