@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from dataclasses import fields
-from datetime import timedelta
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from shopfloor.planning.restock_backtest import (
     neutral_start,
     simulate_agent,
 )
-from shopfloor.planning.restock_engine import EngineTuning, RestockEngine
+from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, replay_history
 from shopfloor.planning.restock_sim import NormalSafetyStockPolicy, simulate
 
 M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
@@ -99,9 +98,11 @@ def forecast_error(panel: DemandPanel, tuning: EngineTuning, test_days: int, hor
     first = days - test_days
     eng = RestockEngine(lead_time=horizon - 1, tuning=tuning)
     eng.ensure(panel.ids)
-    eng.day = panel.dates[0].date() - timedelta(days=1)
+    # the days before the window are replayed as the agent's history (a gbm forecast is fitted on them)
+    replay_history(eng, demand[:, :first - 1], panel.weekdays[:first - 1], calibrate=False,
+                   first_day=panel.dates[0].date())
     fe, fb, act = [], [], []
-    for t in range(days - horizon):
+    for t in range(first - 1, days - horizon):
         eng.observe(int(panel.dates[t].weekday()), demand[:, t])
         if t >= first - 1:
             fe.append(eng.daily_means(horizon).sum(axis=1))

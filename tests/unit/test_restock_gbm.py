@@ -1,0 +1,115 @@
+"""The restock engine's optional global forecast (``forecast_model="gbm"``): fitted on the replayed history, read
+as a per-SKU factor on the level forecast, driven through the agent protocol one scripted day at a time."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopfloor.planning.restock_agent import ReplenishmentAgent
+from shopfloor.planning.restock_backtest import DemandPanel, neutral_start, simulate_agent
+from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, replay_history
+from shopfloor.planning.restock_gbm import fit_global
+
+DAY0 = date(2024, 1, 1)
+GBM = EngineTuning(forecast_model="gbm")
+
+
+def _steady_panel(seed: int, n: int = 60, days: int = 500) -> DemandPanel:
+    """Poisson demand at a constant rate per SKU: the best 8-day forecast is the long-run mean."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(2.0, 4.0, size=(n, 1)) * np.ones((1, days))
+    return DemandPanel([f"s{i}" for i in range(n)], pd.date_range(DAY0, periods=days),
+                       rng.poisson(lam).astype(np.int64))
+
+
+def _eight_day_rmse(panel: DemandPanel, tuning: EngineTuning, fit_days: int) -> float:
+    eng = RestockEngine(lead_time=7, tuning=tuning)
+    eng.ensure(panel.ids)
+    replay_history(eng, panel.demand[:, :fit_days], panel.weekdays[:fit_days], calibrate=False,
+                   first_day=panel.dates[0].date())
+    days = panel.demand.shape[1]
+    err = []
+    for t in range(fit_days, days - 8):
+        eng.observe(int(panel.weekdays[t]), panel.demand[:, t].astype(float))
+        err.append(panel.demand[:, t + 1:t + 9].sum(axis=1) - eng.daily_means(8).sum(axis=1))
+    return float(np.sqrt(np.mean(np.square(err))))
+
+
+def test_on_steady_demand_the_global_model_forecasts_eight_days_better_than_the_ten_day_level():
+    panel = _steady_panel(1)
+    level = _eight_day_rmse(panel, EngineTuning(), fit_days=400)
+    gbm = _eight_day_rmse(panel, GBM, fit_days=400)
+    assert gbm < 0.96 * level
+
+
+def test_the_global_model_needs_half_a_year_of_history():
+    panel = _steady_panel(2, n=10, days=200)
+    assert fit_global(panel.demand[:, :150], panel.weekdays[:150], 8) is None
+    assert fit_global(panel.demand, panel.weekdays, 8) is not None
+
+
+def test_an_unknown_forecast_model_is_rejected_naming_the_knob():
+    with pytest.raises(ValueError, match="forecast_model"):
+        EngineTuning(forecast_model="arima")
+
+
+def _lines(panel: DemandPanel, start: int, days: int, history_from: int = 0):
+    for t in range(start, start + days):
+        line = {"date": panel.dates[t].date().isoformat(),
+                "sales": {sku: int(panel.demand[i, t]) for i, sku in enumerate(panel.ids)},
+                "on_hand": {sku: 5 for sku in panel.ids}}
+        if t == start:
+            line["history"] = [{"date": panel.dates[d].date().isoformat(), "sku": sku,
+                                "units": int(panel.demand[i, d])}
+                               for d in range(history_from, start) for i, sku in enumerate(panel.ids)]
+        yield json.dumps(line)
+
+
+def test_a_scripted_agent_reads_the_global_model_once_it_has_half_a_year_of_history():
+    panel = _steady_panel(3, n=12, days=260)
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7, tuning=GBM)
+    answers = [agent.handle_line(line) for line in _lines(panel, 220, 14)]
+    assert all("orders" in a for a in answers)
+    assert agent.engine.gbm is not None
+    assert not np.allclose(agent.engine.adj, 1.0)  # the global forecast moved the level forecast
+
+
+def test_with_less_history_the_agent_orders_exactly_as_the_level_model_does():
+    panel = _steady_panel(4, n=12, days=160)
+    runs = []
+    for tuning in (GBM, EngineTuning()):
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7, tuning=tuning)
+        runs.append([agent.handle_line(line) for line in _lines(panel, 120, 14)])
+        if tuning is GBM:
+            assert agent.engine.gbm is None
+    assert runs[0] == runs[1]
+    assert any(a["orders"] for a in runs[0])
+
+
+def test_with_the_global_model_decisions_never_depend_on_later_demand():
+    panel = _steady_panel(5, n=10, days=300)
+    altered = panel.demand.copy()
+    altered[:, 251:] = np.random.default_rng(99).poisson(30, size=altered[:, 251:].shape)
+    runs = []
+    for demand in (panel.demand, altered):
+        p = DemandPanel(panel.ids, panel.dates, demand)
+        stock = neutral_start(p.demand[:, :200], 7, 1, 0.95)
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7, tuning=GBM)
+        runs.append(simulate_agent(p, agent.handle, lead_time=7, start=200, warmup=28, on_hand=stock))
+        assert agent.engine.gbm is not None
+    assert np.array_equal(runs[0].orders[:, :251], runs[1].orders[:, :251])
+    assert not np.array_equal(runs[0].orders, runs[1].orders)
+
+
+def test_the_policy_files_engine_section_turns_the_global_model_on_and_rejects_an_unknown_one():
+    from shopfloor.planning.restock import PolicyBook
+
+    assert PolicyBook.from_mapping({"engine": {"forecast_model": "gbm"}}).engine_tuning().forecast_model == "gbm"
+    assert PolicyBook.from_mapping({}).engine_tuning().forecast_model == "level"
+    with pytest.raises(ValueError, match="engine"):
+        PolicyBook.from_mapping({"engine": {"forecast_model": "prophet"}})
