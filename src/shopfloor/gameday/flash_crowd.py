@@ -91,6 +91,8 @@ class _Shopper:
     admitted_latency_ms: float | None = None  # the checkout that bought, request to answer
     bought_started_s: float | None = None
     requests: int = 0
+    holds: int = 0  # of the requests, held status requests (GET /v1/queue/{token}?wait=)
+    told_by: str | None = None  # "checkout" (its answer) or "hold" (a held status request's) for sold_out/expired
 
 
 @dataclass
@@ -246,7 +248,7 @@ class _Load:
                 s.admitted_latency_ms, s.bought_started_s = 1000 * (answered - started), started
                 return
             if status == 409 and code in ("sold_out", "out_of_stock"):
-                s.outcome, s.outcome_s = "sold_out", answered
+                s.outcome, s.outcome_s, s.told_by = "sold_out", answered, "checkout"
                 return
             if status == 429 and code == "queued":
                 if s.queued_s is None:
@@ -257,7 +259,7 @@ class _Load:
                     continue
                 state = await self._hold(s, token, deadline_s)
                 if state in ("sold_out", "expired"):
-                    s.outcome, s.outcome_s = state, self.now_s()
+                    s.outcome, s.outcome_s, s.told_by = state, self.now_s(), "hold"
                     return
                 continue  # admitted (or the hold ended): check out with the token
             if status == 429:  # a rate limit: humans wait as told, bots hammer on
@@ -275,6 +277,7 @@ class _Load:
         while self.now_s() < deadline_s:
             try:
                 s.requests += 1
+                s.holds += 1
                 status, hdrs, payload = await self.http.request(
                     "GET", f"/v1/queue/{token}?wait={self.cfg.hold_s:g}", {"X-Forwarded-For": s.address})
             except (ConnectionError, OSError) as exc:
@@ -285,6 +288,8 @@ class _Load:
                 state = json.loads(payload)["state"]
                 if state != "waiting":
                     return state
+                if "retry-after" in hdrs:  # not held (the server holds as many as it will): ask again after it
+                    await asyncio.sleep(float(hdrs["retry-after"]))
                 continue
             await asyncio.sleep(float(hdrs.get("retry-after", "1")))
         return "waiting"
@@ -572,6 +577,15 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
     result.totals = {
         "outcomes": dict(sorted(outcomes.items())),
         "requests": sum(s.requests for s in crowd) + len(run["load"].ordinary),
+        # the crowd's requests by kind: checkouts (bots' and humans') and held status requests
+        "crowd_requests": {"checkouts_humans": sum(s.requests - s.holds for s in crowd if s.kind == "human"),
+                           "checkouts_bots": sum(s.requests for s in crowd if s.kind == "bot"),
+                           "holds": sum(s.holds for s in crowd)},
+        # the notice by how the waiting shopper heard it: its held status request, or a checkout's 409 (an
+        # admitted shopper who lost the race, or one who checked out instead of holding)
+        "sellout_notice_by": {by: {"n": len(v), "p50_s": _percentile(v, 0.5), "max_s": round(max(v), 3)}
+                              for by in ("hold", "checkout")
+                              for v in [[s.outcome_s - sellout_s for s in waiting_then if s.told_by == by]] if v},
         "bots": sum(s.kind == "bot" for s in crowd),
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
