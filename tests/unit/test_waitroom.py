@@ -417,3 +417,36 @@ def test_a_held_request_in_one_process_hears_sold_out_when_another_process_sells
 
     answer, took = run(scene())
     assert answer["state"] == SOLD_OUT and took < 0.5
+
+
+def test_once_sold_out_an_admitted_place_nobody_used_is_not_taken_and_its_shopper_hears_sold_out():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        buyer = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        await room.finish(buyer, succeeded=False)  # declined: the place goes to "b" (not used yet)
+        stock.units = 0  # someone else's purchase took the unit meanwhile
+        late = await room.admit("HOT", waiting.token, "b")
+        stock.units = 1  # e.g. a reservation lapsed: "b" may still buy with its place, nobody took it
+        again = await room.admit("HOT", waiting.token, "b")
+        return late.state, again.state
+
+    assert run(scene()) == (SOLD_OUT, ADMITTED)
+
+
+def test_once_sold_out_a_retry_of_the_purchase_that_used_the_place_still_reaches_the_buy_path():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        await room.finish(head, succeeded=False)
+        first = await room.admit("HOT", waiting.token, "b")  # "b" starts its purchase with the place
+        stock.units = 0  # its own reservation took the last unit
+        retry = await room.admit("HOT", waiting.token, "b")  # e.g. the answer was lost: the same purchase again
+        with pytest.raises(QueueTokenUsed):
+            await room.admit("HOT", waiting.token, "another-purchase")
+        return first.state, retry.state
+
+    assert run(scene()) == (ADMITTED, ADMITTED)

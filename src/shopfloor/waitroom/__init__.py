@@ -13,6 +13,7 @@ from .room import (
     CLAIMED,
     EXPIRED,
     SOLD_OUT,
+    UNUSED,
     WAITING,
     Decision,
     Entry,
@@ -32,5 +33,5 @@ __all__ = [
     "ADMITTED", "AFTER_OPEN", "GO", "QUEUED", "RATE_LIMITED", "SOLD", "UNAVAILABLE", "BotPattern", "BotPatternDetector", "CLAIMED", "CheckoutGate", "Verdict", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
     "Entry", "GuardedProduct", "HeldAnswer", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
     "QueueTokenCodec", "QueueTokenExpired", "QueueTokenInvalid", "QueueTokenUsed", "QueueTokenWrongProduct",
-    "StockLevels", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
+    "StockLevels", "UNUSED", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
 ]

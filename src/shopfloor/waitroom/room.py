@@ -26,6 +26,7 @@ WAITING = "waiting"
 SOLD_OUT = "sold_out"
 EXPIRED = "expired"
 CLAIMED = "claimed"  # admitted, but the place is already used by another purchase (another Idempotency-Key)
+UNUSED = "unused"  # admitted, and no purchase has used the place yet (only from a poll with take=False)
 
 
 _SOLD_OUT_STATUS = {"state": SOLD_OUT, "position": None, "eta_s": None}
@@ -76,7 +77,9 @@ class QueueStore(Protocol):
         """The sale's opening (None before it opens) and the number of arrivals before the opening so far."""
 
     async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
-                   claim: str | None) -> Place: ...
+                   claim: str | None, take: bool = True) -> Place:
+        """Where ``rank`` stands. An admitted place no purchase has used yet is taken for ``claim``; with
+        ``take=False`` it is left alone and read UNUSED (the product sold out: nobody should start a purchase)."""
 
     async def finish(self, sale: str, rank: int, succeeded: bool) -> None: ...
 
@@ -201,8 +204,13 @@ class WaitingRoom:
         if opening is None:
             return self._decided(self._pre_open(product, token, pre_arrivals, now_s), "queued")
         rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        # sold out: an admitted place nobody has used yet is not taken, and its shopper hears sold_out now rather
+        # than from the buy path (where the checkout would queue behind the crowd's purchases, only to fail); a
+        # purchase already under way with this place (a retry, a replay) still goes on to the buy path
         place = await self.store.poll(product.sale, rank, int(now_s * 1000), self.policy.room_for(remaining),
-                                      self._ttl_ms(), claim)
+                                      self._ttl_ms(), claim, take=remaining > 0)
+        if place.state == UNUSED:
+            return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
         if place.state == ADMITTED:
             return self._decided(Decision(ADMITTED, sku, product.sale, rank=rank), "admitted")
         if place.state == CLAIMED:
