@@ -450,3 +450,26 @@ def test_once_sold_out_a_retry_of_the_purchase_that_used_the_place_still_reaches
         return first.state, retry.state
 
     assert run(scene()) == (ADMITTED, ADMITTED)
+
+
+def test_a_checkout_of_a_sold_out_product_is_answered_sold_out_without_taking_from_the_rate_limits():
+    from shopfloor.waitroom import SOLD, CheckoutGate
+
+    class CountingLimits:
+        def __init__(self) -> None:
+            self.taken = 0
+
+        async def checkout(self, key_id, address):
+            self.taken += 1
+            return ("checkout_per_address", 1)  # would refuse
+
+        async def products(self, skus):
+            return None
+
+    room, stock, _ = _room(units=0)
+    limits = CountingLimits()
+    gate = CheckoutGate(room, limits)
+    sold = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "a", "tok"))
+    stock.units = 3
+    limited = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "b", "tok"))
+    assert sold.kind == SOLD and limited.kind == "rate_limited" and limits.taken == 1

@@ -175,6 +175,13 @@ class WaitingRoom:
         return units
 
     # --- the checkout's gate ----------------------------------------------------------------------------------
+    def sold_out_now(self, sku: str) -> Decision | None:
+        """SOLD_OUT when guarded ``sku`` reads sold out in this process (no queue store call), else None: the gate
+        answers such a checkout before anything else (its rate limits included: nothing is left to protect)."""
+        if self.remaining(sku) != 0:
+            return None
+        return self._decided(Decision(SOLD_OUT, sku, self.products[sku].sale), "sold_out")
+
     async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
         """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
