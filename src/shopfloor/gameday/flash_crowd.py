@@ -62,7 +62,7 @@ class FlashCrowdConfig:
     arrive_s: float = 15.0  # humans keep arriving this long after the opening
     bot_poll_s: float = 0.5
     ordinary_rate_per_s: float = 20.0
-    hold_s: float = 20.0  # how long a human's GET /v1/queue/{token}?wait= is held
+    hold_s: float = 20.0  # how long a human's GET /v1/queue/{token}?wait= is held (0: poll it, see _hold)
     notice_target_s: float = 2.0
     p99_factor_target: float = 1.5
     n_skus: int = 50
@@ -257,7 +257,7 @@ class _Load:
                 if s.kind == "bot":
                     await asyncio.sleep(self.cfg.bot_poll_s)  # bots ignore Retry-After and the held status
                     continue
-                state = await self._hold(s, token, deadline_s)
+                state = await self._hold(s, token, deadline_s, float(hdrs.get("retry-after", "1")))
                 if state in ("sold_out", "expired"):
                     s.outcome, s.outcome_s, s.told_by = state, self.now_s(), "hold"
                     return
@@ -272,14 +272,21 @@ class _Load:
             s.outcome, s.outcome_s = f"error:{status}:{code}", answered
             return
 
-    async def _hold(self, s: _Shopper, token: str, deadline_s: float) -> str:
-        """Hold GET /v1/queue/{token}?wait= until admitted, sold out or expired."""
+    async def _hold(self, s: _Shopper, token: str, deadline_s: float, retry_after_s: float = 1.0) -> str:
+        """Hold GET /v1/queue/{token}?wait= until admitted, sold out or expired. With ``hold_s`` 0 the shopper
+        polls instead (no ``wait``), every ``retry_after_s`` (the queued checkout's Retry-After): the protocol
+        without the long poll, to count what holding saves."""
+        query = f"?wait={self.cfg.hold_s:g}" if self.cfg.hold_s > 0 else ""
+        first = True
         while self.now_s() < deadline_s:
+            if not query and not first:
+                await asyncio.sleep(retry_after_s)
+            first = False
             try:
                 s.requests += 1
                 s.holds += 1
                 status, hdrs, payload = await self.http.request(
-                    "GET", f"/v1/queue/{token}?wait={self.cfg.hold_s:g}", {"X-Forwarded-For": s.address})
+                    "GET", f"/v1/queue/{token}{query}", {"X-Forwarded-For": s.address})
             except (ConnectionError, OSError) as exc:
                 self.errors.append(f"hold: {exc}")
                 await asyncio.sleep(0.2)
