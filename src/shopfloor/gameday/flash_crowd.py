@@ -92,7 +92,9 @@ class _Shopper:
     bought_started_s: float | None = None
     requests: int = 0
     holds: int = 0  # of the requests, held status requests (GET /v1/queue/{token}?wait=)
-    told_by: str | None = None  # "checkout" (its answer) or "hold" (a held status request's) for sold_out/expired
+    # for sold_out/expired: "hold" (a held status request's answer), "checkout_sold_out" (the gate's answer to a
+    # checkout) or "checkout_out_of_stock" (the buy path's: the purchase started and found no unit)
+    told_by: str | None = None
 
 
 @dataclass
@@ -248,7 +250,8 @@ class _Load:
                 s.admitted_latency_ms, s.bought_started_s = 1000 * (answered - started), started
                 return
             if status == 409 and code in ("sold_out", "out_of_stock"):
-                s.outcome, s.outcome_s, s.told_by = "sold_out", answered, "checkout"
+                # the gate's sold_out, or the buy path's out_of_stock (a purchase that started and found no unit)
+                s.outcome, s.outcome_s, s.told_by = "sold_out", answered, f"checkout_{code}"
                 return
             if status == 429 and code == "queued":
                 if s.queued_s is None:
@@ -588,10 +591,10 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "crowd_requests": {"checkouts_humans": sum(s.requests - s.holds for s in crowd if s.kind == "human"),
                            "checkouts_bots": sum(s.requests for s in crowd if s.kind == "bot"),
                            "holds": sum(s.holds for s in crowd)},
-        # the notice by how the waiting shopper heard it: its held status request, or a checkout's 409 (an
-        # admitted shopper who lost the race, or one who checked out instead of holding)
+        # the notice by how the waiting shopper heard it: its held status request, the gate's 409 sold_out to a
+        # checkout, or the buy path's 409 out_of_stock (an admitted shopper whose purchase started and lost)
         "sellout_notice_by": {by: {"n": len(v), "p50_s": _percentile(v, 0.5), "max_s": round(max(v), 3)}
-                              for by in ("hold", "checkout")
+                              for by in ("hold", "checkout_sold_out", "checkout_out_of_stock")
                               for v in [[s.outcome_s - sellout_s for s in waiting_then if s.told_by == by]] if v},
         "bots": sum(s.kind == "bot" for s in crowd),
         "waiting_at_sellout": len(waiting_then),
