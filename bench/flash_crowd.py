@@ -5,6 +5,7 @@ hot product) on fresh stores, measured back to back: the p99 ratios compare them
 
     python bench/flash_crowd.py [--runs 3] [--shoppers 20000] [--units 200] [--workers 1]
                                 [--redis-url redis://127.0.0.1:6379/0] [--crowd-nice 4]
+                                [--hold-s 20]
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--redis-url", default=None)
+    ap.add_argument("--hold-s", type=float, default=FlashCrowdConfig.hold_s,
+                    help="how long shoppers hold GET /v1/queue/{token}?wait= (0: they poll it every Retry-After)")
     ap.add_argument("--crowd-nice", type=int, default=FlashCrowdConfig.crowd_nice,
                     help="niceness added to the crowd's load processes (0: the server's priority)")
     args = ap.parse_args()
     runs = []
     for i in range(args.runs):
         cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i,
-                               crowd_nice=args.crowd_nice)
+                               crowd_nice=args.crowd_nice, hold_s=args.hold_s)
         r = run_flash_crowd(config=cfg, redis_url=args.redis_url)
         runs.append({
             "sold": r.sold, "units": r.units, "checks": r.checks, "passed": r.passed,
@@ -39,6 +42,7 @@ def main() -> None:
             "ordinary_p99_ratio": _ratio(r.ordinary_p99_ms, r.baseline_p99_ms),
             "bot_units_share": r.bot_units_share, "pre_open_units_share": r.pre_open_units_share,
             "server_cpu_s": r.totals["server_cpu_s"], "requests": r.totals["requests"],
+            "crowd_requests": r.totals["crowd_requests"], "sellout_notice_by": r.totals["sellout_notice_by"],
             "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
             "load_average": r.totals["load_average"],
         })

@@ -17,6 +17,7 @@ are each taken once. ``--profile`` runs the server under cProfile with the threa
 inflates the absolute numbers; read the shares).
 
     python bench/flash_request_cost.py [--n 3000] [--repeats 3] [--profile] [--concurrency 64]
+                                       [--redis-url redis://127.0.0.1:6379/4]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from shopfloor.gameday.flash_crowd import FlashCrowdConfig, _body, _env, _Http
+from shopfloor.gameday.flash_crowd import FlashCrowdConfig, _body, _env, _forget_redis_prefix, _Http
 from shopfloor.gameday.seed import seed_bench_store
 from shopfloor.runtime import child_env, free_port
 
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--redis-url", default=None, help="keep the waiting room and the buckets in this Redis, as several "
+                    "server processes do (the Redis server's own CPU is not counted)")
     ap.add_argument("--profile", action="store_true", help="cProfile (thread CPU clock) per kind; top functions")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
@@ -138,7 +141,8 @@ def main() -> None:
             repo.upsert_sku(conn, sku, sku, "promo", 999, "USD", now)
             repo.set_on_hand(conn, sku, "us-west-1", units, now)
     cfg = FlashCrowdConfig()
-    env = _env(cfg, now + timedelta(hours=1), None, "cost")
+    run_id = f"cost{os.getpid()}"
+    env = _env(cfg, now + timedelta(hours=1), args.redis_url, run_id)
     late_opens = now + timedelta(seconds=30)  # LATE: shoppers queue before it opens, then its one unit sells
     env["SHOPFLOOR_WAITROOM_PRODUCTS"] = json.dumps({"HOT": {"opens_at": (now + timedelta(hours=1)).isoformat()},
                                                      "GONE": {}, "LATE": {"opens_at": late_opens.isoformat()}})
@@ -217,6 +221,8 @@ def main() -> None:
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=20)
+        if args.redis_url:
+            _forget_redis_prefix(args.redis_url, env["SHOPFLOOR_REDIS_KEY_PREFIX"])
 
 
 def _top(path: Path, n: int) -> list[str]:

@@ -229,7 +229,7 @@ def build_flash_sale_guards(container: Container) -> None:
         container.services["waitroom"] = WaitingRoom(
             queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
             products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),
-            observer=None if metrics is None else metrics.observe_waitroom)
+            observer=None if metrics is None else metrics.observe_waitroom, max_held=s.waitroom_max_held)
     if s.waitroom_products or _any_rate_limit(s):
         from .tower.bot_alerts import BotAlerts
         from .waitroom import BotPatternDetector

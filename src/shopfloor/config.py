@@ -127,6 +127,10 @@ class Settings(BaseSettings):
                                             "waiting shopper hears that the product sold out.")
     waitroom_max_hold_s: float = Field(
         default=25.0, ge=0, le=60, description="Longest a GET /v1/queue/{token}?wait=S request is held.")
+    waitroom_max_held: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="Most GET /v1/queue/{token}?wait=S requests one server "
+        "process holds at once (each is an open connection); past it a status request is answered at once with "
+        "Retry-After. 0: none is held.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

@@ -8,7 +8,7 @@ import multiprocessing as mp
 import os
 import uuid
 
-from shopfloor.waitroom import ADMITTED, CLAIMED, EXPIRED, WAITING, InProcessQueueStore
+from shopfloor.waitroom import ADMITTED, CLAIMED, EXPIRED, UNUSED, WAITING, InProcessQueueStore
 from tests.support.redis import REDIS_URL, needs_redis
 
 
@@ -75,6 +75,41 @@ def test_the_redis_store_tells_the_same_story():
             await store.aclose()
 
     _assert_story(asyncio.run(go()))
+
+
+async def _sold_out_reads(store) -> list[str]:
+    """Once the product sells out, reads that must not take an admitted place (take=False)."""
+    sale = "SOLD"
+    await store.enter(sale, 1_000, 0, 1, 60_000, 1, "a")  # rank 0: admitted at once, used by purchase "a"
+    await store.enter(sale, 1_001, 0, 1, 60_000, 1, "b")  # rank 1: waits for the room
+    await store.finish(sale, 0, True)  # "a" bought: rank 1 is admitted at the next read, unused
+    out = [(await store.poll(sale, 1, 1_002, 1, 60_000, "b", take=False)).state]  # left alone
+    out.append((await store.poll(sale, 1, 1_003, 1, 60_000, "b", take=False)).state)  # still nobody's
+    out.append((await store.poll(sale, 1, 1_004, 1, 60_000, "b")).state)  # taken by purchase "b"
+    out.append((await store.poll(sale, 1, 1_005, 1, 60_000, "b", take=False)).state)  # "b" under way: goes on
+    out.append((await store.poll(sale, 1, 1_006, 1, 60_000, "c", take=False)).state)  # another purchase
+    out.append((await store.poll(sale, 0, 1_007, 1, 60_000, "a", take=False)).state)  # "a" replays
+    return out
+
+
+SOLD_OUT_READS = [UNUSED, UNUSED, ADMITTED, ADMITTED, CLAIMED, ADMITTED]
+
+
+def test_a_read_that_must_not_take_a_place_leaves_an_unused_admitted_place_alone():
+    assert asyncio.run(_sold_out_reads(InProcessQueueStore())) == SOLD_OUT_READS
+
+
+@needs_redis
+def test_the_redis_store_leaves_an_unused_admitted_place_alone_too():
+    async def go():
+        store = _redis_store(f"test-{uuid.uuid4().hex}:")
+        try:
+            return await _sold_out_reads(store)
+        finally:
+            await store.reset("SOLD")
+            await store.aclose()
+
+    assert asyncio.run(go()) == SOLD_OUT_READS
 
 
 def _race(args):

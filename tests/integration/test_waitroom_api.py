@@ -191,3 +191,27 @@ def test_an_unreachable_queue_store_answers_503_for_the_hot_product_only(db_url)
     assert hot.status_code == 503 and hot.json()["error"]["code"] == "service_unavailable"
     assert hot.headers["Retry-After"] == "2"
     assert other.status_code == 201
+
+
+@pytest.mark.parametrize("entry", ["front", "route"])
+def test_a_status_request_past_the_hold_cap_is_answered_at_once_with_retry_after(db_url, monkeypatch, entry):
+    import time
+
+    from shopfloor.api.fast_queue import QueueStatusFastPath
+
+    if entry == "route":  # every status request handed on to the FastAPI route
+        monkeypatch.setattr(QueueStatusFastPath, "_wait", lambda self, query: None)
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}},
+                        waitroom_units_factor=1.0, waitroom_stock_cache_s=0, waitroom_max_held=0)
+    container = build_container(settings, clock=FixedClock(OPENS - timedelta(seconds=60)))
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 1})
+    _, key = new_key(container.engine, "storefront")
+    with TestClient(create_app(container)) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        queued = _checkout(client, auth, "HOT", "early")  # before the opening: every shopper waits
+        token = queued.json()["error"]["details"][0]["queue_token"]
+        started = time.monotonic()
+        r = client.get(f"/v1/queue/{token}?wait=20")
+        took = time.monotonic() - started
+    assert r.status_code == 200 and r.json()["state"] == "waiting"
+    assert took < 5 and int(r.headers["Retry-After"]) >= 1

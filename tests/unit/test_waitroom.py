@@ -364,3 +364,112 @@ def test_shoppers_held_before_the_opening_stay_held_at_the_opening_unless_their_
     assert answered == [{"state": "admitted", "position": 0, "eta_s": 0.0}] * 2
     assert still_held == 4  # not told "waiting" at the opening, only to come straight back
     assert rest == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 4
+
+
+def test_past_the_cap_a_status_request_is_answered_at_once_with_when_to_ask_again():
+    room, stock, _ = _room(units=1, k=1.0)
+    room.max_held = 2
+    room.tick_s = 0.01
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(3)]
+        held = [asyncio.create_task(room.hold(w.token, wait_s=60)) for w in waiting[:2]]
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        over = await asyncio.wait_for(room.hold(waiting[2].token, wait_s=60), 1)
+        took = loop.time() - t0
+        still_held = sum(not h.done() for h in held)
+        stock.units = 0
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        return over, took, still_held, answers
+
+    over, took, still_held, answers = run(scene())
+    assert over.status["state"] == WAITING and over.retry_after_s >= 1 and took < 0.5
+    assert still_held == 2  # the two under the cap stay held
+    assert [a.status["state"] for a in answers] == [SOLD_OUT, SOLD_OUT] and all(a.retry_after_s is None
+                                                                                for a in answers)
+    assert room.held == 0  # every held request let go of its place under the cap
+
+
+def test_a_held_request_in_one_process_hears_sold_out_when_another_process_sells_the_last_unit():
+    # two server processes: one queue store (Redis in production) and one stock (the database)
+    store, stock, clock = InProcessQueueStore(), Stock(1), Clock()
+    codec = QueueTokenCodec(b"k" * 32, 600)
+    policy = AdmissionPolicy(units_factor=1.0, admit_ttl_s=30, serve_rate_per_s=10)
+    seller, holder = (WaitingRoom(store, codec, policy, stock, [GuardedProduct("HOT")], stock_cache_s=0.0,
+                                  now_s=clock, monotonic=clock) for _ in range(2))
+    holder.tick_s = 0.02
+
+    async def scene():
+        head = await seller.admit("HOT", None, "a")
+        waiting = await seller.admit("HOT", None, "b")
+        held = asyncio.create_task(holder.status(waiting.token, wait_s=60))
+        await asyncio.sleep(0.05)
+        assert not held.done()
+        stock.units = 0  # the seller's admitted checkout took the last unit
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await seller.finish(head, succeeded=True)
+        answer = await asyncio.wait_for(held, 1)
+        return answer, loop.time() - t0
+
+    answer, took = run(scene())
+    assert answer["state"] == SOLD_OUT and took < 0.5
+
+
+def test_once_sold_out_an_admitted_place_nobody_used_is_not_taken_and_its_shopper_hears_sold_out():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        buyer = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        await room.finish(buyer, succeeded=False)  # declined: the place goes to "b" (not used yet)
+        stock.units = 0  # someone else's purchase took the unit meanwhile
+        late = await room.admit("HOT", waiting.token, "b")
+        stock.units = 1  # e.g. a reservation lapsed: "b" may still buy with its place, nobody took it
+        again = await room.admit("HOT", waiting.token, "b")
+        return late.state, again.state
+
+    assert run(scene()) == (SOLD_OUT, ADMITTED)
+
+
+def test_once_sold_out_a_retry_of_the_purchase_that_used_the_place_still_reaches_the_buy_path():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        await room.finish(head, succeeded=False)
+        first = await room.admit("HOT", waiting.token, "b")  # "b" starts its purchase with the place
+        stock.units = 0  # its own reservation took the last unit
+        retry = await room.admit("HOT", waiting.token, "b")  # e.g. the answer was lost: the same purchase again
+        with pytest.raises(QueueTokenUsed):
+            await room.admit("HOT", waiting.token, "another-purchase")
+        return first.state, retry.state
+
+    assert run(scene()) == (ADMITTED, ADMITTED)
+
+
+def test_a_checkout_of_a_sold_out_product_is_answered_sold_out_without_taking_from_the_rate_limits():
+    from shopfloor.waitroom import SOLD, CheckoutGate
+
+    class CountingLimits:
+        def __init__(self) -> None:
+            self.taken = 0
+
+        async def checkout(self, key_id, address):
+            self.taken += 1
+            return ("checkout_per_address", 1)  # would refuse
+
+        async def products(self, skus):
+            return None
+
+    room, stock, _ = _room(units=0)
+    limits = CountingLimits()
+    gate = CheckoutGate(room, limits)
+    sold = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "a", "tok"))
+    stock.units = 3
+    limited = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "b", "tok"))
+    assert sold.kind == SOLD and limited.kind == "rate_limited" and limits.taken == 1

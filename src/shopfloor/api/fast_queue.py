@@ -44,7 +44,9 @@ class QueueStatusFastPath:
         if self.route is not None:
             scope["route"] = self.route
         try:
-            response = FastJSONResponse(await room.status(token, wait_s))
+            answer = await room.hold(token, wait_s)
+            response = FastJSONResponse(answer.status, headers=None if answer.retry_after_s is None
+                                        else {"Retry-After": str(answer.retry_after_s)})
         except DomainError as exc:
             response = envelope(exc.status, exc.code, exc.message, exc.details)
         except Exception:  # the queue store (Redis) is unreachable: the place is kept, ask again

@@ -62,7 +62,7 @@ class FlashCrowdConfig:
     arrive_s: float = 15.0  # humans keep arriving this long after the opening
     bot_poll_s: float = 0.5
     ordinary_rate_per_s: float = 20.0
-    hold_s: float = 20.0  # how long a human's GET /v1/queue/{token}?wait= is held
+    hold_s: float = 20.0  # how long a human's GET /v1/queue/{token}?wait= is held (0: poll it, see _hold)
     notice_target_s: float = 2.0
     p99_factor_target: float = 1.5
     n_skus: int = 50
@@ -75,6 +75,9 @@ class FlashCrowdConfig:
     # a load process whose event loop lags more than this (p99, ms) measures itself, not the server: the run's
     # latencies and notice are then not the server's, and the check load_generator_lagged fails the run
     max_generator_lag_ms: float = 250.0
+    # ... or whose loop stopped once for longer than this (ms): the lag is sampled every 50 ms, so a process frozen
+    # for tens of seconds at once (starved by other jobs) leaves one sample among thousands and passes the p99
+    max_generator_stall_ms: float = 2000.0
 
 
 @dataclass
@@ -91,6 +94,10 @@ class _Shopper:
     admitted_latency_ms: float | None = None  # the checkout that bought, request to answer
     bought_started_s: float | None = None
     requests: int = 0
+    holds: int = 0  # of the requests, held status requests (GET /v1/queue/{token}?wait=)
+    # for sold_out/expired: "hold" (a held status request's answer), "checkout_sold_out" (the gate's answer to a
+    # checkout) or "checkout_out_of_stock" (the buy path's: the purchase started and found no unit)
+    told_by: str | None = None
 
 
 @dataclass
@@ -246,7 +253,8 @@ class _Load:
                 s.admitted_latency_ms, s.bought_started_s = 1000 * (answered - started), started
                 return
             if status == 409 and code in ("sold_out", "out_of_stock"):
-                s.outcome, s.outcome_s = "sold_out", answered
+                # the gate's sold_out, or the buy path's out_of_stock (a purchase that started and found no unit)
+                s.outcome, s.outcome_s, s.told_by = "sold_out", answered, f"checkout_{code}"
                 return
             if status == 429 and code == "queued":
                 if s.queued_s is None:
@@ -255,9 +263,9 @@ class _Load:
                 if s.kind == "bot":
                     await asyncio.sleep(self.cfg.bot_poll_s)  # bots ignore Retry-After and the held status
                     continue
-                state = await self._hold(s, token, deadline_s)
+                state = await self._hold(s, token, deadline_s, float(hdrs.get("retry-after", "1")))
                 if state in ("sold_out", "expired"):
-                    s.outcome, s.outcome_s = state, self.now_s()
+                    s.outcome, s.outcome_s, s.told_by = state, self.now_s(), "hold"
                     return
                 continue  # admitted (or the hold ended): check out with the token
             if status == 429:  # a rate limit: humans wait as told, bots hammer on
@@ -270,13 +278,21 @@ class _Load:
             s.outcome, s.outcome_s = f"error:{status}:{code}", answered
             return
 
-    async def _hold(self, s: _Shopper, token: str, deadline_s: float) -> str:
-        """Hold GET /v1/queue/{token}?wait= until admitted, sold out or expired."""
+    async def _hold(self, s: _Shopper, token: str, deadline_s: float, retry_after_s: float = 1.0) -> str:
+        """Hold GET /v1/queue/{token}?wait= until admitted, sold out or expired. With ``hold_s`` 0 the shopper
+        polls instead (no ``wait``), every ``retry_after_s`` (the queued checkout's Retry-After): the protocol
+        without the long poll, to count what holding saves."""
+        query = f"?wait={self.cfg.hold_s:g}" if self.cfg.hold_s > 0 else ""
+        first = True
         while self.now_s() < deadline_s:
+            if not query and not first:
+                await asyncio.sleep(retry_after_s)
+            first = False
             try:
                 s.requests += 1
+                s.holds += 1
                 status, hdrs, payload = await self.http.request(
-                    "GET", f"/v1/queue/{token}?wait={self.cfg.hold_s:g}", {"X-Forwarded-For": s.address})
+                    "GET", f"/v1/queue/{token}{query}", {"X-Forwarded-For": s.address})
             except (ConnectionError, OSError) as exc:
                 self.errors.append(f"hold: {exc}")
                 await asyncio.sleep(0.2)
@@ -285,6 +301,8 @@ class _Load:
                 state = json.loads(payload)["state"]
                 if state != "waiting":
                     return state
+                if "retry-after" in hdrs:  # not held (the server holds as many as it will): ask again after it
+                    await asyncio.sleep(float(hdrs["retry-after"]))
                 continue
             await asyncio.sleep(float(hdrs.get("retry-after", "1")))
         return "waiting"
@@ -572,6 +590,15 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
     result.totals = {
         "outcomes": dict(sorted(outcomes.items())),
         "requests": sum(s.requests for s in crowd) + len(run["load"].ordinary),
+        # the crowd's requests by kind: checkouts (bots' and humans') and held status requests
+        "crowd_requests": {"checkouts_humans": sum(s.requests - s.holds for s in crowd if s.kind == "human"),
+                           "checkouts_bots": sum(s.requests for s in crowd if s.kind == "bot"),
+                           "holds": sum(s.holds for s in crowd)},
+        # the notice by how the waiting shopper heard it: its held status request, the gate's 409 sold_out to a
+        # checkout, or the buy path's 409 out_of_stock (an admitted shopper whose purchase started and lost)
+        "sellout_notice_by": {by: {"n": len(v), "p50_s": _percentile(v, 0.5), "max_s": round(max(v), 3)}
+                              for by in ("hold", "checkout_sold_out", "checkout_out_of_stock")
+                              for v in [[s.outcome_s - sellout_s for s in waiting_then if s.told_by == by]] if v},
         "bots": sum(s.kind == "bot" for s in crowd),
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
@@ -615,6 +642,7 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "ordinary_p99_over_target": int(result.ordinary_p99_ms is None or result.ordinary_p99_ms > target),
         "load_generator_lagged": sum(1 for lags in (run["load"].generator_lag_ms, base["load"].generator_lag_ms)
                                      for lag in lags.values()
-                                     if lag["p99"] is not None and lag["p99"] > cfg.max_generator_lag_ms),
+                                     if (lag["p99"] is not None and lag["p99"] > cfg.max_generator_lag_ms)
+                                     or (lag["max"] is not None and lag["max"] > cfg.max_generator_stall_ms)),
     }
     return result

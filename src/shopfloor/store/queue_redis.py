@@ -11,7 +11,7 @@ pre_count, seed, upto), ``live`` (sorted set: admitted ranks still checking out,
 
 from __future__ import annotations
 
-from ..waitroom import ADMITTED, AFTER_OPEN, CLAIMED, EXPIRED, PRE_OPEN, WAITING, Entry, Opening, Place
+from ..waitroom import ADMITTED, AFTER_OPEN, CLAIMED, EXPIRED, PRE_OPEN, UNUSED, WAITING, Entry, Opening, Place
 
 _COMMON = r"""
 local meta, live, claims = KEYS[1], KEYS[2], KEYS[3]
@@ -75,6 +75,7 @@ local holder = redis.call('HGET', claims, rank)
 if redis.call('ZSCORE', live, rank) then
   if claim == '' or holder == claim then return {'admitted', upto} end
   if not holder then
+    if ARGV[6] == '0' then return {'unused', upto} end
     redis.call('HSET', claims, rank, claim)
     return {'admitted', upto}
   end
@@ -103,7 +104,7 @@ return {pre + tonumber(redis.call('HGET', meta, 'post_seq') or '0'),
         redis.call('ZCOUNT', live, '(' .. ARGV[1], '+inf')}
 """
 
-_STATES = {"admitted": ADMITTED, "waiting": WAITING, "claimed": CLAIMED, "expired": EXPIRED}
+_STATES = {"admitted": ADMITTED, "waiting": WAITING, "claimed": CLAIMED, "expired": EXPIRED, "unused": UNUSED}
 
 
 def _s(value) -> str:
@@ -141,9 +142,9 @@ class RedisQueueStore:
         return None, int(count)
 
     async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
-                   claim: str | None) -> Place:
+                   claim: str | None, take: bool = True) -> Place:
         state, upto = await self._poll(keys=self._keys(sale),
-                                       args=[rank, now_ms, room, admit_ttl_ms, claim or ""])
+                                       args=[rank, now_ms, room, admit_ttl_ms, claim or "", "1" if take else "0"])
         return Place(_STATES[_s(state)], int(upto))
 
     async def finish(self, sale: str, rank: int, succeeded: bool) -> None:

@@ -13,10 +13,12 @@ from .room import (
     CLAIMED,
     EXPIRED,
     SOLD_OUT,
+    UNUSED,
     WAITING,
     Decision,
     Entry,
     GuardedProduct,
+    HeldAnswer,
     Opening,
     Place,
     QueueStore,
@@ -29,7 +31,7 @@ from .tokens import AFTER_OPEN, PRE_OPEN, QueueTicket, QueueTokenCodec, QueueTok
 
 __all__ = [
     "ADMITTED", "AFTER_OPEN", "GO", "QUEUED", "RATE_LIMITED", "SOLD", "UNAVAILABLE", "BotPattern", "BotPatternDetector", "CLAIMED", "CheckoutGate", "Verdict", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
-    "Entry", "GuardedProduct", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
+    "Entry", "GuardedProduct", "HeldAnswer", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
     "QueueTokenCodec", "QueueTokenExpired", "QueueTokenInvalid", "QueueTokenUsed", "QueueTokenWrongProduct",
-    "StockLevels", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
+    "StockLevels", "UNUSED", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
 ]

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from .policy import admit_upto
-from .room import ADMITTED, CLAIMED, EXPIRED, WAITING, Entry, Opening, Place
+from .room import ADMITTED, CLAIMED, EXPIRED, UNUSED, WAITING, Entry, Opening, Place
 from .tokens import AFTER_OPEN, PRE_OPEN
 
 
@@ -73,7 +73,7 @@ class InProcessQueueStore:
             return s.opening, s.pre_seq if s.opening is None else s.opening.pre_open_count
 
     async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
-                   claim: str | None) -> Place:
+                   claim: str | None, take: bool = True) -> Place:
         with self._lock:
             s = self._sale(sale)
             if s.opening is None:
@@ -86,6 +86,8 @@ class InProcessQueueStore:
                 if claim is None or holder == claim:
                     return Place(ADMITTED, s.upto)
                 if holder is None:
+                    if not take:
+                        return Place(UNUSED, s.upto)
                     s.claims[rank] = claim
                     return Place(ADMITTED, s.upto)
                 return Place(CLAIMED, s.upto)

@@ -26,6 +26,7 @@ WAITING = "waiting"
 SOLD_OUT = "sold_out"
 EXPIRED = "expired"
 CLAIMED = "claimed"  # admitted, but the place is already used by another purchase (another Idempotency-Key)
+UNUSED = "unused"  # admitted, and no purchase has used the place yet (only from a poll with take=False)
 
 
 _SOLD_OUT_STATUS = {"state": SOLD_OUT, "position": None, "eta_s": None}
@@ -76,7 +77,9 @@ class QueueStore(Protocol):
         """The sale's opening (None before it opens) and the number of arrivals before the opening so far."""
 
     async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
-                   claim: str | None) -> Place: ...
+                   claim: str | None, take: bool = True) -> Place:
+        """Where ``rank`` stands. An admitted place no purchase has used yet is taken for ``claim``; with
+        ``take=False`` it is left alone and read UNUSED (the product sold out: nobody should start a purchase)."""
 
     async def finish(self, sale: str, rank: int, succeeded: bool) -> None: ...
 
@@ -102,6 +105,14 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class HeldAnswer:
+    """A status request's answer, and when to ask again (None: at once, as the state says)."""
+
+    status: dict
+    retry_after_s: int | None = None
+
+
+@dataclass(frozen=True)
 class GuardedProduct:
     sku: str
     opens_at_s: float | None = None  # unix seconds; None: open now
@@ -115,7 +126,7 @@ class WaitingRoom:
     def __init__(self, store: QueueStore, codec: QueueTokenCodec, policy: AdmissionPolicy, stock: StockLevels,
                  products: Iterable[GuardedProduct], *, stock_cache_s: float = 0.2,
                  now_s: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 observer: Callable[[str, str], None] | None = None) -> None:
+                 observer: Callable[[str, str], None] | None = None, max_held: int | None = None) -> None:
         self.store = store
         self.codec = codec
         self.policy = policy
@@ -128,6 +139,10 @@ class WaitingRoom:
         self._openings: dict[str, Opening] = {}
         self._observe = observer or (lambda _sku, _outcome: None)
         self.tick_s = 0.1
+        # held status requests this process keeps at most (each is an open connection and a future); past it a
+        # status request is answered at once, with a Retry-After (see :meth:`hold`). None: no cap
+        self.max_held = max_held
+        self.held = 0
         # sale -> heap of (rank, n, future, ticket); rank -1: held before the opening, ranked at the opening
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future, QueueTicket]]] = {}
         self._counter = itertools.count()
@@ -160,6 +175,13 @@ class WaitingRoom:
         return units
 
     # --- the checkout's gate ----------------------------------------------------------------------------------
+    def sold_out_now(self, sku: str) -> Decision | None:
+        """SOLD_OUT when guarded ``sku`` reads sold out in this process (no queue store call), else None: the gate
+        answers such a checkout before anything else (its rate limits included: nothing is left to protect)."""
+        if self.remaining(sku) != 0:
+            return None
+        return self._decided(Decision(SOLD_OUT, sku, self.products[sku].sale), "sold_out")
+
     async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
         """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
@@ -189,8 +211,13 @@ class WaitingRoom:
         if opening is None:
             return self._decided(self._pre_open(product, token, pre_arrivals, now_s), "queued")
         rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        # sold out: an admitted place nobody has used yet is not taken, and its shopper hears sold_out now rather
+        # than from the buy path (where the checkout would queue behind the crowd's purchases, only to fail); a
+        # purchase already under way with this place (a retry, a replay) still goes on to the buy path
         place = await self.store.poll(product.sale, rank, int(now_s * 1000), self.policy.room_for(remaining),
-                                      self._ttl_ms(), claim)
+                                      self._ttl_ms(), claim, take=remaining > 0)
+        if place.state == UNUSED:
+            return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
         if place.state == ADMITTED:
             return self._decided(Decision(ADMITTED, sku, product.sale, rank=rank), "admitted")
         if place.state == CLAIMED:
@@ -218,23 +245,37 @@ class WaitingRoom:
     # --- GET /v1/queue/{token} --------------------------------------------------------------------------------
     async def status(self, token: str, wait_s: float = 0.0) -> dict:
         """``{"state", "position", "eta_s"}`` for a token; QueueTokenInvalid when it is not ours. With ``wait_s`` a
-        waiting shopper's answer is held until its state changes (admitted, sold out) or ``wait_s`` passes: one
-        held request per shopper instead of a poll every second, and the sold-out notice goes out at once."""
+        waiting shopper's answer is held until its state changes (admitted, sold out, expired) or ``wait_s`` passes:
+        one held request per shopper instead of a poll every second, and the sold-out notice goes out at once."""
+        return (await self.hold(token, wait_s)).status
+
+    async def hold(self, token: str, wait_s: float = 0.0) -> "HeldAnswer":
+        """:meth:`status`, with when to ask again: ``retry_after_s`` is set when a held request was answered at
+        once because this process already holds ``max_held`` of them (then the shopper asks again after it)."""
         status, rank, product = await self._status(token)
         if status["state"] != WAITING or wait_s <= 0 or rank is None:
-            return status
+            return HeldAnswer(status)
+        if self.max_held is not None and self.held >= self.max_held:
+            self._observe(product.sku, "hold_over_cap")
+            position = status["position"] or 1
+            retry = (self.policy.retry_after_s(position, self.remaining(product.sku)) if rank >= 0
+                     else max(1, min(self.policy.max_poll_s, int(status["eta_s"] or 0) + 1)))
+            return HeldAnswer(status, retry_after_s=retry)
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters.setdefault(product.sale, []),
                        (rank, next(self._counter), future, self.codec.read(token)))
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self.held += 1
         try:
             answer = await asyncio.wait_for(future, wait_s)
         except asyncio.TimeoutError:
             answer = None
+        finally:
+            self.held -= 1
         if answer is not None:  # sold out: the same answer for every held shopper, nothing to read again
-            return dict(answer)
-        return (await self._status(token))[0]
+            return HeldAnswer(dict(answer))
+        return HeldAnswer((await self._status(token))[0])
 
     async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
         now_s = self._now_s()

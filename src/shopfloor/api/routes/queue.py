@@ -11,6 +11,7 @@ from ...bootstrap import Container
 from ...domain.errors import NotFound
 from ..deps import get_container, require_scope
 from ..errors import error_responses
+from ..responses import FastJSONResponse
 
 router = APIRouter(tags=["checkout"])
 
@@ -36,11 +37,21 @@ async def queue_status(
                     ] = 0.0,
     c: Container = Depends(get_container),
 ):
-    """A queue token's state, position and estimated wait. The token is the credential: no API key needed."""
+    """A queue token's state, position and estimated wait. The token is the credential: no API key needed.
+
+    **Long poll**: with ``wait=S`` (seconds, at most ``SHOPFLOOR_WAITROOM_MAX_HOLD_S``, default 25) the answer is
+    held until the token's state changes -- ``admitted`` when its place is reached, ``sold_out`` the moment the
+    product sells out (every held request of the product is answered at once), ``expired`` -- or until S passes,
+    then ``waiting`` with the current position. One held request per shopper replaces a poll every Retry-After.
+    Each server process holds at most ``SHOPFLOOR_WAITROOM_MAX_HELD`` such requests; past that a request is
+    answered at once with its current state and a ``Retry-After`` header: ask again after that many seconds."""
     room = c.services.get("waitroom")
     if room is None:
         raise NotFound("no product is in a waiting room", [{"field": "token"}])
-    return await room.status(token, min(wait, c.settings.waitroom_max_hold_s))
+    answer = await room.hold(token, min(wait, c.settings.waitroom_max_hold_s))
+    if answer.retry_after_s is None:
+        return answer.status
+    return FastJSONResponse(answer.status, headers={"Retry-After": str(answer.retry_after_s)})
 
 
 @router.get("/v1/tower/waitroom", tags=["tower"])
