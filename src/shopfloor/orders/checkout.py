@@ -45,6 +45,7 @@ from ..domain.stock import (
 from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 from ..store.engine import is_read_only
+from ..store.raw import begin_savepoint
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ class CheckoutService:
 
     @staticmethod
     def _apply_batched(conn: Connection, handler: Callable, items: list[Any]) -> list[Any]:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             outs = handler(conn, items)
         except (OperationalError, IntegrityError):
@@ -372,7 +373,7 @@ class CheckoutService:
         return list(outs)
 
     def _after_place(self, conn: Connection, placed: list[tuple[PlaceOrder, dict]], now: datetime) -> None:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             self.after_place(conn, placed, now)
         except OperationalError:  # lock timeout, lost connection: the whole batch is retried
@@ -386,7 +387,7 @@ class CheckoutService:
 
     @staticmethod
     def _apply_work(conn: Connection, work: _Work) -> Any:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             out = work.fn(conn)
         except (OperationalError, IntegrityError):
@@ -424,7 +425,7 @@ class CheckoutService:
         """Apply the guarded updates; a multi-row reservation runs in a savepoint so a late miss undoes it."""
         if len(allocations) == 1:
             return repo.try_reserve(conn, allocations) is None
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         if repo.try_reserve(conn, allocations) is None:
             sp.commit()
             return True
