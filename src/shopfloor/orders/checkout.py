@@ -342,6 +342,7 @@ class CheckoutService:
             }
             warehouses = self._warehouses.get(conn)
             pending = repo.PendingWrites()
+            expires_at = now + self.reservation_ttl  # one object for the batch: its rows bind it once
             settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
             for i, (cmd, sk) in enumerate(zip(cmds, scope_keys)):
                 if isinstance(cmd, _Batched):
@@ -349,7 +350,8 @@ class CheckoutService:
                 if isinstance(cmd, _Work):
                     results[i] = self._apply_work(conn, cmd)
                     continue
-                res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending)
+                res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
+                                      expires_at)
                 if res.created:
                     placed.append((cmd, res.body))
                 results[i] = res
@@ -399,7 +401,8 @@ class CheckoutService:
         sp.commit()
         return out
 
-    def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending) -> CheckoutResult:
+    def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
+                   expires_at: datetime) -> CheckoutResult:
         seen = settled.get(sk)
         if seen is None and sk in prior:
             r = prior[sk]
@@ -411,7 +414,7 @@ class CheckoutService:
             return CheckoutResult(seen[1], seen[2], replayed=True)
         created = False
         try:
-            body = self._place(conn, cmd, now, prices, levels, warehouses, pending)
+            body = self._place(conn, cmd, now, prices, levels, warehouses, pending, expires_at)
             status_code, created = 201, True
         except DomainError as exc:
             status_code, body = exc.status, error_body(exc)
@@ -432,7 +435,8 @@ class CheckoutService:
         sp.rollback()
         return False
 
-    def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending) -> dict[str, Any]:
+    def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending,
+               expires_at: datetime) -> dict[str, Any]:
         lines = merge_lines(cmd.lines)
         sku_ids = [l.sku for l in lines]
         missing = [s for s in sku_ids if s not in prices]
@@ -468,7 +472,6 @@ class CheckoutService:
         total = sum(a.qty * unit_prices[a.sku] for a in allocations)
         currency = currencies.pop()
         order_id = repo.new_id("ord")
-        expires_at = now + self.reservation_ttl
         split = len({a.warehouse for a in allocations}) > 1
         ship_to = {"country": cmd.country, "postal_code": cmd.postal_code}
         token = str(cmd.payment.get("token", ""))

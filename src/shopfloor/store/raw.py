@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -96,10 +95,9 @@ class RawStatement:
 
 
 def _is_datetime(type_: Any) -> bool:
-    try:
-        return type_.python_type is datetime
-    except NotImplementedError:
-        return False
+    """Whether a bind's type is a datetime (``DateTime`` or a type decorating it, such as the UTC one)."""
+    affinity = getattr(type_, "_type_affinity", None)
+    return isinstance(affinity, type) and issubclass(affinity, DateTime)
 
 
 def _memo_last(proc: Callable) -> Callable:
