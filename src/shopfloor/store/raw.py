@@ -10,7 +10,6 @@ runs on the connection of an open ``Connection`` transaction (savepoints include
 
 from __future__ import annotations
 
-import itertools
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
@@ -219,21 +218,22 @@ def in_list(values: Sequence[Any]) -> list[Any]:
     return out
 
 
-_savepoint_names = itertools.count(1)
-
-
 class RawSavepoint:
     """A ``SAVEPOINT`` on the DBAPI connection of ``conn``'s open transaction, with the ``commit``/``rollback``
     of SQLAlchemy's nested transaction (:func:`begin_savepoint`). SQLAlchemy's own ``begin_nested`` compiles a
     fresh savepoint clause every time (those clauses are not cached): in the checkout writer that cost more than
-    the statements the savepoint guards."""
+    the statements the savepoint guards.
 
-    __slots__ = ("_conn", "_name")
+    Every one has the same name: savepoints are ended in the reverse order of their making (each is a block of
+    the caller's code), and both databases end the most recent savepoint of a name, so nesting works. One name
+    keeps the SQL text fixed: PostgreSQL's driver counts statements by text to decide which to prepare, and a
+    fresh name per savepoint would crowd the hot statements out of that count."""
+
+    __slots__ = ("_conn",)
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._name = f"sf_sp_{next(_savepoint_names)}"
-        self._run(f"SAVEPOINT {self._name}")
+        self._run("SAVEPOINT sf_savepoint")
 
     def _run(self, sql: str) -> None:
         dialect = self._conn.dialect
@@ -246,11 +246,11 @@ class RawSavepoint:
             cursor.close()
 
     def commit(self) -> None:
-        self._run(f"RELEASE SAVEPOINT {self._name}")
+        self._run("RELEASE SAVEPOINT sf_savepoint")
 
     def rollback(self) -> None:
-        self._run(f"ROLLBACK TO SAVEPOINT {self._name}")
-        self._run(f"RELEASE SAVEPOINT {self._name}")
+        self._run("ROLLBACK TO SAVEPOINT sf_savepoint")
+        self._run("RELEASE SAVEPOINT sf_savepoint")
 
 
 def begin_savepoint(conn: Connection) -> Any:
