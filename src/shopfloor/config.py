@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         description="Databases (comma-separated: sqlite, postgresql; empty: none) on which the checkout writer's hot "
                     "statements run on the raw DBAPI cursor instead of SQLAlchemy's execution layer (same SQL, "
                     "same transactions).")
+    server_gc_gen0_threshold: int = Field(
+        default=10_000, ge=0, le=1_000_000,
+        description="The server process's garbage-collector threshold for its youngest generation, in net "
+                    "allocations between collections (Python's default is 700; 0 leaves Python's setting alone). "
+                    "Each young collection walks every live object created since the last one, under checkout load "
+                    "mostly the in-flight requests' objects: at 700 that cost about 75 us of CPU per checkout, at "
+                    "10,000 under 10 us (objects freed by reference counting are never walked, so rarer "
+                    "collections do not each walk proportionally more).")
     checkout_promise: bool = Field(default=True, description="Compute and store a delivery promise per order.")
     buy_path_threads: int = Field(default=64, ge=4, le=1024,
                                   description="Threads for blocking checkout calls (quotes, promises, processors).")

@@ -173,3 +173,83 @@ def test_the_checkouts_promise_bookkeeping_stores_what_the_one_at_a_time_path_st
         assert store.current_seq() == 3 and all(seq <= 3 for seq in stats_seqs)  # one bump per transaction
     finally:
         engine.dispose()
+
+
+def test_a_raw_savepoint_rolled_back_undoes_only_what_was_written_inside_it(db_url):
+    from shopfloor.store.raw import begin_savepoint
+
+    engine = make_engine(db_url)
+    raw = RawStatements(lambda name: insert(outbox))
+    try:
+        with engine.begin() as conn:
+            raw.run(conn, "outbox", [event("evt_before", {})])
+            kept = begin_savepoint(conn)
+            raw.run(conn, "outbox", [event("evt_kept", {})])
+            kept.commit()
+            undone = begin_savepoint(conn)
+            raw.run(conn, "outbox", [event("evt_undone", {})])
+            inner = begin_savepoint(conn)
+            raw.run(conn, "outbox", [event("evt_inner", {})])
+            inner.commit()
+            undone.rollback()
+            raw.run(conn, "outbox", [event("evt_after", {})])
+        with engine.connect() as conn:
+            ids = sorted(r.event_id for r in conn.execute(select(outbox.c.event_id)))
+        assert ids == ["evt_after", "evt_before", "evt_kept"]
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_statement_inside_a_raw_savepoint_leaves_the_transaction_usable_after_its_rollback(db_url):
+    from shopfloor.store.raw import begin_savepoint
+
+    engine = make_engine(db_url)
+    raw = RawStatements(lambda name: insert(outbox))
+    try:
+        with engine.begin() as conn:
+            raw.run(conn, "outbox", [event("evt_1", {})])
+            sp = begin_savepoint(conn)
+            with pytest.raises(IntegrityError):
+                raw.run(conn, "outbox", [event("evt_1", {})])  # PostgreSQL aborts the transaction here
+            sp.rollback()
+            raw.run(conn, "outbox", [event("evt_2", {})])
+        with engine.connect() as conn:
+            assert sorted(r.event_id for r in conn.execute(select(outbox.c.event_id))) == ["evt_1", "evt_2"]
+    finally:
+        engine.dispose()
+
+
+def test_rows_that_share_a_datetime_and_rows_that_do_not_each_store_their_own(db_url):
+    engine = make_engine(db_url)
+    raw = RawStatements(lambda name: insert(outbox))
+    later = NOW + timedelta(minutes=5)
+    rows = [event("evt_1", {}), event("evt_2", {}), {**event("evt_3", {}), "created_at": later},
+            event("evt_4", {})]
+    try:
+        with engine.begin() as conn:
+            raw.run(conn, "outbox", rows)
+        with engine.connect() as conn:
+            created = {r.event_id: r.created_at for r in conn.execute(select(outbox.c.event_id, outbox.c.created_at))}
+        assert created == {"evt_1": NOW, "evt_2": NOW, "evt_3": later, "evt_4": NOW}
+    finally:
+        engine.dispose()
+
+
+def test_in_lists_of_any_length_find_the_same_rows_and_compile_only_a_few_shapes(db_url):
+    from shopfloor.store import orders_repo as repo
+    from shopfloor.store.raw import in_list
+    from tests.support.store import seed
+
+    engine = make_engine(db_url)
+    skus = [f"S{i:03d}" for i in range(70)]
+    seed(engine, {"w1": ("us-west", "US", ["9"])}, {s: 100 + i for i, s in enumerate(skus)},
+         {(s, "w1"): 1 for s in skus})
+    try:
+        with engine.begin() as conn:
+            for n in range(1, 71):
+                assert repo.load_prices(conn, skus[:n]) == {s: (100 + i, "USD") for i, s in enumerate(skus[:n])}
+        shapes = {len(in_list(list(range(n)))) for n in range(1, 71)}
+        assert shapes == {1, 2, 4, 8, 16, 32, 64, 128}
+        assert in_list(["a", "b", "c"]) == ["a", "b", "c", "c"] and in_list(["a"]) == ["a"]
+    finally:
+        engine.dispose()

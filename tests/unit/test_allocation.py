@@ -62,3 +62,16 @@ def test_order_status_machine_refuses_illegal_moves():
     assert check_transition("payment_pending", "authorized") is OrderStatus.AUTHORIZED
     with pytest.raises(InvalidTransition):
         check_transition("declined", "captured")
+
+
+def test_a_reloaded_warehouse_mapping_is_ranked_afresh_for_a_destination_already_seen():
+    levels = [S("A", "west", 5, 0), S("A", "east", 5, 0)]
+    assert plan_allocation([L("A", 1)], levels, WH, "US", "94107") == [Allocation("A", "west", 1)]
+    moved = {**WH, "west": Warehouse("west", "us-west", "US", ("7",)), "east": Warehouse("east", "us-east", "US",
+                                                                                        ("94",))}
+    assert plan_allocation([L("A", 1)], levels, moved, "US", "94107") == [Allocation("A", "east", 1)]
+
+
+def test_a_warehouse_missing_from_the_mapping_still_ranks_after_the_known_local_one():
+    levels = [S("A", "ghost", 5, 0), S("A", "west", 5, 0)]
+    assert plan_allocation([L("A", 1)], levels, WH, "US", "94107") == [Allocation("A", "west", 1)]

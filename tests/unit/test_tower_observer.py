@@ -56,3 +56,30 @@ def test_the_success_rate_leaves_refusals_out():
 def test_the_anomaly_monitor_judges_checkouts_without_refusals():
     rows = {"checkout_attempt": {"count": 10}, "checkout_succeeded": {"count": 6}, "checkout_refused": {"count": 2}}
     assert DEFAULT_METRICS["checkout_success_rate"](rows) == 0.75
+
+
+def test_the_observers_rollup_rows_are_what_aggregating_its_events_gives():
+    from shopfloor.tower.funnel import minute_of
+    from shopfloor.tower.service import aggregate_events
+
+    obs, buffer = observer()
+    obs.checkout_finished(201, 0.25, {}, {"processor": "p1", "outcome": "approved"}, True)
+    expected = aggregate_events([(NOW, stage, latency) for stage, latency in (
+        ("checkout_attempt", 250.0), ("promise_lookup", None), ("reservation_ok", None), ("payment_ok", None),
+        ("checkout_succeeded", 250.0))])
+    key = lambda r: r["stage"]  # noqa: E731
+    assert sorted(buffer.rows, key=key) == sorted(expected, key=key)
+    assert all(r["minute"] == minute_of(NOW) for r in buffer.rows)
+
+
+def test_the_observer_counts_each_outcome_on_its_own_labelled_metric():
+    obs, _ = observer()
+    for status, payment in ((201, {"processor": "p1", "outcome": "approved"}), (201, {"processor": "p1",
+                            "outcome": "approved"}), (402, {"processor": "p2", "outcome": "declined"})):
+        obs.checkout_finished(status, 0.01, {}, payment, False)
+    registry = obs.metrics.registry
+    value = registry.get_sample_value
+    assert value("shopfloor_checkout_attempts_total", {"outcome": "accepted"}) == 2
+    assert value("shopfloor_checkout_attempts_total", {"outcome": "declined"}) == 1
+    assert value("shopfloor_checkout_payments_total", {"processor": "p1", "outcome": "approved"}) == 2
+    assert value("shopfloor_reservations_total", {"outcome": "reserved"}) == 3

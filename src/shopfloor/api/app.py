@@ -44,6 +44,10 @@ def create_app(container: Container) -> FastAPI:
         # to the permanent generation, so later full collections only walk objects created while serving.
         gc.collect()
         gc.freeze()
+        gen0 = container.settings.server_gc_gen0_threshold
+        if gen0:
+            _, gen1, gen2 = gc.get_threshold()
+            gc.set_threshold(gen0, gen1, gen2)
         yield
         container.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -54,6 +53,26 @@ def _warehouse_rank(warehouses: Mapping[str, Warehouse], country: str, postal_co
     return rank
 
 
+_RANKS: dict[tuple[str, str], tuple[Mapping[str, Warehouse], dict[str, tuple[int, str]]]] = {}
+
+
+def _ranks(warehouses: Mapping[str, Warehouse], country: str, postal_code: str) -> dict[str, tuple[int, str]]:
+    """Every warehouse's rank for a destination, remembered per destination while ``warehouses`` is the same
+    object (the callers keep one mapping for seconds at a time and replace it when they reload). The ranks are
+    worked out from the warehouses' postal prefixes; the checkout asks twice per order (the promise and the
+    writer's allocation) for the same few destinations."""
+    key = (country, postal_code)
+    hit = _RANKS.get(key)
+    if hit is not None and hit[0] is warehouses:
+        return hit[1]
+    rank = _warehouse_rank(warehouses, country, postal_code)
+    ranks = {wid: rank(wid) for wid in warehouses}
+    if len(_RANKS) >= 4096:
+        _RANKS.clear()
+    _RANKS[key] = (warehouses, ranks)
+    return ranks
+
+
 def home_warehouse(warehouses: Mapping[str, Warehouse], country: str, postal_code: str) -> str | None:
     """The warehouse that serves a destination first (longest postal-prefix match, then same country, then id):
     the one that would have shipped a line that had stock everywhere."""
@@ -76,22 +95,37 @@ def plan_allocation(
     then those with the most available stock. Raises ``OutOfStock`` with per-SKU shortages.
     """
     lines = merge_lines(lines)
-    avail: dict[str, dict[str, int]] = defaultdict(dict)
+    avail: dict[str, dict[str, int]] = {}
     for lvl in levels:
-        if lvl.available > 0:
-            avail[lvl.sku][lvl.warehouse] = lvl.available
+        free = lvl.on_hand - lvl.reserved
+        if free > 0:
+            per_sku = avail.get(lvl.sku)
+            if per_sku is None:
+                per_sku = avail[lvl.sku] = {}
+            per_sku[lvl.warehouse] = free
+    none: dict[str, int] = {}
 
     shortages = []
     for line in lines:
-        total = sum(avail[line.sku].values())
+        total = sum(avail.get(line.sku, none).values())
         if total < line.qty:
             shortages.append({"sku": line.sku, "requested": line.qty, "available": max(total, 0)})
     if shortages:
         raise OutOfStock(shortages)
 
-    rank = _warehouse_rank(warehouses, country, postal_code)
-    candidates = set.intersection(*(set(avail[l.sku]) for l in lines)) if lines else set()
-    whole = [w for w in candidates if all(avail[l.sku][w] >= l.qty for l in lines)]
+    ranks = _ranks(warehouses, country, postal_code)
+    fallback = _warehouse_rank(warehouses, country, postal_code)
+
+    def rank(wid: str) -> tuple[int, str]:
+        r = ranks.get(wid)
+        return r if r is not None else fallback(wid)
+
+    if len(lines) == 1:  # the common order: the best-ranked warehouse that holds the whole line
+        line = lines[0]
+        whole = [w for w, free in avail[line.sku].items() if free >= line.qty]
+    else:
+        candidates = set.intersection(*(set(avail[l.sku]) for l in lines)) if lines else set()
+        whole = [w for w in candidates if all(avail[l.sku][w] >= l.qty for l in lines)]
     if whole:
         best = min(whole, key=rank)
         return [Allocation(l.sku, best, l.qty) for l in lines]

@@ -45,6 +45,7 @@ from ..domain.stock import (
 from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 from ..store.engine import is_read_only
+from ..store.raw import begin_savepoint
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +342,7 @@ class CheckoutService:
             }
             warehouses = self._warehouses.get(conn)
             pending = repo.PendingWrites()
+            expires_at = now + self.reservation_ttl  # one object for the batch: its rows bind it once
             settled: dict[tuple[str, str], tuple[str, int, dict]] = {}
             for i, (cmd, sk) in enumerate(zip(cmds, scope_keys)):
                 if isinstance(cmd, _Batched):
@@ -348,7 +350,8 @@ class CheckoutService:
                 if isinstance(cmd, _Work):
                     results[i] = self._apply_work(conn, cmd)
                     continue
-                res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending)
+                res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
+                                      expires_at)
                 if res.created:
                     placed.append((cmd, res.body))
                 results[i] = res
@@ -359,7 +362,7 @@ class CheckoutService:
 
     @staticmethod
     def _apply_batched(conn: Connection, handler: Callable, items: list[Any]) -> list[Any]:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             outs = handler(conn, items)
         except (OperationalError, IntegrityError):
@@ -372,7 +375,7 @@ class CheckoutService:
         return list(outs)
 
     def _after_place(self, conn: Connection, placed: list[tuple[PlaceOrder, dict]], now: datetime) -> None:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             self.after_place(conn, placed, now)
         except OperationalError:  # lock timeout, lost connection: the whole batch is retried
@@ -386,7 +389,7 @@ class CheckoutService:
 
     @staticmethod
     def _apply_work(conn: Connection, work: _Work) -> Any:
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         try:
             out = work.fn(conn)
         except (OperationalError, IntegrityError):
@@ -398,7 +401,8 @@ class CheckoutService:
         sp.commit()
         return out
 
-    def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending) -> CheckoutResult:
+    def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
+                   expires_at: datetime) -> CheckoutResult:
         seen = settled.get(sk)
         if seen is None and sk in prior:
             r = prior[sk]
@@ -410,7 +414,7 @@ class CheckoutService:
             return CheckoutResult(seen[1], seen[2], replayed=True)
         created = False
         try:
-            body = self._place(conn, cmd, now, prices, levels, warehouses, pending)
+            body = self._place(conn, cmd, now, prices, levels, warehouses, pending, expires_at)
             status_code, created = 201, True
         except DomainError as exc:
             status_code, body = exc.status, error_body(exc)
@@ -424,14 +428,15 @@ class CheckoutService:
         """Apply the guarded updates; a multi-row reservation runs in a savepoint so a late miss undoes it."""
         if len(allocations) == 1:
             return repo.try_reserve(conn, allocations) is None
-        sp = conn.begin_nested()
+        sp = begin_savepoint(conn)
         if repo.try_reserve(conn, allocations) is None:
             sp.commit()
             return True
         sp.rollback()
         return False
 
-    def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending) -> dict[str, Any]:
+    def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending,
+               expires_at: datetime) -> dict[str, Any]:
         lines = merge_lines(cmd.lines)
         sku_ids = [l.sku for l in lines]
         missing = [s for s in sku_ids if s not in prices]
@@ -467,7 +472,6 @@ class CheckoutService:
         total = sum(a.qty * unit_prices[a.sku] for a in allocations)
         currency = currencies.pop()
         order_id = repo.new_id("ord")
-        expires_at = now + self.reservation_ttl
         split = len({a.warehouse for a in allocations}) > 1
         ship_to = {"country": cmd.country, "postal_code": cmd.postal_code}
         token = str(cmd.payment.get("token", ""))

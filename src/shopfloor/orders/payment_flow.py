@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, select, update
@@ -29,7 +29,8 @@ from ..domain.clock import Clock
 from ..domain.orders import ORDER_PLACED, RESERVATION_EXPIRED, OrderStatus
 from ..payments import AuthOutcome, AuthorizationResult, PaymentAttempt, PaymentRejected, PaymentRetryable
 from ..store import orders_repo as repo
-from ..store.raw import RawStatements
+from ..store.engine import json_loads
+from ..store.raw import RawStatements, in_list
 from ..store.tables import idempotency_keys, orders, warehouse_tasks
 from .outbox import OutboxEvent, RetryLater
 from .ports import Notifier, ShippingReconciler, WebhookSender, WorkerPayments
@@ -93,6 +94,36 @@ _idem_stmt = (
 _raw_updates = RawStatements({"approve": _approve_stmt, "idempotency": _idem_stmt}.__getitem__)
 
 
+class _OrderRow(NamedTuple):
+    id: str
+    status: str
+    payment: dict | None
+    total: int
+    currency: str
+
+
+def _build_for_update(shape: tuple[str, int]) -> Any:
+    ids = [bindparam(f"b_{i}", type_=orders.c.id.type) for i in range(shape[1])]
+    return (select(orders.c.id, orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
+            .where(orders.c.id.in_(ids)).order_by(orders.c.id).with_for_update())
+
+
+_raw_for_update = RawStatements(_build_for_update)
+
+
+def _orders_for_update(conn: Connection, ids: list[str]) -> dict[str, _OrderRow]:
+    """The orders ``ids`` read ``FOR UPDATE`` in id order (one statement, on the DBAPI cursor; the IN list padded to
+    a few fixed lengths so that it is compiled a handful of times, see store/raw.py)."""
+    padded = in_list(ids)
+    out = {}
+    for oid, status, payment, total, currency in _raw_for_update.fetchall(
+            conn, ("orders", len(padded)), {f"b_{i}": v for i, v in enumerate(padded)}):
+        if isinstance(payment, (str, bytes)):  # SQLite hands JSON back as text
+            payment = json_loads(payment)
+        out[oid] = _OrderRow(oid, status, payment, int(total), currency)
+    return out
+
+
 class PaymentSettlement:
     """Applies an authorization result to an order in one transaction (status compare-and-set)."""
 
@@ -121,9 +152,7 @@ class PaymentSettlement:
         approved = [i for i, it in enumerate(items) if it.result.outcome is AuthOutcome.APPROVED]
         if approved:
             ids = sorted({items[i].order_id for i in approved})
-            rows = {r.id: r for r in conn.execute(
-                select(orders.c.id, orders.c.status, orders.c.payment, orders.c.total, orders.c.currency)
-                .where(orders.c.id.in_(ids)).order_by(orders.c.id).with_for_update())}
+            rows = _orders_for_update(conn, ids)
             now = self.clock.now()
             updates, idem, events = [], [], repo.PendingWrites()
             seen: set[str] = set()

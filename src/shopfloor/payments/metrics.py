@@ -40,6 +40,18 @@ class PaymentMetrics:
             registry=registry,
         )
 
+        # Labelled children by label values: ``labels()`` costs a few microseconds and every processor call used
+        # three of them. The label sets are bounded (processors x operations x outcomes).
+        self._children: dict[tuple, object] = {}
+
+    def child(self, metric: str, *labels: str):
+        """``getattr(self, metric).labels(*labels)``, looked up once per label set."""
+        key = (metric, *labels)
+        hit = self._children.get(key)
+        if hit is None:
+            hit = self._children[key] = getattr(self, metric).labels(*labels)
+        return hit
+
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> PaymentMetrics:
         registry = registry if registry is not None else REGISTRY

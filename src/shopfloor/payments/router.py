@@ -614,7 +614,7 @@ class PaymentRouter:
     def _recorded(self, name: str, operation: str, calls: list[CallRecord]):
         """Around one processor call, blocking or awaited: counts the attempt, and on the way out records its
         outcome (approved, declined, found/not_found, not_charged, unknown), latency and trail entry."""
-        self._metrics.attempts.labels(processor=name, operation=operation).inc()
+        self._metrics.child("attempts", name, operation).inc()
         record = _CallOutcome(self._monotonic())
         try:
             yield record
@@ -626,8 +626,8 @@ class PaymentRouter:
             raise
         finally:
             elapsed = self._monotonic() - record.started
-            self._metrics.latency.labels(processor=name, operation=operation).observe(elapsed)
-            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=record.outcome).inc()
+            self._metrics.child("latency", name, operation).observe(elapsed)
+            self._metrics.child("outcomes", name, operation, record.outcome).inc()
             calls.append(CallRecord(name, operation, record.outcome, elapsed * 1000.0, record.error))
             self._count(name, operation, record.outcome)
 
@@ -662,7 +662,7 @@ class PaymentRouter:
             c = self._counters.setdefault(name, {})
             c[f"{operation}:{outcome}"] = c.get(f"{operation}:{outcome}", 0) + 1
         if outcome == "breaker_open":
-            self._metrics.outcomes.labels(processor=name, operation=operation, outcome=outcome).inc()
+            self._metrics.child("outcomes", name, operation, outcome).inc()
         self._maybe_snapshot()
 
     def _on_breaker_change(self, name: str, state: BreakerState) -> None:

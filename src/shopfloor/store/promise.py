@@ -30,7 +30,7 @@ from ..fulfillment.stats import (
     to_hours,
 )
 from .engine import dialect_insert
-from .raw import RawStatements
+from .raw import RawStatements, in_list
 from .analytics import record_receipt, refresh_journeys
 from .analytics_tables import return_restocks
 from .promise_tables import fulfillment_events, fulfillment_orders, fulfillment_stats, promise_meta
@@ -272,10 +272,10 @@ class SqlFulfillmentStore:
             return
         dialect = conn.dialect.name
         seq = self._next_seq_raw(conn)
-        order_ids = sorted({oid for oid, _ in items})
+        order_ids = in_list(sorted({oid for oid, _ in items}))
         tracks = {oid: OrderTrack.from_json(text) for oid, text in _raw_promise.fetchall(
             conn, ("tracks", len(order_ids)), {f"b_{i}": v for i, v in enumerate(order_ids)})}
-        keys = sorted({cal_key(w.confidence) for _, w in items})
+        keys = in_list(sorted({cal_key(w.confidence) for _, w in items}))
         states = {key: state_from_dict(json.loads(text)) for key, text in _raw_promise.fetchall(
             conn, ("states", len(keys)), {f"b_{i}": v for i, v in enumerate(keys)})}
         stats = FulfillmentStats(self.config, states)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -45,11 +45,8 @@ class RawStatement:
             raise ValueError(f"the statement has no parameter for: {', '.join(sorted(missing))}")
         self._plan = plan
         self._positional = compiled.positional
-
-    def _params(self, row: dict[str, Any]) -> tuple | dict:
-        if self._positional:
-            return tuple(c if k is None else (p(row[k]) if p is not None else row[k]) for _, k, c, p in self._plan)
-        return {n: c if k is None else (p(row[k]) if p is not None else row[k]) for n, k, c, p in self._plan}
+        self._params = _params_builder(plan, compiled.positional,
+                                       {bp.key for bp in compiled.binds.values() if _is_datetime(bp.type)})
 
     def execute(self, conn: Connection, row: dict[str, Any]) -> int:
         """Run the statement once on ``conn``'s DBAPI connection; returns the cursor's rowcount."""
@@ -94,6 +91,54 @@ class RawStatement:
                                       dialect=self.dialect) from exc
         finally:
             cursor.close()
+
+
+def _is_datetime(type_: Any) -> bool:
+    """Whether a bind's type is a datetime (``DateTime`` or a type decorating it, such as the UTC one)."""
+    affinity = getattr(type_, "_type_affinity", None)
+    return isinstance(affinity, type) and issubclass(affinity, DateTime)
+
+
+def _memo_last(proc: Callable) -> Callable:
+    """``proc`` with a one-entry memo on the argument's identity: a group commit binds the same few datetimes
+    (its ``now``, an expiry) into every row, and the UTC type's conversion to the driver's form is the costliest
+    part of a row's parameters. Only for immutable values (datetimes): the memo holds the argument, so its
+    identity cannot be reused while it is remembered."""
+    last = [(object(), None)]  # (argument, result), replaced as a whole: another thread sees one pair or the other
+
+    def memo(value: Any) -> Any:
+        seen, out = last[0]
+        if value is seen:
+            return out
+        out = proc(value)
+        last[0] = (value, out)
+        return out
+
+    return memo
+
+
+def _params_builder(plan: list[tuple[str, str | None, Any, Callable | None]], positional: bool,
+                    datetime_keys: set[str]) -> Callable[[dict[str, Any]], tuple | dict]:
+    """A function ``row -> DBAPI parameters``, generated once per statement: one expression per bind (a constant,
+    ``row[key]``, or ``proc(row[key])``) instead of a loop over the plan for every row. Same values as before."""
+    names: dict[str, Any] = {}
+    parts = []
+    for i, (name, key, const, proc) in enumerate(plan):
+        if key is None:
+            names[f"c{i}"] = const
+            expr = f"c{i}"
+        elif proc is None:
+            expr = f"row[{key!r}]"
+        else:
+            names[f"p{i}"] = _memo_last(proc) if key in datetime_keys else proc
+            expr = f"p{i}(row[{key!r}])"
+        parts.append(expr if positional else f"{name!r}: {expr}")
+    body = f"({', '.join(parts)},)" if positional else f"{{{', '.join(parts)}}}"
+    if positional and not parts:
+        body = "()"
+    src = f"def params(row):\n    return {body}\n"
+    exec(compile(src, "<raw-statement-params>", "exec"), names)  # noqa: S102 - built from our own bind names
+    return names["params"]
 
 
 #: Dialect names whose statements run on the raw cursor; on the others :class:`RawStatements` runs the same Core
@@ -155,3 +200,63 @@ class RawStatements:
                 self.run(conn, name, group)
             return
         stmt.executemany(conn, rows)
+
+
+def in_list(values: Sequence[Any]) -> list[Any]:
+    """``values`` (not empty) padded to the next IN-list length of a few fixed sizes (1, 2, 4, ... 64, then
+    multiples of 64) by repeating the last value: a repeated value changes no ``IN`` test, and a statement keyed by
+    the length of its list is then compiled a handful of times per engine instead of once for every batch size
+    (a compile costs more than the look-up itself)."""
+    n = len(values)
+    size = 1
+    while size < n and size < 64:
+        size *= 2
+    if n > size:
+        size = -(-n // 64) * 64
+    out = list(values)
+    out.extend([out[-1]] * (size - n))
+    return out
+
+
+class RawSavepoint:
+    """A ``SAVEPOINT`` on the DBAPI connection of ``conn``'s open transaction, with the ``commit``/``rollback``
+    of SQLAlchemy's nested transaction (:func:`begin_savepoint`). SQLAlchemy's own ``begin_nested`` compiles a
+    fresh savepoint clause every time (those clauses are not cached): in the checkout writer that cost more than
+    the statements the savepoint guards.
+
+    Every one has the same name: savepoints are ended in the reverse order of their making (each is a block of
+    the caller's code), and both databases end the most recent savepoint of a name, so nesting works. One name
+    keeps the SQL text fixed: PostgreSQL's driver counts statements by text to decide which to prepare, and a
+    fresh name per savepoint would crowd the hot statements out of that count."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._run("SAVEPOINT sf_savepoint")
+
+    def _run(self, sql: str) -> None:
+        dialect = self._conn.dialect
+        cursor = self._conn.connection.cursor()
+        try:
+            cursor.execute(sql)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        finally:
+            cursor.close()
+
+    def commit(self) -> None:
+        self._run("RELEASE SAVEPOINT sf_savepoint")
+
+    def rollback(self) -> None:
+        self._run("ROLLBACK TO SAVEPOINT sf_savepoint")
+        self._run("RELEASE SAVEPOINT sf_savepoint")
+
+
+def begin_savepoint(conn: Connection) -> Any:
+    """A savepoint in ``conn``'s open transaction, to be ended with ``commit()`` or ``rollback()``: raw on the
+    databases of the raw writer, else SQLAlchemy's ``begin_nested()``."""
+    if conn.dialect.name not in _RAW_DIALECTS:
+        return conn.begin_nested()
+    return RawSavepoint(conn)
+

@@ -60,12 +60,23 @@ class FunnelMetrics:
                                            namespace=ns, registry=r)
 
     # Small helpers so call sites read as sentences and label values stay consistent.
+    def _child(self, metric: str, *labels: str):
+        """``getattr(self, metric).labels(*labels)``, looked up once per label set (every checkout uses three)."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self, metric).labels(*labels)
+        return child
+
     def observe_checkout(self, outcome: str, seconds: float) -> None:
-        self.checkout_attempts.labels(outcome=outcome).inc()
+        self._child("checkout_attempts", outcome).inc()
         self.checkout_latency.observe(seconds)
 
+    def observe_reservation(self, outcome: str) -> None:
+        self._child("reservations", outcome).inc()
+
     def observe_payment(self, processor: str, outcome: str) -> None:
-        self.payment_attempts.labels(processor=processor, outcome=outcome).inc()
+        self._child("payment_attempts", processor, outcome).inc()
 
     def observe_storefront(self, counts: Mapping[str, int], page_loads_s: list[float] | None = None) -> None:
         for kind, n in counts.items():
