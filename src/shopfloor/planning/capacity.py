@@ -200,6 +200,18 @@ class PredictiveConfig:
         echo_confirm`` minutes of those replicas); if it shows, the echo holds until replicas asked for on the
         observed surge are ready (``lag + 1`` minutes after it showed). One echoed onset is acted on once:
         further echoes wait ``echo_cooldown`` minutes.
+    echo_base_mismatch: the echo is not armed when yesterday's reference hour and today's last hour differ more
+        than this factor (an outage yesterday: the surge ratio would be against an empty hour); 0 disables. A
+        reference hour only partly dark still passes (up to this factor).
+    floor_utilization / floor_relax_from / relaxed_band_quantile: the *relaxed floor*. Outside a surge, where the
+        HPA signal asks for more than ``floor_relax_from`` replicas, the reactive floor serves the last minute at
+        ``floor_utilization`` (0.85) instead of the HPA's 70 % (never below ``floor_relax_from``), and the forecast's
+        band there is read at ``relaxed_band_quantile``: at a few replicas the HPA's rounding is the cheap
+        headroom, at many the 70 % target is more standing headroom than the band needs. 0 keeps the HPA's floor.
+    surge_regime_minutes / surge_regime_factor: for this many minutes after a minute above ``surge_regime_factor
+        x`` the upper forecast (or a confirmed echo) the floor is the HPA's own, not the relaxed one.
+    boot_aware: replicas asked for now are ready ``lag`` minutes later, so scaling *up* is for the forecast at the
+        end of the boot window; replicas already there are kept for the minutes before it (never added for them).
     forecast: knobs of the online traffic forecaster. The default keeps surge-sized errors (above 3x the band's
         quantile) out of the band's error pool (``OnlineForecastConfig.outlier_factor``), so a flash crowd does
         not widen the band for the three days after it.
