@@ -42,7 +42,10 @@ from shopfloor.planning.capacity import (  # noqa: E402
     PredictivePlanner,
     simulate,
 )
-from shopfloor.planning.capacity_protocol import default_capacity  # noqa: E402
+from shopfloor.planning.capacity_protocol import CANDIDATES, default_capacity  # noqa: E402
+
+#: The default before the relaxed floor, replayed next to the current one ("previous default" column).
+PREVIOUS_DEFAULT = "echo2-w5-trim3"
 
 MIXES = {
     # Surges that come back at about the same clock time on 2-4 consecutive days (a multi-day promotion, a repeated
@@ -77,6 +80,8 @@ def main() -> None:
     ap.add_argument("--lag-minutes", type=int, default=10)
     ap.add_argument("--quiet-power", type=float, default=2.0, help="deepen the quiet hours (profile ** power)")
     ap.add_argument("--mix", action="append", choices=sorted(MIXES), help="crowd mixes to run (default: all)")
+    ap.add_argument("--no-yardsticks", action="store_true",
+                    help="skip the naive and heuristic yardsticks (they do not depend on the planner)")
     args = ap.parse_args()
     name, path, tz = TRACES[0]
     nasa = read_request_trace(path, tz=tz).to_numpy(dtype=float)
@@ -93,6 +98,7 @@ def main() -> None:
             r = simulate(v, HpaReactivePlanner(c), capacity=c, lag=lag)
             p = simulate(v, PredictivePlanner(c, lag), capacity=c, lag=lag)
             no_echo = simulate(v, PredictivePlanner(c, lag, PredictiveConfig(echo_factor=0)), capacity=c, lag=lag)
+            prev = simulate(v, PredictivePlanner(c, lag, CANDIDATES[PREVIOUS_DEFAULT]), capacity=c, lag=lag)
             secs = time.perf_counter() - t0
             vr = (r.ready * c < v).astype(int)
             vp = (p.ready * c < v).astype(int)
@@ -116,7 +122,12 @@ def main() -> None:
                     "violation_ratio": round(no_echo.violation_minutes / max(r.violation_minutes, 1), 4),
                     "replica_minutes_ratio": round(no_echo.replica_minutes / r.replica_minutes, 4),
                 },
-                "yardsticks": yardsticks(v, c, lag),
+                "previous_default": {
+                    "config": PREVIOUS_DEFAULT,
+                    "violation_ratio": round(prev.violation_minutes / max(r.violation_minutes, 1), 4),
+                    "replica_minutes_ratio": round(prev.replica_minutes / r.replica_minutes, 4),
+                },
+                "yardsticks": None if args.no_yardsticks else yardsticks(v, c, lag),
                 "seconds": round(secs, 1),
             }
             rows.append(row)

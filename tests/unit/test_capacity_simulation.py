@@ -121,10 +121,10 @@ def test_simulator_shows_a_planner_only_the_minutes_before_the_one_it_decides():
     simulate(demand, _Spy(PredictivePlanner(20, 10), demand), capacity=20, lag=10)
 
 
-def test_predictive_target_is_never_below_the_reactive_hpa_signal():
+def test_with_the_relaxed_floor_off_the_predictive_target_is_never_below_the_reactive_hpa_signal():
     demand = _seasonal_trace(days=3)
     demand[3000:3030] *= 4  # a flash crowd
-    planner = PredictivePlanner(20, 10)
+    planner = PredictivePlanner(20, 10, PredictiveConfig(floor_utilization=0.0))
     checked = []
 
     class Check:
@@ -193,8 +193,10 @@ def test_a_cost_budget_keeps_replica_minutes_near_the_budget_over_target_trackin
 
     demand = _seasonal_trace(days=4)
     wide = OnlineForecastConfig(quantile=0.99)
-    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(forecast=wide))
-    capped = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_budget=0.02, forecast=wide))
+    # The HPA's own floor everywhere (floor_utilization 0), so what the band adds is all the budget acts on.
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(forecast=wide, floor_utilization=0))
+    capped = run_backtest(demand, capacity=12, lag=10,
+                          config=PredictiveConfig(cost_budget=0.02, forecast=wide, floor_utilization=0))
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03
 
@@ -204,9 +206,11 @@ def test_the_cost_cap_keeps_replica_minutes_near_the_cap_over_the_reactive_hpa()
 
     demand = _seasonal_trace(days=4)
     wide = OnlineForecastConfig(quantile=0.99)
-    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0, forecast=wide))
+    free = run_backtest(demand, capacity=12, lag=10,
+                        config=PredictiveConfig(cost_cap=0, forecast=wide, floor_utilization=0))
     capped = run_backtest(
-        demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, forecast=wide)
+        demand, capacity=12, lag=10,
+        config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, forecast=wide, floor_utilization=0),
     )
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03

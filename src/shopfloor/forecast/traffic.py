@@ -282,6 +282,7 @@ class OnlineTrafficForecaster:
         self._n_errors = 0
         self._pending: deque[tuple[int, float]] = deque()  # (minute index, predicted mean) awaiting actuals
         self._q_cache: tuple[int, float] | None = None
+        self._zq_cache: dict[float, tuple[int, float]] = {}
         self.outliers = 0
         self._z_normal = float(_normal_ppf(self.config.quantile))
 
@@ -331,6 +332,21 @@ class OnlineTrafficForecaster:
         pool = self._errors[: min(self._n_errors, len(self._errors))]
         z = float(np.quantile(pool, self.config.quantile))
         self._q_cache = (self._n_errors, z)
+        return z
+
+    def error_quantile(self, q: float) -> float:
+        """The ``q`` quantile of the recent standardised errors (the band's z at another level than the
+        configured one; Poisson-like with a margin before enough errors exist), cached like the configured one."""
+        if q == self.config.quantile:
+            return self._error_quantile()
+        cache = self._zq_cache.get(q)
+        if cache is not None and self._n_errors - cache[0] < 30:
+            return cache[1]
+        if self._n_errors < 30:
+            return float(_normal_ppf(q)) * 1.5
+        pool = self._errors[: min(self._n_errors, len(self._errors))]
+        z = float(np.quantile(pool, q))
+        self._zq_cache[q] = (self._n_errors, z)
         return z
 
     def dispersion(self) -> float:

@@ -200,6 +200,18 @@ class PredictiveConfig:
         echo_confirm`` minutes of those replicas); if it shows, the echo holds until replicas asked for on the
         observed surge are ready (``lag + 1`` minutes after it showed). One echoed onset is acted on once:
         further echoes wait ``echo_cooldown`` minutes.
+    echo_base_mismatch: the echo is not armed when yesterday's reference hour and today's last hour differ more
+        than this factor (an outage yesterday: the surge ratio would be against an empty hour); 0 disables. A
+        reference hour only partly dark still passes (up to this factor).
+    floor_utilization / floor_relax_from / relaxed_band_quantile: the *relaxed floor*. Outside a surge, where the
+        HPA signal asks for more than ``floor_relax_from`` replicas, the reactive floor serves the last minute at
+        ``floor_utilization`` (0.85) instead of the HPA's 70 % (never below ``floor_relax_from``), and the forecast's
+        band there is read at ``relaxed_band_quantile``: at a few replicas the HPA's rounding is the cheap
+        headroom, at many the 70 % target is more standing headroom than the band needs. 0 keeps the HPA's floor.
+    surge_regime_minutes / surge_regime_factor: for this many minutes after a minute above ``surge_regime_factor
+        x`` the upper forecast (or a confirmed echo) the floor is the HPA's own, not the relaxed one.
+    boot_aware: replicas asked for now are ready ``lag`` minutes later, so scaling *up* is for the forecast at the
+        end of the boot window; replicas already there are kept for the minutes before it (never added for them).
     forecast: knobs of the online traffic forecaster. The default keeps surge-sized errors (above 3x the band's
         quantile) out of the band's error pool (``OnlineForecastConfig.outlier_factor``), so a flash crowd does
         not widen the band for the three days after it.
@@ -228,8 +240,15 @@ class PredictiveConfig:
     echo_confirm: int = 5
     echo_headroom: float = 1.2
     echo_cooldown: int = 150
+    echo_base_mismatch: float = 20.0
+    floor_utilization: float = 0.85
+    floor_relax_from: int = 3
+    relaxed_band_quantile: float = 0.98
+    surge_regime_minutes: int = 60
+    surge_regime_factor: float = 2.0
+    boot_aware: bool = True
     forecast: OnlineForecastConfig = field(
-        default_factory=lambda: OnlineForecastConfig(quantile=0.95, outlier_factor=3.0)
+        default_factory=lambda: OnlineForecastConfig(quantile=0.96, outlier_factor=3.0)
     )
 
 
@@ -268,6 +287,10 @@ class PredictivePlanner:
         if not 0 < self.config.cost_cap_step <= 1:
             raise CapacityInputError("cost_cap_step", f"must be in (0, 1], got {self.config.cost_cap_step}")
         self.target_utilization = Fraction(target_utilization).limit_denominator(1000)
+        fu = self.config.floor_utilization
+        if not 0 <= fu <= 1:
+            raise CapacityInputError("floor_utilization", f"must be in [0, 1], got {fu}")
+        self._floor_utilization = Fraction(fu).limit_denominator(1000) if fu > 0 else self.target_utilization
         self.forecaster = OnlineTrafficForecaster(self.config.forecast)
         self._fc: TrafficForecast | None = None
         self._last: float | None = None
@@ -291,6 +314,7 @@ class PredictivePlanner:
         _check_positive("echo_headroom", self.config.echo_headroom)
         self._y: list[float] = []
         self._echo_state = "idle"
+        self._regime_until = 0
         self._echo_onset = 0
         self._echo_need = 0.0
         self._echo_base = 0.0
@@ -311,6 +335,8 @@ class PredictivePlanner:
                     self.config.surge_minutes and self._over >= self.config.surge_minutes
                 ):
                     self._surge = True
+                if self.config.surge_regime_minutes > 0 and demand > fc.upper[k] * self.config.surge_regime_factor:
+                    self._regime_until = self.forecaster.observed + 1 + self.config.surge_regime_minutes
         self.forecaster.observe(demand)
         self._shadow.observe(demand)
         self._y.append(float(demand))
@@ -328,7 +354,7 @@ class PredictivePlanner:
     def _horizon(self) -> int:
         return self.config.refit_every + self.lag + 1
 
-    def _need_from_forecast(self, minute: int) -> int:
+    def _need_from_forecast(self, minute: int, requested: int = 0, relaxed: bool = False) -> int:
         n = self.forecaster.observed
         fc = self._fc
         if fc is None or self._surge or n - fc.origin >= self.config.refit_every:
@@ -336,8 +362,18 @@ class PredictivePlanner:
             self.forecasts_made += 1
         k0 = n - fc.origin
         means = fc.mean[k0 : k0 + self.lag + 1]
-        window = means + self.band_scale * (fc.upper[k0 : k0 + self.lag + 1] - means)
+        uppers = fc.upper[k0 : k0 + self.lag + 1]
+        if relaxed and self.config.relaxed_band_quantile > 0:
+            z = max(self.forecaster.error_quantile(self.config.relaxed_band_quantile), 0.0)
+            uppers = means + z * np.sqrt(means + 1.0)
+        window = means + self.band_scale * (uppers - means)
         peak = float(window.max()) if len(window) else 0.0
+        if self.config.boot_aware and len(window) > 1:
+            # Replicas asked for now are ready only at t + lag: scaling *up* is for the end of the window; the
+            # minutes before it are served by replicas already requested, which are kept (not added) for them.
+            up = float(window[-1])
+            keep = min(peak, requested * self.capacity / max(self.config.headroom, 1e-9))
+            peak = max(up, keep)
         if self.config.upper_cap_over_mean > 0:
             # Cap the noise band at a multiple of the mean forecast: on very bursty series the upper quantile of
             # one minute would otherwise keep far more replicas than the target-tracking floor for little gain.
@@ -361,7 +397,19 @@ class PredictivePlanner:
             self._track_budget(minute, requested)
             return requested
         floor = hpa_desired(self._last, ready, self.capacity, self.target_utilization)
-        predicted = self._need_from_forecast(minute)
+        relaxed = False
+        if (
+            floor > self.config.floor_relax_from
+            and self._floor_utilization != self.target_utilization
+            and len(self._y) >= self._regime_until
+        ):
+            # Outside a surge and above a few replicas, the HPA's 70 % target is more standing headroom than the
+            # forecast's band needs: the floor serves the last minute at ``floor_utilization`` and the band (read
+            # at ``relaxed_band_quantile``) carries the rest. Inside a surge the HPA's own floor holds.
+            floor = max(self.config.floor_relax_from,
+                        hpa_desired(self._last, ready, self.capacity, self._floor_utilization))
+            relaxed = True
+        predicted = self._need_from_forecast(minute, requested, relaxed)
         if predicted > floor and self.excess_scale < 1.0:
             predicted = floor + math.ceil(self.excess_scale * (predicted - floor) - 1e-9)
         forecast_need = max(floor, predicted, self._need_from_echo(), 1)
@@ -411,9 +459,16 @@ class PredictivePlanner:
             return 0
         if self._echo_state == "idle" and n >= self._echo_quiet_until:
             signal = self._echo_signal(n)
+            level = sum(self._y[-60:]) / 60.0
+            if signal is not None and cfg.echo_base_mismatch > 0:
+                # Yesterday's reference hour must look like today's: after an outage (or with a surge already
+                # running today) the "surge ratio" is against a different baseline and would ask for hundreds of
+                # replicas.
+                base = signal[2]
+                if max(level, base) + 1.0 > cfg.echo_base_mismatch * (min(level, base) + 1.0):
+                    signal = None
             if signal is not None:
                 ahead, ratio, _ = signal
-                level = sum(self._y[-60:]) / 60.0
                 self._echo_state = "armed"
                 self._echo_onset = n + ahead
                 self._echo_base = level
@@ -427,6 +482,8 @@ class PredictivePlanner:
             if recent > base * (1.0 + 0.3 * (self._echo_ratio - 1.0)) and recent - base > 3.0 * math.sqrt(base + 1.0):
                 self._echo_state = "live"
                 self._echo_until = n + self.lag + 1
+                if self.config.surge_regime_minutes > 0:
+                    self._regime_until = max(self._regime_until, n + self.config.surge_regime_minutes)
                 self.echoes_confirmed += 1
             elif n > self._echo_onset + cfg.echo_confirm:
                 # A false alarm: no surge came. Its replicas go at once (the scale-in hold is for noisy forecasts,

@@ -43,29 +43,37 @@ DEFAULTS_CHOSEN_ON = ("nasa", "clarknet", "standin-episodes-100")
 DEFAULTS_CHOSEN_ON_SEEDS = (1,)
 
 
-def _candidate(
-    echo_factor: float = 2.0, window: int = 5, *, extrapolation: float = 0.0, outlier_factor: float = 0.0
-) -> PredictiveConfig:
+def _previous_default(**changes: Any) -> PredictiveConfig:
+    """The default before the relaxed floor (``echo2-w5-trim3``): the HPA's own floor everywhere, one band."""
+    base = dict(
+        floor_utilization=0.0, relaxed_band_quantile=0.0, surge_regime_minutes=0, boot_aware=False,
+        echo_base_mismatch=0.0, forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=3.0),
+    )
+    return PredictiveConfig(**{**base, **changes})
+
+
+def _relaxed(utilization: float = 0.85, *, boot_aware: bool = True) -> PredictiveConfig:
     return PredictiveConfig(
-        echo_factor=echo_factor, echo_early=window, echo_confirm=window, surge_extrapolation=extrapolation,
-        forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=outlier_factor),
+        floor_utilization=utilization, floor_relax_from=3, relaxed_band_quantile=0.98, surge_regime_minutes=60,
+        boot_aware=boot_aware, echo_base_mismatch=20.0,
+        forecast=OnlineForecastConfig(quantile=0.96, outlier_factor=3.0),
     )
 
 
-#: The grid selection chooses from. Three choices trade violations for replica-minutes: the surge echo (off, or on
-#: at 2 / 2.5 x yesterday's hour, with a 5- or 7-minute timing window), the slope extrapolation after a detected
-#: surge (``-ramp1``: plan for the current rate climbing at the recent pace until fresh replicas are ready; the
-#: others plan for the forecast and the HPA floor only), and whether surge-sized forecast errors are kept out of
-#: the band's error pool (``-trim3``: errors above 3x the band's quantile). Everything else (band quantile 0.95,
-#: scale-in hold 5 minutes, cost cap 1.15) stays at its default.
+#: The grid selection chooses from. ``echo2-w5-trim3`` is the previous default (surge echo at 2x yesterday's hour
+#: with a 5-minute window, surge-sized errors kept out of the band, the HPA's 70 % floor everywhere, band quantile
+#: 0.95); ``-guard`` adds the echo's baseline check (no echo when yesterday's reference hour and today's last hour
+#: differ more than 20-fold, i.e. after an outage). The ``relax`` candidates keep that echo and guard and relax the
+#: reactive floor outside surges above 3 replicas to ``floor_utilization`` (0.85 or 0.80), with the band at the
+#: 0.98 quantile there and 0.96 elsewhere, the HPA's floor for 60 minutes after a surge shows, and scale-up for
+#: the minute new replicas are ready (``boot_aware``; ``-noboot``: for the whole boot window). Everything else
+#: (scale-in hold 5 minutes, cost cap 1.15, no slope extrapolation) stays at its default.
 CANDIDATES: dict[str, PredictiveConfig] = {
-    "echo-off": _candidate(0.0),
-    "echo2-w5-ramp1": _candidate(2.0, 5, extrapolation=1.0),
-    "echo2-w5": _candidate(2.0, 5),
-    "echo2-w7": _candidate(2.0, 7),
-    "echo2.5-w5": _candidate(2.5, 5),
-    "echo2-w5-trim3": _candidate(2.0, 5, outlier_factor=3.0),
-    "echo2-w7-trim3": _candidate(2.0, 7, outlier_factor=3.0),
+    "echo2-w5-trim3": _previous_default(),
+    "echo2-w5-trim3-guard": _previous_default(echo_base_mismatch=20.0),
+    "relax0.85": _relaxed(0.85),
+    "relax0.85-noboot": _relaxed(0.85, boot_aware=False),
+    "relax0.80": _relaxed(0.80),
 }
 
 
