@@ -168,7 +168,8 @@ def test_every_member_of_the_default_runs_on_the_dask_cluster():
     small = dict(n_estimators=30, min_child_samples=20)
     cfg = ForecastConfig(lgbm=LGBMConfig(n_estimators=30, num_leaves=7, min_child_samples=5, train_days=150),
                          mh=HorizonLGBMConfig(**small),
-                         rel=HorizonLGBMConfig(normalise=True, origin_days=200, bags=2, **small))
+                         rel=HorizonLGBMConfig(normalise=True, origin_days=200, bags=2, **small),
+                         rel_recent=HorizonLGBMConfig(normalise=True, recent=True, origin_days=200, bags=2, **small))
     local = forecast_demand(panel, 14, config=cfg)
     fitted, recursive = [], []
     original_fit, original_rec = lgb.DaskLGBMRegressor.fit, models_module._dask_lgbm
@@ -187,9 +188,10 @@ def test_every_member_of_the_default_runs_on_the_dask_cluster():
                                       dashboard_address=None) as cluster:
             with distributed.Client(cluster) as client:
                 remote = forecast_demand(panel, 14, config=cfg, dask_client=client)
-                # each bag of lgbm_rel and lgbm_mh train through LightGBM's Dask estimator on this cluster,
-                # the recursive lgbm through mlforecast's distributed path
-                expected = 2 * ("lgbm_rel" in members) + ("lgbm_mh" in members)
+                # each bag of lgbm_rel(_recent) and lgbm_mh train through LightGBM's Dask estimator on this
+                # cluster, the recursive lgbm through mlforecast's distributed path
+                expected = 2 * ("lgbm_rel" in members) + 2 * ("lgbm_rel_recent" in members) + ("lgbm_mh" in members)
+                assert expected > 0
                 assert fitted == [client] * expected
                 assert recursive == [client] * ("lgbm" in members)
                 assert cluster.scheduler.transition_counter > 0

@@ -619,3 +619,63 @@ def test_level_normalised_lgbm_forecast_ignores_demand_and_prices_after_the_cuto
     _, _, dirty = origin_forecasts(poisoned, cutoff, 28, ["lgbm_rel"], cfg, baselines=False)
     pd.testing.assert_frame_equal(clean["lgbm_rel"], dirty["lgbm_rel"])
     assert clean["lgbm_rel"]["mean"].max() < 100
+
+
+# --- lgbm_rel_recent: lgbm_rel with the last days' demand ---------------------------------------------------------
+
+def test_recent_features_read_the_last_days_before_the_origin_and_nothing_after_it():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig, _Block, _level, _normalise
+
+    rng = np.random.default_rng(11)
+    y = rng.poisson(4.0, size=(3, 500)).astype("float64")
+    days = pd.date_range("2020-01-01", periods=560, freq="D")
+    cfg = HorizonLGBMConfig(normalise=True, recent=True)
+    rows, origin, k = np.array([0, 1, 2]), np.array([420, 300, 499]), np.array([1, 9, 29])
+    blk = _Block(y, None, {}, np.full(3, 499), days)
+    level = _level(blk, rows, origin, cfg)
+    f1 = _normalise(blk.features(rows, origin, k, recent=True), level)
+    y2 = y.copy()
+    for r, o in zip(rows, origin):
+        y2[r, o + 1:] = 5000.0
+    blk2 = _Block(y2, None, {}, np.full(3, 499), days)
+    f2 = _normalise(blk2.features(rows, origin, k, recent=True), _level(blk2, rows, origin, cfg))
+    for name in ("y0", "m3", "m14", "dow1"):
+        np.testing.assert_array_equal(f1[name], f2[name], err_msg=name)
+    assert f1["y0"][0] == pytest.approx(y[0, 420] / level[0])
+    assert f1["m3"][1] == pytest.approx(y[1, 298:301].mean() / level[1])
+    # day origin + 9 is a weekday whose latest known value lies 14 - 9 = 5 days before the origin
+    assert f1["dow1"][1] == pytest.approx(y[1, 295] / level[1])
+    # without ``recent`` the features are lgbm_rel's, unchanged
+    assert "y0" not in blk.features(rows, origin, k)
+
+
+def test_recent_member_is_a_separate_cache_entry_from_lgbm_rel():
+    from shopfloor.forecast.backtest import MemberCache
+    from shopfloor.forecast.demand import REL_CONFIG, REL_RECENT_CONFIG
+
+    assert repr(REL_CONFIG) == repr(REL_RECENT_CONFIG)  # ``recent`` is left out of repr ...
+    assert MemberCache.fingerprint(*REL_CONFIG.fingerprint_parts()) \
+        != MemberCache.fingerprint(*REL_RECENT_CONFIG.fingerprint_parts())  # ... but not out of the cache key
+
+
+def test_horizon_lgbm_settings_are_refused_early():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    with pytest.raises(ValueError, match="bags"):
+        HorizonLGBMConfig(bags=0)
+    with pytest.raises(ValueError, match="level_floor"):
+        HorizonLGBMConfig(normalise=True, level_floor=0.0)
+
+
+def test_recent_member_forecasts_each_series_on_its_own_level():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = make_panel(n_series=6, n_days=400, covariates=False)
+    cfg = replace(FAST, rel_recent=HorizonLGBMConfig(normalise=True, recent=True, **REL_FAST))
+    fc = forecast_demand(panel, 28, model="lgbm_rel_recent+wa28", config=cfg)
+    assert_contract(fc, 6, 28)
+    assert not fc.attrs["fallbacks"]
+    for i in range(6):
+        true_level = 0.3 if i % 2 else 5.0 + i  # make_panel's weekly-seasonal Poisson means
+        got = fc[fc["unique_id"] == f"sku{i}/north"]["mean"].mean()
+        assert got == pytest.approx(true_level, rel=0.2, abs=0.15), i

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .demand import ForecastConfig, forecast_demand, run_member
+from .demand import HORIZON_MEMBERS, ForecastConfig, forecast_demand, run_member
 from .frames import ID, QUANTILE_COLUMNS, TARGET, TIME, ForecastInputError, covariate_columns, validate_history
 from .metrics import per_series_scores, summarize
 
@@ -222,10 +222,8 @@ def origin_forecasts(
             settings = MemberCache.fingerprint(cfg_.stats_max_days)
         elif member == "ets_nt":
             settings = MemberCache.fingerprint("ets_nt", cfg_.ets_nt_days)
-        elif member == "lgbm_rel":
-            settings = MemberCache.fingerprint("lgbm_rel", cfg_.rel)
-        elif member == "lgbm_mh":
-            settings = MemberCache.fingerprint("lgbm_mh", cfg_.mh)
+        elif member in HORIZON_MEMBERS:
+            settings = MemberCache.fingerprint(member, *getattr(cfg_, HORIZON_MEMBERS[member]).fingerprint_parts())
         elif member == "lgbm" or member.startswith("lgbm_direct"):
             settings = MemberCache.fingerprint(cfg_.lgbm)
         else:

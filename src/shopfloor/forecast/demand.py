@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
 #: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
 DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
-DEFAULTS_VERSION = 2
+DEFAULTS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,11 @@ REL_CONFIG = HorizonLGBMConfig(normalise=True, origin_days=728, draws_per_origin
                                max_rows=450_000,
                                min_child_samples=200)
 
+#: Settings of the ``lgbm_rel_recent`` member: ``lgbm_rel`` with the short-term demand features.
+REL_RECENT_CONFIG = replace(REL_CONFIG, recent=True)
+
 #: The multi-horizon LightGBM members and their settings in :class:`ForecastConfig`.
-HORIZON_MEMBERS = {"lgbm_mh": "mh", "lgbm_rel": "rel"}
+HORIZON_MEMBERS = {"lgbm_mh": "mh", "lgbm_rel": "rel", "lgbm_rel_recent": "rel_recent"}
 
 DEFAULT_SELECTION = load_default_selection()
 DEFAULT_MODEL = DEFAULT_SELECTION.model
@@ -93,7 +96,8 @@ class ForecastConfig:
     group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
     stats_max_days: history kept for the statistical models; ets_nt_days: for the ``ets_nt`` member (its fit cost
     grows with the days, and a level/season model needs little more than the last year).
-    lgbm / mh / rel: settings of the recursive ``lgbm`` (and ``lgbm_direct*``), ``lgbm_mh`` and ``lgbm_rel`` members.
+    lgbm / mh / rel / rel_recent: settings of the recursive ``lgbm`` (and ``lgbm_direct*``), ``lgbm_mh``, ``lgbm_rel``
+    and ``lgbm_rel_recent`` members.
     """
 
     default_model: str = DEFAULT_MODEL
@@ -105,6 +109,7 @@ class ForecastConfig:
     lgbm: _models.LGBMConfig = field(default_factory=_models.LGBMConfig)
     mh: HorizonLGBMConfig = field(default_factory=HorizonLGBMConfig)
     rel: HorizonLGBMConfig = field(default_factory=lambda: REL_CONFIG)
+    rel_recent: HorizonLGBMConfig = field(default_factory=lambda: REL_RECENT_CONFIG)
     dispersion: DispersionConfig = field(default_factory=DEFAULT_SELECTION.dispersion_config)
 
 

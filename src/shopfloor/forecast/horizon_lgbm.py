@@ -15,6 +15,10 @@ demand moves *relative to* its recent level (the weekly shape, last year's seaso
 the effect of a price cut, the decay of a dead series) instead of re-learning each volume band. It trains on
 origins drawn from the last two years by default, so every season is seen at least twice.
 
+``lgbm_rel_recent`` is ``lgbm_rel`` with the last days' demand added to the features (the origin day itself, the
+means of the last 3 and 14 days, the same weekday one week before the target's latest known one), which the first
+days of a horizon depend on most; everything else, the relative scale included, is ``lgbm_rel``'s.
+
 Prices enter only as known at the origin, which is all a forecast of next month has; a future price path in
 ``future`` is not used by this member. Features are built with prefix sums over a series x day matrix, a block of
 series at a time, so memory is bounded by the block.
@@ -22,7 +26,7 @@ series at a time, so memory is bounded by the block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,13 +40,17 @@ LOOKBACK_DAYS = 392
 #: Demand features that ``normalise`` divides by the level.
 _LEVEL_FEATURES = ("m7", "m28", "m56", "m112", "m364", "dow4", "dow12", "ly7", "ly_level28")
 
+#: The short-term demand features added by ``recent`` (also divided by the level when normalised).
+_RECENT_FEATURES = ("y0", "m3", "m14", "dow1")
+
 
 def _normalise(f: dict[str, np.ndarray], level: np.ndarray) -> dict[str, np.ndarray]:
     """Demand features relative to ``level``, plus the level itself (log) and last year's change from the same
     point (the same week a year ago over the level a year before the origin)."""
     out = dict(f)
-    for name in _LEVEL_FEATURES:
-        out[name] = f[name] / level
+    for name in (*_LEVEL_FEATURES, *_RECENT_FEATURES):
+        if name in f:
+            out[name] = f[name] / level
     with np.errstate(divide="ignore", invalid="ignore"):
         out["ly_change"] = np.where(f["ly_level28"] > 0, f["ly7"] / f["ly_level28"], np.nan)
     out["log_level"] = np.log(level)
@@ -74,6 +82,19 @@ class HorizonLGBMConfig:
     level_floor: float = 0.1
     #: Models trained on independently drawn rows (seeds ``seed``, ``seed + 1``, ...), their forecasts averaged.
     bags: int = 1
+    #: Add the short-term demand features (``lgbm_rel_recent``). Left out of ``repr`` so that the backtest cache
+    #: keys of the members without it stay those of earlier versions; :meth:`fingerprint_parts` names it.
+    recent: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bags < 1 or self.max_rows < 1 or self.n_estimators < 1:
+            raise ValueError("bags, max_rows and n_estimators must be at least 1")
+        if self.level_days < 1 or self.level_floor <= 0:
+            raise ValueError("level_days must be at least 1 and level_floor positive")
+
+    def fingerprint_parts(self) -> tuple[Any, ...]:
+        """What a cache key of this member's forecasts must cover: ``repr`` plus the fields left out of it."""
+        return (self,) if not self.recent else (self, "recent")
 
     @property
     def history_days(self) -> int:
@@ -140,7 +161,8 @@ class _Block:
         if price is not None:
             self.pmax = np.fmax.accumulate(price, axis=1)
 
-    def features(self, rows: np.ndarray, origin: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+    def features(self, rows: np.ndarray, origin: np.ndarray, k: np.ndarray,
+                 recent: bool = False) -> dict[str, np.ndarray]:
         target = origin + k
         f: dict[str, np.ndarray] = {"k": k.astype("float32")}
         for w in (7, 28, 56, 112):
@@ -149,6 +171,11 @@ class _Block:
         first_week = -(-k // 7)  # ceil(k / 7): the latest same weekday on or before the origin
         f["dow4"] = _same_weekday_mean(self.s7, self.c7, rows, target, first_week, 4)
         f["dow12"] = _same_weekday_mean(self.s7, self.c7, rows, target, first_week, 12)
+        if recent:
+            f["y0"] = self.y[rows, origin]
+            f["m3"] = _window_mean(self.s, self.c, rows, origin, 3)
+            f["m14"] = _window_mean(self.s, self.c, rows, origin, 14)
+            f["dow1"] = _same_weekday_mean(self.s7, self.c7, rows, target, first_week, 1)
         f["zero28"] = _window_mean(self.zs, self.c, rows, origin, 28)
         ls = self.last_sale[rows, origin]
         f["since_sale"] = np.where(ls >= 0, origin - ls, origin - self.first[rows] + 1).astype("float64")
@@ -243,7 +270,7 @@ def _train(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], max
         target = blk.y[rows, origin + k]
         keep = ~np.isnan(target)
         rows, origin, k, target = rows[keep], origin[keep], k[keep], target[keep]
-        feats = blk.features(rows, origin, k)
+        feats = blk.features(rows, origin, k, cfg.recent)
         if cfg.normalise:
             level = _level(blk, rows, origin, cfg)
             feats = _normalise(feats, level)
@@ -303,7 +330,7 @@ def horizon_lgbm_forecast(
         rows = np.repeat(np.arange(nb), horizon)
         k = np.tile(np.arange(1, horizon + 1), nb)
         origin = blk.last[rows]
-        feats = blk.features(rows, origin, k)
+        feats = blk.features(rows, origin, k, cfg.recent)
         scale = 1.0
         if cfg.normalise:
             scale = _level(blk, rows, origin, cfg)

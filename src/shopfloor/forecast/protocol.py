@@ -77,6 +77,7 @@ class SelectionGrid:
 #: Candidates ``backtest --select-before`` chooses among when none are given (weights are fitted, then shrunk).
 DEFAULT_CANDIDATES: tuple[str, ...] = (
     "lgbm_rel+ets_nt",
+    "lgbm_rel_recent+ets_nt",
     "lgbm_rel+lgbm_mh+ets_nt",
     "lgbm_rel+lgbm+ets_nt",
     "lgbm_rel+seas_es+ets_nt",
