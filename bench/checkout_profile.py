@@ -17,8 +17,6 @@ import io
 import os
 import pstats
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ import httpx
 
 from shopfloor.gameday.load import WRK_CHECKOUT_LUA, WRK_STATUS_LUA, _core, run_wrk
 from shopfloor.gameday.seed import seed_bench_store
-from shopfloor.runtime import SimulatorProcess, child_env, free_port
+from shopfloor.runtime import ScriptServerProcess, SimulatorProcess
 
 _PROFILED_SERVER = r"""
 import cProfile, os, signal, sys, threading, time
@@ -99,24 +97,11 @@ def main() -> None:
     key = seed_bench_store(url_db, 500, 2000)
     sim = SimulatorProcess(url_db, log_path=tmp / "simulators.log", pin_core=_core(1))
     sim.start(timeout=30)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {"SHOPFLOOR_PAYMENTS_SIM_URL": sim.url, "BENCH_PROFILE_DIR": str(tmp)}
-    pin = [] if _core(0) is None else ["taskset", "-c", "0"]
-    log = open(tmp / "server.log", "ab")
-    proc = subprocess.Popen(pin + [sys.executable, "-c", _PROFILED_SERVER, str(port)], env=child_env(url_db, env),
-                            stdout=log, stderr=log, start_new_session=True)
+    server = ScriptServerProcess(_PROFILED_SERVER, url_db, env=env, log_path=tmp / "server.log", pin_core=_core(0))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"server did not start (log {tmp / 'server.log'})")
-            time.sleep(0.2)
+        server.start()
+        proc, base = server.proc, server.url
         script = tmp / "checkout.lua"
         script.write_text(WRK_CHECKOUT_LUA + WRK_STATUS_LUA)
         wrk_env = {"SF_KEY": key, "SF_NSKUS": "500"}
@@ -151,11 +136,7 @@ def main() -> None:
             print(f"\n=== {name}: {1e6 * total / max(n, 1):.0f} us profiled CPU per checkout ===")
             print(text)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        server.stop()
         sim.stop()
 
 

@@ -27,8 +27,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -39,7 +37,7 @@ import psutil
 
 from shopfloor.gameday.flash_crowd import FlashCrowdConfig, _body, _env, _forget_redis_prefix, _Http
 from shopfloor.gameday.seed import seed_bench_store
-from shopfloor.runtime import child_env, free_port
+from shopfloor.runtime import ScriptServerProcess, ServerProcess
 
 KINDS = ("healthz", "queued", "poll", "sold_out", "poll_sold_out")
 
@@ -146,27 +144,15 @@ def main() -> None:
     late_opens = now + timedelta(seconds=30)  # LATE: shoppers queue before it opens, then its one unit sells
     env["SHOPFLOOR_WAITROOM_PRODUCTS"] = json.dumps({"HOT": {"opens_at": (now + timedelta(hours=1)).isoformat()},
                                                      "GONE": {}, "LATE": {"opens_at": late_opens.isoformat()}})
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     prof_out = tmp / "server.prof"
     if args.profile:
-        cmd = [sys.executable, "-c", _PROFILED_SERVER, str(port)]
         env["BENCH_PROFILE_OUT"] = str(prof_out)
+        http = ScriptServerProcess(_PROFILED_SERVER, url_db, env=env, log_path=tmp / "server.log")
     else:
-        cmd = [sys.executable, "-m", "shopfloor", "serve", "--port", str(port)]
-    log = open(tmp / "server.log", "ab")
-    proc = subprocess.Popen(cmd, env=child_env(url_db, env), stdout=log, stderr=log, start_new_session=True)
+        http = ServerProcess(url_db, env=env, log_path=tmp / "server.log")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"server did not start (log {tmp / 'server.log'})")
-            time.sleep(0.2)
+        http.start()
+        proc, base = http.proc, http.url
         server = psutil.Process(proc.pid)
         pid = server.children(recursive=True)[0].pid if server.children(recursive=True) else proc.pid
         tokens: dict[str, list[str]] = {"HOT": [], "LATE": []}
@@ -219,8 +205,7 @@ def main() -> None:
         print(json.dumps({"load_average": os.getloadavg(), "n": args.n, "concurrency": args.concurrency,
                           "results": results}, indent=2))
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
+        http.stop()
         if args.redis_url:
             _forget_redis_prefix(args.redis_url, env["SHOPFLOOR_REDIS_KEY_PREFIX"])
 

@@ -153,11 +153,14 @@ class _HttpChild:
     def _args(self) -> list[str]:
         raise NotImplementedError
 
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "shopfloor", *self._args()]
+
     def start(self, timeout: float = 90.0):
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         pin = ["taskset", "-c", str(self.pin_core)] if self.pin_core is not None else []
         self.proc = subprocess.Popen(
-            pin + [sys.executable, "-m", "shopfloor", *self._args()],
+            pin + self._command(),
             env=child_env(self.db_url, self.env), stdout=out, stderr=out, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -194,6 +197,22 @@ class ServerProcess(_HttpChild):
         return ["serve", "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
+        return super().start(timeout)
+
+
+class ScriptServerProcess(_HttpChild):
+    """A server started from Python source given as text (``python -c SCRIPT PORT``), for benchmarks that wrap the
+    app (in a profiler, say): the same process group, start-up wait and stop as :class:`ServerProcess`."""
+
+    def __init__(self, script: str, db_url: str, port: int | None = None, env: dict | None = None,
+                 log_path: Path | None = None, pin_core: int | None = None) -> None:
+        super().__init__(db_url, port, env, log_path, "127.0.0.1", pin_core)
+        self.script = script
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", self.script, str(self.port)]
+
+    def start(self, timeout: float = 90.0) -> ScriptServerProcess:
         return super().start(timeout)
 
 
