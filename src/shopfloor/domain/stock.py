@@ -114,11 +114,10 @@ def plan_allocation(
         raise OutOfStock(shortages)
 
     ranks = _ranks(warehouses, country, postal_code)
-    fallback = _warehouse_rank(warehouses, country, postal_code)
 
-    def rank(wid: str) -> tuple[int, str]:
+    def rank(wid: str) -> tuple[int, str]:  # a level's warehouse missing from the mapping: ranked as before
         r = ranks.get(wid)
-        return r if r is not None else fallback(wid)
+        return r if r is not None else _warehouse_rank(warehouses, country, postal_code)(wid)
 
     if len(lines) == 1:  # the common order: the best-ranked warehouse that holds the whole line
         line = lines[0]

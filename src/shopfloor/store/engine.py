@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+
+from .raw import run_driver_sql
 
 
 def dialect_insert(bind: Any, table: Any):
@@ -104,29 +105,17 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             if info.pop("sf_write_lock", False):
                 write_lock.release()
 
-        def _emit_begin(conn, sql: str) -> None:
-            # On the DBAPI cursor: through ``exec_driver_sql`` the BEGIN of every transaction went through
-            # SQLAlchemy's whole execution path, a measurable share of a small group commit. Errors are raised as
-            # SQLAlchemy's (a busy database is an ``OperationalError``), as ``exec_driver_sql`` raised them.
-            cursor = conn.connection.cursor()
-            try:
-                cursor.execute(sql)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=conn.dialect) from exc
-            finally:
-                cursor.close()
-
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - exercised by every SQLite test
             mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
             if mode == "DEFERRED":
-                _emit_begin(conn, "BEGIN DEFERRED")
+                run_driver_sql(conn, "BEGIN DEFERRED")  # off SQLAlchemy's execution path (cheaper)
                 return
             if not conn.info.get("sf_write_lock"):
                 # Held until the connection goes back to the pool (after its commit or rollback). The timeout
                 # means a mistake can only cost a wait, never a deadlock: SQLite's own lock still guards writes.
                 conn.info["sf_write_lock"] = write_lock.acquire(timeout=30)
-            _emit_begin(conn, "BEGIN IMMEDIATE")
+            run_driver_sql(conn, "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "reset")
         def _sqlite_reset(dbapi_conn, record, reset_state):  # pragma: no cover - the connection is back in the pool

@@ -218,6 +218,20 @@ def in_list(values: Sequence[Any]) -> list[Any]:
     return out
 
 
+def run_driver_sql(conn: Connection, sql: str) -> None:
+    """One parameterless statement (``BEGIN``, ``SAVEPOINT``...) on ``conn``'s DBAPI cursor, skipping SQLAlchemy's
+    execution path; the driver's errors are raised as SQLAlchemy's (a busy SQLite database is an
+    ``OperationalError``), as ``exec_driver_sql`` raises them."""
+    dialect = conn.dialect
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
 class RawSavepoint:
     """A ``SAVEPOINT`` on the DBAPI connection of ``conn``'s open transaction, with the ``commit``/``rollback``
     of SQLAlchemy's nested transaction (:func:`begin_savepoint`). SQLAlchemy's own ``begin_nested`` compiles a
@@ -236,14 +250,7 @@ class RawSavepoint:
         self._run("SAVEPOINT sf_savepoint")
 
     def _run(self, sql: str) -> None:
-        dialect = self._conn.dialect
-        cursor = self._conn.connection.cursor()
-        try:
-            cursor.execute(sql)
-        except dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
-        finally:
-            cursor.close()
+        run_driver_sql(self._conn, sql)
 
     def commit(self) -> None:
         self._run("RELEASE SAVEPOINT sf_savepoint")
