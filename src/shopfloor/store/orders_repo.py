@@ -7,6 +7,7 @@ built once with bind parameters so SQLAlchemy's compiled cache is hit on every c
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -58,9 +59,12 @@ _consume_stmt = (
 
 
 def new_id(prefix: str) -> str:
-    """``prefix_`` and 32 random hex digits (128 bits from the OS's generator, like ``uuid4`` without building a
-    UUID object: the writer makes two per order)."""
-    return f"{prefix}_{os.urandom(16).hex()}"
+    """``prefix_`` and 32 hex digits, time-ordered: the creation time in milliseconds (12 digits) and then 80 random
+    bits from the OS's generator (20 digits), the layout of a UUIDv7. Same length and alphabet as the ``uuid4().hex``
+    it replaces, still unguessable, but ids made later sort later, so a group commit's new orders, lines,
+    reservations, promise tracks and outbox events land at the right-hand end of each index keyed by them instead
+    of dirtying one random leaf page per index per order (and writing each such page to the WAL)."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 # --- idempotency ----------------------------------------------------------------------------------------------
