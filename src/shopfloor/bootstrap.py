@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,8 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     promise.engine = RuleDegradedEngine(
         promise.engine, lambda now: {d["warehouse"]: d for d in repo.active_degradations(now)}, clock)
     if settings.checkout_promise:
-        checkout.after_place = promise_bookkeeping(promise.store.record_promises_in)
+        # The hook sees only orders its own transaction just created: no promise track exists for them yet.
+        checkout.after_place = promise_bookkeeping(partial(promise.store.record_promises_in, new_orders=True))
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
                                              observer=observer, promise_inline=engine.dialect.name == "sqlite")

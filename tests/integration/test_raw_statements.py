@@ -175,6 +175,72 @@ def test_the_checkouts_promise_bookkeeping_stores_what_the_one_at_a_time_path_st
         engine.dispose()
 
 
+def test_the_checkouts_hook_skips_the_track_look_up_and_stores_the_same_track(db_url):
+    """``new_orders=True`` (the checkout writer's hook: orders its own transaction created) reads no track and
+    stores what the look-up path stores for a new order; the track text is the standard library's JSON."""
+    import json
+    from dataclasses import fields
+
+    from shopfloor.fulfillment.stats import OrderTrack, to_hours
+    from shopfloor.store.promise import SqlFulfillmentStore
+    from shopfloor.store.promise_tables import fulfillment_orders
+
+    class Window:
+        confidence = 0.9
+
+        def attach_to(self, track: OrderTrack) -> None:
+            track.warehouse = "w1"
+            track.placed_h = to_hours(NOW) + 0.1
+            track.promise_conf = self.confidence
+            track.promise_p50_h = 72.25
+            track.promise_due_h = track.promise_eta_h = to_hours(NOW) + 72.0
+
+    engine = make_engine(db_url)
+    store = SqlFulfillmentStore(engine)
+    try:
+        with engine.begin() as conn:
+            store.record_promises_in(conn, [("ord_a", Window())], NOW)
+        with engine.begin() as conn:
+            raw_cursor_sql: list[str] = []
+            orig = conn.connection.cursor
+
+            def spying_cursor():
+                cur = orig()
+
+                class Spy:
+                    def __getattr__(self, name):
+                        return getattr(cur, name)
+
+                    def execute(self, sql, *args):
+                        raw_cursor_sql.append(sql)
+                        return cur.execute(sql, *args)
+
+                    def executemany(self, sql, *args):
+                        raw_cursor_sql.append(sql)
+                        return cur.executemany(sql, *args)
+
+                return Spy()
+
+            conn.connection.cursor = spying_cursor
+            try:
+                store.record_promises_in(conn, [("ord_b", Window())], NOW, new_orders=True)
+            finally:
+                conn.connection.cursor = orig
+        assert not [sql for sql in raw_cursor_sql if sql.lstrip().upper().startswith("SELECT")
+                    and "fulfillment_orders" in sql]
+        assert [sql for sql in raw_cursor_sql if "fulfillment_orders" in sql]  # the track was still written
+        with engine.connect() as conn:
+            rows = {r.order_id: r.track for r in conn.execute(select(fulfillment_orders))}
+        a, b = json.loads(rows["ord_a"]), json.loads(rows["ord_b"])
+        assert a.pop("order_id") == "ord_a" and b.pop("order_id") == "ord_b"
+        assert a == b
+        track = OrderTrack.from_json(rows["ord_b"])
+        assert rows["ord_b"] == json.dumps({f.name: getattr(track, f.name) for f in fields(OrderTrack)},
+                                           separators=(",", ":"))
+    finally:
+        engine.dispose()
+
+
 def test_a_raw_savepoint_rolled_back_undoes_only_what_was_written_inside_it(db_url):
     from shopfloor.store.raw import begin_savepoint
 

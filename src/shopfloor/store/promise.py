@@ -265,16 +265,22 @@ class SqlFulfillmentStore:
         with self.engine.begin() as conn:
             self.record_promises_in(conn, [(order_id, window)], now)
 
-    def record_promises_in(self, conn: Connection, items: Sequence[tuple[str, Any]], now: datetime) -> None:
+    def record_promises_in(self, conn: Connection, items: Sequence[tuple[str, Any]], now: datetime, *,
+                           new_orders: bool = False) -> None:
         """:meth:`record_promise` for many orders in the caller's transaction (the checkout's group commit, once
-        per batch): the same reads and writes as the ingest's, on the DBAPI cursor with SQL compiled once."""
+        per batch): the same reads and writes as the ingest's, on the DBAPI cursor with SQL compiled once.
+        ``new_orders``: the orders were created in this very transaction (the checkout writer's hook), so no
+        track can exist for them yet and the look-up of their tracks is skipped."""
         if not items:
             return
         dialect = conn.dialect.name
         seq = self._next_seq_raw(conn)
-        order_ids = in_list(sorted({oid for oid, _ in items}))
-        tracks = {oid: OrderTrack.from_json(text) for oid, text in _raw_promise.fetchall(
-            conn, ("tracks", len(order_ids)), {f"b_{i}": v for i, v in enumerate(order_ids)})}
+        if new_orders:
+            tracks: dict[str, OrderTrack] = {}
+        else:
+            order_ids = in_list(sorted({oid for oid, _ in items}))
+            tracks = {oid: OrderTrack.from_json(text) for oid, text in _raw_promise.fetchall(
+                conn, ("tracks", len(order_ids)), {f"b_{i}": v for i, v in enumerate(order_ids)})}
         keys = in_list(sorted({cal_key(w.confidence) for _, w in items}))
         states = {key: state_from_dict(json.loads(text)) for key, text in _raw_promise.fetchall(
             conn, ("states", len(keys)), {f"b_{i}": v for i, v in enumerate(keys)})}
