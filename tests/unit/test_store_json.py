@@ -38,3 +38,20 @@ def test_engines_use_them_for_json_columns(tmp_path):
     engine.dispose()
     assert rows[1] == {"n": 2**70, "s": "x"}
     assert math.isnan(rows[2]["x"])
+
+
+def test_sqlite_engines_hand_out_the_connection_returned_last(tmp_path):
+    """Each SQLite connection has its own page cache, dropped whenever another connection wrote since its last
+    transaction: the pool hands the most recently returned connection out again (the writer keeps a warm cache)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lifo.db'}")
+    try:
+        first, second = engine.raw_connection(), engine.raw_connection()
+        first_driver, second_driver = first.driver_connection, second.driver_connection
+        assert first_driver is not second_driver
+        first.close()
+        second.close()  # returned last
+        again = engine.raw_connection()
+        assert again.driver_connection is second_driver
+        again.close()
+    finally:
+        engine.dispose()

@@ -77,6 +77,12 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=False,
+            # Hand out the connection returned last. Each SQLite connection keeps its own page cache, and a
+            # connection that finds the database changed by another one since its last transaction drops all of
+            # it. Handed out in turn (the default), every group commit of the checkout writer ran on a connection
+            # some other one had just written past, so it re-read its pages from the file each time; handed out
+            # last-in-first-out, the writer mostly gets back the connection it just used, cache intact.
+            pool_use_lifo=True,
             json_serializer=json_dumps,
             json_deserializer=json_loads,
         )
