@@ -145,3 +145,15 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory``): settings from the environment."""
     return create_app(build_container(Settings()))
+
+
+def served_app_from_env():
+    """The factory ``shopfloor serve`` runs: :func:`app_from_env` behind the proxy headers' middleware when
+    ``http_proxy_headers`` is on (uvicorn's own is then off: see :mod:`shopfloor.api.proxy`)."""
+    app = app_from_env()
+    settings = app.state.container.settings
+    if not settings.http_proxy_headers:
+        return app
+    from .proxy import FastProxyHeaders
+
+    return FastProxyHeaders(app, trusted_hosts=settings.http_forwarded_allow_ips)
