@@ -45,6 +45,9 @@ def main() -> None:
             "crowd_requests": r.totals["crowd_requests"], "sellout_notice_by": r.totals["sellout_notice_by"],
             "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
             "load_average": r.totals["load_average"],
+            "sellout_at_s": r.totals["sellout_at_s"], "sellout_notice_tail": r.totals["sellout_notice_tail"],
+            "outcomes": r.totals["outcomes"], "refusals": r.totals["refusals"],
+            "ordinary_timeline": r.totals["ordinary_timeline"],
         })
 
     def median(key: str):
