@@ -11,6 +11,8 @@ uvicorn's own code, so the answers are the same as uvicorn's.
 
 from __future__ import annotations
 
+import re
+
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware, _TrustedHosts
 
 
@@ -26,16 +28,14 @@ class _FastTrustedHosts(_TrustedHosts):
         return super().__contains__(host)
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 def _plain_ipv4(text: str) -> bool:
-    """Whether ``text`` is a dotted-quad IPv4 address in its one canonical spelling."""
-    parts = text.split(".")
-    if len(parts) != 4:
-        return False
-    for part in parts:
-        if not part.isdigit() or not part.isascii() or len(part) > 3 or (len(part) > 1 and part[0] == "0") \
-                or int(part) > 255:
-            return False
-    return True
+    """Whether ``text`` is a dotted-quad IPv4 address in its one canonical spelling (ASCII digits, no leading
+    zeros, each octet at most 255)."""
+    return _PLAIN_IPV4.fullmatch(text) is not None
 
 
 class FastProxyHeaders(ProxyHeadersMiddleware):
