@@ -133,8 +133,13 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
                        checkout_body_limit=body_limits.limit_for(CHECKOUT_PATH),
                        read_limits=container.services.get("rate_limits"))
     checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
+    lane = None
+    if container.services.get("waitroom") is not None and settings.waitroom_arrival_lane_per_turn:
+        from .crowd_front import ArrivalLane
+
+        lane = ArrivalLane(settings.waitroom_arrival_lane_per_turn)
     front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
-                                      route=checkout_route)
+                                      route=checkout_route, arrivals=lane)
     if container.services.get("waitroom") is not None:
         queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
         front.queue = QueueStatusFastPath(front.handed_on, container=container,
