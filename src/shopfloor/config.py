@@ -140,9 +140,10 @@ class Settings(BaseSettings):
         "process holds at once (each is an open connection); past it a status request is answered at once with "
         "Retry-After. 0: none is held.")
     waitroom_arrival_lane_per_turn: int = Field(
-        default=8, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
+        default=0, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
         "one server process lets on per event-loop turn; the rest wait in line, FIFO, behind everything else the "
-        "loop has to do (admitted checkouts, other products' checkouts, queue status). 0: no line.")
+        "loop has to do (admitted checkouts, other products' checkouts, queue status). 0 (the default): no line; "
+        "see docs/benchmarks/flash_sale.md for what it did in the game day.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")
