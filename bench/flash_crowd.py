@@ -46,6 +46,8 @@ def main() -> None:
             "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
             "load_average": r.totals["load_average"],
             "sellout_at_s": r.totals["sellout_at_s"], "sellout_notice_tail": r.totals["sellout_notice_tail"],
+            "sellout_seen_by_server_after_s": r.totals["sellout_seen_by_server_after_s"],
+            "held_told_sold_out_at_once": r.totals["held_told_sold_out_at_once"],
             "outcomes": r.totals["outcomes"], "refusals": r.totals["refusals"],
             "ordinary_timeline": r.totals["ordinary_timeline"],
         })
