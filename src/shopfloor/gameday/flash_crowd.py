@@ -632,6 +632,10 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "bots": sum(s.kind == "bot" for s in crowd),
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
+        # the checkout that bought the last unit: how long after its start (the sell-out) it was answered; the
+        # server knows of the sell-out from its reservation on, so the notice cannot come much sooner than this
+        "sellout_buyer_answered_after_s": max(((s.outcome_s - s.bought_started_s, s.bought_started_s)
+                                                for s in bought), key=lambda t: t[1], default=(None,))[0],
         "sellout_notice_p50_s": _percentile(notices, 0.5) if notices else None,
         # the server's side of the notice (one process): when it first read HOT as sold out, seconds after the
         # sell-out, and how many held status requests it then answered at once
