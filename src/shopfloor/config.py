@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         description="Databases (comma-separated: sqlite, postgresql; empty: none) on which the checkout writer's hot "
                     "statements run on the raw DBAPI cursor instead of SQLAlchemy's execution layer (same SQL, "
                     "same transactions).")
+    server_switch_interval_ms: float = Field(
+        default=0.0, ge=0, le=100,
+        description="The server process's GIL switch interval in ms (Python's default is 5; 0 leaves it alone). A "
+                    "thread of the buy path (the group-commit writer) waiting for the GIL while the event loop "
+                    "is busy waits up to this long at each hand-over, and a batch hands over at every database "
+                    "call.")
     server_gc_gen0_threshold: int = Field(
         default=10_000, ge=0, le=1_000_000,
         description="The server process's garbage-collector threshold for its youngest generation, in net "

@@ -44,6 +44,10 @@ def create_app(container: Container) -> FastAPI:
         # to the permanent generation, so later full collections only walk objects created while serving.
         gc.collect()
         gc.freeze()
+        if container.settings.server_switch_interval_ms:
+            import sys
+
+            sys.setswitchinterval(container.settings.server_switch_interval_ms / 1000)
         gen0 = container.settings.server_gc_gen0_threshold
         if gen0:
             _, gen1, gen2 = gc.get_threshold()
