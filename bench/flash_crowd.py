@@ -45,6 +45,12 @@ def main() -> None:
             "crowd_requests": r.totals["crowd_requests"], "sellout_notice_by": r.totals["sellout_notice_by"],
             "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
             "load_average": r.totals["load_average"],
+            "sellout_at_s": r.totals["sellout_at_s"], "sellout_notice_tail": r.totals["sellout_notice_tail"],
+            "sellout_seen_by_server_after_s": r.totals["sellout_seen_by_server_after_s"],
+            "held_told_sold_out_at_once": r.totals["held_told_sold_out_at_once"],
+            "sellout_buyer_answered_after_s": r.totals["sellout_buyer_answered_after_s"],
+            "outcomes": r.totals["outcomes"], "refusals": r.totals["refusals"],
+            "ordinary_timeline": r.totals["ordinary_timeline"],
         })
 
     def median(key: str):

@@ -44,14 +44,14 @@ KINDS = ("healthz", "queued", "poll", "sold_out", "poll_sold_out")
 _PROFILED_SERVER = """
 import cProfile, os, signal, sys, time
 import uvicorn
-from shopfloor.api.app import app_from_env
+from shopfloor.api.app import served_app_from_env
 prof = cProfile.Profile(time.thread_time)
 def dump(*_):
     prof.disable(); prof.dump_stats(os.environ["BENCH_PROFILE_OUT"]); prof.clear(); prof.enable()
 signal.signal(signal.SIGUSR1, dump)
 prof.enable()
-uvicorn.run(app_from_env(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            http="httptools", loop="uvloop", proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+uvicorn.run(served_app_from_env(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+            http="httptools", loop="uvloop", proxy_headers=False)
 """
 
 

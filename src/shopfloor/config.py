@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         description="Databases (comma-separated: sqlite, postgresql; empty: none) on which the checkout writer's hot "
                     "statements run on the raw DBAPI cursor instead of SQLAlchemy's execution layer (same SQL, "
                     "same transactions).")
+    server_switch_interval_ms: float = Field(
+        default=0.0, ge=0, le=100,
+        description="The server process's GIL switch interval in ms (Python's default is 5; 0 leaves it alone). A "
+                    "thread of the buy path (the group-commit writer) waiting for the GIL while the event loop "
+                    "is busy waits up to this long at each hand-over, and a batch hands over at every database "
+                    "call.")
     server_gc_gen0_threshold: int = Field(
         default=10_000, ge=0, le=1_000_000,
         description="The server process's garbage-collector threshold for its youngest generation, in net "
@@ -139,6 +145,11 @@ class Settings(BaseSettings):
         default=10_000, ge=0, le=1_000_000, description="Most GET /v1/queue/{token}?wait=S requests one server "
         "process holds at once (each is an open connection); past it a status request is answered at once with "
         "Retry-After. 0: none is held.")
+    waitroom_arrival_lane_per_turn: int = Field(
+        default=0, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
+        "one server process lets on per event-loop turn; the rest wait in line, FIFO, behind everything else the "
+        "loop has to do (admitted checkouts, other products' checkouts, queue status). 0 (the default): no line; "
+        "see docs/benchmarks/flash_sale.md for what it did in the game day.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

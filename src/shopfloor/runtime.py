@@ -79,6 +79,15 @@ def _log_tail(path: Path | None, lines: int = 1) -> str:
 
 
 def free_port() -> int:
+    """A free local port: the kernel's pick, or the first free one in ``SHOPFLOOR_FREE_PORTS`` ("LOW-HIGH") when set
+    (a shared machine where each user keeps to a range)."""
+    span = os.environ.get("SHOPFLOOR_FREE_PORTS")
+    if span:
+        low, high = (int(x) for x in span.split("-", 1))
+        for port in range(low, high + 1):
+            if not port_in_use("127.0.0.1", port):
+                return port
+        raise RuntimeError(f"no free port in SHOPFLOOR_FREE_PORTS={span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

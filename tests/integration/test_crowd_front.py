@@ -124,3 +124,41 @@ def test_the_queue_status_keeps_its_openapi_entry(shop):
     client, *_ = shop
     paths = client.get("/openapi.json").json()["paths"]
     assert "get" in paths["/v1/queue/{token}"] and "post" in paths["/v1/checkouts"]
+
+
+def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(db_url):
+    from shopfloor.api.crowd_front import ArrivalLane
+
+    clock = FixedClock(OPENS - timedelta(seconds=60))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}, "GONE": {}},
+                        waitroom_stock_cache_s=0, waitroom_arrival_lane_per_turn=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999, "GONE": 999, "A1": 1299},
+         {("HOT", "w1"): 2, ("GONE", "w1"): 0, ("A1", "w1"): 50})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    lane = app.front.checkout.arrivals
+    assert isinstance(lane, ArrivalLane) and lane.per_turn == 1
+    entered = []
+    real_enter = lane.enter
+
+    async def counting_enter():
+        entered.append(1)
+        await real_enter()
+
+    lane.enter = counting_enter
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as client:
+        queued = _checkout(client, auth, "HOT", "q1")
+        gone = _checkout(client, auth, "GONE", "g1")
+        ordinary = _checkout(client, auth, "A1", "o1")
+        with_token = _checkout(client, auth, "HOT", "q1", token=queued.json()["error"]["details"][0]["queue_token"])
+    assert (queued.status_code, queued.json()["error"]["code"]) == (429, "queued")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (409, "sold_out")
+    assert ordinary.status_code == 201 and with_token.status_code == 429
+    assert len(entered) == 2  # the two arrivals at guarded products; not the ordinary one, not the token holder
+
+
+def test_the_arrival_lane_is_off_by_default(shop):
+    client, *_ = shop
+    assert client.app.front.checkout.arrivals is None

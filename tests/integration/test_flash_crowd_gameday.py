@@ -30,5 +30,10 @@ def test_a_short_flash_crowd_sells_exactly_the_units_and_tells_every_waiting_sho
     assert set(result.totals["generator_lag_ms"]["crowd"]) == {"ordinary", "crowd1", "crowd2", "crowd3"}
     assert "load_generator_lagged" in result.checks
     assert result.totals["held_told_sold_out_at_once"] is not None
+    # the notice's tail and its floor (the last buyer's checkout) are reported
+    assert result.totals["sellout_buyer_answered_after_s"] >= 0
+    tail = result.totals["sellout_notice_tail"]
+    assert tail["over_s"] == 1.0 and tail["n"] == sum(g["n"] for g in tail["groups"].values())
+    assert tail["n"] >= result.checks["sellout_notice_over_target"]  # told after 1 s includes told after 2 s
     assert result.baseline_p99_ms and result.ordinary_p99_ms and result.admitted_p99_ms  # measured, not asserted:
     # the p99 targets are checks of the full game day (docs/BENCHMARKS.md), not of a test on a shared machine

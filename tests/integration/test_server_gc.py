@@ -39,3 +39,25 @@ def test_a_threshold_of_zero_leaves_pythons_setting_alone(tmp_path, restore_gc):
     app = create_app(build_container(Settings(database_url=url, server_gc_gen0_threshold=0)))
     with TestClient(app):
         assert gc.get_threshold() == (1234, 10, 10)
+
+
+@pytest.fixture
+def restore_switch_interval():
+    import sys
+
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize("ms,expected_s", [(0.5, 0.0005), (0.0, 0.005)])
+def test_the_server_sets_its_gil_switch_interval_when_configured(tmp_path, restore_gc, restore_switch_interval, ms,
+                                                                  expected_s):
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'gc.db'}"
+    upgrade_database(url)
+    sys.setswitchinterval(0.005)
+    app = create_app(build_container(Settings(database_url=url, server_switch_interval_ms=ms)))
+    with TestClient(app):
+        assert sys.getswitchinterval() == pytest.approx(expected_s)

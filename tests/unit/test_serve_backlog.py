@@ -21,3 +21,9 @@ def _served_with(monkeypatch, **settings) -> dict:
 def test_serve_listens_with_a_backlog_of_4096_by_default_and_the_setting_when_given(monkeypatch):
     assert _served_with(monkeypatch)["backlog"] == 4096
     assert _served_with(monkeypatch, http_backlog=512)["backlog"] == 512
+
+
+def test_serve_reads_the_proxy_headers_in_the_app_not_in_uvicorn(monkeypatch):
+    seen = _served_with(monkeypatch)
+    assert seen["proxy_headers"] is False  # uvicorn's parses every new client address: the app's own does it
+    assert "forwarded_allow_ips" not in seen

@@ -473,3 +473,64 @@ def test_a_checkout_of_a_sold_out_product_is_answered_sold_out_without_taking_fr
     stock.units = 3
     limited = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "b", "tok"))
     assert sold.kind == SOLD and limited.kind == "rate_limited" and limits.taken == 1
+
+
+def test_a_queued_shopper_retrying_after_the_sell_out_hears_sold_out_even_when_its_address_is_limited():
+    # a bot (or a shopper) that ignores Retry-After runs its address bucket dry; once the product is sold out its
+    # next try is told sold_out, not "rate limited" until the bucket refills (the sell-out notice waits for nobody)
+    from shopfloor.waitroom import QUEUED, SOLD, CheckoutGate
+
+    class DryLimits:
+        def __init__(self) -> None:
+            self.taken = 0
+
+        async def checkout(self, key_id, address):
+            self.taken += 1
+            return None if self.taken == 1 else ("checkout_per_address", 1)
+
+        async def products(self, skus):
+            return None
+
+    room, stock, _ = _room(units=1, k=1.0)
+    limits = DryLimits()
+    gate = CheckoutGate(room, limits)
+
+    async def scene():
+        await room.admit("HOT", None, "head")  # takes the only admitted place
+        queued = await gate.enter(["HOT"], "key", "10.0.0.9", None, "bot", "tok")
+        limited = await gate.enter(["HOT"], "key", "10.0.0.9", queued.decision.token, "bot", "tok")
+        stock.units = 0
+        told = await gate.enter(["HOT"], "key", "10.0.0.9", queued.decision.token, "bot", "tok")
+        return queued.kind, limited.kind, told.kind, limits.taken
+
+    assert run(scene()) == (QUEUED, "rate_limited", SOLD, 2)
+
+
+def test_once_sold_out_a_retry_of_a_purchase_under_way_still_passes_the_gate_and_its_limits():
+    from shopfloor.waitroom import GO, CheckoutGate
+
+    class CountingLimits:
+        def __init__(self) -> None:
+            self.taken = 0
+
+        async def checkout(self, key_id, address):
+            self.taken += 1
+            return None
+
+        async def products(self, skus):
+            return None
+
+    room, stock, _ = _room(units=1, k=1.0)
+    limits = CountingLimits()
+    gate = CheckoutGate(room, limits)
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        await room.finish(head, succeeded=False)
+        first = await gate.enter(["HOT"], "key", "10.0.0.2", waiting.token, "b", "tok")  # "b" starts its purchase
+        stock.units = 0  # its own reservation took the last unit
+        retry = await gate.enter(["HOT"], "key", "10.0.0.2", waiting.token, "b", "tok")
+        return first.kind, retry.kind, retry.decision.state, limits.taken
+
+    assert run(scene()) == (GO, GO, ADMITTED, 2)

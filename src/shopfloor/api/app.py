@@ -44,6 +44,10 @@ def create_app(container: Container) -> FastAPI:
         # to the permanent generation, so later full collections only walk objects created while serving.
         gc.collect()
         gc.freeze()
+        if container.settings.server_switch_interval_ms:
+            import sys
+
+            sys.setswitchinterval(container.settings.server_switch_interval_ms / 1000)
         gen0 = container.settings.server_gc_gen0_threshold
         if gen0:
             _, gen1, gen2 = gc.get_threshold()
@@ -133,8 +137,13 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
                        checkout_body_limit=body_limits.limit_for(CHECKOUT_PATH),
                        read_limits=container.services.get("rate_limits"))
     checkout_route = next((r for r in checkout.router.routes if getattr(r, "path", None) == CHECKOUT_PATH), None)
+    lane = None
+    if container.services.get("waitroom") is not None and settings.waitroom_arrival_lane_per_turn:
+        from .crowd_front import ArrivalLane
+
+        lane = ArrivalLane(settings.waitroom_arrival_lane_per_turn)
     front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
-                                      route=checkout_route)
+                                      route=checkout_route, arrivals=lane)
     if container.services.get("waitroom") is not None:
         queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
         front.queue = QueueStatusFastPath(front.handed_on, container=container,
@@ -145,3 +154,15 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory``): settings from the environment."""
     return create_app(build_container(Settings()))
+
+
+def served_app_from_env():
+    """The factory ``shopfloor serve`` runs: :func:`app_from_env` behind the proxy headers' middleware when
+    ``http_proxy_headers`` is on (uvicorn's own is then off: see :mod:`shopfloor.api.proxy`)."""
+    app = app_from_env()
+    settings = app.state.container.settings
+    if not settings.http_proxy_headers:
+        return app
+    from .proxy import FastProxyHeaders
+
+    return FastProxyHeaders(app, trusted_hosts=settings.http_forwarded_allow_ips)

@@ -15,7 +15,9 @@ entry. Every other request goes straight to the stack.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI
@@ -107,3 +109,59 @@ class CrowdFront:
                 elapsed = time.perf_counter() - started
                 for observe in self.observers:
                     observe(template, method, status, elapsed)
+
+
+class ArrivalLane:
+    """A line for a flash crowd's new arrivals: at most ``per_turn`` of them go on per event-loop turn, the rest
+    wait in line (first come, first served) while the loop runs everything else that is ready.
+
+    A crowd's new arrivals (checkouts of a guarded product without ``Queue-Token``) are most of its requests, and
+    each is answered in one step (``429 queued``, ``409 sold_out``). An admitted checkout, an ordinary shopper's
+    checkout or a held status request needs several steps (the buy path's awaits), and each step waited behind
+    every arrival that came in meanwhile: a backlog of arrivals multiplied into seconds for them. With the line,
+    a step of theirs waits behind at most ``per_turn`` arrivals; the arrivals still get whatever CPU the rest
+    leaves, and they are answered in the order they came. Costs an idle server one extra loop turn per arrival
+    only when more than ``per_turn`` arrive within one turn.
+    """
+
+    def __init__(self, per_turn: int) -> None:
+        if per_turn < 1:
+            raise ValueError("per_turn must be >= 1")
+        self.per_turn = per_turn
+        self._line: deque[asyncio.Future] = deque()
+        self._passed = 0  # arrivals let on in the current turn
+        self._scheduled = False
+        self.waited = 0  # arrivals that had to wait in line (for tests and metrics)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._line)
+
+    async def enter(self) -> None:
+        """Return when this arrival may go on."""
+        if not self._line and self._passed < self.per_turn:
+            self._passed += 1
+            self._schedule()
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._line.append(future)
+        self.waited += 1
+        self._schedule()
+        await future
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._scheduled = False
+        self._passed = 0
+        line = self._line
+        while line and self._passed < self.per_turn:
+            future = line.popleft()
+            if not future.done():  # the client went away (its task was cancelled): nobody to let on
+                future.set_result(None)
+                self._passed += 1
+        if line or self._passed:
+            self._schedule()

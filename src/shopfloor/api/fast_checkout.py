@@ -37,11 +37,13 @@ def _is_json(content_type: bytes) -> bool:
 class CheckoutFastPath:
     """ASGI middleware: serves well-formed ``POST /v1/checkouts`` requests, passes everything else on."""
 
-    def __init__(self, app, container, authenticator, route: Any = None) -> None:
+    def __init__(self, app, container, authenticator, route: Any = None, arrivals: Any = None) -> None:
         self.app = app
         self.container = container
         self.authenticator = authenticator
         self.route = route  # the FastAPI route, put in the scope so that metrics label requests by its template
+        # the line for new arrivals at a guarded product (see crowd_front.ArrivalLane); None: no line
+        self.arrivals = arrivals
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -75,6 +77,10 @@ class CheckoutFastPath:
         checkout_in, key, key_id = cmd
         if self.route is not None:
             scope["route"] = self.route
+        if self.arrivals is not None and queue_token is None:
+            room = self.container.services.get("waitroom")
+            if room is not None and room.guarded_sku([line.sku for line in checkout_in.lines]) is not None:
+                await self.arrivals.enter()
         try:
             client = scope.get("client")
             response = await run_checkout(

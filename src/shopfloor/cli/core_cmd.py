@@ -139,9 +139,10 @@ def serve(
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
     uvicorn.run(
-        "shopfloor.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level, access_log=False, http="httptools", loop="uvloop",
-        proxy_headers=settings.http_proxy_headers, forwarded_allow_ips=settings.http_forwarded_allow_ips,
+        # the proxy headers are read by the app's own middleware (settings.http_proxy_headers; see
+        # shopfloor.api.proxy), not uvicorn's, which parses every new client address
+        "shopfloor.api.app:served_app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level=log_level, access_log=False, http="httptools", loop="uvloop", proxy_headers=False,
         backlog=settings.http_backlog,
     )
 

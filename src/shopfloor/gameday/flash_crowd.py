@@ -98,6 +98,7 @@ class _Shopper:
     # for sold_out/expired: "hold" (a held status request's answer), "checkout_sold_out" (the gate's answer to a
     # checkout) or "checkout_out_of_stock" (the buy path's: the purchase started and found no unit)
     told_by: str | None = None
+    told_sent_s: float | None = None  # when the request that told the outcome was sent
 
 
 @dataclass
@@ -255,6 +256,7 @@ class _Load:
             if status == 409 and code in ("sold_out", "out_of_stock"):
                 # the gate's sold_out, or the buy path's out_of_stock (a purchase that started and found no unit)
                 s.outcome, s.outcome_s, s.told_by = "sold_out", answered, f"checkout_{code}"
+                s.told_sent_s = started
                 return
             if status == 429 and code == "queued":
                 if s.queued_s is None:
@@ -263,9 +265,9 @@ class _Load:
                 if s.kind == "bot":
                     await asyncio.sleep(self.cfg.bot_poll_s)  # bots ignore Retry-After and the held status
                     continue
-                state = await self._hold(s, token, deadline_s, float(hdrs.get("retry-after", "1")))
+                state, sent = await self._hold(s, token, deadline_s, float(hdrs.get("retry-after", "1")))
                 if state in ("sold_out", "expired"):
-                    s.outcome, s.outcome_s, s.told_by = state, self.now_s(), "hold"
+                    s.outcome, s.outcome_s, s.told_by, s.told_sent_s = state, self.now_s(), "hold", sent
                     return
                 continue  # admitted (or the hold ended): check out with the token
             if status == 429:  # a rate limit: humans wait as told, bots hammer on
@@ -278,16 +280,18 @@ class _Load:
             s.outcome, s.outcome_s = f"error:{status}:{code}", answered
             return
 
-    async def _hold(self, s: _Shopper, token: str, deadline_s: float, retry_after_s: float = 1.0) -> str:
+    async def _hold(self, s: _Shopper, token: str, deadline_s: float,
+                    retry_after_s: float = 1.0) -> tuple[str, float]:
         """Hold GET /v1/queue/{token}?wait= until admitted, sold out or expired. With ``hold_s`` 0 the shopper
         polls instead (no ``wait``), every ``retry_after_s`` (the queued checkout's Retry-After): the protocol
-        without the long poll, to count what holding saves."""
+        without the long poll, to count what holding saves. Returns the state and when its request was sent."""
         query = f"?wait={self.cfg.hold_s:g}" if self.cfg.hold_s > 0 else ""
         first = True
         while self.now_s() < deadline_s:
             if not query and not first:
                 await asyncio.sleep(retry_after_s)
             first = False
+            sent = self.now_s()
             try:
                 s.requests += 1
                 s.holds += 1
@@ -300,12 +304,12 @@ class _Load:
             if status == 200:
                 state = json.loads(payload)["state"]
                 if state != "waiting":
-                    return state
+                    return state, sent
                 if "retry-after" in hdrs:  # not held (the server holds as many as it will): ask again after it
                     await asyncio.sleep(float(hdrs["retry-after"]))
                 continue
             await asyncio.sleep(float(hdrs.get("retry-after", "1")))
-        return "waiting"
+        return "waiting", self.now_s()
 
 
 def _crowd(cfg: FlashCrowdConfig) -> list[_Shopper]:
@@ -530,6 +534,29 @@ def _timeline(samples: list[tuple[float, float, int, str | None]], step_s: float
     return [{"from_s": k * step_s, "n": len(v), "p99_ms": _percentile(v, 0.99)} for k, v in sorted(buckets.items())]
 
 
+def _notice_tail(waiting: list[_Shopper], sellout_s: float | None, over_s: float = 1.0) -> dict[str, Any]:
+    """Who heard of the sell-out more than ``over_s`` after it: counts by kind and channel, the sending and the
+    server's answering delays (p50/max, s), and the ten latest."""
+    if sellout_s is None:
+        return {}
+    late = sorted((s for s in waiting if s.outcome_s - sellout_s > over_s), key=lambda s: s.outcome_s)
+    groups: dict[str, dict[str, Any]] = {}
+    for key in sorted({f"{s.kind}:{s.told_by}" for s in late}):
+        members = [s for s in late if f"{s.kind}:{s.told_by}" == key]
+        sent = [s.told_sent_s - sellout_s for s in members if s.told_sent_s is not None]
+        served = [s.outcome_s - s.told_sent_s for s in members if s.told_sent_s is not None]
+        groups[key] = {"n": len(members),
+                       "sent_after_sellout_s": {"p50": _percentile(sent, 0.5), "max": round(max(sent), 3)}
+                       if sent else None,
+                       "answer_took_s": {"p50": _percentile(served, 0.5), "max": round(max(served), 3)}
+                       if served else None}
+    latest = [{"kind": s.kind, "told_by": s.told_by, "pre_open": s.pre_open, "arrive_s": round(s.arrive_s, 3),
+               "queued_s": round(s.queued_s, 3), "requests": s.requests,
+               "sent_s": None if s.told_sent_s is None else round(s.told_sent_s - sellout_s, 3),
+               "answered_s": round(s.outcome_s - sellout_s, 3)} for s in late[-10:]]
+    return {"over_s": over_s, "n": len(late), "groups": groups, "latest": latest}
+
+
 def _refusals(metrics: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in metrics.splitlines():
@@ -599,9 +626,16 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "sellout_notice_by": {by: {"n": len(v), "p50_s": _percentile(v, 0.5), "max_s": round(max(v), 3)}
                               for by in ("hold", "checkout_sold_out", "checkout_out_of_stock")
                               for v in [[s.outcome_s - sellout_s for s in waiting_then if s.told_by == by]] if v},
+        # the notice's tail: the last told, with when their telling request was sent and answered (s after the
+        # sell-out); "sent late" is the shopper's own timing (a bot's next retry), "answered late" the server's
+        "sellout_notice_tail": _notice_tail(waiting_then, sellout_s),
         "bots": sum(s.kind == "bot" for s in crowd),
         "waiting_at_sellout": len(waiting_then),
         "sellout_at_s": None if sellout_s is None else round(sellout_s, 3),
+        # the checkout that bought the last unit: how long after its start (the sell-out) it was answered; the
+        # server knows of the sell-out from its reservation on, so the notice cannot come much sooner than this
+        "sellout_buyer_answered_after_s": max(((s.outcome_s - s.bought_started_s, s.bought_started_s)
+                                                for s in bought), key=lambda t: t[1], default=(None,))[0],
         "sellout_notice_p50_s": _percentile(notices, 0.5) if notices else None,
         # the server's side of the notice (one process): when it first read HOT as sold out, seconds after the
         # sell-out, and how many held status requests it then answered at once

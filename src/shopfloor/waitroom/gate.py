@@ -58,11 +58,24 @@ class CheckoutGate:
     async def _verdict(self, skus: Sequence[str], key_id: str | None, address: str | None,
                        queue_token: str | None, idempotency_key: str) -> Verdict:
         sku = None if self.room is None else self.room.guarded_sku(skus)
-        if sku is not None and queue_token is None:
+        early = None  # the room's decision when it was asked before the limits
+        if sku is not None:
             # most of a crowd arrives after the sell-out: its answer costs no bucket (in Redis: no round trip)
             sold_out = self.room.sold_out_now(sku)
             if sold_out is not None:
-                return Verdict(SOLD, decision=sold_out, sku=sku)
+                if queue_token is None:
+                    return Verdict(SOLD, decision=sold_out, sku=sku)
+                # a shopper who held a place (a bot retrying, an admitted shopper too late) hears sold_out at this
+                # try, not after the address bucket refilled: the room decides (a purchase already under way with
+                # the place still goes on to the buy path)
+                try:
+                    early = await self.room.admit(sku, queue_token, idempotency_key)
+                except DomainError:
+                    raise
+                except Exception:  # noqa: BLE001 - the queue store is unreachable: the limits and the room below
+                    early = None
+                if early is not None and early.state == SOLD_OUT:
+                    return Verdict(SOLD, decision=early, sku=sku)
         if self.limits is not None:
             refusal = await self.limits.checkout(key_id, address)
             if refusal is not None:
@@ -70,7 +83,8 @@ class CheckoutGate:
         decision = None
         if sku is not None:
             try:
-                decision = await self.room.admit(sku, queue_token, idempotency_key)
+                decision = early if early is not None else await self.room.admit(sku, queue_token,
+                                                                                 idempotency_key)
             except DomainError:
                 raise
             except Exception:  # noqa: BLE001 - the queue store is unreachable: fail closed, the product waits
