@@ -32,7 +32,7 @@ from shopfloor.planning.restock_engine import RestockEngine
 M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 
 
-def oracle_engine(panel: DemandPanel, blend: float, **kw) -> RestockEngine:
+def oracle_engine(panel: DemandPanel, blend: float, days_part: str = "all", **kw) -> RestockEngine:
     demand = panel.demand.astype(float)
     n, days = demand.shape
     position = {d.date(): i for i, d in enumerate(panel.dates)}
@@ -46,7 +46,13 @@ def oracle_engine(panel: DemandPanel, blend: float, **kw) -> RestockEngine:
             actual = own.copy()
             hi = min(t + 1 + k, days)
             actual[:, :hi - t - 1] = demand[:, t + 1:hi]
-            return (1 - blend) * own + blend * actual
+            out = (1 - blend) * own + blend * actual
+            lead = self.lead_time
+            if days_part == "lead":  # the days before an order placed today arrives
+                out[:, lead:] = own[:, lead:]
+            elif days_part == "review":  # the days from its arrival on
+                out[:, :lead] = own[:, :lead]
+            return out
 
     return Blended(**kw)
 
@@ -58,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-days", type=int, default=364)
     ap.add_argument("--blend", default="0,0.05,0.1", help="comma-separated f: share of the actual demand")
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
+    ap.add_argument("--days", choices=("all", "lead", "review"), default="all",
+                    help="which forecast days get the blend: all L+R, the L days before today's order arrives "
+                         "(lead), or the R days from its arrival on (review)")
     args = ap.parse_args(argv)
     full = load_demand_panel(args.history)
     off = args.end_offset
@@ -67,14 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         for target in (float(x) for x in args.fill_rates.split(",")):
             t0 = time.perf_counter()
             agent = ReplenishmentAgent(fill_rate=target, lead_time=7)
-            agent.engine = oracle_engine(panel, f, lead_time=7, fill_rate=target)
+            agent.engine = oracle_engine(panel, f, args.days, lead_time=7, fill_rate=target)
             stock = neutral_start(panel.demand[:, :start], 7, 1, target)
             ours = simulate_agent(panel, agent.handle, lead_time=7, start=start, warmup=28, on_hand=stock)
             eq = bisect_baseline_z(panel, ours.fill_rate, lead_time=7, review_days=1, start=start, warmup=28,
                                    initial_on_hand=stock)
             ratio = ours.avg_on_hand / eq["avg_on_hand"] if eq["matched"] else None
             print(json.dumps({"scored": f"{panel.dates[start + 28].date()}..{panel.dates[-1].date()}",
-                              "blend": f, "forecast_error_vs_engine": round(1 - f, 3), "target": target,
+                              "blend": f, "days": args.days, "forecast_error_vs_engine": round(1 - f, 3), "target": target,
                               "fill": round(ours.fill_rate, 4), "ratio": ratio and round(float(ratio), 4),
                               "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     return 0

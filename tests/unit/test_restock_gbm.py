@@ -16,7 +16,10 @@ from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, repla
 from shopfloor.planning.restock_gbm import fit_global
 
 DAY0 = date(2024, 1, 1)
-GBM = EngineTuning(forecast_model="gbm")
+#: the global model as it was first measured (factor smoothed over 7 days, full weight, nothing else changed)
+GBM = EngineTuning(forecast_model="gbm", gbm_halflife=7.0, gbm_weight=1.0, gbm_day_residuals=False,
+                   gbm_up_to_halflife=0.0)
+LEVEL = EngineTuning(forecast_model="level")
 
 
 def _steady_panel(seed: int, n: int = 60, days: int = 500) -> DemandPanel:
@@ -42,7 +45,7 @@ def _eight_day_rmse(panel: DemandPanel, tuning: EngineTuning, fit_days: int) -> 
 
 def test_on_steady_demand_the_global_model_forecasts_eight_days_better_than_the_ten_day_level():
     panel = _steady_panel(1)
-    level = _eight_day_rmse(panel, EngineTuning(), fit_days=400)
+    level = _eight_day_rmse(panel, LEVEL, fit_days=400)
     gbm = _eight_day_rmse(panel, GBM, fit_days=400)
     assert gbm < 0.96 * level
 
@@ -82,7 +85,7 @@ def test_a_scripted_agent_reads_the_global_model_once_it_has_half_a_year_of_hist
 def test_with_less_history_the_agent_orders_exactly_as_the_level_model_does():
     panel = _steady_panel(4, n=12, days=160)
     runs = []
-    for tuning in (GBM, EngineTuning()):
+    for tuning in (GBM, LEVEL):
         agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7, tuning=tuning)
         runs.append([agent.handle_line(line) for line in _lines(panel, 120, 14)])
         if tuning is GBM:
@@ -106,10 +109,89 @@ def test_with_the_global_model_decisions_never_depend_on_later_demand():
     assert not np.array_equal(runs[0].orders, runs[1].orders)
 
 
-def test_the_policy_files_engine_section_turns_the_global_model_on_and_rejects_an_unknown_one():
+def test_the_policy_files_engine_section_turns_the_global_model_off_and_rejects_an_unknown_one():
     from shopfloor.planning.restock import PolicyBook
 
-    assert PolicyBook.from_mapping({"engine": {"forecast_model": "gbm"}}).engine_tuning().forecast_model == "gbm"
-    assert PolicyBook.from_mapping({}).engine_tuning().forecast_model == "level"
+    assert PolicyBook.from_mapping({"engine": {"forecast_model": "level"}}).engine_tuning().forecast_model == "level"
+    assert PolicyBook.from_mapping({}).engine_tuning().forecast_model == "gbm"
     with pytest.raises(ValueError, match="engine"):
         PolicyBook.from_mapping({"engine": {"forecast_model": "prophet"}})
+
+
+def test_the_order_up_to_smoothing_moves_each_skus_level_part_way_and_only_for_active_skus():
+    eng = RestockEngine(lead_time=7, tuning=EngineTuning(gbm_up_to_halflife=1.0))
+    eng.ensure(["a", "b", "c"])
+    assert list(eng.smooth_up_to(np.array([10, 4, 0]))) == [10, 4, 1]  # first decision: the day's level
+    # half-life one day: half of the way to the new level; "c" is inactive and keeps its level
+    assert list(eng.smooth_up_to(np.array([30, 0, 9]), np.array([True, True, False]))) == [20, 2, 1]
+    assert list(eng.smooth_up_to(np.array([30, 0, 10]))) == [25, 1, 5]
+    eng.ensure(["d"])  # a SKU added later starts at its own first level
+    assert eng.smooth_up_to(np.array([30, 0, 9, 7]))[3] == 7
+
+
+def test_a_one_day_spike_orders_less_with_the_order_up_to_smoothing_and_the_level_model_ignores_it():
+    panel = _steady_panel(9, n=12, days=260)
+    spike = panel.demand[:, -1].astype(float) * 6.0
+    orders = {}
+    for model in ("gbm", "level"):
+        for hl in (0.0, 3.0):
+            eng = RestockEngine(lead_time=7, tuning=EngineTuning(forecast_model=model, gbm_halflife=0,
+                                                                 gbm_up_to_halflife=hl, controller_gain=0.0,
+                                                                 order_cap=0))
+            eng.ensure(panel.ids)
+            replay_history(eng, panel.demand, panel.weekdays, calibrate=False, first_day=DAY0)
+            held = eng.levels()["order_up_to"].astype(float)
+            eng.orders(held)  # the position is at the level: nothing to order, the smoothing starts here
+            eng.observe(int(panel.weekdays[-1] + 1) % 7, spike)
+            orders[model, hl] = eng.orders(held - spike)  # the spike sold out of the position
+    assert orders["gbm", 3.0].sum() < orders["gbm", 0.0].sum()
+    assert np.array_equal(orders["level", 3.0], orders["level", 0.0])
+
+
+def test_order_up_to_smoothing_and_the_gbm_knobs_are_validated_naming_the_knob():
+    for bad in ({"gbm_up_to_halflife": -1}, {"gbm_min_rate": -0.5}, {"gbm_lags": 8}, {"gbm_lags": 1.5},
+                {"gbm_day_residuals": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EngineTuning(**bad)
+
+
+def test_the_global_model_can_leave_out_the_last_days_as_features():
+    panel = _steady_panel(6, n=20, days=260)
+    full = fit_global(panel.demand, panel.weekdays, 8)
+    none = fit_global(panel.demand, panel.weekdays, 8, lags=0)
+    assert full.model.n_features_ == 17 and none.model.n_features_ == 10
+    recent = panel.demand[:, -364:].astype(float)
+    pred = none.predict(recent, np.full(20, recent.shape[1]), 2, None)
+    assert pred.shape == (20,) and np.all(pred > 0)
+
+
+def test_slow_skus_keep_the_level_forecast_under_gbm_min_rate():
+    rng = np.random.default_rng(7)
+    lam = np.r_[np.full(8, 0.3), np.full(8, 20.0)][:, None] * np.ones((1, 300))
+    panel = DemandPanel([f"s{i}" for i in range(16)], pd.date_range(DAY0, periods=300),
+                        rng.poisson(lam).astype(np.int64))
+    eng = RestockEngine(lead_time=7, tuning=EngineTuning(forecast_model="gbm", gbm_halflife=0, gbm_min_rate=2))
+    eng.ensure(panel.ids)
+    replay_history(eng, panel.demand, panel.weekdays, calibrate=False, first_day=DAY0)
+    assert np.all(eng.adj[:8] == 1.0)
+    assert not np.allclose(eng.adj[8:], 1.0)
+
+
+def test_with_gbm_day_residuals_the_daily_spread_is_measured_against_the_forecast_in_force():
+    panel = _steady_panel(8, n=12, days=260)
+    day_sq = []
+    for flag in (False, True):
+        eng = RestockEngine(lead_time=7, tuning=EngineTuning(forecast_model="gbm", gbm_halflife=0,
+                                                             gbm_day_residuals=flag))
+        eng.ensure(panel.ids)
+        replay_history(eng, panel.demand, panel.weekdays, calibrate=False, first_day=DAY0)
+        day_sq.append(eng.day_sq.copy())
+    assert not np.allclose(day_sq[0], day_sq[1])
+
+
+def test_the_shipped_blend_with_the_global_model_forecasts_eight_days_better_than_the_level_alone():
+    panel = _steady_panel(1)
+    level = _eight_day_rmse(panel, LEVEL, fit_days=400)
+    shipped = _eight_day_rmse(panel, EngineTuning(), fit_days=400)
+    assert EngineTuning().forecast_model == "gbm"
+    assert shipped < 0.98 * level

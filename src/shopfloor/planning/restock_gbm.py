@@ -7,8 +7,10 @@ The target is the horizon total over the scale, weighted by the scale squared, s
 units (the fast SKUs, which hold most of the stock, weigh most). It is fitted once, on the history the engine is
 given (no SKU identity is a feature, so SKUs first seen later are forecast the same way), and read by the engine as
 a per-SKU factor on its own level x weekday forecast (:meth:`RestockEngine.observe`).
-Measured on the M5 selection years it forecast 8-day demand better than the level model yet held more stock in the
-lost-sales simulation, so the engine ships with it off (``docs/benchmarks/restock.md``).
+Read on its own it forecast 8-day demand better than the level model on the M5 selection years yet held more stock
+in the lost-sales simulation (its forecast swings from day to day and stock is not sent back); blended half and half
+with the level forecast, with the order-up-to level smoothed, it held less, and the engine ships with it on
+(``docs/benchmarks/restock.md``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ FEATURES = ("m7", "m14", "m56", "m91", "m182", "m364", "log_scale", "zero28", "w
 
 
 def features(recent: np.ndarray, observed: np.ndarray, weekday: int,
-             day_of_month: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, len(FEATURES)) features and the (n,) scale for origins whose last ``recent.shape[1]`` days are
-    ``recent`` (oldest first, the origin day last); ``observed`` is how many of those days each SKU existed."""
+             day_of_month: int, lags: int = LAGS) -> tuple[np.ndarray, np.ndarray]:
+    """(n, len(FEATURES) - LAGS + lags) features and the (n,) scale for origins whose last ``recent.shape[1]`` days
+    are ``recent`` (oldest first, the origin day last); ``observed`` is how many of those days each SKU existed.
+    ``lags``: how many of the last days are features of their own (the first ``lags`` lag features)."""
     x = np.asarray(recent, dtype=float)
     n, w = x.shape
     tail = np.cumsum(x[:, ::-1], axis=1)  # tail[:, k-1] = sum of the last k days
@@ -48,28 +51,32 @@ def features(recent: np.ndarray, observed: np.ndarray, weekday: int,
     cols.append((x[:, -min(28, w):] == 0).mean(axis=1))
     cols.append(np.full(n, float(weekday)))
     cols.append(np.full(n, float(day_of_month)))
-    cols.extend(x[:, -k] / scale for k in range(1, LAGS + 1))
+    cols.extend(x[:, -k] / scale for k in range(1, lags + 1))
     return np.column_stack(cols), scale
 
 
 class GlobalForecaster:
     """The fitted model: :meth:`predict` gives each SKU's expected demand over the next ``horizon`` days."""
 
-    def __init__(self, model, horizon: int) -> None:
+    def __init__(self, model, horizon: int, lags: int = LAGS) -> None:
         self.model = model
         self.horizon = horizon
+        self.lags = lags
 
     def predict(self, recent: np.ndarray, observed: np.ndarray, weekday: int, day: date | None) -> np.ndarray:
         if len(recent) == 0:
             return np.zeros(0)
-        X, scale = features(recent, observed, weekday, day.day if day is not None else 0)
+        X, scale = features(recent, observed, weekday, day.day if day is not None else 0, self.lags)
         return np.maximum(self.model.predict(X, num_threads=1), 0.0) * scale
 
 
 def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, first_day: date | None = None,
-               min_days: int = 182, seed: int = 0) -> GlobalForecaster | None:
+               min_days: int = 182, seed: int = 0, lags: int = LAGS) -> GlobalForecaster | None:
     """Fit on a (SKUs x days) block of daily demand (oldest first); ``None`` when it has fewer than ``min_days``
-    days or no demand. Origins are every day with ``horizon`` days after it and at least 28 before it."""
+    days or no demand. Origins are every day with ``horizon`` days after it and at least 28 before it. ``lags``
+    (0..7): how many of the last days are features of their own."""
+    if not 0 <= lags <= LAGS:
+        raise ValueError(f"lags must be in 0..{LAGS}, got {lags!r}")
     import lightgbm as lgb
 
     y = np.asarray(series, dtype=float)
@@ -91,7 +98,7 @@ def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, fir
         lo = max(t + 1 - MEMORY, 0)
         observed = np.clip(t + 1 - np.maximum(born, lo), 0, None) + 0.0
         f, scale = features(sub[:, lo:t + 1], observed, int(weekdays[t]),
-                            (first_day + timedelta(days=int(t))).day if first_day is not None else 0)
+                            (first_day + timedelta(days=int(t))).day if first_day is not None else 0, lags)
         live = born <= t
         target = csum[:, t + 1 + horizon] - csum[:, t + 1]
         X.append(f[live])
@@ -103,7 +110,7 @@ def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, fir
                               subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
                               deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
     model.fit(np.vstack(X), np.concatenate(T), sample_weight=np.concatenate(W))
-    return GlobalForecaster(model, horizon)
+    return GlobalForecaster(model, horizon, lags)
 
 
 __all__ = ["FEATURES", "GlobalForecaster", "features", "fit_global"]
