@@ -46,6 +46,7 @@ from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 from ..store.engine import is_read_only
 from ..store.raw import begin_savepoint
+from .stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,12 @@ class _LoopWaiter:
     a whole batch's outcomes to each loop in one ``call_soon_threadsafe`` instead of one wake-up (and one
     concurrent-future hand-over) per command."""
 
-    __slots__ = ("loop", "future")
+    __slots__ = ("loop", "future", "queued_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
+        self.queued_at = time.perf_counter() if STAGES is not None else 0.0
 
 
 def _settle_on_loop(outcomes: list[tuple[asyncio.Future, Any]]) -> None:
@@ -259,6 +261,17 @@ class CheckoutService:
             self._apply_batch(batch)
 
     def _apply_batch(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
+        if STAGES is None:
+            self._apply_batch_inner(batch)
+            return
+        t0, c0 = time.perf_counter(), time.thread_time()
+        waits = [t0 - w.queued_at for _, w in batch if isinstance(w, _LoopWaiter)] or [0.0]
+        self._apply_batch_inner(batch)
+        STAGES.batch([round(time.time(), 3), len(batch), sum(isinstance(c, PlaceOrder) for c, _ in batch),
+                      round(sum(waits) / len(waits) * 1e3, 3), round(max(waits) * 1e3, 3),
+                      round((time.perf_counter() - t0) * 1e3, 3), round((time.thread_time() - c0) * 1e3, 3)])
+
+    def _apply_batch_inner(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
         results = None
         for attempt in range(5):
             try:
