@@ -5,7 +5,7 @@ kinds: ``{"c": [...]}`` one row per checkout (wall start in epoch seconds, then 
 quote, the order's group commit, the authorization, the settlement's group commit, and in all), ``{"b": [...]}``
 one row per writer batch (epoch seconds, items, orders, ms the items waited in the queue on average and at most,
 ms the batch's transaction took in wall time and on the thread's CPU clock), and ``{"l": [...]}`` the event
-loop's lag (epoch seconds, ms a 5 ms sleep overshot). ``bench/checkout_stages.py`` summarises them per phase.
+loop's lag (epoch seconds, ms a 5 ms sleep overshot). ``bench/checkout_waits.py`` summarises them per phase.
 """
 
 from __future__ import annotations
