@@ -1,5 +1,5 @@
 """Where a checkout's wall time goes under the checkout benchmark's load: one ``bench/checkout.py`` run with the
-server's stage log on (``SHOPFLOOR_CHECKOUT_STAGES``, see ``shopfloor/orders/stages.py``), summarised over the
+server's stage log on (``SHOPFLOOR_CHECKOUT_STAGES_LOG``, see ``shopfloor/orders/stages.py``), summarised over the
 "checkouts over many SKUs" phase. Prints one JSON object per run.
 
     python bench/checkout_waits.py [--seconds 6] [--runs 1] [--database-url URL]
@@ -66,7 +66,7 @@ def main() -> None:
 
     for _ in range(args.runs):
         path = Path(tempfile.mkdtemp(prefix="sf-stages-")) / "stages.jsonl"
-        os.environ["SHOPFLOOR_CHECKOUT_STAGES"] = str(path)
+        os.environ["SHOPFLOOR_CHECKOUT_STAGES_LOG"] = str(path)
         marks: dict[str, float] = {}
         r = run_checkout_benchmark(args.database_url, seconds=args.seconds, connections=args.connections,
                                    progress=lambda phase: marks.setdefault(phase, time.time()))

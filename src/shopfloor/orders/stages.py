@@ -1,7 +1,7 @@
-"""Wall-clock timing of the checkout's critical path, for benchmarks only (off unless an env var names a file).
+"""Wall-clock timing of the checkout's critical path, for benchmarks only (off unless a setting names a file).
 
-``SHOPFLOOR_CHECKOUT_STAGES=/path/file.jsonl`` makes the server append, about once a second, JSON lines of three
-kinds: ``{"c": [...]}`` one row per checkout (wall start in epoch seconds, then ms spent in the promise, the rate
+``SHOPFLOOR_CHECKOUT_STAGES_LOG=/path/file.jsonl`` (``Settings.checkout_stages_log``) makes the server append,
+about once a second, JSON lines of three kinds: ``{"c": [...]}`` one row per checkout (wall start in epoch seconds, then ms spent in the promise, the rate
 quote, the order's group commit, the authorization, the settlement's group commit, and in all), ``{"b": [...]}``
 one row per writer batch (epoch seconds, items, orders, ms the items waited in the queue on average and at most,
 ms the batch's transaction took in wall time and on the thread's CPU clock), and ``{"l": [...]}`` the event
@@ -11,14 +11,10 @@ loop's lag (epoch seconds, ms a 5 ms sleep overshot). ``bench/checkout_waits.py`
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 
 import orjson
-
-_PATH = os.environ.get("SHOPFLOOR_CHECKOUT_STAGES") or None
-
 
 class StageLog:
     def __init__(self, path: str) -> None:
@@ -57,5 +53,3 @@ class StageLog:
                     for it in items:
                         f.write(orjson.dumps({kind: it}) + b"\n")
 
-
-STAGES: StageLog | None = StageLog(_PATH) if _PATH else None
