@@ -294,3 +294,29 @@ def test_a_quote_past_its_ttl_is_never_served_while_a_refresh_is_out():
         assert doc["provisional"] is True and rates.async_calls == 2
 
     asyncio.run(scenario())
+
+
+def test_a_failed_background_refresh_caches_nothing_and_the_next_miss_calls_again():
+    import asyncio
+
+    class Broken(SlowAsyncRates):
+        async def quote_async(self, country, postal_code, weight_g, *, timeout_s):
+            self.async_calls += 1
+            if self.async_calls > 1:
+                raise ValueError("adapter bug")
+            return RateQuote(700, "USD", 3, "simcarrier", "ground")
+
+    rates, tick = Broken(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+
+    async def scenario():
+        await q.quote_for_checkout_async("US", "10001")
+        tick.t += 1.8
+        assert (await q.quote_for_checkout_async("US", "10001"))["provisional"] is False  # served, refresh starts
+        await asyncio.sleep(0.01)
+        assert rates.async_calls == 2 and not q._flights
+        tick.t += 1.0  # expired: a foreground call, whose transport error gives a provisional quote
+        doc = await q.quote_for_checkout_async("US", "10001")
+        assert doc["provisional"] is True and rates.async_calls == 3
+
+    asyncio.run(scenario())

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from ..domain.clock import Clock
 from ..payments import BreakerPolicy, CircuitBreaker
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHT_G = 1000
 #: Destinations the live-quote cache holds at most before it starts over.
@@ -169,8 +173,15 @@ class ShippingQuoter:
              ) -> asyncio.Future:
         task = asyncio.get_running_loop().create_task(self._call_async(key, country, postal_code, weight_g))
         self._flights[key] = task
-        task.add_done_callback(lambda t, k=key: self._flights.pop(k, None) if self._flights.get(k) is t else None)
+        task.add_done_callback(partial(self._landed, key))
         return task
+
+    def _landed(self, key: tuple[str, str | None, int], task: asyncio.Future) -> None:
+        if self._flights.get(key) is task:
+            del self._flights[key]
+        if not task.cancelled() and task.exception() is not None:
+            # Its waiters got the error; a background refresh has none, and the next miss calls again.
+            log.warning("rate quote for %s failed: %r", key, task.exception())
 
     async def _call_async(self, key: tuple[str, str | None, int], country: str, postal_code: str | None,
                           weight_g: int) -> dict[str, Any]:
