@@ -71,7 +71,7 @@ def check_settings(settings: Settings) -> None:
 def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
     """Build engine, clock and services from settings. Starts no thread; the only connection it opens is to
     create the simulated gateway's own SQLite file when the store is SQLite."""
-    from .orders import BuyPath, CheckoutService, promise_bookkeeping
+    from .orders import BuyPath, CheckoutService, StageLog, promise_bookkeeping
     from .orders.payment_flow import PaymentSettlement
 
     settings = settings or Settings()
@@ -94,6 +94,7 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         reservation_ttl_s=settings.reservation_ttl_s,
         batch_max_size=settings.batch_max_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
+        stages=StageLog(settings.checkout_stages_log) if settings.checkout_stages_log else None,
     )
     from prometheus_client import CollectorRegistry
 
@@ -122,7 +123,8 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         checkout.after_place = promise_bookkeeping(partial(promise.store.record_promises_in, new_orders=True))
     container.services["buy_path"] = BuyPath(checkout, payments, settlement,
                                              promise=promise.engine if settings.checkout_promise else None,
-                                             observer=observer, promise_inline=engine.dialect.name == "sqlite")
+                                             observer=observer, promise_inline=engine.dialect.name == "sqlite",
+                                             stages=checkout.stages)
     build_integrations(container)
     container.services["storefront"] = build_storefront(container)
     container.services["tower.cache_warmer"] = EdgeCacheWarmer(container)

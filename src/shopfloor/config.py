@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Group commit: concurrent checkouts are applied in one transaction (a savepoint each) by one writer.
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)
+    checkout_stages_log: str | None = Field(
+        default=None, description="Benchmarks only: a file the server appends the wall time of each checkout's "
+                                  "stages to (see orders/stages.py, bench/checkout_waits.py). Unset: off.")
     database_pool_size: int = Field(
         default=24, ge=1, le=512,
         description="Connections a process keeps open. Checkout holds one per in-flight promise read and simulated "

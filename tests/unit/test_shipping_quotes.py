@@ -203,3 +203,120 @@ def test_on_the_loop_a_failing_or_blackholed_service_still_gives_a_provisional_q
     t0 = time.perf_counter()
     doc = asyncio.run(blackholed.quote_for_checkout_async("US"))
     assert doc["provisional"] is True and doc["reason"] == "timeout" and time.perf_counter() - t0 < 1.0
+
+
+class SlowAsyncRates(AsyncRates):
+    """An async face that takes ``delay`` seconds of loop time per call."""
+
+    def __init__(self, mode="ok", delay=0.02):
+        super().__init__(mode)
+        self.delay = delay
+
+    async def quote_async(self, country, postal_code, weight_g, *, timeout_s):
+        import asyncio
+
+        self.async_calls += 1
+        await asyncio.sleep(self.delay)
+        if self.mode == "error":
+            raise RateServiceError("error", "503")
+        return RateQuote(700, "USD", 3, "simcarrier", "ground")
+
+
+def test_concurrent_misses_for_one_destination_share_one_call_and_each_gets_its_own_copy():
+    import asyncio
+
+    rates = SlowAsyncRates()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=Ticker())
+
+    async def many():
+        return await asyncio.gather(*(q.quote_for_checkout_async("US", "10001") for _ in range(10)),
+                                    q.quote_for_checkout_async("US", "94107"))
+
+    docs = asyncio.run(many())
+    assert rates.async_calls == 2  # one per destination
+    assert all(d["provisional"] is False and d == docs[0] for d in docs[:10])
+    assert len({id(d) for d in docs}) == len(docs)
+
+
+def test_a_shared_failed_call_gives_every_waiter_a_provisional_quote_and_nothing_is_cached():
+    import asyncio
+
+    rates = SlowAsyncRates("error")
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=Ticker())
+
+    async def many():
+        return await asyncio.gather(*(q.quote_for_checkout_async("US", "10001") for _ in range(5)))
+
+    docs = asyncio.run(many())
+    assert rates.async_calls == 1 and all(d["provisional"] is True and d["reason"] == "error" for d in docs)
+    rates.mode = "ok"
+    assert asyncio.run(q.quote_for_checkout_async("US", "10001"))["provisional"] is False
+    assert rates.async_calls == 2
+
+
+def test_a_quote_near_its_expiry_is_served_at_once_and_refreshed_in_the_background():
+    import asyncio
+
+    rates, tick = SlowAsyncRates(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+
+    async def scenario():
+        await q.quote_for_checkout_async("US", "10001")
+        tick.t += 1.0  # half the TTL left: a plain hit
+        await q.quote_for_checkout_async("US", "10001")
+        assert rates.async_calls == 1
+        tick.t += 0.7  # 0.3 s left, under a quarter of the TTL: served from the cache, one refresh starts
+        t0 = time.perf_counter()
+        docs = [await q.quote_for_checkout_async("US", "10001") for _ in range(5)]
+        assert time.perf_counter() - t0 < rates.delay  # nobody waited for the refresh
+        assert all(d["provisional"] is False for d in docs)
+        await asyncio.sleep(0)  # the background call starts
+        assert rates.async_calls == 2  # one refresh for the five hits
+        await asyncio.sleep(rates.delay * 3)
+        tick.t += 1.0  # past the first quote's expiry, within the refreshed one's
+        await q.quote_for_checkout_async("US", "10001")
+        assert rates.async_calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_quote_past_its_ttl_is_never_served_while_a_refresh_is_out():
+    import asyncio
+
+    rates, tick = SlowAsyncRates(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+
+    async def scenario():
+        await q.quote_for_checkout_async("US", "10001")
+        rates.mode = "error"
+        tick.t += 2.5  # expired: the checkout waits for the call, and its failure gives a provisional quote
+        doc = await q.quote_for_checkout_async("US", "10001")
+        assert doc["provisional"] is True and rates.async_calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_background_refresh_caches_nothing_and_the_next_miss_calls_again():
+    import asyncio
+
+    class Broken(SlowAsyncRates):
+        async def quote_async(self, country, postal_code, weight_g, *, timeout_s):
+            self.async_calls += 1
+            if self.async_calls > 1:
+                raise ValueError("adapter bug")
+            return RateQuote(700, "USD", 3, "simcarrier", "ground")
+
+    rates, tick = Broken(), Ticker()
+    q = quoter(rates, cache_ttl_s=2.0, monotonic=tick)
+
+    async def scenario():
+        await q.quote_for_checkout_async("US", "10001")
+        tick.t += 1.8
+        assert (await q.quote_for_checkout_async("US", "10001"))["provisional"] is False  # served, refresh starts
+        await asyncio.sleep(0.01)
+        assert rates.async_calls == 2 and not q._flights
+        tick.t += 1.0  # expired: a foreground call, whose transport error gives a provisional quote
+        doc = await q.quote_for_checkout_async("US", "10001")
+        assert doc["provisional"] is True and rates.async_calls == 3
+
+    asyncio.run(scenario())

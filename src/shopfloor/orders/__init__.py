@@ -16,11 +16,12 @@ from .ports import (
     WorkerPayments,
 )
 from .service import BuyPath, promise_bookkeeping
+from .stages import StageLog
 from .sweeper import release_expired_reservations
 
 __all__ = [
     "BuyPath", "CheckoutObserver", "CheckoutResult", "CheckoutService", "InlinePayments", "Notifier", "OrderPromises",
-    "OrderWriter", "OutboxEvent", "OutboxWorker", "PlaceOrder", "RetryLater", "ShippingQuotes", "ShippingReconciler",
+    "OrderWriter", "OutboxEvent", "OutboxWorker", "PlaceOrder", "RetryLater", "ShippingQuotes", "ShippingReconciler", "StageLog",
     "WarehouseHandoff", "WebhookSender", "WorkerPayments", "outbox_status", "promise_bookkeeping",
     "release_expired_reservations", "request_fingerprint", "requeue_dead",
 ]

@@ -46,6 +46,7 @@ from ..runtime import name_os_thread
 from ..store import orders_repo as repo
 from ..store.engine import is_read_only
 from ..store.raw import begin_savepoint
+from .stages import StageLog
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,12 @@ class _LoopWaiter:
     a whole batch's outcomes to each loop in one ``call_soon_threadsafe`` instead of one wake-up (and one
     concurrent-future hand-over) per command."""
 
-    __slots__ = ("loop", "future")
+    __slots__ = ("loop", "future", "queued_at")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queued_at: float = 0.0) -> None:
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
+        self.queued_at = queued_at
 
 
 def _settle_on_loop(outcomes: list[tuple[asyncio.Future, Any]]) -> None:
@@ -156,6 +158,7 @@ class CheckoutService:
         batch_max_wait_ms: float = 1.0,
         on_committed: Callable[[list[CheckoutResult]], None] | None = None,
         after_place: Callable[[Connection, list[tuple[PlaceOrder, dict]], datetime], None] | None = None,
+        stages: StageLog | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -166,6 +169,8 @@ class CheckoutService:
         # Bookkeeping that must commit with the orders it describes but may never fail them (the promise shown
         # at checkout, for calibration): called once per batch, in a savepoint, with the orders just placed.
         self.after_place = after_place
+        # Benchmarks only: per-batch wall and CPU time and the items' queue wait (see orders/stages.py).
+        self.stages = stages
         self._queue: queue.SimpleQueue[tuple[PlaceOrder, Future] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -210,7 +215,7 @@ class CheckoutService:
 
     def _enqueue_async(self, item: Any) -> asyncio.Future:
         self._ensure_thread()
-        waiter = _LoopWaiter(asyncio.get_running_loop())
+        waiter = _LoopWaiter(asyncio.get_running_loop(), time.perf_counter() if self.stages is not None else 0.0)
         self._queue.put((item, waiter))
         return waiter.future
 
@@ -259,6 +264,18 @@ class CheckoutService:
             self._apply_batch(batch)
 
     def _apply_batch(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
+        stages = self.stages
+        if stages is None:
+            self._apply_batch_inner(batch)
+            return
+        t0, c0 = time.perf_counter(), time.thread_time()
+        waits = [t0 - w.queued_at for _, w in batch if isinstance(w, _LoopWaiter)] or [0.0]
+        self._apply_batch_inner(batch)
+        stages.batch([round(time.time(), 3), len(batch), sum(isinstance(c, PlaceOrder) for c, _ in batch),
+                      round(sum(waits) / len(waits) * 1e3, 3), round(max(waits) * 1e3, 3),
+                      round((time.perf_counter() - t0) * 1e3, 3), round((time.thread_time() - c0) * 1e3, 3)])
+
+    def _apply_batch_inner(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
         results = None
         for attempt in range(5):
             try:

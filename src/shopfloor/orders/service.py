@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..payments import PaymentAttempt
 from .checkout import CheckoutResult, PlaceOrder
 from .payment_flow import PaymentSettlement, Settle
+from .stages import StageLog
 from .ports import CheckoutObserver, InlinePayments, LinePromise, OrderPromises, OrderWriter
 
 _STATUS_RANK = {"in_stock": 0, "limited": 1, "backorder": 2, "unavailable": 3}
@@ -79,7 +80,7 @@ class BuyPath:
     def __init__(self, checkout: OrderWriter, payments: InlinePayments | None = None,
                  settlement: PaymentSettlement | None = None, promise: OrderPromises | None = None,
                  observer: CheckoutObserver | None = None, *, promise_inline: bool = False,
-                 promise_threads: int = 4) -> None:
+                 promise_threads: int = 4, stages: StageLog | None = None) -> None:
         self.checkout_service = checkout
         self.payments = payments
         self.settlement = settlement
@@ -92,6 +93,8 @@ class BuyPath:
         self.promise_inline = promise_inline
         self._promise_threads = promise_threads
         self._promise_pool: ThreadPoolExecutor | None = None
+        # Benchmarks only: the wall time of each stage of each checkout (see orders/stages.py).
+        self.stages = stages
 
     async def checkout(self, cmd: PlaceOrder) -> CheckoutResult:
         started = time.perf_counter()
@@ -103,12 +106,15 @@ class BuyPath:
 
     async def _checkout(self, cmd: PlaceOrder) -> tuple[CheckoutResult, dict | None]:
         extra = dict(cmd.extra)
+        st = self.stages
+        t0 = time.perf_counter() if st is not None else 0.0
         # The remote calls (the rate quote, the authorization) are awaited on the event loop: no thread waits on
         # another system per in-flight checkout. The promise is local work (see ``promise_inline``).
         promises = None
         if self.promise is not None:
             promises = (self._line_promises(cmd) if self.promise_inline else
                         await asyncio.get_running_loop().run_in_executor(self._pool(), self._line_promises, cmd))
+        t1 = time.perf_counter() if st is not None else 0.0
         if self.payments is not None:
             extra["shipping"] = await self.payments.shipping.quote_for_checkout_async(cmd.country, cmd.postal_code)
             extra["payment_attempt_key"] = _attempt_keys.next()
@@ -120,17 +126,24 @@ class BuyPath:
                 # :func:`promise_bookkeeping`) records it with the order, for the engine's online calibration.
                 extra["promise_window"] = max(dated, key=lambda p: p.deliver_by).window
         cmd = replace(cmd, extra=extra)
+        t2 = time.perf_counter() if st is not None else 0.0
         result = await self.checkout_service.place(cmd)
+        t3 = time.perf_counter() if st is not None else 0.0
         if not result.created or self.payments is None:
             return result, None
         order_id = result.body["order_id"]
         attempt = PaymentAttempt(extra["payment_attempt_key"], order_id, int(result.body["total"]),
                                  result.body["currency"], str(cmd.payment.get("token", "")), frozenset())
         auth = await self.payments.authorize_inline_async(attempt)
+        t4 = time.perf_counter() if st is not None else 0.0
         scope = (f"{cmd.api_key_id}:checkout", cmd.idempotency_key)
         # Settlement rides the next group commit instead of paying for its own transaction and fsync.
         status, body = await self.checkout_service.run_batched(
             self.settlement.apply_many, Settle(order_id, auth, 1, scope, result.body))
+        if st is not None:
+            t5 = time.perf_counter()
+            st.checkout([round(time.time() - (t5 - t0), 3)] + [round((b - a) * 1e3, 3) for a, b in (
+                (t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t0, t5))])
         payment = {"processor": auth.processor, "outcome": str(auth.outcome)}
         if body is None:
             return result, payment

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from ..domain.clock import Clock
 from ..payments import BreakerPolicy, CircuitBreaker
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHT_G = 1000
 #: Destinations the live-quote cache holds at most before it starts over.
@@ -115,6 +119,11 @@ class ShippingQuoter:
         self.cache_ttl_s = cache_ttl_s
         self._monotonic = monotonic
         self._cache: dict[tuple[str, str | None, int], tuple[float, dict[str, Any]]] = {}
+        # The async path's calls in flight, by destination: checkouts that miss the cache while a call for the same
+        # destination is out await that call instead of making their own (one call per destination at a time),
+        # and a hit in the last quarter of its TTL starts that call in the background, so that with a warm cache
+        # no checkout waits for the rate service (the quote it gets is still within ``cache_ttl_s``).
+        self._flights: dict[tuple[str, str | None, int], asyncio.Future] = {}
 
     @property
     def quoter(self) -> RateQuoter:
@@ -141,10 +150,41 @@ class ShippingQuoter:
         self, country: str, postal_code: str | None = None, weight_g: int = DEFAULT_WEIGHT_G
     ) -> dict[str, Any]:
         """:meth:`quote_for_checkout` on the running event loop: a cached quote without any await; a rate service
-        client with ``quote_async`` (the HTTP one) awaited on the loop, any other in a thread."""
-        key, ready = self._before_call(country, postal_code, weight_g)
-        if ready is not None:
-            return ready
+        client with ``quote_async`` (the HTTP one) awaited on the loop, any other in a thread. Concurrent misses
+        for one destination share one call; a cached quote close to its expiry is refreshed in the background."""
+        key = (country.upper(), (postal_code or "").strip().upper() or None, weight_g)
+        if self.cache_ttl_s > 0:
+            hit = self._cache.get(key)
+            now = self._monotonic()
+            if hit is not None and hit[0] > now:
+                if hit[0] - now < self.cache_ttl_s / 4 and key not in self._flights and self.breaker.allow():
+                    self._fly(key, country, postal_code, weight_g)  # refresh ahead, in the background
+                return dict(hit[1])
+            flight = self._flights.get(key)
+            if flight is not None:  # another checkout's call for this destination is out: share its answer
+                return dict(await asyncio.shield(flight))
+        if not self.breaker.allow():
+            return self.provisional(country, "rate_service_circuit_open")
+        if self.cache_ttl_s <= 0:
+            return await self._call_async(key, country, postal_code, weight_g)
+        return dict(await asyncio.shield(self._fly(key, country, postal_code, weight_g)))
+
+    def _fly(self, key: tuple[str, str | None, int], country: str, postal_code: str | None, weight_g: int
+             ) -> asyncio.Future:
+        task = asyncio.get_running_loop().create_task(self._call_async(key, country, postal_code, weight_g))
+        self._flights[key] = task
+        task.add_done_callback(partial(self._landed, key))
+        return task
+
+    def _landed(self, key: tuple[str, str | None, int], task: asyncio.Future) -> None:
+        if self._flights.get(key) is task:
+            del self._flights[key]
+        if not task.cancelled() and task.exception() is not None:
+            # Its waiters got the error; a background refresh has none, and the next miss calls again.
+            log.warning("rate quote for %s failed: %r", key, task.exception())
+
+    async def _call_async(self, key: tuple[str, str | None, int], country: str, postal_code: str | None,
+                          weight_g: int) -> dict[str, Any]:
         native = getattr(self._quoter, "quote_async", None)
         try:
             if native is not None and getattr(self._quoter, "honours_timeout", False) is True:
