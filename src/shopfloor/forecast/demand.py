@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
 #: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
 DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
-DEFAULTS_VERSION = 2
+DEFAULTS_VERSION = 4
 
 
 @dataclass(frozen=True)
