@@ -88,6 +88,10 @@ DEFAULT_CANDIDATES: tuple[str, ...] = (
     "lgbm_rel+lgbm+ets_nt",
     "lgbm_rel+seas_es+ets_nt",
     "lgbm_mh+lgbm+seas_es+ets_nt",
+    "lgbm_tw_store+ets_nt",
+    "lgbm_tw_dept+ets_nt",
+    "lgbm_rel+lgbm_tw_store+ets_nt",
+    "lgbm_rel+lgbm_tw_dept+ets_nt",
 )
 
 
