@@ -756,3 +756,23 @@ def test_grouped_members_are_separate_cache_entries_and_named_models():
     assert not TW_STORE_CONFIG.normalise and TW_STORE_CONFIG.tweedie_variance_power == 1.1
     with pytest.raises(Exception):
         replace(TW_STORE_CONFIG, group_pattern="(unclosed")
+
+
+def test_a_store_too_short_to_train_alone_is_forecast_by_a_model_of_every_series():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig, horizon_lgbm_forecast
+
+    panel = _two_store_panel()
+    young = panel["unique_id"].str.endswith("_S2") & (panel["ds"] < panel["ds"].max() - pd.Timedelta(days=40))
+    panel = validate_history(panel[~young].reset_index(drop=True))  # store S2: 41 days, too few for its own model
+    cfg = HorizonLGBMConfig(origin_days=200, n_estimators=30, min_child_samples=20, group_pattern=r"S\d+$",
+                            min_group_series=2)
+    out = horizon_lgbm_forecast(panel, 14, None, [], config=cfg, name="tw")
+    assert len(out) == 12 * 14 and out["tw"].notna().all()
+    alone = horizon_lgbm_forecast(panel[panel["unique_id"].str.endswith("_S1")], 14, None, [], config=cfg, name="tw")
+    s1 = out[out["unique_id"].str.endswith("_S1")].reset_index(drop=True)
+    np.testing.assert_allclose(s1["tw"], alone["tw"])  # S1 still trains on its own
+    s2 = out[out["unique_id"].str.endswith("_S2")].reset_index(drop=True)
+    whole = horizon_lgbm_forecast(panel, 14, None, [], config=replace(cfg, group_pattern=None), name="tw")
+    np.testing.assert_allclose(s2["tw"], whole[whole["unique_id"].str.endswith("_S2")]["tw"])
+    with pytest.raises(ValueError, match="too few"):  # nothing long enough anywhere: the member fails (falls back)
+        horizon_lgbm_forecast(panel[panel["unique_id"].str.endswith("_S2")], 14, None, [], config=cfg, name="tw")

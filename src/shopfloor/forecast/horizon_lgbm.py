@@ -24,9 +24,10 @@ days of a horizon depend on most; everything else, the relative scale included, 
 department, as the M5 winners grouped theirs. A series' group is read from its ``unique_id`` with a regular
 expression (``group_pattern``; for M5's ``ITEM_DEPT_NNN_STATE_N`` ids the store is the trailing ``CA_1``, the
 department the leading ``FOODS_3``); series in groups with fewer than ``min_group_series`` members, or whose id does
-not match, are pooled into one more group. The training-row cap ``max_rows`` is shared among the groups in
-proportion to their series, so the whole member trains on as many rows as one global fit would, and only one
-group's rows are held at a time.
+not match, are pooled into one more group; the series of a group too short to train a model alone are forecast
+by one model trained on every series. The
+training-row cap ``max_rows`` is shared among the groups in proportion to their series, so the whole member trains
+on as many rows as one global fit would, and only one group's rows are held at a time.
 
 Prices enter only as known at the origin, which is all a forecast of next month has; a future price path in
 ``future`` is not used by this member. Features are built with prefix sums over a series x day matrix, a block of
@@ -359,13 +360,25 @@ def horizon_lgbm_forecast(
         return _horizon_forecast(history, horizon, future, covariates, cfg, n_jobs, name, dask_client)
     groups = series_groups(history[ID].unique(), cfg.group_pattern, cfg.min_group_series)
     n_all = len(groups)
-    outs = []
-    for _, members in groups.groupby(groups, sort=True):
-        part = history[history[ID].isin(members.index)]
-        share = max(1, int(round(cfg.max_rows * len(members) / n_all)))
+
+    def fit(ids: pd.Index) -> pd.DataFrame:
+        part = history[history[ID].isin(ids)]
+        share = max(1, int(round(cfg.max_rows * len(ids) / n_all)))
         gcfg = replace(cfg, group_pattern=None, max_rows=share)
-        outs.append(_horizon_forecast(part, horizon, future, covariates, gcfg, n_jobs, name, dask_client))
-        del part
+        return _horizon_forecast(part, horizon, future, covariates, gcfg, n_jobs, name, dask_client)
+
+    outs, failed = [], []
+    for _, members in groups.groupby(groups, sort=True):
+        try:
+            outs.append(fit(members.index))
+        except ValueError:  # too few training rows in this group (short series): pooled below
+            failed.append(members.index)
+    if failed:
+        # Series of groups too short to train alone are forecast by one model trained on every series (it raises
+        # when even that has too few rows).
+        short = set(failed[0].append(failed[1:]) if len(failed) > 1 else failed[0])
+        pooled = fit(groups.index)
+        outs.append(pooled[pooled[ID].isin(short)])
     out = pd.concat(outs, ignore_index=True)
     return out.sort_values([ID, TIME]).reset_index(drop=True)
 
