@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--select-only", action="store_true", help="stop after the selection")
     parser.add_argument("--report-cutoffs", default=None,
                         help="comma-separated subset of the reporting origins to score (default: all of them)")
+    parser.add_argument("--week-scales", default=None,
+                        help="comma-separated NB dispersion scales: also choose a per-week dispersion from them "
+                             "(SelectionGrid.week_scales)")
     parser.add_argument("--selection-from", type=Path, default=None,
                         help="report this selection file (written by --write-defaults) instead of selecting again")
     args = parser.parse_args()
@@ -120,7 +123,8 @@ def main() -> None:
         selection = load_default_selection(args.selection_from)
         check_reportable(selection, spec.select_before)
     else:
-        grid = SelectionGrid(candidates=tuple(args.candidate))
+        weeks = tuple(float(x) for x in args.week_scales.split(",")) if args.week_scales else None
+        grid = SelectionGrid(candidates=tuple(args.candidate), week_scales=weeks)
         selection, _ = select_default(hist, spec, grid, cutoffs=selection_cuts, cache_dir=args.cache_dir,
                                       n_jobs=args.jobs)
     if args.write_defaults is not None:

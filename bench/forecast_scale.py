@@ -7,6 +7,11 @@ run (wall-time ratio). The panel mixes intermittent (Poisson rate 0.05..1), lump
     nice -n 19 python bench/forecast_scale.py                  # full run
     python bench/forecast_scale.py --series 2000 --days 800    # quick run
     python bench/forecast_scale.py --dask-workers 2            # both forecasts on a local Dask cluster
+    python bench/forecast_scale.py --series 3049 --compare "lgbm_rel*0.65+ets_nt*0.35"   # against another model
+
+With ``--compare MODEL`` the benchmark runs twice in the same invocation, each time in a fresh process on the same
+panel: first with MODEL, then with ``--model``; it prints both results and the ratios of wall time, CPU time and
+peak memory (``--model`` over MODEL).
 
 With ``--dask-workers N`` both timed forecasts run through ``dask_client`` on a ``LocalCluster`` of N worker
 processes (one thread each), started before the timers; the memory figures then include the workers (they are
@@ -131,6 +136,25 @@ def timed(label: str, fn):
                  "peak_pss_gb": round(rss.peak_pss / 1e9, 3), "peak_main_rss_gb": round(rss.peak_main / 1e9, 3)}
 
 
+def compare_runs(args: argparse.Namespace) -> None:
+    """Run this benchmark for ``args.compare`` and then ``args.model``, each in a fresh process; print both."""
+    import subprocess
+
+    runs = []
+    for model in (args.compare, args.model):
+        cmd = [sys.executable, os.path.abspath(__file__), "--series", str(args.series), "--days", str(args.days),
+               "--horizon", str(args.horizon), "--jobs", str(args.jobs), "--model", model,
+               "--dask-workers", str(args.dask_workers)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        runs.append(json.loads(out[out.index("{"):]))
+    base, ours = runs
+    ratio = {k: round(ours["default"][k] / base["default"][k], 3)
+             for k in ("wall_s", "cpu_s", "peak_pss_gb", "peak_main_rss_gb")}
+    print(json.dumps({"benchmark": "forecast_scale_compare", "series": args.series, "compare": base["model"],
+                      "model": ours["model"], "ratio_model_over_compare": ratio,
+                      "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "runs": runs}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=30_490)
@@ -140,7 +164,12 @@ def main() -> None:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--dask-workers", type=int, default=0,
                         help="run both forecasts on a LocalCluster with this many worker processes (0: no Dask)")
+    parser.add_argument("--compare", default=None,
+                        help="also run this model (first, in its own process) and print the ratios")
     args = parser.parse_args()
+    if args.compare:
+        compare_runs(args)
+        return
     client = cluster = None
     if args.dask_workers > 0:
         from distributed import Client, LocalCluster

@@ -160,6 +160,7 @@ def test_every_member_of_the_default_runs_on_the_dask_cluster():
 
     from shopfloor.forecast import DEFAULT_MODEL, ForecastConfig, LGBMConfig
     from shopfloor.forecast import models as models_module
+    from shopfloor.forecast.demand import DEPT_PATTERN, STORE_PATTERN
     from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
     from shopfloor.forecast.models import parse_spec
 
@@ -169,7 +170,13 @@ def test_every_member_of_the_default_runs_on_the_dask_cluster():
     cfg = ForecastConfig(lgbm=LGBMConfig(n_estimators=30, num_leaves=7, min_child_samples=5, train_days=150),
                          mh=HorizonLGBMConfig(**small),
                          rel=HorizonLGBMConfig(normalise=True, origin_days=200, bags=2, **small),
-                         rel_recent=HorizonLGBMConfig(normalise=True, recent=True, origin_days=200, bags=2, **small))
+                         rel_recent=HorizonLGBMConfig(normalise=True, recent=True, origin_days=200, bags=2, **small),
+                         # one model per series ("sku0" -> group "sku0"): six grouped fits; per department (no
+                         # match in these ids): one pooled fit
+                         tw_store=HorizonLGBMConfig(origin_days=200, draws_per_origin_day=2, min_group_series=1,
+                                                    group_pattern=STORE_PATTERN, **small),
+                         tw_dept=HorizonLGBMConfig(origin_days=200, draws_per_origin_day=2, min_group_series=1,
+                                                   group_pattern=DEPT_PATTERN, **small))
     local = forecast_demand(panel, 14, config=cfg)
     fitted, recursive = [], []
     original_fit, original_rec = lgb.DaskLGBMRegressor.fit, models_module._dask_lgbm
@@ -190,7 +197,8 @@ def test_every_member_of_the_default_runs_on_the_dask_cluster():
                 remote = forecast_demand(panel, 14, config=cfg, dask_client=client)
                 # each bag of lgbm_rel(_recent) and lgbm_mh train through LightGBM's Dask estimator on this
                 # cluster, the recursive lgbm through mlforecast's distributed path
-                expected = 2 * ("lgbm_rel" in members) + 2 * ("lgbm_rel_recent" in members) + ("lgbm_mh" in members)
+                expected = (2 * ("lgbm_rel" in members) + 2 * ("lgbm_rel_recent" in members) + ("lgbm_mh" in members)
+                            + 6 * ("lgbm_tw_store" in members) + ("lgbm_tw_dept" in members))
                 assert expected > 0
                 assert fitted == [client] * expected
                 assert recursive == [client] * ("lgbm" in members)

@@ -679,3 +679,100 @@ def test_recent_member_forecasts_each_series_on_its_own_level():
         true_level = 0.3 if i % 2 else 5.0 + i  # make_panel's weekly-seasonal Poisson means
         got = fc[fc["unique_id"] == f"sku{i}/north"]["mean"].mean()
         assert got == pytest.approx(true_level, rel=0.2, abs=0.15), i
+
+
+# --- lgbm_tw_store / lgbm_tw_dept: raw-unit Tweedie LightGBMs, one per store or department ---------------------
+
+def test_series_groups_read_store_and_department_from_m5_ids_and_pool_small_or_unmatched_groups():
+    from shopfloor.forecast.demand import DEPT_PATTERN, STORE_PATTERN
+    from shopfloor.forecast.horizon_lgbm import POOLED_GROUP, series_groups
+
+    ids = ["FOODS_3_586_CA_1", "FOODS_3_090_CA_1", "HOBBIES_1_001_TX_2", "ITEM_00007_S3", "no-group-here"]
+    assert series_groups(ids, STORE_PATTERN).tolist() == ["CA_1", "CA_1", "TX_2", "S3", POOLED_GROUP]
+    assert series_groups(ids, DEPT_PATTERN).tolist()[:3] == ["FOODS_3", "FOODS_3", "HOBBIES_1"]
+    # groups below the minimum size join the pooled group; the others keep theirs
+    assert series_groups(ids, STORE_PATTERN, min_series=2).tolist() == ["CA_1", "CA_1", *[POOLED_GROUP] * 3]
+
+
+def _two_store_panel(n_days: int = 400) -> pd.DataFrame:
+    base = make_panel(n_series=6, n_days=n_days, covariates=False)
+    a = base.assign(unique_id=base["unique_id"].str.replace("/north", "_S1", regex=False))
+    b = base.assign(unique_id=base["unique_id"].str.replace("/north", "_S2", regex=False), y=base["y"] * 3.0)
+    return pd.concat([a, b], ignore_index=True)
+
+
+def test_grouped_lgbm_trains_one_model_per_group_sharing_the_row_cap(monkeypatch):
+    import shopfloor.forecast.horizon_lgbm as hl
+
+    seen = []
+    real = hl._horizon_forecast
+
+    def spy(history, horizon, future, covs, cfg, n_jobs, name, dask_client):
+        seen.append((sorted(history["unique_id"].unique()), cfg.max_rows, cfg.group_pattern))
+        return real(history, horizon, future, covs, cfg, n_jobs, name, dask_client)
+
+    monkeypatch.setattr(hl, "_horizon_forecast", spy)
+    panel = validate_history(_two_store_panel())
+    cfg = hl.HorizonLGBMConfig(origin_days=200, n_estimators=30, min_child_samples=20, max_rows=10_000,
+                               group_pattern=r"S\d+$", min_group_series=2)
+    out = hl.horizon_lgbm_forecast(panel, 14, None, [], config=cfg, name="lgbm_tw_store")
+    assert [ids for ids, _, _ in seen] == [[f"sku{i}_S1" for i in range(6)], [f"sku{i}_S2" for i in range(6)]]
+    assert [rows for _, rows, _ in seen] == [5_000, 5_000] and all(p is None for _, _, p in seen)
+    assert len(out) == 12 * 14 and out["lgbm_tw_store"].notna().all()
+
+
+def test_a_store_model_does_not_see_the_other_stores_data():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig
+
+    panel = _two_store_panel()
+    cfg = replace(FAST, tw_store=HorizonLGBMConfig(origin_days=200, n_estimators=40, min_child_samples=20,
+                                                   group_pattern=r"S\d+$", min_group_series=2))
+    clean = forecast_demand(panel, 28, model="lgbm_tw_store", config=cfg)
+    assert_contract(clean, 12, 28)
+    assert not clean.attrs["fallbacks"]
+    other = panel.copy()
+    other.loc[other["unique_id"].str.endswith("_S2"), "y"] *= 7.0  # only store S2 changes
+    dirty = forecast_demand(other, 28, model="lgbm_tw_store", config=cfg)
+    s1 = clean["unique_id"].str.endswith("_S1")
+    np.testing.assert_allclose(clean.loc[s1, "mean"], dirty.loc[s1, "mean"])
+    assert dirty.loc[~s1, "mean"].mean() > 3.0 * clean.loc[~s1, "mean"].mean()
+    # raw units: each store's forecast sits on its own level (store S2 sells 3x store S1)
+    for i in (0, 4):
+        for store, mult in (("S1", 1.0), ("S2", 3.0)):
+            recent = panel[panel["unique_id"] == f"sku{i}_{store}"]["y"].tail(56).mean()
+            got = clean[clean["unique_id"] == f"sku{i}_{store}"]["mean"].mean()
+            assert got == pytest.approx(recent, rel=0.3), (i, store)
+
+
+def test_grouped_members_are_separate_cache_entries_and_named_models():
+    from shopfloor.forecast.backtest import MemberCache
+    from shopfloor.forecast.demand import TW_DEPT_CONFIG, TW_STORE_CONFIG
+    from shopfloor.forecast.models import MODEL_NAMES
+
+    assert {"lgbm_tw_store", "lgbm_tw_dept"} <= set(MODEL_NAMES)
+    ungrouped = replace(TW_STORE_CONFIG, group_pattern=None)
+    keys = {MemberCache.fingerprint(*c.fingerprint_parts()) for c in (TW_STORE_CONFIG, TW_DEPT_CONFIG, ungrouped)}
+    assert len(keys) == 3
+    assert not TW_STORE_CONFIG.normalise and TW_STORE_CONFIG.tweedie_variance_power == 1.1
+    with pytest.raises(Exception):
+        replace(TW_STORE_CONFIG, group_pattern="(unclosed")
+
+
+def test_a_store_too_short_to_train_alone_is_forecast_by_a_model_of_every_series():
+    from shopfloor.forecast.horizon_lgbm import HorizonLGBMConfig, horizon_lgbm_forecast
+
+    panel = _two_store_panel()
+    young = panel["unique_id"].str.endswith("_S2") & (panel["ds"] < panel["ds"].max() - pd.Timedelta(days=40))
+    panel = validate_history(panel[~young].reset_index(drop=True))  # store S2: 41 days, too few for its own model
+    cfg = HorizonLGBMConfig(origin_days=200, n_estimators=30, min_child_samples=20, group_pattern=r"S\d+$",
+                            min_group_series=2)
+    out = horizon_lgbm_forecast(panel, 14, None, [], config=cfg, name="tw")
+    assert len(out) == 12 * 14 and out["tw"].notna().all()
+    alone = horizon_lgbm_forecast(panel[panel["unique_id"].str.endswith("_S1")], 14, None, [], config=cfg, name="tw")
+    s1 = out[out["unique_id"].str.endswith("_S1")].reset_index(drop=True)
+    np.testing.assert_allclose(s1["tw"], alone["tw"])  # S1 still trains on its own
+    s2 = out[out["unique_id"].str.endswith("_S2")].reset_index(drop=True)
+    whole = horizon_lgbm_forecast(panel, 14, None, [], config=replace(cfg, group_pattern=None), name="tw")
+    np.testing.assert_allclose(s2["tw"], whole[whole["unique_id"].str.endswith("_S2")]["tw"])
+    with pytest.raises(ValueError, match="too few"):  # nothing long enough anywhere: the member fails (falls back)
+        horizon_lgbm_forecast(panel[panel["unique_id"].str.endswith("_S2")], 14, None, [], config=cfg, name="tw")

@@ -242,3 +242,81 @@ def test_the_selected_dispersion_growth_round_trips_and_reaches_the_forecast_con
     packaged = load_default_selection()
     assert ForecastConfig().dispersion.growth == packaged.dispersion_growth
     assert ForecastConfig().dispersion.scale == packaged.dispersion_scale
+
+
+def test_week_scales_multiply_the_dispersion_per_horizon_week_instead_of_the_growth():
+    from shopfloor.forecast.distribution import DispersionConfig
+
+    d = DispersionConfig(scale=0.5, growth=1.0, week_scales=(1.0, 2.0, 3.0))
+    steps = np.array([1, 7, 8, 14, 15, 21, 22, 56])
+    np.testing.assert_allclose(d.horizon_multiplier(steps), [1, 1, 2, 2, 3, 3, 3, 3])
+    plain = DispersionConfig(growth=0.5)
+    np.testing.assert_allclose(plain.horizon_multiplier(np.array([1, 29])), [1.0, 1.5])
+    with pytest.raises(ValueError, match="week_scales"):
+        DispersionConfig(week_scales=(1.0, 0.0))
+
+
+def test_week_scales_round_trip_and_reach_the_forecast(tmp_path):
+    from shopfloor.forecast import forecast_distribution
+    from shopfloor.forecast.demand import ForecastConfig
+
+    sel = DefaultSelection(model="wa28", dispersion_scale=1.0, dispersion_growth=0.0, select_before="2014-07-01",
+                           dispersion_week_scales=(0.5, 1.5))
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(sel.to_json()))
+    back = load_default_selection(path)
+    assert back.dispersion_week_scales == (0.5, 1.5)
+    cfg = ForecastConfig(dispersion=back.dispersion_config())
+    dist = forecast_distribution(make_panel(), 14, model="wa28", config=cfg).frame
+    one = dist[dist["unique_id"] == "sku0"]["dispersion"].to_numpy()
+    assert np.allclose(one[7:], 3.0 * one[:7])  # week 2 at 1.5, week 1 at 0.5
+    assert "dispersion_week_scales" not in DefaultSelection(model="wa28", dispersion_scale=1.0,
+                                                            select_before="2014-07-01").to_json()
+
+
+def test_the_per_week_dispersion_keeps_each_week_inside_its_band_on_every_selection_origin():
+    spec = ProtocolSpec(select_before=pd.Timestamp("2023-09-01"), **SMALL)
+    grid = SelectionGrid(candidates=("wa28",), dispersion_scales=(1.0,), dispersion_growths=(0.0,),
+                         week_scales=(0.05, 0.5, 2.0, 8.0), week_coverage_band=(85.0, 100.0))
+    chosen, details = select_default(make_panel(), spec, grid)
+    weekly = details["dispersion_per_week"]
+    assert len(weekly["week_scales"]) == 2  # a 14-day horizon has two weeks
+    for w, scale in enumerate(weekly["week_scales"], start=1):
+        rows = [r for r in weekly["weeks"] if r["week"] == w]
+        pick = next(r for r in rows if r["chosen"])
+        assert pick["scale"] == scale
+        eligible = [r for r in rows if r["outside_by"] == 0.0]
+        if eligible:
+            assert pick["coverage_95_min"] >= 85.0
+            assert pick["wspl"] == min(r["wspl"] for r in eligible)
+    # the per-origin-segment result is what the pipeline gives with those scales
+    assert len(weekly["result"]["rows"]) == 2 * len(details["selected_on"]["cutoffs"])
+    if weekly["chosen"]:
+        assert chosen.dispersion_week_scales == tuple(weekly["week_scales"])
+        assert (chosen.dispersion_scale, chosen.dispersion_growth) == (1.0, 0.0)
+    else:
+        assert chosen.dispersion_week_scales is None
+
+
+def test_the_per_week_dispersion_replaces_the_scalar_one_only_by_the_stated_rule():
+    from shopfloor.forecast.protocol import prefer_week_dispersion
+
+    band = (93.0, 97.0)
+    inside = {"coverage_95_min": 93.5, "coverage_95_max": 96.0, "wspl": 0.30}
+    outside = {"coverage_95_min": 92.5, "coverage_95_max": 96.0, "wspl": 0.20}
+    assert prefer_week_dispersion(inside, outside, band)
+    assert not prefer_week_dispersion(outside, inside, band)
+    assert not prefer_week_dispersion(outside, outside, band)  # neither inside: keep the scalar one
+    assert prefer_week_dispersion({**inside, "wspl": 0.29}, inside, band)
+    assert not prefer_week_dispersion({**inside, "wspl": 0.31}, inside, band)
+
+
+def test_a_per_week_choice_cannot_see_data_on_or_after_select_before():
+    panel = make_panel()
+    before = pd.Timestamp("2023-09-01")
+    spec = ProtocolSpec(select_before=before, **SMALL)
+    grid = SelectionGrid(candidates=("wa28",), dispersion_scales=(1.0,), week_scales=(0.3, 1.0, 3.0))
+    chosen, _ = select_default(panel, spec, grid)
+    poisoned = panel.assign(y=np.where(panel["ds"] >= before, panel["y"] * 50.0 + 100.0, panel["y"]))
+    again, _ = select_default(poisoned, spec, grid)
+    assert again.to_json() == chosen.to_json()

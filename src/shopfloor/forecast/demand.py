@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: What ``model="auto"`` means: written by ``shopfloor forecast backtest --select-before DATE --write-defaults``,
 #: which chooses it on backtest origins whose scored days all end before DATE (docs/benchmarks/forecast.md).
 DEFAULTS_PATH = Path(__file__).with_name("default_selection.json")
-DEFAULTS_VERSION = 2
+DEFAULTS_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -46,26 +46,35 @@ class DefaultSelection:
     details: dict[str, Any] = field(default_factory=dict, compare=False)
     #: Relative growth of the NB dispersion per 28 horizon days (:class:`DispersionConfig.growth`).
     dispersion_growth: float = DispersionConfig.growth
+    #: A dispersion multiplier per horizon week, replacing the growth (:class:`DispersionConfig.week_scales`).
+    dispersion_week_scales: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "select_before": self.select_before, "model": self.model,
-                "dispersion_scale": self.dispersion_scale, "dispersion_growth": self.dispersion_growth,
-                **self.details}
+        out = {"version": self.version, "select_before": self.select_before, "model": self.model,
+               "dispersion_scale": self.dispersion_scale, "dispersion_growth": self.dispersion_growth}
+        if self.dispersion_week_scales is not None:
+            out["dispersion_week_scales"] = list(self.dispersion_week_scales)
+        return {**out, **self.details}
 
     def dispersion_config(self, base: DispersionConfig | None = None) -> DispersionConfig:
-        """``base`` (default settings when omitted) with this selection's dispersion scale and growth."""
-        return replace(base or DispersionConfig(), scale=self.dispersion_scale, growth=self.dispersion_growth)
+        """``base`` (default settings when omitted) with this selection's dispersion scale, growth and (when set)
+        per-week scales."""
+        return replace(base or DispersionConfig(), scale=self.dispersion_scale, growth=self.dispersion_growth,
+                       week_scales=self.dispersion_week_scales)
 
 
 def load_default_selection(path: str | Path | None = None) -> DefaultSelection:
     """Read a defaults file (the packaged one unless ``path`` is given)."""
     raw = json.loads(Path(path or DEFAULTS_PATH).read_text())
-    fields = ("version", "select_before", "model", "dispersion_scale", "dispersion_growth")
+    fields = ("version", "select_before", "model", "dispersion_scale", "dispersion_growth", "dispersion_week_scales")
     details = {k: v for k, v in raw.items() if k not in fields}
+    weeks = raw.get("dispersion_week_scales")
     sel = DefaultSelection(model=str(raw["model"]), dispersion_scale=float(raw["dispersion_scale"]),
                            select_before=str(raw["select_before"]), version=int(raw.get("version", 0)),
                            details=details,
-                           dispersion_growth=float(raw.get("dispersion_growth", DispersionConfig.growth)))
+                           dispersion_growth=float(raw.get("dispersion_growth", DispersionConfig.growth)),
+                           dispersion_week_scales=tuple(float(w) for w in weeks) if weeks is not None else None)
+    sel.dispersion_config()  # invalid week scales fail here
     _models.parse_spec(sel.model)  # a broken file fails here, naming the model
     return sel
 
@@ -80,8 +89,21 @@ REL_CONFIG = HorizonLGBMConfig(normalise=True, origin_days=728, draws_per_origin
 #: Settings of the ``lgbm_rel_recent`` member: ``lgbm_rel`` with the short-term demand features.
 REL_RECENT_CONFIG = replace(REL_CONFIG, recent=True)
 
+#: The store in an M5-style id (``FOODS_3_586_CA_1`` -> ``CA_1``) or a trailing letters+digits token (``..._S3``).
+STORE_PATTERN = r"[A-Za-z]+_?\d+$"
+#: The department in an M5-style id (``FOODS_3_586_CA_1`` -> ``FOODS_3``).
+DEPT_PATTERN = r"^[A-Za-z]+_\d+(?=_)"
+
+#: Settings of the ``lgbm_tw_store`` member: raw units (Tweedie 1.1), origins from the last two years as
+#: ``lgbm_rel``, one model per store; the 1.35 M training-row cap (``lgbm_rel``'s 3 x 450 k) is shared by the stores.
+TW_STORE_CONFIG = HorizonLGBMConfig(origin_days=728, draws_per_origin_day=2, n_estimators=300, bags=1,
+                                    max_rows=1_350_000, min_child_samples=100, group_pattern=STORE_PATTERN)
+#: ``lgbm_tw_dept``: the same, one model per department.
+TW_DEPT_CONFIG = replace(TW_STORE_CONFIG, group_pattern=DEPT_PATTERN)
+
 #: The multi-horizon LightGBM members and their settings in :class:`ForecastConfig`.
-HORIZON_MEMBERS = {"lgbm_mh": "mh", "lgbm_rel": "rel", "lgbm_rel_recent": "rel_recent"}
+HORIZON_MEMBERS = {"lgbm_mh": "mh", "lgbm_rel": "rel", "lgbm_rel_recent": "rel_recent",
+                   "lgbm_tw_store": "tw_store", "lgbm_tw_dept": "tw_dept"}
 
 DEFAULT_SELECTION = load_default_selection()
 DEFAULT_MODEL = DEFAULT_SELECTION.model
@@ -96,8 +118,8 @@ class ForecastConfig:
     group_column: optional non-numeric history column (e.g. category) whose members share a cold-start prior;
     stats_max_days: history kept for the statistical models; ets_nt_days: for the ``ets_nt`` member (its fit cost
     grows with the days, and a level/season model needs little more than the last year).
-    lgbm / mh / rel / rel_recent: settings of the recursive ``lgbm`` (and ``lgbm_direct*``), ``lgbm_mh``, ``lgbm_rel``
-    and ``lgbm_rel_recent`` members.
+    lgbm / mh / rel / rel_recent / tw_store / tw_dept: settings of the recursive ``lgbm`` (and ``lgbm_direct*``),
+    ``lgbm_mh``, ``lgbm_rel``, ``lgbm_rel_recent``, ``lgbm_tw_store`` and ``lgbm_tw_dept`` members.
     """
 
     default_model: str = DEFAULT_MODEL
@@ -110,6 +132,8 @@ class ForecastConfig:
     mh: HorizonLGBMConfig = field(default_factory=HorizonLGBMConfig)
     rel: HorizonLGBMConfig = field(default_factory=lambda: REL_CONFIG)
     rel_recent: HorizonLGBMConfig = field(default_factory=lambda: REL_RECENT_CONFIG)
+    tw_store: HorizonLGBMConfig = field(default_factory=lambda: TW_STORE_CONFIG)
+    tw_dept: HorizonLGBMConfig = field(default_factory=lambda: TW_DEPT_CONFIG)
     dispersion: DispersionConfig = field(default_factory=DEFAULT_SELECTION.dispersion_config)
 
 
@@ -268,7 +292,7 @@ def forecast_distribution(
     alpha = estimate_dispersion(hist, cfg.dispersion)
     step = frame.groupby(ID, sort=False).cumcount().to_numpy() + 1
     base = frame[ID].map(alpha).to_numpy(dtype="float64")
-    frame["dispersion"] = base * (1.0 + cfg.dispersion.growth * (step - 1) / 28.0)
+    frame["dispersion"] = base * cfg.dispersion.horizon_multiplier(step)
     frame["mean"] = frame["mean"].clip(lower=0.0)
     return DemandDistribution(frame=frame, model=spec, fallbacks=fallbacks, cold_start=[str(c) for c in cold_ids])
 

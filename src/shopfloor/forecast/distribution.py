@@ -8,7 +8,7 @@ shrunk towards the panel median so that short or sparse series borrow strength. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ class DispersionConfig:
     shrink_days: pseudo-days of the panel median mixed into each series' estimate;
     scale: multiplier on the estimate (0.8: the ensemble's errors are smaller than the trailing mean's the estimate
     is measured against; chosen by backtest, docs/benchmarks/forecast.md); growth: relative increase of alpha per
-    28 horizon days.
+    28 horizon days; week_scales: when given, a multiplier per horizon week (days 1-7, 8-14, ...; the last one
+    for every later week) *instead of* the growth (``scale`` still applies).
     """
 
     window: int = 364
@@ -37,6 +38,22 @@ class DispersionConfig:
     shrink_days: float = 56.0
     scale: float = 0.8
     growth: float = 0.25
+    week_scales: tuple[float, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.week_scales is not None:
+            ws = tuple(float(w) for w in self.week_scales)
+            if not ws or not all(np.isfinite(w) and w > 0 for w in ws):
+                raise ValueError(f"week_scales must be positive numbers, got {self.week_scales!r}")
+            object.__setattr__(self, "week_scales", ws)
+
+    def horizon_multiplier(self, step: np.ndarray) -> np.ndarray:
+        """Multiplier of alpha at horizon ``step`` (1-based): the week's scale, else the growth per 28 days."""
+        step = np.asarray(step)
+        if self.week_scales is None:
+            return 1.0 + self.growth * (step - 1) / 28.0
+        week = np.minimum((step - 1) // 7, len(self.week_scales) - 1)
+        return np.asarray(self.week_scales, dtype="float64")[week]
 
 
 def estimate_dispersion(history: pd.DataFrame, config: DispersionConfig | None = None) -> pd.Series:

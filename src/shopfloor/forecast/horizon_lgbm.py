@@ -19,6 +19,16 @@ origins drawn from the last two years by default, so every season is seen at lea
 means of the last 3 and 14 days, the same weekday one week before the target's latest known one), which the first
 days of a horizon depend on most; everything else, the relative scale included, is ``lgbm_rel``'s.
 
+``lgbm_tw_store`` and ``lgbm_tw_dept`` are raw-unit Tweedie models (no level normalisation) trained like
+``lgbm_rel`` across origins from the last two years, but **one model per group of series**: per store or per
+department, as the M5 winners grouped theirs. A series' group is read from its ``unique_id`` with a regular
+expression (``group_pattern``; for M5's ``ITEM_DEPT_NNN_STATE_N`` ids the store is the trailing ``CA_1``, the
+department the leading ``FOODS_3``); series in groups with fewer than ``min_group_series`` members, or whose id does
+not match, are pooled into one more group; the series of a group too short to train a model alone are forecast
+by one model trained on every series. The
+training-row cap ``max_rows`` is shared among the groups in proportion to their series, so the whole member trains
+on as many rows as one global fit would, and only one group's rows are held at a time.
+
 Prices enter only as known at the origin, which is all a forecast of next month has; a future price path in
 ``future`` is not used by this member. Features are built with prefix sums over a series x day matrix, a block of
 series at a time, so memory is bounded by the block.
@@ -26,7 +36,8 @@ series at a time, so memory is bounded by the block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -85,16 +96,28 @@ class HorizonLGBMConfig:
     #: Add the short-term demand features (``lgbm_rel_recent``). Left out of ``repr`` so that the backtest cache
     #: keys of the members without it stay those of earlier versions; :meth:`fingerprint_parts` names it.
     recent: bool = field(default=False, repr=False)
+    #: One model per group of series (``lgbm_tw_store``, ``lgbm_tw_dept``): the group is the first match of this
+    #: regular expression in ``unique_id`` (None: one global model). Left out of ``repr`` like ``recent``.
+    group_pattern: str | None = field(default=None, repr=False)
+    #: Groups with fewer series are pooled (with the ids the pattern does not match) into one more group.
+    min_group_series: int = field(default=20, repr=False)
 
     def __post_init__(self) -> None:
         if self.bags < 1 or self.max_rows < 1 or self.n_estimators < 1:
             raise ValueError("bags, max_rows and n_estimators must be at least 1")
         if self.level_days < 1 or self.level_floor <= 0:
             raise ValueError("level_days must be at least 1 and level_floor positive")
+        if self.group_pattern is not None:
+            re.compile(self.group_pattern)
+            if self.min_group_series < 1:
+                raise ValueError("min_group_series must be at least 1")
 
     def fingerprint_parts(self) -> tuple[Any, ...]:
         """What a cache key of this member's forecasts must cover: ``repr`` plus the fields left out of it."""
-        return (self,) if not self.recent else (self, "recent")
+        parts: tuple[Any, ...] = (self,) if not self.recent else (self, "recent")
+        if self.group_pattern is not None:
+            parts += ("group", self.group_pattern, self.min_group_series)
+        return parts
 
     @property
     def history_days(self) -> int:
@@ -306,6 +329,21 @@ def _train(hist: pd.DataFrame, future: pd.DataFrame | None, covs: list[str], max
     return model, list(X.columns)
 
 
+#: Name of the pooled group (small groups and ids the pattern does not match).
+POOLED_GROUP = "<pooled>"
+
+
+def series_groups(ids: pd.Series | np.ndarray | list[str], pattern: str, min_series: int = 1) -> pd.Series:
+    """Group of each unique id: the first match of ``pattern`` in it; ids without a match, and groups with fewer
+    than ``min_series`` ids, get :data:`POOLED_GROUP`. Indexed by the (unique) ids."""
+    uniq = pd.Index(pd.unique(np.asarray(ids, dtype=object)))
+    rx = re.compile(pattern)
+    found = [rx.search(str(u)) for u in uniq]
+    groups = pd.Series([m.group(0) if m else POOLED_GROUP for m in found], index=uniq, dtype=object)
+    counts = groups.map(groups.value_counts())
+    return groups.where(counts >= min_series, POOLED_GROUP)
+
+
 def horizon_lgbm_forecast(
     history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str], *,
     config: HorizonLGBMConfig | None = None, n_jobs: int = 1, name: str = "lgbm_mh", dask_client: Any = None,
@@ -315,8 +353,40 @@ def horizon_lgbm_forecast(
     With ``bags`` > 1, that many models are trained on independently drawn rows (seeds ``seed``, ``seed + 1``, ...)
     and their forecasts averaged. With ``dask_client`` the models are trained on the Dask cluster (LightGBM's Dask
     estimator, the training rows split into one partition per worker thread); the rows are built, and the forecast
-    predicted, on the driver."""
+    predicted, on the driver. With ``group_pattern``, one such model per group of series (module docstring); the
+    groups are forecast one after another, each with its share of ``max_rows``."""
     cfg = config or HorizonLGBMConfig()
+    if cfg.group_pattern is None:
+        return _horizon_forecast(history, horizon, future, covariates, cfg, n_jobs, name, dask_client)
+    groups = series_groups(history[ID].unique(), cfg.group_pattern, cfg.min_group_series)
+    n_all = len(groups)
+
+    def fit(ids: pd.Index) -> pd.DataFrame:
+        part = history[history[ID].isin(ids)]
+        share = max(1, int(round(cfg.max_rows * len(ids) / n_all)))
+        gcfg = replace(cfg, group_pattern=None, max_rows=share)
+        return _horizon_forecast(part, horizon, future, covariates, gcfg, n_jobs, name, dask_client)
+
+    outs, failed = [], []
+    for _, members in groups.groupby(groups, sort=True):
+        try:
+            outs.append(fit(members.index))
+        except ValueError:  # too few training rows in this group (short series): pooled below
+            failed.append(members.index)
+    if failed:
+        # Series of groups too short to train alone are forecast by one model trained on every series (it raises
+        # when even that has too few rows).
+        short = set(failed[0].append(failed[1:]) if len(failed) > 1 else failed[0])
+        pooled = fit(groups.index)
+        outs.append(pooled[pooled[ID].isin(short)])
+    out = pd.concat(outs, ignore_index=True)
+    return out.sort_values([ID, TIME]).reset_index(drop=True)
+
+
+def _horizon_forecast(
+    history: pd.DataFrame, horizon: int, future: pd.DataFrame | None, covariates: list[str],
+    cfg: HorizonLGBMConfig, n_jobs: int, name: str, dask_client: Any,
+) -> pd.DataFrame:
     max_k = max(cfg.max_horizon, horizon)
     hist = history.groupby(ID, sort=False).tail(cfg.history_days + max_k)
     covs = [c for c in covariates if c in hist.columns]

@@ -53,7 +53,8 @@ STATS_MODELS = ("ets", "ets_nt", "croston_sba", "adida", "imapa", "tsb", "snaive
 # next longer one in the chain (..., 28, then ``lgbm_direct``'s 56). See :func:`direct_chain`.
 DIRECT_LAGS = (7, 14, 28)
 DIRECT_MEMBERS = tuple(f"lgbm_direct{n}" for n in DIRECT_LAGS)
-MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS, "lgbm_mh", "lgbm_rel", "lgbm_rel_recent")
+MODEL_NAMES = (*STATS_MODELS, "lgbm", "lgbm_direct", *DIRECT_MEMBERS, "lgbm_mh", "lgbm_rel", "lgbm_rel_recent",
+               "lgbm_tw_store", "lgbm_tw_dept")
 
 
 def parse_weighted_spec(spec: str) -> list[tuple[str, float]]:

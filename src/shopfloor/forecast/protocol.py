@@ -72,6 +72,12 @@ class SelectionGrid:
     dispersion_growths: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     coverage_band: tuple[float, float] = (93.5, 96.5)
     origin_coverage_band: tuple[float, float] = (92.0, 98.0)
+    #: When given, a per-week dispersion is chosen as well (:func:`select_week_dispersion`) from these scales, and
+    #: it replaces the (scale, growth) setting when :func:`prefer_week_dispersion` says so.
+    week_scales: tuple[float, ...] | None = None
+    #: 95 % coverage every selection origin must keep in each horizon week, and every selection origin-segment
+    #: under the per-week setting: [92, 98] with a point of margin on each side.
+    week_coverage_band: tuple[float, float] = (93.0, 97.0)
 
 
 #: Candidates ``backtest --select-before`` chooses among when none are given (weights are fitted, then shrunk).
@@ -82,6 +88,10 @@ DEFAULT_CANDIDATES: tuple[str, ...] = (
     "lgbm_rel+lgbm+ets_nt",
     "lgbm_rel+seas_es+ets_nt",
     "lgbm_mh+lgbm+seas_es+ets_nt",
+    "lgbm_tw_store+ets_nt",
+    "lgbm_tw_dept+ets_nt",
+    "lgbm_rel+lgbm_tw_store+ets_nt",
+    "lgbm_rel+lgbm_tw_dept+ets_nt",
 )
 
 
@@ -249,6 +259,12 @@ def select_default(
 
     disp = select_dispersion(origins, chosen["spec"], cfg, spec, grid)
     pick = next(d for d in disp if d["chosen"])
+    weekly = None
+    if grid.week_scales:
+        weekly = select_week_dispersion(origins, chosen["spec"], cfg, spec, grid)
+        weekly["scalar"] = segment_coverage(origins, chosen["spec"], cfg, spec, replace(
+            cfg.dispersion, scale=float(pick["scale"]), growth=float(pick["growth"]), week_scales=None))
+        weekly["chosen"] = prefer_week_dispersion(weekly["result"], weekly["scalar"], grid.week_coverage_band)
 
     details = {
         "selected_on": {"cutoffs": [str(c.date()) for c in cutoffs], "horizon": spec.horizon,
@@ -257,10 +273,103 @@ def select_default(
         "candidates": table,
         "dispersion": disp,
     }
-    selection = DefaultSelection(model=chosen["spec"], dispersion_scale=float(pick["scale"]),
-                                 dispersion_growth=float(pick["growth"]), select_before=str(before.date()),
-                                 version=DEFAULTS_VERSION, details=details)
+    scale, growth, week_scales = float(pick["scale"]), float(pick["growth"]), None
+    if weekly is not None:
+        details["dispersion_per_week"] = weekly
+        if weekly["chosen"]:
+            scale, growth, week_scales = 1.0, 0.0, tuple(weekly["week_scales"])
+    selection = DefaultSelection(model=chosen["spec"], dispersion_scale=scale, dispersion_growth=growth,
+                                 select_before=str(before.date()), version=DEFAULTS_VERSION, details=details,
+                                 dispersion_week_scales=week_scales)
     return selection, details
+
+
+def _dispersion_bases(origins: list[_Origin], model: str, cfg: ForecastConfig, spec: ProtocolSpec) -> list:
+    """Per origin: the pipeline's ``unique_id, ds, mean, dispersion`` at scale 1 and no growth, and its steps."""
+    base_cfg = replace(cfg, dispersion=replace(cfg.dispersion, scale=1.0, growth=0.0, week_scales=None))
+    bases = []
+    for o in origins:
+        fc = _pipeline_forecast(o, model, base_cfg, spec, distribution=True)
+        step = fc.groupby(ID, sort=False).cumcount().to_numpy() + 1
+        bases.append((o, fc, step))
+    return bases
+
+
+def _quantile_frame(fc: pd.DataFrame, alpha: np.ndarray) -> pd.DataFrame:
+    from .distribution import nb_quantiles
+    from .frames import QUANTILE_COLUMNS
+
+    frame = fc[[ID, TIME, "mean"]].copy()
+    frame[list(QUANTILE_COLUMNS)] = nb_quantiles(fc["mean"].to_numpy(), alpha)
+    return frame
+
+
+def select_week_dispersion(
+    origins: list[_Origin], model: str, cfg: ForecastConfig, spec: ProtocolSpec, grid: SelectionGrid,
+) -> dict[str, Any]:
+    """A dispersion multiplier per horizon week, chosen on the selection origins: for each week, the scale from
+    ``grid.week_scales`` with the lowest mean wSPL over the origins whose 95 % coverage in that week stays inside
+    ``grid.week_coverage_band`` on *every* origin; when no scale does, the one whose worst origin is nearest the
+    band (then the lowest wSPL). Returns the per-week table, the scales and the result per origin-segment."""
+    bases = _dispersion_bases(origins, model, cfg, spec)
+    weeks = -(-spec.horizon // 7)
+    lo, hi = grid.week_coverage_band
+    table: list[dict[str, Any]] = []
+    for scale in grid.week_scales or ():
+        per_week: list[list[tuple[float, float]]] = [[] for _ in range(weeks)]
+        for o, fc, step in bases:
+            frame = _quantile_frame(fc, fc["dispersion"].to_numpy() * scale)
+            for w in range(weeks):
+                sc = score_days(frame, o.actual, o.train, o.cutoff, 7 * w + 1, min(7 * w + 7, spec.horizon))
+                per_week[w].append((sc["wspl"], sc["coverage_95"]))
+        for w in range(weeks):
+            cov = [c for _, c in per_week[w]]
+            table.append({"week": w + 1, "scale": scale, "wspl": float(np.mean([x for x, _ in per_week[w]])),
+                          "coverage_95": float(np.mean(cov)), "coverage_95_min": float(min(cov)),
+                          "coverage_95_max": float(max(cov)),
+                          "outside_by": float(max(0.0, lo - min(cov), max(cov) - hi)), "chosen": False})
+    chosen_scales = []
+    for w in range(weeks):
+        rows = [r for r in table if r["week"] == w + 1]
+        pick = min(rows, key=lambda r: (r["outside_by"], r["wspl"]))
+        pick["chosen"] = True
+        chosen_scales.append(float(pick["scale"]))
+    result = segment_coverage(origins, model, cfg, spec, replace(
+        cfg.dispersion, scale=1.0, growth=0.0, week_scales=tuple(chosen_scales)), bases=bases)
+    return {"band": [lo, hi], "week_scales": chosen_scales, "weeks": table, "result": result}
+
+
+def segment_coverage(
+    origins: list[_Origin], model: str, cfg: ForecastConfig, spec: ProtocolSpec, dispersion: Any, *,
+    bases: list | None = None,
+) -> dict[str, Any]:
+    """wSPL and 95 % coverage of ``model`` with the NB ``dispersion`` (a :class:`DispersionConfig`) per selection
+    origin-segment, and their mean / range."""
+    bases = bases if bases is not None else _dispersion_bases(origins, model, cfg, spec)
+    rows = []
+    for o, fc, step in bases:
+        alpha = fc["dispersion"].to_numpy() * dispersion.scale * dispersion.horizon_multiplier(step)
+        frame = _quantile_frame(fc, alpha)
+        for seg in spec.segments:
+            sc = score_days(frame, o.actual, o.train, o.cutoff, *seg)
+            rows.append({"cutoff": str(o.cutoff.date()), "days": f"{seg[0]}-{seg[1]}", "wspl": sc["wspl"],
+                         "coverage_95": sc["coverage_95"]})
+    cov = [r["coverage_95"] for r in rows]
+    return {"rows": rows, "wspl": float(np.mean([r["wspl"] for r in rows])), "coverage_95": float(np.mean(cov)),
+            "coverage_95_min": float(min(cov)), "coverage_95_max": float(max(cov))}
+
+
+def prefer_week_dispersion(weekly: dict[str, Any], scalar: dict[str, Any], band: tuple[float, float]) -> bool:
+    """The per-week dispersion replaces the (scale, growth) one when it keeps every selection origin-segment inside
+    ``band`` and the scalar one does not, or when both do and its wSPL is lower."""
+    lo, hi = band
+
+    def inside(r: dict[str, Any]) -> bool:
+        return lo <= r["coverage_95_min"] and r["coverage_95_max"] <= hi
+
+    if inside(weekly) != inside(scalar):
+        return inside(weekly)
+    return inside(weekly) and weekly["wspl"] < scalar["wspl"]
 
 
 def select_dispersion(
