@@ -75,19 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     tuning = None
     if args.tuning:
-        from dataclasses import fields
-
         from shopfloor.planning.restock_engine import EngineTuning
 
-        types = {f.name: f.type for f in fields(EngineTuning)}
-        over = {}
-        for pair in args.tuning.split(","):
-            key, _, value = pair.partition("=")
-            kind = types.get(key)
-            over[key] = (int(value) if kind in ("int", int) else value if kind in ("str", str)
-                         else value.lower() in ("1", "true", "yes") if kind in ("bool", bool) else float(value))
         try:
-            tuning = EngineTuning.from_mapping(over)
+            tuning = EngineTuning.from_text(args.tuning)
         except ValueError as exc:
             ap.error(f"--tuning: {exc}")
     full = load_demand_panel(args.history)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 
 import numpy as np
 
@@ -38,17 +37,6 @@ M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 GROUPS = ((0.0, 0.5), (0.5, 2.0), (2.0, 8.0), (8.0, np.inf))
 
 
-def _tuning(text: str) -> EngineTuning:
-    if not text:
-        return EngineTuning()
-    kinds = {f.name: f.type for f in fields(EngineTuning)}
-    over = {}
-    for pair in text.split(","):
-        key, _, value = pair.partition("=")
-        kind = kinds.get(key)
-        over[key] = (int(value) if kind in ("int", int) else value if kind in ("str", str)
-                     else value.lower() in ("1", "true", "yes") if kind in ("bool", bool) else float(value))
-    return EngineTuning.from_mapping(over)
 
 
 def _masks(panel: DemandPanel, start: int) -> dict[str, np.ndarray]:
@@ -127,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-groups", action="store_true", help="only the forecast-error table (seconds)")
     args = ap.parse_args(argv)
     try:
-        tuning = _tuning(args.tuning)
+        tuning = EngineTuning.from_text(args.tuning)
     except ValueError as exc:
         ap.error(f"--tuning: {exc}")
     full = load_demand_panel(args.history)

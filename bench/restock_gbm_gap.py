@@ -29,7 +29,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
 
 import numpy as np
 
@@ -46,17 +45,6 @@ from shopfloor.planning.restock_engine import EngineTuning, RestockEngine
 M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 
 
-def parse_tuning(text: str) -> EngineTuning:
-    if not text:
-        return EngineTuning()
-    kinds = {f.name: f.type for f in fields(EngineTuning)}
-    over = {}
-    for pair in text.split(","):
-        key, _, value = pair.partition("=")
-        kind = kinds.get(key)
-        over[key] = (int(value) if kind in ("int", int) else value if kind in ("str", str)
-                     else value.lower() in ("1", "true", "yes") if kind in ("bool", bool) else float(value))
-    return EngineTuning.from_mapping(over)
 
 
 class Recording(RestockEngine):
@@ -177,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if knobs.startswith("oracle:"):  # oracle:F[,knobs]
             head, _, knobs = knobs.partition(",")
             oracle = (panel, float(head.split(":")[1]))
-        tuning = parse_tuning(knobs)
+        tuning = EngineTuning.from_text(knobs)
         for target in (float(x) for x in args.targets.split(",")):
             t0 = time.perf_counter()
             agent = ReplenishmentAgent(fill_rate=target, lead_time=lead, tuning=tuning)

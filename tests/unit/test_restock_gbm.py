@@ -195,3 +195,19 @@ def test_the_shipped_blend_with_the_global_model_forecasts_eight_days_better_tha
     shipped = _eight_day_rmse(panel, EngineTuning(), fit_days=400)
     assert EngineTuning().forecast_model == "gbm"
     assert shipped < 0.98 * level
+
+
+def test_engine_tuning_from_text_reads_each_value_as_its_fields_type():
+    tuning = EngineTuning.from_text("restart_days=14, gbm_weight=0.25,forecast_model=level,gbm_day_residuals=no")
+    assert tuning.restart_days == 14 and isinstance(tuning.restart_days, int)
+    assert tuning.gbm_weight == 0.25
+    assert tuning.forecast_model == "level"
+    assert tuning.gbm_day_residuals is False
+    assert EngineTuning.from_text("") == EngineTuning()
+
+
+def test_engine_tuning_from_text_names_the_key_it_cannot_read():
+    with pytest.raises(ValueError, match="restart_days"):
+        EngineTuning.from_text("restart_days=soon")
+    with pytest.raises(ValueError, match="unknown tuning key"):
+        EngineTuning.from_text("no_such_knob=1")

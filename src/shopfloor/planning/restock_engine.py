@@ -221,6 +221,31 @@ class EngineTuning:
             raise ValueError(f"unknown tuning key(s) {sorted(unknown)}; allowed: {sorted(known)}")
         return cls(**dict(data))
 
+    @classmethod
+    def from_text(cls, text: str) -> "EngineTuning":
+        """Overrides written ``key=value,key=value`` (benchmarks' ``--tuning``), each value read as its field's type
+        (``true``/``1``/``yes`` for a flag); an empty text gives the defaults. Unknown keys and unreadable values
+        raise ``ValueError`` naming the key."""
+        if not text.strip():
+            return cls()
+        kinds = {f.name: f.type for f in fields(cls)}
+        over: dict[str, Any] = {}
+        for pair in text.split(","):
+            key, _, value = pair.strip().partition("=")
+            kind = kinds.get(key)
+            try:
+                if kind in ("int", int):
+                    over[key] = int(value)
+                elif kind in ("str", str):
+                    over[key] = value
+                elif kind in ("bool", bool):
+                    over[key] = value.lower() in ("1", "true", "yes")
+                else:
+                    over[key] = float(value)
+            except ValueError:
+                raise ValueError(f"tuning key {key!r}: cannot read {value!r} as {kind}") from None
+        return cls.from_mapping(over)
+
 
 _GBM_MEMORY = 364
 _MONTH_LEVEL_RATE = 1.0 - 0.5 ** (1.0 / 30.4)  # the slow level of the day-of-month profile: half-life one month
