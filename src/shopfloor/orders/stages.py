@@ -16,7 +16,10 @@ import time
 
 import orjson
 
+
 class StageLog:
+    """Collects the rows described above and appends them to ``path`` about once a second."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.rows: list[list] = []
@@ -52,4 +55,3 @@ class StageLog:
                 for kind, items in (("c", rows), ("b", batches), ("l", lags)):
                     for it in items:
                         f.write(orjson.dumps({kind: it}) + b"\n")
-
