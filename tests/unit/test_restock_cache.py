@@ -165,3 +165,4 @@ def test_a_history_stamp_names_each_day():
     h2 = h.copy()
     h2[1, 2] += 1
     assert stamp_history(["x", "y"], h2, START).days[2] != a.days[2]
+

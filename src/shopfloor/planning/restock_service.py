@@ -157,7 +157,7 @@ class RestockPlanner:
             means = np.maximum(engine.daily_means(need)[:, 1:], 0.0)
             m_prot = means[:, : lead + review].sum(axis=1)
             size = engine.sizes(m_prot)
-            alpha = min(max(engine.alpha, 0.5), 0.9995)
+            alpha = min(max(engine.alpha, engine.t.min_alpha), engine.t.max_alpha)
             up_to, rop = order_levels(alpha, means[:, :lead].sum(axis=1), m_prot, size, engine.t, lead_time=lead)
             return means, size, alpha, up_to, rop
 
