@@ -138,24 +138,25 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=200, help="days of orders before today (a day more for the next day)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--in-memory", action="store_true")
+    ap.add_argument("--tmp", default=None, help="folder for the temporary SQLite store (default: the system's)")
     args = ap.parse_args()
     units = synthetic(args.skus, args.days + 1)
     today = START + timedelta(days=args.days)
     t0 = time.perf_counter()
-    if not args.in_memory:
-        tmp = tempfile.mkdtemp(prefix="restock_plan_cache_")
-        url = f"sqlite:///{os.path.join(tmp, 'store.db')}"
-        seed_store(url, units)
-        run = lambda cache: api_round(url, today, cache)  # noqa: E731
-    else:
-        run = lambda cache: memory_round(units, today, cache)  # noqa: E731
-    seeded = time.perf_counter() - t0
-    rounds = []
-    for _ in range(args.rounds):
-        off = run(False)
-        on = run(True)
-        rounds.append({"no_cache": off[0], "cache_cold": on[0], "cache_same_history": on[1],
-                       "cache_next_day": on[2]})
+    with tempfile.TemporaryDirectory(prefix="restock_plan_cache_", dir=args.tmp) as tmp:
+        if not args.in_memory:
+            url = f"sqlite:///{os.path.join(tmp, 'store.db')}"
+            seed_store(url, units)
+            run = lambda cache: api_round(url, today, cache)  # noqa: E731
+        else:
+            run = lambda cache: memory_round(units, today, cache)  # noqa: E731
+        seeded = time.perf_counter() - t0
+        rounds = []
+        for _ in range(args.rounds):
+            off = run(False)
+            on = run(True)
+            rounds.append({"no_cache": off[0], "cache_cold": on[0], "cache_same_history": on[1],
+                           "cache_next_day": on[2]})
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(json.dumps({"skus": args.skus, "history_days": args.days, "api": not args.in_memory,
                       "seed_s": round(seeded, 1), "rounds": [{k: round(v, 3) for k, v in r.items()} for r in rounds],
