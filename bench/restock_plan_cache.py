@@ -8,9 +8,13 @@ day (one new day of orders; within the refit cadence, so the model is reused and
 with each call's seconds per round and the medians, and the load average.
 
 ``--in-memory`` times the planner itself on an in-memory data source instead (no database; for 30,490 SKUs).
+``--cli`` times ``shopfloor restock plan --json`` as a child process on the store (orders dated up to yesterday),
+without the cache, then twice with ``SHOPFLOOR_RESTOCK_CACHE_DIR`` set to a fresh folder: the first run fills it,
+the second reads it (each run is a new process).
 
     PYTHONPATH=src python bench/restock_plan_cache.py --skus 2000 --rounds 3
     PYTHONPATH=src python bench/restock_plan_cache.py --in-memory --skus 30490 --rounds 1
+    PYTHONPATH=src python bench/restock_plan_cache.py --cli --skus 2000 --rounds 3
 """
 
 from __future__ import annotations
@@ -132,19 +136,49 @@ def memory_round(units: np.ndarray, today: datetime, cache: bool) -> list[float]
     return out
 
 
+def cli_round(url: str, folder: str, cache: bool) -> list[float]:
+    import shutil
+    import subprocess
+    import sys
+
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+    env = {**os.environ, "PYTHONPATH": src, "SHOPFLOOR_DATABASE_URL": url}
+    cache_dir = os.path.join(folder, "cache")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    if cache:
+        env["SHOPFLOOR_RESTOCK_CACHE_DIR"] = cache_dir
+    out = []
+    for _ in range(2 if cache else 1):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "shopfloor", "restock", "plan", "--json"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        out.append(time.perf_counter() - t0)
+    return out + [float("nan")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skus", type=int, default=2000)
     ap.add_argument("--days", type=int, default=200, help="days of orders before today (a day more for the next day)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--in-memory", action="store_true")
+    ap.add_argument("--cli", action="store_true")
     ap.add_argument("--tmp", default=None, help="folder for the temporary SQLite store (default: the system's)")
     args = ap.parse_args()
+    global START
     units = synthetic(args.skus, args.days + 1)
+    if args.cli:  # the command plans as of the real today: orders end yesterday
+        now = datetime.now(timezone.utc)
+        START = datetime(now.year, now.month, now.day, 12, tzinfo=timezone.utc) - timedelta(days=args.days)
+        units = units[:, :args.days]
     today = START + timedelta(days=args.days)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="restock_plan_cache_", dir=args.tmp) as tmp:
-        if not args.in_memory:
+        if args.cli:
+            url = f"sqlite:///{os.path.join(tmp, 'store.db')}"
+            seed_store(url, units)
+            run = lambda cache: cli_round(url, tmp, cache)  # noqa: E731
+        elif not args.in_memory:
             url = f"sqlite:///{os.path.join(tmp, 'store.db')}"
             seed_store(url, units)
             run = lambda cache: api_round(url, today, cache)  # noqa: E731
@@ -158,7 +192,8 @@ def main() -> None:
             rounds.append({"no_cache": off[0], "cache_cold": on[0], "cache_same_history": on[1],
                            "cache_next_day": on[2]})
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    print(json.dumps({"skus": args.skus, "history_days": args.days, "api": not args.in_memory,
+    print(json.dumps({"skus": args.skus, "history_days": args.days,
+                      "mode": "cli" if args.cli else "in-memory" if args.in_memory else "api",
                       "seed_s": round(seeded, 1), "rounds": [{k: round(v, 3) for k, v in r.items()} for r in rounds],
                       "median_s": {k: round(v, 3) for k, v in med.items()},
                       "ratio_vs_no_cache": {k: round(v / med["no_cache"], 4) for k, v in med.items()},

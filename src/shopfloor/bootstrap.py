@@ -370,7 +370,7 @@ def restock_model_cache(container: Container):
 
             cache = container.services["restock.cache"] = RestockModelCache(
                 refit_days=s.restock_refit_days, max_models=s.restock_cache_models,
-                max_level_bytes=s.restock_cache_mb << 20)
+                max_level_bytes=s.restock_cache_mb << 20, directory=s.restock_cache_dir)
         return cache
 
 

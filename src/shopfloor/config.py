@@ -220,6 +220,10 @@ class Settings(BaseSettings):
     restock_cache_mb: int = Field(
         default=256, ge=0, description="Memory (MB) for restock plan levels kept between plans of the same history.",
     )
+    restock_cache_dir: Path | None = Field(
+        default=None, description="Folder where the restock model cache also keeps fitted models and plan levels "
+        "(JSON and .npz, at most 64 files of each), so that separate `restock plan` runs share them; None: memory only.",
+    )
     # --- promise ---------------------------------------------------------------------------------
     promise_confidence: float = Field(default=0.9, gt=0.5, lt=1.0, description="Confidence of deliver_by.")
     promise_limited_threshold: int = Field(default=5, ge=1, description="Fewer units left than this: limited.")

@@ -175,6 +175,26 @@ def test_plans_share_the_containers_model_cache_and_new_orders_replan(client):
     assert tea2(later)["mean_daily_demand"] > tea2(first)["mean_daily_demand"]
 
 
+def test_restock_plan_runs_share_the_cache_folder(client, db_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+    from shopfloor.planning import restock_service
+
+    replays = []
+    real = restock_service.replay_history
+    monkeypatch.setattr(restock_service, "replay_history", lambda *a, **k: replays.append(1) or real(*a, **k))
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    monkeypatch.setenv("SHOPFLOOR_RESTOCK_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["restock", "plan", "--json"])
+    assert first.exit_code == 0, first.output
+    assert len(replays) == 1 and list((tmp_path / "cache" / "levels").iterdir())
+    second = runner.invoke(app, ["restock", "plan", "--json"])  # a new container, as a new process has
+    assert second.exit_code == 0 and second.stdout == first.stdout
+    assert len(replays) == 1, "the second run replayed the history again"
+
+
 def test_no_model_cache_when_turned_off(db_url):
     from shopfloor.bootstrap import build_restock_planner
 

@@ -166,3 +166,43 @@ def test_a_history_stamp_names_each_day():
     h2[1, 2] += 1
     assert stamp_history(["x", "y"], h2, START).days[2] != a.days[2]
 
+
+
+def test_plans_in_separate_processes_share_the_cache_folder(fits, tmp_path):
+    store = _Store()
+    first = _planner(store, TODAY, RestockModelCache(refit_days=7, directory=tmp_path)).plan()
+    assert len(fits) == 1
+    # another process: a new, empty cache over the same folder
+    other = RestockModelCache(refit_days=7, directory=tmp_path)
+    again = _planner(store, TODAY, other).plan()
+    assert len(fits) == 1 and other.stats()["disk_hits"] == 2  # the model and the group's levels
+    assert _numbers(again) == _numbers(first)
+    # the next day, a third process reads the model and replays its own history
+    third = RestockModelCache(refit_days=7, directory=tmp_path)
+    next_day = _planner(store, TODAY + timedelta(days=1), third).plan()
+    assert len(fits) == 1 and third.stats()["disk_hits"] == 1 and third.stats()["level_misses"] == 1
+    # the same plan as one process that kept the model in memory from the day before
+    ref = RestockModelCache(refit_days=7)
+    _planner(store, TODAY, ref).plan()
+    assert _numbers(next_day) == _numbers(_planner(store, TODAY + timedelta(days=1), ref).plan())
+
+
+def test_an_unreadable_cache_file_is_fitted_again(fits, tmp_path):
+    store = _Store()
+    _planner(store, TODAY, RestockModelCache(directory=tmp_path)).plan()
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            f.write_text("not a cache file")
+    other = RestockModelCache(directory=tmp_path)
+    _planner(store, TODAY, other).plan()
+    assert len(fits) == 2 and other.stats()["disk_hits"] == 0
+
+
+def test_a_saved_global_model_predicts_the_same_numbers():
+    rng = np.random.default_rng(5)
+    series = rng.poisson(np.exp(rng.normal(0.5, 1.0, (30, 1))), (30, 200)).astype(float)
+    weekdays = [(START + timedelta(days=i)).weekday() for i in range(200)]
+    model = restock_gbm.fit_global(series, weekdays, 8, first_day=START)
+    back = restock_gbm.GlobalForecaster.from_text(model.to_text())
+    recent, observed = series[:, -180:], np.full(30, 180.0)
+    assert np.array_equal(model.predict(recent, observed, 3, TODAY), back.predict(recent, observed, 3, TODAY))

@@ -18,16 +18,22 @@ day read the same history. Two things are kept, each keyed on exactly what it wa
 
 Thread-safe (one lock over the tables; one computation per key at a time, callers of the same key wait for it and
 share the result) and bounded: at most ``max_models`` models and ``max_level_bytes`` of level arrays, least
-recently used first out.
+recently used first out. With a ``directory`` both are also written there (the model as LightGBM's model text in
+JSON, the levels as ``.npz``; no pickle), at most ``max_files`` of each kind, oldest first out, so that plans made
+by separate processes (``restock plan``) share them too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, TypeVar
 
 import numpy as np
@@ -76,7 +82,28 @@ def stamp_history(keys: Iterable[Any], history: np.ndarray, first_day: date) -> 
 class _Fit:
     stamp: HistoryStamp
     model: Any
-    token: int
+    token: str
+
+
+def _digest(key: Hashable) -> str:
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+
+
+def _write_atomic(path: Path, write: Callable[[Any], None], max_files: int) -> None:
+    """Write through a temporary file renamed into place, then keep the folder's newest ``max_files`` files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    files = sorted((f for f in path.parent.iterdir() if not f.name.startswith(".tmp-")),
+                   key=lambda f: f.stat().st_mtime)
+    for old in files[:max(len(files) - max_files, 0)]:
+        old.unlink(missing_ok=True)
 
 
 class RestockModelCache:
@@ -84,7 +111,8 @@ class RestockModelCache:
     (see the module docstring). ``refit_days`` >= 1: a model fitted on a history ending on day D serves histories
     ending on D .. D + refit_days - 1 whose shared days are unchanged; 1 reuses it only for the same history."""
 
-    def __init__(self, *, refit_days: int = 7, max_models: int = 8, max_level_bytes: int = 256 << 20) -> None:
+    def __init__(self, *, refit_days: int = 7, max_models: int = 8, max_level_bytes: int = 256 << 20,
+                 directory: str | Path | None = None, max_files: int = 64) -> None:
         if isinstance(refit_days, bool) or not isinstance(refit_days, int) or refit_days < 1:
             raise ValueError(f"refit_days must be an integer >= 1, got {refit_days!r}")
         if max_models < 1 or max_level_bytes < 0:
@@ -97,8 +125,9 @@ class RestockModelCache:
         self._models: OrderedDict[Hashable, _Fit] = OrderedDict()
         self._levels: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._level_bytes = 0
-        self._tokens = 0
-        self.fits = self.model_hits = self.level_hits = self.level_misses = 0
+        self.directory = Path(directory) if directory is not None else None
+        self.max_files = max_files
+        self.fits = self.model_hits = self.level_hits = self.level_misses = self.disk_hits = 0
 
     # --- single flight ---------------------------------------------------------------------------------------
     def _once(self, key: Hashable, lookup: Callable[[], Any], compute: Callable[[], V], store: Callable[[V], Any]):
@@ -133,9 +162,10 @@ class RestockModelCache:
         return all(old.day(start + timedelta(days=i)) == stamp.day(start + timedelta(days=i))
                    for i in range((old.last_day - start).days + 1))
 
-    def model(self, key: Hashable, stamp: HistoryStamp, fit: Callable[[], Any]) -> tuple[Any, int]:
+    def model(self, key: Hashable, stamp: HistoryStamp, fit: Callable[[], Any]) -> tuple[Any, str]:
         """The model fitted under ``key`` on a history that still serves ``stamp``, else ``fit()`` (stored); with a
-        token that names that fit (for keys of results computed with it)."""
+        token that names that fit (the digest of the history it was fitted on), for keys of results computed
+        with it. A model object written to the directory needs ``to_text()`` and its class's ``from_text``."""
         def lookup(miss):
             entry = self._models.get(key)
             if entry is None or not self._serves(entry, stamp):
@@ -144,21 +174,66 @@ class RestockModelCache:
             self.model_hits += 1
             return entry.model, entry.token
 
-        def store(model):
-            self._tokens += 1
-            self.fits += 1
-            self._models[key] = _Fit(stamp, model, self._tokens)
+        def compute():
+            found = self._read_model(key, stamp)
+            if found is not None:
+                return found
+            model = fit()
+            self._write_model(key, stamp, model)
+            return model, stamp, True
+
+        def store(found):
+            model, fitted_on, fresh = found
+            if fresh:
+                self.fits += 1
+            else:
+                self.disk_hits += 1
+            entry = self._models[key] = _Fit(fitted_on, model, fitted_on.digest)
             self._models.move_to_end(key)
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)
-            return model, self._tokens
+            return model, entry.token
 
-        return self._once(("model", key), lookup, fit, store)
+        return self._once(("model", key), lookup, compute, store)
+
+    def _model_path(self, key: Hashable) -> Path | None:
+        return self.directory / "models" / f"{_digest(key)}.json" if self.directory is not None else None
+
+    def _read_model(self, key: Hashable, stamp: HistoryStamp):
+        path = self._model_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            fitted_on = HistoryStamp(data["keys"], date.fromisoformat(data["first_day"]), tuple(data["days"]))
+            if not self._serves(_Fit(fitted_on, None, ""), stamp):
+                return None
+            if data["model"] is None:
+                return None, fitted_on, False
+            from .restock_gbm import GlobalForecaster
+
+            return GlobalForecaster.from_text(data["model"]), fitted_on, False
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # unreadable: fit again (and overwrite it)
+
+    def _write_model(self, key: Hashable, stamp: HistoryStamp, model: Any) -> None:
+        path = self._model_path(key)
+        if path is None or not (model is None or hasattr(model, "to_text")):
+            return
+        text = json.dumps({"keys": stamp.keys, "first_day": stamp.first_day.isoformat(), "days": list(stamp.days),
+                           "model": None if model is None else model.to_text()})
+        try:
+            _write_atomic(path, lambda fh: fh.write(text.encode()), self.max_files)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
 
     # --- replayed levels -------------------------------------------------------------------------------------
     def levels(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The levels computed under ``key``, else ``compute()`` (a tuple of numpy arrays and numbers), stored
-        while they fit in ``max_level_bytes``. Arrays are handed out read-only."""
+        while they fit in ``max_level_bytes``. Arrays are handed out read-only. ``repr(key)`` names the file in the
+        directory, so a key must print the same in every process (numbers, strings, dates, frozen dataclasses)."""
+        path = self.directory / "levels" / f"{_digest(key)}.npz" if self.directory is not None else None
+
         def lookup(miss):
             entry = self._levels.get(key)
             if entry is None:
@@ -167,8 +242,29 @@ class RestockModelCache:
             self.level_hits += 1
             return entry[0]
 
-        def store(value):
-            self.level_misses += 1
+        def load_or_compute():
+            if path is not None and path.is_file():
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        items = [z[f"v{i}"] for i in range(int(z["count"]))]
+                    return tuple(v.item() if v.ndim == 0 else v for v in items), False
+                except (OSError, ValueError, KeyError):
+                    pass
+            value = compute()
+            if path is not None:
+                arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(value)}
+                try:
+                    _write_atomic(path, lambda fh: np.savez(fh, count=len(value), **arrays), self.max_files)
+                except OSError:
+                    pass  # a cache that cannot be written is only slower
+            return value, True
+
+        def store(found):
+            value, fresh = found
+            if fresh:
+                self.level_misses += 1
+            else:
+                self.disk_hits += 1
             size = sum(v.nbytes for v in value if isinstance(v, np.ndarray))
             for v in value:
                 if isinstance(v, np.ndarray):
@@ -181,12 +277,12 @@ class RestockModelCache:
                     self._level_bytes -= freed
             return value
 
-        return self._once(("levels", key), lookup, compute, store)
+        return self._once(("levels", key), lookup, load_or_compute, store)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {"fits": self.fits, "model_hits": self.model_hits, "level_hits": self.level_hits,
-                    "level_misses": self.level_misses, "models": len(self._models),
+                    "level_misses": self.level_misses, "disk_hits": self.disk_hits, "models": len(self._models),
                     "level_entries": len(self._levels), "level_bytes": self._level_bytes}
 
     def clear(self) -> None:
