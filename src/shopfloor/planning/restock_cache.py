@@ -130,8 +130,10 @@ class RestockModelCache:
         self.fits = self.model_hits = self.level_hits = self.level_misses = self.disk_hits = 0
 
     # --- single flight ---------------------------------------------------------------------------------------
-    def _once(self, key: Hashable, lookup: Callable[[], Any], compute: Callable[[], V], store: Callable[[V], Any]):
-        """``lookup()`` under the lock, else ``compute()`` once per key (concurrent callers wait and re-look)."""
+    def _once(self, key: Hashable, lookup: Callable[[object], Any], compute: Callable[[], V],
+              store: Callable[[V], Any]):
+        """``lookup(miss)`` under the lock (``miss`` when absent), else ``compute()`` once per key, its value kept by
+        ``store`` (concurrent callers of the key wait and look again)."""
         miss = object()
         with self._lock:
             hit = lookup(miss)
