@@ -41,6 +41,7 @@ def _row(t: dict) -> dict:
         "avg_on_hand": t["ours"]["avg_on_hand"],
         "baseline_z_at_equal_fill": eq["z"],
         "baseline_avg_on_hand_at_equal_fill": eq["avg_on_hand"],
+        "baseline_fill_range": eq.get("fill_range"),  # where no z in [-1, 6] reaches the agent's fill
         "ratio": t["inventory_ratio_vs_baseline"],
         "reduction_pct": t["inventory_reduction_pct"],
         "meets_10pct": t["meets_inventory_target"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -352,8 +353,30 @@ def build_payments(settings: Settings, engine: Engine, clock: Clock, registry=No
                                   sim_engine=simulator_engine(settings, engine))
 
 
+_RESTOCK_CACHE_LOCK = threading.Lock()
+
+
+def restock_model_cache(container: Container):
+    """The container's restock model cache (``services["restock.cache"]``), made on first use from the
+    ``restock_refit_days`` / ``restock_cache_*`` settings; ``None`` when ``restock_cache_models`` is 0. Plans built
+    from this container (API, CLI, dashboard) share it."""
+    s = container.settings
+    if s.restock_cache_models <= 0:
+        return None
+    with _RESTOCK_CACHE_LOCK:
+        cache = container.services.get("restock.cache")
+        if cache is None:
+            from .planning.restock_cache import RestockModelCache
+
+            cache = container.services["restock.cache"] = RestockModelCache(
+                refit_days=s.restock_refit_days, max_models=s.restock_cache_models,
+                max_level_bytes=s.restock_cache_mb << 20, directory=s.restock_cache_dir)
+        return cache
+
+
 def build_restock_planner(container: Container) -> RestockPlanner:
     """The restock planner over a Container's database and clock (one registered as ``services["restock"]`` wins).
+    Its fitted model and replayed levels are kept in the container between plans (:func:`restock_model_cache`).
 
     The policy file is read on each call, so edits apply without a restart.
     """
@@ -366,6 +389,7 @@ def build_restock_planner(container: Container) -> RestockPlanner:
         return registered
     s = container.settings
     return RestockPlanner(
+        cache=restock_model_cache(container),
         source=RestockRepository(container.engine),
         policies=PolicyBook.load(s.restock_policy_file),
         clock=container.clock,

@@ -208,6 +208,22 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1, description="Sell-out risk when P(stockout before replenishment) >= this."
     )
     restock_max_alternatives: int = Field(default=3, ge=0, description="In-stock alternatives listed per risk.")
+    restock_refit_days: int = Field(
+        default=7, ge=1, description="A restock plan reuses the global forecast model fitted on an earlier plan's "
+        "history while its own history ends fewer than this many days later and the days both share are unchanged "
+        "(1: refit whenever the history changes).",
+    )
+    restock_cache_models: int = Field(
+        default=8, ge=0, description="Fitted restock models kept in memory between plans (0: no cache; every plan "
+        "fits and replays its history).",
+    )
+    restock_cache_mb: int = Field(
+        default=256, ge=0, description="Memory (MB) for restock plan levels kept between plans of the same history.",
+    )
+    restock_cache_dir: Path | None = Field(
+        default=None, description="Folder where the restock model cache also keeps fitted models and plan levels "
+        "(JSON and .npz, at most 64 files of each), so that separate `restock plan` runs share them; None: memory only.",
+    )
     # --- promise ---------------------------------------------------------------------------------
     promise_confidence: float = Field(default=0.9, gt=0.5, lt=1.0, description="Confidence of deliver_by.")
     promise_limited_threshold: int = Field(default=5, ge=1, description="Fewer units left than this: limited.")

@@ -156,6 +156,55 @@ def test_restock_plan_orders_the_fast_seller_and_flags_it_as_a_sell_out_risk(cli
     assert [ln["sku"] for ln in only["lines"]] == ["TEA-2"]
 
 
+def test_plans_share_the_containers_model_cache_and_new_orders_replan(client):
+    first = client.get("/v1/plans/restock", headers=client.admin).json()
+    cache = client.container.services["restock.cache"]
+    assert cache.stats()["level_misses"] == 1
+    again = client.get("/v1/plans/restock", headers=client.admin).json()
+    assert cache.stats()["level_hits"] == 1 and again == first  # the same history: nothing replayed
+    # an order on a past day changes the history: the plan is made again from it
+    day = NOW - timedelta(days=3)
+    with client.container.engine.begin() as conn:
+        conn.execute(sa.insert(orders).values(id="late", status="captured", ship_to={}, payment={}, total=0,
+                                              currency="EUR", created_at=day, updated_at=day))
+        conn.execute(sa.insert(order_lines).values(order_id="late", line_no=1, sku="TEA-2", warehouse="W1",
+                                                   qty=40, unit_price=100))
+    later = client.get("/v1/plans/restock", headers=client.admin).json()
+    assert cache.stats()["level_misses"] == 2
+    tea2 = lambda plan: next(ln for ln in plan["lines"] if ln["sku"] == "TEA-2")  # noqa: E731
+    assert tea2(later)["mean_daily_demand"] > tea2(first)["mean_daily_demand"]
+
+
+def test_restock_plan_runs_share_the_cache_folder(client, db_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+    from shopfloor.planning import restock_service
+
+    replays = []
+    real = restock_service.replay_history
+    monkeypatch.setattr(restock_service, "replay_history", lambda *a, **k: replays.append(1) or real(*a, **k))
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
+    monkeypatch.setenv("SHOPFLOOR_RESTOCK_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["restock", "plan", "--json"])
+    assert first.exit_code == 0, first.output
+    assert len(replays) == 1 and list((tmp_path / "cache" / "levels").iterdir())
+    second = runner.invoke(app, ["restock", "plan", "--json"])  # a new container, as a new process has
+    assert second.exit_code == 0 and second.stdout == first.stdout
+    assert len(replays) == 1, "the second run replayed the history again"
+
+
+def test_no_model_cache_when_turned_off(db_url):
+    from shopfloor.bootstrap import build_restock_planner
+
+    container = build_container(Settings(database_url=db_url, restock_cache_models=0), clock=FixedClock(NOW))
+    try:
+        assert build_restock_planner(container).cache is None
+    finally:
+        container.close()
+
+
 def test_cli_imports_purchase_orders_and_prints_the_plan(client, db_url, tmp_path, monkeypatch):
     import json
 

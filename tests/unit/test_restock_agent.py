@@ -584,3 +584,14 @@ def test_a_dormant_sku_that_sells_out_its_presence_stock_restarts_at_the_history
     assert orders[28][0] == orders[0][0]  # the busy SKU is untouched
     with pytest.raises(ValueError, match="restart_days"):
         EngineTuning(restart_days=-1)
+
+
+def test_a_controller_that_keeps_missing_a_high_target_steers_past_the_old_cap_and_stops_at_max_alpha():
+    engine = RestockEngine(lead_time=7, fill_rate=0.98)
+    engine.ensure(["A"])
+    engine.set_alpha(0.99)
+    engine.orders_placed_days = 10  # past the first lead time: the controller acts
+    for _ in range(400):
+        engine.record_fill(95.0, 100.0)  # the store keeps filling 0.95 of a 0.98 target
+    assert engine.alpha > 0.9995  # the cap before 2026-12-04, where the UCI selection panel sat pinned
+    assert engine.alpha == pytest.approx(EngineTuning().max_alpha)

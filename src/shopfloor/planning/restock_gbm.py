@@ -63,6 +63,23 @@ class GlobalForecaster:
         self.horizon = horizon
         self.lags = lags
 
+    def to_text(self) -> str:
+        """The model as JSON text (LightGBM's own model text inside; no pickle), for :meth:`from_text`."""
+        import json
+
+        booster = self.model.booster_ if hasattr(self.model, "booster_") else self.model
+        return json.dumps({"horizon": self.horizon, "lags": self.lags, "booster": booster.model_to_string()})
+
+    @classmethod
+    def from_text(cls, text: str) -> "GlobalForecaster":
+        """The model :meth:`to_text` wrote; it predicts the same numbers."""
+        import json
+
+        import lightgbm as lgb
+
+        data = json.loads(text)
+        return cls(lgb.Booster(model_str=data["booster"]), int(data["horizon"]), int(data["lags"]))
+
     def predict(self, recent: np.ndarray, observed: np.ndarray, weekday: int, day: date | None) -> np.ndarray:
         if len(recent) == 0:
             return np.zeros(0)

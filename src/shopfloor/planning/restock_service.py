@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Protocol
+from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
 
 from ..domain.clock import Clock
+from . import restock_gbm
 from .lead_time import DemandOutlook
 from .restock import (
     CatalogEntry,
@@ -22,9 +23,20 @@ from .restock import (
     build_restock_plan,
     check_fill_rate,
 )
+from .restock_cache import HistoryStamp, stamp_history
 from .restock_engine import EngineTuning, RestockEngine, order_levels, replay_history
 
 Key = tuple[str, str]
+Levels = tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]
+
+
+class ModelCache(Protocol):
+    """Where the planner keeps fitted models and replayed levels between plans
+    (:class:`~shopfloor.planning.restock_cache.RestockModelCache`)."""
+
+    def model(self, key: Hashable, stamp: HistoryStamp, fit: Callable[[], Any]) -> tuple[Any, str]: ...
+
+    def levels(self, key: Hashable, compute: Callable[[], Levels]) -> Levels: ...
 
 
 class RestockDataSource(Protocol):
@@ -52,6 +64,10 @@ class RestockPlanner:
     plan treats its history as uncensored and starts the quantile level where the negative-binomial fill
     formula puts the target; a store that runs the agent day by day also gets the integral correction on
     observed fill.
+
+    With a ``cache`` the fitted global model and each group's replayed levels are kept between plans, keyed on the
+    history they came from (:mod:`~shopfloor.planning.restock_cache`): a second plan on the same history replays
+    nothing, and a plan on a later day refits only past the cache's refit cadence.
     """
 
     source: RestockDataSource
@@ -63,6 +79,7 @@ class RestockPlanner:
     max_alternatives: int = 3
     tuning: EngineTuning | None = None
     fill_rate: float | None = None
+    cache: ModelCache | None = None
 
     def plan(self, *, sku: str | None = None, warehouse: str | None = None,
              fill_rate: float | None = None) -> RestockPlan:
@@ -86,11 +103,10 @@ class RestockPlanner:
         outlooks: dict[Key, DemandOutlook] = {}
         effective: dict[Key, ReplenishmentPolicy] = {}
         levels: dict[Key, tuple[int, int]] = {}
+        need_days = self.outlook_days + 1
         for (lead, review, target, cap), members in groups.items():
-            engine = RestockEngine(lead_time=lead, review_days=review, fill_rate=target,
-                                   tuning=replace(base, order_cap=cap))
+            tuning = replace(base, order_cap=cap)
             keys = [(p.sku, p.warehouse) for p in members]
-            engine.ensure(f"{k[0]}@{k[1]}" for k in keys)
             history = np.zeros((len(keys), self.history_days))
             for j, key in enumerate(keys):
                 by_day = demand.get(key, {})
@@ -98,16 +114,8 @@ class RestockPlanner:
                     i = (d - first_day).days
                     if 0 <= i < self.history_days:
                         history[j, i] = units
-            # a one-off plan has no stock records and no controller: the lost-demand scale would change nothing
-            replay_history(engine, history, weekdays, lost_calibration=False, first_day=first_day)
-            # the engine's first forecast day is today; the plan's day 1 is tomorrow
-            engine.levels()  # fixes the starting quantile level for this group
-            need = max(self.outlook_days, lead + review) + 1
-            means = np.maximum(engine.daily_means(need)[:, 1:], 0.0)
-            m_prot = means[:, : lead + review].sum(axis=1)
-            size = engine.sizes(m_prot)
-            alpha = min(max(engine.alpha, 0.5), 0.9995)
-            up_to, rop = order_levels(alpha, means[:, :lead].sum(axis=1), m_prot, size, engine.t, lead_time=lead)
+            means, size, alpha, up_to, rop = self._group_levels(
+                keys, history, weekdays, first_day, lead, review, target, tuning, max(need_days, lead + review + 1))
             for j, (pos, key) in enumerate(zip(members, keys)):
                 outlooks[key] = DemandOutlook(means[j], float(size[j]))
                 levels[key] = (int(rop[j]), int(up_to[j]))
@@ -121,4 +129,39 @@ class RestockPlanner:
             return plan
         keep = lambda x: (sku is None or x.sku == sku) and (warehouse is None or x.warehouse == warehouse)  # noqa: E731
         return RestockPlan(plan.as_of, tuple(filter(keep, plan.lines)), tuple(filter(keep, plan.risks)))
+
+    def _group_levels(self, keys: list[Key], history: np.ndarray, weekdays: list[int], first_day: date,
+                      lead: int, review: int, target: float, tuning: EngineTuning, need: int) -> Levels:
+        """One policy group's daily means (tomorrow first, ``need - 1`` days), NB sizes of the protection interval,
+        quantile level, order-up-to levels and reorder points, from the history replayed through the engine (or
+        the cache, when it holds them for this very history, policy and model)."""
+        fit = None
+        token = None
+        stamp = None
+        if self.cache is not None:
+            stamp = stamp_history(keys, history, first_day)
+            if tuning.forecast_model == "gbm":
+                model, token = self.cache.model(
+                    (stamp.keys, len(stamp.days), lead + review, tuning.gbm_lags), stamp,
+                    lambda: restock_gbm.fit_global(history, weekdays, lead + review, first_day=first_day,
+                                                   lags=tuning.gbm_lags))
+                fit = lambda *args, **kwargs: model  # noqa: E731
+
+        def compute() -> Levels:
+            engine = RestockEngine(lead_time=lead, review_days=review, fill_rate=target, tuning=tuning)
+            engine.ensure(f"{k[0]}@{k[1]}" for k in keys)
+            # a one-off plan has no stock records and no controller: the lost-demand scale would change nothing
+            replay_history(engine, history, weekdays, lost_calibration=False, first_day=first_day, fit=fit)
+            # the engine's first forecast day is today; the plan's day 1 is tomorrow
+            engine.levels()  # fixes the starting quantile level for this group
+            means = np.maximum(engine.daily_means(need)[:, 1:], 0.0)
+            m_prot = means[:, : lead + review].sum(axis=1)
+            size = engine.sizes(m_prot)
+            alpha = min(max(engine.alpha, engine.t.min_alpha), engine.t.max_alpha)
+            up_to, rop = order_levels(alpha, means[:, :lead].sum(axis=1), m_prot, size, engine.t, lead_time=lead)
+            return means, size, alpha, up_to, rop
+
+        if self.cache is None:
+            return compute()
+        return self.cache.levels((stamp.digest, lead, review, target, tuning, need, token), compute)
 
