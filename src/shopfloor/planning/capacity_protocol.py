@@ -44,10 +44,12 @@ DEFAULTS_CHOSEN_ON_SEEDS = (1,)
 
 
 def _previous_default(**changes: Any) -> PredictiveConfig:
-    """The default before the relaxed floor (``echo2-w5-trim3``): the HPA's own floor everywhere, one band."""
+    """The default before the relaxed floor (``echo2-w5-trim3``): the HPA's own floor everywhere, one band, no burst
+    memory (every field that later defaults changed is pinned, so the candidate stays what its name says)."""
     base = dict(
         floor_utilization=0.0, relaxed_band_quantile=0.0, surge_regime_minutes=0, boot_aware=False,
-        echo_base_mismatch=0.0, forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=3.0),
+        echo_base_mismatch=0.0, burst_memory_minutes=0,
+        forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=3.0),
     )
     return PredictiveConfig(**{**base, **changes})
 
