@@ -44,8 +44,8 @@ from shopfloor.planning.capacity import (  # noqa: E402
 )
 from shopfloor.planning.capacity_protocol import CANDIDATES, default_capacity  # noqa: E402
 
-#: The default before the relaxed floor, replayed next to the current one ("previous default" column).
-PREVIOUS_DEFAULT = "echo2-w5-trim3"
+#: The default before the burst memory, replayed next to the current one ("previous default" column).
+PREVIOUS_DEFAULT = "relax0.85"
 
 MIXES = {
     # Surges that come back at about the same clock time on 2-4 consecutive days (a multi-day promotion, a repeated

@@ -270,3 +270,15 @@ def test_a_bad_stretch_setting_is_refused_naming_it(kwargs, field):
     with pytest.raises(FlashCrowdError) as err:
         stretched_daily_cycle(values, **args)
     assert err.value.field == field
+
+
+def test_the_previous_default_candidates_keep_their_own_settings_when_the_defaults_move():
+    from shopfloor.planning.capacity_protocol import CANDIDATES
+
+    for name in ("echo2-w5-trim3", "echo2-w5-trim3-guard"):
+        cfg = CANDIDATES[name]
+        assert cfg.burst_memory_minutes == 0 and cfg.floor_utilization == 0.0 and not cfg.boot_aware
+    # The burst memory enters only the candidates named for it.
+    assert [n for n, c in CANDIDATES.items() if c.burst_memory_minutes > 0] == [
+        n for n in CANDIDATES if "burst" in n
+    ]

@@ -193,10 +193,11 @@ def test_a_cost_budget_keeps_replica_minutes_near_the_budget_over_target_trackin
 
     demand = _seasonal_trace(days=4)
     wide = OnlineForecastConfig(quantile=0.99)
-    # The HPA's own floor everywhere (floor_utilization 0), so what the band adds is all the budget acts on.
-    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(forecast=wide, floor_utilization=0))
-    capped = run_backtest(demand, capacity=12, lag=10,
-                          config=PredictiveConfig(cost_budget=0.02, forecast=wide, floor_utilization=0))
+    # The HPA's own floor everywhere (floor_utilization 0, no burst memory), so what the band adds is all the budget
+    # acts on.
+    hpa_floor = dict(forecast=wide, floor_utilization=0, burst_memory_minutes=0)
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(**hpa_floor))
+    capped = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_budget=0.02, **hpa_floor))
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03
 
@@ -206,11 +207,11 @@ def test_the_cost_cap_keeps_replica_minutes_near_the_cap_over_the_reactive_hpa()
 
     demand = _seasonal_trace(days=4)
     wide = OnlineForecastConfig(quantile=0.99)
-    free = run_backtest(demand, capacity=12, lag=10,
-                        config=PredictiveConfig(cost_cap=0, forecast=wide, floor_utilization=0))
+    # The HPA's own floor (no relaxation, no burst memory: both are floors the cap never scales).
+    hpa_floor = dict(forecast=wide, floor_utilization=0, burst_memory_minutes=0)
+    free = run_backtest(demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0, **hpa_floor))
     capped = run_backtest(
-        demand, capacity=12, lag=10,
-        config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, forecast=wide, floor_utilization=0),
+        demand, capacity=12, lag=10, config=PredictiveConfig(cost_cap=0.02, cost_cap_warmup=0, **hpa_floor),
     )
     assert free.to_dict()["replica_minutes_ratio"] > 1.04
     assert capped.to_dict()["replica_minutes_ratio"] < 1.03

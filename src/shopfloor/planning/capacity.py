@@ -210,6 +210,12 @@ class PredictiveConfig:
         headroom, at many the 70 % target is more standing headroom than the band needs. 0 keeps the HPA's floor.
     surge_regime_minutes / surge_regime_factor: for this many minutes after a minute above ``surge_regime_factor
         x`` the upper forecast (or a confirmed echo) the floor is the HPA's own, not the relaxed one.
+    burst_memory_minutes / burst_memory_drop: the *burst memory* (0 disables). Outside a surge regime the floor is
+        never below the replicas the largest minute of the last ``burst_memory_minutes`` needed at full use, unless
+        traffic has left that level (the last 5 minutes' mean times ``burst_memory_drop`` is below it: a crowd or a
+        one-off burst is over). Web traffic's noise comes in clusters: a minute that beat the plan is the best
+        predictor of the next one for the following half hour, a signal the 3-day error pool of the band is too
+        slow to follow and the HPA's 5-minute window too short to keep.
     boot_aware: replicas asked for now are ready ``lag`` minutes later, so scaling *up* is for the forecast at the
         end of the boot window; replicas already there are kept for the minutes before it (never added for them).
     forecast: knobs of the online traffic forecaster. The default keeps surge-sized errors (above 3x the band's
@@ -246,6 +252,8 @@ class PredictiveConfig:
     relaxed_band_quantile: float = 0.98
     surge_regime_minutes: int = 60
     surge_regime_factor: float = 2.0
+    burst_memory_minutes: int = 20
+    burst_memory_drop: float = 3.0
     boot_aware: bool = True
     forecast: OnlineForecastConfig = field(
         default_factory=lambda: OnlineForecastConfig(quantile=0.96, outlier_factor=3.0)
@@ -409,6 +417,7 @@ class PredictivePlanner:
             floor = max(self.config.floor_relax_from,
                         hpa_desired(self._last, ready, self.capacity, self._floor_utilization))
             relaxed = True
+        floor = max(floor, self._burst_floor())
         predicted = self._need_from_forecast(minute, requested, relaxed)
         if predicted > floor and self.excess_scale < 1.0:
             predicted = floor + math.ceil(self.excess_scale * (predicted - floor) - 1e-9)
@@ -419,6 +428,18 @@ class PredictivePlanner:
         # The cost cap judges what forecasting spends: replicas held for a calendar event were asked for explicitly.
         self._track_budget(minute, out, out if raw == forecast_need else forecast_need)
         return out
+
+    def _burst_floor(self) -> int:
+        """Replicas for the largest minute of the last ``burst_memory_minutes`` (see ``PredictiveConfig``), or 0."""
+        w = self.config.burst_memory_minutes
+        y = self._y
+        if w <= 0 or len(y) < w or len(y) < self._regime_until:
+            return 0
+        peak = max(y[-w:])
+        drop = self.config.burst_memory_drop
+        if drop > 0 and sum(y[-5:]) / 5.0 * drop < peak:
+            return 0  # traffic has left the burst's level: the crowd (or one-off burst) is over
+        return math.ceil(peak / self.capacity - 1e-9)
 
     def _echo_signal(self, n: int) -> tuple[int, float, float] | None:
         """The earliest surge onset on a previous day (up to ``echo_days`` back) within the next ``lag +

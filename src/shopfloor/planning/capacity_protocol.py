@@ -44,19 +44,23 @@ DEFAULTS_CHOSEN_ON_SEEDS = (1,)
 
 
 def _previous_default(**changes: Any) -> PredictiveConfig:
-    """The default before the relaxed floor (``echo2-w5-trim3``): the HPA's own floor everywhere, one band."""
+    """The default before the relaxed floor (``echo2-w5-trim3``): the HPA's own floor everywhere, one band, no burst
+    memory (every field that later defaults changed is pinned, so the candidate stays what its name says)."""
     base = dict(
         floor_utilization=0.0, relaxed_band_quantile=0.0, surge_regime_minutes=0, boot_aware=False,
-        echo_base_mismatch=0.0, forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=3.0),
+        echo_base_mismatch=0.0, burst_memory_minutes=0,
+        forecast=OnlineForecastConfig(quantile=0.95, outlier_factor=3.0),
     )
     return PredictiveConfig(**{**base, **changes})
 
 
-def _relaxed(utilization: float = 0.85, *, boot_aware: bool = True) -> PredictiveConfig:
+def _relaxed(
+    utilization: float = 0.85, *, boot_aware: bool = True, burst: int = 0, quantile: float = 0.96
+) -> PredictiveConfig:
     return PredictiveConfig(
         floor_utilization=utilization, floor_relax_from=3, relaxed_band_quantile=0.98, surge_regime_minutes=60,
-        boot_aware=boot_aware, echo_base_mismatch=20.0,
-        forecast=OnlineForecastConfig(quantile=0.96, outlier_factor=3.0),
+        boot_aware=boot_aware, echo_base_mismatch=20.0, burst_memory_minutes=burst, burst_memory_drop=3.0,
+        forecast=OnlineForecastConfig(quantile=quantile, outlier_factor=3.0),
     )
 
 
@@ -66,7 +70,9 @@ def _relaxed(utilization: float = 0.85, *, boot_aware: bool = True) -> Predictiv
 #: differ more than 20-fold, i.e. after an outage). The ``relax`` candidates keep that echo and guard and relax the
 #: reactive floor outside surges above 3 replicas to ``floor_utilization`` (0.85 or 0.80), with the band at the
 #: 0.98 quantile there and 0.96 elsewhere, the HPA's floor for 60 minutes after a surge shows, and scale-up for
-#: the minute new replicas are ready (``boot_aware``; ``-noboot``: for the whole boot window). Everything else
+#: the minute new replicas are ready (``boot_aware``; ``-noboot``: for the whole boot window). ``-burstN`` adds the
+#: burst memory (the floor keeps the replicas the largest of the last N minutes needed, outside a surge regime,
+#: until traffic falls 3-fold below it); ``-q0.955`` reads the band at the 0.955 quantile to pay for it. Everything else
 #: (scale-in hold 5 minutes, cost cap 1.15, no slope extrapolation) stays at its default.
 CANDIDATES: dict[str, PredictiveConfig] = {
     "echo2-w5-trim3": _previous_default(),
@@ -74,6 +80,9 @@ CANDIDATES: dict[str, PredictiveConfig] = {
     "relax0.85": _relaxed(0.85),
     "relax0.85-noboot": _relaxed(0.85, boot_aware=False),
     "relax0.80": _relaxed(0.80),
+    "relax0.85-burst20": _relaxed(0.85, burst=20),
+    "relax0.85-burst30": _relaxed(0.85, burst=30),
+    "relax0.85-burst30-q0.955": _relaxed(0.85, burst=30, quantile=0.955),
 }
 
 
