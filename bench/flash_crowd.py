@@ -51,6 +51,7 @@ def main() -> None:
             "sellout_buyer_answered_after_s": r.totals["sellout_buyer_answered_after_s"],
             "outcomes": r.totals["outcomes"], "refusals": r.totals["refusals"],
             "ordinary_timeline": r.totals["ordinary_timeline"],
+            "server_cpu_timeline": r.totals["server_cpu_timeline"],
         })
 
     def median(key: str):

@@ -534,3 +534,44 @@ def test_once_sold_out_a_retry_of_a_purchase_under_way_still_passes_the_gate_and
         return first.kind, retry.kind, retry.decision.state, limits.taken
 
     assert run(scene()) == (GO, GO, ADMITTED, 2)
+
+
+def test_held_shoppers_hear_sold_out_when_the_writer_commits_the_last_unit_before_the_purchase_ends():
+    import threading
+
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0  # neither the tick nor the end of the purchase will tell them
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(3)]
+        held = [asyncio.create_task(room.status(w.token, wait_s=60)) for w in waiting]
+        await asyncio.sleep(0.05)
+        stock.units = 0
+        # the order writer's thread commits the reservation of the last unit; the purchase is still paying
+        writer = threading.Thread(target=room.stock_committed, args=("HOT", 0), name="checkout-writer")
+        writer.start()
+        writer.join()
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        return head, answers
+
+    head, answers = run(scene())
+    assert head.state == ADMITTED
+    assert answers == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 3
+    assert room.held_told_sold_out == {"HOT": 3} and room.sold_out_seen_at == {"HOT": 1_000_000.0}
+
+
+def test_units_left_after_a_commit_become_the_rooms_stock_reading_and_other_products_are_ignored():
+    room, stock, _ = _room(units=5, k=1.0)
+    room.stock_cache_s = 60.0  # without the writer's word the room would read the store only once a minute
+
+    async def scene():
+        await room.admit("HOT", None, "a")  # reads 5 and keeps it
+        stock.units = 0  # another reader would see 0, the room still holds its cached 5
+        assert room.remaining("HOT") == 5
+        room.stock_committed("HOT", 2)
+        room.stock_committed("OTHER", 0)
+        return room.remaining("HOT")
+
+    assert run(scene()) == 2
+    assert room.sold_out_seen_at == {}

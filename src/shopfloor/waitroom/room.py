@@ -151,6 +151,7 @@ class WaitingRoom:
         # once: with the shoppers' own clocks, the sold-out notice splits into noticing it and telling them
         self.sold_out_seen_at: dict[str, float] = {}
         self.held_told_sold_out: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that serves this room (held requests)
 
     # --- what is guarded --------------------------------------------------------------------------------------
     def guarded_sku(self, skus: Iterable[str]) -> str | None:
@@ -174,6 +175,39 @@ class WaitingRoom:
             self.sold_out_seen_at.pop(sku, None)
         return units
 
+    def stock_committed(self, sku: str, units: int) -> None:
+        """The order writer committed reservations of ``sku`` and ``units`` are left (any thread). The room takes
+        it as its stock reading at once; at 0 every held shopper of the product hears ``sold_out`` now, not after
+        the purchase that took the last unit has gone through payment, nor at the next stock read."""
+        if sku not in self.products:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stock.pop(sku, None)  # nobody held yet: the next read goes to the store
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._stock_now(sku, units)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._stock_now, sku, units)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _stock_now(self, sku: str, units: int) -> None:
+        units = max(0, int(units))
+        self._stock[sku] = (self._mono(), units)
+        if units:
+            self.sold_out_seen_at.pop(sku, None)
+            return
+        self.sold_out_seen_at.setdefault(sku, self._now_s())
+        sale = self.products[sku].sale
+        if self._waiters.get(sale):
+            self._wake_all(sale, _SOLD_OUT_STATUS)
+
     # --- the checkout's gate ----------------------------------------------------------------------------------
     def sold_out_now(self, sku: str) -> Decision | None:
         """SOLD_OUT when guarded ``sku`` reads sold out in this process (no queue store call), else None: the gate
@@ -187,6 +221,8 @@ class WaitingRoom:
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
         retries of that purchase pass again, another purchase with the same token is refused."""
         product = self.products[sku]
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         now_s = self._now_s()
         remaining = self.remaining(sku)
         if token is None:
@@ -261,7 +297,8 @@ class WaitingRoom:
             retry = (self.policy.retry_after_s(position, self.remaining(product.sku)) if rank >= 0
                      else max(1, min(self.policy.max_poll_s, int(status["eta_s"] or 0) + 1)))
             return HeldAnswer(status, retry_after_s=retry)
-        future = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        future = self._loop.create_future()
         heapq.heappush(self._waiters.setdefault(product.sale, []),
                        (rank, next(self._counter), future, self.codec.read(token)))
         if self._ticker is None or self._ticker.done():
