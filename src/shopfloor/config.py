@@ -153,6 +153,10 @@ class Settings(BaseSettings):
         "one server process lets on per event-loop turn; the rest wait in line, FIFO, behind everything else the "
         "loop has to do (admitted checkouts, other products' checkouts, queue status). 0 (the default): no line; "
         "see docs/benchmarks/flash_sale.md for what it did in the game day.")
+    waitroom_wake_per_turn: int = Field(
+        default=64, ge=0, le=1_000_000, description="Held GET /v1/queue/{token}?wait=S requests one server process "
+        "answers per event-loop turn when many are answered at once (the product sold out); the rest follow in the "
+        "next turns, so that other requests' next steps do not wait for thousands of answers. 0: all in one turn.")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

@@ -575,3 +575,46 @@ def test_units_left_after_a_commit_become_the_rooms_stock_reading_and_other_prod
 
     assert run(scene()) == 2
     assert room.sold_out_seen_at == {}
+
+
+def _told_per_turn(wake_per_turn: int, held_n: int = 50) -> list[int]:
+    """Hold ``held_n`` shoppers, sell out, and count how many were answered in each event-loop turn."""
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0
+    room.wake_per_turn = wake_per_turn
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(held_n)]
+        turn = [0]
+        answered_in: list[int] = []
+
+        async def hold(token):
+            answer = await room.status(token, wait_s=60)
+            answered_in.append(turn[0])
+            return answer
+
+        held = [asyncio.create_task(hold(w.token)) for w in waiting]
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+
+        def count_turns():
+            turn[0] += 1
+            if len(answered_in) < held_n:
+                loop.call_soon(count_turns)
+
+        stock.units = 0
+        room.stock_committed("HOT", 0)  # the writer committed the last unit
+        loop.call_soon(count_turns)
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        assert answers == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * held_n
+        assert room.held_told_sold_out == {"HOT": held_n}
+        return [answered_in.count(t) for t in sorted(set(answered_in))]
+
+    return run(scene())
+
+
+def test_many_held_shoppers_are_told_sold_out_a_few_per_loop_turn_so_other_work_runs_in_between():
+    per_turn = _told_per_turn(wake_per_turn=10)
+    assert max(per_turn) <= 10 and len(per_turn) >= 5  # every other ready request got a turn between the chunks
+    assert _told_per_turn(wake_per_turn=0) == [50]  # without the cap: all in one turn

@@ -126,7 +126,8 @@ class WaitingRoom:
     def __init__(self, store: QueueStore, codec: QueueTokenCodec, policy: AdmissionPolicy, stock: StockLevels,
                  products: Iterable[GuardedProduct], *, stock_cache_s: float = 0.2,
                  now_s: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 observer: Callable[[str, str], None] | None = None, max_held: int | None = None) -> None:
+                 observer: Callable[[str, str], None] | None = None, max_held: int | None = None,
+                 wake_per_turn: int = 256) -> None:
         self.store = store
         self.codec = codec
         self.policy = policy
@@ -143,6 +144,8 @@ class WaitingRoom:
         # status request is answered at once, with a Retry-After (see :meth:`hold`). None: no cap
         self.max_held = max_held
         self.held = 0
+        # held shoppers answered per event-loop turn when many are answered at once (sold out); 0: all at once
+        self.wake_per_turn = wake_per_turn
         # sale -> heap of (rank, n, future, ticket); rank -1: held before the opening, ranked at the opening
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future, QueueTicket]]] = {}
         self._counter = itertools.count()
@@ -362,15 +365,23 @@ class WaitingRoom:
                         future.set_result(None)
 
     def _wake_all(self, sale: str, answer: dict | None) -> None:
-        """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again)."""
-        told = 0
-        for _rank, _n, future, _ticket in self._waiters.pop(sale, []):
-            if not future.done():
-                future.set_result(answer)
-                told += 1
+        """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again), at most
+        ``wake_per_turn`` per event-loop turn: thousands of answers in one turn would hold up every other request's
+        next step (an ordinary checkout's, a purchase's) for as long as writing them all takes."""
+        heap = self._waiters.pop(sale, [])
         if answer is _SOLD_OUT_STATUS:
             sku = next((p.sku for p in self.products.values() if p.sale == sale), sale)
+            told = sum(1 for entry in heap if not entry[2].done())
             self.held_told_sold_out[sku] = self.held_told_sold_out.get(sku, 0) + told
+        self._wake_some([entry[2] for entry in heap], answer)
+
+    def _wake_some(self, futures: list[asyncio.Future], answer: dict | None, start: int = 0) -> None:
+        end = start + self.wake_per_turn if self.wake_per_turn else len(futures)
+        for future in futures[start:end]:
+            if not future.done():
+                future.set_result(answer)
+        if end < len(futures):
+            futures[0].get_loop().call_soon(self._wake_some, futures, answer, end)
 
     async def _admission_bound(self, product: GuardedProduct) -> int | None:
         """The sale's admission bound after moving it on (-1 before the opening, when nobody is reached); None when
