@@ -157,6 +157,10 @@ class Settings(BaseSettings):
         default=64, ge=0, le=1_000_000, description="Held GET /v1/queue/{token}?wait=S requests one server process "
         "answers per event-loop turn when many are answered at once (the product sold out); the rest follow in the "
         "next turns, so that other requests' next steps do not wait for thousands of answers. 0: all in one turn.")
+    waitroom_sold_out_shortcut: bool = Field(
+        default=True, description="shopfloor serve answers a new arrival's checkout of a guarded product that is "
+        "already sold out in its HTTP protocol, before building a request for it (the same 409 sold_out; see "
+        "shopfloor.api.crowd_front.SoldOutShortcut).")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")
