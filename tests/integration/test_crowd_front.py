@@ -216,7 +216,8 @@ def test_the_shortcut_leaves_what_it_is_not_sure_of_to_the_usual_way(shop):
     not_for_it = {
         "a product with units left": _raw(auth, "HOT", "n2"),
         "a product without a waiting room": _raw(auth, "A1", "n3"),
-        "a queue token": _raw(auth, "GONE", "n4", extra=["Queue-Token: abc.def"]),
+        "a forged queue token": _raw(auth, "GONE", "n4", extra=["Queue-Token: abc.def"]),
+        "two queue tokens": _raw(auth, "GONE", "n4b", extra=["Queue-Token: abc.def", "Queue-Token: abc.def"]),
         "a refused key": _raw({"Authorization": "Bearer nope"}, "GONE", "n5"),
         "a body the route refuses": _raw(auth, "GONE", "n6", body=b'{"lines": []}'),
         "part of the body": full[:-5],
@@ -315,3 +316,40 @@ def test_shopfloor_serve_answers_sold_out_arrivals_in_its_protocol_and_keeps_the
         assert gone["sold_out_in_protocol"] == 3  # answered in the protocol, not by the gate
     finally:
         server.stop()
+
+
+def test_a_place_retried_after_the_sell_out_hears_sold_out_from_the_shortcut_as_from_the_gate(db_url):
+    import json
+
+    from sqlalchemy import update
+
+    from shopfloor.store.tables import stock
+
+    clock = FixedClock(OPENS - timedelta(seconds=5))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
+                        waitroom_units_factor=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 1})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as client:
+        queued = [_checkout(client, auth, "HOT", f"q{i}") for i in range(3)]  # before the opening: all queued
+        tokens = [q.json()["error"]["details"][0]["queue_token"] for q in queued]
+        clock.advance(seconds=10)  # open: one place (1 unit, k = 1) is admitted, the other two wait
+        states = [client.get(f"/v1/queue/{t}").json()["state"] for t in tokens]
+        assert sorted(states) == ["admitted", "waiting", "waiting"]
+        with container.engine.begin() as conn:  # the unit went elsewhere (another process, a restock undone)
+            conn.execute(update(stock).where(stock.c.sku == "HOT").values(on_hand=0))
+        shortcut = app.front.shortcut
+        answers = [shortcut.answer(_raw(auth, "HOT", f"q{i}", extra=[f"Queue-Token: {t}"]), "10.1.1.1",
+                                   _DEFAULT_HEADERS) for i, t in enumerate(tokens)]
+        # the admitted place nobody used and the two unreached ones all hear sold_out at once
+        assert all(a is not None for a in answers) and shortcut.answered == {"HOT": 3}
+        usual = _checkout(client, auth, "HOT", "q1", token=tokens[1])  # the gate's answer to the same retry
+        status, _headers, body = _parse(answers[1])
+        assert status == usual.status_code == 409 and json.loads(body) == usual.json()
+        # an expired token is the gate's to answer (403 queue_token_expired in the envelope)
+        clock.advance(days=2)
+        assert shortcut.answer(_raw(auth, "HOT", "q0", extra=[f"Queue-Token: {tokens[0]}"]), "10.1.1.1",
+                               _DEFAULT_HEADERS) is None

@@ -618,3 +618,38 @@ def test_many_held_shoppers_are_told_sold_out_a_few_per_loop_turn_so_other_work_
     per_turn = _told_per_turn(wake_per_turn=10)
     assert max(per_turn) <= 10 and len(per_turn) >= 5  # every other ready request got a turn between the chunks
     assert _told_per_turn(wake_per_turn=0) == [50]  # without the cap: all in one turn
+
+
+def test_after_the_sell_out_a_place_is_decided_at_once_only_when_no_purchase_used_it():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        head = await room.admit("HOT", None, "buyer")  # admitted at once, its purchase under way
+        waiting = await room.admit("HOT", None, "w")
+        stock.units = 0
+        return head, waiting
+
+    head, waiting = run(scene())
+    # the unreached place: sold out, decided without waiting (as admit would decide it)
+    assert room.sold_out_for_token_now("HOT", waiting.token, "w").state == SOLD_OUT
+    # a token of the head's place, retried by the purchase that used it: the buy path answers it, not this
+    head_token = room.codec.issue("HOT", "q", 0, 1_000_000.0)  # rank 0: the first arrival after the opening
+    assert room.sold_out_for_token_now("HOT", head_token, "buyer") is None
+    assert room.sold_out_for_token_now("HOT", "forged.token", "w") is None
+
+
+def test_a_shared_queue_store_is_never_asked_to_decide_at_once():
+    class SharedStore(InProcessQueueStore):  # as Redis: no sold_out_place_now
+        sold_out_place_now = None
+
+    room = WaitingRoom(SharedStore(), QueueTokenCodec(b"k" * 32, 600), AdmissionPolicy(units_factor=1),
+                       Stock(1), [GuardedProduct("HOT")], stock_cache_s=0.0)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "w")
+        room.stock.units = 0
+        return waiting
+
+    waiting = run(scene())
+    assert room.sold_out_for_token_now("HOT", waiting.token, "w") is None

@@ -120,14 +120,16 @@ class SoldOutShortcut:
     out, answered from the request's bytes as they arrive, before uvicorn builds a request and a task for it.
 
     Most of a crowd arrives after its product sold out (in the game day about 16,000 of its ~25,000 requests are
-    such checkouts), and the answer is always the same ``409 sold_out``; on the ordinary path uvicorn's request
+    such checkouts, and ~2,000 more are bots retrying a place after it), and the answer is always the same ``409 sold_out``; on the ordinary path uvicorn's request
     cycle and the ASGI layers cost about as much CPU again as the answer itself, during the seconds when the
     opening's backlog holds up everyone else. Only a request that is unambiguous goes this way: one whole HTTP/1.1
     ``POST /v1/checkouts`` in the bytes received (declared length, no pipelined request behind it, no
-    ``Expect``/``Transfer-Encoding``/``Connection: close``), no ``Queue-Token``, and a request the fast path would
-    serve (JSON, a valid ``Idempotency-Key``, a storefront key, a body :class:`CheckoutIn` accepts), for a guarded
-    product the room reads as sold out. It is answered as the gate would answer it (same status, body and headers,
-    the bot watch and the metrics see it); anything else returns None and takes the usual way.
+    ``Expect``/``Transfer-Encoding``/``Connection: close``) that the fast path would serve (JSON, a valid
+    ``Idempotency-Key``, a storefront key, a body :class:`CheckoutIn` accepts), for a guarded product the room reads
+    as sold out, and either without ``Queue-Token`` or with one whose place the room can decide at once to be
+    ``sold_out`` (:meth:`WaitingRoom.sold_out_for_token_now`: a bot retrying its place after the sell-out, the
+    notice's tail). It is answered as the gate would answer it (same status, body and headers, the bot watch and
+    the metrics see it); anything else returns None and takes the usual way.
     """
 
     def __init__(self, room: Any, checkout: Any, watch: Any | None,
@@ -151,7 +153,7 @@ class SoldOutShortcut:
         end = data.find(b"\r\n\r\n")
         if end < 0:
             return None
-        auth = idem = ctype = length = None
+        auth = idem = ctype = length = token = None
         xff: list[bytes] = []
         for line in data[len(_SOLD_OUT_HEAD):end].split(b"\r\n"):
             name, sep, value = line.partition(b":")
@@ -169,7 +171,11 @@ class SoldOutShortcut:
                 length = value
             elif name == b"x-forwarded-for":
                 xff.append(value)
-            elif name in (b"queue-token", b"transfer-encoding", b"expect", b"connection", b"upgrade"):
+            elif name == b"queue-token":
+                if token is not None or len(value) > 512:
+                    return None
+                token = value
+            elif name in (b"transfer-encoding", b"expect", b"connection", b"upgrade"):
                 return None
         body = data[end + 4:]
         if (length is None or not length.isdigit() or int(length) != len(body) or len(body) > self.body_limit):
@@ -182,7 +188,10 @@ class SoldOutShortcut:
         sku = self.room.guarded_sku(skus)
         if sku is None or self.room.remaining(sku) != 0:
             return None
-        self.room.sold_out_now(sku)  # counts the decision as the gate's would
+        if token is None:
+            self.room.sold_out_now(sku)  # counts the decision as the gate's would
+        elif self.room.sold_out_for_token_now(sku, token.decode("latin-1"), accepted[1]) is None:
+            return None  # the gate decides (a purchase under way with the place, a bad token, a shared queue)
         client = peer
         if xff and self.trusted_hosts is not None and peer in self.trusted_hosts:
             client = self.trusted_hosts.get_trusted_client_address(b", ".join(xff).decode("latin-1"))[0]

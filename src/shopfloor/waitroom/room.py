@@ -219,6 +219,31 @@ class WaitingRoom:
             return None
         return self._decided(Decision(SOLD_OUT, sku, self.products[sku].sale), "sold_out")
 
+    def sold_out_for_token_now(self, sku: str, token: str, claim: str) -> Decision | None:
+        """SOLD_OUT for a checkout with ``Queue-Token`` of guarded ``sku`` read sold out, decided without waiting,
+        when :meth:`admit` would decide the same (the place was not reached, or was admitted and no purchase used
+        it); None whenever anything else could be the answer (a purchase under way with the place, a token that
+        is expired, forged or for another product, the sale not open in this process) or the queue store cannot
+        answer at once (Redis). Only the in-process store answers at once."""
+        peek = getattr(self.store, "sold_out_place_now", None)
+        if peek is None or self.remaining(sku) != 0:
+            return None
+        product = self.products[sku]
+        opening = self._openings.get(product.sale)
+        if opening is None:
+            return None
+        try:
+            ticket = self.codec.read_for(token, sku)
+        except DomainError:
+            return None
+        now_s = self._now_s()
+        if ticket.expired(now_s):
+            return None
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        if not peek(product.sale, rank, int(now_s * 1000), self._ttl_ms(), claim):
+            return None
+        return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
+
     async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
         """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
