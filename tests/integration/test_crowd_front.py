@@ -161,9 +161,12 @@ def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(
     assert len(entered) == 2  # the two arrivals at guarded products; not the ordinary one, not the token holder
 
 
-def test_the_arrival_lane_is_off_by_default(shop):
+def test_the_arrival_lane_lets_eight_arrivals_on_per_turn_by_default_and_can_be_turned_off(shop, db_url):
     client, *_ = shop
-    assert client.app.front.checkout.arrivals is None
+    assert client.app.front.checkout.arrivals.per_turn == 8
+    off = create_app(build_container(Settings(database_url=db_url, waitroom_products={"HOT": {}},
+                                              waitroom_arrival_lane_per_turn=0)))
+    assert off.front.checkout.arrivals is None
 
 
 # --- the sold-out shortcut: answered from the request's bytes (shopfloor serve's HTTP protocol) ----------------
