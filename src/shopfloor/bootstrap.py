@@ -234,7 +234,11 @@ def build_flash_sale_guards(container: Container) -> None:
         container.services["waitroom"] = WaitingRoom(
             queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
             products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),
-            observer=None if metrics is None else metrics.observe_waitroom, max_held=s.waitroom_max_held)
+            observer=None if metrics is None else metrics.observe_waitroom, max_held=s.waitroom_max_held,
+            wake_per_turn=s.waitroom_wake_per_turn)
+        buy_path = container.services.get("buy_path")
+        if buy_path is not None:  # the sell-out is known when the last unit's reservation commits
+            buy_path.checkout_service.watch_stock(s.waitroom_products, container.services["waitroom"].stock_committed)
     if s.waitroom_products or _any_rate_limit(s):
         from .tower.bot_alerts import BotAlerts
         from .waitroom import BotPatternDetector

@@ -149,10 +149,19 @@ class Settings(BaseSettings):
         "process holds at once (each is an open connection); past it a status request is answered at once with "
         "Retry-After. 0: none is held.")
     waitroom_arrival_lane_per_turn: int = Field(
-        default=0, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
+        default=8, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
         "one server process lets on per event-loop turn; the rest wait in line, FIFO, behind everything else the "
-        "loop has to do (admitted checkouts, other products' checkouts, queue status). 0 (the default): no line; "
-        "see docs/benchmarks/flash_sale.md for what it did in the game day.")
+        "loop has to do (admitted checkouts, other products' checkouts, queue status), so that a crowd's arrivals "
+        "do not hold up the purchases under way. 0: no line; see docs/benchmarks/flash_sale.md for what it did in "
+        "the game day.")
+    waitroom_wake_per_turn: int = Field(
+        default=64, ge=0, le=1_000_000, description="Held GET /v1/queue/{token}?wait=S requests one server process "
+        "answers per event-loop turn when many are answered at once (the product sold out); the rest follow in the "
+        "next turns, so that other requests' next steps do not wait for thousands of answers. 0: all in one turn.")
+    waitroom_sold_out_shortcut: bool = Field(
+        default=True, description="shopfloor serve answers a new arrival's checkout of a guarded product that is "
+        "already sold out in its HTTP protocol, before building a request for it (the same 409 sold_out; see "
+        "shopfloor.api.crowd_front.SoldOutShortcut).")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

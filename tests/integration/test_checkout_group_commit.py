@@ -220,3 +220,28 @@ def test_a_cancelled_async_checkout_still_commits_and_replays(store):
     with engine.connect() as conn:
         reserved = conn.execute(select(stock.c.reserved).where(stock.c.sku == "A")).scalar_one()
     assert reserved == 3
+
+
+def test_the_writer_publishes_a_watched_products_units_left_after_each_commit_that_reserved_some(store):
+    engine, _clock, svc = store
+    heard: list[tuple[str, int, str]] = []
+    svc.watch_stock(["A"], lambda sku, units: heard.append((sku, units, threading.current_thread().name)))
+    svc.place_order(_cmd("w1", qty=20))
+    assert heard == [("A", 30, "checkout-writer")]  # told on the writer's thread, after the commit
+    svc.place_order(_cmd("w2", qty=30))
+    assert heard[-1][:2] == ("A", 0)  # the last units: the listener hears 0 with the commit that took them
+    refused = svc.place_order(_cmd("w3", qty=1))
+    assert refused.status_code == 409 and len(heard) == 2  # nothing reserved, nothing to tell
+    with engine.connect() as conn:  # what was published is what the store holds
+        on_hand, reserved = conn.execute(select(stock.c.on_hand, stock.c.reserved).where(stock.c.sku == "A")).one()
+    assert on_hand - reserved == 0
+
+
+def test_a_failing_stock_listener_does_not_fail_the_order(store):
+    _engine, _clock, svc = store
+
+    def broken(_sku, _units):
+        raise RuntimeError("listener down")
+
+    svc.watch_stock(["A"], broken)
+    assert svc.place_order(_cmd("b1", qty=1)).status_code == 201

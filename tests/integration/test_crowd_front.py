@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -159,6 +161,198 @@ def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(
     assert len(entered) == 2  # the two arrivals at guarded products; not the ordinary one, not the token holder
 
 
-def test_the_arrival_lane_is_off_by_default(shop):
+def test_the_arrival_lane_lets_eight_arrivals_on_per_turn_by_default_and_can_be_turned_off(shop, db_url):
     client, *_ = shop
-    assert client.app.front.checkout.arrivals is None
+    assert client.app.front.checkout.arrivals.per_turn == 8
+    off = create_app(build_container(Settings(database_url=db_url, waitroom_products={"HOT": {}},
+                                              waitroom_arrival_lane_per_turn=0)))
+    assert off.front.checkout.arrivals is None
+
+
+# --- the sold-out shortcut: answered from the request's bytes (shopfloor serve's HTTP protocol) ----------------
+
+_DEFAULT_HEADERS = [(b"date", b"Fri, 04 Dec 2026 03:00:00 GMT"), (b"server", b"uvicorn")]
+
+
+def _raw(auth: dict, sku: str, idem: str, *, extra: list[str] | None = None, body: bytes | None = None,
+         length: int | None = None) -> bytes:
+    import json
+
+    payload = body if body is not None else json.dumps(_body(sku)).encode()
+    head = ["POST /v1/checkouts HTTP/1.1", "Host: shop", f"Authorization: {auth['Authorization']}",
+            f"Idempotency-Key: {idem}", "Content-Type: application/json",
+            f"Content-Length: {len(payload) if length is None else length}", *(extra or [])]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_sold_out_arrival_gets_from_the_shortcut_what_the_gate_answers(shop):
+    import json
+
+    client, auth, _, _ = shop
+    shortcut = client.app.front.shortcut
+    answer = shortcut.answer(_raw(auth, "GONE", "s1"), "10.0.0.7", _DEFAULT_HEADERS)
+    assert answer is not None and shortcut.answered == {"GONE": 1}
+    status, headers, body = _parse(answer)
+    usual = _checkout(client, auth, "GONE", "s2")  # the same request the usual way (the gate's answer)
+    assert status == usual.status_code == 409
+    assert json.loads(body) == usual.json() == {"error": {"code": "sold_out", "message": "GONE is sold out",
+                                                          "details": [{"sku": "GONE", "available": 0}]}}
+    assert headers["content-type"] == usual.headers["content-type"] == "application/json"
+    assert headers["cache-control"] == usual.headers["cache-control"] == "no-store"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["date"] == "Fri, 04 Dec 2026 03:00:00 GMT" and headers["server"] == "uvicorn"
+    metrics = client.get("/metrics").text  # counted like the gate's answer
+    assert 'shopfloor_waitroom_decisions_total{outcome="sold_out",sku="GONE"} 2.0' in metrics
+
+
+def test_the_shortcut_leaves_what_it_is_not_sure_of_to_the_usual_way(shop):
+    client, auth, _, _ = shop
+    shortcut = client.app.front.shortcut
+    full = _raw(auth, "GONE", "n1")
+    not_for_it = {
+        "a product with units left": _raw(auth, "HOT", "n2"),
+        "a product without a waiting room": _raw(auth, "A1", "n3"),
+        "a forged queue token": _raw(auth, "GONE", "n4", extra=["Queue-Token: abc.def"]),
+        "two queue tokens": _raw(auth, "GONE", "n4b", extra=["Queue-Token: abc.def", "Queue-Token: abc.def"]),
+        "a refused key": _raw({"Authorization": "Bearer nope"}, "GONE", "n5"),
+        "a body the route refuses": _raw(auth, "GONE", "n6", body=b'{"lines": []}'),
+        "part of the body": full[:-5],
+        "a second request behind it": full + full,
+        "a declared length that is not the body's": _raw(auth, "GONE", "n7", length=3),
+        "Connection: close": _raw(auth, "GONE", "n8", extra=["Connection: close"]),
+        "Expect: 100-continue": _raw(auth, "GONE", "n9", extra=["Expect: 100-continue"]),
+        "another route": full.replace(b"POST /v1/checkouts ", b"POST /v1/checkoutsx ", 1),
+        "HTTP/1.0": full.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1),
+    }
+    for what, data in not_for_it.items():
+        assert shortcut.answer(data, "10.0.0.7", _DEFAULT_HEADERS) is None, what
+    assert shortcut.answered == {}
+
+
+def test_the_shortcut_sees_the_client_address_the_proxy_headers_give_and_the_bot_watch_counts_it(db_url):
+    from shopfloor.api.app import served_app_from_env  # noqa: F401 - the serve factory wires the trust
+    from shopfloor.api.proxy import FastProxyHeaders
+
+    settings = Settings(database_url=db_url, waitroom_products={"GONE": {}}, waitroom_stock_cache_s=0,
+                        bot_card_addresses=3)
+    container = build_container(settings)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"GONE": 999}, {("GONE", "w1"): 0})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    app.front.shortcut.trusted_hosts = FastProxyHeaders(app, trusted_hosts="127.0.0.1").trusted_hosts
+    seen: list[str | None] = []
+    note = container.services["bot_alerts"].note
+    container.services["bot_alerts"].note = lambda address, *a: (seen.append(address), note(address, *a))[1]
+    auth = {"Authorization": f"Bearer {key}"}
+
+    async def scene():  # the shortcut runs in the server's protocol callbacks, on its event loop
+        for i, (peer, forwarded) in enumerate([("127.0.0.1", "203.0.113.9"), ("198.51.100.4", "203.0.113.9"),
+                                               ("127.0.0.1", None)]):
+            extra = [f"X-Forwarded-For: {forwarded}"] if forwarded else []
+            assert app.front.shortcut.answer(_raw(auth, "GONE", f"p{i}", extra=extra), peer, _DEFAULT_HEADERS)
+        for _ in range(100):  # the alert row is written off the loop
+            await asyncio.sleep(0.02)
+            if container.services["tower.repository"].list_alerts():
+                break
+
+    asyncio.run(scene())
+    # a trusted proxy's X-Forwarded-For is the client; an untrusted peer's header is ignored
+    assert seen == ["203.0.113.9", "198.51.100.4", "127.0.0.1"]
+    # one card from 3 addresses: the bot watch raised its alert from the shortcut's answers
+    alerts = container.services["tower.repository"].list_alerts()
+    assert [a["kind"] for a in alerts] == ["bot_pattern"]
+
+
+def test_the_shortcut_can_be_turned_off(db_url):
+    settings = Settings(database_url=db_url, waitroom_products={"GONE": {}}, waitroom_sold_out_shortcut=False)
+    app = create_app(build_container(settings))
+    assert app.front.shortcut is None
+
+
+def test_shopfloor_serve_answers_sold_out_arrivals_in_its_protocol_and_keeps_the_connection_for_the_rest(
+        db_url, tmp_path):
+    import json
+    import socket
+
+    from tests.support.server import ServerProcess
+    from tests.support.store import engine_for
+
+    engine = engine_for(db_url)
+    seed(engine, {"w1": ("us-west", "US", ["9"])}, {"GONE": 999, "A1": 1299}, {("GONE", "w1"): 0, ("A1", "w1"): 5})
+    _, key = new_key(engine, "storefront")
+    engine.dispose()
+    env = {"SHOPFLOOR_WAITROOM_PRODUCTS": json.dumps({"GONE": {}}), "SHOPFLOOR_WAITROOM_STOCK_CACHE_S": "0"}
+    server = ServerProcess(db_url, env=env, log_path=tmp_path / "server.log").start()
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        with socket.create_connection((server.host, server.port), timeout=10) as conn:
+            reader = conn.makefile("rb")
+
+            def ask(data: bytes) -> tuple[int, dict[str, str], bytes]:
+                conn.sendall(data)
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    head += reader.readline()
+                status, headers, _ = _parse(head)
+                return status, headers, reader.read(int(headers["content-length"]))
+
+            answers = [ask(_raw(auth, "GONE", f"e{i}")) for i in range(3)]
+            healthz = ask(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
+            bought = ask(_raw(auth, "A1", "e-a1"))
+        for status, headers, body in answers:
+            assert status == 409 and json.loads(body)["error"]["code"] == "sold_out"
+            assert headers["cache-control"] == "no-store" and headers["content-type"] == "application/json"
+        assert healthz[0] == 200 and bought[0] == 201  # the same connection serves the usual way after them
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'shopfloor_waitroom_decisions_total{outcome="sold_out",sku="GONE"} 3.0' in metrics
+        assert 'route="/v1/checkouts"' in metrics and 'status="409"' in metrics
+        admin_key = new_key(engine_for(db_url), "admin")[1]
+        rooms = httpx.get(server.url + "/v1/tower/waitroom", headers={"Authorization": f"Bearer {admin_key}"})
+        gone = next(p for p in rooms.json()["products"] if p["sku"] == "GONE")
+        assert gone["sold_out_in_protocol"] == 3  # answered in the protocol, not by the gate
+    finally:
+        server.stop()
+
+
+def test_a_place_retried_after_the_sell_out_hears_sold_out_from_the_shortcut_as_from_the_gate(db_url):
+    import json
+
+    from sqlalchemy import update
+
+    from shopfloor.store.tables import stock
+
+    clock = FixedClock(OPENS - timedelta(seconds=5))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
+                        waitroom_units_factor=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 1})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as client:
+        queued = [_checkout(client, auth, "HOT", f"q{i}") for i in range(3)]  # before the opening: all queued
+        tokens = [q.json()["error"]["details"][0]["queue_token"] for q in queued]
+        clock.advance(seconds=10)  # open: one place (1 unit, k = 1) is admitted, the other two wait
+        states = [client.get(f"/v1/queue/{t}").json()["state"] for t in tokens]
+        assert sorted(states) == ["admitted", "waiting", "waiting"]
+        with container.engine.begin() as conn:  # the unit went elsewhere (another process, a restock undone)
+            conn.execute(update(stock).where(stock.c.sku == "HOT").values(on_hand=0))
+        shortcut = app.front.shortcut
+        answers = [shortcut.answer(_raw(auth, "HOT", f"q{i}", extra=[f"Queue-Token: {t}"]), "10.1.1.1",
+                                   _DEFAULT_HEADERS) for i, t in enumerate(tokens)]
+        # the admitted place nobody used and the two unreached ones all hear sold_out at once
+        assert all(a is not None for a in answers) and shortcut.answered == {"HOT": 3}
+        usual = _checkout(client, auth, "HOT", "q1", token=tokens[1])  # the gate's answer to the same retry
+        status, _headers, body = _parse(answers[1])
+        assert status == usual.status_code == 409 and json.loads(body) == usual.json()
+        # an expired token is the gate's to answer (403 queue_token_expired in the envelope)
+        clock.advance(days=2)
+        assert shortcut.answer(_raw(auth, "HOT", "q0", extra=[f"Queue-Token: {tokens[0]}"]), "10.1.1.1",
+                               _DEFAULT_HEADERS) is None

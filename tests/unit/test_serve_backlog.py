@@ -27,3 +27,28 @@ def test_serve_reads_the_proxy_headers_in_the_app_not_in_uvicorn(monkeypatch):
     seen = _served_with(monkeypatch)
     assert seen["proxy_headers"] is False  # uvicorn's parses every new client address: the app's own does it
     assert "forwarded_allow_ips" not in seen
+
+
+def test_serve_runs_uvicorns_httptools_protocol_with_the_sold_out_shortcut_in_front(monkeypatch):
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from shopfloor.api.lean_http import CrowdHttpProtocol, find_shortcut
+
+    seen = _served_with(monkeypatch)
+    config = Config(app=lambda *a: None, http=seen["http"])
+    config.load()  # what uvicorn (and each --workers process) resolves the setting to
+    assert config.http_protocol_class is CrowdHttpProtocol and issubclass(CrowdHttpProtocol, HttpToolsProtocol)
+
+    class Front:
+        shortcut = object()
+
+    class App:
+        front = Front()
+
+    class Wrapper:  # the proxy headers' middleware, uvicorn's wrappers: each keeps the app it wraps as .app
+        def __init__(self, app):
+            self.app = app
+
+    assert find_shortcut(Wrapper(Wrapper(App()))) is Front.shortcut
+    assert find_shortcut(Wrapper(object())) is None

@@ -534,3 +534,122 @@ def test_once_sold_out_a_retry_of_a_purchase_under_way_still_passes_the_gate_and
         return first.kind, retry.kind, retry.decision.state, limits.taken
 
     assert run(scene()) == (GO, GO, ADMITTED, 2)
+
+
+def test_held_shoppers_hear_sold_out_when_the_writer_commits_the_last_unit_before_the_purchase_ends():
+    import threading
+
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0  # neither the tick nor the end of the purchase will tell them
+
+    async def scene():
+        head = await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(3)]
+        held = [asyncio.create_task(room.status(w.token, wait_s=60)) for w in waiting]
+        await asyncio.sleep(0.05)
+        stock.units = 0
+        # the order writer's thread commits the reservation of the last unit; the purchase is still paying
+        writer = threading.Thread(target=room.stock_committed, args=("HOT", 0), name="checkout-writer")
+        writer.start()
+        writer.join()
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        return head, answers
+
+    head, answers = run(scene())
+    assert head.state == ADMITTED
+    assert answers == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * 3
+    assert room.held_told_sold_out == {"HOT": 3} and room.sold_out_seen_at == {"HOT": 1_000_000.0}
+
+
+def test_units_left_after_a_commit_become_the_rooms_stock_reading_and_other_products_are_ignored():
+    room, stock, _ = _room(units=5, k=1.0)
+    room.stock_cache_s = 60.0  # without the writer's word the room would read the store only once a minute
+
+    async def scene():
+        await room.admit("HOT", None, "a")  # reads 5 and keeps it
+        stock.units = 0  # another reader would see 0, the room still holds its cached 5
+        assert room.remaining("HOT") == 5
+        room.stock_committed("HOT", 2)
+        room.stock_committed("OTHER", 0)
+        return room.remaining("HOT")
+
+    assert run(scene()) == 2
+    assert room.sold_out_seen_at == {}
+
+
+def _told_per_turn(wake_per_turn: int, held_n: int = 50) -> list[int]:
+    """Hold ``held_n`` shoppers, sell out, and count how many were answered in each event-loop turn."""
+    room, stock, _ = _room(units=1, k=1.0)
+    room.tick_s = 30.0
+    room.wake_per_turn = wake_per_turn
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"w{i}") for i in range(held_n)]
+        turn = [0]
+        answered_in: list[int] = []
+
+        async def hold(token):
+            answer = await room.status(token, wait_s=60)
+            answered_in.append(turn[0])
+            return answer
+
+        held = [asyncio.create_task(hold(w.token)) for w in waiting]
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+
+        def count_turns():
+            turn[0] += 1
+            if len(answered_in) < held_n:
+                loop.call_soon(count_turns)
+
+        stock.units = 0
+        room.stock_committed("HOT", 0)  # the writer committed the last unit
+        loop.call_soon(count_turns)
+        answers = await asyncio.wait_for(asyncio.gather(*held), 1)
+        assert answers == [{"state": SOLD_OUT, "position": None, "eta_s": None}] * held_n
+        assert room.held_told_sold_out == {"HOT": held_n}
+        return [answered_in.count(t) for t in sorted(set(answered_in))]
+
+    return run(scene())
+
+
+def test_many_held_shoppers_are_told_sold_out_a_few_per_loop_turn_so_other_work_runs_in_between():
+    per_turn = _told_per_turn(wake_per_turn=10)
+    assert max(per_turn) <= 10 and len(per_turn) >= 5  # every other ready request got a turn between the chunks
+    assert _told_per_turn(wake_per_turn=0) == [50]  # without the cap: all in one turn
+
+
+def test_after_the_sell_out_a_place_is_decided_at_once_only_when_no_purchase_used_it():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        head = await room.admit("HOT", None, "buyer")  # admitted at once, its purchase under way
+        waiting = await room.admit("HOT", None, "w")
+        stock.units = 0
+        return head, waiting
+
+    head, waiting = run(scene())
+    # the unreached place: sold out, decided without waiting (as admit would decide it)
+    assert room.sold_out_for_token_now("HOT", waiting.token, "w").state == SOLD_OUT
+    # a token of the head's place, retried by the purchase that used it: the buy path answers it, not this
+    head_token = room.codec.issue("HOT", "q", 0, 1_000_000.0)  # rank 0: the first arrival after the opening
+    assert room.sold_out_for_token_now("HOT", head_token, "buyer") is None
+    assert room.sold_out_for_token_now("HOT", "forged.token", "w") is None
+
+
+def test_a_shared_queue_store_is_never_asked_to_decide_at_once():
+    class SharedStore(InProcessQueueStore):  # as Redis: no sold_out_place_now
+        sold_out_place_now = None
+
+    room = WaitingRoom(SharedStore(), QueueTokenCodec(b"k" * 32, 600), AdmissionPolicy(units_factor=1),
+                       Stock(1), [GuardedProduct("HOT")], stock_cache_s=0.0)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "w")
+        room.stock.units = 0
+        return waiting
+
+    waiting = run(scene())
+    assert room.sold_out_for_token_now("HOT", waiting.token, "w") is None

@@ -144,6 +144,13 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
         lane = ArrivalLane(settings.waitroom_arrival_lane_per_turn)
     front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
                                       route=checkout_route, arrivals=lane)
+    if container.services.get("waitroom") is not None and settings.waitroom_sold_out_shortcut:
+        from .crowd_front import SoldOutShortcut
+
+        front.shortcut = SoldOutShortcut(container.services["waitroom"], front.checkout,
+                                         container.services.get("bot_alerts"), observers,
+                                         front.checkout_body_limit)
+        container.services["waitroom.sold_out_shortcut"] = front.shortcut  # its counts show in the tower
     if container.services.get("waitroom") is not None:
         queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
         front.queue = QueueStatusFastPath(front.handed_on, container=container,
@@ -165,4 +172,8 @@ def served_app_from_env():
         return app
     from .proxy import FastProxyHeaders
 
-    return FastProxyHeaders(app, trusted_hosts=settings.http_forwarded_allow_ips)
+    proxied = FastProxyHeaders(app, trusted_hosts=settings.http_forwarded_allow_ips)
+    shortcut = getattr(getattr(app, "front", None), "shortcut", None)
+    if shortcut is not None:  # the shortcut reads the client's address as the proxy headers' middleware does
+        shortcut.trusted_hosts = proxied.trusted_hosts
+    return proxied

@@ -68,7 +68,7 @@ class CheckoutFastPath:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        cmd = self._accept(auth, idem, ctype, body)
+        cmd = self.accept(auth, idem, ctype, body)
         if cmd is not None and queue_token is not None and len(queue_token) > 512:
             cmd = None  # the route answers the over-long header with its validation envelope
         if cmd is None:
@@ -94,7 +94,7 @@ class CheckoutFastPath:
             response = envelope(500, "internal_error", "internal error; it has been logged")
         await response(scope, receive, send)
 
-    def _accept(self, auth: bytes | None, idem: bytes | None, ctype: bytes | None, body: bytes):
+    def accept(self, auth: bytes | None, idem: bytes | None, ctype: bytes | None, body: bytes):
         """(validated body, idempotency key, key id) when this request is well formed, else None."""
         if auth is None or idem is None or ctype is None or not _is_json(ctype):
             return None

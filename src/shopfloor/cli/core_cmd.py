@@ -136,13 +136,15 @@ def serve(
     """Run migrations, then serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from ..api.lean_http import PROTOCOL
+
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
     uvicorn.run(
         # the proxy headers are read by the app's own middleware (settings.http_proxy_headers; see
         # shopfloor.api.proxy), not uvicorn's, which parses every new client address
         "shopfloor.api.app:served_app_from_env", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level, access_log=False, http="httptools", loop="uvloop", proxy_headers=False,
+        log_level=log_level, access_log=False, http=PROTOCOL, loop="uvloop", proxy_headers=False,
         backlog=settings.http_backlog,
     )
 

@@ -444,7 +444,12 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         say(f"{name}: load")
         cpu_before = _tree_cpu_s(server.proc.pid)
         overflows_before = _listen_overflows()
-        crowd, load = _drive(server.url, key, cfg, crowd, start_wall, say)
+        sampler = _CpuTimeline(server.proc.pid, start_wall)
+        sampler.start()
+        try:
+            crowd, load = _drive(server.url, key, cfg, crowd, start_wall, say)
+        finally:
+            sampler.stop()
         server_cpu_s = _tree_cpu_s(server.proc.pid) - cpu_before
         listen_overflows = _listen_overflows() - overflows_before
         say(f"{name}: draining the outbox")
@@ -476,8 +481,10 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()],
             "sold_out_seen_s": (None if hot.get("sold_out_seen_at") is None
                                 else round(hot["sold_out_seen_at"] - start_wall, 3)),
-            "held_told_sold_out": hot.get("held_told_sold_out"), "store": store, "alerts": alerts, "metrics": metrics,
+            "held_told_sold_out": hot.get("held_told_sold_out"), "sold_out_in_protocol": hot.get("sold_out_in_protocol"),
+            "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
+            "server_cpu_timeline": sampler.timeline(),
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
                       "payment_pending_orders": drained["payment_pending_orders"]}}
@@ -494,6 +501,41 @@ def _forget_redis_prefix(redis_url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+class _CpuTimeline:
+    """The server's CPU use (cores, its process tree) per ``step_s`` of load time, sampled from a thread of the
+    harness: where a backlog builds up shows as a run of steps at the one process's full core."""
+
+    def __init__(self, pid: int, start_wall: float, step_s: float = 0.5) -> None:
+        import threading
+
+        self.pid = pid
+        self.start_wall = start_wall
+        self.step_s = step_s
+        self.samples: list[tuple[float, float]] = []  # (s after start_wall, CPU seconds so far)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-timeline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time() - self.start_wall, _tree_cpu_s(self.pid)))
+            self._stop.wait(self.step_s)
+
+    def timeline(self) -> list[list[float]]:
+        """[[from_s, cores], ...] for the steps from the load's start on."""
+        out = []
+        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:]):
+            if t1 > 0 and t1 > t0:
+                out.append([round(t0, 2), round((c1 - c0) / (t1 - t0), 2)])
+        return out
 
 
 def _listen_overflows() -> int:
@@ -642,6 +684,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "sellout_seen_by_server_after_s": (None if run["sold_out_seen_s"] is None or sellout_s is None
                                            else round(run["sold_out_seen_s"] - sellout_s, 3)),
         "held_told_sold_out_at_once": run["held_told_sold_out"],
+        # new arrivals' checkouts of the sold-out product answered in the server's HTTP protocol (one process)
+        "sold_out_in_protocol": run["sold_out_in_protocol"],
         "ordinary_checkouts": len(run["load"].ordinary),
         "ordinary_not_201": sum(1 for _s, _ms, st, _o in run["load"].ordinary if st != 201),
         "baseline_checkouts": len(base["load"].ordinary),
@@ -649,6 +693,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "bot_alerts": [a["message"] for a in run["alerts"] if a.get("kind") == "bot_pattern"],
         "client_errors": len(run["load"].errors) + len(base["load"].errors),
         "server_cpu_s": {"crowd": run["server_cpu_s"], "baseline": base["server_cpu_s"]},
+        # the server's CPU (cores) per 0.5 s of the crowd run: the backlog after the opening shows as full steps
+        "server_cpu_timeline": run["server_cpu_timeline"],
         # each load process's own event-loop lag (ms): small next to the latencies means they are the server's
         "generator_lag_ms": {"crowd": run["load"].generator_lag_ms, "baseline": base["load"].generator_lag_ms},
         "load_average": {"crowd": run["load_average"], "baseline": base["load_average"]},

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -177,6 +177,16 @@ class CheckoutService:
         self._warehouses = _WarehouseCache()
         self.batches = 0
         self.batched_commands = 0
+        # SKUs whose units left are published after each commit that reserved some (see :meth:`watch_stock`)
+        self._watched: frozenset[str] = frozenset()
+        self._on_stock: Callable[[str, int], None] | None = None
+
+    def watch_stock(self, skus: Iterable[str], on_stock: Callable[[str, int], None]) -> None:
+        """After each commit that placed an order for one of ``skus``, call ``on_stock(sku, units_left)`` (on the
+        writer thread, so it must be thread-safe) with the units left as this transaction saw them: a waiting room
+        learns its product sold out when the last unit is reserved, not when the purchase that took it ends."""
+        self._watched = frozenset(skus)
+        self._on_stock = on_stock
 
     # --- public API ----------------------------------------------------------------------------------------
 
@@ -375,7 +385,23 @@ class CheckoutService:
             pending.flush(conn)
             if placed and self.after_place is not None:
                 self._after_place(conn, placed, now)
+            left = self._units_left(placed, levels) if self._watched else None
+        if left:  # committed: publish what this batch left of the watched products
+            for sku, units in left.items():
+                try:
+                    self._on_stock(sku, units)
+                except Exception:  # noqa: BLE001 - a listener never fails the orders it is told about
+                    log.warning("stock listener failed for %s", sku, exc_info=True)
         return results
+
+    def _units_left(self, placed: list[tuple[PlaceOrder, dict]],
+                    levels: dict[tuple[str, str], StockLevel]) -> dict[str, int]:
+        skus = {l.sku for cmd, _body in placed for l in cmd.lines} & self._watched
+        left = dict.fromkeys(skus, 0)
+        for (sku, _wh), lvl in levels.items():
+            if sku in left:
+                left[sku] += lvl.available
+        return {sku: max(0, units) for sku, units in left.items()}
 
     @staticmethod
     def _apply_batched(conn: Connection, handler: Callable, items: list[Any]) -> list[Any]:

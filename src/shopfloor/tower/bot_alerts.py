@@ -28,11 +28,24 @@ class BotAlerts:
         self.metrics = metrics
 
     async def observe(self, address: str | None, card: str | None, skus: Iterable[str], refused: bool) -> None:
+        now, patterns = self.note(address, card, skus, refused)
+        if patterns:
+            await self.store(now, patterns)
+
+    def note(self, address: str | None, card: str | None, skus: Iterable[str], refused: bool) -> tuple:
+        """The detector's part of :meth:`observe`, without waiting: (now, new patterns) -- counted and logged
+        here; the caller stores them with :meth:`store` (the crowd's cheapest answers call this from a protocol
+        callback, where nothing can be awaited)."""
         now = self.clock.now()
-        for pattern in self.detector.observe(now.timestamp(), address, card, skus, refused):
+        patterns = self.detector.observe(now.timestamp(), address, card, skus, refused)
+        for pattern in patterns:
             if self.metrics is not None:
                 self.metrics.bot_patterns.labels(kind=pattern.kind).inc()
             log.warning("%s", pattern.message())
+        return now, patterns
+
+    async def store(self, now, patterns) -> None:
+        for pattern in patterns:
             try:  # the alert row is written off the event loop
                 await asyncio.get_running_loop().run_in_executor(None, lambda p=pattern: self.sink.add_alert(
                     at=now, source="waitroom", metric=f"bot_{p.kind}", kind="bot_pattern", message=p.message(),

@@ -95,6 +95,19 @@ class InProcessQueueStore:
                 return Place(ADMITTED if claim is None or claim == holder else CLAIMED, s.upto)
             return Place(EXPIRED, s.upto)
 
+    def sold_out_place_now(self, sale: str, rank: int, now_ms: int, admit_ttl_ms: int, claim: str | None) -> bool:
+        """Once the product sold out: whether a checkout with place ``rank`` is answered ``sold_out`` -- the place
+        was not reached, or was admitted and no purchase has used it (what :meth:`poll` with ``take=False`` reads as
+        WAITING or UNUSED). Answers at once (no waiting: the room may ask from an HTTP protocol callback)."""
+        with self._lock:
+            s = self._sale(sale)
+            if s.opening is None:
+                return False
+            self._advance(s, now_ms, 0, admit_ttl_ms)
+            if rank >= s.upto:
+                return True
+            return rank in s.in_flight and s.claims.get(rank) is None
+
     async def finish(self, sale: str, rank: int, succeeded: bool) -> None:
         with self._lock:
             s = self._sale(sale)

@@ -126,7 +126,8 @@ class WaitingRoom:
     def __init__(self, store: QueueStore, codec: QueueTokenCodec, policy: AdmissionPolicy, stock: StockLevels,
                  products: Iterable[GuardedProduct], *, stock_cache_s: float = 0.2,
                  now_s: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 observer: Callable[[str, str], None] | None = None, max_held: int | None = None) -> None:
+                 observer: Callable[[str, str], None] | None = None, max_held: int | None = None,
+                 wake_per_turn: int = 256) -> None:
         self.store = store
         self.codec = codec
         self.policy = policy
@@ -143,6 +144,8 @@ class WaitingRoom:
         # status request is answered at once, with a Retry-After (see :meth:`hold`). None: no cap
         self.max_held = max_held
         self.held = 0
+        # held shoppers answered per event-loop turn when many are answered at once (sold out); 0: all at once
+        self.wake_per_turn = wake_per_turn
         # sale -> heap of (rank, n, future, ticket); rank -1: held before the opening, ranked at the opening
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future, QueueTicket]]] = {}
         self._counter = itertools.count()
@@ -151,6 +154,7 @@ class WaitingRoom:
         # once: with the shoppers' own clocks, the sold-out notice splits into noticing it and telling them
         self.sold_out_seen_at: dict[str, float] = {}
         self.held_told_sold_out: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that serves this room (held requests)
 
     # --- what is guarded --------------------------------------------------------------------------------------
     def guarded_sku(self, skus: Iterable[str]) -> str | None:
@@ -174,6 +178,39 @@ class WaitingRoom:
             self.sold_out_seen_at.pop(sku, None)
         return units
 
+    def stock_committed(self, sku: str, units: int) -> None:
+        """The order writer committed reservations of ``sku`` and ``units`` are left (any thread). The room takes
+        it as its stock reading at once; at 0 every held shopper of the product hears ``sold_out`` now, not after
+        the purchase that took the last unit has gone through payment, nor at the next stock read."""
+        if sku not in self.products:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stock.pop(sku, None)  # nobody held yet: the next read goes to the store
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._stock_now(sku, units)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._stock_now, sku, units)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _stock_now(self, sku: str, units: int) -> None:
+        units = max(0, int(units))
+        self._stock[sku] = (self._mono(), units)
+        if units:
+            self.sold_out_seen_at.pop(sku, None)
+            return
+        self.sold_out_seen_at.setdefault(sku, self._now_s())
+        sale = self.products[sku].sale
+        if self._waiters.get(sale):
+            self._wake_all(sale, _SOLD_OUT_STATUS)
+
     # --- the checkout's gate ----------------------------------------------------------------------------------
     def sold_out_now(self, sku: str) -> Decision | None:
         """SOLD_OUT when guarded ``sku`` reads sold out in this process (no queue store call), else None: the gate
@@ -182,11 +219,38 @@ class WaitingRoom:
             return None
         return self._decided(Decision(SOLD_OUT, sku, self.products[sku].sale), "sold_out")
 
+    def sold_out_for_token_now(self, sku: str, token: str, claim: str) -> Decision | None:
+        """SOLD_OUT for a checkout with ``Queue-Token`` of guarded ``sku`` read sold out, decided without waiting,
+        when :meth:`admit` would decide the same (the place was not reached, or was admitted and no purchase used
+        it); None whenever anything else could be the answer (a purchase under way with the place, a token that
+        is expired, forged or for another product, the sale not open in this process) or the queue store cannot
+        answer at once (Redis). Only the in-process store answers at once."""
+        peek = getattr(self.store, "sold_out_place_now", None)
+        if peek is None or self.remaining(sku) != 0:
+            return None
+        product = self.products[sku]
+        opening = self._openings.get(product.sale)
+        if opening is None:
+            return None
+        try:
+            ticket = self.codec.read_for(token, sku)
+        except DomainError:
+            return None
+        now_s = self._now_s()
+        if ticket.expired(now_s):
+            return None
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        if not peek(product.sale, rank, int(now_s * 1000), self._ttl_ms(), claim):
+            return None
+        return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
+
     async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
         """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:
         retries of that purchase pass again, another purchase with the same token is refused."""
         product = self.products[sku]
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         now_s = self._now_s()
         remaining = self.remaining(sku)
         if token is None:
@@ -261,7 +325,8 @@ class WaitingRoom:
             retry = (self.policy.retry_after_s(position, self.remaining(product.sku)) if rank >= 0
                      else max(1, min(self.policy.max_poll_s, int(status["eta_s"] or 0) + 1)))
             return HeldAnswer(status, retry_after_s=retry)
-        future = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        future = self._loop.create_future()
         heapq.heappush(self._waiters.setdefault(product.sale, []),
                        (rank, next(self._counter), future, self.codec.read(token)))
         if self._ticker is None or self._ticker.done():
@@ -325,15 +390,23 @@ class WaitingRoom:
                         future.set_result(None)
 
     def _wake_all(self, sale: str, answer: dict | None) -> None:
-        """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again)."""
-        told = 0
-        for _rank, _n, future, _ticket in self._waiters.pop(sale, []):
-            if not future.done():
-                future.set_result(answer)
-                told += 1
+        """Answer every shopper held on ``sale`` (with ``answer``, or None: each reads its place again), at most
+        ``wake_per_turn`` per event-loop turn: thousands of answers in one turn would hold up every other request's
+        next step (an ordinary checkout's, a purchase's) for as long as writing them all takes."""
+        heap = self._waiters.pop(sale, [])
         if answer is _SOLD_OUT_STATUS:
             sku = next((p.sku for p in self.products.values() if p.sale == sale), sale)
+            told = sum(1 for entry in heap if not entry[2].done())
             self.held_told_sold_out[sku] = self.held_told_sold_out.get(sku, 0) + told
+        self._wake_some([entry[2] for entry in heap], answer)
+
+    def _wake_some(self, futures: list[asyncio.Future], answer: dict | None, start: int = 0) -> None:
+        end = start + self.wake_per_turn if self.wake_per_turn else len(futures)
+        for future in futures[start:end]:
+            if not future.done():
+                future.set_result(answer)
+        if end < len(futures):
+            futures[0].get_loop().call_soon(self._wake_some, futures, answer, end)
 
     async def _admission_bound(self, product: GuardedProduct) -> int | None:
         """The sale's admission bound after moving it on (-1 before the opening, when nobody is reached); None when
