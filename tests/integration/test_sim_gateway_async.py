@@ -68,11 +68,11 @@ def test_awaited_operations_roll_the_same_dice_and_write_the_same_ledger_as_bloc
         out = []
         for op, key, amount in ops:
             if op == "authorize":
-                coro = awaited.authorize_async(key, amount, "USD", "tok", f"o{key}", timeout_s=0.001)
+                coro = awaited.authorize_on_loop(key, amount, "USD", "tok", f"o{key}", timeout_s=0.001)
             elif op == "capture":
-                coro = awaited.capture_async(key, amount, "USD", timeout_s=0.001)
+                coro = awaited.capture_on_loop(key, amount, "USD", timeout_s=0.001)
             else:
-                coro = awaited.void_async(key, timeout_s=0.001)
+                coro = awaited.void_on_loop(key, timeout_s=0.001)
             try:
                 r = await coro
                 out.append(("ok", r.approved, r.decline_reason))
@@ -86,18 +86,18 @@ def test_awaited_operations_roll_the_same_dice_and_write_the_same_ledger_as_bloc
     kinds = {o[0] for o in expected} | {o[1] for o in expected if o[0] == "raised"}
     assert {"ok", "ProcessorTimeout", "ProcessorUnavailable"} <= kinds  # the mix exercised the faults
     assert _ledger_shape(engine, "awaited") == _ledger_shape(engine, "blocking")
-    assert asyncio.run(awaited.status_async("k1", timeout_s=1)).found == blocking.status("k1", timeout_s=1).found
+    assert asyncio.run(awaited.status_on_loop("k1", timeout_s=1)).found == blocking.status("k1", timeout_s=1).found
 
 
 def test_an_awaited_rate_quote_prices_as_the_blocking_one_and_maps_faults_to_rate_errors(engine):
     store = FaultStore(engine, CLOCK, ttl_s=0.0)
     store.put("rates", {"latency_ms": 0})
     rates = SimulatedRateService(store, seed=3)
-    assert asyncio.run(rates.quote_async("DE", "10115", 2500, timeout_s=1)) == rates.quote("DE", "10115", 2500,
+    assert asyncio.run(rates.quote_on_loop("DE", "10115", 2500, timeout_s=1)) == rates.quote("DE", "10115", 2500,
                                                                                               timeout_s=1)
     store.put("rates", {"down": True})
     with pytest.raises(RateServiceError) as err:
-        asyncio.run(rates.quote_async("DE", "10115", 2500, timeout_s=1))
+        asyncio.run(rates.quote_on_loop("DE", "10115", 2500, timeout_s=1))
     assert err.value.reason == "unavailable"
 
 

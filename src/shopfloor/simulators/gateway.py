@@ -244,8 +244,9 @@ class SimulatedProcessor(_FaultedService):
 
     # -- protocol -----------------------------------------------------------------------------------------------
     # Each operation is the same three steps, blocking (these methods, for in-process use and tests) or awaited on
-    # an event loop (the ``*_async`` ones, for ``shopfloor simulate serve``): the faults before processing, the
-    # ledger, a possibly lost answer. The dice are rolled in the same order either way.
+    # an event loop (the ``*_on_loop`` ones, for ``shopfloor simulate serve``; not named ``*_async``, so that a
+    # router holding an in-process simulator keeps calling the blocking ones off its loop, as it always did): the
+    # faults before processing, the ledger, a possibly lost answer. The dice are rolled in the same order either way.
     def authorize(
         self, idempotency_key: str, amount: int, currency: str, token: str, order_id: str, *, timeout_s: float
     ) -> ProcessorResponse:
@@ -254,7 +255,7 @@ class SimulatedProcessor(_FaultedService):
         self._lose_response(cfg, latency, timeout_s)
         return self._authorize_answer(row, amount, currency, order_id)
 
-    async def authorize_async(
+    async def authorize_on_loop(
         self, idempotency_key: str, amount: int, currency: str, token: str, order_id: str, *, timeout_s: float
     ) -> ProcessorResponse:
         cfg, latency = await self._before_processing_async(timeout_s)
@@ -268,7 +269,7 @@ class SimulatedProcessor(_FaultedService):
         self._lose_response(cfg, latency, timeout_s)
         return self._capture_answer(row)
 
-    async def capture_async(
+    async def capture_on_loop(
         self, idempotency_key: str, amount: int, currency: str, *, timeout_s: float
     ) -> ProcessorResponse:
         cfg, latency = await self._before_processing_async(timeout_s)
@@ -284,7 +285,7 @@ class SimulatedProcessor(_FaultedService):
         self._lose_response(cfg, latency, timeout_s)
         return self._void_answer(row)
 
-    async def void_async(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
+    async def void_on_loop(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
         cfg, latency = await self._before_processing_async(timeout_s)
         row = await self._on_ledger(self._void_ledger, idempotency_key)
         await self._lose_response_async(cfg, latency, timeout_s)
@@ -294,7 +295,7 @@ class SimulatedProcessor(_FaultedService):
         self._before_processing(timeout_s)
         return self._status_answer(idempotency_key, self._row(idempotency_key))
 
-    async def status_async(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
+    async def status_on_loop(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
         await self._before_processing_async(timeout_s)
         return self._status_answer(idempotency_key, await self._on_ledger(self._row, idempotency_key))
 
@@ -534,7 +535,8 @@ class SimulatedRateService(_FaultedService):
             raise _rate_error(exc) from exc
         return self._price(country, weight_g)
 
-    async def quote_async(self, country: str, postal_code: str | None, weight_g: int, *, timeout_s: float) -> RateQuote:
+    async def quote_on_loop(self, country: str, postal_code: str | None, weight_g: int, *,
+                            timeout_s: float) -> RateQuote:
         try:
             cfg, latency = await self._before_processing_async(timeout_s)
             await self._lose_response_async(cfg, latency, timeout_s)

@@ -65,7 +65,7 @@ def build_sim_app(processors: dict[str, Any], rates: Any, *, threads: int = 16) 
             return _json({"error": "not_found", "message": "no such processor"}, 404)
         if op == "status":
             timeout = float(request.query_params.get("timeout_s", 1))
-            pending = proc.status_async(request.path_params["key"], timeout_s=timeout)
+            pending = proc.status_on_loop(request.path_params["key"], timeout_s=timeout)
         else:
             body = orjson.loads(await request.body())
             key = request.headers.get("idempotency-key")
@@ -73,12 +73,12 @@ def build_sim_app(processors: dict[str, Any], rates: Any, *, threads: int = 16) 
                 return _json({"error": "bad_request", "message": "Idempotency-Key header is required"}, 400)
             timeout = float(body["timeout_s"])
             if op == "authorize":
-                pending = proc.authorize_async(key, int(body["amount"]), body["currency"], body.get("token", ""),
+                pending = proc.authorize_on_loop(key, int(body["amount"]), body["currency"], body.get("token", ""),
                                                body["order_id"], timeout_s=timeout)
             elif op == "capture":
-                pending = proc.capture_async(key, int(body["amount"]), body["currency"], timeout_s=timeout)
+                pending = proc.capture_on_loop(key, int(body["amount"]), body["currency"], timeout_s=timeout)
             else:
-                pending = proc.void_async(key, timeout_s=timeout)
+                pending = proc.void_on_loop(key, timeout_s=timeout)
         try:
             result = await pending
         except (ConnectionRefused, ProcessorUnavailable, ProcessorTimeout, AttemptKeyCancelled) as exc:
@@ -100,7 +100,7 @@ def build_sim_app(processors: dict[str, Any], rates: Any, *, threads: int = 16) 
     async def quote(request: Request) -> Response:
         body = orjson.loads(await request.body())
         try:
-            q = await rates.quote_async(body["country"], body.get("postal_code"), int(body.get("weight_g", 1000)),
+            q = await rates.quote_on_loop(body["country"], body.get("postal_code"), int(body.get("weight_g", 1000)),
                                         timeout_s=float(body["timeout_s"]))
         except RateServiceError as exc:
             return _json({"error": exc.reason, "message": str(exc)}, 504 if exc.reason == "timeout" else 503)
