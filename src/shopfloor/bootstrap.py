@@ -94,7 +94,6 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
         reservation_ttl_s=settings.reservation_ttl_s,
         batch_max_size=settings.batch_max_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
-        writer_on_loop=settings.checkout_writer_on_loop,
         stages=StageLog(settings.checkout_stages_log) if settings.checkout_stages_log else None,
     )
     from prometheus_client import CollectorRegistry

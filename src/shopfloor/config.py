@@ -54,10 +54,6 @@ class Settings(BaseSettings):
     # Group commit: concurrent checkouts are applied in one transaction (a savepoint each) by one writer.
     batch_max_size: int = Field(default=64, ge=1)
     batch_max_wait_ms: float = Field(default=1.0, ge=0)
-    checkout_writer_on_loop: bool = Field(
-        default=True, description="SQLite: the server applies its checkouts' group commits on its event loop, one "
-                                  "transaction per loop turn, instead of handing them to the writer thread (which "
-                                  "still takes a batch when the write lock is busy). No effect on PostgreSQL.")
     checkout_stages_log: str | None = Field(
         default=None, description="Benchmarks only: a file the server appends the wall time of each checkout's "
                                   "stages to (see orders/stages.py, bench/checkout_waits.py). Unset: off.")

@@ -13,9 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -46,7 +44,7 @@ from ..domain.stock import (
 )
 from ..runtime import name_os_thread
 from ..store import orders_repo as repo
-from ..store.engine import WriterBusy, is_read_only
+from ..store.engine import is_read_only
 from ..store.raw import begin_savepoint
 from .stages import StageLog
 
@@ -131,22 +129,6 @@ def _settle_on_loop(outcomes: list[tuple[asyncio.Future, Any]]) -> None:
             fut.set_result(res)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-@contextmanager
-def _begin_nowait(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()`` for SQLite that raises :class:`WriterBusy` instead of waiting for the write lock."""
-    with engine.connect() as conn:
-        conn.execution_options(sqlite_begin="IMMEDIATE_NOWAIT")
-        with conn.begin():
-            yield conn
-
-
 class _WarehouseCache:
     """Warehouses change rarely; re-read them at most every ``ttl`` seconds."""
 
@@ -177,16 +159,8 @@ class CheckoutService:
         on_committed: Callable[[list[CheckoutResult]], None] | None = None,
         after_place: Callable[[Connection, list[tuple[PlaceOrder, dict]], datetime], None] | None = None,
         stages: StageLog | None = None,
-        writer_on_loop: bool = False,
     ) -> None:
         self.engine = engine
-        # SQLite only: an event loop's commands are applied on that loop, in one transaction per loop turn, instead
-        # of being handed to the writer thread (see _enqueue_async). PostgreSQL keeps the thread: its statements
-        # are network round trips.
-        self.writer_on_loop = writer_on_loop and engine.dialect.name == "sqlite"
-        self._on_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, _LoopWaiter]]] = {}
-        self.batches_on_loop = 0
-        self.batches_handed_to_thread = 0
         self.clock = clock
         self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
         self.batch_max_size = batch_max_size
@@ -240,36 +214,10 @@ class CheckoutService:
         return await self._enqueue_async(_Batched(handler, item))
 
     def _enqueue_async(self, item: Any) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        waiter = _LoopWaiter(loop, time.perf_counter() if self.stages is not None else 0.0)
-        if self.writer_on_loop:
-            # Group commit on the loop: the commands queued during one turn of the loop are applied together by a
-            # callback at the end of that turn. A writer thread on the same core took 3-5x its CPU time in wall
-            # time per batch (it waits for the GIL after each SQLite call while the loop runs), and each of a
-            # checkout's two commits waited 20-30 ms under the benchmark's load.
-            pending = self._on_loop.get(loop)
-            if pending is None:
-                pending = self._on_loop[loop] = []
-                loop.call_soon(self._flush_on_loop, loop)
-            pending.append((item, waiter))
-            return waiter.future
         self._ensure_thread()
+        waiter = _LoopWaiter(asyncio.get_running_loop(), time.perf_counter() if self.stages is not None else 0.0)
         self._queue.put((item, waiter))
         return waiter.future
-
-    def _flush_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._on_loop.pop(loop, [])
-        for start in range(0, len(batch), self.batch_max_size):
-            chunk = batch[start:start + self.batch_max_size]
-            if self._apply_batch(chunk, on_loop=True):
-                self.batches_on_loop += 1
-            else:
-                # The write lock was taken (the writer thread, another thread or process of this store) or the
-                # attempt failed: the transaction rolled back, and the thread, which may wait and retry, takes it.
-                self.batches_handed_to_thread += 1
-                self._ensure_thread()
-                for queued in chunk:
-                    self._queue.put(queued)
 
     def place_order(self, cmd: PlaceOrder, timeout: float = 30.0) -> CheckoutResult:
         return self.submit(cmd).result(timeout=timeout)
@@ -315,33 +263,21 @@ class CheckoutService:
                 batch.append(nxt)
             self._apply_batch(batch)
 
-    def _apply_batch(self, batch: list[tuple[PlaceOrder, Future]], on_loop: bool = False) -> bool:
-        """Apply and resolve ``batch``. ``on_loop``: one attempt that never waits for the write lock; returns False,
-        with nothing resolved, when it did not commit."""
+    def _apply_batch(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
         stages = self.stages
         if stages is None:
-            return self._apply_batch_inner(batch, on_loop)
+            self._apply_batch_inner(batch)
+            return
         t0, c0 = time.perf_counter(), time.thread_time()
         waits = [t0 - w.queued_at for _, w in batch if isinstance(w, _LoopWaiter)] or [0.0]
-        if not self._apply_batch_inner(batch, on_loop):
-            return False
+        self._apply_batch_inner(batch)
         stages.batch([round(time.time(), 3), len(batch), sum(isinstance(c, PlaceOrder) for c, _ in batch),
                       round(sum(waits) / len(waits) * 1e3, 3), round(max(waits) * 1e3, 3),
                       round((time.perf_counter() - t0) * 1e3, 3), round((time.thread_time() - c0) * 1e3, 3)])
-        return True
 
-    def _apply_batch_inner(self, batch: list[tuple[PlaceOrder, Future]], on_loop: bool = False) -> bool:
+    def _apply_batch_inner(self, batch: list[tuple[PlaceOrder, Future]]) -> None:
         results = None
-        if on_loop:
-            try:
-                results = self._apply_batch_once([cmd for cmd, _ in batch], nowait=True)
-            except WriterBusy:
-                return False
-            except Exception as exc:  # noqa: BLE001 - rolled back; the thread retries it as it would its own
-                log.info("checkout batch on the loop failed (%s); handing it to the writer thread",
-                         exc.__class__.__name__)
-                return False
-        for attempt in range(0 if on_loop else 5):
+        for attempt in range(5):
             try:
                 results = self._apply_batch_once([cmd for cmd, _ in batch])
                 break
@@ -351,7 +287,7 @@ class CheckoutService:
                                          "promotes it; send the checkout to the primary region")
                     self._resolve(batch, [_Failed(err) if isinstance(cmd, (_Work, _Batched))
                                           else CheckoutResult(err.status, error_body(err)) for cmd, _ in batch])
-                    return True
+                    return
                 if isinstance(exc, InternalError):
                     log.exception("checkout batch failed")
                     break
@@ -366,7 +302,7 @@ class CheckoutService:
             err = ServiceUnavailable("the order store is temporarily unavailable; retry with the same key")
             self._resolve(batch, [_Failed(err) if isinstance(cmd, (_Work, _Batched))
                                   else CheckoutResult(err.status, error_body(err)) for cmd, _ in batch])
-            return True
+            return
         self.batches += 1
         self.batched_commands += len(batch)
         if self.on_committed is not None:
@@ -375,7 +311,6 @@ class CheckoutService:
             except Exception:  # pragma: no cover
                 log.exception("on_committed hook failed")
         self._resolve(batch, results)
-        return True
 
     @staticmethod
     def _resolve(batch: list[tuple[Any, Any]], results: list[Any]) -> None:
@@ -391,23 +326,19 @@ class CheckoutService:
             else:
                 waiter.set_result(res)
         for loop, outcomes in per_loop.items():
-            if _running_loop() is loop:  # applied on this loop: no wake-up through its self-pipe needed
-                _settle_on_loop(outcomes)
-                continue
             try:
                 loop.call_soon_threadsafe(_settle_on_loop, outcomes)
             except RuntimeError:  # pragma: no cover - the loop closed while its requests were in the batch
                 log.warning("event loop closed before %d checkout results could be delivered", len(outcomes))
 
-    def _apply_batch_once(self, cmds: list[PlaceOrder], nowait: bool = False) -> list[CheckoutResult]:
+    def _apply_batch_once(self, cmds: list[PlaceOrder]) -> list[CheckoutResult]:
         """One transaction for the whole batch: reads are batched, each reservation is a guarded UPDATE, and the
-        order/line/reservation/outbox/idempotency rows are written with one executemany per table. ``nowait``
-        (SQLite): raise :class:`WriterBusy` instead of waiting when the write lock is taken."""
+        order/line/reservation/outbox/idempotency rows are written with one executemany per table."""
         now = self.clock.now()
         results: list[Any] = []
         batched: dict[Any, list[int]] = {}
         placed: list[tuple[PlaceOrder, dict]] = []
-        with (_begin_nowait(self.engine) if nowait else self.engine.begin()) as conn:
+        with self.engine.begin() as conn:
             for i, cmd in enumerate(cmds):
                 if isinstance(cmd, _Batched):
                     batched.setdefault(cmd.handler, []).append(i)

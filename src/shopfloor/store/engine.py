@@ -10,16 +10,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
 
 from .raw import run_driver_sql
-
-
-class WriterBusy(Exception):
-    """A no-wait SQLite write transaction (``sqlite_begin="IMMEDIATE_NOWAIT"``) found the write lock taken; nothing
-    was begun, so the caller can hand its work to a writer that may wait."""
 
 
 def dialect_insert(bind: Any, table: Any):
@@ -122,21 +116,6 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
             if mode == "DEFERRED":
                 run_driver_sql(conn, "BEGIN DEFERRED")  # off SQLAlchemy's execution path (cheaper)
-                return
-            if mode == "IMMEDIATE_NOWAIT":
-                # For a caller that must not wait (an event loop): the write lock now or WriterBusy, both this
-                # process's lock and SQLite's (another process writing), with nothing begun.
-                if not conn.info.get("sf_write_lock"):
-                    if not write_lock.acquire(blocking=False):
-                        raise WriterBusy("another writer of this process holds the SQLite write lock")
-                    conn.info["sf_write_lock"] = True
-                run_driver_sql(conn, "PRAGMA busy_timeout=0")
-                try:
-                    run_driver_sql(conn, "BEGIN IMMEDIATE")
-                except OperationalError as exc:
-                    raise WriterBusy("another process holds the SQLite write lock") from exc
-                finally:
-                    run_driver_sql(conn, "PRAGMA busy_timeout=30000")
                 return
             if not conn.info.get("sf_write_lock"):
                 # Held until the connection goes back to the pool (after its commit or rollback). The timeout
