@@ -137,3 +137,38 @@ def test_calls_in_flight_wait_on_the_loop_without_a_thread_each(engine):
     assert wall < 5.0
     assert max(peak) <= (1 if engine.dialect.name == "sqlite" else 8), peak
     assert len(ledger(engine, "primary")) == 64
+
+
+def test_the_kept_connection_insert_queues_on_the_engines_write_lock(engine):
+    """SQLite: the authorization's insert on the processor's own DBAPI connection waits for the engine's write
+    transactions of this process (the engine's lock), then records once; a replay reads that charge."""
+    from sqlalchemy import text
+
+    from shopfloor.store.engine import sqlite_write_lock
+
+    lock = sqlite_write_lock(engine)
+    if engine.dialect.name != "sqlite":
+        assert lock is None
+        return
+    store = FaultStore(engine, CLOCK, ttl_s=0.0)
+    store.put("primary", {"latency_ms": 0})
+    proc = SimulatedProcessor("primary", engine, store, CLOCK, seed=1)
+    done = threading.Event()
+    answers = []
+
+    def authorize():
+        answers.append(proc.authorize("q1", 250, "USD", "tok", "o1", timeout_s=5))
+        done.set()
+
+    with engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        assert lock.locked()  # held by this write transaction
+        t = threading.Thread(target=authorize)
+        t.start()
+        assert not done.wait(0.2)  # queued behind it
+    assert done.wait(5)
+    t.join(5)
+    assert not lock.locked()
+    again = proc.authorize("q1", 250, "USD", "tok", "o1", timeout_s=5)
+    assert answers[0].approved and again.reference == answers[0].reference
+    assert [r["idempotency_key"] for r in ledger(engine, "primary")] == ["q1"]
