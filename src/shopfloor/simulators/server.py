@@ -56,7 +56,7 @@ def _failure(exc: Exception) -> Response:
 
 def build_sim_app(processors: dict[str, Any], rates: Any, *, threads: int = 16) -> Starlette:
     """The HTTP face of ``processors`` (name -> simulated processor) and ``rates`` (simulated rate service), served
-    on the event loop through their ``*_async`` methods. ``threads`` bounds the worker threads that ledger steps
+    on the event loop through their ``*_on_loop`` methods. ``threads`` bounds the worker threads that ledger steps
     use where they do not run inline (PostgreSQL)."""
 
     async def call(request: Request, op: str) -> Response:
