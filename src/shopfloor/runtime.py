@@ -78,14 +78,20 @@ def _log_tail(path: Path | None, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A free local port: the kernel's pick, or the first free one in ``SHOPFLOOR_FREE_PORTS`` ("LOW-HIGH") when set
     (a shared machine where each user keeps to a range)."""
     span = os.environ.get("SHOPFLOOR_FREE_PORTS")
     if span:
         low, high = (int(x) for x in span.split("-", 1))
-        for port in range(low, high + 1):
-            if not port_in_use("127.0.0.1", port):
+        # A port handed out is not bound until its child starts: skip the ones this process already gave, or two
+        # children constructed before either starts (the game day's simulator and server) would share one.
+        for port in [p for p in range(low, high + 1) if p not in _HANDED_OUT] + sorted(_HANDED_OUT):
+            if low <= port <= high and not port_in_use("127.0.0.1", port):
+                _HANDED_OUT.add(port)
                 return port
         raise RuntimeError(f"no free port in SHOPFLOOR_FREE_PORTS={span}")
     with socket.socket() as s:

@@ -253,8 +253,10 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         ids += _read_ids(tmp / "ids.txt")
         say("checkouts over many SKUs")
         threads0 = os_thread_cpu_s(server_pid)
+        sim_cpu0 = _process_cpu_s(sim.proc.pid) if sim is not None else float("nan")
         many, many_cpu, many_wall = _cpu_during(server_pid, lambda: run_wrk(
             url, "/v1/checkouts", seconds, connections, str(script), {**wrk_env, "SF_RUN": "many"}, client_core))
+        sim_cpu = (_process_cpu_s(sim.proc.pid) - sim_cpu0) if sim is not None else float("nan")
         thread_cpu = {name: s - threads0.get(name, 0.0) for name, s in os_thread_cpu_s(server_pid).items()}
         ids += _read_ids(tmp / "ids.txt")
         say("hot-SKU flash sale")
@@ -300,6 +302,10 @@ def run_checkout_benchmark(database_url: str | None = None, *, seconds: float = 
         "ceiling_server_cpu_us_per_request": _ratio(ceiling_cpu, ceiling.requests, 1e6, 1),
         "checkout_server_cores_busy": _ratio(many_cpu, many_wall, 1, 3),
         "checkout_server_cpu_us_per_request": _ratio(many_cpu, many.requests, 1e6, 1),
+        # The simulator process (the payment gateway and rate service stand-in) shares the load generator's core:
+        # its CPU per checkout says how much of that core it takes from wrk (None with inline simulators).
+        "checkout_simulator_cores_busy": _ratio(sim_cpu, many_wall, 1, 3),
+        "checkout_simulator_cpu_us_per_request": _ratio(sim_cpu, many.requests, 1e6, 1),
         # Where that CPU went, by thread (event loop, checkout writer, buy-path threads, ...); single-process
         # servers only (``--workers 1``): with several workers the threads live in the children.
         "checkout_server_cpu_us_by_thread": {

@@ -19,6 +19,7 @@ latency                 log-normal with median ``latency_ms`` and shape ``latenc
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -42,7 +43,8 @@ from ..payments import (
     ProcessorTimeout,
     ProcessorUnavailable,
 )
-from ..store.engine import dialect_insert
+from ..store.engine import dialect_insert, sqlite_write_lock
+from ..store.raw import RawStatement
 from ..store.payments_tables import sim_gateway_charges, sim_gateway_faults
 
 RATES_SERVICE = "rates"
@@ -165,29 +167,60 @@ class _FaultedService:
         self._dice = _Dice(seed)
         self._sleep = sleep
 
-    def _before_processing(self, timeout_s: float) -> tuple[FaultConfig, float]:
-        """Apply the faults that happen before the request is processed. Returns (config, latency left)."""
+    def _plan(self, timeout_s: float) -> tuple[FaultConfig, float, float | None, Exception | None]:
+        """Roll the dice for the faults that happen before the request is processed, without waiting: (config,
+        latency, how long to wait now (``None``: not at all), the failure to raise after that wait or ``None`` to
+        go on processing)."""
         cfg = self._faults.get(self.name)
         if cfg.down:
-            raise ConnectionRefused(self.name, "connection refused")
+            return cfg, 0.0, None, ConnectionRefused(self.name, "connection refused")
         latency = self._dice.latency_s(cfg)
         if self._dice.hit(cfg.error_rate):
             if latency >= timeout_s:
-                self._sleep(timeout_s)
-                raise ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s")
-            self._sleep(latency)
-            raise ProcessorUnavailable(self.name, "503 service unavailable (request not processed)", 503)
+                return cfg, latency, timeout_s, ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s")
+            return cfg, latency, latency, ProcessorUnavailable(
+                self.name, "503 service unavailable (request not processed)", 503)
         if self._dice.hit(cfg.timeout_rate) or latency >= timeout_s:
             # The request hangs (or stalls past the caller's patience); the caller gives up and nothing happens.
-            self._sleep(timeout_s)
-            raise ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s")
-        self._sleep(latency)
+            return cfg, latency, timeout_s, ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s")
+        return cfg, latency, latency, None
+
+    def _plan_lost_response(self, cfg: FaultConfig, latency: float, timeout_s: float) -> tuple[float, Exception] | None:
+        """Whether the answer of a processed request is lost: (how long the caller waits for nothing, the timeout)."""
+        if self._dice.hit(cfg.lost_response_rate):
+            return (max(0.0, timeout_s - latency),
+                    ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s (response lost)"))
+        return None
+
+    def _before_processing(self, timeout_s: float) -> tuple[FaultConfig, float]:
+        """Apply the faults that happen before the request is processed. Returns (config, latency left)."""
+        cfg, latency, wait, failure = self._plan(timeout_s)
+        if wait is not None:
+            self._sleep(wait)
+        if failure is not None:
+            raise failure
+        return cfg, latency
+
+    async def _before_processing_async(self, timeout_s: float) -> tuple[FaultConfig, float]:
+        """:meth:`_before_processing` for an event loop: the same dice in the same order, waits that hold no thread."""
+        cfg, latency, wait, failure = self._plan(timeout_s)
+        if wait:
+            await asyncio.sleep(wait)
+        if failure is not None:
+            raise failure
         return cfg, latency
 
     def _lose_response(self, cfg: FaultConfig, latency: float, timeout_s: float) -> None:
-        if self._dice.hit(cfg.lost_response_rate):
-            self._sleep(max(0.0, timeout_s - latency))
-            raise ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s (response lost)")
+        lost = self._plan_lost_response(cfg, latency, timeout_s)
+        if lost is not None:
+            self._sleep(lost[0])
+            raise lost[1]
+
+    async def _lose_response_async(self, cfg: FaultConfig, latency: float, timeout_s: float) -> None:
+        lost = self._plan_lost_response(cfg, latency, timeout_s)
+        if lost is not None:
+            await asyncio.sleep(lost[0])
+            raise lost[1]
 
 
 class SimulatedProcessor(_FaultedService):
@@ -206,25 +239,94 @@ class SimulatedProcessor(_FaultedService):
         super().__init__(name, faults, seed=seed, sleep=sleep)
         self._engine = engine
         self._clock = clock
+        self._ledger_inline = engine.dialect.name == "sqlite"
+        self._insert_charge = RawStatement(_insert_charge[engine.dialect.name], engine.dialect, _CHARGE_KEYS)
+        self._write_lock = sqlite_write_lock(engine)  # None: not SQLite, insert through a SQLAlchemy transaction
+        self._kept: Any = None
 
     # -- protocol -----------------------------------------------------------------------------------------------
+    # Each operation is the same three steps, blocking (these methods, for in-process use and tests) or awaited on
+    # an event loop (the ``*_on_loop`` ones, for ``shopfloor simulate serve``; not named ``*_async``, so that a
+    # router holding an in-process simulator keeps calling the blocking ones off its loop, as it always did): the
+    # faults before processing, the ledger, a possibly lost answer. The dice are rolled in the same order either way.
     def authorize(
         self, idempotency_key: str, amount: int, currency: str, token: str, order_id: str, *, timeout_s: float
     ) -> ProcessorResponse:
         cfg, latency = self._before_processing(timeout_s)
+        row = self._authorize_ledger(cfg, idempotency_key, amount, currency, token, order_id)
+        self._lose_response(cfg, latency, timeout_s)
+        return self._authorize_answer(row, amount, currency, order_id)
+
+    async def authorize_on_loop(
+        self, idempotency_key: str, amount: int, currency: str, token: str, order_id: str, *, timeout_s: float
+    ) -> ProcessorResponse:
+        cfg, latency = await self._before_processing_async(timeout_s)
+        row = await self._on_ledger(self._authorize_ledger, cfg, idempotency_key, amount, currency, token, order_id)
+        await self._lose_response_async(cfg, latency, timeout_s)
+        return self._authorize_answer(row, amount, currency, order_id)
+
+    def capture(self, idempotency_key: str, amount: int, currency: str, *, timeout_s: float) -> ProcessorResponse:
+        cfg, latency = self._before_processing(timeout_s)
+        row = self._capture_ledger(idempotency_key, amount, currency)
+        self._lose_response(cfg, latency, timeout_s)
+        return self._capture_answer(row)
+
+    async def capture_on_loop(
+        self, idempotency_key: str, amount: int, currency: str, *, timeout_s: float
+    ) -> ProcessorResponse:
+        cfg, latency = await self._before_processing_async(timeout_s)
+        row = await self._on_ledger(self._capture_ledger, idempotency_key, amount, currency)
+        await self._lose_response_async(cfg, latency, timeout_s)
+        return self._capture_answer(row)
+
+    def void(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
+        """Release an authorization; for a key never seen, record a cancelled key (technical cancel) so that a
+        late-arriving authorize with it cannot charge."""
+        cfg, latency = self._before_processing(timeout_s)
+        row = self._void_ledger(idempotency_key)
+        self._lose_response(cfg, latency, timeout_s)
+        return self._void_answer(row)
+
+    async def void_on_loop(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
+        cfg, latency = await self._before_processing_async(timeout_s)
+        row = await self._on_ledger(self._void_ledger, idempotency_key)
+        await self._lose_response_async(cfg, latency, timeout_s)
+        return self._void_answer(row)
+
+    def status(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
+        self._before_processing(timeout_s)
+        return self._status_answer(idempotency_key, self._row(idempotency_key))
+
+    async def status_on_loop(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
+        await self._before_processing_async(timeout_s)
+        return self._status_answer(idempotency_key, await self._on_ledger(self._row, idempotency_key))
+
+    # -- the steps ------------------------------------------------------------------------------------------------
+    async def _on_ledger(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a ledger step from an event loop: inline on SQLite (a local file, a transaction of tens of
+        microseconds, and one thread writing it means no lock to wait for), on a worker thread elsewhere (a
+        network round trip)."""
+        if self._ledger_inline:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    def _authorize_ledger(self, cfg: FaultConfig, idempotency_key: str, amount: int, currency: str, token: str,
+                          order_id: str) -> Mapping[str, Any]:
         decline = self._dice.hit(cfg.decline_rate)
         row = self._record_authorization(idempotency_key, order_id, amount, currency, token, decline)
         if row["voided"]:
             raise AttemptKeyCancelled(self.name, f"idempotency key {idempotency_key} was cancelled")
-        self._lose_response(cfg, latency, timeout_s)
+        return row
+
+    @staticmethod
+    def _authorize_answer(row: Mapping[str, Any], amount: int, currency: str, order_id: str) -> ProcessorResponse:
         if row["amount"] != amount or row["currency"] != currency or row["order_id"] != order_id:
             return ProcessorResponse(False, row["reference"], "idempotency_key_reused")
         if row["authorized"] and not row["voided"]:
             return ProcessorResponse(True, row["reference"])
         return ProcessorResponse(False, row["reference"], row["decline_reason"] or "declined")
 
-    def capture(self, idempotency_key: str, amount: int, currency: str, *, timeout_s: float) -> ProcessorResponse:
-        cfg, latency = self._before_processing(timeout_s)
+    def _capture_ledger(self, idempotency_key: str, amount: int, currency: str) -> Mapping[str, Any] | None:
         now = self._clock.now()
         t = sim_gateway_charges
         with self._engine.begin() as conn:
@@ -244,8 +346,10 @@ class SimulatedProcessor(_FaultedService):
                     ),
                 )
             )
-            row = conn.execute(select(t).where(where)).mappings().first()
-        self._lose_response(cfg, latency, timeout_s)
+            return conn.execute(select(t).where(where)).mappings().first()
+
+    @staticmethod
+    def _capture_answer(row: Mapping[str, Any] | None) -> ProcessorResponse:
         if row is None:
             return ProcessorResponse(False, None, "unknown_authorization")
         if row["voided"]:
@@ -256,10 +360,7 @@ class SimulatedProcessor(_FaultedService):
             return ProcessorResponse(False, row["reference"], "amount_exceeds_authorization")
         return ProcessorResponse(True, row["reference"])
 
-    def void(self, idempotency_key: str, *, timeout_s: float) -> ProcessorResponse:
-        """Release an authorization; for a key never seen, record a cancelled key (technical cancel) so that a
-        late-arriving authorize with it cannot charge."""
-        cfg, latency = self._before_processing(timeout_s)
+    def _void_ledger(self, idempotency_key: str) -> Mapping[str, Any] | None:
         now = self._clock.now()
         t = sim_gateway_charges
         where = and_(t.c.processor == self.name, t.c.idempotency_key == idempotency_key)
@@ -297,7 +398,9 @@ class SimulatedProcessor(_FaultedService):
                 break
             except IntegrityError:  # the authorization arrived concurrently: void that one instead
                 continue
-        self._lose_response(cfg, latency, timeout_s)
+        return row
+
+    def _void_answer(self, row: Mapping[str, Any] | None) -> ProcessorResponse:
         if row is None:  # pragma: no cover - three lost races in a row
             raise ProcessorUnavailable(self.name, "503 conflict, not processed", 503)
         if row["captured"]:
@@ -306,9 +409,7 @@ class SimulatedProcessor(_FaultedService):
             raise ProcessorTimeout(self.name, "void not confirmed")
         return ProcessorResponse(True, row["reference"])
 
-    def status(self, idempotency_key: str, *, timeout_s: float) -> ChargeStatus:
-        self._before_processing(timeout_s)
-        row = self._row(idempotency_key)
+    def _status_answer(self, idempotency_key: str, row: Mapping[str, Any] | None) -> ChargeStatus:
         if row is None:
             return ChargeStatus(self.name, idempotency_key, found=False)
         return ChargeStatus(
@@ -333,6 +434,27 @@ class SimulatedProcessor(_FaultedService):
             conn.rollback()
         return row
 
+    def _insert_on_kept_connection(self, values: dict[str, Any]) -> int:
+        """SQLite: the insert in its own transaction on a DBAPI connection this processor keeps, queued with the
+        engine's other write transactions on the engine's own lock. A checkout's one ledger write: the pool
+        check-out, SQLAlchemy's begin and commit around it cost this process more than SQLite's insert and commit."""
+        with self._write_lock:
+            if self._kept is None:
+                self._kept = self._engine.raw_connection()
+            cur = self._kept.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    cur.execute(self._insert_charge.sql, self._insert_charge.parameters(values))
+                    inserted = cur.rowcount
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+            finally:
+                cur.close()
+        return inserted
+
     def _record_authorization(
         self, key: str, order_id: str, amount: int, currency: str, token: str, decline: bool
     ) -> Mapping[str, Any]:
@@ -356,10 +478,14 @@ class SimulatedProcessor(_FaultedService):
             "authorized_at": None if decline else now,
         }
         # One statement: the first request with a key inserts; a repeat (or a concurrent twin) inserts nothing and
-        # reads the charge the first one recorded.
-        with self._engine.begin() as conn:
-            inserted = conn.execute(_insert_charge[conn.dialect.name], values).first()
-        if inserted is not None:
+        # reads the charge the first one recorded. On the DBAPI cursor (SQL compiled once from the table): this is
+        # the one ledger write of every checkout, and SQLAlchemy's execution cost more than the insert itself.
+        if self._write_lock is not None:
+            inserted = self._insert_on_kept_connection(values)
+        else:
+            with self._engine.begin() as conn:
+                inserted = self._insert_charge.execute(conn, values)
+        if inserted == 1:
             return values
         row = self._row(key)
         assert row is not None
@@ -368,10 +494,10 @@ class SimulatedProcessor(_FaultedService):
 
 # Built once per dialect and executed with a parameter dict: no statement construction per authorization.
 _insert_charge = {
-    name: dialect_insert(name, sim_gateway_charges).on_conflict_do_nothing()
-    .returning(sim_gateway_charges.c.idempotency_key)
-    for name in ("sqlite", "postgresql")
+    name: dialect_insert(name, sim_gateway_charges).on_conflict_do_nothing() for name in ("sqlite", "postgresql")
 }
+_CHARGE_KEYS = ("processor", "idempotency_key", "order_id", "amount", "currency", "token", "reference", "authorized",
+                "declined", "decline_reason", "captured", "voided", "capture_requests", "created_at", "authorized_at")
 _select_charge = select(sim_gateway_charges).where(
     sim_gateway_charges.c.processor == bindparam("b_proc"), sim_gateway_charges.c.idempotency_key == bindparam("b_key"))
 
@@ -431,12 +557,28 @@ class SimulatedRateService(_FaultedService):
         try:
             cfg, latency = self._before_processing(timeout_s)
             self._lose_response(cfg, latency, timeout_s)
-        except ConnectionRefused as exc:
-            raise RateServiceError("unavailable", str(exc)) from exc
-        except ProcessorUnavailable as exc:
-            raise RateServiceError("error", str(exc)) from exc
-        except ProcessorTimeout as exc:
-            raise RateServiceError("timeout", str(exc)) from exc
+        except (ConnectionRefused, ProcessorUnavailable, ProcessorTimeout) as exc:
+            raise _rate_error(exc) from exc
+        return self._price(country, weight_g)
+
+    async def quote_on_loop(self, country: str, postal_code: str | None, weight_g: int, *,
+                            timeout_s: float) -> RateQuote:
+        try:
+            cfg, latency = await self._before_processing_async(timeout_s)
+            await self._lose_response_async(cfg, latency, timeout_s)
+        except (ConnectionRefused, ProcessorUnavailable, ProcessorTimeout) as exc:
+            raise _rate_error(exc) from exc
+        return self._price(country, weight_g)
+
+    def _price(self, country: str, weight_g: int) -> RateQuote:
         base, per_kg, currency, days = self.ZONES.get(country.upper(), self.ZONES["*"])
         kg = max(1, math.ceil(max(0, weight_g) / 1000))
         return RateQuote(base + per_kg * kg, currency, days, "simcarrier", "ground")
+
+
+def _rate_error(exc: Exception) -> RateServiceError:
+    if isinstance(exc, ConnectionRefused):
+        return RateServiceError("unavailable", str(exc))
+    if isinstance(exc, ProcessorUnavailable):
+        return RateServiceError("error", str(exc))
+    return RateServiceError("timeout", str(exc))

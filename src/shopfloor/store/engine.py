@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 import threading
+import weakref
 from typing import Any
 
 import orjson
@@ -14,6 +15,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
 
 from .raw import run_driver_sql
+
+#: Each SQLite engine's in-process write lock (see make_engine), for code that writes on a DBAPI connection of its
+#: own and must queue with the engine's transactions.
+_WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
+
+
+def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
+    """The lock this process's write transactions on ``engine`` hold (SQLite engines made by make_engine)."""
+    return _WRITE_LOCKS.get(engine)
 
 
 def dialect_insert(bind: Any, table: Any):
@@ -106,6 +116,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
         # in-process write contention into tens of milliseconds of idle waiting per transaction. Other
         # processes still meet at the database lock (busy_timeout).
         write_lock = threading.Lock()
+        _WRITE_LOCKS[engine] = write_lock
 
         def _release(info) -> None:
             if info.pop("sf_write_lock", False):

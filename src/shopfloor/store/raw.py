@@ -48,6 +48,10 @@ class RawStatement:
         self._params = _params_builder(plan, compiled.positional,
                                        {bp.key for bp in compiled.binds.values() if _is_datetime(bp.type)})
 
+    def parameters(self, row: dict[str, Any]) -> tuple | dict:
+        """The DBAPI parameters for ``row``, for a caller running :attr:`sql` on a DBAPI cursor of its own."""
+        return self._params(row)
+
     def execute(self, conn: Connection, row: dict[str, Any]) -> int:
         """Run the statement once on ``conn``'s DBAPI connection; returns the cursor's rowcount."""
         params = self._params(row)
