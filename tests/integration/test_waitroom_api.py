@@ -25,7 +25,7 @@ def _body(sku: str) -> dict:
 @pytest.fixture(params=["fast_path", "route"])
 def shop(request, db_url, monkeypatch):
     if request.param == "route":  # every checkout handed on to the FastAPI route
-        monkeypatch.setattr(CheckoutFastPath, "_accept", lambda self, *a: None)
+        monkeypatch.setattr(CheckoutFastPath, "accept", lambda self, *a: None)
     clock = FixedClock(OPENS - timedelta(seconds=60))
     settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}, "HOT2": {}},
                         waitroom_units_factor=1.0, waitroom_stock_cache_s=0, waitroom_serve_rate_per_s=10)
@@ -132,7 +132,8 @@ def test_the_tower_shows_queue_length_decisions_and_a_card_shared_by_many_addres
         admin_auth = {"Authorization": f"Bearer {admin}"}
         queue = client.get("/v1/tower/waitroom", headers=admin_auth).json()
         assert queue == {"products": [{"sku": "HOT", "arrivals": 7, "admitted": 0, "waiting": 7, "in_flight": 0,
-                                       "remaining": 10, "sold_out_seen_at": None, "held_told_sold_out": 0}]}
+                                       "remaining": 10, "sold_out_seen_at": None, "held_told_sold_out": 0,
+                                       "sold_out_in_protocol": 0}]}
         alerts = client.get("/v1/tower/alerts", headers=admin_auth).json()["alerts"]
         metrics = client.get("/metrics").text
     bot = [a for a in alerts if a["kind"] == "bot_pattern"]
