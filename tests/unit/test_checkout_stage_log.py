@@ -15,7 +15,10 @@ def test_rows_from_the_loop_and_the_writer_and_the_loop_lag_are_written_as_json_
     async def scenario():
         log.checkout([1.0, 0.1, 0.0, 5.0, 20.0, 6.0, 31.1])
         log.batch([1.0, 4, 2, 1.5, 3.0, 8.0, 2.0])
-        await asyncio.sleep(0.03)  # the lag probe, started by the first checkout row, takes a few samples
+        for _ in range(400):  # the lag probe, started by the first checkout row, takes its first sample (a loaded
+            await asyncio.sleep(0.005)  # machine may need longer than a fixed sleep)
+            if log.lags:
+                break
         log.flush()
 
     asyncio.run(scenario())
