@@ -160,7 +160,7 @@ def common_rows(panel, start, stock, name, run_vec, targets, lo=-1.0, hi=6.0, it
     return rows
 
 
-def engine_runner(panel: DemandPanel, start: int, stock: np.ndarray, tuning_kw: dict):
+def engine_runner(panel: DemandPanel, start: int, stock: np.ndarray, tuning_text: str = ""):
     """run(alpha) -> SimulationResult of the shipped agent with a fixed quantile level (scalar or per panel SKU)."""
     from shopfloor.planning.restock_agent import ReplenishmentAgent
     from shopfloor.planning.restock_backtest import simulate_agent
@@ -179,7 +179,7 @@ def engine_runner(panel: DemandPanel, start: int, stock: np.ndarray, tuning_kw: 
 
     def run(alpha):
         agent = ReplenishmentAgent(fill_rate=0.95, lead_time=L)
-        agent.engine = Fixed(lead_time=L, review_days=R, fill_rate=0.95, tuning=EngineTuning(**tuning_kw))
+        agent.engine = Fixed(lead_time=L, review_days=R, fill_rate=0.95, tuning=EngineTuning.from_text(tuning_text))
         eng = agent.engine
         # the first line both replays the history and orders: fix the level before that order, after the replay
         orig_replay = agent._replay
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-days", type=int, default=364)
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--parts", default="ma,oracle,centred")
-    ap.add_argument("--alphas", default="0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.95,0.96,0.97,0.98,0.985,"
-                                        "0.99,0.995,0.998,0.999,0.9995")
+    ap.add_argument("--alphas", default="0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.95,0.96,"
+                                        "0.97,0.98,0.985,0.99,0.995,0.998,0.999,0.9995")
     ap.add_argument("--dump", default="", help="save per-SKU grids and picks to this .npz")
     ap.add_argument("--apply", default="",
                     help="engine only: a --dump .npz of another window; apply its per-SKU picks here, shifted in "
@@ -246,14 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += common_rows(panel, start, stock, f"{mode}_level_common_z", run_o, targets)
             rows += bound_rows(panel, start, stock, f"{mode}_level_per_sku_z", run_o, zgrid, targets, dump)
     if "engine" in parts:
-        kw = {}
-        for item in filter(None, args.tuning.split(",")):
-            k, v = item.split("=")
-            kw[k] = v if not v.replace(".", "").replace("-", "").isdigit() else float(v)
-        run_e = engine_runner(panel, start, stock, kw)
+        run_e = engine_runner(panel, start, stock, args.tuning)
         grid = [float(x) for x in args.alphas.split(",")]
-        rows += common_rows(panel, start, stock, "engine_common_fixed_alpha", run_e, targets, lo=0.5, hi=0.9999) \
-            if "engine_common" in parts else []
         if args.apply:
             src = np.load(args.apply)
             assert list(src["ids"]) == list(panel.ids)
