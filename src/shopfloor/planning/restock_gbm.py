@@ -2,7 +2,8 @@
 
 One LightGBM model for all SKUs predicts the total demand of the next ``horizon`` days (lead time + review) from a
 SKU's own recent daily demand, scaled by its 28-day mean: the 7, 14, 56, 91, 182 and 364-day means, the last seven
-days, the share of zero days in the last 28, the log of the scale, and the origin's weekday and day of the month.
+days, the share of zero days in the last 28, the log of the scale, and the origin's weekday and day of the month;
+with ``yearly`` (the engine's default since 2026-12-04) also the same days a year earlier and the 28 days after them.
 The target is the horizon total over the scale, weighted by the scale squared, so the loss is the squared error in
 units (the fast SKUs, which hold most of the stock, weigh most). It is fitted once, on the history the engine is
 given (no SKU identity is a feature, so SKUs first seen later are forecast the same way), and read by the engine as
