@@ -595,3 +595,54 @@ def test_a_controller_that_keeps_missing_a_high_target_steers_past_the_old_cap_a
         engine.record_fill(95.0, 100.0)  # the store keeps filling 0.95 of a 0.98 target
     assert engine.alpha > 0.9995  # the cap before 2026-12-04, where the UCI selection panel sat pinned
     assert engine.alpha == pytest.approx(EngineTuning().max_alpha)
+
+
+# --- lost-sales inventory position (lost_sales_position; measured, off by default) -------------------------------
+def _lead_levels(engine: RestockEngine, daily: float, days: int = 8) -> dict:
+    means = np.full((1, days), daily)
+    return {"means": means, "mean_protect": means.sum(axis=1), "size": np.array([1e9])}  # Poisson
+
+
+def test_an_empty_shelf_with_nothing_on_order_loses_the_whole_lead_time_demand():
+    eng = RestockEngine(lead_time=7, tuning=EngineTuning(lost_sales_position=True))
+    eng.ensure(["a"])
+    lost = eng.expected_lead_loss(_lead_levels(eng, 10.0), np.array([0.0]), np.array([0.0]))
+    assert lost == pytest.approx([70.0], rel=1e-6)
+    plenty = eng.expected_lead_loss(_lead_levels(eng, 10.0), np.array([1000.0]), np.array([1000.0]))
+    assert plenty == pytest.approx([0.0], abs=1e-9)
+
+
+def test_stock_on_order_counts_from_the_day_the_engines_own_order_arrives():
+    eng = RestockEngine(lead_time=7, tuning=EngineTuning(lost_sales_position=True))
+    eng.ensure(["a"])
+    lv = _lead_levels(eng, 10.0)
+    # 70 units on order that the engine did not place: taken as arriving tomorrow, so little is lost
+    early = float(eng.expected_lead_loss(lv, np.array([0.0]), np.array([70.0]))[0])
+    # the same 70 units ordered by the engine yesterday arrive on day 7: days 1-6 (60 units expected) are lost
+    eng.order_log[0, (eng.days_seen - 1) % 8] = 70
+    late = float(eng.expected_lead_loss(lv, np.array([0.0]), np.array([70.0]))[0])
+    assert early < 5.0
+    assert late == pytest.approx(60.0, abs=0.5)
+    # and the result is a lower bound of the simulated expectation of max_j (D_1..j - stock_j)^+
+    rng = np.random.default_rng(1)
+    d = rng.poisson(10.0, size=(200_000, 7)).cumsum(axis=1)
+    stock = np.array([0, 0, 0, 0, 0, 0, 70])
+    assert late <= np.maximum(d - stock, 0).max(axis=1).mean() + 0.05
+
+
+def test_with_the_lost_sales_position_an_empty_shelf_waiting_for_its_order_orders_less():
+    rng = np.random.default_rng(3)
+    history = rng.poisson(10.0, size=(1, 120)).astype(float)
+    qty = {}
+    for on in (False, True):
+        eng = RestockEngine(lead_time=7, tuning=EngineTuning(lost_sales_position=on, forecast_model="level"))
+        eng.ensure(["a"])
+        replay_history(eng, history, [j % 7 for j in range(120)], calibrate=False)
+        eng.order_log[0, (eng.days_seen - 1) % 8] = 70  # yesterday's order: arrives in 7 days
+        empty = eng.orders(np.array([70.0]), on_hand=np.array([0.0]))
+        stocked = eng.orders(np.array([150.0]), on_hand=np.array([80.0]))
+        qty[on] = (int(empty[0]), int(stocked[0]))
+    assert qty[True][0] < qty[False][0]  # the units an empty shelf loses this week do not need replacing
+    assert qty[True][1] == qty[False][1]  # with stock on the shelf nothing is expected lost: same order
+    with pytest.raises(ValueError, match="lost_sales_position"):
+        EngineTuning(lost_sales_position="yes")

@@ -211,3 +211,47 @@ def test_engine_tuning_from_text_names_the_key_it_cannot_read():
         EngineTuning.from_text("restart_days=soon")
     with pytest.raises(ValueError, match="unknown tuning key"):
         EngineTuning.from_text("no_such_knob=1")
+
+
+# --- year-ago features (gbm_yearly, on by default since 2026-12-04) -------------------------------------------------
+def test_the_year_ago_features_read_the_same_days_a_year_earlier_and_are_missing_without_a_year():
+    from shopfloor.planning.restock_gbm import FEATURES, LAGS, MEMORY, YEARLY_FEATURES, features
+
+    recent = np.ones((2, MEMORY))
+    recent[:, :8] = 4.0  # the eight forecast days one year (364 days) earlier: four times the current rate
+    X, scale = features(recent, np.array([MEMORY, 100]), 0, 1, LAGS, yearly=8)
+    assert X.shape == (2, len(FEATURES) + len(YEARLY_FEATURES))
+    assert X[0, -2] == pytest.approx(4.0 / scale[0])
+    assert X[0, -1] == pytest.approx(1.0 / scale[0])
+    assert np.isnan(X[1, -2:]).all()  # a SKU seen for 100 days has no year ago
+    short, _ = features(recent[:, -200:], np.array([200, 200]), 0, 1, LAGS, yearly=8)
+    assert np.isnan(short[:, -2:]).all()
+    plain, _ = features(recent, np.array([MEMORY, 100]), 0, 1, LAGS)
+    assert plain.shape[1] == len(FEATURES)
+
+
+def test_a_global_model_with_year_ago_features_learns_a_yearly_peak_and_survives_its_text_form():
+    from shopfloor.planning.restock_gbm import GlobalForecaster
+
+    rng = np.random.default_rng(5)
+    days = 364 * 3
+    t = np.arange(days)
+    peak = ((t % 364) >= 300) & ((t % 364) < 320)  # three busy weeks every year
+    lam = rng.gamma(2.0, 3.0, size=(80, 1)) * np.where(peak, 4.0, 1.0)[None, :]
+    y = rng.poisson(lam).astype(float)
+    wd = [int(d) % 7 for d in t]
+    fit_days = 2 * 364 + 300  # fitted on two years (one peak with a year ago); the third year's peak starts next
+    plain = fit_global(y[:, :fit_days], wd[:fit_days], 8, first_day=DAY0)
+    yearly = fit_global(y[:, :fit_days], wd[:fit_days], 8, first_day=DAY0, yearly=True)
+    assert yearly.yearly and not plain.yearly
+    recent = y[:, fit_days - 364:fit_days]
+    truth = y[:, fit_days:fit_days + 8].sum(axis=1)
+    obs = np.full(80, 364.0)
+    err = {name: np.sqrt(np.mean((m.predict(recent, obs, wd[fit_days - 1], None) - truth) ** 2))
+           for name, m in (("plain", plain), ("yearly", yearly))}
+    assert err["yearly"] < 0.8 * err["plain"]  # last year's peak tells the model this week's
+    again = GlobalForecaster.from_text(yearly.to_text())
+    assert again.yearly
+    assert np.allclose(again.predict(recent, obs, 0, None), yearly.predict(recent, obs, 0, None))
+    with pytest.raises(ValueError, match="gbm_yearly"):
+        EngineTuning(gbm_yearly="yes")

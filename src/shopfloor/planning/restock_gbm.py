@@ -2,7 +2,8 @@
 
 One LightGBM model for all SKUs predicts the total demand of the next ``horizon`` days (lead time + review) from a
 SKU's own recent daily demand, scaled by its 28-day mean: the 7, 14, 56, 91, 182 and 364-day means, the last seven
-days, the share of zero days in the last 28, the log of the scale, and the origin's weekday and day of the month.
+days, the share of zero days in the last 28, the log of the scale, and the origin's weekday and day of the month;
+with ``yearly`` (the engine's default since 2026-12-04) also the same days a year earlier and the 28 days after them.
 The target is the horizon total over the scale, weighted by the scale squared, so the loss is the squared error in
 units (the fast SKUs, which hold most of the stock, weigh most). It is fitted once, on the history the engine is
 given (no SKU identity is a feature, so SKUs first seen later are forecast the same way), and read by the engine as
@@ -28,13 +29,17 @@ LAGS = 7
 MAX_ROWS = 200_000
 FEATURES = ("m7", "m14", "m56", "m91", "m182", "m364", "log_scale", "zero28", "weekday", "day_of_month",
             *(f"lag{k}" for k in range(1, LAGS + 1)))
+#: with ``yearly``: the same ``horizon`` days a year (364 days, so the same weekdays) before the forecast days, and
+#: the 28 days after those, each as a mean over the scale; missing (NaN) for a SKU without a full year of memory
+YEARLY_FEATURES = ("year_ago", "year_ago_next28")
 
 
 def features(recent: np.ndarray, observed: np.ndarray, weekday: int,
-             day_of_month: int, lags: int = LAGS) -> tuple[np.ndarray, np.ndarray]:
-    """(n, len(FEATURES) - LAGS + lags) features and the (n,) scale for origins whose last ``recent.shape[1]`` days
-    are ``recent`` (oldest first, the origin day last); ``observed`` is how many of those days each SKU existed.
-    ``lags``: how many of the last days are features of their own (the first ``lags`` lag features)."""
+             day_of_month: int, lags: int = LAGS, yearly: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, len(FEATURES) - LAGS + lags [+ 2]) features and the (n,) scale for origins whose last ``recent.shape[1]``
+    days are ``recent`` (oldest first, the origin day last); ``observed`` is how many of those days each SKU existed.
+    ``lags``: how many of the last days are features of their own (the first ``lags`` lag features). ``yearly``:
+    the forecast's horizon, to add :data:`YEARLY_FEATURES` (0: not)."""
     x = np.asarray(recent, dtype=float)
     n, w = x.shape
     tail = np.cumsum(x[:, ::-1], axis=1)  # tail[:, k-1] = sum of the last k days
@@ -52,23 +57,34 @@ def features(recent: np.ndarray, observed: np.ndarray, weekday: int,
     cols.append(np.full(n, float(weekday)))
     cols.append(np.full(n, float(day_of_month)))
     cols.extend(x[:, -k] / scale for k in range(1, lags + 1))
+    if yearly:
+        # the origin is day t; the forecast days t+1 .. t+h a year earlier are t+1-364 .. : the oldest memory days
+        full = (w >= MEMORY) & (seen >= MEMORY)
+        if w >= MEMORY:
+            ago = x[:, -MEMORY:]
+            cols.append(np.where(full, ago[:, :yearly].mean(axis=1) / scale, np.nan))
+            cols.append(np.where(full, ago[:, yearly:yearly + 28].mean(axis=1) / scale, np.nan))
+        else:
+            cols.extend([np.full(n, np.nan)] * 2)
     return np.column_stack(cols), scale
 
 
 class GlobalForecaster:
     """The fitted model: :meth:`predict` gives each SKU's expected demand over the next ``horizon`` days."""
 
-    def __init__(self, model, horizon: int, lags: int = LAGS) -> None:
+    def __init__(self, model, horizon: int, lags: int = LAGS, yearly: bool = False) -> None:
         self.model = model
         self.horizon = horizon
         self.lags = lags
+        self.yearly = bool(yearly)
 
     def to_text(self) -> str:
         """The model as JSON text (LightGBM's own model text inside; no pickle), for :meth:`from_text`."""
         import json
 
         booster = self.model.booster_ if hasattr(self.model, "booster_") else self.model
-        return json.dumps({"horizon": self.horizon, "lags": self.lags, "booster": booster.model_to_string()})
+        return json.dumps({"horizon": self.horizon, "lags": self.lags, "yearly": self.yearly,
+                           "booster": booster.model_to_string()})
 
     @classmethod
     def from_text(cls, text: str) -> "GlobalForecaster":
@@ -78,20 +94,22 @@ class GlobalForecaster:
         import lightgbm as lgb
 
         data = json.loads(text)
-        return cls(lgb.Booster(model_str=data["booster"]), int(data["horizon"]), int(data["lags"]))
+        return cls(lgb.Booster(model_str=data["booster"]), int(data["horizon"]), int(data["lags"]),
+                   bool(data.get("yearly", False)))
 
     def predict(self, recent: np.ndarray, observed: np.ndarray, weekday: int, day: date | None) -> np.ndarray:
         if len(recent) == 0:
             return np.zeros(0)
-        X, scale = features(recent, observed, weekday, day.day if day is not None else 0, self.lags)
+        X, scale = features(recent, observed, weekday, day.day if day is not None else 0, self.lags,
+                            self.horizon if self.yearly else 0)
         return np.maximum(self.model.predict(X, num_threads=1), 0.0) * scale
 
 
 def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, first_day: date | None = None,
-               min_days: int = 182, seed: int = 0, lags: int = LAGS) -> GlobalForecaster | None:
+               min_days: int = 182, seed: int = 0, lags: int = LAGS, yearly: bool = False) -> GlobalForecaster | None:
     """Fit on a (SKUs x days) block of daily demand (oldest first); ``None`` when it has fewer than ``min_days``
     days or no demand. Origins are every day with ``horizon`` days after it and at least 28 before it. ``lags``
-    (0..7): how many of the last days are features of their own."""
+    (0..7): how many of the last days are features of their own. ``yearly``: add :data:`YEARLY_FEATURES`."""
     if not 0 <= lags <= LAGS:
         raise ValueError(f"lags must be in 0..{LAGS}, got {lags!r}")
     import lightgbm as lgb
@@ -115,7 +133,8 @@ def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, fir
         lo = max(t + 1 - MEMORY, 0)
         observed = np.clip(t + 1 - np.maximum(born, lo), 0, None) + 0.0
         f, scale = features(sub[:, lo:t + 1], observed, int(weekdays[t]),
-                            (first_day + timedelta(days=int(t))).day if first_day is not None else 0, lags)
+                            (first_day + timedelta(days=int(t))).day if first_day is not None else 0, lags,
+                            horizon if yearly else 0)
         live = born <= t
         target = csum[:, t + 1 + horizon] - csum[:, t + 1]
         X.append(f[live])
@@ -127,7 +146,7 @@ def fit_global(series: np.ndarray, weekdays: Sequence[int], horizon: int, *, fir
                               subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
                               deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
     model.fit(np.vstack(X), np.concatenate(T), sample_weight=np.concatenate(W))
-    return GlobalForecaster(model, horizon, lags)
+    return GlobalForecaster(model, horizon, lags, yearly)
 
 
-__all__ = ["FEATURES", "GlobalForecaster", "features", "fit_global"]
+__all__ = ["FEATURES", "YEARLY_FEATURES", "GlobalForecaster", "features", "fit_global"]

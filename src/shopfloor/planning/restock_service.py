@@ -142,9 +142,9 @@ class RestockPlanner:
             stamp = stamp_history(keys, history, first_day)
             if tuning.forecast_model == "gbm":
                 model, token = self.cache.model(
-                    (stamp.keys, len(stamp.days), lead + review, tuning.gbm_lags), stamp,
+                    (stamp.keys, len(stamp.days), lead + review, tuning.gbm_lags, tuning.gbm_yearly), stamp,
                     lambda: restock_gbm.fit_global(history, weekdays, lead + review, first_day=first_day,
-                                                   lags=tuning.gbm_lags))
+                                                   lags=tuning.gbm_lags, yearly=tuning.gbm_yearly))
                 fit = lambda *args, **kwargs: model  # noqa: E731
 
         def compute() -> Levels:
