@@ -217,7 +217,7 @@ class PromiseEngine:
         if cfg.cache_windows:
             # Windows are cached per minute; a feed that went stale within the minute must not wait for the next
             # one, so the feed's age is taken at the real time and its staleness is part of the key.
-            feed_at_h = at.timestamp() / 3600.0  # to_hours(at); ``at`` is UTC already
+            feed_at_h = to_hours(at)
             at = at.replace(second=0, microsecond=0)
             key = (warehouse, origin_region, dest_region, carrier, conf, at, id(stats),
                    self._feed_stale(stats, warehouse, feed_at_h))

@@ -412,7 +412,7 @@ class SqlStockReader:
         if rows is None:
             with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
                 rows = conn.execute(self._one, {"b_sku": sku}).all()
-        return [StockLevel(s, w, int(on_hand), int(reserved)) for s, w, on_hand, reserved in rows]
+        return [StockLevel(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
     def _kept_read(self, sku: str) -> list | None:
         """The rows through a kept connection, or None (none free, or it failed: the caller takes the pool)."""
