@@ -7,7 +7,6 @@ built once with bind parameters so SQLAlchemy's compiled cache is hit on every c
 from __future__ import annotations
 
 import os
-import threading
 import time
 from datetime import datetime
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -59,44 +58,13 @@ _consume_stmt = (
 )
 
 
-class _RandomHex:
-    """20 hex digits (80 bits) at a time from the OS's generator, read 256 ids' worth per system call.
-
-    ``os.urandom`` is a system call that lets go of the GIL, and the checkout writer made three ids per order: each
-    call handed the GIL to the event loop in the middle of a group commit and then waited to get it back. The bits
-    are the same generator's; a buffer is never reused across a fork (the child reads its own), and each slice is
-    handed out once (under a lock, for the threads that make ids)."""
-
-    _CHUNK = 20
-    _BATCH = 256
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._buf = ""
-        self._pos = 0
-
-    def next(self) -> str:
-        with self._lock:
-            pos = self._pos
-            if pos >= len(self._buf) or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._buf = os.urandom(self._CHUNK // 2 * self._BATCH).hex()
-                pos = 0
-            self._pos = pos + self._CHUNK
-            return self._buf[pos:pos + self._CHUNK]
-
-
-_random_hex = _RandomHex()
-
-
 def new_id(prefix: str) -> str:
     """``prefix_`` and 32 hex digits, time-ordered: the creation time in milliseconds (12 digits) and then 80 random
     bits from the OS's generator (20 digits), the layout of a UUIDv7. Same length and alphabet as the ``uuid4().hex``
     it replaces, still unguessable, but ids made later sort later, so a group commit's new orders, lines,
     reservations, promise tracks and outbox events land at the right-hand end of each index keyed by them instead
     of dirtying one random leaf page per index per order (and writing each such page to the WAL)."""
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{_random_hex.next()}"
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 # --- idempotency ----------------------------------------------------------------------------------------------

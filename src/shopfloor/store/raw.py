@@ -13,7 +13,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import JSON, Connection, DateTime
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -34,7 +34,7 @@ class RawStatement:
         plan: list[tuple[str, str | None, Any, Callable | None]] = []
         for name in names:
             bp = compiled.binds[name]
-            proc = _fast_json(bp.type, dialect, bp.type._cached_bind_processor(dialect))
+            proc = bp.type._cached_bind_processor(dialect)
             if bp.key in wanted:
                 plan.append((name, bp.key, None, proc))
             else:
@@ -95,29 +95,6 @@ class RawStatement:
                                       dialect=self.dialect) from exc
         finally:
             cursor.close()
-
-
-def _fast_json(type_: Any, dialect: Dialect, proc: Callable | None) -> Callable | None:
-    """For a JSON column whose bind processor is the plain serialiser (no string conversion after it: SQLite), a
-    processor that hands documents (dicts, lists) straight to the dialect's serialiser, skipping the generic
-    processor's sentinel checks; any other value (None, the JSON.NULL sentinel, ``null()``) still takes the
-    generic processor. Same text either way."""
-    if proc is None or not isinstance(type_, JSON) or type_.none_as_null:
-        return proc
-    serializer = dialect._json_serializer
-    if serializer is None or type_._str_impl.bind_processor(dialect) is not None:
-        return proc
-    probe = {"a": [1, "b", None]}
-    if proc(probe) != serializer(probe):  # pragma: no cover - a processor that does more than serialise
-        return proc
-
-    def process(value: Any) -> Any:
-        cls = value.__class__
-        if cls is dict or cls is list:
-            return serializer(value)
-        return proc(value)
-
-    return process
 
 
 def _is_datetime(type_: Any) -> bool:

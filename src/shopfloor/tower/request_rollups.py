@@ -28,27 +28,11 @@ class RequestRollups:
         self._lock = threading.Lock()
         self._last = time.monotonic()
         self._flushing = False
-        # The current minute, kept while the wall clock stays inside it (system clock only: an injected clock
-        # is read every time), so that a request does not build and truncate a datetime to find it.
-        self._system_clock = type(self.clock) is SystemClock
-        self._minute: tuple[float, float, datetime | None] = (0.0, 0.0, None)  # (start, end, minute), one object
-
-    def _current_minute(self) -> datetime:
-        if self._system_clock:
-            now_s = time.time()
-            start, end, minute = self._minute
-            if start <= now_s < end and minute is not None:
-                return minute
-        minute = self.clock.now().replace(second=0, microsecond=0)
-        if self._system_clock:
-            start = minute.timestamp()
-            self._minute = (start, start + 60.0, minute)
-        return minute
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if route in ("/healthz", "/metrics", "unmatched") or route.startswith("/dashboard"):
             return  # probes, scrapes and the admin dashboard's polling are not storefront traffic
-        minute = self._current_minute()
+        minute = self.clock.now().replace(second=0, microsecond=0)
         with self._lock:
             cell = self._cells.setdefault((minute, route), [0, 0, 0.0])
             cell[0] += 1
