@@ -248,9 +248,8 @@ def test_a_failing_stock_listener_does_not_fail_the_order(store):
 
 
 def test_a_stale_level_read_replans_from_a_warehouse_the_batch_had_not_seen(db_url, monkeypatch):
-    """The writer plans each order from its own SKUs' levels, kept by SKU for the batch: when a guarded update
-    misses (another process changed the row since the batch read it) and the re-read brings a warehouse the batch
-    had not seen, the order is planned again from it."""
+    """When a guarded update misses (another process changed the row since the batch read its levels) and the
+    re-read brings a warehouse the batch had not seen, the writer plans the order again from it."""
     from shopfloor.domain.stock import StockLevel
     from shopfloor.store import orders_repo
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine
 
 from shopfloor.domain.clock import ensure_utc
 from shopfloor.domain.promise import PromiseStatus
 from shopfloor.domain.stock import OrderLineRequest, merge_lines
 from shopfloor.orders.service import combine_promises
 from shopfloor.promise.engine import Promise
-from shopfloor.store.engine import json_dumps
-from shopfloor.store.raw import _fast_json
-from shopfloor.store.tables import orders
 from shopfloor.tower.service import FunnelBuffer
 
 
@@ -49,29 +45,6 @@ def test_ensure_utc_returns_utc_values_as_they_are_and_converts_the_others():
     assert ensure_utc(datetime(2026, 12, 4, 7, 0)) == utc
     assert ensure_utc(datetime(2026, 12, 4, 8, 0, tzinfo=timezone(timedelta(hours=1)))) == utc
     assert ensure_utc(datetime(2026, 12, 4, 8, 0, tzinfo=timezone(timedelta(hours=1)))).tzinfo is timezone.utc
-
-
-@pytest.mark.parametrize("value", [{"a": 1, "b": [1.5, None, "x"]}, [1, {"k": "v"}], None, {"big": 2 ** 70}, "s", 3])
-def test_sqlite_json_binds_give_the_generic_processors_text(value, tmp_path):
-    from shopfloor.store.engine import make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    dialect = engine.dialect
-    typ = orders.c.payment.type
-    generic = typ._cached_bind_processor(dialect)
-    fast = _fast_json(typ, dialect, generic)
-    assert fast is not generic  # the shortcut is in use on SQLite
-    assert fast(value) == generic(value)
-    if isinstance(value, (dict, list)):
-        assert fast(value) == json_dumps(value)
-
-
-def test_json_binds_of_a_dialect_without_a_serialiser_keep_the_generic_processor():
-    dialect = create_engine("sqlite://").dialect  # no json_serializer configured
-    typ = orders.c.payment.type
-    generic = typ._cached_bind_processor(dialect)
-    assert dialect._json_serializer is None
-    assert _fast_json(typ, dialect, generic) is generic
 
 
 class _Repo:

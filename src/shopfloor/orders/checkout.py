@@ -367,11 +367,6 @@ class CheckoutService:
             levels: dict[tuple[str, str], StockLevel] = {
                 (lvl.sku, lvl.warehouse): lvl for lvl in repo.load_levels(conn, all_skus)
             }
-            # The batch's level keys by SKU: each order plans from its own SKUs' levels without a scan of the
-            # whole batch's (``_place`` keeps it up to date when a re-read adds a level).
-            by_sku: dict[str, list[tuple[str, str]]] = {}
-            for key in levels:
-                by_sku.setdefault(key[0], []).append(key)
             warehouses = self._warehouses.get(conn)
             pending = repo.PendingWrites()
             expires_at = now + self.reservation_ttl  # one object for the batch: its rows bind it once
@@ -383,7 +378,7 @@ class CheckoutService:
                     results[i] = self._apply_work(conn, cmd)
                     continue
                 res = self._apply_one(conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
-                                      expires_at, by_sku)
+                                      expires_at)
                 if res.created:
                     placed.append((cmd, res.body))
                 results[i] = res
@@ -450,7 +445,7 @@ class CheckoutService:
         return out
 
     def _apply_one(self, conn, cmd, sk, now, prior, settled, prices, levels, warehouses, pending,
-                   expires_at: datetime, by_sku: dict[str, list[tuple[str, str]]] | None = None) -> CheckoutResult:
+                   expires_at: datetime) -> CheckoutResult:
         seen = settled.get(sk)
         if seen is None and sk in prior:
             r = prior[sk]
@@ -462,7 +457,7 @@ class CheckoutService:
             return CheckoutResult(seen[1], seen[2], replayed=True)
         created = False
         try:
-            body = self._place(conn, cmd, now, prices, levels, warehouses, pending, expires_at, by_sku)
+            body = self._place(conn, cmd, now, prices, levels, warehouses, pending, expires_at)
             status_code, created = 201, True
         except DomainError as exc:
             status_code, body = exc.status, error_body(exc)
@@ -484,7 +479,7 @@ class CheckoutService:
         return False
 
     def _place(self, conn, cmd: PlaceOrder, now: datetime, prices, levels, warehouses, pending,
-               expires_at: datetime, by_sku: dict[str, list[tuple[str, str]]] | None = None) -> dict[str, Any]:
+               expires_at: datetime) -> dict[str, Any]:
         lines = merge_lines(cmd.lines)
         sku_ids = [l.sku for l in lines]
         missing = [s for s in sku_ids if s not in prices]
@@ -497,13 +492,8 @@ class CheckoutService:
                 [{"field": "lines", "currencies": sorted(currencies)}],
             )
         wanted = set(sku_ids)
-        if by_sku is None:
-            by_sku = {}
-            for key in levels:
-                by_sku.setdefault(key[0], []).append(key)
         for attempt in range(_MAX_REPLANS):
-            # this order's SKUs' levels (plan_allocation's choice does not depend on their order)
-            current = [levels[key] for s in wanted for key in by_sku.get(s, ())]
+            current = [lvl for key, lvl in levels.items() if key[0] in wanted]
             allocations = plan_allocation(lines, current, warehouses, cmd.country, cmd.postal_code)
             if self._reserve(conn, allocations):
                 for a in allocations:
@@ -512,10 +502,7 @@ class CheckoutService:
                 break
             # Another process changed these rows since we read them: refresh and plan again.
             for lvl in repo.load_levels(conn, sku_ids):
-                key = (lvl.sku, lvl.warehouse)
-                if key not in levels:
-                    by_sku.setdefault(lvl.sku, []).append(key)
-                levels[key] = lvl
+                levels[(lvl.sku, lvl.warehouse)] = lvl
         else:
             avail: dict[str, int] = {}
             for key, lvl in levels.items():
