@@ -245,3 +245,36 @@ def test_a_failing_stock_listener_does_not_fail_the_order(store):
 
     svc.watch_stock(["A"], broken)
     assert svc.place_order(_cmd("b1", qty=1)).status_code == 201
+
+
+def test_a_stale_level_read_replans_from_a_warehouse_the_batch_had_not_seen(db_url, monkeypatch):
+    """When a guarded update misses (another process changed the row since the batch read its levels) and the
+    re-read brings a warehouse the batch had not seen, the writer plans the order again from it."""
+    from shopfloor.domain.stock import StockLevel
+    from shopfloor.store import orders_repo
+
+    engine = engine_for(db_url)
+    seed(engine, {"west": ("us-west", "US", ["9"]), "east": ("us-east", "US", ["1"])}, {"A": 1000},
+         {("A", "west"): 0, ("A", "east"): 5})
+    real = orders_repo.load_levels
+    calls = []
+
+    def stale_first(conn, skus):
+        calls.append(list(skus))
+        if len(calls) == 1:  # the batch's read: west seemed to hold stock, east was not there yet
+            return [StockLevel("A", "west", 3, 0)]
+        return real(conn, skus)
+
+    monkeypatch.setattr(orders_repo, "load_levels", stale_first)
+    svc = CheckoutService(engine, FixedClock(NOW), reservation_ttl_s=60)
+    try:
+        res = svc.place_order(_cmd("stale", qty=2))
+    finally:
+        svc.close()
+    assert res.status_code == 201, res.body
+    assert [line["warehouse"] for line in res.body["lines"]] == ["east"]
+    assert len(calls) == 2
+    with engine.connect() as conn:
+        reserved = dict(conn.execute(select(stock.c.warehouse, stock.c.reserved).where(stock.c.sku == "A")).all())
+    assert reserved == {"west": 0, "east": 2}
+    engine.dispose()

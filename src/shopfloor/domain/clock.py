@@ -38,6 +38,9 @@ class FixedClock:
 
 def ensure_utc(value: datetime) -> datetime:
     """Interpret naive datetimes as UTC and convert aware ones to UTC."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is timezone.utc:  # already UTC (every clock reading): converting would give an equal copy
+        return value
+    if tz is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)

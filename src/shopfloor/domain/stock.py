@@ -36,6 +36,8 @@ class StockLevel:
 
 def merge_lines(lines: Iterable[OrderLineRequest]) -> list[OrderLineRequest]:
     """Merge repeated SKUs into one line each, keeping first-seen order."""
+    if lines.__class__ in (list, tuple) and len(lines) == 1 and lines[0].__class__ is OrderLineRequest:
+        return [lines[0]]  # one line: nothing to merge (the common order; plan_allocation merges again)
     totals: dict[str, int] = {}
     for line in lines:
         totals[line.sku] = totals.get(line.sku, 0) + line.qty

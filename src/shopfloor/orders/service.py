@@ -7,7 +7,6 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 import os
 import time
-from dataclasses import replace
 from datetime import datetime
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -25,6 +24,18 @@ def combine_promises(promises: list) -> dict[str, Any] | None:
     """One promise for a whole order: the latest dates and the worst status of its lines, every reason kept."""
     if not promises:
         return None
+    if len(promises) == 1:  # the common single-line order: the same document without the folds over lines
+        d = promises[0].to_dict()
+        deliver_by = d.get("deliver_by")
+        reasons = d.get("reasons")
+        return {
+            "status": d["status"],
+            "ship_by": (d.get("ship_by") or None) if deliver_by else None,
+            "deliver_by": deliver_by or None,
+            "provisional": bool(d.get("provisional")),
+            "reasons": sorted(set(reasons)) if reasons else [],
+            "lines": [d],
+        }
     docs = [p.to_dict() for p in promises]
     dated = [d for d in docs if d.get("deliver_by")]
     worst = max(docs, key=lambda d: _STATUS_RANK.get(d["status"], 9))
@@ -125,7 +136,9 @@ class BuyPath:
                 # The order's promise is its slowest line. The checkout writer's ``after_place`` hook (see
                 # :func:`promise_bookkeeping`) records it with the order, for the engine's online calibration.
                 extra["promise_window"] = max(dated, key=lambda p: p.deliver_by).window
-        cmd = replace(cmd, extra=extra)
+        # A new command with the filled-in extras (``dataclasses.replace`` re-reads the fields on every call).
+        cmd = PlaceOrder(cmd.api_key_id, cmd.idempotency_key, cmd.request_hash, cmd.lines, cmd.country,
+                         cmd.postal_code, cmd.payment, extra)
         t2 = time.perf_counter() if st is not None else 0.0
         result = await self.checkout_service.place(cmd)
         t3 = time.perf_counter() if st is not None else 0.0

@@ -481,7 +481,7 @@ class PromiseEngine:
             raise RuntimeError("this engine has no stock reader; use delivery_window")
         at = ensure_utc(at) if at is not None else self.clock.now()
         whs = self.stock.warehouses()
-        merged = merge_lines(OrderLineRequest(s, q) for s, q in lines)
+        merged = merge_lines([OrderLineRequest(s, q) for s, q in lines])
         many = getattr(self.stock, "stock_levels_many", None)
         if len(merged) > 1 and callable(many):
             levels = many([l.sku for l in merged])
@@ -512,11 +512,22 @@ class PromiseEngine:
             raise ValueError("qty must be positive")
         if levels is None:
             levels = self.stock.stock_levels(sku)
-        levels = [lv for lv in levels if lv.warehouse in whs]
+        # One pass over the levels (the checkout promises every order): the known warehouses' units that can ship
+        # now, the levels that hold the whole quantity, and the pinned warehouse's level when it holds any.
+        total = 0
+        candidates = []
+        pinned = []
+        for lv in levels:
+            if lv.warehouse not in whs:
+                continue
+            free = lv.on_hand - lv.reserved
+            if free > 0:
+                total += free
+                if ship_from and lv.warehouse == ship_from:
+                    pinned.append(lv)
+            if free >= qty:
+                candidates.append(lv)
         dest = self.destination_region(country, postal_code)
-        total = sum(max(lv.available, 0) for lv in levels)
-        candidates = [lv for lv in levels if lv.available >= qty]
-        pinned = [lv for lv in levels if lv.warehouse == ship_from and lv.available > 0] if ship_from else []
         if pinned and total >= qty:
             candidates = pinned
         conf = self.config.confidence

@@ -40,28 +40,32 @@ class FunnelObserver:
         m.observe_checkout(outcome, seconds)
         minute = minute_of(self.clock.now())
         latency_ms = seconds * 1000.0
-        # One row per stage this checkout reached (the stages are distinct, all in this minute): what
+        # One count per stage this checkout reached (the stages are distinct, all in this minute): what
         # ``aggregate_events`` made of the same events, built directly.
-        rows = [_row(minute, "checkout_attempt", latency_ms)]
+        stages: list[tuple[str, float | None]] = [("checkout_attempt", latency_ms)]
         if promised:
-            rows.append(_row(minute, "promise_lookup", None))
+            stages.append(("promise_lookup", None))
             m.promise_lookups.inc()
         if status_code in (201, 402):
-            rows.append(_row(minute, "reservation_ok", None))
+            stages.append(("reservation_ok", None))
             m.observe_reservation("reserved")
         elif status_code == 409 and _error_code(body) == "out_of_stock":
             # A sold-out refusal is the right answer, not a failed checkout: counted apart, so the success rate
             # is taken over the attempts that could succeed.
-            rows.append(_row(minute, "checkout_refused", None))
+            stages.append(("checkout_refused", None))
             m.observe_reservation("out_of_stock")
         if payment:
             processor = payment.get("processor") or "none"
             m.observe_payment(processor, payment.get("outcome", "unknown"))
             if payment.get("outcome") == "approved":
-                rows.append(_row(minute, "payment_ok", None))
+                stages.append(("payment_ok", None))
         if status_code == 201:
-            rows.append(_row(minute, "checkout_succeeded", latency_ms))
-        self.buffer.add(rows)
+            stages.append(("checkout_succeeded", latency_ms))
+        add_stages = getattr(self.buffer, "add_stages", None)
+        if add_stages is not None:
+            add_stages(minute, stages)
+        else:  # a buffer that folds rows only
+            self.buffer.add([_row(minute, stage, latency) for stage, latency in stages])
 
     def stage(self, stage: str, latency_ms: float | None = None) -> None:
         """A later stage (order confirmed, warehouse handoff) seen by the worker."""
