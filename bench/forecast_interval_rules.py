@@ -210,6 +210,10 @@ def main() -> None:
     ap.add_argument("--report-growth", type=float, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    import os
+    import time
+
+    t0, load0 = time.time(), os.getloadavg()[0]
     sel = load_default_selection()
     spec = P.ProtocolSpec(select_before=pd.Timestamp(args.select_before))
     hist = validate_history(pd.read_parquet(args.history))
@@ -246,6 +250,9 @@ def main() -> None:
                                 "rows": (c := evaluate(origins, alphas, pis, args.report_scale, args.report_growth)),
                                 **summary(c)},
                   "shipped_diagnosis": diagnose(origins, fam["B lag14 win364"][0], *shipped)}
+    result["run"] = {"command": " ".join(sys.argv), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
+                     "wall_s": round(time.time() - t0, 1), "load_avg_1m_at_start": load0,
+                     "load_avg_1m_at_end": os.getloadavg()[0]}
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
