@@ -83,15 +83,8 @@ class FunnelBuffer:
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
             self._merge(rows)
-            due = (self._now() - self._last_flush >= self.flush_interval_s) or len(self._pending) >= self.max_keys
-        if due and self.background:
-            # Flush on a short-lived thread: when the caller is the event loop it must never wait for the
-            # database's write lock. A flush already in progress picks these rows up next time.
-            import threading
-
-            threading.Thread(target=self._flush_quietly, name="funnel-flush", daemon=True).start()
-        elif due:
-            self._flush_quietly()
+            due = self._due()
+        self._flush_if(due)
 
     def add_stages(self, minute: datetime, stages: Iterable[tuple[str, float | None]]) -> None:
         """:meth:`add` for one count per ``(stage, latency_ms or None)`` in ``minute``, without building a row dict
@@ -106,8 +99,17 @@ class FunnelBuffer:
                 if latency_ms is not None:
                     cell[1] += float(latency_ms)
                     cell[2] += 1
-            due = (self._now() - self._last_flush >= self.flush_interval_s) or len(pending) >= self.max_keys
+            due = self._due()
+        self._flush_if(due)
+
+    def _due(self) -> bool:
+        """Whether a flush is due (called under ``_lock``)."""
+        return (self._now() - self._last_flush >= self.flush_interval_s) or len(self._pending) >= self.max_keys
+
+    def _flush_if(self, due: bool) -> None:
         if due and self.background:
+            # Flush on a short-lived thread: when the caller is the event loop it must never wait for the
+            # database's write lock. A flush already in progress picks these rows up next time.
             import threading
 
             threading.Thread(target=self._flush_quietly, name="funnel-flush", daemon=True).start()
