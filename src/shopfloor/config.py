@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         default=True, description="shopfloor serve answers a new arrival's checkout of a guarded product that is "
         "already sold out in its HTTP protocol, before building a request for it (the same 409 sold_out; see "
         "shopfloor.api.crowd_front.SoldOutShortcut).")
+    waitroom_queued_shortcut: bool = Field(
+        default=True, description="shopfloor serve answers a checkout of a guarded product that the waiting room "
+        "puts (or keeps) in line in its HTTP protocol, after the same rate limits: the same 429 queued or "
+        "429 too_many_requests (see shopfloor.api.crowd_front.SoldOutShortcut). Only with the queue and the rate "
+        "limits in this process (not with Redis).")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

@@ -653,3 +653,35 @@ def test_a_shared_queue_store_is_never_asked_to_decide_at_once():
 
     waiting = run(scene())
     assert room.sold_out_for_token_now("HOT", waiting.token, "w") is None
+
+
+def test_the_in_process_store_foretells_at_once_whether_a_new_arrival_waits_and_never_admits_one_it_said_waits():
+    import asyncio
+    import random
+
+    from shopfloor.waitroom.memory import InProcessQueueStore
+
+    rng = random.Random(5)
+    for trial in range(40):
+        store, twin = InProcessQueueStore(), InProcessQueueStore()
+        now, opens = 0, 1_000
+        ranks: list[int] = []
+        for step in range(60):
+            now += rng.choice((0, 0, 50, 400, 3_000))
+            room, ttl = rng.randint(0, 4), 2_000
+            if ranks and rng.random() < 0.3:
+                rank, succeeded = rng.choice(ranks), rng.random() < 0.5
+                for s in (store, twin):
+                    asyncio.run(s.finish("sale", rank, succeeded))
+                continue
+            waits = store.arrival_waits_now("sale", now, opens, room, ttl, 7)
+            entry = asyncio.run(twin.enter("sale", now, opens, room, ttl, 7, f"c{step}"))  # the usual way
+            only = store.enter_now("sale", now, opens, room, ttl, 7, f"c{step}", only_waiting=True)
+            assert waits == (not entry.admitted), (trial, step)
+            if waits:
+                assert only == entry  # the same place as the usual way gives
+            else:
+                assert only is None  # nobody entered: enter it the usual way, as the gate would
+                assert asyncio.run(store.enter("sale", now, opens, room, ttl, 7, f"c{step}")) == entry
+            if entry.opening is not None:
+                ranks.append(entry.opening.pre_open_count + entry.number)
