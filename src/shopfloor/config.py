@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         default=8, ge=0, le=1024,
         description="Extra connections opened (and closed again) under load. Keep (pool + overflow) x server "
                     "processes, plus the workers', below PostgreSQL's max_connections (100 by default).")
+    sqlite_write_lock_poll_ms: float = Field(
+        default=0.5, ge=0, le=100,
+        description="SQLite: while another process (the worker) holds the database's write lock, the server's "
+                    "writers ask for it again this often instead of through SQLite's busy handler, which sleeps up to "
+                    "100 ms between tries (0 = SQLite's busy handler). Only shopfloor serve; other commands keep the "
+                    "busy handler, so the server's checkouts come first.")
     sqlite_checkpoint_interval_s: float = Field(
         default=0.5, ge=0, le=60,
         description="SQLite: the server copies the WAL into the database file from a background thread this often "

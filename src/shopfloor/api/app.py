@@ -163,7 +163,7 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory``): settings from the environment."""
-    return create_app(build_container(Settings()))
+    return create_app(build_container(Settings(), server=True))
 
 
 def served_app_from_env():
