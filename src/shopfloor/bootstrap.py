@@ -233,7 +233,8 @@ def build_flash_sale_guards(container: Container) -> None:
         products = [GuardedProduct(sku, None if p.opens_at is None else p.opens_at.timestamp())
                     for sku, p in s.waitroom_products.items()]
         policy = AdmissionPolicy(units_factor=s.waitroom_units_factor, admit_ttl_s=s.waitroom_admit_ttl_s,
-                                 serve_rate_per_s=s.waitroom_serve_rate_per_s, max_poll_s=s.waitroom_max_poll_s)
+                                 serve_rate_per_s=s.waitroom_serve_rate_per_s, max_poll_s=s.waitroom_max_poll_s,
+                                 max_in_flight=s.waitroom_max_in_flight or None)
         container.services["waitroom"] = WaitingRoom(
             queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
             products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),

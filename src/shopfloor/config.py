@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     waitroom_units_factor: float = Field(
         default=2.0, gt=0, le=100,
         description="k: at most k x remaining units of a product may be admitted and checking out at once.")
+    waitroom_max_in_flight: int = Field(
+        default=0, ge=0, le=1_000_000,
+        description="At most this many admitted shoppers of a guarded product checking out at once, whatever the "
+        "units left (0: k x remaining units only). Paces a sale's opening so that its purchases do not all start "
+        "at once in front of every other checkout; with several server processes the cap is shared (the queue "
+        "store counts who is checking out).")
     waitroom_admit_ttl_s: float = Field(
         default=30.0, gt=0, le=3600, description="How long an admitted shopper has to check out before the place "
                                                 "goes to the next in line.")
