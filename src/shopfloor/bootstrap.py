@@ -69,7 +69,8 @@ def check_settings(settings: Settings) -> None:
         raise ValueError(f"SHOPFLOOR_WAITROOM_PRODUCTS: not a SKU: {bad[0]!r}")
 
 
-def build_container(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
+def build_container(settings: Settings | None = None, *, clock: Clock | None = None,
+                    server: bool = False) -> Container:
     """Build engine, clock and services from settings. Starts no thread; the only connection it opens is to
     create the simulated gateway's own SQLite file when the store is SQLite."""
     from .orders import BuyPath, CheckoutService, StageLog, promise_bookkeeping
@@ -82,8 +83,10 @@ def build_container(settings: Settings | None = None, *, clock: Clock | None = N
     background_checkpoints = (settings.sqlite_checkpoint_interval_s > 0
                               and WalCheckpointer.applies_to(settings.database_url))
     # With a background checkpointer the writers' own checkpoints are only a safety net (40 MB of WAL).
+    # ``server``: this is shopfloor serve, whose checkouts ask for SQLite's write lock promptly (see make_engine)
     engine = make_engine(settings.database_url, wal_autocheckpoint=10_000 if background_checkpoints else 1000,
-                         pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
+                         pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
+                         write_lock_poll_s=settings.sqlite_write_lock_poll_ms / 1000 if server else 0.0)
     clock = clock or SystemClock()
     container = Container(settings=settings, engine=engine, clock=clock)
     if background_checkpoints:
@@ -230,7 +233,8 @@ def build_flash_sale_guards(container: Container) -> None:
         products = [GuardedProduct(sku, None if p.opens_at is None else p.opens_at.timestamp())
                     for sku, p in s.waitroom_products.items()]
         policy = AdmissionPolicy(units_factor=s.waitroom_units_factor, admit_ttl_s=s.waitroom_admit_ttl_s,
-                                 serve_rate_per_s=s.waitroom_serve_rate_per_s, max_poll_s=s.waitroom_max_poll_s)
+                                 serve_rate_per_s=s.waitroom_serve_rate_per_s, max_poll_s=s.waitroom_max_poll_s,
+                                 max_in_flight=s.waitroom_max_in_flight or None)
         container.services["waitroom"] = WaitingRoom(
             queue, QueueTokenCodec(secret, s.waitroom_token_ttl_s), policy, StockLevelsReader(container.engine),
             products, stock_cache_s=s.waitroom_stock_cache_s, now_s=lambda: container.clock.now().timestamp(),

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         default=8, ge=0, le=1024,
         description="Extra connections opened (and closed again) under load. Keep (pool + overflow) x server "
                     "processes, plus the workers', below PostgreSQL's max_connections (100 by default).")
+    sqlite_write_lock_poll_ms: float = Field(
+        default=0.5, ge=0, le=100,
+        description="SQLite: while another process (the worker) holds the database's write lock, the server's "
+                    "writers ask for it again this often instead of through SQLite's busy handler, which sleeps up to "
+                    "100 ms between tries (0 = SQLite's busy handler). Only shopfloor serve; other commands keep the "
+                    "busy handler, so the server's checkouts come first.")
     sqlite_checkpoint_interval_s: float = Field(
         default=0.5, ge=0, le=60,
         description="SQLite: the server copies the WAL into the database file from a background thread this often "
@@ -134,6 +140,12 @@ class Settings(BaseSettings):
     waitroom_units_factor: float = Field(
         default=2.0, gt=0, le=100,
         description="k: at most k x remaining units of a product may be admitted and checking out at once.")
+    waitroom_max_in_flight: int = Field(
+        default=0, ge=0, le=1_000_000,
+        description="At most this many admitted shoppers of a guarded product checking out at once, whatever the "
+        "units left (0: k x remaining units only). Paces a sale's opening so that its purchases do not all start "
+        "at once in front of every other checkout; with several server processes the cap is shared (the queue "
+        "store counts who is checking out).")
     waitroom_admit_ttl_s: float = Field(
         default=30.0, gt=0, le=3600, description="How long an admitted shopper has to check out before the place "
                                                 "goes to the next in line.")
@@ -162,6 +174,11 @@ class Settings(BaseSettings):
         default=True, description="shopfloor serve answers a new arrival's checkout of a guarded product that is "
         "already sold out in its HTTP protocol, before building a request for it (the same 409 sold_out; see "
         "shopfloor.api.crowd_front.SoldOutShortcut).")
+    waitroom_queued_shortcut: bool = Field(
+        default=True, description="shopfloor serve answers a checkout of a guarded product that the waiting room "
+        "puts (or keeps) in line in its HTTP protocol, after the same rate limits: the same 429 queued or "
+        "429 too_many_requests (see shopfloor.api.crowd_front.SoldOutShortcut). Only with the queue and the rate "
+        "limits in this process (not with Redis).")
     waitroom_stock_cache_s: float = Field(
         default=0.2, ge=0, le=10, description="How often a process re-reads a guarded product's remaining units.")
     bot_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of the bot-pattern alerts.")

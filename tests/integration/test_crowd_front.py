@@ -215,9 +215,10 @@ def test_a_sold_out_arrival_gets_from_the_shortcut_what_the_gate_answers(shop):
 def test_the_shortcut_leaves_what_it_is_not_sure_of_to_the_usual_way(shop):
     client, auth, _, _ = shop
     shortcut = client.app.front.shortcut
+    shortcut.answers_queued = False  # (the queued answers: see the tests below)
     full = _raw(auth, "GONE", "n1")
     not_for_it = {
-        "a product with units left": _raw(auth, "HOT", "n2"),
+        "a product with units left (queued answers off)": _raw(auth, "HOT", "n2"),
         "a product without a waiting room": _raw(auth, "A1", "n3"),
         "a forged queue token": _raw(auth, "GONE", "n4", extra=["Queue-Token: abc.def"]),
         "two queue tokens": _raw(auth, "GONE", "n4b", extra=["Queue-Token: abc.def", "Queue-Token: abc.def"]),
@@ -272,8 +273,11 @@ def test_the_shortcut_sees_the_client_address_the_proxy_headers_give_and_the_bot
 
 def test_the_shortcut_can_be_turned_off(db_url):
     settings = Settings(database_url=db_url, waitroom_products={"GONE": {}}, waitroom_sold_out_shortcut=False)
-    app = create_app(build_container(settings))
-    assert app.front.shortcut is None
+    shortcut = create_app(build_container(settings)).front.shortcut
+    assert not shortcut.answers_sold_out and shortcut.answers_queued  # each kind of answer has its switch
+    settings = Settings(database_url=db_url, waitroom_products={"GONE": {}}, waitroom_sold_out_shortcut=False,
+                        waitroom_queued_shortcut=False)
+    assert create_app(build_container(settings)).front.shortcut is None
 
 
 def test_shopfloor_serve_answers_sold_out_arrivals_in_its_protocol_and_keeps_the_connection_for_the_rest(
@@ -356,3 +360,226 @@ def test_a_place_retried_after_the_sell_out_hears_sold_out_from_the_shortcut_as_
         clock.advance(days=2)
         assert shortcut.answer(_raw(auth, "HOT", "q0", extra=[f"Queue-Token: {tokens[0]}"]), "10.1.1.1",
                                _DEFAULT_HEADERS) is None
+
+
+# --- queued checkouts answered in the protocol -------------------------------------------------------------------
+
+def _token_of(answer: bytes) -> str:
+    import json
+
+    return json.loads(_parse(answer)[2])["error"]["details"][0]["queue_token"]
+
+
+def test_a_queued_arrival_and_a_waiting_place_get_from_the_shortcut_what_the_gate_answers(shop):
+    import json
+
+    client, auth, clock, handed_on = shop
+    shortcut = client.app.front.shortcut
+    assert shortcut.answers_queued  # on by default
+    first = shortcut.answer(_raw(auth, "HOT", "w1"), "10.0.0.7", _DEFAULT_HEADERS)
+    usual = _checkout(client, auth, "HOT", "w2")  # the next arrival the usual way
+    assert first is not None and shortcut.queued == {"HOT": 1}
+    status, headers, body = _parse(first)
+    assert status == usual.status_code == 429
+    doc, usual_doc = json.loads(body), usual.json()
+    assert doc["error"]["code"] == usual_doc["error"]["code"] == "queued"
+    # a place each, in order of arrival; the same message, estimate and Retry-After
+    assert doc["error"]["details"][0]["position"] == 1 and usual_doc["error"]["details"][0]["position"] == 2
+    assert doc["error"]["message"] == usual_doc["error"]["message"].replace("number 2", "number 1")
+    assert doc["error"]["details"][0]["eta_s"] == usual_doc["error"]["details"][0]["eta_s"] == 60.0
+    assert headers["retry-after"] == usual.headers["retry-after"] == "2"
+    assert headers["cache-control"] == usual.headers["cache-control"] == "no-store"
+    assert headers["content-type"] == usual.headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["date"] == "Fri, 04 Dec 2026 03:00:00 GMT" and headers["server"] == "uvicorn"
+    # the token is the room's (signed, for this product): its status and its retry say where it stands
+    token = _token_of(first)
+    assert client.get(f"/v1/queue/{token}").json() == {"state": "waiting", "position": 2, "eta_s": 60.0}
+    # the same retry with the token, by the shortcut and by the gate: byte for byte the same body
+    retried = shortcut.answer(_raw(auth, "HOT", "w1", extra=[f"Queue-Token: {token}"]), "10.0.0.7",
+                              _DEFAULT_HEADERS)
+    usual_retry = _checkout(client, auth, "HOT", "w1", token)
+    assert _parse(retried)[0] == usual_retry.status_code == 429
+    assert _parse(retried)[2] == usual_retry.content
+    assert _parse(retried)[1]["retry-after"] == usual_retry.headers["retry-after"]
+    assert shortcut.queued == {"HOT": 2} and handed_on == []
+    metrics = client.get("/metrics").text  # counted like the gate's answers
+    assert 'shopfloor_waitroom_decisions_total{outcome="queued",sku="HOT"} 4.0' in metrics
+    assert 'shopfloor_http_requests_total{method="POST",route="/v1/checkouts",status="429"} 4.0' in metrics
+
+
+def test_after_the_opening_the_shortcut_answers_only_places_that_still_wait(db_url):
+    import json
+
+    clock = FixedClock(OPENS - timedelta(seconds=5))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
+                        waitroom_units_factor=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 2})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    auth = {"Authorization": f"Bearer {key}"}
+    shortcut = app.front.shortcut
+    with TestClient(app) as client:
+        # before the opening: 4 arrivals, all queued by the shortcut
+        tokens = [_token_of(shortcut.answer(_raw(auth, "HOT", f"o{i}"), "10.2.0.1", _DEFAULT_HEADERS))
+                  for i in range(4)]
+        clock.advance(seconds=10)  # open: 2 units, k = 1: two places admitted, two wait
+        states = {t: client.get(f"/v1/queue/{t}").json()["state"] for t in tokens}
+        assert sorted(states.values()) == ["admitted", "admitted", "waiting", "waiting"]
+        for i, token in enumerate(tokens):
+            answer = shortcut.answer(_raw(auth, "HOT", f"o{i}", extra=[f"Queue-Token: {token}"]), "10.2.0.1",
+                                     _DEFAULT_HEADERS)
+            if states[token] == "admitted":
+                assert answer is None  # the purchase is the usual way's
+            else:
+                usual = _checkout(client, auth, "HOT", f"o{i}", token)
+                assert _parse(answer)[0] == usual.status_code == 429 and _parse(answer)[2] == usual.content
+        # a new arrival while the room is full waits behind them, from the shortcut as from the gate
+        late = shortcut.answer(_raw(auth, "HOT", "late1"), "10.2.0.1", _DEFAULT_HEADERS)
+        assert json.loads(_parse(late)[2])["error"]["details"][0]["position"] == 3
+        usual_late = _checkout(client, auth, "HOT", "late2")
+        assert usual_late.json()["error"]["details"][0]["position"] == 4
+        # one admitted shopper buys: 1 unit left, room for 1, still taken by the other admitted place
+        admitted = [t for t, st in states.items() if st == "admitted"]
+        waiting = [t for t, st in states.items() if st == "waiting"]
+        bought = _checkout(client, auth, "HOT", f"o{tokens.index(admitted[0])}", admitted[0])
+        assert bought.status_code == 201, bought.text
+        for token in waiting:
+            assert _parse(shortcut.answer(_raw(auth, "HOT", f"o{tokens.index(token)}",
+                                               extra=[f"Queue-Token: {token}"]), "10.2.0.1", _DEFAULT_HEADERS))[0] == 429
+        clock.advance(seconds=31)  # the other admitted place lapses unused: the line moves on by one
+        states = {t: client.get(f"/v1/queue/{t}").json()["state"] for t in waiting}
+        assert sorted(states.values()) == ["admitted", "waiting"]
+        for token, state in states.items():
+            answer = shortcut.answer(_raw(auth, "HOT", f"o{tokens.index(token)}", extra=[f"Queue-Token: {token}"]),
+                                     "10.2.0.1", _DEFAULT_HEADERS)
+            # a place that was reached is not the shortcut's (nobody is admitted from a protocol callback)
+            assert (answer is None) == (state == "admitted")
+        # a forged or expired token is the gate's (403 in the envelope)
+        head, sig = tokens[0].split(".")
+        forged = head + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
+        assert shortcut.answer(_raw(auth, "HOT", "f1", extra=[f"Queue-Token: {forged}"]), "10.2.0.1",
+                               _DEFAULT_HEADERS) is None
+        clock.advance(days=2)
+        assert shortcut.answer(_raw(auth, "HOT", "e1", extra=[f"Queue-Token: {tokens[3]}"]), "10.2.0.1",
+                               _DEFAULT_HEADERS) is None
+
+
+def test_the_shortcut_takes_the_gates_rate_limit_tokens_and_answers_its_refusal(db_url):
+    import json
+
+    clock = FixedClock(OPENS - timedelta(seconds=60))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}},
+                        ratelimit_checkout_per_address={"rate_per_s": 0.001, "burst": 3},
+                        bot_card_addresses=1000)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 2})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    auth = {"Authorization": f"Bearer {key}"}
+    shortcut = app.front.shortcut
+    with TestClient(app) as client:
+        # the test client's address is "testclient": the shortcut and the usual way share its bucket (burst 3)
+        a = shortcut.answer(_raw(auth, "HOT", "r1"), "testclient", _DEFAULT_HEADERS)
+        b = _checkout(client, auth, "HOT", "r2")
+        c = shortcut.answer(_raw(auth, "HOT", "r3"), "testclient", _DEFAULT_HEADERS)
+        assert [_parse(a)[0], b.status_code, _parse(c)[0]] == [429, 429, 429]
+        assert all(json.loads(_parse(x)[2])["error"]["code"] == "queued" for x in (a, c))
+        refused = shortcut.answer(_raw(auth, "HOT", "r4"), "testclient", _DEFAULT_HEADERS)
+        usual = _checkout(client, auth, "HOT", "r5")
+        status, headers, body = _parse(refused)
+        assert status == usual.status_code == 429 and body == usual.content
+        assert json.loads(body)["error"]["code"] == "too_many_requests"
+        assert headers["retry-after"] == usual.headers["retry-after"]
+        assert headers["cache-control"] == "no-store"
+        # a refused arrival takes no place: the room saw 3 arrivals
+        assert client.get("/v1/queue/" + _token_of(c)).json()["position"] == 3
+        # another address has its own bucket
+        assert json.loads(_parse(shortcut.answer(_raw(auth, "HOT", "r6"), "10.9.9.9", _DEFAULT_HEADERS))[2])[
+            "error"]["details"][0]["position"] == 4
+        metrics = client.get("/metrics").text
+        assert 'shopfloor_rate_limit_refusals_total{limit="checkout_per_address"} 2.0' in metrics
+
+
+def test_with_buckets_or_a_queue_that_cannot_answer_at_once_queued_checkouts_take_the_usual_way(shop):
+    client, auth, _, _ = shop
+    shortcut = client.app.front.shortcut
+
+    class RedisLike:  # a bucket store that must be awaited
+        async def take(self, buckets):
+            return None
+
+    from shopfloor.api.throttle import Limit, RateLimits
+
+    shortcut.limits = RateLimits(RedisLike(), checkout_per_address=Limit(1, 4))
+    assert shortcut.answer(_raw(auth, "HOT", "u1"), "10.0.0.7", _DEFAULT_HEADERS) is None
+    shortcut.limits = None
+    room = shortcut.room
+    store = room.store
+
+    class SharedQueue:  # a queue store without the in-process answers (as Redis)
+        def __getattr__(self, name):
+            if name.endswith("_now"):
+                raise AttributeError(name)
+            return getattr(store, name)
+
+    room.store = SharedQueue()
+    try:
+        assert shortcut.answer(_raw(auth, "HOT", "u2"), "10.0.0.7", _DEFAULT_HEADERS) is None
+    finally:
+        room.store = store
+    assert shortcut.answer(_raw(auth, "HOT", "u3"), "10.0.0.7", _DEFAULT_HEADERS) is not None
+    assert shortcut.queued == {"HOT": 1}
+
+
+def test_shopfloor_serve_answers_queued_arrivals_in_its_protocol(db_url, tmp_path):
+    import json
+    import socket
+
+    from tests.support.server import ServerProcess
+    from tests.support.store import engine_for
+
+    engine = engine_for(db_url)
+    seed(engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999, "A1": 1299}, {("HOT", "w1"): 5, ("A1", "w1"): 5})
+    _, key = new_key(engine, "storefront")
+    engine.dispose()
+    opens = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    env = {"SHOPFLOOR_WAITROOM_PRODUCTS": json.dumps({"HOT": {"opens_at": opens}}),
+           "SHOPFLOOR_RATELIMIT_CHECKOUT_PER_ADDRESS": json.dumps({"rate_per_s": 0.001, "burst": 3})}
+    server = ServerProcess(db_url, env=env, log_path=tmp_path / "server.log").start()
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        with socket.create_connection((server.host, server.port), timeout=10) as conn:
+            reader = conn.makefile("rb")
+
+            def ask(data: bytes) -> tuple[int, dict[str, str], bytes]:
+                conn.sendall(data)
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    head += reader.readline()
+                status, headers, _ = _parse(head)
+                return status, headers, reader.read(int(headers["content-length"]))
+
+            bought = ask(_raw(auth, "A1", "e-a1"))  # the usual way, from the same address (its bucket: burst 3)
+            answers = [ask(_raw(auth, "HOT", f"q{i}")) for i in range(3)]  # the 3rd checkout is refused
+            token = json.loads(answers[0][2])["error"]["details"][0]["queue_token"]
+            status_of = ask(f"GET /v1/queue/{token} HTTP/1.1\r\nHost: shop\r\n\r\n".encode())
+            healthz = ask(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
+        codes = [json.loads(body)["error"]["code"] for _s, _h, body in answers]
+        assert bought[0] == 201 and [s for s, _h, _b in answers] == [429] * 3
+        assert codes == ["queued", "queued", "too_many_requests"]
+        assert [json.loads(b)["error"]["details"][0]["position"] for _s, _h, b in answers[:2]] == [1, 2]
+        for _status, headers, _body in answers:
+            assert headers["cache-control"] == "no-store" and int(headers["retry-after"]) >= 1
+        # the same connection serves the usual way after them
+        assert status_of[0] == 200 and json.loads(status_of[2])["state"] == "waiting" and healthz[0] == 200
+        admin_key = new_key(engine_for(db_url), "admin")[1]
+        rooms = httpx.get(server.url + "/v1/tower/waitroom", headers={"Authorization": f"Bearer {admin_key}"})
+        hot = next(p for p in rooms.json()["products"] if p["sku"] == "HOT")
+        assert hot["queued_in_protocol"] == 3 and hot["arrivals"] == 2
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'shopfloor_waitroom_decisions_total{outcome="queued",sku="HOT"} 2.0' in metrics
+        assert 'shopfloor_rate_limit_refusals_total{limit="checkout_per_address"} 1.0' in metrics
+    finally:
+        server.stop()

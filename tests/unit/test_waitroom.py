@@ -71,6 +71,32 @@ def test_no_more_shoppers_are_admitted_than_k_times_the_remaining_units():
     assert all(d.token for d in waiting)
 
 
+def test_a_cap_on_admitted_shoppers_paces_the_opening_and_lets_the_next_in_as_each_purchase_ends():
+    assert AdmissionPolicy(units_factor=2.0, max_in_flight=8).room_for(200) == 8
+    assert AdmissionPolicy(units_factor=2.0, max_in_flight=8).room_for(3) == 6  # k x units when that is less
+    assert AdmissionPolicy(units_factor=2.0).room_for(200) == 400
+    with pytest.raises(ValueError):
+        AdmissionPolicy(max_in_flight=0)
+    clock = Clock()
+    stock = Stock(200)
+    room = WaitingRoom(InProcessQueueStore(), QueueTokenCodec(b"k" * 32, 600),
+                       AdmissionPolicy(units_factor=2.0, serve_rate_per_s=10, max_in_flight=3),
+                       stock, [GuardedProduct("HOT")], stock_cache_s=0.0, now_s=clock, monotonic=clock)
+
+    async def scene():
+        decisions = [await room.admit("HOT", None, f"key{i}") for i in range(6)]
+        assert [d.state for d in decisions] == [ADMITTED] * 3 + [WAITING] * 3
+        await room.finish(decisions[0], succeeded=True)
+        stock.units -= 1
+        # one place free: the first in line (not a later one) is admitted, the next still waits
+        later = await room.admit("HOT", decisions[5].token, "key5")
+        first = await room.admit("HOT", decisions[3].token, "key3")
+        second = await room.admit("HOT", decisions[4].token, "key4")
+        return later.state, first.state, second.state
+
+    assert run(scene()) == (WAITING, ADMITTED, WAITING)
+
+
 def test_a_finished_checkout_lets_the_next_in_line_in_and_no_one_jumps_it():
     room, stock, _ = _room(units=1, k=1.0)
 
@@ -653,3 +679,35 @@ def test_a_shared_queue_store_is_never_asked_to_decide_at_once():
 
     waiting = run(scene())
     assert room.sold_out_for_token_now("HOT", waiting.token, "w") is None
+
+
+def test_the_in_process_store_foretells_at_once_whether_a_new_arrival_waits_and_never_admits_one_it_said_waits():
+    import asyncio
+    import random
+
+    from shopfloor.waitroom.memory import InProcessQueueStore
+
+    rng = random.Random(5)
+    for trial in range(40):
+        store, twin = InProcessQueueStore(), InProcessQueueStore()
+        now, opens = 0, 1_000
+        ranks: list[int] = []
+        for step in range(60):
+            now += rng.choice((0, 0, 50, 400, 3_000))
+            room, ttl = rng.randint(0, 4), 2_000
+            if ranks and rng.random() < 0.3:
+                rank, succeeded = rng.choice(ranks), rng.random() < 0.5
+                for s in (store, twin):
+                    asyncio.run(s.finish("sale", rank, succeeded))
+                continue
+            waits = store.arrival_waits_now("sale", now, opens, room, ttl, 7)
+            entry = asyncio.run(twin.enter("sale", now, opens, room, ttl, 7, f"c{step}"))  # the usual way
+            only = store.enter_now("sale", now, opens, room, ttl, 7, f"c{step}", only_waiting=True)
+            assert waits == (not entry.admitted), (trial, step)
+            if waits:
+                assert only == entry  # the same place as the usual way gives
+            else:
+                assert only is None  # nobody entered: enter it the usual way, as the gate would
+                assert asyncio.run(store.enter("sale", now, opens, room, ttl, 7, f"c{step}")) == entry
+            if entry.opening is not None:
+                ranks.append(entry.opening.pre_open_count + entry.number)

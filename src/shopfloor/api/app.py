@@ -144,12 +144,15 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
         lane = ArrivalLane(settings.waitroom_arrival_lane_per_turn)
     front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
                                       route=checkout_route, arrivals=lane)
-    if container.services.get("waitroom") is not None and settings.waitroom_sold_out_shortcut:
+    if container.services.get("waitroom") is not None and (settings.waitroom_sold_out_shortcut
+                                                           or settings.waitroom_queued_shortcut):
         from .crowd_front import SoldOutShortcut
 
         front.shortcut = SoldOutShortcut(container.services["waitroom"], front.checkout,
                                          container.services.get("bot_alerts"), observers,
-                                         front.checkout_body_limit)
+                                         front.checkout_body_limit, limits=container.services.get("rate_limits"),
+                                         answers_sold_out=settings.waitroom_sold_out_shortcut,
+                                         answers_queued=settings.waitroom_queued_shortcut)
         container.services["waitroom.sold_out_shortcut"] = front.shortcut  # its counts show in the tower
     if container.services.get("waitroom") is not None:
         queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
@@ -160,7 +163,7 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory``): settings from the environment."""
-    return create_app(build_container(Settings()))
+    return create_app(build_container(Settings(), server=True))
 
 
 def served_app_from_env():

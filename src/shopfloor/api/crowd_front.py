@@ -22,9 +22,11 @@ from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI
 
+from ..waitroom.gate import QUEUED, RATE_LIMITED, Verdict
 from .errors import envelope
 from .fast_checkout import PATH as CHECKOUT_PATH
 from .fast_queue import PREFIX as QUEUE_PREFIX
+from .routes.checkout import refused_answer
 
 ASGI = Callable[[dict, Any, Any], Awaitable[None]]
 _HANDED_ON = "shopfloor.front.handed_on"  # set in the scope when a request went on to the full stack
@@ -116,33 +118,44 @@ _SOLD_OUT_HEAD = b"POST " + CHECKOUT_PATH.encode() + b" HTTP/1.1\r\n"
 
 
 class SoldOutShortcut:
-    """The cheapest answer a flash crowd gets: a new arrival's checkout of a guarded product that is already sold
-    out, answered from the request's bytes as they arrive, before uvicorn builds a request and a task for it.
+    """The cheapest answers a flash crowd gets: checkouts of a guarded product answered from the request's bytes as
+    they arrive, before uvicorn builds a request and a task for it, when the answer is one of the gate's refusals.
 
-    Most of a crowd arrives after its product sold out (in the game day about 16,000 of its ~25,000 requests are
-    such checkouts, and ~2,000 more are bots retrying a place after it), and the answer is always the same ``409 sold_out``; on the ordinary path uvicorn's request
-    cycle and the ASGI layers cost about as much CPU again as the answer itself, during the seconds when the
-    opening's backlog holds up everyone else. Only a request that is unambiguous goes this way: one whole HTTP/1.1
-    ``POST /v1/checkouts`` in the bytes received (declared length, no pipelined request behind it, no
-    ``Expect``/``Transfer-Encoding``/``Connection: close``) that the fast path would serve (JSON, a valid
-    ``Idempotency-Key``, a storefront key, a body :class:`CheckoutIn` accepts), for a guarded product the room reads
-    as sold out, and either without ``Queue-Token`` or with one whose place the room can decide at once to be
-    ``sold_out`` (:meth:`WaitingRoom.sold_out_for_token_now`: a bot retrying its place after the sell-out, the
-    notice's tail). It is answered as the gate would answer it (same status, body and headers, the bot watch and
-    the metrics see it); anything else returns None and takes the usual way.
+    - **Sold out** (``409 sold_out``): a new arrival's checkout of a product the room reads as sold out, or one with
+      ``Queue-Token`` whose place the room can decide at once to be ``sold_out``
+      (:meth:`WaitingRoom.sold_out_for_token_now`: a bot retrying its place after the sell-out, the notice's tail).
+      Most of a crowd arrives after its product sold out (in the game day about 16,000 of its ~25,000 requests).
+    - **Queued** (``429 queued``, with ``answers_queued``): a new arrival that the room would put in line, or a
+      ``Queue-Token`` whose place is still waiting (:meth:`WaitingRoom.waiting_now`: the arrivals before the opening,
+      bots retrying every 0.5 s), after the checkout's rate limits as the gate takes them (per key, per address; a
+      refusal is the gate's ``429 too_many_requests``). Only with the queue and the buckets in this process: with
+      Redis (several processes) these take the usual way.
+
+    On the usual path uvicorn's request cycle and the ASGI layers cost about as much CPU again as the answer itself,
+    during the seconds when the opening's backlog holds up everyone else. Only a request that is unambiguous goes
+    this way: one whole HTTP/1.1 ``POST /v1/checkouts`` in the bytes received (declared length, no pipelined
+    request behind it, no ``Expect``/``Transfer-Encoding``/``Connection: close``) that the fast path would serve
+    (JSON, a valid ``Idempotency-Key``, a storefront key, a body :class:`CheckoutIn` accepts). It is answered as
+    the gate would answer it (same status, body and headers, same decision counts, rate-limit refusals and bucket
+    tokens; the bot watch and the metrics see it); anything else returns None and takes the usual way.
     """
 
     def __init__(self, room: Any, checkout: Any, watch: Any | None,
                  observers: list[Callable[[str, str, int, float], None]], body_limit: int,
-                 trusted_hosts: Any | None = None) -> None:
+                 trusted_hosts: Any | None = None, *, limits: Any | None = None, answers_sold_out: bool = True,
+                 answers_queued: bool = False) -> None:
         self.room = room
         self.checkout = checkout  # the fast path: its request checks (key, body, Idempotency-Key)
         self.watch = watch
         self.observers = observers
         self.body_limit = body_limit
         self.trusted_hosts = trusted_hosts  # the proxy headers' trust (None: X-Forwarded-For is not read)
+        self.limits = limits  # the gate's rate limits (the same buckets), or None when none is set
+        self.answers_sold_out = answers_sold_out
+        self.answers_queued = answers_queued
         self.template = getattr(getattr(checkout, "route", None), "path", None) or CHECKOUT_PATH
-        self.answered: dict[str, int] = {}  # sku -> checkouts answered here
+        self.answered: dict[str, int] = {}  # sku -> sold-out checkouts answered here
+        self.queued: dict[str, int] = {}  # sku -> queued (and rate-limited) checkouts answered here
         self._bodies: dict[str, bytes] = {}
 
     def answer(self, data: bytes, peer: str | None, default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -183,24 +196,25 @@ class SoldOutShortcut:
         accepted = self.checkout.accept(auth, idem, ctype, body)
         if accepted is None:
             return None
-        checkout_in = accepted[0]
+        checkout_in, claim, key_id = accepted
         skus = [line.sku for line in checkout_in.lines]
-        sku = self.room.guarded_sku(skus)
-        if sku is None or self.room.remaining(sku) != 0:
+        room = self.room
+        sku = room.guarded_sku(skus)
+        if sku is None:
             return None
-        if token is None:
-            self.room.sold_out_now(sku)  # counts the decision as the gate's would
-        elif self.room.sold_out_for_token_now(sku, token.decode("latin-1"), accepted[1]) is None:
+        queue_token = None if token is None else token.decode("latin-1")
+        if room.remaining(sku) != 0:
+            if self.answers_queued:
+                return self._queued(sku, skus, queue_token, claim, key_id, checkout_in, peer, xff,
+                                    default_headers, started)
+            return None
+        if not self.answers_sold_out:
+            return None
+        if queue_token is None:
+            room.sold_out_now(sku)  # counts the decision as the gate's would
+        elif room.sold_out_for_token_now(sku, queue_token, claim) is None:
             return None  # the gate decides (a purchase under way with the place, a bad token, a shared queue)
-        client = peer
-        if xff and self.trusted_hosts is not None and peer in self.trusted_hosts:
-            client = self.trusted_hosts.get_trusted_client_address(b", ".join(xff).decode("latin-1"))[0]
-        if self.watch is not None:
-            now, patterns = self.watch.note(client, checkout_in.payment.token, skus, False)
-            if patterns:
-                task = asyncio.get_running_loop().create_task(self.watch.store(now, patterns))
-                _BACKGROUND.add(task)
-                task.add_done_callback(_BACKGROUND.discard)
+        self._note(self._client(peer, xff), checkout_in.payment.token, skus, False)
         payload = self._bodies.get(sku)
         if payload is None:
             payload = self._bodies[sku] = envelope(409, "sold_out", f"{sku} is sold out",
@@ -210,10 +224,60 @@ class SoldOutShortcut:
         head += [b"content-length: " + str(len(payload)).encode(), b"content-type: application/json",
                  b"cache-control: no-store"]
         self.answered[sku] = self.answered.get(sku, 0) + 1
+        self._observed(409, started)
+        return b"\r\n".join(head) + b"\r\n\r\n" + payload
+
+    def _queued(self, sku: str, skus: list[str], token: str | None, claim: str, key_id: str, checkout_in: Any,
+                peer: str | None, xff: list[bytes], default_headers: list[tuple[bytes, bytes]],
+                started: float) -> bytes | None:
+        """``429 queued`` (or the rate limit's ``429``) when the gate would answer that, else None."""
+        limits = self.limits
+        if limits is not None and not limits.immediate:
+            return None  # the buckets are in Redis: the usual way
+        queue = self.room.waiting_now(sku, token, claim)
+        if queue is None:
+            return None
+        client = self._client(peer, xff)
+        # the gate's order: the checkout's rate limits, then the room (a refused arrival takes no place)
+        refusal = None if limits is None else limits.checkout_now(key_id, client)
+        if refusal is not None:
+            verdict = Verdict(RATE_LIMITED, refusal=refusal)
+        else:
+            decision = queue()
+            if decision is None:  # cannot happen within one turn; the usual way decides anew
+                return None
+            verdict = Verdict(QUEUED, decision=decision, sku=sku)
+        self._note(client, checkout_in.payment.token, skus, refusal is not None)
+        response = refused_answer(verdict)
+        head = [_STATUS_LINES[response.status_code]]
+        head += [name + b": " + value for name, value in default_headers]
+        head += [name + b": " + value for name, value in response.raw_headers]
+        head.append(b"cache-control: no-store")
+        self.queued[sku] = self.queued.get(sku, 0) + 1
+        self._observed(response.status_code, started)
+        return b"\r\n".join(head) + b"\r\n\r\n" + response.body
+
+    def _client(self, peer: str | None, xff: list[bytes]) -> str | None:
+        if xff and self.trusted_hosts is not None and peer in self.trusted_hosts:
+            return self.trusted_hosts.get_trusted_client_address(b", ".join(xff).decode("latin-1"))[0]
+        return peer
+
+    def _note(self, client: str | None, card: str | None, skus: list[str], refused: bool) -> None:
+        if self.watch is None:
+            return
+        now, patterns = self.watch.note(client, card, skus, refused)
+        if patterns:
+            task = asyncio.get_running_loop().create_task(self.watch.store(now, patterns))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+    def _observed(self, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         for observe in self.observers:
-            observe(self.template, "POST", 409, elapsed)
-        return b"\r\n".join(head) + b"\r\n\r\n" + payload
+            observe(self.template, "POST", status, elapsed)
+
+
+_STATUS_LINES = {409: b"HTTP/1.1 409 Conflict", 429: b"HTTP/1.1 429 Too Many Requests"}
 
 
 _BACKGROUND: set = set()  # alert writes started from a protocol callback, kept until done

@@ -98,6 +98,11 @@ class InProcessBuckets:
         self._lock = threading.Lock()
 
     async def take(self, buckets: Sequence[Bucket]) -> tuple[int, float] | None:
+        return self.take_now(buckets)
+
+    def take_now(self, buckets: Sequence[Bucket]) -> tuple[int, float] | None:
+        """:meth:`take` without waiting (these buckets are in memory): the crowd's answers in the HTTP protocol
+        take their tokens from a protocol callback, where nothing can be awaited."""
         with self._lock:
             now = self._now()
             levels = []
@@ -167,6 +172,9 @@ class RateLimits:
         except Exception:  # noqa: BLE001 - the bucket store (Redis) is unreachable: limits fail open, logged
             _log.exception("rate-limit store unavailable; request let through")
             return None
+        return self._refusal(named, refused)
+
+    def _refusal(self, named: list[tuple[str, str, Limit]], refused: tuple[int, float] | None) -> RateRefusal | None:
         if refused is None:
             return None
         name = named[refused[0]][0]
@@ -174,12 +182,28 @@ class RateLimits:
         return RateRefusal(name, max(1, math.ceil(refused[1])))
 
     async def checkout(self, key_id: str | None, address: str | None) -> RateRefusal | None:
+        return await self._take(self._checkout_buckets(key_id, address))
+
+    @property
+    def immediate(self) -> bool:
+        """Whether the buckets answer without waiting (in this process's memory; not Redis)."""
+        return callable(getattr(self.store, "take_now", None))
+
+    def checkout_now(self, key_id: str | None, address: str | None) -> RateRefusal | None:
+        """:meth:`checkout` without waiting; only when :attr:`immediate` (the buckets are in this process)."""
+        named = self._checkout_buckets(key_id, address)
+        if not named:
+            return None
+        refused = self.store.take_now([(key, lim.rate_per_s, lim.burst) for _name, key, lim in named])
+        return self._refusal(named, refused)
+
+    def _checkout_buckets(self, key_id: str | None, address: str | None) -> list[tuple[str, str, Limit]]:
         named = []
         if self.checkout_per_key is not None and key_id:
             named.append(("checkout_per_key", f"rl:ck:k:{key_id}", self.checkout_per_key))
         if self.checkout_per_address is not None and address:
             named.append(("checkout_per_address", f"rl:ck:a:{address}", self.checkout_per_address))
-        return await self._take(named)
+        return named
 
     async def products(self, skus: Sequence[str]) -> RateRefusal | None:
         """One checkout of each of ``skus`` (all of an order's products, or none, are counted)."""

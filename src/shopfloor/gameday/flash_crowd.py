@@ -482,6 +482,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             "sold_out_seen_s": (None if hot.get("sold_out_seen_at") is None
                                 else round(hot["sold_out_seen_at"] - start_wall, 3)),
             "held_told_sold_out": hot.get("held_told_sold_out"), "sold_out_in_protocol": hot.get("sold_out_in_protocol"),
+            "queued_in_protocol": hot.get("queued_in_protocol"),
             "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "server_cpu_timeline": sampler.timeline(),
@@ -686,6 +687,7 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "held_told_sold_out_at_once": run["held_told_sold_out"],
         # new arrivals' checkouts of the sold-out product answered in the server's HTTP protocol (one process)
         "sold_out_in_protocol": run["sold_out_in_protocol"],
+        "queued_in_protocol": run.get("queued_in_protocol"),
         "ordinary_checkouts": len(run["load"].ordinary),
         "ordinary_not_201": sum(1 for _s, _ms, st, _o in run["load"].ordinary if st != 201),
         "baseline_checkouts": len(base["load"].ordinary),

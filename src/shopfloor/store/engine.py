@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -68,12 +69,19 @@ def json_loads(text: str | bytes) -> Any:
 
 
 def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous: str = "FULL",
-                wal_autocheckpoint: int = 1000, max_overflow: int | None = None) -> Engine:
+                wal_autocheckpoint: int = 1000, max_overflow: int | None = None,
+                write_lock_poll_s: float = 0.0) -> Engine:
     """``synchronous`` applies to SQLite only: FULL (the default) makes every commit survive power loss.
     ``wal_autocheckpoint`` (SQLite, pages) is how large the WAL may grow before a committing writer copies it back
     into the database file itself; a process running a :class:`WalCheckpointer` raises it so that this copying
     leaves the write path (the setting stays as a safety net). The pool holds ``pool_size`` connections and opens
-    up to ``max_overflow`` (default ``2 * pool_size``) more under load."""
+    up to ``max_overflow`` (default ``2 * pool_size``) more under load.
+
+    ``write_lock_poll_s`` (SQLite): when another process holds the database's write lock, this engine's writers ask
+    for it again every ``write_lock_poll_s`` seconds (0: SQLite's busy handler, which sleeps 1, 2, 5, ... up to
+    100 ms between tries, 30 s in all). The server sets it so that its checkouts' commits take the lock within about
+    that time of its release, instead of losing it for seconds to another process's run of short transactions
+    (the worker delivering a burst of orders' events); see :func:`_begin_immediate_promptly`."""
     if max_overflow is None:
         max_overflow = pool_size * 2
     if synchronous not in ("FULL", "NORMAL"):
@@ -103,7 +111,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
@@ -132,7 +140,10 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
                 # Held until the connection goes back to the pool (after its commit or rollback). The timeout
                 # means a mistake can only cost a wait, never a deadlock: SQLite's own lock still guards writes.
                 conn.info["sf_write_lock"] = write_lock.acquire(timeout=30)
-            run_driver_sql(conn, "BEGIN IMMEDIATE")
+            if write_lock_poll_s > 0:
+                _begin_immediate_promptly(conn, write_lock_poll_s)
+            else:
+                run_driver_sql(conn, "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "reset")
         def _sqlite_reset(dbapi_conn, record, reset_state):  # pragma: no cover - the connection is back in the pool
@@ -152,6 +163,48 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
         url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
         json_serializer=json_dumps, json_deserializer=json_loads,
     )
+
+
+_BUSY_TIMEOUT_MS = 30_000  # every SQLite connection's busy timeout
+
+
+def _begin_immediate_promptly(conn, poll_s: float, timeout_s: float = _BUSY_TIMEOUT_MS / 1000) -> None:
+    """``BEGIN IMMEDIATE`` on ``conn``, asking for the write lock again every ``poll_s`` while another process holds
+    it (at most ``timeout_s`` in all, as the busy timeout). SQLite's busy handler sleeps in growing steps (1, 2, 5,
+    10, 15, 20, 25, 25, 25, 50, 50, 100 ms, then 100 ms a try): a writer that came second once waited 100 ms between
+    tries, and another process committing short transactions back to back (a few ms each, one after the other)
+    could take the lock in between every time. Asking every ``poll_s`` takes the lock within about ``poll_s`` of a
+    release. The busy handler is off only for these tries: the connection's busy timeout is set back before
+    anything else runs on it, so every other statement keeps it."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise _as_sqlalchemy(conn, exc) from exc
+                time.sleep(poll_s)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _busy(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _as_sqlalchemy(conn, exc: Exception) -> Exception:
+    """The driver's error as SQLAlchemy raises it (an ``OperationalError``), as :func:`run_driver_sql` does."""
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError.instance("BEGIN IMMEDIATE", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
 
 
 class WalCheckpointer:

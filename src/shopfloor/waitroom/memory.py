@@ -49,14 +49,40 @@ class InProcessQueueStore:
             s.in_flight[rank] = now_ms + admit_ttl_ms
         s.upto = new
 
+    def _next_admitted(self, s: _Sale, now_ms: int, room: int, admit_ttl_ms: int) -> bool:
+        """Whether the next arrival of an open sale would be admitted at once. Moves the bound on as at ``now_ms``
+        with the arrivals so far, which is what :meth:`_advance` with that arrival counted does first (the bound
+        then moves past the arrival exactly when everyone before it is reached and a place is free)."""
+        self._advance(s, now_ms, room, admit_ttl_ms)
+        return s.upto >= s.opening.pre_open_count + s.post_seq and room - len(s.in_flight) >= 1
+
     async def enter(self, sale: str, now_ms: int, opens_at_ms: int, room: int, admit_ttl_ms: int, seed: int,
                     claim: str) -> Entry:
+        return self.enter_now(sale, now_ms, opens_at_ms, room, admit_ttl_ms, seed, claim)
+
+    def arrival_waits_now(self, sale: str, now_ms: int, opens_at_ms: int, room: int, admit_ttl_ms: int,
+                          seed: int) -> bool:
+        """Whether a new arrival entering now would wait (not be admitted at once); nobody enters. Answers at
+        once (the room may ask from an HTTP protocol callback)."""
+        with self._lock:
+            s = self._sale(sale)
+            self._open_if_due(s, now_ms, opens_at_ms, seed)
+            if s.opening is None:
+                return True
+            return not self._next_admitted(s, now_ms, room, admit_ttl_ms)
+
+    def enter_now(self, sale: str, now_ms: int, opens_at_ms: int, room: int, admit_ttl_ms: int, seed: int,
+                  claim: str, *, only_waiting: bool = False) -> Entry | None:
+        """:meth:`enter` without waiting; with ``only_waiting`` None (and nobody enters) when the arrival would be
+        admitted at once."""
         with self._lock:
             s = self._sale(sale)
             self._open_if_due(s, now_ms, opens_at_ms, seed)
             if s.opening is None:
                 s.pre_seq += 1
                 return Entry(PRE_OPEN, s.pre_seq - 1, None, 0, False)
+            if only_waiting and self._next_admitted(s, now_ms, room, admit_ttl_ms):
+                return None
             number = s.post_seq
             s.post_seq += 1
             rank = s.opening.pre_open_count + number
@@ -67,6 +93,10 @@ class InProcessQueueStore:
             return Entry(AFTER_OPEN, number, s.opening, s.upto, admitted)
 
     async def opening(self, sale: str, now_ms: int, opens_at_ms: int, seed: int) -> tuple[Opening | None, int]:
+        return self.opening_now(sale, now_ms, opens_at_ms, seed)
+
+    def opening_now(self, sale: str, now_ms: int, opens_at_ms: int, seed: int) -> tuple[Opening | None, int]:
+        """:meth:`opening` without waiting."""
         with self._lock:
             s = self._sale(sale)
             self._open_if_due(s, now_ms, opens_at_ms, seed)
@@ -94,6 +124,17 @@ class InProcessQueueStore:
             if holder is not None:  # used by a purchase that succeeded: its retries replay
                 return Place(ADMITTED if claim is None or claim == holder else CLAIMED, s.upto)
             return Place(EXPIRED, s.upto)
+
+    def waiting_upto_now(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int) -> int | None:
+        """What :meth:`poll` reads for ``rank`` when the place is still WAITING (the admission bound), decided at
+        once; None when it would read anything else (admitted, claimed, expired, or the sale not open). A waiting
+        place is never taken, so this is :meth:`poll` for every ``claim``."""
+        with self._lock:
+            s = self._sale(sale)
+            if s.opening is None:
+                return None
+            self._advance(s, now_ms, room, admit_ttl_ms)
+            return s.upto if rank >= s.upto else None
 
     def sold_out_place_now(self, sale: str, rank: int, now_ms: int, admit_ttl_ms: int, claim: str | None) -> bool:
         """Once the product sold out: whether a checkout with place ``rank`` is answered ``sold_out`` -- the place

@@ -16,20 +16,27 @@ class AdmissionPolicy:
     ``admit_ttl_s``: how long an admitted shopper has to check out before the place goes to the next one.
     ``serve_rate_per_s``: checkouts per second the product's queue is expected to drain at (for the wait estimate).
     ``max_poll_s``: the longest Retry-After a waiting shopper is given, which bounds how late they hear "sold out".
+    ``max_in_flight``: at most this many admitted shoppers checking out at once, whatever the units left (None: k x
+    remaining only). It paces the opening: with 200 units and k = 2, 400 purchases would otherwise start within
+    the same 0.1 s and queue in the buy path (the order writer, the processor) in front of every other checkout.
     """
 
     units_factor: float = 2.0
     admit_ttl_s: float = 30.0
     serve_rate_per_s: float = 50.0
     max_poll_s: int = 2
+    max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         if self.units_factor <= 0 or self.admit_ttl_s <= 0 or self.serve_rate_per_s <= 0 or self.max_poll_s < 1:
             raise ValueError("units_factor, admit_ttl_s and serve_rate_per_s must be > 0, max_poll_s >= 1")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1 (None: no cap)")
 
     def room_for(self, remaining_units: int) -> int:
         """How many admitted shoppers may be checking out at once with ``remaining_units`` left."""
-        return math.floor(self.units_factor * max(0, remaining_units))
+        room = math.floor(self.units_factor * max(0, remaining_units))
+        return room if self.max_in_flight is None else min(room, self.max_in_flight)
 
     def eta_s(self, position: int) -> float:
         return round(max(0, position) / self.serve_rate_per_s, 1)

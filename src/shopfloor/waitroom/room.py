@@ -244,6 +244,69 @@ class WaitingRoom:
             return None
         return self._decided(Decision(SOLD_OUT, sku, product.sale, rank=rank), "sold_out")
 
+    def waiting_now(self, sku: str, token: str | None, claim: str) -> Callable[[], Decision | None] | None:
+        """For a checkout of guarded ``sku`` with units left that :meth:`admit` would answer WAITING right now: the
+        function that makes that decision (enters a new arrival in line, or reads a waiting place), to be called in
+        the same event-loop turn after the rate limits, as the gate does; None whenever anything else could be the
+        answer (admitted at once, a place reached, a token expired, forged or for another product) or the queue
+        store cannot answer at once (Redis). Only the in-process store answers at once: this is how the crowd's
+        queued checkouts are answered from an HTTP protocol callback, where nothing can be awaited."""
+        store = self.store
+        waits = getattr(store, "arrival_waits_now", None)
+        if waits is None:
+            return None
+        product = self.products[sku]
+        remaining = self.remaining(sku)
+        if remaining == 0:
+            return None
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # asked outside the server's loop (tests)
+                pass
+        now_s = self._now_s()
+        now_ms = int(now_s * 1000)
+        room, ttl_ms, opens_ms = self.policy.room_for(remaining), self._ttl_ms(), self._opens_ms(product)
+        sale = product.sale
+        if token is None:
+            seed = secrets.randbits(62)
+            if not waits(sale, now_ms, opens_ms, room, ttl_ms, seed):
+                return None
+
+            def enter() -> Decision | None:
+                entry = store.enter_now(sale, now_ms, opens_ms, room, ttl_ms, seed, claim, only_waiting=True)
+                if entry is None:
+                    return None
+                if entry.opening is not None:
+                    self._openings[sale] = entry.opening
+                issued = self.codec.issue(sku, entry.phase, entry.number, now_s)
+                if entry.phase == PRE_OPEN:
+                    return self._decided(self._pre_open(product, issued, entry.number + 1, now_s), "queued")
+                rank = rank_of(QueueTicket(sku, entry.phase, entry.number, 0), entry.opening.pre_open_count,
+                               entry.opening.seed)
+                return self._decided(self._waiting(product, issued, rank, entry.upto, remaining), "queued")
+
+            return enter
+        try:
+            ticket = self.codec.read_for(token, sku)
+        except DomainError:
+            return None
+        if ticket.expired(now_s):
+            return None
+        opening = self._openings.get(sale)
+        pre_arrivals = 0 if opening is None else opening.pre_open_count
+        if opening is None:
+            opening, pre_arrivals = store.opening_now(sale, now_ms, opens_ms, secrets.randbits(62))
+            if opening is not None:
+                self._openings[sale] = opening
+        if opening is None:
+            return lambda: self._decided(self._pre_open(product, token, pre_arrivals, now_s), "queued")
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        upto = store.waiting_upto_now(sale, rank, now_ms, room, ttl_ms)
+        if upto is None:
+            return None
+        return lambda: self._decided(self._waiting(product, token, rank, upto, remaining), "queued")
+
     async def admit(self, sku: str, token: str | None, claim: str) -> Decision:
         """Decide a checkout of guarded ``sku``: ADMITTED (go ahead; call :meth:`finish` after), WAITING (answer
         429 with the token) or SOLD_OUT. ``claim`` (the Idempotency-Key) ties an admitted place to one purchase:

@@ -137,7 +137,7 @@ async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: C
     verdict = await gate.enter([line.sku for line in body.lines], key_id, client, queue_token, idempotency_key,
                                body.payment.token)
     if verdict.kind != GO:
-        return _refused(verdict)
+        return refused_answer(verdict)
     try:
         response = await _within_in_flight_limit(body, idempotency_key, key_id, c)
     except DomainError as exc:
@@ -147,7 +147,8 @@ async def run_checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: C
     return response
 
 
-def _refused(verdict) -> FastJSONResponse:
+def refused_answer(verdict) -> FastJSONResponse:
+    """The answer to a checkout the gate refused (also built by :class:`~shopfloor.api.crowd_front.SoldOutShortcut`)."""
     if verdict.kind == QUEUED:
         d = verdict.decision
         return envelope(429, "queued", f"{verdict.sku} is in demand: you are number {d.position} in line; repeat "
