@@ -325,6 +325,17 @@ def test_shopfloor_serve_answers_sold_out_arrivals_in_its_protocol_and_keeps_the
         server.stop()
 
 
+def _hot_sale(db_url, units: int):
+    """A store whose HOT product opens in 5 s with ``units`` units (no stock cache): clock, container, app, auth."""
+    clock = FixedClock(OPENS - timedelta(seconds=5))
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
+                        waitroom_units_factor=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): units})
+    _, key = new_key(container.engine, "storefront")
+    return clock, container, create_app(container), {"Authorization": f"Bearer {key}"}
+
+
 def test_a_place_retried_after_the_sell_out_hears_sold_out_from_the_shortcut_as_from_the_gate(db_url):
     import json
 
@@ -332,14 +343,7 @@ def test_a_place_retried_after_the_sell_out_hears_sold_out_from_the_shortcut_as_
 
     from shopfloor.store.tables import stock
 
-    clock = FixedClock(OPENS - timedelta(seconds=5))
-    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
-                        waitroom_units_factor=1)
-    container = build_container(settings, clock=clock)
-    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 1})
-    _, key = new_key(container.engine, "storefront")
-    app = create_app(container)
-    auth = {"Authorization": f"Bearer {key}"}
+    clock, container, app, auth = _hot_sale(db_url, units=1)
     with TestClient(app) as client:
         queued = [_checkout(client, auth, "HOT", f"q{i}") for i in range(3)]  # before the opening: all queued
         tokens = [q.json()["error"]["details"][0]["queue_token"] for q in queued]
@@ -411,14 +415,7 @@ def test_a_queued_arrival_and_a_waiting_place_get_from_the_shortcut_what_the_gat
 def test_after_the_opening_the_shortcut_answers_only_places_that_still_wait(db_url):
     import json
 
-    clock = FixedClock(OPENS - timedelta(seconds=5))
-    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}}, waitroom_stock_cache_s=0,
-                        waitroom_units_factor=1)
-    container = build_container(settings, clock=clock)
-    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 2})
-    _, key = new_key(container.engine, "storefront")
-    app = create_app(container)
-    auth = {"Authorization": f"Bearer {key}"}
+    clock, container, app, auth = _hot_sale(db_url, units=2)
     shortcut = app.front.shortcut
     with TestClient(app) as client:
         # before the opening: 4 arrivals, all queued by the shortcut
