@@ -192,6 +192,21 @@ def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+def _asker(conn):
+    """A function that sends one raw request on ``conn`` and reads its answer: (status, headers, body)."""
+    reader = conn.makefile("rb")
+
+    def ask(data: bytes) -> tuple[int, dict[str, str], bytes]:
+        conn.sendall(data)
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += reader.readline()
+        status, headers, _ = _parse(head)
+        return status, headers, reader.read(int(headers["content-length"]))
+
+    return ask
+
+
 def test_a_sold_out_arrival_gets_from_the_shortcut_what_the_gate_answers(shop):
     import json
 
@@ -297,15 +312,7 @@ def test_shopfloor_serve_answers_sold_out_arrivals_in_its_protocol_and_keeps_the
     auth = {"Authorization": f"Bearer {key}"}
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as conn:
-            reader = conn.makefile("rb")
-
-            def ask(data: bytes) -> tuple[int, dict[str, str], bytes]:
-                conn.sendall(data)
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    head += reader.readline()
-                status, headers, _ = _parse(head)
-                return status, headers, reader.read(int(headers["content-length"]))
+            ask = _asker(conn)
 
             answers = [ask(_raw(auth, "GONE", f"e{i}")) for i in range(3)]
             healthz = ask(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
@@ -548,15 +555,7 @@ def test_shopfloor_serve_answers_queued_arrivals_in_its_protocol(db_url, tmp_pat
     auth = {"Authorization": f"Bearer {key}"}
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as conn:
-            reader = conn.makefile("rb")
-
-            def ask(data: bytes) -> tuple[int, dict[str, str], bytes]:
-                conn.sendall(data)
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    head += reader.readline()
-                status, headers, _ = _parse(head)
-                return status, headers, reader.read(int(headers["content-length"]))
+            ask = _asker(conn)
 
             bought = ask(_raw(auth, "A1", "e-a1"))  # the usual way, from the same address (its bucket: burst 3)
             answers = [ask(_raw(auth, "HOT", f"q{i}")) for i in range(3)]  # the 3rd checkout is refused
