@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from _restock_args import M5, window_arguments  # bench/, the script's own folder
 from shopfloor.planning.restock_agent import ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
@@ -33,7 +34,6 @@ from shopfloor.planning.restock_backtest import (
 from shopfloor.planning.restock_engine import EngineTuning, RestockEngine, replay_history
 from shopfloor.planning.restock_sim import NormalSafetyStockPolicy, simulate
 
-M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 GROUPS = ((0.0, 0.5), (0.5, 2.0), (2.0, 8.0), (8.0, np.inf))
 
 
@@ -107,9 +107,7 @@ def forecast_error(panel: DemandPanel, tuning: EngineTuning, test_days: int, hor
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--history", default=M5)
-    ap.add_argument("--end-offset", type=int, default=364, help="days dropped from the end (364: M5 2014-15)")
-    ap.add_argument("--test-days", type=int, default=364)
+    window_arguments(ap)
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--tuning", default="", help="engine knobs, e.g. month_halflife=365,allocation=marginal")
     ap.add_argument("--skip-groups", action="store_true", help="only the forecast-error table (seconds)")

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from _restock_args import M5, window_arguments  # bench/, the script's own folder
 from shopfloor.planning.restock_agent import ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
@@ -29,7 +30,6 @@ from shopfloor.planning.restock_backtest import (
 )
 from shopfloor.planning.restock_engine import RestockEngine
 
-M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 
 
 def oracle_engine(panel: DemandPanel, blend: float, days_part: str = "all", **kw) -> RestockEngine:
@@ -59,9 +59,7 @@ def oracle_engine(panel: DemandPanel, blend: float, days_part: str = "all", **kw
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--history", default=M5)
-    ap.add_argument("--end-offset", type=int, default=364, help="days dropped from the end (364: M5 2014-15)")
-    ap.add_argument("--test-days", type=int, default=364)
+    window_arguments(ap)
     ap.add_argument("--blend", default="0,0.05,0.1", help="comma-separated f: share of the actual demand")
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--days", choices=("all", "lead", "review"), default="all",

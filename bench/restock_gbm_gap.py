@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from _restock_args import window_arguments  # bench/, the script's own folder
 from shopfloor.planning.restock_agent import ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
@@ -42,7 +43,6 @@ from shopfloor.planning.restock_backtest import (
 )
 from shopfloor.planning.restock_engine import EngineTuning, RestockEngine
 
-M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 
 
 
@@ -143,9 +143,7 @@ def take_apart(panel: DemandPanel, eng: Recording, sales: np.ndarray, start: int
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--history", default=M5)
-    ap.add_argument("--end-offset", type=int, default=364, help="days dropped from the end (364: M5 2014-15)")
-    ap.add_argument("--test-days", type=int, default=364)
+    window_arguments(ap)
     ap.add_argument("--targets", default="0.95")
     ap.add_argument("--variants", default="level=;gbm=forecast_model=gbm,gbm_halflife=0",
                     help="name=knobs;name=knobs (knobs as in bench/restock_backtest.py --tuning)")

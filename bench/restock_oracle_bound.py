@@ -41,10 +41,10 @@ import time
 
 import numpy as np
 
+from _restock_args import M5, window_arguments  # bench/, the script's own folder
 from shopfloor.planning.restock_backtest import DemandPanel, bisect_baseline_z, load_demand_panel, neutral_start
 from shopfloor.planning.restock_sim import NormalSafetyStockPolicy, simulate
 
-M5 = "/work/shared/data/m5_walmart/tiny_m5_long.csv.gz"
 L, R, WARMUP = 7, 1, 28
 
 
@@ -202,9 +202,7 @@ def engine_runner(panel: DemandPanel, start: int, stock: np.ndarray, tuning_text
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--history", default=M5)
-    ap.add_argument("--end-offset", type=int, default=364, help="days dropped from the end (364: M5 2014-15)")
-    ap.add_argument("--test-days", type=int, default=364)
+    window_arguments(ap)
     ap.add_argument("--fill-rates", default="0.90,0.95,0.98")
     ap.add_argument("--parts", default="ma,oracle,centred")
     ap.add_argument("--alphas", default="0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.95,0.96,"
