@@ -1,6 +1,7 @@
 """``shopfloor serve``'s HTTP protocol: uvicorn's httptools protocol, with the crowd's cheapest answer taken first.
 
-A new arrival's checkout of a guarded product that is already sold out is answered from the bytes as they arrive
+A checkout of a guarded product whose answer is one of the waiting room's refusals (sold out; queued, or the rate
+limit's 429, while the queue and the buckets are in this process) is answered from the bytes as they arrive
 (:class:`~shopfloor.api.crowd_front.SoldOutShortcut`), before the protocol parses the request into a scope and
 starts a task for it; every other request, and any request the shortcut is not sure of, is handed to uvicorn's
 protocol unchanged.
