@@ -226,7 +226,9 @@ def test_every_dashboard_panel_renders_live_data_in_headless_chromium(tmp_path):
         assert driver.current_url.endswith("/dashboard/login"), driver.current_url
         driver.find_element(By.ID, "key").send_keys("sf_wrong_key")
         driver.find_element(By.ID, "login-submit").click()
-        assert "not valid" in driver.find_element(By.ID, "login-error").text
+        # The click starts a navigation that may not have finished when it returns: wait for the refusal page.
+        refusal = _wait_for(lambda: driver.find_elements(By.ID, "login-error"), 10, "the refusal notice")
+        assert "not valid" in refusal[0].text
         driver.find_element(By.ID, "key").send_keys(admin_key)
         driver.find_element(By.ID, "login-submit").click()
         _wait_for(lambda: driver.current_url.endswith("/dashboard"), 10, "the redirect to the dashboard")
