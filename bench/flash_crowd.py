@@ -50,6 +50,7 @@ def main() -> None:
             "held_told_sold_out_at_once": r.totals["held_told_sold_out_at_once"],
             "sold_out_in_protocol": r.totals["sold_out_in_protocol"],
             "queued_in_protocol": r.totals.get("queued_in_protocol"),
+            "queue_status_in_protocol": r.totals.get("queue_status_in_protocol"),
             "sellout_buyer_answered_after_s": r.totals["sellout_buyer_answered_after_s"],
             "outcomes": r.totals["outcomes"], "refusals": r.totals["refusals"],
             "ordinary_timeline": r.totals["ordinary_timeline"],

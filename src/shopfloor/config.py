@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         default=64, ge=0, le=1_000_000, description="Held GET /v1/queue/{token}?wait=S requests one server process "
         "answers per event-loop turn when many are answered at once (the product sold out); the rest follow in the "
         "next turns, so that other requests' next steps do not wait for thousands of answers. 0: all in one turn.")
+    waitroom_status_shortcut: bool = Field(
+        default=True, description="shopfloor serve answers GET /v1/queue/{token} in its HTTP protocol, and holds a "
+        "waiting shopper's ?wait= request there as a future instead of a request task, with the in-process queue "
+        "(one server process; with Redis the usual way): the same answers, limits and metrics, a fraction of the "
+        "CPU when thousands are held and answered at the sell-out. false: the usual way for every status request.")
     waitroom_sold_out_shortcut: bool = Field(
         default=True, description="shopfloor serve answers a new arrival's checkout of a guarded product that is "
         "already sold out in its HTTP protocol, before building a request for it (the same 409 sold_out; see "

@@ -579,3 +579,98 @@ def test_shopfloor_serve_answers_queued_arrivals_in_its_protocol(db_url, tmp_pat
         assert 'shopfloor_rate_limit_refusals_total{limit="checkout_per_address"} 1.0' in metrics
     finally:
         server.stop()
+
+
+def test_shopfloor_serve_holds_queue_status_requests_in_its_protocol_and_answers_the_sell_out(db_url, tmp_path):
+    import json
+    import socket
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from tests.support.server import ServerProcess
+    from tests.support.store import engine_for
+
+    engine = engine_for(db_url)
+    seed(engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 5})
+    _, key = new_key(engine, "storefront")
+    admin_key = new_key(engine, "admin")[1]
+    opens = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    env = {"SHOPFLOOR_WAITROOM_PRODUCTS": json.dumps({"HOT": {"opens_at": opens}}),
+           "SHOPFLOOR_WAITROOM_STOCK_CACHE_S": "0"}
+    server = ServerProcess(db_url, env=env, log_path=tmp_path / "server.log").start()
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def status_request(token: str, wait: str = "") -> bytes:
+        return f"GET /v1/queue/{token}{wait} HTTP/1.1\r\nHost: shop\r\n\r\n".encode()
+
+    def in_protocol() -> dict:
+        rooms = httpx.get(server.url + "/v1/tower/waitroom", headers={"Authorization": f"Bearer {admin_key}"})
+        return rooms.json()["queue_status_in_protocol"]
+
+    try:
+        with socket.create_connection((server.host, server.port), timeout=30) as conn:
+            ask = _asker(conn)
+            queued = ask(_raw(auth, "HOT", "q1"))
+            token = json.loads(queued[2])["error"]["details"][0]["queue_token"]
+            polled = ask(status_request(token))  # no wait: answered at once
+            head, sig = token.split(".")
+            forged = ask(status_request(head + "." + ("A" if sig[0] != "A" else "B") + sig[1:], "?wait=20"))
+            started = time.monotonic()
+            timed = ask(status_request(token, "?wait=0.5"))  # held, then answered with the state after 0.5 s
+            timed_s = time.monotonic() - started
+            # the client sends another request while one is held: the held one is answered first, in order
+            conn.sendall(status_request(token, "?wait=20"))
+            time.sleep(0.3)
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
+            reader = conn.makefile("rb")
+            pushed_head = b""
+            while not pushed_head.endswith(b"\r\n\r\n"):
+                pushed_head += reader.readline()
+            pushed = _parse(pushed_head)
+            pushed_body = reader.read(int(pushed[1]["content-length"]))
+            health_head = b""
+            while not health_head.endswith(b"\r\n\r\n"):
+                health_head += reader.readline()
+            health = _parse(health_head)
+            reader.read(int(health[1]["content-length"]))
+        assert queued[0] == 429
+        # a forged token goes the usual way, which refuses it in the envelope at once
+        assert forged[0] == 403 and json.loads(forged[2])["error"]["code"] == "queue_token_invalid"
+        for status, headers, body in (polled, timed, (pushed[0], pushed[1], pushed_body)):
+            assert status == 200 and headers["cache-control"] == "no-store"
+            assert json.loads(body) == {"state": "waiting", "position": 1, "eta_s": json.loads(body)["eta_s"]}
+        assert 0.4 <= timed_s < 5 and health[0] == 200
+
+        # a shopper whose client goes away while held, and one who holds until the product sells out
+        with socket.create_connection((server.host, server.port), timeout=30) as gone:
+            gone.sendall(status_request(token, "?wait=20"))
+            time.sleep(0.2)
+        answer: dict = {}
+        conn = socket.create_connection((server.host, server.port), timeout=30)
+
+        def hold_until_told():
+            ask_held = _asker(conn)
+            answer["held"] = ask_held(status_request(token, "?wait=20"))
+            answer["at"] = time.monotonic()
+            answer["after"] = ask_held(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")  # the connection goes on
+
+        holder = threading.Thread(target=hold_until_told)
+        holder.start()
+        time.sleep(0.5)
+        counts = in_protocol()
+        assert counts["held"] == 4 and counts["answered"] == 1  # nothing on the usual way
+        with engine.begin() as db:
+            db.execute(text("UPDATE stock SET on_hand = 0 WHERE sku = 'HOT'"))
+        sold_at = time.monotonic()
+        holder.join(15)
+        conn.close()
+        status, headers, body = answer["held"]
+        assert status == 200 and json.loads(body)["state"] == "sold_out" and answer["at"] - sold_at < 5
+        assert answer["after"][0] == 200
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'route="/v1/queue/{token}"' in metrics
+    finally:
+        server.stop()
+        engine.dispose()

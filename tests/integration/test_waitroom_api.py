@@ -131,9 +131,10 @@ def test_the_tower_shows_queue_length_decisions_and_a_card_shared_by_many_addres
             assert r.status_code == 429
         admin_auth = {"Authorization": f"Bearer {admin}"}
         queue = client.get("/v1/tower/waitroom", headers=admin_auth).json()
-        assert queue == {"products": [{"sku": "HOT", "arrivals": 7, "admitted": 0, "waiting": 7, "in_flight": 0,
-                                       "remaining": 10, "sold_out_seen_at": None, "held_told_sold_out": 0,
-                                       "sold_out_in_protocol": 0, "queued_in_protocol": 0}]}
+        assert queue == {"queue_status_in_protocol": {"answered": 0, "held": 0},
+                         "products": [{"sku": "HOT", "arrivals": 7, "admitted": 0, "waiting": 7, "in_flight": 0,
+                                      "remaining": 10, "sold_out_seen_at": None, "held_told_sold_out": 0,
+                                      "sold_out_in_protocol": 0, "queued_in_protocol": 0}]}
         alerts = client.get("/v1/tower/alerts", headers=admin_auth).json()["alerts"]
         metrics = client.get("/metrics").text
     bot = [a for a in alerts if a["kind"] == "bot_pattern"]

@@ -711,3 +711,91 @@ def test_the_in_process_store_foretells_at_once_whether_a_new_arrival_waits_and_
                 assert asyncio.run(store.enter("sale", now, opens, room, ttl, 7, f"c{step}")) == entry
             if entry.opening is not None:
                 ranks.append(entry.opening.pre_open_count + entry.number)
+
+
+# --- holding a status request without a task (the server's HTTP protocol) ------------------------------------
+
+
+def test_a_status_held_without_a_task_hears_the_sell_out_and_gives_its_place_in_the_hold_count_back():
+    room, stock, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        first = await room.admit("HOT", None, "a")
+        waiting = [await room.admit("HOT", None, f"k{i}") for i in range(3)]
+        assert first.state == ADMITTED and all(w.state == WAITING for w in waiting)
+        answers: list = []
+        holds = [room.hold_now(w.token, 30, answers.append) for w in waiting]
+        assert room.held == 3 and all(not hasattr(h, "status") for h in holds)  # held, not answered
+        holds[2].cancel()  # its client went away
+        assert room.held == 2
+        stock.units = 0
+        await room.finish(first, True)  # the last unit went: every held shopper hears it now
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return answers
+
+    answers = run(scene())
+    assert [a.status["state"] for a in answers] == [SOLD_OUT, SOLD_OUT]
+    assert room.held == 0
+
+
+def test_a_status_held_without_a_task_answers_at_once_when_nothing_waits_and_after_its_wait_otherwise():
+    room, _, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        first = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        answers: list = []
+        now = room.hold_now(waiting.token, 0, answers.append)  # no wait: answered now
+        timed = room.hold_now(waiting.token, 0.05, answers.append)
+        asked = room.hold_now(waiting.token, 30, answers.append)
+        pushed = asked.answer_now()  # the client sent more: answered now, never through the callback
+        await asyncio.sleep(0.2)
+        return first, now, timed, pushed, answers
+
+    first, now, timed, pushed, answers = run(scene())
+    assert now.status == {"state": WAITING, "position": 1, "eta_s": now.status["eta_s"]}
+    assert pushed.status["state"] == WAITING
+    assert [a.status["state"] for a in answers] == [WAITING]  # the timed hold, once, after its 0.05 s
+    assert room.held == 0 and first.state == ADMITTED and not hasattr(timed, "status")
+
+
+def test_a_status_held_without_a_task_is_admitted_when_its_place_comes_and_answers_as_hold_does():
+    room, _, _ = _room(units=1, k=1.0)
+
+    async def scene():
+        first = await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        answers: list = []
+        room.hold_now(waiting.token, 30, answers.append)
+        await room.finish(first, False)  # the purchase failed: its place is free, the next one is admitted
+        for _ in range(30):
+            if answers:
+                break
+            await asyncio.sleep(0.05)
+        return answers, await room.hold(waiting.token, 0)
+
+    answers, by_hold = run(scene())
+    assert [a.status for a in answers] == [by_hold.status] and by_hold.status["state"] == ADMITTED
+
+
+def test_a_queue_store_that_cannot_answer_at_once_leaves_the_status_to_the_usual_way():
+    room, _, _ = _room(units=1, k=1.0)
+
+    class Remote:  # like the Redis store: only awaitable calls
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            if name.endswith("_now"):
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    room.store = Remote(room.store)
+
+    async def scene():
+        await room.admit("HOT", None, "a")
+        waiting = await room.admit("HOT", None, "b")
+        return room.hold_now(waiting.token, 30, lambda _a: None)
+
+    assert run(scene()) is None and room.held == 0

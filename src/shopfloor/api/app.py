@@ -158,6 +158,14 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
         queue_route = next((r for r in queue.router.routes if getattr(r, "path", None) == "/v1/queue/{token}"), None)
         front.queue = QueueStatusFastPath(front.handed_on, container=container,
                                           max_wait_s=settings.waitroom_max_hold_s, route=queue_route)
+        if settings.waitroom_status_shortcut:
+            from .crowd_front import QueueStatusShortcut
+
+            front.status_shortcut = QueueStatusShortcut(container.services["waitroom"], observers,
+                                                        settings.waitroom_max_hold_s,
+                                                        read_limits=container.services.get("rate_limits"),
+                                                        template=getattr(queue_route, "path", None))
+            container.services["waitroom.status_shortcut"] = front.status_shortcut
     app.front = front
 
 
@@ -179,4 +187,7 @@ def served_app_from_env():
     shortcut = getattr(getattr(app, "front", None), "shortcut", None)
     if shortcut is not None:  # the shortcut reads the client's address as the proxy headers' middleware does
         shortcut.trusted_hosts = proxied.trusted_hosts
+    status_shortcut = getattr(getattr(app, "front", None), "status_shortcut", None)
+    if status_shortcut is not None:
+        status_shortcut.trusted_hosts = proxied.trusted_hosts
     return proxied

@@ -22,10 +22,13 @@ from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI
 
+from ..domain.errors import DomainError
+from ..waitroom import HeldAnswer
 from ..waitroom.gate import QUEUED, RATE_LIMITED, Verdict
 from .errors import envelope
 from .fast_checkout import PATH as CHECKOUT_PATH
-from .fast_queue import PREFIX as QUEUE_PREFIX
+from .fast_queue import PREFIX as QUEUE_PREFIX, TOKEN_RE, parse_wait
+from .responses import FastJSONResponse
 from .routes.checkout import refused_answer
 
 ASGI = Callable[[dict, Any, Any], Awaitable[None]]
@@ -56,6 +59,7 @@ class CrowdFront:
         self.checkout_body_limit = checkout_body_limit
         self.read_limits = read_limits
         self.shortcut: SoldOutShortcut | None = None  # answers from the HTTP protocol (see api.lean_http)
+        self.status_shortcut: QueueStatusShortcut | None = None  # queue status from the HTTP protocol
 
     async def handed_on(self, scope, receive, send) -> None:
         """What the handlers call for a request they do not serve: the full stack answers it (and counts it)."""
@@ -258,9 +262,7 @@ class SoldOutShortcut:
         return b"\r\n".join(head) + b"\r\n\r\n" + response.body
 
     def _client(self, peer: str | None, xff: list[bytes]) -> str | None:
-        if xff and self.trusted_hosts is not None and peer in self.trusted_hosts:
-            return self.trusted_hosts.get_trusted_client_address(b", ".join(xff).decode("latin-1"))[0]
-        return peer
+        return _client(peer, xff, self.trusted_hosts)
 
     def _note(self, client: str | None, card: str | None, skus: list[str], refused: bool) -> None:
         if self.watch is None:
@@ -277,7 +279,145 @@ class SoldOutShortcut:
             observe(self.template, "POST", status, elapsed)
 
 
-_STATUS_LINES = {409: b"HTTP/1.1 409 Conflict", 429: b"HTTP/1.1 429 Too Many Requests"}
+_STATUS_LINES = {200: b"HTTP/1.1 200 OK", 409: b"HTTP/1.1 409 Conflict", 429: b"HTTP/1.1 429 Too Many Requests",
+                 503: b"HTTP/1.1 503 Service Unavailable"}
+_STATUS_HEAD = b"GET " + QUEUE_PREFIX.encode()
+
+
+class QueueStatusShortcut:
+    """``GET /v1/queue/{token}[?wait=S]`` answered, and held, in the HTTP protocol (the in-process queue only).
+
+    In a flash crowd every waiting shopper holds one of these requests (up to ``waitroom_max_hold_s``), and at the
+    sell-out they are all answered within a second, just when the ordinary checkouts and the last purchases need
+    the event loop. On the usual path each is an ASGI request cycle and a task awaiting the room; here it is a
+    future in the room (:meth:`~shopfloor.waitroom.WaitingRoom.hold_now`) and, when the answer comes, bytes
+    written to the connection: the same status, body and headers (``Cache-Control: no-store``, ``Retry-After``
+    when the process holds as many as it will), the same per-address read limit from the same buckets, and the
+    same request metrics. Only an unambiguous request is taken (one whole HTTP/1.1 GET with no body, nothing
+    pipelined behind it, no ``Connection``/``Upgrade``/``Expect``, a token of the right shape, ``wait`` absent or
+    within limits, a token the room reads as ours); anything else, and everything when the queue or the buckets
+    are in Redis, takes the usual way (:class:`~shopfloor.api.fast_queue.QueueStatusFastPath`).
+    """
+
+    def __init__(self, room: Any, observers: list[Callable[[str, str, int, float], None]], max_wait_s: float,
+                 read_limits: Any | None = None, trusted_hosts: Any | None = None, template: str | None = None) -> None:
+        self.room = room
+        self.observers = observers
+        self.max_wait_s = max_wait_s
+        self.read_limits = read_limits
+        self.trusted_hosts = trusted_hosts
+        self.template = template or QUEUE_PREFIX + "{token}"
+        self.answered = 0  # status requests answered here at once
+        self.held = 0  # status requests held here (answered later from a loop callback)
+
+    def answer(self, data: bytes, peer: str | None, default_headers: list[tuple[bytes, bytes]],
+               later: Callable[[bytes], None]) -> "bytes | HeldRequest | None":
+        """The whole HTTP answer for ``data`` now, a :class:`HeldRequest` (its answer goes to ``later``), or None
+        when the request must take the usual way."""
+        if not data.startswith(_STATUS_HEAD):
+            return None
+        started = time.perf_counter()
+        end = data.find(b"\r\n\r\n")
+        line_end = data.find(b"\r\n")
+        if end < 0 or end + 4 != len(data):
+            return None
+        parts = data[:line_end].split(b" ")
+        if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+            return None
+        path, _, query = parts[1].partition(b"?")
+        xff: list[bytes] = []
+        if end > line_end:
+            for line in data[line_end + 2:end].split(b"\r\n"):
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    return None
+                name = name.strip().lower()
+                if name == b"x-forwarded-for":
+                    xff.append(value.strip())
+                elif name in (b"transfer-encoding", b"expect", b"connection", b"upgrade"):
+                    return None
+                elif name == b"content-length" and value.strip() != b"0":
+                    return None
+        token = path[len(QUEUE_PREFIX):].decode("latin-1")
+        if len(token) > 512 or TOKEN_RE.match(token) is None:
+            return None
+        wait_s = parse_wait(query, self.max_wait_s)
+        if wait_s is None:
+            return None
+        limits = self.read_limits
+        if limits is not None and limits.is_read("GET", path.decode("latin-1")):
+            if not limits.immediate:
+                return None
+            refusal = limits.read_now(_client(peer, xff, self.trusted_hosts))
+            if refusal is not None:
+                self.answered += 1
+                return self._render(envelope(429, "too_many_requests",
+                                             f"rate limit {refusal.limit}: retry after {refusal.retry_after_s} s",
+                                             refusal.details(), headers={"Retry-After": str(refusal.retry_after_s)}),
+                                    default_headers, started)
+        try:
+            held = self.room.hold_now(token, wait_s,
+                                      lambda answer: later(self._held_answer(answer, default_headers, started)))
+        except DomainError:
+            return None  # not our token, or for no guarded product: the usual way answers with its envelope
+        if held is None:
+            return None
+        if isinstance(held, HeldAnswer):
+            self.answered += 1
+            return self._held_answer(held, default_headers, started)
+        self.held += 1
+        return HeldRequest(held, started, default_headers, self)
+
+    def _held_answer(self, answer: HeldAnswer | None, default_headers: list[tuple[bytes, bytes]],
+                     started: float) -> bytes:
+        if answer is None:
+            response = envelope(503, "service_unavailable", "the waiting room is unavailable; ask again after "
+                                "Retry-After (your place is kept)", [{"field": "token"}], headers={"Retry-After": "2"})
+        else:
+            response = FastJSONResponse(answer.status, headers=None if answer.retry_after_s is None
+                                        else {"Retry-After": str(answer.retry_after_s)})
+        return self._render(response, default_headers, started)
+
+    def _render(self, response: Any, default_headers: list[tuple[bytes, bytes]], started: float) -> bytes:
+        head = [_STATUS_LINES[response.status_code]]
+        head += [name + b": " + value for name, value in default_headers]
+        head += [name + b": " + value for name, value in response.raw_headers]
+        head.append(b"cache-control: no-store")
+        elapsed = time.perf_counter() - started
+        for observe in self.observers:
+            observe(self.template, "GET", response.status_code, elapsed)
+        return b"\r\n".join(head) + b"\r\n\r\n" + response.body
+
+
+class HeldRequest:
+    """A status request :class:`QueueStatusShortcut` holds for a connection: :meth:`cancel` when the client went
+    away, :meth:`answer_now` (the bytes) when the client sent more before its answer came."""
+
+    __slots__ = ("hold", "started", "default_headers", "shortcut")
+
+    def __init__(self, hold: Any, started: float, default_headers: list[tuple[bytes, bytes]],
+                 shortcut: QueueStatusShortcut) -> None:
+        self.hold = hold
+        self.started = started
+        self.default_headers = default_headers
+        self.shortcut = shortcut
+
+    def cancel(self) -> None:
+        self.hold.cancel()
+
+    def answer_now(self) -> bytes:
+        try:
+            answer = self.hold.answer_now()
+        except Exception:  # noqa: BLE001 - the stock read failed: 503, the shopper asks again
+            answer = None
+        return self.shortcut._held_answer(answer, self.default_headers, self.started)
+
+
+def _client(peer: str | None, xff: list[bytes], trusted_hosts: Any | None) -> str | None:
+    """The client's address as the proxy headers' middleware reads it (``X-Forwarded-For`` from trusted peers)."""
+    if xff and trusted_hosts is not None and peer in trusted_hosts:
+        return trusted_hosts.get_trusted_client_address(b", ".join(xff).decode("latin-1"))[0]
+    return peer
 
 
 _BACKGROUND: set = set()  # alert writes started from a protocol callback, kept until done

@@ -56,17 +56,21 @@ class QueueStatusFastPath:
         await response(scope, receive, send)
 
     def _wait(self, query: bytes) -> float | None:
-        """Seconds to hold the request (0 without ``wait``); None when the query is not one this path serves."""
-        if not query:
-            return 0.0
-        try:
-            params = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
-        except ValueError:
-            return None
-        if len(params) != 1 or params[0][0] != "wait":
-            return None
-        try:
-            wait = float(params[0][1])
-        except ValueError:
-            return None
-        return wait if 0 <= wait <= self.max_wait_s else None
+        return parse_wait(query, self.max_wait_s)
+
+
+def parse_wait(query: bytes, max_wait_s: float) -> float | None:
+    """Seconds to hold the request (0 without ``wait``); None when the query is not one the fast paths serve."""
+    if not query:
+        return 0.0
+    try:
+        params = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return None
+    if len(params) != 1 or params[0][0] != "wait":
+        return None
+    try:
+        wait = float(params[0][1])
+    except ValueError:
+        return None
+    return wait if 0 <= wait <= max_wait_s else None

@@ -3,8 +3,9 @@
 A checkout of a guarded product whose answer is one of the waiting room's refusals (sold out; queued, or the rate
 limit's 429, while the queue and the buckets are in this process) is answered from the bytes as they arrive
 (:class:`~shopfloor.api.crowd_front.SoldOutShortcut`), before the protocol parses the request into a scope and
-starts a task for it; every other request, and any request the shortcut is not sure of, is handed to uvicorn's
-protocol unchanged.
+starts a task for it; so is a queue status request, held here without a task when it waits
+(:class:`~shopfloor.api.crowd_front.QueueStatusShortcut`); every other request, and any request the shortcuts are
+not sure of, is handed to uvicorn's protocol unchanged.
 """
 
 from __future__ import annotations
@@ -17,34 +18,72 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 PROTOCOL = "shopfloor.api.lean_http:CrowdHttpProtocol"
 
 
-def find_shortcut(app: Any) -> Any | None:
-    """The sold-out shortcut of the Shopfloor app behind ``app`` (through the wrappers' ``.app``), or None."""
+def find_front(app: Any) -> Any | None:
+    """The crowd front of the Shopfloor app behind ``app`` (through the wrappers' ``.app``), or None."""
     seen = 0
     while app is not None and seen < 16:
         front = getattr(app, "front", None)
         if front is not None:
-            return getattr(front, "shortcut", None)
+            return front
         app = getattr(app, "app", None)
         seen += 1
     return None
 
 
+def find_shortcut(app: Any) -> Any | None:
+    """The sold-out shortcut of the Shopfloor app behind ``app``, or None."""
+    return getattr(find_front(app), "shortcut", None)
+
+
 class CrowdHttpProtocol(HttpToolsProtocol):
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.shortcut = find_shortcut(self.app)
+        front = find_front(self.app)
+        self.shortcut = getattr(front, "shortcut", None)
+        self.status_shortcut = getattr(front, "status_shortcut", None)
+        self.held = None  # a status request held for this connection (crowd_front.HeldRequest)
 
     def data_received(self, data: bytes) -> None:
-        shortcut = self.shortcut
-        if (shortcut is not None and not self.pipeline and (self.cycle is None or self.cycle.response_complete)
-                and self.parser is not None):
-            answer = shortcut.answer(data, self.client[0] if self.client else None,
-                                     self.server_state.default_headers)
-            if answer is not None:
-                self._unset_keepalive_if_required()
-                self.transport.write(answer)
-                self.server_state.total_requests += 1
-                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
-                                                                    self.timeout_keep_alive_handler)
-                return
+        held = self.held
+        if held is not None:  # the client sent more before its held status request was answered: answer it first
+            self.held = None
+            self._answered(held.answer_now())
+        if not self.pipeline and (self.cycle is None or self.cycle.response_complete) and self.parser is not None:
+            peer = self.client[0] if self.client else None
+            shortcut = self.shortcut
+            if shortcut is not None:
+                answer = shortcut.answer(data, peer, self.server_state.default_headers)
+                if answer is not None:
+                    self._unset_keepalive_if_required()
+                    self._answered(answer)
+                    return
+            status = self.status_shortcut
+            if status is not None:
+                answer = status.answer(data, peer, self.server_state.default_headers, self._answered_later)
+                if answer is not None:
+                    self._unset_keepalive_if_required()
+                    if isinstance(answer, bytes):
+                        self._answered(answer)
+                    else:  # held: no keep-alive timer until it is answered
+                        self.held = answer
+                    return
         super().data_received(data)
+
+    def _answered(self, answer: bytes) -> None:
+        self.transport.write(answer)
+        self.server_state.total_requests += 1
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _answered_later(self, answer: bytes) -> None:
+        """A held status request's answer (from a loop callback)."""
+        if self.held is None:
+            return
+        self.held = None
+        if not self.transport.is_closing():
+            self._answered(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held.cancel()
+        super().connection_lost(exc)

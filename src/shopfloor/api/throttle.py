@@ -220,3 +220,10 @@ class RateLimits:
         if self.reads_per_address is None or not address:
             return None
         return await self._take([("reads_per_address", f"rl:rd:a:{address}", self.reads_per_address)])
+
+    def read_now(self, address: str | None) -> RateRefusal | None:
+        """:meth:`read` without waiting; only when :attr:`immediate` (the buckets are in this process)."""
+        if self.reads_per_address is None or not address:
+            return None
+        named = [("reads_per_address", f"rl:rd:a:{address}", self.reads_per_address)]
+        return self._refusal(named, self.store.take_now([(key, lim.rate_per_s, lim.burst) for _n, key, lim in named]))

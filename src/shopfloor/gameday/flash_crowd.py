@@ -465,7 +465,8 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
             alerts = admin.get(server.url + "/v1/tower/alerts").json()["alerts"]
             metrics = admin.get(server.url + "/metrics").text
-            rooms = admin.get(server.url + "/v1/tower/waitroom").json()["products"]
+            room_view = admin.get(server.url + "/v1/tower/waitroom").json()
+            rooms = room_view["products"]
         charges = processor_ledger(server.url, key, processors)
     finally:
         worker.stop()
@@ -483,6 +484,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
                                 else round(hot["sold_out_seen_at"] - start_wall, 3)),
             "held_told_sold_out": hot.get("held_told_sold_out"), "sold_out_in_protocol": hot.get("sold_out_in_protocol"),
             "queued_in_protocol": hot.get("queued_in_protocol"),
+            "queue_status_in_protocol": room_view.get("queue_status_in_protocol"),
             "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
             "server_cpu_timeline": sampler.timeline(),
@@ -688,6 +690,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         # new arrivals' checkouts of the sold-out product answered in the server's HTTP protocol (one process)
         "sold_out_in_protocol": run["sold_out_in_protocol"],
         "queued_in_protocol": run.get("queued_in_protocol"),
+        # queue status requests answered, and held, in the server's HTTP protocol (one process)
+        "queue_status_in_protocol": run.get("queue_status_in_protocol"),
         "ordinary_checkouts": len(run["load"].ordinary),
         "ordinary_not_201": sum(1 for _s, _ms, st, _o in run["load"].ordinary if st != 201),
         "baseline_checkouts": len(base["load"].ordinary),

@@ -19,6 +19,7 @@ from .room import (
     Entry,
     GuardedProduct,
     HeldAnswer,
+    Hold,
     Opening,
     Place,
     QueueStore,
@@ -31,7 +32,7 @@ from .tokens import AFTER_OPEN, PRE_OPEN, QueueTicket, QueueTokenCodec, QueueTok
 
 __all__ = [
     "ADMITTED", "AFTER_OPEN", "GO", "QUEUED", "RATE_LIMITED", "SOLD", "UNAVAILABLE", "BotPattern", "BotPatternDetector", "CLAIMED", "CheckoutGate", "Verdict", "EXPIRED", "PRE_OPEN", "SOLD_OUT", "WAITING", "AdmissionPolicy", "Decision",
-    "Entry", "GuardedProduct", "HeldAnswer", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
+    "Entry", "GuardedProduct", "HeldAnswer", "Hold", "InProcessQueueStore", "Opening", "Place", "QueueStore", "QueueTicket",
     "QueueTokenCodec", "QueueTokenExpired", "QueueTokenInvalid", "QueueTokenUsed", "QueueTokenWrongProduct",
     "StockLevels", "UNUSED", "WaitingRoom", "admit_upto", "card_fingerprint", "rank_of",
 ]

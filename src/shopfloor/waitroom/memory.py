@@ -104,6 +104,11 @@ class InProcessQueueStore:
 
     async def poll(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
                    claim: str | None, take: bool = True) -> Place:
+        return self.poll_now(sale, rank, now_ms, room, admit_ttl_ms, claim, take)
+
+    def poll_now(self, sale: str, rank: int, now_ms: int, room: int, admit_ttl_ms: int,
+                 claim: str | None, take: bool = True) -> Place:
+        """:meth:`poll` without waiting (the room may ask from an HTTP protocol callback)."""
         with self._lock:
             s = self._sale(sale)
             if s.opening is None:

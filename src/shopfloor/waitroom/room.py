@@ -112,6 +112,65 @@ class HeldAnswer:
     retry_after_s: int | None = None
 
 
+class Hold:
+    """A status request held by :meth:`WaitingRoom.hold_now` (no task, no ASGI cycle): ``on_answer`` gets its
+    HeldAnswer once, from a loop callback, when the shopper is admitted, the product sells out, or ``wait_s``
+    passes (None if the room could not read the state then). :meth:`cancel` (the client went away) drops it;
+    :meth:`answer_now` answers it at once instead of calling ``on_answer``."""
+
+    __slots__ = ("room", "token", "future", "timer", "on_answer", "_released")
+
+    def __init__(self, room: "WaitingRoom", token: str, future: asyncio.Future, wait_s: float,
+                 on_answer: Callable[["HeldAnswer | None"], None]) -> None:
+        self.room = room
+        self.token = token
+        self.future = future
+        self.on_answer: Callable[[HeldAnswer | None], None] | None = on_answer
+        self._released = False
+        self.timer = future.get_loop().call_later(wait_s, self._expire)
+        future.add_done_callback(self._done)
+
+    def _expire(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.timer.cancel()
+            self.room.held -= 1
+
+    def _done(self, future: asyncio.Future) -> None:
+        self._release()
+        on_answer, self.on_answer = self.on_answer, None
+        if on_answer is None or future.cancelled():
+            return
+        try:
+            answer = self._answer(future.result())
+        except Exception:  # noqa: BLE001 - the stock read failed: the shopper asks again (503)
+            answer = None
+        on_answer(answer)
+
+    def _answer(self, woken: dict | None) -> HeldAnswer:
+        if woken is not None:  # sold out: the same answer for every held shopper, nothing to read again
+            return HeldAnswer(dict(woken))
+        return HeldAnswer(self.room._status_now(self.token)[0])
+
+    def cancel(self) -> None:
+        self.on_answer = None
+        self.future.cancel()
+        self._release()
+
+    def answer_now(self) -> HeldAnswer:
+        """Stop holding and answer with the state as it is now (``on_answer`` is not called)."""
+        self.on_answer = None
+        future = self.future
+        woken = future.result() if future.done() and not future.cancelled() else None
+        future.cancel()
+        self._release()
+        return self._answer(woken)
+
+
 @dataclass(frozen=True)
 class GuardedProduct:
     sku: str
@@ -382,19 +441,10 @@ class WaitingRoom:
         status, rank, product = await self._status(token)
         if status["state"] != WAITING or wait_s <= 0 or rank is None:
             return HeldAnswer(status)
-        if self.max_held is not None and self.held >= self.max_held:
-            self._observe(product.sku, "hold_over_cap")
-            position = status["position"] or 1
-            retry = (self.policy.retry_after_s(position, self.remaining(product.sku)) if rank >= 0
-                     else max(1, min(self.policy.max_poll_s, int(status["eta_s"] or 0) + 1)))
-            return HeldAnswer(status, retry_after_s=retry)
-        self._loop = asyncio.get_running_loop()
-        future = self._loop.create_future()
-        heapq.heappush(self._waiters.setdefault(product.sale, []),
-                       (rank, next(self._counter), future, self.codec.read(token)))
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        self.held += 1
+        over = self._over_cap(status, rank, product)
+        if over is not None:
+            return over
+        future = self._park(product, rank, token)
         try:
             answer = await asyncio.wait_for(future, wait_s)
         except asyncio.TimeoutError:
@@ -404,6 +454,74 @@ class WaitingRoom:
         if answer is not None:  # sold out: the same answer for every held shopper, nothing to read again
             return HeldAnswer(dict(answer))
         return HeldAnswer((await self._status(token))[0])
+
+    def hold_now(self, token: str, wait_s: float,
+                 on_answer: Callable[["HeldAnswer"], None]) -> "HeldAnswer | Hold | None":
+        """:meth:`hold` without a task, for an HTTP protocol callback: the answer now (a HeldAnswer), or a
+        :class:`Hold` whose ``on_answer`` is called once, from the loop, when the state changes or ``wait_s``
+        passes -- the same answers :meth:`hold` gives. None when the queue store cannot answer at once (Redis).
+        Raises DomainError for a token that is not ours, as :meth:`hold` does."""
+        if not callable(getattr(self.store, "poll_now", None)) or not callable(
+                getattr(self.store, "opening_now", None)):
+            return None
+        status, rank, product = self._status_now(token)
+        if status["state"] != WAITING or wait_s <= 0 or rank is None:
+            return HeldAnswer(status)
+        over = self._over_cap(status, rank, product)
+        if over is not None:
+            return over
+        return Hold(self, token, self._park(product, rank, token), wait_s, on_answer)
+
+    def _over_cap(self, status: dict, rank: int, product: "GuardedProduct") -> "HeldAnswer | None":
+        """The answer at once, with when to ask again, when this process already holds ``max_held`` requests."""
+        if self.max_held is None or self.held < self.max_held:
+            return None
+        self._observe(product.sku, "hold_over_cap")
+        position = status["position"] or 1
+        retry = (self.policy.retry_after_s(position, self.remaining(product.sku)) if rank >= 0
+                 else max(1, min(self.policy.max_poll_s, int(status["eta_s"] or 0) + 1)))
+        return HeldAnswer(status, retry_after_s=retry)
+
+    def _park(self, product: "GuardedProduct", rank: int, token: str) -> asyncio.Future:
+        """A held shopper's future, woken by the ticker (admitted: None) or the sell-out (the sold-out answer);
+        counts one held request (the caller gives it back when the future is done)."""
+        self._loop = asyncio.get_running_loop()
+        future = self._loop.create_future()
+        heapq.heappush(self._waiters.setdefault(product.sale, []),
+                       (rank, next(self._counter), future, self.codec.read(token)))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = self._loop.create_task(self._tick())
+        self.held += 1
+        return future
+
+    def _status_now(self, token: str) -> tuple[dict, int | None, "GuardedProduct | None"]:
+        """:meth:`_status` without waiting; only with a queue store that answers at once (in this process)."""
+        now_s = self._now_s()
+        ticket = self.codec.read(token)
+        product = self.products.get(ticket.sku)
+        if ticket.expired(now_s) or product is None:
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
+        if self.remaining(ticket.sku) == 0:
+            return dict(_SOLD_OUT_STATUS), None, None
+        opening = self._openings.get(product.sale)
+        pre_arrivals = 0 if opening is None else opening.pre_open_count
+        if opening is None:
+            opening, pre_arrivals = self.store.opening_now(product.sale, int(now_s * 1000), self._opens_ms(product),
+                                                           secrets.randbits(62))
+            if opening is not None:
+                self._openings[product.sale] = opening
+        if opening is None:
+            until_open = round(max(0.0, product.opens_at_s - now_s), 1)
+            return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        place = self.store.poll_now(product.sale, rank, int(now_s * 1000),
+                                    self.policy.room_for(self.remaining(ticket.sku)), self._ttl_ms(), None)
+        if place.state in (ADMITTED, CLAIMED):
+            return {"state": ADMITTED, "position": 0, "eta_s": 0.0}, None, None
+        if place.state == EXPIRED:
+            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
+        position = rank - place.upto + 1
+        return {"state": WAITING, "position": position, "eta_s": self.policy.eta_s(position)}, rank, product
 
     async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
         now_s = self._now_s()

@@ -60,16 +60,20 @@ async def waitroom_status(c: Container = Depends(get_container), _key: str = Dep
     out, units left, when this process first read the product as sold out (unix seconds, or null) and how many
     held status requests it then answered ``sold_out`` at once, and how many new arrivals' checkouts of the
     sold-out product it answered in its HTTP protocol (``sold_out_in_protocol``), and how many queued or rate-limited
-    checkouts it answered there (``queued_in_protocol``). Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
+    checkouts it answered there (``queued_in_protocol``); for the process, how many queue status requests it answered
+    (``answered``) and held (``held``) in its HTTP protocol (``queue_status_in_protocol``). Admission and refusal rates: ``shopfloor_waitroom_decisions_total`` and
     ``shopfloor_rate_limit_refusals_total`` on /metrics; bot patterns raise alerts (``/v1/tower/alerts``)."""
     room = c.services.get("waitroom")
     if room is None:
-        return {"products": []}
+        return {"queue_status_in_protocol": {"answered": 0, "held": 0}, "products": []}
     stats = await room.stats()
     shortcut = c.services.get("waitroom.sold_out_shortcut")
     early = {} if shortcut is None else shortcut.answered
     queued = {} if shortcut is None else shortcut.queued
-    return {"products": [{"sku": sku, "arrivals": st["arrivals"], "admitted": st["admitted"],
+    status = c.services.get("waitroom.status_shortcut")
+    in_protocol = {"answered": 0, "held": 0} if status is None else {"answered": status.answered, "held": status.held}
+    return {"queue_status_in_protocol": in_protocol,
+            "products": [{"sku": sku, "arrivals": st["arrivals"], "admitted": st["admitted"],
                           "waiting": max(0, st["arrivals"] - st["admitted"]), "in_flight": st["in_flight"],
                           "remaining": room.remaining(sku), "sold_out_seen_at": room.sold_out_seen_at.get(sku),
                           "held_told_sold_out": room.held_told_sold_out.get(sku, 0),
