@@ -28,11 +28,14 @@ def main() -> None:
                     help="how long shoppers hold GET /v1/queue/{token}?wait= (0: they poll it every Retry-After)")
     ap.add_argument("--crowd-nice", type=int, default=FlashCrowdConfig.crowd_nice,
                     help="niceness added to the crowd's load processes (0: the server's priority)")
+    ap.add_argument("--through-shield", action="store_true",
+                    help="shoppers reach the server through one nginx node of the edge's shield tier")
     args = ap.parse_args()
     runs = []
     for i in range(args.runs):
         cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i,
-                               crowd_nice=args.crowd_nice, hold_s=args.hold_s)
+                               crowd_nice=args.crowd_nice, hold_s=args.hold_s,
+                               through_shield=args.through_shield)
         r = run_flash_crowd(config=cfg, redis_url=args.redis_url)
         runs.append({
             "sold": r.sold, "units": r.units, "checks": r.checks, "passed": r.passed,

@@ -37,3 +37,18 @@ def test_a_short_flash_crowd_sells_exactly_the_units_and_tells_every_waiting_sho
     assert tail["n"] >= result.checks["sellout_notice_over_target"]  # told after 1 s includes told after 2 s
     assert result.baseline_p99_ms and result.ordinary_p99_ms and result.admitted_p99_ms  # measured, not asserted:
     # the p99 targets are checks of the full game day (docs/BENCHMARKS.md), not of a test on a shared machine
+
+
+def test_the_flash_crowd_can_reach_the_server_through_the_edges_shield_node(tmp_path):
+    from tests.support.nginx import require_nginx
+
+    require_nginx()
+    cfg = FlashCrowdConfig(shoppers=300, units=10, bot_share=0.2, bot_cards=2, pre_open_s=3, arrive_s=3,
+                           ordinary_rate_per_s=10, hold_s=10, tail_s=1, start_allowance_s=20, through_shield=True)
+    result = run_flash_crowd(config=cfg, workdir=tmp_path)
+    report = result.to_dict()
+    assert {k: report["checks"][k] for k in CORRECTNESS} == dict.fromkeys(CORRECTNESS, 0), report
+    assert result.units == result.sold == 10
+    # the shoppers' held status requests came through nginx and were still held in the server's HTTP protocol
+    assert result.totals["queue_status_in_protocol"]["held"] > 0
+    assert (tmp_path / "crowd-edge" / "shield" / "access.log").stat().st_size > 0

@@ -70,6 +70,9 @@ class FlashCrowdConfig:
     tail_s: float = 3.0  # ordinary shoppers keep going this long after the last arrival
     start_allowance_s: float = 40.0  # the sale opens this long (plus pre_open_s) after the server is launched
     server_workers: int = 1  # more than one needs redis_url (one shared queue and one set of buckets)
+    # the shoppers (crowd and ordinary, baseline too) reach the server through one nginx node of the edge's shield
+    # tier (kept-alive connections to the origin, no per-address limit: every shopper here is 127.0.0.1)
+    through_shield: bool = False
     load_processes: int = 3  # processes that play the crowd (the ordinary shoppers get one more of their own)
     crowd_nice: int = 4  # niceness added to the crowd's processes (not the ordinary shoppers' nor the server's)
     # a load process whose event loop lags more than this (p99, ms) measures itself, not the server: the run's
@@ -435,10 +438,15 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     server = ServerProcess(url_db, env=env, log_path=tmp / f"{name}-server.log", workers=cfg.server_workers)
     worker = WorkerProcess(url_db, env=env, log_path=tmp / f"{name}-worker.log")
     crowd = _crowd(cfg) if with_crowd else []
+    shield = None
     try:
         say(f"{name}: starting server and worker")
         server.start()
         worker.start()
+        entry_url = server.url
+        if cfg.through_shield:
+            shield = _start_shield(server.url, tmp / f"{name}-edge")
+            entry_url = shield.url
         start_wall = opens_at.timestamp() - cfg.pre_open_s
         late_s = max(0.0, time.time() - start_wall)  # the server took longer to start than allowed for
         say(f"{name}: load")
@@ -447,7 +455,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         sampler = _CpuTimeline(server.proc.pid, start_wall)
         sampler.start()
         try:
-            crowd, load = _drive(server.url, key, cfg, crowd, start_wall, say)
+            crowd, load = _drive(entry_url, key, cfg, crowd, start_wall, say)
         finally:
             sampler.stop()
         server_cpu_s = _tree_cpu_s(server.proc.pid) - cpu_before
@@ -469,6 +477,10 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             rooms = room_view["products"]
         charges = processor_ledger(server.url, key, processors)
     finally:
+        if shield is not None:
+            from ..edge import stop_all
+
+            stop_all(shield.layout)
         worker.stop()
         server.stop()
         if redis_url:
@@ -491,6 +503,30 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
                       "payment_pending_orders": drained["payment_pending_orders"]}}
+
+
+class _Shield:
+    def __init__(self, layout: Any) -> None:
+        self.layout = layout
+        self.url = layout.shield.url
+
+
+def _start_shield(origin_url: str, root: Path) -> _Shield:
+    """One nginx node of the edge's shield tier in front of ``origin_url`` (the edge's own config template)."""
+    from ..edge import EdgeLayout, start_all, write_configs
+    from ..edge.layout import SHIELD, Node
+    from ..runtime import free_port
+
+    from importlib import resources
+
+    layout = EdgeLayout(root, origin_url, (), Node(SHIELD, "shield", free_port(), root / SHIELD),
+                        origin_timeout_s=30.0)
+    # every held status request takes two of nginx's connections (the shopper's and the origin's)
+    template = resources.files("shopfloor.edge").joinpath("nginx.conf.template").read_text()
+    write_configs(layout, template.replace("worker_connections 4096;", "worker_connections 65536;")
+                  .replace("worker_processes 1;", "worker_processes 1;\nworker_rlimit_nofile 131072;"))
+    start_all(layout)
+    return _Shield(layout)
 
 
 def _forget_redis_prefix(redis_url: str, prefix: str) -> None:
