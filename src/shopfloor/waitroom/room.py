@@ -497,48 +497,55 @@ class WaitingRoom:
     def _status_now(self, token: str) -> tuple[dict, int | None, "GuardedProduct | None"]:
         """:meth:`_status` without waiting; only with a queue store that answers at once (in this process)."""
         now_s = self._now_s()
-        ticket = self.codec.read(token)
-        product = self.products.get(ticket.sku)
-        if ticket.expired(now_s) or product is None:
-            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
-        if self.remaining(ticket.sku) == 0:
-            return dict(_SOLD_OUT_STATUS), None, None
-        opening = self._openings.get(product.sale)
-        pre_arrivals = 0 if opening is None else opening.pre_open_count
+        known, ticket, product = self._status_start(token, now_s)
+        if known is not None:
+            return known, None, None
+        opening, pre_arrivals = self._openings.get(product.sale), 0
         if opening is None:
             opening, pre_arrivals = self.store.opening_now(product.sale, int(now_s * 1000), self._opens_ms(product),
                                                            secrets.randbits(62))
             if opening is not None:
                 self._openings[product.sale] = opening
         if opening is None:
-            until_open = round(max(0.0, product.opens_at_s - now_s), 1)
-            return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
+            return self._pre_open_status(product, pre_arrivals, now_s)
         rank = rank_of(ticket, opening.pre_open_count, opening.seed)
-        place = self.store.poll_now(product.sale, rank, int(now_s * 1000),
-                                    self.policy.room_for(self.remaining(ticket.sku)), self._ttl_ms(), None)
-        if place.state in (ADMITTED, CLAIMED):
-            return {"state": ADMITTED, "position": 0, "eta_s": 0.0}, None, None
-        if place.state == EXPIRED:
-            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
-        position = rank - place.upto + 1
-        return {"state": WAITING, "position": position, "eta_s": self.policy.eta_s(position)}, rank, product
+        return self._place_status(self.store.poll_now(*self._poll_args(product, rank, now_s)), rank, product)
 
     async def _status(self, token: str) -> tuple[dict, int | None, GuardedProduct | None]:
         now_s = self._now_s()
+        known, ticket, product = self._status_start(token, now_s)
+        if known is not None:
+            return known, None, None
+        opening, pre_arrivals = await self._opening(product, now_s)
+        if opening is None:
+            return self._pre_open_status(product, pre_arrivals, now_s)
+        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
+        return self._place_status(await self.store.poll(*self._poll_args(product, rank, now_s)), rank, product)
+
+    def _status_start(self, token: str, now_s: float) -> tuple[dict | None, QueueTicket, "GuardedProduct | None"]:
+        """A status that needs no queue store (expired, sold out), else None with the token's ticket and product."""
         ticket = self.codec.read(token)
         product = self.products.get(ticket.sku)
         if ticket.expired(now_s) or product is None:
-            return {"state": EXPIRED, "position": None, "eta_s": None}, None, None
+            return {"state": EXPIRED, "position": None, "eta_s": None}, ticket, None
         if self.remaining(ticket.sku) == 0:
-            return dict(_SOLD_OUT_STATUS), None, None
-        opening, pre_arrivals = await self._opening(product, now_s)
-        if opening is None:
-            until_open = round(max(0.0, product.opens_at_s - now_s), 1)
-            # before the opening nobody has a rank yet: a held request wakes at the opening (rank 0 sorts first)
-            return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
-        rank = rank_of(ticket, opening.pre_open_count, opening.seed)
-        place = await self.store.poll(product.sale, rank, int(now_s * 1000),
-                                      self.policy.room_for(self.remaining(ticket.sku)), self._ttl_ms(), None)
+            return dict(_SOLD_OUT_STATUS), ticket, None
+        return None, ticket, product
+
+    @staticmethod
+    def _pre_open_status(product: "GuardedProduct", pre_arrivals: int,
+                         now_s: float) -> tuple[dict, int, "GuardedProduct"]:
+        # before the opening nobody has a rank yet: a held request wakes at the opening (rank 0 sorts first)
+        until_open = round(max(0.0, product.opens_at_s - now_s), 1)
+        return {"state": WAITING, "position": pre_arrivals, "eta_s": until_open}, -1, product
+
+    def _poll_args(self, product: "GuardedProduct", rank: int, now_s: float) -> tuple:
+        """What a status request asks the queue store's ``poll`` (no claim: it reads, never takes a place)."""
+        return (product.sale, rank, int(now_s * 1000), self.policy.room_for(self.remaining(product.sku)),
+                self._ttl_ms(), None)
+
+    def _place_status(self, place: "Place", rank: int,
+                      product: "GuardedProduct") -> tuple[dict, int | None, "GuardedProduct | None"]:
         if place.state in (ADMITTED, CLAIMED):
             return {"state": ADMITTED, "position": 0, "eta_s": 0.0}, None, None
         if place.state == EXPIRED:
