@@ -438,15 +438,15 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     server = ServerProcess(url_db, env=env, log_path=tmp / f"{name}-server.log", workers=cfg.server_workers)
     worker = WorkerProcess(url_db, env=env, log_path=tmp / f"{name}-worker.log")
     crowd = _crowd(cfg) if with_crowd else []
-    shield = None
+    edge = None  # the EdgeLayout of the shield node, when the shoppers go through it
     try:
         say(f"{name}: starting server and worker")
         server.start()
         worker.start()
         entry_url = server.url
         if cfg.through_shield:
-            shield = _start_shield(server.url, tmp / f"{name}-edge")
-            entry_url = shield.url
+            edge = _start_shield(server.url, tmp / f"{name}-edge")
+            entry_url = edge.shield.url
         start_wall = opens_at.timestamp() - cfg.pre_open_s
         late_s = max(0.0, time.time() - start_wall)  # the server took longer to start than allowed for
         say(f"{name}: load")
@@ -477,10 +477,10 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             rooms = room_view["products"]
         charges = processor_ledger(server.url, key, processors)
     finally:
-        if shield is not None:
+        if edge is not None:
             from ..edge import stop_all
 
-            stop_all(shield.layout)
+            stop_all(edge)
         worker.stop()
         server.stop()
         if redis_url:
@@ -505,14 +505,9 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
                       "payment_pending_orders": drained["payment_pending_orders"]}}
 
 
-class _Shield:
-    def __init__(self, layout: Any) -> None:
-        self.layout = layout
-        self.url = layout.shield.url
-
-
-def _start_shield(origin_url: str, root: Path) -> _Shield:
-    """One nginx node of the edge's shield tier in front of ``origin_url`` (the edge's own config template)."""
+def _start_shield(origin_url: str, root: Path) -> Any:
+    """One nginx node of the edge's shield tier in front of ``origin_url`` (the edge's own config template), started;
+    returns its EdgeLayout."""
     from ..edge import EdgeLayout, start_all, write_configs
     from ..edge.layout import SHIELD, Node
     from ..runtime import free_port
@@ -526,7 +521,7 @@ def _start_shield(origin_url: str, root: Path) -> _Shield:
     write_configs(layout, template.replace("worker_connections 4096;", "worker_connections 65536;")
                   .replace("worker_processes 1;", "worker_processes 1;\nworker_rlimit_nofile 131072;"))
     start_all(layout)
-    return _Shield(layout)
+    return layout
 
 
 def _forget_redis_prefix(redis_url: str, prefix: str) -> None:

@@ -456,7 +456,7 @@ class WaitingRoom:
         return HeldAnswer((await self._status(token))[0])
 
     def hold_now(self, token: str, wait_s: float,
-                 on_answer: Callable[["HeldAnswer"], None]) -> "HeldAnswer | Hold | None":
+                 on_answer: Callable[["HeldAnswer | None"], None]) -> "HeldAnswer | Hold | None":
         """:meth:`hold` without a task, for an HTTP protocol callback: the answer now (a HeldAnswer), or a
         :class:`Hold` whose ``on_answer`` is called once, from the loop, when the state changes or ``wait_s``
         passes -- the same answers :meth:`hold` gives. None when the queue store cannot answer at once (Redis).
