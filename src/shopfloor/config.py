@@ -162,10 +162,10 @@ class Settings(BaseSettings):
         "Retry-After. 0: none is held.")
     waitroom_arrival_lane_per_turn: int = Field(
         default=8, ge=0, le=10_000, description="New arrivals at a guarded product's checkout (no Queue-Token) that "
-        "one server process lets on per event-loop turn; the rest wait in line, FIFO, behind everything else the "
-        "loop has to do (admitted checkouts, other products' checkouts, queue status), so that a crowd's arrivals "
-        "do not hold up the purchases under way. 0: no line; see docs/benchmarks/flash_sale.md for what it did in "
-        "the game day.")
+        "one server process lets on per event-loop turn, whether the HTTP protocol answers them itself (sold out, "
+        "queued) or a request task does; the rest wait in line, FIFO, behind everything else the loop has to do "
+        "(admitted checkouts, other products' checkouts, queue status), so that a crowd's arrivals do not hold up "
+        "the purchases under way. 0: no line; see docs/benchmarks/flash_sale.md for what it did in the game day.")
     waitroom_wake_per_turn: int = Field(
         default=64, ge=0, le=1_000_000, description="Held GET /v1/queue/{token}?wait=S requests one server process "
         "answers per event-loop turn when many are answered at once (the product sold out); the rest follow in the "

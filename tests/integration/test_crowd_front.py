@@ -164,9 +164,10 @@ def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(
 def test_the_arrival_lane_lets_eight_arrivals_on_per_turn_by_default_and_can_be_turned_off(shop, db_url):
     client, *_ = shop
     assert client.app.front.checkout.arrivals.per_turn == 8
+    assert client.app.front.arrivals is client.app.front.checkout.arrivals  # the HTTP protocol's line is the same
     off = create_app(build_container(Settings(database_url=db_url, waitroom_products={"HOT": {}},
                                               waitroom_arrival_lane_per_turn=0)))
-    assert off.front.checkout.arrivals is None
+    assert off.front.checkout.arrivals is None and off.front.arrivals is None
 
 
 # --- the sold-out shortcut: answered from the request's bytes (shopfloor serve's HTTP protocol) ----------------
@@ -225,6 +226,59 @@ def test_a_sold_out_arrival_gets_from_the_shortcut_what_the_gate_answers(shop):
     assert headers["date"] == "Fri, 04 Dec 2026 03:00:00 GMT" and headers["server"] == "uvicorn"
     metrics = client.get("/metrics").text  # counted like the gate's answer
     assert 'shopfloor_waitroom_decisions_total{outcome="sold_out",sku="GONE"} 2.0' in metrics
+
+
+def test_the_protocol_sends_a_new_arrival_at_a_guarded_product_to_the_arrival_line_and_nothing_else(shop):
+    import json
+
+    client, auth, _, _ = shop
+    shortcut = client.app.front.shortcut
+    assert shortcut.is_arrival(_raw(auth, "HOT", "a1")) and shortcut.is_arrival(_raw(auth, "GONE", "a2"))
+    # a place coming back, another product, a status request, half a request: served as they arrive
+    assert not shortcut.is_arrival(_raw(auth, "HOT", "a3", extra=["Queue-Token: x.y"]))
+    assert not shortcut.is_arrival(_raw(auth, "HOT", "a4", extra=["queue-TOKEN: x.y"]))
+    assert not shortcut.is_arrival(_raw(auth, "A1", "a5"))
+    assert not shortcut.is_arrival(b"GET /v1/queue/x.y HTTP/1.1\r\nHost: shop\r\n\r\n")
+    assert not shortcut.is_arrival(_raw(auth, "HOT", "a6").split(b"\r\n\r\n")[0])
+    body = json.dumps({**_body("A1"), "note": "HOT"}).encode()  # the SKU as a JSON string, not any substring
+    assert shortcut.is_arrival(_raw(auth, "A1", "a7", body=body)) is True  # a wrong guess only moves it in line
+    assert not shortcut.is_arrival(_raw(auth, "A1", "a8", body=body.replace(b'"HOT"', b'"HOTTER"')))
+
+
+def test_a_request_that_waited_in_the_protocols_line_does_not_wait_in_it_again(db_url):
+    from shopfloor.api.fast_checkout import LINE_PASSED
+
+    clock = FixedClock(OPENS + timedelta(seconds=1))  # the sale is open: an arrival is admitted, the usual way
+    settings = Settings(database_url=db_url, waitroom_products={"HOT": {"opens_at": OPENS}},
+                        waitroom_stock_cache_s=0, waitroom_arrival_lane_per_turn=1)
+    container = build_container(settings, clock=clock)
+    seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 5})
+    _, key = new_key(container.engine, "storefront")
+    app = create_app(container)
+    lane = app.front.checkout.arrivals
+    entered = []
+    real_enter = lane.enter
+
+    async def counting_enter():
+        entered.append(1)
+        await real_enter()
+
+    lane.enter = counting_enter
+    auth = {"Authorization": f"Bearer {key}"}
+    seen = []
+
+    async def marked(scope, receive, send):  # as the protocol marks a request it let on from its line
+        if scope["type"] == "http" and scope["path"] == "/v1/checkouts" and len(seen) == 1:
+            scope[LINE_PASSED] = True
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await app(scope, receive, send)
+
+    with TestClient(marked) as client:  # the app's lifespan goes through the wrapper
+        first = _checkout(client, auth, "HOT", "p1")  # not marked: waits in the task's line
+        second = _checkout(client, auth, "HOT", "p2")  # marked: goes on at once
+    assert first.status_code == 201 and second.status_code == 201
+    assert len(entered) == 1  # only the unmarked arrival entered the line
 
 
 def test_the_shortcut_leaves_what_it_is_not_sure_of_to_the_usual_way(shop):

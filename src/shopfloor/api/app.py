@@ -144,6 +144,7 @@ def _install_crowd_front(app: ShopfloorAPI, container: Container, observers: lis
         lane = ArrivalLane(settings.waitroom_arrival_lane_per_turn)
     front.checkout = CheckoutFastPath(front.handed_on, container=container, authenticator=app.state.authenticator,
                                       route=checkout_route, arrivals=lane)
+    front.arrivals = lane  # the HTTP protocol's arrival line shares it (shopfloor.api.lean_http)
     if container.services.get("waitroom") is not None and (settings.waitroom_sold_out_shortcut
                                                            or settings.waitroom_queued_shortcut):
         from .crowd_front import SoldOutShortcut

@@ -16,6 +16,7 @@ entry. Every other request goes straight to the stack.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from typing import Any, Awaitable, Callable
@@ -161,6 +162,24 @@ class SoldOutShortcut:
         self.answered: dict[str, int] = {}  # sku -> sold-out checkouts answered here
         self.queued: dict[str, int] = {}  # sku -> queued (and rate-limited) checkouts answered here
         self._bodies: dict[str, bytes] = {}
+        self._guarded: tuple[Any, tuple[bytes, ...]] = (None, ())  # (room.products, each SKU as a JSON string)
+
+    def is_arrival(self, data: bytes) -> bool:
+        """Whether ``data`` looks like a new arrival at a guarded product: a whole ``POST /v1/checkouts`` without a
+        ``Queue-Token`` header whose body names a guarded SKU as a JSON string. A bytes test of a few microseconds,
+        for the order requests are served in (the protocol's arrival line), never for an answer: a wrong guess
+        either way only moves a request in or out of the line, and :meth:`answer` decides as before."""
+        if not data.startswith(_SOLD_OUT_HEAD):
+            return False
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or b"\nqueue-token:" in data[:end].lower():
+            return False
+        products = self.room.products
+        cached, quoted = self._guarded
+        if cached is not products or len(quoted) != len(products):
+            quoted = tuple(json.dumps(sku).encode() for sku in products)
+            self._guarded = (products, quoted)
+        return any(q in data for q in quoted)
 
     def answer(self, data: bytes, peer: str | None, default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
         """The whole HTTP answer for ``data`` (one request's bytes), or None when it must take the usual way."""
@@ -434,13 +453,17 @@ class ArrivalLane:
     a step of theirs waits behind at most ``per_turn`` arrivals; the arrivals still get whatever CPU the rest
     leaves, and they are answered in the order they came. Costs an idle server one extra loop turn per arrival
     only when more than ``per_turn`` arrive within one turn.
+
+    Two kinds of arrivals share the line and its count: a request task's (:meth:`enter`, the ASGI path) and a
+    request the HTTP protocol answers itself (:meth:`defer`: the protocol's sold-out and queued answers, which would
+    otherwise all run inside the loop's I/O pass as their bytes arrive).
     """
 
     def __init__(self, per_turn: int) -> None:
         if per_turn < 1:
             raise ValueError("per_turn must be >= 1")
         self.per_turn = per_turn
-        self._line: deque[asyncio.Future] = deque()
+        self._line: deque[asyncio.Future | Callable[[], None]] = deque()
         self._passed = 0  # arrivals let on in the current turn
         self._scheduled = False
         self.waited = 0  # arrivals that had to wait in line (for tests and metrics)
@@ -466,14 +489,33 @@ class ArrivalLane:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._turn)
 
+    def defer(self, serve: Callable[[], None]) -> None:
+        """Run ``serve`` (a protocol's answer to a request it holds) now if this turn has room, else in its turn."""
+        if not self._line and self._passed < self.per_turn:
+            self._passed += 1
+            self._schedule()
+            serve()
+            return
+        self._line.append(serve)
+        self.waited += 1
+        self._schedule()
+
     def _turn(self) -> None:
         self._scheduled = False
         self._passed = 0
         line = self._line
         while line and self._passed < self.per_turn:
-            future = line.popleft()
-            if not future.done():  # the client went away (its task was cancelled): nobody to let on
-                future.set_result(None)
-                self._passed += 1
+            entry = line.popleft()
+            if isinstance(entry, asyncio.Future):
+                if not entry.done():  # the client went away (its task was cancelled): nobody to let on
+                    entry.set_result(None)
+                    self._passed += 1
+                continue
+            self._passed += 1
+            try:
+                entry()
+            except Exception as exc:  # one request's failure must not stall the line behind it
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "arrival line: serving a request failed", "exception": exc})
         if line or self._passed:
             self._schedule()

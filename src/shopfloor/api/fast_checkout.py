@@ -25,6 +25,8 @@ from .routes.checkout import CheckoutIn, run_checkout
 log = logging.getLogger(__name__)
 
 PATH = "/v1/checkouts"
+#: set in the scope of a request that already waited in the arrival line in the HTTP protocol (it waits once)
+LINE_PASSED = "shopfloor.arrival_line.passed"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # the route's Idempotency-Key rules (length 1-200, visible ASCII)
 _SCOPES = ("storefront",)
 
@@ -77,7 +79,7 @@ class CheckoutFastPath:
         checkout_in, key, key_id = cmd
         if self.route is not None:
             scope["route"] = self.route
-        if self.arrivals is not None and queue_token is None:
+        if self.arrivals is not None and queue_token is None and not scope.get(LINE_PASSED):
             room = self.container.services.get("waitroom")
             if room is not None and room.guarded_sku([line.sku for line in checkout_in.lines]) is not None:
                 await self.arrivals.enter()

@@ -5,7 +5,10 @@ limit's 429, while the queue and the buckets are in this process) is answered fr
 (:class:`~shopfloor.api.crowd_front.SoldOutShortcut`), before the protocol parses the request into a scope and
 starts a task for it; so is a queue status request, held here without a task when it waits
 (:class:`~shopfloor.api.crowd_front.QueueStatusShortcut`); every other request, and any request the shortcuts are
-not sure of, is handed to uvicorn's protocol unchanged.
+not sure of, is handed to uvicorn's protocol unchanged. With the arrival line on
+(``waitroom_arrival_lane_per_turn``), a new arrival's checkout of a guarded product waits in that line before it
+is answered, so that the crowd's answers take a bounded share of each loop turn
+(:class:`~shopfloor.api.crowd_front.ArrivalLane`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .fast_checkout import LINE_PASSED
 
 #: what ``uvicorn.run(http=...)`` takes (also in the worker processes of ``--workers N``)
 PROTOCOL = "shopfloor.api.lean_http:CrowdHttpProtocol"
@@ -42,13 +47,39 @@ class CrowdHttpProtocol(HttpToolsProtocol):
         self.shortcut = getattr(front, "shortcut", None)
         self.status_shortcut = getattr(front, "status_shortcut", None)
         self.held = None  # a status request held for this connection (crowd_front.HeldRequest)
+        self.lane = getattr(front, "arrivals", None) if self.shortcut is not None else None
+        self.waiting: bytes | None = None  # a request in the arrival line, and whatever the client sent after it
 
     def data_received(self, data: bytes) -> None:
+        if self.waiting is not None:  # keep the order: behind the request that waits in line
+            self.waiting += data
+            return
         held = self.held
         if held is not None:  # the client sent more before its held status request was answered: answer it first
             self.held = None
             self._answered(held.answer_now())
-        if not self.pipeline and (self.cycle is None or self.cycle.response_complete) and self.parser is not None:
+        lane = self.lane
+        if lane is not None and self._idle() and self.shortcut.is_arrival(data):
+            # a crowd's new arrival: served in the arrival line, at most its share per loop turn, so that it does not
+            # hold up every step of the purchases under way (their I/O would otherwise wait for all of the crowd's
+            # answers that came in meanwhile)
+            self._unset_keepalive_if_required()
+            self.waiting = data
+            lane.defer(self._from_line)
+            return
+        self._serve(data, False)
+
+    def _idle(self) -> bool:
+        return not self.pipeline and (self.cycle is None or self.cycle.response_complete) and self.parser is not None
+
+    def _from_line(self) -> None:
+        data, self.waiting = self.waiting, None
+        if data is None or self.transport is None or self.transport.is_closing():
+            return  # the client went away while it waited
+        self._serve(data, True)
+
+    def _serve(self, data: bytes, lined: bool) -> None:
+        if self._idle():
             peer = self.client[0] if self.client else None
             shortcut = self.shortcut
             if shortcut is not None:
@@ -68,6 +99,8 @@ class CrowdHttpProtocol(HttpToolsProtocol):
                         self.held = answer
                     return
         super().data_received(data)
+        if lined and self.cycle is not None:  # the request task the parser just started: it has waited its turn
+            self.cycle.scope[LINE_PASSED] = True
 
     def _answered(self, answer: bytes) -> None:
         self.transport.write(answer)
@@ -83,6 +116,7 @@ class CrowdHttpProtocol(HttpToolsProtocol):
             self._answered(answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.waiting = None
         held, self.held = self.held, None
         if held is not None:
             held.cancel()
