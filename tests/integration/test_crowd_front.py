@@ -128,6 +128,19 @@ def test_the_queue_status_keeps_its_openapi_entry(shop):
     assert "get" in paths["/v1/queue/{token}"] and "post" in paths["/v1/checkouts"]
 
 
+def _count_entries(lane) -> list:
+    """A list that grows by one for each request task that enters ``lane``."""
+    entered: list = []
+    real_enter = lane.enter
+
+    async def counting_enter():
+        entered.append(1)
+        await real_enter()
+
+    lane.enter = counting_enter
+    return entered
+
+
 def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(db_url):
     from shopfloor.api.crowd_front import ArrivalLane
 
@@ -141,14 +154,7 @@ def test_with_the_arrival_lane_on_new_arrivals_pass_it_and_get_the_same_answers(
     app = create_app(container)
     lane = app.front.checkout.arrivals
     assert isinstance(lane, ArrivalLane) and lane.per_turn == 1
-    entered = []
-    real_enter = lane.enter
-
-    async def counting_enter():
-        entered.append(1)
-        await real_enter()
-
-    lane.enter = counting_enter
+    entered = _count_entries(lane)
     auth = {"Authorization": f"Bearer {key}"}
     with TestClient(app) as client:
         queued = _checkout(client, auth, "HOT", "q1")
@@ -255,15 +261,7 @@ def test_a_request_that_waited_in_the_protocols_line_does_not_wait_in_it_again(d
     seed(container.engine, {"w1": ("us-west", "US", ["9"])}, {"HOT": 999}, {("HOT", "w1"): 5})
     _, key = new_key(container.engine, "storefront")
     app = create_app(container)
-    lane = app.front.checkout.arrivals
-    entered = []
-    real_enter = lane.enter
-
-    async def counting_enter():
-        entered.append(1)
-        await real_enter()
-
-    lane.enter = counting_enter
+    entered = _count_entries(app.front.checkout.arrivals)
     auth = {"Authorization": f"Bearer {key}"}
     seen = []
 
