@@ -33,10 +33,10 @@ class _Transport:
         pass
 
     def pause_reading(self) -> None:
-        pass
+        self.log.append((self.name, "paused"))
 
     def resume_reading(self) -> None:
-        pass
+        self.log.append((self.name, "resumed"))
 
 
 class _Shortcut:
@@ -123,3 +123,24 @@ def test_a_connections_later_bytes_stay_behind_its_waiting_request_and_a_closed_
     assert [name for name, _ in log] == ["c0", "c1"]
     shortcut = conns[0].shortcut
     assert shortcut.seen == [_request("HOT0"), _request("HOT1") + b"more"]  # served with what came after it
+
+
+def test_a_client_that_keeps_sending_while_it_waits_is_not_read_until_its_turn():
+    from shopfloor.api.lean_http import WAITING_HIGH_WATER
+
+    log: list = []
+
+    async def scene():
+        loop = asyncio.get_running_loop()
+        conns = _protocols(loop, 2, 1, log)
+        conns[0].data_received(_request("HOT0"))  # takes the turn's room
+        conns[1].data_received(_request("HOT1"))  # waits
+        conns[1].data_received(b"x" * (WAITING_HIGH_WATER + 1))
+        paused_while_waiting = list(log)
+        await asyncio.sleep(0)
+        return paused_while_waiting
+
+    paused_while_waiting = asyncio.run(scene())
+    assert ("c1", "paused") in paused_while_waiting and ("c1", "resumed") not in paused_while_waiting
+    assert log.index(("c1", "resumed")) < next(i for i, (name, data) in enumerate(log)
+                                               if name == "c1" and isinstance(data, bytes))

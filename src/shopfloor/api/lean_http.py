@@ -19,6 +19,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .fast_checkout import LINE_PASSED
 
+#: most bytes a connection's request waiting in the arrival line holds before its reading is paused (uvicorn's
+#: own flow-control mark)
+WAITING_HIGH_WATER = 64 * 1024
 #: what ``uvicorn.run(http=...)`` takes (also in the worker processes of ``--workers N``)
 PROTOCOL = "shopfloor.api.lean_http:CrowdHttpProtocol"
 
@@ -49,10 +52,14 @@ class CrowdHttpProtocol(HttpToolsProtocol):
         self.held = None  # a status request held for this connection (crowd_front.HeldRequest)
         self.lane = getattr(front, "arrivals", None) if self.shortcut is not None else None
         self.waiting: bytes | None = None  # a request in the arrival line, and whatever the client sent after it
+        self.waiting_paused = False  # reading paused while it waits (more than WAITING_HIGH_WATER bytes held)
 
     def data_received(self, data: bytes) -> None:
         if self.waiting is not None:  # keep the order: behind the request that waits in line
             self.waiting += data
+            if len(self.waiting) > WAITING_HIGH_WATER and not self.waiting_paused:
+                self.waiting_paused = True  # a client streaming while it waits: stop reading until its turn
+                self.transport.pause_reading()
             return
         held = self.held
         if held is not None:  # the client sent more before its held status request was answered: answer it first
@@ -76,6 +83,9 @@ class CrowdHttpProtocol(HttpToolsProtocol):
         data, self.waiting = self.waiting, None
         if data is None or self.transport is None or self.transport.is_closing():
             return  # the client went away while it waited
+        if self.waiting_paused:
+            self.waiting_paused = False
+            self.transport.resume_reading()
         self._serve(data, True)
 
     def _serve(self, data: bytes, lined: bool) -> None:
