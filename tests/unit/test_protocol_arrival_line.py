@@ -103,14 +103,19 @@ def test_arrivals_wait_their_turn_in_order_while_other_requests_are_answered_as_
     assert conns[0].waiting is None and conns[4].waiting is None
 
 
+def _second_waits(n: int, log: list) -> list[CrowdHttpProtocol]:
+    """``n`` connections on a line of one per turn: the first arrival takes the turn's room, the second waits."""
+    conns = _protocols(asyncio.get_running_loop(), n, 1, log)
+    conns[0].data_received(_request("HOT0"))
+    conns[1].data_received(_request("HOT1"))
+    return conns
+
+
 def test_a_connections_later_bytes_stay_behind_its_waiting_request_and_a_closed_one_gets_no_answer():
     log: list = []
 
     async def scene():
-        loop = asyncio.get_running_loop()
-        conns = _protocols(loop, 3, 1, log)
-        conns[0].data_received(_request("HOT0"))  # takes the turn's room
-        conns[1].data_received(_request("HOT1"))  # waits
+        conns = _second_waits(3, log)
         conns[1].data_received(b"more")  # the client sent more: kept behind its request
         conns[2].data_received(_request("HOT2"))  # waits
         conns[2].transport.closing = True
@@ -131,10 +136,7 @@ def test_a_client_that_keeps_sending_while_it_waits_is_not_read_until_its_turn()
     log: list = []
 
     async def scene():
-        loop = asyncio.get_running_loop()
-        conns = _protocols(loop, 2, 1, log)
-        conns[0].data_received(_request("HOT0"))  # takes the turn's room
-        conns[1].data_received(_request("HOT1"))  # waits
+        conns = _second_waits(2, log)
         conns[1].data_received(b"x" * (WAITING_HIGH_WATER + 1))
         paused_while_waiting = list(log)
         await asyncio.sleep(0)
