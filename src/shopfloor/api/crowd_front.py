@@ -162,11 +162,12 @@ class SoldOutShortcut:
         self.answered: dict[str, int] = {}  # sku -> sold-out checkouts answered here
         self.queued: dict[str, int] = {}  # sku -> queued (and rate-limited) checkouts answered here
         self._bodies: dict[str, bytes] = {}
-        self._guarded: tuple[Any, tuple[bytes, ...]] = (None, ())  # (room.products, each SKU as a JSON string)
+        # each guarded SKU as a JSON string (the room's products are fixed when it is built)
+        self._guarded_json = tuple(json.dumps(sku).encode() for sku in room.products)
 
     def is_arrival(self, data: bytes) -> bool:
         """Whether ``data`` looks like a new arrival at a guarded product: a whole ``POST /v1/checkouts`` without a
-        ``Queue-Token`` header whose body names a guarded SKU as a JSON string. A bytes test of a few microseconds,
+        ``Queue-Token`` header whose body names a guarded SKU as a JSON string. A bytes test (nothing is parsed),
         for the order requests are served in (the protocol's arrival line), never for an answer: a wrong guess
         either way only moves a request in or out of the line, and :meth:`answer` decides as before."""
         if not data.startswith(_SOLD_OUT_HEAD):
@@ -174,12 +175,7 @@ class SoldOutShortcut:
         end = data.find(b"\r\n\r\n")
         if end < 0 or b"\nqueue-token:" in data[:end].lower():
             return False
-        products = self.room.products
-        cached, quoted = self._guarded
-        if cached is not products or len(quoted) != len(products):
-            quoted = tuple(json.dumps(sku).encode() for sku in products)
-            self._guarded = (products, quoted)
-        return any(q in data for q in quoted)
+        return any(quoted in data for quoted in self._guarded_json)
 
     def answer(self, data: bytes, peer: str | None, default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
         """The whole HTTP answer for ``data`` (one request's bytes), or None when it must take the usual way."""
@@ -474,14 +470,10 @@ class ArrivalLane:
 
     async def enter(self) -> None:
         """Return when this arrival may go on."""
-        if not self._line and self._passed < self.per_turn:
-            self._passed += 1
-            self._schedule()
+        if self._room_now():
             return
         future = asyncio.get_running_loop().create_future()
-        self._line.append(future)
-        self.waited += 1
-        self._schedule()
+        self._wait(future)
         await future
 
     def _schedule(self) -> None:
@@ -491,12 +483,21 @@ class ArrivalLane:
 
     def defer(self, serve: Callable[[], None]) -> None:
         """Run ``serve`` (a protocol's answer to a request it holds) now if this turn has room, else in its turn."""
-        if not self._line and self._passed < self.per_turn:
-            self._passed += 1
-            self._schedule()
+        if self._room_now():
             serve()
-            return
-        self._line.append(serve)
+        else:
+            self._wait(serve)
+
+    def _room_now(self) -> bool:
+        """Whether an arrival may go on in this turn (nobody waits and the turn has room); counts it if so."""
+        if self._line or self._passed >= self.per_turn:
+            return False
+        self._passed += 1
+        self._schedule()
+        return True
+
+    def _wait(self, entry: "asyncio.Future | Callable[[], None]") -> None:
+        self._line.append(entry)
         self.waited += 1
         self._schedule()
 
