@@ -120,6 +120,35 @@ class CrowdFront:
 
 
 _SOLD_OUT_HEAD = b"POST " + CHECKOUT_PATH.encode() + b" HTTP/1.1\r\n"
+# headers the shortcuts leave to the usual way: a body they would have to read in pieces, or a connection's change
+_LEFT_TO_THE_STACK = frozenset((b"transfer-encoding", b"expect", b"connection", b"upgrade"))
+_CHECKOUT_HEADERS = (b"authorization", b"idempotency-key", b"content-type", b"content-length")
+
+
+def _header_fields(block: bytes) -> dict[bytes, list[bytes]] | None:
+    """A request's header lines (``block``: from after the request line to before the blank line) as values by
+    lower-case name, in order, stripped; None when a line is not ``name: value`` or names a header in
+    ``_LEFT_TO_THE_STACK``, which the shortcuts leave to the usual way."""
+    fields: dict[bytes, list[bytes]] = {}
+    for line in block.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            return None
+        name = name.strip().lower()
+        if name in _LEFT_TO_THE_STACK:
+            return None
+        values = fields.get(name)
+        if values is None:
+            fields[name] = [value.strip()]
+        else:
+            values.append(value.strip())
+    return fields
+
+
+def _last(fields: dict[bytes, list[bytes]], name: bytes) -> bytes | None:
+    """The last value of header ``name``, as a server that keeps the last of repeated headers reads it."""
+    values = fields.get(name)
+    return None if values is None else values[-1]
 
 
 class SoldOutShortcut:
@@ -185,30 +214,15 @@ class SoldOutShortcut:
         end = data.find(b"\r\n\r\n")
         if end < 0:
             return None
-        auth = idem = ctype = length = token = None
-        xff: list[bytes] = []
-        for line in data[len(_SOLD_OUT_HEAD):end].split(b"\r\n"):
-            name, sep, value = line.partition(b":")
-            if not sep:
-                return None
-            name = name.strip().lower()
-            value = value.strip()
-            if name == b"authorization":
-                auth = value
-            elif name == b"idempotency-key":
-                idem = value
-            elif name == b"content-type":
-                ctype = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"x-forwarded-for":
-                xff.append(value)
-            elif name == b"queue-token":
-                if token is not None or len(value) > 512:
-                    return None
-                token = value
-            elif name in (b"transfer-encoding", b"expect", b"connection", b"upgrade"):
-                return None
+        fields = _header_fields(data[len(_SOLD_OUT_HEAD):end])
+        if fields is None:
+            return None
+        tokens = fields.get(b"queue-token")
+        if tokens is not None and (len(tokens) > 1 or len(tokens[0]) > 512):
+            return None
+        token = None if tokens is None else tokens[0]
+        auth, idem, ctype, length = (_last(fields, name) for name in _CHECKOUT_HEADERS)
+        xff = fields.get(b"x-forwarded-for", [])
         body = data[end + 4:]
         if (length is None or not length.isdigit() or int(length) != len(body) or len(body) > self.body_limit):
             return None
@@ -340,19 +354,10 @@ class QueueStatusShortcut:
         if len(parts) != 3 or parts[2] != b"HTTP/1.1":
             return None
         path, _, query = parts[1].partition(b"?")
-        xff: list[bytes] = []
-        if end > line_end:
-            for line in data[line_end + 2:end].split(b"\r\n"):
-                name, sep, value = line.partition(b":")
-                if not sep:
-                    return None
-                name = name.strip().lower()
-                if name == b"x-forwarded-for":
-                    xff.append(value.strip())
-                elif name in (b"transfer-encoding", b"expect", b"connection", b"upgrade"):
-                    return None
-                elif name == b"content-length" and value.strip() != b"0":
-                    return None
+        fields = _header_fields(data[line_end + 2:end]) if end > line_end else {}
+        if fields is None or any(length != b"0" for length in fields.get(b"content-length", ())):
+            return None
+        xff = fields.get(b"x-forwarded-for", [])
         token = path[len(QUEUE_PREFIX):].decode("latin-1")
         if len(token) > 512 or TOKEN_RE.match(token) is None:
             return None

@@ -51,7 +51,7 @@ from .checks import (
 )
 from .faults import EDGE_SCHEDULE, LATENCY_MS, Fault, heal, play
 from .report import ChecksVerdict
-from .seed import ensure_fresh_store, seed_bench_store
+from .seed import ensure_fresh_store, seed_bench_store, seed_sku
 
 SHOPPER_AGENT = "shopfloor-gameday-shopper"
 #: The SKU that sells out during the run, and its units (>= the "plenty" band: cached for minutes until purged).
@@ -306,15 +306,7 @@ def _purger(env: dict, log_path: Path, timeout: float = 60.0) -> subprocess.Pope
 
 
 def _seed_sellout(database_url: str) -> None:
-    from ..store import orders_repo as repo
-    from ..store.engine import make_engine
-
-    engine = make_engine(database_url)
-    now = datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        repo.upsert_sku(conn, SELLOUT_SKU, "Last chance item", "promo", 1999, "USD", now)
-        repo.set_on_hand(conn, SELLOUT_SKU, "us-west-1", SELLOUT_UNITS, now)
-    engine.dispose()
+    seed_sku(database_url, SELLOUT_SKU, "Last chance item", "promo", 1999, "us-west-1", SELLOUT_UNITS)
 
 
 def _warm(layout, n_skus: int, weights: list[float]) -> dict[str, int]:

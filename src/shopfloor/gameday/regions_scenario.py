@@ -46,7 +46,7 @@ from .checks import (
 from .edge_scenario import POSTAL_CODES, SHOPPER_AGENT, VIEW_TIMEOUT_S, _Edges, _Load, _phases, _seed_sellout
 from .faults import DELAYED_WAREHOUSE, LATENCY_MS, REGIONS_SCHEDULE, Fault, heal, play
 from .report import ChecksVerdict
-from .seed import seed_bench_store
+from .seed import seed_bench_store, seed_sku
 from .warehouse_feed import PromiseSeen, WarehouseFeed, unchanged_promises
 
 TARGET_RTO_S = 30.0
@@ -191,18 +191,6 @@ def _free_base(start: int) -> int:
     raise RuntimeError(f"no free port block for two regions from {start}")
 
 
-def _seed_delayed_sku(database_url: str) -> None:
-    from ..store import orders_repo as repo
-    from ..store.engine import make_engine
-
-    engine = make_engine(database_url)
-    now = datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        repo.upsert_sku(conn, DELAYED_SKU, "Only in the east", "regional", 2499, "USD", now)
-        repo.set_on_hand(conn, DELAYED_SKU, DELAYED_WAREHOUSE, 1_000_000, now)
-    engine.dispose()
-
-
 def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int = 1, seed: int = 7,
                         n_skus: int = 40, views_per_order: int = 20, page_ttl_s: int = 10,
                         drain_timeout_s: float = 120.0, port_base: int | None = None,
@@ -270,7 +258,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         result.totals["regions_up_s"] = round(started["timings"]["total_s"], 1)
         say("seeding the store and four weeks of fulfillment history")
         key = seed_bench_store(layout.a.database_url, n_skus, 150)
-        _seed_delayed_sku(layout.a.database_url)
+        seed_sku(layout.a.database_url, DELAYED_SKU, "Only in the east", "regional", 2499, DELAYED_WAREHOUSE, 1_000_000)
         _seed_sellout(layout.a.database_url)  # the browsers' occasional look at the edge game day's sell-out SKU
         initial = stock_snapshot(layout.a.database_url)
         feed = WarehouseFeed(WAREHOUSES, [("US", p) for p in POSTAL_CODES], seed)

@@ -24,13 +24,32 @@ def seed_bench_store(database_url: str, n_skus: int, hot_units: int) -> str:
             repo.upsert_sku(conn, sku, f"Bench item {i}", f"cat{i % 20}", 500 + i, "USD", now)
             for wid in ("us-west-1", "us-east-1", "us-central-1"):
                 repo.set_on_hand(conn, sku, wid, 1_000_000, now)
-        repo.upsert_sku(conn, "HOT", "Flash sale item", "promo", 999, "USD", now)
-        repo.set_on_hand(conn, "HOT", "us-west-1", hot_units, now)
+        _add_sku(conn, "HOT", "Flash sale item", "promo", 999, "us-west-1", hot_units, now)
     _, key = create_api_key(engine, ["storefront", "admin"], "bench", now)
     engine.dispose()
     return key
 
 
+def seed_sku(database_url: str, sku: str, name: str, category: str, price_cents: int, warehouse: str,
+             units: int) -> None:
+    """One more SKU (USD) with ``units`` on hand in ``warehouse``, in a store already seeded."""
+    from datetime import datetime, timezone
+
+    from ..store.engine import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            _add_sku(conn, sku, name, category, price_cents, warehouse, units, datetime.now(timezone.utc))
+    finally:
+        engine.dispose()
+
+
+def _add_sku(conn, sku: str, name: str, category: str, price_cents: int, warehouse: str, units: int, now) -> None:
+    from ..store import orders_repo as repo
+
+    repo.upsert_sku(conn, sku, name, category, price_cents, "USD", now)
+    repo.set_on_hand(conn, sku, warehouse, units, now)
 
 def ensure_fresh_store(database_url: str) -> None:
     """Refuse a database that already holds orders: the lost/duplicate checks count every order in it, and the hot
