@@ -478,22 +478,29 @@ def test_once_sold_out_a_retry_of_the_purchase_that_used_the_place_still_reaches
     assert run(scene()) == (ADMITTED, ADMITTED)
 
 
+class _CountingLimits:
+    """The gate's rate limits, scripted: counts the checkouts it is asked about and grants the first ``grants``
+    (all when None), refusing the rest by the per-address limit."""
+
+    def __init__(self, grants: int | None = None) -> None:
+        self.grants = grants
+        self.taken = 0
+
+    async def checkout(self, key_id, address):
+        self.taken += 1
+        if self.grants is None or self.taken <= self.grants:
+            return None
+        return ("checkout_per_address", 1)
+
+    async def products(self, skus):
+        return None
+
+
 def test_a_checkout_of_a_sold_out_product_is_answered_sold_out_without_taking_from_the_rate_limits():
     from shopfloor.waitroom import SOLD, CheckoutGate
 
-    class CountingLimits:
-        def __init__(self) -> None:
-            self.taken = 0
-
-        async def checkout(self, key_id, address):
-            self.taken += 1
-            return ("checkout_per_address", 1)  # would refuse
-
-        async def products(self, skus):
-            return None
-
     room, stock, _ = _room(units=0)
-    limits = CountingLimits()
+    limits = _CountingLimits(grants=0)  # would refuse every checkout it is asked about
     gate = CheckoutGate(room, limits)
     sold = run(gate.enter(["HOT"], "key", "10.0.0.1", None, "a", "tok"))
     stock.units = 3
@@ -506,19 +513,8 @@ def test_a_queued_shopper_retrying_after_the_sell_out_hears_sold_out_even_when_i
     # next try is told sold_out, not "rate limited" until the bucket refills (the sell-out notice waits for nobody)
     from shopfloor.waitroom import QUEUED, SOLD, CheckoutGate
 
-    class DryLimits:
-        def __init__(self) -> None:
-            self.taken = 0
-
-        async def checkout(self, key_id, address):
-            self.taken += 1
-            return None if self.taken == 1 else ("checkout_per_address", 1)
-
-        async def products(self, skus):
-            return None
-
     room, stock, _ = _room(units=1, k=1.0)
-    limits = DryLimits()
+    limits = _CountingLimits(grants=1)  # the address bucket holds one checkout
     gate = CheckoutGate(room, limits)
 
     async def scene():
@@ -535,19 +531,8 @@ def test_a_queued_shopper_retrying_after_the_sell_out_hears_sold_out_even_when_i
 def test_once_sold_out_a_retry_of_a_purchase_under_way_still_passes_the_gate_and_its_limits():
     from shopfloor.waitroom import GO, CheckoutGate
 
-    class CountingLimits:
-        def __init__(self) -> None:
-            self.taken = 0
-
-        async def checkout(self, key_id, address):
-            self.taken += 1
-            return None
-
-        async def products(self, skus):
-            return None
-
     room, stock, _ = _room(units=1, k=1.0)
-    limits = CountingLimits()
+    limits = _CountingLimits()
     gate = CheckoutGate(room, limits)
 
     async def scene():
