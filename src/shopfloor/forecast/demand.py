@@ -271,12 +271,15 @@ def forecast_distribution(
 
     n_obs = hist.groupby(ID, sort=True).size()
     cold_ids = n_obs.index[n_obs < cfg.cold_start_days]
-    is_cold = hist[ID].isin(cold_ids)
-    warm, cold = hist[~is_cold], hist[is_cold]
+    if len(cold_ids):
+        is_cold = hist[ID].isin(cold_ids)
+        warm, cold = hist[~is_cold].reset_index(drop=True), hist[is_cold]
+        del is_cold
+    else:  # the usual case: no copy of the panel (on 30,490 series it is GBs, held while the models train)
+        warm, cold = hist, hist.iloc[:0]
 
     parts, fallbacks = [], {}
     if not warm.empty:
-        warm = warm.reset_index(drop=True)
         point, fallbacks = point_forecast(
             warm, horizon, spec, future=fut, covariates=covs, config=cfg, n_jobs=n_jobs, dask_client=dask_client,
             runner=runner,

@@ -141,7 +141,7 @@ def validate_history(history: pd.DataFrame, keep_days: int | None = None) -> pd.
     if not (order[1:] > order[:-1]).all():
         out = out.take(order)
     del order
-    out = out.reset_index(drop=True)
+    out.index = pd.RangeIndex(len(out))  # in place: reset_index would copy every column once more
     return _fill_gaps(out, covs)
 
 

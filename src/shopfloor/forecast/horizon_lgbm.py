@@ -388,11 +388,15 @@ def _horizon_forecast(
     cfg: HorizonLGBMConfig, n_jobs: int, name: str, dask_client: Any,
 ) -> pd.DataFrame:
     max_k = max(cfg.max_horizon, horizon)
-    hist = history.groupby(ID, sort=False).tail(cfg.history_days + max_k)
-    covs = [c for c in covariates if c in hist.columns]
+    covs = [c for c in covariates if c in history.columns]
     if future is None:
         covs = [c for c in covs if c == "price"]  # target-day flags need their future values
-    hist = hist[[ID, TIME, TARGET, *covs]].reset_index(drop=True)
+    # Each series' last days and the columns used, copied once (a tail, a column pick and a reset_index would each
+    # copy the rows: on a full M5 panel that is GBs at the run's peak).
+    recent = history.groupby(ID, sort=False).cumcount(ascending=False).to_numpy() < cfg.history_days + max_k
+    hist = history.loc[recent, [ID, TIME, TARGET, *covs]]
+    del recent
+    hist.index = pd.RangeIndex(len(hist))
     fitted = [_train(hist, future, covs, max_k, cfg, cfg.seed + b, n_jobs, dask_client) for b in range(cfg.bags)]
     outs = []
     for ids, blk in _blocks(hist, future, covs, max_k, cfg.block_series):
