@@ -63,6 +63,9 @@ def test_out_of_stock_is_a_409_with_shortages(api):
     [
         ({**BODY, "lines": [{"sku": "A1", "qty": -1}]}, "lines.0.qty"),
         ({**BODY, "lines": [{"sku": "A1", "qty": 10**9}]}, "lines.0.qty"),
+        ({**BODY, "lines": [{"sku": "A1", "qty": True}]}, "lines.0.qty"),  # not read as 1
+        ({**BODY, "lines": [{"sku": "A1", "qty": "2"}]}, "lines.0.qty"),  # a count is a JSON number
+        ({**BODY, "lines": [{"sku": "A1", "qty": 1.5}]}, "lines.0.qty"),
         ({**BODY, "lines": []}, "lines"),
         ({**BODY, "ship_to": {"country": "USA", "postal_code": "1"}}, "ship_to.country"),
         ({**BODY, "lines": [{"sku": "A1", "qty": 1, "extra": 1}]}, "lines.0.extra"),

@@ -32,13 +32,13 @@ class SkuIn(BaseModel):
         {"name": "Mug", "category": "kitchen", "price": 1299, "currency": "USD"}]})
     name: str = Field(min_length=1, max_length=300)
     category: str = Field(min_length=1, max_length=120)
-    price: int = Field(ge=0, le=10**12, description="Unit price in minor units (cents).")
+    price: int = Field(ge=0, le=10**12, strict=True, description="Unit price in minor units (cents).")
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
 
 
 class StockIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"on_hand": 1000}]})
-    on_hand: int = Field(ge=0, le=10**12)
+    on_hand: int = Field(ge=0, le=10**12, strict=True)
 
 
 @router.put("/v1/warehouses/{warehouse_id}", status_code=200)

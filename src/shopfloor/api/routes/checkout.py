@@ -28,7 +28,7 @@ SkuId = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)
 class LineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: SkuId
-    qty: int = Field(ge=1, le=10_000)
+    qty: int = Field(ge=1, le=10_000, strict=True)
 
 
 class ShipToIn(BaseModel):

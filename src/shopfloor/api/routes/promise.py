@@ -37,7 +37,7 @@ class EventIn(BaseModel):
     origin_region: str | None = Field(default=None, min_length=1, max_length=64)
     # ``returned`` events only: what came back, why, and whether it goes back on hand after inspection.
     sku: str | None = Field(default=None, min_length=1, max_length=64)
-    qty: int | None = Field(default=None, ge=1, le=100_000)
+    qty: int | None = Field(default=None, ge=1, le=100_000, strict=True)
     reason: Literal["fit", "quality", "not_as_described", "damaged", "late", "other"] | None = None
     restock: bool | None = None
 
@@ -83,7 +83,7 @@ class PromiseOut(BaseModel):
 class PromiseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(default=1, ge=1, le=10_000)
+    qty: int = Field(default=1, ge=1, le=10_000, strict=True)
     country: str = Field(pattern=r"^[A-Za-z]{2}$")
     postal_code: str = Field(default="", max_length=16)
 

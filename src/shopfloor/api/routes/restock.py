@@ -24,7 +24,7 @@ class PurchaseOrderBody(BaseModel):
 
     sku: str = Field(min_length=1, max_length=64)
     warehouse: str = Field(min_length=1, max_length=64)
-    qty: int = Field(gt=0, le=10_000_000)
+    qty: int = Field(gt=0, le=10_000_000, strict=True)
     expected_at: AwareDatetime
     status: PoStatus = "open"
     supplier: str | None = Field(default=None, max_length=120)
