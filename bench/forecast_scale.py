@@ -136,7 +136,7 @@ def timed(label: str, fn):
                  "peak_pss_gb": round(rss.peak_pss / 1e9, 3), "peak_main_rss_gb": round(rss.peak_main / 1e9, 3)}
 
 
-def compare_runs(args: argparse.Namespace) -> None:
+def compare_runs(args: argparse.Namespace, json_out) -> None:
     """Run this benchmark for ``args.compare`` and then ``args.model``, each in a fresh process; print both."""
     import subprocess
 
@@ -146,13 +146,14 @@ def compare_runs(args: argparse.Namespace) -> None:
                "--horizon", str(args.horizon), "--jobs", str(args.jobs), "--model", model,
                "--dask-workers", str(args.dask_workers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(out[out.index("{"):]))
+        runs.append(json.loads(out))
     base, ours = runs
     ratio = {k: round(ours["default"][k] / base["default"][k], 3)
              for k in ("wall_s", "cpu_s", "peak_pss_gb", "peak_main_rss_gb")}
     print(json.dumps({"benchmark": "forecast_scale_compare", "series": args.series, "compare": base["model"],
                       "model": ours["model"], "ratio_model_over_compare": ratio,
-                      "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "runs": runs}, indent=2))
+                      "load_avg_1m_at_end": round(os.getloadavg()[0], 2), "runs": runs}, indent=2),
+          file=json_out, flush=True)
 
 
 def main() -> None:
@@ -167,8 +168,13 @@ def main() -> None:
     parser.add_argument("--compare", default=None,
                         help="also run this model (first, in its own process) and print the ratios")
     args = parser.parse_args()
+    # Only the JSON goes to stdout: LightGBM's Dask workers and its C++ network set-up print to file descriptor 1
+    # (ports, ranks), so it is pointed at stderr for the run and the JSON written to a copy of the original.
+    json_out = os.fdopen(os.dup(1), "w")
+    sys.stdout.flush()
+    os.dup2(2, 1)
     if args.compare:
-        compare_runs(args)
+        compare_runs(args, json_out)
         return
     client = cluster = None
     if args.dask_workers > 0:
@@ -216,7 +222,7 @@ def main() -> None:
         "met": {"wall": our_stats["wall_s"] <= 900,
                 "memory": max(our_stats["peak_pss_gb"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9) <= 8.0},
     }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), file=json_out, flush=True)
     if client is not None:
         client.close()
         cluster.close()
