@@ -55,3 +55,34 @@ def test_without_a_crowd_an_arrival_goes_on_at_once():
 def test_a_line_needs_room_for_one():
     with pytest.raises(ValueError):
         ArrivalLane(per_turn=0)
+
+
+def test_a_deferred_request_whose_client_left_gives_its_place_in_the_turn_to_the_next_one():
+    served_by_turn: list[list[int]] = []
+
+    async def scene():
+        lane = ArrivalLane(per_turn=2)
+        turn: list[int] = []
+
+        def request(i: int, left: bool):
+            def serve() -> bool:
+                if left:
+                    return False  # the client went away while it waited: nothing written
+                turn.append(i)
+                return True
+            return serve
+
+        # four arrivals in one turn fill it (two go on at once); of the six that wait, 2 and 3 have left
+        for i in range(8):
+            lane.defer(request(i, left=i in (2, 3)))
+        while lane.waiting or turn:
+            served_by_turn.append(turn[:])
+            turn.clear()
+            await asyncio.sleep(0)
+        return lane
+
+    lane = asyncio.run(scene())
+    served = [i for t in served_by_turn for i in t]
+    assert served == [0, 1, 4, 5, 6, 7]  # in order, the two that left skipped
+    assert served_by_turn == [[0, 1], [4, 5], [6, 7]]  # every turn let on two who were there, none went empty
+    assert lane.waited == 6

@@ -464,7 +464,7 @@ class ArrivalLane:
         if per_turn < 1:
             raise ValueError("per_turn must be >= 1")
         self.per_turn = per_turn
-        self._line: deque[asyncio.Future | Callable[[], None]] = deque()
+        self._line: deque[asyncio.Future | Callable[[], bool]] = deque()
         self._passed = 0  # arrivals let on in the current turn
         self._scheduled = False
         self.waited = 0  # arrivals that had to wait in line (for tests and metrics)
@@ -486,8 +486,10 @@ class ArrivalLane:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._turn)
 
-    def defer(self, serve: Callable[[], None]) -> None:
-        """Run ``serve`` (a protocol's answer to a request it holds) now if this turn has room, else in its turn."""
+    def defer(self, serve: Callable[[], bool]) -> None:
+        """Run ``serve`` (a protocol's answer to a request it holds) now if this turn has room, else in its turn.
+        ``serve`` returns whether it served anything: one whose client left while it waited (False) does not use
+        a place in its turn, as a request task that left does not."""
         if self._room_now():
             serve()
         else:
@@ -501,7 +503,7 @@ class ArrivalLane:
         self._schedule()
         return True
 
-    def _wait(self, entry: "asyncio.Future | Callable[[], None]") -> None:
+    def _wait(self, entry: "asyncio.Future | Callable[[], bool]") -> None:
         self._line.append(entry)
         self.waited += 1
         self._schedule()
@@ -517,11 +519,13 @@ class ArrivalLane:
                     entry.set_result(None)
                     self._passed += 1
                 continue
-            self._passed += 1
             try:
-                entry()
+                served = entry()
             except Exception as exc:  # one request's failure must not stall the line behind it
+                served = True
                 asyncio.get_running_loop().call_exception_handler(
                     {"message": "arrival line: serving a request failed", "exception": exc})
+            if served:
+                self._passed += 1
         if line or self._passed:
             self._schedule()

@@ -79,14 +79,15 @@ class CrowdHttpProtocol(HttpToolsProtocol):
     def _idle(self) -> bool:
         return not self.pipeline and (self.cycle is None or self.cycle.response_complete) and self.parser is not None
 
-    def _from_line(self) -> None:
+    def _from_line(self) -> bool:
         data, self.waiting = self.waiting, None
         if data is None or self.transport is None or self.transport.is_closing():
-            return  # the client went away while it waited
+            return False  # the client went away while it waited: its place in the turn goes to the next one
         if self.waiting_paused:
             self.waiting_paused = False
             self.transport.resume_reading()
         self._serve(data, True)
+        return True
 
     def _serve(self, data: bytes, lined: bool) -> None:
         if self._idle():
