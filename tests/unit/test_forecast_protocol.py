@@ -320,3 +320,23 @@ def test_a_per_week_choice_cannot_see_data_on_or_after_select_before():
     poisoned = panel.assign(y=np.where(panel["ds"] >= before, panel["y"] * 50.0 + 100.0, panel["y"]))
     again, _ = select_default(poisoned, spec, grid)
     assert again.to_json() == chosen.to_json()
+
+
+def test_a_reported_origin_scores_the_forecast_a_user_gets_from_the_same_cutoff():
+    """The protocol's report forecasts through the backtest (members shared between ensembles, the future built from
+    what was known at the cutoff); a user or a scorer runs ``forecast_demand`` (``shopfloor forecast``) on the
+    history cut there and a future file of last known prices and calendar flags. Both must be the same forecast,
+    or the out-of-sample figures would describe a model nobody runs."""
+    from shopfloor.forecast import forecast_demand
+    from shopfloor.forecast.backtest import origin_forecasts
+    from shopfloor.forecast.demand import ForecastConfig
+
+    hist = validate_history(make_panel(n_series=4, n_days=600))  # long enough for the LightGBM members
+    cutoff = hist["ds"].max() - pd.Timedelta(days=28)
+    model = load_default_selection().model
+    train, _, fcs = origin_forecasts(hist, cutoff, 28, [model], ForecastConfig(), baselines=False)
+    future = origin_future(hist, cutoff, 28, covariate_columns(hist))
+    assert train["ds"].max() == cutoff and len(future) == 4 * 28
+    theirs = forecast_demand(hist[hist["ds"] <= cutoff].reset_index(drop=True), 28, future)
+    assert theirs.attrs["model"] == model and not theirs.attrs["fallbacks"]  # every member ran, none fell back
+    pd.testing.assert_frame_equal(fcs[model].reset_index(drop=True), theirs.reset_index(drop=True))
