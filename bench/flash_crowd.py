@@ -30,12 +30,16 @@ def main() -> None:
                     help="niceness added to the crowd's load processes (0: the server's priority)")
     ap.add_argument("--through-shield", action="store_true",
                     help="shoppers reach the server through one nginx node of the edge's shield tier")
+    ap.add_argument("--in-process-simulators", action="store_true",
+                    help="run the simulated processors inside the server process (the form of runs before "
+                         "2026-12-04 evening) instead of their own process")
     args = ap.parse_args()
     runs = []
     for i in range(args.runs):
         cfg = FlashCrowdConfig(shoppers=args.shoppers, units=args.units, server_workers=args.workers, seed=7 + i,
                                crowd_nice=args.crowd_nice, hold_s=args.hold_s,
-                               through_shield=args.through_shield)
+                               through_shield=args.through_shield,
+                               simulator_process=not args.in_process_simulators)
         r = run_flash_crowd(config=cfg, redis_url=args.redis_url)
         runs.append({
             "sold": r.sold, "units": r.units, "checks": r.checks, "passed": r.passed,
@@ -44,7 +48,8 @@ def main() -> None:
             "admitted_p99_ratio": _ratio(r.admitted_p99_ms, r.baseline_p99_ms),
             "ordinary_p99_ratio": _ratio(r.ordinary_p99_ms, r.baseline_p99_ms),
             "bot_units_share": r.bot_units_share, "pre_open_units_share": r.pre_open_units_share,
-            "server_cpu_s": r.totals["server_cpu_s"], "requests": r.totals["requests"],
+            "server_cpu_s": r.totals["server_cpu_s"], "simulator_cpu_s": r.totals["simulator_cpu_s"],
+            "simulators": "in-process" if args.in_process_simulators else "own process", "requests": r.totals["requests"],
             "crowd_requests": r.totals["crowd_requests"], "sellout_notice_by": r.totals["sellout_notice_by"],
             "generator_lag_ms": r.totals["generator_lag_ms"], "listen_overflows": r.totals["listen_overflows"],
             "load_average": r.totals["load_average"],

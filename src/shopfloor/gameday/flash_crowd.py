@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..runtime import ServerProcess, WorkerProcess
+from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
 from .checks import (
     charge_anomalies,
     drain,
@@ -73,6 +73,10 @@ class FlashCrowdConfig:
     # the shoppers (crowd and ordinary, baseline too) reach the server through one nginx node of the edge's shield
     # tier (kept-alive connections to the origin, no per-address limit: every shopper here is 127.0.0.1)
     through_shield: bool = False
+    # The simulated payment processors and rate service as their own process (``shopfloor simulate serve``), as in
+    # every other game day and benchmark: a real gateway is another system, whose CPU and threads the server under
+    # test does not pay. False runs them inside the server process (for comparisons with earlier runs).
+    simulator_process: bool = True
     load_processes: int = 3  # processes that play the crowd (the ordinary shoppers get one more of their own)
     crowd_nice: int = 4  # niceness added to the crowd's processes (not the ordinary shoppers' nor the server's)
     # a load process whose event loop lags more than this (p99, ms) measures itself, not the server: the run's
@@ -435,12 +439,16 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     initial = stock_snapshot(url_db)
     opens_at = datetime.now(timezone.utc) + timedelta(seconds=cfg.start_allowance_s + cfg.pre_open_s)
     env = _env(cfg, opens_at, redis_url, uuid.uuid4().hex[:12])
-    server = ServerProcess(url_db, env=env, log_path=tmp / f"{name}-server.log", workers=cfg.server_workers)
-    worker = WorkerProcess(url_db, env=env, log_path=tmp / f"{name}-worker.log")
+    sim = SimulatorProcess(url_db, env=env, log_path=tmp / f"{name}-simulators.log") if cfg.simulator_process else None
+    app_env = env if sim is None else {**env, "SHOPFLOOR_PAYMENTS_SIM_URL": sim.url}
+    server = ServerProcess(url_db, env=app_env, log_path=tmp / f"{name}-server.log", workers=cfg.server_workers)
+    worker = WorkerProcess(url_db, env=app_env, log_path=tmp / f"{name}-worker.log")
     crowd = _crowd(cfg) if with_crowd else []
     edge = None  # the EdgeLayout of the shield node, when the shoppers go through it
     try:
-        say(f"{name}: starting server and worker")
+        say(f"{name}: starting {'the simulated processors, ' if sim is not None else ''}server and worker")
+        if sim is not None:
+            sim.start()
         server.start()
         worker.start()
         entry_url = server.url
@@ -451,6 +459,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         late_s = max(0.0, time.time() - start_wall)  # the server took longer to start than allowed for
         say(f"{name}: load")
         cpu_before = _tree_cpu_s(server.proc.pid)
+        sim_cpu_before = _tree_cpu_s(sim.proc.pid) if sim is not None else 0.0
         overflows_before = _listen_overflows()
         sampler = _CpuTimeline(server.proc.pid, start_wall)
         sampler.start()
@@ -459,6 +468,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         finally:
             sampler.stop()
         server_cpu_s = _tree_cpu_s(server.proc.pid) - cpu_before
+        sim_cpu_s = _tree_cpu_s(sim.proc.pid) - sim_cpu_before if sim is not None else None
         listen_overflows = _listen_overflows() - overflows_before
         say(f"{name}: draining the outbox")
         engine = make_engine(url_db)
@@ -483,6 +493,8 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             stop_all(edge)
         worker.stop()
         server.stop()
+        if sim is not None:
+            sim.stop()
         if redis_url:
             _forget_redis_prefix(redis_url, env["SHOPFLOOR_REDIS_KEY_PREFIX"])
     created = [o for _s, _ms, status, o in load.ordinary if status == 201 and o]
@@ -499,6 +511,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             "queue_status_in_protocol": room_view.get("queue_status_in_protocol"),
             "store": store, "alerts": alerts, "metrics": metrics,
             "server_cpu_s": round(server_cpu_s, 1), "late_start_s": round(late_s, 1),
+            "simulator_cpu_s": None if sim_cpu_s is None else round(sim_cpu_s, 2),
             "server_cpu_timeline": sampler.timeline(),
             "double_captures": double_captures, "double_auth": double_auth,
             "drain": {"seconds": drained["seconds"], "outbox_pending": drained["outbox_pending"],
@@ -730,6 +743,8 @@ def run_flash_crowd(database_url: str | None = None, baseline_database_url: str 
         "bot_alerts": [a["message"] for a in run["alerts"] if a.get("kind") == "bot_pattern"],
         "client_errors": len(run["load"].errors) + len(base["load"].errors),
         "server_cpu_s": {"crowd": run["server_cpu_s"], "baseline": base["server_cpu_s"]},
+        # the simulated gateway's own process (None when it ran inside the server: then it is in server_cpu_s)
+        "simulator_cpu_s": {"crowd": run["simulator_cpu_s"], "baseline": base["simulator_cpu_s"]},
         # the server's CPU (cores) per 0.5 s of the crowd run: the backlog after the opening shows as full steps
         "server_cpu_timeline": run["server_cpu_timeline"],
         # each load process's own event-loop lag (ms): small next to the latencies means they are the server's
