@@ -26,6 +26,22 @@ def _load_trace(trace: Path, tz: str):
         fail(f"--tz: {exc}")
 
 
+def _backtest_config(quantile: float | None, headroom: float | None, refit_every: int | None,
+                     scale_in_window: int | None):
+    """The shipped planner configuration (``PredictiveConfig()``, the one the documented figures are of), with
+    only the knobs the user gave changed."""
+    from dataclasses import replace
+
+    from ..planning.capacity import PredictiveConfig
+
+    config = PredictiveConfig()
+    given = {k: v for k, v in (("headroom", headroom), ("refit_every", refit_every),
+                               ("scale_in_window", scale_in_window)) if v is not None}
+    if quantile is not None:
+        given["forecast"] = replace(config.forecast, quantile=quantile)
+    return replace(config, **given) if given else config
+
+
 def _load_events(events: Path | None, tz: str):
     if events is None:
         return []
@@ -71,10 +87,20 @@ def backtest(
         ["UTC"], "--tz", help="Time zone of naive timestamps (e.g. Etc/GMT+4): once for all traces, or once per "
         "--trace in the same order."
     ),
-    quantile: float = typer.Option(0.95, "--quantile", help="Upper quantile of minute demand the planner covers."),
-    headroom: float = typer.Option(1.0, "--headroom", help="Multiplier on the upper-quantile forecast."),
-    refit_every: int = typer.Option(10, "--refit-every", help="Minutes between scheduled re-forecasts."),
-    scale_in_window: int = typer.Option(5, "--scale-in-window", help="Minutes a lower target must last to scale in."),
+    quantile: float | None = typer.Option(
+        None, "--quantile", help="Upper quantile of minute demand the planner covers. Default: the shipped "
+        "configuration's (0.96, and 0.98 where the floor is relaxed)."
+    ),
+    headroom: float | None = typer.Option(
+        None, "--headroom", help="Multiplier on the upper-quantile forecast. Default: the shipped configuration's (1)."
+    ),
+    refit_every: int | None = typer.Option(
+        None, "--refit-every", help="Minutes between scheduled re-forecasts. Default: the shipped configuration's (10)."
+    ),
+    scale_in_window: int | None = typer.Option(
+        None, "--scale-in-window", help="Minutes a lower target must last to scale in. Default: the shipped "
+        "configuration's (5)."
+    ),
     events: Path | None = typer.Option(
         None, "--events", help="Campaign calendar (CSV start,end,kind[,uplift] or YAML/JSON rows): the planner "
         "pre-scales for known events; the report shows the planner with and without it."
@@ -100,20 +126,19 @@ def backtest(
     no --flash-crowds or --select-on) the full single-trace report is printed; otherwise one row per trace, each
     labelled in-sample (seen by the choice of configuration) or out-of-sample.
     """
-    from ..forecast.traffic import OnlineForecastConfig
-    from ..planning.capacity import CapacityInputError, PredictiveConfig, run_backtest
+    from ..planning.capacity import CapacityInputError, run_backtest
 
     if capacity_per_replica is not None and not (math.isfinite(capacity_per_replica) and capacity_per_replica > 0):
         fail(f"--capacity-per-replica: must be a positive number, got {capacity_per_replica}")
     if lag_minutes < 0:
         fail(f"--lag-minutes: must be >= 0, got {lag_minutes}")
-    if not 0.5 <= quantile < 1:
+    if quantile is not None and not 0.5 <= quantile < 1:
         fail(f"--quantile: must be in [0.5, 1), got {quantile}")
-    if headroom <= 0:
+    if headroom is not None and headroom <= 0:
         fail(f"--headroom: must be positive, got {headroom}")
-    if refit_every < 1:
+    if refit_every is not None and refit_every < 1:
         fail(f"--refit-every: must be >= 1, got {refit_every}")
-    if scale_in_window < 1:
+    if scale_in_window is not None and scale_in_window < 1:
         fail(f"--scale-in-window: must be >= 1, got {scale_in_window}")
     if len(tz) not in (1, len(trace)):
         fail(f"--tz: give one zone for all traces or one per --trace ({len(trace)}), got {len(tz)}")
@@ -123,12 +148,7 @@ def backtest(
         fail("--crowd-calendar: needs --flash-crowds")
     calendar = _load_events(events, zones[0])
     series_list = [_load_trace(path, zone) for path, zone in zip(trace, zones)]
-    config = PredictiveConfig(
-        headroom=headroom,
-        refit_every=refit_every,
-        scale_in_window=scale_in_window,
-        forecast=OnlineForecastConfig(quantile=quantile),
-    )
+    config = _backtest_config(quantile, headroom, refit_every, scale_in_window)
     multi = len(trace) > 1 or seeds or select_on
     if multi:
         if schedule_out is not None or plot is not None:
