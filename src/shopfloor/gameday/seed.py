@@ -51,6 +51,7 @@ def _add_sku(conn, sku: str, name: str, category: str, price_cents: int, warehou
     repo.upsert_sku(conn, sku, name, category, price_cents, "USD", now)
     repo.set_on_hand(conn, sku, warehouse, units, now)
 
+
 def ensure_fresh_store(database_url: str) -> None:
     """Refuse a database that already holds orders: the lost/duplicate checks count every order in it, and the hot
     SKU's earlier reservations would make its phase sell nothing."""
