@@ -312,6 +312,13 @@ class Settings(BaseSettings):
     capacity_prometheus_url: str = Field(default="http://prometheus-operated.monitoring.svc:9090")
     capacity_rps_query: str = Field(default='sum(rate(http_requests_total{service="shopfloor-api"}[2m]))')
     capacity_cron_timezone: str = Field(default="Etc/UTC")
+    capacity_planner_url: str = Field(
+        default="", description="Where KEDA's metrics-api trigger polls the predictive planner's replica count "
+        "(GET /v1/plans/capacity/desired). Empty: http://<capacity_deployment>.<capacity_namespace>.svc:8000/...; "
+        "'off': no such trigger (the manifests then carry only the plan's cron windows and the reactive floors).")
+    capacity_planner_auth: str = Field(
+        default="shopfloor-capacity-scaler", description="KEDA TriggerAuthentication (and Secret) holding the "
+        "bearer token, a `scaler`-scoped API key, for the planner trigger.")
     capacity_warm_top_n: int = Field(default=50, ge=1)
     # Product URL to warm: the storefront's product page (what the edge caches); {country} is the default country.
     capacity_warm_product_url: str = Field(default="/v1/products/{sku}?country={country}")

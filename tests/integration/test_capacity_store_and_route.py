@@ -80,7 +80,7 @@ def _app(url: str) -> tuple[FastAPI, dict[str, dict[str, str]]]:
     container = build_container(Settings(database_url=url, capacity_min_replicas=1, capacity_per_replica_rps=200.0),
                                 clock=FixedClock(NOW))
     auth = {}
-    for scope in ("admin", "storefront"):
+    for scope in ("admin", "storefront", "scaler"):
         _, secret = new_key(container.engine, scope)
         auth[scope] = {"Authorization": f"Bearer {secret}"}
     return create_app(container), auth
@@ -123,6 +123,46 @@ def test_capacity_plan_route_plans_from_recorded_traffic(db_url):
     assert len(body["slots"]) == 4 and body["last_minute_requests"] == 30000
     assert body["manifests"]["scaledobject"]["kind"] == "ScaledObject"
     assert body["cache_warm"]["source"] == "recent_orders"
+
+
+def test_desired_replicas_route_answers_what_the_backtested_planner_requests(db_url):
+    import numpy as np
+
+    from shopfloor.planning.capacity import PredictivePlanner, simulate
+
+    app, auth = _app(db_url)
+    engine = app.state.container.engine
+    clock = app.state.container.clock
+    # Two days of a daily cycle (peak 30,000 a minute at 12,000 per replica-minute), an hour of nothing recorded
+    # (a gap the replay reads as zeros), then a surge in the last minutes.
+    start = NOW - timedelta(days=2)
+    minutes = np.arange(2 * 1440 + 20)
+    values = (15000 + 15000 * np.sin(2 * np.pi * minutes / 1440)).round()
+    values[1000:1060] = 0
+    values[-8:] *= 3
+    rows = [{"minute": start + timedelta(minutes=int(i)), "route": "/v1/promise", "count": int(v)}
+            for i, v in zip(minutes, values) if v > 0]
+    for i in range(0, len(rows), 500):
+        record_request_batch(engine, rows[i : i + 500])
+
+    def expected(n: int) -> int:  # the backtest's replay of the first n minutes, decided at minute n
+        planner = PredictivePlanner(12000.0, 10)
+        return int(simulate(np.append(values[:n], 0.0), planner, capacity=12000.0, lag=10).requested[-1])
+
+    with TestClient(app) as client:
+        assert client.get("/v1/plans/capacity/desired", headers=auth["storefront"]).status_code == 403
+        answers = []
+        for n in (2 * 1440 + 10, 2 * 1440 + 14, 2 * 1440 + 20):  # the clock moves on; the replay continues
+            clock.set(start + timedelta(minutes=n, seconds=30))
+            res = client.get("/v1/plans/capacity/desired", headers=auth["scaler"])
+            assert res.status_code == 200, res.text
+            body = res.json()
+            assert body["anchor"] == start.isoformat() and body["replayed_minutes"] == n
+            # The last two minutes may still grow while their rollups are written: replayed on a copy.
+            assert body["desired_replicas"] == expected(n)
+            answers.append(body["desired_replicas"])
+        assert answers[-1] > answers[0]  # the surge moved the answer
+        assert app.state.container.services["capacity.live"].rebuilds == 1
 
 
 def test_capacity_plan_route_rejects_bad_query_values(db_url):

@@ -21,7 +21,13 @@ from shopfloor.planning.capacity import (
     demand_frame_from_recent_counts,
     plan_capacity,
 )
-from shopfloor.planning.k8s import ManifestOptions, hpa_fallback, scaled_object, write_manifests
+from shopfloor.planning.k8s import (
+    ManifestOptions,
+    hpa_fallback,
+    scaled_object,
+    trigger_authentication,
+    write_manifests,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "k8s"
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -135,9 +141,42 @@ def test_a_broken_hpa_fails_validation():
 
 def test_written_yaml_files_round_trip_and_validate(tmp_path):
     paths = write_manifests(_plan(), ManifestOptions(), tmp_path)
-    so, hpa = (yaml.safe_load(p.read_text()) for p in paths)
+    assert [p.name for p in paths] == ["scaledobject.yaml", "hpa-fallback.yaml", "triggerauthentication.yaml"]
+    so, hpa, auth = (yaml.safe_load(p.read_text()) for p in paths)
     jsonschema.validate(so, _schema("keda-scaledobject-v1alpha1.json"))
     jsonschema.validate(hpa, _schema("autoscaling-v2-horizontalpodautoscaler.json"))
+    assert auth["kind"] == "TriggerAuthentication"
+
+
+def test_the_scaledobject_follows_the_predictive_planner_through_a_metrics_api_trigger():
+    doc = scaled_object(_plan(), ManifestOptions(deployment="web", namespace="shop"))
+    jsonschema.validate(doc, _schema("keda-scaledobject-v1alpha1.json"))
+    [planner] = [t for t in doc["spec"]["triggers"] if t["type"] == "metrics-api"]
+    # AverageValue with a target of 1: the HPA's desired count is the planner's answer itself.
+    assert planner["metricType"] == "AverageValue" and planner["metadata"]["targetValue"] == "1"
+    assert planner["metadata"]["url"] == "http://web.shop.svc:8000/v1/plans/capacity/desired"
+    assert planner["metadata"]["valueLocation"] == "desired_replicas"
+    assert planner["metadata"]["authMode"] == "bearer"
+    auth = trigger_authentication(ManifestOptions(deployment="web", namespace="shop"))
+    assert planner["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["metadata"]["namespace"] == "shop"
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "token", "name": "shopfloor-capacity-scaler", "key": "token"}]
+
+
+def test_the_planner_trigger_can_be_left_out_or_pointed_elsewhere():
+    off = ManifestOptions(planner_url="off")
+    assert not [t for t in scaled_object(_plan(), off)["spec"]["triggers"] if t["type"] == "metrics-api"]
+    assert trigger_authentication(off) is None
+    url = "https://shop.example.com/v1/plans/capacity/desired"
+    doc = scaled_object(_plan(), ManifestOptions(planner_url=url))
+    assert [t["metadata"]["url"] for t in doc["spec"]["triggers"] if t["type"] == "metrics-api"] == [url]
+    with pytest.raises(CapacityInputError) as err:
+        scaled_object(_plan(), ManifestOptions(planner_url="ftp://nope"))
+    assert err.value.field == "planner_url"
+    with pytest.raises(CapacityInputError) as err:
+        scaled_object(_plan(), ManifestOptions(planner_auth="Bad_Name"))
+    assert err.value.field == "planner_auth"
 
 
 def test_invalid_deployment_name_is_rejected_naming_the_field():

@@ -419,6 +419,72 @@ def plan(
         console.print(f"wrote {', '.join(body['k8s_files'])}")
 
 
+@capacity_app.command("desired")
+def desired(
+    trace: Path | None = typer.Option(
+        None, "--trace", help="Replay this minute,count CSV instead of the database's request rollups."
+    ),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of naive timestamps in the trace and the calendar."),
+    now: str | None = typer.Option(
+        None, "--now", help="Decide for the minute holding this UTC time (ISO 8601). Default: now, or the minute "
+        "after the trace's end."
+    ),
+    events: Path | None = typer.Option(
+        None, "--events", help="Campaign calendar (CSV start,end,kind[,uplift] or YAML/JSON rows) the planner "
+        "pre-scales for."
+    ),
+    min_replicas: int | None = typer.Option(
+        None, "--min-replicas", min=1, help="Replica floor of the replay (default: settings; the backtest uses 1)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+) -> None:
+    """How many replicas the predictive planner asks for now: the planner and configuration `capacity backtest`
+    scores, replayed minute by minute over the recorded traffic (what KEDA's planner trigger polls)."""
+    from ..planning.capacity import CapacityInputError, policy_from_settings
+    from ..planning.capacity_live import LivePlanner
+
+    settings = load_settings()
+    calendar = _load_events(events, tz)
+    at = None
+    if now is not None:
+        try:
+            at = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--now: {now!r} is not an ISO 8601 timestamp")
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    try:
+        policy = policy_from_settings(settings, min_replicas=min_replicas)
+        live = LivePlanner(policy, history_days=settings.capacity_history_days, events=calendar)
+        if trace is not None:
+            series = _load_trace(trace, tz)
+            at = at or (series.index[-1] + timedelta(minutes=1)).to_pydatetime()
+            decision = live.decide(series, at)
+        else:
+            from ..bootstrap import build_container
+            from ..planning.capacity_service import CapacityService
+
+            require_store(settings.database_url)
+            container = build_container(settings)
+            try:
+                decision = CapacityService(container.engine, settings, container.clock).desired(live, at)
+            except CapacityInputError:
+                raise
+            except Exception as exc:  # database unreachable or not migrated
+                fail(f"database_url: cannot read request rollups ({type(exc).__name__}: {exc})")
+            finally:
+                container.close()
+    except CapacityInputError as exc:
+        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+    body = decision.to_dict()
+    body["planner"] = "PredictivePlanner"
+    if as_json:
+        print_json(body)
+        return
+    capped = " (capped at max_replicas)" if decision.capped else ""
+    console.print(f"{body['at']}: {decision.desired_replicas} replicas{capped}; the HPA signal alone: "
+                  f"{decision.reactive_replicas} (replayed {decision.replayed_minutes} minutes from {body['anchor']})")
+
+
 def print_demo_capacity(container, *, hours: int = 3) -> dict:
     """For ``shopfloor demo``: print the next ``hours`` of capacity plan and the cache-warm list for the store.
 

@@ -34,7 +34,8 @@ def db_upgrade() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    scope: list[str] = typer.Option(..., "--scope", help="admin, storefront or ingest (repeatable)."),
+    scope: list[str] = typer.Option(..., "--scope", help="admin, storefront, ingest or scaler (repeatable; scaler: read "
+                                    "the capacity planner's replica count, for KEDA)."),
     name: str = typer.Option("cli", "--name", help="A label for the key."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-SCOPES = ("storefront", "admin", "ingest")
+SCOPES = ("storefront", "admin", "ingest", "scaler")
 KEY_PREFIX = "sf_"
 
 

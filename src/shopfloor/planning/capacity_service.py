@@ -21,7 +21,8 @@ from .capacity import (
     policy_from_settings,
 )
 from .campaigns import CampaignEvent
-from .k8s import hpa_fallback, options_from_settings, scaled_object
+from .capacity_live import LiveDecision, LivePlanner
+from .k8s import hpa_fallback, options_from_settings, scaled_object, trigger_authentication
 
 
 def series_from_totals(rows: list[tuple[datetime, int]]) -> pd.Series:
@@ -56,9 +57,25 @@ class CapacityService:
             self.traffic(now), policy, now=now, history_days=self.settings.capacity_history_days, events=events
         )
 
+    def live_planner(self, *, events: Sequence[CampaignEvent] = ()) -> LivePlanner:
+        """A :class:`LivePlanner` on the settings' policy (keep it: its replay state makes the next call cheap)."""
+        policy = policy_from_settings(self.settings)
+        return LivePlanner(policy, history_days=self.settings.capacity_history_days, events=events)
+
+    def desired(self, live: LivePlanner, now: datetime | None = None) -> LiveDecision:
+        """The predictive planner's replica count for the current minute, replayed over the request rollups from
+        the live planner's anchor (every process and call of a UTC day replays from the same minute)."""
+        now = now or self.clock.now()
+        since = live.anchor_for(now, None)
+        return live.decide(series_from_totals(request_totals(self.engine, since, now)), now)
+
     def manifests(self, plan: CapacityPlan, **option_overrides: Any) -> dict[str, dict]:
         options = options_from_settings(self.settings, **option_overrides)
-        return {"scaledobject": scaled_object(plan, options), "hpa_fallback": hpa_fallback(plan, options)}
+        out = {"scaledobject": scaled_object(plan, options), "hpa_fallback": hpa_fallback(plan, options)}
+        auth = trigger_authentication(options)
+        if auth is not None:
+            out["trigger_authentication"] = auth
+        return out
 
     def warm_list(
         self,

@@ -7,6 +7,12 @@
   reactive floor: a ``prometheus`` trigger on requests/s (threshold = per-replica capacity x target utilisation)
   and a ``cpu`` trigger. KEDA hands all triggers to one HPA, which scales to the *largest* of them: predictive
   plus target tracking, as the plan promises. Scale-in is slowed by an HPA ``behavior`` stabilisation window.
+* The *predictive planner* itself: a ``metrics-api`` trigger that polls ``GET /v1/plans/capacity/desired`` (the
+  replica count the backtested :class:`~shopfloor.planning.capacity.PredictivePlanner` asks for this minute,
+  :mod:`shopfloor.planning.capacity_live`) with ``targetValue`` 1 and ``AverageValue``, so the HPA's desired count
+  is the planner's. It authenticates with a bearer token (a ``scaler``-scoped API key) through a
+  ``TriggerAuthentication`` (KEDA 2.13 or later), written beside the ScaledObject. ``planner_url="off"`` leaves
+  it out.
 * An ``autoscaling/v2`` ``HorizontalPodAutoscaler`` fallback for clusters without KEDA: CPU target tracking with
   ``minReplicas`` raised to the plan's peak for the horizon (coarser, but never below the plan). Apply one or the
   other, not both: two autoscalers on one Deployment fight.
@@ -47,6 +53,16 @@ class ManifestOptions:
     scale_down_stabilization_s: int = 300
     polling_interval_s: int = 30
     cooldown_s: int = 300
+    planner_url: str = ""  # empty: http://<deployment>.<namespace>.svc:8000/v1/plans/capacity/desired; "off": none
+    planner_auth: str = "shopfloor-capacity-scaler"  # TriggerAuthentication and Secret with the bearer token
+
+    @property
+    def planner_endpoint(self) -> str | None:
+        if self.planner_url.strip().lower() == "off":
+            return None
+        return self.planner_url or (
+            f"http://{self.deployment}.{self.namespace}.svc:8000/v1/plans/capacity/desired"
+        )
 
     def validate(self) -> "ManifestOptions":
         for name in ("deployment", "namespace"):
@@ -59,6 +75,11 @@ class ManifestOptions:
             raise CapacityInputError("cron_timezone", f"unknown time zone {self.cron_timezone!r}") from exc
         if not 1 <= self.cpu_utilization <= 100:
             raise CapacityInputError("cpu_utilization", "must be within 1..100")
+        endpoint = self.planner_endpoint
+        if endpoint is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", endpoint):
+            raise CapacityInputError("planner_url", f"{endpoint!r} is not an http(s) URL (or 'off')")
+        if endpoint is not None and not (1 <= len(self.planner_auth) <= 253 and _DNS1123.match(self.planner_auth)):
+            raise CapacityInputError("planner_auth", f"{self.planner_auth!r} is not a valid Kubernetes name")
         return self
 
 
@@ -70,6 +91,8 @@ def options_from_settings(settings: Any, **overrides: Any) -> ManifestOptions:
         rps_query=settings.capacity_rps_query,
         cron_timezone=settings.capacity_cron_timezone,
         cpu_utilization=int(round(settings.capacity_target_utilization * 100)),
+        planner_url=settings.capacity_planner_url,
+        planner_auth=settings.capacity_planner_auth,
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ManifestOptions(**values).validate()
@@ -148,6 +171,22 @@ def scaled_object(plan: CapacityPlan, options: ManifestOptions) -> dict[str, Any
                 },
             }
         )
+    endpoint = options.planner_endpoint
+    if endpoint is not None:
+        triggers.append(
+            {
+                "type": "metrics-api",
+                "name": "predictive-planner",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "url": endpoint,
+                    "valueLocation": "desired_replicas",
+                    "targetValue": "1",
+                    "authMode": "bearer",
+                },
+                "authenticationRef": {"name": options.planner_auth},
+            }
+        )
     rps_per_replica = policy.capacity_per_minute / 60.0 * policy.target_utilization
     triggers.append(
         {
@@ -197,6 +236,21 @@ def scaled_object(plan: CapacityPlan, options: ManifestOptions) -> dict[str, Any
     }
 
 
+def trigger_authentication(options: ManifestOptions) -> dict[str, Any] | None:
+    """The KEDA TriggerAuthentication for the planner trigger (``None`` without one). The token it reads is a
+    ``scaler``-scoped key: ``kubectl -n <namespace> create secret generic <planner_auth>
+    --from-literal=token=$(shopfloor keys create --scope scaler --name keda)``."""
+    options.validate()
+    if options.planner_endpoint is None:
+        return None
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": options.planner_auth, "namespace": options.namespace, "labels": _labels(options)},
+        "spec": {"secretTargetRef": [{"parameter": "token", "name": options.planner_auth, "key": "token"}]},
+    }
+
+
 def hpa_fallback(plan: CapacityPlan, options: ManifestOptions) -> dict[str, Any]:
     """An autoscaling/v2 HPA for clusters without KEDA: CPU target tracking, floor = the plan's peak."""
     options.validate()
@@ -236,12 +290,17 @@ def write_manifests(plan: CapacityPlan, options: ManifestOptions, out_dir: str |
         "scaledobject.yaml": scaled_object(plan, options),
         "hpa-fallback.yaml": hpa_fallback(plan, options),
     }
+    auth = trigger_authentication(options)
+    if auth is not None:
+        files["triggerauthentication.yaml"] = auth
     written = []
     for name, doc in files.items():
         path = out / name
         header = (
             "# Generated by `shopfloor capacity plan`. "
             + ("Apply this OR hpa-fallback.yaml, not both.\n" if name.startswith("scaled") else
+               "Apply with scaledobject.yaml; its Secret (key `token`) holds a `scaler`-scoped API key.\n"
+               if name.startswith("trigger") else
                "Only for clusters without KEDA; do not apply together with scaledobject.yaml.\n")
         )
         path.write_text(header + yaml.safe_dump(doc, sort_keys=False))

@@ -11,6 +11,7 @@ from ...domain.errors import InvalidInput
 from ..deps import get_container, require_scope
 
 if TYPE_CHECKING:
+    from ...planning.capacity_live import LivePlanner
     from ...planning.capacity_service import CapacityService
 
 router = APIRouter()
@@ -49,4 +50,41 @@ def get_capacity_plan(
             body["manifests"] = svc.manifests(plan)
     except CapacityInputError as exc:
         raise InvalidInput(exc.message, [{"field": exc.field}]) from exc
+    return body
+
+
+def live_planner(container: Container, svc: "CapacityService") -> "LivePlanner":
+    """The process's live planner (kept in the container: its replay state is what makes a poll cheap)."""
+    live = container.services.get("capacity.live")
+    if live is None:
+        live = container.services.setdefault("capacity.live", svc.live_planner())
+    return live
+
+
+@router.get(
+    "/v1/plans/capacity/desired",
+    tags=["plans"],
+    responses={200: {"content": {"application/json": {"example": {
+        "at": "2026-12-04T21:30:00+00:00", "desired_replicas": 7, "planner_replicas": 7,
+        "capped_at_max_replicas": False, "reactive_replicas": 5, "anchor": "2026-11-26T00:00:00+00:00",
+        "replayed_minutes": 12810, "planner": "PredictivePlanner"}}}}},
+)
+def get_desired_replicas(
+    _key: str = Depends(require_scope("scaler", "admin")),
+    container: Container = Depends(get_container),
+) -> dict[str, Any]:
+    """The replica count the predictive planner asks for this minute: the same planner and configuration the
+    capacity backtest scores, replayed minute by minute over the recorded request rollups. KEDA polls it with a
+    `metrics-api` trigger (`valueLocation: desired_replicas`, `targetValue: 1`); a `scaler`-scoped key is enough.
+    The first call of a UTC day replays about eight days of minutes (one to two seconds); later calls only the
+    minutes since."""
+    from ...planning.capacity import CapacityInputError
+
+    svc = capacity_service(container)
+    try:
+        decision = svc.desired(live_planner(container, svc))
+    except CapacityInputError as exc:
+        raise InvalidInput(exc.message, [{"field": exc.field}]) from exc
+    body = decision.to_dict()
+    body["planner"] = "PredictivePlanner"
     return body
