@@ -221,6 +221,9 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
 
     plans = client.get("/dashboard/api/plans").json()
     assert plans["state"] == "ready" and plans["capacity"]["slots"]
+    now = plans["capacity"]["planner_now"]  # the live planner's answer, the one KEDA's planner trigger reads
+    assert now["desired_replicas"] >= 1 and now["at"] == NOW.replace(second=0, microsecond=0).isoformat()
+    assert container.services["capacity.live"].rebuilds == 1
 
 
 def _h(at: datetime) -> float:

@@ -491,12 +491,13 @@ def print_demo_capacity(container, *, hours: int = 3) -> dict:
     Plans from the ``request_minutes`` rollups in the container's database (the request-metrics middleware fills
     them); with no traffic recorded yet the plan is the minimum replica count. Returns the plan dict.
     """
-    from ..planning.capacity_service import CapacityService
+    from ..planning.capacity_service import CapacityService, kept_live_planner
 
     svc = container.services.get("capacity") or CapacityService(container.engine, container.settings, container.clock)
     the_plan = svc.plan(horizon_minutes=hours * 60)
     entries, source = svc.warm_list(the_plan)
     body = the_plan.to_dict()
+    body["planner_now"] = svc.desired(kept_live_planner(container.services, svc)).to_dict()
     body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
     from rich import box
     from rich.table import Table
@@ -505,7 +506,8 @@ def print_demo_capacity(container, *, hours: int = 3) -> dict:
         return iso[:16].replace("T", " ")
 
     table = Table(title=f"Capacity plan, next {hours} h (UTC)",
-                  caption=f"from {body['observed_minutes']} min of traffic; reactive floor now "
+                  caption=f"from {body['observed_minutes']} min of traffic; now: the predictive planner asks for "
+                          f"{body['planner_now']['desired_replicas']}, the reactive floor "
                           f"{body['reactive_floor_now']}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col, just in (("ready from", "left"), ("until", "left"), ("request at", "left"), ("replicas", "right"),
                       ("upper rpm", "right")):

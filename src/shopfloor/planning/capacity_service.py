@@ -34,6 +34,15 @@ def series_from_totals(rows: list[tuple[datetime, int]]) -> pd.Series:
     return pd.Series([float(c) for _, c in rows], index=idx, name="y")
 
 
+def kept_live_planner(services: dict[str, Any], svc: "CapacityService") -> LivePlanner:
+    """The process's :class:`LivePlanner`, kept in ``services`` (a container's) under ``capacity.live``: its
+    replay state is what makes the next call cheap, so the API route and the dashboard share one."""
+    live = services.get("capacity.live")
+    if live is None:
+        live = services.setdefault("capacity.live", svc.live_planner())
+    return live
+
+
 @dataclass
 class CapacityService:
     """Builds the capacity plan from the ``request_minutes`` rollups (``settings`` = ``shopfloor.config.Settings``)."""

@@ -343,6 +343,16 @@ def _capacity_plan(container) -> dict[str, Any]:
     return PLAN_CACHE.get(container, "capacity", PLAN_CACHE_TTL_S, build)
 
 
+def _planner_now(container) -> dict[str, Any]:
+    """What the predictive planner asks for this minute (the number KEDA's planner trigger reads), from the live
+    planner the API route keeps too."""
+    from ..planning.capacity_service import CapacityService, kept_live_planner
+
+    svc = container.services.get("capacity") or CapacityService(
+        engine=container.engine, settings=container.settings, clock=container.clock)
+    return svc.desired(kept_live_planner(container.services, svc)).to_dict()
+
+
 def inventory_panel(container, now: datetime, max_risks: int = 25) -> dict[str, Any]:
     """Per warehouse: when its stock was last updated and when its fulfillment feed last reported (age in hours,
     stale past ``promise_stale_feed_after_h``); and the SKUs the restock plan says may sell out."""
@@ -556,6 +566,7 @@ def plans_panel(container, now: datetime, max_lines: int = 50) -> dict[str, Any]
         capacity = _capacity_plan(container)
         out["capacity"] = {k: capacity[k] for k in ("generated_at", "observed_minutes", "last_minute_requests",
                                                        "reactive_floor_now", "peak_replicas", "policy", "slots")}
+        out["capacity"]["planner_now"] = _planner_now(container)
     except ValueError as exc:  # CapacityInputError: a settings problem
         out["capacity"] = {"error": str(exc), "slots": []}
     s = container.settings

@@ -11,7 +11,6 @@ from ...domain.errors import InvalidInput
 from ..deps import get_container, require_scope
 
 if TYPE_CHECKING:
-    from ...planning.capacity_live import LivePlanner
     from ...planning.capacity_service import CapacityService
 
 router = APIRouter()
@@ -53,14 +52,6 @@ def get_capacity_plan(
     return body
 
 
-def live_planner(container: Container, svc: "CapacityService") -> "LivePlanner":
-    """The process's live planner (kept in the container: its replay state is what makes a poll cheap)."""
-    live = container.services.get("capacity.live")
-    if live is None:
-        live = container.services.setdefault("capacity.live", svc.live_planner())
-    return live
-
-
 @router.get(
     "/v1/plans/capacity/desired",
     tags=["plans"],
@@ -79,10 +70,11 @@ def get_desired_replicas(
     The first call of a UTC day replays about eight days of minutes (about 0.4 s); later calls only the
     minutes since."""
     from ...planning.capacity import CapacityInputError
+    from ...planning.capacity_service import kept_live_planner
 
     svc = capacity_service(container)
     try:
-        decision = svc.desired(live_planner(container, svc))
+        decision = svc.desired(kept_live_planner(container.services, svc))
     except CapacityInputError as exc:
         raise InvalidInput(exc.message, [{"field": exc.field}]) from exc
     body = decision.to_dict()

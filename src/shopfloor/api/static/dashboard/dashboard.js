@@ -233,6 +233,7 @@
                      ["units to order", num(r.summary.units_to_order, 0)], ["urgent", r.summary.urgent]);
       }
       if (c.peak_replicas !== undefined) {
+        if (c.planner_now) summary.push(["replicas now (predictive planner)", c.planner_now.desired_replicas]);
         summary.push(["replicas now (reactive floor)", c.reactive_floor_now], ["peak planned replicas", c.peak_replicas]);
       }
       return {
