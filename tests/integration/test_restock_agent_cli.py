@@ -54,6 +54,24 @@ def test_agent_process_answers_each_day_as_it_comes_and_survives_bad_lines():
         proc.stderr.close()
 
 
+def test_agent_process_reads_returns_as_no_demand_and_says_so_on_stderr():
+    history = [{"date": (DAY0 - timedelta(days=d)).isoformat(), "sku": "TEA", "units": 5 if d % 7 else -3}
+               for d in range(1, 43)]
+    proc = _agent("--fill-rate", "0.9", "--lead-time", "2")
+    try:
+        answers = [_ask(proc, json.dumps({"date": (DAY0 + timedelta(days=d)).isoformat(),
+                                          "sales": {"TEA": -2 if d == 1 else 5}, "on_hand": {"TEA": 3},
+                                          **({"history": history} if d == 0 else {})})) for d in range(3)]
+        assert all("orders" in a for a in answers)
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert "6 history rows with negative units skipped, 1 negative day sales read as 0" in err
+
+
 def test_agent_reads_its_policy_file_and_refuses_a_bad_one(tmp_path):
     policy = tmp_path / "policy.toml"
     policy.write_text("[defaults]\nfill_rate = 0.9\nlead_time_days = 2\npack_size = 6\n")

@@ -143,7 +143,7 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
     assert first["orders"]["A"] > 0 and set(first["orders"]) <= {"A", "B"}
     bad = [
         ("{", "line"),
-        (_day(DAY0 + timedelta(days=31), sales={"A": -1}), "sales.A"),
+        (_day(DAY0 + timedelta(days=31), on_hand={"A": -1}), "on_hand.A"),
         (_day(DAY0 + timedelta(days=31), sales={"A": 1.5}), "sales.A"),
         (_day(DAY0 + timedelta(days=31), on_hand={"A": "x"}), "on_hand.A"),
         (_day(DAY0 + timedelta(days=30)), "date"),  # not after the previous day
@@ -158,6 +158,25 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
     ok = agent.handle_line(_day(DAY0 + timedelta(days=31), sales={"A": 3}, on_hand={"A": 0, "B": 0},
                                 on_order={"A": first["orders"]["A"]}))
     assert "orders" in ok and agent.days == 2
+
+
+def test_returns_are_not_demand_a_negative_day_reads_as_zero_and_negative_history_rows_are_skipped():
+    history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": 3 + i % 4} for i in range(40)]
+    returns = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": -2} for i in range(0, 40, 5)]
+    days = [(DAY0 + timedelta(days=40 + k), {"A": [5, -2, 4, 0, -6, 3][k % 6]}, {"A": 2 + k % 3}) for k in range(12)]
+
+    def run(hist, sales_of):
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=3)
+        answers = []
+        for k, (d, sales, on_hand) in enumerate(days):
+            extra = {"history": hist, "catalog": {"A": {"category": "tea"}}} if k == 0 else {}
+            answers.append(agent.handle_line(_day(d, sales=sales_of(sales), on_hand=on_hand, **extra)))
+        return agent, answers
+
+    with_returns, got = run(history + returns, lambda s: s)
+    _, expected = run(history, lambda s: {k: max(v, 0) for k, v in s.items()})
+    assert got == expected and all("orders" in a for a in got)
+    assert with_returns.history_returns_skipped == len(returns) and with_returns.returns_read_as_zero == 4
 
 
 def test_history_rows_are_checked_field_by_field():

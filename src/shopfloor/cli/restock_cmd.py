@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .output import console, fail, open_store, print_json
+from .output import console, err_console, fail, open_store, print_json
 
 restock_app = typer.Typer(help="Restock planning: what to reorder, where and when; sell-out risks.", no_args_is_help=True)
 
@@ -102,11 +102,23 @@ def agent_cmd(
     agent = ReplenishmentAgent(fill_rate=fill_rate, lead_time=lead_time, review_days=review_days, tuning=tuning,
                                moq=moq, pack_size=pack)
     out = sys.stdout
+    told = 0
     for line in sys.stdin:
         if not line.strip():
             continue
         out.write(json.dumps(agent.handle_line(line), separators=(",", ":")) + "\n")
         out.flush()
+        returns = agent.returns_read_as_zero + agent.history_returns_skipped
+        if returns and not told:
+            err_console.print(f"restock agent: negative units are returns, not demand: "
+                              f"{agent.history_returns_skipped} history rows skipped, "
+                              f"{agent.returns_read_as_zero} day sales read as 0 so far",
+                              soft_wrap=True, highlight=False)
+            told = returns
+    if agent.returns_read_as_zero + agent.history_returns_skipped > told:
+        err_console.print(f"restock agent: {agent.history_returns_skipped} history rows with negative units "
+                          f"skipped, {agent.returns_read_as_zero} negative day sales read as 0 (returns)",
+                          soft_wrap=True, highlight=False)
 
 
 # Short names for the sell-out actions in the terminal table (the JSON and CSV keep the full ones).

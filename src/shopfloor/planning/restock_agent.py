@@ -14,6 +14,10 @@ Out: ``{"orders": {"SKU": qty}}`` (only SKUs with something to order) for orders
 ``{"error": {"code": "invalid_input", "field": "sales.SKU", "message": "..."}}`` for a line that cannot be used;
 the agent keeps its state and goes on with the next line.
 
+Returns: a negative count in ``sales`` (a day whose returns exceeded its sales) reads as 0, and a negative
+``history`` row is skipped (a return is not demand); the agent counts both (``returns_read_as_zero``,
+``history_returns_skipped``) and the command reports them on stderr. Negative ``on_hand`` or ``on_order`` is refused.
+
 The agent sees sales, not demand: a SKU whose ``on_hand`` at close is 0 sold out, so its sales are a lower bound
 and the engine treats them as censored. SKUs it manages are those in ``catalog`` (or, without a catalog, every SKU
 named so far); a SKU with no ``on_hand`` entry is taken to hold nothing.
@@ -55,17 +59,19 @@ def _date(value: Any, field: str) -> date:
         raise AgentInputError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def _number(value: Any, field: str, *, integer: bool = True) -> float:
+def _number(value: Any, field: str, *, integer: bool = True, negative: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise AgentInputError(field, f"expected a number, got {value!r}")
-    if value < 0:
+    if value < 0 and not negative:
         raise AgentInputError(field, f"must be >= 0, got {value!r}")
     if integer and value != int(value):
         raise AgentInputError(field, f"expected whole units, got {value!r}")
     return float(value)
 
 
-def _units(obj: Any, name: str) -> dict[str, float]:
+def _units(obj: Any, name: str, returns: list[int] | None = None) -> dict[str, float]:
+    """SKU -> whole units. With ``returns`` (a one-item counter) a negative count is a day whose returns exceeded
+    its sales: no units were demanded that the store can see, so it reads as 0 and is counted there."""
     if obj is None:
         return {}
     if not isinstance(obj, Mapping):
@@ -75,7 +81,13 @@ def _units(obj: Any, name: str) -> dict[str, float]:
         vals = np.fromiter(obj.values(), dtype=float, count=len(obj))
         if np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals == np.floor(vals)):
             return dict(zip(map(str, obj.keys()), vals.tolist()))
-    return {str(k): _number(v, f"{name}.{k}") for k, v in obj.items()}
+    out = {str(k): _number(v, f"{name}.{k}", negative=returns is not None) for k, v in obj.items()}
+    if returns is not None:
+        for k, v in out.items():
+            if v < 0:
+                out[k] = 0.0
+                returns[0] += 1
+    return out
 
 
 class ReplenishmentAgent:
@@ -92,6 +104,9 @@ class ReplenishmentAgent:
         self.catalog: dict[str, dict[str, Any]] = {}
         self._managed: set[str] = set()
         self._managed_idx: np.ndarray | None = None  # engine indices of the managed SKUs (None: recompute)
+        # Returns: negative sales of a day read as 0, negative history rows skipped (a return is not demand).
+        self.returns_read_as_zero = 0
+        self.history_returns_skipped = 0
 
     # --- protocol --------------------------------------------------------------------------------------------
     def handle_line(self, line: str) -> dict[str, Any]:
@@ -117,7 +132,8 @@ class ReplenishmentAgent:
         day = _date(obj["date"], "date")
         if self.last_date is not None and day <= self.last_date:
             raise AgentInputError("date", f"{day} is not after the previous day {self.last_date}")
-        sales = _units(obj.get("sales"), "sales")
+        returns = [0]
+        sales = _units(obj.get("sales"), "sales", returns)
         on_hand = _units(obj.get("on_hand"), "on_hand")
         on_order = _units(obj.get("on_order"), "on_order")
         catalog = obj.get("catalog")
@@ -134,6 +150,7 @@ class ReplenishmentAgent:
                     raise AgentInputError(f"catalog.{sku}.category", "expected a string")
         history = obj.get("history")
         rows: list[tuple[date, str, float]] = []
+        skipped = 0
         if history is not None:
             if self.days > 0:
                 raise AgentInputError("history", "only the first line may carry history")
@@ -149,8 +166,14 @@ class ReplenishmentAgent:
                 d = _date(row["date"], f"{where}.date")
                 if d >= day:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
-                rows.append((d, str(row["sku"]), _number(row["units"], f"{where}.units")))
+                units = _number(row["units"], f"{where}.units", negative=True)
+                if units < 0:  # a return (of an earlier sale): not demand
+                    skipped += 1
+                    continue
+                rows.append((d, str(row["sku"]), units))
         # --- the line is valid: change state ---
+        self.returns_read_as_zero += returns[0]
+        self.history_returns_skipped += skipped
         before = len(self._managed)
         if catalog is not None:
             self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
