@@ -296,6 +296,8 @@ def build_tower(container: Container):
     container.services["tower.repository"] = repo
     container.services["tower.funnel_buffer"] = buffer
     container.services["tower.payment_routing"] = container.services["payments"]
+    # The rules' `scale` action: what the predictive planner asks for now (pandas loads on the first use only).
+    container.services.setdefault("tower.capacity", _PlannerCapacitySource(container))
     from .tower.request_rollups import RequestRollups
 
     rollups = RequestRollups(container.engine, clock=container.clock)
@@ -519,6 +521,28 @@ def build_edge_purger(container: Container, layout=None, on_purge=None):
     container.services["edge.purge_target"] = target
     boundaries = band_boundaries(s.promise_limited_threshold, s.storefront_risk_units, s.storefront_plenty_units)
     return PurgeWatcher(SqlPageSource(container.engine), target, boundaries, on_purge=on_purge)
+
+
+class _PlannerCapacitySource:
+    """Binds :class:`~shopfloor.planning.capacity_service.PlannerCapacitySource` without importing the planning
+    modules (pandas) until a rule scales."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._source = None
+
+    def _get(self):
+        if self._source is None:
+            from .planning.capacity_service import PlannerCapacitySource
+
+            self._source = PlannerCapacitySource(self.container)
+        return self._source
+
+    def current_replicas(self) -> int | None:
+        return self._get().current_replicas()
+
+    def capacity_plan(self) -> dict:
+        return self._get().capacity_plan()
 
 
 class EdgeCacheWarmer:

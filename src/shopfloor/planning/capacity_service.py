@@ -117,3 +117,27 @@ class CapacityService:
             demand_forecast, window_start=start, window_end=end, top_n=s.capacity_warm_top_n, templates=templates
         )
         return entries, source
+
+
+class PlannerCapacitySource:
+    """The control tower's ``CapacityPlanSource`` (the ``scale`` action): ``replicas`` is what the predictive
+    planner asks for now (the live planner, as KEDA's planner trigger reads it), with the next hours' slot plan
+    beside it. How many replicas run is not known to this process (``current_replicas`` is ``None``) unless the
+    integrator binds a source that asks the cluster."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def _service(self) -> CapacityService:
+        c = self.container
+        return c.services.get("capacity") or CapacityService(c.engine, c.settings, c.clock)
+
+    def current_replicas(self) -> int | None:
+        return None
+
+    def capacity_plan(self) -> dict[str, Any]:
+        svc = self._service()
+        decision = svc.desired(kept_live_planner(self.container.services, svc))
+        plan = svc.plan().to_dict()
+        return {"replicas": decision.desired_replicas, "source": "predictive_planner",
+                "planner_now": decision.to_dict(), "slot_plan": plan}

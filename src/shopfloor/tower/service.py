@@ -4,7 +4,7 @@ Integration points (bound by the integrator in ``bootstrap.build_container``; ev
 
 ``container.services`` key   -> Protocol (see ``tower.actions``)
   "tower.signals"            -> SignalProvider (forecasts, breaker states, feed ages ...); asked before the DB
-  "tower.capacity"           -> CapacityPlanSource     (scale)
+  "tower.capacity"           -> CapacityPlanSource     (scale; default: what the predictive planner asks for now)
   "tower.scaler"             -> Scaler                 (scale, mode apply)
   "tower.payment_routing"    -> PaymentRouting         (reorder_processors)
   "tower.warm_list"          -> WarmListSource         (warm_caches without explicit urls)
