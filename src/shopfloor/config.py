@@ -465,7 +465,8 @@ class Settings(BaseSettings):
     tower_rules_file: Path = Field(default=Path("rules.yaml"), description="Rules file for `shopfloor rules run`.")
     tower_rules_interval_s: float = Field(default=60.0, gt=0, description="How often the worker evaluates rules.")
     tower_http_timeout_s: float = Field(default=5.0, gt=0, description="Timeout for webhooks and cache warming.")
-    tower_smtp_host: str = Field(default="127.0.0.1", description="SMTP server for mail alerts.")
+    tower_smtp_host: str | None = Field(default=None, description="SMTP server for mail alerts. Unset: where the "
+                                        "order mail goes (smtp_host, or with none the maildir at maildir_path).")
     tower_smtp_port: int = Field(default=25, ge=1, le=65535)
     tower_mail_from: str = Field(default="shopfloor@localhost")
     tower_beacon_max_batch: int = Field(default=1000, ge=1, description="Most events in one beacon POST.")

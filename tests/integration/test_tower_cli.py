@@ -175,3 +175,18 @@ def test_a_scale_rule_works_out_of_the_box_and_emits_what_the_predictive_planner
     assert emitted["source"] == "predictive_planner"
     assert emitted["replicas"] == emitted["planner_now"]["desired_replicas"] >= 9
     assert emitted["slot_plan"]["slots"]
+
+
+def test_a_mail_alert_without_a_mail_server_lands_in_the_stores_maildir(tmp_path, store_url):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: stale\n    when: traffic_rpm > 600\n    actions:\n      - type: alert\n"
+                     "        channel: mail\n        to: ops@example.com\n        subject: feed stale\n")
+    signals = tmp_path / "signals.json"
+    signals.write_text(json.dumps({"traffic_rpm": 900}))
+    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(signals), "--once", "--json"])
+    assert res.exit_code == 0, res.output
+    [action] = json.loads(res.stdout)["rules"][0]["actions"]
+    assert action["status"] == "applied", action
+    [mail] = (tmp_path / "var" / "maildir" / "new").iterdir()  # SHOPFLOOR_DATA_DIR/maildir, as order mail
+    text = mail.read_text()
+    assert "To: ops@example.com" in text and "Subject: feed stale" in text and "traffic_rpm=900" in text

@@ -185,6 +185,12 @@ class ConfirmationMailer:
 
 def build_mailer(settings: Settings, engine: Engine, clock: Clock) -> ConfirmationMailer:
     """SMTP when ``smtp_host`` is set, otherwise a maildir at ``maildir_path`` (default ``<data_dir>/maildir``)."""
+    return ConfirmationMailer(build_transport(settings), engine, clock, sender=settings.smtp_from)
+
+
+def build_transport(settings: Settings) -> MailTransport:
+    """The store's mail transport: SMTP when ``smtp_host`` is set, otherwise the maildir at ``maildir_path``
+    (default ``<data_dir>/maildir``). The control tower's mail alerts use it too unless ``tower_smtp_host`` is set."""
     transport: MailTransport
     if settings.smtp_host:
         transport = SmtpTransport(
@@ -197,4 +203,4 @@ def build_mailer(settings: Settings, engine: Engine, clock: Clock) -> Confirmati
         )
     else:
         transport = MaildirTransport(settings.maildir_path or (settings.data_dir / "maildir"))
-    return ConfirmationMailer(transport, engine, clock, sender=settings.smtp_from)
+    return transport

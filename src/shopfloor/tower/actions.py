@@ -17,6 +17,7 @@ import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -205,6 +206,22 @@ class SmtpMailer:
         msg.set_content(body)
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
             smtp.send_message(msg)
+
+
+class TransportMailer:
+    """A :class:`Mailer` over the store's mail transport (``orders.notify``: SMTP, or the maildir when no SMTP
+    host is set), so that mail alerts land where order confirmations do on a machine without a mail server."""
+
+    def __init__(self, transport: Any, sender: str) -> None:
+        self.transport, self.sender = transport, sender
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = self.sender, to, subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid(domain="shopfloor.tower")
+        msg.set_content(body)
+        self.transport.send(msg)
 
 
 # --- actions ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Integration points (bound by the integrator in ``bootstrap.build_container``; ev
   "tower.warm_list"          -> WarmListSource         (warm_caches without explicit urls)
   "tower.cache_warmer"       -> CacheWarmer            (warm_caches through the edge nodes: `shopfloor edge warm`)
   "tower.alternatives"       -> AlternativesSource     (suppress_promotion without explicit alternatives)
-  "tower.mailer"             -> Mailer                 (alert, channel mail; default: SMTP from settings)
+  "tower.mailer"             -> Mailer                 (alert, channel mail; default: tower_smtp_host, else the
+                                                      store's mail transport: smtp_host or the maildir)
   "tower.http"               -> HttpClient             (webhooks, warming; default: an httpx.Client)
 """
 
@@ -34,6 +35,7 @@ from .actions import (
     ScaleAction,
     SignalProvider,
     SmtpMailer,
+    TransportMailer,
     SuppressPromotionAction,
     WarmCachesAction,
 )
@@ -296,8 +298,13 @@ def build_rule_engine(container, rules: RuleSet, *, extra_signals: SignalProvide
 
         http = httpx.Client(timeout=settings.tower_http_timeout_s)
         services["tower.http"] = http
-    mailer = services.get("tower.mailer") or SmtpMailer(settings.tower_smtp_host, settings.tower_smtp_port,
-                                                         settings.tower_mail_from)
+    mailer = services.get("tower.mailer")
+    if mailer is None and settings.tower_smtp_host:
+        mailer = SmtpMailer(settings.tower_smtp_host, settings.tower_smtp_port, settings.tower_mail_from)
+    elif mailer is None:  # where the store's own mail goes: its SMTP host, or the maildir
+        from ..orders.notify import build_transport
+
+        mailer = TransportMailer(build_transport(settings), settings.tower_mail_from)
     providers = [p for p in (extra_signals, services.get("tower.signals")) if p is not None]
     providers.extend(more_signals)
     providers.append(StoreSignals(container.engine, container.clock))
