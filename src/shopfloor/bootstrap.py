@@ -437,7 +437,6 @@ def build_worker(container: Container):
     from .orders.payment_flow import (
         PAYMENT_CAPTURED,
         ConfirmationMail,
-        PaymentRetry,
         ShippingReconcile,
         WarehouseWebhookDelivery,
         payment_handlers,

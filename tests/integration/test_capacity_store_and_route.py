@@ -151,6 +151,7 @@ def test_desired_replicas_route_answers_what_the_backtested_planner_requests(db_
 
     with TestClient(app) as client:
         assert client.get("/v1/plans/capacity/desired", headers=auth["storefront"]).status_code == 403
+        assert client.get("/v1/plans/capacity", headers=auth["scaler"]).status_code == 403  # reads this one only
         answers = []
         for n in (2 * 1440 + 10, 2 * 1440 + 14, 2 * 1440 + 20):  # the clock moves on; the replay continues
             clock.set(start + timedelta(minutes=n, seconds=30))

@@ -150,6 +150,20 @@ def test_rules_run_every_picks_up_an_edit_and_keeps_the_rules_through_a_bad_one(
     assert "rule 'watch'.when: unknown signal 'trafic_rpm'" in said and "loaded 1 rule(s)" in said
 
 
+def _run_one_action(tmp_path, action_yaml: str, signals: dict) -> dict:
+    """``shopfloor rules run --once`` with one rule (``traffic_rpm > 600``) and one action; the action's result,
+    which must have been applied."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"rules:\n  - name: r\n    when: traffic_rpm > 600\n    actions:\n      - {action_yaml}\n")
+    path = tmp_path / "signals.json"
+    path.write_text(json.dumps(signals))
+    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(path), "--once", "--json"])
+    assert res.exit_code == 0, res.output
+    [action] = json.loads(res.stdout)["rules"][0]["actions"]
+    assert action["status"] == "applied", action
+    return action
+
+
 def test_a_scale_rule_works_out_of_the_box_and_emits_what_the_predictive_planner_asks_for(tmp_path, store_url):
     from datetime import timezone
 
@@ -162,15 +176,7 @@ def test_a_scale_rule_works_out_of_the_box_and_emits_what_the_predictive_planner
     record_request_batch(engine, [{"minute": now - timedelta(minutes=k), "route": "/v1/products/{sku}",
                                    "count": 40000} for k in range(1, 61)])
     engine.dispose()
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - name: surge\n    when: traffic_rpm > 600\n    actions:\n"
-                     "      - type: scale\n        max_replicas: 40\n")
-    signals = tmp_path / "signals.json"
-    signals.write_text(json.dumps({"traffic_rpm": 40000}))
-    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(signals), "--once", "--json"])
-    assert res.exit_code == 0, res.output
-    [action] = json.loads(res.stdout)["rules"][0]["actions"]
-    assert action["status"] == "applied", action
+    action = _run_one_action(tmp_path, "type: scale\n        max_replicas: 40", {"traffic_rpm": 40000})
     emitted = json.loads(Path(action["after"]["emitted"]).read_text())["plan"]
     assert emitted["source"] == "predictive_planner"
     assert emitted["replicas"] == emitted["planner_now"]["desired_replicas"] >= 9
@@ -178,15 +184,8 @@ def test_a_scale_rule_works_out_of_the_box_and_emits_what_the_predictive_planner
 
 
 def test_a_mail_alert_without_a_mail_server_lands_in_the_stores_maildir(tmp_path, store_url):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - name: stale\n    when: traffic_rpm > 600\n    actions:\n      - type: alert\n"
-                     "        channel: mail\n        to: ops@example.com\n        subject: feed stale\n")
-    signals = tmp_path / "signals.json"
-    signals.write_text(json.dumps({"traffic_rpm": 900}))
-    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(signals), "--once", "--json"])
-    assert res.exit_code == 0, res.output
-    [action] = json.loads(res.stdout)["rules"][0]["actions"]
-    assert action["status"] == "applied", action
+    _run_one_action(tmp_path, "type: alert\n        channel: mail\n        to: ops@example.com\n"
+                    "        subject: feed stale", {"traffic_rpm": 900})
     [mail] = (tmp_path / "var" / "maildir" / "new").iterdir()  # SHOPFLOOR_DATA_DIR/maildir, as order mail
     text = mail.read_text()
     assert "To: ops@example.com" in text and "Subject: feed stale" in text and "traffic_rpm=900" in text

@@ -53,6 +53,17 @@ def _load_events(events: Path | None, tz: str):
         fail(f"--events {exc.field}: {exc.message}" if exc.field != "events" else f"--events: {exc.message}")
 
 
+def _parse_now(now: str | None) -> datetime | None:
+    """``--now`` as a UTC datetime (naive times are UTC), or None when not given."""
+    if now is None:
+        return None
+    try:
+        at = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--now: {now!r} is not an ISO 8601 timestamp")
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
 def _parse_seeds(text: str | None) -> list[int]:
     if not text:
         return []
@@ -323,13 +334,7 @@ def plan(
 
     settings = load_settings()
     calendar = _load_events(events, tz)
-    at: datetime | None = None
-    if now is not None:
-        try:
-            at = datetime.fromisoformat(now.replace("Z", "+00:00"))
-        except ValueError:
-            fail(f"--now: {now!r} is not an ISO 8601 timestamp")
-        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    at = _parse_now(now)
     if capacity_rps is not None and not (math.isfinite(capacity_rps) and capacity_rps > 0):
         fail(f"--capacity-rps: must be a positive number, got {capacity_rps}")
     forecast_frame = None
@@ -445,13 +450,7 @@ def desired(
 
     settings = load_settings()
     calendar = _load_events(events, tz)
-    at = None
-    if now is not None:
-        try:
-            at = datetime.fromisoformat(now.replace("Z", "+00:00"))
-        except ValueError:
-            fail(f"--now: {now!r} is not an ISO 8601 timestamp")
-        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    at = _parse_now(now)
     try:
         policy = policy_from_settings(settings, min_replicas=min_replicas)
         live = LivePlanner(policy, history_days=settings.capacity_history_days, events=calendar)
