@@ -223,6 +223,21 @@ def test_plan_line_caps_the_order_at_the_reorder_point_when_that_is_more():
     assert not small.order_capped and small.order_qty == 12  # shortfall 3 is under the cap -> MOQ 10 -> 12
 
 
+def test_urgent_means_the_position_may_not_last_until_an_order_placed_now_arrives_even_under_an_engines_levels():
+    # An engine's base stock: reorder point = order-up-to level (a daily top-up). Lead-time demand 7 x 3 = 21
+    # (0.95 quantile 29); the level, for 8 days, is 40.
+    policy = ReplenishmentPolicy(lead_time_days=7, review_days=1, service_level=0.95, order_cap=0)
+    positions = [StockPosition("ROUTINE", "W1", on_hand=35, reserved=0), StockPosition("SHORT", "W1", 20, 0)]
+    outlooks = {(p.sku, "W1"): _flat(3.0) for p in positions}
+    plan = build_restock_plan(positions, outlooks, {}, PolicyBook(), AS_OF,
+                              policy_for={(p.sku, "W1"): policy for p in positions},
+                              levels={(p.sku, "W1"): (40, 40) for p in positions})
+    lines = {ln.sku: ln for ln in plan.lines}
+    assert lines["ROUTINE"].order_qty == 5 and not lines["ROUTINE"].urgent  # 35 covers the 29 of lead-time demand
+    assert lines["SHORT"].order_qty == 20 and lines["SHORT"].urgent
+    assert lines["ROUTINE"].reorder_point == lines["ROUTINE"].order_up_to == 40
+
+
 def test_plan_line_orders_nothing_when_position_covers_the_target():
     line = plan_line(StockPosition("A", "W1", 500, 0), _flat(3.0), ReplenishmentPolicy(), AS_OF)
     assert line.order_qty == 0 and line.order_by is None and not line.urgent

@@ -334,6 +334,8 @@ class RestockLine:
     reorder_point: int
     order_up_to: int
     order_qty: int
+    #: the position does not cover the lead-time demand at ``service_level``: the SKU may run out before an order
+    #: placed now arrives (expedite it), unlike a routine top-up towards ``order_up_to``
     urgent: bool
     order_by: date | None
     expected_arrival: date | None
@@ -453,6 +455,9 @@ class _LineNumbers:
     order_up_to: int
     stockout_probability: float
     expected_fill_rate: float | None
+    #: lead-time demand at the line's quantile level: a position at or below it may run out before an order
+    #: placed now arrives (``urgent``), whatever levels an engine set (its base stock has reorder point = level)
+    lead_need: int | None = None
 
 
 def plan_line(
@@ -506,7 +511,8 @@ def plan_line(
         reorder_point=reorder_point,
         order_up_to=order_up_to,
         order_qty=qty,
-        urgent=ip <= reorder_point and lead_dist.mean > 0,
+        urgent=ip <= (reorder_point if _numbers is None or _numbers.lead_need is None else _numbers.lead_need)
+        and lead_dist.mean > 0,
         order_by=as_of if qty > 0 else None,
         expected_arrival=as_of + timedelta(days=lead) if qty > 0 else None,
         projected_stockout_date=as_of + timedelta(days=stockout) if stockout is not None else None,
@@ -597,6 +603,7 @@ def _batch_numbers(
         return np.where(mean > 0, np.nan_to_num(q), 0).astype(np.int64)
 
     rop, upto = ppf(m_lead), ppf(m_prot)
+    lead_need = rop.copy()
     for j, i in enumerate(idx):
         fixed = (levels or {}).get((items[i][0].sku, items[i][0].warehouse))
         if fixed is not None:
@@ -614,7 +621,7 @@ def _batch_numbers(
         fill = np.clip(1.0 - np.maximum(short, 0.0) / review_mean, 0.0, 1.0)
     for j, i in enumerate(idx):
         out[i] = _LineNumbers(int(rop[j]), int(upto[j]), float(p_stock[j]),
-                              float(fill[j]) if review_mean[j] > 0 else None)
+                              float(fill[j]) if review_mean[j] > 0 else None, int(lead_need[j]))
     return out
 
 
