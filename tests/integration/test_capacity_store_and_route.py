@@ -261,3 +261,18 @@ def test_plan_command_on_an_unmigrated_database_is_a_one_line_error(tmp_path, mo
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     res = CliRunner().invoke(app, ["capacity", "plan", "--json"])
     assert res.exit_code == 2 and "database_url" in res.output and "Traceback" not in res.output
+
+
+def test_rollups_count_storefront_traffic_not_probes_scrapes_or_the_autoscalers_polls(db_url):
+    from shopfloor.tower.request_rollups import RequestRollups
+
+    engine = make_engine(db_url)
+    try:
+        rollups = RequestRollups(engine, flush_s=3600.0, clock=FixedClock(NOW + timedelta(seconds=5)))
+        for route in ("/v1/products/{sku}", "/v1/checkouts", "/healthz", "/metrics", "/dashboard/api/{panel}",
+                      "/v1/plans/capacity/desired", "/v1/plans/capacity", "unmatched", "/v1/checkouts"):
+            rollups.observe(route, "GET", 200, 0.01)
+        rollups.flush()
+        assert request_totals(engine, NOW, NOW + timedelta(minutes=1)) == [(NOW, 3)]
+    finally:
+        engine.dispose()

@@ -30,8 +30,8 @@ class RequestRollups:
         self._flushing = False
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        if route in ("/healthz", "/metrics", "unmatched") or route.startswith("/dashboard"):
-            return  # probes, scrapes and the admin dashboard's polling are not storefront traffic
+        if route in ("/healthz", "/metrics", "unmatched") or route.startswith(("/dashboard", "/v1/plans/capacity")):
+            return  # probes, scrapes, the dashboard's and the autoscaler's polling are not storefront traffic
         minute = self.clock.now().replace(second=0, microsecond=0)
         with self._lock:
             cell = self._cells.setdefault((minute, route), [0, 0, 0.0])
