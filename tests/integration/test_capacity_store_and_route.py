@@ -123,6 +123,7 @@ def test_capacity_plan_route_plans_from_recorded_traffic(db_url):
     assert len(body["slots"]) == 4 and body["last_minute_requests"] == 30000
     assert body["manifests"]["scaledobject"]["kind"] == "ScaledObject"
     assert body["cache_warm"]["source"] == "recent_orders"
+    assert body["planner_now"]["at"] == NOW.isoformat() and body["planner_now"]["desired_replicas"] >= 3
 
 
 def test_desired_replicas_route_answers_what_the_backtested_planner_requests(db_url):

@@ -320,7 +320,8 @@ def plan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
-    """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list."""
+    """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list
+    and what the predictive planner asks for now (`planner_now`, as `capacity desired`)."""
     import pandas as pd
 
     from ..planning.capacity import (
@@ -330,6 +331,7 @@ def plan(
         plan_capacity,
         policy_from_settings,
     )
+    from ..planning.capacity_live import LivePlanner
     from ..planning.k8s import options_from_settings, write_manifests
 
     settings = load_settings()
@@ -364,6 +366,8 @@ def plan(
             the_plan = plan_capacity(
                 series, policy, now=at, history_days=settings.capacity_history_days, events=calendar
             )
+            planner_now = LivePlanner(policy, history_days=settings.capacity_history_days,
+                                      events=calendar).decide(series, at)
             entries, source = [], "none"
             if forecast_frame is not None:
                 templates = WarmUrlTemplates(
@@ -388,6 +392,8 @@ def plan(
             try:
                 svc = CapacityService(container.engine, settings, container.clock)
                 the_plan = svc.plan(at, events=calendar, **overrides)
+                planner_now = svc.desired(LivePlanner(the_plan.policy, history_days=settings.capacity_history_days,
+                                                      events=calendar), at)
                 entries, source = svc.warm_list(the_plan, forecast_frame)
             except CapacityInputError:
                 raise
@@ -398,6 +404,7 @@ def plan(
     except CapacityInputError as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
     body = the_plan.to_dict()
+    body["planner_now"] = planner_now.to_dict()
     body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
     if k8s_out is not None:
         body["k8s_files"] = [str(p) for p in write_manifests(the_plan, options, k8s_out)]
@@ -406,7 +413,8 @@ def plan(
         return
     from rich.table import Table
 
-    table = Table(title=f"capacity plan from {body['generated_at']} (reactive floor now: {body['reactive_floor_now']})")
+    table = Table(title=f"capacity plan from {body['generated_at']} (the predictive planner asks for "
+                        f"{planner_now.desired_replicas} now; reactive floor: {body['reactive_floor_now']})")
     for col in ("ready from", "until", "request at", "replicas", "upper rpm"):
         table.add_column(col)
     for w in body["windows"]:

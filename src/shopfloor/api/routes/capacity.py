@@ -36,13 +36,17 @@ def get_capacity_plan(
     container: Container = Depends(get_container),
 ) -> dict[str, Any]:
     """Replicas per slot from the upper-quantile traffic forecast over the recorded request rollups, never below
-    the reactive (HPA) signal, plus the product/promise URLs to warm before the window opens."""
+    the reactive (HPA) signal, plus the product/promise URLs to warm before the window opens, and `planner_now`:
+    what the predictive planner asks for this minute (as `GET /v1/plans/capacity/desired`)."""
     from ...planning.capacity import CapacityInputError
+    from ...planning.capacity_service import kept_live_planner
 
     svc = capacity_service(container)
     try:
         plan = svc.plan(horizon_minutes=horizon_minutes, slot_minutes=slot_minutes)
         body = plan.to_dict()
+        # What the predictive planner asks for now (the slot length and horizon do not change it).
+        body["planner_now"] = svc.desired(kept_live_planner(container.services, svc)).to_dict()
         entries, source = svc.warm_list(plan)
         body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
         if manifests:
