@@ -156,7 +156,7 @@ def test_the_scaledobject_follows_the_predictive_planner_through_a_metrics_api_t
     assert planner["metricType"] == "AverageValue" and planner["metadata"]["targetValue"] == "1"
     assert planner["metadata"]["url"] == "http://web.shop.svc:8000/v1/plans/capacity/desired"
     assert planner["metadata"]["valueLocation"] == "desired_replicas"
-    assert planner["metadata"]["authMode"] == "bearer"
+    assert planner["metadata"]["authMode"] == "bearer" and planner["useCachedMetrics"] is True
     auth = trigger_authentication(ManifestOptions(deployment="web", namespace="shop"))
     assert planner["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert auth["metadata"]["namespace"] == "shop"

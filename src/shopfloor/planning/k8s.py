@@ -178,6 +178,8 @@ def scaled_object(plan: CapacityPlan, options: ManifestOptions) -> dict[str, Any
                 "type": "metrics-api",
                 "name": "predictive-planner",
                 "metricType": "AverageValue",
+                # one call per polling interval, not one per HPA sync as well (the answer changes by the minute)
+                "useCachedMetrics": True,
                 "metadata": {
                     "url": endpoint,
                     "valueLocation": "desired_replicas",
