@@ -320,8 +320,9 @@ def plan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
-    """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list
-    and what the predictive planner asks for now (`planner_now`, as `capacity desired`)."""
+    """Plan replicas per slot for the next hours from the upper-quantile traffic forecast, plus the cache-warm list.
+
+    The JSON also carries `planner_now`: what the predictive planner asks for this minute (as `capacity desired`)."""
     import pandas as pd
 
     from ..planning.capacity import (
@@ -451,8 +452,10 @@ def desired(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
-    """How many replicas the predictive planner asks for now: the planner and configuration `capacity backtest`
-    scores, replayed minute by minute over the recorded traffic (what KEDA's planner trigger polls)."""
+    """How many replicas the predictive planner asks for now (what KEDA's planner trigger polls).
+
+    The planner and configuration `capacity backtest` scores, replayed minute by minute over the recorded traffic
+    (the request rollups in the database, or --trace)."""
     from ..planning.capacity import CapacityInputError, policy_from_settings
     from ..planning.capacity_live import LivePlanner
 
