@@ -73,7 +73,8 @@ def live_run(values: np.ndarray, start, capacity: float) -> tuple[np.ndarray, np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="", help="Flash-crowd seeds to inject (comma-separated), besides the real traces.")
+    ap.add_argument("--seeds", default="",
+                    help="Flash-crowd seeds to inject (comma-separated), besides the real traces.")
     ap.add_argument("--traces", default="nasa,clarknet,epa,sdsc")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -34,8 +34,8 @@ def db_upgrade() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    scope: list[str] = typer.Option(..., "--scope", help="admin, storefront, ingest or scaler (repeatable; scaler: read "
-                                    "the capacity planner's replica count, for KEDA)."),
+    scope: list[str] = typer.Option(..., "--scope", help="admin, storefront, ingest or scaler (repeatable; "
+                                    "scaler: read the capacity planner's replica count, for KEDA)."),
     name: str = typer.Option("cli", "--name", help="A label for the key."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -153,8 +153,9 @@ def serve(
 def worker(
     once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
 ) -> None:
-    """Deliver outbox events (at least once, deduplicated), sweep expired reservations and put inspected returns
-    back on hand."""
+    """Deliver outbox events, sweep expired reservations, put inspected returns back on hand.
+
+    Events are delivered at least once and deduplicated by their consumers."""
     from ..bootstrap import build_container, build_integrations, build_worker
     from ..orders import release_expired_reservations
     from ..promise.service import promise_service

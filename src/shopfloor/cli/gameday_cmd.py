@@ -51,7 +51,9 @@ def gameday(
         help="Seconds a second webhook subscriber takes to answer (0: no subscribers). A fast subscriber runs beside "
              "it and must receive every accepted order; compare the checkout latencies with a run without it."),
 ) -> None:
-    """Run a game day: shoppers (some in a flash sale, some double-clicking "buy") check out against the real
+    """Load and real faults against the server and worker, then checks: nothing lost, oversold or charged twice.
+
+    Shoppers (some in a flash sale, some double-clicking "buy") check out against the real
     server and worker while processors lose responses and go down, the rate service is blackholed, and the server,
     the worker and the simulated processors' own process are killed with SIGKILL and restarted. Then everything
     heals, the worker drains the outbox, and the report checks that nothing was lost, nothing oversold and nobody

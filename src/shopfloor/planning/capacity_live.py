@@ -212,7 +212,8 @@ class LivePlanner:
         if fresh:
             # The kept state lives until the anchor moves (at most history_days + 1 days): cover that, and beyond.
             span = (self.history_days + 3) * MINUTES_PER_DAY
-            events = events_on_grid(self.events, anchor, max(span, len(values) + MINUTES_PER_DAY)) if self.events else []
+            events = (events_on_grid(self.events, anchor, max(span, len(values) + MINUTES_PER_DAY))
+                      if self.events else [])
             planner = PredictivePlanner(
                 self.policy.capacity_per_minute,
                 self.policy.lag_minutes,
