@@ -552,10 +552,9 @@ class EdgeCacheWarmer:
         self.container = container
 
     def warm_list(self) -> list[dict]:
-        from .planning.capacity_service import CapacityService
+        from .planning.capacity_service import service_for
 
-        c = self.container
-        svc = c.services.get("capacity") or CapacityService(c.engine, c.settings, c.clock)
+        svc = service_for(self.container)
         entries, _source = svc.warm_list(svc.plan())
         return [e.to_dict() for e in entries]
 

@@ -501,13 +501,13 @@ def print_demo_capacity(container, *, hours: int = 3) -> dict:
     Plans from the ``request_minutes`` rollups in the container's database (the request-metrics middleware fills
     them); with no traffic recorded yet the plan is the minimum replica count. Returns the plan dict.
     """
-    from ..planning.capacity_service import CapacityService, kept_live_planner
+    from ..planning.capacity_service import desired_now, service_for
 
-    svc = container.services.get("capacity") or CapacityService(container.engine, container.settings, container.clock)
+    svc = service_for(container)
     the_plan = svc.plan(horizon_minutes=hours * 60)
     entries, source = svc.warm_list(the_plan)
     body = the_plan.to_dict()
-    body["planner_now"] = svc.desired(kept_live_planner(container.services, svc)).to_dict()
+    body["planner_now"] = desired_now(container, svc).to_dict()
     body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
     from rich import box
     from rich.table import Table

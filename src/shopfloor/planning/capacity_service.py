@@ -34,13 +34,21 @@ def series_from_totals(rows: list[tuple[datetime, int]]) -> pd.Series:
     return pd.Series([float(c) for _, c in rows], index=idx, name="y")
 
 
-def kept_live_planner(services: dict[str, Any], svc: "CapacityService") -> LivePlanner:
-    """The process's :class:`LivePlanner`, kept in ``services`` (a container's) under ``capacity.live``: its
-    replay state is what makes the next call cheap, so the API route and the dashboard share one."""
-    live = services.get("capacity.live")
+def service_for(container: Any) -> "CapacityService":
+    """The container's registered capacity service (``services["capacity"]``), or one on its engine."""
+    return container.services.get("capacity") or CapacityService(container.engine, container.settings,
+                                                                 container.clock)
+
+
+def desired_now(container: Any, svc: "CapacityService | None" = None) -> LiveDecision:
+    """What the predictive planner asks for this minute, from the process's :class:`LivePlanner`, kept in the
+    container under ``capacity.live``: its replay state is what makes the next call cheap, so the API routes, the
+    dashboard, the demo and the tower's ``scale`` action share one."""
+    svc = svc or service_for(container)
+    live = container.services.get("capacity.live")
     if live is None:
-        live = services.setdefault("capacity.live", svc.live_planner())
-    return live
+        live = container.services.setdefault("capacity.live", svc.live_planner())
+    return svc.desired(live)
 
 
 @dataclass
@@ -128,16 +136,12 @@ class PlannerCapacitySource:
     def __init__(self, container: Any) -> None:
         self.container = container
 
-    def _service(self) -> CapacityService:
-        c = self.container
-        return c.services.get("capacity") or CapacityService(c.engine, c.settings, c.clock)
-
     def current_replicas(self) -> int | None:
         return None
 
     def capacity_plan(self) -> dict[str, Any]:
-        svc = self._service()
-        decision = svc.desired(kept_live_planner(self.container.services, svc))
+        svc = service_for(self.container)
+        decision = desired_now(self.container, svc)
         plan = svc.plan().to_dict()
         return {"replicas": decision.desired_replicas, "source": "predictive_planner",
                 "planner_now": decision.to_dict(), "slot_plan": plan}

@@ -13,7 +13,6 @@ actions are logged but do not start a cooldown (the next evaluation tries again)
 from __future__ import annotations
 
 import json
-import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -194,20 +193,6 @@ class InMemoryPaymentRouting:
         self.order = list(order)
 
 
-class SmtpMailer:
-    """Plain SMTP (stdlib) mailer; the integrator may bind the project's own mailer instead."""
-
-    def __init__(self, host: str, port: int, sender: str, timeout_s: float = 10.0) -> None:
-        self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
-
-    def send(self, to: str, subject: str, body: str) -> None:
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = self.sender, to, subject
-        msg.set_content(body)
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.send_message(msg)
-
-
 class TransportMailer:
     """A :class:`Mailer` over the store's mail transport (``orders.notify``: SMTP, or the maildir when no SMTP
     host is set), so that mail alerts land where order confirmations do on a machine without a mail server."""
@@ -222,6 +207,16 @@ class TransportMailer:
         msg["Message-ID"] = make_msgid(domain="shopfloor.tower")
         msg.set_content(body)
         self.transport.send(msg)
+
+
+class SmtpMailer(TransportMailer):
+    """Plain SMTP to ``host:port`` through the store's SMTP transport (``orders.notify.SmtpTransport``); the
+    integrator may bind the project's own mailer instead."""
+
+    def __init__(self, host: str, port: int, sender: str, timeout_s: float = 10.0) -> None:
+        from ..orders.notify import SmtpTransport
+
+        super().__init__(SmtpTransport(host, port, timeout_s=timeout_s), sender)
 
 
 # --- actions ----------------------------------------------------------------------------------------------------

@@ -333,24 +333,12 @@ def _restock_plan(container) -> dict[str, Any]:
 
 
 def _capacity_plan(container) -> dict[str, Any]:
-    from ..planning.capacity_service import CapacityService
+    from ..planning.capacity_service import service_for
 
     def build() -> dict[str, Any]:
-        svc = container.services.get("capacity") or CapacityService(
-            engine=container.engine, settings=container.settings, clock=container.clock)
-        return svc.plan().to_dict()
+        return service_for(container).plan().to_dict()
 
     return PLAN_CACHE.get(container, "capacity", PLAN_CACHE_TTL_S, build)
-
-
-def _planner_now(container) -> dict[str, Any]:
-    """What the predictive planner asks for this minute (the number KEDA's planner trigger reads), from the live
-    planner the API route keeps too."""
-    from ..planning.capacity_service import CapacityService, kept_live_planner
-
-    svc = container.services.get("capacity") or CapacityService(
-        engine=container.engine, settings=container.settings, clock=container.clock)
-    return svc.desired(kept_live_planner(container.services, svc)).to_dict()
 
 
 def inventory_panel(container, now: datetime, max_risks: int = 25) -> dict[str, Any]:
@@ -566,7 +554,9 @@ def plans_panel(container, now: datetime, max_lines: int = 50) -> dict[str, Any]
         capacity = _capacity_plan(container)
         out["capacity"] = {k: capacity[k] for k in ("generated_at", "observed_minutes", "last_minute_requests",
                                                        "reactive_floor_now", "peak_replicas", "policy", "slots")}
-        out["capacity"]["planner_now"] = _planner_now(container)
+        from ..planning.capacity_service import desired_now
+
+        out["capacity"]["planner_now"] = desired_now(container).to_dict()  # what KEDA's planner trigger reads
     except ValueError as exc:  # CapacityInputError: a settings problem
         out["capacity"] = {"error": str(exc), "slots": []}
     s = container.settings

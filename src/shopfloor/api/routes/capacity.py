@@ -19,12 +19,9 @@ router = APIRouter()
 def capacity_service(container: Container) -> "CapacityService":
     """The registered service, or one built on the container's engine (the integrator may register it). The
     planning modules (pandas) are imported here, on the first plan request, not when the API starts."""
-    svc = container.services.get("capacity")
-    if svc is None:
-        from ...planning.capacity_service import CapacityService
+    from ...planning.capacity_service import service_for
 
-        svc = CapacityService(engine=container.engine, settings=container.settings, clock=container.clock)
-    return svc
+    return service_for(container)
 
 
 @router.get("/v1/plans/capacity", tags=["plans"])
@@ -39,14 +36,14 @@ def get_capacity_plan(
     the reactive (HPA) signal, plus the product/promise URLs to warm before the window opens, and `planner_now`:
     what the predictive planner asks for this minute (as `GET /v1/plans/capacity/desired`)."""
     from ...planning.capacity import CapacityInputError
-    from ...planning.capacity_service import kept_live_planner
+    from ...planning.capacity_service import desired_now
 
     svc = capacity_service(container)
     try:
         plan = svc.plan(horizon_minutes=horizon_minutes, slot_minutes=slot_minutes)
         body = plan.to_dict()
         # What the predictive planner asks for now (the slot length and horizon do not change it).
-        body["planner_now"] = svc.desired(kept_live_planner(container.services, svc)).to_dict()
+        body["planner_now"] = desired_now(container, svc).to_dict()
         entries, source = svc.warm_list(plan)
         body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
         if manifests:
@@ -74,11 +71,10 @@ def get_desired_replicas(
     The first call of a UTC day replays about eight days of minutes (about 0.4 s); later calls only the
     minutes since."""
     from ...planning.capacity import CapacityInputError
-    from ...planning.capacity_service import kept_live_planner
+    from ...planning.capacity_service import desired_now
 
-    svc = capacity_service(container)
     try:
-        decision = svc.desired(kept_live_planner(container.services, svc))
+        decision = desired_now(container)
     except CapacityInputError as exc:
         raise InvalidInput(exc.message, [{"field": exc.field}]) from exc
     body = decision.to_dict()
