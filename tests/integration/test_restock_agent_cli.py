@@ -72,6 +72,25 @@ def test_agent_process_reads_returns_as_no_demand_and_says_so_on_stderr():
     assert "6 history rows with negative units skipped, 1 negative day sales read as 0" in err
 
 
+def test_agent_process_takes_goods_sold_by_weight_and_says_how_it_reads_them():
+    history = [{"date": (DAY0 - timedelta(days=d)).isoformat(), "sku": "CHEESE", "units": 3.75}
+               for d in range(1, 29)]
+    proc = _agent("--fill-rate", "0.95", "--lead-time", "2")
+    try:
+        answers = [_ask(proc, json.dumps({"date": (DAY0 + timedelta(days=d)).isoformat(),
+                                          "sales": {"CHEESE": 3.4}, "on_hand": {"CHEESE": 0.6},
+                                          "on_order": {"CHEESE": 1.5}, **({"history": history} if d == 0 else {})}))
+                   for d in range(3)]
+        assert all(isinstance(a["orders"]["CHEESE"], int) and a["orders"]["CHEESE"] > 0 for a in answers)
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert "fractional units on 1 SKU(s)" in err and "Traceback" not in err
+
+
 def test_agent_reads_its_policy_file_and_refuses_a_bad_one(tmp_path):
     policy = tmp_path / "policy.toml"
     policy.write_text("[defaults]\nfill_rate = 0.9\nlead_time_days = 2\npack_size = 6\n")

@@ -144,7 +144,7 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
     bad = [
         ("{", "line"),
         (_day(DAY0 + timedelta(days=31), on_hand={"A": -1}), "on_hand.A"),
-        (_day(DAY0 + timedelta(days=31), sales={"A": 1.5}), "sales.A"),
+        (_day(DAY0 + timedelta(days=31), sales={"A": "1.5"}), "sales.A"),
         (_day(DAY0 + timedelta(days=31), on_hand={"A": "x"}), "on_hand.A"),
         (_day(DAY0 + timedelta(days=30)), "date"),  # not after the previous day
         (json.dumps({"sales": {}}), "date"),
@@ -177,6 +177,39 @@ def test_returns_are_not_demand_a_negative_day_reads_as_zero_and_negative_histor
     _, expected = run(history, lambda s: {k: max(v, 0) for k, v in s.items()})
     assert got == expected and all("orders" in a for a in got)
     assert with_returns.history_returns_skipped == len(returns) and with_returns.returns_read_as_zero == 4
+
+
+def test_goods_sold_by_weight_are_read_in_whole_units_on_the_running_total():
+    # 2.5 kg a day: the engine sees 3, 2, 3, 2, ... kilograms, exactly what a store selling whole units would feed
+    days = 40
+    history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "FLOUR", "units": 2.5} for i in range(days)]
+    whole = [{"date": r["date"], "sku": "FLOUR", "units": 3 if i % 2 == 0 else 2} for i, r in enumerate(history)]
+
+    def run(hist, sales_of):
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=3)
+        answers = [agent.handle_line(_day(DAY0 + timedelta(days=days + k), sales={"FLOUR": sales_of(k)},
+                                          on_hand={"FLOUR": 1.25 + k % 3}, on_order={"FLOUR": 0.5},
+                                          **({"history": hist} if k == 0 else {})))
+                   for k in range(10)]
+        return agent, answers
+
+    by_weight, got = run(history, lambda k: 2.5)
+    by_unit, expected = run(whole, lambda k: 3 if k % 2 == 0 else 2)
+    assert all("orders" in a for a in got) and any(a["orders"] for a in got)
+    assert all(isinstance(q, int) for a in got for q in a["orders"].values())
+    assert got == expected
+    assert by_weight.fractional_skus == 1 and by_unit.fractional_skus == 0
+
+
+def test_a_sku_selling_a_fraction_of_a_unit_a_day_is_not_read_as_selling_nothing():
+    agent = ReplenishmentAgent(fill_rate=0.95, lead_time=2)
+    ordered = 0
+    for k in range(60):
+        out = agent.handle_line(_day(DAY0 + timedelta(days=k), sales={"SAFFRON": 0.3}, on_hand={"SAFFRON": 0.4}))
+        ordered += sum(out["orders"].values())
+    assert agent._seen_total["SAFFRON"] == 18  # round(60 x 0.3): nothing lost to rounding
+    assert 0.1 < agent.engine.level[agent.engine.index["SAFFRON"]] < 1.0
+    assert ordered > 0
 
 
 def test_history_rows_are_checked_field_by_field():

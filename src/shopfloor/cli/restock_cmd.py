@@ -76,7 +76,9 @@ def agent_cmd(
 
     In: {"date", "sales": {sku: units}, "on_hand": {sku: n}, "on_order": {sku: n}, "catalog": {sku: {...}}} (the
     first line may add "history": [{"date", "sku", "units"}]). Out: {"orders": {sku: qty}} for orders placed at the
-    end of that day, or {"error": {"field", "message"}} for a line it cannot use (it keeps going).
+    end of that day, or {"error": {"field", "message"}} for a line it cannot use (it keeps going). Negative sales
+    are returns (read as 0); fractional units (goods sold by weight) are read in whole units of the SKU's measure,
+    rounded on the running total.
     """
     from dataclasses import replace
 
@@ -103,11 +105,17 @@ def agent_cmd(
                                moq=moq, pack_size=pack)
     out = sys.stdout
     told = 0
+    told_fractions = False
     for line in sys.stdin:
         if not line.strip():
             continue
         out.write(json.dumps(agent.handle_line(line), separators=(",", ":")) + "\n")
         out.flush()
+        if agent.fractional_skus and not told_fractions:
+            err_console.print(f"restock agent: fractional units on {agent.fractional_skus} SKU(s): demand is read "
+                              "in whole units of each SKU's measure, rounded on its running total; orders are "
+                              "whole units", soft_wrap=True, highlight=False)
+            told_fractions = True
         returns = agent.returns_read_as_zero + agent.history_returns_skipped
         if returns and not told:
             err_console.print(f"restock agent: negative units are returns, not demand: "

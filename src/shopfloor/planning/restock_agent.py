@@ -18,6 +18,13 @@ Returns: a negative count in ``sales`` (a day whose returns exceeded its sales) 
 ``history`` row is skipped (a return is not demand); the agent counts both (``returns_read_as_zero``,
 ``history_returns_skipped``) and the command reports them on stderr. Negative ``on_hand`` or ``on_order`` is refused.
 
+Fractional units (goods sold by weight or volume, or any other measure): the engine models demand in whole units
+of the SKU's own measure (a kilogram, a litre). A SKU's fractional sales reach it rounded on the running total
+(the total of the integers it sees never differs from the true total by more than half a unit, so a SKU selling
+0.3 kg a day is seen selling one kilogram about every third day), history rows the same way; stock and orders on
+the way may be fractional, and orders are whole units (rounded up). The agent counts the SKUs so read
+(``fractional_skus``).
+
 The agent sees sales, not demand: a SKU whose ``on_hand`` at close is 0 sold out, so its sales are a lower bound
 and the engine treats them as censored. SKUs it manages are those in ``catalog`` (or, without a catalog, every SKU
 named so far); a SKU with no ``on_hand`` entry is taken to hold nothing.
@@ -70,18 +77,20 @@ def _number(value: Any, field: str, *, integer: bool = True, negative: bool = Fa
 
 
 def _units(obj: Any, name: str, returns: list[int] | None = None) -> dict[str, float]:
-    """SKU -> whole units. With ``returns`` (a one-item counter) a negative count is a day whose returns exceeded
-    its sales: no units were demanded that the store can see, so it reads as 0 and is counted there."""
+    """SKU -> units (whole or fractional, >= 0). With ``returns`` (a one-item counter) a negative count is a day
+    whose returns exceeded its sales: no units were demanded that the store can see, so it reads as 0 and is
+    counted there."""
     if obj is None:
         return {}
     if not isinstance(obj, Mapping):
         raise AgentInputError(name, f"expected an object of SKU -> units, got {type(obj).__name__}")
-    # fast path for a well-formed day (30,000 SKUs): whole non-negative numbers, checked with numpy
+    # fast path for a well-formed day (30,000 SKUs): finite non-negative numbers, checked with numpy
     if set(map(type, obj.values())) <= {int, float}:
         vals = np.fromiter(obj.values(), dtype=float, count=len(obj))
-        if np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals == np.floor(vals)):
+        if np.all(np.isfinite(vals)) and np.all(vals >= 0):
             return dict(zip(map(str, obj.keys()), vals.tolist()))
-    out = {str(k): _number(v, f"{name}.{k}", negative=returns is not None) for k, v in obj.items()}
+    out = {str(k): _number(v, f"{name}.{k}", integer=False, negative=returns is not None)
+           for k, v in obj.items()}
     if returns is not None:
         for k, v in out.items():
             if v < 0:
@@ -107,6 +116,9 @@ class ReplenishmentAgent:
         # Returns: negative sales of a day read as 0, negative history rows skipped (a return is not demand).
         self.returns_read_as_zero = 0
         self.history_returns_skipped = 0
+        # Fractional units: per SKU, the running total of its true sales and of the whole units the engine saw.
+        self._true_total: dict[str, float] = {}
+        self._seen_total: dict[str, int] = {}
 
     # --- protocol --------------------------------------------------------------------------------------------
     def handle_line(self, line: str) -> dict[str, Any]:
@@ -166,7 +178,7 @@ class ReplenishmentAgent:
                 d = _date(row["date"], f"{where}.date")
                 if d >= day:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
-                units = _number(row["units"], f"{where}.units", negative=True)
+                units = _number(row["units"], f"{where}.units", integer=False, negative=True)
                 if units < 0:  # a return (of an earlier sale): not demand
                     skipped += 1
                     continue
@@ -184,7 +196,28 @@ class ReplenishmentAgent:
             self._managed_idx = None
         if rows:
             self._replay(rows, day)
-        return {"orders": self._day(day, sales, on_hand, on_order)}
+        return {"orders": self._day(day, self._whole_sales(sales), on_hand, on_order)}
+
+    @property
+    def fractional_skus(self) -> int:
+        """How many SKUs had fractional units (their demand reaches the engine rounded on the running total)."""
+        return len(self._true_total)
+
+    def _whole_sales(self, sales: dict[str, float]) -> dict[str, float]:
+        """The day's sales in whole units: a SKU that ever sold a fraction is rounded on its running total."""
+        tracked = self._true_total
+        if not tracked and all(v == int(v) for v in sales.values()):
+            return sales
+        out = dict(sales)
+        for sku, v in sales.items():
+            if sku not in tracked and v == int(v):
+                continue
+            total = tracked.get(sku, 0.0) + v
+            whole = math.floor(total + 0.5)
+            out[sku] = float(whole - self._seen_total.get(sku, 0))
+            tracked[sku] = total
+            self._seen_total[sku] = whole
+        return out
 
     # --- internals -------------------------------------------------------------------------------------------
     def _replay(self, rows: list[tuple[date, str, float]], first_day: date) -> None:
@@ -195,6 +228,14 @@ class ReplenishmentAgent:
         block = np.zeros((eng.n, span))
         for d, sku, units in rows:
             block[eng.index[sku], (d - start).days] += units
+        frac = np.flatnonzero(np.any(block != np.floor(block), axis=1))
+        if len(frac):  # whole units on each SKU's running total; the days that follow go on from its end
+            totals = np.cumsum(block[frac], axis=1)
+            whole = np.floor(totals + 0.5)
+            block[frac] = np.diff(whole, axis=1, prepend=0.0)
+            for i, t, w in zip(frac, totals[:, -1], whole[:, -1]):
+                self._true_total[eng.skus[i]] = float(t)
+                self._seen_total[eng.skus[i]] = int(w)
         replay_history(eng, block, [(start + timedelta(days=j)).weekday() for j in range(span)], first_day=start)
 
     def _day(self, day: date, sales: Mapping[str, float], on_hand: Mapping[str, float],
