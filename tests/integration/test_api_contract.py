@@ -92,6 +92,32 @@ def test_malformed_json_overlong_key_and_unknown_sku_are_4xx(api):
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_sku"
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_header_sent_twice_is_refused_by_name_and_places_no_order(api, chunked):
+    import json
+
+    client, admin, shop = api
+    payload = json.dumps(BODY).encode()
+    content = (part for part in [payload]) if chunked else payload
+    headers = [("Authorization", shop["Authorization"]), ("Content-Type", "application/json"),
+               ("Idempotency-Key", "k1"), ("Idempotency-Key", "k2")]
+    r = client.post("/v1/checkouts", content=content, headers=headers)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "Idempotency-Key", r.text
+    content = (part for part in [payload]) if chunked else payload
+    r = client.post("/v1/checkouts", content=content, headers=[
+        ("Authorization", admin["Authorization"]), ("Authorization", shop["Authorization"]),
+        ("Content-Type", "application/json"), ("Idempotency-Key", "k3")])
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "Authorization", r.text
+    stock = client.get("/v1/stock/A1", headers=admin).json()
+    assert stock["reserved"] == 0
+
+
+def test_the_order_lookup_declares_its_key_in_the_openapi_document(api):
+    client, _, _ = api
+    op = client.get("/openapi.json").json()["paths"]["/v1/orders/{order_id}"]["get"]
+    assert op.get("security"), op
+
+
 def test_stock_cannot_be_set_below_what_is_reserved(api):
     client, admin, shop = api
     client.post("/v1/checkouts", json=BODY, headers={**shop, "Idempotency-Key": "r"})

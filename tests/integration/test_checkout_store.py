@@ -105,6 +105,16 @@ def test_unknown_sku_is_a_clean_422(store):
     assert res.status_code == 422 and res.body["error"]["code"] == "unknown_sku"
 
 
+def test_an_unknown_sku_refusal_is_not_kept_under_the_key_so_a_retry_works_once_the_sku_exists(store):
+    engine, _, svc = store
+    first = svc.place_order(_cmd("late", [("LATE1", 1)]))
+    assert first.status_code == 422 and first.body["error"]["code"] == "unknown_sku"
+    seed(engine, {}, {"LATE1": 500}, {("LATE1", "west"): 4})
+    again = svc.place_order(_cmd("late", [("LATE1", 1)]))
+    assert again.status_code == 201 and again.created and not again.replayed
+    assert svc.place_order(_cmd("late", [("LATE1", 1)])).replayed  # the order, once placed, is kept
+
+
 def test_sweeper_releases_expired_reservations_once(store):
     engine, clock, svc = store
     res = svc.place_order(_cmd("k", [("A", 3)]))

@@ -8,6 +8,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPBearer
 
 from ..bootstrap import Container
+from ..domain.errors import InvalidInput
 
 #: SKU, warehouse and similar ids, wherever a route accepts one (path, query or body).
 IDENT_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -35,6 +36,16 @@ API_KEY = _BearerKeyScheme(
 )
 
 
+def single_header(request: Request, name: str) -> str | None:
+    """The one value of header ``name``; a header sent twice is refused (422 naming it), so that no layer reads the
+    first copy where another reads the last (two ``Idempotency-Key`` or ``Authorization`` headers)."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise InvalidInput(f"{name}: send this header once (got {len(values)})",
+                           [{"field": name, "got": len(values)}])
+    return values[0] if values else None
+
+
 def require_scope(*scopes: str):
     """Dependency: the caller's API key must carry one of ``scopes`` (401 without a valid key, 403 otherwise).
 
@@ -44,7 +55,7 @@ def require_scope(*scopes: str):
     # async on purpose: FastAPI runs sync dependencies in a thread pool, which costs more than the (cached)
     # key lookup itself on the hot checkout path.
     async def _check(request: Request, _doc: None = Security(API_KEY, scopes=list(scopes))) -> str:
-        return request.app.state.authenticator.require(request.headers.get("authorization"), scopes)
+        return request.app.state.authenticator.require(single_header(request, "Authorization"), scopes)
 
     return _check
 
@@ -65,8 +76,9 @@ def require_caller(*scopes: str):
     """Like :func:`require_scope`, but the dependency returns the :class:`Caller` (for routes whose answer depends
     on who asks, e.g. a storefront key sees only its own orders)."""
 
-    async def _check(request: Request) -> Caller:
-        key_id, granted = request.app.state.authenticator.authenticate(request.headers.get("authorization"), scopes)
+    async def _check(request: Request, _doc: None = Security(API_KEY, scopes=list(scopes))) -> Caller:
+        key_id, granted = request.app.state.authenticator.authenticate(single_header(request, "Authorization"),
+                                                                       scopes)
         return Caller(key_id, granted)
 
     return _check

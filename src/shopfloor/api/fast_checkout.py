@@ -52,14 +52,18 @@ class CheckoutFastPath:
             await self.app(scope, receive, send)
             return
         auth = idem = ctype = queue_token = None
+        twice = False  # a header sent twice: the route refuses it by name
         for name, value in scope["headers"]:
             if name == b"authorization":
+                twice = twice or auth is not None
                 auth = value
             elif name == b"idempotency-key":
+                twice = twice or idem is not None
                 idem = value
             elif name == b"content-type":
                 ctype = value
             elif name == b"queue-token":
+                twice = twice or queue_token is not None
                 queue_token = value
         chunks = []
         more = True
@@ -71,8 +75,8 @@ class CheckoutFastPath:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         cmd = self.accept(auth, idem, ctype, body)
-        if cmd is not None and queue_token is not None and len(queue_token) > 512:
-            cmd = None  # the route answers the over-long header with its validation envelope
+        if cmd is not None and (twice or queue_token is not None and len(queue_token) > 512):
+            cmd = None  # the route answers a repeated or over-long header with its validation envelope
         if cmd is None:
             await self.app(scope, _replay(body, receive), send)
             return

@@ -464,7 +464,10 @@ class CheckoutService:
             if isinstance(exc, OutOfStock):
                 pending.add_refusals(exc.details, home_warehouse(warehouses, cmd.country, cmd.postal_code), now)
         settled[sk] = (cmd.request_hash, status_code, body)
-        pending.add_idempotency(sk[0], sk[1], cmd.request_hash, status_code, orjson.dumps(body).decode(), now)
+        if status_code != 422:
+            # A refusal of the request itself (an unknown SKU) is not a result: as with Stripe's keys, nothing is
+            # kept, so the same key works once the catalog has the SKU. Orders, declines and sell-outs are kept.
+            pending.add_idempotency(sk[0], sk[1], cmd.request_hash, status_code, orjson.dumps(body).decode(), now)
         return CheckoutResult(status_code, body, created=created)
 
     def _reserve(self, conn: Connection, allocations: list[Allocation]) -> bool:

@@ -14,7 +14,7 @@ from ...domain.stock import OrderLineRequest
 from ...orders.checkout import PlaceOrder, request_fingerprint
 from ...store import orders_repo as repo
 from ...waitroom import GO, QUEUED, SOLD, UNAVAILABLE
-from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope
+from ..deps import IDENT_PATTERN, Caller, get_container, require_caller, require_scope, single_header
 from ..errors import envelope, error_responses
 from ..responses import FastJSONResponse
 
@@ -122,6 +122,8 @@ async def create_checkout(
 ):
     """Reserve every line (whole order or nothing), record the order and its outbox event in one transaction.
     A product in a flash sale's waiting room may answer 429 ``queued`` first (see Queue-Token)."""
+    single_header(request, "Idempotency-Key")
+    single_header(request, "Queue-Token")
     return await run_checkout(body, idempotency_key, key_id, c, queue_token=queue_token,
                               client=request.client.host if request.client else None)
 
