@@ -69,6 +69,19 @@ def test_checkout_documents_every_error_it_can_answer_with_the_envelope(served):
     assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) == {"code", "message", "details"}
 
 
+def test_every_documented_422_is_the_error_envelope_the_server_sends(served):
+    client, _, shop = served()
+    spec = client.get("/openapi.json").json()
+    documented = {(path, method): op["responses"]["422"] for path, item in spec["paths"].items()
+                  for method, op in item.items() if "422" in op.get("responses", {})}
+    assert len(documented) > 20
+    for where, response in documented.items():
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}, where
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    sent = client.get("/v1/promise", params={"sku": "A1", "country": "USA"})
+    assert sent.status_code == 422 and set(sent.json()) == {"error"}
+
+
 def test_the_documented_checkout_example_places_an_order(served):
     client, _, shop = served()
     spec = client.get("/openapi.json").json()

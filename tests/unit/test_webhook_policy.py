@@ -85,3 +85,15 @@ def test_the_ssrf_guard_looks_at_what_a_name_resolves_to():
         with pytest.raises(TargetRefused):
             guard.check(url)
     TargetGuard(frozenset({"sneaky.example.com"}), dns).check("https://sneaky.example.com/")
+
+
+def test_the_ssrf_guard_refuses_malformed_urls_and_port_zero_instead_of_failing():
+    import pytest
+
+    from shopfloor.integrations import TargetGuard, TargetRefused
+
+    guard = TargetGuard(frozenset())  # the system resolver: the IDNA codec refuses these before any lookup
+    for url in ("http://a..b/", "http://./", f"http://{'a' * 64}.example.com/", f"http://{'ü' * 70}/",
+                "http://[::1/x", "http://93.184.216.34:0/"):
+        with pytest.raises(TargetRefused):
+            guard.check(url)

@@ -7,6 +7,7 @@ from a CDN.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,17 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.update(envelope_schema.pop("$defs", {}))
     schemas.setdefault("ErrorEnvelope", envelope_schema)
     envelope_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
     for path_item in doc.get("paths", {}).values():
         for op in path_item.values():
+            # FastAPI documents its own validation body ({"detail": [...]}); the error handlers answer 422 with the
+            # envelope, each bad field in its details
+            bad = op.get("responses", {}).get("422")
+            if bad is not None and (bad.get("content", {}).get("application/json", {}).get("schema", {})
+                                    .get("$ref") == fastapi_422):
+                op["responses"]["422"] = {
+                    "description": "validation_error (or malformed_json): the message names the first bad field, "
+                                   "the details every one", **envelope_ref}
             scopes = sorted({s for req in op.get("security", []) for s in req.get(SCHEME, [])})
             if not scopes:
                 continue
@@ -47,6 +57,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses = op.setdefault("responses", {})
             for status, text in AUTH_ERRORS.items():
                 responses.setdefault(status, {"description": text, **envelope_ref})
+    if fastapi_422 not in json.dumps(doc):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
     app.openapi_schema = doc
     return doc
 

@@ -46,7 +46,10 @@ class TargetGuard:
         self.resolver = resolver or SystemResolver()
 
     def check(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed IPv6 bracket, say
+            raise TargetRefused("the URL is malformed") from None
         if parts.scheme not in ("http", "https"):
             raise TargetRefused("the URL must start with http:// or https://")
         host = (parts.hostname or "").lower()
@@ -57,12 +60,16 @@ class TargetGuard:
         if host in self.allowed_hosts:
             return
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port
         except ValueError:
-            raise TargetRefused("the URL's port is not a number in 1-65535") from None
+            port = 0
+        if port is None:
+            port = 443 if parts.scheme == "https" else 80
+        elif not 1 <= port <= 65535:
+            raise TargetRefused("the URL's port is not a number in 1-65535")
         try:
             addresses = [host] if _is_ip(host) else self.resolver.addresses(host, port)
-        except OSError:
+        except (OSError, UnicodeError):  # UnicodeError: an empty or over-long label the IDNA codec refuses
             raise TargetRefused(f"the host {host} does not resolve") from None
         internal = [a for a in addresses if _internal(a)]
         if internal:
