@@ -280,6 +280,10 @@ class Settings(BaseSettings):
     fulfillment_max_future_h: float = Field(
         default=24.0, gt=0, description="Fulfillment events dated more than this many hours after the server's "
                                         "clock are refused (422 naming the event), not learned from.")
+    fulfillment_max_age_days: float = Field(
+        default=365.0, gt=0, description="Fulfillment events (at or placed_at) dated more than this many days "
+                                         "before the server's clock are refused (422 naming the event), not learned "
+                                         "from: one event from 1970 would skew every duration it takes part in.")
     returns_inspection_delay_h: float = Field(
         default=24.0, ge=0, description="Hours a restocking return spends in inspection before its units are back "
                                         "on hand (0: at once).")

@@ -51,11 +51,12 @@ def client(db_url):
 
 
 def deliver(client, topic: str, body: bytes, *, webhook_id: str, event_id: str | None = None,
-            secret: str = SECRET, triggered_at: datetime | None = None, hmac: str | None = None):
+            secret: str = SECRET, triggered_at: datetime | str | None = None, hmac: str | None = None):
+    if not isinstance(triggered_at, str):
+        triggered_at = (triggered_at or NOW - timedelta(seconds=3)).isoformat()
     headers = {"Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": SHOP,
                "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-API-Version": "2025-10",
-               "X-Shopify-Hmac-Sha256": hmac or shopify_hmac(secret, body),
-               "X-Shopify-Triggered-At": (triggered_at or NOW - timedelta(seconds=3)).isoformat()}
+               "X-Shopify-Hmac-Sha256": hmac or shopify_hmac(secret, body), "X-Shopify-Triggered-At": triggered_at}
     if event_id:
         headers["X-Shopify-Event-Id"] = event_id
     return client.post(f"/v1/integrations/shopify/{SHOP}/webhooks", content=body, headers=headers)
@@ -148,6 +149,34 @@ def test_a_missing_topic_or_a_body_that_is_not_json_is_a_422_naming_it(client):
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "X-Shopify-Topic"
     r = deliver(client, "orders/create", body, webhook_id="wh-1")
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_signed_delivery_triggered_at_a_time_outside_years_1_to_9999_in_utc_is_a_422_naming_the_header(
+        client, when):
+    r = deliver(client, "orders/create", fixture("orders_create"), webhook_id="wh-1", triggered_at=when)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["details"][0]["field"] == "X-Shopify-Triggered-At"
+    assert error["message"].startswith("X-Shopify-Triggered-At: ") and "years 1 to 9999" in error["message"]
+
+
+@pytest.mark.parametrize("body,says", [
+    (b"[" * 20_000 + b"]" * 20_000, "nested too deeply"),  # 40 KB: well under the body limit
+    (b'{"id": 1, "deep": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "nested too deeply"),
+    (b'{"id": 1, "total_price": NaN}', "NaN"),
+    (b'{"id": 1, "total_price": Infinity}', "Infinity"),
+    (b'{"id": 1, "total_price": -Infinity}', "-Infinity"),
+    (b'{"id": "\xff"}', "not UTF-8"),
+])
+def test_a_signed_body_nested_too_deeply_or_holding_nan_or_infinity_is_a_422_and_not_stored(client, body, says):
+    r = deliver(client, "orders/create", body, webhook_id="wh-1")
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["details"][0]["field"] == "body" and error["message"].startswith("body: ")
+    assert says in error["message"]
+    with client.container.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(shopify_deliveries)).scalar() == 0
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(client):

@@ -77,7 +77,8 @@ def test_beacons_from_far_in_the_past_are_refused_naming_the_event(client):
     old = (NOW - timedelta(days=2)).isoformat()
     r = client.post("/v1/events/storefront", json={"events": [{"type": "page_view"}, {"type": "page_view",
                                                                                      "at": old}]}, headers=client.store)
-    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "events[1].at"
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "events.1.at"
+    assert r.json()["error"]["message"].startswith("events.1.at: ")
 
 
 def test_beacons_need_a_storefront_key(client):

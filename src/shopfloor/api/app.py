@@ -16,7 +16,7 @@ from .. import __version__
 from ..bootstrap import Container, build_container
 from ..config import Settings
 from .auth import Authenticator
-from .errors import install_error_handlers
+from .errors import install_error_handlers, unexpected_error_response
 from .docs import install_docs
 from .middleware import BodySizeLimitMiddleware, CacheControlDefault, RequestMetricsMiddleware
 from .routes import (analytics, capacity, catalog, checkout, dashboard, integrations, payments, products, promise,
@@ -71,8 +71,11 @@ def create_app(container: Container) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():
-        """Liveness. Touches no database."""
+        """Liveness. Touches no database. ``HEAD`` answers the same (load balancers check with it)."""
         return {"status": "ok"}
+
+    # FastAPI's routes answer only the methods they list; the server sends a HEAD answer's headers, no body.
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
 
     metrics = container.services.get("tower.metrics")
     observers = list(container.services.get("http.observers", []))
@@ -99,10 +102,12 @@ def create_app(container: Container) -> FastAPI:
         from .middleware import ReadRateLimitMiddleware
 
         app.add_middleware(ReadRateLimitMiddleware, limits=limits)
-    # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer.
+    # Inside the metrics middleware, so that refused bodies are counted as 413s like any other answer; it also
+    # refuses NUL characters (422) and answers unhandled exceptions (500, once, no-store: see its docstring).
     app.add_middleware(BodySizeLimitMiddleware, default_limit=settings.http_max_body_bytes,
                        route_limits={"/v1/integrations/shopify/*": settings.shopify_webhook_max_bytes,
-                                     **settings.http_route_body_limits})
+                                     **settings.http_route_body_limits},
+                       on_unexpected=unexpected_error_response)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
     # Outermost: whatever answers (a route, the fast path, an error handler) is no-store unless it said otherwise.
     app.add_middleware(CacheControlDefault)

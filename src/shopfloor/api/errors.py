@@ -15,7 +15,6 @@ from .responses import FastJSONResponse
 
 from ..domain.errors import DomainError
 from ..store.engine import is_read_only
-from .middleware import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +94,54 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
+        unparsable = _unparsable_body(exc)
+        if unparsable is not None:
+            return envelope(422, "malformed_json", f"body: {unparsable}",
+                            [{"field": "body", "message": unparsable, "type": "json_invalid"}])
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        details = [{"field": "body", "max_bytes": exc.limit}] if isinstance(exc, BodyTooLarge) else None
-        return envelope(exc.status_code, code, str(exc.detail), details, headers=getattr(exc, "headers", None))
+        # BodyTooLarge and NulCharacter (api.middleware) carry their details
+        return envelope(exc.status_code, code, str(exc.detail), getattr(exc, "details", None),
+                        headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - safety net
-        if is_read_only(exc):  # a write reached a standby: this region is not the primary
-            return envelope(503, "read_only_region", "this region's database is a standby: it takes no writes "
-                            "until a failover promotes it", headers={"Retry-After": "5"})
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return envelope(500, "internal_error", "internal error; it has been logged")
+        # Outside BodySizeLimitMiddleware only (an exception in an outer middleware): inside it, that middleware
+        # answers with the same function and the exception goes no further.
+        return unexpected_error_response(exc, request.scope)
+
+
+#: FastAPI's answer when reading a JSON body raised something other than a JSON syntax error.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> str | None:
+    """What was wrong with a JSON body FastAPI could not read (its own answer is a bare 400 ``There was an error
+    parsing the body``), or None for any other HTTP exception. The README promises 422 ``malformed_json``."""
+    if exc.status_code != 400 or exc.detail != _FASTAPI_BODY_ERROR:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte {cause.start}); send JSON in UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the JSON is nested too deeply"
+    return "not valid JSON"
+
+
+def unexpected_error_response(exc: Exception, scope: dict[str, Any]) -> FastJSONResponse:
+    """The answer to an exception nothing else handled: 503 ``read_only_region`` when a write reached a standby,
+    else 500 ``internal_error``, logged once with its traceback. The statement's parameters (customer data, secrets)
+    are left out of the log."""
+    if is_read_only(exc):  # a write reached a standby: this region is not the primary
+        return envelope(503, "read_only_region", "this region's database is a standby: it takes no writes "
+                        "until a failover promotes it", headers={"Retry-After": "5"})
+    from sqlalchemy.exc import StatementError
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, StatementError):
+            link.hide_parameters = True
+        link = link.__cause__ or link.__context__
+    log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+    return envelope(500, "internal_error", "internal error; it has been logged")

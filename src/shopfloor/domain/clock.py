@@ -36,11 +36,19 @@ class FixedClock:
         return self._at
 
 
+class OutOfUtcRange(ValueError):
+    """A time whose UTC equivalent falls outside the years 1 to 9999 that ``datetime`` can hold."""
+
+
 def ensure_utc(value: datetime) -> datetime:
-    """Interpret naive datetimes as UTC and convert aware ones to UTC."""
+    """Interpret naive datetimes as UTC and convert aware ones to UTC. A time whose UTC equivalent is before year 1
+    or after year 9999 (``0001-01-01T00:30:00+01:00``) raises :class:`OutOfUtcRange`, a ``ValueError``."""
     tz = value.tzinfo
     if tz is timezone.utc:  # already UTC (every clock reading): converting would give an equal copy
         return value
     if tz is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise OutOfUtcRange(f"{value.isoformat()} is outside years 1 to 9999 once converted to UTC") from None

@@ -20,12 +20,12 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Engine, delete, select, update
 
-from ..domain.clock import Clock
+from ..domain.clock import Clock, OutOfUtcRange, ensure_utc
 from ..domain.errors import DomainError, InvalidInput, NotFound
 from ..orders.outbox import OutboxEvent
 from ..store.engine import dialect_insert
@@ -77,10 +77,34 @@ def channel_of(shop: str) -> str:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time in UTC (naive read as UTC); ``ValueError`` when it is not one, or when its UTC equivalent
+    is outside years 1 to 9999 (:class:`~shopfloor.domain.clock.OutOfUtcRange`)."""
     if not value:
         return None
-    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return ensure_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_webhook_body(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The body as text and as a JSON object; ``InvalidInput`` (422 naming ``body``) when it is not one: not UTF-8,
+    not JSON, NaN or Infinity (Python's reader takes them; JSON has no such values), nested deeper than the reader
+    can follow, or not an object."""
+    problem = "a Shopify webhook body is a JSON object"
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"body: not UTF-8 (byte {exc.start}); {problem}", [{"field": "body"}]) from None
+    except RecursionError:
+        raise InvalidInput(f"body: the JSON is nested too deeply; {problem}", [{"field": "body"}]) from None
+    except ValueError as exc:
+        raise InvalidInput(f"body: not JSON ({exc}); {problem}", [{"field": "body"}]) from None
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"body: {problem}", [{"field": "body"}])
+    return text, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +197,8 @@ class ShopifyIntegration:
         now = self.clock.now()
         try:
             triggered = _parse_time(headers.get("x-shopify-triggered-at"))
+        except OutOfUtcRange as exc:
+            raise InvalidInput(f"X-Shopify-Triggered-At: {exc}", [{"field": "X-Shopify-Triggered-At"}]) from None
         except ValueError:
             raise InvalidInput("X-Shopify-Triggered-At: not an ISO 8601 time",
                                [{"field": "X-Shopify-Triggered-At"}]) from None
@@ -180,13 +206,7 @@ class ShopifyIntegration:
             raise StaleDelivery(f"X-Shopify-Triggered-At: the delivery is older than {self.max_age_s:.0f} s",
                                 [{"field": "X-Shopify-Triggered-At", "triggered_at": triggered.isoformat(),
                                   "max_age_s": self.max_age_s}])
-        try:
-            text = body.decode("utf-8")
-            payload = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if not isinstance(payload, dict):
-            raise InvalidInput("body: a Shopify webhook body is a JSON object", [{"field": "body"}])
+        text, _ = parse_webhook_body(body)
         with self.engine.begin() as conn:
             delivery_id = conn.execute(self._insert_delivery.values(
                 shop=shop, webhook_id=webhook_id, event_id=event_id, topic=topic, triggered_at=triggered,

@@ -6,13 +6,14 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...bootstrap import Container
 from ...domain.errors import InvalidInput
 from ...fulfillment.stats import FulfillmentEvent
 from ...promise.service import promise_service
 from ..deps import get_container, require_scope
+from ..fields import UtcDatetime
 
 router = APIRouter()
 
@@ -27,13 +28,13 @@ class EventIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=120, pattern=_ID)
     order_id: str = Field(min_length=1, max_length=120, pattern=_ID)
     type: Literal["approved", "picked", "packed", "handed_to_carrier", "delivered", "exception", "returned"]
-    at: AwareDatetime
+    at: UtcDatetime
     warehouse: str = Field(min_length=1, max_length=64)
     carrier: str | None = Field(default=None, min_length=1, max_length=64)
     country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
     postal_code: str | None = Field(default=None, min_length=1, max_length=16)
     region: str | None = Field(default=None, min_length=1, max_length=64)
-    placed_at: AwareDatetime | None = None
+    placed_at: UtcDatetime | None = None
     origin_region: str | None = Field(default=None, min_length=1, max_length=64)
     # ``returned`` events only: what came back, why, and whether it goes back on hand after inspection.
     sku: str | None = Field(default=None, min_length=1, max_length=64)
@@ -119,7 +120,10 @@ def ingest_events(
             f"at most {container.settings.fulfillment_max_batch} events per batch",
             [{"field": "events", "max": container.settings.fulfillment_max_batch, "got": len(batch.events)}],
         )
-    latest = container.clock.now() + timedelta(hours=container.settings.fulfillment_max_future_h)
+    settings = container.settings
+    now = container.clock.now()
+    latest = now + timedelta(hours=settings.fulfillment_max_future_h)
+    earliest = now - timedelta(days=settings.fulfillment_max_age_days)
     for i, e in enumerate(batch.events):
         missing = e.missing_return_fields()
         if missing:
@@ -132,8 +136,14 @@ def ingest_events(
             if when is not None and when > latest:
                 raise InvalidInput(
                     f"events.{i}.{name}: {when.isoformat()} is in the future (more than "
-                    f"{container.settings.fulfillment_max_future_h:g} h ahead of the server's clock)",
+                    f"{settings.fulfillment_max_future_h:g} h ahead of the server's clock)",
                     [{"field": f"events.{i}.{name}", "event_id": e.event_id, "latest": latest.isoformat()}])
+            if when is not None and when < earliest:
+                raise InvalidInput(
+                    f"events.{i}.{name}: {when.isoformat()} is too far in the past (more than "
+                    f"{settings.fulfillment_max_age_days:g} days before the server's clock; "
+                    f"see fulfillment_max_age_days)",
+                    [{"field": f"events.{i}.{name}", "event_id": e.event_id, "earliest": earliest.isoformat()}])
     events = [FulfillmentEvent(**e.model_dump()) for e in batch.events]
     result = promise_service(container).ingest(events)
     return IngestOut(accepted=result.accepted, duplicates=result.duplicates)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container, build_restock_planner
-from ...domain.errors import InvalidInput
+from ...domain.errors import InvalidInput, UnknownSku
 from ...planning.purchase_orders import PurchaseOrderIn
 from ...store.restock import RestockRepository
 from ..deps import IDENT_PATTERN, get_container, require_scope
+from ..fields import UtcDatetime, years_between
 
 router = APIRouter(tags=["restock"])
 
 PoStatus = Literal["open", "received", "cancelled"]
+#: When a purchase order may be expected: a wide window around any real order (a date outside it is a typo or a
+#: placeholder such as 0001-01-01, and would sort first in every plan).
+PO_FIRST_YEAR, PO_LAST_YEAR = 2000, 2199
 
 
 class PurchaseOrderBody(BaseModel):
@@ -25,7 +29,8 @@ class PurchaseOrderBody(BaseModel):
     sku: str = Field(min_length=1, max_length=64)
     warehouse: str = Field(min_length=1, max_length=64)
     qty: int = Field(gt=0, le=10_000_000, strict=True)
-    expected_at: AwareDatetime
+    expected_at: Annotated[UtcDatetime, years_between(PO_FIRST_YEAR, PO_LAST_YEAR)] = Field(
+        description=f"Expected arrival, with a UTC offset; years {PO_FIRST_YEAR} to {PO_LAST_YEAR}.")
     status: PoStatus = "open"
     supplier: str | None = Field(default=None, max_length=120)
 
@@ -52,7 +57,16 @@ def put_purchase_order(
 ) -> PurchaseOrderOut:
     """Create (201) or update (200) a purchase order. Received and cancelled orders are final (409)."""
     po = PurchaseOrderIn(po_id=po_id, **body.model_dump())
-    [(row, created)] = RestockRepository(container.engine).upsert_purchase_orders([po], container.clock.now())
+    try:
+        [(row, created)] = RestockRepository(container.engine).upsert_purchase_orders([po], container.clock.now())
+    except UnknownSku as exc:  # the store names the checkout's field (lines.sku); this body's field is sku
+        exc.message = f"sku: no SKU {body.sku} in the catalog"
+        exc.details = [{"field": "sku", "sku": body.sku}]
+        raise
+    except InvalidInput as exc:
+        if [d.get("field") for d in exc.details] == ["warehouse"]:
+            exc.message = f"warehouse: no warehouse {body.warehouse}"
+        raise
     response.status_code = 201 if created else 200
     return PurchaseOrderOut(**row)
 

@@ -4,19 +4,19 @@ JSON for the admin dashboard."""
 from __future__ import annotations
 
 from collections import Counter as Tally
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container
-from ...domain.clock import ensure_utc
 from ...domain.errors import InvalidInput
 from ...store.tower import TowerRepository
 from ...tower import dashboard_data
 from ...tower.service import FunnelBuffer, aggregate_events
 from ..deps import get_container, require_scope
+from ..fields import UtcOrNaiveDatetime
 
 router = APIRouter()
 
@@ -29,7 +29,7 @@ class StorefrontEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: StorefrontEventType
-    at: Optional[datetime] = Field(None, description="When it happened (UTC); default: when received.")
+    at: Optional[UtcOrNaiveDatetime] = Field(None, description="When it happened (UTC); default: when received.")
     page_load_ms: Optional[float] = Field(None, ge=0, le=600_000, description="Page-load time in ms.")
     sku: Optional[str] = Field(None, min_length=1, max_length=64)
     session: Optional[str] = Field(None, min_length=1, max_length=128)
@@ -69,10 +69,11 @@ def ingest_storefront_events(
     now = container.clock.now()
     folded = []
     for i, ev in enumerate(batch.events):
-        at = now if ev.at is None else ensure_utc(ev.at)
+        at = now if ev.at is None else ev.at  # in UTC already (UtcOrNaiveDatetime)
         if at < now - MAX_PAST or at > now + MAX_FUTURE:
-            raise InvalidInput("event time is outside the accepted range (24 h back, 5 min ahead)",
-                               [{"field": f"events[{i}].at", "value": at.isoformat()}])
+            raise InvalidInput(f"events.{i}.at: {at.isoformat()} is outside the accepted range (24 h back, "
+                               "5 min ahead of the server's clock)",
+                               [{"field": f"events.{i}.at", "value": at.isoformat()}])
         folded.append((at, ev.type, ev.page_load_ms))
     rows = aggregate_events(folded)
     _buffer(container).add(rows)
