@@ -20,7 +20,9 @@ fi
 cleanup() { if [ "$ADDED_POLICY" -eq 1 ]; then $SUDO rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y --no-install-recommends "$@" >/dev/null || {
-    $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y --no-install-recommends "$@" >/dev/null
+# Another apt run (a boot-time update, a second tool's install) holds the dpkg lock: wait for it, do not fail.
+APT="apt-get -o DPkg::Lock::Timeout=300"
+$SUDO $APT install -y --no-install-recommends "$@" >/dev/null || {
+    $SUDO $APT update -q >/dev/null
+    $SUDO $APT install -y --no-install-recommends "$@" >/dev/null
 }

@@ -28,6 +28,15 @@ def test_demo_once_runs_a_flash_sale_without_overselling(tmp_path):
     assert f"kept in {tmp_path / 'demo'}/" in said and "shopfloor serve" in said
     keys = (tmp_path / "demo" / "keys.env").read_text()  # what the README's examples source
     assert "export ADMIN=" in keys and "export SHOP=" in keys
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "demo" / "shopfloor.db") as db:
+        shipped = dict(db.execute(
+            "select o.status, count(*) from fulfillment_events f join orders o on o.id = f.order_id "
+            "where f.type = 'handed_to_carrier' group by o.status").fetchall())
+    # the simulated warehouses ship only what the store handed them (never an order held by fraud screening)
+    assert shipped and set(shipped) <= {"handed_off", "shipped", "delivered"}, shipped
+    assert list((tmp_path / "demo" / "maildir" / "new").iterdir())  # the README says the demo keeps its mail
 
 
 def test_a_terminated_demo_stops_its_server_and_worker(tmp_path):

@@ -145,6 +145,8 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
         ("{", "line"),
         (_day(DAY0 + timedelta(days=31), on_hand={"A": -1}), "on_hand.A"),
         (_day(DAY0 + timedelta(days=31), sales={"A": "1.5"}), "sales.A"),
+        (_day(DAY0 + timedelta(days=31), sales={"A": 1e20}), "sales.A"),  # not a count: refused, not planned for
+        (_day(DAY0 + timedelta(days=31), on_order={"A": 1e12}), "on_order.A"),
         (_day(DAY0 + timedelta(days=31), on_hand={"A": "x"}), "on_hand.A"),
         (_day(DAY0 + timedelta(days=30)), "date"),  # not after the previous day
         (json.dumps({"sales": {}}), "date"),

@@ -7,6 +7,7 @@ The catalog and demand come from a small derived sample of UCI Online Retail II 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 import threading
@@ -38,6 +39,8 @@ WAREHOUSES = {
 }
 DESTINATIONS = [("GB", "EC1A 1BB"), ("GB", "SW1A 2AA"), ("GB", "M1 1AE"), ("GB", "LS1 4DY"), ("GB", "B1 1AA"),
                 ("GB", "BN1 1AA"), ("GB", "G1 1XQ"), ("DE", "10115"), ("DE", "80331"), ("GB", "OX1 2JD")]
+#: Where the demo store's pages are warmed for (most of its shoppers are British)
+DEMO_COUNTRY = "GB"
 FLASH_SKU, FLASH_UNITS, FLASH_BUYERS = "FLASH-001", 50, 300
 SCARCE_SKU = "SCARCE-001"
 
@@ -151,8 +154,10 @@ class DemoStore:
                 time.sleep(0.1)
         return False
 
-    def checkout(self, lines: list[dict], country: str, postal: str, token: str = "tok_ok") -> tuple[int, dict, float]:
-        body = {"lines": lines, "ship_to": {"country": country, "postal_code": postal}, "payment": {"token": token}}
+    def checkout(self, lines: list[dict], country: str, postal: str, token: str = "tok_ok",
+                 email: str | None = None) -> tuple[int, dict, float]:
+        ship_to = {"country": country, "postal_code": postal, **({"email": email} if email else {})}
+        body = {"lines": lines, "ship_to": ship_to, "payment": {"token": token}}
         headers = {**self.shop, "Idempotency-Key": uuid.uuid4().hex}
         t0 = time.perf_counter()
         for _ in range(5):
@@ -241,12 +246,14 @@ def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: i
               for e in browse(rng, catalog, weights, None, False, datetime.now(timezone.utc))]
     task = progress.add_task("shoppers", total=n + browsers)
 
-    def buy(basket):
-        lines, (country, postal), visit = basket
+    def buy(numbered):
+        i, (lines, (country, postal), visit) = numbered
         sent = store.beacons(visit)
         store.client.get("/v1/promise", params={"sku": lines[0]["sku"], "qty": lines[0]["qty"], "country": country,
                                                 "postal_code": postal})
-        status, body, ms = store.checkout(lines, country, postal)
+        # each shopper pays with their own card: one card behind hundreds of orders is what fraud screening holds
+        status, body, ms = store.checkout(lines, country, postal, token=f"tok_shopper{i}",
+                                          email=f"shopper{i}@example.com")  # confirmations land in the maildir
         with lock:
             report.beacons += len(visit) if sent else 0
             report.latencies_ms.append(ms)
@@ -269,7 +276,7 @@ def run_shoppers(store: DemoStore, catalog: list[dict], report: DemoReport, n: i
     batches = [window[i:i + 500] for i in range(0, len(window), 500)]
     with ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(window_shop, b) for b in batches]
-        list(pool.map(buy, baskets))
+        list(pool.map(buy, enumerate(baskets)))
         for f in futures:
             f.result()
     report.browsers = browsers
@@ -295,7 +302,7 @@ def run_flash_sale(store: DemoStore, report: DemoReport, progress: Progress) -> 
     def buy(i):
         start.wait()
         country, postal = DESTINATIONS[i % len(DESTINATIONS)]
-        status, body, _ = store.checkout([{"sku": FLASH_SKU, "qty": 1}], country, postal)
+        status, body, _ = store.checkout([{"sku": FLASH_SKU, "qty": 1}], country, postal, token=f"tok_flash{i}")
         with lock:
             if status == 201:
                 report.flash_sold += 1
@@ -345,6 +352,9 @@ def print_summary(console: Console, report: DemoReport, serving: bool = True) ->
         f = report.fulfillment
         t.add_row("orders fulfilled (simulated, days ahead)", f"{f['orders']} orders, {f['events']} events"
                   + (f", {f['refused']} refused" if f.get("refused") else ""))
+        if f.get("not_shipped"):
+            t.add_row("not shipped (not handed to a warehouse)",
+                      ", ".join(f"{n} {status}" for status, n in sorted(f["not_shipped"].items())))
     t.add_row("outbox delivered / pending / dead",
               f"{report.outbox.get('delivered', 0)} / {report.outbox.get('pending', 0)} / {report.outbox.get('dead', 0)}")
     console.print(t)
@@ -374,7 +384,10 @@ def demo_settings_env(rules_file: Path) -> dict[str, str]:
     from .steps import SIMULATED_DAYS_AHEAD
 
     return {"SHOPFLOOR_TOWER_RULES_FILE": str(rules_file.resolve()), "SHOPFLOOR_TOWER_RULES_INTERVAL_S": "1",
-            "SHOPFLOOR_FULFILLMENT_MAX_FUTURE_H": str(SIMULATED_DAYS_AHEAD * 24)}
+            "SHOPFLOOR_FULFILLMENT_MAX_FUTURE_H": str(SIMULATED_DAYS_AHEAD * 24),
+            # the demo store sells in Britain first: its cache-warm list and edge warming ask for British pages
+            "SHOPFLOOR_CAPACITY_WARM_DEFAULT_COUNTRY": DEMO_COUNTRY,
+            "SHOPFLOOR_EDGE_WARM_DESTINATIONS": json.dumps([f"{c}:{p}" for c, p in DESTINATIONS[:1]])}
 
 
 def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/demo"), shoppers: int = 400,
@@ -476,7 +489,24 @@ def run_demo(once: bool = False, port: int = 8000, workdir: Path = Path("var/dem
 def stopped_message(workdir: Path, db_url: str) -> str:
     """Where the demo kept its store, and how to serve it again, for after the demo's server has stopped."""
     return (f"demo stopped; its store, logs, mail and keys are kept in {workdir}/ (until the next demo). "
-            f"Serve it again: SHOPFLOOR_DATABASE_URL={db_url} SHOPFLOOR_DATA_DIR={workdir} shopfloor serve")
+            f"Serve it again: SHOPFLOOR_DATABASE_URL={db_url} SHOPFLOOR_DATA_DIR={workdir} {_cli()} serve")
+
+
+def _cli() -> str:
+    """How to call this install's ``shopfloor`` from here: the bare name when it is on PATH (an activated
+    virtualenv, a system install), else its path (``make demo`` leaves it in ``.venv/bin``)."""
+    import sys
+
+    found = shutil.which("shopfloor")
+    beside = Path(sys.executable).parent / "shopfloor"
+    if found and Path(found).resolve() == beside.resolve():
+        return "shopfloor"
+    if beside.exists():
+        try:
+            return str(beside.relative_to(Path.cwd()))
+        except ValueError:
+            return str(beside)
+    return "shopfloor"
 
 
 __all__ = ["DemoError", "DemoReport", "DemoStore", "run_demo"]

@@ -216,10 +216,19 @@ def simulate_fulfillment(store, report, console: Console, seed: int = 11) -> Non
     to days ahead, which the demo's server accepts (``fulfillment_max_future_h``)."""
     rng = random.Random(seed)
     events = []
+    status = _settled_statuses(report.db_url, [body["order_id"] for body, _, _ in report.placed
+                                               if body.get("order_id")])
+    not_shipped: dict[str, int] = {}
+    shipped = 0
     for body, country, postal in report.placed:
         lines = body.get("lines") or []
         if not lines or not body.get("created_at"):
             continue
+        state = status.get(body["order_id"], "unknown")
+        if state not in SHIPPABLE:  # a warehouse only ships what the store handed it (not held, not cancelled)
+            not_shipped[state] = not_shipped.get(state, 0) + 1
+            continue
+        shipped += 1
         warehouse = lines[0]["warehouse"]
         placed = datetime.fromisoformat(body["created_at"])
         base = {"order_id": body["order_id"], "warehouse": warehouse, "country": country, "postal_code": postal,
@@ -233,7 +242,38 @@ def simulate_fulfillment(store, report, console: Console, seed: int = 11) -> Non
             accepted += r.json().get("accepted", 0)
         else:
             refused += len(events[i:i + 1000])
-    report.fulfillment = {"orders": len(report.placed), "events": accepted, "refused": refused}
+    report.fulfillment = {"orders": shipped, "events": accepted, "refused": refused, "not_shipped": not_shipped}
+
+
+#: Order states a warehouse has been handed (the worker hands an order off after its capture).
+SHIPPABLE = frozenset({"handed_off", "shipped", "delivered"})
+#: States the worker moves on from by itself within seconds (capture, fraud screening, handoff).
+_IN_FLIGHT = frozenset({"payment_pending", "authorized", "captured"})
+
+
+def _settled_statuses(db_url: str, order_ids: list[str], wait_s: float = 20.0) -> dict[str, str]:
+    """Each order's status once the worker has had its turn: polled (read only) until none is still between
+    checkout and handoff, or ``wait_s`` passes."""
+    from sqlalchemy import select
+
+    from ..store.engine import make_engine
+    from ..store.tables import orders
+
+    engine = make_engine(db_url)
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            with engine.connect() as conn:
+                found = {}
+                for i in range(0, len(order_ids), 500):
+                    chunk = order_ids[i:i + 500]
+                    found.update(conn.execute(select(orders.c.id, orders.c.status)
+                                              .where(orders.c.id.in_(chunk))).all())
+            if not any(s in _IN_FLIGHT for s in found.values()) or time.monotonic() > deadline:
+                return {k: str(v) for k, v in found.items()}
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
 
 
 #: Storefront API requests per order in the seeded traffic history: with 2-3 % of visits buying and a dozen API
@@ -337,7 +377,9 @@ def plan_ahead(store, report, console: Console, db_url: str) -> None:
     from ..config import Settings
 
     history = report.history or seed_history(db_url)
-    container = build_container(Settings(database_url=db_url))
+    from . import DEMO_COUNTRY
+
+    container = build_container(Settings(database_url=db_url, capacity_warm_default_country=DEMO_COUNTRY))
     try:
         with cli_console.capture() as cap:
             cli_console.print(f"history: {history['orders']} past orders (UCI Online Retail II sample), "

@@ -66,11 +66,19 @@ def _date(value: Any, field: str) -> date:
         raise AgentInputError(field, f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def _number(value: Any, field: str, *, integer: bool = True, negative: bool = False) -> float:
+#: The most units one SKU may sell, hold or have on order in a day: past it a value is a data error (a price or an
+#: id in the units column), and the engine's quantile search would grind on numbers no shelf holds.
+MAX_UNITS = 1e9
+
+
+def _number(value: Any, field: str, *, integer: bool = True, negative: bool = False,
+            bound: float | None = MAX_UNITS) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise AgentInputError(field, f"expected a number, got {value!r}")
     if value < 0 and not negative:
         raise AgentInputError(field, f"must be >= 0, got {value!r}")
+    if bound is not None and abs(value) > bound:
+        raise AgentInputError(field, f"must be at most {bound:,.0f} units, got {value!r}")
     if integer and value != int(value):
         raise AgentInputError(field, f"expected whole units, got {value!r}")
     return float(value)
@@ -87,7 +95,7 @@ def _units(obj: Any, name: str, returns: list[int] | None = None) -> dict[str, f
     # fast path for a well-formed day (30,000 SKUs): finite non-negative numbers, checked with numpy
     if set(map(type, obj.values())) <= {int, float}:
         vals = np.fromiter(obj.values(), dtype=float, count=len(obj))
-        if np.all(np.isfinite(vals)) and np.all(vals >= 0):
+        if np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(vals <= MAX_UNITS):
             return dict(zip(map(str, obj.keys()), vals.tolist()))
     out = {str(k): _number(v, f"{name}.{k}", integer=False, negative=returns is not None)
            for k, v in obj.items()}
@@ -157,7 +165,7 @@ class ReplenishmentAgent:
                 if not isinstance(entry, Mapping):
                     raise AgentInputError(f"catalog.{sku}", "expected an object with category and price")
                 if "price" in entry and entry["price"] is not None:
-                    _number(entry["price"], f"catalog.{sku}.price", integer=False)
+                    _number(entry["price"], f"catalog.{sku}.price", integer=False, bound=None)
                 if "category" in entry and not isinstance(entry["category"], (str, type(None))):
                     raise AgentInputError(f"catalog.{sku}.category", "expected a string")
         history = obj.get("history")
