@@ -21,7 +21,7 @@ EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=2000, examples=["https://erp.example.com/hooks/shopfloor"])
+    url: str = Field(min_length=8, max_length=2000, examples=["https://example.com/hooks/shopfloor"])
     events: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES), examples=[["order.placed"]])
     description: str | None = Field(default=None, max_length=300)
 
