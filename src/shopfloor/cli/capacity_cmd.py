@@ -8,22 +8,89 @@ from pathlib import Path
 
 import typer
 
-from .output import console, err_console, fail, load_settings, print_json, require_store
+from .output import (
+    PLOT_SUFFIXES,
+    check_output_path,
+    console,
+    err_console,
+    fail,
+    load_settings,
+    print_json,
+    require_store,
+)
 
 capacity_app = typer.Typer(
     help="Traffic forecasting and predictive capacity planning (KEDA/Kubernetes plans).", no_args_is_help=True
 )
 
 
-def _load_trace(trace: Path, tz: str):
-    from ..forecast.traffic import TraceError, read_request_trace
+#: Requests per minute beyond this are not traffic but a broken export (1e300 made a 5e298-per-replica plan).
+MAX_COUNT_PER_MINUTE = 1e12
+
+#: ``--now`` must lie in these years: pandas holds times from 1677 to 2262 only, and the planner reaches days
+#: back and hours ahead of it.
+NOW_YEARS = (1900, 2200)
+
+
+def _check_tz(zone: str, option: str = "--tz") -> None:
+    """Refuse a time zone pandas does not know, before any file is read."""
+    import pandas as pd
 
     try:
-        return read_request_trace(trace, tz=tz)
+        pd.Timestamp("2000-01-01").tz_localize(zone)
+    except Exception:  # noqa: BLE001 - pytz, zoneinfo and dateutil raise different types
+        fail(f"{option}: unknown time zone {zone!r} (use an IANA name such as Europe/Berlin, America/New_York, "
+             "Etc/GMT+4 or UTC)")
+
+
+def _load_trace(trace: Path, tz: str):
+    import pandas as pd
+
+    from ..forecast.traffic import TraceError, read_request_trace
+
+    _check_tz(tz)
+    try:
+        series = read_request_trace(trace, tz=tz)
     except TraceError as exc:
-        fail(f"--trace {exc.field}: {exc.message}" if exc.field != "trace" else f"--trace: {exc.message}")
-    except Exception as exc:  # unknown time zone and the like
-        fail(f"--tz: {exc}")
+        fail(f"--trace {trace}: {exc.field}: {exc.message}" if exc.field != "trace" else f"--trace: {exc.message}")
+    except Exception as exc:  # noqa: BLE001 - anything else about the file: one line, no traceback
+        fail(f"--trace {trace}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    if len(series) and float(series.max()) > MAX_COUNT_PER_MINUTE:
+        counts = pd.to_numeric(pd.read_csv(trace, usecols=["count"])["count"], errors="coerce")
+        big = (counts > MAX_COUNT_PER_MINUTE).to_numpy()
+        where = f"row {int(big.argmax()) + 2}" if big.any() else "a minute"
+        value = counts.iloc[int(big.argmax())] if big.any() else float(series.max())
+        fail(f"--trace {trace} {where}: count is {value:g} requests per minute, beyond the sane bound of "
+             f"{MAX_COUNT_PER_MINUTE:g} (a broken export?)")
+    return series
+
+
+def _check_now_in_trace(at: datetime, series, trace: Path) -> None:
+    """Refuse a --now the trace says nothing about: before its first minute or more than a day after its last
+    (the planner would replay minutes that are not in the file, i.e. zero traffic, and answer from no data)."""
+    import pandas as pd
+
+    first, last = series.index[0], series.index[-1]
+    moment = pd.Timestamp(at)
+    if moment < first or moment > last + pd.Timedelta(days=1):
+        fail(f"--now: {moment.isoformat()} is outside the trace {trace}, which spans {first.isoformat()} .. "
+             f"{last.isoformat()}; give a time within it (or up to a day after its last minute), or leave --now out")
+
+
+#: CapacityInputError fields that are options of these commands (others are settings or file columns).
+_OPTION_OF_FIELD = {
+    "capacity_per_replica": "--capacity-per-replica", "lag_minutes": "--lag-minutes", "quantile": "--quantile",
+    "headroom": "--headroom", "refit_every": "--refit-every", "scale_in_window": "--scale-in-window",
+    "horizon_minutes": "--horizon-minutes", "slot_minutes": "--slot-minutes", "min_replicas": "--min-replicas",
+    "now": "--now", "deployment": "--deployment", "namespace": "--namespace", "events": "--events",
+}
+
+
+def _capacity_error(exc, **aliases: str):
+    """Exit with a CapacityInputError naming the option it is about (``aliases``: this command's own names), or
+    the setting/field when it is not an option."""
+    option = aliases.get(exc.field) or _OPTION_OF_FIELD.get(exc.field)
+    fail(f"{option}: {exc.message}" if option else f"{exc.field}: {exc.message}")
 
 
 def _backtest_config(quantile: float | None, headroom: float | None, refit_every: int | None,
@@ -47,6 +114,7 @@ def _load_events(events: Path | None, tz: str):
         return []
     from ..planning.campaigns import CalendarError, read_events
 
+    _check_tz(tz)
     try:
         return read_events(events, tz=tz)
     except CalendarError as exc:
@@ -59,9 +127,12 @@ def _parse_now(now: str | None) -> datetime | None:
         return None
     try:
         at = datetime.fromisoformat(now.replace("Z", "+00:00"))
-    except ValueError:
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         fail(f"--now: {now!r} is not an ISO 8601 timestamp")
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    if not NOW_YEARS[0] <= at.year < NOW_YEARS[1]:
+        fail(f"--now: {now!r} is outside the years {NOW_YEARS[0]}..{NOW_YEARS[1] - 1} the planner can hold")
+    return at
 
 
 def _parse_seeds(text: str | None) -> list[int]:
@@ -154,16 +225,22 @@ def backtest(
     if len(tz) not in (1, len(trace)):
         fail(f"--tz: give one zone for all traces or one per --trace ({len(trace)}), got {len(tz)}")
     zones = tz * len(trace) if len(tz) == 1 else tz
+    for zone in dict.fromkeys(zones):
+        _check_tz(zone)
     seeds = _parse_seeds(flash_crowds)
     if crowd_calendar and not seeds:
         fail("--crowd-calendar: needs --flash-crowds")
+    if (schedule_out is not None or plot is not None) and (len(trace) > 1 or seeds or select_on):
+        fail("--schedule-out/--plot: only with a single --trace (no --flash-crowds or --select-on)")
+    if schedule_out is not None:
+        check_output_path(schedule_out, "--schedule-out")
+    if plot is not None:
+        check_output_path(plot, "--plot", suffixes=PLOT_SUFFIXES)
     calendar = _load_events(events, zones[0])
     series_list = [_load_trace(path, zone) for path, zone in zip(trace, zones)]
     config = _backtest_config(quantile, headroom, refit_every, scale_in_window)
     multi = len(trace) > 1 or seeds or select_on
     if multi:
-        if schedule_out is not None or plot is not None:
-            fail("--schedule-out/--plot: only with a single --trace (no --flash-crowds or --select-on)")
         _backtest_table(trace, series_list, config, calendar, seeds, crowd_calendar, select_on, lag_minutes,
                         capacity_per_replica, as_json)
         return
@@ -179,7 +256,8 @@ def backtest(
     start = series.index[0].to_pydatetime()
     grid_events = events_on_grid(calendar, start, len(series)) if calendar else []
     try:
-        with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        with Progress(console=err_console, transient=True,
+                      disable=as_json or not err_console.is_terminal) as progress:
             task = progress.add_task("replaying minutes", total=len(series))
             report = run_backtest(
                 series.to_numpy(dtype=float),
@@ -191,7 +269,7 @@ def backtest(
                 events=grid_events,
             )
     except CapacityInputError as exc:
-        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+        _capacity_error(exc)
     out = report.to_dict()
     out["trace"] = str(trace_path)
     out["peak_minute"] = peak
@@ -248,7 +326,8 @@ def _backtest_table(trace_paths, series_list, config, calendar, seeds, crowd_cal
     traces = [(n, s.to_numpy(dtype=float), s.index[0].to_pydatetime()) for n, s in zip(names, series_list)]
     cases = build_cases(traces, crowd_seeds=seeds, calendar=calendar, crowd_calendar=crowd_calendar)
     try:
-        with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        with Progress(console=err_console, transient=True,
+                      disable=as_json or not err_console.is_terminal) as progress:
             total = len(cases) + (len(CANDIDATES) if select_on else 0)
             task = progress.add_task("replaying traces", total=total)
             result = run_protocol(
@@ -256,7 +335,7 @@ def _backtest_table(trace_paths, series_list, config, calendar, seeds, crowd_cal
                 progress=lambda _name: progress.advance(task),
             )
     except CapacityInputError as exc:
-        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+        _capacity_error(exc)
     result["traces"] = [str(p) for p in trace_paths]
     result["flash_crowd_seeds"] = seeds
     if as_json:
@@ -336,10 +415,17 @@ def plan(
     from ..planning.k8s import options_from_settings, write_manifests
 
     settings = load_settings()
-    calendar = _load_events(events, tz)
+    _check_tz(tz)
     at = _parse_now(now)
     if capacity_rps is not None and not (math.isfinite(capacity_rps) and capacity_rps > 0):
         fail(f"--capacity-rps: must be a positive number, got {capacity_rps}")
+    for name, value, least in (("--lag-minutes", lag_minutes, 0), ("--horizon-minutes", horizon_minutes, 1),
+                               ("--slot-minutes", slot_minutes, 1)):
+        if value is not None and value < least:
+            fail(f"{name}: must be at least {least} minute{'s' if least != 1 else ''}, got {value}")
+    if k8s_out is not None:
+        check_output_path(k8s_out, "--k8s-out", directory=True)
+    calendar = _load_events(events, tz)
     forecast_frame = None
     if demand_forecast is not None:
         if not demand_forecast.is_file():
@@ -352,6 +438,10 @@ def plan(
             )
         except Exception as exc:
             fail(f"--demand-forecast: cannot read {demand_forecast}: {exc}")
+        missing = [c for c in ("unique_id", "ds", "mean") if c not in forecast_frame.columns]
+        if missing:
+            fail(f"--demand-forecast {demand_forecast}: missing column(s) {', '.join(map(repr, missing))} (needs "
+                 "unique_id, ds, mean, as `shopfloor forecast` writes)")
     overrides = dict(
         capacity_per_minute=None if capacity_rps is None else capacity_rps * 60.0,
         lag_minutes=lag_minutes,
@@ -362,6 +452,8 @@ def plan(
         options = options_from_settings(settings, deployment=deployment, namespace=namespace)
         if trace is not None:
             series = _load_trace(trace, tz)
+            if at is not None:
+                _check_now_in_trace(at, series, trace)
             at = at or (series.index[-1] + pd.Timedelta(minutes=1)).to_pydatetime()
             policy = policy_from_settings(settings, **overrides)
             the_plan = plan_capacity(
@@ -403,7 +495,7 @@ def plan(
             finally:
                 container.close()
     except CapacityInputError as exc:
-        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+        _capacity_error(exc, capacity_per_replica="--capacity-rps")
     body = the_plan.to_dict()
     body["planner_now"] = planner_now.to_dict()
     body["cache_warm"] = {"source": source, "urls": [e.to_dict() for e in entries]}
@@ -460,13 +552,16 @@ def desired(
     from ..planning.capacity_live import LivePlanner
 
     settings = load_settings()
-    calendar = _load_events(events, tz)
+    _check_tz(tz)
     at = _parse_now(now)
+    calendar = _load_events(events, tz)
     try:
         policy = policy_from_settings(settings, min_replicas=min_replicas)
         live = LivePlanner(policy, history_days=settings.capacity_history_days, events=calendar)
         if trace is not None:
             series = _load_trace(trace, tz)
+            if at is not None:
+                _check_now_in_trace(at, series, trace)
             at = at or (series.index[-1] + timedelta(minutes=1)).to_pydatetime()
             decision = live.decide(series, at)
         else:
@@ -484,7 +579,7 @@ def desired(
             finally:
                 container.close()
     except CapacityInputError as exc:
-        fail(f"--{exc.field.replace('_', '-')}: {exc.message}")
+        _capacity_error(exc)
     body = decision.to_dict()
     body["planner"] = "PredictivePlanner"
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from enum import Enum
 
 import typer
 
@@ -128,11 +129,22 @@ def outbox_requeue() -> None:
     console.print(f"requeued {n} events")
 
 
+class LogLevel(str, Enum):
+    """uvicorn's log levels (a choice, so a typo is Typer's own usage error, not a KeyError inside uvicorn)."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, max=64, help="Server processes."),
-    log_level: str = typer.Option("warning", help="uvicorn log level."),
+    log_level: LogLevel = typer.Option(LogLevel.warning, case_sensitive=False, help="uvicorn log level."),
 ) -> None:
     """Run migrations, then serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -145,7 +157,7 @@ def serve(
         # the proxy headers are read by the app's own middleware (settings.http_proxy_headers; see
         # shopfloor.api.proxy), not uvicorn's, which parses every new client address
         "shopfloor.api.app:served_app_from_env", factory=True, host=host, port=port, workers=workers,
-        log_level=log_level, access_log=False, http=PROTOCOL, loop="uvloop", proxy_headers=False,
+        log_level=LogLevel(log_level).value, access_log=False, http=PROTOCOL, loop="uvloop", proxy_headers=False,
         backlog=settings.http_backlog,
     )
 

@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .output import console, err_console, fail, load_settings, print_json, require_store
+from .output import check_output_path, console, err_console, fail, load_settings, print_json, require_store
 
 forecast_app = typer.Typer(
     name="forecast",
@@ -46,18 +47,117 @@ def _load_history(history: Optional[Path], from_db: bool, db_url: Optional[str])
     if history is None:
         fail("--history: give a history file (CSV or Parquet) or use --from-db")
     try:
-        return read_frame(history)
+        frame = read_frame(history)
     except ForecastInputError as exc:
         fail(f"--history: {exc}")
     except Exception as exc:  # noqa: BLE001 - unreadable file: one line, no traceback
         fail(f"--history: cannot read {history}: {exc}")
+    _check_magnitudes(frame, "--history", history)
+    return frame
+
+
+#: Demand, prices and flags beyond this are not data but a broken export (1e308 overflows the models' arithmetic).
+MAX_ABS_VALUE = 1e12
+
+
+def _row_label(path: Optional[Path], i: int) -> str:
+    """Row ``i`` (0-based position in the frame) as the file shows it: a CSV's line number (the header is row 1),
+    a Parquet file's 1-based record."""
+    if path is None:
+        return f"row {i + 1}"
+    is_parquet = path.name.lower().endswith((".parquet", ".pq"))
+    return f"row {i + 1}" if is_parquet else f"row {i + 2}"
+
+
+def _where(option: str, path: Optional[Path]) -> str:
+    return f"{option} {path}" if path is not None else option
+
+
+def _check_magnitudes(frame, option: str, path: Optional[Path]) -> None:
+    """Refuse ``y`` or a numeric covariate beyond +-MAX_ABS_VALUE (or infinite), naming the file, row and column."""
+    import numpy as np
+    import pandas as pd
+
+    for col in frame.columns:
+        if col in ("unique_id", "ds"):
+            continue
+        values = frame[col]
+        if col == "y" and not pd.api.types.is_numeric_dtype(values):
+            values = pd.to_numeric(values, errors="coerce")
+        elif pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            continue
+        arr = np.abs(values.to_numpy(dtype="float64", na_value=np.nan))
+        with np.errstate(invalid="ignore"):
+            big = arr > MAX_ABS_VALUE
+        if big.any():
+            i = int(big.argmax())
+            fail(f"{_where(option, path)} {_row_label(path, i)}: {col} is {float(values.iloc[i]):g}, beyond the sane "
+                 f"bound of {MAX_ABS_VALUE:g} (a broken export?)")
+
+
+def _explain_ds(frame, option: str, path: Optional[Path]) -> Optional[str]:
+    """After ``ds`` failed to parse: the first row at fault, as a one-line message (None if none is found)."""
+    import pandas as pd
+
+    if "ds" not in frame.columns:
+        return None
+    raw = frame["ds"]
+    missing = raw.isna()
+    if missing.any():
+        return f"{_where(option, path)} {_row_label(path, int(missing.to_numpy().argmax()))}: ds is missing"
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    except (ValueError, TypeError):
+        parsed = pd.Series([pd.to_datetime(v, errors="coerce") for v in raw], index=raw.index)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(bad.argmax())
+        return f"{_where(option, path)} {_row_label(path, i)}: ds is not a date: {str(raw.iloc[i])!r}"
+    return (f"{_where(option, path)}: column ds mixes date formats (e.g. {str(raw.iloc[0])!r}); write every date "
+            "as YYYY-MM-DD")
+
+
+def _input_error(exc, frame, path: Optional[Path], option: str = "--history", future=None,
+                 future_path: Optional[Path] = None) -> str:
+    """A ForecastInputError as one line naming the option (and, for bad dates, the file and row)."""
+    text = str(exc)
+    if exc.column == "ds":
+        is_future = text.startswith("future")
+        found = _explain_ds(future, "--future", future_path) if is_future and future is not None else (
+            _explain_ds(frame, option, path) if not is_future and frame is not None else None)
+        if found:
+            return found
+        text = text.splitlines()[0]
+    if text.startswith("future"):
+        return f"{_where('--future', future_path)}: {text}"
+    if exc.column == "horizon":
+        return f"--horizon: {text}"
+    return f"{_where(option, path)}: {text}"
+
+
+def _source(from_db: bool) -> str:
+    return "--from-db" if from_db else "--history"
+
+
+def _check_model(spec: str, option: str = "--model") -> None:
+    """Refuse an unknown model or a malformed ensemble before any work, listing the choices."""
+    if spec == "auto":
+        return
+    from shopfloor.forecast.models import parse_weighted_spec
+
+    try:
+        parse_weighted_spec(spec)
+    except ValueError as exc:
+        fail(f"{option}: {str(exc).replace('choose from ', 'choose from auto, ', 1)}")
 
 
 def _save_and_print_json(result: dict, out: Optional[Path], as_json: bool) -> bool:
     """Write a backtest's result to ``out`` (if given) and print it as JSON when asked; True when it was printed."""
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.replace(out)  # never a half-written result
     if as_json:
         print_json(result)
     return as_json
@@ -89,6 +189,10 @@ def _run_forecast(
 
     if not 1 <= horizon <= MAX_HORIZON_DAYS:
         fail(f"--horizon: must be a number of days from 1 to {MAX_HORIZON_DAYS}")
+    if n_jobs < 1:
+        fail("--jobs: must be at least 1")
+    check_output_path(out, "--out")
+    _check_model(model)
     frame = _load_history(history, from_db, db_url)
     fut = None
     if future is not None:
@@ -96,43 +200,108 @@ def _run_forecast(
             fut = read_frame(future)
         except Exception as exc:  # noqa: BLE001
             fail(f"--future: cannot read {future}: {exc}")
+        _check_magnitudes(fut, "--future", future)
+        not_in_future = _future_lacks(frame, fut)
     client = _dask_client(dask_scheduler)
+    failed = _FailedMembers()
+    demand_log = logging.getLogger("shopfloor.forecast.demand")
+    demand_log.addFilter(failed)
     try:
-        with console.status(f"forecasting {horizon} days ahead", spinner="dots") if not as_json else _null():
+        quiet = as_json or not err_console.is_terminal  # a spinner only for a person watching stderr
+        with _null() if quiet else err_console.status(f"forecasting {horizon} days ahead", spinner="dots"):
             result = forecast_demand(frame, horizon, fut, model=model, n_jobs=n_jobs, dask_client=client)
     except ForecastInputError as exc:
-        where = f"column '{exc.column}'" if exc.column else "input"
-        fail(f"{where}: {exc}")
+        fail(_input_error(exc, frame, None if from_db else history, _source(from_db), fut, future))
     finally:
+        demand_log.removeFilter(failed)
         if client is not None:
             client.close()
     write_frame(result, out)
+    fallbacks = result.attrs.get("fallbacks", {})
     summary = {
         "out": str(out),
         "rows": int(len(result)),
         "series": int(result["unique_id"].nunique()),
         "horizon": horizon,
         "model": result.attrs.get("model"),
-        "fallback_series": len(result.attrs.get("fallbacks", {})),
+        "fallback_series": len(fallbacks),
+        "fallback_reasons": _fallback_reasons(fallbacks),
+        "failed_members": list(failed.members),
         "cold_start_series": len(result.attrs.get("cold_start", [])),
         "dask_scheduler": dask_scheduler,
     }
     if fut is not None:
         summary["future_rows_covered"] = _future_rows_covered(result, fut)
+        summary["covariates_not_in_future"] = not_in_future
     if as_json:
         print_json(summary)
     else:
+        ran = ""
+        if fallbacks:
+            # Say what actually ran: a member that failed (or gave non-finite values) was replaced, for the series
+            # concerned, by the trailing 28-day mean.
+            members = _members(summary["model"])
+            gone = [m for m in members if m in failed.members]
+            instead = ("every member failed" if members and len(gone) == len(members) else
+                       f"in place of {', '.join(gone)}" if gone else "in place of a member's non-finite values")
+            ran = (f"; fallback for {summary['fallback_series']} of {summary['series']} series: trailing 28-day "
+                   f"mean, {instead}")
         console.print(
             f"wrote {summary['rows']} rows for {summary['series']} series to {out} "
-            f"(model {summary['model']}, {summary['fallback_series']} fallbacks, "
-            f"{summary['cold_start_series']} cold-start)"
+            f"(model {summary['model']}{ran}; {summary['cold_start_series']} cold-start)", soft_wrap=True
         )
+    if summary.get("covariates_not_in_future"):
+        err_console.print(
+            f"[yellow]note:[/] --future {future} lacks the history's covariate column(s) "
+            f"{', '.join(map(repr, summary['covariates_not_in_future']))}: the models were trained without them "
+            "(give their values over the horizon, e.g. planned prices, to use them)", soft_wrap=True)
     covered = summary.get("future_rows_covered")
     if covered is not None and covered < summary["rows"]:
         # Not an error (a new SKU may have no planned prices yet), but a shifted or partial file is a likely mistake.
         err_console.print(
             f"[yellow]note:[/] --future covers {covered} of the {summary['rows']} (unique_id, ds) rows of the "
             "horizon; the others carried each series' last known covariates forward")
+
+
+class _FailedMembers(logging.Filter):
+    """Notes the ensemble members that failed for every series (the forecast logs each one and falls back to the
+    trailing 28-day mean); lets every record through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.members: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("model %s failed for all series") and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            self.members.setdefault(str(args[0]), str(args[1]) if len(args) > 1 else "")
+        return True
+
+
+def _members(spec: Optional[str]) -> list[str]:
+    from shopfloor.forecast.models import parse_spec
+
+    try:
+        return parse_spec(spec or "")
+    except ValueError:
+        return []
+
+
+def _fallback_reasons(fallbacks: dict) -> dict[str, int]:
+    """``{reason: number of series}``, most frequent first (a reason names the member that failed and why)."""
+    from collections import Counter
+
+    return dict(Counter(str(r) for r in fallbacks.values()).most_common())
+
+
+def _future_lacks(history, future) -> list[str]:
+    """The history's covariate columns a --future file does not give. The models use a covariate over the horizon
+    only when the future file gives it, so these are left out of the models, not guessed (rows a file leaves out
+    are different: each series' last known value is carried forward, with a note). Said on stderr, not refused:
+    a history exported with calendar columns nobody plans ahead (week numbers, say) still forecasts."""
+    from shopfloor.forecast.frames import covariate_columns
+
+    return [c for c in covariate_columns(history) if c not in future.columns]
 
 
 def _future_rows_covered(result, future) -> int:
@@ -167,7 +336,7 @@ def forecast(
     model: str = typer.Option("auto", "--model", help="auto (backtested default), a model name, or an ensemble like lgbm+ets."),
     from_db: bool = typer.Option(False, "--from-db", help="Build SKU x region x day series from accepted orders in the database."),
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db (default: SHOPFLOOR_DATABASE_URL)."),
-    n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
+    n_jobs: int = typer.Option(1, "--jobs", min=1, help="CPU threads/processes for the models."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of text."),
     dask_scheduler: Optional[str] = typer.Option(
         None, "--dask-scheduler", help="Run every model on this Dask cluster (e.g. tcp://10.0.0.5:8786): "
@@ -193,7 +362,7 @@ def backtest_cmd(
     score_from: int = typer.Option(1, "--score-from", help="First horizon day scored (e.g. 29 with --horizon 56 scores days 29..56)."),
     from_db: bool = typer.Option(False, "--from-db", help="Backtest on SKU x region x day series from the database."),
     db_url: Optional[str] = typer.Option(None, "--db-url", help="Database URL for --from-db."),
-    n_jobs: int = typer.Option(1, "--jobs", help="CPU threads/processes for the models."),
+    n_jobs: int = typer.Option(1, "--jobs", min=1, help="CPU threads/processes for the models."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON result."),
     select_before: Optional[str] = typer.Option(
@@ -215,8 +384,10 @@ def backtest_cmd(
                                            "or model (AutoETS's own, one fit)."),
 ) -> None:
     """Rolling-origin backtest with RMSSE, dollar-weighted RMSSE, scaled pinball and 50/95 % coverage."""
-    import json
-
+    if out is not None:
+        check_output_path(out, "--out")
+    for name in model:
+        _check_model(name)
     if select_before is not None:
         _protocol_backtest(history, from_db, db_url, select_before, candidate, model, report_only, write_defaults,
                            cache_dir, report_step, select_step, conformal_windows, n_jobs, out, as_json,
@@ -242,18 +413,17 @@ def backtest_cmd(
         horizon=horizon, windows=windows, step=step, conformal_windows=conformal_windows, score_from=score_from
     )
     try:
-        if as_json:
-            result = backtest(frame, spec, models=tuple(model), n_jobs=n_jobs)
-        else:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-                task = bar.add_task("backtest", total=None)
-                result = backtest(
-                    frame, spec, models=tuple(model), n_jobs=n_jobs,
-                    progress=lambda msg: bar.update(task, description=msg),
-                )
+        # On stderr, and gone when it stops (nothing at all when stderr is not a terminal): stdout stays the result.
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                      transient=True, disable=as_json or not err_console.is_terminal) as bar:
+            task = bar.add_task("backtest", total=None)
+            result = backtest(
+                frame, spec, models=tuple(model), n_jobs=n_jobs,
+                progress=lambda msg: bar.update(task, description=msg),
+            )
     except ForecastInputError as exc:
-        where = f"column '{exc.column}'" if exc.column else "input"
-        fail(f"{where}: {exc}")
+        option = {"conformal_windows": "--conformal-windows", "model": "--model"}.get(exc.column or "")
+        fail(f"{option}: {exc}" if option else _input_error(exc, frame, None if from_db else history, _source(from_db)))
     except ValueError as exc:
         fail(f"backtest: {exc}")
     if _save_and_print_json(result, out, as_json):
@@ -264,9 +434,15 @@ def backtest_cmd(
     table.add_column("model")
     for c in cols:
         table.add_column(c.replace("coverage_", "cov"), justify="right")
+    undefined = False
     for name, scores in result["models"].items():
+        undefined = undefined or any(scores.get(c) is None for c in ("rmsse", "spl"))
         table.add_row(name, *("-" if scores.get(c) is None else f"{scores[c]:.4f}" for c in cols))
     console.print(table)
+    if undefined:
+        console.print("-: not defined. RMSSE and SPL are scaled by each series' day-to-day change since its first "
+                      "sale; a series that never changed (e.g. all zeros) has no scale and is left out, and with "
+                      "none left the score is null in --json. wrmsse/wspl also need a price column.", soft_wrap=True)
     if "targets" in result:
         console.print({k: v for k, v in result["targets"].items() if k != "met"})
         console.print({"met": result["targets"]["met"]})
@@ -298,8 +474,14 @@ def _protocol_backtest(
 
     try:
         before = pd.Timestamp(select_before)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
+        before = pd.NaT
+    if pd.isna(before):  # "" and "NaT" parse to NaT
         fail(f"--select-before: not a date: {select_before!r} (use YYYY-MM-DD)")
+    if write_defaults is not None:
+        check_output_path(write_defaults, "--write-defaults")
+    if cache_dir is not None:
+        check_output_path(cache_dir, "--cache-dir", directory=True)
     if baseline_intervals not in ("conformal", "model"):
         fail("--baseline-intervals: conformal or model")
     for name, value in (("--report-step", report_step), ("--select-step", select_step)):
@@ -317,7 +499,7 @@ def _protocol_backtest(
                  f"(need 6; reporting origins are every {report_step} days back from the last day). Use an "
                  "earlier date or a smaller --report-step")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                      disable=as_json) as bar:
+                      transient=True, disable=as_json or not err_console.is_terminal) as bar:
             task = bar.add_task("protocol", total=None)
 
             def progress(msg: str) -> None:
@@ -343,9 +525,9 @@ def _protocol_backtest(
             result["report"] = report(hist, spec, labelled, cutoffs=reporting_cuts, cache_dir=cache_dir,
                                       n_jobs=n_jobs, progress=progress)
     except ForecastInputError as exc:
-        where = f"column '{exc.column}'" if exc.column and exc.column != "select_before" else (
-            "--select-before" if exc.column == "select_before" else "input")
-        fail(f"{where}: {exc}")
+        if exc.column == "select_before":
+            fail(f"--select-before: {exc}")
+        fail(_input_error(exc, frame, None if from_db else history, _source(from_db)))
     except ValueError as exc:
         fail(f"backtest: {exc}")
     if _save_and_print_json(result, out, as_json):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .output import console, err_console, fail, print_json
+from .output import PLOT_SUFFIXES, check_output_path, console, err_console, fail, print_json
 
 
 def gameday(
@@ -85,6 +85,8 @@ def gameday(
         _edge(seconds, shoppers, seed, drain_timeout, database_url, report_out, as_json)
         return
 
+    if plot_out is not None:  # before the run: a bad path must not cost a whole game day and its report
+        check_output_path(plot_out, "--plot-out", suffixes=PLOT_SUFFIXES)
     faults = DEFAULT_SCHEDULE
     if schedule is not None:
         try:
@@ -105,6 +107,7 @@ def gameday(
         except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: one line, no traceback
             fail(f"database_url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     if plot_out is not None:
+        plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_gameday(result, plot_out)
     if not _write_report(result.to_dict(), report_out, as_json):
         _print_report(result, CHECKS)

@@ -104,3 +104,38 @@ def open_store():
     settings = load_settings()
     require_store(settings.database_url)
     return build_container(settings)
+
+
+#: Plot formats the commands write (matplotlib picks the format from the file name's extension).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_output_path(path, option: str, *, directory: bool = False, suffixes: tuple[str, ...] | None = None):
+    """Exit with a one-line error naming ``option`` unless ``path`` can be written: a file where a file is wanted
+    (``directory=True``: a directory), whose parent exists or can be created, ending in one of ``suffixes`` when
+    given (e.g. :data:`PLOT_SUFFIXES`). Checks only, creates nothing: call it before any work, so a bad path never
+    costs a run or leaves half of the outputs behind. Returns ``path`` as a ``Path``."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if not str(path).strip():
+        fail(f"{option}: give a path")
+    if suffixes is not None and p.suffix.lower() not in suffixes:
+        fail(f"{option}: {path}: use a file name ending in {', '.join(suffixes)} (the extension picks the format)")
+    if p.exists():
+        if directory and not p.is_dir():
+            fail(f"{option}: {path} is a file; give a directory (it is created if missing)")
+        if not directory and p.is_dir():
+            fail(f"{option}: {path} is a directory; give a file name")
+        if not os.access(p, os.W_OK):
+            fail(f"{option}: {path} is not writable")
+        return p
+    ancestor = p.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        fail(f"{option}: cannot create {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        fail(f"{option}: cannot create {path}: {ancestor} is not writable")
+    return p

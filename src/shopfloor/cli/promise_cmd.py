@@ -7,9 +7,57 @@ from pathlib import Path
 
 import typer
 
-from .output import console, fail, print_json
+from .output import PLOT_SUFFIXES, check_output_path, console, err_console, fail, print_json
 
 promise_app = typer.Typer(help="Delivery promises: backtests and calibration.", no_args_is_help=True)
+
+#: The columns `promise backtest` reads from each Olist file (the option is the file's name).
+_COLUMNS = {
+    "orders": ("order_id", "customer_id", "order_purchase_timestamp", "order_approved_at",
+               "order_delivered_carrier_date", "order_delivered_customer_date", "order_estimated_delivery_date"),
+    "items": ("order_id", "order_item_id", "seller_id"),
+    "customers": ("customer_id", "customer_state", "customer_zip_code_prefix"),
+    "sellers": ("seller_id", "seller_state"),
+}
+_DATE_COLUMNS = _COLUMNS["orders"][2:]
+
+
+def _check_inputs(files: dict[str, Path]) -> None:
+    """Read each file once before the replay and exit with one line naming the option, the file and (for a bad
+    value) the row and column: an empty or unreadable file, a missing column, a date that does not parse, an item
+    number that is not whole. Rows are the file's lines (the header is row 1)."""
+    import pandas as pd
+
+    for name, path in files.items():
+        try:
+            frame = pd.read_csv(path, dtype=str)
+        except pd.errors.EmptyDataError:
+            fail(f"--{name}: {path} is empty (no header row; expected columns {', '.join(_COLUMNS[name])})")
+        except Exception as exc:  # noqa: BLE001 - parser errors, bad encodings, unreadable files: one line
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            fail(f"--{name}: cannot read {path} as CSV: {first}")
+        missing = [c for c in _COLUMNS[name] if c not in frame.columns]
+        if missing:
+            fail(f"--{name} {path}: missing column(s) {', '.join(missing)} (columns: "
+                 f"{', '.join(map(str, frame.columns))})")
+        if name == "orders":
+            for col in _DATE_COLUMNS:
+                values = frame[col]
+                given = values.notna() & (values.str.strip() != "")
+                parsed = pd.to_datetime(values.where(given), errors="coerce", format="ISO8601")
+                for i in (parsed.isna() & given).to_numpy().nonzero()[0]:
+                    try:  # confirm with the replay's own parser (pd.Timestamp) before refusing
+                        ok = not pd.isna(pd.Timestamp(values.iloc[i]))
+                    except (ValueError, TypeError, OverflowError):
+                        ok = False
+                    if not ok:
+                        fail(f"--orders {path} row {i + 2}, column {col}: not a date: {values.iloc[i]!r}")
+        if name == "items":
+            ids = frame["order_item_id"]
+            bad = ~ids.fillna("").str.strip().str.fullmatch(r"[+-]?\d+")
+            if bad.any():
+                i = int(bad.to_numpy().argmax())
+                fail(f"--items {path} row {i + 2}, column order_item_id: not a whole number: {ids.iloc[i]!r}")
 
 
 @promise_app.command("backtest")
@@ -34,28 +82,37 @@ def backtest(
             fail(f"--{name}: {p} does not exist")
     if not 0.5 <= confidence < 1.0:
         fail("--confidence: must be in [0.5, 1)")
+    check_output_path(out, "--out")
+    if plot is not None:
+        check_output_path(plot, "--plot", suffixes=PLOT_SUFFIXES)
     start = None
     if score_from:
         try:
             start = datetime.fromisoformat(score_from).replace(tzinfo=timezone.utc)
         except ValueError:
             fail(f"--score-from: {score_from!r} is not a date (YYYY-MM-DD)")
+    _check_inputs({"orders": orders, "items": items, "customers": customers, "sellers": sellers})
     try:
         data = load_olist(orders, items, customers, sellers)
     except (ValueError, KeyError) as exc:
-        fail(f"input: {exc}")
+        fail(f"--orders/--items/--customers/--sellers: {exc}")
     if not data:
         fail("--orders: no orders to replay")
     from rich.progress import Progress
 
-    with Progress(console=console, transient=True, disable=as_json) as progress:
+    with Progress(console=err_console, transient=True,
+                  disable=as_json or not err_console.is_terminal) as progress:
         task = progress.add_task("replaying", total=len(data) * 4)
         result = replay(data, confidence=confidence, score_from=start,
                         progress=lambda n: progress.update(task, completed=n))
-    write_csv(result.rows, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    write_csv(result.rows, tmp)
+    tmp.replace(out)  # never a half-written file
     if plot is not None:
         from ..promise.calibration_plot import plot_calibration
 
+        plot.parent.mkdir(parents=True, exist_ok=True)
         plot_calibration(result.rows, plot, confidence)
     summary = dict(result.summary, out=str(out))
     if as_json:

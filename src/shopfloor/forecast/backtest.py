@@ -52,6 +52,17 @@ class BacktestSpec:
 
 #: Days of history a backtest needs before its first origin (the cold-start threshold of the forecast pipeline).
 MIN_TRAIN_DAYS = 28
+#: Days the baselines' conformal intervals see at most (:func:`conformal_baselines` keeps each series' last 728).
+CONFORMAL_MAX_DAYS = 728
+#: Days AutoETS needs to fit before the earliest conformal calibration window (one weekly season).
+CONFORMAL_FIT_DAYS = 7
+
+
+def max_conformal_windows(train_days: int, horizon: int) -> int:
+    """How many conformal calibration windows of ``horizon`` days a training history of ``train_days`` days
+    allows: each window holds out ``horizon`` days, and AutoETS still needs :data:`CONFORMAL_FIT_DAYS` before the
+    earliest one (statsforecast fails with an IndexError or "tiny datasets" otherwise)."""
+    return max(0, (min(train_days, CONFORMAL_MAX_DAYS) - CONFORMAL_FIT_DAYS) // horizon)
 
 
 def cutoffs_for(history: pd.DataFrame, spec: BacktestSpec) -> list[pd.Timestamp]:
@@ -254,7 +265,13 @@ def score_days(
     """Scores of ``forecast`` on horizon days ``first..last`` after ``cutoff`` (1-based, inclusive)."""
     lo, hi = cutoff + pd.Timedelta(days=first - 1), cutoff + pd.Timedelta(days=last)
     test = actual[(actual[TIME] > lo) & (actual[TIME] <= hi)]
-    return summarize(per_series_scores(forecast, test, train))
+    return _finite_or_none(summarize(per_series_scores(forecast, test, train)))
+
+
+def _finite_or_none(scores: dict[str, Any]) -> dict[str, Any]:
+    """Scores with NaN/inf as None, so the result is strict JSON: a score is undefined (NaN) when no series has a
+    scale, e.g. every series is constant (all zeros) and RMSSE/SPL would divide by zero."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in scores.items()}
 
 
 def backtest(
@@ -287,6 +304,17 @@ def backtest(
         raise ForecastInputError(
             f"cutoff {cuts[-1].date()} + horizon {spec.horizon} runs past the last day of history "
             f"({hist[TIME].max().date()})")
+    if baselines:
+        train_days = (cuts[0] - first_day).days + 1
+        allowed = max_conformal_windows(train_days, spec.horizon)
+        if spec.conformal_windows > allowed:
+            raise ForecastInputError(
+                f"{spec.conformal_windows} calibration windows of {spec.horizon} days do not fit in the "
+                f"{min(train_days, CONFORMAL_MAX_DAYS)} days of training before the first origin "
+                f"({cuts[0].date()}); this history allows at most {allowed} (each window holds out "
+                f"{spec.horizon} days and AutoETS needs {CONFORMAL_FIT_DAYS} before them)"
+                + ("" if allowed >= 2 else ": use a shorter horizon, fewer windows or more history"),
+                "conformal_windows")
     names = [cfg.default_model if m == "auto" else m for m in models]
     cache = MemberCache(cache_dir) if cache_dir is not None else None
     per_window: list[dict[str, Any]] = []
@@ -321,7 +349,7 @@ def backtest(
 def _mean_dicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in rows[0]:
-        vals = [r[key] for r in rows if r.get(key) is not None]
+        vals = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
         out[key] = float(np.mean(vals)) if vals else None
     return out
 

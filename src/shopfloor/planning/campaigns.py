@@ -1,9 +1,9 @@
 """The campaign calendar: known traffic events (a sale, a newsletter, a TV spot) that capacity plans pre-scale for.
 
 A calendar is a list of :class:`CampaignEvent` rows: ``start``, ``end`` (UTC), ``kind`` and an optional
-``uplift`` (expected traffic during the event as a multiple of the traffic without it). Read one with
-:func:`read_events` from CSV (header ``start,end,kind,uplift``) or from YAML/JSON (a list of mappings, or a mapping
-with an ``events`` list).
+``uplift`` (expected traffic during the event as a multiple of the traffic without it; above 0, at most 100). Read
+one with :func:`read_events` from CSV (header ``start,end,kind,uplift``) or from YAML/JSON (a list of mappings, or a
+mapping with an ``events`` list).
 
 When an event has no uplift, the planner learns it from the past events of the same kind that have already ended
 (:func:`learn_uplift`): for each, the mean traffic during the event over the mean traffic of the hour before it;
@@ -24,6 +24,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 MINUTES_PER_DAY = 1440
+#: The largest uplift a calendar may give: x100 the usual traffic is already more than a sale or a TV spot
+#: brings; beyond it a value is a typo (1e308 overflowed the replica count).
+MAX_UPLIFT = 100.0
 
 
 class CalendarError(ValueError):
@@ -98,8 +101,9 @@ def events_from_rows(rows: Iterable[dict[str, Any]], *, tz: str = "UTC") -> list
                 uplift = float(uplift_raw)
             except (TypeError, ValueError):
                 raise CalendarError("uplift", f"{uplift_raw!r} is not a number", i) from None
-            if not (math.isfinite(uplift) and uplift > 0):
-                raise CalendarError("uplift", f"must be a positive multiple of normal traffic, got {uplift_raw!r}", i)
+            if not (math.isfinite(uplift) and 0 < uplift <= MAX_UPLIFT):
+                raise CalendarError("uplift", f"must be a multiple of normal traffic above 0 and at most {MAX_UPLIFT:g}"
+                                    f", got {uplift_raw!r}", i)
         events.append(CampaignEvent(start=start, end=end, kind=kind, uplift=uplift))
     events.sort(key=lambda e: (e.start, e.end, e.kind))
     return events
