@@ -503,9 +503,34 @@ class Settings(BaseSettings):
                                             description="Window over which refused dashboard logins are counted.")
     # --- integrations -------------------------------------------------------------------------------
     webhook_allowed_hosts: str = Field(
-        default="", description="Comma-separated hosts (names or IP addresses) that outbound webhooks may reach even "
-                                "though they resolve to private, loopback or link-local addresses (e.g. 127.0.0.1 "
-                                "for tests). Every other such target is refused.")
+        default="", description="Hosts (names or IP addresses) that outbound webhooks may reach even though they "
+                                "resolve to private, loopback or link-local addresses (e.g. 127.0.0.1 for tests), "
+                                "comma-separated or a JSON list like the other list settings. Every other such "
+                                "target is refused.")
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value):
+        """Both forms the other list settings are written in: ``a,b`` and the JSON ``["a", "b"]`` (a list passed
+        in code too); kept as ``a,b``."""
+        import json
+
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('not a JSON list of host names (write ["127.0.0.1", "hooks.local"] or '
+                                 '127.0.0.1,hooks.local)') from None
+            if not isinstance(value, list):
+                raise ValueError("not a list of host names")
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(h, str) for h in value):
+                raise ValueError("a list of host names must hold strings only")
+            bad = [h for h in value if "," in h]
+            if bad:
+                raise ValueError(f"host name {bad[0]!r} contains a comma")
+            return ",".join(h.strip() for h in value if h.strip())
+        return value
     webhook_timeout_s: float = Field(default=15.0, gt=0, le=60, description="Timeout of one outbound delivery.")
     webhook_endpoint_concurrency: int = Field(
         default=2, ge=1, le=64, description="Deliveries in flight to one subscriber endpoint at most.")

@@ -31,3 +31,19 @@ def test_edge_config_names_a_bad_origin_setting(tmp_path, monkeypatch):
 def test_gameday_refuses_an_unknown_scenario():
     result = CliRunner().invoke(app, ["gameday", "--scenario", "moon"])
     assert result.exit_code == 2 and "--scenario" in result.output
+
+
+def test_edge_warm_with_no_edge_running_names_the_edge_and_how_to_start_it(tmp_path, monkeypatch):
+    from shopfloor.runtime import free_port
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHOPFLOOR_EDGE_DIR", str(tmp_path / "edge"))
+    ports = [free_port(), free_port()]
+    monkeypatch.setenv("SHOPFLOOR_EDGE_NODE_PORTS", json.dumps(ports))
+    urls = tmp_path / "warm.json"
+    urls.write_text(json.dumps(["/v1/products/A", "/v1/products/B"]))
+    result = CliRunner().invoke(app, ["edge", "warm", "--urls-file", str(urls)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert (f"the edge at http://127.0.0.1:{ports[0]}, http://127.0.0.1:{ports[1]} did not answer" in said
+            and "start it with `shopfloor edge up`" in said), said

@@ -39,3 +39,15 @@ def test_down_purge_removes_the_fence_mark(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["regions", "down", "--purge", "--json"])
     assert result.exit_code == 0, result.output
     assert not fence.exists()
+
+
+def test_failover_with_nothing_running_says_so_and_how_to_start_the_regions(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_REGIONS_DIR", str(tmp_path / "regions"))
+    monkeypatch.setenv("SHOPFLOOR_REGIONS_PORT_BASE", "28400")
+    for command in (["regions", "failover"], ["regions", "watch"]):
+        result = CliRunner().invoke(app, command)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, (command, result.output)
+        assert "regions: not running" in said and "start them with `shopfloor regions up`" in said, said
+        assert "Errno" not in said and "FENCED" not in said
+    assert not (tmp_path / "regions").exists()  # nothing fenced, nothing written

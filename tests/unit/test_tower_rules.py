@@ -222,3 +222,25 @@ def test_a_strict_first_load_raises_and_later_polls_only_read_an_edit(tmp_path):
     path.write_text("rules:\n  - name: a\n    when: traffic_rpm > 3\n    actions: [{type: alert}]\n")
     os.utime(path, ns=(5 * 10**9, 5 * 10**9))
     assert [r.name for r in watch.poll().rules] == ["a"]
+
+
+def test_a_scale_action_whose_min_replicas_exceeds_max_replicas_is_refused_naming_rule_and_fields(tmp_path):
+    path = tmp_path / "r9.yaml"
+    path.write_text("rules:\n  - name: x\n    when: traffic_rpm > 1\n    actions:\n"
+                    "      - type: scale\n        min_replicas: 10\n        max_replicas: 2\n")
+    with pytest.raises(RuleError) as err:
+        load_rules_file(path)
+    assert err.value.rule == "x" and err.value.field == "actions[0].min_replicas"
+    assert str(err.value) == (f"{path}: rule 'x'.actions[0].min_replicas: min_replicas (10) is greater than "
+                              "max_replicas (2)")
+    rules = parse_rules(_doc(actions=[{"type": "scale", "min_replicas": 2, "max_replicas": 2}]))  # equal is fine
+    assert rules.rules[0].actions[0].params == {"min_replicas": 2, "max_replicas": 2}
+
+
+@pytest.mark.parametrize("bound, value", [("min_replicas", "three"), ("max_replicas", -1), ("max_replicas", 2.5),
+                                          ("min_replicas", True), ("max_replicas", 10**30)])
+def test_scale_replica_bounds_must_be_whole_numbers_in_range(bound, value):
+    with pytest.raises(RuleError) as err:
+        parse_rules(_doc(actions=[{"type": "scale", bound: value}]))
+    assert err.value.field == f"actions[0].{bound}" and "whole number from 0 to 10,000" in str(err.value)
+

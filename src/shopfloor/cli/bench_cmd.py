@@ -24,9 +24,12 @@ def checkout(
         None, help="Default: a fresh SQLite file per run. Otherwise an empty database, and --runs 1."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs and the summary as JSON."),
 ) -> None:
-    """Checkout throughput and latency against the server's own /healthz ceiling, then oversold/lost/duplicate
-    checks on the store. Needs `wrk` (Debian: apt-get install wrk); pins server and load generator to different
-    cores when it can."""
+    """Checkout throughput and latency against the /healthz ceiling.
+
+    Measures the server's own /healthz ceiling, then checkouts, then checks the store for oversold, lost and
+    duplicate orders. Needs `wrk` (Debian: apt-get install wrk); pins server and load generator to different cores
+    when it can.
+    """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..gameday import CORRECTNESS_KEYS, run_checkout_benchmark, summarize_checkout_runs

@@ -14,8 +14,9 @@ import typer
 
 from .output import console, err_console, fail, print_json
 
-app = typer.Typer(help="The edge cache: nginx edge nodes (points of presence) behind which one shield tier talks to "
-                       "the origin. Configs come from src/shopfloor/edge/nginx.conf.template and SHOPFLOOR_EDGE_*.",
+app = typer.Typer(help="The nginx edge cache: edge nodes, a shield, the origin.\n\n"
+                       "Edge nodes (points of presence) sit behind one shield tier that talks to the origin. Configs "
+                       "come from src/shopfloor/edge/nginx.conf.template and SHOPFLOOR_EDGE_*.",
                   no_args_is_help=True)
 
 
@@ -66,8 +67,11 @@ def _purger_pid(layout) -> int | None:
 @app.command("config")
 def config_cmd(as_json: bool = typer.Option(False, "--json", help="Print the written paths as JSON."),
                regions: bool = typer.Option(False, "--regions", help=REGIONS_HELP)) -> None:
-    """Write each node's nginx.conf (and its cache, log and temp folders) under SHOPFLOOR_EDGE_DIR (default
-    var/edge). Safe to rerun; running nodes pick the new config up on `edge up`."""
+    """Write each node's nginx.conf under SHOPFLOOR_EDGE_DIR.
+
+    Also its cache, log and temp folders (SHOPFLOOR_EDGE_DIR defaults to var/edge). Safe to rerun; running nodes
+    pick the new config up on `edge up`.
+    """
     from ..edge import write_configs
 
     layout = _layout(regions=regions)
@@ -89,8 +93,11 @@ def up_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print node pids as JSON."),
     regions: bool = typer.Option(False, "--regions", help=REGIONS_HELP),
 ) -> None:
-    """Write the configs, start the shield and the edge nodes (nginx as the current user, each with its own prefix;
-    no system service), and the purger. Needs nginx: tools/install-nginx.sh installs it."""
+    """Start the shield, the edge nodes and the purger.
+
+    Writes the configs first, then runs nginx as the current user, each node with its own prefix (no system
+    service). Needs nginx: tools/install-nginx.sh installs it.
+    """
     from ..edge import nginx_binary, start_all, write_configs
 
     layout = _layout(regions=regions)
@@ -124,7 +131,10 @@ def up_cmd(
 
 @app.command("down")
 def down_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Stop the purger and every nginx node (gracefully: requests in flight finish)."""
+    """Stop the purger and every nginx node, gracefully.
+
+    Requests in flight finish first.
+    """
     from ..edge import stop_all
 
     layout = _layout()
@@ -143,7 +153,10 @@ def down_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command("status")
 def status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Each node: running, answering, and its product-page hit ratio and stale serves from its access log."""
+    """Each node: running, answering, hit ratio and stale serves.
+
+    The product-page hit ratio and stale serves come from the node's access log.
+    """
     from ..edge import cache_stats, is_healthy, master_pid, read_log
 
     layout = _layout()
@@ -172,12 +185,15 @@ def warm_cmd(
                                                      "default SHOPFLOOR_EDGE_WARM_DESTINATIONS)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Request the capacity plan's cache-warm list through every edge node, for each destination, so the hottest
-    product pages are cached before the traffic comes."""
+    """Request the cache-warm list through every edge node.
+
+    The capacity plan's warm list (or --urls-file), for each destination, so the hottest product pages are cached
+    before the traffic comes. The edge must be running (`shopfloor edge up`).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ..bootstrap import EdgeCacheWarmer, build_container
-    from ..edge import EdgeWarmer, parse_destinations, warm_paths
+    from ..edge import EdgeWarmer, is_healthy, parse_destinations, warm_paths
 
     settings = _settings()
     layout = _layout(settings)
@@ -185,6 +201,13 @@ def warm_cmd(
         dests = parse_destinations(destination or settings.edge_warm_destinations)
     except ValueError as exc:
         fail(f"--destination: {exc}")
+    silent = [node for node in layout.edges if not is_healthy(node)]
+    if len(silent) == len(layout.edges):
+        fail(f"edge: the edge at {', '.join(n.url for n in silent)} did not answer (GET /edge/healthz); start it "
+             "with `shopfloor edge up`")
+    for node in silent:
+        err_console.print(f"[yellow]edge:[/] node {node.name} at {node.url} did not answer; its requests will fail "
+                          "(`shopfloor edge status` shows the nodes)", soft_wrap=True, highlight=False)
     if urls_file is not None:
         try:
             data = json.loads(urls_file.read_text())
@@ -213,6 +236,14 @@ def warm_cmd(
     else:
         console.print(f"warmed {ok} of {len(results)} requests ({len(paths)} paths x {len(layout.edges)} edge nodes)")
     if results and ok == 0:
+        from collections import Counter
+
+        answer, times = Counter(str(v) for v in results.values()).most_common(1)[0]
+        answer = answer if answer.startswith("error") else f"HTTP {answer}"
+        hint = (f"; is the origin at {layout.origin_url} running (`shopfloor serve`)?"
+                if answer in ("HTTP 502", "HTTP 503", "HTTP 504") else "")
+        err_console.print(f"[bold red]error:[/] no warm request succeeded ({times} of {len(results)} got "
+                          f"{answer}){hint}", soft_wrap=True, highlight=False)
         raise typer.Exit(1)
 
 
@@ -222,8 +253,11 @@ def purger_cmd(
     interval: float = typer.Option(None, min=0.05, max=60, help="Seconds between checks (default "
                                                                 "SHOPFLOOR_EDGE_PURGE_INTERVAL_S)."),
 ) -> None:
-    """Run the purger in the foreground: every interval, compare stock bands and prices with what it saw last
-    and refresh the changed SKUs' product pages on every node. `edge up` starts it in the background."""
+    """Run the purger in the foreground.
+
+    `edge up` starts it in the background. Every interval, compare stock bands and prices with what it saw last
+    and refresh the changed SKUs' product pages on every node.
+    """
     import threading
 
     from ..bootstrap import build_container, build_edge_purger

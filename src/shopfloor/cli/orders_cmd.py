@@ -28,9 +28,12 @@ def import_orders(
     json_out: bool = typer.Option(False, "--json", help='Print {"imported", "skipped", "errors": [{"row", '
                                   '"field", "message"}]} (orders; rows count data rows from 1).'),
 ) -> None:
-    """Import orders from FILE. Every row is validated before anything is written; running the same file again
-    changes nothing, and an interrupted import is resumed by running it again. Imported orders count as demand
-    history for forecasting. Exits 1 when rows are invalid and --on-error is stop."""
+    """Import orders from FILE; every row is checked first.
+
+    Nothing is written while a row is invalid (unless --on-error skip). Running the same file again changes
+    nothing, and an interrupted import is resumed by running it again.
+    Imported orders count as demand history for forecasting. Exits 1 when rows are invalid and --on-error is stop.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..bootstrap import build_integrations

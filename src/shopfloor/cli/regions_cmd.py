@@ -7,9 +7,10 @@ import typer
 
 from .output import console, err_console, fail, print_json
 
-app = typer.Typer(help="Two regions, active/passive: A runs the app, the worker and the PostgreSQL primary, B the "
-                       "app and a synchronous standby (Patroni + etcd; tools/install-regions.sh installs them). "
-                       "Files under SHOPFLOOR_REGIONS_DIR (default var/regions).",
+app = typer.Typer(help="Two regions, active/passive, with automatic failover.\n\n"
+                       "A runs the app, the worker and the PostgreSQL primary, B the app and a synchronous standby "
+                       "(Patroni + etcd; tools/install-regions.sh installs them). Files under SHOPFLOOR_REGIONS_DIR "
+                       "(default var/regions).",
                   no_args_is_help=True)
 
 
@@ -47,6 +48,25 @@ def _run(label: str, action):
         fail(str(exc))
 
 
+def _require_running(layout, doing: str) -> None:
+    """Exit with a clean error unless etcd and region B's Patroni answer: without them there is nothing to fail
+    over to (region A may be down: that is what a failover is for)."""
+    from ..regions import status
+
+    state = status(layout)
+    etcd_up = state["etcd"]["healthy"]
+    alive = {name: bool(r["role"]) or r["app_healthy"] for name, r in state["regions"].items()}
+    if not etcd_up and not any(alive.values()):
+        fail(f"regions: not running (etcd at {layout.etcd_url} and both regions do not answer; files under "
+             f"{layout.root}); start them with `shopfloor regions up`")
+    missing = ([f"etcd at {layout.etcd_url}"] if not etcd_up else []) + (
+        [f"region B's Patroni at {layout.b.rest_url}"] if not state["regions"]["B"]["role"] else [])
+    if missing:
+        fail(f"regions: {' and '.join(missing)} {'does' if len(missing) == 1 else 'do'} not answer, so {doing} "
+             "cannot promote region B; `shopfloor regions status` shows what runs, `shopfloor regions up` starts "
+             "the regions")
+
+
 def _print_result(out: dict | None, as_json: bool, summary) -> None:
     if as_json:
         print_json(out)
@@ -61,8 +81,11 @@ def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timin
                                              "SHOPFLOOR_REGIONS_SYNCHRONOUS=false): commits in A do not wait for "
                                              "B, so a failover may lose the last acknowledged orders (see "
                                              "docs/benchmarks/regions.md for the measured window).")) -> None:
-    """Start etcd, region A (Patroni primary, app, worker) and region B (Patroni standby cloned from A, app), and
-    wait until B is the synchronous standby and both apps answer. Idempotent."""
+    """Start etcd and both regions; wait until both apps answer.
+
+    Region A: Patroni primary, app, worker. Region B: Patroni standby cloned from A, app. Waits until B is the
+    synchronous standby and both apps answer. Idempotent.
+    """
     from ..regions import up
 
     layout = _layout(asynchronous)
@@ -72,7 +95,10 @@ def up_cmd(as_json: bool = typer.Option(False, "--json", help="Print pids, timin
 
 @app.command("status")
 def status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Each region's PostgreSQL role (Patroni), app health, worker and fence mark; which region is primary."""
+    """Each region's role, app, worker and fence mark; the primary.
+
+    The role is PostgreSQL's as Patroni reports it; the app is up when its health check answers.
+    """
     from ..regions import status
 
     out = status(_layout())
@@ -87,11 +113,15 @@ def failover_cmd(
     timeout: float = typer.Option(90.0, min=1, max=600, help="Seconds to wait for B to become primary."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Fence region A (stop its app, worker, Patroni and PostgreSQL; mark it FENCED so `up` will not restart it),
-    let Patroni promote B's synchronous standby, and start B's worker."""
+    """Fence region A and make region B the primary.
+
+    Stops A's app, worker, Patroni and PostgreSQL and marks it FENCED so `up` will not restart it; Patroni promotes
+    B's synchronous standby, then B's worker starts. The regions must be running (`shopfloor regions up`).
+    """
     from ..regions import failover
 
     layout = _layout()
+    _require_running(layout, "a failover")
     out = _run("failing over to region B", lambda report: failover(layout, timeout=timeout, report=report))
     _print_result(out, as_json, lambda o: f"region B primary {o['promoted_s']:.1f} s after the failover began")
 
@@ -102,13 +132,19 @@ def watch_cmd(
                                                              "Patroni nor its app answering) before failing over."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Automatic failover, in the foreground: watch region A and, once it has been silent for --grace seconds, run
-    `failover` (fence A, Patroni promotes B when A's leader key expires, B's worker starts), then exit."""
+    """Watch region A and fail over to B once it falls silent.
+
+    Automatic failover, in the foreground: once region A has been silent for --grace seconds, run `failover`
+    (fence A, Patroni promotes B when A's leader key expires, B's worker starts), then exit.
+    """
     import threading
 
     from ..regions import watch
 
     layout = _layout()
+    if layout.a.fence_file.exists():
+        fail("region A is already fenced: nothing to watch")
+    _require_running(layout, "the watcher")
     stop = threading.Event()
     try:
         out = _run("watching region A", lambda report: watch(layout, stop.is_set, grace_s=grace, report=report))

@@ -19,7 +19,10 @@ def check_cmd(
     file: Path = typer.Argument(..., help="Rules file (.yaml, .yml or .toml)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Validate a rules file: syntax (with position), signal names, action types and their fields."""
+    """Validate a rules file without running anything.
+
+    Checks the syntax (with position), signal names, action types and their fields.
+    """
     from ..tower.rules import RuleError, load_rules_file
 
     try:
@@ -50,7 +53,10 @@ def run_cmd(
     signals: Optional[Path] = typer.Option(None, "--signals", help="JSON object of signal values to use first."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON per evaluation."),
 ) -> None:
-    """Evaluate the rules against live signals and run the actions of rules that hold (cooldowns apply)."""
+    """Evaluate the rules and run the actions of those that hold.
+
+    Rules are evaluated against live signals; cooldowns apply.
+    """
     from ..bootstrap import build_container
     from ..tower.actions import StaticSignals
     from ..tower.rules import RuleError, RulesFileWatch

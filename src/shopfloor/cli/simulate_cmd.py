@@ -15,9 +15,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8090, min=1, max=65535, help="Port to listen on."),
 ) -> None:
-    """Serve the simulated processors (SHOPFLOOR_PAYMENTS_PROCESSORS) and the rate service over HTTP, with their
-    ledger and faults in the gateway database of SHOPFLOOR_DATABASE_URL. Point the shop's processes at it with
-    SHOPFLOOR_PAYMENTS_SIM_URL=http://HOST:PORT; the admin API's fault controls keep working."""
+    """Serve the simulated payment processors and rate service over HTTP.
+
+    The processors are SHOPFLOOR_PAYMENTS_PROCESSORS; their ledger and faults live in the gateway database of
+    SHOPFLOOR_DATABASE_URL. Point the shop's processes at it with SHOPFLOOR_PAYMENTS_SIM_URL=http://HOST:PORT; the
+    admin API's fault controls keep working.
+    """
     import uvicorn
 
     from ..bootstrap import build_simulator_app

@@ -13,6 +13,10 @@ from ..domain.errors import InvalidInput, InvalidTransition
 PO_STATUSES = ("open", "received", "cancelled")
 CSV_REQUIRED = ("po_id", "sku", "warehouse", "qty", "expected_at")
 CSV_OPTIONAL = ("status", "supplier")
+#: Units one purchase order may carry, as ``PUT /v1/purchase-orders/{po_id}`` allows.
+PO_QTY_MAX = 10_000_000
+#: Years an expected arrival may fall in, as the API allows (a date outside is a typo or a placeholder).
+PO_FIRST_YEAR, PO_LAST_YEAR = 2000, 2199
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,8 @@ def validate_purchase_order(po: PurchaseOrderIn) -> list[dict[str, Any]]:
         val = getattr(po, name)
         if not isinstance(val, str) or not val.strip() or len(val) > 64:
             out.append({"field": name, "message": f"{name} must be a non-empty string of at most 64 characters"})
-    if not isinstance(po.qty, int) or isinstance(po.qty, bool) or po.qty <= 0:
-        out.append({"field": "qty", "message": "qty must be a positive integer"})
+    if not isinstance(po.qty, int) or isinstance(po.qty, bool) or not 1 <= po.qty <= PO_QTY_MAX:
+        out.append({"field": "qty", "message": f"qty must be a whole number from 1 to {PO_QTY_MAX:,}"})
     if not isinstance(po.expected_at, datetime) or po.expected_at.tzinfo is None:
         out.append({"field": "expected_at", "message": "expected_at must be a timezone-aware ISO 8601 datetime"})
     if po.status not in PO_STATUSES:
@@ -79,7 +83,11 @@ def parse_datetime(value: str, field: str, where: str) -> datetime:
         raise InvalidInput(
             f"{where}{field}: {value!r} is not an ISO 8601 date/datetime", [{"field": field, "value": value}]
         ) from None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    try:
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise InvalidInput(f"{where}{field}: {value!r} is outside years 1 to 9999 in UTC",
+                           [{"field": field, "value": value}]) from None
 
 
 def parse_purchase_orders_csv(text: str) -> list[PurchaseOrderIn]:
@@ -106,7 +114,14 @@ def parse_purchase_orders_csv(text: str) -> list[PurchaseOrderIn]:
             qty = int(row["qty"])
         except ValueError:
             raise InvalidInput(f"{where}qty: {row['qty']!r} is not an integer", [{"field": "qty", "line": lineno}]) from None
+        if not 1 <= qty <= PO_QTY_MAX:
+            raise InvalidInput(f"{where}qty: {row['qty'][:40]} is out of range (allowed: 1 to {PO_QTY_MAX:,})",
+                               [{"field": "qty", "line": lineno, "min": 1, "max": PO_QTY_MAX}])
         expected = parse_datetime(row["expected_at"], "expected_at", where)
+        if not PO_FIRST_YEAR <= expected.year <= PO_LAST_YEAR:
+            raise InvalidInput(f"{where}expected_at: {row['expected_at'][:40]} is outside the accepted range, years "
+                               f"{PO_FIRST_YEAR} to {PO_LAST_YEAR} (UTC)",
+                               [{"field": "expected_at", "line": lineno}])
         try:
             po = PurchaseOrderIn(
                 po_id=row["po_id"], sku=row["sku"], warehouse=row["warehouse"], qty=qty, expected_at=expected,

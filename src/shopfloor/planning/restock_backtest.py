@@ -36,30 +36,65 @@ class DemandPanel:
         return self.dates.weekday.to_numpy()
 
 
+#: Most units one series may sell in a day (beyond it a value is a typo, and the simulation's sums would overflow).
+MAX_DAILY_UNITS = 1_000_000_000
+
+
 def load_demand_panel(path: str | Path) -> DemandPanel:
     """Read a long frame: Nixtla ``unique_id, ds, y`` or the M5 long layout ``item_id, store_id, date, value``.
 
-    Missing series-days count as zero demand. Raises ``ValueError`` naming the problem.
+    Missing series-days count as zero demand. Raises ``ValueError`` naming the file, and the row and column of
+    the first bad value (a CSV's rows are its lines: the header is line 1).
     """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"history file not found: {p}")
-    df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    parquet = p.suffix == ".parquet"
+    try:
+        df = pd.read_parquet(p) if parquet else pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{p.name}: the file is empty (no header row)") from None
+    except Exception as exc:  # noqa: BLE001 - not gzip, not Parquet, not text: one line naming the file
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise ValueError(f"{p.name}: cannot read it as {'Parquet' if parquet else 'CSV'}: "
+                         f"{type(exc).__name__}: {first}") from None
+
+    def where(i: int) -> str:
+        return f"row {i + 1}" if parquet else f"line {i + 2}"
+
     if {"unique_id", "ds", "y"} <= set(df.columns):
         frame = df[["unique_id", "ds", "y"]].copy()
+        ds_col, y_col = "ds", "y"
     elif {"item_id", "store_id", "date", "value"} <= set(df.columns):
         frame = pd.DataFrame(
             {"unique_id": df["item_id"].astype(str) + "_" + df["store_id"].astype(str), "ds": df["date"], "y": df["value"]}
         )
+        ds_col, y_col = "date", "value"
     else:
-        raise ValueError("history needs columns unique_id, ds, y (or M5 long: item_id, store_id, date, value)")
+        raise ValueError(f"{p.name}: history needs columns unique_id, ds, y (or M5 long: item_id, store_id, date, "
+                         "value)")
+    if frame.empty:
+        raise ValueError(f"{p.name}: the file has no rows (only a header)")
+    frame = frame.reset_index(drop=True)
     try:
         frame["ds"] = pd.to_datetime(frame["ds"])
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"history column ds: not a date ({exc})") from None
-    y = pd.to_numeric(frame["y"], errors="coerce")
-    if y.isna().any() or (y < 0).any():
-        raise ValueError("history column y: demand must be a non-negative number on every row")
+    except (ValueError, TypeError, OverflowError):
+        coerced = pd.to_datetime(frame["ds"], errors="coerce", format="mixed")
+        bad = np.flatnonzero(coerced.isna().to_numpy())
+        i = int(bad[0]) if len(bad) else 0
+        raise ValueError(f"{p.name}: {where(i)}: {ds_col} {str(frame['ds'].iloc[i])[:40]!r} is not a date "
+                         "(e.g. 2016-04-24)") from None
+    missing = np.flatnonzero(frame["ds"].isna().to_numpy())
+    if len(missing):
+        raise ValueError(f"{p.name}: {where(int(missing[0]))}: {ds_col} is empty")
+    y = pd.to_numeric(frame["y"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(y) | (y < 0) | (y > MAX_DAILY_UNITS))
+    if len(bad):
+        i = int(bad[0])
+        value = frame["y"].iloc[i]
+        shown = "is empty" if value is None or (isinstance(value, float) and np.isnan(value)) else \
+            f"{str(value)[:40]!r} is not a demand"
+        raise ValueError(f"{p.name}: {where(i)}: {y_col} {shown} (a number from 0 to {MAX_DAILY_UNITS:,} units)")
     frame["y"] = np.round(y).astype(np.int64)
     wide = frame.pivot_table(index="unique_id", columns="ds", values="y", aggfunc="sum", fill_value=0)
     full = pd.date_range(wide.columns.min(), wide.columns.max(), freq="D")

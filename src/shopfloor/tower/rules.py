@@ -305,6 +305,8 @@ ACTION_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "alert": (set(), {"channel", "url", "to", "subject", "message"}),
 }
 _COMMON_ACTION_FIELDS = {"type", "cooldown"}
+#: Bounds a ``scale`` action's min_replicas / max_replicas may take.
+MAX_REPLICAS = 10_000
 _RULE_FIELDS = {"name", "when", "actions", "cooldown", "description"}
 
 
@@ -337,6 +339,16 @@ def _validate_action(raw: Any, rule: str, index: int, default_cooldown: float) -
         raise RuleError("mode must be emit, apply or webhook", rule=rule, field=f"{fld}.mode")
     if kind == "scale" and raw.get("mode") == "webhook" and "webhook" not in raw:
         raise RuleError("missing field 'webhook' for mode webhook", rule=rule, field=fld)
+    if kind == "scale":
+        for bound in ("min_replicas", "max_replicas"):
+            value = raw.get(bound)
+            if bound in raw and (not isinstance(value, int) or isinstance(value, bool)
+                                 or not 0 <= value <= MAX_REPLICAS):
+                raise RuleError(f"must be a whole number from 0 to {MAX_REPLICAS:,} (got {value!r})", rule=rule,
+                                field=f"{fld}.{bound}")
+        if "min_replicas" in raw and "max_replicas" in raw and raw["min_replicas"] > raw["max_replicas"]:
+            raise RuleError(f"min_replicas ({raw['min_replicas']}) is greater than max_replicas "
+                            f"({raw['max_replicas']})", rule=rule, field=f"{fld}.min_replicas")
     for list_field in ("urls", "order", "alternatives", "reasons"):
         if list_field in raw and not (isinstance(raw[list_field], list)
                                       and all(isinstance(x, str) for x in raw[list_field])):
