@@ -13,7 +13,7 @@ simulate_app = typer.Typer(help="Simulated external systems (payment processors,
 @simulate_app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8090, min=1, max=65535, help="Port to listen on."),
+    port: int = typer.Option(8095, min=1, max=65535, help="Port to listen on (8090 is the edge shield's)."),
 ) -> None:
     """Serve the simulated payment processors and rate service over HTTP.
 
