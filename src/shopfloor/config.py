@@ -5,12 +5,49 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 #: URL schemes (before any ``+driver``) of the databases shopfloor runs on.
 SUPPORTED_DATABASES = ("sqlite", "postgresql", "postgres")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (a database or Redis URL) as it may be shown to people or written to a log: the password masked
+    (``***``) and the query string dropped (libpq takes ``?password=`` too). A URL SQLAlchemy cannot parse, or one
+    whose password holds an unescaped ``@``, is shown as its scheme only (``postgres:...``)."""
+    from sqlalchemy.engine import make_url
+
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    fallback = f"{scheme}:..." if scheme.replace("+", "").isalnum() else "..."
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+        return fallback
+    if "@" in (parsed.host or ""):  # u:p@ss@host: the host SQLAlchemy found holds the rest of the password
+        return fallback
+    return parsed.set(query={}).render_as_string(hide_password=True)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an IP literal, as written in a setting; nothing is resolved) is this machine:
+    ``localhost`` or a loopback address such as 127.0.0.1 or ::1."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def smtp_login_in_clear(host: str | None, starttls: bool, username: str | None) -> bool:
+    """Whether SMTP would send ``username``'s password over an unencrypted connection: a login is configured, the
+    server is not on this machine and STARTTLS is off. A local relay (127.0.0.1, ::1, localhost) is allowed."""
+    return bool(host and username and not starttls and not is_loopback_host(host))
 
 
 class GuardedProductSettings(BaseModel):
@@ -45,7 +82,9 @@ class Settings(BaseSettings):
     def _supported_database(cls, url: str) -> str:
         backend = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
         if backend not in SUPPORTED_DATABASES:
-            raise ValueError(f"unsupported database {backend or url!r}: shopfloor runs on SQLite "
+            shown = (f"unsupported database {backend!r}" if backend.isalnum()
+                     else f"not a database URL ({redact_url(url)})")
+            raise ValueError(f"{shown}: shopfloor runs on SQLite "
                              "(sqlite:///path/to/shop.db) or PostgreSQL (postgresql://user@host/db)")
         return url
     # --- buy path -------------------------------------------------------------------------------
@@ -447,9 +486,23 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = Field(default="orders@shopfloor.local")
     smtp_timeout_s: float = Field(default=5.0, gt=0)
-    smtp_starttls: bool = Field(default=False)
-    smtp_username: str | None = None
+    smtp_starttls: bool = Field(
+        default=False, description="Upgrade the SMTP connection with STARTTLS (the server's certificate is verified). "
+                                   "Required with smtp_username unless smtp_host is a loopback relay (127.0.0.1, "
+                                   "::1, localhost), so a password never crosses the network in clear.")
+    smtp_username: str | None = Field(
+        default=None, description="SMTP login. Needs smtp_starttls when smtp_host is another machine (refused "
+                                  "otherwise); a relay on this machine may take it over plain SMTP.")
     smtp_password: SecretStr | None = None
+
+    @field_validator("smtp_username")
+    @classmethod
+    def _no_login_in_clear(cls, username: str | None, info: ValidationInfo) -> str | None:
+        if smtp_login_in_clear(info.data.get("smtp_host"), bool(info.data.get("smtp_starttls")), username):
+            raise ValueError("set SHOPFLOOR_SMTP_STARTTLS=true: the SMTP password would cross the network in clear "
+                             f"to {info.data['smtp_host']} (a login without TLS is allowed to a relay on this machine "
+                             "only: 127.0.0.1, ::1, localhost)")
+        return username
     maildir_path: Path | None = Field(default=None, description="Maildir folder; default <data_dir>/maildir.")
     warehouse_webhook_url: str | None = Field(default=None, description="Warehouse handoff endpoint.")
     warehouse_webhook_secret: SecretStr | None = Field(

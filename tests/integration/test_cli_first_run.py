@@ -103,3 +103,41 @@ def test_no_help_page_shows_a_type_for_a_flag():
         assert "<bool>" not in r.output, path
     serve = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200).output
     assert "<int" in serve  # options that take a value still say what they take
+
+
+def test_a_new_sqlite_store_its_wal_and_the_gateway_file_are_readable_by_their_owner_only(tmp_path, monkeypatch):
+    """The store holds webhook signing secrets and channel client secrets; SQLite would create it with the umask's
+    mode (644), and its -wal and -shm files after it."""
+    import os
+
+    from sqlalchemy import text
+
+    from shopfloor.bootstrap import build_container
+    from shopfloor.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
+    old_umask = os.umask(0o022)
+    try:
+        assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
+        container = build_container(Settings(database_url=url))
+        try:
+            with container.engine.connect() as conn:  # an open connection keeps the -wal and -shm files
+                conn.execute(text("SELECT count(*) FROM api_keys")).scalar()
+                files = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        finally:
+            container.close()
+    finally:
+        os.umask(old_umask)
+    assert {"shop.db", "shop.db-wal", "shop.db-shm", "shop.db-gateway.db"} <= set(files), files
+    assert set(files.values()) == {0o600}, files
+
+
+def test_an_existing_sqlite_store_keeps_its_mode(tmp_path):
+    from shopfloor.store.migrate import upgrade_database
+
+    path = tmp_path / "shared.db"
+    path.touch(mode=0o640)
+    path.chmod(0o640)  # an operator's choice (a group that backs it up, say): not ours to change
+    upgrade_database(f"sqlite:///{path}")
+    assert path.stat().st_mode & 0o777 == 0o640

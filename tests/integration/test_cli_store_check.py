@@ -48,8 +48,32 @@ def test_a_store_without_the_schema_or_behind_it_is_refused_and_a_current_one_wo
 def test_an_unreachable_server_is_named_without_its_password(monkeypatch):
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", "postgresql://postgres:s3cret-pw@127.0.0.1:1/nowhere")
     r = CliRunner().invoke(app, ["keys", "list"])
-    assert r.exit_code == 2 and "cannot open 127.0.0.1:1/nowhere" in _said(r)
+    assert r.exit_code == 2 and "cannot open postgresql://postgres:***@127.0.0.1:1/nowhere" in _said(r)
     assert "s3cret-pw" not in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args", [["keys", "list"], ["payments", "status"], ["db", "upgrade"]],
+                         ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:1/nowhere?password=s3cret-pw",
+                                 "postgresql://postgres:s3c@ret-pw@127.0.0.1:1/nowhere",
+                                 "postgres:/postgres:s3cret-pw@127.0.0.1:1/nowhere"],
+                         ids=["query-password", "unescaped-at", "one-slash"])
+def test_no_part_of_a_database_password_is_printed_whatever_the_url_looks_like(monkeypatch, args, url):
+    monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", url)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "database_url" in _said(r).lower(), r.output
+    assert "s3c" not in r.output and "ret-pw" not in r.output and "Traceback" not in r.output
+
+
+def test_redact_url_masks_the_password_and_drops_the_query_string():
+    from shopfloor.config import redact_url
+
+    assert redact_url("postgresql+psycopg://shop:pw@db.internal:5432/shop?sslmode=require&password=x") == \
+        "postgresql+psycopg://shop:***@db.internal:5432/shop"
+    assert redact_url("redis://:pw@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact_url("postgresql://shop:p@ss@db/shop") == "postgresql:..."
+    assert redact_url("postgresql://shop:pw@db:port/shop") == "postgresql:..."
+    assert redact_url("s3cret") == "..."
 
 
 SETTINGS_COMMANDS = COMMANDS + [["serve"], ["worker"], ["db", "upgrade"], ["demo", "--once"],

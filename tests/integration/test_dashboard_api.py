@@ -154,6 +154,49 @@ def test_logout_ends_the_session_server_side_so_a_copied_cookie_stops_working(en
     assert client.get("/dashboard/api/alerts").status_code == 200
 
 
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+    {"Origin": "https://attacker.example"},
+    {"Origin": "http://testserver:8081"},  # another port of the same host is another origin
+    {"Origin": "null"},  # a sandboxed page, and no Sec-Fetch-Site to say it is this one
+    {"Origin": "http://testserver.attacker.example", "Sec-Fetch-Site": "same-site"},
+], ids=["fetch-site", "fetch-site-null", "other-host", "other-port", "null", "same-site-other-host"])
+def test_a_login_or_logout_posted_from_another_site_is_refused(env, headers):
+    client = env["client"]
+    r = client.post("/dashboard/login", data={"key": env["admin"]}, headers=headers, follow_redirects=False)
+    assert r.status_code == 403 and "another site" in r.text and COOKIE not in r.headers.get("set-cookie", "")
+    assert client.get("/dashboard", follow_redirects=False).status_code == 303
+    _login(client, env["admin"])
+    r = client.post("/dashboard/logout", headers=headers, follow_redirects=False)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert client.get("/dashboard/api/alerts").status_code == 200  # still logged in
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # an old browser or a script: no Origin at all
+    {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+    {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    {"Origin": "https://shop.example.com", "Host": "shop.example.com"},  # behind a TLS proxy that keeps Host
+    {"Origin": "https://shop.example.com", "Host": "127.0.0.1:8000", "X-Forwarded-Host": "shop.example.com"},
+    {"Origin": "http://[::1]:8000", "Host": "[::1]:8000"},
+], ids=["no-origin", "same-origin", "null-same-origin", "proxy-host", "forwarded-host", "ipv6"])
+def test_a_login_and_logout_from_the_dashboard_itself_still_work(env, headers):
+    client = env["client"]
+    r = client.post("/dashboard/login", data={"key": env["admin"]}, headers=headers, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard", r.text
+    assert client.get("/dashboard/api/alerts").status_code == 200
+    r = client.post("/dashboard/logout", headers=headers, follow_redirects=False)
+    assert r.status_code == 303 and client.get("/dashboard/api/alerts").status_code == 401
+
+
+def test_the_dashboard_pages_send_their_origin_with_their_own_forms(env):
+    """Under Referrer-Policy no-referrer a browser posts the page's own forms with ``Origin: null``, which says
+    nothing about where the post came from; same-origin keeps the Origin for the site and still sends no Referer
+    to any other."""
+    assert env["client"].get("/dashboard/login").headers["referrer-policy"] == "same-origin"
+
+
 def test_the_cookie_is_secure_over_https_or_when_forced(db_url):
     for forced, base_url, secure in ((False, "http://testserver", False), (False, "https://testserver", True),
                                      (True, "http://testserver", True)):

@@ -105,6 +105,49 @@ def test_smtp_down_raises_then_the_retry_is_delivered_exactly_once(engine):
     assert msg["Subject"] == "Your order ord_1 is confirmed"
 
 
+def test_an_smtp_login_to_another_machine_without_starttls_is_refused_naming_the_setting(monkeypatch):
+    from pydantic import ValidationError
+    from typer.testing import CliRunner
+
+    from shopfloor.cli.main import app
+
+    for host in ("mail.example.com", "10.0.0.25", "127.0.0.1.example.com"):
+        with pytest.raises(ValidationError, match="SHOPFLOOR_SMTP_STARTTLS"):
+            Settings(smtp_host=host, smtp_username="shop", smtp_password="pw")
+        with pytest.raises(ValueError, match="SHOPFLOOR_SMTP_STARTTLS"):
+            SmtpTransport(host, 587, username="shop", password="pw")
+    Settings(smtp_host="mail.example.com", smtp_username="shop", smtp_password="pw", smtp_starttls=True)
+    Settings(smtp_host="mail.example.com")  # no login, nothing to protect
+    monkeypatch.setenv("SHOPFLOOR_SMTP_HOST", "mail.example.com")
+    monkeypatch.setenv("SHOPFLOOR_SMTP_USERNAME", "shop")
+    r = CliRunner().invoke(app, ["keys", "list"])
+    assert r.exit_code == 2 and "SHOPFLOOR_SMTP_STARTTLS" in r.output and "Traceback" not in r.output
+
+
+def test_a_relay_on_this_machine_may_take_an_smtp_login_without_tls(engine):
+    from aiosmtpd.smtp import AuthResult
+
+    for host in ("localhost", "127.0.0.1", "::1", "[::1]"):
+        Settings(smtp_host=host, smtp_username="shop", smtp_password="pw")
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=True)
+
+    port = free_port()
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        transport = SmtpTransport("127.0.0.1", port, timeout_s=2, username="shop", password="pw")
+        assert ConfirmationMailer(transport, engine, CLOCK, sender="shop@x.test").send_confirmation(ORDER) == "sent"
+    finally:
+        controller.stop()
+    assert logins == [(b"shop", b"pw")] and len(inbox.messages) == 1
+
+
 def test_an_order_without_an_email_is_skipped(engine, tmp_path):
     mailer = ConfirmationMailer(MaildirTransport(tmp_path), engine, CLOCK, sender="s@x")
     assert mailer.send_confirmation({**ORDER, "ship_to": {}}) == "no_recipient"

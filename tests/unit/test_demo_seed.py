@@ -23,3 +23,23 @@ def test_recent_daily_demand_splits_gb_like_the_history_and_ignores_older_days()
 def test_packaged_sample_gives_every_warehouse_some_demand():
     rates = recent_daily_demand(load_daily_demand())
     assert {w for _, w in rates} == {"gb-south", "gb-north", "de-central"}
+
+
+def test_the_demo_keys_file_is_created_owner_only_not_made_so_after_writing(tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    from shopfloor.demo import write_keys_file
+
+    monkeypatch.setattr(Path, "chmod", lambda self, mode: None)  # a chmod after writing would come too late
+    old_umask = os.umask(0o022)
+    try:
+        path = write_keys_file(tmp_path / "keys.env", "sk_admin", "sk_shop", "sk_ingest")
+        stale = tmp_path / "stale.env"
+        stale.write_text("export ADMIN=old\n")
+        os.chmod(stale, 0o644)
+        write_keys_file(stale, "sk_admin", "sk_shop", "sk_ingest")
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600 and stale.stat().st_mode & 0o777 == 0o600
+    assert "export ADMIN=sk_admin" in path.read_text() and "old" not in stale.read_text()

@@ -54,6 +54,19 @@ def test_only_the_purge_token_bypasses_the_cache(tmp_path):
     assert "proxy_cache_bypass $purge_refresh;" in conf
 
 
+def test_the_configs_holding_the_purge_token_are_readable_by_their_owner_only(tmp_path):
+    from shopfloor.edge.layout import write_configs
+
+    layout = _layout(tmp_path)
+    layout.shield.prefix.mkdir(parents=True)
+    layout.shield.conf.write_text("# written world-readable by an older version\n")
+    layout.shield.conf.chmod(0o644)
+    paths = write_configs(layout)
+    token = layout.purge_token()
+    assert len(paths) == 3 and all(token in p.read_text() for p in paths)
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o600} == {layout.token_file.stat().st_mode & 0o777}
+
+
 BOUNDS = band_boundaries(limited_threshold=5, risk_units=20, plenty_units=50)
 
 

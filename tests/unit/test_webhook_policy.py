@@ -97,3 +97,28 @@ def test_the_ssrf_guard_refuses_malformed_urls_and_port_zero_instead_of_failing(
                 "http://[::1/x", "http://93.184.216.34:0/"):
         with pytest.raises(TargetRefused):
             guard.check(url)
+
+
+def test_the_ssrf_guard_refuses_every_address_that_is_not_globally_reachable():
+    import pytest
+
+    from shopfloor.integrations import TargetGuard, TargetRefused
+
+    guard = TargetGuard(frozenset(), FakeResolver({}))
+    for url in ("http://100.100.100.200/latest/meta-data", "http://100.64.0.1/", "http://100.127.255.254/",
+                "http://[::ffff:100.100.100.200]/", "http://192.0.2.10/", "http://198.18.0.1/", "http://[2001:db8::1]/",
+                "http://[2002:a9fe:a9fe::]/", "http://[2002:0a00:0001::1]/", "http://[2002:7f00:0001::]/",
+                "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "http://[64:ff9b::a9fe:a9fe]/",
+                "http://224.0.0.1/", "http://[ff02::1]/"):
+        with pytest.raises(TargetRefused):
+            guard.check(url)
+    for url in ("http://93.184.216.34/", "http://[2606:2800:220:1:248:1893:25c8:1946]/", "http://[2002:5db8:d822::]/",
+                "http://[64:ff9b::5db8:d822]/"):
+        guard.check(url)
+
+
+def test_an_allow_listed_host_may_resolve_to_a_carrier_grade_nat_address():
+    from shopfloor.integrations import TargetGuard
+
+    dns = FakeResolver({"erp.tailnet.example": ["100.101.102.103"]})
+    TargetGuard(frozenset({"erp.tailnet.example"}), dns).check("http://erp.tailnet.example/hooks")

@@ -39,7 +39,7 @@ def require_store(database_url: str) -> None:
     try:
         current = current_revision(database_url)
     except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, missing driver
-        fail(f"database_url: cannot open {shown}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        fail(f"database_url: cannot open {shown}: {db_error(exc, database_url)}")
     head = head_revision()
     if current != head:
         state = "has no shopfloor schema" if current is None else f"is at schema {current}, this code needs {head}"
@@ -75,13 +75,26 @@ def load_settings():
 
 
 def where(database_url: str) -> str:
-    """The database for messages: a SQLite file's absolute path, a server's host/db (never a password)."""
+    """The database for messages: a SQLite file's absolute path, a server's URL without its password or query
+    string (:func:`shopfloor.config.redact_url`)."""
     from pathlib import Path
+
+    from ..config import redact_url
 
     if database_url.startswith("sqlite:///"):
         path = database_url.split("sqlite:///", 1)[1].split("?", 1)[0]
-        return str(Path(path).resolve()) if path and path != ":memory:" else database_url
-    return database_url.split("@")[-1]
+        if path and path != ":memory:":
+            return str(Path(path).resolve())
+    return redact_url(database_url)
+
+
+def db_error(exc: BaseException, database_url: str, width: int = 160) -> str:
+    """``exc`` from opening ``database_url``, in one line for :func:`fail`: its class and first line, or only its
+    class when the URL does not parse cleanly (``u:p@ss@host``: the driver's message quotes a piece of the
+    password as the host)."""
+    if where(database_url).endswith(":..."):  # redact_url could show only the scheme
+        return f"{type(exc).__name__} (the URL does not parse; percent-encode @ : / ? # in a password)"
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:width]}"
 
 
 def upgrade_or_fail(database_url: str) -> None:
@@ -93,8 +106,7 @@ def upgrade_or_fail(database_url: str) -> None:
     try:
         upgrade_database(database_url)
     except Exception as exc:  # noqa: BLE001 - show a one-line error, not a traceback
-        first = (str(exc).splitlines() or [""])[0][:200]
-        fail(f"database_url: cannot open {where(database_url)}: {exc.__class__.__name__}: {first}")
+        fail(f"database_url: cannot open {where(database_url)}: {db_error(exc, database_url, 200)}")
 
 
 def open_store():

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..config import Settings
-from .output import console, fail, load_settings, print_json, require_store
+from .output import console, db_error, fail, load_settings, print_json, require_store, where
 
 payments_app = typer.Typer(help="Payment processors: breakers, error rates, ledgers.", no_args_is_help=True)
 
@@ -127,8 +127,8 @@ def status(
     try:
         data = collect_status(settings, max_age_s=max_age, ledger_window_s=window)
     except Exception as exc:  # database unreachable or not migrated
-        fail(f"database: cannot read payment status from {settings.database_url.split('@')[-1]}: "
-             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        fail(f"database: cannot read payment status from {where(settings.database_url)}: "
+             f"{db_error(exc, settings.database_url)}")
     if json_out:
         print_json(data)
         return

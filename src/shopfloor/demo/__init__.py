@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 import threading
@@ -172,10 +173,11 @@ class DemoStore:
 def write_keys_file(path: Path, admin_key: str, storefront_key: str, ingest_key: str) -> Path:
     """The demo's keys as shell variables (``source var/demo/keys.env``), so the README's examples run as pasted.
     Readable by the owner only: they are this store's secrets."""
-    path.write_text(
-        "# shopfloor demo keys for this store only; load them with: source " + str(path) + "\n"
-        f"export ADMIN={admin_key}\nexport SHOP={storefront_key}\nexport INGEST={ingest_key}\n")
-    path.chmod(0o600)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # os.open's mode applies to a new file only: an earlier demo's too
+        fh.write("# shopfloor demo keys for this store only; load them with: source " + str(path) + "\n"
+                 f"export ADMIN={admin_key}\nexport SHOP={storefront_key}\nexport INGEST={ingest_key}\n")
     return path
 
 

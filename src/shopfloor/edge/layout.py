@@ -166,12 +166,23 @@ def render(layout: EdgeLayout, node: Node, token: str, template: str | None = No
 
 
 def write_configs(layout: EdgeLayout, template: str | None = None) -> list[Path]:
-    """Write every node's ``nginx.conf`` and create its cache, log and temp folders. Returns the config paths."""
+    """Write every node's ``nginx.conf`` (mode 600: it holds the purge token) and create its cache, log and temp
+    folders. Returns the config paths."""
     token = layout.purge_token(create=True)
     written = []
     for node in layout.nodes:
         for sub in ("cache", "tmp"):
             (node.prefix / sub).mkdir(parents=True, exist_ok=True)
-        node.conf.write_text(render(layout, node, token, template))
+        _write_private(node.conf, render(layout, node, token, template))
         written.append(node.conf)
     return written
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by its owner only (an nginx.conf holds the purge token). nginx reads its config in
+    the master process, which runs as the user who started it (``shopfloor edge up``), so it still can. A config an
+    older version left world-readable is made owner-only too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)

@@ -1,5 +1,6 @@
 """SSRF guard for outbound webhooks: a subscriber URL must not reach into the shop's own network (loopback,
-private ranges, link-local such as a cloud metadata service) unless its host is allow-listed in settings.
+private ranges, link-local such as a cloud metadata service, carrier-grade NAT; any address that is not globally
+reachable) unless its host is allow-listed in settings.
 
 The host is resolved when the subscription is created and again before every delivery, and redirects are never
 followed. The HTTP client then resolves the name once more to connect: a DNS answer that changes in between (DNS
@@ -28,12 +29,26 @@ class SystemResolver:
         return sorted({info[4][0] for info in infos})
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix: the low 32 bits are an IPv4 address
+
+
 def _internal(address: str) -> bool:
+    """Whether ``address`` is anything but a globally reachable unicast address: private, loopback, link-local,
+    carrier-grade NAT (100.64.0.0/10, where Alibaba Cloud's metadata service and Tailscale live), reserved,
+    documentation, multicast. An IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, Teredo, NAT64) is
+    judged by that IPv4 address as well: 2002:a9fe:a9fe:: is 169.254.169.254 through a 6to4 relay."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
-            or ip.is_unspecified)
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            candidates = [ip.ipv4_mapped]
+        if ip.sixtofour is not None:
+            candidates.append(ip.sixtofour)
+        if ip.teredo is not None:
+            candidates.extend(ip.teredo)
+        if ip in _NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return any(not c.is_global or c.is_multicast for c in candidates)
 
 
 class TargetGuard:

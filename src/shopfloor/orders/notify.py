@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from ..config import Settings
+from ..config import Settings, smtp_login_in_clear
 from ..domain.clock import Clock
 from ..store.payments_tables import sent_mail
 
@@ -67,7 +67,8 @@ class MailTransport(Protocol):
 
 
 class SmtpTransport:
-    """Plain SMTP (optionally STARTTLS and login) with a timeout. Credentials are never logged or repr'd."""
+    """Plain SMTP (optionally STARTTLS and login) with a timeout. Credentials are never logged or repr'd, and never
+    sent without STARTTLS except to a server on this machine (:func:`shopfloor.config.smtp_login_in_clear`)."""
 
     name = "smtp"
 
@@ -81,6 +82,9 @@ class SmtpTransport:
         username: str | None = None,
         password: str | None = None,
     ) -> None:
+        if smtp_login_in_clear(host, starttls, username):
+            raise ValueError(f"SMTP {host}:{port}: a login needs STARTTLS (SHOPFLOOR_SMTP_STARTTLS) unless the server "
+                             "is on this machine; the password would cross the network in clear")
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self._starttls, self._username, self._password = starttls, username, password
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -48,6 +49,28 @@ def normalise_url(url: str) -> str:
 log = logging.getLogger(__name__)
 
 
+def create_sqlite_file_privately(url: str) -> None:
+    """Create the SQLite database file of ``url`` empty, readable by its owner only (mode 600), when it does not
+    exist yet: the store holds webhook signing secrets and channel client secrets, and SQLite would create it
+    with the umask's mode (usually 644). SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files the database
+    file's mode. An existing file, a PostgreSQL URL or an in-memory database is left alone; a folder that does not
+    exist is left for SQLite to report when it opens the file."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception:  # noqa: BLE001 - an unparsable URL: the engine reports it
+        return
+    path = parsed.database
+    if (parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:")
+            or parsed.query.get("mode") == "memory"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # it exists (left as it is), or its folder does not
+        pass
+
+
 def json_dumps(value: Any) -> str:
     """JSON columns are written with orjson: the buy path's group commit serialises several documents per order
     (payment, shipping, promise, outbox payload), and the standard library's encoder was about a tenth of the
@@ -88,6 +111,7 @@ def make_engine(url: str, *, pool_size: int = 8, echo: bool = False, synchronous
         raise ValueError("synchronous must be FULL or NORMAL")
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        create_sqlite_file_privately(url)
         engine = create_engine(
             url,
             echo=echo,

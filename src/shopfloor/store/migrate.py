@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from .engine import normalise_url
+from .engine import create_sqlite_file_privately, normalise_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,7 +22,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` up to ``revision`` (idempotent)."""
+    """Bring the schema at ``url`` up to ``revision`` (idempotent). A new SQLite file is created owner-only."""
+    create_sqlite_file_privately(url)
     command.upgrade(alembic_config(url), revision)
 
 
@@ -30,6 +31,7 @@ def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
+    create_sqlite_file_privately(url)  # connecting creates a missing SQLite file, which the store then lives in
     eng = create_engine(normalise_url(url))
     try:
         with eng.connect() as conn:

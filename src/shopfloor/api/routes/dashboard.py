@@ -9,6 +9,10 @@ id, signed with HMAC-SHA256 (``dashboard_session_secret``), HttpOnly and SameSit
 ``dashboard_session_ttl_s``; it is Secure over https (also behind a trusted TLS proxy) or always with
 ``dashboard_cookie_secure``. Every request re-checks that the key still exists, is not revoked and is an admin key,
 and that the session was not logged out (logout records it server-side).
+
+The two forms (login, logout) refuse a post from another site (:func:`cross_site_refusal`): SameSite=Strict keeps
+the cookie off a cross-site request, but a cross-site login form would still log the browser in with the
+attacker's key (login CSRF).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import html
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 
 from ...bootstrap import Container
-from ...domain.errors import DomainError, NotFound, Unauthorized
+from ...domain.errors import DomainError, Forbidden, NotFound, Unauthorized
 from ...store.keys import dashboard_session_ended, end_dashboard_session
 from ...store.tables import api_keys
 from ...tower.dashboard_panels import PANELS
@@ -46,7 +50,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the page's own form posts,
+    # and the Origin is what tells them from a cross-site post. Other origins still get no Referer.
+    "Referrer-Policy": "same-origin",
     # Everything is served from here (Chart.js is vendored): no third-party origin is needed.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
@@ -121,6 +127,52 @@ def _clear_cookie(response: Response, secure: bool = False) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_port(authority: str, scheme: str | None = None) -> tuple[str, int | None] | None:
+    """``host[:port]`` as (lower-case host, port); the port is the scheme's default when one is given, else None
+    when the authority names none. None for an authority that does not parse."""
+    try:
+        parts = urlsplit(f"//{authority.strip()}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme or "")
+
+
+def cross_site_refusal(request: Request) -> str | None:
+    """Why a form post must be refused as coming from another site, or None. Refused: ``Sec-Fetch-Site:
+    cross-site``; an ``Origin`` whose host:port is not the request's ``Host`` (nor, behind a proxy that rewrites
+    ``Host``, its ``X-Forwarded-Host``: a cross-site form cannot set that header); ``Origin: null`` (a sandboxed
+    or privacy-stripped page) unless the browser says ``Sec-Fetch-Site: same-origin``. A request without
+    ``Origin`` (an old browser, a script) is let through."""
+    site = request.headers.get("sec-fetch-site", "").lower()
+    if site == "cross-site":
+        return "Sec-Fetch-Site: cross-site"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    if origin.strip().lower() == "null":
+        return None if site == "same-origin" else "Origin: null"
+    scheme, sep, authority = origin.strip().partition("://")
+    theirs = _host_port(authority, scheme.lower()) if sep and "/" not in authority else None
+    if theirs is None:
+        return f"Origin {origin[:100]!r} is not an origin"
+    hosts = [request.headers.get("host", "")] + [h.split(",")[0] for h in request.headers.getlist("x-forwarded-host")]
+    for host in filter(None, hosts):
+        ours = _host_port(host)
+        if ours is None or ours[0] != theirs[0]:
+            continue
+        # A Host without a port means the default one of whichever scheme the browser used: a TLS proxy may not
+        # say which (X-Forwarded-Proto), so either default port is this site's.
+        if ours[1] == theirs[1] or (ours[1] is None and theirs[1] in _DEFAULT_PORTS.values()):
+            return None
+    return f"Origin {origin[:100]!r} is not this site ({(hosts[0] or '?')[:100]})"
+
+
 async def read_form_body(request: Request, limit: int) -> bytes | None:
     """The request body, or ``None`` as soon as it is longer than ``limit`` (never reads more than that)."""
     declared = request.headers.get("content-length")
@@ -148,6 +200,11 @@ def login_form(request: Request, container: Container = Depends(get_container)) 
 @router.post("/dashboard/login")
 async def login(request: Request, container: Container = Depends(get_container)) -> Response:
     """Check the posted admin key; on success set the session cookie and go to the dashboard."""
+    refused = cross_site_refusal(request)
+    if refused is not None:
+        log.warning("dashboard login refused as a cross-site post: %s", refused)
+        return login_page("This login form was posted from another site; open /dashboard/login here and log in "
+                          "again. (Behind a proxy that changes the Host header, pass X-Forwarded-Host.)", 403)
     raw = await read_form_body(request, MAX_FORM_BYTES)
     if raw is None:
         return login_page("The form is too large.", 413)
@@ -184,6 +241,11 @@ async def login(request: Request, container: Container = Depends(get_container))
 @router.post("/dashboard/logout")
 def logout(request: Request, container: Container = Depends(get_container)) -> Response:
     """End the session server-side (a copy of the cookie stops working too) and clear the cookie."""
+    refused = cross_site_refusal(request)
+    if refused is not None:
+        log.warning("dashboard logout refused as a cross-site post: %s", refused)
+        raise Forbidden("logout must be posted from the dashboard itself, not from another site",
+                        [{"field": "origin", "reason": refused}])
     try:
         session = session_signer(container).verify(request.cookies.get(COOKIE), container.clock.now())
     except InvalidSession:
