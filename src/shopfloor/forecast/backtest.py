@@ -12,7 +12,6 @@ Every run also scores two baselines with statsforecast's conformal intervals: ``
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
