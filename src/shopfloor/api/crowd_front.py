@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from typing import Any, Awaitable, Callable
@@ -127,14 +128,18 @@ _CHECKOUT_HEADERS = (b"authorization", b"idempotency-key", b"content-type", b"co
 
 def _header_fields(block: bytes) -> dict[bytes, list[bytes]] | None:
     """A request's header lines (``block``: from after the request line to before the blank line) as values by
-    lower-case name, in order, stripped; None when a line is not ``name: value`` or names a header in
-    ``_LEFT_TO_THE_STACK``, which the shortcuts leave to the usual way."""
+    lower-case name, in order, stripped; None when a line is not ``name: value`` (whitespace around the name
+    included, which the HTTP parser refuses) or names a header in ``_LEFT_TO_THE_STACK``, which the shortcuts leave
+    to the usual way."""
     fields: dict[bytes, list[bytes]] = {}
     for line in block.split(b"\r\n"):
         name, sep, value = line.partition(b":")
-        if not sep:
-            return None
-        name = name.strip().lower()
+        if not sep or b"\n" in line or b"\r" in line:
+            return None  # a bare CR or LF inside the head: the parser refuses the request (400)
+        stripped = name.strip()
+        if len(stripped) != len(name) or not stripped:
+            return None  # whitespace around a header's name (or a folded line): the parser refuses it (400)
+        name = stripped.lower()
         if name in _LEFT_TO_THE_STACK:
             return None
         values = fields.get(name)
@@ -311,6 +316,7 @@ class SoldOutShortcut:
 _STATUS_LINES = {200: b"HTTP/1.1 200 OK", 409: b"HTTP/1.1 409 Conflict", 429: b"HTTP/1.1 429 Too Many Requests",
                  503: b"HTTP/1.1 503 Service Unavailable"}
 _STATUS_HEAD = b"GET " + QUEUE_PREFIX.encode()
+_QUERY_CHARS = re.compile(rb"[!-~]*\Z")  # what a request target's query may hold as sent: printable ASCII
 
 
 class QueueStatusShortcut:
@@ -354,6 +360,8 @@ class QueueStatusShortcut:
         if len(parts) != 3 or parts[2] != b"HTTP/1.1":
             return None
         path, _, query = parts[1].partition(b"?")
+        if query and _QUERY_CHARS.match(query) is None:
+            return None  # a control character or a bare LF in the query: the parser's answer (400)
         fields = _header_fields(data[line_end + 2:end]) if end > line_end else {}
         if fields is None or any(length != b"0" for length in fields.get(b"content-length", ())):
             return None

@@ -20,7 +20,7 @@ from .responses import FastJSONResponse
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1/queue/"
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")  # \Z: "$" would let a trailing LF through
 
 
 class QueueStatusFastPath:
@@ -67,8 +67,8 @@ def parse_wait(query: bytes, max_wait_s: float) -> float | None:
         params = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
     except ValueError:
         return None
-    if len(params) != 1 or params[0][0] != "wait":
-        return None
+    if len(params) != 1 or params[0][0] != "wait" or not params[0][1].isascii():
+        return None  # float() also reads non-ASCII digits ("١"), which the route refuses (422 naming wait)
     try:
         wait = float(params[0][1])
     except ValueError:

@@ -13,6 +13,7 @@ is answered, so that the crowd's answers take a bounded share of each loop turn
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -22,6 +23,11 @@ from .fast_checkout import LINE_PASSED
 #: most bytes a connection's request waiting in the arrival line holds before its reading is paused (uvicorn's
 #: own flow-control mark)
 WAITING_HIGH_WATER = 64 * 1024
+#: the answer to a request the HTTP parser refuses (what it could not read is not known past the parser's error)
+_BAD_REQUEST_BODY = json.dumps({"error": {
+    "code": "bad_request", "message": "invalid HTTP request: the request line or a header is malformed (a raw "
+    "non-ASCII byte or a control character in the path, query or a header; percent-encode them)",
+    "details": [{"field": "request"}]}}, separators=(",", ":")).encode()
 #: what ``uvicorn.run(http=...)`` takes (also in the worker processes of ``--workers N``)
 PROTOCOL = "shopfloor.api.lean_http:CrowdHttpProtocol"
 
@@ -125,6 +131,18 @@ class CrowdHttpProtocol(HttpToolsProtocol):
         self.held = None
         if not self.transport.is_closing():
             self._answered(answer)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser refuses (a raw non-ASCII byte or a control character in the request line, a
+        malformed header): uvicorn's 400, in the API's error envelope rather than as plain text, and the connection
+        closed as uvicorn closes it."""
+        body = _BAD_REQUEST_BODY
+        head = [b"HTTP/1.1 400 Bad Request"]
+        head += [name + b": " + value for name, value in self.server_state.default_headers]
+        head += [b"content-type: application/json", b"content-length: " + str(len(body)).encode(),
+                 b"cache-control: no-store", b"connection: close"]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.waiting = None
