@@ -211,8 +211,8 @@ def test_failing_model_falls_back_to_trailing_mean_for_every_series():
     def runner(member, hist, horizon, *rest):
         raise RuntimeError("boom")
 
-    point, fallbacks = point_forecast(panel, 5, "ets", runner=runner)
-    assert set(fallbacks) == set(panel["unique_id"])
+    point, fallbacks, failed = point_forecast(panel, 5, "ets", runner=runner)
+    assert set(fallbacks) == set(panel["unique_id"]) and failed == {"ets": "RuntimeError: boom"}
     assert all("boom" in reason for reason in fallbacks.values())
     expected = panel.groupby("unique_id").tail(28).groupby("unique_id")["y"].mean()
     got = point.groupby("unique_id")["mean"].first()
@@ -230,8 +230,8 @@ def test_nan_from_a_model_falls_back_only_for_that_series():
         grid.loc[grid["unique_id"] == "sku1/north", member] = np.nan
         return grid
 
-    point, fallbacks = point_forecast(panel, 5, "ets", runner=runner)
-    assert list(fallbacks) == ["sku1/north"]
+    point, fallbacks, failed = point_forecast(panel, 5, "ets", runner=runner)
+    assert list(fallbacks) == ["sku1/north"] and failed == {}
     assert (point.loc[point["unique_id"] != "sku1/north", "mean"] == 1.0).all()
     assert np.isfinite(point["mean"]).all()
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Optional
 
@@ -203,9 +202,6 @@ def _run_forecast(
         _check_magnitudes(fut, "--future", future)
         not_in_future = _future_lacks(frame, fut)
     client = _dask_client(dask_scheduler)
-    failed = _FailedMembers()
-    demand_log = logging.getLogger("shopfloor.forecast.demand")
-    demand_log.addFilter(failed)
     try:
         quiet = as_json or not err_console.is_terminal  # a spinner only for a person watching stderr
         with _null() if quiet else err_console.status(f"forecasting {horizon} days ahead", spinner="dots"):
@@ -213,7 +209,6 @@ def _run_forecast(
     except ForecastInputError as exc:
         fail(_input_error(exc, frame, None if from_db else history, _source(from_db), fut, future))
     finally:
-        demand_log.removeFilter(failed)
         if client is not None:
             client.close()
     write_frame(result, out)
@@ -226,7 +221,7 @@ def _run_forecast(
         "model": result.attrs.get("model"),
         "fallback_series": len(fallbacks),
         "fallback_reasons": _fallback_reasons(fallbacks),
-        "failed_members": list(failed.members),
+        "failed_members": list(result.attrs.get("failed_members", {})),
         "cold_start_series": len(result.attrs.get("cold_start", [])),
         "dask_scheduler": dask_scheduler,
     }
@@ -241,7 +236,7 @@ def _run_forecast(
             # Say what actually ran: a member that failed (or gave non-finite values) was replaced, for the series
             # concerned, by the trailing 28-day mean.
             members = _members(summary["model"])
-            gone = [m for m in members if m in failed.members]
+            gone = [m for m in members if m in summary["failed_members"]]
             instead = ("every member failed" if members and len(gone) == len(members) else
                        f"in place of {', '.join(gone)}" if gone else "in place of a member's non-finite values")
             ran = (f"; fallback for {summary['fallback_series']} of {summary['series']} series: trailing 28-day "
@@ -261,21 +256,6 @@ def _run_forecast(
         err_console.print(
             f"[yellow]note:[/] --future covers {covered} of the {summary['rows']} (unique_id, ds) rows of the "
             "horizon; the others carried each series' last known covariates forward")
-
-
-class _FailedMembers(logging.Filter):
-    """Notes the ensemble members that failed for every series (the forecast logs each one and falls back to the
-    trailing 28-day mean); lets every record through."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.members: dict[str, str] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("model %s failed for all series") and record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            self.members.setdefault(str(args[0]), str(args[1]) if len(args) > 1 else "")
-        return True
 
 
 def _members(spec: Optional[str]) -> list[str]:

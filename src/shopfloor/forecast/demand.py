@@ -189,12 +189,12 @@ def point_forecast(
     hist: pd.DataFrame, horizon: int, spec: str, *, future: pd.DataFrame | None = None,
     covariates: list[str] | None = None, config: ForecastConfig | None = None, n_jobs: int = 1,
     dask_client: Any = None, runner: Callable[..., pd.DataFrame] | None = None,
-) -> tuple[pd.DataFrame, dict[str, str]]:
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
     """Point forecast ``unique_id, ds, mean`` for a validated history, with per-series fallback.
 
     Each ensemble member runs on its own; a member that raises is replaced for every series, and a member's
-    non-finite values are replaced for that series, by the trailing 28-day mean. Returns the frame and a
-    ``{unique_id: reason}`` map of the fallbacks taken.
+    non-finite values are replaced for that series, by the trailing 28-day mean. Returns the frame, a
+    ``{unique_id: reason}`` map of the fallbacks taken, and ``{member: error}`` for the members that raised.
     """
     cfg = config or ForecastConfig()
     weighted = _models.parse_weighted_spec(spec)
@@ -204,6 +204,7 @@ def point_forecast(
     grid = horizon_dates(hist, horizon)
     fallback = _models.trailing_mean_forecast(hist, horizon)["fallback"].to_numpy()
     fallbacks: dict[str, str] = {}
+    failed: dict[str, str] = {}
     columns = []
     for member in members:
         try:
@@ -211,6 +212,7 @@ def point_forecast(
             vals = grid.merge(out[[ID, TIME, member]], on=[ID, TIME], how="left")[member].to_numpy(dtype="float64")
         except Exception as exc:  # noqa: BLE001 - any model failure falls back; the reason is reported
             log.warning("model %s failed for all series, using fallback: %s", member, exc)
+            failed[member] = f"{type(exc).__name__}: {exc}"[:200]
             for uid in grid[ID].unique():
                 fallbacks.setdefault(uid, f"{member} failed: {type(exc).__name__}: {exc}"[:200])
             vals = fallback.copy()
@@ -221,7 +223,7 @@ def point_forecast(
             vals = np.where(bad, fallback, vals)
         columns.append(np.maximum(vals, 0.0))
     grid["mean"] = np.average(columns, axis=0, weights=weights)
-    return grid, fallbacks
+    return grid, fallbacks, failed
 
 
 def forecast_distribution(
@@ -278,9 +280,9 @@ def forecast_distribution(
     else:  # the usual case: no copy of the panel (on 30,490 series it is GBs, held while the models train)
         warm, cold = hist, hist.iloc[:0]
 
-    parts, fallbacks = [], {}
+    parts, fallbacks, failed = [], {}, {}
     if not warm.empty:
-        point, fallbacks = point_forecast(
+        point, fallbacks, failed = point_forecast(
             warm, horizon, spec, future=fut, covariates=covs, config=cfg, n_jobs=n_jobs, dask_client=dask_client,
             runner=runner,
         )
@@ -297,7 +299,8 @@ def forecast_distribution(
     base = frame[ID].map(alpha).to_numpy(dtype="float64")
     frame["dispersion"] = base * cfg.dispersion.horizon_multiplier(step)
     frame["mean"] = frame["mean"].clip(lower=0.0)
-    return DemandDistribution(frame=frame, model=spec, fallbacks=fallbacks, cold_start=[str(c) for c in cold_ids])
+    return DemandDistribution(frame=frame, model=spec, fallbacks=fallbacks, cold_start=[str(c) for c in cold_ids],
+                              failed_members=failed)
 
 
 def forecast_demand(
@@ -317,4 +320,5 @@ def forecast_demand(
     out.attrs["model"] = dist.model
     out.attrs["fallbacks"] = dist.fallbacks
     out.attrs["cold_start"] = dist.cold_start
+    out.attrs["failed_members"] = dist.failed_members
     return out

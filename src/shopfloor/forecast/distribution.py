@@ -124,13 +124,15 @@ class DemandDistribution:
 
     ``frame`` has columns ``unique_id, ds, mean, dispersion`` (``Var = mean + dispersion * mean**2``).
     ``model`` is the point model used, ``fallbacks`` maps series that fell back to the reason, ``cold_start``
-    lists series forecast by the cold-start rate rule.
+    lists series forecast by the cold-start rate rule, ``failed_members`` maps each ensemble member that raised
+    (and was replaced by the fallback for every series) to its error.
     """
 
     frame: pd.DataFrame
     model: str
     fallbacks: dict[str, str]
     cold_start: list[str]
+    failed_members: dict[str, str] = field(default_factory=dict)
 
     def quantile_frame(self, quantiles=QUANTILES) -> pd.DataFrame:
         """``unique_id, ds, mean, q_...`` with non-negative, non-crossing quantiles."""
