@@ -36,6 +36,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 def clone(tmp_path):
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(ROOT / "constraints.txt", tmp_path / "constraints.txt")
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
@@ -60,7 +61,7 @@ def installs(calls: list[str]) -> list[str]:
 def test_make_demo_on_a_fresh_clone_creates_the_venv_and_installs_the_runtime_dependencies_only(clone):
     calls = make(clone, "demo")
     assert calls[0].startswith("venv ")
-    assert installs(calls) == ["python -m pip install -q -e ."]
+    assert installs(calls) == ["python -m pip install -q -c constraints.txt -e ."]
     assert calls[-1] == "shopfloor demo"
 
 
@@ -68,15 +69,19 @@ def test_make_test_after_make_demo_adds_the_dev_extras_then_runs_pytest(clone):
     make(clone, "demo")
     calls = make(clone, "test")
     assert not any(c.startswith("venv ") for c in calls)
-    assert installs(calls) == ["python -m pip install -q -e .[dev]"]
+    assert installs(calls) == ["python -m pip install -q -c constraints.txt -e .[dev]"]
     assert calls[-1].startswith("python -m pytest")
 
 
-def test_nothing_is_reinstalled_until_pyproject_changes(clone):
+def test_nothing_is_reinstalled_until_pyproject_or_the_pins_change(clone):
     make(clone, "test")
     assert installs(make(clone, "demo")) == []  # the dev install covers the runtime
     assert installs(make(clone, "test")) == []
     later = (clone / ".venv" / ".installed-dev").stat().st_mtime + 10
     os.utime(clone / "pyproject.toml", (later, later))
-    assert installs(make(clone, "demo")) == ["python -m pip install -q -e ."]
-    assert installs(make(clone, "test")) == ["python -m pip install -q -e .[dev]"]
+    assert installs(make(clone, "demo")) == ["python -m pip install -q -c constraints.txt -e ."]
+    assert installs(make(clone, "test")) == ["python -m pip install -q -c constraints.txt -e .[dev]"]
+    make(clone, "test")
+    later = (clone / ".venv" / ".installed-dev").stat().st_mtime + 10
+    os.utime(clone / "constraints.txt", (later, later))
+    assert installs(make(clone, "test")) == ["python -m pip install -q -c constraints.txt -e .[dev]"]
