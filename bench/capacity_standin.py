@@ -23,6 +23,7 @@ same trace; yardsticks: the issue's ten-line heuristic, without and with 20 % he
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -80,9 +81,14 @@ def main() -> None:
     ap.add_argument("--lag-minutes", type=int, default=10)
     ap.add_argument("--quiet-power", type=float, default=2.0, help="deepen the quiet hours (profile ** power)")
     ap.add_argument("--mix", action="append", choices=sorted(MIXES), help="crowd mixes to run (default: all)")
+    ap.add_argument("--episode-jitter", type=int, default=None,
+                    help="minutes either side of an episode's clock time its surges start at, day to day "
+                         "(default: the episodes mix's 3)")
     ap.add_argument("--no-yardsticks", action="store_true",
                     help="skip the naive and heuristic yardsticks (they do not depend on the planner)")
     args = ap.parse_args()
+    if args.episode_jitter is not None:
+        MIXES["episodes"] = dataclasses.replace(MIXES["episodes"], episode_jitter_minutes=args.episode_jitter)
     name, path, tz = TRACES[0]
     nasa = read_request_trace(path, tz=tz).to_numpy(dtype=float)
     rows = []
@@ -134,6 +140,7 @@ def main() -> None:
             print(json.dumps({k: row[k] for k in ("case", "violation_ratio", "replica_minutes_ratio")}),
                   file=sys.stderr, flush=True)
     print(json.dumps({"lag_minutes": args.lag_minutes, "days": args.days, "quiet_power": args.quiet_power,
+                      "episode_jitter_minutes": MIXES["episodes"].episode_jitter_minutes,
                       "rows": rows}, indent=2))
 
 
