@@ -3,6 +3,8 @@ and column (with the allowed range for a number), exit 2, and nothing written. O
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -11,10 +13,12 @@ from shopfloor.store.promise_tables import fulfillment_events
 from shopfloor.store.restock_tables import purchase_orders
 
 HEADER = "event_id,order_id,type,at,warehouse,carrier,country,postal_code,sku,qty,reason\n"
+#: A recent time: the import refuses events older than fulfillment_max_age_days (as the API does).
+AT = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _picked(i: int) -> str:
-    return f"e{i},o{i},picked,2026-11-01T10:00:00Z,w1,dhl,GB,M1,,,\n"
+    return f"e{i},o{i},picked,{AT},w1,dhl,GB,M1,,,\n"
 
 
 def _count(url: str, table) -> int:
@@ -47,7 +51,7 @@ def test_an_unknown_returned_sku_past_the_first_batch_writes_nothing(db_url, tmp
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
     path = tmp_path / "late.csv"
     path.write_text(HEADER + "".join(_picked(i) for i in range(1001))
-                    + "r1,o1,returned,2026-11-01T10:00:00Z,w1,dhl,GB,M1,NO-SUCH-SKU,1,damaged\n")
+                    + f"r1,o1,returned,{AT},w1,dhl,GB,M1,NO-SUCH-SKU,1,damaged\n")
     r = CliRunner().invoke(app, ["fulfillment", "import", str(path)])
     assert r.exit_code == 2, r.output
     assert "late.csv: row 1003: sku 'NO-SUCH-SKU' is not in the catalog" in _said(r)
@@ -59,7 +63,7 @@ def test_a_returned_qty_beyond_the_apis_limit_is_refused_with_the_range(db_url, 
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
     path = tmp_path / "huge.csv"
     for qty in ("99999999999999999999999", "100001", "inf", "0"):
-        path.write_text(HEADER + f"r3,o7,returned,2026-11-01T10:00:00Z,w1,dhl,GB,M1,sku1,{qty},damaged\n")
+        path.write_text(HEADER + f"r3,o7,returned,{AT},w1,dhl,GB,M1,sku1,{qty},damaged\n")
         r = CliRunner().invoke(app, ["fulfillment", "import", str(path)])
         assert r.exit_code == 2, (qty, r.output)
         assert "huge.csv: row 2: qty" in _said(r) and "1 to 100,000" in _said(r), qty

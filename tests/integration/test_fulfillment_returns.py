@@ -4,7 +4,7 @@ hand after inspection when they restock. On real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import sqlalchemy as sa
@@ -110,7 +110,8 @@ def test_fulfillment_import_loads_returns_and_names_a_bad_reason(db_url, tmp_pat
     seed(db_url)
     monkeypatch.setenv("SHOPFLOOR_DATABASE_URL", db_url)
     monkeypatch.setenv("SHOPFLOOR_RETURNS_INSPECTION_DELAY_H", "0")
-    at = (NOW - timedelta(days=1)).isoformat()
+    # the command's clock is the real one: events within fulfillment_max_age_days of it
+    at = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
     rows = [{"event_id": "r1", "order_id": "o1", "type": "returned", "at": at, "warehouse": "north",
              "sku": "sku1", "qty": "2", "reason": "fit", "restock": "true"},
             {"event_id": "r2", "order_id": "o2", "type": "returned", "at": at, "warehouse": "north",
@@ -128,8 +129,6 @@ def test_fulfillment_import_loads_returns_and_names_a_bad_reason(db_url, tmp_pat
 
 
 def test_the_worker_puts_returns_back_on_hand_once_their_inspection_is_over(db_url, monkeypatch):
-    from datetime import datetime, timezone
-
     seed(db_url)
     real_now = datetime.now(timezone.utc)
     eng = _engine(db_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 from typer.testing import CliRunner
@@ -16,7 +16,8 @@ runner = CliRunner()
 
 def _events_frame(n=30):
     rows = []
-    t0 = datetime(2024, 5, 1, 8)
+    # recent: the import refuses events older than fulfillment_max_age_days, as the API does
+    t0 = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0) - timedelta(days=30)
     for i in range(n):
         start = t0 + timedelta(hours=3 * i)
         for typ, h in (("approved", 0), ("handed_to_carrier", 20), ("delivered", 70)):

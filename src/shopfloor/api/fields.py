@@ -10,25 +10,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from ..domain.clock import ensure_utc
+# The conversion lives with the fulfillment events, whose times are these (shopfloor.fulfillment does not depend on
+# the API); every route's times use the same one.
+from ..fulfillment import UtcDatetime, utc_time
 
+__all__ = ["UtcDatetime", "UtcOrNaiveDatetime", "years_between"]
 
-def _to_utc(value: datetime) -> datetime:
-    try:
-        return ensure_utc(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "datetime_range", "{value} is outside the times that can be stored (years 1 to 9999 in UTC)",
-            {"value": value.isoformat()}) from None
-
-
-#: A timezone-aware time, converted to UTC.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 #: A time, converted to UTC; one without an offset is read as UTC.
-UtcOrNaiveDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+UtcOrNaiveDatetime = Annotated[datetime, AfterValidator(utc_time)]
 
 
 def years_between(first: int, last: int):

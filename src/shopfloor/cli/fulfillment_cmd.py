@@ -2,55 +2,120 @@
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timezone
+import re
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .output import console, fail, open_store, print_json
 
+if TYPE_CHECKING:
+    from ..fulfillment import EventWindow
+
 fulfillment_app = typer.Typer(help="Fulfillment events: import feeds into the promise statistics.",
                               no_args_is_help=True)
 
-REQUIRED = ("event_id", "order_id", "type", "at", "warehouse")
-OPTIONAL = ("carrier", "country", "postal_code", "region", "placed_at", "origin_region",
-            "sku", "qty", "reason", "restock")
-_TRUE = {"1", "true", "yes", "y", "t"}
-_FALSE = {"0", "false", "no", "n", "f", ""}
-#: Units one returned event may carry, as ``POST /v1/fulfillment/events`` allows.
-RETURN_QTY_MAX = 100_000
-#: Longest text per column (the store's column sizes, as the API allows).
-MAX_LENGTH = {"event_id": 120, "order_id": 120, "warehouse": 64, "carrier": 64, "postal_code": 16, "region": 64,
-              "origin_region": 64, "sku": 64}
 #: Events written per transaction (each batch is folded into the statistics at once).
 BATCH = 1000
+#: How a message quotes a bad value (at most this many characters of it).
+_SHOWN = 40
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        import pandas as pd
+def _cell(name: str, value):
+    """A file's cell as the API would receive it: None for an empty one (an empty CSV cell, a Parquet null), plain
+    Python values for pandas' and NumPy's; ``qty`` written as a whole number (CSV text, or a Parquet float column:
+    pandas stores an integer column with gaps as floats) becomes the integer, as a JSON integer would be. Everything
+    else is left to :class:`EventIn` (``restock`` as text: true/false, yes/no, 1/0)."""
+    import pandas as pd
 
-        t = pd.Timestamp(text)
-        if t is pd.NaT:
-            raise ValueError("not a time") from None
-        return t.to_pydatetime()
+    if value is None or (isinstance(value, str) and value == ""):
+        return None
+    if not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # a NumPy scalar
+        value = value.item()
+    if name == "qty":
+        if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    return value
+
+
+def _has_nul(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(b"\0" in chunk for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def _shown(value) -> str:
+    return repr(value.isoformat() if isinstance(value, datetime) else value)[:_SHOWN + 2]
+
+
+def _problem(error: dict) -> str:
+    """One validation error of :class:`EventIn` as the CLI says it: the field first (``country 'XYZ' is not a
+    two-letter country code``)."""
+    from ..fulfillment import EVENT_TYPES, RETURN_QTY_MAX, RETURN_REASONS
+
+    loc, kind, value = error.get("loc", ()), error.get("type", ""), error.get("input")
+    msg = error.get("msg", "").removeprefix("Value error, ")
+    if not loc:  # a rule over several fields (an event's destination)
+        return msg
+    name = str(loc[0])
+    choices = {"type": EVENT_TYPES, "reason": RETURN_REASONS}
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "string_too_short":
+        return f"{name} is empty"
+    if kind == "string_too_long":
+        return f"{name} is longer than {error['ctx']['max_length']} characters"
+    if kind == "string_pattern_mismatch" and name == "country":
+        return f"country {_shown(value)} is not a two-letter country code"
+    if kind == "string_pattern_mismatch":
+        return f"{name} {_shown(value)} may hold only letters, digits and _ . : - /"
+    if kind == "string_type":
+        return f"{name} {_shown(value)} is not text"
+    if kind == "nul_character":
+        return f"{name}: {msg}"
+    if kind == "literal_error" and name in choices:
+        return f"{name} must be one of {', '.join(choices[name])}"
+    if kind == "timezone_aware":
+        return f"{name} must carry a UTC offset (e.g. 2024-05-01T10:00:00Z)"
+    if kind.startswith(("datetime_", "date_")) and kind != "datetime_range":
+        return (f"{name} {_shown(value)} is not a date-time (ISO 8601 with a UTC offset, e.g. "
+                "2024-05-01T10:00:00Z)")
+    if kind == "datetime_range":
+        return f"{name} {msg}"
+    if name == "qty" and kind in ("greater_than_equal", "less_than_equal"):
+        return f"qty {str(value)[:_SHOWN]} is out of range (allowed: 1 to {RETURN_QTY_MAX:,})"
+    if name == "qty":
+        return f"qty {_shown(value)} is not a whole number (allowed: 1 to {RETURN_QTY_MAX:,})"
+    if kind.startswith("bool_"):
+        return f"{name} {_shown(value)} must be true or false"
+    return f"{name}: {msg}"
 
 
 def read_events(path: Path) -> list:
-    """Every ``FulfillmentEvent`` of a CSV or Parquet file in the API's shape, all rows checked before any is
-    returned. Raises ValueError naming the row (the CSV line: the header is row 1) and the column on bad input."""
+    """Every ``FulfillmentEvent`` of a CSV or Parquet file, each row held to the rules of
+    ``POST /v1/fulfillment/events`` (:class:`shopfloor.fulfillment.EventIn`; how far from the clock its times may be
+    is :func:`check_times`), all rows checked before any is returned. Raises ValueError naming the row (the CSV
+    line: the header is row 1) and the column on bad input."""
     import pandas as pd
+    from pydantic import ValidationError
 
-    from ..fulfillment.stats import EVENT_TYPES, RETURN_REASONS, FulfillmentEvent
+    from ..fulfillment import EVENT_FIELDS, REQUIRED_FIELDS, EventIn
 
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
             df = pd.read_parquet(path)
         elif path.suffix.lower() in {".csv", ".txt"}:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            # pandas' C parser cuts a cell at a NUL character ("a\0b" is read "a"); its Python parser keeps it
+            # for EventIn to refuse, as the API does
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="python" if _has_nul(path) else "c")
         else:
             raise ValueError(f"unsupported format {path.suffix!r} (use .csv or .parquet)")
     except pd.errors.EmptyDataError:
@@ -61,87 +126,36 @@ def read_events(path: Path) -> list:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt Parquet file, an unreadable path: one line
         raise ValueError(f"cannot read it: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
-    missing = [c for c in REQUIRED if c not in df.columns]
+    columns = [str(c) for c in df.columns]
+    missing = [c for c in REQUIRED_FIELDS if c not in columns]
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
-
-    def ts(value, field: str, row: int, required: bool):
-        if value is None or value is pd.NaT or (isinstance(value, str) and not value.strip()) or (
-                not isinstance(value, (str, datetime)) and pd.isna(value)):
-            if required:
-                raise ValueError(f"row {row}: {field} is required")
-            return None
-        try:
-            t = value if isinstance(value, datetime) else _parse_time(str(value).strip())
-            if t is pd.NaT:
-                raise ValueError("not a time")
-        except (ValueError, TypeError, OverflowError):
-            raise ValueError(f"row {row}: {field} {str(value)[:40]!r} is not a date-time (ISO 8601 with a UTC "
-                             "offset, e.g. 2024-05-01T10:00:00Z)") from None
-        if t.tzinfo is None:
-            raise ValueError(f"row {row}: {field} must carry a UTC offset (e.g. 2024-05-01T10:00:00Z)")
-        if isinstance(t, pd.Timestamp):
-            t = t.to_pydatetime()
-        try:
-            return t.astimezone(timezone.utc)
-        except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00: past the last representable year in UTC
-            raise ValueError(f"row {row}: {field} {str(value)[:40]!r} is outside years 1 to 9999 in UTC") from None
-
-    def whole(text: str, field: str, row: int, lo: int, hi: int) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            try:
-                f = float(text)
-            except ValueError:
-                f = math.nan
-            if not math.isfinite(f) or f != int(f):
-                raise ValueError(f"row {row}: {field} {text[:40]!r} is not a whole number "
-                                 f"(allowed: {lo} to {hi:,})") from None
-            number = int(f)
-        if not lo <= number <= hi:
-            raise ValueError(f"row {row}: {field} {text[:40]} is out of range (allowed: {lo} to {hi:,})")
-        return number
+    unknown = [c for c in columns if c not in EVENT_FIELDS]
+    if unknown:  # the API refuses a field it does not know (a misspelt one would be lost)
+        raise ValueError(f"unknown column(s) {', '.join(repr(c)[:_SHOWN + 2] for c in unknown)} (the columns are "
+                         f"{', '.join(EVENT_FIELDS)})")
 
     events = []
-    for i, rec in enumerate(df.to_dict("records"), start=2):
-        def opt(name):
-            v = rec.get(name)
-            return None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else str(v)
-
-        for f in ("event_id", "order_id", "warehouse"):
-            if not opt(f):
-                raise ValueError(f"row {i}: {f} is required")
-        for f, most in MAX_LENGTH.items():
-            if opt(f) is not None and len(opt(f)) > most:
-                raise ValueError(f"row {i}: {f} is longer than {most} characters")
-        country = opt("country")
-        if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
-            raise ValueError(f"row {i}: country {country[:40]!r} is not a two-letter country code")
-        if rec["type"] not in EVENT_TYPES:
-            raise ValueError(f"row {i}: type must be one of {', '.join(EVENT_TYPES)}")
-        returned = {}
-        if rec["type"] == "returned":
-            for f in ("sku", "qty", "reason"):
-                if not opt(f):
-                    raise ValueError(f"row {i}: {f} is required for a returned event")
-            qty = whole(opt("qty").strip(), "qty", i, 1, RETURN_QTY_MAX)
-            if opt("reason") not in RETURN_REASONS:
-                raise ValueError(f"row {i}: reason must be one of {', '.join(RETURN_REASONS)}")
-            flag = (opt("restock") or "").strip().lower()
-            if flag not in _TRUE | _FALSE:
-                raise ValueError(f"row {i}: restock must be true or false")
-            returned = {"sku": opt("sku"), "qty": qty, "reason": opt("reason"), "restock": flag in _TRUE}
-        elif not country and not opt("region"):
-            raise ValueError(f"row {i}: country or region is required")
-        events.append(FulfillmentEvent(
-            event_id=opt("event_id"), order_id=opt("order_id"), type=rec["type"],
-            at=ts(rec.get("at"), "at", i, True), warehouse=opt("warehouse"), carrier=opt("carrier"),
-            country=country, postal_code=opt("postal_code"), region=opt("region"),
-            placed_at=ts(rec.get("placed_at"), "placed_at", i, False), origin_region=opt("origin_region"),
-            **returned,
-        ))
+    for row, rec in enumerate(df.to_dict("records"), start=2):
+        cells = {name: _cell(name, value) for name, value in zip(columns, rec.values())}
+        try:
+            event = EventIn.model_validate({k: v for k, v in cells.items() if v is not None})
+        except ValidationError as exc:
+            raise ValueError(f"row {row}: {_problem(exc.errors()[0])}") from None
+        missing = event.missing_return_fields()
+        if missing:
+            raise ValueError(f"row {row}: {missing[0]} is required for a returned event")
+        events.append(event.to_event())
     return events
+
+
+def check_times(events: list, window: EventWindow) -> None:
+    """Every event's times within ``window`` (as the API holds them: settings ``fulfillment_max_future_h`` and
+    ``fulfillment_max_age_days`` around the store's clock). Raises ValueError naming the first row that is not."""
+    for row, e in enumerate(events, start=2):
+        out = window.check(e)
+        if out is not None:
+            raise ValueError(f"row {row}: {out.field} {out.text}")
 
 
 def check_returns_known(engine, events: list) -> None:
@@ -181,12 +195,14 @@ def import_events(
 ) -> None:
     """Load fulfillment events into the database (all rows or none).
 
-    Every row is checked before anything is written. Idempotent: events already stored are skipped, so running
-    the same file again after an interruption finishes the import.
+    Every row is checked before anything is written, by the rules of POST /v1/fulfillment/events (times at most
+    fulfillment_max_future_h ahead and fulfillment_max_age_days back included). Idempotent: events already stored
+    are skipped, so running the same file again after an interruption finishes the import.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..domain.errors import DomainError
+    from ..fulfillment import EventWindow
     from ..promise.service import promise_service
 
     if not file.is_file():
@@ -201,6 +217,8 @@ def import_events(
     accepted = duplicates = 0
     try:
         try:
+            now = container.clock.now()
+            check_times(events, EventWindow.from_settings(container.settings, now, "this machine's clock"))
             check_returns_known(container.engine, events)
         except ValueError as exc:
             fail(f"{file.name}: {exc}; nothing was written")

@@ -24,7 +24,37 @@ def capacity_service(container: Container) -> "CapacityService":
     return service_for(container)
 
 
-@router.get("/v1/plans/capacity", tags=["plans"])
+def _slot(start: str, end: str, request_at: str, replicas: int, mean: float, upper: float) -> dict[str, Any]:
+    return {"start": f"2026-12-04T{start}:00+00:00", "end": f"2026-12-04T{end}:00+00:00",
+            "request_at": f"2026-12-04T{request_at}:00+00:00", "replicas": replicas, "forecast_mean_rpm": mean,
+            "forecast_upper_rpm": upper}
+
+
+#: ``GET /v1/plans/capacity?horizon_minutes=45`` on the evening of a flash sale.
+CAPACITY_PLAN_EXAMPLE = {
+    "generated_at": "2026-12-04T21:00:00+00:00", "observed_minutes": 12810, "last_minute_requests": 14250.0,
+    "reactive_floor_now": 5, "peak_replicas": 7,
+    "policy": {"capacity_per_replica_rpm": 4500.0, "capacity_per_replica_rps": 75.0, "lag_minutes": 10,
+               "headroom": 1.0, "quantile": 0.95, "target_utilization": 0.7, "slot_minutes": 15,
+               "horizon_minutes": 45, "min_replicas": 2, "max_replicas": 50},
+    "slots": [_slot("21:00", "21:15", "21:00", 6, 15120.0, 18210.5),
+              _slot("21:15", "21:30", "21:05", 7, 17800.0, 21640.2),
+              _slot("21:30", "21:45", "21:20", 7, 16950.0, 20880.7)],
+    "windows": [_slot("21:00", "21:45", "21:00", 7, 17800.0, 21640.2)],
+    "events": [],
+    "planner_now": {"at": "2026-12-04T21:00:00+00:00", "desired_replicas": 6, "planner_replicas": 6,
+                    "capped_at_max_replicas": False, "reactive_replicas": 5, "anchor": "2026-11-26T00:00:00+00:00",
+                    "replayed_minutes": 12780},
+    "cache_warm": {"source": "recent_orders", "urls": [
+        {"url": "/v1/products/FLASH-001?country=GB", "kind": "product", "sku": "FLASH-001", "region": None,
+         "expected_demand": 41.5},
+        {"url": "/v1/promise?sku=FLASH-001&country=GB", "kind": "promise", "sku": "FLASH-001", "region": "GB",
+         "expected_demand": 41.5}]},
+}
+
+
+@router.get("/v1/plans/capacity", tags=["plans"],
+            responses={200: {"content": {"application/json": {"example": CAPACITY_PLAN_EXAMPLE}}}})
 def get_capacity_plan(
     horizon_minutes: int | None = Query(default=None, ge=15, le=7 * 24 * 60, description="Plan length."),
     slot_minutes: int | None = Query(default=None, ge=1, le=24 * 60, description="Plan grain."),

@@ -41,7 +41,21 @@ class StockIn(BaseModel):
     on_hand: int = Field(ge=0, le=10**12, strict=True)
 
 
-@router.put("/v1/warehouses/{warehouse_id}", status_code=200)
+def _example(value: dict) -> dict:
+    return {200: {"content": {"application/json": {"example": value}}}}
+
+
+#: What the routes answer for the request examples above (the warehouse id and SKU come from the path).
+WAREHOUSE_OUT = {"id": "us-west", "region": "us-west", "country": "US", "postal_prefixes": ["9", "8"]}
+SKU_OUT = {"sku": "MUG-1", "name": "Mug", "category": "kitchen", "price": 1299, "currency": "USD"}
+STOCK_SET_OUT = {"sku": "MUG-1", "warehouse": "us-west", "on_hand": 1000, "reserved": 12, "available": 988}
+STOCK_OUT = {"sku": "MUG-1", "warehouses": [
+    {"warehouse": "us-east", "on_hand": 40, "reserved": 0, "available": 40},
+    {"warehouse": "us-west", "on_hand": 1000, "reserved": 12, "available": 988}],
+    "on_hand": 1040, "reserved": 12, "available": 1028}
+
+
+@router.put("/v1/warehouses/{warehouse_id}", status_code=200, responses=_example(WAREHOUSE_OUT))
 def put_warehouse(
     warehouse_id: Ident,
     body: WarehouseIn,
@@ -58,7 +72,7 @@ def put_warehouse(
     return {"id": warehouse_id, **body.model_dump(), "country": body.country.upper()}
 
 
-@router.put("/v1/skus/{sku}", status_code=200)
+@router.put("/v1/skus/{sku}", status_code=200, responses=_example(SKU_OUT))
 def put_sku(
     sku: Ident, body: SkuIn, response: Response, _: str = Depends(require_scope("admin")),
     c: Container = Depends(get_container),
@@ -70,7 +84,7 @@ def put_sku(
     return {"sku": sku, **body.model_dump()}
 
 
-@router.put("/v1/stock/{sku}/{warehouse_id}")
+@router.put("/v1/stock/{sku}/{warehouse_id}", responses=_example(STOCK_SET_OUT))
 def put_stock(
     sku: Ident, warehouse_id: Ident, body: StockIn, _: str = Depends(require_scope("admin")),
     c: Container = Depends(get_container),
@@ -91,7 +105,7 @@ def put_stock(
             "available": body.on_hand - reserved}
 
 
-@router.get("/v1/stock/{sku}")
+@router.get("/v1/stock/{sku}", responses=_example(STOCK_OUT))
 def get_stock(
     sku: Ident, _: str = Depends(require_scope("admin", "storefront")), c: Container = Depends(get_container)
 ):

@@ -84,6 +84,52 @@ CHECKOUT_EXAMPLES = {
     },
 }
 
+_PROMISE_LINE = {"status": "in_stock", "warehouse": "gb-south", "ship_by": "2026-12-02", "deliver_by": "2026-12-04",
+                 "eta_p50": "2026-12-03", "confidence": 0.9, "provisional": False, "reasons": [],
+                 "backorder_expected_at": None}
+#: What the "demo basket" example answers: SCARCE-001 is split over both British warehouses (4 + 1 units).
+CHECKOUT_CREATED = {
+    "order_id": "ord_01a243f0e550e8fad6c1a66f236f7b08", "status": "authorized",
+    "lines": [{"sku": "85123A", "qty": 1, "warehouse": "gb-south"},
+              {"sku": "SCARCE-001", "qty": 4, "warehouse": "gb-south"},
+              {"sku": "SCARCE-001", "qty": 1, "warehouse": "gb-north"}],
+    "total": 17790, "currency": "GBP", "split_shipment": True,
+    "reservation_expires_at": "2026-12-01T10:30:00+00:00", "created_at": "2026-12-01T10:15:00+00:00",
+    "shipping": {"provisional": False, "amount": 495, "currency": "GBP", "days": 3, "carrier": "simcarrier",
+                 "service": "ground", "source": "rate_service", "quoted_at": "2026-12-01T10:15:00+00:00"},
+    "promise": {"status": "limited", "ship_by": "2026-12-02", "deliver_by": "2026-12-04", "provisional": False,
+                "reasons": [],
+                "lines": [{"sku": "85123A", "qty": 1, **_PROMISE_LINE, "available": 118},
+                          {"sku": "SCARCE-001", "qty": 5, **_PROMISE_LINE, "status": "limited", "available": 8}]},
+    "payment": {"state": "authorized", "processor": "primary"},
+}
+
+#: ``GET /v1/orders/{order_id}`` for the order above, before the worker captures the payment.
+ORDER_EXAMPLE = {
+    "order_id": "ord_01a243f0e550e8fad6c1a66f236f7b08", "status": "authorized",
+    "lines": [{"sku": "85123A", "qty": 1, "warehouse": "gb-south", "unit_price": 295},
+              {"sku": "SCARCE-001", "qty": 4, "warehouse": "gb-south", "unit_price": 3499},
+              {"sku": "SCARCE-001", "qty": 1, "warehouse": "gb-north", "unit_price": 3499}],
+    "total": 17790, "currency": "GBP", "split_shipment": True,
+    "ship_to": {"country": "GB", "postal_code": "EC1A 1BB", "email": "ada@example.com"},
+    "payment": {"token": "fp_4540ecda636045a17dab", "token_last4": "k_ok", "state": "approved",
+                "attempt_key": "pay_fe699a3051eca4e90000000000000000", "customer_id": "cust-42",
+                "outcome": "approved", "processor": "primary", "reference": "pri_a9ae06308f584f999bf0",
+                "decline_reason": None, "pending_reason": None, "suspects": [], "cancelling": [],
+                "key_exhausted": False,
+                "calls": [{"processor": "primary", "operation": "authorize", "outcome": "approved",
+                           "latency_ms": 22.4}]},
+    "shipping": CHECKOUT_CREATED["shipping"], "promise": CHECKOUT_CREATED["promise"],
+    "reservations": [{"sku": "85123A", "warehouse": "gb-south", "qty": 1, "state": "active",
+                      "expires_at": "2026-12-01T10:30:00+00:00"},
+                     {"sku": "SCARCE-001", "warehouse": "gb-north", "qty": 1, "state": "active",
+                      "expires_at": "2026-12-01T10:30:00+00:00"},
+                     {"sku": "SCARCE-001", "warehouse": "gb-south", "qty": 4, "state": "active",
+                      "expires_at": "2026-12-01T10:30:00+00:00"}],
+    "reservation_expires_at": None, "created_at": "2026-12-01T10:15:00+00:00",
+    "updated_at": "2026-12-01T10:15:00+00:00",
+}
+
 CHECKOUT_ERRORS = error_responses({
     401: "unauthorized: no valid storefront key",
     402: "payment_declined: the processor declined; the stock is released",
@@ -111,7 +157,11 @@ class _InFlight:
         self.n = 0
 
 
-@router.post("/v1/checkouts", status_code=201, responses=CHECKOUT_ERRORS)
+@router.post("/v1/checkouts", status_code=201, responses={
+    201: {"description": "The order, its reservations' warehouses, the shipping quote and the promise.",
+          "content": {"application/json": {"example": CHECKOUT_CREATED}}},
+    **CHECKOUT_ERRORS,
+})
 async def create_checkout(
     body: Annotated[CheckoutIn, Body(openapi_examples=CHECKOUT_EXAMPLES)],
     idempotency_key: IdempotencyKey,
@@ -203,7 +253,7 @@ async def _checkout(body: CheckoutIn, idempotency_key: str, key_id: str, c: Cont
     return FastJSONResponse(result.body, status_code=result.status_code, headers=headers)
 
 
-@router.get("/v1/orders/{order_id}")
+@router.get("/v1/orders/{order_id}", responses={200: {"content": {"application/json": {"example": ORDER_EXAMPLE}}}})
 def get_order(
     order_id: Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
     caller: Caller = Depends(require_caller("storefront", "admin")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -37,14 +37,54 @@ class InventoryItemIn(BaseModel):
     sku: str = Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)
 
 
+SHOP_EXAMPLES = {
+    "connect": {"summary": "Connect a shop: two Shopify locations are the British warehouses",
+                "value": {"secrets": ["shpss_4f8a1c2e9b7d6a5f3e2c1b0a"],
+                          "locations": {"71234567890": "gb-south", "71234567891": "gb-north"},
+                          "stock_policy": "consume"}},
+    "rotate secret": {"summary": "While the app's client secret is rotated, accept the new and the old one",
+                      "value": {"secrets": ["shpss_9e0d1c2b3a4f5e6d7c8b9a0f", "shpss_4f8a1c2e9b7d6a5f3e2c1b0a"],
+                                "locations": {"71234567890": "gb-south", "71234567891": "gb-north"}}},
+}
+INVENTORY_ITEM_EXAMPLES = {"t-light holder": {"summary": "Shopify's inventory item for the T-light holder",
+                                               "value": {"sku": "85123A"}}}
+
+#: What the routes answer. Imported orders: their lines, the shop's stock policy and where they came from.
+SHOP_OUT = {"shop": "acme.myshopify.com", "locations": {"71234567890": "gb-south", "71234567891": "gb-north"},
+            "stock_policy": "consume", "secrets": 1, "updated_at": "2026-12-01T10:15:00+00:00"}
+INVENTORY_ITEM_OUT = {"shop": "acme.myshopify.com", "inventory_item_id": "44012345678901", "sku": "85123A"}
+IMPORTED_ORDERS_OUT = [{
+    "order_id": "ord_87e1c4f6154148b59454426074cd837f", "status": "handed_off",
+    "lines": [{"sku": "85123A", "qty": 3, "warehouse": "gb-south", "unit_price": 295},
+              {"sku": "22423", "qty": 1, "warehouse": "gb-south", "unit_price": 1275}],
+    "total": 2160, "currency": "GBP", "split_shipment": False,
+    "ship_to": {"country": "GB", "postal_code": "SW1A 2AA"},
+    "payment": {"channel": "shopify:acme.myshopify.com", "external_id": "5511118291234"},
+    "shipping": None, "promise": None,
+    "reservations": [{"sku": "22423", "warehouse": "gb-south", "qty": 1, "state": "consumed",
+                      "expires_at": "2027-12-01T10:15:00+00:00"},
+                     {"sku": "85123A", "warehouse": "gb-south", "qty": 3, "state": "consumed",
+                      "expires_at": "2027-12-01T10:15:00+00:00"}],
+    "reservation_expires_at": None, "created_at": "2026-12-01T10:14:02+00:00",
+    "updated_at": "2026-12-01T10:15:00+00:00",
+    "source": {"channel": "shopify:acme.myshopify.com", "external_id": "5511118291234", "stock_policy": "consume",
+               "details": None, "imported_at": "2026-12-01T10:15:00+00:00"},
+}]
+
+
+def _example(value) -> dict:
+    return {200: {"content": {"application/json": {"example": value}}}}
+
+
 def _shopify(c: Container):
     return build_integrations(c)["integrations.shopify"]
 
 
 @router.put("/v1/integrations/shopify/{shop}",
-            responses=error_responses({422: "A location maps to an unknown warehouse (field named)."}))
-def put_shop(shop: Shop, body: ShopIn, response: Response, _key: str = Depends(require_scope("admin")),
-             c: Container = Depends(get_container)):
+            responses={**_example(SHOP_OUT),
+                       **error_responses({422: "A location maps to an unknown warehouse (field named)."})})
+def put_shop(shop: Shop, body: Annotated[ShopIn, Body(openapi_examples=SHOP_EXAMPLES)], response: Response,
+             _key: str = Depends(require_scope("admin")), c: Container = Depends(get_container)):
     """Connect (201) or reconfigure (200) a Shopify shop: webhook secrets, location -> warehouse map and what an
     order placed on Shopify does to stock here. Secrets are never shown again."""
     out, created = _shopify(c).configure(shop, body.secrets, body.locations, body.stock_policy)
@@ -52,8 +92,9 @@ def put_shop(shop: Shop, body: ShopIn, response: Response, _key: str = Depends(r
     return out
 
 
-@router.put("/v1/integrations/shopify/{shop}/inventory-items/{inventory_item_id}")
-def put_inventory_item(shop: Shop, body: InventoryItemIn,
+@router.put("/v1/integrations/shopify/{shop}/inventory-items/{inventory_item_id}",
+            responses=_example(INVENTORY_ITEM_OUT))
+def put_inventory_item(shop: Shop, body: Annotated[InventoryItemIn, Body(openapi_examples=INVENTORY_ITEM_EXAMPLES)],
                        inventory_item_id: Annotated[str, Path(pattern=r"^[0-9]{1,20}$")],
                        _key: str = Depends(require_scope("admin")), c: Container = Depends(get_container)):
     """Map a Shopify inventory item to a SKU (``products/update`` deliveries fill this map too)."""
@@ -61,10 +102,12 @@ def put_inventory_item(shop: Shop, body: InventoryItemIn,
 
 
 @router.post("/v1/integrations/shopify/{shop}/webhooks",
-             responses=error_responses({401: "X-Shopify-Hmac-Sha256 does not match (or the shop is unknown).",
-                                        400: "X-Shopify-Triggered-At is older than the allowed age.",
-                                        413: "The body is over shopify_webhook_max_bytes.",
-                                        422: "A required X-Shopify-* header is missing, or the body is not JSON."}))
+             responses={**_example({"status": "accepted"}),
+                        **error_responses({401: "X-Shopify-Hmac-Sha256 does not match (or the shop is unknown).",
+                                           400: "X-Shopify-Triggered-At is older than the allowed age.",
+                                           413: "The body is over shopify_webhook_max_bytes.",
+                                           422: "A required X-Shopify-* header is missing, or the body is not "
+                                                "JSON."})})
 async def shopify_webhook(shop: Shop, request: Request, c: Container = Depends(get_container)):
     """A Shopify webhook delivery. Verified, stored and answered 200 at once (also for a duplicate); the worker
     processes it. Authenticated by its HMAC, not by an API key."""
@@ -78,7 +121,7 @@ async def shopify_webhook(shop: Shop, request: Request, c: Container = Depends(g
     return {"status": receipt.status}
 
 
-@router.get("/v1/orders")
+@router.get("/v1/orders", responses=_example(IMPORTED_ORDERS_OUT))
 def orders_by_external_id(
     external_id: str = Query(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$"),
     channel: str | None = Query(default=None, max_length=300),

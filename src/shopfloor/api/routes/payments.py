@@ -54,9 +54,54 @@ class ProcessorOrder(BaseModel):
     order: list[str]
 
 
-@router.put("/processors/order", response_model=ProcessorOrder)
+PROCESSOR_ORDER_EXAMPLES = {
+    "fail over": {"summary": "Send payments to the secondary processor first", "value": ["secondary", "primary"]},
+}
+FAULT_PATCH_EXAMPLES = {
+    "outage": {"summary": "Take the processor down: every call fails", "value": {"down": True}},
+    "flaky": {"summary": "A quarter of calls fail, the rest are slow",
+              "value": {"error_rate": 0.25, "latency_ms": 800}},
+    "recovered": {"summary": "Back to normal", "value": {"down": False, "error_rate": 0.0, "latency_ms": 20}},
+}
+RATE_FAULT_EXAMPLES = {
+    "slow carrier API": {"summary": "Carrier quotes take 800 ms and one in ten times out",
+                         "value": {"latency_ms": 800, "timeout_rate": 0.1}},
+}
+
+#: What the routes answer (``FAULTS_OUT``: after the "outage" patch).
+FAULTS_OUT = {"latency_ms": 20.0, "latency_jitter": 0.25, "decline_rate": 0.0, "error_rate": 0.0, "timeout_rate": 0.0,
+              "lost_response_rate": 0.0, "down": True}
+_NO_FAULTS = {**FAULTS_OUT, "down": False}
+PROCESSORS_OUT = {
+    "order": ["primary", "secondary"],
+    "processors": [
+        {"processor": "primary", "position": 0, "breaker_state": "closed", "window_calls": 120, "window_failures": 3,
+         "window_failure_pct": 2.5,
+         "counters": {"authorize:approved": 114, "authorize:declined": 3, "authorize:unknown": 3},
+         "faults": _NO_FAULTS},
+        {"processor": "secondary", "position": 1, "breaker_state": "closed", "window_calls": 0, "window_failures": 0,
+         "window_failure_pct": 0.0, "counters": {}, "faults": _NO_FAULTS}],
+    "instances": [
+        {"instance": "web-1:7449:5bec3b", "processor": "primary", "breaker_state": "closed", "window_calls": 120,
+         "window_failure_pct": 2.5, "updated_at": "2026-12-01T10:15:00+00:00"},
+        {"instance": "web-1:7449:5bec3b", "processor": "secondary", "breaker_state": "closed", "window_calls": 0,
+         "window_failure_pct": 0.0, "updated_at": "2026-12-01T10:15:00+00:00"}],
+}
+LEDGER_OUT = [
+    {"idempotency_key": "pay_fe699a3051eca4e90000000000000000", "order_id": "ord_01a243f0e550e8fad6c1a66f236f7b08",
+     "amount": 17790, "currency": "GBP", "authorized": True, "captured": True, "voided": False, "declined": False,
+     "capture_requests": 1, "reference": "pri_a9ae06308f584f999bf0"},
+]
+
+
+def _example(value: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": value}}}}
+
+
+@router.put("/processors/order", response_model=ProcessorOrder,
+            responses=_example({"order": ["secondary", "primary"]}))
 def put_processor_order(
-    names: Annotated[list[OrderEntry], Body(min_length=1, max_length=20)],
+    names: Annotated[list[OrderEntry], Body(min_length=1, max_length=20, openapi_examples=PROCESSOR_ORDER_EXAMPLES)],
     _key: str = Depends(require_scope("admin")),
     svc: PaymentsService = Depends(get_payments),
 ) -> dict[str, Any]:
@@ -73,7 +118,7 @@ def put_processor_order(
     return {"order": svc.set_processor_order(names)}
 
 
-@router.get("/processors")
+@router.get("/processors", responses=_example(PROCESSORS_OUT))
 def get_processors(
     _key: str = Depends(require_scope("admin")),
     svc: PaymentsService = Depends(get_payments),
@@ -98,7 +143,7 @@ def get_processors(
     return {"order": svc.processor_order(), "processors": processors, "instances": instances}
 
 
-@router.get("/processors/{name}/faults", response_model=FaultConfig)
+@router.get("/processors/{name}/faults", response_model=FaultConfig, responses=_example(_NO_FAULTS))
 def get_processor_faults(
     name: ProcessorName,
     _key: str = Depends(require_scope("admin")),
@@ -111,10 +156,10 @@ def get_processor_faults(
         raise Conflict(str(exc)) from exc
 
 
-@router.put("/processors/{name}/faults", response_model=FaultConfig)
+@router.put("/processors/{name}/faults", response_model=FaultConfig, responses=_example(FAULTS_OUT))
 def put_processor_faults(
     name: ProcessorName,
-    patch: FaultPatch,
+    patch: Annotated[FaultPatch, Body(openapi_examples=FAULT_PATCH_EXAMPLES)],
     _key: str = Depends(require_scope("admin")),
     svc: PaymentsService = Depends(get_payments),
 ) -> FaultConfig:
@@ -122,9 +167,10 @@ def put_processor_faults(
     return _set_faults(svc, _known(svc, name), patch)
 
 
-@router.put("/rates/faults", response_model=FaultConfig)
+@router.put("/rates/faults", response_model=FaultConfig,
+            responses=_example({**_NO_FAULTS, "latency_ms": 800.0, "timeout_rate": 0.1}))
 def put_rate_faults(
-    patch: FaultPatch,
+    patch: Annotated[FaultPatch, Body(openapi_examples=RATE_FAULT_EXAMPLES)],
     _key: str = Depends(require_scope("admin")),
     svc: PaymentsService = Depends(get_payments),
 ) -> FaultConfig:
@@ -132,7 +178,7 @@ def put_rate_faults(
     return _set_faults(svc, RATES_SERVICE, patch)
 
 
-@router.get("/rates/faults", response_model=FaultConfig)
+@router.get("/rates/faults", response_model=FaultConfig, responses=_example(_NO_FAULTS))
 def get_rate_faults(
     _key: str = Depends(require_scope("admin")),
     svc: PaymentsService = Depends(get_payments),
@@ -143,7 +189,7 @@ def get_rate_faults(
         raise Conflict(str(exc)) from exc
 
 
-@router.get("/processors/{name}/ledger")
+@router.get("/processors/{name}/ledger", responses=_example(LEDGER_OUT))
 def get_processor_ledger(
     name: ProcessorName,
     _key: str = Depends(require_scope("admin")),

@@ -69,7 +69,13 @@ def get_product(
 
 
 @router.get("/v1/products", responses={
-    200: {"description": "One page of matches, in SKU order; pass `next_cursor` back as `cursor` for the next."},
+    200: {"description": "One page of matches, in SKU order; pass `next_cursor` back as `cursor` for the next.",
+          "content": {"application/json": {"example": {
+              "items": [{"sku": "22423", "name": "Regency Cakestand 3 Tier", "category": "kitchen", "price": 1275,
+                         "currency": "GBP"},
+                        {"sku": "SCARCE-001", "name": "Hand-Thrown Cake Stand", "category": "kitchen",
+                         "price": 3499, "currency": "GBP"}],
+              "next_cursor": "U0NBUkNFLTAwMQ"}}}},
     304: {"description": "Not modified."},
     **error_responses({401: "A key was sent and is not valid.",
                        422: "A query parameter is invalid (the message names it)."}),

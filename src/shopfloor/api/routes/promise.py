@@ -2,58 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Body, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container
 from ...domain.errors import InvalidInput
-from ...fulfillment.stats import FulfillmentEvent
+from ...fulfillment import EventIn, EventWindow
 from ...promise.service import promise_service
 from ..deps import get_container, require_scope
-from ..fields import UtcDatetime
 
 router = APIRouter()
 
-_ID = r"^[A-Za-z0-9_.:\-/]+$"
 #: Most items one anonymous ``POST /v1/promises`` may carry (a listing page shows far fewer).
 PROMISE_BATCH_HARD_MAX = 200
 
 
-class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event_id: str = Field(min_length=1, max_length=120, pattern=_ID)
-    order_id: str = Field(min_length=1, max_length=120, pattern=_ID)
-    type: Literal["approved", "picked", "packed", "handed_to_carrier", "delivered", "exception", "returned"]
-    at: UtcDatetime
-    warehouse: str = Field(min_length=1, max_length=64)
-    carrier: str | None = Field(default=None, min_length=1, max_length=64)
-    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
-    postal_code: str | None = Field(default=None, min_length=1, max_length=16)
-    region: str | None = Field(default=None, min_length=1, max_length=64)
-    placed_at: UtcDatetime | None = None
-    origin_region: str | None = Field(default=None, min_length=1, max_length=64)
-    # ``returned`` events only: what came back, why, and whether it goes back on hand after inspection.
-    sku: str | None = Field(default=None, min_length=1, max_length=64)
-    qty: int | None = Field(default=None, ge=1, le=100_000, strict=True)
-    reason: Literal["fit", "quality", "not_as_described", "damaged", "late", "other"] | None = None
-    restock: bool | None = None
-
-    @model_validator(mode="after")
-    def _destination(self) -> "EventIn":
-        # A return comes back to a warehouse; it needs no destination.
-        if self.type != "returned" and self.country is None and self.region is None:
-            raise ValueError("an event needs a destination: country (with postal_code) or region")
-        return self
-
-    def missing_return_fields(self) -> list[str]:
-        """Fields a ``returned`` event lacks (none for other types)."""
-        if self.type != "returned":
-            return []
-        return [name for name in ("sku", "qty", "reason") if getattr(self, name) is None]
+# ``EventIn`` (one fulfillment event) is defined in shopfloor.fulfillment.events: `shopfloor fulfillment import`
+# holds every row of a file to the same rules.
 
 
 class EventBatch(BaseModel):
@@ -90,7 +58,9 @@ class PromiseRequest(BaseModel):
 
 
 class PromiseBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"items": [{"sku": "85123A", "qty": 2, "country": "GB", "postal_code": "EC1A 1BB"},
+                   {"sku": "SCARCE-001", "country": "GB", "postal_code": "M1 1AE"}]}]})
     # Public (no key): the cap bounds the work one anonymous request can ask for, before any of it is parsed
     # further. ``promise_max_batch`` may lower it.
     items: list[PromiseRequest] = Field(min_length=1, max_length=PROMISE_BATCH_HARD_MAX)
@@ -108,9 +78,30 @@ def _cache_headers(response: Response, container: Container) -> None:
     response.headers["Vary"] = "Accept-Encoding"
 
 
-@router.post("/v1/fulfillment/events", response_model=IngestOut, tags=["fulfillment"])
+_ORDER = "ord_5c0f2d9a7e1b4c38a6d2e4f1b3a5c7d9"
+_TO = {"warehouse": "gb-south", "country": "GB", "postal_code": "EC1A 1BB", "placed_at": "2026-11-30T09:12:00Z"}
+EVENTS_EXAMPLES = {
+    "an_order_from_approval_to_a_return": {
+        "summary": "One order approved, packed, handed over, delivered, then one unit returned damaged",
+        "value": {"events": [
+            {"event_id": f"{_ORDER}:approved", "order_id": _ORDER, "type": "approved", "at": "2026-11-30T09:20:00Z",
+             **_TO},
+            {"event_id": f"{_ORDER}:packed", "order_id": _ORDER, "type": "packed", "at": "2026-11-30T14:05:00Z", **_TO},
+            {"event_id": f"{_ORDER}:handed_to_carrier", "order_id": _ORDER, "type": "handed_to_carrier",
+             "at": "2026-11-30T17:30:00Z", "carrier": "royal-mail", **_TO},
+            {"event_id": f"{_ORDER}:delivered", "order_id": _ORDER, "type": "delivered", "at": "2026-12-01T09:45:00Z",
+             "carrier": "royal-mail", **_TO},
+            {"event_id": f"{_ORDER}:returned:1", "order_id": _ORDER, "type": "returned", "at": "2026-12-01T09:58:00Z",
+             "warehouse": "gb-south", "sku": "85123A", "qty": 1, "reason": "damaged", "restock": False},
+        ]},
+    },
+}
+
+
+@router.post("/v1/fulfillment/events", response_model=IngestOut, tags=["fulfillment"], responses={200: {"content": {
+    "application/json": {"example": {"accepted": 5, "duplicates": 0}}}}})
 def ingest_events(
-    batch: EventBatch,
+    batch: Annotated[EventBatch, Body(openapi_examples=EVENTS_EXAMPLES)],
     container: Container = Depends(get_container),
     _key: str = Depends(require_scope("ingest", "admin")),
 ) -> IngestOut:
@@ -120,10 +111,7 @@ def ingest_events(
             f"at most {container.settings.fulfillment_max_batch} events per batch",
             [{"field": "events", "max": container.settings.fulfillment_max_batch, "got": len(batch.events)}],
         )
-    settings = container.settings
-    now = container.clock.now()
-    latest = now + timedelta(hours=settings.fulfillment_max_future_h)
-    earliest = now - timedelta(days=settings.fulfillment_max_age_days)
+    window = EventWindow.from_settings(container.settings, container.clock.now())
     for i, e in enumerate(batch.events):
         missing = e.missing_return_fields()
         if missing:
@@ -131,25 +119,21 @@ def ingest_events(
                 f"events.{i}.{missing[0]}: a returned event needs {', '.join(missing)}",
                 [{"field": f"events.{i}.{name}", "event_id": e.event_id, "reason": "required for type returned"}
                  for name in missing])
-        for name in ("at", "placed_at"):
-            when = getattr(e, name)
-            if when is not None and when > latest:
-                raise InvalidInput(
-                    f"events.{i}.{name}: {when.isoformat()} is in the future (more than "
-                    f"{settings.fulfillment_max_future_h:g} h ahead of the server's clock)",
-                    [{"field": f"events.{i}.{name}", "event_id": e.event_id, "latest": latest.isoformat()}])
-            if when is not None and when < earliest:
-                raise InvalidInput(
-                    f"events.{i}.{name}: {when.isoformat()} is too far in the past (more than "
-                    f"{settings.fulfillment_max_age_days:g} days before the server's clock; "
-                    f"see fulfillment_max_age_days)",
-                    [{"field": f"events.{i}.{name}", "event_id": e.event_id, "earliest": earliest.isoformat()}])
-    events = [FulfillmentEvent(**e.model_dump()) for e in batch.events]
+        out = window.check(e)
+        if out is not None:
+            raise InvalidInput(f"events.{i}.{out.field}: {out.text}",
+                               [{"field": f"events.{i}.{out.field}", "event_id": e.event_id,
+                                 out.bound: out.limit.isoformat()}])
+    events = [e.to_event() for e in batch.events]
     result = promise_service(container).ingest(events)
     return IngestOut(accepted=result.accepted, duplicates=result.duplicates)
 
 
-@router.get("/v1/promise", response_model=PromiseOut, tags=["promise"])
+@router.get("/v1/promise", response_model=PromiseOut, tags=["promise"], responses={200: {"content": {
+    "application/json": {"example": {
+        "sku": "85123A", "qty": 2, "status": "in_stock", "warehouse": "gb-south", "ship_by": "2026-12-02",
+        "deliver_by": "2026-12-04", "eta_p50": "2026-12-03", "confidence": 0.9, "provisional": False, "reasons": [],
+        "available": 118, "backorder_expected_at": None}}}}})
 def get_promise(
     response: Response,
     sku: str = Query(min_length=1, max_length=64),
@@ -164,7 +148,14 @@ def get_promise(
     return promise.to_dict()
 
 
-@router.post("/v1/promises", response_model=PromiseBatchOut, tags=["promise"])
+@router.post("/v1/promises", response_model=PromiseBatchOut, tags=["promise"], responses={200: {"content": {
+    "application/json": {"example": {"promises": [
+        {"sku": "85123A", "qty": 2, "status": "in_stock", "warehouse": "gb-south", "ship_by": "2026-12-02",
+         "deliver_by": "2026-12-04", "eta_p50": "2026-12-03", "confidence": 0.9, "provisional": False, "reasons": [],
+         "available": 118, "backorder_expected_at": None},
+        {"sku": "SCARCE-001", "qty": 1, "status": "limited", "warehouse": "gb-north", "ship_by": "2026-12-02",
+         "deliver_by": "2026-12-05", "eta_p50": "2026-12-04", "confidence": 0.85, "provisional": False,
+         "reasons": [], "available": 3, "backorder_expected_at": None}]}}}}})
 def batch_promises(
     batch: PromiseBatch,
     response: Response,

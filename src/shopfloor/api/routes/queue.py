@@ -25,10 +25,21 @@ class QueueStatusOut(BaseModel):
     eta_s: float | None = Field(description="Estimated seconds until admission (before the opening: until it).")
 
 
+#: A shopper in the flash sale's line, and the tower's view of that line.
+QUEUE_STATUS_EXAMPLE = {"state": "waiting", "position": 42, "eta_s": 18.5}
+WAITROOM_EXAMPLE = {
+    "queue_status_in_protocol": {"answered": 5210, "held": 37},
+    "products": [{"sku": "FLASH-001", "arrivals": 300, "admitted": 64, "waiting": 236, "in_flight": 14,
+                  "remaining": 12, "sold_out_seen_at": None, "held_told_sold_out": 0, "sold_out_in_protocol": 0,
+                  "queued_in_protocol": 180}],
+}
+
+
 @router.get("/v1/queue/{token}", response_model=QueueStatusOut,
-            responses=error_responses({403: "queue_token_invalid: not a token this store issued",
-                                       404: "not_found: no product is in a waiting room",
-                                       429: "too_many_requests: the open-read rate limit of this address"}))
+            responses={200: {"content": {"application/json": {"example": QUEUE_STATUS_EXAMPLE}}},
+                       **error_responses({403: "queue_token_invalid: not a token this store issued",
+                                          404: "not_found: no product is in a waiting room",
+                                          429: "too_many_requests: the open-read rate limit of this address"})})
 async def queue_status(
     token: Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")],
     wait: Annotated[float, Query(ge=0, le=60, description="Hold the answer up to this many seconds (at most "
@@ -54,7 +65,8 @@ async def queue_status(
     return FastJSONResponse(answer.status, headers={"Retry-After": str(answer.retry_after_s)})
 
 
-@router.get("/v1/tower/waitroom", tags=["tower"])
+@router.get("/v1/tower/waitroom", tags=["tower"],
+            responses={200: {"content": {"application/json": {"example": WAITROOM_EXAMPLE}}}})
 async def waitroom_status(c: Container = Depends(get_container), _key: str = Depends(require_scope("admin"))) -> dict:
     """Each guarded product's queue: arrivals so far, admitted, waiting (queue length), admitted and still checking
     out, units left, when this process first read the product as sold out (unix seconds, or null) and how many

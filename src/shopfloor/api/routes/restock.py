@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container, build_restock_planner
@@ -47,9 +47,51 @@ class PurchaseOrderOut(BaseModel):
     updated_at: datetime
 
 
-@router.put("/v1/purchase-orders/{po_id}", response_model=PurchaseOrderOut)
+PURCHASE_ORDER_EXAMPLES = {
+    "open": {"summary": "24 cake stands expected at the London warehouse",
+             "value": {"sku": "SCARCE-001", "warehouse": "gb-south", "qty": 24, "expected_at": "2026-12-10T09:00:00Z",
+                       "supplier": "Stoke Pottery Ltd"}},
+    "received": {"summary": "Mark it received (final: later updates are a 409)",
+                 "value": {"sku": "SCARCE-001", "warehouse": "gb-south", "qty": 24,
+                           "expected_at": "2026-12-10T09:00:00Z", "status": "received",
+                           "supplier": "Stoke Pottery Ltd"}},
+}
+#: What ``PUT`` answers for the "open" example, and a purchase order as listed.
+PURCHASE_ORDER_OUT = {"po_id": "PO-2026-0042", "sku": "SCARCE-001", "warehouse": "gb-south", "qty": 24,
+                      "expected_at": "2026-12-10T09:00:00Z", "status": "open", "supplier": "Stoke Pottery Ltd",
+                      "created_at": "2026-12-01T10:15:00Z", "updated_at": "2026-12-01T10:15:00Z"}
+_PLAN_LINE = {"supplier": None, "lead_time_days": 7, "review_days": 1, "service_level": 0.95,
+              "fill_rate_target": 0.95, "order_capped": False}
+RESTOCK_PLAN_OUT = {
+    "as_of": "2026-12-01",
+    "summary": {"lines": 2, "orders": 1, "units_to_order": 180, "urgent": 1, "sell_out_risks": 1},
+    "lines": [
+        {**_PLAN_LINE, "sku": "85123A", "warehouse": "gb-south", "on_hand": 96, "reserved": 4, "on_order": 0,
+         "inventory_position": 92, "mean_daily_demand": 21.4, "lead_time_demand_mean": 149.8, "reorder_point": 212,
+         "order_up_to": 272, "order_qty": 180, "urgent": True, "order_by": "2026-12-01",
+         "expected_arrival": "2026-12-08", "projected_stockout_date": "2026-12-05", "stockout_probability": 0.91,
+         "next_replenishment": "2026-12-08", "expected_fill_rate": 0.95},
+        {**_PLAN_LINE, "sku": "SCARCE-001", "warehouse": "gb-south", "supplier": "Stoke Pottery Ltd", "on_hand": 4,
+         "reserved": 0, "on_order": 24, "inventory_position": 28, "mean_daily_demand": 0.6,
+         "lead_time_demand_mean": 4.2, "reorder_point": 9, "order_up_to": 10, "order_qty": 0, "urgent": False,
+         "order_by": None, "expected_arrival": None, "projected_stockout_date": None, "stockout_probability": 0.02,
+         "next_replenishment": "2026-12-10", "expected_fill_rate": 0.99}],
+    "sell_out_risks": [
+        {"sku": "85123A", "warehouse": "gb-south", "name": "White Hanging Heart T-Light Holder", "category": "lighting",
+         "available": 92, "stockout_probability": 0.91, "projected_stockout_date": "2026-12-05",
+         "next_replenishment": "2026-12-08", "actions": ["suppress_promotion", "offer_alternatives", "place_order"],
+         "alternatives": [{"sku": "21733", "name": "Red Hanging Heart T-Light Holder", "warehouse": "gb-south",
+                           "available": 310}]}],
+}
+
+
+def _example(value) -> dict:
+    return {200: {"content": {"application/json": {"example": value}}}}
+
+
+@router.put("/v1/purchase-orders/{po_id}", response_model=PurchaseOrderOut, responses=_example(PURCHASE_ORDER_OUT))
 def put_purchase_order(
-    body: PurchaseOrderBody,
+    body: Annotated[PurchaseOrderBody, Body(openapi_examples=PURCHASE_ORDER_EXAMPLES)],
     response: Response,
     po_id: str = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"),
     _key: str = Depends(require_scope("admin")),
@@ -71,7 +113,7 @@ def put_purchase_order(
     return PurchaseOrderOut(**row)
 
 
-@router.get("/v1/purchase-orders", response_model=list[PurchaseOrderOut])
+@router.get("/v1/purchase-orders", response_model=list[PurchaseOrderOut], responses=_example([PURCHASE_ORDER_OUT]))
 def list_purchase_orders(
     status: PoStatus | None = Query(default=None),
     sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
@@ -88,7 +130,7 @@ def list_purchase_orders(
     return [PurchaseOrderOut(**r) for r in rows]
 
 
-@router.get("/v1/plans/restock")
+@router.get("/v1/plans/restock", responses=_example(RESTOCK_PLAN_OUT))
 def get_restock_plan(
     sku: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),
     warehouse: str | None = Query(default=None, min_length=1, max_length=64, pattern=IDENT_PATTERN),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from datetime import timedelta
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Container
@@ -41,6 +41,61 @@ class StorefrontBatch(BaseModel):
     events: list[StorefrontEvent] = Field(..., min_length=1, max_length=1000)
 
 
+BEACON_EXAMPLES = {
+    "one visit": {"summary": "A shopper's visit: a page, a product, the cart and the checkout page (time of receipt)",
+                  "value": {"events": [
+                      {"type": "page_view", "session": "5f1c2a9e0b7d4c3a", "page_load_ms": 412},
+                      {"type": "product_view", "sku": "85123A", "session": "5f1c2a9e0b7d4c3a", "page_load_ms": 446},
+                      {"type": "add_to_cart", "sku": "85123A", "session": "5f1c2a9e0b7d4c3a"},
+                      {"type": "checkout_started", "session": "5f1c2a9e0b7d4c3a", "page_load_ms": 498}]}},
+}
+
+_UNTIL = "2026-12-01T16:15:00+00:00"
+_SUPPRESSION = {"sku": "FLASH-001", "reason": "rule flash_sale_sold_out: stock_cover_days_FLASH_001 < 1",
+                "alternatives": ["85123A", "21733"], "until": _UNTIL}
+#: What the routes answer (the flash-sale lantern has sold out: the demo's rules suppress its promotion).
+BEACONS_OUT = {"accepted": 4, "rollup_rows": 4}
+SUPPRESSED_OUT = {"suppressions": [{**_SUPPRESSION, "created_at": "2026-12-01T10:15:00+00:00"}]}
+ALTERNATIVES_OUT = {"sku": "FLASH-001", "suppressed": True, "alternatives": ["85123A", "21733"], "until": _UNTIL}
+ALERTS_OUT = {"alerts": [
+    {"id": 17, "at": "2026-12-01T10:14:00+00:00", "source": "detector", "metric": "checkout_success_rate",
+     "kind": "drop", "observed": 0.71, "expected": 0.97, "lower": 0.9, "upper": 1.0, "score": 4.2,
+     "message": "checkout success rate 0.71 below the expected band"}]}
+ACTIONS_OUT = {"actions": [
+    {"id": 9, "at": "2026-12-01T10:15:00+00:00", "rule": "flash_sale_sold_out",
+     "action_key": "flash_sale_sold_out#0:suppress_promotion", "action_type": "suppress_promotion",
+     "status": "applied", "dry_run": False, "reason": "stock_cover_days_FLASH_001 < 1",
+     "signal_values": {"stock_cover_days_FLASH_001": 0.4}, "before": {"suppression": None},
+     "after": {"suppression": {"sku": "FLASH-001", "alternatives": ["85123A", "21733"], "until": _UNTIL,
+                               "reason": "rule flash_sale_sold_out: stock_cover_days_FLASH_001 < 1"}},
+     "error": None}]}
+FUNNEL_OUT = {
+    "series": {"minutes": ["2026-12-01T10:13:00+00:00", "2026-12-01T10:14:00+00:00"],
+               "series": {"page_view": {"count": [412, 398], "latency_ms_mean": [431.0, 446.5]},
+                          "product_view": {"count": [236, 251], "latency_ms_mean": [452.2, 470.1]},
+                          "add_to_cart": {"count": [49, 47], "latency_ms_mean": [None, None]},
+                          "checkout_started": {"count": [30, 31], "latency_ms_mean": [501.3, 489.9]},
+                          "checkout_attempt": {"count": [29, 29], "latency_ms_mean": [38.2, 41.7]},
+                          "checkout_succeeded": {"count": [27, 28], "latency_ms_mean": [None, None]},
+                          "order_confirmed": {"count": [27, 28], "latency_ms_mean": [None, None]}}},
+    "conversion": {"window_minutes": 2, "steps": [
+        {"stage": "page_view", "count": 810, "from_previous": None, "from_first": 1.0},
+        {"stage": "product_view", "count": 487, "from_previous": 0.6012, "from_first": 0.6012},
+        {"stage": "add_to_cart", "count": 96, "from_previous": 0.1971, "from_first": 0.1185},
+        {"stage": "checkout_started", "count": 61, "from_previous": 0.6354, "from_first": 0.0753},
+        {"stage": "checkout_attempt", "count": 58, "from_previous": 0.9508, "from_first": 0.0716},
+        {"stage": "checkout_succeeded", "count": 55, "from_previous": 0.9483, "from_first": 0.0679},
+        {"stage": "order_confirmed", "count": 55, "from_previous": 1.0, "from_first": 0.0679}]},
+}
+DEGRADATIONS_OUT = {"degradations": [
+    {"warehouse": "gb-south", "reason": "rule handoff_backlog: handoff_delay_p50_h_gb_south > 24", "extra_days": 2,
+     "until": "2026-12-01T22:15:00+00:00", "created_at": "2026-12-01T10:15:00+00:00"}]}
+
+
+def _example(value: dict, status: int = 200) -> dict:
+    return {status: {"content": {"application/json": {"example": value}}}}
+
+
 def _repo(container: Container) -> TowerRepository:
     repo = container.services.get("tower.repository")
     if repo is None:
@@ -56,9 +111,9 @@ def _buffer(container: Container) -> FunnelBuffer:
     return buf
 
 
-@router.post("/v1/events/storefront", status_code=202, tags=["tower"])
+@router.post("/v1/events/storefront", status_code=202, tags=["tower"], responses=_example(BEACONS_OUT, 202))
 def ingest_storefront_events(
-    batch: StorefrontBatch,
+    batch: Annotated[StorefrontBatch, Body(openapi_examples=BEACON_EXAMPLES)],
     container: Container = Depends(get_container),
     _key: str = Depends(require_scope("storefront")),
 ) -> dict:
@@ -84,7 +139,7 @@ def ingest_storefront_events(
     return {"accepted": len(batch.events), "rollup_rows": len(rows)}
 
 
-@router.get("/v1/promotions/suppressed", tags=["tower"])
+@router.get("/v1/promotions/suppressed", tags=["tower"], responses=_example(SUPPRESSED_OUT))
 def suppressed_promotions(
     container: Container = Depends(get_container),
     _key: str = Depends(require_scope("storefront", "admin")),
@@ -93,7 +148,7 @@ def suppressed_promotions(
     return {"suppressions": _repo(container).active_suppressions(container.clock.now())}
 
 
-@router.get("/v1/skus/{sku}/alternatives", tags=["tower"])
+@router.get("/v1/skus/{sku}/alternatives", tags=["tower"], responses=_example(ALTERNATIVES_OUT))
 def sku_alternatives(
     sku: str = Path(..., min_length=1, max_length=64),
     limit: int = Query(3, ge=1, le=20),
@@ -108,7 +163,7 @@ def sku_alternatives(
             "until": current["until"] if current else None}
 
 
-@router.get("/v1/tower/alerts", tags=["tower"])
+@router.get("/v1/tower/alerts", tags=["tower"], responses=_example(ALERTS_OUT))
 def tower_alerts(
     hours: float = Query(24, gt=0, le=24 * 90),
     limit: int = Query(100, ge=1, le=1000),
@@ -119,7 +174,7 @@ def tower_alerts(
     return {"alerts": dashboard_data.recent_alerts(_repo(container), container.clock.now(), hours, limit)}
 
 
-@router.get("/v1/tower/actions", tags=["tower"])
+@router.get("/v1/tower/actions", tags=["tower"], responses=_example(ACTIONS_OUT))
 def tower_actions(
     limit: int = Query(100, ge=1, le=1000),
     rule: Optional[str] = Query(None, max_length=120),
@@ -130,7 +185,7 @@ def tower_actions(
     return {"actions": dashboard_data.recent_actions(_repo(container), limit, rule)}
 
 
-@router.get("/v1/tower/funnel", tags=["tower"])
+@router.get("/v1/tower/funnel", tags=["tower"], responses=_example(FUNNEL_OUT))
 def tower_funnel(
     minutes: int = Query(60, ge=1, le=24 * 60),
     container: Container = Depends(get_container),
@@ -142,7 +197,7 @@ def tower_funnel(
             "conversion": dashboard_data.funnel_conversion(repo, now, minutes)}
 
 
-@router.get("/v1/tower/degradations", tags=["tower"])
+@router.get("/v1/tower/degradations", tags=["tower"], responses=_example(DEGRADATIONS_OUT))
 def tower_degradations(
     container: Container = Depends(get_container),
     _key: str = Depends(require_scope("admin")),
