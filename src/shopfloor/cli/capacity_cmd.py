@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -75,6 +76,41 @@ def _check_now_in_trace(at: datetime, series, trace: Path) -> None:
     if moment < first or moment > last + pd.Timedelta(days=1):
         fail(f"--now: {moment.isoformat()} is outside the trace {trace}, which spans {first.isoformat()} .. "
              f"{last.isoformat()}; give a time within it (or up to a day after its last minute), or leave --now out")
+
+
+def _trace_until(trace: Path, tz: str, at: datetime | None):
+    """The ``--trace`` series, and the moment to decide at: ``--now`` (refused outside the trace) or, when not
+    given, the minute after the trace's last."""
+    series = _load_trace(trace, tz)
+    if at is not None:
+        _check_now_in_trace(at, series, trace)
+    return series, at or (series.index[-1] + timedelta(minutes=1)).to_pydatetime()
+
+
+@contextmanager
+def _rollup_service(settings):
+    """The capacity service over the database's request rollups (without ``--trace``). A database that cannot be
+    read exits with one line; a CapacityInputError goes through, for the command to name its option."""
+    from ..bootstrap import build_container
+    from ..planning.capacity import CapacityInputError
+    from ..planning.capacity_service import CapacityService
+
+    require_store(settings.database_url)
+    container = build_container(settings)
+    try:
+        yield CapacityService(container.engine, settings, container.clock)
+    except CapacityInputError:
+        raise
+    except Exception as exc:  # database unreachable or not migrated
+        fail(f"database_url: cannot read request rollups ({type(exc).__name__}: {exc})")
+    finally:
+        container.close()
+
+
+def _check_positive(value: float | None, option: str) -> None:
+    """Refuse a given per-replica capacity that is not a positive, finite number."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        fail(f"{option}: must be a positive number, got {value}")
 
 
 #: CapacityInputError fields that are options of these commands (others are settings or file columns).
@@ -210,8 +246,7 @@ def backtest(
     """
     from ..planning.capacity import CapacityInputError, run_backtest
 
-    if capacity_per_replica is not None and not (math.isfinite(capacity_per_replica) and capacity_per_replica > 0):
-        fail(f"--capacity-per-replica: must be a positive number, got {capacity_per_replica}")
+    _check_positive(capacity_per_replica, "--capacity-per-replica")
     if lag_minutes < 0:
         fail(f"--lag-minutes: must be >= 0, got {lag_minutes}")
     if quantile is not None and not 0.5 <= quantile < 1:
@@ -417,8 +452,7 @@ def plan(
     settings = load_settings()
     _check_tz(tz)
     at = _parse_now(now)
-    if capacity_rps is not None and not (math.isfinite(capacity_rps) and capacity_rps > 0):
-        fail(f"--capacity-rps: must be a positive number, got {capacity_rps}")
+    _check_positive(capacity_rps, "--capacity-rps")
     for name, value, least in (("--lag-minutes", lag_minutes, 0), ("--horizon-minutes", horizon_minutes, 1),
                                ("--slot-minutes", slot_minutes, 1)):
         if value is not None and value < least:
@@ -451,10 +485,7 @@ def plan(
     try:
         options = options_from_settings(settings, deployment=deployment, namespace=namespace)
         if trace is not None:
-            series = _load_trace(trace, tz)
-            if at is not None:
-                _check_now_in_trace(at, series, trace)
-            at = at or (series.index[-1] + pd.Timedelta(minutes=1)).to_pydatetime()
+            series, at = _trace_until(trace, tz, at)
             policy = policy_from_settings(settings, **overrides)
             the_plan = plan_capacity(
                 series, policy, now=at, history_days=settings.capacity_history_days, events=calendar
@@ -477,23 +508,11 @@ def plan(
                 )
                 source = "demand_forecast"
         else:
-            from ..bootstrap import build_container
-            from ..planning.capacity_service import CapacityService
-
-            require_store(settings.database_url)
-            container = build_container(settings)
-            try:
-                svc = CapacityService(container.engine, settings, container.clock)
+            with _rollup_service(settings) as svc:
                 the_plan = svc.plan(at, events=calendar, **overrides)
                 planner_now = svc.desired(LivePlanner(the_plan.policy, history_days=settings.capacity_history_days,
                                                       events=calendar), at)
                 entries, source = svc.warm_list(the_plan, forecast_frame)
-            except CapacityInputError:
-                raise
-            except Exception as exc:  # database unreachable or not migrated
-                fail(f"database_url: cannot read request rollups ({type(exc).__name__}: {exc})")
-            finally:
-                container.close()
     except CapacityInputError as exc:
         _capacity_error(exc, capacity_per_replica="--capacity-rps")
     body = the_plan.to_dict()
@@ -559,25 +578,11 @@ def desired(
         policy = policy_from_settings(settings, min_replicas=min_replicas)
         live = LivePlanner(policy, history_days=settings.capacity_history_days, events=calendar)
         if trace is not None:
-            series = _load_trace(trace, tz)
-            if at is not None:
-                _check_now_in_trace(at, series, trace)
-            at = at or (series.index[-1] + timedelta(minutes=1)).to_pydatetime()
+            series, at = _trace_until(trace, tz, at)
             decision = live.decide(series, at)
         else:
-            from ..bootstrap import build_container
-            from ..planning.capacity_service import CapacityService
-
-            require_store(settings.database_url)
-            container = build_container(settings)
-            try:
-                decision = CapacityService(container.engine, settings, container.clock).desired(live, at)
-            except CapacityInputError:
-                raise
-            except Exception as exc:  # database unreachable or not migrated
-                fail(f"database_url: cannot read request rollups ({type(exc).__name__}: {exc})")
-            finally:
-                container.close()
+            with _rollup_service(settings) as svc:
+                decision = svc.desired(live, at)
     except CapacityInputError as exc:
         _capacity_error(exc)
     body = decision.to_dict()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterable, TypeVar
 
 import typer
 
 from .output import PLOT_SUFFIXES, check_output_path, console, err_console, fail, print_json
+
+T = TypeVar("T")
 
 
 def gameday(
@@ -62,8 +65,6 @@ def gameday(
     --scenario flash_crowd instead runs 20,000 shoppers (some of them bots) for the 200 units of one product behind
     the waiting room, beside ordinary shoppers, and a baseline run without the crowd; it reports units, sold, the
     sell-out notice, the admitted, ordinary and baseline p99s and the bots' share of the units."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     if scenario == "flash_crowd":
         _flash_crowd(database_url, baseline_database_url, crowd_shoppers, units, bot_share, seed, redis_url,
                      report_out, as_json, workers)
@@ -93,19 +94,10 @@ def gameday(
             faults = load_schedule(schedule)
         except ValueError as exc:
             fail(f"--schedule: {exc}")
-    if database_url is not None and not database_url.startswith(("sqlite", "postgresql", "postgres")):
-        fail(f"--database-url: unsupported database {database_url.split(':', 1)[0]!r} (sqlite or postgresql)")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as bar:
-        task = bar.add_task("game day", total=None)
-        try:
-            result = run_gameday(database_url, seconds=seconds, shoppers=shoppers, seed=seed,
-                                 drain_timeout_s=drain_timeout, schedule=faults, slow_subscriber_s=slow_subscriber,
-                                 progress=lambda msg: bar.update(task, description=f"game day: {msg}"))
-        except (RuntimeError, ValueError) as exc:
-            fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - e.g. the database is unreachable: one line, no traceback
-            fail(f"database_url: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    _check_database_url(database_url, "--database-url")
+    result = _run("game day", lambda progress: run_gameday(
+        database_url, seconds=seconds, shoppers=shoppers, seed=seed, drain_timeout_s=drain_timeout, schedule=faults,
+        slow_subscriber_s=slow_subscriber, progress=progress), (RuntimeError, ValueError), others_on="database_url")
     if plot_out is not None:
         plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_gameday(result, plot_out)
@@ -125,47 +117,25 @@ def gameday(
 
 def _edge(seconds: float, shoppers: int, seed: int, drain_timeout: float, database_url: str | None,
           report_out: Path | None, as_json: bool) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..gameday import run_edge_gameday
 
-    if database_url is not None and not database_url.startswith(("sqlite", "postgresql", "postgres")):
-        fail(f"--database-url: unsupported database {database_url.split(':', 1)[0]!r} (sqlite or postgresql)")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as bar:
-        task = bar.add_task("edge game day", total=None)
-        try:
-            result = run_edge_gameday(database_url, seconds=seconds, browsers=shoppers, seed=seed,
-                                      drain_timeout_s=drain_timeout,
-                                      progress=lambda msg: bar.update(task, description=f"edge game day: {msg}"))
-        except (RuntimeError, ValueError, FileNotFoundError) as exc:
-            fail(str(exc))
+    _check_database_url(database_url, "--database-url")
+    result = _run("edge game day", lambda progress: run_edge_gameday(
+        database_url, seconds=seconds, browsers=shoppers, seed=seed, drain_timeout_s=drain_timeout,
+        progress=progress), (RuntimeError, ValueError, FileNotFoundError))
     report = result.to_dict()
     if not _write_report(report, report_out, as_json):
-        from rich.table import Table
-
-        phases = Table(title="product pages by phase", title_justify="left")
-        for col in ("from", "phase", "views", "available", "failed over", "p99 ms"):
-            phases.add_column(col)
-        for p in result.phases:
-            phases.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["views"]),
-                           "-" if p["availability"] is None else f"{p['availability']:.4f}", str(p["failed_over"]),
-                           "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
-        console.print(phases)
+        _print_views_by_phase("product pages by phase", result.phases, failed_over=True)
         console.print(f"product-page availability {result.product_page_availability:.4f}, edge hit ratio "
                       f"{result.edge_hit_ratio:.4f}, stale in_stock after the sell-out "
                       f"{result.stale_in_stock_after_sellout_s:.2f} s")
-        for key, n in result.checks.items():
-            console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
-        console.print("[bold green]edge game day passed[/]" if result.passed else "[bold red]edge game day FAILED[/]")
+        _print_check_lines(result, "edge game day")
     if not result.passed:
         raise typer.Exit(1)
 
 
 def _regions(seconds: float, shoppers: int, seed: int, drain_timeout: float, schedule: Path | None,
              report_out: Path | None, as_json: bool) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..gameday import REGIONS_ACTIONS, REGIONS_SCHEDULE, load_schedule, run_regions_gameday
 
     faults = REGIONS_SCHEDULE
@@ -174,62 +144,36 @@ def _regions(seconds: float, shoppers: int, seed: int, drain_timeout: float, sch
             faults = load_schedule(schedule, REGIONS_ACTIONS)
         except ValueError as exc:
             fail(f"--schedule: {exc}")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as bar:
-        task = bar.add_task("regions game day", total=None)
-        try:
-            result = run_regions_gameday(seconds=seconds, browsers=min(shoppers, 8), seed=seed,
-                                         drain_timeout_s=drain_timeout, schedule=faults,
-                                         progress=lambda msg: bar.update(task, description=f"regions game day: {msg}"))
-        except (RuntimeError, ValueError, FileNotFoundError) as exc:
-            fail(str(exc))
+    result = _run("regions game day", lambda progress: run_regions_gameday(
+        seconds=seconds, browsers=min(shoppers, 8), seed=seed, drain_timeout_s=drain_timeout, schedule=faults,
+        progress=progress), (RuntimeError, ValueError, FileNotFoundError))
     report = result.to_dict()
     if not _write_report(report, report_out, as_json):
-        from rich.table import Table
-
-        phases = Table(title="product pages through the edge, by phase", title_justify="left")
-        for col in ("from", "phase", "views", "available", "p99 ms"):
-            phases.add_column(col)
-        for p in result.phases:
-            phases.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["views"]),
-                           "-" if p["availability"] is None else f"{p['availability']:.4f}",
-                           "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
-        console.print(phases)
+        _print_views_by_phase("product pages through the edge, by phase", result.phases, failed_over=False)
         console.print(f"RTO {result.rto_s} s, orders lost in the failover {result.orders_lost_in_failover} of "
                       f"{result.orders_acknowledged_before_failover}, product-page availability "
                       f"{result.product_page_availability:.4f}, unchanged promises during the warehouse delay "
                       f"{result.unchanged_promises_during_delay}")
-        for key, n in result.checks.items():
-            console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
-        console.print("[bold green]regions game day passed[/]" if result.passed
-                      else "[bold red]regions game day FAILED[/]")
+        _print_check_lines(result, "regions game day")
     if not result.passed:
         raise typer.Exit(1)
 
 
 def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share, seed, redis_url, report_out,
                  as_json, workers) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..gameday import FlashCrowdConfig, run_flash_crowd
 
     for name, url in (("--database-url", database_url), ("--baseline-database-url", baseline_database_url)):
-        if url is not None and not url.startswith(("sqlite", "postgresql", "postgres")):
-            fail(f"{name}: unsupported database {url.split(':', 1)[0]!r} (sqlite or postgresql)")
+        _check_database_url(url, name)
     if (database_url is None) != (baseline_database_url is None):
         fail("--baseline-database-url: give it together with --database-url (two empty databases: the crowd's "
              "and the run without the crowd)")
     if workers > 1 and not redis_url:
         fail("--workers: more than one server process needs --redis-url (one shared queue and rate limits)")
     cfg = FlashCrowdConfig(shoppers=shoppers, units=units, bot_share=bot_share, seed=seed, server_workers=workers)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as bar:
-        task = bar.add_task("flash crowd", total=None)
-        try:
-            result = run_flash_crowd(database_url, baseline_database_url, config=cfg, redis_url=redis_url,
-                                     progress=lambda msg: bar.update(task, description=f"flash crowd: {msg}"))
-        except (RuntimeError, ValueError) as exc:
-            fail(str(exc))
+    result = _run("flash crowd", lambda progress: run_flash_crowd(
+        database_url, baseline_database_url, config=cfg, redis_url=redis_url, progress=progress),
+        (RuntimeError, ValueError))
     report = result.to_dict()
     if not _write_report(report, report_out, as_json):
         from rich.table import Table
@@ -241,15 +185,70 @@ def _flash_crowd(database_url, baseline_database_url, shoppers, units, bot_share
                      "bot_units_share", "pre_open_units_share"):
             figures.add_row(name, str(report[name]))
         console.print(figures)
-        verdicts = Table(title="checks", title_justify="left")
-        verdicts.add_column("check")
-        verdicts.add_column("count", justify="right")
-        verdicts.add_column("")
-        for key, n in result.checks.items():
-            verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
-        console.print(verdicts)
+        _print_verdicts("checks", result.checks.items())
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _check_database_url(url: str | None, option: str) -> None:
+    """Refuse a database URL that is neither SQLite nor PostgreSQL, naming ``option``."""
+    if url is not None and not url.startswith(("sqlite", "postgresql", "postgres")):
+        fail(f"{option}: unsupported database {url.split(':', 1)[0]!r} (sqlite or postgresql)")
+
+
+def _run(label: str, run: Callable[[Callable[[str], None]], T], errors: tuple[type[Exception], ...],
+         others_on: str | None = None) -> T:
+    """``run(progress)`` under a spinner on stderr that shows ``label: <progress message>``. An exception in
+    ``errors`` exits with its message; with ``others_on``, any other one too, as ``<others_on>: <type>: <its first
+    line>`` (e.g. the database is unreachable: one line, no traceback)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    others: tuple[type[Exception], ...] = (Exception,) if others_on is not None else ()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        try:
+            return run(lambda msg: bar.update(task, description=f"{label}: {msg}"))
+        except errors as exc:
+            fail(str(exc))
+        except others as exc:
+            fail(f"{others_on}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
+def _print_views_by_phase(title: str, phases: list[dict], *, failed_over: bool) -> None:
+    """The edge and regions game days' product-page views per phase; ``failed_over``: with the column of views that
+    took more than one edge node."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("from", "phase", "views", "available", *(["failed over"] if failed_over else []), "p99 ms"):
+        table.add_column(col)
+    for p in phases:
+        table.add_row(f"{p['from_s']:.0f} s", p["phase"], str(p["views"]),
+                      "-" if p["availability"] is None else f"{p['availability']:.4f}",
+                      *([str(p["failed_over"])] if failed_over else []),
+                      "-" if p["p99_ms"] is None else f"{p['p99_ms']:,.0f}")
+    console.print(table)
+
+
+def _print_verdicts(title: str, checks: Iterable[tuple[str, int]]) -> None:
+    """A table of (check, count) pairs, each ``ok`` at 0 and ``FAILED`` otherwise."""
+    from rich.table import Table
+
+    verdicts = Table(title=title, title_justify="left")
+    verdicts.add_column("check")
+    verdicts.add_column("count", justify="right")
+    verdicts.add_column("")
+    for key, n in checks:
+        verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
+    console.print(verdicts)
+
+
+def _print_check_lines(result, name: str) -> None:
+    """One line per check of ``result`` (``ok`` at 0), then whether the ``name`` passed."""
+    for key, n in result.checks.items():
+        console.print(f"  {key.replace('_', ' ')}: {n} {'ok' if n == 0 else 'FAILED'}")
+    console.print(f"[bold green]{name} passed[/]" if result.passed else f"[bold red]{name} FAILED[/]")
 
 
 def _write_report(report: dict, report_out: Path | None, as_json: bool) -> bool:
@@ -298,14 +297,7 @@ def _print_report(result, checks: tuple[str, ...]) -> None:
         f"drain: {'settled' if d['settled'] else 'NOT settled'} after {d['seconds']} s "
         f"(outbox pending {d['outbox_pending']}, payments pending {d['payment_pending_orders']}, "
         f"provisional quotes left {d['provisional_quotes_left']})")
-    verdicts = Table(title="guarantees", title_justify="left")
-    verdicts.add_column("check")
-    verdicts.add_column("count", justify="right")
-    verdicts.add_column("")
-    for key in checks:
-        n = result.checks[key]
-        verdicts.add_row(key.replace("_", " "), str(n), "[green]ok[/]" if n == 0 else "[bold red]FAILED[/]")
-    console.print(verdicts)
+    _print_verdicts("guarantees", ((key, result.checks[key]) for key in checks))
     console.print("[bold green]game day passed[/]" if result.passed else "[bold red]game day FAILED[/]")
 
 

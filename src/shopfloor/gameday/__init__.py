@@ -12,6 +12,8 @@
 * :mod:`.warehouse_feed` - the warehouses' fulfillment feed and the ``warehouse_delay`` fault on it
 * :mod:`.flash_crowd` - the ``flash_crowd`` scenario: a crowd and bots for one product behind the waiting room
 * :mod:`.seed` - the store a run starts from
+* :mod:`.harness` - what every scenario shares: the simulators' environment, the drain and store checks after
+  the load, the processors' ledgers
 """
 
 from .checks import CHECKS, charge_anomalies, live_authorizations_on_ended_orders, verify_store

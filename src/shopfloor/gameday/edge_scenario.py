@@ -39,17 +39,9 @@ from typing import Any, Callable, ClassVar
 import httpx
 
 from ..runtime import ServerProcess, WorkerProcess, child_env, free_port
-from .checks import (
-    buy_path_checks,
-    charge_anomalies,
-    drain,
-    live_authorizations_on_ended_orders,
-    processor_ledger,
-    stock_snapshot,
-    store_checks,
-    verify_store,
-)
-from .faults import EDGE_SCHEDULE, LATENCY_MS, Fault, heal, play
+from .checks import buy_path_checks, stock_snapshot, verify_store
+from .faults import EDGE_SCHEDULE, Fault, heal, play
+from .harness import drain_and_check, ledger_anomalies, simulator_env
 from .report import ChecksVerdict
 from .seed import ensure_fresh_store, seed_bench_store, seed_sku
 
@@ -145,6 +137,16 @@ class _Load:
         weights = [1.0 / (rank + 1) ** 0.9 for rank in range(n_skus)]  # Zipf-like popularity
         self.skus = [f"SKU{i:05d}" for i in range(n_skus)]
         self.weights = weights
+
+    def start(self, browsers: int, buyers: int, *also: Callable[[], None]) -> list[threading.Thread]:
+        """Start ``browsers`` browsing and ``buyers`` buying shoppers, and the watchers in ``also`` beside them, each
+        in a daemon thread; returns the threads."""
+        threads = [threading.Thread(target=self.browse, args=(i,), daemon=True) for i in range(browsers)]
+        threads += [threading.Thread(target=self.buy, args=(i,), daemon=True) for i in range(buyers)]
+        threads += [threading.Thread(target=run, daemon=True) for run in also]
+        for t in threads:
+            t.start()
+        return threads
 
     def browse(self, i: int) -> None:
         rng = random.Random(self.seed * 1000 + i)
@@ -361,7 +363,6 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     from ..edge import EdgeLayout, cache_stats, kill_node, nginx_binary, per_minute, read_log, start_all, start_node
     from ..edge import stop_all, write_configs
     from ..runtime import interrupt_on_termination
-    from ..store.engine import make_engine
 
     say = progress or (lambda _msg: None)
     if through_edge:
@@ -374,9 +375,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
     key = seed_bench_store(url_db, n_skus, 150)
     _seed_sellout(url_db)
     initial = stock_snapshot(url_db)
-    env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({name: {"latency_ms": LATENCY_MS}
-                                                       for name in ("primary", "secondary", "rates")}),
-           "SHOPFLOOR_PAYMENTS_SIM_SEED": str(seed),
+    env = {**simulator_env(seed),
            # The sell-out order is one large order: the fraud screen must not hold it for review here.
            "SHOPFLOOR_FRAUD_AMOUNT_OUTLIER_FACTOR": "1000000",
            "SHOPFLOOR_FRAUD_HOLD_THRESHOLD": "1000000",
@@ -419,11 +418,7 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         edge_urls = [n.url for n in layout.edges] if through_edge else [server.url]
         load = _Load(_Edges(edge_urls), key, n_skus, seed, t0, views_per_order)
         watch = _SelloutWatch(edge_urls, t0)
-        threads = [threading.Thread(target=load.browse, args=(i,), daemon=True) for i in range(browsers)]
-        threads += [threading.Thread(target=load.buy, args=(i,), daemon=True) for i in range(buyers)]
-        threads.append(threading.Thread(target=watch.run, daemon=True))
-        for t in threads:
-            t.start()
+        threads = load.start(browsers, buyers, watch.run)
         boundaries: list[tuple[float, str]] = []
         for fault, at in play(schedule, t0, seconds, say):
             detail: dict[str, Any] = {}
@@ -473,17 +468,11 @@ def run_edge_gameday(database_url: str | None = None, *, seconds: float = 60.0, 
         say("healing and draining the outbox")
         processors = list(admin.get(server.url + "/v1/admin/processors").json()["order"])
         heal(admin, server.url, processors)
-        engine = make_engine(url_db)
-        try:
-            drained = drain(engine, drain_timeout_s)
-            checks = store_checks(engine, 150, initial)
-        finally:
-            engine.dispose()
+        drained, checks = drain_and_check(url_db, drain_timeout_s, 150, initial)
         result.drain = {"seconds": drained["seconds"], "settled": drained["settled"],
                         "outbox_pending": drained["outbox_pending"], "orders_by_status": checks["orders_by_status"]}
-        charges = processor_ledger(server.url, key, processors)
-        double_captures, double_auth = charge_anomalies(charges)
-        live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
+        _, double_captures, double_auth, live_on_ended = ledger_anomalies(server.url, key, processors,
+                                                                          checks["ended_unpaid_orders"])
         time.sleep(1.0)  # the edges flush their access logs every 500 ms
         logs = {n.name: read_log(n.access_log, since=log_from) for n in layout.nodes}
     finally:

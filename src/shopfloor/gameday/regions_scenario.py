@@ -21,7 +21,6 @@ oversold, duplicated or charged twice, stock conserved) run against region B's d
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 import time
@@ -33,18 +32,10 @@ from typing import Any, Callable, ClassVar
 import httpx
 
 from ..runtime import SimulatorProcess, free_port, interrupt_on_termination, port_in_use
-from .checks import (
-    buy_path_checks,
-    charge_anomalies,
-    drain,
-    live_authorizations_on_ended_orders,
-    processor_ledger,
-    stock_snapshot,
-    store_checks,
-    verify_store,
-)
+from .checks import buy_path_checks, stock_snapshot, verify_store
 from .edge_scenario import POSTAL_CODES, SHOPPER_AGENT, VIEW_TIMEOUT_S, _Edges, _Load, _phases, _seed_sellout
-from .faults import DELAYED_WAREHOUSE, LATENCY_MS, REGIONS_SCHEDULE, Fault, heal, play
+from .faults import DELAYED_WAREHOUSE, REGIONS_SCHEDULE, Fault, heal, play
+from .harness import drain_and_check, ledger_anomalies, simulator_env
 from .report import ChecksVerdict
 from .seed import seed_bench_store, seed_sku
 from .warehouse_feed import PromiseSeen, WarehouseFeed, unchanged_promises
@@ -213,7 +204,6 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         up,
         watch,
     )
-    from ..store.engine import make_engine
 
     say = progress or (lambda _msg: None)
     nginx_binary()
@@ -222,9 +212,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
     tmp.chmod(0o755)  # as root, PostgreSQL runs as `postgres`, which must reach its data folder
     base = port_base if port_base is not None else _free_base(Settings().regions_port_base)
     layout = RegionsLayout.from_settings(Settings(regions_dir=tmp / "regions", regions_port_base=base))
-    sim_env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({name: {"latency_ms": LATENCY_MS}
-                                                           for name in ("primary", "secondary", "rates")}),
-               "SHOPFLOOR_PAYMENTS_SIM_SEED": str(seed)}
+    sim_env = simulator_env(seed)
     sim = SimulatorProcess(f"sqlite:///{tmp / 'gateway.db'}", env=sim_env, log_path=tmp / "simulators.log")
     app_env = {**sim_env, "SHOPFLOOR_PAYMENTS_SIM_URL": sim.url,
                "SHOPFLOOR_PROMISE_STALE_FEED_AFTER_H": repr(STALE_FEED_AFTER_S / 3600.0),
@@ -284,12 +272,7 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         t0 = time.monotonic()
         load = _Load(_Edges(edge_urls), key, n_skus, seed, t0, views_per_order)
         promise_watch = _PromiseWatch(edge_urls, t0)
-        started_threads = [threading.Thread(target=load.browse, args=(i,), daemon=True) for i in range(browsers)]
-        started_threads += [threading.Thread(target=load.buy, args=(i,), daemon=True) for i in range(buyers)]
-        started_threads.append(threading.Thread(target=promise_watch.run, daemon=True))
-        for t in started_threads:
-            t.start()
-        threads += started_threads
+        threads += load.start(browsers, buyers, promise_watch.run)
 
         def auto_failover() -> None:
             try:
@@ -345,17 +328,11 @@ def run_regions_gameday(*, seconds: float = 60.0, browsers: int = 4, buyers: int
         with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {key}"}) as admin:
             processors = list(admin.get(primary.app_url + "/v1/admin/processors").json()["order"])
             heal(admin, primary.app_url, processors)
-        engine = make_engine(primary.database_url)
-        try:
-            drained = drain(engine, drain_timeout_s)
-            checks = store_checks(engine, 150, initial)
-        finally:
-            engine.dispose()
+        drained, checks = drain_and_check(primary.database_url, drain_timeout_s, 150, initial)
         result.drain = {"seconds": drained["seconds"], "settled": drained["settled"],
                         "outbox_pending": drained["outbox_pending"], "orders_by_status": checks["orders_by_status"]}
-        charges = processor_ledger(primary.app_url, key, processors)
-        double_captures, double_auth = charge_anomalies(charges)
-        live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
+        _, double_captures, double_auth, live_on_ended = ledger_anomalies(primary.app_url, key, processors,
+                                                                          checks["ended_unpaid_orders"])
         kill_s = None if killed_at is None else killed_at - t0
         created = [c for c in load.checkouts if c["status"] == 201 and c["order_id"]]
         store = verify_store(primary.database_url, [c["order_id"] for c in created])

@@ -15,7 +15,6 @@ Used by ``shopfloor gameday``; the invariants it checks are the buy path's guara
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import threading
@@ -27,16 +26,9 @@ from typing import Callable
 import httpx
 
 from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
-from .checks import (
-    charge_anomalies,
-    drain,
-    live_authorizations_on_ended_orders,
-    processor_ledger,
-    stock_snapshot,
-    store_checks,
-    verify_store,
-)
-from .faults import DEFAULT_SCHEDULE, LATENCY_MS, Fault, ProcessorKiller, heal, inject, play
+from .checks import stock_snapshot, verify_store
+from .faults import DEFAULT_SCHEDULE, Fault, ProcessorKiller, heal, inject, play
+from .harness import drain_and_check, ledger_anomalies, simulator_env
 from .report import Attempt, GameDayResult, summarize_phases, timeline
 from .seed import ensure_fresh_store, seed_bench_store
 
@@ -110,7 +102,6 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
     ``slow_subscriber_s`` > 0 adds two webhook subscribers, one answering only after that many seconds; the fast one
     must still receive every accepted order (check ``webhook_fast_subscriber_missing``)."""
     from ..runtime import interrupt_on_termination
-    from ..store.engine import make_engine
 
     say = progress or (lambda _msg: None)
     tmp = workdir or Path(tempfile.mkdtemp(prefix="sf-gameday-"))
@@ -121,9 +112,7 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
     key = seed_bench_store(url_db, n_skus, FLASH_UNITS)
     initial = stock_snapshot(url_db)
     # Processors answer in ~5 ms and the worker retries payments quickly, so that a short game day drains.
-    env = {"SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({name: {"latency_ms": LATENCY_MS}
-                                                       for name in ("primary", "secondary", "rates")}),
-           "SHOPFLOOR_PAYMENTS_SIM_SEED": str(seed)}
+    env = simulator_env(seed)
     subscribers = None
     if slow_subscriber_s > 0:
         from .subscribers import SubscriberPair
@@ -172,21 +161,15 @@ def run_gameday(database_url: str | None = None, *, seconds: float = 40.0, shopp
             entry["back_after_s"] = back
         say("healing and draining the outbox")
         heal(admin, server.url, processors)
-        engine = make_engine(url_db)
-        try:
-            drained = drain(engine, drain_timeout_s, say)
-            checks = store_checks(engine, FLASH_UNITS, initial)  # once, after the drain
-        finally:
-            engine.dispose()
+        drained, checks = drain_and_check(url_db, drain_timeout_s, FLASH_UNITS, initial, say)
         result.drain = {"seconds": drained["seconds"], "settled": drained["settled"],
                         "outbox_pending": drained["outbox_pending"], "outbox_delivered": drained["outbox_delivered"],
                         "payment_pending_orders": checks["payment_pending_orders"],
                         "provisional_quotes_left": checks["provisional_quotes_left"],
                         "orders_by_status": checks["orders_by_status"]}
         say("checking the store and the processors' ledgers")
-        charges = processor_ledger(server.url, key, processors)
-        double_captures, double_auth = charge_anomalies(charges)
-        live_on_ended = live_authorizations_on_ended_orders(charges, checks["ended_unpaid_orders"])
+        charges, double_captures, double_auth, live_on_ended = ledger_anomalies(server.url, key, processors,
+                                                                                checks["ended_unpaid_orders"])
         if subscribers is not None:
             say("waiting for the fast webhook subscriber")
             waiting = [a.order_id for a in crowd.attempts if a.status == 201 and a.order_id]
