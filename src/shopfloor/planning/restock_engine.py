@@ -113,14 +113,8 @@ class EngineTuning:
     #: days at the end of a replayed history on which to measure how much of the demand lost on sold-out days the
     #: censored-demand estimate misses (a simulated lost-sales store that sees only sales, run on the history,
     #: where the demand is known); the fill controller then scales its lost-unit estimates by that ratio, capped at
-    #: ``max_lost_scale``. At most this many days, as many as the history holds beyond 56 (at least 84 are needed);
-    #: 0 turns it off. 364 (was 91, 2026-12-05): on lumpy demand 91 days measure the ratio with so much noise that
-    #: two histories of the UCI selection panel (products 201-400) ending five weeks apart gave 1.43 and 3.61, and
-    #: the agent's view of its fill was 4 points high on one and 8 low on the other; on all the days a history
-    #: holds (108 and 170 there) 2.21 and 2.33. Selection figures: UCI 201-400, last 120 days, fill 0.864 / 0.904 /
-    #: 0.930 -> 0.906 / 0.920 / 0.944 at 0.90 / 0.95 / 0.98; last 182 days 0.932 / 0.960 / 0.965 -> 0.930 / 0.943 /
-    #: 0.963; the six M5 selection ratios' mean 0.878 -> 0.879 (182 days: 0.879), mean fill error 0.57 -> 0.42 points
-    lost_calibration_days: int = 364
+    #: ``max_lost_scale``. Needs this + 56 days of history; 0 turns it off
+    lost_calibration_days: int = 91
     max_lost_scale: float = 4.0
     #: share of that correction (``1 + w * (scale - 1)``) applied to the censored days' demand in the level and
     #: spread as well, not only in the fill controller's view
@@ -964,9 +958,7 @@ def replay_history(engine: RestockEngine, series: np.ndarray, weekdays: Sequence
     cal = engine.t.calibration_days if calibrate else 0
     lost_cal = engine.t.lost_calibration_days if calibrate and lost_calibration else 0
     cal = cal if days >= cal + 56 else 0
-    # the lost-demand scale is measured on as many of those days as the history allows (at least 56 after its
-    # 28-day burn-in), 56 days always left before them for the model to start from
-    lost_cal = min(lost_cal, days - 56) if days - 56 >= 84 else 0
+    lost_cal = lost_cal if days >= lost_cal + 56 else 0
     split = days - max(cal, lost_cal)
     if engine.t.restart_days > 0 and calibrate:
         engine.restart_level = restart_level(series, engine.t.restart_days)
