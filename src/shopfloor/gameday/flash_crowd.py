@@ -32,15 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
-from .checks import (
-    charge_anomalies,
-    drain,
-    processor_ledger,
-    stock_snapshot,
-    store_checks,
-    verify_store,
-)
-from .faults import LATENCY_MS
+from .checks import stock_snapshot, verify_store
+from .harness import drain_and_check, ledger_anomalies, simulator_env
 from .report import _percentile
 from .seed import ensure_fresh_store, seed_bench_store
 
@@ -410,9 +403,7 @@ def _drive(url: str, key: str, cfg: FlashCrowdConfig, crowd: list[_Shopper], sta
 
 def _env(cfg: FlashCrowdConfig, opens_at: datetime, redis_url: str | None, run_id: str) -> dict[str, str]:
     env = {
-        "SHOPFLOOR_PAYMENTS_SIM_FAULTS": json.dumps({n: {"latency_ms": LATENCY_MS}
-                                                     for n in ("primary", "secondary", "rates")}),
-        "SHOPFLOOR_PAYMENTS_SIM_SEED": str(cfg.seed),
+        **simulator_env(cfg.seed),
         "SHOPFLOOR_WAITROOM_PRODUCTS": json.dumps({"HOT": {"opens_at": opens_at.isoformat()}}),
         "SHOPFLOOR_WAITROOM_MAX_HOLD_S": str(cfg.hold_s),
         "SHOPFLOOR_RATELIMIT_CHECKOUT_PER_ADDRESS": json.dumps({"rate_per_s": 1, "burst": 4}),
@@ -427,8 +418,6 @@ def _env(cfg: FlashCrowdConfig, opens_at: datetime, redis_url: str | None, run_i
 def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, tmp: Path, redis_url: str | None,
              say: Callable[[str], None]) -> dict[str, Any]:
     import uuid
-
-    from ..store.engine import make_engine
 
     name = "crowd" if with_crowd else "baseline"
     if database_url:
@@ -471,12 +460,7 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
         sim_cpu_s = _tree_cpu_s(sim.proc.pid) - sim_cpu_before if sim is not None else None
         listen_overflows = _listen_overflows() - overflows_before
         say(f"{name}: draining the outbox")
-        engine = make_engine(url_db)
-        try:
-            drained = drain(engine, 120)
-            checks = store_checks(engine, cfg.units, initial)
-        finally:
-            engine.dispose()
+        drained, checks = drain_and_check(url_db, 120, cfg.units, initial)
         import httpx
 
         with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as admin:
@@ -485,7 +469,8 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
             metrics = admin.get(server.url + "/metrics").text
             room_view = admin.get(server.url + "/v1/tower/waitroom").json()
             rooms = room_view["products"]
-        charges = processor_ledger(server.url, key, processors)
+        _, double_captures, double_auth, _ = ledger_anomalies(server.url, key, processors,
+                                                              checks["ended_unpaid_orders"])
     finally:
         if edge is not None:
             from ..edge import stop_all
@@ -500,7 +485,6 @@ def _one_run(database_url: str | None, cfg: FlashCrowdConfig, with_crowd: bool, 
     created = [o for _s, _ms, status, o in load.ordinary if status == 201 and o]
     created += [s.order_id for s in crowd if s.outcome == "bought" and s.order_id]
     store = verify_store(url_db, created)
-    double_captures, double_auth = charge_anomalies(charges)
     hot = next((r for r in rooms if r["sku"] == "HOT"), {})
     load.listen_overflows = listen_overflows
     return {"load": load, "crowd": crowd, "checks": checks, "load_average": [round(x, 1) for x in os.getloadavg()],

@@ -232,25 +232,26 @@ class HttpProcessor:
         path = f"/v1/processors/{self.name}/{op}"
         try:
             status, doc = self._t.request(method, path, body, {"Idempotency-Key": key}, timeout_s)
-        except ConnectionRefusedError as exc:
-            raise ConnectionRefused(self.name, f"connection refused: {exc}") from None
-        except TimeoutError:
-            raise ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s") from None
-        except (ConnectionError, OSError) as exc:
-            raise OutcomeUnknown(self.name, f"connection lost: {exc}") from None
+        except OSError as exc:
+            raise self._failure(exc, timeout_s) from None
         return self._answer(status, doc)
 
     async def _acall(self, method: str, op: str, key: str, body: dict | None, timeout_s: float) -> Any:
         path = f"/v1/processors/{self.name}/{op}"
         try:
             status, doc = await self._at.request(method, path, body, {"Idempotency-Key": key}, timeout_s)
-        except ConnectionRefusedError as exc:
-            raise ConnectionRefused(self.name, f"connection refused: {exc}") from None
-        except TimeoutError:
-            raise ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s") from None
-        except (ConnectionError, OSError) as exc:
-            raise OutcomeUnknown(self.name, f"connection lost: {exc}") from None
+        except OSError as exc:
+            raise self._failure(exc, timeout_s) from None
         return self._answer(status, doc)
+
+    def _failure(self, exc: OSError, timeout_s: float) -> Exception:
+        """What a transport's failure means for the call (refused, timed out, or lost after sending); built on the
+        failure path only, so a call that is answered pays nothing for it."""
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectionRefused(self.name, f"connection refused: {exc}")
+        if isinstance(exc, TimeoutError):
+            return ProcessorTimeout(self.name, f"no answer within {timeout_s:.3f}s")
+        return OutcomeUnknown(self.name, f"connection lost: {exc}")
 
     def _answer(self, status: int, doc: Any) -> Any:
         if status == 200:
@@ -319,12 +320,8 @@ class HttpRateQuoter:
             status, doc = self._t.request("POST", "/v1/rates/quote", {
                 "country": country, "postal_code": postal_code, "weight_g": weight_g, "timeout_s": timeout_s},
                 {}, timeout_s)
-        except ConnectionRefusedError as exc:
-            raise RateServiceError("unavailable", f"connection refused: {exc}") from None
-        except TimeoutError:
-            raise RateServiceError("timeout", f"no rate within {timeout_s:.3f}s") from None
-        except (ConnectionError, OSError) as exc:
-            raise RateServiceError("error", f"connection lost: {exc}") from None
+        except OSError as exc:
+            raise self._failure(exc, timeout_s) from None
         return self._answer(status, doc)
 
     async def quote_async(self, country: str, postal_code: str | None, weight_g: int, *, timeout_s: float
@@ -334,13 +331,18 @@ class HttpRateQuoter:
             status, doc = await self._at.request("POST", "/v1/rates/quote", {
                 "country": country, "postal_code": postal_code, "weight_g": weight_g, "timeout_s": timeout_s},
                 {}, timeout_s)
-        except ConnectionRefusedError as exc:
-            raise RateServiceError("unavailable", f"connection refused: {exc}") from None
-        except TimeoutError:
-            raise RateServiceError("timeout", f"no rate within {timeout_s:.3f}s") from None
-        except (ConnectionError, OSError) as exc:
-            raise RateServiceError("error", f"connection lost: {exc}") from None
+        except OSError as exc:
+            raise self._failure(exc, timeout_s) from None
         return self._answer(status, doc)
+
+    @staticmethod
+    def _failure(exc: OSError, timeout_s: float) -> RateServiceError:
+        """What a transport's failure means for the quote; built on the failure path only."""
+        if isinstance(exc, ConnectionRefusedError):
+            return RateServiceError("unavailable", f"connection refused: {exc}")
+        if isinstance(exc, TimeoutError):
+            return RateServiceError("timeout", f"no rate within {timeout_s:.3f}s")
+        return RateServiceError("error", f"connection lost: {exc}")
 
     @staticmethod
     def _answer(status: int, doc: Any) -> RateQuote:
