@@ -112,10 +112,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3", help="flash-crowd seeds (comma-separated)")
     ap.add_argument("--select-on", action="append", default=[], help="choose the configuration on these traces")
-    ap.add_argument("--lag-minutes", type=int, default=10)
+    ap.add_argument("--lag-minutes", type=int, default=10, help="minutes from a scale decision to ready replicas (L)")
     ap.add_argument("--standin-seeds", default="100,101,102,103",
                     help="stand-in traces (bench/capacity_standin.py, episodes mix) to add as rows; '' for none")
-    ap.add_argument("--no-yardsticks", action="store_true")
+    ap.add_argument("--no-yardsticks", action="store_true",
+                    help="skip the naive and heuristic yardsticks (they do not depend on the planner)")
     ap.add_argument("--nab", action="store_true", help="also run NAB tweet-volume and ELB request-count series")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -14,10 +14,11 @@ calling thread's CPU clock (each call's own total, nested calls included) and pr
 import argparse, asyncio, json, os, random, sys, tempfile, time
 from pathlib import Path
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--n", type=int, default=6000)
-ap.add_argument("--conc", type=int, default=64)
-ap.add_argument("--rounds", type=int, default=3)
+ap = argparse.ArgumentParser(description="Server CPU per checkout without HTTP: the app as `shopfloor serve` builds it, "
+                                         "driven through ASGI; one JSON line per round.")
+ap.add_argument("--n", type=int, default=6000, help="checkouts per round")
+ap.add_argument("--conc", type=int, default=64, help="concurrent tasks sending checkouts")
+ap.add_argument("--rounds", type=int, default=3, help="measured rounds")
 ap.add_argument("--wrap", default="", help="comma-separated module:Qual.name of synchronous functions to time")
 args = ap.parse_args()
 

@@ -5,7 +5,12 @@
 Each run is ``run_checkout_benchmark`` (SQLite, 64 connections, 6 s phases) with the per-thread clocks read as
 ``<thread>:usr`` and ``<thread>:sys`` instead of their sum; prints a short JSON line per run with the load average.
 """
-import json, os, sys
+import argparse, json, os, sys
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].replace("``", ""))
+ap.add_argument("runs", nargs="?", type=int, default=1, help="benchmark runs, one JSON line each (default 1)")
+args = ap.parse_args()
+
 import shopfloor.gameday.load as L
 
 def split(pid):
@@ -25,7 +30,7 @@ def split(pid):
     return out
 
 L.os_thread_cpu_s = split
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+n = args.runs
 for _ in range(n):
     r = L.run_checkout_benchmark(None, seconds=6, connections=64)
     keep = ("ceiling_rps", "ceiling_server_cores_busy", "ceiling_server_cpu_us_per_request", "checkout_rps",

@@ -38,10 +38,11 @@ def checkout(url: str, key: str) -> httpx.Response | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--dir", default="/tmp/shopfloor-bench-regions")
-    ap.add_argument("--port-base", type=int, default=27400)
+    ap = argparse.ArgumentParser(description="RTO and orders lost when region A dies whole (SIGKILL) and region B takes "
+                                             "over; prints one JSON object. Needs PYTHONPATH=src:.")
+    ap.add_argument("--runs", type=int, default=3, help="failover runs")
+    ap.add_argument("--dir", default="/tmp/shopfloor-bench-regions", help="working directory for both regions")
+    ap.add_argument("--port-base", type=int, default=27400, help="first of the ports the two regions use")
     ap.add_argument("--load-s", type=float, default=5.0, help="Seconds of checkouts through A before the kill.")
     ap.add_argument("--async", dest="asynchronous", action="store_true",
                     help="Asynchronous replication instead of synchronous.")
