@@ -84,11 +84,16 @@ def main() -> None:
     ap.add_argument("--episode-jitter", type=int, default=None,
                     help="minutes either side of an episode's clock time its surges start at, day to day "
                          "(default: the episodes mix's 3)")
+    ap.add_argument("--episode-days", default=None,
+                    help="MIN,MAX consecutive days an episode's surges come back on (default: the episodes mix's 2,4)")
     ap.add_argument("--no-yardsticks", action="store_true",
                     help="skip the naive and heuristic yardsticks (they do not depend on the planner)")
     args = ap.parse_args()
     if args.episode_jitter is not None:
         MIXES["episodes"] = dataclasses.replace(MIXES["episodes"], episode_jitter_minutes=args.episode_jitter)
+    if args.episode_days is not None:
+        lo, hi = (int(x) for x in args.episode_days.split(","))
+        MIXES["episodes"] = dataclasses.replace(MIXES["episodes"], episode_days=(lo, hi))
     name, path, tz = TRACES[0]
     nasa = read_request_trace(path, tz=tz).to_numpy(dtype=float)
     rows = []
@@ -141,6 +146,7 @@ def main() -> None:
                   file=sys.stderr, flush=True)
     print(json.dumps({"lag_minutes": args.lag_minutes, "days": args.days, "quiet_power": args.quiet_power,
                       "episode_jitter_minutes": MIXES["episodes"].episode_jitter_minutes,
+                      "episode_days": list(MIXES["episodes"].episode_days),
                       "rows": rows}, indent=2))
 
 
