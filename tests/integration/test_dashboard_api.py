@@ -329,3 +329,49 @@ def test_fulfillment_inventory_and_promise_panels_compute_from_the_feed_and_reco
     assert promise["on_time_rate"] == round(1 / 3, 4)
     assert promise["lateness_days"] == [{"days": 0, "orders": 1}, {"days": 1, "orders": 1}]
     assert promise["by_confidence"] == [{"confidence": 0.9, "kept": 1, "resolved": 3, "on_time_rate": 0.3333}]
+
+
+def test_funnel_and_checkout_panels_carry_the_same_hour_yesterday_for_context(env):
+    client, container = env["client"], env["container"]
+    repo = TowerRepository(container.engine)
+    minute = NOW.replace(second=0) - timedelta(minutes=2)
+
+    def counts(at, views, attempts, ok, refused):
+        return [{"minute": at, "stage": stage, "count": n, "latency_ms_sum": 0.0, "latency_count": 0}
+                for stage, n in (("page_view", views), ("order_confirmed", ok), ("checkout_attempt", attempts),
+                                 ("checkout_succeeded", ok), ("checkout_refused", refused)) if n]
+
+    repo.add_funnel_counts(counts(minute, 100, 10, 4, 2)                             # this hour
+                           + counts(minute - timedelta(days=1), 200, 20, 18, 0)      # the same hour yesterday
+                           + counts(minute - timedelta(days=1, hours=2), 999, 99, 9, 0))  # outside that window
+    _login(client, env["admin"])
+
+    checkout = client.get("/dashboard/api/checkout").json()
+    assert checkout["summary"]["success_rate"] == 0.5  # unchanged: 4 of the 8 that could succeed
+    assert checkout["yesterday"] == {"attempts": 20, "succeeded": 18, "refused_out_of_stock": 0, "failed": 2,
+                                     "success_rate": 0.9}
+    funnel = client.get("/dashboard/api/funnel").json()
+    assert funnel["steps"][0] == {"stage": "page_view", "count": 100, "from_previous": None, "from_first": 1.0}
+    yesterday = {s["stage"]: s for s in funnel["yesterday"]["steps"]}
+    assert yesterday["page_view"]["count"] == 200 and yesterday["order_confirmed"]["from_first"] == 0.09
+    assert [s["stage"] for s in funnel["yesterday"]["steps"]] == [s["stage"] for s in funnel["steps"]]
+
+
+def test_checkout_panel_says_when_there_were_no_checkouts_yesterday(env):
+    client, container = env["client"], env["container"]
+    TowerRepository(container.engine).add_funnel_counts([
+        {"minute": NOW.replace(second=0), "stage": "checkout_attempt", "count": 3, "latency_ms_sum": 30.0,
+         "latency_count": 3}])
+    _login(client, env["admin"])
+    assert client.get("/dashboard/api/checkout").json()["yesterday"] == {
+        "attempts": 0, "succeeded": 0, "refused_out_of_stock": 0, "failed": 0, "success_rate": None}
+
+
+def test_payments_panel_tells_a_failover_from_the_configured_order(env):
+    client, container = env["client"], env["container"]
+    _login(client, env["admin"])
+    body = client.get("/dashboard/api/payments").json()
+    assert body["order"] == body["configured_order"] == ["primary", "secondary"]
+    container.services["payments"].set_processor_order(["secondary", "primary"])  # what the failover rule does
+    body = client.get("/dashboard/api/payments").json()
+    assert body["order"] == ["secondary", "primary"] and body["configured_order"] == ["primary", "secondary"]

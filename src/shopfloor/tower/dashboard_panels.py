@@ -223,7 +223,9 @@ def funnel_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
     conv = dashboard_data.funnel_conversion(_repo(container), now, minutes)
     if not any(step["count"] for step in conv["steps"]):
         return _empty(f"no funnel events in the last {minutes} minutes", window_minutes=minutes)
-    return {"state": "ready", **conv}
+    # The same window a day earlier, so the page can say whether this hour converts better or worse.
+    yesterday = dashboard_data.funnel_conversion(_repo(container), now - timedelta(days=1), minutes)
+    return {"state": "ready", **conv, "yesterday": {"steps": yesterday["steps"]}}
 
 
 def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
@@ -246,6 +248,12 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
     weights = [(c, m) for c, m in zip(attempt["count"], attempt["latency_ms_mean"]) if m is not None and c]
     mean_latency = sum(c * m for c, m in weights) / sum(c for c, _ in weights) if weights else None
     overall = checkout_success_rate(attempts, succeeded, refusals)
+    # The same window a day earlier (totals only), so the page can put this hour's numbers in context.
+    until = datetime.fromisoformat(data["minutes"][-1]) + timedelta(minutes=1) - timedelta(days=1)
+    before = _repo(container).funnel_totals(until - timedelta(minutes=minutes), until)
+    y_attempts, y_ok, y_refused = (before.get(k, 0) for k in ("checkout_attempt", "checkout_succeeded",
+                                                                  "checkout_refused"))
+    y_rate = checkout_success_rate(y_attempts, y_ok, y_refused)
     return {
         "state": "ready",
         "window_minutes": minutes,
@@ -263,6 +271,13 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
             "failed": attempts - succeeded - refusals,
             "success_rate": round(overall, 4) if overall is not None else None,
             "latency_ms_mean": round(mean_latency, 2) if mean_latency is not None else None,
+        },
+        "yesterday": {
+            "attempts": y_attempts,
+            "succeeded": y_ok,
+            "refused_out_of_stock": y_refused,
+            "failed": y_attempts - y_ok - y_refused,
+            "success_rate": round(y_rate, 4) if y_rate is not None else None,
         },
     }
 
@@ -317,7 +332,10 @@ def payments_panel(container, now: datetime, snapshot_max_age_s: float = 300.0) 
                 if isinstance(v, (int, float)):
                     totals[k] += int(v)
         p["counters_total"] = dict(totals)
-    return {"state": "ready", "order": order, "processors": processors,
+    # The order the processors were configured in: when ``order`` differs, traffic has failed over.
+    router = getattr(payments, "router", None)
+    configured = list(router.processor_names) if router is not None else list(order)
+    return {"state": "ready", "order": order, "configured_order": configured, "processors": processors,
             "snapshot_max_age_s": snapshot_max_age_s}
 
 
