@@ -5,7 +5,7 @@
 Each run is ``run_checkout_benchmark`` (SQLite, 64 connections, 6 s phases) with the per-thread clocks read as
 ``<thread>:usr`` and ``<thread>:sys`` instead of their sum; prints a short JSON line per run with the load average.
 """
-import argparse, json, os, sys
+import argparse, json, os
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].replace("``", ""))
 ap.add_argument("runs", nargs="?", type=int, default=1, help="benchmark runs, one JSON line each (default 1)")

@@ -7,7 +7,7 @@ in between, so the stock read finds its page cache intact; under the benchmark i
 Prints microseconds per order for three passes over 20,000 orders (this thread's CPU clock); ``profile`` adds a
 cProfile of one more pass.
 """
-import argparse, os, sys, time, tempfile, random, cProfile, pstats
+import argparse, os, time, tempfile, random, cProfile, pstats
 
 ap = argparse.ArgumentParser(description="CPU per order of the checkout's promise (BuyPath._line_promises + "
                                          "combine_promises), in process; prints microseconds per order for three passes.")

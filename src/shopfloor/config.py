@@ -353,7 +353,7 @@ class Settings(BaseSettings):
     capacity_deployment: str = Field(default="shopfloor-api")
     capacity_namespace: str = Field(default="shopfloor")
     capacity_prometheus_url: str = Field(default="http://prometheus-operated.monitoring.svc:9090")
-    capacity_rps_query: str = Field(default='sum(rate(http_requests_total{service="shopfloor-api"}[2m]))')
+    capacity_rps_query: str = Field(default='sum(rate(shopfloor_http_requests_total{service="shopfloor-api"}[2m]))')
     capacity_cron_timezone: str = Field(default="Etc/UTC")
     capacity_planner_url: str = Field(
         default="", description="Where KEDA's metrics-api trigger polls the predictive planner's replica count "

@@ -47,7 +47,7 @@ class ManifestOptions:
     deployment: str = "shopfloor-api"
     namespace: str = "shopfloor"
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
-    rps_query: str = 'sum(rate(http_requests_total{service="shopfloor-api"}[2m]))'
+    rps_query: str = 'sum(rate(shopfloor_http_requests_total{service="shopfloor-api"}[2m]))'
     cron_timezone: str = "Etc/UTC"
     cpu_utilization: int = 70
     scale_down_stabilization_s: int = 300

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
@@ -62,6 +63,7 @@ class IngestResult:
     duplicates: int
     overdue_resolved: int = 0
     restocked_units: int = 0  # units of inspected returns put back on hand by this call
+    accepted_by_type: tuple[tuple[str, int], ...] = ()  # the new events by type, for the metrics
 
 
 _bump_seq = update(promise_meta).where(promise_meta.c.name == SEQ).values(value=promise_meta.c.value + 1)
@@ -165,6 +167,7 @@ class SqlFulfillmentStore:
             self._queue_restocks(conn, [e for e in new if e.type == "returned" and e.restock])
             restocked = self._apply_due_restocks(conn, now)
             accepted = len(new)
+            by_type = tuple(sorted(Counter(e.type for e in new).items()))
             new = [e for e in new if e.type != "returned"]  # returns are rows for the analytics, not statistics
             refresh_journeys(conn, {e.order_id for e in new})
             tracks = self._load_tracks(conn, [e.order_id for e in new])
@@ -197,7 +200,7 @@ class SqlFulfillmentStore:
             self._save_tracks(conn, tracks.values(), now)
             self._save_states(conn, stats.states, seq, now)
             _publish_shipped(conn, [e for e in new if e.type == "handed_to_carrier"], now)
-        return IngestResult(accepted, len(events) - accepted, resolved, restocked)
+        return IngestResult(accepted, len(events) - accepted, resolved, restocked, by_type)
 
     # ------------------------------------------------------------------ returns
     def _check_returns(self, conn: Connection, events: Sequence[FulfillmentEvent]) -> None:

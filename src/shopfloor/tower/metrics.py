@@ -84,6 +84,11 @@ class FunnelMetrics:
         for s in page_loads_s or ():
             self.storefront_page_load.observe(s)
 
+    def observe_fulfillment(self, counts) -> None:
+        """New fulfillment events stored, as ``(type, n)`` pairs."""
+        for kind, n in counts:
+            self.fulfillment_events.labels(type=kind).inc(n)
+
     def observe_waitroom(self, sku: str, outcome: str) -> None:
         child = self._children.get(("wr", sku, outcome))
         if child is None:

@@ -126,6 +126,9 @@ def ingest_events(
                                  out.bound: out.limit.isoformat()}])
     events = [e.to_event() for e in batch.events]
     result = promise_service(container).ingest(events)
+    metrics = container.services.get("tower.metrics")
+    if metrics is not None:
+        metrics.observe_fulfillment(result.accepted_by_type)
     return IngestOut(accepted=result.accepted, duplicates=result.duplicates)
 
 
