@@ -13,9 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-# The conversion lives with the fulfillment events, whose times are these (shopfloor.fulfillment does not depend on
-# the API); every route's times use the same one.
-from ..fulfillment import UtcDatetime, utc_time
+from ..validation import UtcDatetime, utc_time
 
 __all__ = ["UtcDatetime", "UtcOrNaiveDatetime", "years_between"]
 

@@ -16,8 +16,6 @@ from .events import (
     EventIn,
     EventWindow,
     OutOfWindow,
-    UtcDatetime,
-    utc_time,
 )
 from .sketch import DecayingCounter, DecayingHistogram
 from .stats import (
@@ -48,10 +46,8 @@ __all__ = [
     "OrderTrack",
     "OutOfWindow",
     "StatsConfig",
-    "UtcDatetime",
     "blended_quantile",
     "lane_keys",
     "processing_keys",
     "region_chain",
-    "utc_time",
 ]

@@ -4,20 +4,20 @@
 ``EventIn`` is an event as a feed sends it (the API's JSON object, a file's row), checked field by field;
 ``missing_return_fields`` names what a ``returned`` event lacks; ``EventWindow`` refuses times too far from the
 clock (settings ``fulfillment_max_future_h`` and ``fulfillment_max_age_days``). ``to_event`` turns a valid one into
-the ``FulfillmentEvent`` the statistics and the store take. ``UtcDatetime`` is the timezone-aware time, converted to
-UTC, that the events' times are (the API's other routes use it too, through ``shopfloor.api.fields``).
+the ``FulfillmentEvent`` the statistics and the store take. The events' times are ``shopfloor.validation``'s
+``UtcDatetime`` (timezone-aware, converted to UTC), the same type as every API route's times.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..domain.clock import ensure_utc
+from ..validation import UtcDatetime
 from .stats import EVENT_TYPES, RETURN_REASONS, FulfillmentEvent
 
 #: What an ``event_id`` and an ``order_id`` may hold.
@@ -30,22 +30,6 @@ RETURN_QTY_MAX = 100_000
 RETURN_FIELDS = ("sku", "qty", "reason")
 #: What the API answers for a NUL character anywhere in a body (PostgreSQL's text cannot hold one).
 NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
-
-
-def utc_time(value: datetime) -> datetime:
-    """``value`` converted to UTC (one without an offset is read as UTC); a ``datetime_range`` validation error
-    naming it when its UTC equivalent leaves the years 1 to 9999 a ``datetime`` (and so the store) can hold: year 1
-    at ``+01:00`` is in year 0 in UTC. For ``AfterValidator``."""
-    try:
-        return ensure_utc(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "datetime_range", "{value} is outside the times that can be stored (years 1 to 9999 in UTC)",
-            {"value": value.isoformat()}) from None
-
-
-#: A timezone-aware time, converted to UTC.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc_time)]
 
 
 # One fulfillment event as a feed sends it. Every rule is checked here but the fields a ``returned`` event needs

@@ -1,0 +1,28 @@
+"""Field types shared by the HTTP API's models and the packages that validate the same data (fulfillment events):
+times converted to UTC, refused by name when their UTC equivalent cannot be stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
+from pydantic_core import PydanticCustomError
+
+from .domain.clock import ensure_utc
+
+
+def utc_time(value: datetime) -> datetime:
+    """``value`` converted to UTC (one without an offset is read as UTC); a ``datetime_range`` validation error
+    naming it when its UTC equivalent leaves the years 1 to 9999 a ``datetime`` (and so the store) can hold: year 1
+    at ``+01:00`` is in year 0 in UTC. For ``AfterValidator``."""
+    try:
+        return ensure_utc(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "datetime_range", "{value} is outside the times that can be stored (years 1 to 9999 in UTC)",
+            {"value": value.isoformat()}) from None
+
+
+#: A timezone-aware time, converted to UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc_time)]
