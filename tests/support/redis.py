@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from tests.support.ci import UNDER_CI
+
 REDIS_URL = os.environ.get("SHOPFLOOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -21,10 +23,8 @@ def _redis_up() -> bool:
         return False
 
 
-_UNDER_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
-
 # Under CI the mark is a no-op: the tests run and fail loudly if Redis is missing.
-needs_redis = pytest.mark.skipif(not _UNDER_CI and not _redis_up(), reason=f"no Redis at {REDIS_URL}")
+needs_redis = pytest.mark.skipif(not UNDER_CI and not _redis_up(), reason=f"no Redis at {REDIS_URL}")
 
 
 def forget_prefix(prefix: str) -> None:

@@ -9,6 +9,14 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "shopfloor"
 
 
+def _sources(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """The Python files in ``folder``; never none, so a moved or renamed package fails these rules instead of
+    passing them with nothing checked."""
+    files = sorted(folder.rglob("*.py") if recursive else folder.glob("*.py"))
+    assert files, f"no Python files in {folder}"
+    return files
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     names: set[str] = set()
@@ -24,7 +32,7 @@ def _imports(path: Path) -> set[str]:
 def test_domain_imports_only_the_standard_library_and_itself():
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     offenders = {}
-    for path in (SRC / "domain").rglob("*.py"):
+    for path in _sources(SRC / "domain"):
         bad = {n for n in _imports(path) if n not in stdlib and n != "shopfloor"}
         if bad:
             offenders[str(path.relative_to(SRC))] = sorted(bad)
@@ -32,7 +40,7 @@ def test_domain_imports_only_the_standard_library_and_itself():
 
 
 def test_domain_does_not_reach_into_outer_layers():
-    for path in (SRC / "domain").rglob("*.py"):
+    for path in _sources(SRC / "domain"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shopfloor."):
@@ -46,7 +54,7 @@ def test_only_bootstrap_and_entry_points_build_concrete_adapters():
     # Entry points (CLI, demo, load and game-day harnesses) and the wiring module may build engines; services may not.
     allowed_files = {"bootstrap.py"}
     allowed_dirs = {"cli", "demo", "store", "gameday"}
-    for path in SRC.rglob("*.py"):
+    for path in _sources(SRC):
         if path.name in allowed_files or allowed_dirs.intersection(path.relative_to(SRC).parts[:-1]):
             continue
         assert "make_engine(" not in path.read_text(), f"{path} builds an engine"
@@ -79,7 +87,7 @@ def _module_name(path: Path) -> str:
 
 def test_tower_modules_import_each_other_without_a_cycle():
     graph = {}
-    for path in (SRC / "tower").glob("*.py"):
+    for path in _sources(SRC / "tower", recursive=False):
         if path.name != "__init__.py":
             graph[_module_name(path)] = {m for m in _shopfloor_imports(path) if m.startswith("shopfloor.tower.")}
     done: set[str] = set()
@@ -98,7 +106,7 @@ def test_tower_modules_import_each_other_without_a_cycle():
 
 
 def test_payments_knows_nothing_of_the_buy_path_that_uses_it():
-    for path in (SRC / "payments").glob("*.py"):
+    for path in _sources(SRC / "payments", recursive=False):
         outside = {m for m in _shopfloor_imports(path) if not m.startswith("shopfloor.payments")}
         assert outside == set(), f"{path.name} imports {sorted(outside)}"
 
@@ -106,7 +114,7 @@ def test_payments_knows_nothing_of_the_buy_path_that_uses_it():
 def test_the_store_only_reads_and_writes_and_builds_no_service():
     """Composition (planners, services) lives in bootstrap.py; store/ may use planning's value types only."""
     offenders = {}
-    for path in (SRC / "store").rglob("*.py"):
+    for path in _sources(SRC / "store"):
         tree = ast.parse(path.read_text())
         bad = {m for m in _shopfloor_imports(path)
                if m.endswith("_service") or m.startswith(("shopfloor.bootstrap", "shopfloor.forecast"))}
@@ -123,7 +131,7 @@ def test_the_packages_split_out_of_the_buy_path_are_used_through_their_public_en
     reaches into their modules, so they can be rearranged inside without touching their users."""
     entries = ("shopfloor.payments", "shopfloor.simulators", "shopfloor.gameday")
     offenders = {}
-    for path in SRC.rglob("*.py"):
+    for path in _sources(SRC):
         own = _module_name(path)
         bad = {m for m in _shopfloor_imports(path) for entry in entries
                if m.startswith(entry + ".") and not own.startswith(entry)}

@@ -147,7 +147,9 @@ def test_the_chosen_configuration_is_the_one_closest_to_both_targets_on_the_sele
 
 
 def test_every_row_carries_its_own_reactive_baseline_and_ratios():
-    result = run_protocol(_cases()[:2], lag=10)
+    cases = _cases()[:2]
+    result = run_protocol(cases, lag=10)
+    assert [row["trace"] for row in result["rows"]] == [c.name for c in cases]  # one row per case, none left out
     for row in result["rows"]:
         assert row["violation_ratio"] == pytest.approx(
             row["predictive_violation_minutes"] / row["reactive_violation_minutes"], abs=1e-4
@@ -158,7 +160,9 @@ def test_every_row_carries_its_own_reactive_baseline_and_ratios():
 
 
 def test_every_row_carries_the_seasonal_ratio_heuristic_replayed_on_the_same_case():
-    result = run_protocol(_cases()[:2], lag=10)
+    cases = _cases()[:2]
+    result = run_protocol(cases, lag=10)
+    assert [row["trace"] for row in result["rows"]] == [c.name for c in cases]  # one row per case, none left out
     for row in result["rows"]:
         assert row["heuristic_violation_ratio"] == pytest.approx(
             row["heuristic_violation_minutes"] / row["reactive_violation_minutes"], abs=1e-4

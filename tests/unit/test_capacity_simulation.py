@@ -104,7 +104,7 @@ class _Spy:
     """Wraps a planner; asserts the simulator only ever shows it minute t-1 before deciding minute t."""
 
     def __init__(self, inner, demand):
-        self.inner, self.demand, self.seen = inner, demand, 0
+        self.inner, self.demand, self.seen, self.targets = inner, demand, 0, 0
 
     def observe(self, value):
         assert value == self.demand[self.seen]
@@ -113,12 +113,16 @@ class _Spy:
 
     def target(self, minute, requested, ready):
         assert self.seen == minute  # has seen exactly the minutes before ``minute``
+        self.targets += 1
         return self.inner.target(minute, requested, ready)
 
 
 def test_simulator_shows_a_planner_only_the_minutes_before_the_one_it_decides():
     demand = _seasonal_trace(days=1)
-    simulate(demand, _Spy(PredictivePlanner(20, 10), demand), capacity=20, lag=10)
+    spy = _Spy(PredictivePlanner(20, 10), demand)
+    simulate(demand, spy, capacity=20, lag=10)
+    # the spy's checks ran for every minute: it was shown every minute but the last, one at a time
+    assert spy.seen == len(demand) - 1 and spy.targets == len(demand)
 
 
 def test_with_the_relaxed_floor_off_the_predictive_target_is_never_below_the_reactive_hpa_signal():

@@ -244,14 +244,10 @@ def test_edge_nodes_limit_checkout_and_queue_polls_per_address_and_the_shield_do
 
 
 def test_the_generated_edge_and_shield_configs_pass_nginx_t(tmp_path):
-    import pytest
+    from shopfloor.edge.nodes import check_config
+    from tests.support.nginx import require_nginx
 
-    from shopfloor.edge.nodes import check_config, nginx_binary
-
-    try:
-        nginx_binary()
-    except FileNotFoundError:
-        pytest.skip("nginx is not installed (tools/install-nginx.sh)")
+    require_nginx()  # installs nginx with tools/install-nginx.sh when missing, and fails (never skips) if it cannot
     layout = _layout(tmp_path)
     for node in layout.nodes:
         for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi", "cache"):

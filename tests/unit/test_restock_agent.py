@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopfloor.planning.restock import CatalogEntry, PolicyBook, StockPosition
+from shopfloor.planning.restock import CatalogEntry, PolicyBook, StockPosition, order_shortfall
 from shopfloor.planning.restock_agent import ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
@@ -335,7 +335,10 @@ def test_planner_plans_with_the_engine_the_agent_runs():
                               lead_time=7)
     assert [lines["A"].order_up_to, lines["B"].order_up_to] == up_to.tolist()  # the engine's levels, caps and all
     assert [lines["A"].reorder_point, lines["B"].reorder_point] == rop.tolist()
-    assert lines["A"].order_qty == lines["A"].order_up_to - 3 or lines["A"].order_capped
+    # on hand 3, nothing on order: the engine's capped base-stock quantity (review period 1 day), capped or not
+    want = order_shortfall(up_to, rop, 3, lead_time_days=7, review_days=1, order_cap=engine.t.order_cap)
+    assert [lines["A"].order_qty, lines["B"].order_qty] == np.ceil(want).astype(int).tolist()
+    assert [lines["A"].order_capped, lines["B"].order_capped] == (want < up_to - 3).tolist()
 
 
 def test_engine_tuning_is_validated_naming_the_knob():

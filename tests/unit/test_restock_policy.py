@@ -295,6 +295,7 @@ def test_vectorised_plan_numbers_equal_the_one_line_path():
         outlooks[(pos.sku, "W1")] = DemandOutlook(rng.gamma(1.0, 3.0, size=30), float(rng.uniform(0.5, 50)))
     outlooks[("S5", "W1")] = DemandOutlook(np.zeros(30), 2.0)
     plan = build_restock_plan(positions, outlooks, {}, book, AS_OF)
+    assert [line.sku for line in plan.lines] == sorted(pos.sku for pos in positions)  # a line for every position
     for line, pos in zip(plan.lines, sorted(positions, key=lambda p: p.sku)):
         one = plan_line(pos, outlooks[(pos.sku, "W1")], book.for_sku(pos.sku), AS_OF)
         assert line.to_dict() == one.to_dict()
