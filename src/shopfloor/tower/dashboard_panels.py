@@ -247,13 +247,9 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
     attempts, succeeded, refusals = sum(attempt["count"]), sum(ok["count"]), sum(refused["count"])
     weights = [(c, m) for c, m in zip(attempt["count"], attempt["latency_ms_mean"]) if m is not None and c]
     mean_latency = sum(c * m for c, m in weights) / sum(c for c, _ in weights) if weights else None
-    overall = checkout_success_rate(attempts, succeeded, refusals)
     # The same window a day earlier (totals only), so the page can put this hour's numbers in context.
     until = datetime.fromisoformat(data["minutes"][-1]) + timedelta(minutes=1) - timedelta(days=1)
     before = _repo(container).funnel_totals(until - timedelta(minutes=minutes), until)
-    y_attempts, y_ok, y_refused = (before.get(k, 0) for k in ("checkout_attempt", "checkout_succeeded",
-                                                                  "checkout_refused"))
-    y_rate = checkout_success_rate(y_attempts, y_ok, y_refused)
     return {
         "state": "ready",
         "window_minutes": minutes,
@@ -265,21 +261,20 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
         "latency_ms_mean": attempt["latency_ms_mean"],
         "succeeded_latency_ms_mean": ok["latency_ms_mean"],
         "summary": {
-            "attempts": attempts,
-            "succeeded": succeeded,
-            "refused_out_of_stock": refusals,
-            "failed": attempts - succeeded - refusals,
-            "success_rate": round(overall, 4) if overall is not None else None,
+            **_checkout_totals(attempts, succeeded, refusals),
             "latency_ms_mean": round(mean_latency, 2) if mean_latency is not None else None,
         },
-        "yesterday": {
-            "attempts": y_attempts,
-            "succeeded": y_ok,
-            "refused_out_of_stock": y_refused,
-            "failed": y_attempts - y_ok - y_refused,
-            "success_rate": round(y_rate, 4) if y_rate is not None else None,
-        },
+        "yesterday": _checkout_totals(*(before.get(k, 0) for k in ("checkout_attempt", "checkout_succeeded",
+                                                                   "checkout_refused"))),
     }
+
+
+def _checkout_totals(attempts: int, succeeded: int, refused: int) -> dict[str, Any]:
+    """A window's checkout totals and success rate (sold-out refusals apart, see :func:`checkout_panel`)."""
+    rate = checkout_success_rate(attempts, succeeded, refused)
+    return {"attempts": attempts, "succeeded": succeeded, "refused_out_of_stock": refused,
+            "failed": attempts - succeeded - refused,
+            "success_rate": round(rate, 4) if rate is not None else None}
 
 
 # -----------------------------------------------------------------------------------------------------------------
