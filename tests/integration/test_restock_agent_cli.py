@@ -69,7 +69,7 @@ def test_agent_process_reads_returns_as_no_demand_and_says_so_on_stderr():
         proc.stdout.close()
     err = proc.stderr.read()
     proc.stderr.close()
-    assert "6 history rows with negative units skipped, 1 negative day sales read as 0" in err
+    assert "6 history rows with negative units netted against their SKU's units that day, 1 negative day sales read as 0" in err
 
 
 def test_agent_process_takes_goods_sold_by_weight_and_says_how_it_reads_them():

@@ -162,9 +162,13 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
     assert "orders" in ok and agent.days == 2
 
 
-def test_returns_are_not_demand_a_negative_day_reads_as_zero_and_negative_history_rows_are_skipped():
+def test_returns_are_not_demand_a_negative_day_reads_as_zero_and_negative_history_rows_net_per_sku_day():
     history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": 3 + i % 4} for i in range(40)]
+    # a return of 2 on every fifth day, and on day 7 one of 9 (more than the day sold: the day reads as 0)
     returns = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": -2} for i in range(0, 40, 5)]
+    returns.append({"date": (DAY0 + timedelta(days=7)).isoformat(), "sku": "A", "units": -9})
+    netted = [{**r, "units": max(r["units"] - (2 if i % 5 == 0 else 0) - (9 if i == 7 else 0), 0)}
+              for i, r in enumerate(history)]
     days = [(DAY0 + timedelta(days=40 + k), {"A": [5, -2, 4, 0, -6, 3][k % 6]}, {"A": 2 + k % 3}) for k in range(12)]
 
     def run(hist, sales_of):
@@ -176,9 +180,25 @@ def test_returns_are_not_demand_a_negative_day_reads_as_zero_and_negative_histor
         return agent, answers
 
     with_returns, got = run(history + returns, lambda s: s)
-    _, expected = run(history, lambda s: {k: max(v, 0) for k, v in s.items()})
+    _, expected = run(netted, lambda s: {k: max(v, 0) for k, v in s.items()})
     assert got == expected and all("orders" in a for a in got)
-    assert with_returns.history_returns_skipped == len(returns) and with_returns.returns_read_as_zero == 4
+    assert with_returns.history_return_rows == len(returns) and with_returns.returns_read_as_zero == 4
+    _, skipped_instead = run(history, lambda s: {k: max(v, 0) for k, v in s.items()})
+    assert skipped_instead != got  # the returns changed what the agent learned: they were netted, not dropped
+
+
+def test_an_order_cancelled_the_day_it_was_placed_is_no_demand():
+    history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "JAR", "units": 20 + i % 3} for i in range(60)]
+    spike = (DAY0 + timedelta(days=10)).isoformat()
+    cancelled = history + [{"date": spike, "sku": "JAR", "units": 74215}, {"date": spike, "sku": "JAR", "units": -74215}]
+
+    def first_order(hist):
+        agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7)
+        out = agent.handle_line(_day(DAY0 + timedelta(days=60), sales={"JAR": 21}, on_hand={"JAR": 30},
+                                     history=hist, catalog={"JAR": {"category": "kitchen"}}))
+        return out["orders"].get("JAR", 0)
+
+    assert first_order(cancelled) == first_order(history) < 400
 
 
 def test_goods_sold_by_weight_are_read_in_whole_units_on_the_running_total():

@@ -80,7 +80,8 @@ def agent_cmd(
     In: {"date", "sales": {sku: units}, "on_hand": {sku: n}, "on_order": {sku: n}, "catalog": {sku: {...}}} (the
     first line may add "history": [{"date", "sku", "units"}]). Out: {"orders": {sku: qty}} for orders placed at the
     end of that day, or {"error": {"field", "message"}} for a line it cannot use (it keeps going). Negative sales
-    are returns (read as 0); fractional units (goods sold by weight) are read in whole units of the SKU's measure,
+    are returns (read as 0); negative history rows net against their SKU's units that day (a cancelled order is no
+    demand); fractional units (goods sold by weight) are read in whole units of the SKU's measure,
     rounded on the running total.
     """
     from dataclasses import replace
@@ -119,17 +120,17 @@ def agent_cmd(
                               "in whole units of each SKU's measure, rounded on its running total; orders are "
                               "whole units", soft_wrap=True, highlight=False)
             told_fractions = True
-        returns = agent.returns_read_as_zero + agent.history_returns_skipped
+        returns = agent.returns_read_as_zero + agent.history_return_rows
         if returns and not told:
-            err_console.print(f"restock agent: negative units are returns, not demand: "
-                              f"{agent.history_returns_skipped} history rows skipped, "
+            err_console.print(f"restock agent: negative units are cancellations and returns, not demand: "
+                              f"{agent.history_return_rows} history rows netted against their SKU's units that day, "
                               f"{agent.returns_read_as_zero} day sales read as 0 so far",
                               soft_wrap=True, highlight=False)
             told = returns
-    if agent.returns_read_as_zero + agent.history_returns_skipped > told:
-        err_console.print(f"restock agent: {agent.history_returns_skipped} history rows with negative units "
-                          f"skipped, {agent.returns_read_as_zero} negative day sales read as 0 (returns)",
-                          soft_wrap=True, highlight=False)
+    if agent.returns_read_as_zero + agent.history_return_rows > told:
+        err_console.print(f"restock agent: {agent.history_return_rows} history rows with negative units netted "
+                          f"against their SKU's units that day, {agent.returns_read_as_zero} negative day sales "
+                          f"read as 0 (returns)", soft_wrap=True, highlight=False)
 
 
 # Short names for the sell-out actions in the terminal table (the JSON and CSV keep the full ones).

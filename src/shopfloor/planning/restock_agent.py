@@ -14,9 +14,13 @@ Out: ``{"orders": {"SKU": qty}}`` (only SKUs with something to order) for orders
 ``{"error": {"code": "invalid_input", "field": "sales.SKU", "message": "..."}}`` for a line that cannot be used;
 the agent keeps its state and goes on with the next line.
 
-Returns: a negative count in ``sales`` (a day whose returns exceeded its sales) reads as 0, and a negative
-``history`` row is skipped (a return is not demand); the agent counts both (``returns_read_as_zero``,
-``history_returns_skipped``) and the command reports them on stderr. Negative ``on_hand`` or ``on_order`` is refused.
+Returns and cancellations: a day's ``sales`` are net units, and a negative count (returns above that day's sales)
+reads as 0. ``history`` rows are netted the same way, per SKU and day: a negative row offsets the same SKU's units
+that day (an order cancelled the day it was placed was no demand: a wholesale order and its cancellation an hour
+later read as nothing, not as a spike the spread and the global model would remember for months), and a SKU-day whose
+net is below zero reads as 0 (a return of an earlier sale is not negative demand). The agent counts both
+(``returns_read_as_zero``, ``history_return_rows``) and the command reports them on stderr. Negative ``on_hand`` or
+``on_order`` is refused.
 
 Fractional units (goods sold by weight or volume, or any other measure): the engine models demand in whole units
 of the SKU's own measure (a kilogram, a litre). A SKU's fractional sales reach it rounded on the running total
@@ -121,9 +125,9 @@ class ReplenishmentAgent:
         self.catalog: dict[str, dict[str, Any]] = {}
         self._managed: set[str] = set()
         self._managed_idx: np.ndarray | None = None  # engine indices of the managed SKUs (None: recompute)
-        # Returns: negative sales of a day read as 0, negative history rows skipped (a return is not demand).
+        # Returns: negative sales of a day read as 0; negative history rows net against the same SKU-day.
         self.returns_read_as_zero = 0
-        self.history_returns_skipped = 0
+        self.history_return_rows = 0
         # Fractional units: per SKU, the running total of its true sales and of the whole units the engine saw.
         self._true_total: dict[str, float] = {}
         self._seen_total: dict[str, int] = {}
@@ -187,13 +191,12 @@ class ReplenishmentAgent:
                 if d >= day:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
                 units = _number(row["units"], f"{where}.units", integer=False, negative=True)
-                if units < 0:  # a return (of an earlier sale): not demand
+                if units < 0:  # a cancellation or return: netted against the same SKU-day in _replay
                     skipped += 1
-                    continue
                 rows.append((d, str(row["sku"]), units))
         # --- the line is valid: change state ---
         self.returns_read_as_zero += returns[0]
-        self.history_returns_skipped += skipped
+        self.history_return_rows += skipped
         before = len(self._managed)
         if catalog is not None:
             self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
@@ -236,6 +239,7 @@ class ReplenishmentAgent:
         block = np.zeros((eng.n, span))
         for d, sku, units in rows:
             block[eng.index[sku], (d - start).days] += units
+        np.maximum(block, 0.0, out=block)  # net per SKU-day: cancellations offset, returns beyond it read as 0
         frac = np.flatnonzero(np.any(block != np.floor(block), axis=1))
         if len(frac):  # whole units on each SKU's running total; the days that follow go on from its end
             totals = np.cumsum(block[frac], axis=1)
