@@ -40,21 +40,28 @@ from .capacity import CapacityInputError, CapacityPlan
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def _setting(name: str) -> Any:
+    """The default of the ``capacity_<name>`` setting: the settings are the one place these defaults are written."""
+    from ..config import Settings
+
+    return Settings.model_fields[f"capacity_{name}"].default
+
+
 @dataclass(frozen=True)
 class ManifestOptions:
-    """Where and how the plan is applied (from Settings ``capacity_*`` fields)."""
+    """Where and how the plan is applied (from Settings ``capacity_*`` fields; the defaults are theirs)."""
 
-    deployment: str = "shopfloor-api"
-    namespace: str = "shopfloor"
-    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
-    rps_query: str = 'sum(rate(shopfloor_http_requests_total{service="shopfloor-api"}[2m]))'
-    cron_timezone: str = "Etc/UTC"
-    cpu_utilization: int = 70
+    deployment: str = _setting("deployment")
+    namespace: str = _setting("namespace")
+    prometheus_url: str = _setting("prometheus_url")
+    rps_query: str = _setting("rps_query")
+    cron_timezone: str = _setting("cron_timezone")
+    cpu_utilization: int = int(round(_setting("target_utilization") * 100))
     scale_down_stabilization_s: int = 300
     polling_interval_s: int = 30
     cooldown_s: int = 300
-    planner_url: str = ""  # empty: http://<deployment>.<namespace>.svc:8000/v1/plans/capacity/desired; "off": none
-    planner_auth: str = "shopfloor-capacity-scaler"  # TriggerAuthentication and Secret with the bearer token
+    planner_url: str = _setting("planner_url")  # empty: http://<deployment>.<namespace>.svc:8000/...; "off": none
+    planner_auth: str = _setting("planner_auth")  # TriggerAuthentication and Secret with the bearer token
 
     @property
     def planner_endpoint(self) -> str | None:
