@@ -229,7 +229,9 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
     repo.add_funnel_counts([
         {"minute": minute, "stage": "page_view", "count": 200, "latency_ms_sum": 0.0, "latency_count": 0},
         {"minute": minute, "stage": "product_view", "count": 100, "latency_ms_sum": 0.0, "latency_count": 0},
-        {"minute": minute, "stage": "checkout_attempt", "count": 12, "latency_ms_sum": 1200.0, "latency_count": 12},
+        # ten checkouts answered in 75-100 ms, two in 250-400 ms (latency buckets, LATENCY_BOUNDS_MS)
+        {"minute": minute, "stage": "checkout_attempt", "count": 12, "latency_ms_sum": 1200.0, "latency_count": 12,
+         "latency_buckets": [0, 0, 0, 0, 0, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0]},
         {"minute": minute, "stage": "checkout_succeeded", "count": 8, "latency_ms_sum": 720.0, "latency_count": 8},
         {"minute": minute, "stage": "checkout_refused", "count": 2, "latency_ms_sum": 0.0, "latency_count": 0},
     ])
@@ -245,8 +247,10 @@ def test_panels_fill_from_rollups_alerts_and_the_action_log(env):
     assert checkout["state"] == "ready"
     # The two sold-out refusals are shown apart and are not failures: 8 of the 10 attempts that could succeed.
     assert checkout["summary"] == {"attempts": 12, "succeeded": 8, "refused_out_of_stock": 2, "failed": 2,
-                                   "success_rate": 0.8, "latency_ms_mean": 100.0}
+                                   "success_rate": 0.8, "latency_ms_mean": 100.0, "latency_ms_p95": 355.0}
     assert checkout["refused"][-3] == 2 and checkout["success_rate"][-3] == 0.8
+    # the 95th percentile: rank 11.4 of 12 falls 0.7 of the way into the 250-400 ms bucket
+    assert checkout["latency_ms_p95"][-3] == 355.0 and checkout["latency_ms_p95"][-2] is None
 
     funnel = client.get("/dashboard/api/funnel").json()
     steps = {s["stage"]: s for s in funnel["steps"]}

@@ -57,6 +57,36 @@ def test_beacons_roll_up_per_minute_and_stage_and_accumulate_across_batches(clie
     assert steps["product_view"]["from_first"] == pytest.approx(1 / 3, abs=1e-4)
 
 
+def test_page_loads_and_checkouts_give_95th_percentiles_to_the_dashboard_and_the_rules(client):
+    from shopfloor.tower.observer import FunnelObserver
+    from shopfloor.tower.service import DatabaseSignals, FunnelBuffer
+    from shopfloor.tower.metrics import FunnelMetrics
+    from prometheus_client import CollectorRegistry
+
+    minute = NOW.replace(second=0)
+    # nineteen page loads of 100 ms and one of 3 s: the mean is 245 ms, the 95th percentile stays at 100 ms
+    events = [{"type": "page_view", "at": (minute + timedelta(seconds=i)).isoformat(), "page_load_ms": 100}
+              for i in range(19)]
+    events.append({"type": "page_view", "at": minute.isoformat(), "page_load_ms": 3000})
+    assert client.post("/v1/events/storefront", json={"events": events}, headers=client.store).status_code == 202
+    repo = TowerRepository(client.container.engine)
+    buffer = FunnelBuffer(repo, flush_interval_s=0)
+    observer = FunnelObserver(FunnelMetrics(CollectorRegistry()), buffer, FixedClock(NOW))
+    for ms in [40.0] * 18 + [900.0, 1200.0]:  # two slow checkouts of twenty
+        observer.checkout_finished(201, ms / 1000.0, {"order_id": "o"}, {"processor": "p", "outcome": "approved"},
+                                   promised=False)
+    funnel = client.get("/v1/tower/funnel?minutes=5", headers=client.admin).json()["series"]["series"]
+    assert funnel["page_view"]["latency_ms_mean"][-1] == 245.0
+    assert funnel["page_view"]["latency_ms_p95"][-1] == pytest.approx(100.0)
+    # rank 19 of 20 checkouts is the first slow one, at the top of the (600, 1000] bucket
+    assert funnel["checkout_attempt"]["latency_ms_p95"][-1] == pytest.approx(1000.0)
+    signals = DatabaseSignals(repo, FixedClock(NOW + timedelta(minutes=1))).values(
+        {"page_load_ms", "page_load_p95_ms", "checkout_latency_ms", "checkout_latency_p95_ms"})
+    assert signals["page_load_ms"] == pytest.approx(245.0) and signals["page_load_p95_ms"] == pytest.approx(100.0)
+    assert signals["checkout_latency_ms"] == pytest.approx((18 * 40 + 900 + 1200) / 20)
+    assert signals["checkout_latency_p95_ms"] == pytest.approx(1000.0)
+
+
 @pytest.mark.parametrize(
     "body, field",
     [

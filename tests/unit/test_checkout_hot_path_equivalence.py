@@ -11,7 +11,7 @@ from shopfloor.domain.promise import PromiseStatus
 from shopfloor.domain.stock import OrderLineRequest, merge_lines
 from shopfloor.orders.service import combine_promises
 from shopfloor.promise.engine import Promise
-from shopfloor.tower.service import FunnelBuffer
+from shopfloor.tower.service import FunnelBuffer, aggregate_events
 
 
 def _promise(deliver_by, ship_by, provisional, reasons, status=PromiseStatus.IN_STOCK):
@@ -61,8 +61,7 @@ def test_funnel_stages_fold_into_the_cells_rows_fold_into():
     stages = [("checkout_attempt", 12.5), ("promise_lookup", None), ("checkout_succeeded", 12.5)]
     by_rows, by_stages = FunnelBuffer(_Repo(), flush_interval_s=60), FunnelBuffer(_Repo(), flush_interval_s=60)
     for _ in range(3):
-        by_rows.add([{"minute": minute, "stage": s, "count": 1, "latency_ms_sum": 0.0 if l is None else float(l),
-                      "latency_count": 0 if l is None else 1} for s, l in stages])
+        by_rows.add(aggregate_events([(minute, s, l) for s, l in stages]))
         by_stages.add_stages(minute, stages)
     assert by_rows._pending == by_stages._pending
     by_rows.flush(), by_stages.flush()

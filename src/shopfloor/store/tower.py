@@ -9,7 +9,19 @@ from sqlalchemy import Engine, and_, delete, func, select
 from .analytics_tables import listing_flags
 from .engine import dialect_insert
 from .orders_repo import enqueue_event
-from .tower_tables import alerts, funnel_minutes, promise_degradations, promotion_suppressions, tower_actions
+from .tower_tables import (
+    LE_INF_MS,
+    alerts,
+    funnel_latency,
+    funnel_minutes,
+    promise_degradations,
+    promotion_suppressions,
+    tower_actions,
+)
+from ..tower.funnel import LATENCY_BOUNDS_MS, LATENCY_BUCKETS
+
+_LE_MS = LATENCY_BOUNDS_MS + (LE_INF_MS,)
+_BUCKET_OF = {le: i for i, le in enumerate(_LE_MS)}
 
 
 class TowerRepository:
@@ -21,7 +33,9 @@ class TowerRepository:
 
     # -- funnel rollups -------------------------------------------------------------------------------------------
     def add_funnel_counts(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert pre-aggregated rows ``{minute, stage, count, latency_ms_sum, latency_count}`` in one statement."""
+        """Upsert pre-aggregated rows ``{minute, stage, count, latency_ms_sum, latency_count}`` in one statement;
+        a row's optional ``latency_buckets`` (counts per ``tower.funnel.LATENCY_BOUNDS_MS`` bucket) are added to
+        the latency histogram in the same transaction."""
         rows = list(rows)
         if not rows:
             return 0
@@ -34,9 +48,32 @@ class TowerRepository:
                 "latency_count": funnel_minutes.c.latency_count + stmt.excluded.latency_count,
             },
         )
+        buckets = [{"minute": r["minute"], "stage": r["stage"], "le_ms": _LE_MS[i], "count": int(c)}
+                   for r in rows if r.get("latency_buckets") for i, c in enumerate(r["latency_buckets"]) if c]
         with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            conn.execute(stmt, [{k: r[k] for k in ("minute", "stage", "count", "latency_ms_sum", "latency_count")}
+                                for r in rows])
+            if buckets:
+                hist = dialect_insert(self.engine, funnel_latency)
+                hist = hist.on_conflict_do_update(index_elements=["minute", "stage", "le_ms"],
+                                                  set_={"count": funnel_latency.c.count + hist.excluded.count})
+                conn.execute(hist, buckets)
         return len(rows)
+
+    def funnel_latency(self, since: datetime, until: datetime,
+                       stages: Iterable[str] | None = None) -> dict[tuple[datetime, str], list[int]]:
+        """The latency histogram in ``[since, until)``: ``{(minute, stage): counts per bucket}`` (see
+        ``tower.funnel.latency_quantile``); minutes and stages with no latency are absent."""
+        q = select(funnel_latency).where(funnel_latency.c.minute >= since, funnel_latency.c.minute < until)
+        if stages:
+            q = q.where(funnel_latency.c.stage.in_(list(stages)))
+        out: dict[tuple[datetime, str], list[int]] = {}
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            for r in conn.execute(q):
+                i = _BUCKET_OF.get(r.le_ms)
+                if i is not None:  # a bound this version does not know is left out, not misfiled
+                    out.setdefault((r.minute, r.stage), [0] * LATENCY_BUCKETS)[i] += int(r.count)
+        return out
 
     def funnel_series(self, since: datetime, until: datetime, stages: Iterable[str] | None = None) -> list[dict]:
         """Per-minute rows in ``[since, until)``, oldest first, with mean latency where there is any."""

@@ -30,6 +30,20 @@ funnel_minutes = Table(
     PrimaryKeyConstraint("minute", "stage"),
 )
 
+#: Latency histogram of the funnel rollups: per (minute, stage), how many latencies fell at or under ``le_ms``
+#: and above the bucket below (bounds in ``tower.funnel.LATENCY_BOUNDS_MS``; ``le_ms`` = :data:`LE_INF_MS` is the
+#: bucket slower than the last bound). Only buckets with a count are stored.
+LE_INF_MS = 2_147_483_647
+funnel_latency = Table(
+    "funnel_latency",
+    metadata,
+    Column("minute", UtcDateTime, nullable=False),
+    Column("stage", String(40), nullable=False),
+    Column("le_ms", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("minute", "stage", "le_ms"),
+)
+
 alerts = Table(
     "alerts",
     metadata,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..store.tower import TowerRepository
-from .funnel import SERVER_STAGES, STOREFRONT_STAGES, minute_of
+from .funnel import LATENCY_BUCKETS, SERVER_STAGES, STOREFRONT_STAGES, latency_quantile, minute_of
 
 FUNNEL_ORDER = ("page_view", "product_view", "add_to_cart", "checkout_started", "checkout_attempt",
                 "checkout_succeeded", "order_confirmed")
@@ -21,7 +21,9 @@ def _iso(value: Any) -> Any:
 
 def funnel_series(repo: TowerRepository, now: datetime, minutes: int = 60,
                   stages: list[str] | None = None) -> dict[str, Any]:
-    """Per-minute counts and mean latency for each stage over the last ``minutes`` (gaps filled with 0)."""
+    """Per-minute counts, mean and 95th-percentile latency for each stage over the last ``minutes`` (gaps filled
+    with 0). A stage with latencies also gets ``latency_buckets``: the window's latency histogram, summed over its
+    minutes (bounds in ``tower.funnel.LATENCY_BOUNDS_MS``), for window percentiles."""
     until = minute_of(now) + timedelta(minutes=1)
     since = until - timedelta(minutes=minutes)
     wanted = stages or list(STOREFRONT_STAGES + SERVER_STAGES)
@@ -29,12 +31,26 @@ def funnel_series(repo: TowerRepository, now: datetime, minutes: int = 60,
     axis = [since + timedelta(minutes=i) for i in range(minutes)]
     index = {m: i for i, m in enumerate(axis)}
     series: dict[str, dict[str, list]] = {}
+
+    def stage_series(stage: str) -> dict[str, list]:
+        return series.setdefault(stage, {"count": [0] * minutes, "latency_ms_mean": [None] * minutes,
+                                         "latency_ms_p95": [None] * minutes})
+
     for r in rows:
-        s = series.setdefault(r["stage"], {"count": [0] * minutes, "latency_ms_mean": [None] * minutes})
+        s = stage_series(r["stage"])
         i = index.get(r["minute"])
         if i is not None:
             s["count"][i] = r["count"]
             s["latency_ms_mean"][i] = round(r["latency_ms_mean"], 2) if r["latency_ms_mean"] is not None else None
+    for (minute, stage), counts in repo.funnel_latency(since, until, wanted).items():
+        i = index.get(minute)
+        if i is None:
+            continue
+        s = stage_series(stage)
+        p95 = latency_quantile(counts, 0.95)
+        s["latency_ms_p95"][i] = round(p95, 2) if p95 is not None else None
+        total = s.setdefault("latency_buckets", [0] * LATENCY_BUCKETS)
+        s["latency_buckets"] = [a + b for a, b in zip(total, counts)]
     return {"minutes": [m.isoformat() for m in axis], "series": series}
 
 

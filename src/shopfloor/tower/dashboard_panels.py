@@ -28,7 +28,7 @@ from ..store.promise_tables import fulfillment_events, fulfillment_orders
 from ..store.tables import stock, warehouses
 from ..store.tower import TowerRepository
 from . import dashboard_data
-from .funnel import checkout_success_rate
+from .funnel import checkout_success_rate, latency_quantile
 
 # Routes whose requests are not storefront traffic (the dashboard polling itself, probes, scrapes).
 NON_TRAFFIC_PREFIXES = ("/dashboard",)
@@ -229,7 +229,8 @@ def funnel_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
 
 
 def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any]:
-    """Per-minute checkout attempts, successes, sold-out refusals, success rate and mean latency (funnel rollups).
+    """Per-minute checkout attempts, successes, sold-out refusals, success rate, mean and 95th-percentile latency
+    (funnel rollups; the window's p95 from its summed latency buckets).
 
     The success rate is taken over the attempts that could succeed: a sold-out refusal (409 ``out_of_stock``) is
     the store answering correctly, so it is shown apart (``refused``) and left out of the rate.
@@ -239,7 +240,7 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
     attempt = data["series"].get("checkout_attempt")
     if attempt is None or not any(attempt["count"]):
         return _empty(f"no checkouts in the last {minutes} minutes", window_minutes=minutes)
-    zeros = {"count": [0] * minutes, "latency_ms_mean": [None] * minutes}
+    zeros = {"count": [0] * minutes, "latency_ms_mean": [None] * minutes, "latency_ms_p95": [None] * minutes}
     ok = data["series"].get("checkout_succeeded") or zeros
     refused = data["series"].get("checkout_refused") or zeros
     rate = [round(r, 4) if (r := checkout_success_rate(a, s, x)) is not None else None
@@ -247,6 +248,7 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
     attempts, succeeded, refusals = sum(attempt["count"]), sum(ok["count"]), sum(refused["count"])
     weights = [(c, m) for c, m in zip(attempt["count"], attempt["latency_ms_mean"]) if m is not None and c]
     mean_latency = sum(c * m for c, m in weights) / sum(c for c, _ in weights) if weights else None
+    p95 = latency_quantile(attempt["latency_buckets"], 0.95) if attempt.get("latency_buckets") else None
     # The same window a day earlier (totals only), so the page can put this hour's numbers in context.
     until = datetime.fromisoformat(data["minutes"][-1]) + timedelta(minutes=1) - timedelta(days=1)
     before = _repo(container).funnel_totals(until - timedelta(minutes=minutes), until)
@@ -259,10 +261,12 @@ def checkout_panel(container, now: datetime, minutes: int = 60) -> dict[str, Any
         "refused": refused["count"],
         "success_rate": rate,
         "latency_ms_mean": attempt["latency_ms_mean"],
+        "latency_ms_p95": attempt["latency_ms_p95"],
         "succeeded_latency_ms_mean": ok["latency_ms_mean"],
         "summary": {
             **_checkout_totals(attempts, succeeded, refusals),
             "latency_ms_mean": round(mean_latency, 2) if mean_latency is not None else None,
+            "latency_ms_p95": round(p95, 2) if p95 is not None else None,
         },
         "yesterday": _checkout_totals(*(before.get(k, 0) for k in ("checkout_attempt", "checkout_succeeded",
                                                                    "checkout_refused"))),

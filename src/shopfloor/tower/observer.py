@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from ..domain.clock import Clock
@@ -17,12 +16,6 @@ def _error_code(body: dict[str, Any]) -> str | None:
 
 
 _OUTCOMES = {201: "accepted", 402: "declined", 409: "out_of_stock"}
-
-
-def _row(minute: datetime, stage: str, latency_ms: float | None) -> dict[str, Any]:
-    return {"minute": minute, "stage": stage, "count": 1,
-            "latency_ms_sum": 0.0 if latency_ms is None else float(latency_ms),
-            "latency_count": 0 if latency_ms is None else 1}
 
 
 class FunnelObserver:
@@ -65,7 +58,7 @@ class FunnelObserver:
         if add_stages is not None:
             add_stages(minute, stages)
         else:  # a buffer that folds rows only
-            self.buffer.add([_row(minute, stage, latency) for stage, latency in stages])
+            self.buffer.add(aggregate_events([(minute, stage, latency) for stage, latency in stages]))
 
     def stage(self, stage: str, latency_ms: float | None = None) -> None:
         """A later stage (order confirmed, warehouse handoff) seen by the worker."""

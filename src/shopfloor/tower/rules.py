@@ -42,7 +42,10 @@ DEFAULT_SIGNALS: dict[str, str] = {
     "checkout_success_rate": "successful / attempted checkouts over the last 15 minutes, sold-out refusals (409) "
                              "left out (they are not failures)",
     "checkout_latency_ms": "mean checkout latency over the last 15 minutes (ms)",
+    "checkout_latency_p95_ms": "95th percentile of checkout latency over the last 15 minutes (ms, from the "
+                               "rollups' latency buckets)",
     "page_load_ms": "mean storefront page-load time over the last 15 minutes (ms)",
+    "page_load_p95_ms": "95th percentile of storefront page-load time over the last 15 minutes (ms)",
     "current_replicas": "API replicas running now",
     "planned_replicas": "replicas the current capacity plan asks for",
     "promise_accuracy": "share of delivered orders that met their promise (7 days)",

@@ -40,7 +40,7 @@ from .actions import (
     WarmCachesAction,
 )
 from .fulfillment_signals import FulfillmentSignals
-from .funnel import checkout_success_rate, minute_of
+from .funnel import LATENCY_BUCKETS, checkout_success_rate, latency_bucket, latency_quantile, minute_of
 from .rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,33 @@ log = logging.getLogger(__name__)
 
 
 def aggregate_events(events: Iterable[tuple[datetime, str, float | None]]) -> list[dict[str, Any]]:
-    """Fold ``(timestamp, stage, latency_ms)`` events into one row per (minute, stage)."""
-    acc: dict[tuple[datetime, str], list[float]] = defaultdict(lambda: [0, 0.0, 0])
+    """Fold ``(timestamp, stage, latency_ms)`` events into one row per (minute, stage), with the latency histogram
+    (``latency_buckets``) where a stage has latencies."""
+    acc: dict[tuple[datetime, str], list[Any]] = {}
     for ts, stage, latency in events:
-        cell = acc[(minute_of(ts), stage)]
-        cell[0] += 1
-        if latency is not None:
-            cell[1] += float(latency)
-            cell[2] += 1
-    return [{"minute": m, "stage": s, "count": c, "latency_ms_sum": ls, "latency_count": lc}
-            for (m, s), (c, ls, lc) in acc.items()]
+        cell = acc.get((minute_of(ts), stage))
+        if cell is None:
+            cell = acc[(minute_of(ts), stage)] = [0, 0.0, 0, None]
+        _count(cell, latency)
+    return [_cell_row(m, s, cell) for (m, s), cell in acc.items()]
+
+
+def _count(cell: list[Any], latency_ms: float | None) -> None:
+    """One event into a rollup cell ``[count, latency sum, latency count, buckets or None]``."""
+    cell[0] += 1
+    if latency_ms is not None:
+        cell[1] += float(latency_ms)
+        cell[2] += 1
+        if cell[3] is None:
+            cell[3] = [0] * LATENCY_BUCKETS
+        cell[3][latency_bucket(latency_ms)] += 1
+
+
+def _cell_row(minute: datetime, stage: str, cell: list[Any]) -> dict[str, Any]:
+    row = {"minute": minute, "stage": stage, "count": cell[0], "latency_ms_sum": cell[1], "latency_count": cell[2]}
+    if cell[3] is not None:
+        row["latency_buckets"] = cell[3]
+    return row
 
 
 class FunnelBuffer:
@@ -79,7 +96,7 @@ class FunnelBuffer:
         self._now = monotonic or time.monotonic
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._pending: dict[tuple[datetime, str], list[float]] = {}
+        self._pending: dict[tuple[datetime, str], list[Any]] = {}  # [count, latency sum, count, buckets]
         self._last_flush = self._now()
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -96,11 +113,8 @@ class FunnelBuffer:
             for stage, latency_ms in stages:
                 cell = pending.get((minute, stage))
                 if cell is None:
-                    cell = pending[(minute, stage)] = [0, 0.0, 0]
-                cell[0] += 1
-                if latency_ms is not None:
-                    cell[1] += float(latency_ms)
-                    cell[2] += 1
+                    cell = pending[(minute, stage)] = [0, 0.0, 0, None]
+                _count(cell, latency_ms)
             due = self._due()
         self._flush_if(due)
 
@@ -130,10 +144,12 @@ class FunnelBuffer:
 
     def _merge(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for r in rows:
-            cell = self._pending.setdefault((r["minute"], r["stage"]), [0, 0.0, 0])
+            cell = self._pending.setdefault((r["minute"], r["stage"]), [0, 0.0, 0, None])
             cell[0] += r["count"]
             cell[1] += r["latency_ms_sum"]
             cell[2] += r["latency_count"]
+            if r.get("latency_buckets"):
+                cell[3] = [a + b for a, b in zip(cell[3] or [0] * LATENCY_BUCKETS, r["latency_buckets"])]
 
     def flush(self) -> int:
         """Write everything pending now; returns the number of rollup rows written."""
@@ -141,8 +157,7 @@ class FunnelBuffer:
             with self._lock:
                 pending, self._pending = self._pending, {}
                 self._last_flush = self._now()
-            rows = [{"minute": m, "stage": s, "count": c, "latency_ms_sum": ls, "latency_count": lc}
-                    for (m, s), (c, ls, lc) in pending.items()]
+            rows = [_cell_row(m, s, cell) for (m, s), cell in pending.items()]
             if not rows:
                 return 0
             try:
@@ -167,18 +182,22 @@ class FunnelRecorder:
         self.repo = repo
 
     def record(self, stage: str, at: datetime, latency_ms: float | None = None, count: int = 1) -> None:
-        self.repo.add_funnel_counts([{
-            "minute": minute_of(at), "stage": stage, "count": count,
-            "latency_ms_sum": float(latency_ms or 0.0) * count if latency_ms is not None else 0.0,
-            "latency_count": count if latency_ms is not None else 0,
-        }])
+        row = {"minute": minute_of(at), "stage": stage, "count": count,
+               "latency_ms_sum": float(latency_ms or 0.0) * count if latency_ms is not None else 0.0,
+               "latency_count": count if latency_ms is not None else 0}
+        if latency_ms is not None:
+            row["latency_buckets"] = [0] * LATENCY_BUCKETS
+            row["latency_buckets"][latency_bucket(latency_ms)] = count
+        self.repo.add_funnel_counts([row])
 
 
 class DatabaseSignals:
     """Signals the tower can compute from its own tables (funnel rollups and alerts)."""
 
     NAMES = ("traffic_rpm", "add_to_cart_rate", "conversion_rate", "checkout_attempts_per_min",
-             "checkout_success_rate", "checkout_latency_ms", "page_load_ms", "open_alerts")
+             "checkout_success_rate", "checkout_latency_ms", "checkout_latency_p95_ms", "page_load_ms",
+             "page_load_p95_ms", "open_alerts")
+    _P95 = {"checkout_latency_p95_ms": "checkout_attempt", "page_load_p95_ms": "page_view"}
 
     def __init__(self, repo: TowerRepository, clock: Clock, window_s: int = 900) -> None:
         self.repo, self.clock, self.window_s = repo, clock, window_s
@@ -208,6 +227,14 @@ class DatabaseSignals:
             s, c = lat[stage]
             return s / c if c else None
 
+        p95: dict[str, float | None] = {}
+        asked = {self._P95[n] for n in wanted if n in self._P95}
+        if asked:
+            hist: dict[str, list[int]] = {}
+            for (_, stage), counts in self.repo.funnel_latency(since, now, asked).items():
+                hist[stage] = [a + b for a, b in zip(hist.get(stage, [0] * len(counts)), counts)]
+            p95 = {stage: latency_quantile(counts, 0.95) for stage, counts in hist.items()}
+
         computed = {
             "traffic_rpm": last_minute["page_view"],
             "add_to_cart_rate": ratio("add_to_cart", "product_view"),
@@ -216,7 +243,9 @@ class DatabaseSignals:
             "checkout_success_rate": checkout_success_rate(totals["checkout_attempt"], totals["checkout_succeeded"],
                                                            totals["checkout_refused"]),
             "checkout_latency_ms": mean_latency("checkout_attempt"),
+            "checkout_latency_p95_ms": p95.get("checkout_attempt"),
             "page_load_ms": mean_latency("page_view"),
+            "page_load_p95_ms": p95.get("page_view"),
             "open_alerts": self.repo.count_alerts_since(now - timedelta(seconds=self.window_s)),
         }
         out.update({n: computed[n] for n in wanted})

@@ -136,8 +136,8 @@
       return Object.assign(base, {
         level: rate === null ? "idle" : rate < 0.9 ? "bad" : rate < 0.97 ? "warn" : "ok",
         value: pct(rate),
-        ctx: `${num(s.succeeded, 0)} ok, ${num(s.failed, 0)} failed, mean ${num(s.latency_ms_mean, 0)} ms `
-             + `(last ${d.window_minutes} min)` + (y.attempts ? `; yesterday ${pct(y.success_rate)}` : "")});
+        ctx: `${num(s.succeeded, 0)} ok, ${num(s.failed, 0)} failed, p95 ${num(s.latency_ms_p95, 0)} ms `
+             + `(mean ${num(s.latency_ms_mean, 0)} ms, last ${d.window_minutes} min)` + (y.attempts ? `; yesterday ${pct(y.success_rate)}` : "")});
     },
     function conversion() {
       const base = {signal: "conversion", panel: "funnel", label: "Conversion",
@@ -335,7 +335,8 @@
                        ["success rate (excl. sold out)", pct(s.success_rate)],
                        [y.attempts ? "same hour yesterday" : "same hour yesterday (no checkouts then)",
                         y.attempts ? pct(y.success_rate) : "-"],
-                       ["mean latency", num(s.latency_ms_mean, 1) + " ms"]]),
+                       ["mean latency", num(s.latency_ms_mean, 1) + " ms"],
+                       ["p95 latency", num(s.latency_ms_p95, 1) + " ms"]]),
         chart: {data: {labels: d.minutes.map(hhmm), datasets: [
           {type: "bar", label: "succeeded", data: d.succeeded, backgroundColor: COLORS[1], yAxisID: "y", stack: "c"},
           {type: "bar", label: "refused, sold out", data: d.refused, backgroundColor: "#fcd34d", yAxisID: "y",
@@ -344,11 +345,13 @@
            backgroundColor: COLORS[2], yAxisID: "y", stack: "c"},
           line("mean latency (ms)", d.latency_ms_mean, COLORS[0], {type: "line", yAxisID: "ms", pointRadius: 2,
                                                                    order: -1}),
+          line("p95 latency (ms)", d.latency_ms_p95, COLORS[0], {type: "line", yAxisID: "ms", pointRadius: 2,
+                                                                 borderDash: [5, 4], order: -1}),
         ]}, options: {scales: {x: timeAxis("minute (UTC)", {stacked: true}),
                                y: {stacked: true, beginAtZero: true, ticks: {precision: 0},
                                    title: title("checkouts / min")},
                                ms: {position: "right", beginAtZero: true, grid: {drawOnChartArea: false},
-                                    title: title("mean latency (ms)")}}}},
+                                    title: title("latency (ms)")}}}},
         table: "",
       };
     },
