@@ -531,6 +531,10 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Beacon rollups are group-committed this often (0: write through)."
     )
     tower_signal_window_s: int = Field(default=900, ge=60, description="Window for rate/latency signals.")
+    tower_rollup_retention_days: int = Field(
+        default=35, ge=0, description="The worker deletes funnel rollups (per-minute counts and latency buckets) "
+        "older than this many days, a day of the oldest at a time; 0 keeps them forever. The anomaly monitor "
+        "learns from the last 7 days and the dashboard compares with yesterday, so keep at least 8.")
     tower_analytics_window_days: int = Field(default=30, ge=1, le=366, description="Window of the fulfillment "
                                              "and returns signals (return_rate_<sku>, pack_p90_h_<warehouse> ...).")
     tower_analytics_ttl_s: float = Field(default=60.0, ge=0, description="How long one fulfillment analytics "

@@ -248,3 +248,20 @@ def test_a_failed_flush_keeps_the_rows_and_does_not_fail_the_request():
     buf.add(aggregate_events([(NOW, "page_view", None)] * 2))  # flush fails, no exception
     buf.add(aggregate_events([(NOW, "page_view", None)]))  # flush succeeds with both batches
     assert [(r["stage"], r["count"]) for r in repo.rows] == [("page_view", 3)]
+
+
+def test_rollups_past_their_retention_are_purged_a_day_at_a_time_latency_buckets_included(client):
+    repo = TowerRepository(client.container.engine)
+    minute = NOW.replace(second=0)
+    rows = [{"minute": minute - timedelta(days=d), "stage": "checkout_attempt", "count": 1, "latency_ms_sum": 40.0,
+             "latency_count": 1, "latency_buckets": [0, 0, 0, 1] + [0] * 11} for d in (40, 39, 38, 2, 0)]
+    repo.add_funnel_counts(rows)
+    cutoff = minute - timedelta(days=35)
+    # the first call deletes only the oldest day (the rollups of day 40, with their latency bucket)
+    assert repo.purge_rollups(cutoff) == 2
+    assert repo.purge_rollups(cutoff) == 2 and repo.purge_rollups(cutoff) == 2
+    assert repo.purge_rollups(cutoff) == 0  # nothing older than the retention is left
+    kept = repo.funnel_series(minute - timedelta(days=50), minute + timedelta(minutes=1))
+    assert [r["minute"] for r in kept] == [minute - timedelta(days=2), minute]
+    hist = repo.funnel_latency(minute - timedelta(days=50), minute + timedelta(minutes=1))
+    assert sorted(m for m, _ in hist) == [minute - timedelta(days=2), minute]

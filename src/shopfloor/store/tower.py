@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Engine, and_, delete, func, select
@@ -231,6 +231,25 @@ class TowerRepository:
             q = q.where(listing_flags.c.kind == kind)
         with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             return [_jsonable_row(r) for r in conn.execute(q).mappings()]
+
+    def purge_rollups(self, before: datetime, max_span: timedelta = timedelta(days=1)) -> int:
+        """Delete the funnel rollups (counts and latency buckets) of minutes before ``before``: at most
+        ``max_span`` from the oldest minute per call, so that the first purge of a long history holds the write
+        lock briefly and the rest follow on later calls. Returns the rows deleted (0 when nothing is that old)."""
+        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            oldest = conn.execute(select(func.min(funnel_minutes.c.minute))).scalar()
+            oldest_hist = conn.execute(select(func.min(funnel_latency.c.minute))).scalar()
+        starts = [m for m in (oldest, oldest_hist) if m is not None]
+        if not starts:
+            return 0
+        start = min(m if m.tzinfo else m.replace(tzinfo=before.tzinfo) for m in starts)
+        if start >= before:
+            return 0
+        cutoff = min(before, start + max_span)
+        with self.engine.begin() as conn:
+            n = conn.execute(delete(funnel_latency).where(funnel_latency.c.minute < cutoff)).rowcount
+            n += conn.execute(delete(funnel_minutes).where(funnel_minutes.c.minute < cutoff)).rowcount
+        return n
 
     def purge_expired(self, now: datetime) -> int:
         with self.engine.begin() as conn:
