@@ -244,3 +244,15 @@ def test_scale_replica_bounds_must_be_whole_numbers_in_range(bound, value):
         parse_rules(_doc(actions=[{"type": "scale", bound: value}]))
     assert err.value.field == f"actions[0].{bound}" and "whole number from 0 to 10,000" in str(err.value)
 
+
+
+def test_the_example_slow_checkout_rule_watches_the_tail_not_the_mean():
+    from pathlib import Path
+
+    ruleset = load_rules_file(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
+    slow = next(r for r in ruleset.rules if r.name == "checkout_slow")
+    # a healthy mean with a slow tail fires; a slow tail on a trickle of checkouts does not
+    assert slow.condition.evaluate({"checkout_latency_p95_ms": 950.0, "checkout_latency_ms": 120.0,
+                                    "checkout_attempts_per_min": 40})
+    assert not slow.condition.evaluate({"checkout_latency_p95_ms": 950.0, "checkout_attempts_per_min": 2})
+    assert not slow.condition.evaluate({"checkout_latency_p95_ms": 300.0, "checkout_attempts_per_min": 40})
