@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, default=0, help="also print the scored days in blocks of this many days")
     args = ap.parse_args(argv)
     panel = load_demand_panel(args.history)
-    extra = EngineTuning.from_text(args.tuning) if args.tuning else None
-    over = {k: getattr(extra, k) for k in args.tuning and [p.split("=")[0].strip() for p in args.tuning.split(",")]}
+    # the --tuning keys, read as their fields' types, laid over each setting
+    named = [pair.split("=")[0].strip() for pair in args.tuning.split(",")] if args.tuning.strip() else []
+    parsed = EngineTuning.from_text(args.tuning)
+    over = {k: getattr(parsed, k) for k in named}
     if args.fixed_alpha:
         runs = [(f"fixed_alpha={a}", pinned(float(a))) for a in args.fixed_alpha.split(",")]
     else:

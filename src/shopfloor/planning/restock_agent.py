@@ -174,7 +174,7 @@ class ReplenishmentAgent:
                     raise AgentInputError(f"catalog.{sku}.category", "expected a string")
         history = obj.get("history")
         rows: list[tuple[date, str, float]] = []
-        skipped = 0
+        negative_rows = 0
         if history is not None:
             if self.days > 0:
                 raise AgentInputError("history", "only the first line may carry history")
@@ -192,11 +192,11 @@ class ReplenishmentAgent:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
                 units = _number(row["units"], f"{where}.units", integer=False, negative=True)
                 if units < 0:  # a cancellation or return: netted against the same SKU-day in _replay
-                    skipped += 1
+                    negative_rows += 1
                 rows.append((d, str(row["sku"]), units))
         # --- the line is valid: change state ---
         self.returns_read_as_zero += returns[0]
-        self.history_return_rows += skipped
+        self.history_return_rows += negative_rows
         before = len(self._managed)
         if catalog is not None:
             self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
