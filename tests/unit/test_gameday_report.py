@@ -67,9 +67,13 @@ def test_a_live_authorization_on_an_order_that_ended_unpaid_is_a_failed_check():
 
 def test_any_failed_check_fails_the_game_day():
     result = GameDayResult("sqlite", 10, 2, checks={"lost": 0, "oversold": 0})
-    assert result.passed and result.to_dict()["passed"]
+    assert result.passed and result.to_dict()["passed"] and result.to_dict()["scenario"] == "checkout"
     result.checks["double_captures"] = 1
     assert not result.passed
+
+
+def test_a_game_day_that_ran_no_checks_has_not_passed():
+    assert not GameDayResult("sqlite", 10, 2).passed
 
 
 def test_the_example_schedule_loads_in_time_order():

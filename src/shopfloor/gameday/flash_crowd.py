@@ -29,12 +29,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..runtime import ServerProcess, SimulatorProcess, WorkerProcess
 from .checks import stock_snapshot, verify_store
 from .harness import drain_and_check, ledger_anomalies, simulator_env
-from .report import _percentile
+from .report import ChecksVerdict, _percentile
 from .seed import ensure_fresh_store, seed_bench_store
 
 #: The checks that must all be 0.
@@ -102,7 +102,9 @@ class _Shopper:
 
 
 @dataclass
-class FlashCrowdResult:
+class FlashCrowdResult(ChecksVerdict):
+    scenario: ClassVar[str] = "flash_crowd"
+
     database: str
     config: dict[str, Any]
     units: int = 0
@@ -116,15 +118,6 @@ class FlashCrowdResult:
     totals: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, int] = field(default_factory=dict)
     drain: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return all(v == 0 for v in self.checks.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return {**asdict(self), "passed": self.passed}
 
 
 # --- a small HTTP/1.1 client: keep-alive connections, one request at a time each ------------------------------

@@ -36,7 +36,9 @@ class ChecksVerdict:
 
 
 @dataclass
-class GameDayResult:
+class GameDayResult(ChecksVerdict):
+    scenario: ClassVar[str] = "checkout"
+
     database: str
     seconds: float
     shoppers: int
@@ -49,13 +51,6 @@ class GameDayResult:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     #: With a slow webhook subscriber: what the fast and the slow subscriber received (see gameday.subscribers).
     subscribers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return all(v == 0 for v in self.checks.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
 
 
 
