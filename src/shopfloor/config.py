@@ -350,6 +350,18 @@ class Settings(BaseSettings):
     capacity_min_replicas: int = Field(default=2, ge=1)
     capacity_max_replicas: int = Field(default=50, ge=1)
     capacity_history_days: int = Field(default=8, ge=1, description="Request rollups read for the plan.")
+    capacity_rollup_retention_days: int = Field(
+        default=90, ge=0, description="The worker deletes per-minute request rollups older than this many days, "
+        "a day of the oldest at a time; 0 keeps them forever. At least capacity_history_days when set.")
+
+    @field_validator("capacity_rollup_retention_days")
+    @classmethod
+    def _keep_what_the_plan_reads(cls, days: int, info: ValidationInfo) -> int:
+        history = info.data.get("capacity_history_days")
+        if days and history is not None and days < history:
+            raise ValueError(f"must be 0 (keep) or at least capacity_history_days ({history}): the plan reads that "
+                             "many days of request rollups")
+        return days
     capacity_deployment: str = Field(default="shopfloor-api")
     capacity_namespace: str = Field(default="shopfloor")
     capacity_prometheus_url: str = Field(default="http://prometheus-operated.monitoring.svc:9090")

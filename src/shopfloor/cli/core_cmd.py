@@ -165,8 +165,8 @@ def serve(
 def worker(
     once: bool = typer.Option(False, "--once", help="Process until the queue is empty, then exit."),
 ) -> None:
-    """Deliver outbox events, sweep expired reservations, put inspected returns back on hand, delete funnel
-    rollups older than SHOPFLOOR_TOWER_ROLLUP_RETENTION_DAYS.
+    """Deliver outbox events, sweep expired reservations, put inspected returns back on hand, delete funnel and
+    request rollups past SHOPFLOOR_TOWER_ROLLUP_RETENTION_DAYS and SHOPFLOOR_CAPACITY_ROLLUP_RETENTION_DAYS.
 
     Events are delivered at least once and deduplicated by their consumers."""
     from datetime import timedelta
@@ -174,14 +174,17 @@ def worker(
     from ..bootstrap import build_container, build_integrations, build_worker
     from ..orders import release_expired_reservations
     from ..promise.service import promise_service
+    from ..store.capacity import purge_request_rollups
     from ..store.tower import TowerRepository
 
     def sweep() -> None:
         release_expired_reservations(c.engine, c.clock)
         promise_service(c).store.apply_due_restocks(c.clock.now())
+        now = c.clock.now()
         if settings.tower_rollup_retention_days:
-            TowerRepository(c.engine).purge_rollups(
-                c.clock.now() - timedelta(days=settings.tower_rollup_retention_days))
+            TowerRepository(c.engine).purge_rollups(now - timedelta(days=settings.tower_rollup_retention_days))
+        if settings.capacity_rollup_retention_days:
+            purge_request_rollups(c.engine, now - timedelta(days=settings.capacity_rollup_retention_days))
 
     settings = load_settings()
     upgrade_or_fail(settings.database_url)

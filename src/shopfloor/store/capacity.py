@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
 from sqlalchemy import Connection, Engine, func, select
 
 from .capacity_tables import request_minutes
 from .engine import dialect_insert
+from .retention import purge_minutes_before
 from .tables import order_lines, orders
 
 
@@ -52,6 +53,11 @@ def record_requests(
         bind,
         [{"minute": minute, "route": route, "count": count, "errors": errors, "latency_ms_sum": latency_ms_sum}],
     )
+
+
+def purge_request_rollups(engine: Engine, before: datetime, max_span: timedelta = timedelta(days=1)) -> int:
+    """Delete request rollups of minutes before ``before``, at most ``max_span`` of the oldest per call."""
+    return purge_minutes_before(engine, (request_minutes,), before, max_span)
 
 
 def record_request_batch(bind: Engine | Connection, rollups: Iterable[Mapping]) -> int:

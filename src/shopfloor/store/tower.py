@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import Engine, and_, delete, func, select
 from .analytics_tables import listing_flags
 from .engine import dialect_insert
+from .retention import purge_minutes_before
 from .orders_repo import enqueue_event
 from .tower_tables import (
     LE_INF_MS,
@@ -233,23 +234,9 @@ class TowerRepository:
             return [_jsonable_row(r) for r in conn.execute(q).mappings()]
 
     def purge_rollups(self, before: datetime, max_span: timedelta = timedelta(days=1)) -> int:
-        """Delete the funnel rollups (counts and latency buckets) of minutes before ``before``: at most
-        ``max_span`` from the oldest minute per call, so that the first purge of a long history holds the write
-        lock briefly and the rest follow on later calls. Returns the rows deleted (0 when nothing is that old)."""
-        with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
-            oldest = conn.execute(select(func.min(funnel_minutes.c.minute))).scalar()
-            oldest_hist = conn.execute(select(func.min(funnel_latency.c.minute))).scalar()
-        starts = [m for m in (oldest, oldest_hist) if m is not None]
-        if not starts:
-            return 0
-        start = min(m if m.tzinfo else m.replace(tzinfo=before.tzinfo) for m in starts)
-        if start >= before:
-            return 0
-        cutoff = min(before, start + max_span)
-        with self.engine.begin() as conn:
-            n = conn.execute(delete(funnel_latency).where(funnel_latency.c.minute < cutoff)).rowcount
-            n += conn.execute(delete(funnel_minutes).where(funnel_minutes.c.minute < cutoff)).rowcount
-        return n
+        """Delete the funnel rollups (counts and latency buckets) of minutes before ``before``, at most
+        ``max_span`` of the oldest per call (see :func:`~shopfloor.store.retention.purge_minutes_before`)."""
+        return purge_minutes_before(self.engine, (funnel_latency, funnel_minutes), before, max_span)
 
     def purge_expired(self, now: datetime) -> int:
         with self.engine.begin() as conn:
