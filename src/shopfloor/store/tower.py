@@ -49,6 +49,9 @@ class TowerRepository:
                 "latency_count": funnel_minutes.c.latency_count + stmt.excluded.latency_count,
             },
         )
+        # In primary-key order, so two processes flushing the same minutes lock their rows in the same order
+        # (PostgreSQL would otherwise deadlock one of them; its rows would wait for the next flush).
+        rows.sort(key=lambda r: (r["minute"], r["stage"]))
         buckets = [{"minute": r["minute"], "stage": r["stage"], "le_ms": _LE_MS[i], "count": int(c)}
                    for r in rows if r.get("latency_buckets") for i, c in enumerate(r["latency_buckets"]) if c]
         with self.engine.begin() as conn:
