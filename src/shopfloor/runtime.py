@@ -79,11 +79,28 @@ def _log_tail(path: Path | None, lines: int = 1) -> str:
 
 
 _HANDED_OUT: set[int] = set()
+#: Where :func:`free_port` picks by default: just below the kernel's ephemeral range, above the fixed ports the
+#: project's own layouts default to (the regions' 25400.. block and the like).
+_PICK_LOW = 30500
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux: ``ip_local_port_range``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    """A free local port: the kernel's pick, or the first free one in ``SHOPFLOOR_FREE_PORTS`` ("LOW-HIGH") when set
-    (a shared machine where each user keeps to a range)."""
+    """A free local port for a child to listen on: the first free one in ``SHOPFLOOR_FREE_PORTS`` ("LOW-HIGH") when
+    set (a shared machine where each user keeps to a range), else a random free one between 30500 and the start of
+    the kernel's ephemeral range.
+
+    Not the kernel's own pick (binding port 0): that comes from the ephemeral range, which every outgoing
+    connection on the machine draws from too, so in the seconds before the child binds it, a client socket of
+    another process can take it ("Address already in use"). Where the ephemeral range leaves no room below it,
+    the kernel's pick it is."""
     span = os.environ.get("SHOPFLOOR_FREE_PORTS")
     if span:
         low, high = (int(x) for x in span.split("-", 1))
@@ -94,6 +111,16 @@ def free_port() -> int:
                 _HANDED_OUT.add(port)
                 return port
         raise RuntimeError(f"no free port in SHOPFLOOR_FREE_PORTS={span}")
+    high = _ephemeral_low() - 1
+    if high - _PICK_LOW >= 256:
+        import random
+
+        pick = random.SystemRandom()
+        for _ in range(200):
+            port = pick.randint(_PICK_LOW, high)
+            if port not in _HANDED_OUT and not port_in_use("127.0.0.1", port):
+                _HANDED_OUT.add(port)
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
