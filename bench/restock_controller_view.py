@@ -11,8 +11,10 @@ Diagnostics (none of them is a policy a store could run):
   same controller does when it knows its fill;
 - ``--fixed-alpha A,B`` holds the common quantile level at each value for the whole run (no control): with
   several values, the level a store would have needed in hindsight;
-- ``--blocks N`` prints the scored days in blocks of N days: demand per day, true fill, the controller's view, the
-  median level and the forecast made the evening before over the demand that came.
+- ``--blocks N`` prints the scored days in blocks of N days: demand per day and on the block's busiest day, the
+  share of the block's excess demand (each SKU's over its mean of the 28 days before) carried by its top 10 SKUs,
+  true fill, the controller's view, the median level and the forecast made the evening before over the demand
+  that came.
 
     PYTHONPATH=src python bench/prepare_uci_restock.py --out /tmp/uci_next200.csv.gz --skip 200
     PYTHONPATH=src python bench/restock_controller_view.py --history /tmp/uci_next200.csv.gz --test-days 182
@@ -85,8 +87,15 @@ def run(panel, target: float, tuning: EngineTuning, test_days: int, warmup: int 
         for b in range(warmup, len(d), block):
             x = d[b:b + block]
             fc = d[b - 1:b - 1 + len(x), 5].sum()  # each day's forecast was made the evening before
-            rows.append({"from": str(panel.dates[int(x[0, 0])].date()), "days": len(x),
+            t0, t1 = int(x[0, 0]), int(x[-1, 0]) + 1
+            # each SKU's demand over the block against its mean over the 28 days before, per day
+            excess = np.maximum(panel.demand[:, t0:t1].sum(axis=1)
+                                - panel.demand[:, t0 - 28:t0].mean(axis=1) * (t1 - t0), 0.0)
+            rows.append({"from": str(panel.dates[t0].date()), "days": len(x),
                          "demand_per_day": round(float(x[:, 1].mean()), 1),
+                         "max_day_demand": round(float(x[:, 1].max()), 1),
+                         "top10_share_of_excess": (round(float(np.sort(excess)[-10:].sum() / excess.sum()), 3)
+                                                   if excess.sum() > 0 else None),
                          "fill": round(float(x[:, 2].sum() / x[:, 1].sum()), 4),
                          "view": round(float(x[:, 2].sum() / x[:, 3].sum()), 4),
                          "alpha_median": round(float(np.median(x[:, 4])), 5),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -113,8 +114,6 @@ def free_port() -> int:
         raise RuntimeError(f"no free port in SHOPFLOOR_FREE_PORTS={span}")
     high = _ephemeral_low() - 1
     if high - _PICK_LOW >= 256:
-        import random
-
         pick = random.SystemRandom()
         for _ in range(200):
             port = pick.randint(_PICK_LOW, high)

@@ -48,3 +48,11 @@ def test_nothing_counted_has_no_quantile_and_bad_arguments_are_refused():
         latency_quantile(counts(le_100=1), 1.0)
     with pytest.raises(ValueError, match="bucket counts"):
         latency_quantile([1, 2], 0.5)
+
+
+def test_histograms_add_up_bucket_by_bucket_and_a_missing_one_adds_nothing():
+    from shopfloor.tower.funnel import sum_latency_buckets
+
+    assert sum_latency_buckets([counts(le_100=2), None, [], counts(le_100=1, le_inf=4)]) == \
+        counts(le_100=3, le_inf=4)
+    assert sum_latency_buckets([]) == [0] * LATENCY_BUCKETS

@@ -180,11 +180,16 @@ def worker(
     def sweep() -> None:
         release_expired_reservations(c.engine, c.clock)
         promise_service(c).store.apply_due_restocks(c.clock.now())
-        now = c.clock.now()
+
+    def purge_rollups() -> int:
+        """Rollups past their retention, a day of the oldest per table kind; the rows deleted."""
+        now, deleted = c.clock.now(), 0
         if settings.tower_rollup_retention_days:
-            TowerRepository(c.engine).purge_rollups(now - timedelta(days=settings.tower_rollup_retention_days))
+            deleted += TowerRepository(c.engine).purge_rollups(
+                now - timedelta(days=settings.tower_rollup_retention_days))
         if settings.capacity_rollup_retention_days:
-            purge_request_rollups(c.engine, now - timedelta(days=settings.capacity_rollup_retention_days))
+            deleted += purge_request_rollups(c.engine, now - timedelta(days=settings.capacity_rollup_retention_days))
+        return deleted
 
     settings = load_settings()
     upgrade_or_fail(settings.database_url)
@@ -194,6 +199,7 @@ def worker(
     metrics_server = _serve_worker_metrics(c) if not once else None
     if once:
         sweep()
+        purge_rollups()
         n = w.drain()
         dispatcher.drain()
         console.print(f"processed {n} events")
@@ -209,16 +215,25 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     last_sweep = 0.0
     last_tower = 0.0
+    next_purge = 0.0
     rules_file, tower_loop = _tower_loop(c)
 
     def tick() -> None:
-        nonlocal last_sweep, last_tower
+        nonlocal last_sweep, last_tower, next_purge
         if time.monotonic() - last_sweep >= settings.sweep_interval_s:
             try:
                 sweep()
             except Exception as exc:  # noqa: BLE001 - e.g. a lost connection: sweep again next time, keep delivering
                 err_console.print(f"[yellow]sweep failed:[/] {type(exc).__name__}: {exc}")
             last_sweep = time.monotonic()
+        if time.monotonic() >= next_purge:
+            # once a minute, or at the next sweep while a long history is still being cut down a day at a time
+            try:
+                more = purge_rollups() > 0
+            except Exception as exc:  # noqa: BLE001 - retention must never stop deliveries
+                err_console.print(f"[yellow]rollup purge failed:[/] {type(exc).__name__}: {exc}")
+                more = False
+            next_purge = time.monotonic() + (settings.sweep_interval_s if more else 60.0)
         if time.monotonic() - last_tower >= settings.tower_rules_interval_s:
             last_tower = time.monotonic()
             try:

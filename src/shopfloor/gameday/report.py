@@ -53,7 +53,6 @@ class GameDayResult(ChecksVerdict):
     subscribers: dict[str, Any] = field(default_factory=dict)
 
 
-
 def _percentile(values: list[float], q: float) -> float | None:
     value = percentile(values, q)
     return None if value is None else round(value, 1)

@@ -8,8 +8,8 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import Engine, and_, delete, func, select
 from .analytics_tables import listing_flags
 from .engine import dialect_insert
-from .retention import purge_minutes_before
 from .orders_repo import enqueue_event
+from .retention import purge_minutes_before
 from .tower_tables import (
     LE_INF_MS,
     alerts,

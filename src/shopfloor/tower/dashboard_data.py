@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..store.tower import TowerRepository
-from .funnel import LATENCY_BUCKETS, SERVER_STAGES, STOREFRONT_STAGES, latency_quantile, minute_of
+from .funnel import SERVER_STAGES, STOREFRONT_STAGES, latency_quantile, minute_of, sum_latency_buckets
 
 FUNNEL_ORDER = ("page_view", "product_view", "add_to_cart", "checkout_started", "checkout_attempt",
                 "checkout_succeeded", "order_confirmed")
@@ -49,8 +49,7 @@ def funnel_series(repo: TowerRepository, now: datetime, minutes: int = 60,
         s = stage_series(stage)
         p95 = latency_quantile(counts, 0.95)
         s["latency_ms_p95"][i] = round(p95, 2) if p95 is not None else None
-        total = s.setdefault("latency_buckets", [0] * LATENCY_BUCKETS)
-        s["latency_buckets"] = [a + b for a, b in zip(total, counts)]
+        s["latency_buckets"] = sum_latency_buckets([s.get("latency_buckets"), counts])
     return {"minutes": [m.isoformat() for m in axis], "series": series}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from datetime import datetime
-from typing import Sequence
+from typing import Iterable, Sequence
 
 STOREFRONT_STAGES = ("page_view", "product_view", "add_to_cart", "checkout_started")
 # Server-side stages the app records through FunnelRecorder (names shared with the dashboard JSON).
@@ -33,6 +33,16 @@ LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 def latency_bucket(latency_ms: float) -> int:
     """Index of the bucket ``latency_ms`` falls in (the last one: slower than every bound)."""
     return bisect_left(LATENCY_BOUNDS_MS, latency_ms)
+
+
+def sum_latency_buckets(histograms: Iterable[Sequence[int] | None]) -> list[int]:
+    """Bucket counts summed over several histograms (minutes, processes): a longer window's histogram. An empty
+    or missing histogram (a stage with no latency yet) adds nothing."""
+    total = [0] * LATENCY_BUCKETS
+    for counts in histograms:
+        if counts:
+            total = [a + b for a, b in zip(total, counts)]
+    return total
 
 
 def latency_quantile(counts: Sequence[int], q: float) -> float | None:

@@ -40,7 +40,14 @@ from .actions import (
     WarmCachesAction,
 )
 from .fulfillment_signals import FulfillmentSignals
-from .funnel import LATENCY_BUCKETS, checkout_success_rate, latency_bucket, latency_quantile, minute_of
+from .funnel import (
+    LATENCY_BUCKETS,
+    checkout_success_rate,
+    latency_bucket,
+    latency_quantile,
+    minute_of,
+    sum_latency_buckets,
+)
 from .rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -149,7 +156,7 @@ class FunnelBuffer:
             cell[1] += r["latency_ms_sum"]
             cell[2] += r["latency_count"]
             if r.get("latency_buckets"):
-                cell[3] = [a + b for a, b in zip(cell[3] or [0] * LATENCY_BUCKETS, r["latency_buckets"])]
+                cell[3] = sum_latency_buckets([cell[3], r["latency_buckets"]])
 
     def flush(self) -> int:
         """Write everything pending now; returns the number of rollup rows written."""
@@ -230,10 +237,9 @@ class DatabaseSignals:
         p95: dict[str, float | None] = {}
         asked = {self._P95[n] for n in wanted if n in self._P95}
         if asked:
-            hist: dict[str, list[int]] = {}
-            for (_, stage), counts in self.repo.funnel_latency(since, now, asked).items():
-                hist[stage] = [a + b for a, b in zip(hist.get(stage, [0] * len(counts)), counts)]
-            p95 = {stage: latency_quantile(counts, 0.95) for stage, counts in hist.items()}
+            minutes = self.repo.funnel_latency(since, now, asked)
+            p95 = {stage: latency_quantile(sum_latency_buckets(c for (_, s), c in minutes.items() if s == stage), 0.95)
+                   for stage in asked}
 
         computed = {
             "traffic_rpm": last_minute["page_view"],
