@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from shopfloor.planning.restock import CatalogEntry, PolicyBook, StockPosition, order_shortfall
-from shopfloor.planning.restock_agent import ReplenishmentAgent
+from shopfloor.planning.restock_agent import MAX_HISTORY_DAYS, ReplenishmentAgent
 from shopfloor.planning.restock_backtest import (
     DemandPanel,
     bisect_baseline_z,
@@ -241,6 +241,74 @@ def test_history_rows_are_checked_field_by_field():
     out = agent.handle_line(_day(DAY0 + timedelta(days=5), history=[{"date": "2024-01-09", "sku": "A", "units": 1}]))
     assert out["error"]["field"] == "history[0].date"
     assert agent.days == 0  # nothing was applied
+
+
+def test_history_rows_more_than_ten_years_back_are_counted_not_read():
+    """A row dated 0001-01-01 by mistake would make the replay span two thousand years of days."""
+    first = DAY0 + timedelta(days=40)
+    history = [{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "A", "units": 3 + i % 4} for i in range(40)]
+    ancient = [{"date": "0001-01-01", "sku": "A", "units": 500},
+               {"date": (first - timedelta(days=MAX_HISTORY_DAYS + 1)).isoformat(), "sku": "B", "units": 9}]
+    line = dict(sales={"A": 4}, on_hand={"A": 6}, catalog={"A": {"category": "tea"}})
+    plain, with_ancient = ReplenishmentAgent(), ReplenishmentAgent()
+    expected = plain.handle_line(_day(first, history=history, **line))
+    got = with_ancient.handle_line(_day(first, history=ancient + history, **line))
+    assert got == expected and "orders" in got
+    assert with_ancient.history_rows_too_old == 2 and plain.history_rows_too_old == 0
+    kept = [{"date": (first - timedelta(days=MAX_HISTORY_DAYS)).isoformat(), "sku": "A", "units": 1}]
+    edge = ReplenishmentAgent()
+    edge.handle_line(_day(first, history=kept + history, **line))
+    assert edge.history_rows_too_old == 0  # ten years back to the day is still read
+
+
+AGENT_HOSTILE_VALUES = [None, "", "x" * 5000, "a\u0000b", -1, 0, 1.5, 1e308, -1e308, 2**63, 2**64, True, [], {},
+                        [1], {"a": 1}, "2026-13-45", "9999-12-31", "0001-01-01"]
+
+
+def _places(doc, at=()):
+    yield at
+    children = doc.items() if isinstance(doc, dict) else enumerate(doc[:2]) if isinstance(doc, list) else ()
+    for key, value in children:
+        yield from _places(value, at + (key,))
+
+
+def _with(doc, at, value=None, *, drop=False):
+    if not at:
+        return value
+    out = json.loads(json.dumps(doc))
+    parent = out
+    for key in at[:-1]:
+        parent = parent[key]
+    if drop:
+        del parent[at[-1]]
+    else:
+        parent[at[-1]] = value
+    return out
+
+
+def test_a_hostile_or_missing_value_anywhere_in_a_line_is_answered_and_the_agent_goes_on():
+    """Every place of a first line (history included), replaced by a hostile value or left out: the agent answers
+    with orders or an error naming a field, never raises, and still answers the next day with whole positive
+    orders."""
+    first = DAY0 + timedelta(days=40)
+    doc = json.loads(_day(first, sales={"A": 3, "B": 0}, on_hand={"A": 5, "B": 0}, on_order={"A": 2},
+                          catalog={"A": {"category": "tea", "price": 1.5}, "B": {"category": "mugs", "price": 2}},
+                          history=[{"date": (DAY0 + timedelta(days=i)).isoformat(), "sku": "AB"[i % 2],
+                                    "units": i % 5} for i in range(40)]))
+    answered = 0
+    for at in list(_places(doc)):
+        lines = [_with(doc, at, v) for v in AGENT_HOSTILE_VALUES] + ([_with(doc, at, drop=True)] if at else [])
+        for line in lines:
+            agent = ReplenishmentAgent(fill_rate=0.95, lead_time=7)
+            for text in (json.dumps(line), _day(date(9999, 12, 31), sales={"A": 1}, on_hand={"A": 1})):
+                out = agent.handle_line(text)
+                answered += 1
+                assert ("orders" in out) != ("error" in out), (at, out)
+                if "error" in out:
+                    assert out["error"]["field"], (at, out)
+                else:
+                    assert all(isinstance(q, int) and q > 0 for q in out["orders"].values()), (at, out)
+    assert answered > 1000
 
 
 def test_review_days_place_orders_only_on_review_days():

@@ -87,7 +87,7 @@ def agent_cmd(
     from dataclasses import replace
 
     from ..planning.restock import PolicyBook, check_fill_rate
-    from ..planning.restock_agent import ReplenishmentAgent
+    from ..planning.restock_agent import MAX_HISTORY_DAYS, ReplenishmentAgent
 
     try:
         book = PolicyBook.load(policy) if policy is not None else PolicyBook()
@@ -109,12 +109,17 @@ def agent_cmd(
                                moq=moq, pack_size=pack)
     out = sys.stdout
     told = 0
-    told_fractions = False
+    told_fractions = told_too_old = False
     for line in sys.stdin:
         if not line.strip():
             continue
         out.write(json.dumps(agent.handle_line(line), separators=(",", ":")) + "\n")
         out.flush()
+        if agent.history_rows_too_old and not told_too_old:
+            err_console.print(f"restock agent: {agent.history_rows_too_old} history row(s) dated more than "
+                              f"{MAX_HISTORY_DAYS} days before the first day were not read",
+                              soft_wrap=True, highlight=False)
+            told_too_old = True
         if agent.fractional_skus and not told_fractions:
             err_console.print(f"restock agent: fractional units on {agent.fractional_skus} SKU(s): demand is read "
                               "in whole units of each SKU's measure, rounded on its running total; orders are "

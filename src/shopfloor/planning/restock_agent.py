@@ -20,7 +20,8 @@ that day (an order cancelled the day it was placed was no demand: a wholesale or
 later read as nothing, not as a spike the spread and the global model would remember for months), and a SKU-day whose
 net is below zero reads as 0 (a return of an earlier sale is not negative demand). The agent counts both
 (``returns_read_as_zero``, ``history_return_rows``) and the command reports them on stderr. Negative ``on_hand`` or
-``on_order`` is refused.
+``on_order`` is refused. History rows more than ``MAX_HISTORY_DAYS`` (about ten years) before the first day are not
+read, and counted (``history_rows_too_old``).
 
 Fractional units (goods sold by weight or volume, or any other measure): the engine models demand in whole units
 of the SKU's own measure (a kilogram, a litre). A SKU's fractional sales reach it rounded on the running total
@@ -73,6 +74,11 @@ def _date(value: Any, field: str) -> date:
 #: The most units one SKU may sell, hold or have on order in a day: past it a value is a data error (a price or an
 #: id in the units column), and the engine's quantile search would grind on numbers no shelf holds.
 MAX_UNITS = 1e9
+#: History rows dated more than this many days (about ten years) before the first day are not read: the engine's
+#: longest memory is a year and a quarter (the global model's same-days-a-year-earlier features), and a history block
+#: spans every day from its oldest row (a row dated 0001-01-01 by mistake would ask for two thousand years of days).
+#: They are counted (``history_rows_too_old``) and the command reports them on stderr.
+MAX_HISTORY_DAYS = 3653
 
 
 def _number(value: Any, field: str, *, integer: bool = True, negative: bool = False,
@@ -128,6 +134,7 @@ class ReplenishmentAgent:
         # Returns: negative sales of a day read as 0; negative history rows net against the same SKU-day.
         self.returns_read_as_zero = 0
         self.history_return_rows = 0
+        self.history_rows_too_old = 0
         # Fractional units: per SKU, the running total of its true sales and of the whole units the engine saw.
         self._true_total: dict[str, float] = {}
         self._seen_total: dict[str, int] = {}
@@ -175,6 +182,7 @@ class ReplenishmentAgent:
         history = obj.get("history")
         rows: list[tuple[date, str, float]] = []
         negative_rows = 0
+        too_old = 0
         if history is not None:
             if self.days > 0:
                 raise AgentInputError("history", "only the first line may carry history")
@@ -191,12 +199,16 @@ class ReplenishmentAgent:
                 if d >= day:
                     raise AgentInputError(f"{where}.date", f"{d} is not before the first day {day}")
                 units = _number(row["units"], f"{where}.units", integer=False, negative=True)
+                if (day - d).days > MAX_HISTORY_DAYS:
+                    too_old += 1
+                    continue
                 if units < 0:  # a cancellation or return: netted against the same SKU-day in _replay
                     negative_rows += 1
                 rows.append((d, str(row["sku"]), units))
         # --- the line is valid: change state ---
         self.returns_read_as_zero += returns[0]
         self.history_return_rows += negative_rows
+        self.history_rows_too_old += too_old
         before = len(self._managed)
         if catalog is not None:
             self.catalog.update({str(k): dict(v) for k, v in catalog.items()})
@@ -281,4 +293,4 @@ class ReplenishmentAgent:
         return {eng.skus[i]: int(qty[i]) for i in hit}
 
 
-__all__ = ["AgentInputError", "ReplenishmentAgent"]
+__all__ = ["AgentInputError", "MAX_HISTORY_DAYS", "ReplenishmentAgent"]
