@@ -61,6 +61,57 @@ def test_bad_traces_raise_an_error_naming_the_field(tmp_path, content, field):
     assert err.value.field == field
 
 
+@pytest.mark.parametrize("start", ["2024-03-09 05:00", "2024-11-02 04:00"], ids=["spring-forward", "fall-back"])
+def test_a_trace_logged_in_local_wall_clock_time_reads_the_same_across_a_clock_change_as_in_utc(tmp_path, start):
+    """Spring: the skipped hour is simply absent from the file. Autumn: the repeated hour is written twice, in
+    order, and the row order tells the two apart."""
+    utc = pd.date_range(start, periods=3 * 1440, freq="min", tz="UTC")
+    counts = (np.arange(len(utc)) % 97).astype(float)
+    local = utc.tz_convert("America/New_York").tz_localize(None)
+    path = tmp_path / "local.csv"
+    pd.DataFrame({"minute": local.strftime("%Y-%m-%d %H:%M:%S"), "count": counts}).to_csv(path, index=False)
+    series = read_request_trace(path, tz="America/New_York")
+    assert series.index.equals(utc) and series.tolist() == counts.tolist()
+
+
+def test_a_trace_with_utc_offsets_or_epoch_times_reads_the_same_whatever_the_zone_option(tmp_path):
+    utc = pd.date_range("2024-11-02 04:00", periods=2000, freq="min", tz="UTC")
+    counts = (np.arange(len(utc)) % 13).astype(float)
+    written = {
+        "offsets": utc.tz_convert("America/New_York").strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "z": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "epoch-s": utc.asi8 // 10**9,
+        "epoch-ms": utc.asi8 // 10**6,
+    }
+    for name, minutes in written.items():
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"minute": minutes, "count": counts}).to_csv(path, index=False)
+        series = read_request_trace(path, tz="Europe/Berlin")  # ignored: the times say where they are
+        assert series.index.equals(utc), name
+        assert series.tolist() == counts.tolist(), name
+
+
+@pytest.mark.parametrize(
+    "rows, needle",
+    [
+        (["2024-03-10 01:59:00", "2024-03-10 02:30:00"],
+         "row 3 ('2024-03-10 02:30:00') does not exist in America/New_York"),
+        (["2024-11-03 00:59:00", "2024-11-03 01:30:00", "2024-11-03 02:00:00"],
+         "row 3 ('2024-11-03 01:30:00') occurs twice in America/New_York"),
+        (["2024-01-01T00:00:00Z", "2024-01-01 00:01:00"], "row 3 ('2024-01-01 00:01:00') has no UTC offset"),
+        (["0", "1"], "Unix epoch seconds or milliseconds"),
+        (["1900-01-01 00:00:00", "2024-01-01 00:00:00"], "more than 1,052,640 (two years)"),
+    ],
+    ids=["nonexistent", "ambiguous-once", "mixed-offsets", "small-numbers", "stray-timestamp"],
+)
+def test_minutes_that_cannot_be_placed_in_time_are_refused_naming_the_row(tmp_path, rows, needle):
+    path = tmp_path / "t.csv"
+    path.write_text("minute,count\n" + "".join(f"{r},1\n" for r in rows))
+    with pytest.raises(TraceError) as err:
+        read_request_trace(path, tz="America/New_York")
+    assert err.value.field == "minute" and needle in err.value.message
+
+
 def test_missing_trace_file_is_reported(tmp_path):
     with pytest.raises(TraceError) as err:
         read_request_trace(tmp_path / "nope.csv")

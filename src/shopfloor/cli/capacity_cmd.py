@@ -186,7 +186,8 @@ def _parse_seeds(text: str | None) -> list[int]:
 @capacity_app.command("backtest")
 def backtest(
     trace: list[Path] = typer.Option(
-        ..., "--trace", help="CSV with columns minute,count (requests per minute). Repeat for several traces."
+        ..., "--trace", help="CSV with columns minute,count (requests per minute; minute a timestamp with its UTC "
+        "offset, a naive timestamp in --tz, or Unix epoch seconds or milliseconds). Repeat for several traces."
     ),
     capacity_per_replica: float | None = typer.Option(
         None,

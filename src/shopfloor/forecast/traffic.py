@@ -45,12 +45,94 @@ class TraceError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+#: The longest span of minutes a trace may cover (two years): past it the minute grid (every minute from the first
+#: to the last) and the replays grow without bound, usually because of one stray timestamp.
+MAX_TRACE_MINUTES = 731 * MINUTES_PER_DAY
+
+_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
+    """The ``minute`` column as UTC timestamps, and whether the file wrote them naive (in ``tz``).
+
+    Accepted: timestamps with a UTC offset or ``Z`` (every row, then ``tz`` is not used), naive timestamps read in
+    ``tz`` (a zone with daylight saving: the repeated hour after the clocks go back is told apart by row order
+    when the file holds it twice, and refused otherwise), and Unix epoch seconds or milliseconds."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = pd.to_numeric(column, errors="coerce")
+        finite = values[np.isfinite(values)]
+        low = float(finite.min()) if len(finite) else 0.0
+        high = float(finite.max()) if len(finite) else 0.0
+        if low >= 1e8 and high < 1e11:
+            unit = "s"
+        elif low >= 1e11 and high < 1e14:
+            unit = "ms"
+        else:
+            raise TraceError("minute", f"numbers are read as Unix epoch seconds or milliseconds (1973 onwards); "
+                                       f"these run from {low:g} to {high:g}: write timestamps such as "
+                                       f"2024-01-01 00:00:00 instead")
+        parsed = pd.to_datetime(values, unit=unit, utc=True, errors="coerce")
+        _refuse_unparsed(parsed, column)
+        return parsed, False
+    text = column.astype(str).str.strip()
+    with_offset = text.str.contains(_OFFSET, regex=True)
+    if with_offset.any() and not with_offset.all():
+        row = int((~with_offset).to_numpy().argmax())
+        raise TraceError("minute", f"row {row + 2} ({column.iloc[row]!r}) has no UTC offset while row "
+                                   f"{int(with_offset.to_numpy().argmax()) + 2} has one: write every timestamp "
+                                   "with its offset, or none")
+    if with_offset.all():
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        if parsed.isna().any():
+            parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        _refuse_unparsed(parsed, column)
+        return parsed, False
+    parsed = pd.to_datetime(text, errors="coerce")
+    _refuse_unparsed(parsed, column)
+    local = parsed.dt.floor("min")
+    try:
+        aware = local.dt.tz_localize(tz, ambiguous="raise", nonexistent="raise")
+    except Exception:  # noqa: BLE001 - the zone's clock changes: look at them one kind at a time
+        aware = _localize_across_clock_changes(local, tz, column)
+    return aware.dt.tz_convert("UTC"), True
+
+
+def _localize_across_clock_changes(local: pd.Series, tz: str, column: pd.Series) -> pd.Series:
+    try:
+        local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="raise")
+    except Exception:  # noqa: BLE001 - pytz and zoneinfo raise different types
+        gap = local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").isna()
+        gap &= local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool), nonexistent="NaT").isna()
+        row = int(gap.to_numpy().argmax())
+        raise TraceError("minute", f"row {row + 2} ({column.iloc[row]!r}) does not exist in {tz} (the clocks "
+                                   "went forward over it): the file is not in that zone's local time; write "
+                                   "timestamps with their UTC offset or pass the zone the file was written in, "
+                                   "e.g. a fixed offset such as Etc/GMT+5") from None
+    try:
+        return local.dt.tz_localize(tz, ambiguous="infer")
+    except Exception:  # noqa: BLE001 - the repeated hour is not written twice, in order
+        row = int(local.dt.tz_localize(tz, ambiguous="NaT").isna().to_numpy().argmax())
+        raise TraceError("minute", f"row {row + 2} ({column.iloc[row]!r}) occurs twice in {tz} (the clocks went "
+                                   "back) and the file does not tell the two apart: write timestamps with their "
+                                   "UTC offset (2024-11-03T01:30:00-04:00) or pass a fixed-offset zone such as "
+                                   "Etc/GMT+5") from None
+
+
+def _refuse_unparsed(parsed: pd.Series, column: pd.Series) -> None:
+    if parsed.isna().any():
+        row = int(parsed.isna().to_numpy().argmax())
+        value = column.iloc[row]
+        raise TraceError("minute", f"row {row + 2} has an unparseable timestamp "
+                                   f"{value if isinstance(value, str) else str(value)!r}")
+
+
 def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
     """Read a ``minute,count`` CSV into a per-minute series on a complete grid (missing minutes are 0).
 
-    ``minute`` is parsed as a timestamp in ``tz`` (naive values are taken to be in that zone) and converted to UTC.
-    Raises :class:`TraceError` naming the field when the file is missing, a column is absent, a value does not
-    parse, counts are negative, or minutes repeat.
+    ``minute`` is a timestamp with a UTC offset, a naive timestamp in ``tz`` (converted to UTC), or Unix epoch
+    seconds or milliseconds. Raises :class:`TraceError` naming the field when the file is missing, a column is
+    absent, a value does not parse, a naive minute falls in a clock change that cannot be resolved, counts are
+    negative, minutes repeat, or the trace spans more than two years (``MAX_TRACE_MINUTES``).
     """
     path = Path(path)
     if not path.is_file():
@@ -64,10 +146,7 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
             raise TraceError(col, f"missing column {col!r} in {path} (columns: {', '.join(map(str, raw.columns))})")
     if raw.empty:
         raise TraceError("trace", f"{path} has no rows")
-    minutes = pd.to_datetime(raw["minute"], errors="coerce")
-    if minutes.isna().any():
-        row = int(minutes.isna().to_numpy().argmax())
-        raise TraceError("minute", f"row {row + 2} has an unparseable timestamp {raw['minute'].iloc[row]!r}")
+    minutes, naive = _parse_minutes(raw["minute"], tz)
     counts = pd.to_numeric(raw["count"], errors="coerce")
     if counts.isna().any():
         row = int(counts.isna().to_numpy().argmax())
@@ -76,13 +155,15 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
         row = int((counts < 0).to_numpy().argmax())
         raise TraceError("count", f"row {row + 2} is negative: {counts.iloc[row]}")
     minutes = minutes.dt.floor("min")
-    naive = minutes.dt.tz is None
-    if naive:
-        minutes = minutes.dt.tz_localize(tz)
-    minutes = minutes.dt.tz_convert("UTC")
     if minutes.duplicated().any():
         dup = minutes[minutes.duplicated()].iloc[0]
         raise TraceError("minute", f"minute {dup.isoformat()} appears more than once")
+    first, last = minutes.min(), minutes.max()
+    span = int((last - first) / pd.Timedelta(minutes=1)) + 1
+    if span > MAX_TRACE_MINUTES:
+        raise TraceError("minute", f"the trace spans {span:,} minutes ({first.isoformat()} .. {last.isoformat()}), "
+                                   f"more than {MAX_TRACE_MINUTES:,} (two years): cut it, or look for a stray "
+                                   "timestamp")
     series = pd.Series(counts.to_numpy(dtype=float), index=pd.DatetimeIndex(minutes), name="y").sort_index()
     grid = to_minute_grid(series)
     # Remember how the file wrote its minutes, so outputs keyed by minute can be written the same way.
