@@ -5,60 +5,29 @@ example is covered without touching this file."""
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
 from shopfloor.api.app import create_app
-from tests.integration.test_openapi_examples import LIVE_PATHS, NOW, _container, examples_of, request_media
+from tests.integration.test_openapi_examples import (
+    LIVE_PATHS, NOW, _container, examples_of, load_spec, request_media)
+from tests.support.hostile import places, variants
 from tests.support.store import new_key, seed
 
-#: What a careless or hostile client sends in place of a field's value.
-HOSTILE_VALUES: list[Any] = [
-    None, "", "x" * 5000, "a\u0000b", "\U0001f600", -1, 0, 1.5, 1e308, -1e308, 2**63, 2**64, True, [], {}, [1],
-    {"a": 1}, "2026-13-45", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "../../etc/passwd", "' OR 1=1 --",
-]
-#: The same for query strings and path segments.
+#: Hostile query strings and path segments.
 HOSTILE_STRINGS = ["", "x" * 5000, "\u0000", "-1", "0", "1e308", "nan", "inf", "9" * 40, "2026-13-45",
                    "9999-12-31T23:59:59Z", "0001-01-01", "../../etc/passwd", "' OR 1=1 --", "\U0001f600", "[]", "%"]
 
 BODY_OPERATIONS = sorted({**LIVE_PATHS, ("post", "/v1/checkouts"): {}})
 
 
-def _paths(obj: Any, at: tuple = ()) -> Iterator[tuple]:
-    """Every place in a JSON document, the document itself first."""
-    yield at
-    children = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-    for key, value in children:
-        yield from _paths(value, at + (key,))
-
-
-def _replaced(doc: Any, at: tuple, value: Any = None, *, drop: bool = False) -> Any:
-    if not at:
-        return value
-    out = copy.deepcopy(doc)
-    parent = out
-    for key in at[:-1]:
-        parent = parent[key]
-    if drop:
-        del parent[at[-1]]
-    else:
-        parent[at[-1]] = value
-    return out
-
-
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict[str, Any]:
-    from shopfloor.store.migrate import upgrade_database
-
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'spec.db'}"
-    upgrade_database(db_url)
-    with TestClient(create_app(_container(db_url))) as client:
-        return client.get("/openapi.json").json()
+    return load_spec(tmp_path_factory.mktemp("hostile"))
 
 
 @pytest.fixture
@@ -101,11 +70,8 @@ def test_a_hostile_or_missing_field_in_any_request_body_is_refused_or_accepted_n
     url = path.format(**LIVE_PATHS.get((method, path), {}))
     faults, sent, refused = [], 0, 0
     for _, example in examples_of(spec, request_media(op)):
-        for at in list(_paths(example)):
-            bodies = [(repr(v)[:40], _replaced(example, at, v)) for v in HOSTILE_VALUES]
-            if at:
-                bodies.append(("<left out>", _replaced(example, at, drop=True)))
-            for label, body in bodies:
+        for at in list(places(example)):
+            for label, body in variants(example, at):
                 sent += 1
                 extra = {"Idempotency-Key": f"hostile-{sent}"} if path == "/v1/checkouts" else {}
                 r = client.request(method.upper(), url, content=json.dumps(body),
@@ -115,7 +81,7 @@ def test_a_hostile_or_missing_field_in_any_request_body_is_refused_or_accepted_n
                 if fault:
                     faults.append(f"{'.'.join(map(str, at)) or '<body>'} = {label}: {fault}")
     assert faults == []
-    assert sent >= len(HOSTILE_VALUES) and refused > 0  # the sweep ran, and the operation validates something
+    assert sent >= 20 and refused > 0  # the sweep ran, and the operation validates something
 
 
 def test_a_hostile_query_or_path_parameter_of_any_read_operation_is_refused_or_answered_never_a_500(spec, live):

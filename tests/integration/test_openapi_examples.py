@@ -52,14 +52,19 @@ def _container(db_url: str):
                            clock=FixedClock(NOW))
 
 
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> dict[str, Any]:
+def load_spec(folder) -> dict[str, Any]:
+    """The OpenAPI document of an app on a fresh SQLite store in ``folder``."""
     from shopfloor.store.migrate import upgrade_database
 
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'spec.db'}"
+    db_url = f"sqlite:///{folder / 'spec.db'}"
     upgrade_database(db_url)
     with TestClient(create_app(_container(db_url))) as client:
         return client.get("/openapi.json").json()
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> dict[str, Any]:
+    return load_spec(tmp_path_factory.mktemp("openapi"))
 
 
 def operations(spec: dict[str, Any]):
