@@ -80,6 +80,7 @@ def test_a_trace_with_utc_offsets_or_epoch_times_reads_the_same_whatever_the_zon
         "z": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "epoch-s": utc.asi8 // 10**9,
         "epoch-ms": utc.asi8 // 10**6,
+        "access-log": utc.tz_convert("Etc/GMT+4").strftime("%d/%b/%Y:%H:%M:%S %z"),
     }
     for name, minutes in written.items():
         path = tmp_path / f"{name}.csv"

@@ -50,12 +50,14 @@ class TraceError(ValueError):
 MAX_TRACE_MINUTES = 731 * MINUTES_PER_DAY
 
 _OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+_ACCESS_LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
 def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
     """The ``minute`` column as UTC timestamps, and whether the file wrote them naive (in ``tz``).
 
-    Accepted: timestamps with a UTC offset or ``Z`` (every row, then ``tz`` is not used), naive timestamps read in
+    Accepted: timestamps with a UTC offset or ``Z`` (every row, then ``tz`` is not used; ISO 8601 or a web server's
+    access-log form ``01/Jul/1995:00:00:00 -0400``), naive timestamps read in
     ``tz`` (a zone with daylight saving: the repeated hour after the clocks go back is told apart by row order
     when the file holds it twice, and refused otherwise), and Unix epoch seconds or milliseconds."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -83,6 +85,8 @@ def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
                                    "with its offset, or none")
     if with_offset.all():
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        if parsed.isna().any():  # a web server's access-log time: 01/Jul/1995:00:00:00 -0400
+            parsed = pd.to_datetime(text, errors="coerce", utc=True, format=_ACCESS_LOG_TIME)
         if parsed.isna().any():
             parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         _refuse_unparsed(parsed, column)
