@@ -90,6 +90,18 @@ def test_a_trace_with_utc_offsets_or_epoch_times_reads_the_same_whatever_the_zon
         assert series.tolist() == counts.tolist(), name
 
 
+def test_midnight_written_as_a_bare_date_and_a_zone_name_suffix_read_as_the_times_they_are(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("minute,count\n2024-01-03 23:59:00,1\n2024-01-04,2\n2024-01-04 00:01:00,3\n")
+    series = read_request_trace(path, tz="Etc/GMT+4")
+    assert series.index[1] == pd.Timestamp("2024-01-04 04:00", tz="UTC") and series.tolist() == [1.0, 2.0, 3.0]
+    path.write_text("minute,count\n2024-01-04,2\n2024-01-04 00:01:00,3\n")  # a bare date first
+    assert read_request_trace(path, tz="Etc/GMT+4").tolist() == [2.0, 3.0]
+    path.write_text("minute,count\n2024-01-04 00:00:00 UTC,2\n2024-01-04 00:01:00 UTC,3\n")
+    series = read_request_trace(path, tz="Etc/GMT+4")  # the zone the file names wins
+    assert series.index[0] == pd.Timestamp("2024-01-04 00:00", tz="UTC") and series.attrs["source_tz"] is None
+
+
 @pytest.mark.parametrize(
     "rows, needle",
     [

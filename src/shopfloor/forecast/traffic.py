@@ -49,7 +49,9 @@ class TraceError(ValueError):
 #: to the last) and the replays grow without bound, usually because of one stray timestamp.
 MAX_TRACE_MINUTES = 731 * MINUTES_PER_DAY
 
-_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+#: a UTC offset (or Z) right after a clock time: ``00:00:00Z``, ``00:00:00.000+0000``, ``00:00:00 -0400`` (not the
+#: day of a date-only value such as ``2024-01-04``)
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _ACCESS_LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
@@ -91,8 +93,16 @@ def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
             parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         _refuse_unparsed(parsed, column)
         return parsed, False
-    parsed = pd.to_datetime(text, errors="coerce")
+    bare = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+    if bare.any() and not bare.all():
+        # midnight written as a bare date (some exports drop a zero time): pandas would take one format for all
+        parsed = pd.concat([pd.to_datetime(text[~bare], errors="coerce"),
+                            pd.to_datetime(text[bare], format="%Y-%m-%d")]).reindex(text.index)
+    else:
+        parsed = pd.to_datetime(text, errors="coerce")
     _refuse_unparsed(parsed, column)
+    if parsed.dt.tz is not None:  # a zone name pandas reads (2024-01-01 00:00:00 UTC)
+        return parsed.dt.tz_convert("UTC"), False
     local = parsed.dt.floor("min")
     try:
         aware = local.dt.tz_localize(tz, ambiguous="raise", nonexistent="raise")
