@@ -90,7 +90,7 @@ def events_from_rows(rows: Iterable[dict[str, Any]], *, tz: str = "UTC") -> list
         start = _parse_time(raw["start"], "start", i, tz)
         end = _parse_time(raw["end"], "end", i, tz)
         if end <= start:
-            raise CalendarError("end", f"must be after start ({end.isoformat()} <= {start.isoformat()})", i)
+            raise CalendarError("end", f"must be after start (end {end.isoformat()}, start {start.isoformat()})", i)
         kind = str(raw["kind"]).strip()
         if not kind:
             raise CalendarError("kind", "must not be empty", i)
