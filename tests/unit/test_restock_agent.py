@@ -154,6 +154,7 @@ def test_agent_answers_each_line_and_reports_bad_fields_without_losing_state():
         (_day(DAY0 + timedelta(days=31), catalog={"A": {"price": "cheap"}}), "catalog.A.price"),
         (_day(DAY0 + timedelta(days=31), history=[]), "history"),  # only on the first line
         (_day(DAY0 + timedelta(days=31), demand={"A": 3}), "demand"),
+        ("[" * 100_000, "line"),  # nested deeper than the parser goes: an answer, not a crash
     ]
     for line, field in bad:
         out = agent.handle_line(line)

@@ -69,8 +69,10 @@ def plan_cmd(
 def agent_cmd(
     fill_rate: float = typer.Option(None, "--fill-rate", help="Portfolio fill-rate target (units sold / demanded); "
                                     "default 0.95."),
-    lead_time: int = typer.Option(None, "--lead-time", min=0, help="Days from an order to its arrival; default 7."),
-    review_days: int = typer.Option(None, "--review-days", min=1, help="Days between orders; default 1 (daily)."),
+    lead_time: int = typer.Option(None, "--lead-time", min=0, max=365,
+                                  help="Days from an order to its arrival; default 7."),
+    review_days: int = typer.Option(None, "--review-days", min=1, max=365,
+                                    help="Days between orders; default 1 (daily)."),
     policy: Path = typer.Option(None, "--policy", help="Policy file (TOML/YAML/JSON); its [defaults] fill_rate, "
                                 "lead_time_days, review_days, order_cap, moq and pack_size apply unless given "
                                 "as options."),
@@ -234,8 +236,8 @@ def backtest_cmd(
     history: Path = typer.Option(..., "--history", help="Long demand file: unique_id,ds,y or M5 long (item_id,store_id,date,value); CSV(.gz) or Parquet."),
     fill_rates: str = typer.Option("0.90,0.95,0.98", "--fill-rates", "--service-levels",
                                    help="Comma-separated fill-rate targets."),
-    lead_time: int = typer.Option(7, "--lead-time", min=0, help="Supplier lead time in days."),
-    review_days: int = typer.Option(1, "--review-days", min=1, help="Days between reviews (1 = daily)."),
+    lead_time: int = typer.Option(7, "--lead-time", min=0, max=365, help="Supplier lead time in days."),
+    review_days: int = typer.Option(1, "--review-days", min=1, max=365, help="Days between reviews (1 = daily)."),
     test_days: int = typer.Option(364, "--test-days", min=28, help="Scored days at the end of the history."),
     warmup_days: int = typer.Option(28, "--warmup-days", min=0, help="Simulated but unscored days before them."),
     end_offset: int = typer.Option(0, "--end-offset", min=0, help="Drop this many days from the end first (scores "

@@ -37,6 +37,9 @@ from .lead_time import DemandOutlook
 #: Capped base stock: one order is at most this many times ``order_up_to * R / (L + R)``. Picked on the M5
 #: restock backtest (docs/benchmarks/restock.md); 0 turns the cap off (plain base stock).
 DEFAULT_ORDER_CAP = 1.25
+#: The longest lead time and review period (days) a policy may name: past a year they are data errors, and the
+#: engine's work and memory grow with them (a lead time of 10^8 days ran for minutes, 2x10^9 ran out of memory).
+MAX_POLICY_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,11 @@ class ReplenishmentPolicy:
     fill_rate: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lead_time_days, int) or self.lead_time_days < 0:
-            raise ValueError(f"lead_time_days must be an integer >= 0, got {self.lead_time_days!r}")
-        if not isinstance(self.review_days, int) or self.review_days < 1:
-            raise ValueError(f"review_days must be an integer >= 1, got {self.review_days!r}")
+        if not isinstance(self.lead_time_days, int) or not 0 <= self.lead_time_days <= MAX_POLICY_DAYS:
+            raise ValueError(f"lead_time_days must be an integer in [0, {MAX_POLICY_DAYS}], "
+                             f"got {self.lead_time_days!r}")
+        if not isinstance(self.review_days, int) or not 1 <= self.review_days <= MAX_POLICY_DAYS:
+            raise ValueError(f"review_days must be an integer in [1, {MAX_POLICY_DAYS}], got {self.review_days!r}")
         if not (isinstance(self.service_level, (int, float)) and 0.5 <= self.service_level < 1):
             raise ValueError(f"service_level must be in [0.5, 1), got {self.service_level!r}")
         if not isinstance(self.moq, int) or self.moq < 1:

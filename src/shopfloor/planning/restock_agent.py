@@ -146,6 +146,8 @@ class ReplenishmentAgent:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             return AgentInputError("line", f"not valid JSON ({exc.msg} at column {exc.colno})").to_dict()
+        except RecursionError:
+            return AgentInputError("line", "JSON nested too deeply to read").to_dict()
         try:
             return self.handle(obj)
         except AgentInputError as exc:

@@ -55,7 +55,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .lead_time import POISSON_SIZE, _nb_params, _nbinom, nb_expected_shortfall
-from .restock import DEFAULT_ORDER_CAP, check_order_cap, order_shortfall, round_order_quantities
+from .restock import (
+    DEFAULT_ORDER_CAP,
+    MAX_POLICY_DAYS,
+    check_order_cap,
+    order_shortfall,
+    round_order_quantities,
+)
 
 
 ALLOCATIONS = ("common", "marginal")
@@ -439,10 +445,10 @@ class RestockEngine:
 
     def __init__(self, *, lead_time: int, review_days: int = 1, fill_rate: float = 0.95,
                  tuning: EngineTuning | None = None) -> None:
-        if not isinstance(lead_time, int) or lead_time < 0:
-            raise ValueError(f"lead_time must be an integer >= 0, got {lead_time!r}")
-        if not isinstance(review_days, int) or review_days < 1:
-            raise ValueError(f"review_days must be an integer >= 1, got {review_days!r}")
+        if not isinstance(lead_time, int) or not 0 <= lead_time <= MAX_POLICY_DAYS:
+            raise ValueError(f"lead_time must be an integer in [0, {MAX_POLICY_DAYS}], got {lead_time!r}")
+        if not isinstance(review_days, int) or not 1 <= review_days <= MAX_POLICY_DAYS:
+            raise ValueError(f"review_days must be an integer in [1, {MAX_POLICY_DAYS}], got {review_days!r}")
         if not (isinstance(fill_rate, (int, float)) and 0.5 <= fill_rate < 1):
             raise ValueError(f"fill_rate must be in [0.5, 1), got {fill_rate!r}")
         self.t = tuning or EngineTuning()
