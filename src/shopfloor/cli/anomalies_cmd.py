@@ -38,7 +38,9 @@ def _resolve_series(series: Path, windows: dict, labels: Path) -> tuple[dict[str
 
 
 def backtest_cmd(
-    series: Path = typer.Option(..., "--series", help="A NAB CSV (timestamp,value) or a directory of them."),
+    series: Path = typer.Option(
+        ..., "--series", help="A NAB CSV (timestamp,value; values finite, abs <= 1e12) or a directory of them."
+    ),
     labels: Path = typer.Option(..., "--labels", help="NAB windows JSON (e.g. labels/combined_windows.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     threshold: float = typer.Option(6.0, "--threshold", min=0.1, help="Seasonal detector: minimum robust score."),
@@ -59,7 +61,7 @@ def backtest_cmd(
     try:
         windows = load_windows(labels)
     except (ValueError, OSError) as exc:
-        fail(f"--labels: {exc}")
+        fail(f"--labels {exc}")
     files, skipped = _resolve_series(series, windows, labels)
     detectors = {
         "seasonal_robust": lambda key: SeasonalRobustDetector(key, threshold=threshold),
@@ -78,8 +80,8 @@ def backtest_cmd(
                     files, windows, detectors, probation=probation, collapse_gap=collapse_gap,
                     on_series_done=lambda _k: progress.advance(task),
                 )
-    except ValueError as exc:
-        fail(f"--series: {exc}")
+    except (ValueError, OSError) as exc:  # load_series' messages start with the file and name the row and field
+        fail(f"--series {exc}")
     ours, base = result["summary"]["seasonal_robust"], result["summary"]["rolling_zscore"]
     out = {
         "series_scored": len(files),

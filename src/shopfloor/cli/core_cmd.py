@@ -54,7 +54,7 @@ def keys_create(
     try:
         key_id, secret = create_api_key(c.engine, scope, name, c.clock.now())
     except DomainError as exc:
-        fail(f"--scope: {exc.message}")
+        fail(f"--{(exc.details or [{}])[0].get('field', 'scope')}: {exc.message}")
     finally:
         c.close()
     err_console.print(f"created {key_id} ({', '.join(sorted(set(scope)))}) in {where(settings.database_url)}",

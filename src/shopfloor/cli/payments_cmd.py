@@ -118,10 +118,10 @@ def status(
     window: float = typer.Option(3600.0, "--window", help="Seconds of simulated-gateway ledger to summarise."),
 ) -> None:
     """Breaker states and recent error rates per processor, as the server processes last reported them."""
-    if max_age <= 0:
-        fail("--max-age must be > 0")
-    if window <= 0:
-        fail("--window must be > 0")
+    year = 366 * 86400.0  # snapshots and the ledger are kept far less long; past this a value is a typo
+    for option, value in (("--max-age", max_age), ("--window", window)):
+        if not (0 < value <= year):  # NaN fails this too
+            fail(f"{option} must be a number of seconds > 0 and at most {year:,.0f} (a year), got {value}")
     settings = load_settings()
     require_store(settings.database_url)
     try:

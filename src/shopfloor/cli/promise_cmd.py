@@ -20,6 +20,114 @@ _COLUMNS = {
     "sellers": ("seller_id", "seller_state"),
 }
 _DATE_COLUMNS = _COLUMNS["orders"][2:]
+#: The order's later steps, none of which may come before its purchase.
+_AFTER_PURCHASE = ("order_approved_at", "order_delivered_carrier_date", "order_delivered_customer_date")
+#: The earliest time an order file may carry: Olist's data starts in 2016; a year-1 or 1970 date is a placeholder
+#: that would skew every duration it takes part in.
+_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+#: A time (not a bare date) that ends in a UTC offset: ``Z``, ``+05``, ``-0300``, ``+05:00``.
+_OFFSET = r"[T ]\d{1,2}:\d{2}.*?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+#: A time of day, with or without an offset (a bare date carries no offset either way).
+_TIME = r"[T ]\d{1,2}:\d{2}"
+
+
+def _latest(now: datetime) -> tuple[datetime, float]:
+    """The latest time an order may carry and the hours it allows: the run's clock plus ``fulfillment_max_future_h``
+    (the bound `fulfillment import` and the API hold event times to), at its default."""
+    from datetime import timedelta
+
+    from ..config import Settings
+
+    hours = float(Settings.model_fields["fulfillment_max_future_h"].default)
+    return now + timedelta(hours=hours), hours
+
+
+def _check_orders(frame, path: Path) -> None:
+    """The orders file's times, or exit naming the row and column: every date parses; the times carry a UTC offset
+    either all or none (bare dates aside); each lies between 2000-01-01 and the run's clock (plus
+    ``fulfillment_max_future_h``); approval, hand-off and delivery do not precede the purchase; no order_id repeats."""
+    import warnings
+
+    import pandas as pd
+
+    now = datetime.now(timezone.utc)
+    latest, hours = _latest(now)
+    parsed = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' parser warnings are never shown: each problem is named below
+        for col in _DATE_COLUMNS:
+            values = frame[col]
+            given = values.notna() & (values.str.strip() != "")
+            times = pd.to_datetime(values.where(given), errors="coerce", format="ISO8601", utc=True)
+            beyond: dict[int, pd.Timestamp] = {}  # values pandas' vectorised parse cannot hold (e.g. year 9999)
+            for i in (times.isna() & given).to_numpy().nonzero()[0]:
+                try:  # confirm with the replay's own parser (pd.Timestamp) before refusing
+                    ts = pd.Timestamp(values.iloc[i].strip())
+                    ok = not pd.isna(ts)
+                except (ValueError, TypeError, OverflowError):
+                    ok = False
+                if not ok:
+                    fail(f"--orders {path} row {i + 2}, column {col}: not a date: {values.iloc[i]!r}")
+                beyond[int(i)] = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            parsed[col] = (values, given, times, beyond)
+        # A mix of times with and without a UTC offset: the naive ones' zone is a guess.
+        kinds = []
+        for col in _DATE_COLUMNS:
+            values, given, _, _ = parsed[col]
+            text = values.where(given, "").str.strip()
+            timed = given & text.str.contains(_TIME, regex=True)
+            aware = timed & text.str.contains(_OFFSET, regex=True)
+            kinds.append((col, values, timed, aware))
+        n_aware = sum(int(a.sum()) for _, _, _, a in kinds)
+        n_timed = sum(int(t.sum()) for _, _, t, _ in kinds)
+        if 0 < n_aware < n_timed:
+            def first(kind: str):  # (row, column order, column, value) of the first time of that kind
+                return min((int(m.to_numpy().nonzero()[0][0]), _DATE_COLUMNS.index(col), col, values)
+                           for col, values, timed, aware in kinds
+                           for m in ((aware if kind == "aware" else timed & ~aware),) if m.any())
+
+            head, odd = sorted([first("aware"), first("naive")])
+            has = "has a" if bool(kinds[odd[1]][3].iloc[odd[0]]) else "has no"
+            r, _, col, values = odd
+            r0, _, col0, values0 = head
+            fail(f"--orders {path} row {r + 2}: {col} {values.iloc[r].strip()} {has} UTC offset, unlike row "
+                 f"{r0 + 2} {col0} {values0.iloc[r0].strip()} (give every time with an offset, or none)")
+    # Each time within 2000-01-01 .. the run's clock (+ fulfillment_max_future_h).
+    problems = []
+    for col in _DATE_COLUMNS:
+        values, given, times, beyond = parsed[col]
+        late = (times > latest).to_numpy().nonzero()[0]
+        early = (times < _EARLIEST).to_numpy().nonzero()[0]
+        rows = [(int(i), times.iloc[i]) for i in (*late, *early)] + list(beyond.items())
+        for i, ts in rows:
+            if ts > latest:
+                why = (f"is after the run's clock (more than {hours:g} h ahead of {now:%Y-%m-%d %H:%M} UTC; see "
+                       "fulfillment_max_future_h)")
+            else:
+                why = f"is before {_EARLIEST:%Y-%m-%d} (the earliest time an order file may carry)"
+            problems.append((i, _DATE_COLUMNS.index(col), f"{col} {values.iloc[i].strip()} {why}"))
+    if problems:
+        i, _, text = min(problems)
+        fail(f"--orders {path} row {i + 2}: {text}")
+    # No step before the purchase.
+    purchased = parsed["order_purchase_timestamp"][2]
+    problems = []
+    for col in _AFTER_PURCHASE:
+        values, _, times, _ = parsed[col]
+        for i in (times < purchased).to_numpy().nonzero()[0]:
+            problems.append((int(i), _DATE_COLUMNS.index(col),
+                             f"{col} {values.iloc[i].strip()} is before order_purchase_timestamp "
+                             f"{frame['order_purchase_timestamp'].iloc[i].strip()}"))
+    if problems:
+        i, _, text = min(problems)
+        fail(f"--orders {path} row {i + 2}: {text}")
+    # Each order once: a repeated order_id would be replayed and scored twice.
+    ids = frame["order_id"]
+    dup = ids.duplicated(keep="first") & ids.notna()
+    if dup.any():
+        i = int(dup.to_numpy().argmax())
+        j = int((ids == ids.iloc[i]).to_numpy().argmax())
+        fail(f"--orders {path} row {i + 2}: order_id {ids.iloc[i]!r} repeats row {j + 2} (each order once)")
 
 
 def _check_inputs(files: dict[str, Path]) -> None:
@@ -41,17 +149,7 @@ def _check_inputs(files: dict[str, Path]) -> None:
             fail(f"--{name} {path}: missing column(s) {', '.join(missing)} (columns: "
                  f"{', '.join(map(str, frame.columns))})")
         if name == "orders":
-            for col in _DATE_COLUMNS:
-                values = frame[col]
-                given = values.notna() & (values.str.strip() != "")
-                parsed = pd.to_datetime(values.where(given), errors="coerce", format="ISO8601")
-                for i in (parsed.isna() & given).to_numpy().nonzero()[0]:
-                    try:  # confirm with the replay's own parser (pd.Timestamp) before refusing
-                        ok = not pd.isna(pd.Timestamp(values.iloc[i]))
-                    except (ValueError, TypeError, OverflowError):
-                        ok = False
-                    if not ok:
-                        fail(f"--orders {path} row {i + 2}, column {col}: not a date: {values.iloc[i]!r}")
+            _check_orders(frame, path)
         if name == "items":
             ids = frame["order_item_id"]
             bad = ~ids.fillna("").str.strip().str.fullmatch(r"[+-]?\d+")

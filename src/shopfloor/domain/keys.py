@@ -31,3 +31,17 @@ def validate_scopes(scopes: list[str]) -> list[str]:
             [{"field": "scope", "invalid": bad}],
         )
     return sorted(set(scopes))
+
+
+#: Longest key name the store holds (``api_keys.name``).
+KEY_NAME_MAX = 120
+
+
+def validate_key_name(name: str) -> str:
+    """A key's label: 1-120 printable characters (shown in `keys list` and the audit log; no control characters)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > KEY_NAME_MAX or not name.isprintable():
+        from .errors import InvalidInput
+
+        raise InvalidInput(f"a key name is 1 to {KEY_NAME_MAX} printable characters, got {name[:40]!r}"
+                           f"{'...' if isinstance(name, str) and len(name) > 40 else ''}", [{"field": "name"}])
+    return name

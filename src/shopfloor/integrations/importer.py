@@ -118,6 +118,17 @@ def detect_format(columns: Sequence[str]) -> str:
 _TIMES: dict[str, datetime | str] = {}
 
 
+#: The years an imported order may be dated in: a year-1 or year-9999 order (a placeholder in an export) would skew
+#: every demand history, forecast and promise it takes part in.
+IMPORT_YEARS = (1990, 2199)
+OUT_OF_RANGE = "is a valid time outside the years"
+
+
+def _time_error(raw: str, exc: ValueError) -> str:
+    said = str(exc)
+    return f"{raw!r} {said}" if said.startswith(OUT_OF_RANGE) else f"{raw!r} is not an ISO 8601 time: {said}"
+
+
 def _parse_time(raw: str) -> datetime:
     """Like :func:`_parse_time_uncached`; the lines of one order repeat its time, so each text is parsed once."""
     hit = _TIMES.get(raw)
@@ -140,10 +151,19 @@ def _parse_time_uncached(raw: str) -> datetime:
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?) ?([+-]\d{2}):?(\d{2})", text)
     if m:
         text = f"{m.group(1)}T{m.group(2)}{m.group(3)}:{m.group(4)}"
-    when = datetime.fromisoformat(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        if "offset must be a timedelta" in str(exc):
+            raise ValueError("its UTC offset is out of range (-23:59 .. +23:59)") from None
+        raise
     if when.tzinfo is None:
         raise ValueError("needs a UTC offset (e.g. 2026-11-30T09:15:02Z)")
-    return when.astimezone(timezone.utc)
+    when = when.astimezone(timezone.utc)
+    if not IMPORT_YEARS[0] <= when.year <= IMPORT_YEARS[1]:
+        raise ValueError(f"{OUT_OF_RANGE} {IMPORT_YEARS[0]}..{IMPORT_YEARS[1]} an order history can hold "
+                         "(a placeholder date or a broken export?)")
+    return when
 
 
 @dataclass
@@ -212,7 +232,7 @@ def _long_row(n: int, row: dict[str, str], drafts: dict[str, _Draft], errors: li
     try:
         created_at = _parse_time(row["created_at"])
     except ValueError as exc:
-        err("created_at", f"{row['created_at']!r} is not an ISO 8601 time: {exc}" if row["created_at"]
+        err("created_at", _time_error(row['created_at'], exc) if row["created_at"]
             else "required")
     sku = row["sku"].strip()
     if not _SKU.match(sku):
@@ -261,7 +281,7 @@ def _shopify_row(n: int, row: dict[str, str], drafts: dict[str, _Draft], ids: di
         try:
             created_at = _parse_time(row["Created at"])
         except ValueError as exc:
-            err("Created at", f"{row['Created at']!r} is not a time: {exc}" if row["Created at"] else "required")
+            err("Created at", _time_error(row['Created at'], exc) if row["Created at"] else "required")
         currency = row["Currency"].strip().upper()
         if not _CURRENCY.match(currency):
             err("Currency", "an ISO 4217 code such as EUR")

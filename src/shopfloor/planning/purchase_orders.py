@@ -108,8 +108,15 @@ def parse_purchase_orders_csv(text: str) -> list[PurchaseOrderIn]:
     out: list[PurchaseOrderIn] = []
     seen: set[str] = set()
     for lineno, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"line {lineno}: "
+        if None in raw:  # csv puts the fields past the header's under None
+            raise InvalidInput(f"{where}has {len(header) + len(raw[None])} fields, the header {len(header)}",
+                               [{"field": "line", "line": lineno}])
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        nul = next((k for k, v in row.items() if "\x00" in v), None)
+        if nul is not None:  # PostgreSQL's text cannot hold it, and the API refuses it too
+            raise InvalidInput(f"{where}{nul}: text may not contain the NUL character (\\u0000)",
+                               [{"field": nul, "line": lineno}])
         try:
             qty = int(row["qty"])
         except ValueError:

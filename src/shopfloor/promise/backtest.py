@@ -63,6 +63,8 @@ def _ts(value: Any) -> datetime | None:
     ts = pd.Timestamp(value)
     if pd.isna(ts):
         return None
+    if ts.tzinfo is not None:  # a time with a UTC offset is that instant, not its wall clock read as UTC
+        return ts.tz_convert("UTC").to_pydatetime()
     return ts.to_pydatetime().replace(tzinfo=timezone.utc)
 
 

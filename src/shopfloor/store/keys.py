@@ -6,13 +6,14 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from ..domain.keys import hash_api_key, new_api_key, validate_scopes
+from ..domain.keys import hash_api_key, new_api_key, validate_key_name, validate_scopes
 from .tables import api_keys, dashboard_sessions_ended
 
 
 def create_api_key(engine: Engine, scopes: list[str], name: str, now: datetime) -> tuple[str, str]:
     """Create a key with ``scopes``; returns (key_id, secret). Only the hash is stored."""
     scopes = validate_scopes(scopes)
+    name = validate_key_name(name)
     key_id, secret, key_hash = new_api_key()
     with engine.begin() as conn:
         conn.execute(

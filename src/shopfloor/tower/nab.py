@@ -15,8 +15,10 @@ Definitions (applied identically to every detector):
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,28 +39,91 @@ def _utc(value: str | datetime | pd.Timestamp) -> datetime:
     return ts.tz_convert("UTC").to_pydatetime()
 
 
+MAX_ABS_VALUE = 1e12
+"""Largest magnitude a series value may have; anything beyond is a unit mistake or a corrupt file (and squares to
+infinity in the detectors' variance)."""
+
+
 def load_series(path: str | Path) -> tuple[list[datetime], np.ndarray]:
-    """Read a NAB CSV. Raises ``ValueError`` naming the problem if the columns are not ``timestamp,value``."""
-    frame = pd.read_csv(path)
-    missing = {"timestamp", "value"} - set(frame.columns)
+    """Read a NAB CSV (``timestamp,value``). Raises ``ValueError`` starting with the file name and naming the row
+    (the file's line number, header = 1) and field when the header lacks a column, a row has the wrong number of
+    fields, a timestamp does not parse, a value is not a finite number within +-``MAX_ABS_VALUE``, or there are no
+    data rows."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(_csv_rows(fh))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text CSV; expected 'timestamp,value'") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc}); expected 'timestamp,value'") from None
+    if not rows:
+        raise ValueError(f"{path}: empty file; expected a 'timestamp,value' header and data rows")
+    header = rows[0][1]
+    missing = {"timestamp", "value"} - set(header)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected 'timestamp,value'")
-    stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
+    data = rows[1:]
+    if not data:
+        raise ValueError(f"{path}: no data rows (only a header); expected 'timestamp,value' rows")
+    for lineno, row in data:
+        if len(row) != len(header):
+            raise ValueError(f"{path} row {lineno}: {len(row)} field(s), expected {len(header)} "
+                             f"({','.join(header)})")
+    frame = pd.DataFrame([row for _, row in data], columns=header)
+    lines = [lineno for lineno, _ in data]
+    with warnings.catch_warnings():  # "could not infer format" for mixed formats; a bad stamp is refused below
+        warnings.simplefilter("ignore")
+        stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
     if stamps.isna().any():
-        bad = int(stamps.isna().idxmax())
-        raise ValueError(f"{path}: unparseable timestamp on data row {bad + 1}")
-    frame = frame.assign(timestamp=stamps).sort_values("timestamp", kind="stable")
+        bad = int(stamps.isna().to_numpy().argmax())
+        raise ValueError(f"{path} row {lines[bad]}: timestamp {frame['timestamp'].iloc[bad]!r} is not a date")
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
-    return [ts.to_pydatetime() for ts in frame["timestamp"]], values
+    for i in np.flatnonzero(~np.isfinite(values) | (np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE)):
+        raw = frame["value"].iloc[i]
+        if np.isnan(values[i]) and raw.strip().lower() not in ("nan", "-nan", "+nan"):
+            raise ValueError(f"{path} row {lines[i]}: value {raw!r} is not a number")
+        raise ValueError(f"{path} row {lines[i]}: value {raw!r} is not a finite number within "
+                         f"+-{MAX_ABS_VALUE:g}")
+    order = np.argsort(stamps.to_numpy(), kind="stable")
+    return [stamps.iloc[i].to_pydatetime() for i in order], values[order]
+
+
+def _csv_rows(fh) -> Iterable[tuple[int, list[str]]]:
+    """Non-blank CSV rows with the line number each starts on."""
+    reader = csv.reader(fh)
+    line = 1
+    for row in reader:
+        if row:  # a blank line is no row (as pandas reads it)
+            yield line, row
+        line = reader.line_num + 1
+
+
+def _window_end(path, key: str, number: int, span, which: int) -> datetime:
+    value = span[which]
+    name = ("start", "end")[which]
+    where = f"{path}: {key!r} window {number} {span!r}"
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {name} {value!r} is not a date string")
+    try:
+        ts = _utc(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{where}: {name} {value!r} is not a date") from None
+    if pd.isna(ts):
+        raise ValueError(f"{where}: {name} {value!r} is not a date")
+    return ts
 
 
 def load_windows(path: str | Path) -> dict[str, list[Window]]:
-    """Read NAB ``combined_windows.json``: {"realX/file.csv": [[start, end], ...]}."""
+    """Read NAB ``combined_windows.json``: {"realX/file.csv": [[start, end], ...]}. Raises ``ValueError`` starting
+    with the file name and naming the key and window when a window is malformed, a date does not parse, or a window
+    ends before it starts."""
     try:
         raw = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); expected NAB's combined_windows.json "
                          '{"realX/file.csv": [["start", "end"], ...]}') from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file; expected NAB's combined_windows.json") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by relative series path")
     windows: dict[str, list[Window]] = {}
@@ -66,10 +131,13 @@ def load_windows(path: str | Path) -> dict[str, list[Window]]:
         if not isinstance(spans, list):
             raise ValueError(f"{path}: windows for {key!r} must be a list of [start, end] pairs")
         windows[key] = []
-        for span in spans:
+        for number, span in enumerate(spans, start=1):
             if not (isinstance(span, (list, tuple)) and len(span) == 2):
-                raise ValueError(f"{path}: window {span!r} for {key!r} is not a [start, end] pair")
-            windows[key].append((_utc(span[0]), _utc(span[1])))
+                raise ValueError(f"{path}: {key!r} window {number} {span!r} is not a [start, end] pair")
+            start, end = _window_end(path, key, number, span, 0), _window_end(path, key, number, span, 1)
+            if end < start:
+                raise ValueError(f"{path}: {key!r} window {number} {span!r} ends before it starts")
+            windows[key].append((start, end))
     return windows
 
 
