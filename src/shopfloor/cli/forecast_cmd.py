@@ -104,10 +104,14 @@ def _explain_ds(frame, option: str, path: Optional[Path]) -> Optional[str]:
     missing = raw.isna()
     if missing.any():
         return f"{_where(option, path)} {_row_label(path, int(missing.to_numpy().argmax()))}: ds is missing"
-    try:
-        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
-    except (ValueError, TypeError):
-        parsed = pd.Series([pd.to_datetime(v, errors="coerce") for v in raw], index=raw.index)
+    import warnings
+
+    with warnings.catch_warnings():  # pandas' parser warnings (mixed zones, formats): the message below says it
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        except (ValueError, TypeError):
+            parsed = pd.Series([pd.to_datetime(v, errors="coerce") for v in raw], index=raw.index)
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(bad.argmax())

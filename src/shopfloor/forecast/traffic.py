@@ -56,6 +56,17 @@ _ACCESS_LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
 def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
+    """See :func:`_parse_minutes_quietly`; pandas' parser warnings (a format it could not infer) are not shown:
+    a value that does not parse is refused naming its row."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return _parse_minutes_quietly(column, tz)
+
+
+def _parse_minutes_quietly(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
     """The ``minute`` column as UTC timestamps, and whether the file wrote them naive (in ``tz``).
 
     Accepted: timestamps with a UTC offset or ``Z`` (every row, then ``tz`` is not used; ISO 8601 or a web server's
