@@ -189,3 +189,20 @@ def test_a_mail_alert_without_a_mail_server_lands_in_the_stores_maildir(tmp_path
     [mail] = (tmp_path / "var" / "maildir" / "new").iterdir()  # SHOPFLOOR_DATA_DIR/maildir, as order mail
     text = mail.read_text()
     assert "To: ops@example.com" in text and "Subject: feed stale" in text and "traffic_rpm=900" in text
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"stock_cover_days_SKU_1": "abc"}, 'stock_cover_days_SKU_1 must be a finite number, got "abc"'),
+    ({"stock_cover_days_SKU_1": None}, "stock_cover_days_SKU_1 must be a finite number, got null"),  # was read as 0
+    ({"stock_cover_days_SKU_1": True}, "must be a finite number, got true"),
+    ({"stok_cover_days_SKU_1": 0.2}, "unknown signal 'stok_cover_days_SKU_1'"),
+])
+def test_rules_run_refuses_signal_values_that_are_not_numbers_and_names_it_does_not_know(tmp_path, store_url,
+                                                                                       given, said):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: low\n    when: stock_cover_days_SKU_1 < 1\n"
+                     "    actions: [{type: alert, channel: log, message: low}]\n")
+    signals = tmp_path / "signals.json"
+    signals.write_text(json.dumps(given))
+    res = runner.invoke(app, ["rules", "run", "--file", str(rules), "--signals", str(signals), "--dry-run", "--once"])
+    assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output

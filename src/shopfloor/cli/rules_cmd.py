@@ -82,6 +82,7 @@ def run_cmd(
             fail(f"--signals: cannot read a JSON object from {signals}: {exc}")
         if not isinstance(data, dict):
             fail("--signals: expected a JSON object of name -> value")
+        _check_signal_values(data, signals)
         extra = StaticSignals(data)
     require_store(settings.database_url)
     container = build_container(settings)
@@ -124,3 +125,19 @@ def register(app: typer.Typer) -> None:
     rules_app.command("check")(check_cmd)
     rules_app.command("run")(run_cmd)
     app.add_typer(rules_app, name="rules")
+
+
+def _check_signal_values(data: dict, path: Path) -> None:
+    """Each ``--signals`` entry a known signal with a finite number, or exit naming it (a string or null would
+    quietly skip the rules that read it, or read as 0)."""
+    import math
+
+    from ..tower.rules import SignalCatalog
+
+    catalog = SignalCatalog()
+    for name, value in data.items():
+        if not catalog.knows(name):
+            hint = catalog.suggest(name)
+            fail(f"--signals {path}: unknown signal {name!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail(f"--signals {path}: {name} must be a finite number, got {json.dumps(value)[:40]}")
