@@ -1,5 +1,6 @@
 """Field types shared by the HTTP API's models and the packages that validate the same data (fulfillment events):
-times converted to UTC, refused by name when their UTC equivalent cannot be stored."""
+times converted to UTC, refused by name when their UTC equivalent cannot be stored; and how a path that is not a
+readable file is said."""
 
 from __future__ import annotations
 
@@ -26,3 +27,10 @@ def utc_time(value: datetime) -> datetime:
 
 #: A timezone-aware time, converted to UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc_time)]
+
+
+def not_a_file(path) -> str:
+    """Why ``path`` (which is not a file) cannot be read, as the end of a sentence naming it."""
+    from pathlib import Path
+
+    return "is a directory, not a file" if Path(path).is_dir() else "does not exist"

@@ -54,7 +54,8 @@ def test_backtest_default_capacity_is_a_twentieth_of_the_peak_minute(trace):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--trace", "/no/such/file.csv"], "--trace: file not found"),
+        (["--trace", "/no/such/file.csv"], "--trace: /no/such/file.csv does not exist"),
+        (["--trace", "/"], "--trace: / is a directory, not a file"),
         (["--capacity-per-replica", "-5"], "--capacity-per-replica"),
         (["--capacity-per-replica", "0"], "--capacity-per-replica"),
         (["--lag-minutes", "-1"], "--lag-minutes"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from ..validation import not_a_file
 from .output import (
     PLOT_SUFFIXES,
     check_output_path,
@@ -464,7 +465,7 @@ def plan(
     forecast_frame = None
     if demand_forecast is not None:
         if not demand_forecast.is_file():
-            fail(f"--demand-forecast: file not found: {demand_forecast}")
+            fail(f"--demand-forecast: {demand_forecast} {not_a_file(demand_forecast)}")
         try:
             forecast_frame = (
                 pd.read_parquet(demand_forecast)

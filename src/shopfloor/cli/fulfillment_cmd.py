@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..validation import not_a_file
 from .output import console, fail, open_store, print_json
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def import_events(
     from ..promise.service import promise_service
 
     if not file.is_file():
-        fail(f"FILE: {file} does not exist")
+        fail(f"FILE: {file} {not_a_file(file)}")
     try:
         events = read_events(file)
     except ValueError as exc:

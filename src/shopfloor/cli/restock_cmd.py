@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from ..validation import not_a_file
 from .output import console, err_console, fail, open_store, print_json
 
 restock_app = typer.Typer(help="Restock planning: what to reorder, where and when; sell-out risks.", no_args_is_help=True)
@@ -197,7 +198,7 @@ def import_pos_cmd(
     from ..store.restock import RestockRepository
 
     if not file.is_file():
-        fail(f"FILE: {file} does not exist")
+        fail(f"FILE: {file} {not_a_file(file)}")
     try:
         pos = parse_purchase_orders_csv(file.read_text(encoding="utf-8-sig"))
     except DomainError as exc:

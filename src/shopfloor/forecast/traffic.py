@@ -27,6 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..validation import not_a_file
+
 MINUTES_PER_DAY = 1440
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 
@@ -161,7 +163,7 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
     """
     path = Path(path)
     if not path.is_file():
-        raise TraceError("trace", f"file not found: {path}")
+        raise TraceError("trace", f"{path} {not_a_file(path)}")
     try:
         raw = pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable files
@@ -175,7 +177,9 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
     counts = pd.to_numeric(raw["count"], errors="coerce")
     if counts.isna().any():
         row = int(counts.isna().to_numpy().argmax())
-        raise TraceError("count", f"row {row + 2} is not a number: {raw['count'].iloc[row]!r}")
+        value = raw["count"].iloc[row]
+        raise TraceError("count", f"row {row + 2} is empty" if pd.isna(value) else
+                         f"row {row + 2} is not a number: {str(value)!r}")
     if (counts < 0).any():
         row = int((counts < 0).to_numpy().argmax())
         raise TraceError("count", f"row {row + 2} is negative: {counts.iloc[row]}")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..validation import not_a_file
 from .restock_engine import EngineTuning
 from .restock_sim import LostSalesStore, NormalSafetyStockPolicy, SimulationResult, simulate
 
@@ -48,7 +49,7 @@ def load_demand_panel(path: str | Path) -> DemandPanel:
     """
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"history file not found: {p}")
+        raise ValueError(f"history file {p} {not_a_file(p)}")
     parquet = p.suffix == ".parquet"
     try:
         df = pd.read_parquet(p) if parquet else pd.read_csv(p)
