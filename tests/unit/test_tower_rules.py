@@ -256,3 +256,12 @@ def test_the_example_slow_checkout_rule_watches_the_tail_not_the_mean():
                                     "checkout_attempts_per_min": 40})
     assert not slow.condition.evaluate({"checkout_latency_p95_ms": 950.0, "checkout_attempts_per_min": 2})
     assert not slow.condition.evaluate({"checkout_latency_p95_ms": 300.0, "checkout_attempts_per_min": 40})
+
+
+@pytest.mark.parametrize("name", ["r\x00x", [1, 2], "a" * 201, "tab\there"])
+def test_a_rule_name_that_is_not_a_short_printable_text_is_refused_naming_the_field(name):
+    rules = {"rules": [{"name": name, "when": "traffic_rpm > 1",
+                        "actions": [{"type": "alert", "channel": "log", "message": "hi"}]}]}
+    with pytest.raises(RuleError) as err:
+        parse_rules(rules, CATALOG)
+    assert err.value.field == "rules[0].name" and "printable characters" in str(err.value)

@@ -385,8 +385,11 @@ def parse_rules(data: Any, catalog: SignalCatalog | None = None) -> RuleSet:
         if not isinstance(raw, Mapping):
             raise RuleError("each rule must be a mapping", field=f"rules[{i}]")
         name = raw.get("name")
-        if not isinstance(name, str) or not name:
+        if name is None or name == "":
             raise RuleError("missing field 'name'", field=f"rules[{i}]")
+        if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+            raise RuleError(f"'name' must be 1 to 200 printable characters, got {str(name)[:40]!r}",
+                            field=f"rules[{i}].name")
         if name in seen:
             raise RuleError("duplicate rule name", rule=name)
         seen.add(name)
