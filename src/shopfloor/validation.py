@@ -25,6 +25,10 @@ def utc_time(value: datetime) -> datetime:
             {"value": value.isoformat()}) from None
 
 
+#: A clock time followed by a UTC offset or ``Z`` (``00:00:00Z``, ``00:00:00.000+0000``, ``00:00 -0400``), for
+#: ``re.search``: tells a written offset from the day of a bare date (``2024-01-04`` ends in ``-04``).
+TIME_WITH_UTC_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+
 #: A timezone-aware time, converted to UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc_time)]
 

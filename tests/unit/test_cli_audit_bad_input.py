@@ -5,7 +5,6 @@ output is strict JSON."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shopfloor.cli.main import app
+from tests.support.olist import promise_backtest_args, write_olist
 
 runner = CliRunner()
 
@@ -248,30 +248,12 @@ def test_a_request_count_beyond_the_bound_is_refused_naming_file_row_and_column(
 
 # --- promise backtest --------------------------------------------------------------------------------------------
 
-def _olist(tmp_path, n=20):
-    t0 = datetime(2017, 1, 2, 9)
-    orders = [{"order_id": f"o{i}", "customer_id": f"c{i}", "order_purchase_timestamp": t0 + timedelta(hours=9 * i),
-               "order_approved_at": t0 + timedelta(hours=9 * i + 1),
-               "order_delivered_carrier_date": t0 + timedelta(hours=9 * i + 30),
-               "order_delivered_customer_date": t0 + timedelta(hours=9 * i + 200),
-               "order_estimated_delivery_date": (t0 + timedelta(days=25)).date()} for i in range(n)]
-    files = {
-        "orders": pd.DataFrame(orders),
-        "items": pd.DataFrame({"order_id": [f"o{i}" for i in range(n)], "order_item_id": 1, "seller_id": "s0"}),
-        "customers": pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "customer_state": "SP",
-                                   "customer_zip_code_prefix": "1000"}),
-        "sellers": pd.DataFrame({"seller_id": ["s0"], "seller_state": ["SP"]}),
-    }
-    paths = {}
-    for name, frame in files.items():
-        paths[name] = tmp_path / f"{name}.csv"
-        frame.to_csv(paths[name], index=False)
-    return paths
+def _olist(tmp_path):
+    return write_olist(tmp_path)
 
 
 def _promise_args(paths, tmp_path):
-    return ["promise", "backtest", *[a for name, p in paths.items() for a in (f"--{name}", str(p))],
-            "--out", str(tmp_path / "p.csv")]
+    return promise_backtest_args(paths, tmp_path / "p.csv")
 
 
 def test_promise_backtest_names_an_empty_customers_file(tmp_path):

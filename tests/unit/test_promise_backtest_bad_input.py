@@ -5,12 +5,12 @@ file, the row and the column, exit 2, no traceback and no warning; a valid file 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
 
 import pandas as pd
 from typer.testing import CliRunner
 
 from shopfloor.cli.main import app
+from tests.support.olist import promise_backtest_args, write_olist
 from tests.unit.test_cli_audit_bad_input import _refused as refused
 
 runner = CliRunner()
@@ -22,26 +22,8 @@ def _refused(res, *needles: str) -> str:
     return said
 
 
-def _olist(tmp_path, n=30):
-    t0 = datetime(2017, 1, 2, 9)
-    orders = [{"order_id": f"o{i}", "customer_id": f"c{i}",
-               "order_purchase_timestamp": t0 + timedelta(hours=9 * i),
-               "order_approved_at": t0 + timedelta(hours=9 * i + 1),
-               "order_delivered_carrier_date": t0 + timedelta(hours=9 * i + 30 + i % 7),
-               "order_delivered_customer_date": t0 + timedelta(hours=9 * i + 150 + 11 * (i % 5)),
-               "order_estimated_delivery_date": (t0 + timedelta(days=25)).date()} for i in range(n)]
-    files = {
-        "orders": pd.DataFrame(orders).astype(str),
-        "items": pd.DataFrame({"order_id": [f"o{i}" for i in range(n)], "order_item_id": 1, "seller_id": "s0"}),
-        "customers": pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "customer_state": "SP",
-                                   "customer_zip_code_prefix": "1000"}),
-        "sellers": pd.DataFrame({"seller_id": ["s0"], "seller_state": ["SP"]}),
-    }
-    paths = {}
-    for name, frame in files.items():
-        paths[name] = tmp_path / f"{name}.csv"
-        frame.to_csv(paths[name], index=False)
-    return paths
+def _olist(tmp_path):
+    return write_olist(tmp_path, 30, carrier_h=lambda i: 30 + i % 7, delivered_h=lambda i: 150 + 11 * (i % 5))
 
 
 def _edit_orders(paths, change):
@@ -58,8 +40,7 @@ def _set(row, column, value):
 
 
 def _backtest(paths, tmp_path, *extra):
-    return runner.invoke(app, ["promise", "backtest", *[a for name, p in paths.items() for a in (f"--{name}", str(p))],
-                               "--out", str(tmp_path / "p.csv"), *extra])
+    return runner.invoke(app, promise_backtest_args(paths, tmp_path / "p.csv", *extra))
 
 
 def test_a_delivery_dated_in_year_9999_is_refused_as_after_the_runs_clock(tmp_path):

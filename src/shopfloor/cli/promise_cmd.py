@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from .output import PLOT_SUFFIXES, check_output_path, console, err_console, fail, print_json
+from ..validation import TIME_WITH_UTC_OFFSET
+from .output import PLOT_SUFFIXES, check_output_path, console, err_console, fail, load_settings, print_json
 
 promise_app = typer.Typer(help="Delivery promises: backtests and calibration.", no_args_is_help=True)
 
@@ -25,20 +26,16 @@ _AFTER_PURCHASE = ("order_approved_at", "order_delivered_carrier_date", "order_d
 #: The earliest time an order file may carry: Olist's data starts in 2016; a year-1 or 1970 date is a placeholder
 #: that would skew every duration it takes part in.
 _EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-#: A time (not a bare date) that ends in a UTC offset: ``Z``, ``+05``, ``-0300``, ``+05:00``.
-_OFFSET = r"[T ]\d{1,2}:\d{2}.*?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 #: A time of day, with or without an offset (a bare date carries no offset either way).
 _TIME = r"[T ]\d{1,2}:\d{2}"
 
 
 def _latest(now: datetime) -> tuple[datetime, float]:
     """The latest time an order may carry and the hours it allows: the run's clock plus ``fulfillment_max_future_h``
-    (the bound `fulfillment import` and the API hold event times to), at its default."""
+    (the bound `fulfillment import` and the API hold event times to)."""
     from datetime import timedelta
 
-    from ..config import Settings
-
-    hours = float(Settings.model_fields["fulfillment_max_future_h"].default)
+    hours = float(load_settings().fulfillment_max_future_h)
     return now + timedelta(hours=hours), hours
 
 
@@ -76,7 +73,7 @@ def _check_orders(frame, path: Path) -> None:
             values, given, _, _ = parsed[col]
             text = values.where(given, "").str.strip()
             timed = given & text.str.contains(_TIME, regex=True)
-            aware = timed & text.str.contains(_OFFSET, regex=True)
+            aware = timed & text.str.contains(TIME_WITH_UTC_OFFSET, regex=True)
             kinds.append((col, values, timed, aware))
         n_aware = sum(int(a.sum()) for _, _, _, a in kinds)
         n_timed = sum(int(t.sum()) for _, _, t, _ in kinds)

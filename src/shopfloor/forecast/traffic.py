@@ -18,6 +18,7 @@ minutes are zero demand (the server saw no requests), with errors that name the 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..validation import not_a_file
+from ..validation import TIME_WITH_UTC_OFFSET, not_a_file
 
 MINUTES_PER_DAY = 1440
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
@@ -51,24 +52,10 @@ class TraceError(ValueError):
 #: to the last) and the replays grow without bound, usually because of one stray timestamp.
 MAX_TRACE_MINUTES = 731 * MINUTES_PER_DAY
 
-#: a UTC offset (or Z) right after a clock time: ``00:00:00Z``, ``00:00:00.000+0000``, ``00:00:00 -0400`` (not the
-#: day of a date-only value such as ``2024-01-04``)
-_OFFSET = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _ACCESS_LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
 def _parse_minutes(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
-    """See :func:`_parse_minutes_quietly`; pandas' parser warnings (a format it could not infer) are not shown:
-    a value that does not parse is refused naming its row."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        return _parse_minutes_quietly(column, tz)
-
-
-def _parse_minutes_quietly(column: pd.Series, tz: str) -> tuple[pd.Series, bool]:
     """The ``minute`` column as UTC timestamps, and whether the file wrote them naive (in ``tz``).
 
     Accepted: timestamps with a UTC offset or ``Z`` (every row, then ``tz`` is not used; ISO 8601 or a web server's
@@ -92,7 +79,7 @@ def _parse_minutes_quietly(column: pd.Series, tz: str) -> tuple[pd.Series, bool]
         _refuse_unparsed(parsed, column)
         return parsed, False
     text = column.astype(str).str.strip()
-    with_offset = text.str.contains(_OFFSET, regex=True)
+    with_offset = text.str.contains(TIME_WITH_UTC_OFFSET, regex=True)
     if with_offset.any() and not with_offset.all():
         row = int((~with_offset).to_numpy().argmax())
         raise TraceError("minute", f"row {row + 2} ({column.iloc[row]!r}) has no UTC offset while row "
@@ -173,7 +160,10 @@ def read_request_trace(path: str | Path, *, tz: str = "UTC") -> pd.Series:
             raise TraceError(col, f"missing column {col!r} in {path} (columns: {', '.join(map(str, raw.columns))})")
     if raw.empty:
         raise TraceError("trace", f"{path} has no rows")
-    minutes, naive = _parse_minutes(raw["minute"], tz)
+    with warnings.catch_warnings():  # pandas' parser warnings: a value that does not parse is refused by row
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        minutes, naive = _parse_minutes(raw["minute"], tz)
     counts = pd.to_numeric(raw["count"], errors="coerce")
     if counts.isna().any():
         row = int(counts.isna().to_numpy().argmax())
